@@ -1,0 +1,44 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Every setting comes from the environment; README lists them. */
+const EnvSchema = z.object({
+  DATABASE_URL: z.string().min(1).optional(),
+  COREMACHINE_DATA_DIR: z.string().min(1).default('.coremachine'),
+  COREMACHINE_EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
+  PG_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  TASK_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(32),
+  TASK_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(8),
+  JOB_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(2),
+});
+
+export interface CoreMachineConfig {
+  databaseUrl: string | undefined;
+  dataDir: string;
+  embeddedPgPort: number;
+  poolMax: number;
+  logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
+  taskBatchSize: number;
+  taskConcurrency: number;
+  jobConcurrency: number;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineConfig {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ');
+    throw new Error(`invalid configuration: ${detail}`);
+  }
+  const e = parsed.data;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    dataDir: path.resolve(e.COREMACHINE_DATA_DIR),
+    embeddedPgPort: e.COREMACHINE_EMBEDDED_PG_PORT,
+    poolMax: e.PG_POOL_MAX,
+    logLevel: e.LOG_LEVEL,
+    taskBatchSize: e.TASK_BATCH_SIZE,
+    taskConcurrency: e.TASK_CONCURRENCY,
+    jobConcurrency: e.JOB_CONCURRENCY,
+  };
+}

@@ -1,0 +1,146 @@
+import type pg from 'pg';
+import { JobQueueMessage, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
+import { withTransaction } from '../db/pool';
+import { assertSchemaVersion } from '../db/migrator';
+import { JobNotFoundError, MalformedMessageError, ValidationError } from '../errors';
+import { computeJobId } from '../identity';
+import type { Logger } from '../logger';
+import type { Registry } from '../registry';
+import { findJob, insertJob, listJobs } from '../state/jobs-store';
+import { toJobRecord, toStageProgress, toTaskRecord } from '../state/rows';
+import { listStages } from '../state/stages-store';
+import { listTasks } from '../state/tasks-store';
+import type { Transport } from '../transport/transport';
+import { Outbox } from './outbox';
+import { startStage, type JobMessageOutcome } from './stage-start';
+import { claim, classifyUnclaimed, commitOutcomes, parseTaskMessages, runClaimedTask, type TaskMessageOutcome } from './task-batch';
+
+export interface CoreMachineDeps {
+  pool: pg.Pool;
+  registry: Registry;
+  transport: Transport;
+  logger: Logger;
+}
+
+/**
+ * The engine's public surface: submit, process job and task messages, read state.
+ * Every method is safe under at-least-once delivery: a repeated call changes nothing twice.
+ */
+export class CoreMachine {
+  readonly outbox: Outbox;
+  private readonly pool: pg.Pool;
+  private readonly registry: Registry;
+  private readonly logger: Logger;
+
+  private constructor(deps: CoreMachineDeps) {
+    this.pool = deps.pool;
+    this.registry = deps.registry;
+    this.logger = deps.logger;
+    this.outbox = new Outbox(deps.pool, deps.transport);
+  }
+
+  /** Refuses to start against a database whose schema version is not the one this code expects. */
+  static async create(deps: CoreMachineDeps): Promise<CoreMachine> {
+    await assertSchemaVersion(deps.pool);
+    return new CoreMachine(deps);
+  }
+
+  /**
+   * Validates parameters (nothing is stored when they are invalid), derives the job id from type
+   * and canonical parameters, and inserts the job with its first job message in the outbox.
+   * Submitting the same job again returns the existing one.
+   */
+  async submitJob(jobType: string, parameters: unknown): Promise<{ job: JobView; created: boolean }> {
+    const definition = this.registry.job(jobType);
+    const parsed = definition.parameters.safeParse(parameters);
+    if (!parsed.success) {
+      throw new ValidationError(`invalid parameters for job type "${jobType}": ${parsed.error.message}`, parsed.error.issues);
+    }
+    const jobId = computeJobId(jobType, parsed.data);
+    const message: JobQueueMessage = { jobId, jobType, stage: 1 };
+    const { created, recorded } = await withTransaction(this.pool, async (client) => {
+      const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parsed.data });
+      const intents = inserted.created ? await this.outbox.record(client, [{ kind: 'job', jobId, message }]) : [];
+      return { created: inserted.created, recorded: intents };
+    });
+    await this.outbox.dispatch(recorded);
+    if (created) this.logger.info('job submitted', { jobId, jobType });
+    return { job: await this.getJob(jobId), created };
+  }
+
+  async getJob(jobId: string): Promise<JobView> {
+    const row = await findJob(this.pool, jobId);
+    if (!row) throw new JobNotFoundError(jobId);
+    const stages = await listStages(this.pool, jobId);
+    return { ...toJobRecord(row), stages: stages.map(toStageProgress) };
+  }
+
+  async listJobs(query: unknown = {}): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {
+    const parsed = ListJobsQuery.safeParse(query);
+    if (!parsed.success) throw new ValidationError(`invalid job list query: ${parsed.error.message}`, parsed.error.issues);
+    const { rows, nextCursor } = await listJobs(this.pool, parsed.data);
+    return { jobs: rows.map(toJobRecord), nextCursor };
+  }
+
+  async listTasks(jobId: string, query: unknown = {}): Promise<TaskRecord[]> {
+    const parsed = ListTasksQuery.safeParse(query);
+    if (!parsed.success) throw new ValidationError(`invalid task list query: ${parsed.error.message}`, parsed.error.issues);
+    if (!(await findJob(this.pool, jobId))) throw new JobNotFoundError(jobId);
+    return (await listTasks(this.pool, jobId, parsed.data)).map(toTaskRecord);
+  }
+
+  /** Starts the stage a job message names. Throws on anything that must be redelivered. */
+  async processJobMessage(body: unknown): Promise<JobMessageOutcome> {
+    const parsed = JobQueueMessage.safeParse(body);
+    if (!parsed.success) {
+      throw new MalformedMessageError(`job message does not match JobQueueMessage: ${parsed.error.message}`, parsed.error.issues);
+    }
+    const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
+      const started = await startStage(client, this.deps(), parsed.data);
+      return { outcome: started.outcome, recorded: await this.outbox.record(client, started.intents) };
+    });
+    await this.outbox.dispatch(recorded);
+    if (outcome.outcome === 'duplicate' || outcome.outcome === 'ignored') {
+      this.logger.info(`job message ${outcome.outcome}`, { jobId: outcome.jobId, stage: outcome.stage, reason: outcome.reason });
+    }
+    return outcome;
+  }
+
+  /**
+   * Handles a batch of task messages: one claim statement, handlers concurrently, one commit
+   * for every result. Returns one outcome per message, in order. Throws only on errors where
+   * redelivery can help (database unreachable); the batch is then abandoned as a whole.
+   */
+  async processTaskMessages(bodies: readonly unknown[]): Promise<TaskMessageOutcome[]> {
+    const { parsed, outcomes } = parseTaskMessages(bodies);
+    const deps = this.deps();
+    const claimed = await claim(this.pool, deps, parsed);
+    const claimedIds = new Set(claimed.map((task) => task.task_id));
+    const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId));
+    for (const [index, outcome] of await classifyUnclaimed(this.pool, unclaimed)) outcomes[index] = outcome;
+
+    const results = await Promise.all(claimed.map((task) => runClaimedTask(this.pool, deps, task, this.logger)));
+    const { settled, recorded } = await withTransaction(this.pool, async (client) => {
+      const committed = await commitOutcomes(client, deps, results);
+      return { settled: committed.settled, recorded: await this.outbox.record(client, committed.intents) };
+    });
+    await this.outbox.dispatch(recorded);
+
+    const resultById = new Map(results.map((r) => [r.taskId, r]));
+    for (const { index, message } of parsed) {
+      if (outcomes[index] || !claimedIds.has(message.taskId)) continue;
+      const failed = resultById.get(message.taskId)?.error !== undefined;
+      outcomes[index] = settled.has(message.taskId)
+        ? { outcome: failed ? 'failed' : 'completed', taskId: message.taskId }
+        : { outcome: 'fenced', taskId: message.taskId, reason: 'claim was no longer current when the result arrived' };
+    }
+    return outcomes.map((outcome, index) => {
+      if (!outcome) throw new Error(`task message ${index} of the batch has no outcome`);
+      return outcome;
+    });
+  }
+
+  private deps() {
+    return { registry: this.registry, logger: this.logger };
+  }
+}

@@ -1,0 +1,118 @@
+import type pg from 'pg';
+import type { JobQueueMessage, TaskQueueMessage } from '../../models';
+import type { Queryable } from '../db/pool';
+import { withTransaction } from '../db/pool';
+import { queuedTaskIds } from '../state/tasks-store';
+import type { Transport } from '../transport/transport';
+
+/**
+ * Transactional outbox. Intents are inserted in the transaction whose state change needs them and
+ * dispatched after it commits; a row left behind by a crash is re-dispatched by `sweep`.
+ * Re-sending is always safe: every consumer is idempotent (compare-and-set on the state).
+ */
+export type OutboxIntent =
+  | { kind: 'job'; jobId: string; message: JobQueueMessage }
+  | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; taskIds?: readonly string[] }
+  | { kind: 'task'; jobId: string; message: TaskQueueMessage; notBefore?: Date };
+
+interface RecordedIntent {
+  id: string;
+  intent: OutboxIntent;
+}
+
+export class Outbox {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly transport: Transport,
+  ) {}
+
+  /** Writes intents inside the caller's transaction. */
+  async record(db: Queryable, intents: readonly OutboxIntent[]): Promise<RecordedIntent[]> {
+    if (intents.length === 0) return [];
+    const result = await db.query<{ id: string }>({
+      name: 'cm_outbox_insert',
+      text: `INSERT INTO coremachine.outbox (kind, job_id, payload, not_before)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[]) RETURNING id`,
+      values: [
+        intents.map((intent) => intent.kind),
+        intents.map((intent) => intent.jobId),
+        intents.map((intent) => JSON.stringify(payloadOf(intent))),
+        intents.map((intent) => (intent.kind === 'task' && intent.notBefore ? intent.notBefore : new Date())),
+      ],
+    });
+    return result.rows.map((row, index) => ({ id: row.id, intent: intents[index] as OutboxIntent }));
+  }
+
+  /** After commit: sends, then deletes the rows. A failure leaves the rows for the sweep. */
+  async dispatch(recorded: readonly RecordedIntent[]): Promise<void> {
+    if (recorded.length === 0) return;
+    await this.send(this.pool, recorded.map((r) => r.intent));
+    await this.pool.query({
+      name: 'cm_outbox_delete',
+      text: 'DELETE FROM coremachine.outbox WHERE id = ANY($1::bigint[])',
+      values: [recorded.map((r) => r.id)],
+    });
+  }
+
+  /**
+   * Re-dispatches intents older than `olderThanMs` (their dispatcher crashed or failed).
+   * SKIP LOCKED lets several sweepers run at once without sending the same row twice.
+   */
+  async sweep(olderThanMs: number, limit = 500): Promise<number> {
+    return withTransaction(this.pool, async (client) => {
+      const due = await client.query<{ id: string; kind: OutboxIntent['kind']; job_id: string; payload: Record<string, unknown>; not_before: Date }>(
+        `SELECT id, kind, job_id, payload, not_before FROM coremachine.outbox
+          WHERE created_at < now() - make_interval(secs => $1::float8 / 1000) AND not_before <= now() + interval '1 hour'
+          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+        [olderThanMs, limit],
+      );
+      if (due.rows.length === 0) return 0;
+      await this.send(client, due.rows.map((row) => intentFromRow(row.kind, row.job_id, row.payload, row.not_before)));
+      await client.query('DELETE FROM coremachine.outbox WHERE id = ANY($1::bigint[])', [due.rows.map((row) => row.id)]);
+      return due.rows.length;
+    });
+  }
+
+  private async send(db: Queryable, intents: readonly OutboxIntent[]): Promise<void> {
+    const jobMessages: JobQueueMessage[] = [];
+    const taskMessages: TaskQueueMessage[] = [];
+    for (const intent of intents) {
+      if (intent.kind === 'job') jobMessages.push(intent.message);
+      else if (intent.kind === 'task') {
+        if (intent.notBefore && intent.notBefore.getTime() > Date.now()) {
+          await this.transport.scheduleTaskMessages([intent.message], intent.notBefore);
+        } else taskMessages.push(intent.message);
+      } else taskMessages.push(...(await stageTaskMessages(db, intent)));
+    }
+    if (taskMessages.length > 0) await this.transport.sendTaskMessages(taskMessages);
+    if (jobMessages.length > 0) await this.transport.sendJobMessages(jobMessages);
+  }
+}
+
+async function stageTaskMessages(
+  db: Queryable,
+  intent: Extract<OutboxIntent, { kind: 'stage_tasks' }>,
+): Promise<TaskQueueMessage[]> {
+  // Fresh fan-out: the ids are in memory. From the sweep: whatever of the stage is still QUEUED.
+  const tasks = intent.taskIds
+    ? intent.taskIds.map((taskId) => ({ task_id: taskId, task_type: intent.taskType, attempt: 0 }))
+    : await queuedTaskIds(db, intent.jobId, intent.stage);
+  return tasks.map((task) => ({
+    taskId: task.task_id,
+    jobId: intent.jobId,
+    stage: intent.stage,
+    taskType: task.task_type,
+    attempt: task.attempt + 1,
+  }));
+}
+
+function payloadOf(intent: OutboxIntent): unknown {
+  if (intent.kind === 'job' || intent.kind === 'task') return intent.message;
+  return { jobId: intent.jobId, stage: intent.stage, taskType: intent.taskType };
+}
+
+function intentFromRow(kind: OutboxIntent['kind'], jobId: string, payload: Record<string, unknown>, notBefore: Date): OutboxIntent {
+  if (kind === 'job') return { kind, jobId, message: payload as JobQueueMessage };
+  if (kind === 'task') return { kind, jobId, message: payload as TaskQueueMessage, notBefore };
+  return { kind, jobId, stage: Number(payload.stage), taskType: String(payload.taskType) };
+}

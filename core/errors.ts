@@ -1,0 +1,155 @@
+import type { ErrorShape } from '../models';
+
+/**
+ * A small typed hierarchy. Every error carries its cause; `nonRetryable` tells a transport that
+ * redelivering the message cannot help (it is dead-lettered instead of retried ten times).
+ */
+export class CoreMachineError extends Error {
+  readonly type: string = 'CoreMachineError';
+  readonly nonRetryable: boolean = false;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class ValidationError extends CoreMachineError {
+  override readonly type = 'ValidationError';
+  override readonly nonRetryable = true;
+  constructor(
+    message: string,
+    readonly issues: unknown[],
+  ) {
+    super(message);
+  }
+}
+
+export class UnknownJobTypeError extends CoreMachineError {
+  override readonly type = 'UnknownJobTypeError';
+  override readonly nonRetryable = true;
+  constructor(readonly jobType: string, known: readonly string[]) {
+    super(`unknown job type "${jobType}" (registered: ${known.join(', ') || 'none'})`);
+  }
+}
+
+export class UnknownTaskTypeError extends CoreMachineError {
+  override readonly type = 'UnknownTaskTypeError';
+  override readonly nonRetryable = true;
+  constructor(readonly taskType: string, known: readonly string[]) {
+    super(`unknown task type "${taskType}" (registered: ${known.join(', ') || 'none'})`);
+  }
+}
+
+export class DuplicateRegistrationError extends CoreMachineError {
+  override readonly type = 'DuplicateRegistrationError';
+  override readonly nonRetryable = true;
+}
+
+/** A state change the transition table forbids. Never caught and ignored. */
+export class InvalidTransitionError extends CoreMachineError {
+  override readonly type = 'InvalidTransitionError';
+  constructor(
+    readonly entity: 'job' | 'task',
+    readonly id: string,
+    readonly from: string,
+    readonly to: string,
+    detail?: string,
+  ) {
+    super(`invalid ${entity} transition ${from} → ${to} for ${id}${detail ? `: ${detail}` : ''}`);
+  }
+}
+
+export class JobNotFoundError extends CoreMachineError {
+  override readonly type = 'JobNotFoundError';
+  override readonly nonRetryable = true;
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} does not exist`);
+  }
+}
+
+export class TaskNotFoundError extends CoreMachineError {
+  override readonly type = 'TaskNotFoundError';
+  override readonly nonRetryable = true;
+  constructor(readonly taskId: string) {
+    super(`task ${taskId} does not exist`);
+  }
+}
+
+export class MalformedMessageError extends CoreMachineError {
+  override readonly type = 'MalformedMessageError';
+  override readonly nonRetryable = true;
+  constructor(
+    message: string,
+    readonly issues: unknown[] = [],
+  ) {
+    super(message);
+  }
+}
+
+export class SchemaVersionError extends CoreMachineError {
+  override readonly type = 'SchemaVersionError';
+  override readonly nonRetryable = true;
+  constructor(
+    readonly databaseVersion: number,
+    readonly expectedVersion: number,
+  ) {
+    super(
+      databaseVersion < expectedVersion
+        ? `database schema is at version ${databaseVersion} but this CoreMachine needs version ${expectedVersion}: run "coremachine db migrate"`
+        : `database schema is at version ${databaseVersion}, newer than version ${expectedVersion} that this CoreMachine knows: upgrade CoreMachine`,
+    );
+  }
+}
+
+/** Errors raised by user code, recorded on the task and job with the original as cause. */
+export class TaskValidationError extends ValidationError {
+  override readonly type = 'TaskValidationError' as 'ValidationError';
+}
+
+export class TaskHandlerError extends CoreMachineError {
+  override readonly type = 'TaskHandlerError';
+}
+
+export class FanOutError extends CoreMachineError {
+  override readonly type = 'FanOutError';
+}
+
+export class FinalizeError extends CoreMachineError {
+  override readonly type = 'FinalizeError';
+}
+
+/** Turns anything thrown into an Error, keeping the content of non-Error throws. */
+export function coerceError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  if (typeof thrown === 'string') return new Error(thrown);
+  let content: string;
+  try {
+    content = JSON.stringify(thrown) ?? String(thrown);
+  } catch {
+    // A value JSON cannot encode (cycle, BigInt) is still described, never lost.
+    content = String(thrown);
+  }
+  const error = new Error(`non-Error thrown: ${content}`);
+  error.name = 'NonErrorThrown';
+  return error;
+}
+
+const MAX_CAUSE_DEPTH = 5;
+
+export function errorToShape(thrown: unknown, where: { stage?: number; taskId?: string } = {}, depth = 0): ErrorShape {
+  const error = coerceError(thrown);
+  const shape: ErrorShape = {
+    type: error instanceof CoreMachineError ? error.type : error.name || 'Error',
+    message: error.message || String(error),
+  };
+  if (where.stage !== undefined) shape.stage = where.stage;
+  if (where.taskId !== undefined) shape.taskId = where.taskId;
+  if (error instanceof ValidationError || error instanceof MalformedMessageError) shape.issues = error.issues;
+  if (error.cause !== undefined && depth < MAX_CAUSE_DEPTH) shape.cause = errorToShape(error.cause, {}, depth + 1);
+  return shape;
+}
+
+export function isNonRetryable(error: unknown): boolean {
+  return error instanceof CoreMachineError && error.nonRetryable;
+}

@@ -1,0 +1,14 @@
+export { CoreMachine, type CoreMachineDeps } from './engine/core-machine';
+export type { JobMessageOutcome } from './engine/stage-start';
+export type { TaskMessageOutcome } from './engine/task-batch';
+export { Registry } from './registry';
+export * from './errors';
+export { loadConfig, type CoreMachineConfig } from './config';
+export { createLogger, type Logger, type LogLevel } from './logger';
+export { createPool, withTransaction } from './db/pool';
+export { migrate, schemaStatus, assertSchemaVersion, expectedSchemaVersion } from './db/migrator';
+export { openDatabase, type Database } from './database';
+export { InProcessTransport } from './transport/in-process-transport';
+export { InProcessQueue, type ReceivedMessage } from './transport/in-process-queue';
+export { JOBS_QUEUE, TASKS_QUEUE, type Transport } from './transport/transport';
+export { InProcessWorker, type WorkerOptions } from './worker';

@@ -1,0 +1,46 @@
+import type { CoreMachineConfig } from './config';
+import { openDatabase, type Database } from './database';
+import { CoreMachine } from './engine/core-machine';
+import type { Logger } from './logger';
+import type { Registry } from './registry';
+import { InProcessTransport } from './transport/in-process-transport';
+import { InProcessWorker } from './worker';
+
+export interface LocalRuntime {
+  database: Database;
+  machine: CoreMachine;
+  transport: InProcessTransport;
+  worker: InProcessWorker;
+  close(): Promise<void>;
+}
+
+/** Database + engine + in-process transport + workers: what `demo` and `dev` run. */
+export async function startLocalRuntime(config: CoreMachineConfig, registry: Registry, logger: Logger): Promise<LocalRuntime> {
+  const database = await openDatabase(config, logger);
+  try {
+    const transport = new InProcessTransport();
+    const machine = await CoreMachine.create({ pool: database.pool, registry, transport, logger });
+    // Anything a previous process committed but never sent goes out now.
+    await machine.outbox.sweep(0);
+    const worker = new InProcessWorker(machine, transport, logger, {
+      taskBatchSize: config.taskBatchSize,
+      taskConcurrency: config.taskConcurrency,
+      jobConcurrency: config.jobConcurrency,
+      outboxSweepMs: 30_000,
+    });
+    return {
+      database,
+      machine,
+      transport,
+      worker,
+      close: async () => {
+        await worker.stop();
+        await transport.close();
+        await database.close();
+      },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}

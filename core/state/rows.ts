@@ -1,0 +1,95 @@
+import type { ErrorShape, JobRecord, JobStatus, StageProgress, StageStatus, TaskRecord, TaskStatus } from '../../models';
+
+/** Row shapes as pg returns them, and their mapping to the model records. */
+export interface JobRow {
+  job_id: string;
+  job_type: string;
+  status: JobStatus;
+  stage: number;
+  total_stages: number;
+  parameters: unknown;
+  result: unknown;
+  error: ErrorShape | null;
+  created_at: Date;
+  updated_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+export interface StageRow {
+  job_id: string;
+  stage: number;
+  name: string;
+  status: StageStatus;
+  total: number;
+  completed: number;
+  failed: number;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+export interface TaskRow {
+  task_id: string;
+  job_id: string;
+  stage: number;
+  task_index: number;
+  task_type: string;
+  status: TaskStatus;
+  parameters: unknown;
+  result: unknown;
+  error: ErrorShape | null;
+  attempt: number;
+  claim_id: string | null;
+  lease_expires_at: Date | null;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+export function toJobRecord(row: JobRow): JobRecord {
+  return {
+    jobId: row.job_id,
+    jobType: row.job_type,
+    status: row.status,
+    stage: row.stage,
+    totalStages: row.total_stages,
+    parameters: row.parameters,
+    result: row.result ?? null,
+    error: row.error ?? null,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+export function toStageProgress(row: StageRow): StageProgress {
+  return {
+    stage: row.stage,
+    name: row.name,
+    status: row.status,
+    total: row.total,
+    completed: row.completed,
+    failed: row.failed,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+export function toTaskRecord(row: TaskRow): TaskRecord {
+  return {
+    taskId: row.task_id,
+    jobId: row.job_id,
+    stage: row.stage,
+    taskIndex: row.task_index,
+    taskType: row.task_type,
+    status: row.status,
+    parameters: row.parameters,
+    result: row.result ?? null,
+    error: row.error ?? null,
+    attempt: row.attempt,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}

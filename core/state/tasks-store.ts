@@ -1,0 +1,169 @@
+import type { ErrorShape, ListTasksQuery } from '../../models';
+import type { Queryable } from '../db/pool';
+import type { TaskRow } from './rows';
+
+/** One statement for a whole stage: the task rows come from arrays, never a per-task INSERT. */
+export async function insertStageTasks(
+  db: Queryable,
+  stage: { jobId: string; stage: number; taskType: string; taskIds: readonly string[]; parameters: readonly string[] },
+): Promise<number> {
+  if (stage.taskIds.length === 0) return 0;
+  const result = await db.query({
+    name: 'cm_insert_stage_tasks',
+    text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters)
+           SELECT t.task_id, $1, $2, (t.ord - 1)::int, $3, 'QUEUED', t.parameters
+             FROM unnest($4::text[], $5::jsonb[]) WITH ORDINALITY AS t(task_id, parameters, ord)`,
+    values: [stage.jobId, stage.stage, stage.taskType, stage.taskIds, stage.parameters],
+  });
+  return result.rowCount ?? 0;
+}
+
+export interface ClaimRequest {
+  taskId: string;
+  attempt: number;
+}
+
+export type ClaimedTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'parameters' | 'attempt'> & {
+  claim_id: string;
+};
+
+/**
+ * Claims a batch in one statement. A task is claimable when it is QUEUED for this attempt, or
+ * PROCESSING for this attempt with an expired lease (its worker died). Each claim gets a fresh
+ * claim_id: completions must present it, so a zombie worker's late result is rejected.
+ * Only tasks whose job is PROCESSING at that stage are claimed.
+ */
+export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[], leaseSeconds: readonly number[]): Promise<ClaimedTask[]> {
+  if (requests.length === 0) return [];
+  const result = await db.query<ClaimedTask>({
+    name: 'cm_claim_tasks',
+    text: `UPDATE coremachine.tasks t SET
+             status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
+             lease_expires_at = now() + make_interval(secs => m.lease), started_at = now()
+           FROM unnest($1::text[], $2::int[], $3::float8[]) AS m(task_id, attempt, lease), coremachine.jobs j
+           WHERE t.task_id = m.task_id AND j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage
+             AND ((t.status = 'QUEUED' AND t.attempt = m.attempt - 1)
+               OR (t.status = 'PROCESSING' AND t.attempt = m.attempt AND t.lease_expires_at < now()))
+           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.attempt, t.claim_id`,
+    values: [requests.map((r) => r.taskId), requests.map((r) => r.attempt), leaseSeconds],
+  });
+  return result.rows;
+}
+
+export type TaskState = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'status' | 'attempt'> & { lease_expired: boolean };
+
+export async function describeTasks(db: Queryable, taskIds: readonly string[]): Promise<TaskState[]> {
+  if (taskIds.length === 0) return [];
+  const result = await db.query<TaskState>({
+    name: 'cm_describe_tasks',
+    text: `SELECT task_id, job_id, stage, status, attempt, COALESCE(lease_expires_at < now(), false) AS lease_expired
+             FROM coremachine.tasks WHERE task_id = ANY($1::text[])`,
+    values: [taskIds],
+  });
+  return result.rows;
+}
+
+export interface TaskOutcome {
+  taskId: string;
+  claimId: string;
+  result?: unknown;
+  error?: ErrorShape;
+}
+
+export type SettledTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'status' | 'error'>;
+
+/**
+ * Records results and failures of claimed tasks in one statement. Fenced by claim_id: a claim
+ * that is no longer current (lease expired and re-claimed, or task cancelled) changes nothing.
+ */
+export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[]): Promise<SettledTask[]> {
+  if (outcomes.length === 0) return [];
+  const result = await db.query<SettledTask>({
+    name: 'cm_settle_tasks',
+    text: `UPDATE coremachine.tasks t SET
+             status = CASE WHEN o.failed THEN 'FAILED' ELSE 'COMPLETED' END,
+             result = o.result, error = o.error, finished_at = now(),
+             claim_id = NULL, lease_expires_at = NULL
+           FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bool[]) AS o(task_id, claim_id, result, error, failed)
+           WHERE t.task_id = o.task_id AND t.status = 'PROCESSING' AND t.claim_id = o.claim_id
+           RETURNING t.task_id, t.job_id, t.stage, t.status, t.error`,
+    values: [
+      outcomes.map((o) => o.taskId),
+      outcomes.map((o) => o.claimId),
+      outcomes.map((o) => (o.error ? null : JSON.stringify(o.result ?? null))),
+      outcomes.map((o) => (o.error ? JSON.stringify(o.error) : null)),
+      outcomes.map((o) => o.error !== undefined),
+    ],
+  });
+  return result.rows;
+}
+
+/** Extends a claim's lease; false when the claim is no longer current. */
+export async function extendLease(db: Queryable, taskId: string, claimId: string, leaseSeconds: number): Promise<boolean> {
+  const result = await db.query({
+    name: 'cm_extend_lease',
+    text: `UPDATE coremachine.tasks SET lease_expires_at = now() + make_interval(secs => $3)
+           WHERE task_id = $1 AND claim_id = $2 AND status = 'PROCESSING'`,
+    values: [taskId, claimId, leaseSeconds],
+  });
+  return result.rowCount === 1;
+}
+
+/** Fail fast: when a job fails, the tasks that have not started are cancelled. */
+export async function cancelQueuedTasks(db: Queryable, jobId: string): Promise<number> {
+  const result = await db.query({
+    name: 'cm_cancel_queued_tasks',
+    text: `UPDATE coremachine.tasks SET status = 'CANCELLED', finished_at = now()
+           WHERE job_id = $1 AND status = 'QUEUED'`,
+    values: [jobId],
+  });
+  return result.rowCount ?? 0;
+}
+
+/** One page of a stage's results in task order; callers page so memory stays flat in N. */
+export async function readStageResultsPage(
+  db: Queryable,
+  jobId: string,
+  stage: number,
+  afterIndex: number,
+  limit: number,
+): Promise<Array<{ task_index: number; result: unknown }>> {
+  const result = await db.query<{ task_index: number; result: unknown }>({
+    name: 'cm_stage_results_page',
+    text: `SELECT task_index, result FROM coremachine.tasks
+           WHERE job_id = $1 AND stage = $2 AND task_index > $3 AND status = 'COMPLETED'
+           ORDER BY task_index LIMIT $4`,
+    values: [jobId, stage, afterIndex, limit],
+  });
+  return result.rows;
+}
+
+export async function countCompletedTasks(db: Queryable, jobId: string, stage: number): Promise<number> {
+  const result = await db.query<{ n: number }>({
+    name: 'cm_count_completed',
+    text: `SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND stage = $2 AND status = 'COMPLETED'`,
+    values: [jobId, stage],
+  });
+  return result.rows[0]?.n ?? 0;
+}
+
+export async function queuedTaskIds(db: Queryable, jobId: string, stage: number): Promise<Array<{ task_id: string; task_type: string; attempt: number }>> {
+  const result = await db.query<{ task_id: string; task_type: string; attempt: number }>({
+    name: 'cm_queued_task_ids',
+    text: `SELECT task_id, task_type, attempt FROM coremachine.tasks
+           WHERE job_id = $1 AND stage = $2 AND status = 'QUEUED' ORDER BY task_index`,
+    values: [jobId, stage],
+  });
+  return result.rows;
+}
+
+export async function listTasks(db: Queryable, jobId: string, query: ListTasksQuery): Promise<TaskRow[]> {
+  const result = await db.query<TaskRow>(
+    `SELECT * FROM coremachine.tasks
+      WHERE job_id = $1 AND ($2::int IS NULL OR stage = $2) AND ($3::text IS NULL OR status = $3)
+        AND (stage, task_index) > (COALESCE($2::int, 0), $4::int)
+      ORDER BY stage, task_index LIMIT $5`,
+    [jobId, query.stage ?? null, query.status ?? null, query.afterIndex, query.limit],
+  );
+  return result.rows;
+}

@@ -1,0 +1,239 @@
+import { randomUUID } from 'node:crypto';
+
+/**
+ * One queue with Azure Service Bus peek-lock semantics, in memory:
+ * - a received message is locked for `lockDurationMs`; unsettled when the lock expires, it becomes
+ *   visible again and its delivery count grows (redelivery while the first handler may still run);
+ * - complete removes it, abandon makes it visible again at once, deadLetter moves it aside;
+ * - a delivery past `maxDeliveryCount` goes to the dead-letter queue (MaxDeliveryCountExceeded);
+ * - settling with a lock that expired throws MessageLockLostError, as the SDK does;
+ * - optional duplicate detection drops a message whose messageId was seen within the window;
+ * - scheduled messages become visible at their enqueue time.
+ */
+export interface QueueMessage {
+  messageId: string;
+  body: unknown;
+  applicationProperties?: Record<string, string | number | boolean>;
+}
+
+export interface ReceivedMessage extends QueueMessage {
+  readonly lockToken: string;
+  readonly deliveryCount: number;
+  readonly enqueuedTimeUtc: Date;
+}
+
+export interface DeadLetteredMessage extends QueueMessage {
+  deadLetterReason: string;
+  deadLetterErrorDescription: string;
+  deliveryCount: number;
+}
+
+export interface QueueOptions {
+  lockDurationMs: number;
+  maxDeliveryCount: number;
+  duplicateDetectionWindowMs: number;
+}
+
+export class MessageLockLostError extends Error {
+  override readonly name = 'MessageLockLostError';
+}
+
+interface Entry {
+  message: QueueMessage;
+  deliveryCount: number;
+  enqueuedTimeUtc: Date;
+  visibleAt: number;
+  sequence: number;
+}
+
+interface Lock {
+  entry: Entry;
+  timer: NodeJS.Timeout;
+}
+
+export class InProcessQueue {
+  private readonly ready: Entry[] = [];
+  private readonly scheduled: Entry[] = [];
+  private readonly locks = new Map<string, Lock>();
+  private readonly seenIds = new Map<string, number>();
+  private readonly listeners = new Set<() => void>();
+  private scheduleTimer: NodeJS.Timeout | undefined;
+  private sequence = 0;
+  readonly deadLetters: DeadLetteredMessage[] = [];
+  readonly stats = { sent: 0, duplicatesDropped: 0, delivered: 0, completed: 0, abandoned: 0, lockExpired: 0, deadLettered: 0 };
+
+  constructor(
+    readonly name: string,
+    readonly options: QueueOptions,
+  ) {}
+
+  send(messages: readonly QueueMessage[], scheduledAt?: Date): void {
+    const now = Date.now();
+    for (const message of messages) {
+      if (this.isDuplicate(message.messageId, now)) {
+        this.stats.duplicatesDropped++;
+        continue;
+      }
+      this.stats.sent++;
+      const visibleAt = scheduledAt ? scheduledAt.getTime() : now;
+      const entry: Entry = { message: structuredClone(message), deliveryCount: 0, enqueuedTimeUtc: new Date(now), visibleAt, sequence: this.sequence++ };
+      if (visibleAt > now) this.scheduled.push(entry);
+      else this.ready.push(entry);
+    }
+    this.armScheduleTimer();
+    this.notify();
+  }
+
+  /** Locks and returns up to `max` visible messages, oldest first. */
+  receive(max: number): ReceivedMessage[] {
+    this.promoteScheduled();
+    const taken = this.ready.splice(0, max);
+    return taken.map((entry) => {
+      entry.deliveryCount++;
+      this.stats.delivered++;
+      const lockToken = randomUUID();
+      this.locks.set(lockToken, { entry, timer: this.lockTimer(lockToken) });
+      return {
+        ...structuredClone(entry.message),
+        lockToken,
+        deliveryCount: entry.deliveryCount,
+        enqueuedTimeUtc: entry.enqueuedTimeUtc,
+      };
+    });
+  }
+
+  complete(message: ReceivedMessage): void {
+    this.takeLock(message);
+    this.stats.completed++;
+    this.notify();
+  }
+
+  abandon(message: ReceivedMessage): void {
+    const { entry } = this.takeLock(message);
+    this.stats.abandoned++;
+    this.requeue(entry);
+  }
+
+  deadLetter(message: ReceivedMessage, reason: string, description: string): void {
+    const { entry } = this.takeLock(message);
+    this.moveToDeadLetter(entry, reason, description);
+  }
+
+  renewLock(message: ReceivedMessage): void {
+    const lock = this.locks.get(message.lockToken);
+    if (!lock) throw new MessageLockLostError(`lock on message ${message.messageId} in ${this.name} was lost`);
+    clearTimeout(lock.timer);
+    lock.timer = this.lockTimer(message.lockToken);
+  }
+
+  /** Messages visible now or later, plus those locked by a receiver. */
+  get activeCount(): number {
+    return this.ready.length + this.scheduled.length + this.locks.size;
+  }
+
+  get visibleCount(): number {
+    this.promoteScheduled();
+    return this.ready.length;
+  }
+
+  onActivity(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  close(): void {
+    for (const lock of this.locks.values()) clearTimeout(lock.timer);
+    this.locks.clear();
+    if (this.scheduleTimer) clearTimeout(this.scheduleTimer);
+    this.listeners.clear();
+  }
+
+  private isDuplicate(messageId: string, now: number): boolean {
+    const window = this.options.duplicateDetectionWindowMs;
+    if (window <= 0) return false;
+    const seen = this.seenIds.get(messageId);
+    if (seen !== undefined && now - seen < window) return true;
+    this.seenIds.set(messageId, now);
+    return false;
+  }
+
+  private takeLock(message: ReceivedMessage): Lock {
+    const lock = this.locks.get(message.lockToken);
+    if (!lock) {
+      throw new MessageLockLostError(
+        `lock on message ${message.messageId} in ${this.name} expired or was already settled`,
+      );
+    }
+    clearTimeout(lock.timer);
+    this.locks.delete(message.lockToken);
+    return lock;
+  }
+
+  private lockTimer(lockToken: string): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      const lock = this.locks.get(lockToken);
+      if (!lock) return;
+      this.locks.delete(lockToken);
+      this.stats.lockExpired++;
+      this.requeue(lock.entry);
+    }, this.options.lockDurationMs);
+    timer.unref();
+    return timer;
+  }
+
+  private requeue(entry: Entry): void {
+    if (entry.deliveryCount >= this.options.maxDeliveryCount) {
+      this.moveToDeadLetter(
+        entry,
+        'MaxDeliveryCountExceeded',
+        `delivered ${entry.deliveryCount} times without being completed (max ${this.options.maxDeliveryCount})`,
+      );
+      return;
+    }
+    this.ready.push(entry);
+    this.ready.sort((a, b) => a.sequence - b.sequence);
+    this.notify();
+  }
+
+  private moveToDeadLetter(entry: Entry, reason: string, description: string): void {
+    this.stats.deadLettered++;
+    this.deadLetters.push({
+      ...entry.message,
+      deadLetterReason: reason,
+      deadLetterErrorDescription: description,
+      deliveryCount: entry.deliveryCount,
+    });
+    this.notify();
+  }
+
+  private promoteScheduled(): void {
+    const now = Date.now();
+    let moved = false;
+    for (let i = this.scheduled.length - 1; i >= 0; i--) {
+      const entry = this.scheduled[i];
+      if (entry && entry.visibleAt <= now) {
+        this.scheduled.splice(i, 1);
+        this.ready.push(entry);
+        moved = true;
+      }
+    }
+    if (moved) this.ready.sort((a, b) => a.sequence - b.sequence);
+  }
+
+  private armScheduleTimer(): void {
+    if (this.scheduleTimer) clearTimeout(this.scheduleTimer);
+    this.scheduleTimer = undefined;
+    if (this.scheduled.length === 0) return;
+    const next = Math.min(...this.scheduled.map((entry) => entry.visibleAt));
+    this.scheduleTimer = setTimeout(() => {
+      this.promoteScheduled();
+      this.armScheduleTimer();
+      this.notify();
+    }, Math.max(0, next - Date.now()));
+    this.scheduleTimer.unref();
+  }
+
+  private notify(): void {
+    for (const listener of this.listeners) listener();
+  }
+}

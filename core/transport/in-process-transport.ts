@@ -1,0 +1,52 @@
+import { jobMessageId, taskMessageId, type JobQueueMessage, type TaskQueueMessage } from '../../models';
+import { InProcessQueue, type QueueOptions } from './in-process-queue';
+import { JOBS_QUEUE, TASKS_QUEUE, type Transport } from './transport';
+
+const DEFAULT_QUEUE_OPTIONS: QueueOptions = {
+  // Matches the Bicep queues: 5 minute lock (renewed by the consumer), 10 deliveries.
+  lockDurationMs: 5 * 60_000,
+  maxDeliveryCount: 10,
+  duplicateDetectionWindowMs: 0,
+};
+
+/** The jobs and tasks queues in memory, for `coremachine dev`, the demo and the tests. */
+export class InProcessTransport implements Transport {
+  readonly name = 'in-process';
+  readonly jobs: InProcessQueue;
+  readonly tasks: InProcessQueue;
+
+  constructor(options: Partial<QueueOptions> = {}) {
+    const queueOptions = { ...DEFAULT_QUEUE_OPTIONS, ...options };
+    this.jobs = new InProcessQueue(JOBS_QUEUE, queueOptions);
+    this.tasks = new InProcessQueue(TASKS_QUEUE, queueOptions);
+  }
+
+  sendJobMessages(messages: readonly JobQueueMessage[]): Promise<void> {
+    this.jobs.send(messages.map((body) => ({ messageId: jobMessageId(body), body, applicationProperties: { jobId: body.jobId, stage: body.stage } })));
+    return Promise.resolve();
+  }
+
+  sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void> {
+    this.tasks.send(messages.map(toQueueMessage));
+    return Promise.resolve();
+  }
+
+  scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void> {
+    this.tasks.send(messages.map(toQueueMessage), at);
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    this.jobs.close();
+    this.tasks.close();
+    return Promise.resolve();
+  }
+}
+
+function toQueueMessage(body: TaskQueueMessage) {
+  return {
+    messageId: taskMessageId(body),
+    body,
+    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId },
+  };
+}

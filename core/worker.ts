@@ -1,0 +1,81 @@
+import { isNonRetryable, errorToShape } from './errors';
+import type { CoreMachine } from './engine/core-machine';
+import type { Logger } from './logger';
+import type { InProcessTransport } from './transport/in-process-transport';
+import { QueueConsumer, type Settlement } from './transport/queue-consumer';
+import type { ReceivedMessage } from './transport/in-process-queue';
+
+export interface WorkerOptions {
+  taskBatchSize: number;
+  taskConcurrency: number;
+  jobConcurrency: number;
+  autoRenewLock?: boolean;
+  /** How often undispatched outbox rows are swept (a dispatcher crashed between commit and send). */
+  outboxSweepMs?: number;
+}
+
+/**
+ * Runs the engine on the in-process transport: the same roles the Service Bus triggers play in
+ * the Functions app. Non-retryable errors (malformed message, unknown job) are dead-lettered at
+ * once with their reason; any other error abandons the message so it is redelivered.
+ */
+export class InProcessWorker {
+  private readonly jobConsumer: QueueConsumer;
+  private readonly taskConsumer: QueueConsumer;
+  private readonly sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly machine: CoreMachine,
+    private readonly transport: InProcessTransport,
+    private readonly logger: Logger,
+    options: WorkerOptions,
+  ) {
+    const autoRenewLock = options.autoRenewLock ?? true;
+    this.jobConsumer = new QueueConsumer(transport.jobs, (batch) => this.handleJobs(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock }, logger);
+    this.taskConsumer = new QueueConsumer(transport.tasks, (batch) => this.handleTasks(batch), { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock }, logger);
+    if (options.outboxSweepMs) {
+      const sweepMs = options.outboxSweepMs;
+      this.sweepTimer = setInterval(() => {
+        machine.outbox.sweep(sweepMs).catch((error: unknown) => logger.error('outbox sweep failed', { error: errorToShape(error) }));
+      }, sweepMs);
+      this.sweepTimer.unref();
+    }
+  }
+
+  /** Resolves once both queues are empty and nothing is being handled. */
+  async drain(): Promise<void> {
+    for (;;) {
+      await Promise.all([this.jobConsumer.whenIdle(), this.taskConsumer.whenIdle()]);
+      if (this.transport.jobs.visibleCount === 0 && this.transport.tasks.visibleCount === 0) return;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    await Promise.all([this.jobConsumer.stop(), this.taskConsumer.stop()]);
+  }
+
+  private async handleJobs(batch: ReceivedMessage[]): Promise<Settlement[]> {
+    const settlements: Settlement[] = [];
+    for (const message of batch) {
+      try {
+        await this.machine.processJobMessage(message.body);
+        settlements.push({ action: 'complete' });
+      } catch (error) {
+        if (!isNonRetryable(error)) throw error;
+        settlements.push(deadLetter(error));
+      }
+    }
+    return settlements;
+  }
+
+  private async handleTasks(batch: ReceivedMessage[]): Promise<Settlement[]> {
+    const outcomes = await this.machine.processTaskMessages(batch.map((message) => message.body));
+    return outcomes.map((outcome) => (outcome.outcome === 'malformed' ? deadLetter(outcome.error) : { action: 'complete' }));
+  }
+}
+
+function deadLetter(error: unknown): Settlement {
+  const shape = errorToShape(error);
+  return { action: 'deadLetter', reason: shape.type, description: shape.message };
+}

@@ -1,0 +1,22 @@
+import { z } from 'zod';
+
+/** How an error is stored on a job or task and returned by the API. `cause` nests the chain. */
+export interface ErrorShape {
+  type: string;
+  message: string;
+  stage?: number | undefined;
+  taskId?: string | undefined;
+  cause?: ErrorShape | undefined;
+  issues?: unknown[] | undefined;
+}
+
+export const ErrorShape: z.ZodType<ErrorShape> = z.lazy(() =>
+  z.object({
+    type: z.string(),
+    message: z.string(),
+    stage: z.number().int().optional(),
+    taskId: z.string().optional(),
+    cause: ErrorShape.optional(),
+    issues: z.array(z.unknown()).optional(),
+  }),
+);

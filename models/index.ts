@@ -1,0 +1,6 @@
+export * from './status';
+export * from './error-shape';
+export * from './messages';
+export * from './records';
+export * from './job-definition';
+export * from './api';

@@ -1,0 +1,142 @@
+import { z } from 'zod';
+
+/**
+ * Typed job and task declarations. Types flow parameters → task specs → results → next stage →
+ * finalize without casts in user code. Handlers are declared with method syntax so a concrete
+ * definition is assignable to the erased `AnyTaskDefinition` the registry stores.
+ */
+
+/** What a handler gets besides its parameters. */
+export interface TaskContext {
+  readonly jobId: string;
+  readonly taskId: string;
+  readonly stage: number;
+  readonly taskIndex: number;
+  readonly attempt: number;
+  /** Aborted when the task is cancelled or its lease is lost: stop work and return. */
+  readonly signal: AbortSignal;
+  /** Extends the task's lease; long handlers call it so a redelivery does not re-claim them. */
+  heartbeat(): Promise<void>;
+}
+
+export interface TaskDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
+  readonly kind: 'task';
+  readonly type: string;
+  readonly parameters: P;
+  /** How long a claim lasts without a heartbeat before the task may be re-claimed. */
+  readonly leaseSeconds?: number;
+  handler(parameters: z.output<P>, context: TaskContext): Promise<R>;
+}
+
+export type AnyTaskDefinition = TaskDefinition<z.ZodType, unknown>;
+
+/** Results of the previous stage, in task order; read in pages so memory stays flat in N. */
+export interface StageResults<R> extends AsyncIterable<R> {
+  readonly count: number;
+  all(): Promise<R[]>;
+}
+
+export type TaskSpecs<T> = Iterable<T> | AsyncIterable<T>;
+
+export interface FanOutContext<JP, Prev> {
+  readonly jobId: string;
+  readonly stage: number;
+  readonly parameters: JP;
+  readonly previous: StageResults<Prev>;
+}
+
+export interface StageDefinition<JP, Prev, TP extends z.ZodType, TR> {
+  readonly name: string;
+  readonly task: TaskDefinition<TP, TR>;
+  /** Turns job parameters and the previous stage's results into this stage's task parameters. */
+  fanOut(context: FanOutContext<JP, Prev>): TaskSpecs<z.input<TP>> | Promise<TaskSpecs<z.input<TP>>>;
+}
+
+export interface AnyStageDefinition {
+  readonly name: string;
+  readonly task: AnyTaskDefinition;
+  fanOut(context: FanOutContext<unknown, unknown>): TaskSpecs<unknown> | Promise<TaskSpecs<unknown>>;
+}
+
+export interface FinalizeContext<JP, Prev> {
+  readonly jobId: string;
+  readonly parameters: JP;
+  readonly previous: StageResults<Prev>;
+}
+
+export interface JobDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
+  readonly kind: 'job';
+  readonly type: string;
+  readonly description: string;
+  readonly parameters: P;
+  readonly stages: readonly AnyStageDefinition[];
+  finalize(context: FinalizeContext<z.output<P>, unknown>): R | Promise<R>;
+}
+
+export type AnyJobDefinition = JobDefinition<z.ZodType, unknown>;
+
+const TYPE_NAME = /^[a-z][a-z0-9_.-]{0,127}$/;
+
+function checkTypeName(kind: string, type: string): void {
+  if (!TYPE_NAME.test(type)) {
+    throw new TypeError(`${kind} type "${type}" must match ${String(TYPE_NAME)}`);
+  }
+}
+
+export function defineTask<P extends z.ZodType, R>(definition: {
+  type: string;
+  parameters: P;
+  leaseSeconds?: number;
+  handler: (parameters: z.output<P>, context: TaskContext) => Promise<R>;
+}): TaskDefinition<P, R> {
+  checkTypeName('task', definition.type);
+  const { handler } = definition;
+  return {
+    kind: 'task',
+    type: definition.type,
+    parameters: definition.parameters,
+    ...(definition.leaseSeconds === undefined ? {} : { leaseSeconds: definition.leaseSeconds }),
+    handler: (parameters, context) => handler(parameters, context),
+  };
+}
+
+/** Builder: each `.stage()` fixes the type its successor's `fanOut` receives as `previous`. */
+export class JobBuilder<P extends z.ZodType, Prev> {
+  constructor(
+    private readonly type: string,
+    private readonly description: string,
+    private readonly parameters: P,
+    private readonly stages: readonly AnyStageDefinition[],
+  ) {}
+
+  stage<TP extends z.ZodType, TR>(stage: StageDefinition<z.output<P>, Prev, TP, TR>): JobBuilder<P, TR> {
+    if (this.stages.some((existing) => existing.name === stage.name)) {
+      throw new TypeError(`job type "${this.type}" already has a stage named "${stage.name}"`);
+    }
+    // Erasing the generic types here is what lets user code stay free of casts.
+    const erased = stage as unknown as AnyStageDefinition;
+    return new JobBuilder<P, TR>(this.type, this.description, this.parameters, [...this.stages, erased]);
+  }
+
+  finalize<R>(finalize: (context: FinalizeContext<z.output<P>, Prev>) => R | Promise<R>): JobDefinition<P, R> {
+    if (this.stages.length === 0) throw new TypeError(`job type "${this.type}" needs at least one stage`);
+    const erasedFinalize = finalize as unknown as (context: FinalizeContext<z.output<P>, unknown>) => R | Promise<R>;
+    return {
+      kind: 'job',
+      type: this.type,
+      description: this.description,
+      parameters: this.parameters,
+      stages: this.stages,
+      finalize: (context) => erasedFinalize(context),
+    };
+  }
+}
+
+export function defineJob<P extends z.ZodType>(definition: {
+  type: string;
+  description?: string;
+  parameters: P;
+}): JobBuilder<P, never> {
+  checkTypeName('job', definition.type);
+  return new JobBuilder<P, never>(definition.type, definition.description ?? '', definition.parameters, []);
+}

@@ -1,0 +1,27 @@
+import { z } from 'zod';
+
+/** Queue messages are pointers into Postgres: small enough that no payload nears the 256 KB limit. */
+export const JobQueueMessage = z.strictObject({
+  jobId: z.string().min(1),
+  jobType: z.string().min(1),
+  stage: z.number().int().min(1),
+});
+export type JobQueueMessage = z.infer<typeof JobQueueMessage>;
+
+export const TaskQueueMessage = z.strictObject({
+  taskId: z.string().min(1),
+  jobId: z.string().min(1),
+  stage: z.number().int().min(1),
+  taskType: z.string().min(1),
+  attempt: z.number().int().min(1),
+});
+export type TaskQueueMessage = z.infer<typeof TaskQueueMessage>;
+
+/** Deterministic ids so Service Bus duplicate detection drops a re-send of the same message. */
+export function jobMessageId(message: JobQueueMessage): string {
+  return `${message.jobId}:s${message.stage}`;
+}
+
+export function taskMessageId(message: TaskQueueMessage): string {
+  return `${message.taskId}:a${message.attempt}`;
+}

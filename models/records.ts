@@ -1,0 +1,52 @@
+import { z } from 'zod';
+import { ErrorShape } from './error-shape';
+import { JobStatus, StageStatus, TaskStatus } from './status';
+
+export const JobRecord = z.object({
+  jobId: z.string(),
+  jobType: z.string(),
+  status: JobStatus,
+  stage: z.number().int().min(1),
+  totalStages: z.number().int().min(1),
+  parameters: z.unknown(),
+  result: z.unknown().nullable(),
+  error: ErrorShape.nullable(),
+  createdAt: z.date(),
+  updatedAt: z.date(),
+  startedAt: z.date().nullable(),
+  finishedAt: z.date().nullable(),
+});
+export type JobRecord = z.infer<typeof JobRecord>;
+
+export const TaskRecord = z.object({
+  taskId: z.string(),
+  jobId: z.string(),
+  stage: z.number().int().min(1),
+  taskIndex: z.number().int().min(0),
+  taskType: z.string(),
+  status: TaskStatus,
+  parameters: z.unknown(),
+  result: z.unknown().nullable(),
+  error: ErrorShape.nullable(),
+  attempt: z.number().int().min(0),
+  createdAt: z.date(),
+  startedAt: z.date().nullable(),
+  finishedAt: z.date().nullable(),
+});
+export type TaskRecord = z.infer<typeof TaskRecord>;
+
+/** Per-stage progress: the counters the stage advance is decided on. */
+export const StageProgress = z.object({
+  stage: z.number().int().min(1),
+  name: z.string(),
+  status: StageStatus,
+  total: z.number().int().min(0),
+  completed: z.number().int().min(0),
+  failed: z.number().int().min(0),
+  startedAt: z.date().nullable(),
+  finishedAt: z.date().nullable(),
+});
+export type StageProgress = z.infer<typeof StageProgress>;
+
+export const JobView = JobRecord.extend({ stages: z.array(StageProgress) });
+export type JobView = z.infer<typeof JobView>;
