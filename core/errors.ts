@@ -122,10 +122,9 @@ export class FinalizeError extends CoreMachineError {
 /** Turns anything thrown into an Error, keeping the content of non-Error throws. */
 export function coerceError(thrown: unknown): Error {
   if (thrown instanceof Error) return thrown;
-  if (typeof thrown === 'string') return new Error(thrown);
   let content: string;
   try {
-    content = JSON.stringify(thrown) ?? String(thrown);
+    content = typeof thrown === 'string' ? thrown : (JSON.stringify(thrown) ?? String(thrown));
   } catch {
     // A value JSON cannot encode (cycle, BigInt) is still described, never lost.
     content = String(thrown);

@@ -42,11 +42,13 @@ export class InProcessWorker {
     }
   }
 
-  /** Resolves once both queues are empty and nothing is being handled. */
+  /**
+   * Resolves once both queues are empty and nothing is being handled. Both consumers are checked
+   * in the same tick: a job message in flight can still fan out to the tasks queue.
+   */
   async drain(): Promise<void> {
-    for (;;) {
-      await Promise.all([this.jobConsumer.whenIdle(), this.taskConsumer.whenIdle()]);
-      if (this.transport.jobs.visibleCount === 0 && this.transport.tasks.visibleCount === 0) return;
+    while (!(this.jobConsumer.isIdle() && this.taskConsumer.isIdle())) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
 

@@ -9,8 +9,9 @@ import type { Registry } from '../registry';
 import { findJob, insertJob, listJobs } from '../state/jobs-store';
 import { toJobRecord, toStageProgress, toTaskRecord } from '../state/rows';
 import { listStages } from '../state/stages-store';
-import { listTasks } from '../state/tasks-store';
+import { listTasks, releaseClaims, type TaskOutcome } from '../state/tasks-store';
 import type { Transport } from '../transport/transport';
+import { GroupCommitter } from './group-commit';
 import { Outbox } from './outbox';
 import { startStage, type JobMessageOutcome } from './stage-start';
 import { claim, classifyUnclaimed, commitOutcomes, parseTaskMessages, runClaimedTask, type TaskMessageOutcome } from './task-batch';
@@ -28,6 +29,7 @@ export interface CoreMachineDeps {
  */
 export class CoreMachine {
   readonly outbox: Outbox;
+  private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commitResults(results));
   private readonly pool: pg.Pool;
   private readonly registry: Registry;
   private readonly logger: Logger;
@@ -107,8 +109,8 @@ export class CoreMachine {
   }
 
   /**
-   * Handles a batch of task messages: one claim statement, handlers concurrently, one commit
-   * for every result. Returns one outcome per message, in order. Throws only on errors where
+   * Handles a batch of task messages: one claim statement, handlers concurrently, and results
+   * group-committed as they finish. Returns one outcome per message, in order. Throws only on errors where
    * redelivery can help (database unreachable); the batch is then abandoned as a whole.
    */
   async processTaskMessages(bodies: readonly unknown[]): Promise<TaskMessageOutcome[]> {
@@ -119,25 +121,41 @@ export class CoreMachine {
     const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId));
     for (const [index, outcome] of await classifyUnclaimed(this.pool, unclaimed)) outcomes[index] = outcome;
 
-    const results = await Promise.all(claimed.map((task) => runClaimedTask(this.pool, deps, task, this.logger)));
-    const { settled, recorded } = await withTransaction(this.pool, async (client) => {
-      const committed = await commitOutcomes(client, deps, results);
-      return { settled: committed.settled, recorded: await this.outbox.record(client, committed.intents) };
-    });
-    await this.outbox.dispatch(recorded);
-
-    const resultById = new Map(results.map((r) => [r.taskId, r]));
+    const settledById = new Map<string, TaskMessageOutcome>();
+    const results = await Promise.allSettled(
+      claimed.map(async (task) => {
+        const result = await runClaimedTask(this.pool, deps, task, this.logger);
+        const settled = await this.committer.add(result);
+        settledById.set(task.task_id, settled
+          ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }
+          : { outcome: 'fenced', taskId: task.task_id, reason: 'claim was no longer current when the result arrived' });
+      }),
+    );
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) {
+      // The batch will be abandoned and redelivered: let the redelivery re-claim what we hold.
+      const unsettled = claimed.filter((task) => !settledById.has(task.task_id)).map((task) => task.claim_id);
+      await releaseClaims(this.pool, unsettled);
+      throw failure.reason;
+    }
     for (const { index, message } of parsed) {
-      if (outcomes[index] || !claimedIds.has(message.taskId)) continue;
-      const failed = resultById.get(message.taskId)?.error !== undefined;
-      outcomes[index] = settled.has(message.taskId)
-        ? { outcome: failed ? 'failed' : 'completed', taskId: message.taskId }
-        : { outcome: 'fenced', taskId: message.taskId, reason: 'claim was no longer current when the result arrived' };
+      if (!outcomes[index] && claimedIds.has(message.taskId)) outcomes[index] = settledById.get(message.taskId);
     }
     return outcomes.map((outcome, index) => {
       if (!outcome) throw new Error(`task message ${index} of the batch has no outcome`);
       return outcome;
     });
+  }
+
+  /** One transaction for every result that is ready; the stage counters move by k at once. */
+  private async commitResults(results: TaskOutcome[]): Promise<Map<TaskOutcome, boolean>> {
+    const deps = this.deps();
+    const { settled, recorded } = await withTransaction(this.pool, async (client) => {
+      const committed = await commitOutcomes(client, deps, results);
+      return { settled: committed.settled, recorded: await this.outbox.record(client, committed.intents) };
+    });
+    await this.outbox.dispatch(recorded);
+    return new Map(results.map((result) => [result, settled.has(result.taskId)]));
   }
 
   private deps() {

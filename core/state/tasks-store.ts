@@ -109,6 +109,20 @@ export async function extendLease(db: Queryable, taskId: string, claimId: string
   return result.rowCount === 1;
 }
 
+/**
+ * Gives up claims this process can no longer finish (its commit failed): the lease expires now,
+ * so the redelivered message re-claims the task instead of taking it for a live duplicate.
+ */
+export async function releaseClaims(db: Queryable, claimIds: readonly string[]): Promise<void> {
+  if (claimIds.length === 0) return;
+  await db.query({
+    name: 'cm_release_claims',
+    text: `UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 millisecond'
+           WHERE claim_id = ANY($1::uuid[]) AND status = 'PROCESSING'`,
+    values: [claimIds],
+  });
+}
+
 /** Fail fast: when a job fails, the tasks that have not started are cancelled. */
 export async function cancelQueuedTasks(db: Queryable, jobId: string): Promise<number> {
   const result = await db.query({

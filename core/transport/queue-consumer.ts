@@ -23,7 +23,6 @@ export interface ConsumerOptions {
 export class QueueConsumer {
   private inFlight = 0;
   private stopped = false;
-  private readonly idleWaiters = new Set<() => void>();
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -36,20 +35,15 @@ export class QueueConsumer {
     this.pump();
   }
 
-  /** Resolves when nothing is in flight here and nothing is visible in the queue. */
-  whenIdle(): Promise<void> {
-    if (this.isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.add(resolve));
+  /** Nothing in flight here and nothing visible in the queue. */
+  isIdle(): boolean {
+    return this.inFlight === 0 && this.queue.visibleCount === 0;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe();
     while (this.inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-
-  private isIdle(): boolean {
-    return this.inFlight === 0 && this.queue.visibleCount === 0;
   }
 
   private pump(): void {
@@ -60,8 +54,6 @@ export class QueueConsumer {
       void this.handle(batch).finally(() => {
         this.inFlight--;
         this.pump();
-        if (this.isIdle()) for (const resolve of this.idleWaiters) resolve();
-        if (this.isIdle()) this.idleWaiters.clear();
       });
     }
   }

@@ -1,0 +1,115 @@
+import { UnknownJobTypeError, ValidationError } from '../core/errors';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { startHarness, stuckJobs, waitForJob, type Harness } from './support/harness';
+
+let db: TestDatabase;
+let h: Harness;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.drop();
+});
+beforeEach(async () => {
+  h = await startHarness(db.pool);
+});
+afterEach(async () => {
+  await h.worker?.drain();
+  await h.stop();
+  expect(await stuckJobs(db.pool)).toEqual([]);
+});
+
+async function jobCount(): Promise<number> {
+  return (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.jobs')).rows[0]?.n ?? -1;
+}
+
+test('a job without its required parameters is rejected with the zod issues and nothing is stored', async () => {
+  const before = await jobCount();
+  const error = await h.machine.submitJob('hello_world', {}).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(ValidationError);
+  expect((error as ValidationError).issues).toEqual([expect.objectContaining({ path: ['n'], code: 'invalid_type' })]);
+  const outOfRange = await h.machine.submitJob('hello_world', { n: 10_001 }).catch((e: unknown) => e);
+  expect((outOfRange as ValidationError).issues).toEqual([expect.objectContaining({ path: ['n'], code: 'too_big' })]);
+  expect(await jobCount()).toBe(before);
+  expect(h.transport.jobs.stats.sent).toBe(0);
+  await expect(h.machine.submitJob('no_such_job', {})).rejects.toBeInstanceOf(UnknownJobTypeError);
+});
+
+test("parameters that fail a task's own schema end the task and job FAILED with that error", async () => {
+  const { job } = await h.machine.submitJob('test.bad_task_parameters', { n: 3 });
+  const done = await waitForJob(h.machine, job.jobId);
+  expect(done.status).toBe('FAILED');
+  expect(done.error).toMatchObject({ type: 'TaskValidationError', stage: 1, taskId: `${job.jobId}-s1-t0` });
+  expect(done.error?.issues).toEqual([expect.objectContaining({ path: ['count'], code: 'invalid_type' })]);
+  const [task] = await h.machine.listTasks(job.jobId, { stage: 1, status: 'FAILED' });
+  expect(task?.error?.type).toBe('TaskValidationError');
+  expect(h.effects.runs.get(`${job.jobId}-s1-t0`)).toBeUndefined();
+});
+
+test.each([
+  ['error', 'RangeError', 'task 2 exploded'],
+  ['string', 'NonErrorThrown', 'plain string thrown by task'],
+  ['object', 'NonErrorThrown', '{"code":"E_DISK","detail":"disk full"}'],
+])('a handler that throws (%s) ends the task and job FAILED with its message, on the first delivery', async (throwKind, causeType, message) => {
+  const { job } = await h.machine.submitJob('test.failing_job', { n: 5, failAt: 2, throwKind });
+  const done = await waitForJob(h.machine, job.jobId);
+  expect(done.status).toBe('FAILED');
+  expect(done.error).toMatchObject({ type: 'TaskHandlerError', stage: 1, taskId: `${job.jobId}-s1-t2` });
+  expect(done.error?.message).toContain(message);
+  expect(done.error?.cause).toMatchObject({ type: causeType });
+  expect(done.stages).toHaveLength(1);
+  expect(done.stages[0]?.status).toBe('FAILED');
+  expect(h.effects.runs.get(`${job.jobId}-s1-t2`)).toBe(1);
+  expect(h.transport.tasks.stats.abandoned).toBe(0);
+});
+
+test('a late sibling completing after the failure does not revive the job', async () => {
+  let releaseSibling!: () => void;
+  const sibling = new Promise<void>((resolve) => (releaseSibling = resolve));
+  await h.stop();
+  h = await startHarness(db.pool, { beforeTask: (_id, index) => (index === 1 ? sibling : Promise.resolve()) });
+  const { job } = await h.machine.submitJob('test.failing_job', { n: 2, failAt: 0 });
+  await waitForJob(h.machine, job.jobId);
+  expect((await h.machine.getJob(job.jobId)).status).toBe('FAILED');
+  releaseSibling();
+  await h.worker?.drain();
+  const after = await h.machine.getJob(job.jobId);
+  expect(after.status).toBe('FAILED');
+  expect(after.stage).toBe(1);
+  expect(after.stages[0]).toMatchObject({ total: 2, completed: 1, failed: 1, status: 'FAILED' });
+  expect(h.transport.jobs.stats.sent).toBe(1);
+});
+
+test('a fan-out that throws ends the job FAILED with FanOutError at that stage', async () => {
+  const { job } = await h.machine.submitJob('test.fan_out_throws', { id: 1 });
+  const done = await waitForJob(h.machine, job.jobId);
+  expect(done.status).toBe('FAILED');
+  expect(done.error).toMatchObject({ type: 'FanOutError', stage: 2 });
+  expect(done.error?.message).toContain('fan-out could not list inputs');
+  expect(done.error?.cause).toMatchObject({ type: 'Error', message: 'fan-out could not list inputs' });
+});
+
+test('a finalize that throws ends the job FAILED with FinalizeError', async () => {
+  const { job } = await h.machine.submitJob('test.finalize_throws', { id: 1 });
+  const done = await waitForJob(h.machine, job.jobId);
+  expect(done.status).toBe('FAILED');
+  expect(done.error).toMatchObject({ type: 'FinalizeError', stage: 1, cause: { type: 'TypeError', message: 'summary failed' } });
+  expect(done.stages[0]?.status).toBe('COMPLETED');
+});
+
+test('malformed queue messages are dead-lettered at once with a reason, never retried', async () => {
+  h.transport.tasks.send([{ messageId: 'junk-1', body: { taskId: 'x' } }]);
+  h.transport.tasks.send([{ messageId: 'junk-2', body: 'not json at all' }]);
+  h.transport.jobs.send([{ messageId: 'junk-3', body: { jobId: 'nope', jobType: 'hello_world', stage: 1 } }]);
+  h.transport.tasks.send([{ messageId: 'junk-4', body: { taskId: 'missing', jobId: 'j', stage: 1, taskType: 't', attempt: 1 } }]);
+  await h.worker?.drain();
+  const dead = [...h.transport.tasks.deadLetters, ...h.transport.jobs.deadLetters].sort((a, b) => a.messageId.localeCompare(b.messageId));
+  expect(dead.map((d) => [d.messageId, d.deadLetterReason, d.deliveryCount])).toEqual([
+    ['junk-1', 'MalformedMessageError', 1],
+    ['junk-2', 'MalformedMessageError', 1],
+    ['junk-3', 'JobNotFoundError', 1],
+    ['junk-4', 'TaskNotFoundError', 1],
+  ]);
+  expect(dead[0]?.deadLetterErrorDescription).toContain('jobId');
+});

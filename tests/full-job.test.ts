@@ -1,0 +1,94 @@
+import path from 'node:path';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { expectedThreeStageSum } from './support/test-jobs';
+import { startHarness, stuckJobs, waitForJob, type Harness } from './support/harness';
+
+let db: TestDatabase;
+let h: Harness;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.drop();
+});
+beforeEach(async () => {
+  h = await startHarness(db.pool);
+});
+afterEach(async () => {
+  if (process.env.DUMP_LOGS) require('fs').appendFileSync('/tmp/cm-logs.txt', h.logs.filter((l) => !l.includes('"debug"')).join('\n') + '\n');
+  await h.worker?.drain();
+  await h.stop();
+  expect(await stuckJobs(db.pool)).toEqual([]);
+});
+
+test('a three-stage job runs to COMPLETED with exact counts per stage and the aggregated result', async () => {
+  const n = 60;
+  const { job, created } = await h.machine.submitJob('test.three_stages', { n });
+  expect(created).toBe(true);
+  expect(['QUEUED', 'PROCESSING']).toContain(job.status);
+  const done = await waitForJob(h.machine, job.jobId);
+
+  expect(done.status).toBe('COMPLETED');
+  expect(done.stage).toBe(3);
+  expect(done.error).toBeNull();
+  expect(done.result).toEqual({ count: n, sum: expectedThreeStageSum(n) });
+  expect(done.stages.map((s) => [s.stage, s.name, s.status, s.total, s.completed, s.failed])).toEqual([
+    [1, 'seed', 'COMPLETED', n, n, 0],
+    [2, 'double', 'COMPLETED', n, n, 0],
+    [3, 'increment', 'COMPLETED', n, n, 0],
+  ]);
+  const tasks = await h.machine.listTasks(job.jobId, { stage: 3 });
+  expect(tasks).toHaveLength(n);
+  expect(tasks.every((t) => t.status === 'COMPLETED' && t.attempt === 1)).toBe(true);
+  expect(tasks[5]?.result).toEqual({ index: 5, value: 11 });
+  expect(h.effects.total).toBe(3 * n);
+  expect(h.effects.maxPerTask()).toBe(1);
+});
+
+test('resubmitting the same parameters returns the same job and runs nothing twice', async () => {
+  const first = await h.machine.submitJob('test.three_stages', { n: 5, tag: 'idem' });
+  const second = await h.machine.submitJob('test.three_stages', { tag: 'idem', n: 5 });
+  expect(second.created).toBe(false);
+  expect(second.job.jobId).toBe(first.job.jobId);
+  expect(first.job.jobId).toMatch(/^[0-9a-f]{64}$/);
+  await waitForJob(h.machine, first.job.jobId);
+  await h.worker?.drain();
+  expect(h.effects.total).toBe(15);
+  const third = await h.machine.submitJob('test.three_stages', { n: 5, tag: 'idem' });
+  expect(third.job.status).toBe('COMPLETED');
+});
+
+test('a stage with zero tasks completes at once and the job advances', async () => {
+  const { job } = await h.machine.submitJob('test.zero_task_stage', { label: 'empty first stage' });
+  const done = await waitForJob(h.machine, job.jobId);
+  expect(done.status).toBe('COMPLETED');
+  expect(done.stages.map((s) => [s.total, s.completed, s.status])).toEqual([
+    [0, 0, 'COMPLETED'],
+    [1, 1, 'COMPLETED'],
+  ]);
+  expect(done.result).toEqual({ values: [7] });
+});
+
+test('hello_world: n greetings, a reply per greeting, a summary', async () => {
+  const { job } = await h.machine.submitJob('hello_world', { n: 25 });
+  const done = await waitForJob(h.machine, job.jobId);
+  expect(done.status).toBe('COMPLETED');
+  expect(done.stages.map((s) => s.completed)).toEqual([25, 25]);
+  expect(done.result).toMatchObject({ greetings: 25, replies: 25, summary: '25 of 25 greetings answered' });
+});
+
+test('word_frequencies: list → count per file in parallel → merged top k', async () => {
+  const directory = path.join(__dirname, '..', 'jobs', 'data', 'word-frequencies');
+  const { job } = await h.machine.submitJob('word_frequencies', { directory, topK: 3 });
+  const done = await waitForJob(h.machine, job.jobId);
+  expect(done.status).toBe('COMPLETED');
+  expect(done.stages.map((s) => [s.name, s.total])).toEqual([
+    ['list', 1],
+    ['count', 3],
+  ]);
+  const result = done.result as { files: number; top: Array<{ word: string; count: number }> };
+  expect(result.files).toBe(3);
+  expect(result.top[0]).toEqual({ word: 'the', count: expect.any(Number) as number });
+  expect(result.top).toHaveLength(3);
+});
