@@ -16,7 +16,6 @@ beforeEach(async () => {
   h = await startHarness(db.pool);
 });
 afterEach(async () => {
-  if (process.env.DUMP_LOGS) require('fs').appendFileSync('/tmp/cm-logs.txt', h.logs.filter((l) => !l.includes('"debug"')).join('\n') + '\n');
   await h.worker?.drain();
   await h.stop();
   expect(await stuckJobs(db.pool)).toEqual([]);

@@ -50,11 +50,19 @@ test('200 tasks of one stage completing concurrently over 20 connections: exactl
   // Twenty engines, each with its own single-connection pool: twenty separate backends.
   const pools: pg.Pool[] = Array.from({ length: 20 }, () => db.newPool(1));
   const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry: h.registry, transport: h.transport, logger: captureLogger([]) })));
-  const backends = await Promise.all(pools.map(async (pool) => (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid));
+  const backends: Array<number | undefined> = await Promise.all(
+    pools.map(async (pool) => (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid),
+  );
   expect(new Set(backends).size).toBeGreaterThanOrEqual(10);
 
-  const outcomes = await Promise.all(taskMessages.map((message, i) => machines[i % machines.length]?.processTaskMessages([message.body])));
-  expect(outcomes.flat().every((o) => o?.outcome === 'completed')).toBe(true);
+  const outcomes = await Promise.all(
+    taskMessages.map((message, i) => {
+      const machine = machines[i % machines.length];
+      if (!machine) throw new Error('no machine');
+      return machine.processTaskMessages([message.body]);
+    }),
+  );
+  expect(outcomes.flat().every((o) => o.outcome === 'completed')).toBe(true);
 
   const view = await h.machine.getJob(job.jobId);
   expect(view.stages[0]).toMatchObject({ total: n, completed: n, failed: 0, status: 'COMPLETED' });

@@ -31,11 +31,9 @@ export class PagedStageResults<R> implements StageResults<R> {
   }
 }
 
+/** The first stage has no previous stage. */
 export const NO_RESULTS: StageResults<never> = {
   count: 0,
-  // eslint-disable-next-line require-yield
-  async *[Symbol.asyncIterator]() {
-    return;
-  },
+  [Symbol.asyncIterator]: () => ({ next: () => Promise.resolve({ done: true, value: undefined }) }),
   all: () => Promise.resolve([]),
 };

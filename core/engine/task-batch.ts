@@ -21,7 +21,7 @@ export interface Parsed {
 }
 
 export function parseTaskMessages(bodies: readonly unknown[]): { parsed: Parsed[]; outcomes: Array<TaskMessageOutcome | undefined> } {
-  const outcomes: Array<TaskMessageOutcome | undefined> = new Array(bodies.length).fill(undefined);
+  const outcomes: Array<TaskMessageOutcome | undefined> = bodies.map(() => undefined);
   const parsed: Parsed[] = [];
   const seen = new Set<string>();
   bodies.forEach((body, index) => {

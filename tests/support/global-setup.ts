@@ -10,7 +10,8 @@ export default async function globalSetup(): Promise<void> {
     process.env.COREMACHINE_TEST_ADMIN_URL = process.env.DATABASE_URL;
     return;
   }
-  const local = 'postgres://postgres@127.0.0.1:5432/postgres';
+  // COREMACHINE_TEST_PROBE_URL exists so the embedded fallback itself can be exercised.
+  const local = process.env.COREMACHINE_TEST_PROBE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   if (await reachable(local)) {
     process.env.COREMACHINE_TEST_ADMIN_URL = local;
     return;
