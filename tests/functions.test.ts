@@ -1,0 +1,272 @@
+import { app, HttpRequest, HttpResponse, InvocationContext, type HttpResponseInit } from '@azure/functions';
+import { createPool } from '../core/db/pool';
+import type { CoreMachine } from '../core/engine/core-machine';
+import { createLogger } from '../core/logger';
+import { InProcessTransport } from '../core/transport/in-process-transport';
+import { createAppContext, getAppContext, setAppContext, setTransportFactory } from '../functions/app-context';
+import { healthHandler } from '../functions/http-health';
+import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
+import { jobMessageHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
+import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+
+// Outside a Functions host the package only warns that registration is skipped; recording the
+// registrations instead lets the test check routes, methods, auth levels and queue bindings.
+jest.mock('@azure/functions', () => ({
+  ...jest.requireActual<typeof import('@azure/functions')>('@azure/functions'),
+  app: { http: jest.fn(), serviceBusQueue: jest.fn() },
+}));
+
+// Taken at load, when the imports above registered, so no later mock reset can lose them.
+const httpRegistrations = [...jest.mocked(app.http).mock.calls];
+const queueRegistrations = [...jest.mocked(app.serviceBusQueue).mock.calls];
+
+type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
+interface Reply {
+  status: number;
+  body: unknown;
+  headers: Headers;
+}
+interface JobJson {
+  jobId: string;
+  status: string;
+}
+
+let db: TestDatabase;
+let h: Harness;
+/** What the handlers wrote through context.log/error, as the host would record it. */
+let invocationLogs: string[];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.drop();
+});
+beforeEach(async () => {
+  invocationLogs = [];
+  h = await startHarness(db.pool, { worker: false });
+  setAppContext({ machine: h.machine, pool: db.pool, transport: h.transport, logger: captureLogger(h.logs) });
+});
+afterEach(async () => {
+  jest.restoreAllMocks();
+  setAppContext(undefined);
+  setTransportFactory(undefined);
+  await h.stop();
+  expect(await stuckJobs(db.pool)).toEqual([]);
+});
+
+function invocation(triggerMetadata?: Record<string, unknown>): InvocationContext {
+  return new InvocationContext({
+    functionName: 'test',
+    triggerMetadata,
+    logHandler: (level, ...args) => invocationLogs.push(`${level} ${args.map((arg) => (typeof arg === 'string' ? arg : JSON.stringify(arg))).join(' ')}`),
+  });
+}
+
+/** Calls a handler and reads the response the way the wire would carry it (dates become strings). */
+async function call(handler: Handler, method: string, path: string, init: { body?: string; params?: Record<string, string>; query?: Record<string, string> } = {}): Promise<Reply> {
+  const request = new HttpRequest({
+    method,
+    url: `http://localhost:7071/api/${path}`,
+    body: init.body === undefined ? undefined : { string: init.body },
+    params: init.params ?? {},
+    query: init.query ?? {},
+  });
+  const response = new HttpResponse(await handler(request, invocation()));
+  return { status: response.status, body: await response.json(), headers: response.headers };
+}
+
+/** Plays the Service Bus host: receive, invoke the trigger, complete on success. */
+async function driveToEnd(jobId: string, machine: CoreMachine = h.machine, transport: InProcessTransport = h.transport): Promise<void> {
+  for (let round = 0; round < 50; round++) {
+    const job = await machine.getJob(jobId);
+    if (!['QUEUED', 'PROCESSING'].includes(job.status)) return;
+    for (const message of transport.jobs.receive(1)) {
+      // Job bodies go in as JSON text, task bodies as objects: the host can deliver either.
+      await jobMessageHandler(JSON.stringify(message.body), invocation({ messageId: message.messageId, deliveryCount: message.deliveryCount }));
+      transport.jobs.complete(message);
+    }
+    const tasks = transport.tasks.receive(16);
+    if (tasks.length > 0) {
+      await taskMessagesHandler(
+        tasks.map((m) => m.body),
+        invocation({ messageIdArray: tasks.map((m) => m.messageId), deliveryCountArray: tasks.map((m) => m.deliveryCount) }),
+      );
+      for (const message of tasks) transport.tasks.complete(message);
+    }
+  }
+  throw new Error(`job ${jobId} did not finish in 50 rounds`);
+}
+
+test('registrations: routes split by method, function-key auth on jobs, anonymous health, both queues', () => {
+  const http = httpRegistrations.map(([name, o]) => [name, o.methods, o.route, o.authLevel, o.handler]);
+  expect(http).toHaveLength(5);
+  expect(http).toEqual(
+    expect.arrayContaining([
+      ['jobs-submit', ['POST'], 'jobs/{jobType}', 'function', submitJobHandler],
+      ['jobs-get', ['GET'], 'jobs/{jobId}', 'function', getJobHandler],
+      ['jobs-list', ['GET'], 'jobs', 'function', listJobsHandler],
+      ['jobs-tasks', ['GET'], 'jobs/{jobId}/tasks', 'function', listTasksHandler],
+      ['health', ['GET'], 'health', 'anonymous', healthHandler],
+    ]),
+  );
+  const queues = queueRegistrations.map(([name, o]) => [name, o.queueName, o.connection, o.cardinality, o.handler]);
+  expect(queues).toEqual([
+    ['jobs-queue', 'coremachine-jobs', 'ServiceBusConnection', 'one', jobMessageHandler],
+    ['tasks-queue', 'coremachine-tasks', 'ServiceBusConnection', 'many', taskMessagesHandler],
+  ]);
+});
+
+test('hello_world through the HTTP API and the Service Bus triggers, to COMPLETED', async () => {
+  const submitted = await call(submitJobHandler, 'POST', 'jobs/hello_world', { body: JSON.stringify({ n: 3 }), params: { jobType: 'hello_world' } });
+  expect(submitted.status).toBe(202);
+  const { jobId } = submitted.body as JobJson;
+  expect(jobId).toMatch(/^[0-9a-f]{64}$/);
+  expect(submitted.headers.get('location')).toBe(`/api/jobs/${jobId}`);
+
+  const again = await call(submitJobHandler, 'POST', 'jobs/hello_world', { body: '{"n":3}', params: { jobType: 'hello_world' } });
+  expect(again.status).toBe(200);
+  expect((again.body as JobJson).jobId).toBe(jobId);
+
+  await driveToEnd(jobId);
+  expect(h.transport.jobs.deadLetters).toEqual([]);
+  expect(h.transport.jobs.activeCount + h.transport.tasks.activeCount).toBe(0);
+
+  const job = await call(getJobHandler, 'GET', `jobs/${jobId}`, { params: { jobId } });
+  expect(job.status).toBe(200);
+  expect(job.body).toMatchObject({
+    jobId,
+    jobType: 'hello_world',
+    status: 'COMPLETED',
+    error: null,
+    result: { greetings: 3, replies: 3, summary: '3 of 3 greetings answered' },
+    stages: [
+      { stage: 1, name: 'greet', status: 'COMPLETED', total: 3, completed: 3, failed: 0 },
+      { stage: 2, name: 'reply', status: 'COMPLETED', total: 3, completed: 3, failed: 0 },
+    ],
+  });
+
+  const listed = await call(listJobsHandler, 'GET', 'jobs', { query: { status: 'COMPLETED', jobType: 'hello_world', limit: '10' } });
+  expect(listed.status).toBe(200);
+  expect(listed.body).toMatchObject({ jobs: [{ jobId, status: 'COMPLETED' }], nextCursor: null });
+
+  const tasks = await call(listTasksHandler, 'GET', `jobs/${jobId}/tasks`, { params: { jobId }, query: { stage: '1' } });
+  expect(tasks.status).toBe(200);
+  const taskList = (tasks.body as { tasks: Array<{ stage: number; status: string; attempt: number }> }).tasks;
+  expect(taskList).toHaveLength(3);
+  expect(taskList.every((t) => t.stage === 1 && t.status === 'COMPLETED' && t.attempt === 1)).toBe(true);
+
+  // Each trigger log line carries the Service Bus messageId it was about.
+  expect(invocationLogs.some((line) => line.includes(`"messageId":"${jobId}:s1"`))).toBe(true);
+});
+
+test('bad requests answer with typed JSON errors and store nothing', async () => {
+  const before = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.jobs');
+  const submit = (body: string, jobType = 'hello_world') => call(submitJobHandler, 'POST', `jobs/${jobType}`, { body, params: { jobType } });
+
+  const invalid = await submit('{}');
+  expect(invalid.status).toBe(400);
+  expect(invalid.body).toMatchObject({ error: { type: 'ValidationError', message: expect.stringContaining('hello_world') as string } });
+  expect((invalid.body as { error: { issues: Array<{ path: unknown[] }> } }).error.issues.map((issue) => issue.path)).toEqual([['n']]);
+
+  for (const body of ['{"n": 3', 'hello', '']) {
+    const notJson = await submit(body);
+    expect(notJson.status).toBe(400);
+    expect(notJson.body).toMatchObject({ error: { type: 'ValidationError' } });
+  }
+
+  const tooLarge = await submit(JSON.stringify({ n: 3, padding: 'x'.repeat(300 * 1024) }));
+  expect(tooLarge.status).toBe(413);
+  expect(tooLarge.body).toMatchObject({ error: { type: 'PayloadTooLargeError' } });
+
+  const unknownType = await submit('{"n":1}', 'no_such_job');
+  expect(unknownType.status).toBe(404);
+  expect(unknownType.body).toMatchObject({ error: { type: 'UnknownJobTypeError', message: expect.stringContaining('hello_world') as string } });
+
+  const missing = 'f'.repeat(64);
+  const unknownJob = await call(getJobHandler, 'GET', `jobs/${missing}`, { params: { jobId: missing } });
+  expect(unknownJob.status).toBe(404);
+  expect(unknownJob.body).toMatchObject({ error: { type: 'JobNotFoundError', message: expect.stringContaining(missing) as string } });
+  const unknownTasks = await call(listTasksHandler, 'GET', `jobs/${missing}/tasks`, { params: { jobId: missing } });
+  expect(unknownTasks.status).toBe(404);
+
+  const badQuery = await call(listJobsHandler, 'GET', 'jobs', { query: { limit: 'lots', status: 'SLEEPING' } });
+  expect(badQuery.status).toBe(400);
+  expect(badQuery.body).toMatchObject({ error: { type: 'ValidationError' } });
+
+  const after = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.jobs');
+  expect(after.rows[0]?.n).toBe(before.rows[0]?.n);
+});
+
+test('an unexpected error is a 500 that names its type and message, never "Unknown error"', async () => {
+  jest.spyOn(h.machine, 'getJob').mockRejectedValueOnce(new TypeError('database answered nonsense'));
+  const reply = await call(getJobHandler, 'GET', 'jobs/abc', { params: { jobId: 'abc' } });
+  expect(reply.status).toBe(500);
+  expect(reply.body).toEqual({ error: { type: 'TypeError', message: 'database answered nonsense' } });
+  expect(invocationLogs.some((line) => line.startsWith('error') && line.includes('database answered nonsense'))).toBe(true);
+});
+
+test('health: 200 with the database reachable, the schema up to date and the transport named', async () => {
+  const reply = await call(healthHandler, 'GET', 'health');
+  expect(reply.status).toBe(200);
+  expect(reply.body).toMatchObject({ status: 'healthy', database: { reachable: true }, schema: { upToDate: true }, transport: 'in-process' });
+});
+
+test('health: 503 when the database cannot be reached', async () => {
+  const unreachable = createPool('postgres://nobody@127.0.0.1:1/nothing', 1);
+  try {
+    setAppContext({ machine: h.machine, pool: unreachable, transport: h.transport, logger: createLogger('silent') });
+    const reply = await call(healthHandler, 'GET', 'health');
+    expect(reply.status).toBe(503);
+    expect(reply.body).toMatchObject({ status: 'unhealthy', database: { reachable: false, error: { type: expect.any(String) as string } }, schema: null });
+  } finally {
+    await unreachable.end();
+  }
+});
+
+test('malformed task messages are logged with their messageId and completed, not thrown', async () => {
+  const ghost = { taskId: 'no-such-task', jobId: 'no-such-job', stage: 1, taskType: 'hello_world.greet', attempt: 1 };
+  await expect(
+    taskMessagesHandler(['{not json', { bogus: true }, ghost], invocation({ messageIdArray: ['m-text', 'm-shape', 'm-ghost'], deliveryCountArray: [1, 2, 3] })),
+  ).resolves.toBeUndefined();
+  const discarded = invocationLogs.filter((line) => line.includes('coremachine.message.discarded'));
+  expect(discarded).toHaveLength(3);
+  expect(discarded[0]).toMatch(/"messageId":"m-text".*"deliveryCount":1.*not JSON.*"body":"\{not json"/);
+  expect(discarded[1]).toMatch(/"messageId":"m-shape".*MalformedMessageError/);
+  expect(discarded[2]).toMatch(/"messageId":"m-ghost".*TaskNotFoundError/);
+});
+
+test('a job message that cannot succeed is discarded with its reason; other failures are rethrown for redelivery', async () => {
+  await expect(jobMessageHandler('not json at all', invocation({ messageId: 'j-text', deliveryCount: 1 }))).resolves.toBeUndefined();
+  await expect(jobMessageHandler({ jobId: 'x' }, invocation({ messageId: 'j-shape', deliveryCount: 1 }))).resolves.toBeUndefined();
+  const discarded = invocationLogs.filter((line) => line.startsWith('error') && line.includes('coremachine.message.discarded'));
+  expect(discarded.map((line) => /"messageId":"([^"]+)"/.exec(line)?.[1])).toEqual(['j-text', 'j-shape']);
+  expect(discarded[1]).toContain('"body":"{\\"jobId\\":\\"x\\"}"');
+
+  jest.spyOn(h.machine, 'processJobMessage').mockRejectedValueOnce(new Error('connection reset'));
+  await expect(jobMessageHandler({ jobId: 'a', jobType: 'hello_world', stage: 1 }, invocation({ messageId: 'j-retry' }))).rejects.toThrow('connection reset');
+  jest.spyOn(h.machine, 'processTaskMessages').mockRejectedValueOnce(new Error('connection reset'));
+  await expect(taskMessagesHandler([{ taskId: 't' }], invocation({ messageIdArray: ['t-retry'] }))).rejects.toThrow('connection reset');
+  expect(invocationLogs.filter((line) => line.includes('coremachine.message.retry'))).toHaveLength(2);
+});
+
+test('the app context needs DATABASE_URL and a transport, and fails loudly without them', async () => {
+  setAppContext(undefined);
+  await expect(createAppContext({})).rejects.toThrow(/DATABASE_URL/);
+  await expect(getAppContext({ DATABASE_URL: db.url })).rejects.toThrow('no transport configured');
+  // A failed start is not cached: once a transport is configured, the next call succeeds.
+  setTransportFactory(() => new InProcessTransport());
+  const context = await getAppContext({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' });
+  try {
+    expect(context.transport.name).toBe('in-process');
+    expect(await getAppContext()).toBe(context);
+    const { job, created } = await context.machine.submitJob('hello_world', { n: 1 });
+    expect(created).toBe(true);
+    await driveToEnd(job.jobId, context.machine, context.transport as InProcessTransport);
+    expect((await context.machine.getJob(job.jobId)).status).toBe('COMPLETED');
+  } finally {
+    await context.pool.end();
+    await context.transport.close();
+  }
+});
