@@ -8,6 +8,8 @@ export interface ErrorShape {
   taskId?: string | undefined;
   cause?: ErrorShape | undefined;
   issues?: unknown[] | undefined;
+  /** For COMPLETED_WITH_ERRORS: the tasks that failed within the stages' tolerance. */
+  failures?: Array<{ taskId: string; stage: number; type: string; message: string }> | undefined;
 }
 
 export const ErrorShape: z.ZodType<ErrorShape> = z.lazy(() =>
@@ -18,5 +20,6 @@ export const ErrorShape: z.ZodType<ErrorShape> = z.lazy(() =>
     taskId: z.string().optional(),
     cause: ErrorShape.optional(),
     issues: z.array(z.unknown()).optional(),
+    failures: z.array(z.object({ taskId: z.string(), stage: z.number().int(), type: z.string(), message: z.string() })).optional(),
   }),
 );

@@ -4,3 +4,4 @@ export * from './messages';
 export * from './records';
 export * from './job-definition';
 export * from './api';
+export * from './task-failure';

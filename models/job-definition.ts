@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { RetryPolicy, StageFailurePolicy } from './task-failure';
 
 /**
  * Typed job and task declarations. Types flow parameters → task specs → results → next stage →
@@ -25,6 +26,10 @@ export interface TaskDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
   readonly parameters: P;
   /** How long a claim lasts without a heartbeat before the task may be re-claimed. */
   readonly leaseSeconds?: number;
+  /** Default: one attempt, no retry. */
+  readonly retry?: RetryPolicy;
+  /** 'remote': not sent to the tasks queue; claimed over HTTP by an external worker. */
+  readonly execution?: 'queue' | 'remote';
   handler(parameters: z.output<P>, context: TaskContext): Promise<R>;
 }
 
@@ -48,6 +53,7 @@ export interface FanOutContext<JP, Prev> {
 export interface StageDefinition<JP, Prev, TP extends z.ZodType, TR> {
   readonly name: string;
   readonly task: TaskDefinition<TP, TR>;
+  readonly failurePolicy?: StageFailurePolicy;
   /** Turns job parameters and the previous stage's results into this stage's task parameters. */
   fanOut(context: FanOutContext<JP, Prev>): TaskSpecs<z.input<TP>> | Promise<TaskSpecs<z.input<TP>>>;
 }
@@ -55,6 +61,7 @@ export interface StageDefinition<JP, Prev, TP extends z.ZodType, TR> {
 export interface AnyStageDefinition {
   readonly name: string;
   readonly task: AnyTaskDefinition;
+  readonly failurePolicy?: StageFailurePolicy;
   fanOut(context: FanOutContext<unknown, unknown>): TaskSpecs<unknown> | Promise<TaskSpecs<unknown>>;
 }
 
@@ -87,16 +94,23 @@ export function defineTask<P extends z.ZodType, R>(definition: {
   type: string;
   parameters: P;
   leaseSeconds?: number;
+  retry?: RetryPolicy;
+  execution?: 'queue' | 'remote';
   handler: (parameters: z.output<P>, context: TaskContext) => Promise<R>;
 }): TaskDefinition<P, R> {
   checkTypeName('task', definition.type);
-  const { handler } = definition;
+  if (definition.retry && !(Number.isInteger(definition.retry.maxAttempts) && definition.retry.maxAttempts >= 1)) {
+    throw new TypeError(`task type "${definition.type}": retry.maxAttempts must be an integer >= 1`);
+  }
+  const { handler, type, parameters, leaseSeconds, retry, execution } = definition;
   return {
     kind: 'task',
-    type: definition.type,
-    parameters: definition.parameters,
-    ...(definition.leaseSeconds === undefined ? {} : { leaseSeconds: definition.leaseSeconds }),
-    handler: (parameters, context) => handler(parameters, context),
+    type,
+    parameters,
+    ...(leaseSeconds === undefined ? {} : { leaseSeconds }),
+    ...(retry === undefined ? {} : { retry }),
+    ...(execution === undefined ? {} : { execution }),
+    handler: (p, context) => handler(p, context),
   };
 }
 

@@ -5,6 +5,8 @@ export const JobQueueMessage = z.strictObject({
   jobId: z.string().min(1),
   jobType: z.string().min(1),
   stage: z.number().int().min(1),
+  /** Set on deliberate re-sends (resume, retry, janitor) so duplicate detection does not drop them. */
+  resend: z.string().min(1).optional(),
 });
 export type JobQueueMessage = z.infer<typeof JobQueueMessage>;
 
@@ -14,14 +16,15 @@ export const TaskQueueMessage = z.strictObject({
   stage: z.number().int().min(1),
   taskType: z.string().min(1),
   attempt: z.number().int().min(1),
+  resend: z.string().min(1).optional(),
 });
 export type TaskQueueMessage = z.infer<typeof TaskQueueMessage>;
 
 /** Deterministic ids so Service Bus duplicate detection drops a re-send of the same message. */
 export function jobMessageId(message: JobQueueMessage): string {
-  return `${message.jobId}:s${message.stage}`;
+  return `${message.jobId}:s${message.stage}${message.resend ? `:r${message.resend}` : ''}`;
 }
 
 export function taskMessageId(message: TaskQueueMessage): string {
-  return `${message.taskId}:a${message.attempt}`;
+  return `${message.taskId}:a${message.attempt}${message.resend ? `:r${message.resend}` : ''}`;
 }

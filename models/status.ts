@@ -28,16 +28,21 @@ export const JOB_TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> 
   CANCELLED: [],
 };
 
+/**
+ * CANCELLED → QUEUED exists only for the operator retry of a FAILED job: fail-fast cancels the
+ * stage's unstarted tasks, and retrying that stage must run them. A task of a CANCELLED job is
+ * never re-queued, because a CANCELLED job is terminal.
+ */
 export const TASK_TRANSITIONS: Readonly<Record<TaskStatus, readonly TaskStatus[]>> = {
   QUEUED: ['PROCESSING', 'CANCELLED'],
   PROCESSING: ['COMPLETED', 'FAILED', 'QUEUED', 'CANCELLED'],
   FAILED: ['QUEUED'],
+  CANCELLED: ['QUEUED'],
   COMPLETED: [],
-  CANCELLED: [],
 };
 
 export const TERMINAL_JOB_STATUSES: readonly JobStatus[] = ['COMPLETED', 'COMPLETED_WITH_ERRORS', 'CANCELLED'];
-export const TERMINAL_TASK_STATUSES: readonly TaskStatus[] = ['COMPLETED', 'CANCELLED'];
+export const TERMINAL_TASK_STATUSES: readonly TaskStatus[] = ['COMPLETED'];
 
 export function isJobTransitionAllowed(from: JobStatus, to: JobStatus): boolean {
   return JOB_TRANSITIONS[from].includes(to);
