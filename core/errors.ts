@@ -102,6 +102,14 @@ export class SchemaVersionError extends CoreMachineError {
   }
 }
 
+/** A worker stopped heartbeating (crashed, hung, or lost its network) and its lease ran out. */
+export class LeaseExpiredError extends CoreMachineError {
+  override readonly type = 'LeaseExpired';
+  constructor(taskId: string, attempt: number, workerId: string | null) {
+    super(`lease on task ${taskId} (attempt ${attempt}${workerId ? `, worker ${workerId}` : ''}) expired before it finished`);
+  }
+}
+
 /** Errors raised by user code, recorded on the task and job with the original as cause. */
 export class TaskValidationError extends ValidationError {
   override readonly type = 'TaskValidationError' as 'ValidationError';

@@ -26,7 +26,7 @@ export async function startLocalRuntime(config: CoreMachineConfig, registry: Reg
       taskBatchSize: config.taskBatchSize,
       taskConcurrency: config.taskConcurrency,
       jobConcurrency: config.jobConcurrency,
-      outboxSweepMs: 30_000,
+      janitorIntervalMs: 30_000,
     });
     return {
       database,

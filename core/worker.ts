@@ -3,6 +3,8 @@ import type { CoreMachine } from './engine/core-machine';
 import type { Logger } from './logger';
 import type { InProcessTransport } from './transport/in-process-transport';
 import { QueueConsumer, type Settlement } from './transport/queue-consumer';
+import { DeadLetterConsumer } from './transport/dead-letter-consumer';
+import type { JanitorOptions } from './janitor';
 import type { ReceivedMessage } from './transport/in-process-queue';
 
 export interface WorkerOptions {
@@ -10,8 +12,9 @@ export interface WorkerOptions {
   taskConcurrency: number;
   jobConcurrency: number;
   autoRenewLock?: boolean;
-  /** How often undispatched outbox rows are swept (a dispatcher crashed between commit and send). */
-  outboxSweepMs?: number;
+  /** How often the janitor sweeps (expired leases, undispatched outbox rows, stalled jobs). */
+  janitorIntervalMs?: number;
+  janitor?: Partial<JanitorOptions>;
 }
 
 /**
@@ -23,6 +26,7 @@ export class InProcessWorker {
   private readonly jobConsumer: QueueConsumer;
   private readonly taskConsumer: QueueConsumer;
   private readonly sweepTimer: NodeJS.Timeout | undefined;
+  private readonly deadLetterConsumers: DeadLetterConsumer[];
 
   constructor(
     private readonly machine: CoreMachine,
@@ -33,11 +37,12 @@ export class InProcessWorker {
     const autoRenewLock = options.autoRenewLock ?? true;
     this.jobConsumer = new QueueConsumer(transport.jobs, (batch) => this.handleJobs(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock }, logger);
     this.taskConsumer = new QueueConsumer(transport.tasks, (batch) => this.handleTasks(batch), { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock }, logger);
-    if (options.outboxSweepMs) {
-      const sweepMs = options.outboxSweepMs;
+    this.deadLetterConsumers = [transport.jobs, transport.tasks].map((queue) => new DeadLetterConsumer(queue, machine, logger));
+    if (options.janitorIntervalMs) {
       this.sweepTimer = setInterval(() => {
-        machine.outbox.sweep(sweepMs).catch((error: unknown) => logger.error('outbox sweep failed', { error: errorToShape(error) }));
-      }, sweepMs);
+        // A failed sweep changes nothing; the next interval runs it again. The error is logged.
+        machine.sweep(options.janitor).catch((error: unknown) => logger.error('janitor sweep failed', { error: errorToShape(error) }));
+      }, options.janitorIntervalMs);
       this.sweepTimer.unref();
     }
   }
@@ -47,14 +52,14 @@ export class InProcessWorker {
    * in the same tick: a job message in flight can still fan out to the tasks queue.
    */
   async drain(): Promise<void> {
-    while (!(this.jobConsumer.isIdle() && this.taskConsumer.isIdle())) {
+    while (!(this.jobConsumer.isIdle() && this.taskConsumer.isIdle() && this.deadLetterConsumers.every((c) => c.isIdle()))) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
 
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    await Promise.all([this.jobConsumer.stop(), this.taskConsumer.stop()]);
+    await Promise.all([this.jobConsumer.stop(), this.taskConsumer.stop(), ...this.deadLetterConsumers.map((c) => c.stop())]);
   }
 
   private async handleJobs(batch: ReceivedMessage[]): Promise<Settlement[]> {

@@ -9,10 +9,14 @@ import type { Registry } from '../registry';
 import { findJob, insertJob, listJobs } from '../state/jobs-store';
 import { toJobRecord, toStageProgress, toTaskRecord } from '../state/rows';
 import { listStages } from '../state/stages-store';
+import { listEvents, type EventRecord } from '../state/events-store';
 import { listTasks, releaseClaims, type TaskOutcome } from '../state/tasks-store';
 import type { Transport } from '../transport/transport';
 import { GroupCommitter } from './group-commit';
-import { Outbox } from './outbox';
+import { cancelJob, pauseJob, resumeJob, retryJob } from './control';
+import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './dead-letters';
+import { sweep, type JanitorOptions, type SweepReport } from '../janitor';
+import { Outbox, type OutboxIntent } from './outbox';
 import { startStage, type JobMessageOutcome } from './stage-start';
 import { claim, classifyUnclaimed, commitOutcomes, parseTaskMessages, runClaimedTask, type TaskMessageOutcome } from './task-batch';
 
@@ -30,6 +34,8 @@ export interface CoreMachineDeps {
 export class CoreMachine {
   readonly outbox: Outbox;
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commitResults(results));
+  /** Handlers running in this process, so a cancel can abort them through their signal. */
+  private readonly running = new Map<string, AbortController>();
   private readonly pool: pg.Pool;
   private readonly registry: Registry;
   private readonly logger: Logger;
@@ -124,7 +130,14 @@ export class CoreMachine {
     const settledById = new Map<string, TaskMessageOutcome>();
     const results = await Promise.allSettled(
       claimed.map(async (task) => {
-        const result = await runClaimedTask(this.pool, deps, task, this.logger);
+        const controller = new AbortController();
+        this.running.set(task.task_id, controller);
+        let result: TaskOutcome;
+        try {
+          result = await runClaimedTask(this.pool, deps, task, this.logger, controller);
+        } finally {
+          this.running.delete(task.task_id);
+        }
         const settled = await this.committer.add(result);
         settledById.set(task.task_id, settled
           ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }
@@ -145,6 +158,59 @@ export class CoreMachine {
       if (!outcome) throw new Error(`task message ${index} of the batch has no outcome`);
       return outcome;
     });
+  }
+
+  async cancelJob(jobId: string): Promise<JobView> {
+    const { runningTaskIds } = await withTransaction(this.pool, (client) => cancelJob(client, jobId));
+    for (const taskId of runningTaskIds) this.running.get(taskId)?.abort(new Error(`job ${jobId} was cancelled`));
+    this.logger.info('job cancelled', { jobId, abortedTasks: runningTaskIds.length });
+    return this.getJob(jobId);
+  }
+
+  async pauseJob(jobId: string): Promise<JobView> {
+    await withTransaction(this.pool, (client) => pauseJob(client, jobId));
+    this.logger.info('job paused', { jobId });
+    return this.getJob(jobId);
+  }
+
+  async resumeJob(jobId: string): Promise<JobView> {
+    return this.controlWithMessage(jobId, 'resumed', resumeJob);
+  }
+
+  async retryJob(jobId: string): Promise<JobView> {
+    return this.controlWithMessage(jobId, 'retried', retryJob);
+  }
+
+  /** Marks what a dead-lettered message pointed at FAILED, and records the message. */
+  async processDeadLetter(letter: DeadLetter): Promise<DeadLetterOutcome> {
+    const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
+      const handled = await processDeadLetter(client, this.deps(), letter);
+      return { outcome: handled.outcome, recorded: await this.outbox.record(client, handled.intents) };
+    });
+    await this.outbox.dispatch(recorded);
+    return outcome;
+  }
+
+  /** One janitor sweep; safe to run from several processes at once. */
+  async sweep(options: Partial<JanitorOptions> = {}): Promise<SweepReport> {
+    return sweep(this.pool, this.deps(), this.outbox, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, ...options });
+  }
+
+  /** The audit trail: every job, stage and task transition, oldest first. */
+  async listEvents(jobId: string, options: { afterId?: number; limit?: number } = {}): Promise<EventRecord[]> {
+    if (!(await findJob(this.pool, jobId))) throw new JobNotFoundError(jobId);
+    return listEvents(this.pool, jobId, options.afterId ?? 0, Math.min(options.limit ?? 1000, 5000));
+  }
+
+  private async controlWithMessage(
+    jobId: string,
+    verb: string,
+    action: (db: pg.PoolClient, jobId: string) => Promise<{ intents: OutboxIntent[] }>,
+  ): Promise<JobView> {
+    const recorded = await withTransaction(this.pool, async (client) => this.outbox.record(client, (await action(client, jobId)).intents));
+    await this.outbox.dispatch(recorded);
+    this.logger.info(`job ${verb}`, { jobId });
+    return this.getJob(jobId);
   }
 
   /** One transaction for every result that is ready; the stage counters move by k at once. */

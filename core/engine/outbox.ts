@@ -12,7 +12,7 @@ import type { Transport } from '../transport/transport';
  */
 export type OutboxIntent =
   | { kind: 'job'; jobId: string; message: JobQueueMessage }
-  | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; taskIds?: readonly string[] }
+  | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; taskIds?: readonly string[]; resend?: string }
   | { kind: 'task'; jobId: string; message: TaskQueueMessage; notBefore?: Date };
 
 interface RecordedIntent {
@@ -103,16 +103,18 @@ async function stageTaskMessages(
     stage: intent.stage,
     taskType: task.task_type,
     attempt: task.attempt + 1,
+    ...(intent.resend ? { resend: intent.resend } : {}),
   }));
 }
 
 function payloadOf(intent: OutboxIntent): unknown {
   if (intent.kind === 'job' || intent.kind === 'task') return intent.message;
-  return { jobId: intent.jobId, stage: intent.stage, taskType: intent.taskType };
+  return { jobId: intent.jobId, stage: intent.stage, taskType: intent.taskType, ...(intent.resend ? { resend: intent.resend } : {}) };
 }
 
 function intentFromRow(kind: OutboxIntent['kind'], jobId: string, payload: Record<string, unknown>, notBefore: Date): OutboxIntent {
   if (kind === 'job') return { kind, jobId, message: payload as JobQueueMessage };
   if (kind === 'task') return { kind, jobId, message: payload as TaskQueueMessage, notBefore };
-  return { kind, jobId, stage: Number(payload.stage), taskType: String(payload.taskType) };
+  const resend = typeof payload.resend === 'string' ? { resend: payload.resend } : {};
+  return { kind, jobId, stage: Number(payload.stage), taskType: String(payload.taskType), ...resend };
 }

@@ -49,10 +49,36 @@ export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: S
     await failJob(db, deps, job.job_id, stageRow.stage, failure);
     return [];
   }
-  const completed = await transitionJob(db, job.job_id, 'PROCESSING', 'COMPLETED', { atStage: stageRow.stage, result: result ?? null });
+  const failures = await tolerated(db, job.job_id);
+  const status = failures.count > 0 ? 'COMPLETED_WITH_ERRORS' : 'COMPLETED';
+  const error: ErrorShape | null =
+    failures.count > 0
+      ? { type: 'TasksFailed', message: `${failures.count} task(s) failed within their stages' failure tolerance`, failures: failures.listed }
+      : null;
+  const completed = await transitionJob(db, job.job_id, 'PROCESSING', status, { atStage: stageRow.stage, result: result ?? null, error });
   if (!completed) throw new Error(`job ${job.job_id} changed under its row lock while finalizing`);
-  log.info('job completed');
+  log.info(status === 'COMPLETED' ? 'job completed' : 'job completed with errors', { failedTasks: failures.count });
   return [];
+}
+
+const MAX_LISTED_FAILURES = 100;
+
+/** The failed tasks a tolerant stage let through, for the COMPLETED_WITH_ERRORS record. */
+async function tolerated(db: Queryable, jobId: string): Promise<{ count: number; listed: NonNullable<ErrorShape['failures']> }> {
+  const count = await db.query<{ failed: number }>({
+    name: 'cm_failed_count_of_job',
+    text: 'SELECT COALESCE(sum(failed), 0)::int AS failed FROM coremachine.stages WHERE job_id = $1',
+    values: [jobId],
+  });
+  const failed = count.rows[0]?.failed ?? 0;
+  if (failed === 0) return { count: 0, listed: [] };
+  const result = await db.query<{ task_id: string; stage: number; error: ErrorShape | null }>({
+    name: 'cm_failed_tasks_of_job',
+    text: `SELECT task_id, stage, error FROM coremachine.tasks WHERE job_id = $1 AND status = 'FAILED' ORDER BY stage, task_index LIMIT $2`,
+    values: [jobId, MAX_LISTED_FAILURES],
+  });
+  const listed = result.rows.map((row) => ({ taskId: row.task_id, stage: row.stage, type: row.error?.type ?? 'Error', message: row.error?.message ?? '' }));
+  return { count: failed, listed };
 }
 
 /**

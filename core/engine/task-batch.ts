@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import { TaskQueueMessage, type ErrorShape } from '../../models';
+import { retryDelayMs, TaskFailure, TaskQueueMessage, type AnyTaskDefinition, type ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
-import { errorToShape, MalformedMessageError, TaskHandlerError, TaskNotFoundError, TaskValidationError } from '../errors';
+import { errorToShape, isNonRetryable, MalformedMessageError, TaskHandlerError, TaskNotFoundError, TaskValidationError } from '../errors';
 import type { Logger } from '../logger';
-import { claimTasks, describeTasks, extendLease, settleTasks, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
+import { claimTasks, describeTasks, extendLease, settleTasks, type ClaimedTask, type SettledTask, type TaskOutcome } from '../state/tasks-store';
 import { countStageResults } from '../state/stages-store';
 import { advanceStage, failJob, type AdvanceDeps } from './stage-advance';
 import type { OutboxIntent } from './outbox';
@@ -75,12 +75,21 @@ export async function classifyUnclaimed(db: Queryable, unclaimed: readonly Parse
   return outcomes;
 }
 
-/** Runs one claimed task's handler; every error becomes the task's recorded failure. */
-export async function runClaimedTask(pool: pg.Pool, deps: AdvanceDeps, task: ClaimedTask, logger: Logger): Promise<TaskOutcome> {
+/**
+ * Runs one claimed task's handler; every error becomes the task's recorded failure, or a retry
+ * when the task type's policy allows another attempt. `controller` lets a cancel abort it.
+ */
+export async function runClaimedTask(
+  pool: pg.Pool,
+  deps: AdvanceDeps,
+  task: ClaimedTask,
+  logger: Logger,
+  controller: AbortController = new AbortController(),
+): Promise<TaskOutcome> {
   const where = { stage: task.stage, taskId: task.task_id };
-  const controller = new AbortController();
+  let definition: AnyTaskDefinition | undefined;
   try {
-    const definition = deps.registry.task(task.task_type);
+    definition = deps.registry.task(task.task_type);
     const parameters = definition.parameters.safeParse(task.parameters);
     if (!parameters.success) {
       throw new TaskValidationError(`parameters of task ${task.task_id} (${task.task_type}) are invalid: ${parameters.error.message}`, parameters.error.issues);
@@ -104,13 +113,35 @@ export async function runClaimedTask(pool: pg.Pool, deps: AdvanceDeps, task: Cla
     } catch (error) {
       throw new TaskHandlerError(errorToShape(error).message, { cause: error });
     }
-    if (JSON.stringify(result ?? null) === undefined) throw new TypeError(`result of task ${task.task_id} is not JSON-serialisable`);
+    if (JSON.stringify(result ?? null) === undefined) {
+      throw new TaskFailure(`result of task ${task.task_id} is not JSON-serialisable`, { nonRetryable: true });
+    }
     return { taskId: task.task_id, claimId: task.claim_id, result: result ?? null };
   } catch (error) {
     const shape: ErrorShape = errorToShape(error, where);
-    logger.warn('task failed', { jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt, errorType: shape.type, error: shape.message });
-    return { taskId: task.task_id, claimId: task.claim_id, error: shape };
+    const retryAt = nextAttemptAt(definition, task.attempt, error);
+    logger.warn(retryAt ? 'task attempt failed; retry scheduled' : 'task failed', {
+      jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt,
+      errorType: shape.type, error: shape.message, retryAt: retryAt?.toISOString(),
+    });
+    return { taskId: task.task_id, claimId: task.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
   }
+}
+
+/** When the next attempt is due, or undefined when the failure is final. */
+export function nextAttemptAt(definition: AnyTaskDefinition | undefined, attempt: number, error: unknown): Date | undefined {
+  const policy = definition?.retry;
+  if (!policy || attempt >= policy.maxAttempts) return undefined;
+  const failure = findTaskFailure(error);
+  if (isNonRetryable(error) || failure?.nonRetryable) return undefined;
+  return new Date(Date.now() + (failure?.retryAfterMs ?? retryDelayMs(policy, attempt)));
+}
+
+function findTaskFailure(error: unknown): TaskFailure | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    if (current instanceof TaskFailure) return current;
+  }
+  return undefined;
 }
 
 /**
@@ -123,8 +154,26 @@ export async function commitOutcomes(
   outcomes: readonly TaskOutcome[],
 ): Promise<{ settled: Set<string>; intents: OutboxIntent[] }> {
   const settled = await settleTasks(db, outcomes);
+  return { settled: new Set(settled.map((row) => row.task_id)), intents: await applySettledTasks(db, deps, settled) };
+}
+
+/**
+ * What every settled task leads to, whoever settled it (worker, janitor, dead-letter consumer):
+ * retries become scheduled messages; results move their stage's counters; a stage past its
+ * failure tolerance fails its job; the completer that reaches the total advances the job.
+ */
+export async function applySettledTasks(db: Queryable, deps: AdvanceDeps, settled: readonly SettledTask[]): Promise<OutboxIntent[]> {
   const groups = new Map<string, { jobId: string; stage: number; completed: number; failed: number; firstError?: ErrorShape }>();
+  const intents: OutboxIntent[] = [];
   for (const row of settled) {
+    if (row.status === 'QUEUED') {
+      // A retry: not counted; its next attempt is a scheduled message (remote tasks are polled).
+      if (!row.remote) {
+        const message = { taskId: row.task_id, jobId: row.job_id, stage: row.stage, taskType: row.task_type, attempt: row.attempt + 1 };
+        intents.push({ kind: 'task', jobId: row.job_id, message, ...(row.retry_at ? { notBefore: row.retry_at } : {}) });
+      }
+      continue;
+    }
     const key = `${row.job_id}\u0000${String(row.stage).padStart(6, '0')}`;
     const group = groups.get(key) ?? { jobId: row.job_id, stage: row.stage, completed: 0, failed: 0 };
     if (row.status === 'FAILED') {
@@ -133,13 +182,13 @@ export async function commitOutcomes(
     } else group.completed++;
     groups.set(key, group);
   }
-  const intents: OutboxIntent[] = [];
   for (const key of [...groups.keys()].sort()) {
     const group = groups.get(key);
     if (!group) continue;
     const stageRow = await countStageResults(db, group.jobId, group.stage, group.completed, group.failed);
-    if (group.firstError) await failJob(db, deps, group.jobId, group.stage, group.firstError);
+    // Past the stage's tolerance (0 for fail fast) the job fails with the error that tipped it.
+    if (group.firstError && stageRow.failed > stageRow.max_failures) await failJob(db, deps, group.jobId, group.stage, group.firstError);
     if (stageRow.completed + stageRow.failed === stageRow.total) intents.push(...(await advanceStage(db, deps, stageRow)));
   }
-  return { settled: new Set(settled.map((row) => row.task_id)), intents };
+  return intents;
 }

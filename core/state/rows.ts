@@ -24,6 +24,7 @@ export interface StageRow {
   total: number;
   completed: number;
   failed: number;
+  max_failures: number;
   started_at: Date | null;
   finished_at: Date | null;
 }
@@ -41,6 +42,9 @@ export interface TaskRow {
   attempt: number;
   claim_id: string | null;
   lease_expires_at: Date | null;
+  retry_at: Date | null;
+  remote: boolean;
+  worker_id: string | null;
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;

@@ -4,13 +4,13 @@ import type { StageRow } from './rows';
 
 export async function insertStage(
   db: Queryable,
-  stage: { jobId: string; stage: number; name: string; total: number },
+  stage: { jobId: string; stage: number; name: string; total: number; maxFailures: number },
 ): Promise<StageRow> {
   const result = await db.query<StageRow>({
     name: 'cm_insert_stage',
-    text: `INSERT INTO coremachine.stages (job_id, stage, name, status, total)
-           VALUES ($1, $2, $3, 'PROCESSING', $4) RETURNING *`,
-    values: [stage.jobId, stage.stage, stage.name, stage.total],
+    text: `INSERT INTO coremachine.stages (job_id, stage, name, status, total, max_failures)
+           VALUES ($1, $2, $3, 'PROCESSING', $4, $5) RETURNING *`,
+    values: [stage.jobId, stage.stage, stage.name, stage.total, stage.maxFailures],
   });
   const row = result.rows[0];
   if (!row) throw new Error(`stage ${stage.stage} of job ${stage.jobId} was not inserted`);

@@ -5,15 +5,15 @@ import type { TaskRow } from './rows';
 /** One statement for a whole stage: the task rows come from arrays, never a per-task INSERT. */
 export async function insertStageTasks(
   db: Queryable,
-  stage: { jobId: string; stage: number; taskType: string; taskIds: readonly string[]; parameters: readonly string[] },
+  stage: { jobId: string; stage: number; taskType: string; remote: boolean; taskIds: readonly string[]; parameters: readonly string[] },
 ): Promise<number> {
   if (stage.taskIds.length === 0) return 0;
   const result = await db.query({
     name: 'cm_insert_stage_tasks',
-    text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters)
-           SELECT t.task_id, $1, $2, (t.ord - 1)::int, $3, 'QUEUED', t.parameters
+    text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, remote)
+           SELECT t.task_id, $1, $2, (t.ord - 1)::int, $3, 'QUEUED', t.parameters, $6
              FROM unnest($4::text[], $5::jsonb[]) WITH ORDINALITY AS t(task_id, parameters, ord)`,
-    values: [stage.jobId, stage.stage, stage.taskType, stage.taskIds, stage.parameters],
+    values: [stage.jobId, stage.stage, stage.taskType, stage.taskIds, stage.parameters, stage.remote],
   });
   return result.rowCount ?? 0;
 }
@@ -68,9 +68,11 @@ export interface TaskOutcome {
   claimId: string;
   result?: unknown;
   error?: ErrorShape;
+  /** With an error: the attempt failed but another is due at this time (task back to QUEUED). */
+  retryAt?: Date;
 }
 
-export type SettledTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'status' | 'error'>;
+export type SettledTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'status' | 'error' | 'attempt' | 'task_type' | 'remote' | 'retry_at'>;
 
 /**
  * Records results and failures of claimed tasks in one statement. Fenced by claim_id: a claim
@@ -81,21 +83,42 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
   const result = await db.query<SettledTask>({
     name: 'cm_settle_tasks',
     text: `UPDATE coremachine.tasks t SET
-             status = CASE WHEN o.failed THEN 'FAILED' ELSE 'COMPLETED' END,
-             result = o.result, error = o.error, finished_at = now(),
+             status = CASE WHEN o.retry_at IS NOT NULL THEN 'QUEUED' WHEN o.failed THEN 'FAILED' ELSE 'COMPLETED' END,
+             result = o.result, error = o.error, retry_at = o.retry_at,
+             finished_at = CASE WHEN o.retry_at IS NOT NULL THEN NULL ELSE now() END,
              claim_id = NULL, lease_expires_at = NULL
-           FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bool[]) AS o(task_id, claim_id, result, error, failed)
+           FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bool[], $6::timestamptz[])
+                AS o(task_id, claim_id, result, error, failed, retry_at)
            WHERE t.task_id = o.task_id AND t.status = 'PROCESSING' AND t.claim_id = o.claim_id
-           RETURNING t.task_id, t.job_id, t.stage, t.status, t.error`,
+           RETURNING t.task_id, t.job_id, t.stage, t.status, t.error, t.attempt, t.task_type, t.remote, t.retry_at`,
     values: [
       outcomes.map((o) => o.taskId),
       outcomes.map((o) => o.claimId),
       outcomes.map((o) => (o.error ? null : JSON.stringify(o.result ?? null))),
       outcomes.map((o) => (o.error ? JSON.stringify(o.error) : null)),
       outcomes.map((o) => o.error !== undefined),
+      outcomes.map((o) => (o.error && o.retryAt ? o.retryAt : null)),
     ],
   });
   return result.rows;
+}
+
+/**
+ * Takes over a task whose message was dead-lettered, so it can be settled FAILED through the
+ * normal fenced path: a QUEUED task is claimed (QUEUED → PROCESSING), a PROCESSING one at this
+ * attempt keeps its claim. Returns the claim to settle with, or null when the task moved on.
+ */
+export async function takeOverTask(db: Queryable, taskId: string, attempt: number): Promise<string | null> {
+  const result = await db.query<{ claim_id: string }>({
+    name: 'cm_take_over_task',
+    text: `UPDATE coremachine.tasks SET
+             status = 'PROCESSING', attempt = $2, started_at = COALESCE(started_at, now()),
+             claim_id = CASE WHEN status = 'QUEUED' THEN gen_random_uuid() ELSE claim_id END
+           WHERE task_id = $1 AND ((status = 'QUEUED' AND attempt = $2 - 1) OR (status = 'PROCESSING' AND attempt = $2))
+           RETURNING claim_id`,
+    values: [taskId, attempt],
+  });
+  return result.rows[0]?.claim_id ?? null;
 }
 
 /** Extends a claim's lease; false when the claim is no longer current. */
@@ -161,11 +184,13 @@ export async function countCompletedTasks(db: Queryable, jobId: string, stage: n
   return result.rows[0]?.n ?? 0;
 }
 
+/** QUEUED queue-executed tasks of a stage (remote ones are polled, not sent). */
 export async function queuedTaskIds(db: Queryable, jobId: string, stage: number): Promise<Array<{ task_id: string; task_type: string; attempt: number }>> {
   const result = await db.query<{ task_id: string; task_type: string; attempt: number }>({
     name: 'cm_queued_task_ids',
     text: `SELECT task_id, task_type, attempt FROM coremachine.tasks
-           WHERE job_id = $1 AND stage = $2 AND status = 'QUEUED' ORDER BY task_index`,
+           WHERE job_id = $1 AND stage = $2 AND status = 'QUEUED' AND NOT remote AND (retry_at IS NULL OR retry_at <= now())
+           ORDER BY task_index`,
     values: [jobId, stage],
   });
   return result.rows;

@@ -76,6 +76,9 @@ CREATE TRIGGER tasks_events_update AFTER UPDATE ON coremachine.tasks REFERENCING
 -- Tasks whose lease expired are what the janitor looks for; keep that scan cheap.
 CREATE INDEX tasks_lease_idx ON coremachine.tasks (lease_expires_at) WHERE status = 'PROCESSING';
 
+-- How many failed tasks a stage tolerates before its job fails (0 = fail fast), fixed at stage start.
+ALTER TABLE coremachine.stages ADD COLUMN max_failures integer NOT NULL DEFAULT 0 CHECK (max_failures >= 0);
+
 -- Retries remember when the next attempt is due, so an operator sees a task waiting on backoff.
 ALTER TABLE coremachine.tasks ADD COLUMN retry_at timestamptz;
 

@@ -1,0 +1,57 @@
+import { JobQueueMessage, TaskQueueMessage, type ErrorShape } from '../../models';
+import type { Queryable } from '../db/pool';
+import { findJob, transitionJob } from '../state/jobs-store';
+import { settleTasks, takeOverTask, cancelQueuedTasks } from '../state/tasks-store';
+import { failJob, type AdvanceDeps } from './stage-advance';
+import { applySettledTasks } from './task-batch';
+import type { OutboxIntent } from './outbox';
+
+export interface DeadLetter {
+  queue: string;
+  messageId?: string | undefined;
+  body: unknown;
+  reason: string;
+  description: string;
+}
+
+export type DeadLetterOutcome = 'task-failed' | 'job-failed' | 'recorded';
+
+/**
+ * A dead-lettered message must never leave its job PROCESSING: the message is recorded where an
+ * operator sees it, and the task it pointed at (or the job, for a job message) becomes FAILED
+ * with the reason, through the same counting and failure policy as any failed task.
+ */
+export async function processDeadLetter(db: Queryable, deps: AdvanceDeps, letter: DeadLetter): Promise<{ outcome: DeadLetterOutcome; intents: OutboxIntent[] }> {
+  const task = TaskQueueMessage.safeParse(letter.body);
+  const job = task.success ? undefined : JobQueueMessage.safeParse(letter.body);
+  const jobId = task.success ? task.data.jobId : job?.success ? job.data.jobId : null;
+  await db.query(
+    `INSERT INTO coremachine.dead_letters (queue, message_id, body, reason, description, job_id, task_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [letter.queue, letter.messageId ?? null, JSON.stringify(letter.body ?? null), letter.reason, letter.description, jobId, task.success ? task.data.taskId : null],
+  );
+  const error: ErrorShape = { type: 'DeadLettered', message: `message dead-lettered: ${letter.reason}: ${letter.description}` };
+
+  if (task.success) {
+    const claimId = await takeOverTask(db, task.data.taskId, task.data.attempt);
+    if (!claimId) return { outcome: 'recorded', intents: [] };
+    const settled = await settleTasks(db, [{ taskId: task.data.taskId, claimId, error: { ...error, stage: task.data.stage, taskId: task.data.taskId } }]);
+    deps.logger.error('task failed: its message was dead-lettered', { jobId, taskId: task.data.taskId, stage: task.data.stage, reason: letter.reason });
+    return { outcome: 'task-failed', intents: await applySettledTasks(db, deps, settled) };
+  }
+
+  if (job?.success) {
+    const row = await findJob(db, job.data.jobId, true);
+    if (!row || row.stage !== job.data.stage) return { outcome: 'recorded', intents: [] };
+    const failure = { ...error, stage: row.stage };
+    if (row.status === 'PROCESSING') {
+      await failJob(db, deps, row.job_id, row.stage, failure);
+    } else if (row.status === 'QUEUED') {
+      await transitionJob(db, row.job_id, 'QUEUED', 'FAILED', { atStage: row.stage, error: failure });
+      await cancelQueuedTasks(db, row.job_id);
+      deps.logger.error('job failed: its message was dead-lettered', { jobId: row.job_id, stage: row.stage, reason: letter.reason });
+    } else return { outcome: 'recorded', intents: [] };
+    return { outcome: 'job-failed', intents: [] };
+  }
+  deps.logger.error('unparseable message dead-lettered', { queue: letter.queue, messageId: letter.messageId, reason: letter.reason });
+  return { outcome: 'recorded', intents: [] };
+}

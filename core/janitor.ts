@@ -1,0 +1,147 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { ErrorShape, JobStatus } from '../models';
+import { withTransaction } from './db/pool';
+import type { Outbox, OutboxIntent } from './engine/outbox';
+import { advanceStage, type AdvanceDeps } from './engine/stage-advance';
+import { commitOutcomes, nextAttemptAt } from './engine/task-batch';
+import { LeaseExpiredError } from './errors';
+import { findStage } from './state/stages-store';
+import type { TaskOutcome } from './state/tasks-store';
+
+export interface JanitorOptions {
+  /** A job with no event for this long is examined and explained. */
+  stallAfterMs: number;
+  /** Outbox rows older than this were not dispatched by their writer. */
+  outboxAgeMs: number;
+  batchSize: number;
+}
+
+export interface StalledJob {
+  jobId: string;
+  status: JobStatus;
+  stage: number;
+  idleSeconds: number;
+  reason: string;
+  action: 'resent-job-message' | 'resent-task-messages' | 'advanced' | 'none';
+}
+
+export interface SweepReport {
+  requeuedTasks: number;
+  failedTasks: number;
+  outboxSent: number;
+  resentJobs: number;
+  stalled: StalledJob[];
+}
+
+/**
+ * The sweep that makes "nothing stuck" true after crashes: expired leases are retried or failed,
+ * undispatched outbox rows are sent, and jobs that made no progress are explained and, where a
+ * message was lost, given it again. Row locks with SKIP LOCKED make concurrent sweeps safe.
+ */
+export async function sweep(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, options: JanitorOptions): Promise<SweepReport> {
+  const startedAt = new Date();
+  const leases = await expireLeases(pool, deps, outbox, options.batchSize);
+  const outboxSent = await outbox.sweep(options.outboxAgeMs, options.batchSize);
+  const stalled = await examineStalledJobs(pool, deps, outbox, options);
+  const report: SweepReport = { ...leases, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled };
+  await pool.query(
+    `INSERT INTO coremachine.janitor_runs (started_at, requeued_tasks, failed_tasks, outbox_sent, resent_jobs, stalled) VALUES ($1, $2, $3, $4, $5, $6)`,
+    [startedAt, report.requeuedTasks, report.failedTasks, report.outboxSent, report.resentJobs, JSON.stringify(report.stalled)],
+  );
+  if (report.requeuedTasks + report.failedTasks + report.outboxSent + report.stalled.length > 0) {
+    deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
+    for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
+  }
+  return report;
+}
+
+async function expireLeases(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, limit: number): Promise<{ requeuedTasks: number; failedTasks: number }> {
+  const { outcomes, recorded } = await withTransaction(pool, async (client) => {
+    const expired = await client.query<{ task_id: string; claim_id: string; task_type: string; attempt: number; stage: number; worker_id: string | null }>(
+      `SELECT task_id, claim_id, task_type, attempt, stage, worker_id FROM coremachine.tasks
+        WHERE status = 'PROCESSING' AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      [limit],
+    );
+    const outcomes: TaskOutcome[] = expired.rows.map((row) => {
+      const error = new LeaseExpiredError(row.task_id, row.attempt, row.worker_id);
+      const definition = deps.registry.hasTask(row.task_type) ? deps.registry.task(row.task_type) : undefined;
+      const retryAt = nextAttemptAt(definition, row.attempt, error);
+      const shape: ErrorShape = { type: error.type, message: error.message, stage: row.stage, taskId: row.task_id };
+      return { taskId: row.task_id, claimId: row.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
+    });
+    const committed = await commitOutcomes(client, deps, outcomes);
+    return { outcomes, recorded: await outbox.record(client, committed.intents) };
+  });
+  await outbox.dispatch(recorded);
+  const requeuedTasks = outcomes.filter((o) => o.retryAt).length;
+  return { requeuedTasks, failedTasks: outcomes.length - requeuedTasks };
+}
+
+interface Candidate {
+  job_id: string;
+  job_type: string;
+  status: JobStatus;
+  stage: number;
+  idle_seconds: number;
+  pending_outbox: number;
+  queued: number;
+  remote_queued: number;
+  processing: number;
+  waiting_retry: number;
+}
+
+async function examineStalledJobs(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, options: JanitorOptions): Promise<StalledJob[]> {
+  const { stalled, recorded } = await withTransaction(pool, async (client) => {
+    const candidates = await client.query<Candidate>(
+      `SELECT j.job_id, j.job_type, j.status, j.stage,
+              extract(epoch FROM now() - last.at)::int AS idle_seconds,
+              (SELECT count(*) FROM coremachine.outbox o WHERE o.job_id = j.job_id)::int AS pending_outbox,
+              count(t.*) FILTER (WHERE t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now()))::int AS queued,
+              count(t.*) FILTER (WHERE t.status = 'QUEUED' AND t.remote)::int AS remote_queued,
+              count(t.*) FILTER (WHERE t.status = 'PROCESSING')::int AS processing,
+              count(t.*) FILTER (WHERE t.status = 'QUEUED' AND t.retry_at > now())::int AS waiting_retry
+         FROM coremachine.jobs j
+         CROSS JOIN LATERAL (SELECT max(e.at) AS at FROM coremachine.events e WHERE e.job_id = j.job_id) last
+         LEFT JOIN coremachine.tasks t ON t.job_id = j.job_id AND t.stage = j.stage
+        WHERE j.status IN ('QUEUED','PROCESSING') AND last.at < now() - make_interval(secs => $1::float8 / 1000)
+        GROUP BY j.job_id, last.at
+        ORDER BY last.at LIMIT $2`,
+      [options.stallAfterMs, options.batchSize],
+    );
+    const stalled: StalledJob[] = [];
+    const intents: OutboxIntent[] = [];
+    for (const c of candidates.rows) {
+      // Lock each job without waiting: a job being worked on right now is not stalled.
+      const locked = await client.query(`SELECT 1 FROM coremachine.jobs WHERE job_id = $1 AND status = $2 AND stage = $3 FOR UPDATE SKIP LOCKED`, [c.job_id, c.status, c.stage]);
+      if (locked.rowCount === 0) continue;
+      const base = { jobId: c.job_id, status: c.status, stage: c.stage, idleSeconds: c.idle_seconds };
+      const resend = randomUUID().slice(0, 8);
+      if (c.pending_outbox > 0) {
+        stalled.push({ ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' });
+      } else if (c.status === 'QUEUED') {
+        intents.push({ kind: 'job', jobId: c.job_id, message: { jobId: c.job_id, jobType: c.job_type, stage: c.stage, resend } });
+        stalled.push({ ...base, reason: `QUEUED at stage ${c.stage} with no job message pending`, action: 'resent-job-message' });
+      } else {
+        const stage = await findStage(client, c.job_id, c.stage);
+        if (stage && stage.completed + stage.failed >= stage.total) {
+          intents.push(...(await advanceStage(client, deps, stage)));
+          stalled.push({ ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' });
+        } else if (c.queued > 0) {
+          const taskType = deps.registry.hasJob(c.job_type) ? (deps.registry.job(c.job_type).stages[c.stage - 1]?.task.type ?? '') : '';
+          intents.push({ kind: 'stage_tasks', jobId: c.job_id, stage: c.stage, taskType, resend });
+          stalled.push({ ...base, reason: `${c.queued} task(s) QUEUED with no message pending`, action: 'resent-task-messages' });
+        } else if (c.remote_queued > 0) {
+          stalled.push({ ...base, reason: `${c.remote_queued} remote task(s) waiting for a worker to claim them`, action: 'none' });
+        } else if (c.waiting_retry > 0) {
+          stalled.push({ ...base, reason: `${c.waiting_retry} task(s) waiting for a scheduled retry`, action: 'none' });
+        } else {
+          stalled.push({ ...base, reason: `${c.processing} task(s) running under live leases`, action: 'none' });
+        }
+      }
+    }
+    return { stalled, recorded: await outbox.record(client, intents) };
+  });
+  await outbox.dispatch(recorded);
+  return stalled;
+}
