@@ -134,7 +134,10 @@ test('a second PROCESSING for the same stage raises InvalidTransitionError and t
   expect(h.transport.jobs.deadLetters).toHaveLength(1);
   expect(h.transport.jobs.deadLetters[0]).toMatchObject({ deadLetterReason: 'MaxDeliveryCountExceeded', deliveryCount: 3 });
   expect(h.logs.filter((l) => l.includes('InvalidTransitionError')).length).toBe(3);
+  // ...and the dead-letter consumer then fails the job with the reason: it is not left PROCESSING.
+  const failed = await h.machine.getJob(job.jobId);
+  expect(failed.status).toBe('FAILED');
+  expect(failed.error).toMatchObject({ type: 'DeadLettered', stage: 2 });
   await worker.stop();
-  await db.pool.query("UPDATE coremachine.jobs SET status = 'FAILED' WHERE job_id = $1", [job.jobId]);
   await h.stop();
 });

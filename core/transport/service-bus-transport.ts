@@ -63,8 +63,9 @@ export class ServiceBusTransport implements Transport {
   }
 
   async scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void> {
-    // scheduleMessages goes over the management link in one request, which has the same size
-    // limit as a batch; chunking by batch size keeps a large retry wave under it.
+    // The SDK sends all of scheduleMessages' messages as one management request, itself an AMQP
+    // message under the same size limit as a batch; chunking by batch size keeps a large retry
+    // wave under it.
     await this.inBatches(TASKS_QUEUE, messages.map(toTaskMessage), async (sender, _batch, chunk) => {
       await sender.scheduleMessages(chunk, at);
     });

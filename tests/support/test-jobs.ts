@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineJob, defineTask, type AnyJobDefinition } from '../../models';
+import { defineJob, defineTask, TaskFailure, type AnyJobDefinition } from '../../models';
 
 /** Counts every handler run per task id, so tests can prove each side effect happened once. */
 export class SideEffects {
@@ -19,6 +19,9 @@ export class SideEffects {
 
 /** A hook tests use to hold handlers at a point (barriers, slow tasks). */
 export type TaskHook = (taskId: string, index: number, signal: AbortSignal) => Promise<void>;
+
+/** Flipped by tests to model a bug being fixed before an operator retry. */
+export const switches = { broken: true };
 
 export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHook } = {}) {
   const value = defineTask({
@@ -112,8 +115,65 @@ export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHoo
       throw new TypeError('summary failed');
     });
 
-  const jobs: AnyJobDefinition[] = [threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows];
-  return { jobs, threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows };
+  /** Fails its first `failTimes` attempts (transiently, or for good with `permanent`), then succeeds. */
+  const flaky = defineTask({
+    type: 'test.flaky',
+    parameters: z.object({ index: z.number().int(), failTimes: z.number().int(), permanent: z.boolean() }),
+    retry: { maxAttempts: 3, initialDelayMs: 20, backoffFactor: 2, jitter: 0 },
+    handler: async ({ index, failTimes, permanent }, ctx) => {
+      effects.record(ctx.taskId);
+      await hooks.beforeTask?.(ctx.taskId, index, ctx.signal);
+      if (ctx.attempt <= failTimes) {
+        if (permanent) throw new TaskFailure(`task ${index} can never succeed`, { nonRetryable: true });
+        throw new Error(`transient failure ${ctx.attempt} of task ${index}`);
+      }
+      return { index, attempt: ctx.attempt };
+    },
+  });
+  const flakyJob = defineJob({
+    type: 'test.flaky_job',
+    parameters: z.object({ n: z.number().int().min(1), failTimes: z.number().int(), permanent: z.boolean().default(false), failOnly: z.number().int().optional() }),
+  })
+    .stage({
+      name: 'flaky',
+      task: flaky,
+      fanOut: ({ parameters: p }) =>
+        Array.from({ length: p.n }, (_, index) => ({ index, failTimes: p.failOnly === undefined || p.failOnly === index ? p.failTimes : 0, permanent: p.permanent })),
+    })
+    .finalize(async ({ previous }) => ({ attempts: (await previous.all()).map((r) => r.attempt) }));
+
+  /** A stage that tolerates up to `maxFailures` failed tasks. */
+  const tolerantJob = defineJob({
+    type: 'test.tolerant_job',
+    parameters: z.object({ n: z.number().int().min(1), failing: z.array(z.number().int()) }),
+  })
+    .stage({
+      name: 'tolerant',
+      task: failing,
+      failurePolicy: { kind: 'tolerate', maxFailures: 2 },
+      fanOut: ({ parameters: p }) => Array.from({ length: p.n }, (_, index) => ({ index, failAt: p.failing.includes(index) ? index : -1, throwKind: 'error' as const })),
+    })
+    .stage({ name: 'after', task: value, fanOut: async ({ previous }) => (await previous.all()).map((r) => ({ index: r.index, value: r.index })) })
+    .finalize(async ({ previous }) => ({ survivors: (await previous.all()).length }));
+
+  /** Fails at `failAt` while `switches.broken` is true: an operator fixes it and retries. */
+  const switchable = defineTask({
+    type: 'test.switchable',
+    parameters: z.object({ index: z.number().int(), failAt: z.number().int() }),
+    handler: async ({ index, failAt }, ctx) => {
+      effects.record(ctx.taskId);
+      await hooks.beforeTask?.(ctx.taskId, index, ctx.signal);
+      if (index === failAt && switches.broken) throw new Error(`task ${index} hit the bug`);
+      return { index };
+    },
+  });
+  const switchableJob = defineJob({ type: 'test.switchable_job', parameters: z.object({ n: z.number().int().min(1), failAt: z.number().int() }) })
+    .stage({ name: 'first', task: value, fanOut: ({ parameters: p }) => Array.from({ length: p.n }, (_, index) => ({ index, value: index })) })
+    .stage({ name: 'second', task: switchable, fanOut: async ({ parameters: p, previous }) => (await previous.all()).map((r) => ({ index: r.index, failAt: p.failAt })) })
+    .finalize(async ({ previous }) => ({ done: (await previous.all()).length }));
+
+  const jobs: AnyJobDefinition[] = [threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows, flakyJob, tolerantJob, switchableJob];
+  return { jobs, threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows, flakyJob, tolerantJob, switchableJob };
 }
 
 /** Expected finalize result of test.three_stages for n tasks: Σ (2i + 1) = n². */
