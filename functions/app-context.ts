@@ -6,6 +6,7 @@ import { CoreMachine } from '../core/engine/core-machine';
 import { createLogger, type Logger } from '../core/logger';
 import { Registry } from '../core/registry';
 import type { Transport } from '../core/transport/transport';
+import { createServiceBusTransportFromEnv } from '../core/transport/service-bus-transport';
 import { exampleJobs } from '../jobs';
 
 /** Everything a function invocation needs; one per worker process, shared by every invocation. */
@@ -29,14 +30,13 @@ export function setTransportFactory(factory: TransportFactory | undefined): void
 }
 
 /**
- * The hook the production transport goes through. There is deliberately no fallback: an
- * in-process queue inside a Functions worker would accept messages and lose them on scale-in.
+ * Service Bus, from the same app settings the triggers read, unless a factory was set. There is
+ * deliberately no in-process fallback: inside a Functions worker it would accept messages and
+ * lose them on scale-in. Without Service Bus settings this throws, naming them.
  */
-export function createTransport(config: CoreMachineConfig, logger: Logger): Transport {
-  if (!transportFactory) {
-    throw new Error('no transport configured: call setTransportFactory(...) from functions/ before the first invocation');
-  }
-  return transportFactory(config, logger);
+export function createTransport(config: CoreMachineConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Transport {
+  if (transportFactory) return transportFactory(config, logger);
+  return createServiceBusTransportFromEnv(env);
 }
 
 /** Lets tests (or a custom entry point) supply a ready context; `undefined` forgets it. */
@@ -71,7 +71,7 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
     throw new Error('DATABASE_URL is not set: the Functions app needs a PostgreSQL connection string in the DATABASE_URL app setting');
   }
   const logger = createLogger(config.logLevel, { host: 'functions' });
-  const transport = createTransport(config, logger);
+  const transport = createTransport(config, logger, env);
   const pool = createPool(config.databaseUrl, config.poolMax);
   try {
     const registry = new Registry().register(...exampleJobs);

@@ -3,3 +3,4 @@
 import './http-jobs';
 import './http-health';
 import './servicebus-triggers';
+import './http-control';

@@ -58,11 +58,14 @@ function describeBody(body: unknown): string {
 }
 
 /**
- * A message that redelivery cannot fix is completed rather than retried ten times. Until the engine
- * has a table for them, this structured error line (messageId, reason, body) is the operator's record.
+ * A message that redelivery cannot fix is completed rather than retried ten times. It is recorded
+ * in the dead_letters table (GET /api/dead-letters) through the engine, which also fails the task
+ * or job it pointed at, and logged as one structured line with messageId, reason and body.
  */
-function reportDiscarded(context: InvocationContext, queue: string, meta: MessageMeta, error: unknown, body: unknown): void {
+async function reportDiscarded(context: InvocationContext, machine: CoreMachine | undefined, queue: string, meta: MessageMeta, error: unknown, body: unknown): Promise<void> {
   const shape = errorToShape(error);
+  const engine = machine ?? (await getAppContext()).machine;
+  await engine.processDeadLetter({ queue, messageId: meta.messageId, body, reason: shape.type, description: shape.message });
   context.error(
     JSON.stringify({
       event: 'coremachine.message.discarded',
@@ -100,7 +103,7 @@ export async function jobMessageHandler(message: unknown, context: InvocationCon
   const meta = messageMeta(context);
   const decoded = decodeBody(message);
   if (!decoded.ok) {
-    reportDiscarded(context, JOBS_QUEUE, meta, decoded.error, message);
+    await reportDiscarded(context, undefined, JOBS_QUEUE, meta, decoded.error, message);
     return;
   }
   const machine = await machineOrRetry(context, JOBS_QUEUE, meta);
@@ -109,7 +112,7 @@ export async function jobMessageHandler(message: unknown, context: InvocationCon
     context.log(JSON.stringify({ event: 'coremachine.message.processed', queue: JOBS_QUEUE, ...meta, ...outcome }));
   } catch (error) {
     if (isNonRetryable(error)) {
-      reportDiscarded(context, JOBS_QUEUE, meta, error, message);
+      await reportDiscarded(context, machine, JOBS_QUEUE, meta, error, decoded.body);
       return;
     }
     reportRetry(context, JOBS_QUEUE, meta, error);
@@ -124,11 +127,11 @@ export async function jobMessageHandler(message: unknown, context: InvocationCon
 export async function taskMessagesHandler(messages: unknown, context: InvocationContext): Promise<void> {
   const batch: unknown[] = Array.isArray(messages) ? messages : [messages];
   const valid: Array<{ index: number; body: unknown }> = [];
-  batch.forEach((raw, index) => {
+  for (const [index, raw] of batch.entries()) {
     const decoded = decodeBody(raw);
     if (decoded.ok) valid.push({ index, body: decoded.body });
-    else reportDiscarded(context, TASKS_QUEUE, messageMeta(context, index), decoded.error, raw);
-  });
+    else await reportDiscarded(context, undefined, TASKS_QUEUE, messageMeta(context, index), decoded.error, raw);
+  }
   if (valid.length === 0) return;
 
   const metas = valid.map(({ index }) => messageMeta(context, index));
@@ -141,13 +144,32 @@ export async function taskMessagesHandler(messages: unknown, context: Invocation
     throw error;
   }
   const counts: Record<string, number> = {};
-  outcomes.forEach((outcome, i) => {
+  for (const [i, outcome] of outcomes.entries()) {
     counts[outcome.outcome] = (counts[outcome.outcome] ?? 0) + 1;
     const item = valid[i];
-    if (outcome.outcome === 'malformed' && item) reportDiscarded(context, TASKS_QUEUE, messageMeta(context, item.index), outcome.error, batch[item.index]);
-  });
+    if (outcome.outcome === 'malformed' && item) await reportDiscarded(context, machine, TASKS_QUEUE, messageMeta(context, item.index), outcome.error, item.body);
+  }
   context.log(JSON.stringify({ event: 'coremachine.batch.processed', queue: TASKS_QUEUE, size: batch.length, outcomes: counts }));
+}
+
+/**
+ * The dead-letter sub-queues: a message Service Bus gave up on (max delivery count, expiry) must not
+ * leave its job PROCESSING. The engine records it and fails the task or job it pointed at.
+ */
+export function deadLetterHandler(queue: string) {
+  return async (message: unknown, context: InvocationContext): Promise<void> => {
+    const meta = messageMeta(context);
+    const decoded = decodeBody(message);
+    const metadata = context.triggerMetadata ?? {};
+    const reason = typeof metadata.deadLetterReason === 'string' ? metadata.deadLetterReason : 'DeadLettered';
+    const description = typeof metadata.deadLetterErrorDescription === 'string' ? metadata.deadLetterErrorDescription : 'no description';
+    const machine = await machineOrRetry(context, `${queue}/$deadletterqueue`, meta);
+    const outcome = await machine.processDeadLetter({ queue, messageId: meta.messageId, body: decoded.ok ? decoded.body : message, reason, description });
+    context.warn(JSON.stringify({ event: 'coremachine.dead_letter.processed', queue, ...meta, reason, description, outcome }));
+  };
 }
 
 app.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
 app.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
+app.serviceBusQueue('jobs-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${JOBS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(JOBS_QUEUE) });
+app.serviceBusQueue('tasks-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${TASKS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(TASKS_QUEUE) });

@@ -6,7 +6,8 @@ import { InProcessTransport } from '../core/transport/in-process-transport';
 import { createAppContext, getAppContext, setAppContext, setTransportFactory } from '../functions/app-context';
 import { healthHandler } from '../functions/http-health';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
-import { jobMessageHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
+import { deadLetterHandler, jobMessageHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
+import { controlJobHandler, listDeadLettersHandler, listEventsHandler } from '../functions/http-control';
 import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
@@ -101,7 +102,9 @@ async function driveToEnd(jobId: string, machine: CoreMachine = h.machine, trans
 
 test('registrations: routes split by method, function-key auth on jobs, anonymous health, both queues', () => {
   const http = httpRegistrations.map(([name, o]) => [name, o.methods, o.route, o.authLevel, o.handler]);
-  expect(http).toHaveLength(5);
+  expect(http).toHaveLength(8);
+  // Every route but health needs a function key: no unauthenticated way to submit, read or change jobs.
+  expect(httpRegistrations.filter(([, o]) => o.authLevel !== 'function').map(([name]) => name)).toEqual(['health']);
   expect(http).toEqual(
     expect.arrayContaining([
       ['jobs-submit', ['POST'], 'jobs/{jobType}', 'function', submitJobHandler],
@@ -109,12 +112,17 @@ test('registrations: routes split by method, function-key auth on jobs, anonymou
       ['jobs-list', ['GET'], 'jobs', 'function', listJobsHandler],
       ['jobs-tasks', ['GET'], 'jobs/{jobId}/tasks', 'function', listTasksHandler],
       ['health', ['GET'], 'health', 'anonymous', healthHandler],
+      ['jobs-control', ['POST'], 'jobs/{jobId}/{action:regex(^(cancel|pause|resume|retry)$)}', 'function', controlJobHandler],
+      ['jobs-events', ['GET'], 'jobs/{jobId}/events', 'function', listEventsHandler],
+      ['dead-letters', ['GET'], 'dead-letters', 'function', listDeadLettersHandler],
     ]),
   );
   const queues = queueRegistrations.map(([name, o]) => [name, o.queueName, o.connection, o.cardinality, o.handler]);
   expect(queues).toEqual([
     ['jobs-queue', 'coremachine-jobs', 'ServiceBusConnection', 'one', jobMessageHandler],
     ['tasks-queue', 'coremachine-tasks', 'ServiceBusConnection', 'many', taskMessagesHandler],
+    ['jobs-dead-letters', 'coremachine-jobs/$deadletterqueue', 'ServiceBusConnection', 'one', expect.any(Function)],
+    ['tasks-dead-letters', 'coremachine-tasks/$deadletterqueue', 'ServiceBusConnection', 'one', expect.any(Function)],
   ]);
 });
 
@@ -235,6 +243,48 @@ test('malformed task messages are logged with their messageId and completed, not
   expect(discarded[0]).toMatch(/"messageId":"m-text".*"deliveryCount":1.*not JSON.*"body":"\{not json"/);
   expect(discarded[1]).toMatch(/"messageId":"m-shape".*MalformedMessageError/);
   expect(discarded[2]).toMatch(/"messageId":"m-ghost".*TaskNotFoundError/);
+  // ...and recorded where an operator sees them through the API.
+  const listed = await call(listDeadLettersHandler, 'GET', 'dead-letters');
+  const letters = (listed.body as { deadLetters: Array<{ messageId: string; reason: string; body: unknown }> }).deadLetters;
+  expect(letters.map((l) => [l.messageId, l.reason])).toEqual([
+    ['m-ghost', 'TaskNotFoundError'],
+    ['m-shape', 'MalformedMessageError'],
+    ['m-text', 'MalformedMessageError'],
+  ]);
+  expect(letters[2]?.body).toBe('{not json');
+});
+
+test('control routes: cancel answers 200 with the job, a second cancel 409; events list every transition', async () => {
+  const submitted = await call(submitJobHandler, 'POST', 'jobs/hello_world', { body: JSON.stringify({ n: 4 }), params: { jobType: 'hello_world' } });
+  const { jobId } = submitted.body as JobJson;
+  const cancel = () => call(controlJobHandler, 'POST', `jobs/${jobId}/cancel`, { params: { jobId, action: 'cancel' } });
+  expect((await cancel()).body).toMatchObject({ jobId, status: 'CANCELLED' });
+  const again = await cancel();
+  expect(again.status).toBe(409);
+  expect(again.body).toMatchObject({ error: { type: 'InvalidTransitionError', message: expect.stringContaining('CANCELLED → CANCELLED') as string } });
+  const resume = await call(controlJobHandler, 'POST', `jobs/${jobId}/resume`, { params: { jobId, action: 'resume' } });
+  expect(resume.status).toBe(409);
+  const unknown = await call(controlJobHandler, 'POST', 'jobs/nope/pause', { params: { jobId: 'nope', action: 'pause' } });
+  expect(unknown.status).toBe(404);
+  const events = await call(listEventsHandler, 'GET', `jobs/${jobId}/events`, { params: { jobId } });
+  expect((events.body as { events: Array<{ entity: string; from: string | null; to: string }> }).events.map((e) => `${e.entity}:${e.from ?? '∅'}→${e.to}`)).toEqual([
+    'job:∅→QUEUED',
+    'job:QUEUED→CANCELLED',
+  ]);
+  // The message already queued for the cancelled job is acknowledged without work.
+  const [late] = h.transport.jobs.receive(1);
+  await expect(jobMessageHandler(late?.body, invocation({ messageId: late?.messageId }))).resolves.toBeUndefined();
+  expect(invocationLogs.some((line) => line.includes('"outcome":"ignored"') && line.includes('job is CANCELLED'))).toBe(true);
+  expect((await h.machine.listTasks(jobId)).length).toBe(0);
+});
+
+test('the dead-letter trigger fails what a dead-lettered message pointed at', async () => {
+  const submitted = await call(submitJobHandler, 'POST', 'jobs/hello_world', { body: JSON.stringify({ n: 2 }), params: { jobType: 'hello_world' } });
+  const { jobId } = submitted.body as JobJson;
+  const [message] = h.transport.jobs.receive(1);
+  await deadLetterHandler('coremachine-jobs')(message?.body, invocation({ messageId: message?.messageId, deadLetterReason: 'MaxDeliveryCountExceeded', deadLetterErrorDescription: 'delivered 10 times' }));
+  const job = await call(getJobHandler, 'GET', `jobs/${jobId}`, { params: { jobId } });
+  expect(job.body).toMatchObject({ status: 'FAILED', error: { type: 'DeadLettered', message: 'message dead-lettered: MaxDeliveryCountExceeded: delivered 10 times', stage: 1 } });
 });
 
 test('a job message that cannot succeed is discarded with its reason; other failures are rethrown for redelivery', async () => {
@@ -254,7 +304,7 @@ test('a job message that cannot succeed is discarded with its reason; other fail
 test('the app context needs DATABASE_URL and a transport, and fails loudly without them', async () => {
   setAppContext(undefined);
   await expect(createAppContext({})).rejects.toThrow(/DATABASE_URL/);
-  await expect(getAppContext({ DATABASE_URL: db.url })).rejects.toThrow('no transport configured');
+  await expect(getAppContext({ DATABASE_URL: db.url })).rejects.toThrow(/Service Bus is not configured: set ServiceBusConnection .* or ServiceBusConnection__fullyQualifiedNamespace/);
   // A failed start is not cached: once a transport is configured, the next call succeeds.
   setTransportFactory(() => new InProcessTransport());
   const context = await getAppContext({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' });

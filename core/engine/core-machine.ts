@@ -10,6 +10,7 @@ import { findJob, insertJob, listJobs } from '../state/jobs-store';
 import { toJobRecord, toStageProgress, toTaskRecord } from '../state/rows';
 import { listStages } from '../state/stages-store';
 import { listEvents, type EventRecord } from '../state/events-store';
+import { listDeadLetters, type DeadLetterRecord } from '../state/dead-letters-store';
 import { listTasks, releaseClaims, type TaskOutcome } from '../state/tasks-store';
 import type { Transport } from '../transport/transport';
 import { GroupCommitter } from './group-commit';
@@ -189,6 +190,11 @@ export class CoreMachine {
     });
     await this.outbox.dispatch(recorded);
     return outcome;
+  }
+
+  /** Messages no consumer could use, newest first, where an operator sees them. */
+  async listDeadLetters(query: { jobId?: string; beforeId?: number; limit?: number } = {}): Promise<DeadLetterRecord[]> {
+    return listDeadLetters(this.pool, { ...query, limit: Math.min(Math.max(query.limit ?? 100, 1), 1000) });
   }
 
   /** One janitor sweep; safe to run from several processes at once. */

@@ -1,0 +1,150 @@
+// CoreMachine on Azure: Functions (Flex Consumption) + Service Bus + PostgreSQL, deployed by `azd up`.
+// Subscription scope so azd can create the resource group for an environment.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; seeds resource names and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource. It must offer Flex Consumption and PostgreSQL Flexible Server B1ms.')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Resource group name; empty means rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('PostgreSQL administrator login (not postgres, azure_superuser, admin, root or a pg_ name).')
+param postgresAdminLogin string = 'coremachine'
+
+@secure()
+@minLength(12)
+@description('PostgreSQL administrator password; azd prompts for it and keeps it in the environment.')
+param postgresAdminPassword string
+
+@description('Allow SAS keys (connection strings) on the Service Bus namespace. The app itself always uses its managed identity; enable this only to run tests/servicebus-live.test.ts against the namespace.')
+param serviceBusAllowSas bool = false
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+// The queue names and settings live here once. tests/infra-consistency.test.ts checks them against
+// core/transport/transport.ts, host.json and infra/servicebus-emulator/Config.json.
+var serviceBusQueueNames = [
+  'coremachine-jobs'
+  'coremachine-tasks'
+]
+var serviceBusQueueProperties = {
+  // The Functions host renews the lock while a batch runs (host.json maxAutoLockRenewalDuration);
+  // 5 minutes is the longest lock Service Bus grants, so a crashed worker's messages come back within it.
+  lockDuration: 'PT5M'
+  // After 10 deliveries a message is dead-lettered instead of looping; the janitor reports those.
+  maxDeliveryCount: 10
+  // messageIds are deterministic (jobId:sN, taskId:aN), so a re-send after a partial failure is dropped.
+  requiresDuplicateDetection: true
+  duplicateDetectionHistoryTimeWindow: 'PT10M'
+  deadLetteringOnMessageExpiration: true
+  defaultMessageTimeToLive: 'P14D'
+}
+
+var databaseName = 'coremachine'
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var deploymentContainerName = 'app-package'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'st${resourceToken}'
+    deploymentContainerName: deploymentContainerName
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'sb-${resourceToken}'
+    queueNames: serviceBusQueueNames
+    queueProperties: serviceBusQueueProperties
+    disableLocalAuth: !serviceBusAllowSas
+  }
+}
+
+module postgres 'modules/postgres.bicep' = {
+  name: 'postgres'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'psql-${resourceToken}'
+    databaseName: databaseName
+    adminLogin: postgresAdminLogin
+    adminPassword: postgresAdminPassword
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'func-${resourceToken}'
+    planName: 'plan-${resourceToken}'
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    postgresHost: postgres.outputs.host
+    postgresDatabase: databaseName
+    postgresAdminLogin: postgresAdminLogin
+    postgresAdminPassword: postgresAdminPassword
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+module roles 'modules/role-assignments.bicep' = {
+  name: 'role-assignments'
+  scope: rg
+  params: {
+    principalId: functionApp.outputs.principalId
+    serviceBusNamespaceName: serviceBus.outputs.name
+    storageAccountName: storage.outputs.name
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICEBUS_FULLY_QUALIFIED_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
+output POSTGRES_HOST string = postgres.outputs.host
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString

@@ -1,0 +1,42 @@
+// Data-plane roles for the function app's system-assigned identity. Built-in role definition ids:
+// https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+param principalId string
+param serviceBusNamespaceName string
+param storageAccountName string
+
+var serviceBusDataSender = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+var serviceBusDataReceiver = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+
+resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
+  name: serviceBusNamespaceName
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+// Sender for the engine's fan-out and stage advance, Receiver for the two queue triggers.
+resource serviceBusRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for roleId in [serviceBusDataSender, serviceBusDataReceiver]: {
+    name: guid(namespace.id, principalId, roleId)
+    scope: namespace
+    properties: {
+      principalId: principalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+    }
+  }
+]
+
+// The host keeps leases and keys in blobs (AzureWebJobsStorage__accountName) and Flex Consumption
+// pulls the deployment package from the same account.
+resource storageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, principalId, storageBlobDataOwner)
+  scope: storage
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The queue names and settings are written in four places that no compiler connects: the
+ * transport's constants, the Bicep template, the emulator's Config.json and host.json. These
+ * checks fail the build when one of them drifts.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import {
+  SERVICE_BUS_CONNECTION_SETTING,
+  SERVICE_BUS_NAMESPACE_SETTING,
+} from '../core/transport/service-bus-transport';
+import { JOBS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+
+const root = path.resolve(__dirname, '..');
+const read = (file: string): string => readFileSync(path.join(root, file), 'utf8');
+const readJson = (file: string): unknown => JSON.parse(read(file));
+
+/** Bicep source without `//` comments, so commented-out code cannot satisfy a check. */
+const bicep = (file: string): string => read(file).replace(/\/\/.*$/gm, '');
+
+/** The body of `var <name> = [ ... ]` or `var <name> = { ... }` in a Bicep file (top-level, closed at column 0). */
+function bicepVar(source: string, name: string): string {
+  const match = new RegExp(`^var ${name} = ([[{])\\n([\\s\\S]*?)^[\\]}]`, 'm').exec(source);
+  if (!match?.[2]) throw new Error(`var ${name} not found in infra/main.bicep`);
+  return match[2];
+}
+
+/** `key: value` lines of a flat Bicep object literal; values are strings, booleans or integers. */
+function bicepObject(body: string): Record<string, string | number | boolean> {
+  const result: Record<string, string | number | boolean> = {};
+  for (const [, key, raw] of body.matchAll(/^\s*(\w+):\s*(.+?)\s*$/gm)) {
+    if (!key || raw === undefined) continue;
+    if (/^'.*'$/.test(raw)) result[key] = raw.slice(1, -1);
+    else if (raw === 'true' || raw === 'false') result[key] = raw === 'true';
+    else if (/^-?\d+$/.test(raw)) result[key] = Number(raw);
+    else throw new Error(`unsupported Bicep value for ${key}: ${raw}`);
+  }
+  return result;
+}
+
+/** ISO 8601 duration (PT5M, P14D, PT1H30M) in milliseconds, as Service Bus and the emulator write them. */
+function isoDurationMs(value: unknown): number {
+  const match = typeof value === 'string' ? /^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$/.exec(value) : null;
+  if (!match || value === 'P' || value === 'PT') throw new Error(`not an ISO 8601 duration: ${String(value)}`);
+  const [, days = '0', hours = '0', minutes = '0', seconds = '0'] = match;
+  return ((Number(days) * 24 + Number(hours)) * 60 + Number(minutes)) * 60_000 + Number(seconds) * 1000;
+}
+
+/** .NET TimeSpan text ([d.]hh:mm:ss[.fff]) in milliseconds, as host.json writes durations. */
+function timeSpanMs(value: unknown): number {
+  const match = typeof value === 'string' ? /^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$/.exec(value) : null;
+  if (!match) throw new Error(`not a TimeSpan: ${String(value)}`);
+  const [, days = '0', hours = '0', minutes = '0', seconds = '0'] = match;
+  return ((Number(days) * 24 + Number(hours)) * 60 + Number(minutes)) * 60_000 + Number(seconds) * 1000;
+}
+
+interface EmulatorQueue {
+  Name: string;
+  Properties: Record<string, unknown>;
+}
+
+function emulatorQueues(): EmulatorQueue[] {
+  const config = readJson('infra/servicebus-emulator/Config.json') as { UserConfig?: { Namespaces?: { Name?: string; Queues?: EmulatorQueue[] }[] } };
+  const namespaces = config.UserConfig?.Namespaces ?? [];
+  // The emulator accepts exactly one namespace, and only under this name.
+  expect(namespaces.map((namespace) => namespace.Name)).toEqual(['sbemulatorns']);
+  return namespaces[0]?.Queues ?? [];
+}
+
+const main = bicep('infra/main.bicep');
+const queueNames = [...bicepVar(main, 'serviceBusQueueNames').matchAll(/'([^']+)'/g)].map((match) => match[1]);
+const queueProperties = bicepObject(bicepVar(main, 'serviceBusQueueProperties'));
+
+/** The emulator caps the duplicate-detection window at 5 minutes (its Config schema); Azure allows up to 7 days. */
+const EMULATOR_MAX_DUPLICATE_WINDOW_MS = 5 * 60_000;
+
+test('the Bicep queues are exactly the transport queues, and the module creates them with the shared properties', () => {
+  expect([...queueNames].sort()).toEqual([JOBS_QUEUE, TASKS_QUEUE].sort());
+  // The vars only matter if they reach the resources.
+  expect(main).toMatch(/queueNames:\s*serviceBusQueueNames\b/);
+  expect(main).toMatch(/queueProperties:\s*serviceBusQueueProperties\b/);
+  const module = bicep('infra/modules/servicebus.bicep');
+  expect(module).toMatch(/for queueName in queueNames:\s*\{[\s\S]*?name: queueName[\s\S]*?properties: queueProperties/);
+});
+
+test('the Bicep queue properties are the ones the engine relies on', () => {
+  expect(queueProperties).toMatchObject({
+    lockDuration: 'PT5M',
+    maxDeliveryCount: 10,
+    requiresDuplicateDetection: true,
+    duplicateDetectionHistoryTimeWindow: 'PT10M',
+    deadLetteringOnMessageExpiration: true,
+  });
+});
+
+test('the emulator config defines the same queues as the Bicep template', () => {
+  expect(emulatorQueues().map((queue) => queue.Name).sort()).toEqual([JOBS_QUEUE, TASKS_QUEUE].sort());
+});
+
+test.each([JOBS_QUEUE, TASKS_QUEUE])('emulator queue %s agrees with Bicep on lock, deliveries, duplicate detection and dead-lettering', (name) => {
+  const queue = emulatorQueues().find((candidate) => candidate.Name === name);
+  if (!queue) throw new Error(`queue ${name} missing from Config.json`);
+  const props = queue.Properties;
+  expect(isoDurationMs(props.LockDuration)).toBe(isoDurationMs(queueProperties.lockDuration));
+  expect(props.MaxDeliveryCount).toBe(queueProperties.maxDeliveryCount);
+  expect(props.RequiresDuplicateDetection).toBe(queueProperties.requiresDuplicateDetection);
+  expect(props.DeadLetteringOnMessageExpiration).toBe(queueProperties.deadLetteringOnMessageExpiration);
+  // Same window where the emulator allows it, its maximum where it does not.
+  const azureWindow = isoDurationMs(queueProperties.duplicateDetectionHistoryTimeWindow);
+  expect(isoDurationMs(props.DuplicateDetectionHistoryTimeWindow)).toBe(Math.min(azureWindow, EMULATOR_MAX_DUPLICATE_WINDOW_MS));
+});
+
+test("host.json renews message locks for at least one lock duration", () => {
+  const host = readJson('host.json') as { extensions?: { serviceBus?: { maxAutoLockRenewalDuration?: string } } };
+  const renewal = timeSpanMs(host.extensions?.serviceBus?.maxAutoLockRenewalDuration);
+  expect(renewal).toBeGreaterThanOrEqual(isoDurationMs(queueProperties.lockDuration));
+});
+
+test('the Service Bus connection setting names agree across the transport, Bicep and the local settings example', () => {
+  const functionApp = bicep('infra/modules/functionapp.bicep');
+  expect(functionApp).toContain(`name: '${SERVICE_BUS_NAMESPACE_SETTING}'`);
+  const local = readJson('infra/local.settings.example.json') as { Values?: Record<string, string> };
+  expect(local.Values?.[SERVICE_BUS_CONNECTION_SETTING]).toContain('UseDevelopmentEmulator=true');
+});
+
+test('the duration parsers read the formats used above', () => {
+  expect(isoDurationMs('PT5M')).toBe(300_000);
+  expect(isoDurationMs('P14D')).toBe(14 * 86_400_000);
+  expect(isoDurationMs('PT1H30M10S')).toBe(5_410_000);
+  expect(() => isoDurationMs('5 minutes')).toThrow();
+  expect(timeSpanMs('00:10:00')).toBe(600_000);
+  expect(timeSpanMs('1.02:00:00')).toBe(26 * 3_600_000);
+  expect(() => timeSpanMs('PT10M')).toThrow();
+});
