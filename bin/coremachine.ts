@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { runCli } from '../core/cli/run-cli';
+import { runCli } from './cli/run-cli';
 
 runCli(process.argv.slice(2)).then(
   (code) => {

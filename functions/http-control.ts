@@ -1,21 +1,12 @@
-import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import type { HttpRoute } from './http-route';
 import { ValidationError } from '../core/errors';
 import type { CoreMachine } from '../core/engine/core-machine';
 import type { JobView } from '../models';
 import { getAppContext } from './app-context';
-import { errorResponse } from './http-errors';
+import { withErrors } from './http-errors';
 
 type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
-
-function withErrors(handler: Handler): Handler {
-  return async (request, context) => {
-    try {
-      return await handler(request, context);
-    } catch (error) {
-      return errorResponse(error, context);
-    }
-  };
-}
 
 const ACTIONS: Record<string, (machine: CoreMachine, jobId: string) => Promise<JobView>> = {
   cancel: (machine, jobId) => machine.cancelJob(jobId),
@@ -53,6 +44,8 @@ export const listDeadLettersHandler: Handler = withErrors(async (request) => {
   return { status: 200, jsonBody: { deadLetters } };
 });
 
-app.http('jobs-control', { methods: ['POST'], authLevel: 'function', route: 'jobs/{jobId}/{action:regex(^(cancel|pause|resume|retry)$)}', handler: controlJobHandler });
-app.http('jobs-events', { methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}/events', handler: listEventsHandler });
-app.http('dead-letters', { methods: ['GET'], authLevel: 'function', route: 'dead-letters', handler: listDeadLettersHandler });
+export const controlRoutes: HttpRoute[] = [
+  { name: 'jobs-control', methods: ['POST'], authLevel: 'function', route: 'jobs/{jobId}/{action:regex(^(cancel|pause|resume|retry)$)}', handler: controlJobHandler },
+  { name: 'jobs-events', methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}/events', handler: listEventsHandler },
+  { name: 'dead-letters', methods: ['GET'], authLevel: 'function', route: 'dead-letters', handler: listDeadLettersHandler },
+];

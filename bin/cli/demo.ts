@@ -1,16 +1,17 @@
 import path from 'node:path';
 import type { JobView } from '../../models';
-import type { CoreMachineConfig } from '../config';
-import { startLocalRuntime } from '../local-runtime';
-import type { Logger } from '../logger';
-import type { Registry } from '../registry';
-import { packageRoot } from '../paths';
+import type { CoreMachineConfig } from '../../core/config';
+import { startLocalRuntime } from '../../core/local-runtime';
+import type { Logger } from '../../core/logger';
+import type { Registry } from '../../core/registry';
+import { packageRoot } from '../../core/paths';
 import { renderStages } from './progress';
+import { flagValue } from './flags';
 
 /** Runs an example job end to end on the local runtime; exit code 0 only when it COMPLETED. */
 export async function runDemo(config: CoreMachineConfig, registry: Registry, logger: Logger, args: string[]): Promise<number> {
-  const jobType = flag(args, '--job') ?? 'hello_world';
-  const n = Number(flag(args, '--n') ?? 100);
+  const jobType = flagValue(args, '--job') ?? 'hello_world';
+  const n = Number(flagValue(args, '--n') ?? 100);
   const parameters =
     jobType === 'word_frequencies'
       ? { directory: path.join(packageRoot(), 'jobs', 'data', 'word-frequencies'), topK: 5 }
@@ -39,9 +40,4 @@ export async function runDemo(config: CoreMachineConfig, registry: Registry, log
   } finally {
     await runtime.close();
   }
-}
-
-function flag(args: string[], name: string): string | undefined {
-  const index = args.indexOf(name);
-  return index >= 0 ? args[index + 1] : undefined;
 }

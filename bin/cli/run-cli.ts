@@ -1,14 +1,16 @@
 import { exampleJobs } from '../../jobs';
-import { loadConfig } from '../config';
-import { createPool } from '../db/pool';
-import { migrate, schemaStatus } from '../db/migrator';
-import { startEmbeddedPostgres } from '../db/embedded';
-import { createLogger } from '../logger';
-import { Registry } from '../registry';
+import { loadConfig } from '../../core/config';
+import { createPool } from '../../core/db/pool';
+import { migrate, schemaStatus } from '../../core/db/migrator';
+import { startEmbeddedPostgres } from '../../core/db/embedded';
+import { createLogger } from '../../core/logger';
+import { Registry } from '../../core/registry';
 import { runDemo } from './demo';
+import { runDev } from './dev';
 
 const USAGE = `usage: coremachine <command>
   demo [--job hello_world|word_frequencies] [--n N]   run an example job end to end
+  dev [--port 7071] [--host 127.0.0.1]                serve the HTTP API + dashboard with local workers
   db migrate                                          apply pending schema migrations
   db status                                           show schema version`;
 
@@ -20,6 +22,8 @@ export async function runCli(argv: string[]): Promise<number> {
   switch (command) {
     case 'demo':
       return runDemo(config, registry, logger, rest);
+    case 'dev':
+      return runDev(config, registry, createLogger(config.logLevel), rest);
     case 'db':
       return runDb(rest[0], config, logger);
     case undefined:

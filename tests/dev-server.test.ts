@@ -1,0 +1,69 @@
+import { createLogger } from '../core/logger';
+import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
+import { Registry } from '../core/registry';
+import { loadConfig } from '../core/config';
+import { exampleJobs } from '../jobs';
+import { startDevServer } from '../bin/cli/dev-server';
+import { matchRoute } from '../bin/cli/route-match';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { stuckJobs } from './support/harness';
+
+let db: TestDatabase;
+let runtime: LocalRuntime;
+let server: { url: string; close: () => Promise<void> };
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  const logger = createLogger('silent');
+  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), new Registry().register(...exampleJobs), logger);
+  server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: 'dev-key' });
+});
+afterAll(async () => {
+  await server.close();
+  await runtime.close();
+  expect(await stuckJobs(db.pool)).toEqual([]);
+  await db.drop();
+});
+
+const api = (path: string, init: RequestInit = {}) =>
+  fetch(`${server.url}/api/${path}`, { ...init, headers: { 'x-functions-key': 'dev-key', 'content-type': 'application/json', ...init.headers } });
+
+test('the dev server answers the same routes as the Functions app and runs jobs to completion', async () => {
+  const submitted = await api('jobs/hello_world', { method: 'POST', body: JSON.stringify({ n: 7 }) });
+  expect(submitted.status).toBe(202);
+  const { jobId } = (await submitted.json()) as { jobId: string };
+  let job: { status: string; result: unknown } = { status: 'QUEUED', result: null };
+  for (let i = 0; i < 200 && ['QUEUED', 'PROCESSING'].includes(job.status); i++) {
+    job = (await (await api(`jobs/${jobId}`)).json()) as typeof job;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(job).toMatchObject({ status: 'COMPLETED', result: { replies: 7 } });
+  expect((await api('jobs/hello_world', { method: 'POST', body: JSON.stringify({ n: 7 }) })).status).toBe(200);
+  const tasks = (await (await api(`jobs/${jobId}/tasks?stage=2`)).json()) as { tasks: unknown[] };
+  expect(tasks.tasks).toHaveLength(7);
+  const events = (await (await api(`jobs/${jobId}/events`)).json()) as { events: unknown[] };
+  expect(events.events.length).toBeGreaterThan(28);
+  const list = (await (await api('jobs?status=COMPLETED')).json()) as { jobs: Array<{ jobId: string }> };
+  expect(list.jobs.map((j) => j.jobId)).toContain(jobId);
+  expect((await api(`jobs/${jobId}/cancel`, { method: 'POST' })).status).toBe(409);
+});
+
+test('errors are JSON: 400 with zod issues, 404 unknown type and route, 405 wrong method, 401 without the key', async () => {
+  const bad = await api('jobs/hello_world', { method: 'POST', body: '{}' });
+  expect(bad.status).toBe(400);
+  expect(await bad.json()).toMatchObject({ error: { type: 'ValidationError', issues: [{ path: ['n'] }] } });
+  expect((await api('jobs/nope', { method: 'POST', body: '{}' })).status).toBe(404);
+  expect((await api('nothing/here')).status).toBe(404);
+  expect((await api('jobs', { method: 'DELETE' })).status).toBe(405);
+  const anonymous = await fetch(`${server.url}/api/jobs`);
+  expect(anonymous.status).toBe(401);
+  expect(await anonymous.json()).toMatchObject({ error: { type: 'Unauthorized' } });
+  expect((await fetch(`${server.url}/api/health`)).status).toBe(200);
+});
+
+test('route templates match like the host: parameters, regex constraints, literal segments', () => {
+  expect(matchRoute('jobs/{jobId}/events', 'jobs/abc/events')).toEqual({ jobId: 'abc' });
+  expect(matchRoute('jobs/{jobId}/{action:regex(^(cancel|pause|resume|retry)$)}', 'jobs/abc/pause')).toEqual({ jobId: 'abc', action: 'pause' });
+  expect(matchRoute('jobs/{jobId}/{action:regex(^(cancel|pause|resume|retry)$)}', 'jobs/abc/explode')).toBeUndefined();
+  expect(matchRoute('jobs/{jobType}', 'jobs')).toBeUndefined();
+});
