@@ -110,6 +110,15 @@ export class LeaseExpiredError extends CoreMachineError {
   }
 }
 
+/** A claim that is no longer current (lease expired and re-claimed, task cancelled or finished). */
+export class LeaseLostError extends CoreMachineError {
+  override readonly type = 'LeaseLostError';
+  override readonly nonRetryable = true;
+  constructor(taskId: string) {
+    super(`the claim on task ${taskId} is no longer current: its lease expired and it was re-claimed, or the task was cancelled or finished`);
+  }
+}
+
 /** Errors raised by user code, recorded on the task and job with the original as cause. */
 export class TaskValidationError extends ValidationError {
   override readonly type = 'TaskValidationError' as 'ValidationError';

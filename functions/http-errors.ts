@@ -4,6 +4,7 @@ import {
   errorToShape,
   InvalidTransitionError,
   JobNotFoundError,
+  LeaseLostError,
   TaskNotFoundError,
   UnknownJobTypeError,
   ValidationError,
@@ -23,7 +24,8 @@ export class PayloadTooLargeError extends CoreMachineError {
 function statusFor(error: unknown): number {
   if (error instanceof ValidationError) return 400;
   if (error instanceof UnknownJobTypeError || error instanceof JobNotFoundError || error instanceof TaskNotFoundError) return 404;
-  if (error instanceof InvalidTransitionError) return 409;
+  if (error instanceof InvalidTransitionError || error instanceof LeaseLostError) return 409;
+  if (error instanceof CoreMachineError && error.type === 'Unauthorized') return 401;
   if (error instanceof PayloadTooLargeError) return 413;
   return 500;
 }

@@ -30,6 +30,8 @@ export interface TaskDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
   readonly retry?: RetryPolicy;
   /** 'remote': not sent to the tasks queue; claimed over HTTP by an external worker. */
   readonly execution?: 'queue' | 'remote';
+  /** For remote tasks: what a worker's reported result must match. */
+  readonly result?: z.ZodType;
   handler(parameters: z.output<P>, context: TaskContext): Promise<R>;
 }
 
@@ -88,6 +90,26 @@ function checkTypeName(kind: string, type: string): void {
   if (!TYPE_NAME.test(type)) {
     throw new TypeError(`${kind} type "${type}" must match ${String(TYPE_NAME)}`);
   }
+}
+
+/**
+ * A task type that runs outside Functions (long-running or container work): its tasks are not sent
+ * to the tasks queue but claimed over HTTP by remote workers. `result` types what they report.
+ */
+export function defineRemoteTask<P extends z.ZodType, R>(definition: {
+  type: string;
+  parameters: P;
+  result: z.ZodType<R>;
+  leaseSeconds?: number;
+  retry?: RetryPolicy;
+}): TaskDefinition<P, R> {
+  const { result, ...rest } = definition;
+  const task = defineTask<P, R>({
+    ...rest,
+    execution: 'remote',
+    handler: () => Promise.reject(new Error(`task type "${definition.type}" runs on remote workers and is claimed over HTTP, never from the tasks queue`)),
+  });
+  return { ...task, result };
 }
 
 export function defineTask<P extends z.ZodType, R>(definition: {

@@ -14,6 +14,7 @@ import { listDeadLetters, type DeadLetterRecord } from '../state/dead-letters-st
 import { listTasks, releaseClaims, type TaskOutcome } from '../state/tasks-store';
 import type { Transport } from '../transport/transport';
 import { GroupCommitter } from './group-commit';
+import { RemoteWorkers } from './remote-workers';
 import { cancelJob, pauseJob, resumeJob, retryJob } from './control';
 import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './dead-letters';
 import { sweep, type JanitorOptions, type SweepReport } from '../janitor';
@@ -34,6 +35,8 @@ export interface CoreMachineDeps {
  */
 export class CoreMachine {
   readonly outbox: Outbox;
+  /** Tasks of 'remote' task types, claimed and reported over HTTP. */
+  readonly remote: RemoteWorkers;
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commitResults(results));
   /** Handlers running in this process, so a cancel can abort them through their signal. */
   private readonly running = new Map<string, AbortController>();
@@ -46,6 +49,7 @@ export class CoreMachine {
     this.registry = deps.registry;
     this.logger = deps.logger;
     this.outbox = new Outbox(deps.pool, deps.transport);
+    this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.outbox);
   }
 
   /** Refuses to start against a database whose schema version is not the one this code expects. */

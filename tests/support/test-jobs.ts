@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineJob, defineTask, TaskFailure, type AnyJobDefinition } from '../../models';
+import { defineJob, defineRemoteTask, defineTask, TaskFailure, type AnyJobDefinition } from '../../models';
 
 /** Counts every handler run per task id, so tests can prove each side effect happened once. */
 export class SideEffects {
@@ -172,8 +172,21 @@ export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHoo
     .stage({ name: 'second', task: switchable, fanOut: async ({ parameters: p, previous }) => (await previous.all()).map((r) => ({ index: r.index, failAt: p.failAt })) })
     .finalize(async ({ previous }) => ({ done: (await previous.all()).length }));
 
-  const jobs: AnyJobDefinition[] = [threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows, flakyJob, tolerantJob, switchableJob];
-  return { jobs, threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows, flakyJob, tolerantJob, switchableJob };
+  /** Rendering runs on remote workers (e.g. a GPU container) that claim tasks over HTTP. */
+  const render = defineRemoteTask({
+    type: 'test.render',
+    parameters: z.object({ frame: z.number().int() }),
+    result: z.object({ frame: z.number().int(), bytes: z.number().int() }),
+    leaseSeconds: 60,
+    retry: { maxAttempts: 2, initialDelayMs: 0, jitter: 0 },
+  });
+  const remoteJob = defineJob({ type: 'test.remote_job', parameters: z.object({ frames: z.number().int().min(1) }) })
+    .stage({ name: 'plan', task: value, fanOut: ({ parameters }) => Array.from({ length: parameters.frames }, (_, index) => ({ index, value: index })) })
+    .stage({ name: 'render', task: render, fanOut: async ({ previous }) => (await previous.all()).map((r) => ({ frame: r.index })) })
+    .finalize(async ({ previous }) => ({ totalBytes: (await previous.all()).reduce((sum, r) => sum + r.bytes, 0) }));
+
+  const jobs: AnyJobDefinition[] = [threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows, flakyJob, tolerantJob, switchableJob, remoteJob];
+  return { jobs, threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows, flakyJob, tolerantJob, switchableJob, remoteJob };
 }
 
 /** Expected finalize result of test.three_stages for n tasks: Σ (2i + 1) = n². */

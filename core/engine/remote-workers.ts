@@ -1,0 +1,141 @@
+import type pg from 'pg';
+import { z } from 'zod';
+import { TaskFailure, type ErrorShape } from '../../models';
+import { withTransaction } from '../db/pool';
+import { errorToShape, LeaseLostError, TaskNotFoundError, ValidationError } from '../errors';
+import { extendLease } from '../state/tasks-store';
+import type { AdvanceDeps } from './stage-advance';
+import { commitOutcomes, DEFAULT_LEASE_SECONDS, nextAttemptAt } from './task-batch';
+import type { Outbox } from './outbox';
+
+/**
+ * Remote workers claim tasks over HTTP instead of receiving queue messages: the same leases,
+ * claim fencing, retries and stage counting as queue tasks, through the same settle path.
+ */
+export const ClaimRequest = z.object({
+  workerId: z.string().min(1).max(200),
+  taskTypes: z.array(z.string().min(1)).min(1).max(50),
+  maxTasks: z.number().int().min(1).max(100).default(1),
+  leaseSeconds: z.number().int().min(5).max(3600).optional(),
+});
+export const HeartbeatRequest = z.object({ claimId: z.uuid(), leaseSeconds: z.number().int().min(5).max(3600).optional() });
+export const CompleteRequest = z.object({ claimId: z.uuid(), result: z.unknown() });
+export const FailRequest = z.object({
+  claimId: z.uuid(),
+  error: z.object({ type: z.string().min(1).default('RemoteWorkerError'), message: z.string().min(1) }),
+  retryable: z.boolean().default(true),
+  retryAfterMs: z.number().int().min(0).optional(),
+});
+
+export interface RemoteTask {
+  taskId: string;
+  claimId: string;
+  jobId: string;
+  stage: number;
+  taskIndex: number;
+  taskType: string;
+  attempt: number;
+  parameters: unknown;
+  leaseExpiresAt: Date;
+}
+
+export function parseRequest<T extends z.ZodType>(schema: T, body: unknown, what: string): z.output<T> {
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) throw new ValidationError(`invalid ${what}: ${parsed.error.message}`, parsed.error.issues);
+  return parsed.data;
+}
+
+export class RemoteWorkers {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly deps: AdvanceDeps,
+    private readonly outbox: Outbox,
+  ) {}
+
+  /** Claims up to maxTasks QUEUED remote tasks of the given types, oldest first, each with a lease. */
+  async claim(body: unknown): Promise<RemoteTask[]> {
+    const request = parseRequest(ClaimRequest, body, 'claim request');
+    const leases = request.taskTypes.map((type) => request.leaseSeconds ?? (this.deps.registry.hasTask(type) ? this.deps.registry.task(type).leaseSeconds : undefined) ?? DEFAULT_LEASE_SECONDS);
+    const result = await this.pool.query<{ task_id: string; claim_id: string; job_id: string; stage: number; task_index: number; task_type: string; attempt: number; parameters: unknown; lease_expires_at: Date }>({
+      name: 'cm_claim_remote_tasks',
+      text: `WITH candidates AS (
+               SELECT t.task_id, l.lease FROM coremachine.tasks t
+                 JOIN coremachine.jobs j ON j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage
+                 JOIN unnest($1::text[], $4::float8[]) AS l(task_type, lease) ON l.task_type = t.task_type
+                WHERE t.remote AND t.status = 'QUEUED' AND (t.retry_at IS NULL OR t.retry_at <= now())
+                ORDER BY t.created_at, t.task_index LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
+             UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(),
+                    lease_expires_at = now() + make_interval(secs => c.lease), started_at = now(), worker_id = $3
+               FROM candidates c WHERE t.task_id = c.task_id
+             RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.lease_expires_at`,
+      values: [request.taskTypes, request.maxTasks, request.workerId, leases],
+    });
+    if (result.rows.length > 0) this.deps.logger.info('remote tasks claimed', { workerId: request.workerId, tasks: result.rows.length });
+    return result.rows.map((row) => ({
+      taskId: row.task_id,
+      claimId: row.claim_id,
+      jobId: row.job_id,
+      stage: row.stage,
+      taskIndex: row.task_index,
+      taskType: row.task_type,
+      attempt: row.attempt,
+      parameters: row.parameters,
+      leaseExpiresAt: row.lease_expires_at,
+    }));
+  }
+
+  async heartbeat(taskId: string, body: unknown): Promise<{ leaseExpiresAt: Date }> {
+    const request = parseRequest(HeartbeatRequest, body, 'heartbeat');
+    const type = await this.taskType(taskId);
+    const seconds = request.leaseSeconds ?? this.deps.registry.task(type).leaseSeconds ?? DEFAULT_LEASE_SECONDS;
+    if (!(await extendLease(this.pool, taskId, request.claimId, seconds))) throw new LeaseLostError(taskId);
+    return { leaseExpiresAt: new Date(Date.now() + seconds * 1000) };
+  }
+
+  async complete(taskId: string, body: unknown): Promise<void> {
+    const request = parseRequest(CompleteRequest, body, 'completion');
+    const schema = this.deps.registry.task(await this.taskType(taskId)).result;
+    const result = schema ? parseRequest(schema, request.result, `result of task ${taskId}`) : request.result;
+    await this.settle({ taskId, claimId: request.claimId, result: result ?? null });
+  }
+
+  async fail(taskId: string, body: unknown): Promise<{ retryAt: Date | null }> {
+    const request = parseRequest(FailRequest, body, 'failure report');
+    const task = await this.pool.query<{ task_type: string; attempt: number; stage: number }>('SELECT task_type, attempt, stage FROM coremachine.tasks WHERE task_id = $1', [taskId]);
+    const row = task.rows[0];
+    if (!row) throw new TaskNotFoundError(taskId);
+    const failure = new TaskFailure(request.error.message, { nonRetryable: !request.retryable, ...(request.retryAfterMs === undefined ? {} : { retryAfterMs: request.retryAfterMs }) });
+    const retryAt = nextAttemptAt(this.deps.registry.hasTask(row.task_type) ? this.deps.registry.task(row.task_type) : undefined, row.attempt, failure);
+    const error: ErrorShape = { ...errorToShape(failure, { stage: row.stage, taskId }), type: request.error.type };
+    await this.settle({ taskId, claimId: request.claimId, error, ...(retryAt ? { retryAt } : {}) });
+    return { retryAt: retryAt ?? null };
+  }
+
+  /** Admin: gives a stuck claim up now instead of waiting for its lease; the task is claimable again. */
+  async release(taskId: string): Promise<void> {
+    const released = await this.pool.query(
+      `UPDATE coremachine.tasks SET status = 'QUEUED', claim_id = NULL, lease_expires_at = NULL, worker_id = NULL,
+              error = jsonb_build_object('type', 'Released', 'message', 'claim released by an operator', 'taskId', task_id, 'stage', stage)
+        WHERE task_id = $1 AND status = 'PROCESSING' AND remote`,
+      [taskId],
+    );
+    if (released.rowCount === 0) throw new LeaseLostError(taskId);
+    this.deps.logger.warn('remote task claim released by an operator', { taskId });
+  }
+
+  private async settle(outcome: Parameters<typeof commitOutcomes>[2][number]): Promise<void> {
+    const recorded = await withTransaction(this.pool, async (client) => {
+      const committed = await commitOutcomes(client, this.deps, [outcome]);
+      if (!committed.settled.has(outcome.taskId)) throw new LeaseLostError(outcome.taskId);
+      return this.outbox.record(client, committed.intents);
+    });
+    await this.outbox.dispatch(recorded);
+  }
+
+  private async taskType(taskId: string): Promise<string> {
+    const result = await this.pool.query<{ task_type: string }>('SELECT task_type FROM coremachine.tasks WHERE task_id = $1', [taskId]);
+    const type = result.rows[0]?.task_type;
+    if (!type) throw new TaskNotFoundError(taskId);
+    return type;
+  }
+}

@@ -1,0 +1,77 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import { CoreMachineError } from '../core/errors';
+import { getAppContext } from './app-context';
+import { readJsonBody, withErrors } from './http-errors';
+import type { HttpRoute } from './http-route';
+
+type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
+
+export class WorkerAuthError extends CoreMachineError {
+  override readonly type = 'Unauthorized';
+  override readonly nonRetryable = true;
+}
+
+/**
+ * Remote workers authenticate with the function key (enforced by the host for authLevel
+ * 'function'); when COREMACHINE_WORKER_TOKEN is set they must also present it as a bearer token,
+ * so a key shared with operators is not enough to report task results.
+ */
+function checkWorkerToken(request: HttpRequest): void {
+  const expected = process.env.COREMACHINE_WORKER_TOKEN;
+  if (!expected) return;
+  const presented = /^Bearer (.+)$/.exec(request.headers.get('authorization') ?? '')?.[1] ?? '';
+  const a = Buffer.from(presented);
+  const b = Buffer.from(expected);
+  if (a.length !== b.length || !timingSafeEqual(a, b)) throw new WorkerAuthError('a remote worker must send Authorization: Bearer <COREMACHINE_WORKER_TOKEN>');
+}
+
+function workerHandler(work: (request: HttpRequest) => Promise<HttpResponseInit>): Handler {
+  return withErrors(async (request) => {
+    checkWorkerToken(request);
+    return work(request);
+  });
+}
+
+const taskId = (request: HttpRequest) => request.params.taskId ?? '';
+
+/** POST workers/claim {workerId, taskTypes, maxTasks?, leaseSeconds?} → {tasks: [{taskId, claimId, parameters, ...}]} */
+export const claimHandler = workerHandler(async (request) => {
+  const { machine } = await getAppContext();
+  return { status: 200, jsonBody: { tasks: await machine.remote.claim(await readJsonBody(request)) } };
+});
+
+/** POST workers/tasks/{taskId}/heartbeat {claimId, leaseSeconds?} → {leaseExpiresAt}; 409 when the claim is lost. */
+export const heartbeatHandler = workerHandler(async (request) => {
+  const { machine } = await getAppContext();
+  return { status: 200, jsonBody: await machine.remote.heartbeat(taskId(request), await readJsonBody(request)) };
+});
+
+/** POST workers/tasks/{taskId}/complete {claimId, result}; 409 when a newer claim owns the task. */
+export const completeHandler = workerHandler(async (request) => {
+  const { machine } = await getAppContext();
+  await machine.remote.complete(taskId(request), await readJsonBody(request));
+  return { status: 200, jsonBody: { taskId: taskId(request), status: 'COMPLETED' } };
+});
+
+/** POST workers/tasks/{taskId}/fail {claimId, error:{type?, message}, retryable?, retryAfterMs?} */
+export const failHandler = workerHandler(async (request) => {
+  const { machine } = await getAppContext();
+  const { retryAt } = await machine.remote.fail(taskId(request), await readJsonBody(request));
+  return { status: 200, jsonBody: { taskId: taskId(request), status: retryAt ? 'QUEUED' : 'FAILED', retryAt } };
+});
+
+/** POST workers/tasks/{taskId}/release: an operator gives up a stuck claim; the task is claimable again. */
+export const releaseHandler = withErrors(async (request) => {
+  const { machine } = await getAppContext();
+  await machine.remote.release(taskId(request));
+  return { status: 200, jsonBody: { taskId: taskId(request), status: 'QUEUED' } };
+});
+
+export const workerRoutes: HttpRoute[] = [
+  { name: 'workers-claim', methods: ['POST'], authLevel: 'function', route: 'workers/claim', handler: claimHandler },
+  { name: 'workers-heartbeat', methods: ['POST'], authLevel: 'function', route: 'workers/tasks/{taskId}/heartbeat', handler: heartbeatHandler },
+  { name: 'workers-complete', methods: ['POST'], authLevel: 'function', route: 'workers/tasks/{taskId}/complete', handler: completeHandler },
+  { name: 'workers-fail', methods: ['POST'], authLevel: 'function', route: 'workers/tasks/{taskId}/fail', handler: failHandler },
+  { name: 'workers-release', methods: ['POST'], authLevel: 'function', route: 'workers/tasks/{taskId}/release', handler: releaseHandler },
+];
