@@ -29,6 +29,8 @@ export interface StalledJob {
 export interface SweepReport {
   requeuedTasks: number;
   failedTasks: number;
+  /** Expired tasks of jobs that had already stopped. */
+  cancelledTasks: number;
   outboxSent: number;
   resentJobs: number;
   stalled: StalledJob[];
@@ -49,15 +51,25 @@ export async function sweep(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, op
     `INSERT INTO coremachine.janitor_runs (started_at, requeued_tasks, failed_tasks, outbox_sent, resent_jobs, stalled) VALUES ($1, $2, $3, $4, $5, $6)`,
     [startedAt, report.requeuedTasks, report.failedTasks, report.outboxSent, report.resentJobs, JSON.stringify(report.stalled)],
   );
-  if (report.requeuedTasks + report.failedTasks + report.outboxSent + report.stalled.length > 0) {
+  if (report.requeuedTasks + report.failedTasks + report.cancelledTasks + report.outboxSent + report.stalled.length > 0) {
     deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }
   return report;
 }
 
-async function expireLeases(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, limit: number): Promise<{ requeuedTasks: number; failedTasks: number }> {
-  const { outcomes, recorded } = await withTransaction(pool, async (client) => {
+async function expireLeases(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, limit: number): Promise<{ requeuedTasks: number; failedTasks: number; cancelledTasks: number }> {
+  const { outcomes, recorded, cancelled } = await withTransaction(pool, async (client) => {
+    // Under a job that stopped (FAILED, CANCELLED), an expired task has nothing to retry for.
+    const stopped = await client.query(
+      `WITH expired AS (
+         SELECT t.task_id FROM coremachine.tasks t JOIN coremachine.jobs j ON j.job_id = t.job_id
+          WHERE t.status = 'PROCESSING' AND t.lease_expires_at < now() AND j.status NOT IN ('QUEUED','PROCESSING','PAUSED')
+          LIMIT $1 FOR UPDATE OF t SKIP LOCKED)
+       UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = now(), claim_id = NULL, lease_expires_at = NULL
+         FROM expired WHERE t.task_id = expired.task_id`,
+      [limit],
+    );
     const expired = await client.query<{ task_id: string; claim_id: string; task_type: string; attempt: number; stage: number; worker_id: string | null }>(
       `SELECT task_id, claim_id, task_type, attempt, stage, worker_id FROM coremachine.tasks
         WHERE status = 'PROCESSING' AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
@@ -71,11 +83,11 @@ async function expireLeases(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, li
       return { taskId: row.task_id, claimId: row.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
     });
     const committed = await commitOutcomes(client, deps, outcomes);
-    return { outcomes, recorded: await outbox.record(client, committed.intents) };
+    return { outcomes, recorded: await outbox.record(client, committed.intents), cancelled: stopped.rowCount ?? 0 };
   });
   await outbox.dispatch(recorded);
   const requeuedTasks = outcomes.filter((o) => o.retryAt).length;
-  return { requeuedTasks, failedTasks: outcomes.length - requeuedTasks };
+  return { requeuedTasks, failedTasks: outcomes.length - requeuedTasks, cancelledTasks: cancelled };
 }
 
 interface Candidate {

@@ -17,6 +17,13 @@ export function createPool(connectionString: string, max: number): pg.Pool {
 export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
+  // A connection killed while checked out (pg_terminate_backend, failover) emits 'error' on the
+  // client; unheard, that event would crash the process. It is kept here: the next query fails
+  // with it, and the client is released as broken so the pool discards it.
+  const onError = (error: Error) => {
+    broken = error;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const result = await work(client);
@@ -31,6 +38,7 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
     }
     throw error;
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }
