@@ -1,5 +1,5 @@
 import { isNonRetryable, errorToShape } from './errors';
-import type { CoreMachine } from './engine/core-machine';
+import type { CoreMachine, MessageMeta } from './engine/core-machine';
 import type { Logger } from './logger';
 import type { InProcessTransport } from './transport/in-process-transport';
 import { QueueConsumer, type Settlement } from './transport/queue-consumer';
@@ -66,7 +66,7 @@ export class InProcessWorker {
     const settlements: Settlement[] = [];
     for (const message of batch) {
       try {
-        await this.machine.processJobMessage(message.body);
+        await this.machine.processJobMessage(message.body, metaOf(message));
         settlements.push({ action: 'complete' });
       } catch (error) {
         if (!isNonRetryable(error)) throw error;
@@ -77,9 +77,20 @@ export class InProcessWorker {
   }
 
   private async handleTasks(batch: ReceivedMessage[]): Promise<Settlement[]> {
-    const outcomes = await this.machine.processTaskMessages(batch.map((message) => message.body));
+    const outcomes = await this.machine.processTaskMessages(batch.map((message) => message.body), batch.map(metaOf));
     return outcomes.map((outcome) => (outcome.outcome === 'malformed' ? deadLetter(outcome.error) : { action: 'complete' }));
   }
+}
+
+/** What the engine gets besides the body, as the Service Bus trigger metadata provides it. */
+function metaOf(message: ReceivedMessage): MessageMeta {
+  const traceparent = message.applicationProperties?.traceparent;
+  return {
+    messageId: message.messageId,
+    deliveryCount: message.deliveryCount,
+    enqueuedTime: message.enqueuedTimeUtc,
+    ...(typeof traceparent === 'string' ? { traceparent } : {}),
+  };
 }
 
 function deadLetter(error: unknown): Settlement {

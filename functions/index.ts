@@ -1,13 +1,16 @@
 // The one place that registers with the Functions host. The other files only export handlers and
 // route tables, so `coremachine dev` can serve the same routes without a host, and the host can
 // load every dist/functions/*.js (package.json "main") without registering anything twice.
+import { startTelemetry } from './telemetry-setup';
 import { controlRoutes } from './http-control';
+import { dashboardRoutes } from './http-dashboard';
 import { healthRoutes } from './http-health';
 import { jobRoutes } from './http-jobs';
 import { registerHttpRoutes, type HttpRoute } from './http-route';
 import { registerServiceBusTriggers } from './servicebus-triggers';
 
-export const httpRoutes: HttpRoute[] = [...jobRoutes, ...controlRoutes, ...healthRoutes];
+export const httpRoutes: HttpRoute[] = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes];
 
+startTelemetry();
 registerHttpRoutes(httpRoutes);
 registerServiceBusTriggers();

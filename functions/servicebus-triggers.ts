@@ -13,6 +13,8 @@ const MAX_LOGGED_BODY_CHARS = 8_192;
 interface MessageMeta {
   messageId: string | undefined;
   deliveryCount: number | undefined;
+  traceparent?: string | undefined;
+  enqueuedTime?: Date | undefined;
 }
 
 type Decoded = { ok: true; body: unknown } | { ok: false; error: MalformedMessageError };
@@ -41,9 +43,16 @@ export function messageMeta(context: InvocationContext, index?: number): Message
   };
   const messageId = pick('messageId', 'messageIdArray');
   const deliveryCount = pick('deliveryCount', 'deliveryCountArray');
+  // The W3C traceparent the sender stamped in the application properties: one trace per job.
+  const properties = pick('applicationProperties', 'applicationPropertiesArray');
+  const traceparent = properties && typeof properties === 'object' ? (properties as Record<string, unknown>).traceparent : undefined;
+  const enqueued = pick('enqueuedTimeUtc', 'enqueuedTimeUtcArray');
+  const enqueuedTime = typeof enqueued === 'string' || enqueued instanceof Date ? new Date(enqueued) : undefined;
   return {
     messageId: typeof messageId === 'string' ? messageId : undefined,
     deliveryCount: typeof deliveryCount === 'number' ? deliveryCount : undefined,
+    ...(typeof traceparent === 'string' ? { traceparent } : {}),
+    ...(enqueuedTime && !Number.isNaN(enqueuedTime.getTime()) ? { enqueuedTime } : {}),
   };
 }
 
@@ -108,7 +117,7 @@ export async function jobMessageHandler(message: unknown, context: InvocationCon
   }
   const machine = await machineOrRetry(context, JOBS_QUEUE, meta);
   try {
-    const outcome = await machine.processJobMessage(decoded.body);
+    const outcome = await machine.processJobMessage(decoded.body, meta);
     context.log(JSON.stringify({ event: 'coremachine.message.processed', queue: JOBS_QUEUE, ...meta, ...outcome }));
   } catch (error) {
     if (isNonRetryable(error)) {
@@ -138,7 +147,7 @@ export async function taskMessagesHandler(messages: unknown, context: Invocation
   const machine = await machineOrRetry(context, TASKS_QUEUE, metas);
   let outcomes: TaskMessageOutcome[];
   try {
-    outcomes = await machine.processTaskMessages(valid.map(({ body }) => body));
+    outcomes = await machine.processTaskMessages(valid.map(({ body }) => body), metas);
   } catch (error) {
     reportRetry(context, TASKS_QUEUE, metas, error);
     throw error;

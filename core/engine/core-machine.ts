@@ -14,6 +14,9 @@ import { listDeadLetters, type DeadLetterRecord } from '../state/dead-letters-st
 import { listTasks, releaseClaims, type TaskOutcome } from '../state/tasks-store';
 import type { Transport } from '../transport/transport';
 import { GroupCommitter } from './group-commit';
+import { context } from '@opentelemetry/api';
+import { contextFromTraceparent, currentTraceparent, emitEvent, inSpan, recordFailure, recordQueueWait, recordStageDuration, recordTaskDuration, SpanKind } from '../telemetry';
+import type { AdvanceDeps, TransitionEvent } from './stage-advance';
 import { RemoteWorkers } from './remote-workers';
 import { cancelJob, pauseJob, resumeJob, retryJob } from './control';
 import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './dead-letters';
@@ -21,6 +24,19 @@ import { sweep, type JanitorOptions, type SweepReport } from '../janitor';
 import { Outbox, type OutboxIntent } from './outbox';
 import { startStage, type JobMessageOutcome } from './stage-start';
 import { claim, classifyUnclaimed, commitOutcomes, parseTaskMessages, runClaimedTask, type TaskMessageOutcome } from './task-batch';
+
+/** What the transport knows about a message besides its body. */
+export interface MessageMeta {
+  messageId?: string | undefined;
+  deliveryCount?: number | undefined;
+  /** W3C trace context from the message's application properties. */
+  traceparent?: string | undefined;
+  enqueuedTime?: Date | undefined;
+}
+
+function messageAttributes(meta: MessageMeta): Record<string, string | number> {
+  return { ...(meta.messageId ? { messageId: meta.messageId } : {}), ...(meta.deliveryCount ? { deliveryCount: meta.deliveryCount } : {}) };
+}
 
 export interface CoreMachineDeps {
   pool: pg.Pool;
@@ -71,14 +87,20 @@ export class CoreMachine {
     }
     const jobId = computeJobId(jobType, parsed.data);
     const message: JobQueueMessage = { jobId, jobType, stage: 1 };
-    const { created, recorded } = await withTransaction(this.pool, async (client) => {
-      const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parsed.data });
-      const intents = inserted.created ? await this.outbox.record(client, [{ kind: 'job', jobId, message }]) : [];
-      return { created: inserted.created, recorded: intents };
-    });
-    await this.outbox.dispatch(recorded);
-    if (created) this.logger.info('job submitted', { jobId, jobType });
-    return { job: await this.getJob(jobId), created };
+    // The submit span is the root of the job's trace: its context is stored with the job.
+    return inSpan('coremachine.submit', { jobId, jobType }, context.active(), async () => {
+      const { created, recorded } = await withTransaction(this.pool, async (client) => {
+        const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parsed.data, traceparent: currentTraceparent() });
+        const intents = inserted.created ? await this.outbox.record(client, [{ kind: 'job', jobId, message }]) : [];
+        return { created: inserted.created, recorded: intents };
+      });
+      await this.outbox.dispatch(recorded);
+      if (created) {
+        this.logger.info('job submitted', { jobId, jobType });
+        this.report([{ name: 'JobTransition', attributes: { jobId, jobType, from: 'none', to: 'QUEUED', stage: 1 } }]);
+      }
+      return { job: await this.getJob(jobId), created };
+    }, SpanKind.PRODUCER);
   }
 
   async getJob(jobId: string): Promise<JobView> {
@@ -103,20 +125,27 @@ export class CoreMachine {
   }
 
   /** Starts the stage a job message names. Throws on anything that must be redelivered. */
-  async processJobMessage(body: unknown): Promise<JobMessageOutcome> {
+  async processJobMessage(body: unknown, meta: MessageMeta = {}): Promise<JobMessageOutcome> {
     const parsed = JobQueueMessage.safeParse(body);
     if (!parsed.success) {
       throw new MalformedMessageError(`job message does not match JobQueueMessage: ${parsed.error.message}`, parsed.error.issues);
     }
-    const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
-      const started = await startStage(client, this.deps(), parsed.data);
-      return { outcome: started.outcome, recorded: await this.outbox.record(client, started.intents) };
+    const { jobId, jobType, stage } = parsed.data;
+    const attributes = { jobId, jobType, stage, ...messageAttributes(meta) };
+    return inSpan('coremachine.stage_start', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
+      const deps = this.deps();
+      const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
+        const started = await startStage(client, deps, parsed.data);
+        return { outcome: started.outcome, recorded: await this.outbox.record(client, started.intents) };
+      });
+      this.report(deps.events);
+      await this.outbox.dispatch(recorded);
+      span.setAttribute('outcome', outcome.outcome);
+      if (outcome.outcome === 'duplicate' || outcome.outcome === 'ignored') {
+        this.logger.info(`job message ${outcome.outcome}`, { jobId: outcome.jobId, stage: outcome.stage, reason: outcome.reason });
+      }
+      return outcome;
     });
-    await this.outbox.dispatch(recorded);
-    if (outcome.outcome === 'duplicate' || outcome.outcome === 'ignored') {
-      this.logger.info(`job message ${outcome.outcome}`, { jobId: outcome.jobId, stage: outcome.stage, reason: outcome.reason });
-    }
-    return outcome;
   }
 
   /**
@@ -124,8 +153,9 @@ export class CoreMachine {
    * group-committed as they finish. Returns one outcome per message, in order. Throws only on errors where
    * redelivery can help (database unreachable); the batch is then abandoned as a whole.
    */
-  async processTaskMessages(bodies: readonly unknown[]): Promise<TaskMessageOutcome[]> {
+  async processTaskMessages(bodies: readonly unknown[], metas: readonly MessageMeta[] = []): Promise<TaskMessageOutcome[]> {
     const { parsed, outcomes } = parseTaskMessages(bodies);
+    const metaByTask = new Map(parsed.map((p) => [p.message.taskId, metas[p.index] ?? {}]));
     const deps = this.deps();
     const claimed = await claim(this.pool, deps, parsed);
     const claimedIds = new Set(claimed.map((task) => task.task_id));
@@ -134,19 +164,28 @@ export class CoreMachine {
 
     const settledById = new Map<string, TaskMessageOutcome>();
     const results = await Promise.allSettled(
-      claimed.map(async (task) => {
-        const controller = new AbortController();
-        this.running.set(task.task_id, controller);
-        let result: TaskOutcome;
-        try {
-          result = await runClaimedTask(this.pool, deps, task, this.logger, controller);
-        } finally {
-          this.running.delete(task.task_id);
-        }
-        const settled = await this.committer.add(result);
-        settledById.set(task.task_id, settled
-          ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }
-          : { outcome: 'fenced', taskId: task.task_id, reason: 'claim was no longer current when the result arrived' });
+      claimed.map((task) => {
+        const meta = metaByTask.get(task.task_id) ?? {};
+        const attributes = { jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt, taskType: task.task_type, ...messageAttributes(meta) };
+        return inSpan('coremachine.task', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
+          const started = Date.now();
+          if (meta.enqueuedTime) recordQueueWait(started - meta.enqueuedTime.getTime(), { taskType: task.task_type });
+          const controller = new AbortController();
+          this.running.set(task.task_id, controller);
+          let result: TaskOutcome;
+          try {
+            result = await runClaimedTask(this.pool, deps, task, this.logger, controller);
+          } finally {
+            this.running.delete(task.task_id);
+          }
+          recordTaskDuration(Date.now() - started, { taskType: task.task_type, outcome: result.error ? 'error' : 'ok' });
+          if (result.error) recordFailure(span, Object.assign(new Error(result.error.message), { name: result.error.type }));
+          const settled = await this.committer.add(result);
+          span.setAttribute('outcome', settled ? (result.retryAt ? 'retry' : result.error ? 'failed' : 'completed') : 'fenced');
+          settledById.set(task.task_id, settled
+            ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }
+            : { outcome: 'fenced', taskId: task.task_id, reason: 'claim was no longer current when the result arrived' });
+        });
       }),
     );
     const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -188,10 +227,12 @@ export class CoreMachine {
 
   /** Marks what a dead-lettered message pointed at FAILED, and records the message. */
   async processDeadLetter(letter: DeadLetter): Promise<DeadLetterOutcome> {
+    const deps = this.deps();
     const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
-      const handled = await processDeadLetter(client, this.deps(), letter);
+      const handled = await processDeadLetter(client, deps, letter);
       return { outcome: handled.outcome, recorded: await this.outbox.record(client, handled.intents) };
     });
+    this.report(deps.events);
     await this.outbox.dispatch(recorded);
     return outcome;
   }
@@ -230,11 +271,20 @@ export class CoreMachine {
       const committed = await commitOutcomes(client, deps, results);
       return { settled: committed.settled, recorded: await this.outbox.record(client, committed.intents) };
     });
+    this.report(deps.events);
     await this.outbox.dispatch(recorded);
     return new Map(results.map((result) => [result, settled.has(result.taskId)]));
   }
 
-  private deps() {
-    return { registry: this.registry, logger: this.logger };
+  /** Fresh per transaction: its transition events are reported only once it commits. */
+  private deps(): AdvanceDeps & { events: TransitionEvent[] } {
+    return { registry: this.registry, logger: this.logger, events: [] };
+  }
+
+  private report(events: readonly TransitionEvent[]): void {
+    for (const event of events) {
+      emitEvent(`CoreMachine.${event.name}`, event.attributes);
+      if (event.stageDurationMs !== undefined) recordStageDuration(event.stageDurationMs, { jobType: String(event.attributes.jobType), stage: Number(event.attributes.stage) });
+    }
   }
 }

@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { context } from '@opentelemetry/api';
+import { contextFromTraceparent } from '../telemetry';
 import type { JobQueueMessage, TaskQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
 import { withTransaction } from '../db/pool';
@@ -18,6 +20,8 @@ export type OutboxIntent =
 interface RecordedIntent {
   id: string;
   intent: OutboxIntent;
+  /** The job's trace context: its messages are sent under it. */
+  traceparent: string | null;
 }
 
 export class Outbox {
@@ -29,10 +33,13 @@ export class Outbox {
   /** Writes intents inside the caller's transaction. */
   async record(db: Queryable, intents: readonly OutboxIntent[]): Promise<RecordedIntent[]> {
     if (intents.length === 0) return [];
-    const result = await db.query<{ id: string }>({
+    const result = await db.query<{ id: string; traceparent: string | null }>({
       name: 'cm_outbox_insert',
-      text: `INSERT INTO coremachine.outbox (kind, job_id, payload, not_before)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[]) RETURNING id`,
+      text: `INSERT INTO coremachine.outbox (kind, job_id, payload, not_before, traceparent)
+             SELECT i.kind, i.job_id, i.payload, i.not_before, (SELECT j.traceparent FROM coremachine.jobs j WHERE j.job_id = i.job_id)
+               FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[]) WITH ORDINALITY AS i(kind, job_id, payload, not_before, ord)
+              ORDER BY i.ord
+             RETURNING id, traceparent`,
       values: [
         intents.map((intent) => intent.kind),
         intents.map((intent) => intent.jobId),
@@ -40,13 +47,13 @@ export class Outbox {
         intents.map((intent) => (intent.kind === 'task' && intent.notBefore ? intent.notBefore : new Date())),
       ],
     });
-    return result.rows.map((row, index) => ({ id: row.id, intent: intents[index] as OutboxIntent }));
+    return result.rows.map((row, index) => ({ id: row.id, intent: intents[index] as OutboxIntent, traceparent: row.traceparent }));
   }
 
   /** After commit: sends, then deletes the rows. A failure leaves the rows for the sweep. */
   async dispatch(recorded: readonly RecordedIntent[]): Promise<void> {
     if (recorded.length === 0) return;
-    await this.send(this.pool, recorded.map((r) => r.intent));
+    await this.sendTraced(this.pool, recorded);
     await this.pool.query({
       name: 'cm_outbox_delete',
       text: 'DELETE FROM coremachine.outbox WHERE id = ANY($1::bigint[])',
@@ -60,17 +67,26 @@ export class Outbox {
    */
   async sweep(olderThanMs: number, limit = 500): Promise<number> {
     return withTransaction(this.pool, async (client) => {
-      const due = await client.query<{ id: string; kind: OutboxIntent['kind']; job_id: string; payload: Record<string, unknown>; not_before: Date }>(
-        `SELECT id, kind, job_id, payload, not_before FROM coremachine.outbox
+      const due = await client.query<{ id: string; kind: OutboxIntent['kind']; job_id: string; payload: Record<string, unknown>; not_before: Date; traceparent: string | null }>(
+        `SELECT id, kind, job_id, payload, not_before, traceparent FROM coremachine.outbox
           WHERE created_at < now() - make_interval(secs => $1::float8 / 1000) AND not_before <= now() + interval '1 hour'
           ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
         [olderThanMs, limit],
       );
       if (due.rows.length === 0) return 0;
-      await this.send(client, due.rows.map((row) => intentFromRow(row.kind, row.job_id, row.payload, row.not_before)));
+      await this.sendTraced(client, due.rows.map((row) => ({ id: row.id, intent: intentFromRow(row.kind, row.job_id, row.payload, row.not_before), traceparent: row.traceparent })));
       await client.query('DELETE FROM coremachine.outbox WHERE id = ANY($1::bigint[])', [due.rows.map((row) => row.id)]);
       return due.rows.length;
     });
+  }
+
+  /** Sends each job's messages under that job's trace context, so transports stamp the right traceparent. */
+  private async sendTraced(db: Queryable, recorded: readonly RecordedIntent[]): Promise<void> {
+    const byTrace = new Map<string | null, OutboxIntent[]>();
+    for (const r of recorded) byTrace.set(r.traceparent, [...(byTrace.get(r.traceparent) ?? []), r.intent]);
+    for (const [traceparent, intents] of byTrace) {
+      await context.with(contextFromTraceparent(traceparent ?? undefined), () => this.send(db, intents));
+    }
   }
 
   private async send(db: Queryable, intents: readonly OutboxIntent[]): Promise<void> {

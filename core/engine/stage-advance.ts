@@ -13,6 +13,14 @@ import { PagedStageResults } from './stage-results';
 export interface AdvanceDeps {
   registry: Registry;
   logger: Logger;
+  /** Transitions to report as telemetry events once the transaction commits (never for a rollback). */
+  events?: TransitionEvent[];
+}
+
+export interface TransitionEvent {
+  name: 'JobTransition' | 'StageCompleted' | 'StageStarted';
+  attributes: Record<string, string | number>;
+  stageDurationMs?: number;
 }
 
 /**
@@ -25,13 +33,21 @@ export interface AdvanceDeps {
 export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: StageRow): Promise<OutboxIntent[]> {
   const job = await findJob(db, stageRow.job_id, true);
   if (!job || job.status !== 'PROCESSING' || job.stage !== stageRow.stage) return [];
-  await finishStage(db, job.job_id, stageRow.stage, 'PROCESSING', 'COMPLETED');
+  const finished = await finishStage(db, job.job_id, stageRow.stage, 'PROCESSING', 'COMPLETED');
   const log = deps.logger.child({ jobId: job.job_id, stage: stageRow.stage });
+  if (finished) {
+    deps.events?.push({
+      name: 'StageCompleted',
+      attributes: { jobId: job.job_id, jobType: job.job_type, stage: stageRow.stage, stageName: stageRow.name, total: stageRow.total, failed: stageRow.failed },
+      ...(finished.started_at && finished.finished_at ? { stageDurationMs: finished.finished_at.getTime() - finished.started_at.getTime() } : {}),
+    });
+  }
 
   if (stageRow.stage < job.total_stages) {
     const next = stageRow.stage + 1;
     const queued = await transitionJob(db, job.job_id, 'PROCESSING', 'QUEUED', { atStage: stageRow.stage, toStage: next });
     if (!queued) throw new Error(`job ${job.job_id} changed under its row lock during the stage advance`);
+    deps.events?.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: 'QUEUED', stage: next } });
     log.info('stage completed; job queued for next stage', { nextStage: next, total: stageRow.total });
     return [{ kind: 'job', jobId: job.job_id, message: { jobId: job.job_id, jobType: job.job_type, stage: next } }];
   }
@@ -57,6 +73,7 @@ export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: S
       : null;
   const completed = await transitionJob(db, job.job_id, 'PROCESSING', status, { atStage: stageRow.stage, result: result ?? null, error });
   if (!completed) throw new Error(`job ${job.job_id} changed under its row lock while finalizing`);
+  deps.events?.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: status, stage: stageRow.stage } });
   log.info(status === 'COMPLETED' ? 'job completed' : 'job completed with errors', { failedTasks: failures.count });
   return [];
 }
@@ -89,6 +106,7 @@ async function tolerated(db: Queryable, jobId: string): Promise<{ count: number;
 export async function failJob(db: Queryable, deps: AdvanceDeps, jobId: string, stage: number, error: ErrorShape): Promise<boolean> {
   const failed = await transitionJob(db, jobId, 'PROCESSING', 'FAILED', { atStage: stage, error });
   if (!failed) return false;
+  deps.events?.push({ name: 'JobTransition', attributes: { jobId, jobType: failed.job_type, from: 'PROCESSING', to: 'FAILED', stage, errorType: error.type, ...(error.taskId ? { taskId: error.taskId } : {}) } });
   await finishStage(db, jobId, stage, 'PROCESSING', 'FAILED');
   const cancelled = await cancelQueuedTasks(db, jobId);
   deps.logger.error('job failed', { jobId, stage, taskId: error.taskId, errorType: error.type, error: error.message, cancelledTasks: cancelled });

@@ -54,6 +54,7 @@ export async function startStage(
   const taskIds = taskParameters.map((_, index) => computeTaskId(job.job_id, job.stage, index));
   const remote = stageDefinition.task.execution === 'remote';
   await insertStageTasks(db, { jobId: job.job_id, stage: job.stage, taskType: stageDefinition.task.type, remote, taskIds, parameters: taskParameters });
+  deps.events?.push({ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName: stageDefinition.name, tasks: total } });
   deps.logger.info('stage started', { jobId: job.job_id, stage: job.stage, stageName: stageDefinition.name, tasks: total, remote });
 
   // A stage with no tasks is complete the moment it starts; remote tasks wait to be polled.

@@ -9,14 +9,14 @@ const FINISHING: readonly JobStatus[] = [...TERMINAL_JOB_STATUSES, 'FAILED'];
 
 export async function insertJob(
   db: Queryable,
-  job: { jobId: string; jobType: string; totalStages: number; parameters: unknown },
+  job: { jobId: string; jobType: string; totalStages: number; parameters: unknown; traceparent?: string | undefined },
 ): Promise<{ row: JobRow; created: boolean }> {
   const inserted = await db.query<JobRow>({
     name: 'cm_insert_job',
-    text: `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters)
-           VALUES ($1, $2, 'QUEUED', 1, $3, $4)
+    text: `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters, traceparent)
+           VALUES ($1, $2, 'QUEUED', 1, $3, $4, $5)
            ON CONFLICT (job_id) DO NOTHING RETURNING *`,
-    values: [job.jobId, job.jobType, job.totalStages, JSON.stringify(job.parameters)],
+    values: [job.jobId, job.jobType, job.totalStages, JSON.stringify(job.parameters), job.traceparent ?? null],
   });
   if (inserted.rows[0]) return { row: inserted.rows[0], created: true };
   // Same id means same type and canonical parameters: this is the job that was submitted before.

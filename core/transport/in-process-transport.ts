@@ -1,5 +1,6 @@
 import { jobMessageId, taskMessageId, type JobQueueMessage, type TaskQueueMessage } from '../../models';
 import { InProcessQueue, type QueueOptions } from './in-process-queue';
+import { traceProperties } from '../telemetry';
 import { JOBS_QUEUE, TASKS_QUEUE, type Transport } from './transport';
 
 const DEFAULT_QUEUE_OPTIONS: QueueOptions = {
@@ -22,7 +23,8 @@ export class InProcessTransport implements Transport {
   }
 
   sendJobMessages(messages: readonly JobQueueMessage[]): Promise<void> {
-    this.jobs.send(messages.map((body) => ({ messageId: jobMessageId(body), body, applicationProperties: { jobId: body.jobId, stage: body.stage } })));
+    const traceparent = traceProperties();
+    this.jobs.send(messages.map((body) => ({ messageId: jobMessageId(body), body, applicationProperties: { jobId: body.jobId, stage: body.stage, ...traceparent } })));
     return Promise.resolve();
   }
 
@@ -47,6 +49,6 @@ function toQueueMessage(body: TaskQueueMessage) {
   return {
     messageId: taskMessageId(body),
     body,
-    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId },
+    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId, ...traceProperties() },
   };
 }

@@ -1,6 +1,7 @@
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { ServiceBusClient, type ServiceBusMessage, type ServiceBusMessageBatch, type ServiceBusSender } from '@azure/service-bus';
 import { jobMessageId, taskMessageId, type JobQueueMessage, type TaskQueueMessage } from '../../models';
+import { traceProperties } from '../telemetry';
 import { JOBS_QUEUE, TASKS_QUEUE, type Transport } from './transport';
 
 /** The part of the SDK sender this transport uses; a real `ServiceBusSender` satisfies it, and so can a test fake. */
@@ -143,7 +144,7 @@ function toJobMessage(body: JobQueueMessage): ServiceBusMessage {
     contentType: 'application/json',
     body,
     // Lets operators filter and peek by job in the portal without parsing bodies.
-    applicationProperties: { jobId: body.jobId, stage: body.stage },
+    applicationProperties: { jobId: body.jobId, stage: body.stage, ...traceProperties() },
   };
 }
 
@@ -152,7 +153,7 @@ function toTaskMessage(body: TaskQueueMessage): ServiceBusMessage {
     messageId: taskMessageId(body),
     contentType: 'application/json',
     body,
-    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId },
+    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId, ...traceProperties() },
   };
 }
 

@@ -1,0 +1,96 @@
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, metrics, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import { logs, SeverityNumber } from '@opentelemetry/api-logs';
+import { errorToShape } from './errors';
+
+/**
+ * Tracing, events and metrics through the vendor-neutral OpenTelemetry API. Without a registered
+ * provider (no APPLICATIONINSIGHTS_CONNECTION_STRING) every call is a no-op. With Application
+ * Insights (applicationinsights v3 registers the providers), spans become requests/dependencies,
+ * custom events land in customEvents, histograms in customMetrics, recorded exceptions in exceptions.
+ */
+const tracer = () => trace.getTracer('coremachine');
+const meter = () => metrics.getMeter('coremachine');
+const eventLogger = () => logs.getLogger('coremachine');
+
+let taskDuration: ReturnType<ReturnType<typeof meter>['createHistogram']> | undefined;
+let queueWait: typeof taskDuration;
+let stageDuration: typeof taskDuration;
+
+function histograms() {
+  taskDuration ??= meter().createHistogram('coremachine.task.duration', { unit: 'ms', description: 'handler time of one task attempt' });
+  queueWait ??= meter().createHistogram('coremachine.task.queue_wait', { unit: 'ms', description: 'message enqueued → task started' });
+  stageDuration ??= meter().createHistogram('coremachine.stage.duration', { unit: 'ms', description: 'stage started → stage completed' });
+  return { taskDuration, queueWait, stageDuration };
+}
+
+/** The context a W3C traceparent names, so one trace follows a job across every queue hop. */
+export function contextFromTraceparent(traceparent: string | undefined): Context {
+  if (!traceparent) return context.active();
+  return propagation.extract(ROOT_CONTEXT, { traceparent });
+}
+
+/** The active span as a W3C traceparent, to carry in an outgoing message's properties. */
+export function currentTraceparent(): string | undefined {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier.traceparent;
+}
+
+/** The active trace context as message properties (W3C traceparent), when there is one. */
+export function traceProperties(): { traceparent?: string } {
+  const traceparent = currentTraceparent();
+  return traceparent ? { traceparent } : {};
+}
+
+/**
+ * Runs `work` in a span. Errors are recorded on the span (Application Insights: exceptions, with
+ * the span's ids) and rethrown unchanged.
+ */
+export async function inSpan<T>(
+  name: string,
+  attributes: Attributes,
+  parent: Context,
+  work: (span: Span) => Promise<T>,
+  kind: SpanKind = SpanKind.CONSUMER,
+): Promise<T> {
+  return tracer().startActiveSpan(name, { kind, attributes }, parent, async (span) => {
+    try {
+      return await work(span);
+    } catch (error) {
+      recordFailure(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+export function recordFailure(span: Span, error: unknown): void {
+  const shape = errorToShape(error);
+  span.recordException({ name: shape.type, message: shape.message });
+  span.setStatus({ code: SpanStatusCode.ERROR, message: `${shape.type}: ${shape.message}` });
+}
+
+/** A job or stage transition as a custom event (customEvents in Application Insights). */
+export function emitEvent(name: string, attributes: Attributes): void {
+  trace.getActiveSpan()?.addEvent(name, attributes);
+  eventLogger().emit({
+    severityNumber: SeverityNumber.INFO,
+    body: name,
+    attributes: { 'microsoft.custom_event.name': name, ...attributes },
+  });
+}
+
+export function recordTaskDuration(ms: number, attributes: Attributes): void {
+  histograms().taskDuration?.record(ms, attributes);
+}
+
+export function recordQueueWait(ms: number, attributes: Attributes): void {
+  if (ms >= 0) histograms().queueWait?.record(ms, attributes);
+}
+
+export function recordStageDuration(ms: number, attributes: Attributes): void {
+  histograms().stageDuration?.record(ms, attributes);
+}
+
+export { SpanKind };

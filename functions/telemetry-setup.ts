@@ -1,0 +1,29 @@
+import { shutdownAzureMonitor, useAzureMonitor } from 'applicationinsights';
+
+export type TelemetryState = 'enabled' | 'disabled' | 'failed';
+
+let state: TelemetryState | undefined;
+
+/**
+ * Registers Application Insights (applicationinsights v3: OpenTelemetry providers exporting to
+ * Azure Monitor) when APPLICATIONINSIGHTS_CONNECTION_STRING is set. Without it the engine's
+ * OpenTelemetry calls stay no-ops. Telemetry must never take the app down: a setup failure is
+ * reported on stderr and the app runs without it.
+ */
+export function startTelemetry(env: NodeJS.ProcessEnv = process.env, report: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): TelemetryState {
+  if (state) return state;
+  const connectionString = env.APPLICATIONINSIGHTS_CONNECTION_STRING?.trim();
+  if (!connectionString) return (state = 'disabled');
+  try {
+    useAzureMonitor({ azureMonitorExporterOptions: { connectionString } });
+    return (state = 'enabled');
+  } catch (error) {
+    report(JSON.stringify({ level: 'error', message: 'Application Insights could not start; running without telemetry', error: String(error) }));
+    return (state = 'failed');
+  }
+}
+
+export async function stopTelemetry(): Promise<void> {
+  if (state === 'enabled') await shutdownAzureMonitor();
+  state = undefined;
+}

@@ -1,0 +1,29 @@
+import { trace } from '@opentelemetry/api';
+import { startTelemetry, stopTelemetry } from '../functions/telemetry-setup';
+
+afterEach(async () => {
+  await stopTelemetry();
+});
+
+test('without a connection string telemetry is a no-op: nothing registered, spans do not record', () => {
+  expect(startTelemetry({})).toBe('disabled');
+  const span = trace.getTracer('probe').startSpan('probe');
+  expect(span.isRecording()).toBe(false);
+  span.end();
+});
+
+test('with a connection string Application Insights registers OpenTelemetry providers that record spans', async () => {
+  // A loopback endpoint nobody listens on: exports fail quietly, the app keeps running.
+  const lines: string[] = [];
+  const state = startTelemetry({ APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/' }, (line) => lines.push(line));
+  expect(state).toBe('enabled');
+  let recording = false;
+  for (let i = 0; i < 50 && !recording; i++) {
+    const span = trace.getTracer('probe').startSpan('probe');
+    recording = span.isRecording();
+    span.end();
+    if (!recording) await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(recording).toBe(true);
+  expect(lines).toEqual([]);
+});
