@@ -6,11 +6,14 @@ import { controlRoutes } from './http-control';
 import { dashboardRoutes } from './http-dashboard';
 import { healthRoutes } from './http-health';
 import { jobRoutes } from './http-jobs';
+import { workerRoutes } from './http-workers';
 import { registerHttpRoutes, type HttpRoute } from './http-route';
 import { registerServiceBusTriggers } from './servicebus-triggers';
+import { registerJanitorTimer } from './timer-janitor';
 
-export const httpRoutes: HttpRoute[] = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes];
+export const httpRoutes: HttpRoute[] = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes];
 
 startTelemetry();
 registerHttpRoutes(httpRoutes);
 registerServiceBusTriggers();
+registerJanitorTimer();

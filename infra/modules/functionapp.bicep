@@ -65,6 +65,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         // createServiceBusTransportFromEnv: one setting for both directions.
         { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusFullyQualifiedNamespace }
         { name: 'DATABASE_URL', value: databaseUrl }
+        // The janitor timer trigger's NCRONTAB schedule (functions/timer-janitor.ts).
+        { name: 'JANITOR_SCHEDULE', value: '0 */1 * * * *' }
       ]
     }
     functionAppConfig: {

@@ -1,0 +1,24 @@
+import { app, type InvocationContext, type Timer } from '@azure/functions';
+import { getAppContext } from './app-context';
+
+/** Every minute by default; JANITOR_SCHEDULE (NCRONTAB, six fields) overrides it. */
+export const JANITOR_SCHEDULE = '%JANITOR_SCHEDULE%';
+
+/**
+ * The janitor sweep on a timer: expired leases retried or failed, undispatched outbox rows sent,
+ * stalled jobs explained and given back lost messages. Sweeps are safe to overlap (SKIP LOCKED),
+ * so several instances firing at once do no harm. A failed sweep throws: the host records the
+ * failure and the next tick runs it again.
+ */
+export async function janitorHandler(_timer: Timer, context: InvocationContext): Promise<void> {
+  const { machine } = await getAppContext();
+  const report = await machine.sweep();
+  const found = report.requeuedTasks + report.failedTasks + report.cancelledTasks + report.outboxSent + report.stalled.length;
+  const line = JSON.stringify({ event: 'coremachine.janitor.sweep', ...report });
+  if (found > 0) context.warn(line);
+  else context.log(line);
+}
+
+export function registerJanitorTimer(): void {
+  app.timer('janitor', { schedule: JANITOR_SCHEDULE, runOnStartup: false, handler: janitorHandler });
+}
