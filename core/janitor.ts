@@ -43,18 +43,34 @@ export interface SweepReport {
  */
 export async function sweep(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, options: JanitorOptions): Promise<SweepReport> {
   const startedAt = new Date();
-  const leases = await expireLeases(pool, deps, outbox, options.batchSize);
-  const outboxSent = await outbox.sweep(options.outboxAgeMs, options.batchSize);
-  const stalled = await examineStalledJobs(pool, deps, outbox, options);
+  // Each part runs even if another fails (a dead connection, a failing send): the failures are
+  // collected, the run is recorded, and then they are thrown together.
+  const failures: unknown[] = [];
+  const attempt = async <T>(part: () => Promise<T>, fallback: T): Promise<T> => {
+    try {
+      return await part();
+    } catch (error) {
+      failures.push(error);
+      return fallback;
+    }
+  };
+  const leases = await attempt(() => expireLeases(pool, deps, outbox, options.batchSize), { requeuedTasks: 0, failedTasks: 0, cancelledTasks: 0 });
+  const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
+  const stalled = await attempt(() => examineStalledJobs(pool, deps, outbox, options), [] as StalledJob[]);
   const report: SweepReport = { ...leases, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled };
-  await pool.query(
-    `INSERT INTO coremachine.janitor_runs (started_at, requeued_tasks, failed_tasks, outbox_sent, resent_jobs, stalled) VALUES ($1, $2, $3, $4, $5, $6)`,
-    [startedAt, report.requeuedTasks, report.failedTasks, report.outboxSent, report.resentJobs, JSON.stringify(report.stalled)],
+  await attempt(
+    () =>
+      pool.query(
+        `INSERT INTO coremachine.janitor_runs (started_at, requeued_tasks, failed_tasks, outbox_sent, resent_jobs, stalled) VALUES ($1, $2, $3, $4, $5, $6)`,
+        [startedAt, report.requeuedTasks, report.failedTasks, report.outboxSent, report.resentJobs, JSON.stringify(report.stalled)],
+      ),
+    undefined,
   );
   if (report.requeuedTasks + report.failedTasks + report.cancelledTasks + report.outboxSent + report.stalled.length > 0) {
     deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }
+  if (failures.length > 0) throw new AggregateError(failures, `janitor sweep: ${failures.length} part(s) failed; the next sweep retries them`);
   return report;
 }
 
@@ -104,56 +120,67 @@ interface Candidate {
 }
 
 async function examineStalledJobs(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, options: JanitorOptions): Promise<StalledJob[]> {
-  const { stalled, recorded } = await withTransaction(pool, async (client) => {
-    const candidates = await client.query<Candidate>(
-      `SELECT j.job_id, j.job_type, j.status, j.stage,
-              extract(epoch FROM now() - last.at)::int AS idle_seconds,
-              (SELECT count(*) FROM coremachine.outbox o WHERE o.job_id = j.job_id)::int AS pending_outbox,
-              count(t.*) FILTER (WHERE t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now()))::int AS queued,
-              count(t.*) FILTER (WHERE t.status = 'QUEUED' AND t.remote)::int AS remote_queued,
-              count(t.*) FILTER (WHERE t.status = 'PROCESSING')::int AS processing,
-              count(t.*) FILTER (WHERE t.status = 'QUEUED' AND t.retry_at > now())::int AS waiting_retry
-         FROM coremachine.jobs j
-         CROSS JOIN LATERAL (SELECT max(e.at) AS at FROM coremachine.events e WHERE e.job_id = j.job_id) last
-         LEFT JOIN coremachine.tasks t ON t.job_id = j.job_id AND t.stage = j.stage
-        WHERE j.status IN ('QUEUED','PROCESSING') AND last.at < now() - make_interval(secs => $1::float8 / 1000)
-        GROUP BY j.job_id, last.at
-        ORDER BY last.at LIMIT $2`,
-      [options.stallAfterMs, options.batchSize],
-    );
-    const stalled: StalledJob[] = [];
-    const intents: OutboxIntent[] = [];
-    for (const c of candidates.rows) {
-      // Lock each job without waiting: a job being worked on right now is not stalled.
-      const locked = await client.query(`SELECT 1 FROM coremachine.jobs WHERE job_id = $1 AND status = $2 AND stage = $3 FOR UPDATE SKIP LOCKED`, [c.job_id, c.status, c.stage]);
-      if (locked.rowCount === 0) continue;
-      const base = { jobId: c.job_id, status: c.status, stage: c.stage, idleSeconds: c.idle_seconds };
-      const resend = randomUUID().slice(0, 8);
-      if (c.pending_outbox > 0) {
-        stalled.push({ ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' });
-      } else if (c.status === 'QUEUED') {
-        intents.push({ kind: 'job', jobId: c.job_id, message: { jobId: c.job_id, jobType: c.job_type, stage: c.stage, resend } });
-        stalled.push({ ...base, reason: `QUEUED at stage ${c.stage} with no job message pending`, action: 'resent-job-message' });
-      } else {
-        const stage = await findStage(client, c.job_id, c.stage);
-        if (stage && stage.completed + stage.failed >= stage.total) {
-          intents.push(...(await advanceStage(client, deps, stage)));
-          stalled.push({ ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' });
-        } else if (c.queued > 0) {
-          const taskType = deps.registry.hasJob(c.job_type) ? (deps.registry.job(c.job_type).stages[c.stage - 1]?.task.type ?? '') : '';
-          intents.push({ kind: 'stage_tasks', jobId: c.job_id, stage: c.stage, taskType, resend });
-          stalled.push({ ...base, reason: `${c.queued} task(s) QUEUED with no message pending`, action: 'resent-task-messages' });
-        } else if (c.remote_queued > 0) {
-          stalled.push({ ...base, reason: `${c.remote_queued} remote task(s) waiting for a worker to claim them`, action: 'none' });
-        } else if (c.waiting_retry > 0) {
-          stalled.push({ ...base, reason: `${c.waiting_retry} task(s) waiting for a scheduled retry`, action: 'none' });
-        } else {
-          stalled.push({ ...base, reason: `${c.processing} task(s) running under live leases`, action: 'none' });
-        }
-      }
-    }
-    return { stalled, recorded: await outbox.record(client, intents) };
-  });
-  await outbox.dispatch(recorded);
+  // Idle = no event and no janitor visit within the window. Reading candidates takes no locks.
+  const candidates = await pool.query<Candidate>(
+    `SELECT j.job_id, j.job_type, j.status, j.stage,
+            extract(epoch FROM now() - last.at)::int AS idle_seconds,
+            (SELECT count(*) FROM coremachine.outbox o WHERE o.job_id = j.job_id)::int AS pending_outbox,
+            count(t.*) FILTER (WHERE t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now()))::int AS queued,
+            count(t.*) FILTER (WHERE t.status = 'QUEUED' AND t.remote)::int AS remote_queued,
+            count(t.*) FILTER (WHERE t.status = 'PROCESSING')::int AS processing,
+            count(t.*) FILTER (WHERE t.status = 'QUEUED' AND t.retry_at > now())::int AS waiting_retry
+       FROM coremachine.jobs j
+       CROSS JOIN LATERAL (SELECT max(e.at) AS at FROM coremachine.events e WHERE e.job_id = j.job_id) last
+       LEFT JOIN coremachine.tasks t ON t.job_id = j.job_id AND t.stage = j.stage
+      WHERE j.status IN ('QUEUED','PROCESSING')
+        AND GREATEST(last.at, j.nudged_at) < now() - make_interval(secs => $1::float8 / 1000)
+      GROUP BY j.job_id, last.at
+      ORDER BY last.at LIMIT $2`,
+    [options.stallAfterMs, options.batchSize],
+  );
+  const stalled: StalledJob[] = [];
+  for (const candidate of candidates.rows) {
+    // One short transaction per job: the engine is never kept waiting behind a sweep.
+    const { found, recorded } = await withTransaction(pool, async (client) => {
+      const locked = await client.query(
+        `UPDATE coremachine.jobs SET nudged_at = now() WHERE job_id = $1 AND status = $2 AND stage = $3
+           AND job_id IN (SELECT job_id FROM coremachine.jobs WHERE job_id = $1 FOR UPDATE SKIP LOCKED)`,
+        [candidate.job_id, candidate.status, candidate.stage],
+      );
+      // Being worked on right now (locked) or moved on since: not stalled.
+      if (locked.rowCount === 0) return { found: undefined, recorded: [] };
+      const { job, intents } = await explain(client, deps, candidate);
+      return { found: job, recorded: await outbox.record(client, intents) };
+    });
+    await outbox.dispatch(recorded);
+    if (found) stalled.push(found);
+  }
   return stalled;
+}
+
+/** Why a job made no progress, and what (if anything) gives it back what it lost. */
+async function explain(client: pg.PoolClient, deps: AdvanceDeps, c: Candidate): Promise<{ job: StalledJob; intents: OutboxIntent[] }> {
+  const base = { jobId: c.job_id, status: c.status, stage: c.stage, idleSeconds: c.idle_seconds };
+  const resend = randomUUID().slice(0, 8);
+  if (c.pending_outbox > 0) return { job: { ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' }, intents: [] };
+  if (c.status === 'QUEUED') {
+    return {
+      job: { ...base, reason: `QUEUED at stage ${c.stage} with no job message pending`, action: 'resent-job-message' },
+      intents: [{ kind: 'job', jobId: c.job_id, message: { jobId: c.job_id, jobType: c.job_type, stage: c.stage, resend } }],
+    };
+  }
+  const stage = await findStage(client, c.job_id, c.stage);
+  if (stage && stage.completed + stage.failed >= stage.total) {
+    return { job: { ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' }, intents: await advanceStage(client, deps, stage) };
+  }
+  if (c.queued > 0) {
+    const taskType = deps.registry.hasJob(c.job_type) ? (deps.registry.job(c.job_type).stages[c.stage - 1]?.task.type ?? '') : '';
+    return {
+      job: { ...base, reason: `${c.queued} task(s) QUEUED with no progress for ${c.idle_seconds} s`, action: 'resent-task-messages' },
+      intents: [{ kind: 'stage_tasks', jobId: c.job_id, stage: c.stage, taskType, resend }],
+    };
+  }
+  if (c.remote_queued > 0) return { job: { ...base, reason: `${c.remote_queued} remote task(s) waiting for a worker to claim them`, action: 'none' }, intents: [] };
+  if (c.waiting_retry > 0) return { job: { ...base, reason: `${c.waiting_retry} task(s) waiting for a scheduled retry`, action: 'none' }, intents: [] };
+  return { job: { ...base, reason: `${c.processing} task(s) running under live leases`, action: 'none' }, intents: [] };
 }

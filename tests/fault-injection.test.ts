@@ -17,9 +17,10 @@ afterAll(async () => {
 
 const jobs = Number(process.env.COREMACHINE_SOAK_JOBS ?? DEFAULT_CHAOS.jobs);
 const seed = Number(process.env.COREMACHINE_CHAOS_SEED ?? DEFAULT_CHAOS.seed);
+const timeoutMs = Math.max(DEFAULT_CHAOS.timeoutMs, jobs * 600);
 
 test(`${jobs} jobs x 3 stages x 20 tasks under random faults (seed ${seed}): every job terminal, every counter exact, every effect once`, async () => {
-  const report = await runChaos(db, { ...DEFAULT_CHAOS, jobs, seed, timeoutMs: Math.max(DEFAULT_CHAOS.timeoutMs, jobs * 1500) });
+  const report = await runChaos(db, { ...DEFAULT_CHAOS, jobs, seed, timeoutMs });
   console.log(`fault injection (seed ${seed}, ${jobs} jobs x 3 x 20 tasks) in ${(report.elapsedMs / 1000).toFixed(1)} s\n` + JSON.stringify(report, null, 2));
   expect(await invariantViolations(db.pool, 20)).toEqual([]);
   expect(report.outcome.stillPending).toBe(0);
@@ -32,4 +33,4 @@ test(`${jobs} jobs x 3 stages x 20 tasks under random faults (seed ${seed}): eve
   expect(report.recovered.outboxRowsResent).toBeGreaterThan(0);
   // Only a permanent error or a dead letter may fail a job; transient faults must all be absorbed.
   expect(report.outcome.FAILED ?? 0).toBeLessThanOrEqual((report.injected.permanentErrors ?? 0) + (report.recovered.deadLettered ?? 0) + (report.recovered.leasesExpiredAndFailed ?? 0));
-}, 600_000);
+}, timeoutMs + 120_000);

@@ -4,6 +4,7 @@ import type { CoreMachine } from '../core/engine/core-machine';
 import { createLogger } from '../core/logger';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { createAppContext, getAppContext, setAppContext, setTransportFactory } from '../functions/app-context';
+import { dashboardHandler } from '../functions/http-dashboard';
 import { healthHandler } from '../functions/http-health';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
 import { deadLetterHandler, jobMessageHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
@@ -16,12 +17,13 @@ import { createTestDatabase, type TestDatabase } from './support/test-database';
 // registrations instead lets the test check routes, methods, auth levels and queue bindings.
 jest.mock('@azure/functions', () => ({
   ...jest.requireActual<typeof import('@azure/functions')>('@azure/functions'),
-  app: { http: jest.fn(), serviceBusQueue: jest.fn() },
+  app: { http: jest.fn(), serviceBusQueue: jest.fn(), timer: jest.fn() },
 }));
 
 // Taken at load, when the imports above registered, so no later mock reset can lose them.
 const httpRegistrations = [...jest.mocked(app.http).mock.calls];
 const queueRegistrations = [...jest.mocked(app.serviceBusQueue).mock.calls];
+const timerRegistrations = [...jest.mocked(app.timer).mock.calls];
 
 type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
 interface Reply {
@@ -103,7 +105,16 @@ async function driveToEnd(jobId: string, machine: CoreMachine = h.machine, trans
 
 test('registrations: routes split by method, function-key auth on jobs, anonymous health, both queues', () => {
   const http = httpRegistrations.map(([name, o]) => [name, o.methods, o.route, o.authLevel, o.handler]);
-  expect(http).toHaveLength(8);
+  expect(http).toHaveLength(14);
+  expect(http.filter(([name]) => String(name).startsWith('workers-')).map(([, methods, route]) => [methods, route])).toEqual([
+    [['POST'], 'workers/claim'],
+    [['POST'], 'workers/tasks/{taskId}/heartbeat'],
+    [['POST'], 'workers/tasks/{taskId}/complete'],
+    [['POST'], 'workers/tasks/{taskId}/fail'],
+    [['POST'], 'workers/tasks/{taskId}/release'],
+  ]);
+  // The janitor runs on a timer whose schedule is an app setting (JANITOR_SCHEDULE).
+  expect(timerRegistrations.map(([name, o]) => [name, o.schedule])).toEqual([['janitor', '%JANITOR_SCHEDULE%']]);
   // Every route but health needs a function key: no unauthenticated way to submit, read or change jobs.
   expect(httpRegistrations.filter(([, o]) => o.authLevel !== 'function').map(([name]) => name)).toEqual(['health']);
   expect(http).toEqual(
@@ -116,6 +127,7 @@ test('registrations: routes split by method, function-key auth on jobs, anonymou
       ['jobs-control', ['POST'], 'jobs/{jobId}/{action:regex(^(cancel|pause|resume|retry)$)}', 'function', controlJobHandler],
       ['jobs-events', ['GET'], 'jobs/{jobId}/events', 'function', listEventsHandler],
       ['dead-letters', ['GET'], 'dead-letters', 'function', listDeadLettersHandler],
+      ['dashboard', ['GET'], 'dashboard', 'function', dashboardHandler],
     ]),
   );
   const queues = queueRegistrations.map(([name, o]) => [name, o.queueName, o.connection, o.cardinality, o.handler]);

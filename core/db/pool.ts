@@ -10,6 +10,10 @@ export function createPool(connectionString: string, max: number): pg.Pool {
   // An idle client losing its connection (server restart, pg_terminate_backend) must not crash
   // the process: the pool drops it and the next query gets a fresh one.
   pool.on('error', () => undefined);
+  // pg-pool listens for errors on a checked-out client only once per query; a killed connection
+  // can emit twice, and an unheard 'error' event crashes the process. The error itself still
+  // reaches the caller through the query that fails, and the pool discards the client.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -63,21 +63,41 @@ export class Outbox {
 
   /**
    * Re-dispatches intents older than `olderThanMs` (their dispatcher crashed or failed).
-   * SKIP LOCKED lets several sweepers run at once without sending the same row twice.
+   * SKIP LOCKED lets several sweepers run at once without sending the same row twice. Each job's
+   * rows are sent on their own and deleted once sent: one failing send must not roll back the
+   * progress of the others (with many rows pending, an all-or-nothing sweep would never drain).
+   * Failures are rethrown after the progress is committed.
    */
   async sweep(olderThanMs: number, limit = 500): Promise<number> {
-    return withTransaction(this.pool, async (client) => {
+    const { sent, failures } = await withTransaction(this.pool, async (client) => {
       const due = await client.query<{ id: string; kind: OutboxIntent['kind']; job_id: string; payload: Record<string, unknown>; not_before: Date; traceparent: string | null }>(
         `SELECT id, kind, job_id, payload, not_before, traceparent FROM coremachine.outbox
           WHERE created_at < now() - make_interval(secs => $1::float8 / 1000) AND not_before <= now() + interval '1 hour'
           ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
         [olderThanMs, limit],
       );
-      if (due.rows.length === 0) return 0;
-      await this.sendTraced(client, due.rows.map((row) => ({ id: row.id, intent: intentFromRow(row.kind, row.job_id, row.payload, row.not_before), traceparent: row.traceparent })));
-      await client.query('DELETE FROM coremachine.outbox WHERE id = ANY($1::bigint[])', [due.rows.map((row) => row.id)]);
-      return due.rows.length;
+      const byJob = new Map<string, RecordedIntent[]>();
+      for (const row of due.rows) {
+        const recorded = { id: row.id, intent: intentFromRow(row.kind, row.job_id, row.payload, row.not_before), traceparent: row.traceparent };
+        byJob.set(row.job_id, [...(byJob.get(row.job_id) ?? []), recorded]);
+      }
+      const sentIds: string[] = [];
+      const failed: unknown[] = [];
+      for (const group of byJob.values()) {
+        try {
+          await this.sendTraced(client, group);
+          sentIds.push(...group.map((r) => r.id));
+        } catch (error) {
+          failed.push(error);
+        }
+      }
+      if (sentIds.length > 0) await client.query('DELETE FROM coremachine.outbox WHERE id = ANY($1::bigint[])', [sentIds]);
+      return { sent: sentIds.length, failures: failed };
     });
+    if (failures.length > 0) {
+      throw new AggregateError(failures, `outbox sweep sent ${sent} message intent(s) but ${failures.length} job(s) failed to send; they stay for the next sweep`);
+    }
+    return sent;
   }
 
   /** Sends each job's messages under that job's trace context, so transports stamp the right traceparent. */

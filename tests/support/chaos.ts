@@ -100,7 +100,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
     .finalize(async ({ previous }) => ({ sum: (await previous.all()).reduce((total, r) => total + r.value, 0) }));
   const registry = new Registry().register(chaosJob);
 
-  const inner = new InProcessTransport({ lockDurationMs: 400, maxDeliveryCount: 10 });
+  const inner = new InProcessTransport({ lockDurationMs: 1000, maxDeliveryCount: 10 });
   let sends = 0;
   const chaosSend = async <M extends JobQueueMessage | TaskQueueMessage>(messages: readonly M[], send: (m: readonly M[]) => Promise<void>, idOf: (m: M) => string) => {
     const key = `send:${messages.map(idOf).join(',')}:${sends++}`;
@@ -132,7 +132,9 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const workers = machines.map(
     (machine) =>
       new InProcessWorker(machine, inner, logger, {
-        taskBatchSize: 8, taskConcurrency: 6, jobConcurrency: 3, autoRenewLock: false,
+        // Locks are renewed while a handler runs, as the Functions host does (host.json); duplicated
+        // messages delivered side by side are what exercise redelivery while a handler still runs.
+        taskBatchSize: 8, taskConcurrency: 6, jobConcurrency: 3, autoRenewLock: true,
         janitorIntervalMs: 250, janitor: { stallAfterMs: 2000, outboxAgeMs: 300 },
       }),
   );

@@ -1,0 +1,104 @@
+import type { ErrorShape, JobRecord, JobView, TaskRecord } from '../../models';
+import type { EventRecord } from '../../core/state/events-store';
+
+/** A record as it arrives over HTTP: JSON turned every Date into an ISO string. */
+export type Wire<T> = T extends Date ? string : T extends Array<infer U> ? Array<Wire<U>> : T extends object ? { [K in keyof T]: Wire<T[K]> } : T;
+
+export type JobJson = Wire<JobView>;
+export type JobSummaryJson = Wire<JobRecord>;
+export type TaskJson = Wire<TaskRecord>;
+export type EventJson = Wire<EventRecord>;
+
+/** An answer other than 2xx, or no answer at all (status 0), carrying the API's {error} body. */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  constructor(
+    readonly status: number,
+    readonly error: ErrorShape,
+  ) {
+    super(`${error.type}: ${error.message}`);
+  }
+}
+
+export interface ApiClientOptions {
+  baseUrl: string;
+  functionKey: string | undefined;
+}
+
+/** The CoreMachine HTTP API, as the dashboard and curl see it. */
+export class ApiClient {
+  private readonly base: string;
+
+  constructor(private readonly options: ApiClientOptions) {
+    this.base = options.baseUrl.replace(/\/+$/, '');
+  }
+
+  async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    return (await this.send<T>(method, path, body)).body;
+  }
+
+  private async send<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const headers: Record<string, string> = {};
+    if (this.options.functionKey) headers['x-functions-key'] = this.options.functionKey;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const url = `${this.base}/api/${path}`;
+    let response: Response;
+    try {
+      response = await fetch(url, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(30_000) });
+    } catch (error) {
+      const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+      throw new ApiError(0, { type: 'ConnectionError', message: `could not reach ${url} (${cause}); is "coremachine dev" running, and is --url right?` });
+    }
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = text === '' ? null : JSON.parse(text);
+    } catch {
+      throw new ApiError(response.status, { type: 'BadResponse', message: `HTTP ${response.status} with a body that is not JSON: ${text.slice(0, 200)}` });
+    }
+    if (!response.ok) throw new ApiError(response.status, errorFrom(parsed, response.status));
+    return { status: response.status, body: parsed as T };
+  }
+
+  /** created is false when the same type and parameters were submitted before (200, not 202). */
+  async submit(jobType: string, parameters: unknown): Promise<{ job: JobJson; created: boolean }> {
+    const { status, body } = await this.send<JobJson>('POST', `jobs/${encodeURIComponent(jobType)}`, parameters);
+    return { job: body, created: status === 202 };
+  }
+
+  job(jobId: string): Promise<JobJson> {
+    return this.request('GET', `jobs/${encodeURIComponent(jobId)}`);
+  }
+
+  jobs(query: Record<string, string | number | undefined>): Promise<{ jobs: JobSummaryJson[]; nextCursor: string | null }> {
+    return this.request('GET', `jobs${search(query)}`);
+  }
+
+  tasks(jobId: string, query: Record<string, string | number | undefined>): Promise<{ tasks: TaskJson[] }> {
+    return this.request('GET', `jobs/${encodeURIComponent(jobId)}/tasks${search(query)}`);
+  }
+
+  events(jobId: string, afterId: number, limit: number): Promise<{ events: EventJson[] }> {
+    return this.request('GET', `jobs/${encodeURIComponent(jobId)}/events${search({ afterId, limit })}`);
+  }
+
+  control(jobId: string, action: 'cancel' | 'pause' | 'resume' | 'retry'): Promise<JobJson> {
+    return this.request('POST', `jobs/${encodeURIComponent(jobId)}/${action}`);
+  }
+}
+
+function search(query: Record<string, string | number | undefined>): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== '') params.set(key, String(value));
+  const text = params.toString();
+  return text ? `?${text}` : '';
+}
+
+/** The API's {error:{type,message}}; anything else (a proxy's HTML page, say) still gets a type. */
+function errorFrom(body: unknown, status: number): ErrorShape {
+  if (typeof body === 'object' && body !== null && 'error' in body) {
+    const error = body.error;
+    if (typeof error === 'object' && error !== null && 'type' in error && 'message' in error) return error as ErrorShape;
+  }
+  return { type: `HTTP${status}`, message: `HTTP ${status}: ${JSON.stringify(body)}` };
+}

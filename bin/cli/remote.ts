@@ -1,0 +1,209 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ApiClient, ApiError, type EventJson } from './api-client';
+import { describeError, errorCell, formatDuration, formatTime, shortTaskId, table } from './format';
+import { UsageError, type CliIo } from './io';
+import { renderStages } from './progress';
+import { printOutcome, watchJob } from './watch';
+
+const CONTROL_ACTIONS = ['cancel', 'pause', 'resume', 'retry'] as const;
+type ControlAction = (typeof CONTROL_ACTIONS)[number];
+
+/** Synopsis and meaning per command; the control actions share one entry. */
+const USAGE_LINES: Record<string, [string, string]> = {
+  submit: ['submit <jobType> --params JSON | --file F [--watch]', 'submit a job; --watch shows progress until it ends'],
+  status: ['status <jobId> [--json]', 'the job, its stages, result or error'],
+  jobs: ['jobs [--status S] [--type T] [--limit N] [--cursor C]', 'jobs, newest first'],
+  tasks: ['tasks <jobId> [--stage N] [--status S] [--limit N]', 'tasks with attempts, timings and errors'],
+  events: ['events <jobId>', 'the audit trail of every transition'],
+  cancel: ['cancel|pause|resume|retry <jobId>', 'control a job'],
+};
+/** Usage lines with the synopses in one column (run-cli's local commands use it too). */
+export function usageLine(synopsis: string, meaning: string): string {
+  return `  ${synopsis.padEnd(54)} ${meaning}`;
+}
+export const REMOTE_USAGE: readonly string[] = Object.values(USAGE_LINES).map(([synopsis, meaning]) => usageLine(synopsis, meaning));
+export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTIONS];
+export const REMOTE_OPTIONS_USAGE = 'remote options: --url URL (env COREMACHINE_URL, default http://localhost:7071), --key KEY (env COREMACHINE_FUNCTION_KEY)';
+
+type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
+type OptionSpec = Record<string, { type: 'string' | 'boolean' }>;
+
+/** Runs one HTTP command. Exit codes: 0 done, 1 the API said no (or the job did not complete), 2 usage. */
+export async function runRemote(command: string, args: readonly string[], io: CliIo): Promise<number> {
+  try {
+    return await dispatch(command, args, io);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      const [synopsis] = USAGE_LINES[(CONTROL_ACTIONS as readonly string[]).includes(command) ? 'cancel' : command] ?? [command];
+      io.err(`coremachine ${command}: ${error.message}\nusage: coremachine ${synopsis}\n${REMOTE_OPTIONS_USAGE}\n`);
+      return 2;
+    }
+    if (error instanceof ApiError) {
+      io.err(`${describeError(error.error, error.status)}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+interface Parsed {
+  values: Values;
+  positionals: string[];
+  /** The client for --url/--key, else COREMACHINE_URL/COREMACHINE_FUNCTION_KEY, else localhost. */
+  clientFor: (io: CliIo) => ApiClient;
+}
+
+/** Strict: an unknown flag or a missing argument is a usage error, never silently ignored. */
+function parse(args: readonly string[], options: OptionSpec, positionalNames: readonly string[]): Parsed {
+  const config: ParseArgsConfig = { args: [...args], options: { url: { type: 'string' }, key: { type: 'string' }, ...options }, strict: true, allowPositionals: true };
+  let parsed: { values: Values; positionals: string[] };
+  try {
+    parsed = parseArgs(config);
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  if (parsed.positionals.length !== positionalNames.length) {
+    const expected = positionalNames.length === 0 ? 'no arguments' : positionalNames.map((name) => `<${name}>`).join(' ');
+    throw new UsageError(`expected ${expected}, got ${parsed.positionals.length === 0 ? 'none' : parsed.positionals.map((p) => JSON.stringify(p)).join(' ')}`);
+  }
+  const clientFor = (io: CliIo) => {
+    const baseUrl = str(parsed.values, 'url') ?? io.env.COREMACHINE_URL ?? 'http://localhost:7071';
+    if (!URL.canParse(baseUrl)) throw new UsageError(`--url "${baseUrl}" is not a URL`);
+    return new ApiClient({ baseUrl, functionKey: str(parsed.values, 'key') ?? io.env.COREMACHINE_FUNCTION_KEY });
+  };
+  return { ...parsed, clientFor };
+}
+
+function str(values: Values, name: string): string | undefined {
+  const value = values[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+async function dispatch(command: string, args: readonly string[], io: CliIo): Promise<number> {
+  if ((CONTROL_ACTIONS as readonly string[]).includes(command)) return control(command as ControlAction, args, io);
+  switch (command) {
+    case 'submit':
+      return submit(args, io);
+    case 'status':
+      return status(args, io);
+    case 'jobs':
+      return jobs(args, io);
+    case 'tasks':
+      return tasks(args, io);
+    case 'events':
+      return events(args, io);
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+async function submit(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals, clientFor } = parse(args, { params: { type: 'string' }, file: { type: 'string' }, watch: { type: 'boolean' } }, ['jobType']);
+  const params = str(values, 'params');
+  const file = str(values, 'file');
+  if ((params === undefined) === (file === undefined)) throw new UsageError('give the parameters with exactly one of --params JSON or --file F');
+  let text: string;
+  try {
+    text = params ?? readFileSync(file ?? '', 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read --file ${file}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  let parameters: unknown;
+  try {
+    parameters = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${params === undefined ? `--file ${file}` : '--params'} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const client = clientFor(io);
+  const { job, created } = await client.submit(positionals[0] ?? '', parameters);
+  io.out(
+    created
+      ? `submitted ${job.jobType} job ${job.jobId} (${job.status})\n`
+      : `${job.jobType} job ${job.jobId} already exists with these parameters (${job.status})\n`,
+  );
+  return values.watch === true ? watchJob(client, job.jobId, io) : 0;
+}
+
+async function status(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals, clientFor } = parse(args, { json: { type: 'boolean' } }, ['jobId']);
+  const job = await clientFor(io).job(positionals[0] ?? '');
+  if (values.json === true) {
+    io.out(`${JSON.stringify(job, null, 2)}\n`);
+    return 0;
+  }
+  io.out(
+    [
+      `job       ${job.jobId}`,
+      `type      ${job.jobType}`,
+      `status    ${job.status}`,
+      `stage     ${job.stage} of ${job.totalStages}`,
+      `created   ${formatTime(job.createdAt)}`,
+      `started   ${formatTime(job.startedAt)}`,
+      `finished  ${formatTime(job.finishedAt)}`,
+      `params    ${JSON.stringify(job.parameters)}`,
+      ...renderStages(job).split('\n').slice(1),
+      '',
+    ].join('\n'),
+  );
+  if (job.error || job.result !== null) printOutcome(job, io);
+  return 0;
+}
+
+async function jobs(args: readonly string[], io: CliIo): Promise<number> {
+  const opts = { status: { type: 'string' }, type: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' } } as const;
+  const { values, clientFor } = parse(args, opts, []);
+  const page = await clientFor(io).jobs({ status: str(values, 'status'), jobType: str(values, 'type'), limit: str(values, 'limit'), cursor: str(values, 'cursor') });
+  if (page.jobs.length === 0) {
+    io.out('no jobs\n');
+    return 0;
+  }
+  const rows = page.jobs.map((j) => [j.jobId, j.jobType, j.status, `${j.stage}/${j.totalStages}`, formatTime(j.createdAt), formatDuration(j.createdAt, j.finishedAt)]);
+  io.out(`${table(['JOB ID', 'TYPE', 'STATUS', 'STAGE', 'CREATED', 'DURATION'], rows)}\n`);
+  if (page.nextCursor) io.out(`more: add --cursor ${page.nextCursor}\n`);
+  return 0;
+}
+
+async function tasks(args: readonly string[], io: CliIo): Promise<number> {
+  const opts = { stage: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' } } as const;
+  const { values, positionals, clientFor } = parse(args, opts, ['jobId']);
+  const jobId = positionals[0] ?? '';
+  const limit = str(values, 'limit');
+  const { tasks: list } = await clientFor(io).tasks(jobId, { stage: str(values, 'stage'), status: str(values, 'status'), limit });
+  if (list.length === 0) {
+    io.out('no tasks\n');
+    return 0;
+  }
+  const rows = list.map((t) => [String(t.stage), String(t.taskIndex), t.status, String(t.attempt), formatTime(t.startedAt), formatDuration(t.startedAt, t.finishedAt), errorCell(t.error)]);
+  io.out(`${table(['STAGE', 'INDEX', 'STATUS', 'ATTEMPT', 'STARTED', 'DURATION', 'ERROR'], rows)}\n`);
+  if (list.length === Number(limit ?? 1000)) io.out(`(first ${list.length} tasks; use --stage, --status or --limit to see others)\n`);
+  return 0;
+}
+
+async function events(args: readonly string[], io: CliIo): Promise<number> {
+  const { positionals, clientFor } = parse(args, {}, ['jobId']);
+  const client = clientFor(io);
+  const jobId = positionals[0] ?? '';
+  // The API pages by event id; read them all, oldest first, as the trail is meant to be read.
+  const all: EventJson[] = [];
+  for (let afterId = 0; ; ) {
+    const { events: page } = await client.events(jobId, afterId, 1000);
+    all.push(...page);
+    const last = page[page.length - 1];
+    if (!last || page.length < 1000) break;
+    afterId = last.id;
+  }
+  const rows = all.map((e) => [
+    String(e.id), formatTime(e.at), e.entity, e.stage === null ? '' : String(e.stage), shortTaskId(jobId, e.taskId),
+    `${e.from ?? '∅'} → ${e.to}`, e.attempt === null ? '' : String(e.attempt), errorCell(e.error),
+  ]);
+  io.out(`${table(['ID', 'AT', 'ENTITY', 'STAGE', 'TASK', 'TRANSITION', 'ATTEMPT', 'ERROR'], rows)}\n`);
+  return 0;
+}
+
+async function control(action: ControlAction, args: readonly string[], io: CliIo): Promise<number> {
+  const { positionals, clientFor } = parse(args, {}, ['jobId']);
+  const job = await clientFor(io).control(positionals[0] ?? '', action);
+  io.out(`${action}: ${job.jobType} job ${job.jobId} is now ${job.status}\n`);
+  return 0;
+}

@@ -1,0 +1,44 @@
+import { ApiError, type ApiClient, type JobJson } from './api-client';
+import { formatDuration } from './format';
+import type { CliIo } from './io';
+import { ProgressDisplay, renderStages } from './progress';
+
+/** PAUSED is not here: a paused job is waiting for an operator, and resume continues the watch. */
+const ENDED = ['COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELLED'];
+/** A dev server restarting or a blip in the network should not end a long watch. */
+const MAX_CONSECUTIVE_FAILURES = 5;
+
+/** Polls the job and shows its stage bars until it ends. Exit code 0 only for COMPLETED. */
+export async function watchJob(client: ApiClient, jobId: string, io: CliIo): Promise<number> {
+  const display = new ProgressDisplay(io);
+  const interval = io.pollIntervalMs ?? 500;
+  let failures = 0;
+  for (;;) {
+    let job: JobJson;
+    try {
+      job = await client.job(jobId);
+      failures = 0;
+    } catch (error) {
+      const transient = error instanceof ApiError && (error.status === 0 || error.status >= 500);
+      if (!transient || ++failures >= MAX_CONSECUTIVE_FAILURES) throw error;
+      await sleep(interval);
+      continue;
+    }
+    display.show(renderStages(job));
+    if (ENDED.includes(job.status)) {
+      printOutcome(job, io);
+      return job.status === 'COMPLETED' ? 0 : 1;
+    }
+    await sleep(interval);
+  }
+}
+
+export function printOutcome(job: JobJson, io: CliIo): void {
+  io.out(`job ${job.status} in ${formatDuration(job.createdAt, job.finishedAt)}\n`);
+  if (job.error) io.out(`error: ${job.error.type}: ${job.error.message}\n${JSON.stringify(job.error, null, 2)}\n`);
+  if (job.result !== null && job.result !== undefined) io.out(`result: ${JSON.stringify(job.result, null, 2)}\n`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,164 @@
+/**
+ * The job list view (#/ and #/?status=&type=): a submit form, filters, newest-first jobs with
+ * paging by the API's nextCursor, refreshed while the first page is shown.
+ */
+export const clientList = String.raw`
+const JOB_PAGE = 25;
+const knownTypes = new Set();
+
+function jobListView(root, args) {
+  const filters = { status: args.status || '', type: args.type || '' };
+  // cursors[i] is the cursor that fetches page i; page 0 has none. Going back pops the stack.
+  let cursors = [null];
+  let page = 0;
+  let nextCursor = null;
+  let lastRendered = '';
+
+  const typeList = el('datalist', { id: 'known-types' });
+  const submitType = el('input', { id: 'submit-type', name: 'jobType', list: 'known-types', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'e.g. hello_world' });
+  const submitParams = el('textarea', { id: 'submit-params', name: 'parameters', rows: '3', spellcheck: 'false', 'aria-describedby': 'submit-help' });
+  submitParams.value = '{}';
+  const submitButton = el('button', { type: 'submit', class: 'primary' }, 'Submit job');
+  const submitOut = el('div', { id: 'submit-result' });
+
+  const statusSelect = el('select', { id: 'filter-status', name: 'status' },
+    el('option', { value: '' }, 'Any status'),
+    JOB_STATUSES.map((s) => el('option', { value: s, selected: s === filters.status }, s)));
+  const typeInput = el('input', { id: 'filter-type', name: 'type', list: 'known-types', autocomplete: 'off', spellcheck: 'false' });
+  typeInput.value = filters.type;
+
+  const tbody = el('tbody', { id: 'job-rows' });
+  const listOut = el('div');
+  const newer = el('button', { type: 'button', onclick: () => goTo(page - 1) }, '← Newer');
+  const older = el('button', { type: 'button', onclick: () => goTo(page + 1) }, 'Older →');
+  const pageLabel = el('span', { class: 'muted' });
+
+  const heading = el('h2', { id: 'jobs-heading', tabindex: '-1' }, 'Jobs');
+  root.append(
+    el('section', { class: 'panel', 'aria-labelledby': 'submit-heading' },
+      el('h2', { id: 'submit-heading' }, 'Submit a job'),
+      el('form', { id: 'submit-form', onsubmit: onSubmit },
+        el('div', { class: 'row top' },
+          el('div', {}, el('label', { for: 'submit-type' }, 'Job type'), submitType),
+          el('div', { class: 'grow' }, el('label', { for: 'submit-params' }, 'Parameters (JSON)'), submitParams),
+          el('div', { class: 'after-label' }, submitButton)),
+        el('p', { id: 'submit-help', class: 'muted' }, 'The body of POST /api/jobs/{type}. Submitting the same type and parameters again returns the existing job.')),
+      submitOut, typeList),
+    el('section', { class: 'panel', 'aria-labelledby': 'jobs-heading' },
+      heading,
+      el('form', { class: 'row', onsubmit: onFilter, 'aria-label': 'Filter jobs' },
+        el('div', {}, el('label', { for: 'filter-status' }, 'Status'), statusSelect),
+        el('div', {}, el('label', { for: 'filter-type' }, 'Job type'), typeInput),
+        el('div', {}, el('button', { type: 'submit' }, 'Apply filters')),
+        el('div', {}, el('button', { type: 'button', onclick: clearFilters }, 'Clear'))),
+      listOut,
+      el('div', {},
+        el('table', {},
+          el('caption', { class: 'sr-only' }, 'Jobs, newest first'),
+          el('thead', {}, el('tr', {},
+            el('th', { scope: 'col' }, 'Job'), el('th', { scope: 'col' }, 'Type'), el('th', { scope: 'col' }, 'Status'),
+            el('th', { scope: 'col' }, 'Progress'), el('th', { scope: 'col' }, 'Created'), el('th', { scope: 'col', class: 'num' }, 'Duration'))),
+          tbody)),
+      el('nav', { class: 'pager', 'aria-label': 'Job list pages' }, newer, older, pageLabel)));
+
+  function row(job) {
+    const short = job.jobId.slice(0, 12);
+    return el('tr', { 'data-job-id': job.jobId },
+      el('td', {}, el('a', { href: '#/jobs/' + encodeURIComponent(job.jobId), class: 'mono', title: job.jobId, 'data-focus-key': job.jobId, 'aria-label': job.jobType + ' job ' + short }, short + '…')),
+      el('td', {}, job.jobType),
+      el('td', {}, badge(job.status)),
+      el('td', {}, 'stage ' + job.stage + ' of ' + job.totalStages),
+      el('td', {}, el('time', { datetime: job.createdAt, title: formatTime(job.createdAt) }, age(job.createdAt))),
+      el('td', { class: 'num' }, formatDuration(between(job.createdAt, job.finishedAt))));
+  }
+
+  async function load() {
+    try {
+      const search = query({ status: filters.status, jobType: filters.type, limit: JOB_PAGE, cursor: cursors[page] });
+      const data = await api('GET', '/jobs' + search);
+      nextCursor = data.nextCursor;
+      fill(listOut);
+      for (const job of data.jobs) knownTypes.add(job.jobType);
+      fill(typeList, ...[...knownTypes].sort().map((t) => el('option', { value: t })));
+      // Ages move every second; only redraw when the data or the minute changed, so focus and
+      // reading position stay put.
+      const signature = JSON.stringify(data.jobs) + Math.floor(Date.now() / 60000);
+      if (signature !== lastRendered) {
+        lastRendered = signature;
+        replaceKeepingFocus(tbody, data.jobs.length
+          ? data.jobs.map(row)
+          : [el('tr', {}, el('td', { colspan: '6', class: 'muted' }, filters.status || filters.type ? 'No jobs match these filters.' : 'No jobs yet: submit one above.'))]);
+      }
+      // Which request these rows answer: lets tests (and curious operators) tell a stale page from a fresh one.
+      tbody.setAttribute('data-query', search);
+      newer.disabled = page === 0;
+      older.disabled = !nextCursor;
+      pageLabel.textContent = 'Page ' + (page + 1) + (data.jobs.length ? ' · ' + data.jobs.length + ' jobs' : '');
+      markUpdated();
+    } catch (error) {
+      fill(listOut, errorBox(error));
+    }
+  }
+
+  function goTo(target) {
+    if (target < 0) return;
+    if (target > page) { if (!nextCursor) return; cursors = cursors.slice(0, target); cursors.push(nextCursor); }
+    page = target;
+    lastRendered = '';
+    poll.kick();
+  }
+
+  function setFilters(next) {
+    filters.status = next.status || '';
+    filters.type = next.type || '';
+    statusSelect.value = filters.status;
+    typeInput.value = filters.type;
+    cursors = [null];
+    page = 0;
+    lastRendered = '';
+    poll.kick();
+  }
+
+  function onFilter(event) {
+    event.preventDefault();
+    const next = { status: statusSelect.value, type: typeInput.value.trim() };
+    // pushState, not location.hash: the view updates in place, but Back still restores the filters.
+    history.pushState(null, '', '#/' + query(next));
+    setFilters(next);
+  }
+
+  function clearFilters() {
+    history.pushState(null, '', '#/');
+    setFilters({});
+  }
+
+  async function onSubmit(event) {
+    event.preventDefault();
+    fill(submitOut);
+    let parameters;
+    try {
+      parameters = JSON.parse(submitParams.value);
+    } catch (error) {
+      fill(submitOut, errorBox({ type: 'InvalidJSON', message: 'Parameters are not valid JSON: ' + error.message }));
+      submitParams.focus();
+      return;
+    }
+    submitButton.disabled = true;
+    try {
+      const job = await api('POST', '/jobs/' + encodeURIComponent(submitType.value.trim()), JSON.stringify(parameters));
+      announce('Submitted ' + job.jobType + ' job ' + job.jobId.slice(0, 12) + ' (' + job.status + ')');
+      location.hash = '#/jobs/' + encodeURIComponent(job.jobId);
+    } catch (error) {
+      fill(submitOut, errorBox(error));
+      announce('Submit failed: ' + error.type);
+    } finally {
+      submitButton.disabled = false;
+    }
+  }
+
+  // Only the first page refreshes by itself: older pages are history and must not shift under the reader.
+  const poll = poller(load, 3000, () => page === 0);
+  poll.kick();
+  return { update: setFilters, stop: () => poll.stop(), kick: () => poll.kick(), heading, title: 'Jobs' };
+}
+`;

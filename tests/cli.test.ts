@@ -1,0 +1,223 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { loadConfig } from '../core/config';
+import { createLogger } from '../core/logger';
+import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
+import { Registry } from '../core/registry';
+import { exampleJobs } from '../jobs';
+import { defineJob, defineTask } from '../models';
+import type { CliIo } from '../bin/cli/io';
+import { ProgressDisplay } from '../bin/cli/progress';
+import { runCli } from '../bin/cli/run-cli';
+import { startDevServer } from '../bin/cli/dev-server';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { stuckJobs } from './support/harness';
+
+const KEY = 'cli-test-key';
+
+// Tasks of the gated job wait until the test opens the gate (or the job is cancelled), so the test
+// decides when a watched job moves on.
+let openGate: () => void = () => undefined;
+let gate = new Promise<void>((resolve) => (openGate = resolve));
+const gatedTask = defineTask({
+  type: 'test.cli.gated',
+  parameters: z.object({ index: z.number().int() }),
+  handler: async ({ index }, ctx) => {
+    await Promise.race([gate, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }))]);
+    if (ctx.signal.aborted) throw new Error(`task ${index} aborted`);
+    return { index };
+  },
+});
+const gatedJob = defineJob({ type: 'test.cli_gated', parameters: z.object({ run: z.string(), n: z.number().int().min(1) }) })
+  .stage({ name: 'held', task: gatedTask, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, index) => ({ index })) })
+  .finalize(({ previous }) => ({ tasks: previous.count }));
+
+let db: TestDatabase;
+let runtime: LocalRuntime;
+let server: { url: string; close: () => Promise<void> };
+let tmp: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  const logger = createLogger('silent');
+  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), new Registry().register(...exampleJobs, gatedJob), logger);
+  server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'coremachine-cli-'));
+});
+afterAll(async () => {
+  openGate();
+  await server.close();
+  await runtime.close();
+  expect(await stuckJobs(db.pool)).toEqual([]);
+  await db.drop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI in-process with captured output; env points it at the test's dev server. */
+function start(args: string[], options: { env?: Record<string, string | undefined>; isTTY?: boolean } = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: CliIo = {
+    out: (text) => out.push(text),
+    err: (text) => err.push(text),
+    isTTY: options.isTTY ?? false,
+    env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY, ...options.env },
+    pollIntervalMs: 30,
+  };
+  const done = runCli(args, io).then((code): Run => ({ code, stdout: out.join(''), stderr: err.join('') }));
+  return { done, stdout: () => out.join('') };
+}
+const cli = (args: string[], options?: Parameters<typeof start>[1]) => start(args, options).done;
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const submittedId = (stdout: string) => /job ([0-9a-f]{64})/.exec(stdout)?.[1] ?? '';
+let helloId = '';
+
+test('submit --watch runs hello_world to COMPLETED, exits 0 and prints plain progress lines when not a TTY', async () => {
+  const run = await cli(['submit', 'hello_world', '--params', '{"n": 20}', '--watch']);
+  expect(run.stderr).toBe('');
+  expect(run.code).toBe(0);
+  helloId = submittedId(run.stdout);
+  // The answer is read after the job message went out, so a worker may already have started it.
+  expect(run.stdout).toMatch(/^submitted hello_world job [0-9a-f]{64} \((QUEUED|PROCESSING)\)\n/);
+  expect(run.stdout).toContain(`  stage 1 greet      [########################] 20/20 completed, 0 failed — COMPLETED`);
+  expect(run.stdout).toContain(`  stage 2 reply      [########################] 20/20 completed, 0 failed — COMPLETED`);
+  expect(run.stdout).toMatch(/job COMPLETED in [\d.]+ m?s\n/);
+  expect(run.stdout).toContain('"summary": "20 of 20 greetings answered"');
+  expect(run.stdout).not.toContain('\x1b[');
+});
+
+test('status --json prints the job as parseable JSON; without --json a readable summary', async () => {
+  const json = await cli(['status', helloId, '--json']);
+  expect(json.code).toBe(0);
+  expect(JSON.parse(json.stdout)).toMatchObject({
+    jobId: helloId,
+    status: 'COMPLETED',
+    result: { replies: 20 },
+    stages: [
+      { stage: 1, name: 'greet', status: 'COMPLETED', total: 20, completed: 20, failed: 0 },
+      { stage: 2, name: 'reply', status: 'COMPLETED', total: 20, completed: 20, failed: 0 },
+    ],
+  });
+  const text = await cli(['status', helloId]);
+  expect(text.stdout).toContain('status    COMPLETED\n');
+  expect(text.stdout).toContain('stage     2 of 2\n');
+});
+
+test('jobs --status filters the list; tasks and events print one row each', async () => {
+  const completed = await cli(['jobs', '--status', 'COMPLETED']);
+  expect(completed.code).toBe(0);
+  expect(completed.stdout.split('\n')[0]).toMatch(/^JOB ID\s+TYPE\s+STATUS\s+STAGE\s+CREATED\s+DURATION$/);
+  expect(completed.stdout).toMatch(new RegExp(`^${helloId}\\s+hello_world\\s+COMPLETED\\s+2/2`, 'm'));
+  expect(await cli(['jobs', '--status', 'FAILED'])).toMatchObject({ code: 0, stdout: 'no jobs\n' });
+
+  const tasks = await cli(['tasks', helloId, '--stage', '2']);
+  const taskLines = tasks.stdout.trimEnd().split('\n');
+  expect(taskLines).toHaveLength(21);
+  expect(taskLines.slice(1).every((line) => /^2\s+\d+\s+COMPLETED\s+1\s/.test(line))).toBe(true);
+
+  const events = await cli(['events', helloId]);
+  const api = (await (await fetch(`${server.url}/api/jobs/${helloId}/events`, { headers: { 'x-functions-key': KEY } })).json()) as { events: unknown[] };
+  const eventLines = events.stdout.trimEnd().split('\n');
+  expect(eventLines).toHaveLength(api.events.length + 1);
+  expect(eventLines.at(-1)).toMatch(/\bjob\s+2\s+PROCESSING → COMPLETED$/);
+  expect(events.stdout).toContain('s1-t0');
+});
+
+test('cancel on a COMPLETED job exits 1 with the 409 error; bad parameters exit 1 with the ValidationError', async () => {
+  const cancel = await cli(['cancel', helloId]);
+  expect(cancel.code).toBe(1);
+  expect(cancel.stdout).toBe('');
+  expect(cancel.stderr).toMatch(/^error: InvalidTransitionError \(HTTP 409\): .*COMPLETED/);
+
+  const bad = await cli(['submit', 'hello_world', '--params', '{"n": 0}']);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toMatch(/^error: ValidationError \(HTTP 400\): invalid parameters for job type "hello_world"/);
+  expect(bad.stderr).toMatch(/^ {2}n: .+$/m);
+  const unknown = await cli(['submit', 'no_such_type', '--params', '{}']);
+  expect(unknown).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: UnknownJobTypeError \(HTTP 404\)/) as unknown });
+});
+
+test('usage errors exit 2 and print the usage; nothing is sent', async () => {
+  for (const args of [
+    [],
+    ['frobnicate'],
+    ['submit', 'hello_world'],
+    ['submit', 'hello_world', '--params', '{"n": 1}', '--file', 'x.json'],
+    ['submit', 'hello_world', '--params', '{n: 1}'],
+    ['submit', 'hello_world', '--file', path.join(tmp, 'missing.json')],
+    ['status'],
+    ['status', 'a', 'b'],
+    ['jobs', '--bogus'],
+    ['cancel'],
+    ['jobs', '--url', 'not a url'],
+  ]) {
+    const run = await cli(args);
+    expect({ args, code: run.code }).toEqual({ args, code: 2 });
+    expect(run.stderr).toMatch(/usage: coremachine/);
+    expect(run.stdout).toBe('');
+  }
+  expect((await cli(['help'])).code).toBe(0);
+});
+
+test('--key, --url and connection failures: 401 and unreachable servers exit 1 with the error type', async () => {
+  const noKey = await cli(['jobs'], { env: { COREMACHINE_FUNCTION_KEY: undefined } });
+  expect(noKey).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: Unauthorized \(HTTP 401\)/) as unknown });
+  const flags = await cli(['jobs', '--url', server.url, '--key', KEY], { env: { COREMACHINE_URL: 'http://127.0.0.1:9', COREMACHINE_FUNCTION_KEY: 'wrong' } });
+  expect(flags.code).toBe(0);
+  expect(flags.stdout).toContain(helloId);
+  const down = await cli(['jobs', '--url', 'http://127.0.0.1:9']);
+  expect(down).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: ConnectionError: could not reach http:\/\/127\.0\.0\.1:9\/api\/jobs/) as unknown });
+});
+
+test('--file submits parameters from a file; --watch on a TTY redraws in place; pause, resume, cancel, retry', async () => {
+  const file = path.join(tmp, 'params.json');
+  writeFileSync(file, JSON.stringify({ run: 'tty', n: 3 }));
+  const watch = start(['submit', 'test.cli_gated', '--file', file, '--watch'], { isTTY: true });
+  await until(() => watch.stdout().includes('0/3 completed, 0 failed — PROCESSING'), 'the watched job to start');
+  openGate();
+  const watched = await watch.done;
+  expect(watched.code).toBe(0);
+  // Later frames start by moving the cursor up over the previous frame (job line + one stage) and clearing.
+  expect(watched.stdout).toContain('\x1b[2F\x1b[0J');
+  expect(watched.stdout).toContain('3/3 completed, 0 failed — COMPLETED');
+
+  // A fresh gate holds the next job; its watch ends with exit 1 when the job is cancelled.
+  gate = new Promise<void>((resolve) => (openGate = resolve));
+  const held = start(['submit', 'test.cli_gated', '--params', '{"run": "control", "n": 2}', '--watch']);
+  await until(() => held.stdout().includes('— PROCESSING'), 'the held job to start');
+  const jobId = submittedId(held.stdout());
+  expect(await cli(['pause', jobId])).toMatchObject({ code: 0, stdout: `pause: test.cli_gated job ${jobId} is now PAUSED\n` });
+  // The resumed job may already have been picked up again by the time the answer is read.
+  expect(await cli(['resume', jobId])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^resume: test\.cli_gated job [0-9a-f]{64} is now (QUEUED|PROCESSING)\n$/) as unknown });
+  expect(await cli(['cancel', jobId])).toMatchObject({ code: 0, stdout: `cancel: test.cli_gated job ${jobId} is now CANCELLED\n` });
+  const cancelled = await held.done;
+  expect(cancelled.code).toBe(1);
+  expect(cancelled.stdout).toContain('job CANCELLED in');
+  expect(await cli(['retry', jobId])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: InvalidTransitionError \(HTTP 409\)/) as unknown });
+});
+
+test('the TTY progress display clears every row it drew, including wrapped ones, and skips unchanged frames', () => {
+  const out: string[] = [];
+  const display = new ProgressDisplay({ out: (text) => out.push(text), err: () => undefined, isTTY: true, columns: 10, env: {} });
+  display.show('0123456789abcde\nshort'); // 15 characters wrap onto 2 rows of 10, plus 1
+  display.show('0123456789abcde\nshort');
+  display.show('done');
+  display.show('next');
+  expect(out).toEqual(['0123456789abcde\nshort\n', '\x1b[3F\x1b[0J', 'done\n', '\x1b[1F\x1b[0J', 'next\n']);
+});
