@@ -25,7 +25,9 @@ export interface WorkerOptions {
 export class InProcessWorker {
   private readonly jobConsumer: QueueConsumer;
   private readonly taskConsumer: QueueConsumer;
-  private readonly sweepTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+  private stopped = false;
   private readonly deadLetterConsumers: DeadLetterConsumer[];
 
   constructor(
@@ -38,13 +40,27 @@ export class InProcessWorker {
     this.jobConsumer = new QueueConsumer(transport.jobs, (batch) => this.handleJobs(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock }, logger);
     this.taskConsumer = new QueueConsumer(transport.tasks, (batch) => this.handleTasks(batch), { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock }, logger);
     this.deadLetterConsumers = [transport.jobs, transport.tasks].map((queue) => new DeadLetterConsumer(queue, machine, logger));
-    if (options.janitorIntervalMs) {
-      this.sweepTimer = setInterval(() => {
-        // A failed sweep changes nothing; the next interval runs it again. The error is logged.
-        machine.sweep(options.janitor).catch((error: unknown) => logger.error('janitor sweep failed', { error: errorToShape(error) }));
-      }, options.janitorIntervalMs);
-      this.sweepTimer.unref();
-    }
+    if (options.janitorIntervalMs) this.scheduleSweep(options.janitorIntervalMs, options.janitor);
+  }
+
+  /**
+   * The next sweep starts an interval after the previous one ended: sweeps never pile up on a busy
+   * database. A failed sweep changes nothing; the error is logged and the next one runs it again.
+   */
+  private scheduleSweep(intervalMs: number, janitor: Partial<JanitorOptions> | undefined): void {
+    this.sweepTimer = setTimeout(() => {
+      this.sweeping = this.machine
+        .sweep(janitor)
+        .then(
+          () => undefined,
+          (error: unknown) => this.logger.error('janitor sweep failed', { error: errorToShape(error) }),
+        )
+        .finally(() => {
+          this.sweeping = undefined;
+          if (!this.stopped) this.scheduleSweep(intervalMs, janitor);
+        });
+    }, intervalMs);
+    this.sweepTimer.unref();
   }
 
   /**
@@ -58,7 +74,9 @@ export class InProcessWorker {
   }
 
   async stop(): Promise<void> {
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.stopped = true;
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    await this.sweeping;
     await Promise.all([this.jobConsumer.stop(), this.taskConsumer.stop(), ...this.deadLetterConsumers.map((c) => c.stop())]);
   }
 

@@ -59,11 +59,13 @@ export class CoreMachine {
   private readonly pool: pg.Pool;
   private readonly registry: Registry;
   private readonly logger: Logger;
+  private readonly transport: Transport;
 
   private constructor(deps: CoreMachineDeps) {
     this.pool = deps.pool;
     this.registry = deps.registry;
     this.logger = deps.logger;
+    this.transport = deps.transport;
     this.outbox = new Outbox(deps.pool, deps.transport);
     this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.outbox);
   }
@@ -244,7 +246,8 @@ export class CoreMachine {
 
   /** One janitor sweep; safe to run from several processes at once. */
   async sweep(options: Partial<JanitorOptions> = {}): Promise<SweepReport> {
-    return sweep(this.pool, this.deps(), this.outbox, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, ...options });
+    const backlog = () => this.transport.backlog?.();
+    return sweep(this.pool, this.deps(), this.outbox, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, ...options });
   }
 
   /** The audit trail: every job, stage and task transition, oldest first. */

@@ -38,6 +38,10 @@ export class InProcessTransport implements Transport {
     return Promise.resolve();
   }
 
+  backlog(): number {
+    return this.jobs.activeCount + this.tasks.activeCount;
+  }
+
   close(): Promise<void> {
     this.jobs.close();
     this.tasks.close();

@@ -10,5 +10,11 @@ export interface Transport {
   sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void>;
   /** Send later: the message becomes visible at `at` (Service Bus scheduled messages). */
   scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void>;
+  /**
+   * Messages sent but not yet completed, when the transport can tell (in-process can; Service Bus
+   * would need management rights, so it says undefined). The janitor does not re-send while
+   * messages are still queued: a deep backlog is not a lost message.
+   */
+  backlog?(): number | undefined;
   close(): Promise<void>;
 }
