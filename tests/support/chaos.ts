@@ -57,7 +57,7 @@ export interface ChaosReport {
  * transport) while injecting faults, then waits for every job to reach a terminal state.
  */
 export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise<ChaosReport> {
-  const injected: Record<string, number> = { duplicatedMessages: 0, sendFailuresAfterCommit: 0, transientErrors: 0, permanentErrors: 0, crashesInHandler: 0, slowHandlersPastLock: 0, connectionsKilled: 0 };
+  const injected: Record<string, number> = { duplicatedMessages: 0, sendFailuresAfterCommit: 0, transientErrors: 0, permanentErrors: 0, crashesInHandler: 0, slowHandlers: 0, connectionsKilled: 0 };
   const count = (kind: string) => (injected[kind] = (injected[kind] ?? 0) + 1);
   await db.pool.query('CREATE TABLE IF NOT EXISTS chaos_effects (task_id text PRIMARY KEY, value integer NOT NULL)');
   const executions = new Map<string, number>();
@@ -84,7 +84,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
         count('transientErrors');
         throw new Error(`chaos: transient failure of task ${index} attempt ${ctx.attempt}`);
       } else if (r < (p += options.pSlow)) {
-        count('slowHandlersPastLock');
+        count('slowHandlers');
         await sleep(700);
       }
       // The side effect is idempotent by task id, as it must be under at-least-once delivery.
