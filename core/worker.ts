@@ -25,6 +25,7 @@ export interface WorkerOptions {
 export class InProcessWorker {
   private readonly jobConsumer: QueueConsumer;
   private readonly taskConsumer: QueueConsumer;
+  private readonly submissionConsumer: QueueConsumer;
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private stopped = false;
@@ -39,7 +40,8 @@ export class InProcessWorker {
     const autoRenewLock = options.autoRenewLock ?? true;
     this.jobConsumer = new QueueConsumer(transport.jobs, (batch) => this.handleJobs(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock }, logger);
     this.taskConsumer = new QueueConsumer(transport.tasks, (batch) => this.handleTasks(batch), { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock }, logger);
-    this.deadLetterConsumers = [transport.jobs, transport.tasks].map((queue) => new DeadLetterConsumer(queue, machine, logger));
+    this.submissionConsumer = new QueueConsumer(transport.submissions, (batch) => this.handleSubmissions(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock }, logger);
+    this.deadLetterConsumers = [transport.jobs, transport.tasks, transport.submissions].map((queue) => new DeadLetterConsumer(queue, machine, logger));
     if (options.janitorIntervalMs) this.scheduleSweep(options.janitorIntervalMs, options.janitor);
   }
 
@@ -68,7 +70,7 @@ export class InProcessWorker {
    * in the same tick: a job message in flight can still fan out to the tasks queue.
    */
   async drain(): Promise<void> {
-    while (!(this.jobConsumer.isIdle() && this.taskConsumer.isIdle() && this.deadLetterConsumers.every((c) => c.isIdle()))) {
+    while (!(this.jobConsumer.isIdle() && this.taskConsumer.isIdle() && this.submissionConsumer.isIdle() && this.deadLetterConsumers.every((c) => c.isIdle()))) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
@@ -77,7 +79,7 @@ export class InProcessWorker {
     this.stopped = true;
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     await this.sweeping;
-    await Promise.all([this.jobConsumer.stop(), this.taskConsumer.stop(), ...this.deadLetterConsumers.map((c) => c.stop())]);
+    await Promise.all([this.jobConsumer.stop(), this.taskConsumer.stop(), this.submissionConsumer.stop(), ...this.deadLetterConsumers.map((c) => c.stop())]);
   }
 
   private async handleJobs(batch: ReceivedMessage[]): Promise<Settlement[]> {
@@ -85,6 +87,21 @@ export class InProcessWorker {
     for (const message of batch) {
       try {
         await this.machine.processJobMessage(message.body, metaOf(message));
+        settlements.push({ action: 'complete' });
+      } catch (error) {
+        if (!isNonRetryable(error)) throw error;
+        settlements.push(deadLetter(error));
+      }
+    }
+    return settlements;
+  }
+
+  /** Invalid submissions are dead-lettered at once with the zod issues as the reason. */
+  private async handleSubmissions(batch: ReceivedMessage[]): Promise<Settlement[]> {
+    const settlements: Settlement[] = [];
+    for (const message of batch) {
+      try {
+        await this.machine.submitFromMessage(message.body);
         settlements.push({ action: 'complete' });
       } catch (error) {
         if (!isNonRetryable(error)) throw error;

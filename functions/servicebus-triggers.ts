@@ -2,7 +2,7 @@ import { app, type InvocationContext } from '@azure/functions';
 import type { CoreMachine } from '../core/engine/core-machine';
 import type { TaskMessageOutcome } from '../core/engine/task-batch';
 import { errorToShape, isNonRetryable, MalformedMessageError } from '../core/errors';
-import { JOBS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
 import { getAppContext } from './app-context';
 
 /** The app setting holding the Service Bus connection (string or identity-based prefix). */
@@ -162,6 +162,33 @@ export async function taskMessagesHandler(messages: unknown, context: Invocation
 }
 
 /**
+ * coremachine-submissions: another system submits `{jobType, parameters}`; same id, validation and
+ * idempotency as POST /api/jobs/{jobType}. An invalid submission stores no job: it is recorded in
+ * dead_letters with the zod issues (GET /api/dead-letters) and logged, then completed, because a
+ * Node trigger can only dead-letter with a reason through the preview SDK-binding extension.
+ */
+export async function submissionHandler(message: unknown, context: InvocationContext): Promise<void> {
+  const meta = messageMeta(context);
+  const decoded = decodeBody(message);
+  if (!decoded.ok) {
+    await reportDiscarded(context, undefined, SUBMISSIONS_QUEUE, meta, decoded.error, message);
+    return;
+  }
+  const machine = await machineOrRetry(context, SUBMISSIONS_QUEUE, meta);
+  try {
+    const { job, created } = await machine.submitFromMessage(decoded.body);
+    context.log(JSON.stringify({ event: 'coremachine.submission.accepted', ...meta, jobId: job.jobId, jobType: job.jobType, created }));
+  } catch (error) {
+    if (isNonRetryable(error)) {
+      await reportDiscarded(context, machine, SUBMISSIONS_QUEUE, meta, error, decoded.body);
+      return;
+    }
+    reportRetry(context, SUBMISSIONS_QUEUE, meta, error);
+    throw error;
+  }
+}
+
+/**
  * The dead-letter sub-queues: a message Service Bus gave up on (max delivery count, expiry) must not
  * leave its job PROCESSING. The engine records it and fails the task or job it pointed at.
  */
@@ -182,6 +209,7 @@ export function deadLetterHandler(queue: string) {
 export function registerServiceBusTriggers(): void {
   app.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
   app.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
+  app.serviceBusQueue('submissions-queue', { connection: SERVICE_BUS_CONNECTION, queueName: SUBMISSIONS_QUEUE, cardinality: 'one', handler: submissionHandler });
   app.serviceBusQueue('jobs-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${JOBS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(JOBS_QUEUE) });
   app.serviceBusQueue('tasks-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${TASKS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(TASKS_QUEUE) });
 }

@@ -38,6 +38,7 @@ param instanceMemoryMB int = 2048
 var serviceBusQueueNames = [
   'coremachine-jobs'
   'coremachine-tasks'
+  'coremachine-submissions'
 ]
 var serviceBusQueueProperties = {
   // The Functions host renews the lock while a batch runs (host.json maxAutoLockRenewalDuration);

@@ -28,3 +28,10 @@ export function jobMessageId(message: JobQueueMessage): string {
 export function taskMessageId(message: TaskQueueMessage): string {
   return `${message.taskId}:a${message.attempt}${message.resend ? `:r${message.resend}` : ''}`;
 }
+
+/** A job submitted by message instead of HTTP: same validation, id and idempotency as the HTTP route. */
+export const JobSubmissionMessage = z.strictObject({
+  jobType: z.string().min(1),
+  parameters: z.unknown(),
+});
+export type JobSubmissionMessage = z.infer<typeof JobSubmissionMessage>;

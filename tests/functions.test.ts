@@ -7,7 +7,7 @@ import { createAppContext, getAppContext, setAppContext, setTransportFactory } f
 import { dashboardHandler } from '../functions/http-dashboard';
 import { healthHandler } from '../functions/http-health';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
-import { deadLetterHandler, jobMessageHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
+import { deadLetterHandler, jobMessageHandler, submissionHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
 import { controlJobHandler, listDeadLettersHandler, listEventsHandler } from '../functions/http-control';
 import '../functions/index';
 import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
@@ -134,6 +134,7 @@ test('registrations: routes split by method, function-key auth on jobs, anonymou
   expect(queues).toEqual([
     ['jobs-queue', 'coremachine-jobs', 'ServiceBusConnection', 'one', jobMessageHandler],
     ['tasks-queue', 'coremachine-tasks', 'ServiceBusConnection', 'many', taskMessagesHandler],
+    ['submissions-queue', 'coremachine-submissions', 'ServiceBusConnection', 'one', submissionHandler],
     ['jobs-dead-letters', 'coremachine-jobs/$deadletterqueue', 'ServiceBusConnection', 'one', expect.any(Function)],
     ['tasks-dead-letters', 'coremachine-tasks/$deadletterqueue', 'ServiceBusConnection', 'one', expect.any(Function)],
   ]);
@@ -289,6 +290,21 @@ test('control routes: cancel answers 200 with the job, a second cancel 409; even
   await expect(jobMessageHandler(late?.body, invocation({ messageId: late?.messageId }))).resolves.toBeUndefined();
   expect(invocationLogs.some((line) => line.includes('"outcome":"ignored"') && line.includes('job is CANCELLED'))).toBe(true);
   expect((await h.machine.listTasks(jobId)).length).toBe(0);
+});
+
+test('a job submitted as a Service Bus message runs to COMPLETED; an invalid one is recorded with its issues and stores nothing', async () => {
+  await submissionHandler({ jobType: 'hello_world', parameters: { n: 3 } }, invocation({ messageId: 'sub-ok' }));
+  const accepted = invocationLogs.find((line) => line.includes('coremachine.submission.accepted'));
+  const jobId = /"jobId":"([0-9a-f]{64})"/.exec(accepted ?? '')?.[1] ?? '';
+  await driveToEnd(jobId);
+  expect((await call(getJobHandler, 'GET', `jobs/${jobId}`, { params: { jobId } })).body).toMatchObject({ status: 'COMPLETED', result: { replies: 3 } });
+
+  const before = ((await call(listJobsHandler, 'GET', 'jobs')).body as { jobs: unknown[] }).jobs.length;
+  await expect(submissionHandler(JSON.stringify({ jobType: 'hello_world', parameters: {} }), invocation({ messageId: 'sub-bad' }))).resolves.toBeUndefined();
+  expect(((await call(listJobsHandler, 'GET', 'jobs')).body as { jobs: unknown[] }).jobs.length).toBe(before);
+  const letters = (await call(listDeadLettersHandler, 'GET', 'dead-letters')).body as { deadLetters: Array<{ messageId: string; reason: string; description: string; queue: string }> };
+  expect(letters.deadLetters[0]).toMatchObject({ messageId: 'sub-bad', reason: 'ValidationError', queue: 'coremachine-submissions' });
+  expect(letters.deadLetters[0]?.description).toContain('"n"');
 });
 
 test('the dead-letter trigger fails what a dead-lettered message pointed at', async () => {

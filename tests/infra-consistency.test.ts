@@ -9,7 +9,7 @@ import {
   SERVICE_BUS_CONNECTION_SETTING,
   SERVICE_BUS_NAMESPACE_SETTING,
 } from '../core/transport/service-bus-transport';
-import { JOBS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
 
 const root = path.resolve(__dirname, '..');
 const read = (file: string): string => readFileSync(path.join(root, file), 'utf8');
@@ -75,7 +75,7 @@ const queueProperties = bicepObject(bicepVar(main, 'serviceBusQueueProperties'))
 const EMULATOR_MAX_DUPLICATE_WINDOW_MS = 5 * 60_000;
 
 test('the Bicep queues are exactly the transport queues, and the module creates them with the shared properties', () => {
-  expect([...queueNames].sort()).toEqual([JOBS_QUEUE, TASKS_QUEUE].sort());
+  expect([...queueNames].sort()).toEqual([JOBS_QUEUE, TASKS_QUEUE, SUBMISSIONS_QUEUE].sort());
   // The vars only matter if they reach the resources.
   expect(main).toMatch(/queueNames:\s*serviceBusQueueNames\b/);
   expect(main).toMatch(/queueProperties:\s*serviceBusQueueProperties\b/);
@@ -94,10 +94,10 @@ test('the Bicep queue properties are the ones the engine relies on', () => {
 });
 
 test('the emulator config defines the same queues as the Bicep template', () => {
-  expect(emulatorQueues().map((queue) => queue.Name).sort()).toEqual([JOBS_QUEUE, TASKS_QUEUE].sort());
+  expect(emulatorQueues().map((queue) => queue.Name).sort()).toEqual([JOBS_QUEUE, TASKS_QUEUE, SUBMISSIONS_QUEUE].sort());
 });
 
-test.each([JOBS_QUEUE, TASKS_QUEUE])('emulator queue %s agrees with Bicep on lock, deliveries, duplicate detection and dead-lettering', (name) => {
+test.each([JOBS_QUEUE, TASKS_QUEUE, SUBMISSIONS_QUEUE])('emulator queue %s agrees with Bicep on lock, deliveries, duplicate detection and dead-lettering', (name) => {
   const queue = emulatorQueues().find((candidate) => candidate.Name === name);
   if (!queue) throw new Error(`queue ${name} missing from Config.json`);
   const props = queue.Properties;

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { JobQueueMessage, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
+import { JobQueueMessage, JobSubmissionMessage, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { withTransaction } from '../db/pool';
 import { assertSchemaVersion } from '../db/migrator';
 import { JobNotFoundError, MalformedMessageError, ValidationError } from '../errors';
@@ -103,6 +103,17 @@ export class CoreMachine {
       }
       return { job: await this.getJob(jobId), created };
     }, SpanKind.PRODUCER);
+  }
+
+  /**
+   * A submission that arrived as a queue message. Invalid ones raise ValidationError (with the zod
+   * issues) or UnknownJobTypeError, both non-retryable: the transport dead-letters them and nothing
+   * is stored.
+   */
+  async submitFromMessage(body: unknown): Promise<{ job: JobView; created: boolean }> {
+    const parsed = JobSubmissionMessage.safeParse(body);
+    if (!parsed.success) throw new ValidationError(`submission message must be {jobType, parameters}: ${parsed.error.message}`, parsed.error.issues);
+    return this.submitJob(parsed.data.jobType, parsed.data.parameters);
   }
 
   async getJob(jobId: string): Promise<JobView> {

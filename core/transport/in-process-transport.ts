@@ -1,7 +1,7 @@
 import { jobMessageId, taskMessageId, type JobQueueMessage, type TaskQueueMessage } from '../../models';
 import { InProcessQueue, type QueueOptions } from './in-process-queue';
 import { traceProperties } from '../telemetry';
-import { JOBS_QUEUE, TASKS_QUEUE, type Transport } from './transport';
+import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type Transport } from './transport';
 
 const DEFAULT_QUEUE_OPTIONS: QueueOptions = {
   // Matches the Bicep queues: 5 minute lock (renewed by the consumer), 10 deliveries.
@@ -15,11 +15,14 @@ export class InProcessTransport implements Transport {
   readonly name = 'in-process';
   readonly jobs: InProcessQueue;
   readonly tasks: InProcessQueue;
+  /** Job submissions by message from other systems (`{jobType, parameters}`). */
+  readonly submissions: InProcessQueue;
 
   constructor(options: Partial<QueueOptions> = {}) {
     const queueOptions = { ...DEFAULT_QUEUE_OPTIONS, ...options };
     this.jobs = new InProcessQueue(JOBS_QUEUE, queueOptions);
     this.tasks = new InProcessQueue(TASKS_QUEUE, queueOptions);
+    this.submissions = new InProcessQueue(SUBMISSIONS_QUEUE, queueOptions);
   }
 
   sendJobMessages(messages: readonly JobQueueMessage[]): Promise<void> {
@@ -45,6 +48,7 @@ export class InProcessTransport implements Transport {
   close(): Promise<void> {
     this.jobs.close();
     this.tasks.close();
+    this.submissions.close();
     return Promise.resolve();
   }
 }

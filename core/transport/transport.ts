@@ -2,6 +2,8 @@ import type { JobQueueMessage, TaskQueueMessage } from '../../models';
 
 export const JOBS_QUEUE = 'coremachine-jobs';
 export const TASKS_QUEUE = 'coremachine-tasks';
+/** Other systems submit jobs here with `{jobType, parameters}` (models/api.ts JobSubmissionMessage). */
+export const SUBMISSIONS_QUEUE = 'coremachine-submissions';
 
 /** What the engine needs from a message bus. Implementations: in-process (dev, tests), Service Bus. */
 export interface Transport {

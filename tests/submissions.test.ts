@@ -1,0 +1,54 @@
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { startHarness, stuckJobs, waitForJob, type Harness } from './support/harness';
+
+let db: TestDatabase;
+let h: Harness;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.drop();
+});
+beforeEach(async () => {
+  h = await startHarness(db.pool);
+});
+afterEach(async () => {
+  await h.worker?.drain();
+  await h.stop();
+  expect(await stuckJobs(db.pool)).toEqual([]);
+});
+
+const jobCount = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.jobs')).rows[0]?.n;
+
+test('a job submitted as a queue message gets the same id, validation and idempotency as over HTTP', async () => {
+  const viaHttp = await h.machine.submitJob('hello_world', { n: 6 });
+  h.transport.submissions.send([{ messageId: 'sub-1', body: { jobType: 'hello_world', parameters: { n: 6 } } }]);
+  h.transport.submissions.send([{ messageId: 'sub-2', body: { jobType: 'hello_world', parameters: { n: 9 } } }]);
+  await h.worker?.drain();
+  expect(await jobCount()).toBe(2);
+  const other = await h.machine.listJobs({ jobType: 'hello_world' });
+  const nine = other.jobs.find((job) => (job.parameters as { n: number }).n === 9);
+  expect((await waitForJob(h.machine, nine?.jobId ?? '')).status).toBe('COMPLETED');
+  expect((await waitForJob(h.machine, viaHttp.job.jobId)).status).toBe('COMPLETED');
+  expect(h.transport.submissions.deadLetters).toEqual([]);
+});
+
+test('an invalid submission is dead-lettered at once with the zod issues as the reason, and nothing is stored', async () => {
+  const before = await jobCount();
+  h.transport.submissions.send([
+    { messageId: 'bad-params', body: { jobType: 'hello_world', parameters: { n: 'many' } } },
+    { messageId: 'bad-type', body: { jobType: 'no_such_job', parameters: {} } },
+    { messageId: 'bad-shape', body: { type: 'hello_world' } },
+  ]);
+  await h.worker?.drain();
+  expect(await jobCount()).toBe(before);
+  const dead = Object.fromEntries(h.transport.submissions.deadLetters.map((d) => [d.messageId, d]));
+  expect(dead['bad-params']).toMatchObject({ deadLetterReason: 'ValidationError', deliveryCount: 1 });
+  expect(dead['bad-params']?.deadLetterErrorDescription).toMatch(/"path":\s*\[\s*"n"\s*\]/);
+  expect(dead['bad-type']).toMatchObject({ deadLetterReason: 'UnknownJobTypeError', deliveryCount: 1 });
+  expect(dead['bad-shape']?.deadLetterReason).toBe('ValidationError');
+  // The dead-letter consumer records them where an operator sees them.
+  const recorded = await h.machine.listDeadLetters();
+  expect(recorded.filter((r) => r.queue === 'coremachine-submissions').map((r) => r.messageId).sort()).toEqual(['bad-params', 'bad-shape', 'bad-type']);
+});
