@@ -1,23 +1,14 @@
 import { UnknownJobTypeError, ValidationError } from '../core/errors';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { startHarness, stuckJobs, waitForJob, type Harness } from './support/harness';
+import type { TestDatabase } from './support/test-database';
+import { useHarnessPerTest, waitForJob, type Harness } from './support/harness';
 
+const ctx = useHarnessPerTest();
+// Getters over the per-test values, so test bodies read as before.
 let db: TestDatabase;
 let h: Harness;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db.drop();
-});
-beforeEach(async () => {
-  h = await startHarness(db.pool);
-});
-afterEach(async () => {
-  await h.worker?.drain();
-  await h.stop();
-  expect(await stuckJobs(db.pool)).toEqual([]);
+beforeEach(() => {
+  db = ctx.db();
+  h = ctx.h();
 });
 
 async function jobCount(): Promise<number> {
@@ -67,8 +58,7 @@ test.each([
 test('a late sibling completing after the failure does not revive the job', async () => {
   let releaseSibling!: () => void;
   const sibling = new Promise<void>((resolve) => (releaseSibling = resolve));
-  await h.stop();
-  h = await startHarness(db.pool, { beforeTask: (_id, index) => (index === 1 ? sibling : Promise.resolve()) });
+  h = await ctx.restart({ beforeTask: (_id, index) => (index === 1 ? sibling : Promise.resolve()) });
   const { job } = await h.machine.submitJob('test.failing_job', { n: 2, failAt: 0 });
   await waitForJob(h.machine, job.jobId);
   expect((await h.machine.getJob(job.jobId)).status).toBe('FAILED');

@@ -1,24 +1,12 @@
 import path from 'node:path';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { expectedThreeStageSum } from './support/test-jobs';
-import { startHarness, stuckJobs, waitForJob, type Harness } from './support/harness';
+import { useHarnessPerTest, waitForJob, type Harness } from './support/harness';
 
-let db: TestDatabase;
+const ctx = useHarnessPerTest();
+// The per-test harness, so test bodies read as before.
 let h: Harness;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db.drop();
-});
-beforeEach(async () => {
-  h = await startHarness(db.pool);
-});
-afterEach(async () => {
-  await h.worker?.drain();
-  await h.stop();
-  expect(await stuckJobs(db.pool)).toEqual([]);
+beforeEach(() => {
+  h = ctx.h();
 });
 
 test('a three-stage job runs to COMPLETED with exact counts per stage and the aggregated result', async () => {

@@ -1,24 +1,15 @@
 import { LeaseLostError, ValidationError } from '../core/errors';
 import type { RemoteTask } from '../core/engine/remote-workers';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { startHarness, stuckJobs, waitForJob, type Harness } from './support/harness';
+import type { TestDatabase } from './support/test-database';
+import { useHarnessPerTest, waitForJob, type Harness } from './support/harness';
 
+const ctx = useHarnessPerTest();
+// Getters over the per-test values, so test bodies read as before.
 let db: TestDatabase;
 let h: Harness;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db.drop();
-});
-beforeEach(async () => {
-  h = await startHarness(db.pool);
-});
-afterEach(async () => {
-  await h.worker?.drain();
-  await h.stop();
-  expect(await stuckJobs(db.pool)).toEqual([]);
+beforeEach(() => {
+  db = ctx.db();
+  h = ctx.h();
 });
 
 async function claimAll(workerId: string, expected: number): Promise<RemoteTask[]> {

@@ -1,22 +1,10 @@
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { startHarness, stuckJobs, waitForJob, type Harness } from './support/harness';
+import { useHarnessPerTest, waitForJob, type Harness } from './support/harness';
 
-let db: TestDatabase;
+const ctx = useHarnessPerTest();
+// The per-test harness, so test bodies read as before.
 let h: Harness;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db.drop();
-});
-beforeEach(async () => {
-  h = await startHarness(db.pool);
-});
-afterEach(async () => {
-  await h.worker?.drain();
-  await h.stop();
-  expect(await stuckJobs(db.pool)).toEqual([]);
+beforeEach(() => {
+  h = ctx.h();
 });
 
 test('transient failures are retried with backoff through scheduled messages until the task succeeds', async () => {

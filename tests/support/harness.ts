@@ -8,6 +8,7 @@ import type { Transport } from '../../core/transport/transport';
 import { InProcessWorker, type WorkerOptions } from '../../core/worker';
 import { exampleJobs } from '../../jobs';
 import { makeTestJobs, SideEffects, type TaskHook } from './test-jobs';
+import { createTestDatabase, type TestDatabase } from './test-database';
 
 export interface Harness {
   machine: CoreMachine;
@@ -73,4 +74,46 @@ export async function stuckJobs(pool: pg.Pool): Promise<Array<{ job_id: string; 
     "SELECT job_id, status, stage FROM coremachine.jobs WHERE status IN ('QUEUED','PROCESSING')",
   );
   return result.rows;
+}
+
+/**
+ * The lifecycle most test files share: a fresh database for the file, a fresh harness per test,
+ * and after each test the workers drained and the invariant checked that no job is left
+ * QUEUED or PROCESSING. Returns getters, since the values exist only once the hooks have run.
+ */
+export function useHarnessPerTest(options: Parameters<typeof startHarness>[1] = {}) {
+  let db: TestDatabase | undefined;
+  let harness: Harness | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  beforeEach(async () => {
+    if (!db) throw new Error('test database was not created');
+    harness = await startHarness(db.pool, options);
+  });
+  afterEach(async () => {
+    await harness?.worker?.drain();
+    await harness?.stop();
+    if (db) expect(await stuckJobs(db.pool)).toEqual([]);
+  });
+  return {
+    db: () => {
+      if (!db) throw new Error('test database was not created');
+      return db;
+    },
+    h: () => {
+      if (!harness) throw new Error('harness was not started');
+      return harness;
+    },
+    /** Replaces the per-test harness (e.g. with test-specific hooks); the old one is stopped. */
+    restart: async (restartOptions: Parameters<typeof startHarness>[1]) => {
+      await harness?.stop();
+      if (!db) throw new Error('test database was not created');
+      harness = await startHarness(db.pool, restartOptions);
+      return harness;
+    },
+  };
 }
