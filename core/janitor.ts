@@ -7,6 +7,7 @@ import { advanceStage, type AdvanceDeps } from './engine/stage-advance';
 import { commitOutcomes, nextAttemptAt } from './engine/task-batch';
 import { LeaseExpiredError } from './errors';
 import { findStage } from './state/stages-store';
+import { lockJobs } from './state/jobs-store';
 import type { TaskOutcome } from './state/tasks-store';
 
 export interface JanitorOptions {
@@ -77,31 +78,40 @@ export async function sweep(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, op
 }
 
 async function expireLeases(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, limit: number): Promise<{ requeuedTasks: number; failedTasks: number; cancelledTasks: number }> {
-  const { outcomes, recorded, cancelled } = await withTransaction(pool, async (client) => {
-    // Under a job that stopped (FAILED, CANCELLED), an expired task has nothing to retry for.
-    const stopped = await client.query(
-      `WITH expired AS (
-         SELECT t.task_id FROM coremachine.tasks t JOIN coremachine.jobs j ON j.job_id = t.job_id
-          WHERE t.status = 'PROCESSING' AND t.lease_expires_at < now() AND j.status NOT IN ('QUEUED','PROCESSING','PAUSED')
-          LIMIT $1 FOR UPDATE OF t SKIP LOCKED)
-       UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = now(), claim_id = NULL, lease_expires_at = NULL
-         FROM expired WHERE t.task_id = expired.task_id`,
+  // Under a job that stopped (FAILED, CANCELLED), an expired task has nothing to retry for. Its
+  // own transaction: it never waits (SKIP LOCKED), so it holds no lock while waiting for another.
+  const stopped = await pool.query(
+    `WITH expired AS MATERIALIZED (
+       SELECT t.task_id FROM coremachine.tasks t JOIN coremachine.jobs j ON j.job_id = t.job_id
+        WHERE t.status = 'PROCESSING' AND t.lease_expires_at < now() AND j.status NOT IN ('QUEUED','PROCESSING','PAUSED')
+        ORDER BY t.task_id LIMIT $1 FOR UPDATE OF t SKIP LOCKED)
+     UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = now(), claim_id = NULL, lease_expires_at = NULL
+       FROM expired WHERE t.task_id = expired.task_id`,
+    [limit],
+  );
+  const cancelled = stopped.rowCount ?? 0;
+  const { outcomes, recorded } = await withTransaction(pool, async (client) => {
+    // Lock order job → tasks: find the expired tasks' jobs first, lock them, then the tasks.
+    const due = await client.query<{ job_id: string }>(
+      `SELECT DISTINCT job_id FROM coremachine.tasks WHERE status = 'PROCESSING' AND lease_expires_at < now() LIMIT $1`,
       [limit],
     );
-    const expired = await client.query<{ task_id: string; claim_id: string; task_type: string; attempt: number; stage: number; worker_id: string | null }>(
-      `SELECT task_id, claim_id, task_type, attempt, stage, worker_id FROM coremachine.tasks
-        WHERE status = 'PROCESSING' AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      [limit],
+    await lockJobs(client, due.rows.map((row) => row.job_id));
+    const expired = await client.query<{ task_id: string; job_id: string; claim_id: string; task_type: string; attempt: number; stage: number; worker_id: string | null }>(
+      `SELECT task_id, job_id, claim_id, task_type, attempt, stage, worker_id FROM coremachine.tasks
+        WHERE job_id = ANY($2::text[]) AND status = 'PROCESSING' AND lease_expires_at < now()
+        ORDER BY task_id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      [limit, due.rows.map((row) => row.job_id)],
     );
     const outcomes: TaskOutcome[] = expired.rows.map((row) => {
       const error = new LeaseExpiredError(row.task_id, row.attempt, row.worker_id);
       const definition = deps.registry.hasTask(row.task_type) ? deps.registry.task(row.task_type) : undefined;
       const retryAt = nextAttemptAt(definition, row.attempt, error);
       const shape: ErrorShape = { type: error.type, message: error.message, stage: row.stage, taskId: row.task_id };
-      return { taskId: row.task_id, claimId: row.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
+      return { taskId: row.task_id, jobId: row.job_id, claimId: row.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
     });
     const committed = await commitOutcomes(client, deps, outcomes);
-    return { outcomes, recorded: await outbox.record(client, committed.intents), cancelled: stopped.rowCount ?? 0 };
+    return { outcomes, recorded: await outbox.record(client, committed.intents) };
   });
   await outbox.dispatch(recorded);
   const requeuedTasks = outcomes.filter((o) => o.retryAt).length;

@@ -31,7 +31,7 @@ export async function cancelJob(db: Queryable, jobId: string): Promise<{ job: Jo
   const cancelled = await move(db, job, 'CANCELLED', { error: { type: 'Cancelled', message: 'cancelled by an operator', stage: job.stage } });
   const tasks = await db.query<{ task_id: string; was_running: boolean }>({
     name: 'cm_cancel_job_tasks',
-    text: `WITH old AS (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND status IN ('QUEUED','PROCESSING') FOR UPDATE)
+    text: `WITH old AS MATERIALIZED (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND status IN ('QUEUED','PROCESSING') ORDER BY task_id FOR UPDATE)
            UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = now(), claim_id = NULL, lease_expires_at = NULL
              FROM old WHERE t.task_id = old.task_id
            RETURNING t.task_id, old.status = 'PROCESSING' AS was_running`,
@@ -71,7 +71,7 @@ export async function retryJob(db: Queryable, jobId: string): Promise<{ job: Job
   assertTaskTransition('*', 'CANCELLED', 'QUEUED');
   const requeued = await db.query<{ was_failed: boolean }>({
     name: 'cm_retry_job_tasks',
-    text: `WITH old AS (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND stage = $2 AND status IN ('FAILED','CANCELLED') FOR UPDATE)
+    text: `WITH old AS MATERIALIZED (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND stage = $2 AND status IN ('FAILED','CANCELLED') ORDER BY task_id FOR UPDATE)
            UPDATE coremachine.tasks t SET status = 'QUEUED', finished_at = NULL, retry_at = NULL, claim_id = NULL, lease_expires_at = NULL
              FROM old WHERE t.task_id = old.task_id
            RETURNING old.status = 'FAILED' AS was_failed`,

@@ -1,6 +1,6 @@
 import { JobQueueMessage, TaskQueueMessage, type ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
-import { findJob, transitionJob } from '../state/jobs-store';
+import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
 import { settleTasks, takeOverTask, cancelQueuedTasks } from '../state/tasks-store';
 import { failJob, type AdvanceDeps } from './stage-advance';
 import { applySettledTasks } from './task-batch';
@@ -32,9 +32,11 @@ export async function processDeadLetter(db: Queryable, deps: AdvanceDeps, letter
   const error: ErrorShape = { type: 'DeadLettered', message: `message dead-lettered: ${letter.reason}: ${letter.description}` };
 
   if (task.success) {
+    // Lock order job → tasks → stage, as everywhere.
+    await lockJobs(db, [task.data.jobId]);
     const claimId = await takeOverTask(db, task.data.taskId, task.data.attempt);
     if (!claimId) return { outcome: 'recorded', intents: [] };
-    const settled = await settleTasks(db, [{ taskId: task.data.taskId, claimId, error: { ...error, stage: task.data.stage, taskId: task.data.taskId } }]);
+    const settled = await settleTasks(db, [{ taskId: task.data.taskId, jobId: task.data.jobId, claimId, error: { ...error, stage: task.data.stage, taskId: task.data.taskId } }]);
     deps.logger.error('task failed: its message was dead-lettered', { jobId, taskId: task.data.taskId, stage: task.data.stage, reason: letter.reason });
     return { outcome: 'task-failed', intents: await applySettledTasks(db, deps, settled) };
   }

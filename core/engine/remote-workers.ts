@@ -86,7 +86,7 @@ export class RemoteWorkers {
 
   async heartbeat(taskId: string, body: unknown): Promise<{ leaseExpiresAt: Date }> {
     const request = parseRequest(HeartbeatRequest, body, 'heartbeat');
-    const type = await this.taskType(taskId);
+    const type = (await this.task(taskId)).task_type;
     const seconds = request.leaseSeconds ?? this.deps.registry.task(type).leaseSeconds ?? DEFAULT_LEASE_SECONDS;
     if (!(await extendLease(this.pool, taskId, request.claimId, seconds))) throw new LeaseLostError(taskId);
     return { leaseExpiresAt: new Date(Date.now() + seconds * 1000) };
@@ -94,20 +94,19 @@ export class RemoteWorkers {
 
   async complete(taskId: string, body: unknown): Promise<void> {
     const request = parseRequest(CompleteRequest, body, 'completion');
-    const schema = this.deps.registry.task(await this.taskType(taskId)).result;
+    const task = await this.task(taskId);
+    const schema = this.deps.registry.task(task.task_type).result;
     const result = schema ? parseRequest(schema, request.result, `result of task ${taskId}`) : request.result;
-    await this.settle({ taskId, claimId: request.claimId, result: result ?? null });
+    await this.settle({ taskId, jobId: task.job_id, claimId: request.claimId, result: result ?? null });
   }
 
   async fail(taskId: string, body: unknown): Promise<{ retryAt: Date | null }> {
     const request = parseRequest(FailRequest, body, 'failure report');
-    const task = await this.pool.query<{ task_type: string; attempt: number; stage: number }>('SELECT task_type, attempt, stage FROM coremachine.tasks WHERE task_id = $1', [taskId]);
-    const row = task.rows[0];
-    if (!row) throw new TaskNotFoundError(taskId);
+    const row = await this.task(taskId);
     const failure = new TaskFailure(request.error.message, { nonRetryable: !request.retryable, ...(request.retryAfterMs === undefined ? {} : { retryAfterMs: request.retryAfterMs }) });
     const retryAt = nextAttemptAt(this.deps.registry.hasTask(row.task_type) ? this.deps.registry.task(row.task_type) : undefined, row.attempt, failure);
     const error: ErrorShape = { ...errorToShape(failure, { stage: row.stage, taskId }), type: request.error.type };
-    await this.settle({ taskId, claimId: request.claimId, error, ...(retryAt ? { retryAt } : {}) });
+    await this.settle({ taskId, jobId: row.job_id, claimId: request.claimId, error, ...(retryAt ? { retryAt } : {}) });
     return { retryAt: retryAt ?? null };
   }
 
@@ -132,10 +131,13 @@ export class RemoteWorkers {
     await this.outbox.dispatch(recorded);
   }
 
-  private async taskType(taskId: string): Promise<string> {
-    const result = await this.pool.query<{ task_type: string }>('SELECT task_type FROM coremachine.tasks WHERE task_id = $1', [taskId]);
-    const type = result.rows[0]?.task_type;
-    if (!type) throw new TaskNotFoundError(taskId);
-    return type;
+  private async task(taskId: string): Promise<{ task_type: string; job_id: string; attempt: number; stage: number }> {
+    const result = await this.pool.query<{ task_type: string; job_id: string; attempt: number; stage: number }>(
+      'SELECT task_type, job_id, attempt, stage FROM coremachine.tasks WHERE task_id = $1',
+      [taskId],
+    );
+    const row = result.rows[0];
+    if (!row) throw new TaskNotFoundError(taskId);
+    return row;
   }
 }

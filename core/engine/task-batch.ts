@@ -5,6 +5,7 @@ import { errorToShape, isNonRetryable, MalformedMessageError, TaskHandlerError, 
 import type { Logger } from '../logger';
 import { claimTasks, describeTasks, extendLease, settleTasks, type ClaimedTask, type SettledTask, type TaskOutcome } from '../state/tasks-store';
 import { countStageResults } from '../state/stages-store';
+import { lockJobs } from '../state/jobs-store';
 import { advanceStage, failJob, type AdvanceDeps } from './stage-advance';
 import type { OutboxIntent } from './outbox';
 
@@ -116,7 +117,7 @@ export async function runClaimedTask(
     if (JSON.stringify(result ?? null) === undefined) {
       throw new TaskFailure(`result of task ${task.task_id} is not JSON-serialisable`, { nonRetryable: true });
     }
-    return { taskId: task.task_id, claimId: task.claim_id, result: result ?? null };
+    return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: result ?? null };
   } catch (error) {
     const shape: ErrorShape = errorToShape(error, where);
     const retryAt = nextAttemptAt(definition, task.attempt, error);
@@ -124,7 +125,7 @@ export async function runClaimedTask(
       jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt,
       errorType: shape.type, error: shape.message, retryAt: retryAt?.toISOString(),
     });
-    return { taskId: task.task_id, claimId: task.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
+    return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
   }
 }
 
@@ -153,6 +154,7 @@ export async function commitOutcomes(
   deps: AdvanceDeps,
   outcomes: readonly TaskOutcome[],
 ): Promise<{ settled: Set<string>; intents: OutboxIntent[] }> {
+  await lockJobs(db, outcomes.map((o) => o.jobId));
   const settled = await settleTasks(db, outcomes);
   return { settled: new Set(settled.map((row) => row.task_id)), intents: await applySettledTasks(db, deps, settled) };
 }

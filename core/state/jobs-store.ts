@@ -34,6 +34,19 @@ export async function findJob(db: Queryable, jobId: string, forUpdate = false): 
   return result.rows[0] ?? null;
 }
 
+/**
+ * Locks jobs in id order. Every transaction that changes a job and its tasks takes its locks in
+ * one order, job → tasks (by id) → stage, so no two of them can deadlock.
+ */
+export async function lockJobs(db: Queryable, jobIds: readonly string[]): Promise<void> {
+  if (jobIds.length === 0) return;
+  await db.query({
+    name: 'cm_lock_jobs',
+    text: 'SELECT job_id FROM coremachine.jobs WHERE job_id = ANY($1::text[]) ORDER BY job_id FOR UPDATE',
+    values: [[...new Set(jobIds)]],
+  });
+}
+
 export interface JobChange {
   /** The stage the job must be at for the change to apply. */
   atStage?: number;

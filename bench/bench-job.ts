@@ -1,0 +1,42 @@
+import { z } from 'zod';
+import { defineJob, defineTask } from '../models';
+
+export const BENCH_JOB_TYPE = 'bench.noop_three_stages';
+
+/** The unit of work: nothing but returning its index, so the engine's own cost is what is measured. */
+export const noopTask = defineTask({
+  type: 'bench.noop',
+  parameters: z.object({ i: z.number().int() }),
+  handler: ({ i }) => Promise.resolve({ i }),
+});
+
+const Parameters = z.object({
+  n: z.number().int().min(1),
+  /** Makes every run's job id distinct (the job id is a hash of type + parameters). */
+  runId: z.string(),
+  /** Stages 2 and 3 derive their task specs from the previous stage's results (read in pages) instead of from n. */
+  fanInFromResults: z.boolean().default(false),
+});
+
+function byCount(n: number): Array<{ i: number }> {
+  return Array.from({ length: n }, (_, i) => ({ i }));
+}
+
+async function* fromResults(previous: AsyncIterable<{ i: number }>): AsyncIterable<{ i: number }> {
+  for await (const result of previous) yield { i: result.i };
+}
+
+/** Three stages of n no-op tasks; finalize only counts (reading n results would be a fourth pass). */
+export const benchJob = defineJob({ type: BENCH_JOB_TYPE, description: 'benchmark: 3 stages x n no-op tasks', parameters: Parameters })
+  .stage({ name: 'one', task: noopTask, fanOut: ({ parameters }) => byCount(parameters.n) })
+  .stage({
+    name: 'two',
+    task: noopTask,
+    fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : byCount(parameters.n)),
+  })
+  .stage({
+    name: 'three',
+    task: noopTask,
+    fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : byCount(parameters.n)),
+  })
+  .finalize(({ previous }) => ({ tasksInLastStage: previous.count }));

@@ -1,0 +1,152 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { CoreMachine } from '../core/engine/core-machine';
+import { migrate } from '../core/db/migrator';
+import { createLogger } from '../core/logger';
+import { Registry } from '../core/registry';
+import { InProcessTransport } from '../core/transport/in-process-transport';
+import { InProcessWorker } from '../core/worker';
+import { benchJob, BENCH_JOB_TYPE } from './bench-job';
+import type { RunSpec } from './protocol';
+import type { SqlCounter } from './sql-counter';
+import { sleep } from './stats';
+import { deadlineError, type Execution, type SystemRun } from './system-run';
+
+/**
+ * The engine exactly as `coremachine dev` runs it: CoreMachine + InProcessTransport +
+ * InProcessWorker on one pool. Stage creation is timed by wrapping the instance's
+ * processJobMessage (the whole job-message transaction: compare-and-set, fan-out, stage and task
+ * inserts, outbox row, commit, dispatch of N task messages, outbox delete).
+ */
+export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
+  let pool: pg.Pool | undefined;
+  let transport: InProcessTransport | undefined;
+  let worker: InProcessWorker | undefined;
+  let machine: CoreMachine | undefined;
+  const stageCreateMs: number[] = [];
+  const stageDispatchMs: number[] = [];
+
+  return {
+    async setup() {
+      const setupPool = new pg.Pool({ connectionString: spec.databaseUrl, max: 1 });
+      try {
+        await migrate(setupPool);
+      } finally {
+        await setupPool.end();
+      }
+    },
+
+    async start() {
+      pool = counter.createPool(spec.databaseUrl, spec.poolSize, 'cm-bench-coremachine');
+      const logger = createLogger('warn');
+      const registry = new Registry().register(benchJob);
+      transport = new InProcessTransport();
+      // A stage's N task messages go out in one send after its transaction commits.
+      const sendTaskMessages = transport.sendTaskMessages.bind(transport);
+      transport.sendTaskMessages = async (messages) => {
+        const started = performance.now();
+        await sendTaskMessages(messages);
+        if (messages.length > spec.batchSize) stageDispatchMs.push(performance.now() - started);
+      };
+      machine = await CoreMachine.create({ pool, registry, transport, logger });
+      const processJobMessage = machine.processJobMessage.bind(machine);
+      machine.processJobMessage = async (body: unknown) => {
+        const started = performance.now();
+        const outcome = await processJobMessage(body);
+        if (outcome.outcome === 'started') stageCreateMs.push(performance.now() - started);
+        return outcome;
+      };
+      worker = new InProcessWorker(machine, transport, logger, {
+        taskBatchSize: spec.batchSize,
+        taskConcurrency: spec.workers,
+        jobConcurrency: spec.jobConcurrency,
+      });
+    },
+
+    async execute(): Promise<Execution> {
+      if (!machine) throw new Error('start() was not called');
+      // The poller is its own connection, outside the counted pool; its transactions are subtracted.
+      const poller = new pg.Client({ connectionString: spec.databaseUrl, application_name: 'cm-bench-poller' });
+      await poller.connect();
+      let polls = 0;
+      try {
+        const started = performance.now();
+        const { job } = await machine.submitJob(BENCH_JOB_TYPE, { n: spec.n, runId: randomUUID(), fanInFromResults: spec.fanInFromResults });
+        const deadline = started + spec.timeoutMs;
+        let status: string = job.status;
+        while (status === 'QUEUED' || status === 'PROCESSING') {
+          if (performance.now() > deadline) throw deadlineError(`CoreMachine job of 3 x ${spec.n}`, spec.timeoutMs);
+          await sleep(spec.pollMs);
+          polls++;
+          const row = await poller.query<{ status: string }>('SELECT status FROM coremachine.jobs WHERE job_id = $1', [job.jobId]);
+          status = row.rows[0]?.status ?? 'MISSING';
+        }
+        const elapsedMs = performance.now() - started;
+        if (status !== 'COMPLETED') throw new Error(`bench job ended ${status}`);
+        polls += 2;
+        const timings = await stageTimings(poller, job.jobId, spec.n);
+        const analyzed = await autoAnalyzedAt(poller, started);
+        const notes = analyzed === null ? ['tasks table not auto-analyzed during the run'] : [`tasks table auto-analyzed ${Math.round(analyzed)} ms after submit`];
+        return { elapsedMs, stageCreateMs, stageDispatchMs, ...timings, uncountedTransactions: polls, autoAnalyzedAfterMs: analyzed, notes };
+      } finally {
+        await poller.end();
+      }
+    },
+
+    async stop() {
+      await worker?.stop();
+      await transport?.close();
+      await pool?.end();
+    },
+  };
+}
+
+/**
+ * Whether autovacuum analyzed coremachine.tasks while the job ran, and when (ms after submit).
+ * Plans of the task statements differ with and without statistics, so this explains outliers.
+ */
+async function autoAnalyzedAt(db: pg.Client, startedPerf: number): Promise<number | null> {
+  const result = await db.query<{ ms_ago: number | null }>(
+    `SELECT extract(epoch FROM clock_timestamp() - last_autoanalyze) * 1000 AS ms_ago
+       FROM pg_stat_user_tables WHERE relid = 'coremachine.tasks'::regclass`,
+  );
+  const msAgo = result.rows[0]?.ms_ago;
+  if (msAgo === null || msAgo === undefined) return null;
+  return performance.now() - Number(msAgo) - startedPerf;
+}
+
+/** Hand-overs from the tasks and stages tables (timestamps are each statement's transaction start). */
+async function stageTimings(db: pg.Client, jobId: string, n: number) {
+  const result = await db.query<{ stage: number; completed: number; first_start: number; last_finish: number; stage_started: number; stage_finished: number }>(
+    `SELECT t.stage,
+            count(*) FILTER (WHERE t.status = 'COMPLETED')::int AS completed,
+            extract(epoch FROM min(t.started_at)) * 1000 AS first_start,
+            extract(epoch FROM max(t.finished_at)) * 1000 AS last_finish,
+            extract(epoch FROM s.started_at) * 1000 AS stage_started,
+            extract(epoch FROM s.finished_at) * 1000 AS stage_finished
+       FROM coremachine.tasks t JOIN coremachine.stages s USING (job_id, stage)
+      WHERE t.job_id = $1 GROUP BY t.stage, s.started_at, s.finished_at ORDER BY t.stage`,
+    [jobId],
+  );
+  const rows = result.rows.map((row) => ({
+    ...row,
+    first_start: Number(row.first_start),
+    last_finish: Number(row.last_finish),
+    stage_started: Number(row.stage_started),
+  }));
+  for (const row of rows) {
+    if (row.completed !== n) throw new Error(`stage ${row.stage} has ${row.completed} completed tasks, expected ${n}`);
+  }
+  const handoverMs: number[] = [];
+  const handoverAdvanceMs: number[] = [];
+  const handoverStartMs: number[] = [];
+  for (let i = 1; i < rows.length; i++) {
+    const previous = rows[i - 1];
+    const next = rows[i];
+    if (!previous || !next) continue;
+    handoverMs.push(next.first_start - previous.last_finish);
+    handoverAdvanceMs.push(next.stage_started - previous.last_finish);
+    handoverStartMs.push(next.first_start - next.stage_started);
+  }
+  return { handoverMs, handoverAdvanceMs, handoverStartMs };
+}

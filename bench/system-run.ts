@@ -1,0 +1,31 @@
+/** The shape each benchmarked system implements; the harness in child.ts times and counts it. */
+export interface Execution {
+  elapsedMs: number;
+  /** Operations actually done when fewer than 3N (the time-capped ceiling). */
+  operations?: number;
+  stageCreateMs?: number[];
+  stageDispatchMs?: number[];
+  handoverMs?: number[];
+  handoverAdvanceMs?: number[];
+  handoverStartMs?: number[];
+  /** Queries this process sent outside the counted pool (e.g. a completion poller): subtracted from server counts. */
+  uncountedTransactions?: number;
+  /** CoreMachine: when autovacuum analyzed the tasks table, ms after submit (null: not during the run). */
+  autoAnalyzedAfterMs?: number | null;
+  notes?: string[];
+}
+
+export interface SystemRun {
+  /** Schema and tables, on connections that are closed before measuring starts. */
+  setup(): Promise<void>;
+  /** Pools, workers, listeners: everything that exists before the clock starts. */
+  start(): Promise<void>;
+  /** The timed part: submit, wait until all 3N operations are durable. */
+  execute(): Promise<Execution>;
+  /** Closes every connection this run opened. */
+  stop(): Promise<void>;
+}
+
+export function deadlineError(what: string, timeoutMs: number): Error {
+  return new Error(`${what} did not finish within ${timeoutMs} ms`);
+}
