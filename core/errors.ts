@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { ErrorShape } from '../models';
 
 /**
@@ -168,4 +169,9 @@ export function errorToShape(thrown: unknown, where: { stage?: number; taskId?: 
 
 export function isNonRetryable(error: unknown): boolean {
   return error instanceof CoreMachineError && error.nonRetryable;
+}
+
+/** zod issues as one readable line ("✖ Invalid input: expected number → at n"); the issues themselves travel separately. */
+export function describeZodError(error: z.ZodError): string {
+  return z.prettifyError(error).replace(/\s*\n\s*/g, ' ');
 }

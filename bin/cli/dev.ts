@@ -15,7 +15,7 @@ export async function runDev(config: CoreMachineConfig, registry: Registry, logg
   const server = await startDevServer(runtime, logger, { port, host, functionKey: process.env.COREMACHINE_FUNCTION_KEY });
   process.stdout.write(
     `CoreMachine dev server on ${server.url}/api (${runtime.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'}, in-process transport)\n` +
-      `  dashboard: ${server.url}/api/dashboard\n  job types: ${registry.jobTypes().join(', ')}\n  Application Insights: ${telemetry}\n`,
+      `  dashboard: ${server.url}/api/dashboard${process.env.COREMACHINE_FUNCTION_KEY ? '?code=<COREMACHINE_FUNCTION_KEY>' : ''}\n  job types: ${registry.jobTypes().join(', ')}\n  Application Insights: ${telemetry}\n`,
   );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { JobQueueMessage, JobSubmissionMessage, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { withTransaction } from '../db/pool';
 import { assertSchemaVersion } from '../db/migrator';
-import { JobNotFoundError, MalformedMessageError, ValidationError } from '../errors';
+import { JobNotFoundError, MalformedMessageError, ValidationError, describeZodError } from '../errors';
 import { computeJobId } from '../identity';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
@@ -85,7 +85,7 @@ export class CoreMachine {
     const definition = this.registry.job(jobType);
     const parsed = definition.parameters.safeParse(parameters);
     if (!parsed.success) {
-      throw new ValidationError(`invalid parameters for job type "${jobType}": ${parsed.error.message}`, parsed.error.issues);
+      throw new ValidationError(`invalid parameters for job type "${jobType}": ${describeZodError(parsed.error)}`, parsed.error.issues);
     }
     const jobId = computeJobId(jobType, parsed.data);
     const message: JobQueueMessage = { jobId, jobType, stage: 1 };
@@ -112,7 +112,7 @@ export class CoreMachine {
    */
   async submitFromMessage(body: unknown): Promise<{ job: JobView; created: boolean }> {
     const parsed = JobSubmissionMessage.safeParse(body);
-    if (!parsed.success) throw new ValidationError(`submission message must be {jobType, parameters}: ${parsed.error.message}`, parsed.error.issues);
+    if (!parsed.success) throw new ValidationError(`submission message must be {jobType, parameters}: ${describeZodError(parsed.error)}`, parsed.error.issues);
     return this.submitJob(parsed.data.jobType, parsed.data.parameters);
   }
 
@@ -125,14 +125,14 @@ export class CoreMachine {
 
   async listJobs(query: unknown = {}): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {
     const parsed = ListJobsQuery.safeParse(query);
-    if (!parsed.success) throw new ValidationError(`invalid job list query: ${parsed.error.message}`, parsed.error.issues);
+    if (!parsed.success) throw new ValidationError(`invalid job list query: ${describeZodError(parsed.error)}`, parsed.error.issues);
     const { rows, nextCursor } = await listJobs(this.pool, parsed.data);
     return { jobs: rows.map(toJobRecord), nextCursor };
   }
 
   async listTasks(jobId: string, query: unknown = {}): Promise<TaskRecord[]> {
     const parsed = ListTasksQuery.safeParse(query);
-    if (!parsed.success) throw new ValidationError(`invalid task list query: ${parsed.error.message}`, parsed.error.issues);
+    if (!parsed.success) throw new ValidationError(`invalid task list query: ${describeZodError(parsed.error)}`, parsed.error.issues);
     if (!(await findJob(this.pool, jobId))) throw new JobNotFoundError(jobId);
     return (await listTasks(this.pool, jobId, parsed.data)).map(toTaskRecord);
   }
@@ -141,7 +141,7 @@ export class CoreMachine {
   async processJobMessage(body: unknown, meta: MessageMeta = {}): Promise<JobMessageOutcome> {
     const parsed = JobQueueMessage.safeParse(body);
     if (!parsed.success) {
-      throw new MalformedMessageError(`job message does not match JobQueueMessage: ${parsed.error.message}`, parsed.error.issues);
+      throw new MalformedMessageError(`job message does not match JobQueueMessage: ${describeZodError(parsed.error)}`, parsed.error.issues);
     }
     const { jobId, jobType, stage } = parsed.data;
     const attributes = { jobId, jobType, stage, ...messageAttributes(meta) };

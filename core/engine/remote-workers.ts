@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { TaskFailure, type ErrorShape } from '../../models';
 import { withTransaction } from '../db/pool';
-import { errorToShape, LeaseLostError, TaskNotFoundError, ValidationError } from '../errors';
+import { errorToShape, LeaseLostError, TaskNotFoundError, ValidationError, describeZodError } from '../errors';
 import { extendLease } from '../state/tasks-store';
 import type { AdvanceDeps } from './stage-advance';
 import { commitOutcomes, DEFAULT_LEASE_SECONDS, nextAttemptAt } from './task-batch';
@@ -41,7 +41,7 @@ export interface RemoteTask {
 
 export function parseRequest<T extends z.ZodType>(schema: T, body: unknown, what: string): z.output<T> {
   const parsed = schema.safeParse(body);
-  if (!parsed.success) throw new ValidationError(`invalid ${what}: ${parsed.error.message}`, parsed.error.issues);
+  if (!parsed.success) throw new ValidationError(`invalid ${what}: ${describeZodError(parsed.error)}`, parsed.error.issues);
   return parsed.data;
 }
 

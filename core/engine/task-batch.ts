@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { retryDelayMs, TaskFailure, TaskQueueMessage, type AnyTaskDefinition, type ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
-import { errorToShape, isNonRetryable, MalformedMessageError, TaskHandlerError, TaskNotFoundError, TaskValidationError } from '../errors';
+import { errorToShape, isNonRetryable, MalformedMessageError, TaskHandlerError, TaskNotFoundError, TaskValidationError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
 import { claimTasks, describeTasks, extendLease, settleTasks, type ClaimedTask, type SettledTask, type TaskOutcome } from '../state/tasks-store';
 import { countStageResults } from '../state/stages-store';
@@ -28,7 +28,7 @@ export function parseTaskMessages(bodies: readonly unknown[]): { parsed: Parsed[
   bodies.forEach((body, index) => {
     const result = TaskQueueMessage.safeParse(body);
     if (!result.success) {
-      const error = new MalformedMessageError(`task message does not match TaskQueueMessage: ${result.error.message}`, result.error.issues);
+      const error = new MalformedMessageError(`task message does not match TaskQueueMessage: ${describeZodError(result.error)}`, result.error.issues);
       outcomes[index] = { outcome: 'malformed', reason: error.message, error };
       return;
     }
@@ -93,7 +93,7 @@ export async function runClaimedTask(
     definition = deps.registry.task(task.task_type);
     const parameters = definition.parameters.safeParse(task.parameters);
     if (!parameters.success) {
-      throw new TaskValidationError(`parameters of task ${task.task_id} (${task.task_type}) are invalid: ${parameters.error.message}`, parameters.error.issues);
+      throw new TaskValidationError(`parameters of task ${task.task_id} (${task.task_type}) are invalid: ${describeZodError(parameters.error)}`, parameters.error.issues);
     }
     const leaseSeconds = definition.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
     let result: unknown;
