@@ -79,3 +79,28 @@ test('word_frequencies: list → count per file in parallel → merged top k', a
   expect(result.top[0]).toEqual({ word: 'the', count: expect.any(Number) as number });
   expect(result.top).toHaveLength(3);
 });
+
+test('a stage larger than one fan-out chunk: every task created once, in order, and the result exact', async () => {
+  const n = 5001;
+  const { job } = await h.machine.submitJob('test.three_stages', { n, tag: 'chunks' });
+  const done = await waitForJob(h.machine, job.jobId, 60_000);
+  expect(done.status).toBe('COMPLETED');
+  expect(done.result).toEqual({ count: n, sum: n * n });
+  expect(done.stages.map((s) => [s.total, s.completed])).toEqual([
+    [n, n],
+    [n, n],
+    [n, n],
+  ]);
+  const [last] = await h.machine.listTasks(job.jobId, { stage: 3, afterIndex: n - 2, limit: 5 });
+  expect(last).toMatchObject({ taskIndex: n - 1, taskId: `${job.jobId}-s3-t${n - 1}`, result: { index: n - 1, value: 2 * (n - 1) + 1 } });
+  expect(h.effects.total).toBe(3 * n);
+});
+
+test('a fan-out that fails after its first chunk leaves no tasks behind and fails the job', async () => {
+  const { job } = await h.machine.submitJob('test.fan_out_fails_midway', { id: 1 });
+  const done = await waitForJob(h.machine, job.jobId);
+  expect(done.status).toBe('FAILED');
+  expect(done.error).toMatchObject({ type: 'FanOutError', stage: 1 });
+  expect(done.stages).toEqual([expect.objectContaining({ total: 0, status: 'FAILED' })]);
+  expect(await h.machine.listTasks(job.jobId)).toEqual([]);
+});

@@ -4,7 +4,7 @@ import { contextFromTraceparent } from '../telemetry';
 import type { JobQueueMessage, TaskQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
 import { withTransaction } from '../db/pool';
-import { queuedTaskIds } from '../state/tasks-store';
+import { queuedTaskPage } from '../state/tasks-store';
 import type { Transport } from '../transport/transport';
 
 /**
@@ -14,7 +14,7 @@ import type { Transport } from '../transport/transport';
  */
 export type OutboxIntent =
   | { kind: 'job'; jobId: string; message: JobQueueMessage }
-  | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; taskIds?: readonly string[]; resend?: string }
+  | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; resend?: string }
   | { kind: 'task'; jobId: string; message: TaskQueueMessage; notBefore?: Date };
 
 interface RecordedIntent {
@@ -109,6 +109,30 @@ export class Outbox {
     }
   }
 
+  /**
+   * Every task of the stage that is still QUEUED, read and sent a page at a time: memory stays
+   * flat however large the stage, and a re-dispatch sends only what has not run.
+   */
+  private async sendStageTasks(db: Queryable, intent: Extract<OutboxIntent, { kind: 'stage_tasks' }>): Promise<void> {
+    let afterIndex = -1;
+    for (;;) {
+      const page = await queuedTaskPage(db, intent.jobId, intent.stage, afterIndex, DISPATCH_PAGE);
+      if (page.length === 0) return;
+      await this.transport.sendTaskMessages(
+        page.map((task) => ({
+          taskId: task.task_id,
+          jobId: intent.jobId,
+          stage: intent.stage,
+          taskType: task.task_type,
+          attempt: task.attempt + 1,
+          ...(intent.resend ? { resend: intent.resend } : {}),
+        })),
+      );
+      afterIndex = page[page.length - 1]?.task_index ?? afterIndex;
+      if (page.length < DISPATCH_PAGE) return;
+    }
+  }
+
   private async send(db: Queryable, intents: readonly OutboxIntent[]): Promise<void> {
     const jobMessages: JobQueueMessage[] = [];
     const taskMessages: TaskQueueMessage[] = [];
@@ -118,30 +142,14 @@ export class Outbox {
         if (intent.notBefore && intent.notBefore.getTime() > Date.now()) {
           await this.transport.scheduleTaskMessages([intent.message], intent.notBefore);
         } else taskMessages.push(intent.message);
-      } else taskMessages.push(...(await stageTaskMessages(db, intent)));
+      } else await this.sendStageTasks(db, intent);
     }
     if (taskMessages.length > 0) await this.transport.sendTaskMessages(taskMessages);
     if (jobMessages.length > 0) await this.transport.sendJobMessages(jobMessages);
   }
 }
 
-async function stageTaskMessages(
-  db: Queryable,
-  intent: Extract<OutboxIntent, { kind: 'stage_tasks' }>,
-): Promise<TaskQueueMessage[]> {
-  // Fresh fan-out: the ids are in memory. From the sweep: whatever of the stage is still QUEUED.
-  const tasks = intent.taskIds
-    ? intent.taskIds.map((taskId) => ({ task_id: taskId, task_type: intent.taskType, attempt: 0 }))
-    : await queuedTaskIds(db, intent.jobId, intent.stage);
-  return tasks.map((task) => ({
-    taskId: task.task_id,
-    jobId: intent.jobId,
-    stage: intent.stage,
-    taskType: task.task_type,
-    attempt: task.attempt + 1,
-    ...(intent.resend ? { resend: intent.resend } : {}),
-  }));
-}
+const DISPATCH_PAGE = 5000;
 
 function payloadOf(intent: OutboxIntent): unknown {
   if (intent.kind === 'job' || intent.kind === 'task') return intent.message;

@@ -4,7 +4,7 @@ import { errorToShape, FanOutError, InvalidTransitionError, JobNotFoundError, Ma
 import { computeTaskId } from '../identity';
 import { findJob, transitionJob } from '../state/jobs-store';
 import type { JobRow, StageRow } from '../state/rows';
-import { findStage, insertStage } from '../state/stages-store';
+import { findStage, insertStage, setStageTotal } from '../state/stages-store';
 import { insertStageTasks } from '../state/tasks-store';
 import { failJob, advanceStage, type AdvanceDeps } from './stage-advance';
 import type { OutboxIntent } from './outbox';
@@ -38,29 +38,33 @@ export async function startStage(
   const existing = await findStage(db, job.job_id, job.stage);
   if (existing) return resumeStage(db, deps, job, existing, message.resend);
 
-  let taskParameters: string[];
+  // The stage row first (its total is known once the fan-out ends), then the tasks in chunks as
+  // the fan-out yields them: memory stays flat however many tasks a stage has. A savepoint lets a
+  // failing fan-out drop its partial tasks while the job is still marked FAILED.
+  const remote = stageDefinition.task.execution === 'remote';
+  const taskType = stageDefinition.task.type;
+  await insertStage(db, { jobId: job.job_id, stage: job.stage, name: stageDefinition.name, total: 0, maxFailures: 0 });
+  await db.query('SAVEPOINT fan_out');
+  let total: number;
   try {
-    taskParameters = await runFanOut(db, job, stageDefinition);
+    total = await fanOutInChunks(db, job, stageDefinition, (firstIndex, parameters) =>
+      insertStageTasks(db, { jobId: job.job_id, stage: job.stage, taskType, remote, firstIndex, parameters, taskIds: parameters.map((_, i) => computeTaskId(job.job_id, job.stage, firstIndex + i)) }),
+    );
   } catch (error) {
+    await db.query('ROLLBACK TO SAVEPOINT fan_out');
     const failure = new FanOutError(`fan-out of stage ${job.stage} ("${stageDefinition.name}") failed: ${errorToShape(error).message}`, { cause: error });
-    await insertStage(db, { jobId: job.job_id, stage: job.stage, name: stageDefinition.name, total: 0, maxFailures: 0 });
     await failJob(db, deps, job.job_id, job.stage, errorToShape(failure, { stage: job.stage }));
     return { outcome: { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: failure.message }, intents: [] };
   }
-
-  const total = taskParameters.length;
-  const maxFailures = maxToleratedFailures(stageDefinition.failurePolicy, total);
-  const stageRow = await insertStage(db, { jobId: job.job_id, stage: job.stage, name: stageDefinition.name, total, maxFailures });
-  const taskIds = taskParameters.map((_, index) => computeTaskId(job.job_id, job.stage, index));
-  const remote = stageDefinition.task.execution === 'remote';
-  await insertStageTasks(db, { jobId: job.job_id, stage: job.stage, taskType: stageDefinition.task.type, remote, taskIds, parameters: taskParameters });
+  await db.query('RELEASE SAVEPOINT fan_out');
+  const stageRow = await setStageTotal(db, job.job_id, job.stage, total, maxToleratedFailures(stageDefinition.failurePolicy, total));
   deps.events?.push({ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName: stageDefinition.name, tasks: total } });
   deps.logger.info('stage started', { jobId: job.job_id, stage: job.stage, stageName: stageDefinition.name, tasks: total, remote });
 
   // A stage with no tasks is complete the moment it starts; remote tasks wait to be polled.
   let intents: OutboxIntent[] = [];
   if (total === 0) intents = await advanceStage(db, deps, stageRow);
-  else if (!remote) intents = [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType: stageDefinition.task.type, taskIds }];
+  else if (!remote) intents = [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType }];
   return { outcome: { outcome: 'started', jobId: job.job_id, stage: job.stage, tasks: total }, intents };
 }
 
@@ -79,16 +83,31 @@ async function resumeStage(
   return { outcome, intents: [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, ...(resend ? { resend } : {}) }] };
 }
 
-async function runFanOut(db: Queryable, job: JobRow, stageDefinition: AnyStageDefinition): Promise<string[]> {
+const FAN_OUT_CHUNK = 5000;
+
+/** Runs the stage's fanOut, handing its task specs (JSON) to `insert` in chunks; returns the count. */
+async function fanOutInChunks(
+  db: Queryable,
+  job: JobRow,
+  stageDefinition: AnyStageDefinition,
+  insert: (firstIndex: number, parameters: string[]) => Promise<number>,
+): Promise<number> {
   const previous = job.stage === 1 ? NO_RESULTS : await previousResults(db, job.job_id, job.stage - 1);
   const specs = await stageDefinition.fanOut({ jobId: job.job_id, stage: job.stage, parameters: job.parameters, previous });
-  const encoded: string[] = [];
+  let total = 0;
+  let chunk: string[] = [];
   for await (const spec of specs) {
     const json = JSON.stringify(spec);
-    if (json === undefined) throw new TypeError(`task spec ${encoded.length} is not JSON-serialisable`);
-    encoded.push(json);
+    if (json === undefined) throw new TypeError(`task spec ${total} is not JSON-serialisable`);
+    chunk.push(json);
+    total++;
+    if (chunk.length === FAN_OUT_CHUNK) {
+      await insert(total - chunk.length, chunk);
+      chunk = [];
+    }
   }
-  return encoded;
+  if (chunk.length > 0) await insert(total - chunk.length, chunk);
+  return total;
 }
 
 async function previousResults(db: Queryable, jobId: string, stage: number): Promise<PagedStageResults<unknown>> {

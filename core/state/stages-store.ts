@@ -17,6 +17,18 @@ export async function insertStage(
   return row;
 }
 
+/** The fan-out finished: the stage's total (and its failure tolerance, which depends on it) is known. */
+export async function setStageTotal(db: Queryable, jobId: string, stage: number, total: number, maxFailures: number): Promise<StageRow> {
+  const result = await db.query<StageRow>({
+    name: 'cm_set_stage_total',
+    text: 'UPDATE coremachine.stages SET total = $3, max_failures = $4 WHERE job_id = $1 AND stage = $2 RETURNING *',
+    values: [jobId, stage, total, maxFailures],
+  });
+  const row = result.rows[0];
+  if (!row) throw new Error(`stage ${stage} of job ${jobId} vanished while its tasks were created`);
+  return row;
+}
+
 export async function findStage(db: Queryable, jobId: string, stage: number): Promise<StageRow | null> {
   const result = await db.query<StageRow>({
     name: 'cm_find_stage',

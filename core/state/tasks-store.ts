@@ -5,15 +5,15 @@ import type { TaskRow } from './rows';
 /** One statement for a whole stage: the task rows come from arrays, never a per-task INSERT. */
 export async function insertStageTasks(
   db: Queryable,
-  stage: { jobId: string; stage: number; taskType: string; remote: boolean; taskIds: readonly string[]; parameters: readonly string[] },
+  stage: { jobId: string; stage: number; taskType: string; remote: boolean; firstIndex: number; taskIds: readonly string[]; parameters: readonly string[] },
 ): Promise<number> {
   if (stage.taskIds.length === 0) return 0;
   const result = await db.query({
     name: 'cm_insert_stage_tasks',
     text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, remote)
-           SELECT t.task_id, $1, $2, (t.ord - 1)::int, $3, 'QUEUED', t.parameters, $6
+           SELECT t.task_id, $1, $2, (t.ord - 1 + $7)::int, $3, 'QUEUED', t.parameters, $6
              FROM unnest($4::text[], $5::jsonb[]) WITH ORDINALITY AS t(task_id, parameters, ord)`,
-    values: [stage.jobId, stage.stage, stage.taskType, stage.taskIds, stage.parameters, stage.remote],
+    values: [stage.jobId, stage.stage, stage.taskType, stage.taskIds, stage.parameters, stage.remote, stage.firstIndex],
   });
   return result.rowCount ?? 0;
 }
@@ -198,14 +198,20 @@ export async function countCompletedTasks(db: Queryable, jobId: string, stage: n
   return result.rows[0]?.n ?? 0;
 }
 
-/** QUEUED queue-executed tasks of a stage (remote ones are polled, not sent). */
-export async function queuedTaskIds(db: Queryable, jobId: string, stage: number): Promise<Array<{ task_id: string; task_type: string; attempt: number }>> {
-  const result = await db.query<{ task_id: string; task_type: string; attempt: number }>({
-    name: 'cm_queued_task_ids',
-    text: `SELECT task_id, task_type, attempt FROM coremachine.tasks
-           WHERE job_id = $1 AND stage = $2 AND status = 'QUEUED' AND NOT remote AND (retry_at IS NULL OR retry_at <= now())
-           ORDER BY task_index`,
-    values: [jobId, stage],
+/** One page of a stage's QUEUED queue-executed tasks (remote ones are polled, not sent), in task order. */
+export async function queuedTaskPage(
+  db: Queryable,
+  jobId: string,
+  stage: number,
+  afterIndex: number,
+  limit: number,
+): Promise<Array<{ task_id: string; task_type: string; attempt: number; task_index: number }>> {
+  const result = await db.query<{ task_id: string; task_type: string; attempt: number; task_index: number }>({
+    name: 'cm_queued_task_page',
+    text: `SELECT task_id, task_type, attempt, task_index FROM coremachine.tasks
+           WHERE job_id = $1 AND stage = $2 AND task_index > $3 AND status = 'QUEUED' AND NOT remote AND (retry_at IS NULL OR retry_at <= now())
+           ORDER BY task_index LIMIT $4`,
+    values: [jobId, stage, afterIndex, limit],
   });
   return result.rows;
 }

@@ -109,6 +109,18 @@ export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHoo
     })
     .finalize(() => ({ unreachable: true }));
 
+  /** Yields 6,000 specs (more than one insert chunk), then throws. */
+  const fanOutFailsMidway = defineJob({ type: 'test.fan_out_fails_midway', parameters: z.object({ id: z.number() }) })
+    .stage({
+      name: 'partial',
+      task: value,
+      *fanOut() {
+        for (let index = 0; index < 6000; index++) yield { index, value: index };
+        throw new Error('source went away after 6000 items');
+      },
+    })
+    .finalize(() => ({ unreachable: true }));
+
   const finalizeThrows = defineJob({ type: 'test.finalize_throws', parameters: z.object({ id: z.number() }) })
     .stage({ name: 'ok', task: value, fanOut: () => [{ index: 0, value: 1 }] })
     .finalize(() => {
@@ -185,7 +197,7 @@ export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHoo
     .stage({ name: 'render', task: render, fanOut: async ({ previous }) => (await previous.all()).map((r) => ({ frame: r.index })) })
     .finalize(async ({ previous }) => ({ totalBytes: (await previous.all()).reduce((sum, r) => sum + r.bytes, 0) }));
 
-  const jobs: AnyJobDefinition[] = [threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows, flakyJob, tolerantJob, switchableJob, remoteJob];
+  const jobs: AnyJobDefinition[] = [threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, fanOutFailsMidway, finalizeThrows, flakyJob, tolerantJob, switchableJob, remoteJob];
   return { jobs, threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows, flakyJob, tolerantJob, switchableJob, remoteJob };
 }
 
