@@ -211,5 +211,6 @@ export function registerServiceBusTriggers(): void {
   app.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
   app.serviceBusQueue('submissions-queue', { connection: SERVICE_BUS_CONNECTION, queueName: SUBMISSIONS_QUEUE, cardinality: 'one', handler: submissionHandler });
   app.serviceBusQueue('jobs-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${JOBS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(JOBS_QUEUE) });
+  app.serviceBusQueue('submissions-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${SUBMISSIONS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(SUBMISSIONS_QUEUE) });
   app.serviceBusQueue('tasks-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${TASKS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(TASKS_QUEUE) });
 }

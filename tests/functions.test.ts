@@ -136,6 +136,7 @@ test('registrations: routes split by method, function-key auth on jobs, anonymou
     ['tasks-queue', 'coremachine-tasks', 'ServiceBusConnection', 'many', taskMessagesHandler],
     ['submissions-queue', 'coremachine-submissions', 'ServiceBusConnection', 'one', submissionHandler],
     ['jobs-dead-letters', 'coremachine-jobs/$deadletterqueue', 'ServiceBusConnection', 'one', expect.any(Function)],
+    ['submissions-dead-letters', 'coremachine-submissions/$deadletterqueue', 'ServiceBusConnection', 'one', expect.any(Function)],
     ['tasks-dead-letters', 'coremachine-tasks/$deadletterqueue', 'ServiceBusConnection', 'one', expect.any(Function)],
   ]);
 });
