@@ -33,7 +33,7 @@ export class InProcessWorker {
 
   constructor(
     private readonly machine: CoreMachine,
-    private readonly transport: InProcessTransport,
+    transport: InProcessTransport,
     private readonly logger: Logger,
     options: WorkerOptions,
   ) {

@@ -43,7 +43,7 @@ export function parseTaskMessages(bodies: readonly unknown[]): { parsed: Parsed[
   return { parsed, outcomes };
 }
 
-export function leaseFor(deps: AdvanceDeps, taskType: string): number {
+function leaseFor(deps: AdvanceDeps, taskType: string): number {
   return deps.registry.hasTask(taskType) ? (deps.registry.task(taskType).leaseSeconds ?? DEFAULT_LEASE_SECONDS) : DEFAULT_LEASE_SECONDS;
 }
 
