@@ -204,7 +204,7 @@ export class CoreMachine {
     const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) {
       // The batch will be abandoned and redelivered: let the redelivery re-claim what we hold.
-      const unsettled = claimed.filter((task) => !settledById.has(task.task_id)).map((task) => task.claim_id);
+      const unsettled = claimed.filter((task) => !settledById.has(task.task_id)).map((task) => ({ taskId: task.task_id, claimId: task.claim_id }));
       await releaseClaims(this.pool, unsettled);
       throw failure.reason;
     }

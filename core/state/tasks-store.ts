@@ -150,13 +150,14 @@ export async function extendLease(db: Queryable, taskId: string, claimId: string
  * Gives up claims this process can no longer finish (its commit failed): the lease expires now,
  * so the redelivered message re-claims the task instead of taking it for a live duplicate.
  */
-export async function releaseClaims(db: Queryable, claimIds: readonly string[]): Promise<void> {
-  if (claimIds.length === 0) return;
+export async function releaseClaims(db: Queryable, claims: ReadonlyArray<{ taskId: string; claimId: string }>): Promise<void> {
+  if (claims.length === 0) return;
   await db.query({
     name: 'cm_release_claims',
-    text: `UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 millisecond'
-           WHERE claim_id = ANY($1::uuid[]) AND status = 'PROCESSING'`,
-    values: [claimIds],
+    text: `UPDATE coremachine.tasks t SET lease_expires_at = now() - interval '1 millisecond'
+           FROM unnest($1::text[], $2::uuid[]) AS c(task_id, claim_id)
+           WHERE t.task_id = c.task_id AND t.claim_id = c.claim_id AND t.status = 'PROCESSING'`,
+    values: [claims.map((c) => c.taskId), claims.map((c) => c.claimId)],
   });
 }
 
@@ -187,15 +188,6 @@ export async function readStageResultsPage(
     values: [jobId, stage, afterIndex, limit],
   });
   return result.rows;
-}
-
-export async function countCompletedTasks(db: Queryable, jobId: string, stage: number): Promise<number> {
-  const result = await db.query<{ n: number }>({
-    name: 'cm_count_completed',
-    text: `SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND stage = $2 AND status = 'COMPLETED'`,
-    values: [jobId, stage],
-  });
-  return result.rows[0]?.n ?? 0;
 }
 
 /** One page of a stage's QUEUED queue-executed tasks (remote ones are polled, not sent), in task order. */
