@@ -1,12 +1,9 @@
-import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import type { HttpRoute } from './http-route';
 import { ValidationError } from '../core/errors';
 import type { CoreMachine } from '../core/engine/core-machine';
 import type { JobView } from '../models';
 import { getAppContext } from './app-context';
-import { withErrors } from './http-errors';
-
-type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
+import { withErrors, type Handler } from './http-errors';
 
 const ACTIONS: Record<string, (machine: CoreMachine, jobId: string) => Promise<JobView>> = {
   cancel: (machine, jobId) => machine.cancelJob(jobId),

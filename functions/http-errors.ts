@@ -70,7 +70,7 @@ function bodyError(message: string): ValidationError {
   return new ValidationError(message, [{ code: 'invalid_json', path: [], message }]);
 }
 
-type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
+export type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
 
 /** One place turns a thrown error into the JSON error response, so no handler can forget. */
 export function withErrors(handler: Handler): Handler {

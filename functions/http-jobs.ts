@@ -1,9 +1,7 @@
-import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import type { HttpRequest } from '@azure/functions';
 import type { HttpRoute } from './http-route';
 import { getAppContext } from './app-context';
-import { readJsonBody, withErrors } from './http-errors';
-
-type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
+import { readJsonBody, withErrors, type Handler } from './http-errors';
 
 
 /** Only the named query keys, and only when present: absent must mean "default", not "". */

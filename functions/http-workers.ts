@@ -1,11 +1,9 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import type { HttpRequest, HttpResponseInit } from '@azure/functions';
 import { CoreMachineError } from '../core/errors';
 import { getAppContext } from './app-context';
-import { readJsonBody, withErrors } from './http-errors';
+import { readJsonBody, withErrors, type Handler } from './http-errors';
 import type { HttpRoute } from './http-route';
-
-type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
 
 export class WorkerAuthError extends CoreMachineError {
   override readonly type = 'Unauthorized';

@@ -1,20 +1,9 @@
 import type { JobQueueMessage, TaskQueueMessage } from '../models';
 import type { InProcessTransport } from '../core/transport/in-process-transport';
 import type { Transport } from '../core/transport/transport';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { startHarness, stuckJobs, waitForJob } from './support/harness';
+import { startHarness, waitForJob, useTestDatabase } from './support/harness';
 
-let db: TestDatabase;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db.drop();
-});
-afterEach(async () => {
-  expect(await stuckJobs(db.pool)).toEqual([]);
-});
+const db = useTestDatabase();
 
 /** Seeded shuffle so a failing order can be replayed. */
 function shuffled<T>(items: readonly T[], seed: number): T[] {

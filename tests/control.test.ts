@@ -1,19 +1,8 @@
 import { InvalidTransitionError } from '../core/errors';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { startHarness, stuckJobs, waitForJob } from './support/harness';
+import { startHarness, waitForJob, useTestDatabase } from './support/harness';
 import { switches } from './support/test-jobs';
 
-let db: TestDatabase;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db.drop();
-});
-afterEach(async () => {
-  expect(await stuckJobs(db.pool)).toEqual([]);
-});
+const db = useTestDatabase();
 
 function gate() {
   let open!: () => void;

@@ -1,7 +1,6 @@
 import type { JobQueueMessage } from '../models';
 import type { Transport } from '../core/transport/transport';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { captureLogger, startHarness, stuckJobs, waitForJob } from './support/harness';
+import { captureLogger, startHarness, waitForJob, useTestDatabase } from './support/harness';
 import { InProcessWorker } from '../core/worker';
 import type { InProcessQueue, ReceivedMessage } from '../core/transport/in-process-queue';
 
@@ -16,17 +15,7 @@ async function receiveWithin(queue: InProcessQueue, count: number, ms = 2000): P
   return received;
 }
 
-let db: TestDatabase;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db.drop();
-});
-afterEach(async () => {
-  expect(await stuckJobs(db.pool)).toEqual([]);
-});
+const db = useTestDatabase();
 
 /** Crash tests backdate leases instead of waiting for them, as graphile-worker's tests do. */
 async function expireLeases(jobId: string): Promise<number> {

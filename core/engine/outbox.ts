@@ -79,7 +79,9 @@ export class Outbox {
       const byJob = new Map<string, RecordedIntent[]>();
       for (const row of due.rows) {
         const recorded = { id: row.id, intent: intentFromRow(row.kind, row.job_id, row.payload, row.not_before), traceparent: row.traceparent };
-        byJob.set(row.job_id, [...(byJob.get(row.job_id) ?? []), recorded]);
+        const group = byJob.get(row.job_id);
+        if (group) group.push(recorded);
+        else byJob.set(row.job_id, [recorded]);
       }
       const sentIds: string[] = [];
       const failed: unknown[] = [];
@@ -103,7 +105,11 @@ export class Outbox {
   /** Sends each job's messages under that job's trace context, so transports stamp the right traceparent. */
   private async sendTraced(db: Queryable, recorded: readonly RecordedIntent[]): Promise<void> {
     const byTrace = new Map<string | null, OutboxIntent[]>();
-    for (const r of recorded) byTrace.set(r.traceparent, [...(byTrace.get(r.traceparent) ?? []), r.intent]);
+    for (const r of recorded) {
+      const group = byTrace.get(r.traceparent);
+      if (group) group.push(r.intent);
+      else byTrace.set(r.traceparent, [r.intent]);
+    }
     for (const [traceparent, intents] of byTrace) {
       await context.with(contextFromTraceparent(traceparent ?? undefined), () => this.send(db, intents));
     }

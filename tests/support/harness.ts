@@ -77,33 +77,56 @@ export async function stuckJobs(pool: pg.Pool): Promise<Array<{ job_id: string; 
 }
 
 /**
- * The lifecycle most test files share: a fresh database for the file, a fresh harness per test,
- * and after each test the workers drained and the invariant checked that no job is left
- * QUEUED or PROCESSING. Returns getters, since the values exist only once the hooks have run.
+ * A fresh database for the test file, dropped after it, and after each test the invariant that no
+ * job is left QUEUED or PROCESSING. The returned object forwards to the database the hooks create.
  */
-export function useHarnessPerTest(options: Parameters<typeof startHarness>[1] = {}) {
+export function useTestDatabase(options: { poolMax?: number; checkAfterEach?: boolean } = {}): TestDatabase {
   let db: TestDatabase | undefined;
-  let harness: Harness | undefined;
+  const current = (): TestDatabase => {
+    if (!db) throw new Error('test database was not created (use it inside tests or hooks)');
+    return db;
+  };
   beforeAll(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ ...(options.poolMax ? { poolMax: options.poolMax } : {}) });
   });
   afterAll(async () => {
     await db?.drop();
   });
+  if (options.checkAfterEach ?? true) {
+    afterEach(async () => {
+      if (db) expect(await stuckJobs(db.pool)).toEqual([]);
+    });
+  }
+  return {
+    get url() {
+      return current().url;
+    },
+    get pool() {
+      return current().pool;
+    },
+    newPool: (max) => current().newPool(max),
+    drop: () => current().drop(),
+  };
+}
+
+/**
+ * The lifecycle most test files share: useTestDatabase plus a fresh harness per test, its workers
+ * drained after each test. Returns getters, since the values exist only once the hooks have run.
+ */
+export function useHarnessPerTest(options: Parameters<typeof startHarness>[1] = {}) {
+  // jest runs afterEach hooks in declaration order: the invariant is checked below, after the drain.
+  const db = useTestDatabase({ checkAfterEach: false });
+  let harness: Harness | undefined;
   beforeEach(async () => {
-    if (!db) throw new Error('test database was not created');
     harness = await startHarness(db.pool, options);
   });
   afterEach(async () => {
     await harness?.worker?.drain();
     await harness?.stop();
-    if (db) expect(await stuckJobs(db.pool)).toEqual([]);
+    expect(await stuckJobs(db.pool)).toEqual([]);
   });
   return {
-    db: () => {
-      if (!db) throw new Error('test database was not created');
-      return db;
-    },
+    db: () => db,
     h: () => {
       if (!harness) throw new Error('harness was not started');
       return harness;
@@ -111,7 +134,6 @@ export function useHarnessPerTest(options: Parameters<typeof startHarness>[1] = 
     /** Replaces the per-test harness (e.g. with test-specific hooks); the old one is stopped. */
     restart: async (restartOptions: Parameters<typeof startHarness>[1]) => {
       await harness?.stop();
-      if (!db) throw new Error('test database was not created');
       harness = await startHarness(db.pool, restartOptions);
       return harness;
     },
