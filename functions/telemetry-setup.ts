@@ -23,7 +23,17 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env, report: (li
   }
 }
 
-export async function stopTelemetry(): Promise<void> {
-  if (state === 'enabled') await shutdownAzureMonitor();
+/**
+ * Flushes and stops the exporters. A flush that cannot reach the ingestion endpoint is reported,
+ * not thrown: the app is shutting down and its work is already committed.
+ */
+export async function stopTelemetry(report: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<void> {
+  const wasEnabled = state === 'enabled';
   state = undefined;
+  if (!wasEnabled) return;
+  try {
+    await shutdownAzureMonitor();
+  } catch (error) {
+    report(JSON.stringify({ level: 'warn', message: 'Application Insights could not flush its last telemetry on shutdown', error: String(error) }));
+  }
 }

@@ -1,8 +1,13 @@
 import { trace } from '@opentelemetry/api';
 import { startTelemetry, stopTelemetry } from '../functions/telemetry-setup';
 
+// Statsbeat (the SDK's own usage telemetry) would keep exporting to the unreachable test endpoint on a
+// timer after the test ends.
+process.env.APPLICATION_INSIGHTS_NO_STATSBEAT = 'true';
+
+const shutdownReports: string[] = [];
 afterEach(async () => {
-  await stopTelemetry();
+  await stopTelemetry((line) => shutdownReports.push(line));
 });
 
 test('without a connection string telemetry is a no-op: nothing registered, spans do not record', () => {
