@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { IdempotencyKey, JobQueueMessage, JobSubmissionMessage, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
+import { IdempotencyKey, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { withTransaction } from '../db/pool';
 import { assertSchemaVersion } from '../db/migrator';
 import { JobNotFoundError, MalformedMessageError, ValidationError, describeZodError } from '../errors';
@@ -129,9 +129,15 @@ export class CoreMachine {
     return this.submitJob(parsed.data.jobType, parsed.data.parameters, { idempotencyKey: parsed.data.idempotencyKey });
   }
 
-  /** The job once it has ended, or as it is after `waitSeconds` (long-poll; 0 answers at once). */
-  async waitForJob(jobId: string, options: { waitSeconds: number; signal?: AbortSignal | undefined }): Promise<JobView> {
-    if (options.waitSeconds > 0) await waitUntilEnded(this.pool, jobId, options);
+  /**
+   * `GET jobs/{jobId}?waitSeconds=N`: the job once it has ended, or as it is after N seconds
+   * (long-poll, 0 ≤ N ≤ 60; absent or 0 answers at once).
+   */
+  async waitForJob(jobId: string, query: unknown = {}, signal?: AbortSignal): Promise<JobView> {
+    const parsed = JobWaitQuery.safeParse(query);
+    if (!parsed.success) throw new ValidationError(`invalid job query: ${describeZodError(parsed.error)}`, parsed.error.issues);
+    const waitSeconds = parsed.data.waitSeconds ?? 0;
+    if (waitSeconds > 0) await waitUntilEnded(this.pool, jobId, { waitSeconds, signal });
     return this.getJob(jobId);
   }
 
