@@ -161,7 +161,6 @@ describe('firing', () => {
     expect(new Set(jobs.map((j) => j.jobId)).size).toBe(12);
     // The compare-and-set on the cursor let exactly one sweep record each tick.
     const fired = reports.flatMap((r) => r.fired);
-    console.log("LOST", reports.reduce((n, r) => n + r.lostRaces, 0), "CREATED", fired.filter((f) => f.created).length);
     expect(fired).toHaveLength(12);
     expect(new Set(fired.map((f) => f.tick.toISOString())).size).toBe(12);
     const events = await machines[0]?.schedules.events(hourly.name);
