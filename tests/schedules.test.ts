@@ -200,6 +200,17 @@ describe('catch-up', () => {
     expect(trail[0]?.detail).toMatchObject({ first: '2026-04-01T11:00:00.000Z', last: '2026-04-01T14:00:00.000Z', count: 4 });
   });
 
+  test('an every-second schedule after two hours away fires once and counts its skipped ticks only so far', async () => {
+    const everySecond = schedule({ cron: '* * * * * *' });
+    const machine = await engine([everySecond]);
+    at('2026-04-05T08:00:00.500Z');
+    await machine.schedules.sweep();
+    at('2026-04-05T10:00:00.500Z');
+    const swept = await machine.schedules.sweep();
+    expect(swept.fired.map((f) => f.tick)).toEqual([new Date('2026-04-05T10:00:00Z')]);
+    expect(swept.skipped[0]).toMatchObject({ first: new Date('2026-04-05T08:00:01Z'), last: new Date('2026-04-05T09:59:59Z'), count: 1000, countCapped: true });
+  });
+
   test('a tick older than the schedule\'s catch-up window is skipped, not fired late; the next tick fires on time', async () => {
     const strict = schedule({ catchUpSeconds: 600 });
     const machine = await engine([strict]);
