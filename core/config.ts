@@ -11,6 +11,8 @@ const EnvSchema = z.object({
   TASK_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(32),
   TASK_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(8),
   JOB_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(2),
+  /** Default catch-up window of schedules that set none; unset = one tick interval. */
+  SCHEDULE_CATCH_UP_SECONDS: z.coerce.number().int().min(1).max(366 * 24 * 3600).optional(),
 });
 
 export interface CoreMachineConfig {
@@ -22,6 +24,7 @@ export interface CoreMachineConfig {
   taskBatchSize: number;
   taskConcurrency: number;
   jobConcurrency: number;
+  scheduleCatchUpSeconds: number | undefined;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineConfig {
@@ -40,5 +43,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineCon
     taskBatchSize: e.TASK_BATCH_SIZE,
     taskConcurrency: e.TASK_CONCURRENCY,
     jobConcurrency: e.JOB_CONCURRENCY,
+    scheduleCatchUpSeconds: e.SCHEDULE_CATCH_UP_SECONDS,
   };
 }

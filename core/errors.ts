@@ -175,3 +175,11 @@ export function isNonRetryable(error: unknown): boolean {
 export function describeZodError(error: z.ZodError): string {
   return z.prettifyError(error).replace(/\s*\n\s*/g, ' ');
 }
+
+export class ScheduleNotFoundError extends CoreMachineError {
+  override readonly type = 'ScheduleNotFoundError';
+  override readonly nonRetryable = true;
+  constructor(readonly scheduleName: string, known: readonly string[]) {
+    super(`schedule "${scheduleName}" is not declared (declared: ${known.join(', ') || 'none'})`);
+  }
+}

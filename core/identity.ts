@@ -17,9 +17,16 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
 }
 
-/** SHA-256 of type + canonical parameters: resubmitting the same job yields the same id. */
-export function computeJobId(jobType: string, validatedParameters: unknown): string {
-  return createHash('sha256').update(jobType).update('\u0000').update(canonicalJson(validatedParameters)).digest('hex');
+/**
+ * SHA-256 of type + canonical parameters (+ the caller's idempotency key): resubmitting the same
+ * job yields the same id, another key a new one. Without a key the hash is exactly what it always
+ * was, so ids of jobs submitted before keys existed do not change. A key cannot contain NUL
+ * (validated), so the separator keeps "type + params + key" unambiguous.
+ */
+export function computeJobId(jobType: string, validatedParameters: unknown, idempotencyKey?: string): string {
+  const hash = createHash('sha256').update(jobType).update('\u0000').update(canonicalJson(validatedParameters));
+  if (idempotencyKey !== undefined) hash.update('\u0000').update(idempotencyKey);
+  return hash.digest('hex');
 }
 
 /** Full-length and collision-free by construction: the job id plus stage and index. */

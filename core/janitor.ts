@@ -9,6 +9,7 @@ import { LeaseExpiredError } from './errors';
 import { findStage } from './state/stages-store';
 import { lockJobs } from './state/jobs-store';
 import type { TaskOutcome } from './state/tasks-store';
+import type { ScheduleSweepReport } from './schedules/schedules';
 
 export interface JanitorOptions {
   /** A job with no event for this long is examined and explained. */
@@ -18,6 +19,8 @@ export interface JanitorOptions {
   batchSize: number;
   /** Messages still queued, if the transport can tell: no re-send while the backlog drains. */
   backlog?: () => number | undefined;
+  /** Fires due schedule ticks; runs on the janitor's cadence (one call, its own failures collected). */
+  schedules?: () => Promise<ScheduleSweepReport>;
 }
 
 export interface StalledJob {
@@ -37,6 +40,7 @@ export interface SweepReport {
   outboxSent: number;
   resentJobs: number;
   stalled: StalledJob[];
+  schedules?: ScheduleSweepReport;
 }
 
 /**
@@ -60,7 +64,8 @@ export async function sweep(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, op
   const leases = await attempt(() => expireLeases(pool, deps, outbox, options.batchSize), { requeuedTasks: 0, failedTasks: 0, cancelledTasks: 0 });
   const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
   const stalled = await attempt(() => examineStalledJobs(pool, deps, outbox, options), [] as StalledJob[]);
-  const report: SweepReport = { ...leases, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled };
+  const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
+  const report: SweepReport = { ...leases, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, ...(schedules ? { schedules } : {}) };
   await attempt(
     () =>
       pool.query(

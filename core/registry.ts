@@ -1,10 +1,11 @@
-import type { AnyJobDefinition, AnyTaskDefinition } from '../models';
-import { DuplicateRegistrationError, UnknownJobTypeError, UnknownTaskTypeError } from './errors';
+import type { AnyJobDefinition, AnyTaskDefinition, ScheduleDefinition } from '../models';
+import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, ValidationError, describeZodError } from './errors';
 
 /** Maps type names to definitions. Job types in jobs/ reach the engine only through here. */
 export class Registry {
   private readonly jobs = new Map<string, AnyJobDefinition>();
   private readonly tasks = new Map<string, AnyTaskDefinition>();
+  private readonly scheduleMap = new Map<string, ScheduleDefinition>();
 
   register(...jobs: AnyJobDefinition[]): this {
     for (const job of jobs) {
@@ -49,5 +50,33 @@ export class Registry {
 
   jobTypes(): string[] {
     return [...this.jobs.keys()].sort();
+  }
+
+  /**
+   * Schedules are checked against their job type here, after the jobs: an unknown type or
+   * parameters the type rejects fail at startup, not at 2 a.m. on the first tick.
+   */
+  registerSchedule(...schedules: ScheduleDefinition[]): this {
+    for (const schedule of schedules) {
+      const existing = this.scheduleMap.get(schedule.name);
+      if (existing && existing !== schedule) throw new DuplicateRegistrationError(`schedule "${schedule.name}" is already registered`);
+      const parsed = this.job(schedule.jobType).parameters.safeParse(schedule.parameters);
+      if (!parsed.success) {
+        throw new ValidationError(`schedule "${schedule.name}": invalid parameters for job type "${schedule.jobType}": ${describeZodError(parsed.error)}`, parsed.error.issues);
+      }
+      this.scheduleMap.set(schedule.name, schedule);
+    }
+    return this;
+  }
+
+  schedule(name: string): ScheduleDefinition {
+    const schedule = this.scheduleMap.get(name);
+    if (!schedule) throw new ScheduleNotFoundError(name, [...this.scheduleMap.keys()].sort());
+    return schedule;
+  }
+
+  /** Declared schedules, by name. */
+  schedules(): ScheduleDefinition[] {
+    return [...this.scheduleMap.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 }

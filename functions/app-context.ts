@@ -7,7 +7,7 @@ import { createLogger, type Logger } from '../core/logger';
 import { Registry } from '../core/registry';
 import type { Transport } from '../core/transport/transport';
 import { createServiceBusTransportFromEnv } from '../core/transport/service-bus-transport';
-import { exampleJobs } from '../jobs';
+import { exampleJobs, exampleSchedules } from '../jobs';
 
 /** Everything a function invocation needs; one per worker process, shared by every invocation. */
 export interface AppContext {
@@ -74,8 +74,8 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   const transport = createTransport(config, logger, env);
   const pool = createPool(config.databaseUrl, config.poolMax);
   try {
-    const registry = new Registry().register(...exampleJobs);
-    const machine = await CoreMachine.create({ pool, registry, transport, logger });
+    const registry = new Registry().register(...exampleJobs).registerSchedule(...exampleSchedules);
+    const machine = await CoreMachine.create({ pool, registry, transport, logger, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
     return { machine, pool, transport, logger };
   } catch (error) {
     await Promise.allSettled([pool.end(), transport.close()]);

@@ -5,6 +5,7 @@ import {
   InvalidTransitionError,
   JobNotFoundError,
   LeaseLostError,
+  ScheduleNotFoundError,
   TaskNotFoundError,
   UnknownJobTypeError,
   ValidationError,
@@ -24,6 +25,7 @@ export class PayloadTooLargeError extends CoreMachineError {
 function statusFor(error: unknown): number {
   if (error instanceof ValidationError) return 400;
   if (error instanceof UnknownJobTypeError || error instanceof JobNotFoundError || error instanceof TaskNotFoundError) return 404;
+  if (error instanceof ScheduleNotFoundError) return 404;
   if (error instanceof InvalidTransitionError || error instanceof LeaseLostError) return 409;
   if (error instanceof CoreMachineError && error.type === 'Unauthorized') return 401;
   if (error instanceof PayloadTooLargeError) return 413;

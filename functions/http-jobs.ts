@@ -18,12 +18,12 @@ function routeParam(request: HttpRequest, name: string): string {
   return request.params[name] ?? '';
 }
 
-/** POST jobs/{jobType}: 202 with the new job, 200 with the existing one (same type + parameters). */
+/** POST jobs/{jobType}: 202 with the new job, 200 with the existing one (same type + parameters + Idempotency-Key). */
 export const submitJobHandler: Handler = withErrors(async (request) => {
   const jobType = routeParam(request, 'jobType');
   const parameters = await readJsonBody(request);
   const { machine } = await getAppContext();
-  const { job, created } = await machine.submitJob(jobType, parameters);
+  const { job, created } = await machine.submitJob(jobType, parameters, { idempotencyKey: request.headers.get('idempotency-key') });
   return {
     status: created ? 202 : 200,
     jsonBody: job,
@@ -31,10 +31,10 @@ export const submitJobHandler: Handler = withErrors(async (request) => {
   };
 });
 
-/** GET jobs/{jobId}: the job with per-stage progress and its result or error. */
+/** GET jobs/{jobId}?waitSeconds=N: the job with per-stage progress and its result or error; N > 0 long-polls until it ends. */
 export const getJobHandler: Handler = withErrors(async (request) => {
   const { machine } = await getAppContext();
-  return { status: 200, jsonBody: await machine.getJob(routeParam(request, 'jobId')) };
+  return { status: 200, jsonBody: await machine.waitForJob(routeParam(request, 'jobId'), pickQuery(request, ['waitSeconds'])) };
 });
 
 /** GET jobs?status=&jobType=&limit=&cursor=: newest first; pass nextCursor back for the next page. */

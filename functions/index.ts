@@ -6,12 +6,13 @@ import { controlRoutes } from './http-control';
 import { dashboardRoutes } from './http-dashboard';
 import { healthRoutes } from './http-health';
 import { jobRoutes } from './http-jobs';
+import { scheduleRoutes } from './http-schedules';
 import { workerRoutes } from './http-workers';
 import { registerHttpRoutes, type HttpRoute } from './http-route';
 import { registerServiceBusTriggers } from './servicebus-triggers';
 import { registerJanitorTimer } from './timer-janitor';
 
-export const httpRoutes: HttpRoute[] = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes];
+export const httpRoutes: HttpRoute[] = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes, ...scheduleRoutes];
 
 startTelemetry();
 registerHttpRoutes(httpRoutes);

@@ -5,3 +5,5 @@ export * from './records';
 export * from './job-definition';
 export * from './api';
 export * from './task-failure';
+export * from './idempotency';
+export * from './schedule-definition';

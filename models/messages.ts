@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { IdempotencyKey } from './idempotency';
 
 /** Queue messages are pointers into Postgres: small enough that no payload nears the 256 KB limit. */
 export const JobQueueMessage = z.strictObject({
@@ -33,5 +34,7 @@ export function taskMessageId(message: TaskQueueMessage): string {
 export const JobSubmissionMessage = z.strictObject({
   jobType: z.string().min(1),
   parameters: z.unknown(),
+  /** Same meaning as the HTTP Idempotency-Key header: another key runs the same parameters again. */
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type JobSubmissionMessage = z.infer<typeof JobSubmissionMessage>;

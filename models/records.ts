@@ -9,6 +9,8 @@ export const JobRecord = z.object({
   stage: z.number().int().min(1),
   totalStages: z.number().int().min(1),
   parameters: z.unknown(),
+  /** The Idempotency-Key it was submitted with (schedules use `schedule:<name>:<tick>`), or null. */
+  idempotencyKey: z.string().nullable(),
   result: z.unknown().nullable(),
   error: ErrorShape.nullable(),
   createdAt: z.date(),

@@ -1,6 +1,6 @@
 import { CoreMachine } from '../core/engine/core-machine';
 import { SchemaVersionError } from '../core/errors';
-import { expectedSchemaVersion, migrate, schemaStatus } from '../core/db/migrator';
+import { expectedSchemaVersion, loadMigrations, migrate, schemaStatus } from '../core/db/migrator';
 import { createLogger } from '../core/logger';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
@@ -31,7 +31,7 @@ test('migrations run concurrently from eight processes apply exactly once', asyn
   expect(results.filter((r) => r.from === 0)).toHaveLength(1);
   expect(results.every((r) => r.to === expectedSchemaVersion())).toBe(true);
   const applied = await db.pool.query('SELECT version FROM coremachine.schema_migrations ORDER BY version');
-  expect(applied.rows.map((r: { version: number }) => r.version)).toEqual(Array.from({ length: expectedSchemaVersion() }, (_, i) => i + 1));
+  expect(applied.rows.map((r: { version: number }) => r.version)).toEqual(loadMigrations().map((m) => m.version));
   expect(await schemaStatus(db.pool)).toEqual({ databaseVersion: expectedSchemaVersion(), expectedVersion: expectedSchemaVersion(), upToDate: true });
   await expect(CoreMachine.create(deps())).resolves.toBeInstanceOf(CoreMachine);
   // No session-level advisory lock is left behind on any pooled connection.

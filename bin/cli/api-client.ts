@@ -1,4 +1,4 @@
-import type { ErrorShape, JobRecord, JobView, TaskRecord } from '../../models';
+import type { ErrorShape, JobRecord, JobView, ScheduleView, TaskRecord } from '../../models';
 import type { EventRecord } from '../../core/state/events-store';
 
 /** A record as it arrives over HTTP: JSON turned every Date into an ISO string. */
@@ -8,6 +8,7 @@ export type JobJson = Wire<JobView>;
 export type JobSummaryJson = Wire<JobRecord>;
 export type TaskJson = Wire<TaskRecord>;
 export type EventJson = Wire<EventRecord>;
+export type ScheduleJson = Wire<ScheduleView>;
 
 /** An answer other than 2xx, or no answer at all (status 0), carrying the API's {error} body. */
 export class ApiError extends Error {
@@ -37,14 +38,14 @@ export class ApiClient {
     return (await this.send<T>(method, path, body)).body;
   }
 
-  private async send<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const headers: Record<string, string> = {};
+  private async send<T>(method: 'GET' | 'POST', path: string, body?: unknown, extra: { headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ status: number; body: T }> {
+    const headers: Record<string, string> = { ...extra.headers };
     if (this.options.functionKey) headers['x-functions-key'] = this.options.functionKey;
     if (body !== undefined) headers['content-type'] = 'application/json';
     const url = `${this.base}/api/${path}`;
     let response: Response;
     try {
-      response = await fetch(url, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(30_000) });
+      response = await fetch(url, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(extra.timeoutMs ?? 30_000) });
     } catch (error) {
       const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
       throw new ApiError(0, { type: 'ConnectionError', message: `could not reach ${url} (${cause}); is "coremachine dev" running, and is --url right?` });
@@ -60,14 +61,25 @@ export class ApiClient {
     return { status: response.status, body: parsed as T };
   }
 
-  /** created is false when the same type and parameters were submitted before (200, not 202). */
-  async submit(jobType: string, parameters: unknown): Promise<{ job: JobJson; created: boolean }> {
-    const { status, body } = await this.send<JobJson>('POST', `jobs/${encodeURIComponent(jobType)}`, parameters);
+  /** created is false when the same type, parameters (and idempotency key) were submitted before (200, not 202). */
+  async submit(jobType: string, parameters: unknown, idempotencyKey?: string): Promise<{ job: JobJson; created: boolean }> {
+    const headers: Record<string, string> = idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey };
+    const { status, body } = await this.send<JobJson>('POST', `jobs/${encodeURIComponent(jobType)}`, parameters, { headers });
     return { job: body, created: status === 202 };
   }
 
-  job(jobId: string): Promise<JobJson> {
-    return this.request('GET', `jobs/${encodeURIComponent(jobId)}`);
+  /** With waitSeconds the server holds the answer until the job ends or the time is up (long-poll). */
+  async job(jobId: string, waitSeconds?: number): Promise<JobJson> {
+    const path = `jobs/${encodeURIComponent(jobId)}${search({ waitSeconds })}`;
+    return (await this.send<JobJson>('GET', path, undefined, { timeoutMs: 30_000 + (waitSeconds ?? 0) * 1000 })).body;
+  }
+
+  schedules(): Promise<{ schedules: ScheduleJson[] }> {
+    return this.request('GET', 'schedules');
+  }
+
+  scheduleControl(name: string, action: 'pause' | 'resume'): Promise<ScheduleJson> {
+    return this.request('POST', `schedules/${encodeURIComponent(name)}/${action}`);
   }
 
   jobs(query: Record<string, string | number | undefined>): Promise<{ jobs: JobSummaryJson[]; nextCursor: string | null }> {

@@ -8,6 +8,7 @@ import { controlRoutes } from '../../functions/http-control';
 import { dashboardRoutes } from '../../functions/http-dashboard';
 import { healthRoutes } from '../../functions/http-health';
 import { jobRoutes } from '../../functions/http-jobs';
+import { scheduleRoutes } from '../../functions/http-schedules';
 import { workerRoutes } from '../../functions/http-workers';
 import type { HttpRoute } from '../../functions/http-route';
 import { matchRoute, routeSpecificity } from './route-match';
@@ -27,7 +28,7 @@ export interface DevServerOptions {
  */
 export async function startDevServer(runtime: LocalRuntime, logger: Logger, options: DevServerOptions): Promise<{ url: string; close: () => Promise<void> }> {
   setAppContext({ machine: runtime.machine, pool: runtime.database.pool, transport: runtime.transport, logger });
-  const routes = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes, ...(options.extraRoutes ?? [])].sort(
+  const routes = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes, ...scheduleRoutes, ...(options.extraRoutes ?? [])].sort(
     (a, b) => routeSpecificity(b.route) - routeSpecificity(a.route),
   );
   const server = http.createServer((req, res) => {

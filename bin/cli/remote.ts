@@ -5,25 +5,29 @@ import { describeError, errorCell, formatDuration, formatTime, shortTaskId, tabl
 import { UsageError, type CliIo } from './io';
 import { renderStages } from './progress';
 import { printOutcome, watchJob } from './watch';
+import { waitForJob } from './wait';
+import { controlSchedule, listSchedules } from './schedules';
 
 const CONTROL_ACTIONS = ['cancel', 'pause', 'resume', 'retry'] as const;
 type ControlAction = (typeof CONTROL_ACTIONS)[number];
 
 /** Synopsis and meaning per command; the control actions share one entry. */
 const USAGE_LINES: Record<string, [string, string]> = {
-  submit: ['submit <jobType> --params JSON | --file F [--watch]', 'submit a job; --watch shows progress until it ends'],
+  submit: ['submit <jobType> --params JSON | --file F [--idempotency-key K] [--watch|--wait]', 'submit a job; --watch shows progress, --wait waits quietly until it ends'],
   status: ['status <jobId> [--json]', 'the job, its stages, result or error'],
   jobs: ['jobs [--status S] [--type T] [--limit N] [--cursor C]', 'jobs, newest first'],
   tasks: ['tasks <jobId> [--stage N] [--status S] [--limit N]', 'tasks with attempts, timings and errors'],
   events: ['events <jobId>', 'the audit trail of every transition'],
   cancel: ['cancel|pause|resume|retry <jobId>', 'control a job'],
+  schedules: ['schedules [--json]', 'declared schedules: next and last fire, last job'],
+  schedule: ['schedule pause|resume <name>', 'pause or resume a schedule'],
 };
 /** Usage lines with the synopses in one column (run-cli's local commands use it too). */
 export function usageLine(synopsis: string, meaning: string): string {
   return `  ${synopsis.padEnd(54)} ${meaning}`;
 }
 export const REMOTE_USAGE: readonly string[] = Object.values(USAGE_LINES).map(([synopsis, meaning]) => usageLine(synopsis, meaning));
-export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTIONS];
+export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTIONS, 'schedules', 'schedule'];
 export const REMOTE_OPTIONS_USAGE = 'remote options: --url URL (env COREMACHINE_URL, default http://localhost:7071), --key KEY (env COREMACHINE_FUNCTION_KEY)';
 
 type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
@@ -55,7 +59,7 @@ interface Parsed {
 }
 
 /** Strict: an unknown flag or a missing argument is a usage error, never silently ignored. */
-function parse(args: readonly string[], options: OptionSpec, positionalNames: readonly string[]): Parsed {
+export function parse(args: readonly string[], options: OptionSpec, positionalNames: readonly string[]): Parsed {
   const config: ParseArgsConfig = { args: [...args], options: { url: { type: 'string' }, key: { type: 'string' }, ...options }, strict: true, allowPositionals: true };
   let parsed: { values: Values; positionals: string[] };
   try {
@@ -93,13 +97,20 @@ async function dispatch(command: string, args: readonly string[], io: CliIo): Pr
       return tasks(args, io);
     case 'events':
       return events(args, io);
+    case 'schedules':
+      return listSchedules(args, io, parse);
+    case 'schedule':
+      return controlSchedule(args, io, parse);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
 }
 
 async function submit(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals, clientFor } = parse(args, { params: { type: 'string' }, file: { type: 'string' }, watch: { type: 'boolean' } }, ['jobType']);
+  // --idempotency-key, not --key: --key is the function key on every command.
+  const options = { params: { type: 'string' }, file: { type: 'string' }, watch: { type: 'boolean' }, wait: { type: 'boolean' }, 'idempotency-key': { type: 'string' } } as const;
+  const { values, positionals, clientFor } = parse(args, options, ['jobType']);
+  if (values.watch === true && values.wait === true) throw new UsageError('give at most one of --watch and --wait');
   const params = str(values, 'params');
   const file = str(values, 'file');
   if ((params === undefined) === (file === undefined)) throw new UsageError('give the parameters with exactly one of --params JSON or --file F');
@@ -116,12 +127,13 @@ async function submit(args: readonly string[], io: CliIo): Promise<number> {
     throw new UsageError(`${params === undefined ? `--file ${file}` : '--params'} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
   }
   const client = clientFor(io);
-  const { job, created } = await client.submit(positionals[0] ?? '', parameters);
+  const { job, created } = await client.submit(positionals[0] ?? '', parameters, str(values, 'idempotency-key'));
   io.out(
     created
       ? `submitted ${job.jobType} job ${job.jobId} (${job.status})\n`
       : `${job.jobType} job ${job.jobId} already exists with these parameters (${job.status})\n`,
   );
+  if (values.wait === true) return waitForJob(client, job.jobId, io);
   return values.watch === true ? watchJob(client, job.jobId, io) : 0;
 }
 

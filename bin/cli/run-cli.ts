@@ -1,4 +1,4 @@
-import { exampleJobs } from '../../jobs';
+import { exampleJobs, exampleSchedules } from '../../jobs';
 import { loadConfig } from '../../core/config';
 import { createPool } from '../../core/db/pool';
 import { migrate, schemaStatus } from '../../core/db/migrator';
@@ -48,7 +48,7 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
 async function runLocal(command: 'demo' | 'dev' | 'db', rest: string[], io: CliIo): Promise<number> {
   const config = loadConfig();
   const logger = createLogger(process.env.LOG_LEVEL ? config.logLevel : 'warn');
-  const registry = new Registry().register(...exampleJobs);
+  const registry = new Registry().register(...exampleJobs).registerSchedule(...exampleSchedules);
   if (command === 'demo') return runDemo(config, registry, logger, rest);
   if (command === 'dev') return runDev(config, registry, createLogger(config.logLevel), rest);
   return runDb(rest[0], config, logger, io);

@@ -25,16 +25,19 @@ export function loadMigrations(dir: string = migrationsDir()): Migration[] {
       return { version: Number(match[1]), name: match[2] ?? file, sql: fs.readFileSync(path.join(dir, file), 'utf8') };
     })
     .sort((a, b) => a.version - b.version);
+  // Gaps are allowed (branches number their migrations apart, e.g. 005 then 007), duplicates are not.
   migrations.forEach((migration, index) => {
-    if (migration.version !== index + 1) {
-      throw new Error(`migrations must be numbered 001, 002, … without gaps; found ${migration.version} at position ${index + 1}`);
+    const previous = migrations[index - 1];
+    if (previous && previous.version === migration.version) {
+      throw new Error(`two migrations are numbered ${String(migration.version).padStart(3, '0')}: ${previous.name} and ${migration.name}`);
     }
   });
   return migrations;
 }
 
+/** The highest migration number this code ships: the version a database must be at. */
 export function expectedSchemaVersion(): number {
-  return loadMigrations().length;
+  return loadMigrations().at(-1)?.version ?? 0;
 }
 
 export async function databaseSchemaVersion(db: Queryable): Promise<number> {
@@ -56,15 +59,19 @@ export async function migrate(pool: pg.Pool, migrations: Migration[] = loadMigra
       name text NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now())`);
     const from = await databaseSchemaVersion(client);
-    if (from > migrations.length) throw new SchemaVersionError(from, migrations.length);
-    for (const migration of migrations.slice(from)) {
+    const to = migrations.at(-1)?.version ?? 0;
+    if (from > to) throw new SchemaVersionError(from, to);
+    // Every migration not yet recorded, in order: one numbered into a gap later is still applied.
+    const applied = await client.query<{ version: number }>('SELECT version FROM coremachine.schema_migrations');
+    const done = new Set(applied.rows.map((row) => row.version));
+    for (const migration of migrations.filter((m) => !done.has(m.version))) {
       await client.query(migration.sql);
       await client.query('INSERT INTO coremachine.schema_migrations (version, name) VALUES ($1, $2)', [
         migration.version,
         migration.name,
       ]);
     }
-    return { from, to: migrations.length };
+    return { from, to };
   });
 }
 

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { JobQueueMessage, JobSubmissionMessage, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
+import { IdempotencyKey, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { withTransaction } from '../db/pool';
 import { assertSchemaVersion } from '../db/migrator';
 import { JobNotFoundError, MalformedMessageError, ValidationError, describeZodError } from '../errors';
@@ -23,6 +23,8 @@ import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './de
 import { sweep, type JanitorOptions, type SweepReport } from '../janitor';
 import { Outbox, type OutboxIntent } from './outbox';
 import { startStage, type JobMessageOutcome } from './stage-start';
+import { waitUntilEnded } from './job-wait';
+import { Schedules, type ScheduleSweepOptions } from '../schedules/schedules';
 import { claim, classifyUnclaimed, commitOutcomes, parseTaskMessages, runClaimedTask, type TaskMessageOutcome } from './task-batch';
 
 /** What the transport knows about a message besides its body. */
@@ -43,6 +45,8 @@ export interface CoreMachineDeps {
   registry: Registry;
   transport: Transport;
   logger: Logger;
+  /** The schedules' clock and default catch-up window (tests pass a fake clock). */
+  schedules?: Partial<ScheduleSweepOptions>;
 }
 
 /**
@@ -53,6 +57,8 @@ export class CoreMachine {
   readonly outbox: Outbox;
   /** Tasks of 'remote' task types, claimed and reported over HTTP. */
   readonly remote: RemoteWorkers;
+  /** Declared schedules: the sweep that fires their ticks, listing, pause and resume. */
+  readonly schedules: Schedules;
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commitResults(results));
   /** Handlers running in this process, so a cancel can abort them through their signal. */
   private readonly running = new Map<string, AbortController>();
@@ -68,6 +74,7 @@ export class CoreMachine {
     this.transport = deps.transport;
     this.outbox = new Outbox(deps.pool, deps.transport);
     this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.outbox);
+    this.schedules = new Schedules(deps.pool, deps.registry, deps.logger, (jobType, parameters, key) => this.submitJob(jobType, parameters, { idempotencyKey: key }), deps.schedules);
   }
 
   /** Refuses to start against a database whose schema version is not the one this code expects. */
@@ -81,18 +88,24 @@ export class CoreMachine {
    * and canonical parameters, and inserts the job with its first job message in the outbox.
    * Submitting the same job again returns the existing one.
    */
-  async submitJob(jobType: string, parameters: unknown): Promise<{ job: JobView; created: boolean }> {
+  async submitJob(jobType: string, parameters: unknown, options: { idempotencyKey?: string | null | undefined } = {}): Promise<{ job: JobView; created: boolean }> {
     const definition = this.registry.job(jobType);
+    const key = options.idempotencyKey ?? undefined;
+    const keyCheck = key === undefined ? undefined : IdempotencyKey.safeParse(key);
+    if (keyCheck && !keyCheck.success) {
+      const issues = keyCheck.error.issues.map((issue) => ({ ...issue, path: ['Idempotency-Key', ...issue.path] }));
+      throw new ValidationError(`invalid Idempotency-Key: ${describeZodError(keyCheck.error)}`, issues);
+    }
     const parsed = definition.parameters.safeParse(parameters);
     if (!parsed.success) {
       throw new ValidationError(`invalid parameters for job type "${jobType}": ${describeZodError(parsed.error)}`, parsed.error.issues);
     }
-    const jobId = computeJobId(jobType, parsed.data);
+    const jobId = computeJobId(jobType, parsed.data, key);
     const message: JobQueueMessage = { jobId, jobType, stage: 1 };
     // The submit span is the root of the job's trace: its context is stored with the job.
     return inSpan('coremachine.submit', { jobId, jobType }, context.active(), async () => {
       const { created, recorded } = await withTransaction(this.pool, async (client) => {
-        const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parsed.data, traceparent: currentTraceparent() });
+        const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parsed.data, traceparent: currentTraceparent(), idempotencyKey: key });
         const intents = inserted.created ? await this.outbox.record(client, [{ kind: 'job', jobId, message }]) : [];
         return { created: inserted.created, recorded: intents };
       });
@@ -112,8 +125,20 @@ export class CoreMachine {
    */
   async submitFromMessage(body: unknown): Promise<{ job: JobView; created: boolean }> {
     const parsed = JobSubmissionMessage.safeParse(body);
-    if (!parsed.success) throw new ValidationError(`submission message must be {jobType, parameters}: ${describeZodError(parsed.error)}`, parsed.error.issues);
-    return this.submitJob(parsed.data.jobType, parsed.data.parameters);
+    if (!parsed.success) throw new ValidationError(`submission message must be {jobType, parameters, idempotencyKey?}: ${describeZodError(parsed.error)}`, parsed.error.issues);
+    return this.submitJob(parsed.data.jobType, parsed.data.parameters, { idempotencyKey: parsed.data.idempotencyKey });
+  }
+
+  /**
+   * `GET jobs/{jobId}?waitSeconds=N`: the job once it has ended, or as it is after N seconds
+   * (long-poll, 0 ≤ N ≤ 60; absent or 0 answers at once).
+   */
+  async waitForJob(jobId: string, query: unknown = {}, signal?: AbortSignal): Promise<JobView> {
+    const parsed = JobWaitQuery.safeParse(query);
+    if (!parsed.success) throw new ValidationError(`invalid job query: ${describeZodError(parsed.error)}`, parsed.error.issues);
+    const waitSeconds = parsed.data.waitSeconds ?? 0;
+    if (waitSeconds > 0) await waitUntilEnded(this.pool, jobId, { waitSeconds, signal });
+    return this.getJob(jobId);
   }
 
   async getJob(jobId: string): Promise<JobView> {
@@ -258,7 +283,7 @@ export class CoreMachine {
   /** One janitor sweep; safe to run from several processes at once. */
   async sweep(options: Partial<JanitorOptions> = {}): Promise<SweepReport> {
     const backlog = () => this.transport.backlog?.();
-    return sweep(this.pool, this.deps(), this.outbox, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, ...options });
+    return sweep(this.pool, this.deps(), this.outbox, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, schedules: () => this.schedules.sweep(), ...options });
   }
 
   /** The audit trail: every job, stage and task transition, oldest first. */

@@ -9,14 +9,14 @@ const FINISHING: readonly JobStatus[] = [...TERMINAL_JOB_STATUSES, 'FAILED'];
 
 export async function insertJob(
   db: Queryable,
-  job: { jobId: string; jobType: string; totalStages: number; parameters: unknown; traceparent?: string | undefined },
+  job: { jobId: string; jobType: string; totalStages: number; parameters: unknown; traceparent?: string | undefined; idempotencyKey?: string | undefined },
 ): Promise<{ row: JobRow; created: boolean }> {
   const inserted = await db.query<JobRow>({
     name: 'cm_insert_job',
-    text: `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters, traceparent)
-           VALUES ($1, $2, 'QUEUED', 1, $3, $4, $5)
+    text: `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters, traceparent, idempotency_key)
+           VALUES ($1, $2, 'QUEUED', 1, $3, $4, $5, $6)
            ON CONFLICT (job_id) DO NOTHING RETURNING *`,
-    values: [job.jobId, job.jobType, job.totalStages, JSON.stringify(job.parameters), job.traceparent ?? null],
+    values: [job.jobId, job.jobType, job.totalStages, JSON.stringify(job.parameters), job.traceparent ?? null, job.idempotencyKey ?? null],
   });
   if (inserted.rows[0]) return { row: inserted.rows[0], created: true };
   // Same id means same type and canonical parameters: this is the job that was submitted before.
@@ -122,4 +122,14 @@ function decodeCursor(cursor: string): { createdAt: string; jobId: string } {
     throw new ValidationError('cursor is not one this API returned', [{ path: ['cursor'], message: 'invalid cursor' }]);
   }
   return { createdAt: parsed[0], jobId: parsed[1] };
+}
+
+/** Just the status, for long-polls: one small row per poll, not the job's parameters and result. */
+export async function findJobStatus(db: Queryable, jobId: string): Promise<JobStatus | null> {
+  const result = await db.query<{ status: JobStatus }>({
+    name: 'cm_find_job_status',
+    text: 'SELECT status FROM coremachine.jobs WHERE job_id = $1',
+    values: [jobId],
+  });
+  return result.rows[0]?.status ?? null;
 }

@@ -8,6 +8,7 @@ export interface JobRow {
   stage: number;
   total_stages: number;
   parameters: unknown;
+  idempotency_key: string | null;
   result: unknown;
   error: ErrorShape | null;
   created_at: Date;
@@ -58,6 +59,7 @@ export function toJobRecord(row: JobRow): JobRecord {
     stage: row.stage,
     totalStages: row.total_stages,
     parameters: row.parameters,
+    idempotencyKey: row.idempotency_key ?? null,
     result: row.result ?? null,
     error: row.error ?? null,
     createdAt: row.created_at,
