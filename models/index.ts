@@ -5,3 +5,4 @@ export * from './records';
 export * from './job-definition';
 export * from './api';
 export * from './task-failure';
+export * from './control-actions';
