@@ -44,7 +44,9 @@ export function bundleOptions(entry: string): BuildOptions & { write: false } {
 
 export async function bundleClient(entry: string): Promise<string> {
   const esbuild = await import('esbuild');
-  const result = await esbuild.build(bundleOptions(entry));
+  // A one-off build: stop esbuild's service process afterwards so it does not outlive the build
+  // (it would keep a jest worker or a dev server's exit waiting).
+  const result = await esbuild.build(bundleOptions(entry)).finally(() => esbuild.stop());
   const output = result.outputFiles[0];
   if (!output) throw new Error(`esbuild produced no output for ${entry}`);
   return output.text;
