@@ -37,8 +37,9 @@ export function fill<N extends Node & ParentNode>(node: N, ...children: Child[])
 function append(node: Node & ParentNode, children: readonly Child[]): void {
   for (const child of children) {
     if (child === undefined || child === null || child === false) continue;
-    if (Array.isArray(child)) append(node, child as readonly Child[]);
-    else node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    if (typeof child === 'string' || typeof child === 'number') node.append(document.createTextNode(String(child)));
+    else if (child instanceof Node) node.append(child);
+    else append(node, child);
   }
 }
 
