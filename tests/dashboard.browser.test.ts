@@ -231,6 +231,9 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     // The running handlers were aborted, not left to run out their 30 s.
     await page.locator('#stages .stage[data-stage="1"][data-status="CANCELLED"]').waitFor();
     expect(timings.cancelToCancelledMs).toBeLessThan(10_000);
+    // The refresh after the action brings the cancellation into the trail, newest first.
+    await page.locator('#event-rows tr[data-entity="job"]', { hasText: '→ CANCELLED' }).waitFor();
+    expect(await page.locator('#event-rows tr').first().textContent()).toContain('→ CANCELLED');
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-cancelled.png'), fullPage: true });
   });
 
