@@ -20,15 +20,18 @@ export const controlJobHandler: Handler = withErrors(async (request) => {
   return { status: 200, jsonBody: await action(machine, request.params.jobId ?? '') };
 });
 
-/** GET jobs/{jobId}/events?afterId=&limit=: every transition of the job, its stages and tasks. */
+/**
+ * GET jobs/{jobId}/events?afterId=&beforeId=&order=asc|desc&limit=: every transition of the job,
+ * its stages and tasks. order=desc reads from the newest end (the dashboard); zod validates it all.
+ */
 export const listEventsHandler: Handler = withErrors(async (request) => {
   const { machine } = await getAppContext();
-  const afterId = Number(request.query.get('afterId') ?? 0);
-  const limit = Number(request.query.get('limit') ?? 1000);
-  if (!Number.isInteger(afterId) || !Number.isInteger(limit) || limit < 1) {
-    throw new ValidationError('afterId and limit must be integers (limit >= 1)', [{ path: ['afterId'], message: 'integer expected' }]);
+  const query: Record<string, string> = {};
+  for (const key of ['afterId', 'beforeId', 'order', 'limit']) {
+    const value = request.query.get(key);
+    if (value !== null && value !== '') query[key] = value;
   }
-  return { status: 200, jsonBody: { events: await machine.listEvents(request.params.jobId ?? '', { afterId, limit }) } };
+  return { status: 200, jsonBody: { events: await machine.listEvents(request.params.jobId ?? '', query) } };
 });
 
 /** GET dead-letters?jobId=&beforeId=&limit=: messages no consumer could use, newest first. */

@@ -21,3 +21,16 @@ export const ListTasksQuery = z.object({
   afterIndex: z.coerce.number().int().min(-1).default(-1),
 });
 export type ListTasksQuery = z.infer<typeof ListTasksQuery>;
+
+/**
+ * GET jobs/{jobId}/events. Ascending from afterId by default (follow a trail as it grows);
+ * order=desc reads from the newest end, and beforeId pages back from there. Ids are bigserial
+ * values, so bounded to safe integers.
+ */
+export const ListEventsQuery = z.object({
+  afterId: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  beforeId: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  order: z.enum(['asc', 'desc']).default('asc'),
+  limit: z.coerce.number().int().min(1).max(5000).default(1000),
+});
+export type ListEventsQuery = z.infer<typeof ListEventsQuery>;

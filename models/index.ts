@@ -7,3 +7,4 @@ export * from './api';
 export * from './task-failure';
 export * from './idempotency';
 export * from './schedule-definition';
+export * from './control-actions';

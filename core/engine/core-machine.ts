@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { IdempotencyKey, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
+import { IdempotencyKey, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { withTransaction } from '../db/pool';
 import { assertSchemaVersion } from '../db/migrator';
 import { JobNotFoundError, MalformedMessageError, ValidationError, describeZodError } from '../errors';
@@ -286,10 +286,12 @@ export class CoreMachine {
     return sweep(this.pool, this.deps(), this.outbox, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, schedules: () => this.schedules.sweep(), ...options });
   }
 
-  /** The audit trail: every job, stage and task transition, oldest first. */
-  async listEvents(jobId: string, options: { afterId?: number; limit?: number } = {}): Promise<EventRecord[]> {
+  /** The job's audit trail: ascending from afterId, or with order 'desc' from the newest end (beforeId pages back). */
+  async listEvents(jobId: string, query: unknown = {}): Promise<EventRecord[]> {
+    const parsed = ListEventsQuery.safeParse(query);
+    if (!parsed.success) throw new ValidationError(`invalid event list query: ${describeZodError(parsed.error)}`, parsed.error.issues);
     if (!(await findJob(this.pool, jobId))) throw new JobNotFoundError(jobId);
-    return listEvents(this.pool, jobId, options.afterId ?? 0, Math.min(options.limit ?? 1000, 5000));
+    return listEvents(this.pool, jobId, parsed.data);
   }
 
   private async controlWithMessage(

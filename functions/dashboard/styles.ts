@@ -50,6 +50,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .error-box { border: 1px solid var(--bad); background: #ffebe9; color: #82071e; border-radius: 4px; padding: 0.5rem 0.7rem; margin: 0.6rem 0; }
 .error-box pre { background: #fff; }
 .notice { border: 1px solid var(--warn); background: #fff8c5; border-radius: 4px; padding: 0.5rem 0.7rem; margin-bottom: 1rem; }
+body > .notice { max-width: calc(1280px - 3rem); margin: 1rem auto 0; }
 dl.summary { display: grid; grid-template-columns: max-content 1fr max-content 1fr; gap: 0.3rem 1rem; margin: 0; }
 dl.summary dt { color: var(--muted); font-size: 0.85rem; }
 dl.summary dd { margin: 0; }

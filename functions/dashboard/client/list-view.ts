@@ -1,17 +1,26 @@
+import { JOB_STATUSES } from '../../../models/status-values';
+import { api, asApiError } from './api';
+import { el, fill, replaceKeepingFocus } from './dom';
+import { age, between, formatDuration, formatTime } from './format';
+import { poller } from './poller';
+import { announce, badge, errorBox, markUpdated } from './ui';
+import { query } from './urls';
+import type { View } from './view';
+import type { JobJson, JobPage } from './wire';
+
 /**
  * The job list view (#/ and #/?status=&type=): a submit form, filters, newest-first jobs with
  * paging by the API's nextCursor, refreshed while the first page is shown.
  */
-export const clientList = String.raw`
 const JOB_PAGE = 25;
-const knownTypes = new Set();
+const knownTypes = new Set<string>();
 
-function jobListView(root, args) {
-  const filters = { status: args.status || '', type: args.type || '' };
+export function jobListView(root: HTMLElement, args: Record<string, string>): View {
+  const filters = { status: args.status ?? '', type: args.type ?? '' };
   // cursors[i] is the cursor that fetches page i; page 0 has none. Going back pops the stack.
-  let cursors = [null];
+  let cursors: (string | null)[] = [null];
   let page = 0;
-  let nextCursor = null;
+  let nextCursor: string | null = null;
   let lastRendered = '';
 
   const typeList = el('datalist', { id: 'known-types' });
@@ -34,6 +43,7 @@ function jobListView(root, args) {
   const pageLabel = el('span', { class: 'muted' });
 
   const heading = el('h2', { id: 'jobs-heading', tabindex: '-1' }, 'Jobs');
+  const col = (text: string, cls?: string) => el('th', { scope: 'col', class: cls }, text);
   root.append(
     el('section', { class: 'panel', 'aria-labelledby': 'submit-heading' },
       el('h2', { id: 'submit-heading' }, 'Submit a job'),
@@ -55,34 +65,32 @@ function jobListView(root, args) {
       el('div', {},
         el('table', {},
           el('caption', { class: 'sr-only' }, 'Jobs, newest first'),
-          el('thead', {}, el('tr', {},
-            el('th', { scope: 'col' }, 'Job'), el('th', { scope: 'col' }, 'Type'), el('th', { scope: 'col' }, 'Status'),
-            el('th', { scope: 'col' }, 'Progress'), el('th', { scope: 'col' }, 'Created'), el('th', { scope: 'col', class: 'num' }, 'Duration'))),
+          el('thead', {}, el('tr', {}, col('Job'), col('Type'), col('Status'), col('Progress'), col('Created'), col('Duration', 'num'))),
           tbody)),
       el('nav', { class: 'pager', 'aria-label': 'Job list pages' }, newer, older, pageLabel)));
 
-  function row(job) {
+  function row(job: JobJson): HTMLElement {
     const short = job.jobId.slice(0, 12);
     return el('tr', { 'data-job-id': job.jobId },
-      el('td', {}, el('a', { href: '#/jobs/' + encodeURIComponent(job.jobId), class: 'mono', title: job.jobId, 'data-focus-key': job.jobId, 'aria-label': job.jobType + ' job ' + short }, short + '…')),
+      el('td', {}, el('a', { href: `#/jobs/${encodeURIComponent(job.jobId)}`, class: 'mono', title: job.jobId, 'data-focus-key': job.jobId, 'aria-label': `${job.jobType} job ${short}` }, `${short}…`)),
       el('td', {}, job.jobType),
       el('td', {}, badge(job.status)),
-      el('td', {}, 'stage ' + job.stage + ' of ' + job.totalStages),
+      el('td', {}, `stage ${job.stage} of ${job.totalStages}`),
       el('td', {}, el('time', { datetime: job.createdAt, title: formatTime(job.createdAt) }, age(job.createdAt))),
       el('td', { class: 'num' }, formatDuration(between(job.createdAt, job.finishedAt))));
   }
 
-  async function load() {
+  async function load(): Promise<void> {
     try {
       const search = query({ status: filters.status, jobType: filters.type, limit: JOB_PAGE, cursor: cursors[page] });
-      const data = await api('GET', '/jobs' + search);
+      const data = await api<JobPage>('GET', `/jobs${search}`);
       nextCursor = data.nextCursor;
       fill(listOut);
       for (const job of data.jobs) knownTypes.add(job.jobType);
-      fill(typeList, ...[...knownTypes].sort().map((t) => el('option', { value: t })));
+      fill(typeList, [...knownTypes].sort().map((t) => el('option', { value: t })));
       // Ages move every second; only redraw when the data or the minute changed, so focus and
       // reading position stay put.
-      const signature = JSON.stringify(data.jobs) + Math.floor(Date.now() / 60000);
+      const signature = JSON.stringify(data.jobs) + String(Math.floor(Date.now() / 60000));
       if (signature !== lastRendered) {
         lastRendered = signature;
         replaceKeepingFocus(tbody, data.jobs.length
@@ -93,24 +101,28 @@ function jobListView(root, args) {
       tbody.setAttribute('data-query', search);
       newer.disabled = page === 0;
       older.disabled = !nextCursor;
-      pageLabel.textContent = 'Page ' + (page + 1) + (data.jobs.length ? ' · ' + data.jobs.length + ' jobs' : '');
+      pageLabel.textContent = `Page ${page + 1}${data.jobs.length ? ` · ${data.jobs.length} jobs` : ''}`;
       markUpdated();
     } catch (error) {
-      fill(listOut, errorBox(error));
+      fill(listOut, errorBox(asApiError(error)));
     }
   }
 
-  function goTo(target) {
+  function goTo(target: number): void {
     if (target < 0) return;
-    if (target > page) { if (!nextCursor) return; cursors = cursors.slice(0, target); cursors.push(nextCursor); }
+    if (target > page) {
+      if (!nextCursor) return;
+      cursors = cursors.slice(0, target);
+      cursors.push(nextCursor);
+    }
     page = target;
     lastRendered = '';
     poll.kick();
   }
 
-  function setFilters(next) {
-    filters.status = next.status || '';
-    filters.type = next.type || '';
+  function setFilters(next: Record<string, string>): void {
+    filters.status = next.status ?? '';
+    filters.type = next.type ?? '';
     statusSelect.value = filters.status;
     typeInput.value = filters.type;
     cursors = [null];
@@ -119,38 +131,39 @@ function jobListView(root, args) {
     poll.kick();
   }
 
-  function onFilter(event) {
+  function onFilter(event: Event): void {
     event.preventDefault();
     const next = { status: statusSelect.value, type: typeInput.value.trim() };
     // pushState, not location.hash: the view updates in place, but Back still restores the filters.
-    history.pushState(null, '', '#/' + query(next));
+    history.pushState(null, '', `#/${query(next)}`);
     setFilters(next);
   }
 
-  function clearFilters() {
+  function clearFilters(): void {
     history.pushState(null, '', '#/');
     setFilters({});
   }
 
-  async function onSubmit(event) {
+  async function onSubmit(event: Event): Promise<void> {
     event.preventDefault();
     fill(submitOut);
-    let parameters;
+    let parameters: unknown;
     try {
       parameters = JSON.parse(submitParams.value);
     } catch (error) {
-      fill(submitOut, errorBox({ type: 'InvalidJSON', message: 'Parameters are not valid JSON: ' + error.message }));
+      fill(submitOut, errorBox({ type: 'InvalidJSON', message: `Parameters are not valid JSON: ${error instanceof Error ? error.message : String(error)}` }));
       submitParams.focus();
       return;
     }
     submitButton.disabled = true;
     try {
-      const job = await api('POST', '/jobs/' + encodeURIComponent(submitType.value.trim()), JSON.stringify(parameters));
-      announce('Submitted ' + job.jobType + ' job ' + job.jobId.slice(0, 12) + ' (' + job.status + ')');
-      location.hash = '#/jobs/' + encodeURIComponent(job.jobId);
+      const job = await api<JobJson>('POST', `/jobs/${encodeURIComponent(submitType.value.trim())}`, JSON.stringify(parameters));
+      announce(`Submitted ${job.jobType} job ${job.jobId.slice(0, 12)} (${job.status})`);
+      location.hash = `#/jobs/${encodeURIComponent(job.jobId)}`;
     } catch (error) {
-      fill(submitOut, errorBox(error));
-      announce('Submit failed: ' + error.type);
+      const failure = asApiError(error);
+      fill(submitOut, errorBox(failure));
+      announce(`Submit failed: ${failure.type}`);
     } finally {
       submitButton.disabled = false;
     }
@@ -161,4 +174,3 @@ function jobListView(root, args) {
   poll.kick();
   return { update: setFilters, stop: () => poll.stop(), kick: () => poll.kick(), heading, title: 'Jobs' };
 }
-`;

@@ -1,0 +1,97 @@
+import { TASK_STATUSES } from '../../../models/status-values';
+import { api, asApiError } from './api';
+import { el, fill } from './dom';
+import { between, formatDuration, json } from './format';
+import { badge, errorBox, timeCell } from './ui';
+import { query } from './urls';
+import type { JobJson, TaskJson } from './wire';
+
+const TASK_PAGE = 100;
+/** The API's cap on one tasks request. */
+const TASK_LIMIT = 5000;
+
+export interface TasksPanel {
+  readonly section: HTMLElement;
+  /** more: append the next page; reset: the filters changed, start from the first page. */
+  load(job: JobJson, more: boolean, reset: boolean): Promise<void>;
+  /** Keeps the stage choices in step with the job's stage count. */
+  setStageCount(count: number): void;
+}
+
+/** The paged tasks table of one job, filtered by stage and status. */
+export function tasksPanel(jobId: string, currentJob: () => JobJson | null): TasksPanel {
+  let tasks: TaskJson[] = [];
+  let request = 0;
+  const reload = (more: boolean, reset: boolean) => {
+    const job = currentJob();
+    if (job) void load(job, more, reset);
+  };
+  const stageSelect = el('select', { id: 'task-stage', onchange: () => reload(false, true) }, el('option', { value: 'current' }, 'Current stage'));
+  const statusSelect = el('select', { id: 'task-status', onchange: () => reload(false, true) },
+    el('option', { value: '' }, 'Any status'), TASK_STATUSES.map((s) => el('option', { value: s }, s)));
+  const rows = el('tbody', { id: 'task-rows' });
+  const note = el('span', { class: 'muted' });
+  const more = el('button', { type: 'button', onclick: () => reload(true, false) }, 'Load more tasks');
+  const th = (text: string, cls?: string) => el('th', { scope: 'col', class: cls }, text);
+  const section = el('section', { class: 'panel', 'aria-labelledby': 'tasks-heading' },
+    el('h3', { id: 'tasks-heading' }, 'Tasks'),
+    el('div', { class: 'row' },
+      el('div', {}, el('label', { for: 'task-stage' }, 'Stage'), stageSelect),
+      el('div', {}, el('label', { for: 'task-status' }, 'Task status'), statusSelect)),
+    el('div', { class: 'scroll' }, el('table', {},
+      el('thead', {}, el('tr', {}, th('#', 'num'), th('Status'), th('Attempt', 'num'), th('Started'), th('Finished'), th('Duration', 'num'), th('Error'))),
+      rows)),
+    el('div', { class: 'pager' }, more, note));
+
+  const message = (child: Node | string) => el('tr', {}, el('td', { colspan: '7', class: typeof child === 'string' ? 'muted' : undefined }, child));
+
+  function row(t: TaskJson): HTMLElement {
+    return el('tr', { 'data-task-status': t.status },
+      el('td', { class: 'num', title: t.taskId }, String(t.taskIndex)),
+      el('td', {}, badge(t.status)),
+      el('td', { class: 'num' }, String(t.attempt)),
+      el('td', {}, timeCell(t.startedAt)), el('td', {}, timeCell(t.finishedAt)),
+      el('td', { class: 'num' }, formatDuration(between(t.startedAt, t.finishedAt))),
+      el('td', {}, t.error ? el('span', { title: json(t.error) }, `${t.error.type}: ${t.error.message}`) : ''));
+  }
+
+  async function load(job: JobJson, loadMore: boolean, reset: boolean): Promise<void> {
+    const stage = stageSelect.value === 'current' ? job.stage : Number(stageSelect.value);
+    const progress = job.stages.find((s) => s.stage === stage);
+    const mine = ++request;
+    if (reset) tasks = [];
+    if (!progress) {
+      tasks = [];
+      fill(rows, message(`Stage ${stage} has not started.`));
+      note.textContent = '';
+      more.hidden = true;
+      return;
+    }
+    const afterIndex = loadMore ? (tasks[tasks.length - 1]?.taskIndex ?? -1) : -1;
+    // A refresh re-reads what is shown (at least one page), capped at the API's limit.
+    const limit = loadMore ? TASK_PAGE : Math.min(TASK_LIMIT, Math.max(TASK_PAGE, tasks.length));
+    try {
+      const data = await api<{ tasks: TaskJson[] }>('GET', `/jobs/${encodeURIComponent(jobId)}/tasks${query({ stage, status: statusSelect.value, limit, afterIndex })}`);
+      if (mine !== request) return;
+      tasks = loadMore ? tasks.concat(data.tasks) : data.tasks;
+      fill(rows, tasks.length ? tasks.map(row) : message('No tasks match.'));
+      const of = statusSelect.value ? '' : ` of ${progress.total}`;
+      note.textContent = `Showing ${tasks.length}${of} tasks in stage ${stage}${statusSelect.value ? ` with status ${statusSelect.value}` : ''}`;
+      more.hidden = data.tasks.length < limit;
+    } catch (error) {
+      if (mine === request) fill(rows, message(errorBox(asApiError(error))));
+    }
+  }
+
+  let stageCount = 0;
+  function setStageCount(count: number): void {
+    if (count === stageCount) return;
+    stageCount = count;
+    const keep = stageSelect.value;
+    fill(stageSelect, el('option', { value: 'current' }, 'Current stage'),
+      Array.from({ length: count }, (_, i) => el('option', { value: String(i + 1) }, `Stage ${i + 1}`)));
+    stageSelect.value = keep;
+  }
+
+  return { section, load, setStageCount };
+}

@@ -1,0 +1,36 @@
+import type { ErrorShape } from '../../../models/error-shape';
+import type { JobView, TaskRecord } from '../../../models/records';
+
+/** What JSON makes of a record: dates arrive as ISO strings. */
+type Json<T> = T extends Date
+  ? string
+  : T extends readonly (infer U)[]
+    ? Json<U>[]
+    : T extends object
+      ? { [K in keyof T]: Json<T[K]> }
+      : T;
+
+/** The API's bodies as the page receives them, typed from the models the server builds them from. */
+export type JobJson = Json<JobView>;
+export type StageJson = JobJson['stages'][number];
+export type TaskJson = Json<TaskRecord>;
+export type ErrorJson = ErrorShape;
+
+/** One row of GET /api/jobs/{id}/events (core/state/events-store.ts EventRecord, as JSON). */
+export interface EventJson {
+  id: number;
+  jobId: string;
+  entity: 'job' | 'stage' | 'task';
+  stage: number | null;
+  taskId: string | null;
+  from: string | null;
+  to: string;
+  attempt: number | null;
+  error: ErrorShape | null;
+  at: string;
+}
+
+export interface JobPage {
+  jobs: JobJson[];
+  nextCursor: string | null;
+}

@@ -1,0 +1,57 @@
+/**
+ * Job, stage and task lifecycles as plain data: the only place these rules live. No zod here, so
+ * the dashboard's browser bundle can import the same tables the engine enforces (status.ts wraps
+ * the lists in zod enums for validation).
+ */
+export const JOB_STATUSES = ['QUEUED', 'PROCESSING', 'COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELLED', 'PAUSED'] as const;
+export const TASK_STATUSES = ['QUEUED', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
+export const STAGE_STATUSES = ['PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
+
+type Job = (typeof JOB_STATUSES)[number];
+type Task = (typeof TASK_STATUSES)[number];
+
+export const JOB_TRANSITIONS: Readonly<Record<Job, readonly Job[]>> = {
+  QUEUED: ['PROCESSING', 'CANCELLED', 'PAUSED', 'FAILED'],
+  PROCESSING: ['QUEUED', 'COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELLED', 'PAUSED'],
+  PAUSED: ['QUEUED', 'CANCELLED'],
+  FAILED: ['QUEUED'],
+  COMPLETED: [],
+  COMPLETED_WITH_ERRORS: [],
+  CANCELLED: [],
+};
+
+/**
+ * CANCELLED → QUEUED exists only for the operator retry of a FAILED job: fail-fast cancels the
+ * stage's unstarted tasks, and retrying that stage must run them. A task of a CANCELLED job is
+ * never re-queued, because a CANCELLED job is terminal.
+ */
+export const TASK_TRANSITIONS: Readonly<Record<Task, readonly Task[]>> = {
+  QUEUED: ['PROCESSING', 'CANCELLED'],
+  PROCESSING: ['COMPLETED', 'FAILED', 'QUEUED', 'CANCELLED'],
+  FAILED: ['QUEUED'],
+  CANCELLED: ['QUEUED'],
+  COMPLETED: [],
+};
+
+export const TERMINAL_JOB_STATUSES: readonly Job[] = ['COMPLETED', 'COMPLETED_WITH_ERRORS', 'CANCELLED'];
+export const TERMINAL_TASK_STATUSES: readonly Task[] = ['COMPLETED'];
+
+/**
+ * Statuses in which a job changes without an operator: its stages run or its tasks are still
+ * finishing (a PAUSED job's running tasks complete and count). FAILED is not terminal, but only
+ * an operator retry moves it, so a view of a FAILED job need not keep polling.
+ */
+export const ACTIVE_JOB_STATUSES: readonly Job[] = ['QUEUED', 'PROCESSING', 'PAUSED'];
+
+export function isJobTransitionAllowed(from: Job, to: Job): boolean {
+  return JOB_TRANSITIONS[from].includes(to);
+}
+
+export function isTaskTransitionAllowed(from: Task, to: Task): boolean {
+  return TASK_TRANSITIONS[from].includes(to);
+}
+
+/** Every job status with a transition to `to`: the statuses an action that leads there applies to. */
+export function jobStatusesLeadingTo(to: Job): Job[] {
+  return JOB_STATUSES.filter((from) => isJobTransitionAllowed(from, to));
+}

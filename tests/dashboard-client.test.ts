@@ -1,0 +1,75 @@
+import { apiUrl, parseRoute, query } from '../functions/dashboard/client/urls';
+import { EVENTS_KEPT, emptyWindow, newestId, oldestId, withNewer, withOlder, type EventWindow } from '../functions/dashboard/client/event-window';
+import { CONTROL_ACTION_NAMES, CONTROL_ACTIONS, allowedControlActions } from '../models/control-actions';
+import { JOB_STATUSES, TERMINAL_JOB_STATUSES, isJobTransitionAllowed } from '../models/status-values';
+
+// The dashboard's DOM-free logic, run directly from its TypeScript sources.
+
+test('the API base is /api on the page origin, whatever path the page was opened at', () => {
+  expect(apiUrl('http://127.0.0.1:7071', '/jobs?limit=25')).toBe('http://127.0.0.1:7071/api/jobs?limit=25');
+  // location.pathname of a page opened as //evil.example/api/dashboard plays no part.
+  expect(apiUrl('https://app.example', '/jobs/abc/events')).toBe('https://app.example/api/jobs/abc/events');
+  expect(() => apiUrl('https://app.example', '//evil.example/api')).not.toThrow();
+  expect(new URL(apiUrl('https://app.example', '//evil.example/api')).host).toBe('app.example');
+  expect(() => apiUrl('https://app.example', 'jobs')).toThrow('must start with /');
+});
+
+test('query keeps only set values; routes parse to the list or one job', () => {
+  expect(query({ status: '', jobType: 'hello_world', limit: 25, cursor: null, x: undefined })).toBe('?jobType=hello_world&limit=25');
+  expect(query({})).toBe('');
+  expect(parseRoute('')).toEqual({ view: 'list', args: {} });
+  expect(parseRoute('#/?status=FAILED&type=a')).toEqual({ view: 'list', args: { status: 'FAILED', type: 'a' } });
+  expect(parseRoute('#/jobs/ab%2Fc')).toEqual({ view: 'job', jobId: 'ab/c' });
+  expect(parseRoute('#/jobs/%E0%A4%A')).toEqual({ view: 'list', args: {} });
+});
+
+const ids = (window: EventWindow<{ id: number }>) => window.events.map((e) => e.id);
+const desc = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ id: from - i }));
+
+test('the event window holds the newest events, contiguous, and pages back without gaps', () => {
+  const first = withNewer(emptyWindow(), desc(1000, 200), 200);
+  expect([newestId(first), oldestId(first), first.hasOlder]).toEqual([1000, 801, true]);
+  const older = withOlder(first, 801, desc(800, 200), 200);
+  expect(ids(older)).toEqual(desc(1000, 400).map((e) => e.id));
+  const last = withOlder(older, 601, desc(600, 50), 200);
+  expect(last.hasOlder).toBe(false);
+  // A poll with a few new events prepends them.
+  const polled = withNewer(last, desc(1003, 3), 200);
+  expect(ids(polled).slice(0, 4)).toEqual([1003, 1002, 1001, 1000]);
+  expect(polled.hasOlder).toBe(false);
+  expect(withNewer(polled, [], 200)).toBe(polled);
+  // A full page may not reach back to what is held: it replaces the window rather than leave a gap.
+  const jumped = withNewer(polled, desc(5000, 200), 200);
+  expect([newestId(jumped), oldestId(jumped), jumped.hasOlder]).toEqual([5000, 4801, true]);
+  // A "load older" answer for a window that has since moved on is dropped.
+  expect(withOlder(jumped, 801, desc(800, 200), 200)).toBe(jumped);
+});
+
+test('live polling keeps at most EVENTS_KEPT events and then says older ones exist', () => {
+  let window = withNewer(emptyWindow(), desc(100, 100), 200);
+  expect(window.hasOlder).toBe(false);
+  for (let newest = 299; newest < 100 + EVENTS_KEPT + 400; newest += 199) window = withNewer(window, desc(newest, 199), 200);
+  expect(window.events).toHaveLength(EVENTS_KEPT);
+  expect(window.hasOlder).toBe(true);
+  expect(ids(window)).toEqual(desc(newestId(window), EVENTS_KEPT).map((e) => e.id));
+});
+
+test('every control action is a transition the job table allows, from exactly the statuses it lists', () => {
+  for (const action of CONTROL_ACTION_NAMES) {
+    const { from, to } = CONTROL_ACTIONS[action];
+    expect(from.length).toBeGreaterThan(0);
+    for (const status of from) expect(isJobTransitionAllowed(status, to)).toBe(true);
+  }
+  // Cancel and pause reach every status the table lets into CANCELLED / PAUSED.
+  expect(CONTROL_ACTIONS.cancel.from).toEqual(JOB_STATUSES.filter((s) => isJobTransitionAllowed(s, 'CANCELLED')));
+  expect(Object.fromEntries(JOB_STATUSES.map((s) => [s, allowedControlActions(s)]))).toEqual({
+    QUEUED: ['cancel', 'pause'],
+    PROCESSING: ['cancel', 'pause'],
+    PAUSED: ['cancel', 'resume'],
+    FAILED: ['retry'],
+    COMPLETED: [],
+    COMPLETED_WITH_ERRORS: [],
+    CANCELLED: [],
+  });
+  for (const status of TERMINAL_JOB_STATUSES) expect(allowedControlActions(status)).toEqual([]);
+});
