@@ -4,6 +4,7 @@ import type { ErrorShape, JobStatus } from '../models';
 import { withTransaction } from './db/pool';
 import type { Outbox, OutboxIntent } from './engine/outbox';
 import { advanceStage, type AdvanceDeps } from './engine/stage-advance';
+import { DEFAULT_RETENTION, NOTHING_PURGED, purgeExpiredJobs, type RetentionOptions, type RetentionReport } from './engine/retention';
 import { commitOutcomes, nextAttemptAt } from './engine/task-batch';
 import { LeaseExpiredError } from './errors';
 import { findStage } from './state/stages-store';
@@ -18,6 +19,10 @@ export interface JanitorOptions {
   batchSize: number;
   /** Messages still queued, if the transport can tell: no re-send while the backlog drains. */
   backlog?: () => number | undefined;
+  /** Finished jobs older than this many days are deleted with all their rows; 0 or unset keeps everything. */
+  retentionDays?: number;
+  /** Batch bounds of the retention step (DEFAULT_RETENTION). */
+  retention?: Partial<Omit<RetentionOptions, 'retentionDays'>>;
 }
 
 export interface StalledJob {
@@ -37,6 +42,8 @@ export interface SweepReport {
   outboxSent: number;
   resentJobs: number;
   stalled: StalledJob[];
+  /** What retention deleted in this sweep. */
+  purged: RetentionReport;
 }
 
 /**
@@ -60,7 +67,9 @@ export async function sweep(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, op
   const leases = await attempt(() => expireLeases(pool, deps, outbox, options.batchSize), { requeuedTasks: 0, failedTasks: 0, cancelledTasks: 0 });
   const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
   const stalled = await attempt(() => examineStalledJobs(pool, deps, outbox, options), [] as StalledJob[]);
-  const report: SweepReport = { ...leases, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled };
+  const retention: RetentionOptions = { ...DEFAULT_RETENTION, ...options.retention, retentionDays: options.retentionDays ?? 0 };
+  const purged = await attempt(() => purgeExpiredJobs(pool, retention), NOTHING_PURGED);
+  const report: SweepReport = { ...leases, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, purged };
   await attempt(
     () =>
       pool.query(
@@ -73,6 +82,7 @@ export async function sweep(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, op
     deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }
+  if (purged.jobs > 0) deps.logger.info('janitor deleted finished jobs past retention', { retentionDays: retention.retentionDays, ...purged });
   if (failures.length > 0) throw new AggregateError(failures, `janitor sweep: ${failures.length} part(s) failed; the next sweep retries them`);
   return report;
 }

@@ -76,7 +76,7 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   const pool = createPool(config.databaseUrl, config.poolMax, databasePoolOptions(config));
   try {
     const registry = new Registry().register(...exampleJobs);
-    const machine = await CoreMachine.create({ pool, registry, transport, logger });
+    const machine = await CoreMachine.create({ pool, registry, transport, logger, retentionDays: config.retentionDays });
     return { machine, pool, transport, logger };
   } catch (error) {
     await Promise.allSettled([pool.end(), transport.close()]);
