@@ -4,6 +4,10 @@ import { z } from 'zod';
 /** Every setting comes from the environment; README lists them. */
 const EnvSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
+  // 'entra': the password is a Microsoft Entra access token of the app's identity (Azure); 'password': it is in DATABASE_URL.
+  DATABASE_AUTH: z.enum(['password', 'entra']).default('password'),
+  // Terminal jobs finished longer ago than this are deleted by the janitor; 0 keeps everything.
+  COREMACHINE_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(30),
   COREMACHINE_DATA_DIR: z.string().min(1).default('.coremachine'),
   COREMACHINE_EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
   PG_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
@@ -17,6 +21,8 @@ const EnvSchema = z.object({
 
 export interface CoreMachineConfig {
   databaseUrl: string | undefined;
+  databaseAuth: 'password' | 'entra';
+  retentionDays: number;
   dataDir: string;
   embeddedPgPort: number;
   poolMax: number;
@@ -36,6 +42,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineCon
   const e = parsed.data;
   return {
     databaseUrl: e.DATABASE_URL,
+    databaseAuth: e.DATABASE_AUTH,
+    retentionDays: e.COREMACHINE_RETENTION_DAYS,
     dataDir: path.resolve(e.COREMACHINE_DATA_DIR),
     embeddedPgPort: e.COREMACHINE_EMBEDDED_PG_PORT,
     poolMax: e.PG_POOL_MAX,

@@ -3,6 +3,7 @@ import type { CoreMachineConfig } from './config';
 import { startEmbeddedPostgres } from './db/embedded';
 import { migrate } from './db/migrator';
 import { createPool } from './db/pool';
+import { databasePoolOptions } from './db/entra-token';
 import type { Logger } from './logger';
 
 export interface Database {
@@ -18,7 +19,7 @@ export interface Database {
  */
 export async function openDatabase(config: CoreMachineConfig, logger: Logger): Promise<Database> {
   if (config.databaseUrl) {
-    const pool = createPool(config.databaseUrl, config.poolMax);
+    const pool = createPool(config.databaseUrl, config.poolMax, databasePoolOptions(config));
     return { pool, connectionString: config.databaseUrl, embedded: false, close: () => pool.end() };
   }
   logger.info('no DATABASE_URL: starting embedded PostgreSQL', { dataDir: config.dataDir, port: config.embeddedPgPort });

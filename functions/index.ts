@@ -4,6 +4,7 @@
 import { startTelemetry } from './telemetry-setup';
 import { controlRoutes } from './http-control';
 import { dashboardRoutes } from './http-dashboard';
+import { deleteRoutes } from './http-delete';
 import { healthRoutes } from './http-health';
 import { jobRoutes } from './http-jobs';
 import { scheduleRoutes } from './http-schedules';
@@ -12,7 +13,7 @@ import { registerHttpRoutes, type HttpRoute } from './http-route';
 import { registerServiceBusTriggers } from './servicebus-triggers';
 import { registerJanitorTimer } from './timer-janitor';
 
-export const httpRoutes: HttpRoute[] = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes, ...scheduleRoutes];
+export const httpRoutes: HttpRoute[] = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes, ...scheduleRoutes, ...deleteRoutes];
 
 startTelemetry();
 registerHttpRoutes(httpRoutes);

@@ -23,6 +23,9 @@ param postgresAdminLogin string = 'coremachine'
 @description('PostgreSQL administrator password; azd prompts for it and keeps it in the environment.')
 param postgresAdminPassword string
 
+@description('Your public IP, to let the postprovision hook (migrations and the app role\'s grants) reach the server; empty adds no firewall rule.')
+param clientIpAddress string = ''
+
 @description('Allow SAS keys (connection strings) on the Service Bus namespace. The app itself always uses its managed identity; enable this only to run tests/servicebus-live.test.ts against the namespace.')
 param serviceBusAllowSas bool = false
 
@@ -109,6 +112,7 @@ module postgres 'modules/postgres.bicep' = {
     databaseName: databaseName
     adminLogin: postgresAdminLogin
     adminPassword: postgresAdminPassword
+    clientIpAddress: clientIpAddress
   }
 }
 
@@ -126,10 +130,19 @@ module functionApp 'modules/functionapp.bicep' = {
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     postgresHost: postgres.outputs.host
     postgresDatabase: databaseName
-    postgresAdminLogin: postgresAdminLogin
-    postgresAdminPassword: postgresAdminPassword
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+// The app's identity logs in to PostgreSQL with an Entra token: no database password in its settings.
+module postgresEntraAdmin 'modules/postgres-entra-admin.bicep' = {
+  name: 'postgres-entra-admin'
+  scope: rg
+  params: {
+    serverName: postgres.outputs.name
+    principalId: functionApp.outputs.principalId
+    principalName: functionApp.outputs.name
   }
 }
 
@@ -148,4 +161,6 @@ output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output SERVICEBUS_FULLY_QUALIFIED_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output POSTGRES_HOST string = postgres.outputs.host
+output POSTGRES_DATABASE string = databaseName
+output POSTGRES_APP_ROLE string = postgresEntraAdmin.outputs.roleName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString

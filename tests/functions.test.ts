@@ -5,6 +5,7 @@ import { createLogger } from '../core/logger';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { createAppContext, getAppContext, setAppContext, setTransportFactory } from '../functions/app-context';
 import { dashboardHandler } from '../functions/http-dashboard';
+import { deleteJobHandler } from '../functions/http-delete';
 import { healthHandler } from '../functions/http-health';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
 import { deadLetterHandler, jobMessageHandler, submissionHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
@@ -105,7 +106,7 @@ async function driveToEnd(jobId: string, machine: CoreMachine = h.machine, trans
 
 test('registrations: routes split by method, function-key auth on jobs, anonymous health, both queues', () => {
   const http = httpRegistrations.map(([name, o]) => [name, o.methods, o.route, o.authLevel, o.handler]);
-  expect(http).toHaveLength(16);
+  expect(http).toHaveLength(17);
   expect(http.filter(([name]) => String(name).startsWith('workers-')).map(([, methods, route]) => [methods, route])).toEqual([
     [['POST'], 'workers/claim'],
     [['POST'], 'workers/tasks/{taskId}/heartbeat'],
@@ -128,6 +129,7 @@ test('registrations: routes split by method, function-key auth on jobs, anonymou
       ['jobs-events', ['GET'], 'jobs/{jobId}/events', 'function', listEventsHandler],
       ['dead-letters', ['GET'], 'dead-letters', 'function', listDeadLettersHandler],
       ['dashboard', ['GET'], 'dashboard', 'function', dashboardHandler],
+      ['jobs-delete', ['DELETE'], 'jobs/{jobId}', 'function', deleteJobHandler],
     ]),
   );
   const queues = queueRegistrations.map(([name, o]) => [name, o.queueName, o.connection, o.cardinality, o.handler]);

@@ -34,11 +34,11 @@ export class ApiClient {
     this.base = options.baseUrl.replace(/\/+$/, '');
   }
 
-  async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  async request<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
     return (await this.send<T>(method, path, body)).body;
   }
 
-  private async send<T>(method: 'GET' | 'POST', path: string, body?: unknown, extra: { headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ status: number; body: T }> {
+  private async send<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, extra: { headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ status: number; body: T }> {
     const headers: Record<string, string> = { ...extra.headers };
     if (this.options.functionKey) headers['x-functions-key'] = this.options.functionKey;
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -96,6 +96,11 @@ export class ApiClient {
 
   control(jobId: string, action: 'cancel' | 'pause' | 'resume' | 'retry'): Promise<JobJson> {
     return this.request('POST', `jobs/${encodeURIComponent(jobId)}/${action}`);
+  }
+
+  /** Deletes a finished job and all its rows; the counts say what went. */
+  deleteJob(jobId: string): Promise<{ jobId: string; deleted: Record<'jobs' | 'stages' | 'tasks' | 'events' | 'deadLetters' | 'outbox', number> }> {
+    return this.request('DELETE', `jobs/${encodeURIComponent(jobId)}`);
   }
 }
 

@@ -6,6 +6,7 @@ import type { LocalRuntime } from '../../core/local-runtime';
 import { setAppContext } from '../../functions/app-context';
 import { controlRoutes } from '../../functions/http-control';
 import { dashboardRoutes } from '../../functions/http-dashboard';
+import { deleteRoutes } from '../../functions/http-delete';
 import { healthRoutes } from '../../functions/http-health';
 import { jobRoutes } from '../../functions/http-jobs';
 import { scheduleRoutes } from '../../functions/http-schedules';
@@ -28,7 +29,7 @@ export interface DevServerOptions {
  */
 export async function startDevServer(runtime: LocalRuntime, logger: Logger, options: DevServerOptions): Promise<{ url: string; close: () => Promise<void> }> {
   setAppContext({ machine: runtime.machine, pool: runtime.database.pool, transport: runtime.transport, logger });
-  const routes = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes, ...scheduleRoutes, ...(options.extraRoutes ?? [])].sort(
+  const routes = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes, ...scheduleRoutes, ...deleteRoutes, ...(options.extraRoutes ?? [])].sort(
     (a, b) => routeSpecificity(b.route) - routeSpecificity(a.route),
   );
   const server = http.createServer((req, res) => {

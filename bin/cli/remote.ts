@@ -21,13 +21,14 @@ const USAGE_LINES: Record<string, [string, string]> = {
   cancel: ['cancel|pause|resume|retry <jobId>', 'control a job'],
   schedules: ['schedules [--json]', 'declared schedules: next and last fire, last job'],
   schedule: ['schedule pause|resume <name>', 'pause or resume a schedule'],
+  delete: ['delete <jobId>', 'delete a finished job and all its rows'],
 };
 /** Usage lines with the synopses in one column (run-cli's local commands use it too). */
 export function usageLine(synopsis: string, meaning: string): string {
   return `  ${synopsis.padEnd(54)} ${meaning}`;
 }
 export const REMOTE_USAGE: readonly string[] = Object.values(USAGE_LINES).map(([synopsis, meaning]) => usageLine(synopsis, meaning));
-export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTIONS, 'schedules', 'schedule'];
+export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTIONS, 'schedules', 'schedule', 'delete'];
 export const REMOTE_OPTIONS_USAGE = 'remote options: --url URL (env COREMACHINE_URL, default http://localhost:7071), --key KEY (env COREMACHINE_FUNCTION_KEY)';
 
 type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
@@ -101,6 +102,8 @@ async function dispatch(command: string, args: readonly string[], io: CliIo): Pr
       return listSchedules(args, io, parse);
     case 'schedule':
       return controlSchedule(args, io, parse);
+    case 'delete':
+      return deleteJob(args, io);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
@@ -217,5 +220,12 @@ async function control(action: ControlAction, args: readonly string[], io: CliIo
   const { positionals, clientFor } = parse(args, {}, ['jobId']);
   const job = await clientFor(io).control(positionals[0] ?? '', action);
   io.out(`${action}: ${job.jobType} job ${job.jobId} is now ${job.status}\n`);
+  return 0;
+}
+
+async function deleteJob(args: readonly string[], io: CliIo): Promise<number> {
+  const { positionals, clientFor } = parse(args, {}, ['jobId']);
+  const { jobId, deleted } = await clientFor(io).deleteJob(positionals[0] ?? '');
+  io.out(`deleted job ${jobId}: ${deleted.stages} stage(s), ${deleted.tasks} task(s), ${deleted.events} event(s), ${deleted.deadLetters} dead letter(s), ${deleted.outbox} outbox row(s)\n`);
   return 0;
 }

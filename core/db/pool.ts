@@ -1,12 +1,24 @@
 import pg from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 
 export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
 // int8 counts come back as strings by default; our counters fit comfortably in a JS number.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10));
 
-export function createPool(connectionString: string, max: number): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max, application_name: 'coremachine' });
+export interface PoolOptions {
+  /**
+   * Called for every NEW connection (pg calls it during authentication), e.g. to hand over a
+   * short-lived Microsoft Entra access token. The connection string must then carry no password.
+   */
+  password?: () => Promise<string>;
+}
+
+export function createPool(connectionString: string, max: number, options: PoolOptions = {}): pg.Pool {
+  // pg lets a connection string's (empty) password override a `password` function given beside
+  // it, so with a provider the string is parsed here and the provider set on the parsed config.
+  const base: pg.PoolConfig = { max, application_name: 'coremachine' };
+  const pool = new pg.Pool(options.password ? { ...base, ...parseIntoClientConfig(connectionString), password: options.password } : { ...base, connectionString });
   // An idle client losing its connection (server restart, pg_terminate_backend) must not crash
   // the process: the pool drops it and the next query gets a fresh one.
   pool.on('error', () => undefined);

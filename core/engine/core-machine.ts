@@ -21,6 +21,8 @@ import { RemoteWorkers } from './remote-workers';
 import { cancelJob, pauseJob, resumeJob, retryJob } from './control';
 import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './dead-letters';
 import { sweep, type JanitorOptions, type SweepReport } from '../janitor';
+import type { PurgeCounts } from '../state/retention-store';
+import { deleteJob } from './retention';
 import { Outbox, type OutboxIntent } from './outbox';
 import { startStage, type JobMessageOutcome } from './stage-start';
 import { waitUntilEnded } from './job-wait';
@@ -47,6 +49,8 @@ export interface CoreMachineDeps {
   logger: Logger;
   /** The schedules' clock and default catch-up window (tests pass a fake clock). */
   schedules?: Partial<ScheduleSweepOptions>;
+  /** Janitor sweeps delete finished jobs older than this many days; 0 or unset keeps everything. */
+  retentionDays?: number;
 }
 
 /**
@@ -66,8 +70,10 @@ export class CoreMachine {
   private readonly registry: Registry;
   private readonly logger: Logger;
   private readonly transport: Transport;
+  private readonly retentionDays: number;
 
   private constructor(deps: CoreMachineDeps) {
+    this.retentionDays = deps.retentionDays ?? 0;
     this.pool = deps.pool;
     this.registry = deps.registry;
     this.logger = deps.logger;
@@ -283,7 +289,14 @@ export class CoreMachine {
   /** One janitor sweep; safe to run from several processes at once. */
   async sweep(options: Partial<JanitorOptions> = {}): Promise<SweepReport> {
     const backlog = () => this.transport.backlog?.();
-    return sweep(this.pool, this.deps(), this.outbox, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, schedules: () => this.schedules.sweep(), ...options });
+    return sweep(this.pool, this.deps(), this.outbox, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), ...options });
+  }
+
+  /** Deletes a finished job with its stages, tasks, events, dead letters and outbox rows. */
+  async deleteJob(jobId: string): Promise<PurgeCounts> {
+    const deleted = await deleteJob(this.pool, jobId);
+    this.logger.info('job deleted', { jobId, ...deleted });
+    return deleted;
   }
 
   /** The job's audit trail: ascending from afterId, or with order 'desc' from the newest end (beforeId pages back). */

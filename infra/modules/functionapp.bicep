@@ -11,9 +11,6 @@ param applicationInsightsName string
 param serviceBusFullyQualifiedNamespace string
 param postgresHost string
 param postgresDatabase string
-param postgresAdminLogin string
-@secure()
-param postgresAdminPassword string
 param maximumInstanceCount int = 100
 param instanceMemoryMB int = 2048
 
@@ -39,9 +36,10 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
-// sslmode=require: Azure PostgreSQL only accepts TLS. The password is URI-encoded so any
-// character azd accepts survives in the URL.
-var databaseUrl = 'postgres://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${postgresHost}:5432/${postgresDatabase}?sslmode=require'
+// No password: the app logs in as its managed identity's database role (named after the app, see
+// postgres-entra-admin.bicep) with an Entra access token per connection (DATABASE_AUTH=entra,
+// core/db/entra-token.ts). sslmode=require: Azure PostgreSQL only accepts TLS.
+var databaseUrl = 'postgres://${uriComponent(name)}@${postgresHost}:5432/${postgresDatabase}?sslmode=require'
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
@@ -65,6 +63,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         // createServiceBusTransportFromEnv: one setting for both directions.
         { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusFullyQualifiedNamespace }
         { name: 'DATABASE_URL', value: databaseUrl }
+        { name: 'DATABASE_AUTH', value: 'entra' }
         // The janitor timer trigger's NCRONTAB schedule (functions/timer-janitor.ts).
         { name: 'JANITOR_SCHEDULE', value: '0 */1 * * * *' }
       ]

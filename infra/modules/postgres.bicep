@@ -6,6 +6,8 @@ param databaseName string
 param adminLogin string
 @secure()
 param adminPassword string
+@description('Public IP allowed through the firewall, e.g. the deployer running the postprovision hook; empty adds no rule.')
+param clientIpAddress string = ''
 
 resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   name: name
@@ -19,9 +21,12 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
     version: '16'
     administratorLogin: adminLogin
     administratorLoginPassword: adminPassword
+    // Entra for the app (an access token per connection, no stored secret); the password login
+    // stays for the operator's migrations and as the break-glass administrator.
     authConfig: {
-      activeDirectoryAuth: 'Disabled'
+      activeDirectoryAuth: 'Enabled'
       passwordAuth: 'Enabled'
+      tenantId: subscription().tenantId
     }
     storage: { storageSizeGB: 32 }
     backup: {
@@ -55,4 +60,15 @@ resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallR
   dependsOn: [database]
 }
 
+resource allowClient 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = if (!empty(clientIpAddress)) {
+  parent: server
+  name: 'AllowDeployerClient'
+  properties: {
+    startIpAddress: clientIpAddress
+    endIpAddress: clientIpAddress
+  }
+  dependsOn: [allowAzureServices]
+}
+
+output name string = server.name
 output host string = server.properties.fullyQualifiedDomainName
