@@ -11,10 +11,16 @@ param applicationInsightsName string
 param serviceBusFullyQualifiedNamespace string
 param postgresHost string
 param postgresDatabase string
+@description('5432 straight to the server, 6432 through its built-in PgBouncer.')
+param postgresPort int = 5432
+@description('PG_POOL_MAX: connections per instance, from the database profile\'s connection budget.')
+param poolMax int = 2
+@allowed(['on', 'off'])
+param preparedStatements string = 'on'
 param postgresAdminLogin string
 @secure()
 param postgresAdminPassword string
-param maximumInstanceCount int = 100
+param maximumInstanceCount int = 14
 param instanceMemoryMB int = 2048
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -41,7 +47,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 
 // sslmode=require: Azure PostgreSQL only accepts TLS. The password is URI-encoded so any
 // character azd accepts survives in the URL.
-var databaseUrl = 'postgres://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${postgresHost}:5432/${postgresDatabase}?sslmode=require'
+var databaseUrl = 'postgres://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${postgresHost}:${postgresPort}/${postgresDatabase}?sslmode=require'
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
@@ -65,6 +71,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         // createServiceBusTransportFromEnv: one setting for both directions.
         { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusFullyQualifiedNamespace }
         { name: 'DATABASE_URL', value: databaseUrl }
+        // The connection budget (main.bicep databaseProfiles): instances × PG_POOL_MAX stays within the server's limit.
+        { name: 'PG_POOL_MAX', value: string(poolMax) }
+        // Waiting longer than this for a pooled connection is a transient fault: the message is rescheduled.
+        { name: 'PG_CONNECT_TIMEOUT_MS', value: '10000' }
+        { name: 'COREMACHINE_PREPARED_STATEMENTS', value: preparedStatements }
         // The janitor timer trigger's NCRONTAB schedule (functions/timer-janitor.ts).
         { name: 'JANITOR_SCHEDULE', value: '0 */1 * * * *' }
       ]
