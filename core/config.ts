@@ -1,6 +1,22 @@
 import path from 'node:path';
 import { z } from 'zod';
 
+/**
+ * `off` behind a pooler in transaction mode that cannot track named prepared statements
+ * (Debian's PgBouncer 1.18, or Azure's without pgbouncer.max_prepared_statements).
+ */
+const PreparedStatementsSetting = z
+  .enum(['on', 'off', 'true', 'false', '1', '0'])
+  .default('on')
+  .transform((value) => value === 'on' || value === 'true' || value === '1');
+
+/** COREMACHINE_PREPARED_STATEMENTS alone, for code that builds a pool without the whole config. */
+export function preparedStatementsFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const parsed = PreparedStatementsSetting.safeParse(env.COREMACHINE_PREPARED_STATEMENTS?.trim().toLowerCase());
+  if (!parsed.success) throw new Error(`invalid configuration: COREMACHINE_PREPARED_STATEMENTS must be on or off, not "${env.COREMACHINE_PREPARED_STATEMENTS}"`);
+  return parsed.data;
+}
+
 /** Every setting comes from the environment; README lists them. */
 const EnvSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
@@ -17,6 +33,8 @@ const EnvSchema = z.object({
   JOB_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(2),
   /** Default catch-up window of schedules that set none; unset = one tick interval. */
   SCHEDULE_CATCH_UP_SECONDS: z.coerce.number().int().min(1).max(366 * 24 * 3600).optional(),
+  PG_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  COREMACHINE_PREPARED_STATEMENTS: PreparedStatementsSetting,
 });
 
 export interface CoreMachineConfig {
@@ -31,6 +49,10 @@ export interface CoreMachineConfig {
   taskConcurrency: number;
   jobConcurrency: number;
   scheduleCatchUpSeconds: number | undefined;
+  /** Wait for a pooled connection before failing transiently (PG_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs: number;
+  /** Named prepared statements (COREMACHINE_PREPARED_STATEMENTS); off behind PgBouncer 1.18. */
+  preparedStatements: boolean;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineConfig {
@@ -52,5 +74,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineCon
     taskConcurrency: e.TASK_CONCURRENCY,
     jobConcurrency: e.JOB_CONCURRENCY,
     scheduleCatchUpSeconds: e.SCHEDULE_CATCH_UP_SECONDS,
+    connectTimeoutMs: e.PG_CONNECT_TIMEOUT_MS,
+    preparedStatements: e.COREMACHINE_PREPARED_STATEMENTS,
   };
 }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { CoreMachineConfig } from './config';
 import { startEmbeddedPostgres } from './db/embedded';
 import { migrate } from './db/migrator';
-import { createPool } from './db/pool';
+import { createPool, poolOptions } from './db/pool';
 import { databasePoolOptions } from './db/entra-token';
 import type { Logger } from './logger';
 
@@ -19,12 +19,12 @@ export interface Database {
  */
 export async function openDatabase(config: CoreMachineConfig, logger: Logger): Promise<Database> {
   if (config.databaseUrl) {
-    const pool = createPool(config.databaseUrl, config.poolMax, databasePoolOptions(config));
+    const pool = createPool(config.databaseUrl, poolOptions(config, databasePoolOptions(config)));
     return { pool, connectionString: config.databaseUrl, embedded: false, close: () => pool.end() };
   }
   logger.info('no DATABASE_URL: starting embedded PostgreSQL', { dataDir: config.dataDir, port: config.embeddedPgPort });
   const server = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
-  const pool = createPool(server.connectionString, config.poolMax);
+  const pool = createPool(server.connectionString, poolOptions(config));
   try {
     const { from, to } = await migrate(pool);
     if (from !== to) logger.info('schema migrated', { from, to });

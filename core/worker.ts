@@ -1,8 +1,9 @@
-import { isNonRetryable, errorToShape } from './errors';
+import { errorToShape } from './errors';
 import type { CoreMachine, MessageMeta } from './engine/core-machine';
 import type { Logger } from './logger';
 import type { InProcessTransport } from './transport/in-process-transport';
-import { QueueConsumer, type Settlement } from './transport/queue-consumer';
+import { QueueConsumer } from './transport/queue-consumer';
+import type { HandlingResult, SettlementPolicy } from './settlement';
 import { DeadLetterConsumer } from './transport/dead-letter-consumer';
 import type { JanitorOptions } from './janitor';
 import type { ReceivedMessage } from './transport/in-process-queue';
@@ -15,12 +16,13 @@ export interface WorkerOptions {
   /** How often the janitor sweeps (expired leases, undispatched outbox rows, stalled jobs). */
   janitorIntervalMs?: number;
   janitor?: Partial<JanitorOptions>;
+  /** Reschedule delays after a transient fault (core/settlement.ts); tests make them short. */
+  settlement?: Partial<Omit<SettlementPolicy, 'maxDeliveryCount'>>;
 }
 
 /**
  * Runs the engine on the in-process transport: the same roles the Service Bus triggers play in
- * the Functions app. Non-retryable errors (malformed message, unknown job) are dead-lettered at
- * once with their reason; any other error abandons the message so it is redelivered.
+ * the Functions app, settled by the same policy (core/settlement.ts).
  */
 export class InProcessWorker {
   private readonly jobConsumer: QueueConsumer;
@@ -38,9 +40,10 @@ export class InProcessWorker {
     options: WorkerOptions,
   ) {
     const autoRenewLock = options.autoRenewLock ?? true;
-    this.jobConsumer = new QueueConsumer(transport.jobs, (batch) => this.handleJobs(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock }, logger);
-    this.taskConsumer = new QueueConsumer(transport.tasks, (batch) => this.handleTasks(batch), { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock }, logger);
-    this.submissionConsumer = new QueueConsumer(transport.submissions, (batch) => this.handleSubmissions(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock }, logger);
+    const settlement = options.settlement ? { settlement: options.settlement } : {};
+    this.jobConsumer = new QueueConsumer(transport.jobs, (batch) => this.handleJobs(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock, ...settlement }, logger);
+    this.taskConsumer = new QueueConsumer(transport.tasks, (batch) => this.handleTasks(batch), { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock, ...settlement }, logger);
+    this.submissionConsumer = new QueueConsumer(transport.submissions, (batch) => this.handleSubmissions(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock, ...settlement }, logger);
     this.deadLetterConsumers = [transport.jobs, transport.tasks, transport.submissions].map((queue) => new DeadLetterConsumer(queue, machine, logger));
     if (options.janitorIntervalMs) this.scheduleSweep(options.janitorIntervalMs, options.janitor);
   }
@@ -82,38 +85,37 @@ export class InProcessWorker {
     await Promise.all([this.jobConsumer.stop(), this.taskConsumer.stop(), this.submissionConsumer.stop(), ...this.deadLetterConsumers.map((c) => c.stop())]);
   }
 
-  private async handleJobs(batch: ReceivedMessage[]): Promise<Settlement[]> {
-    const settlements: Settlement[] = [];
+  /** Job messages one at a time: whatever the engine returns or throws, the policy settles. */
+  private async handleJobs(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
+    const results: HandlingResult[] = [];
     for (const message of batch) {
       try {
-        await this.machine.processJobMessage(message.body, metaOf(message));
-        settlements.push({ action: 'complete' });
+        results.push({ ok: true, outcome: await this.machine.processJobMessage(message.body, metaOf(message)) });
       } catch (error) {
-        if (!isNonRetryable(error)) throw error;
-        settlements.push(deadLetter(error));
+        results.push({ ok: false, error });
       }
     }
-    return settlements;
+    return results;
   }
 
-  /** Invalid submissions are dead-lettered at once with the zod issues as the reason. */
-  private async handleSubmissions(batch: ReceivedMessage[]): Promise<Settlement[]> {
-    const settlements: Settlement[] = [];
+  /** Invalid submissions are non-retryable: the policy dead-letters them with the zod issues as the reason. */
+  private async handleSubmissions(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
+    const results: HandlingResult[] = [];
     for (const message of batch) {
       try {
         await this.machine.submitFromMessage(message.body);
-        settlements.push({ action: 'complete' });
+        results.push({ ok: true });
       } catch (error) {
-        if (!isNonRetryable(error)) throw error;
-        settlements.push(deadLetter(error));
+        results.push({ ok: false, error });
       }
     }
-    return settlements;
+    return results;
   }
 
-  private async handleTasks(batch: ReceivedMessage[]): Promise<Settlement[]> {
+  /** One engine call per batch; if it throws, the consumer settles every message with that error. */
+  private async handleTasks(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
     const outcomes = await this.machine.processTaskMessages(batch.map((message) => message.body), batch.map(metaOf));
-    return outcomes.map((outcome) => (outcome.outcome === 'malformed' ? deadLetter(outcome.error) : { action: 'complete' }));
+    return outcomes.map((outcome) => ({ ok: true, outcome }));
   }
 }
 
@@ -126,9 +128,4 @@ function metaOf(message: ReceivedMessage): MessageMeta {
     enqueuedTime: message.enqueuedTimeUtc,
     ...(typeof traceparent === 'string' ? { traceparent } : {}),
   };
-}
-
-function deadLetter(error: unknown): Settlement {
-  const shape = errorToShape(error);
-  return { action: 'deadLetter', reason: shape.type, description: shape.message };
 }

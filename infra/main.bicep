@@ -8,7 +8,7 @@ targetScope = 'subscription'
 param environmentName string
 
 @minLength(1)
-@description('Region for every resource. It must offer Flex Consumption and PostgreSQL Flexible Server B1ms.')
+@description('Region for every resource. It must offer Flex Consumption and the PostgreSQL Flexible Server SKU of the chosen database profile.')
 @metadata({ azd: { type: 'location' } })
 param location string
 
@@ -29,8 +29,13 @@ param clientIpAddress string = ''
 @description('Allow SAS keys (connection strings) on the Service Bus namespace. The app itself always uses its managed identity; enable this only to run tests/servicebus-live.test.ts against the namespace.')
 param serviceBusAllowSas bool = false
 
-@minValue(40)
+@allowed(['Burstable', 'GeneralPurpose'])
+@description('Database profile (see databaseProfiles below and README "Scaling and connections"): Burstable = B1ms without a pooler, few instances with small pools; GeneralPurpose = D2ds_v5 with the built-in PgBouncer in transaction mode, many instances.')
+param databaseProfile string = 'Burstable'
+
+@minValue(1)
 @maxValue(1000)
+@description('Upper bound on Function app instances; the database profile lowers it to what its connection budget allows.')
 param maximumInstanceCount int = 100
 
 @allowed([512, 2048, 4096])
@@ -55,6 +60,47 @@ var serviceBusQueueProperties = {
   deadLetteringOnMessageExpiration: true
   defaultMessageTimeToLive: 'P14D'
 }
+
+// The connection budget, one formula for every profile (tests/infra-consistency.test.ts checks it):
+//   instances × poolMax + headroom ≤ connectionLimit − reserved
+// where connectionLimit is what the app's connections count against: the server's max_connections
+// without a pooler, PgBouncer's max_client_conn with one (PgBouncer then holds at most
+// pgbouncerPoolSize server connections, itself within max_connections − reserved − headroom).
+// max_connections per SKU and the 15 connections Azure reserves: learn.microsoft.com/azure/postgresql/flexible-server/concepts-limits.
+// headroom: migrations, `coremachine db`, the portal and an operator's psql.
+var databaseProfiles = {
+  Burstable: {
+    skuName: 'Standard_B1ms'
+    skuTier: 'Burstable'
+    maxConnections: 50
+    reserved: 15
+    headroom: 6
+    poolMax: 2
+    instanceCap: 14
+    pgbouncer: false
+    port: 5432
+    connectionLimit: 50
+    pgbouncerPoolSize: 0
+    preparedStatements: 'on'
+  }
+  GeneralPurpose: {
+    skuName: 'Standard_D2ds_v5'
+    skuTier: 'GeneralPurpose'
+    maxConnections: 859
+    reserved: 15
+    headroom: 10
+    poolMax: 10
+    instanceCap: 100
+    pgbouncer: true
+    port: 6432
+    connectionLimit: 5000
+    pgbouncerPoolSize: 100
+    // Azure's PgBouncer tracks named prepared statements (pgbouncer.max_prepared_statements below).
+    preparedStatements: 'on'
+  }
+}
+var profile = databaseProfiles[databaseProfile]
+var effectiveMaximumInstanceCount = min(maximumInstanceCount, profile.instanceCap)
 
 var databaseName = 'coremachine'
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -113,6 +159,11 @@ module postgres 'modules/postgres.bicep' = {
     adminLogin: postgresAdminLogin
     adminPassword: postgresAdminPassword
     clientIpAddress: clientIpAddress
+    skuName: profile.skuName
+    skuTier: profile.skuTier
+    pgbouncer: profile.pgbouncer
+    pgbouncerPoolSize: profile.pgbouncerPoolSize
+    pgbouncerMaxClientConnections: profile.connectionLimit
   }
 }
 
@@ -130,7 +181,10 @@ module functionApp 'modules/functionapp.bicep' = {
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     postgresHost: postgres.outputs.host
     postgresDatabase: databaseName
-    maximumInstanceCount: maximumInstanceCount
+    postgresPort: profile.port
+    poolMax: profile.poolMax
+    preparedStatements: profile.preparedStatements
+    maximumInstanceCount: effectiveMaximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }
 }
@@ -163,4 +217,6 @@ output SERVICEBUS_FULLY_QUALIFIED_NAMESPACE string = serviceBus.outputs.fullyQua
 output POSTGRES_HOST string = postgres.outputs.host
 output POSTGRES_DATABASE string = databaseName
 output POSTGRES_APP_ROLE string = postgresEntraAdmin.outputs.roleName
+output DATABASE_PROFILE string = databaseProfile
+output MAXIMUM_INSTANCE_COUNT int = effectiveMaximumInstanceCount
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString

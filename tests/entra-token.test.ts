@@ -58,7 +58,7 @@ test('password authentication is enforced on this server: a wrong password is re
 test('a new connection logs in with the token the credential returns, for the PostgreSQL scope', async () => {
   await setRolePassword('token-A');
   const credential = new StandInCredential([{ token: 'token-A', expiresOnTimestamp: Date.now() + 60 * 60_000 }]);
-  const pool = createPool(appUrl, 4, { password: new EntraTokenProvider(credential).password });
+  const pool = createPool(appUrl, { max: 4, password: new EntraTokenProvider(credential).password });
   try {
     const who = await pool.query<{ user: string }>('SELECT current_user AS user');
     expect(who.rows[0]?.user).toBe('app_identity');
@@ -74,7 +74,7 @@ test('a new connection logs in with the token the credential returns, for the Po
 test('a token the server does not accept fails the connection', async () => {
   await setRolePassword('token-B');
   const credential = new StandInCredential([{ token: 'stale-token', expiresOnTimestamp: Date.now() + 60 * 60_000 }]);
-  const pool = createPool(appUrl, 1, { password: new EntraTokenProvider(credential).password });
+  const pool = createPool(appUrl, { max: 1, password: new EntraTokenProvider(credential).password });
   try {
     await expect(pool.query('SELECT 1')).rejects.toMatchObject({ code: '28P01' });
   } finally {
@@ -89,7 +89,7 @@ test('a token near its expiry is replaced for new connections; open connections 
     { token: 'token-2', expiresOnTimestamp: clock + 70 * 60_000 },
   ]);
   const provider = new EntraTokenProvider(credential, { now: () => clock });
-  const pool = createPool(appUrl, 4, { password: provider.password });
+  const pool = createPool(appUrl, { max: 4, password: provider.password });
   await setRolePassword('token-1');
   const first = await pool.connect();
   try {
@@ -130,7 +130,7 @@ test('a failed token fetch is a transient error that carries its cause, and the 
   await setRolePassword('token-after-outage');
   const outage = new Error('ManagedIdentityCredential: IMDS endpoint unreachable');
   const credential = new StandInCredential([outage, { token: 'token-after-outage', expiresOnTimestamp: Date.now() + 60 * 60_000 }]);
-  const pool = createPool(appUrl, 1, { password: new EntraTokenProvider(credential).password });
+  const pool = createPool(appUrl, { max: 1, password: new EntraTokenProvider(credential).password });
   try {
     const failure: unknown = await pool.query('SELECT 1').then(
       () => undefined,

@@ -333,6 +333,29 @@ test('a job message that cannot succeed is discarded with its reason; other fail
   expect(invocationLogs.filter((line) => line.includes('coremachine.message.retry'))).toHaveLength(2);
 });
 
+test('a transient database fault reschedules a copy of the message through the transport instead of abandoning it', async () => {
+  const tooMany = () => Object.assign(new Error('sorry, too many clients already'), { code: '53300' });
+  jest.spyOn(h.machine, 'processJobMessage').mockRejectedValueOnce(tooMany());
+  const body = { jobId: 'a', jobType: 'hello_world', stage: 1 };
+  await expect(jobMessageHandler(body, invocation({ messageId: 'j-busy', deliveryCount: 9, applicationProperties: { jobId: 'a' } }))).resolves.toBeUndefined();
+  jest.spyOn(h.machine, 'processTaskMessages').mockRejectedValueOnce(tooMany());
+  const task = { taskId: 't', jobId: 'a', stage: 1, taskType: 'hello_world.greet', attempt: 1 };
+  await expect(taskMessagesHandler([task], invocation({ messageIdArray: ['t-busy~r2'], deliveryCountArray: [1], applicationPropertiesArray: [{ coremachineReschedules: 2 }] }))).resolves.toBeUndefined();
+  expect(invocationLogs.filter((line) => line.includes('coremachine.message.rescheduled'))).toHaveLength(2);
+  expect(invocationLogs.some((line) => line.includes('coremachine.message.retry'))).toBe(false);
+  // The copies arrive later, under new messageIds (duplicate detection would drop the old ones), counting their reschedules.
+  const deadline = Date.now() + 10_000;
+  const copies: Array<{ messageId: string; body: unknown; applicationProperties?: Record<string, unknown> }> = [];
+  while (copies.length < 2 && Date.now() < deadline) {
+    copies.push(...h.transport.jobs.receive(1), ...h.transport.tasks.receive(1));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  expect(copies.map((copy) => [copy.messageId, copy.body, copy.applicationProperties?.coremachineReschedules]).sort()).toEqual([
+    ['j-busy~r1', body, 1],
+    ['t-busy~r3', task, 3],
+  ]);
+});
+
 test('the app context needs DATABASE_URL and a transport, and fails loudly without them', async () => {
   setAppContext(undefined);
   await expect(createAppContext({})).rejects.toThrow(/DATABASE_URL/);

@@ -10,6 +10,7 @@ import {
   SERVICE_BUS_NAMESPACE_SETTING,
 } from '../core/transport/service-bus-transport';
 import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+import { SERVICE_BUS_MAX_DELIVERY_COUNT } from '../core/settlement';
 
 const root = path.resolve(__dirname, '..');
 const read = (file: string): string => readFileSync(path.join(root, file), 'utf8');
@@ -93,6 +94,10 @@ test('the Bicep queue properties are the ones the engine relies on', () => {
   });
 });
 
+test('the settlement policy knows the queues\' max delivery count', () => {
+  expect(SERVICE_BUS_MAX_DELIVERY_COUNT).toBe(queueProperties.maxDeliveryCount);
+});
+
 test('the emulator config defines the same queues as the Bicep template', () => {
   expect(emulatorQueues().map((queue) => queue.Name).sort()).toEqual([JOBS_QUEUE, TASKS_QUEUE, SUBMISSIONS_QUEUE].sort());
 });
@@ -131,4 +136,84 @@ test('the duration parsers read the formats used above', () => {
   expect(timeSpanMs('00:10:00')).toBe(600_000);
   expect(timeSpanMs('1.02:00:00')).toBe(26 * 3_600_000);
   expect(() => timeSpanMs('PT10M')).toThrow();
+});
+
+/** `Name: { key: value … }` entries of a two-level Bicep object var (`var databaseProfiles = {…}`). */
+function bicepObjects(body: string): Record<string, Record<string, string | number | boolean>> {
+  const result: Record<string, Record<string, string | number | boolean>> = {};
+  for (const [, name, inner] of body.matchAll(/^\s*(\w+):\s*\{\n([\s\S]*?)^\s*\}/gm)) {
+    if (name && inner !== undefined) result[name] = bicepObject(inner);
+  }
+  return result;
+}
+
+/** Azure's max_connections per SKU and the 15 it reserves (learn.microsoft.com/azure/postgresql/flexible-server/concepts-limits). */
+const AZURE_MAX_CONNECTIONS: Record<string, number> = { Standard_B1ms: 50, Standard_B2s: 429, Standard_D2ds_v5: 859, Standard_D4ds_v5: 1718 };
+const AZURE_RESERVED_CONNECTIONS = 15;
+
+describe('connection budget: instances × PG_POOL_MAX + headroom ≤ connection limit − reserved', () => {
+  const profiles = bicepObjects(bicepVar(main, 'databaseProfiles'));
+  const functionApp = bicep('infra/modules/functionapp.bicep');
+  const postgres = bicep('infra/modules/postgres.bicep');
+  const num = (profile: Record<string, unknown>, key: string): number => {
+    const value = profile[key];
+    if (typeof value !== 'number') throw new Error(`profile field ${key} is not a number: ${String(value)}`);
+    return value;
+  };
+
+  test('two profiles, chosen by one parameter, Burstable by default', () => {
+    expect(Object.keys(profiles).sort()).toEqual(['Burstable', 'GeneralPurpose']);
+    expect(main).toMatch(/@allowed\(\['Burstable', 'GeneralPurpose'\]\)\s*(@description\('[^\n]*'\)\s*)?param databaseProfile string = 'Burstable'/);
+    expect(main).toMatch(/var profile = databaseProfiles\[databaseProfile\]/);
+    const parameters = readJson('infra/main.parameters.json') as { parameters: Record<string, { value: string }> };
+    expect(parameters.parameters.databaseProfile?.value).toMatch(/^\$\{COREMACHINE_DATABASE_PROFILE=(Burstable|GeneralPurpose)\}$/);
+  });
+
+  test.each(['Burstable', 'GeneralPurpose'])('profile %s fits its server', (name) => {
+    const profile = profiles[name] ?? {};
+    const sku = String(profile.skuName);
+    expect(num(profile, 'maxConnections')).toBe(AZURE_MAX_CONNECTIONS[sku]);
+    expect(num(profile, 'reserved')).toBe(AZURE_RESERVED_CONNECTIONS);
+    const instances = num(profile, 'instanceCap');
+    const demand = instances * num(profile, 'poolMax') + num(profile, 'headroom');
+    expect(demand).toBeLessThanOrEqual(num(profile, 'connectionLimit') - num(profile, 'reserved'));
+    if (profile.pgbouncer === true) {
+      // The app talks to PgBouncer (port 6432, transaction mode); PgBouncer's server connections fit the server.
+      expect(profile.port).toBe(6432);
+      expect(num(profile, 'pgbouncerPoolSize') + num(profile, 'headroom')).toBeLessThanOrEqual(num(profile, 'maxConnections') - num(profile, 'reserved'));
+      expect(profile.skuTier).not.toBe('Burstable'); // Azure offers the built-in PgBouncer on General Purpose and up only
+    } else {
+      // Without a pooler the app's connections count against max_connections itself, and the cap is derived from it.
+      expect(profile.port).toBe(5432);
+      expect(num(profile, 'connectionLimit')).toBe(num(profile, 'maxConnections'));
+      expect(instances).toBe(Math.floor((num(profile, 'maxConnections') - num(profile, 'reserved') - num(profile, 'headroom')) / num(profile, 'poolMax')));
+    }
+  });
+
+  test('the profile reaches the resources: instance cap, pool size, port, SKU and PgBouncer settings', () => {
+    // The deployment cannot exceed the cap, whatever maximumInstanceCount says.
+    expect(main).toMatch(/var effectiveMaximumInstanceCount = min\(maximumInstanceCount, profile\.instanceCap\)/);
+    expect(main).toMatch(/maximumInstanceCount: effectiveMaximumInstanceCount\b/);
+    expect(main).toMatch(/poolMax: profile\.poolMax\b/);
+    expect(main).toMatch(/postgresPort: profile\.port\b/);
+    expect(main).toMatch(/skuName: profile\.skuName\b/);
+    expect(main).toMatch(/pgbouncer: profile\.pgbouncer\b/);
+    expect(main).toMatch(/pgbouncerPoolSize: profile\.pgbouncerPoolSize\b/);
+    expect(main).toMatch(/pgbouncerMaxClientConnections: profile\.connectionLimit\b/);
+    expect(functionApp).toMatch(/\{ name: 'PG_POOL_MAX', value: string\(poolMax\) \}/);
+    // Read raw: the comment stripper would cut the URL at its '//'.
+    expect(read('infra/modules/functionapp.bicep')).toMatch(/@\$\{postgresHost\}:\$\{postgresPort\}\//);
+    expect(functionApp).toMatch(/maximumInstanceCount: maximumInstanceCount\b/);
+    for (const setting of ["'pgbouncer.enabled', value: 'true'", "'pgbouncer.pool_mode', value: 'transaction'", "'pgbouncer.max_prepared_statements'", "'pgbouncer.default_pool_size', value: string(pgbouncerPoolSize)", "'pgbouncer.max_client_conn', value: string(pgbouncerMaxClientConnections)"]) {
+      expect(postgres).toContain(`name: ${setting}`);
+    }
+    expect(postgres).toMatch(/for setting in \(pgbouncer \? pgbouncerSettings : \[\]\)/);
+  });
+
+  test('host.json: an invocation waiting for a pooled connection times out (and is rescheduled) long before the host would kill it', () => {
+    const host = readJson('host.json') as { functionTimeout?: string };
+    const connectTimeout = /\{ name: 'PG_CONNECT_TIMEOUT_MS', value: '(\d+)' \}/.exec(functionApp)?.[1];
+    expect(Number(connectTimeout)).toBeGreaterThan(0);
+    expect(Number(connectTimeout) * 10).toBeLessThan(timeSpanMs(host.functionTimeout));
+  });
 });

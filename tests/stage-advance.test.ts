@@ -133,7 +133,9 @@ test('a second PROCESSING for the same stage raises InvalidTransitionError and t
   await worker.drain();
   expect(h.transport.jobs.deadLetters).toHaveLength(1);
   expect(h.transport.jobs.deadLetters[0]).toMatchObject({ deadLetterReason: 'MaxDeliveryCountExceeded', deliveryCount: 3 });
-  expect(h.logs.filter((l) => l.includes('InvalidTransitionError')).length).toBe(3);
+  // Two deliveries abandoned with the error; the last one is dead-lettered carrying it (core/settlement.ts).
+  expect(h.logs.filter((l) => l.includes('message abandoned for redelivery') && l.includes('InvalidTransitionError')).length).toBe(2);
+  expect(h.transport.jobs.deadLetters[0]?.deadLetterErrorDescription).toMatch(/^failed on delivery 3 of 3: InvalidTransitionError: invalid job transition PROCESSING → PROCESSING/);
   // ...and the dead-letter consumer then fails the job with the reason: it is not left PROCESSING.
   const failed = await h.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');

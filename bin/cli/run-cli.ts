@@ -1,6 +1,6 @@
 import { exampleJobs, exampleSchedules } from '../../jobs';
 import { loadConfig } from '../../core/config';
-import { createPool } from '../../core/db/pool';
+import { createPool, poolOptions } from '../../core/db/pool';
 import { databasePoolOptions } from '../../core/db/entra-token';
 import { migrate, schemaStatus } from '../../core/db/migrator';
 import { startEmbeddedPostgres } from '../../core/db/embedded';
@@ -61,7 +61,7 @@ async function runDb(sub: string | undefined, config: ReturnType<typeof loadConf
     return 2;
   }
   const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
-  const pool = createPool(config.databaseUrl ?? embedded?.connectionString ?? '', 2, embedded ? {} : databasePoolOptions(config));
+  const pool = createPool(config.databaseUrl ?? embedded?.connectionString ?? '', { ...poolOptions(config, embedded ? {} : databasePoolOptions(config)), max: 2 });
   try {
     if (sub === 'migrate') {
       const { from, to } = await migrate(pool);

@@ -81,7 +81,7 @@ export class EntraTokenProvider {
  * Function app's managed identity in Azure (AZURE_CLIENT_ID picks a user-assigned one) and the
  * developer's `az`/`azd` login on a workstation.
  */
-export function databasePoolOptions(config: Pick<CoreMachineConfig, 'databaseAuth'>, credential?: TokenSource): PoolOptions {
+export function databasePoolOptions(config: Pick<CoreMachineConfig, 'databaseAuth'>, credential?: TokenSource): Pick<PoolOptions, 'password'> {
   if (config.databaseAuth !== 'entra') return {};
   return { password: new EntraTokenProvider(credential ?? new DefaultAzureCredential()).password };
 }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { IdempotencyKey, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { withTransaction } from '../db/pool';
+import { RESULT_COMMIT_RETRY, retryTransient } from '../db/retry-transient';
 import { assertSchemaVersion } from '../db/migrator';
 import { JobNotFoundError, MalformedMessageError, ValidationError, describeZodError } from '../errors';
 import { computeJobId } from '../identity';
@@ -179,6 +180,7 @@ export class CoreMachine {
     return inSpan('coremachine.stage_start', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
       const deps = this.deps();
       const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
+        deps.events.length = 0; // a rerun after a transient fault reports only its own transitions
         const started = await startStage(client, deps, parsed.data);
         return { outcome: started.outcome, recorded: await this.outbox.record(client, started.intents) };
       });
@@ -201,12 +203,21 @@ export class CoreMachine {
     const { parsed, outcomes } = parseTaskMessages(bodies);
     const metaByTask = new Map(parsed.map((p) => [p.message.taskId, metas[p.index] ?? {}]));
     const deps = this.deps();
-    const claimed = await claim(this.pool, deps, parsed);
+    const claimed = await retryTransient(() => claim(this.pool, deps, parsed));
     const claimedIds = new Set(claimed.map((task) => task.task_id));
     const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId));
-    for (const [index, outcome] of await classifyUnclaimed(this.pool, unclaimed)) outcomes[index] = outcome;
-
     const settledById = new Map<string, TaskMessageOutcome>();
+    // Claims this process cannot finish are given back at once: left to expire, they would come
+    // back through the janitor as a lost lease, which counts as an attempt.
+    const releaseUnsettled = () =>
+      retryTransient(() => releaseClaims(this.pool, claimed.filter((task) => !settledById.has(task.task_id)).map((task) => ({ taskId: task.task_id, claimId: task.claim_id }))));
+    try {
+      for (const [index, outcome] of await retryTransient(() => classifyUnclaimed(this.pool, unclaimed))) outcomes[index] = outcome;
+    } catch (error) {
+      await releaseUnsettled();
+      throw error;
+    }
+
     const results = await Promise.allSettled(
       claimed.map((task) => {
         const meta = metaByTask.get(task.task_id) ?? {};
@@ -234,9 +245,8 @@ export class CoreMachine {
     );
     const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) {
-      // The batch will be abandoned and redelivered: let the redelivery re-claim what we hold.
-      const unsettled = claimed.filter((task) => !settledById.has(task.task_id)).map((task) => ({ taskId: task.task_id, claimId: task.claim_id }));
-      await releaseClaims(this.pool, unsettled);
+      // The batch goes back to the queue: let the redelivery re-claim what we hold.
+      await releaseUnsettled();
       throw failure.reason;
     }
     for (const { index, message } of parsed) {
@@ -273,6 +283,7 @@ export class CoreMachine {
   async processDeadLetter(letter: DeadLetter): Promise<DeadLetterOutcome> {
     const deps = this.deps();
     const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
+      deps.events.length = 0;
       const handled = await processDeadLetter(client, deps, letter);
       return { outcome: handled.outcome, recorded: await this.outbox.record(client, handled.intents) };
     });
@@ -321,10 +332,16 @@ export class CoreMachine {
   /** One transaction for every result that is ready; the stage counters move by k at once. */
   private async commitResults(results: TaskOutcome[]): Promise<Map<TaskOutcome, boolean>> {
     const deps = this.deps();
-    const { settled, recorded } = await withTransaction(this.pool, async (client) => {
-      const committed = await commitOutcomes(client, deps, results);
-      return { settled: committed.settled, recorded: await this.outbox.record(client, committed.intents) };
-    });
+    // Each result cost a handler run: ride out a longer outage before giving the messages back.
+    const { settled, recorded } = await withTransaction(
+      this.pool,
+      async (client) => {
+        deps.events.length = 0; // a rerun after a transient fault reports only its own transitions
+        const committed = await commitOutcomes(client, deps, results);
+        return { settled: committed.settled, recorded: await this.outbox.record(client, committed.intents) };
+      },
+      { retry: RESULT_COMMIT_RETRY },
+    );
     this.report(deps.events);
     await this.outbox.dispatch(recorded);
     return new Map(results.map((result) => [result, settled.has(result.taskId)]));

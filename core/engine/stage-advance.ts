@@ -1,5 +1,6 @@
 import type { ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
+import { isTransientDatabaseError } from '../db/transient-errors';
 import { errorToShape, FinalizeError } from '../errors';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
@@ -59,6 +60,8 @@ export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: S
     result = await definition.finalize({ jobId: job.job_id, parameters: job.parameters, previous });
     JSON.stringify(result);
   } catch (error) {
+    // Reading the results hit a database fault: the transaction is rerun, the job does not fail.
+    if (isTransientDatabaseError(error)) throw error;
     const failure = errorToShape(new FinalizeError(`finalize of job type "${job.job_type}" failed: ${describe(error)}`, { cause: error }), {
       stage: stageRow.stage,
     });

@@ -1,5 +1,6 @@
 import { maxToleratedFailures, type AnyStageDefinition, type JobQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
+import { isTransientDatabaseError } from '../db/transient-errors';
 import { errorToShape, FanOutError, InvalidTransitionError, JobNotFoundError, MalformedMessageError } from '../errors';
 import { computeTaskId } from '../identity';
 import { findJob, transitionJob } from '../state/jobs-store';
@@ -51,6 +52,9 @@ export async function startStage(
       insertStageTasks(db, { jobId: job.job_id, stage: job.stage, taskType, remote, firstIndex, parameters, taskIds: parameters.map((_, i) => computeTaskId(job.job_id, job.stage, firstIndex + i)) }),
     );
   } catch (error) {
+    // A database fault while inserting or reading results is not the fan-out's failure: the
+    // transaction is rerun (or the message given back), the job does not fail.
+    if (isTransientDatabaseError(error)) throw error;
     await db.query('ROLLBACK TO SAVEPOINT fan_out');
     const failure = new FanOutError(`fan-out of stage ${job.stage} ("${stageDefinition.name}") failed: ${errorToShape(error).message}`, { cause: error });
     await failJob(db, deps, job.job_id, job.stage, errorToShape(failure, { stage: job.stage }));

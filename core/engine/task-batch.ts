@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import { retryDelayMs, TaskFailure, TaskQueueMessage, type AnyTaskDefinition, type ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
+import { retryTransient } from '../db/retry-transient';
+import { TransientDatabaseError } from '../db/transient-errors';
 import { errorToShape, isNonRetryable, MalformedMessageError, TaskHandlerError, TaskNotFoundError, TaskValidationError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
 import { claimTasks, describeTasks, extendLease, settleTasks, type ClaimedTask, type SettledTask, type TaskOutcome } from '../state/tasks-store';
@@ -106,7 +108,9 @@ export async function runClaimedTask(
         attempt: task.attempt,
         signal: controller.signal,
         heartbeat: async () => {
-          if (!(await extendLease(pool, task.task_id, task.claim_id, leaseSeconds))) {
+          // A heartbeat that cannot reach the database after the retries throws
+          // TransientDatabaseError; the catch below gives the task back instead of failing it.
+          if (!(await retryTransient(() => extendLease(pool, task.task_id, task.claim_id, leaseSeconds)))) {
             controller.abort(new Error(`lease on task ${task.task_id} was lost`));
           }
         },
@@ -119,6 +123,11 @@ export async function runClaimedTask(
     }
     return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: result ?? null };
   } catch (error) {
+    // The engine's own database was unreachable (a heartbeat, rethrown by the handler): that is
+    // not the work failing, so it is neither an attempt nor the task's error. The batch is given
+    // back and the task re-claimed. A handler's own errors stay the task's, whatever they are.
+    const infrastructure = engineTransientFault(error);
+    if (infrastructure) throw infrastructure;
     const shape: ErrorShape = errorToShape(error, where);
     const retryAt = nextAttemptAt(definition, task.attempt, error);
     logger.warn(retryAt ? 'task attempt failed; retry scheduled' : 'task failed', {
@@ -136,6 +145,13 @@ export function nextAttemptAt(definition: AnyTaskDefinition | undefined, attempt
   const failure = findTaskFailure(error);
   if (isNonRetryable(error) || failure?.nonRetryable) return undefined;
   return new Date(Date.now() + (failure?.retryAfterMs ?? retryDelayMs(policy, attempt)));
+}
+
+function engineTransientFault(error: unknown): TransientDatabaseError | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    if (current instanceof TransientDatabaseError) return current;
+  }
+  return undefined;
 }
 
 function findTaskFailure(error: unknown): TaskFailure | undefined {

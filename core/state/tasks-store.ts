@@ -147,14 +147,16 @@ export async function extendLease(db: Queryable, taskId: string, claimId: string
 }
 
 /**
- * Gives up claims this process can no longer finish (its commit failed): the lease expires now,
- * so the redelivered message re-claims the task instead of taking it for a live duplicate.
+ * Gives up claims this process can no longer finish (a transient database fault): the task goes
+ * back to QUEUED one attempt lower, as if never claimed, so the redelivered message claims it at
+ * the same attempt. Merely expiring the lease would let a janitor sweep take it for a crashed
+ * worker first, and a lost lease counts as an attempt.
  */
 export async function releaseClaims(db: Queryable, claims: ReadonlyArray<{ taskId: string; claimId: string }>): Promise<void> {
   if (claims.length === 0) return;
   await db.query({
     name: 'cm_release_claims',
-    text: `UPDATE coremachine.tasks t SET lease_expires_at = now() - interval '1 millisecond'
+    text: `UPDATE coremachine.tasks t SET status = 'QUEUED', attempt = t.attempt - 1, claim_id = NULL, lease_expires_at = NULL
            FROM unnest($1::text[], $2::uuid[]) AS c(task_id, claim_id)
            WHERE t.task_id = c.task_id AND t.claim_id = c.claim_id AND t.status = 'PROCESSING'`,
     values: [claims.map((c) => c.taskId), claims.map((c) => c.claimId)],

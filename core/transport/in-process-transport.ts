@@ -1,7 +1,7 @@
 import { jobMessageId, taskMessageId, type JobQueueMessage, type TaskQueueMessage } from '../../models';
 import { InProcessQueue, type QueueOptions } from './in-process-queue';
 import { traceProperties } from '../telemetry';
-import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type Transport } from './transport';
+import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type Transport } from './transport';
 
 const DEFAULT_QUEUE_OPTIONS: QueueOptions = {
   // Matches the Bicep queues: 5 minute lock (renewed by the consumer), 10 deliveries.
@@ -38,6 +38,13 @@ export class InProcessTransport implements Transport {
 
   scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void> {
     this.tasks.send(messages.map(toQueueMessage), at);
+    return Promise.resolve();
+  }
+
+  reschedule(queue: string, message: RescheduledMessage, at: Date): Promise<void> {
+    const target = [this.jobs, this.tasks, this.submissions].find((candidate) => candidate.name === queue);
+    if (!target) return Promise.reject(new Error(`no in-process queue named ${queue}`));
+    target.send([message], at);
     return Promise.resolve();
   }
 

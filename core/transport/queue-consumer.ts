@@ -1,11 +1,12 @@
 import type { Logger } from '../logger';
-import { coerceError } from '../errors';
+import { decideSettlement, DEFAULT_SETTLEMENT_POLICY, RESCHEDULES_PROPERTY, reschedulesOf, rescheduledMessageId, type HandlingResult, type Settlement, type SettlementPolicy } from '../settlement';
 import { MessageLockLostError, type InProcessQueue, type ReceivedMessage } from './in-process-queue';
 
-export type Settlement = { action: 'complete' } | { action: 'deadLetter'; reason: string; description: string };
-
-/** Handles a batch; returns one settlement per message, in order. Throwing abandons the batch. */
-export type BatchHandler = (messages: ReceivedMessage[]) => Promise<Settlement[]>;
+/**
+ * Handles a batch; returns what the engine made of each message, in order. Throwing means the
+ * same error for every message of the batch. Either way core/settlement.ts decides what to do.
+ */
+export type BatchHandler = (messages: ReceivedMessage[]) => Promise<HandlingResult[]>;
 
 export interface ConsumerOptions {
   maxBatchSize: number;
@@ -13,17 +14,20 @@ export interface ConsumerOptions {
   concurrency: number;
   /** Renew locks while the handler runs, as the Functions host does (maxAutoLockRenewalDuration). */
   autoRenewLock: boolean;
+  /** Reschedule delays; the max delivery count always comes from the queue. */
+  settlement?: Partial<Omit<SettlementPolicy, 'maxDeliveryCount'>>;
 }
 
 /**
  * Pulls batches from an in-process queue like the Service Bus trigger does: bounded concurrency,
- * settle on return, abandon on throw so the message is redelivered (and dead-lettered at the
- * max delivery count).
+ * then complete, abandon (redelivered), dead-letter or reschedule each message as the settlement
+ * policy says.
  */
 export class QueueConsumer {
   private inFlight = 0;
   private stopped = false;
   private readonly unsubscribe: () => void;
+  private readonly policy: SettlementPolicy;
 
   constructor(
     private readonly queue: InProcessQueue,
@@ -31,6 +35,7 @@ export class QueueConsumer {
     private readonly options: ConsumerOptions,
     private readonly logger: Logger,
   ) {
+    this.policy = { ...DEFAULT_SETTLEMENT_POLICY, ...options.settlement, maxDeliveryCount: queue.options.maxDeliveryCount };
     this.unsubscribe = queue.onActivity(() => this.pump());
     this.pump();
   }
@@ -60,51 +65,53 @@ export class QueueConsumer {
 
   private async handle(batch: ReceivedMessage[]): Promise<void> {
     const renewal = this.options.autoRenewLock ? this.startRenewal(batch) : undefined;
-    let settlements: Settlement[] | undefined;
-    let failure: Error | undefined;
+    let results: HandlingResult[];
     try {
-      settlements = await this.handler(batch);
+      results = await this.handler(batch);
     } catch (error) {
-      failure = coerceError(error);
+      results = batch.map(() => ({ ok: false, error }));
     } finally {
       if (renewal) clearInterval(renewal);
     }
     for (const [index, message] of batch.entries()) {
-      const settlement = settlements?.[index];
-      this.settle(message, settlement, failure);
+      const result: HandlingResult = results[index] ?? { ok: false, error: new Error('handler returned no result for this message') };
+      const delivery = { deliveryCount: message.deliveryCount, reschedules: reschedulesOf(message.applicationProperties) };
+      this.settle(message, decideSettlement(result, delivery, this.policy));
     }
   }
 
-  private settle(message: ReceivedMessage, settlement: Settlement | undefined, failure: Error | undefined): void {
+  private settle(message: ReceivedMessage, settlement: Settlement): void {
+    const where = { queue: this.queue.name, messageId: message.messageId, deliveryCount: message.deliveryCount };
     try {
-      if (failure || !settlement) {
-        this.logger.warn('message abandoned for redelivery', {
-          queue: this.queue.name,
-          messageId: message.messageId,
-          deliveryCount: message.deliveryCount,
-          error: failure?.message ?? 'handler returned no settlement',
-          errorType: failure?.name,
-        });
-        this.queue.abandon(message);
-      } else if (settlement.action === 'complete') {
-        this.queue.complete(message);
-      } else {
-        this.logger.error('message dead-lettered', {
-          queue: this.queue.name,
-          messageId: message.messageId,
-          reason: settlement.reason,
-          description: settlement.description,
-        });
-        this.queue.deadLetter(message, settlement.reason, settlement.description);
+      switch (settlement.action) {
+        case 'complete':
+          this.queue.complete(message);
+          return;
+        case 'abandon':
+          this.logger.warn('message abandoned for redelivery', { ...where, error: settlement.reason });
+          this.queue.abandon(message);
+          return;
+        case 'deadLetter':
+          this.logger.error('message dead-lettered', { ...where, reason: settlement.reason, description: settlement.description });
+          this.queue.deadLetter(message, settlement.reason, settlement.description);
+          return;
+        case 'reschedule': {
+          const reschedules = reschedulesOf(message.applicationProperties) + 1;
+          this.logger.warn('message rescheduled after a transient fault', { ...where, delayMs: settlement.delayMs, reschedules, error: settlement.reason });
+          // The copy first: were the process to die in between, a duplicate is harmless, a loss is not.
+          this.queue.send(
+            [{ messageId: rescheduledMessageId(message.messageId, reschedules), body: message.body, applicationProperties: { ...message.applicationProperties, [RESCHEDULES_PROPERTY]: reschedules } }],
+            new Date(Date.now() + settlement.delayMs),
+          );
+          this.queue.complete(message);
+          return;
+        }
       }
     } catch (error) {
       if (!(error instanceof MessageLockLostError)) throw error;
       // The lock expired while the handler ran: the queue already made the message visible
       // again, exactly as Service Bus does. The redelivery is handled as a duplicate.
-      this.logger.warn('message lock lost before settlement; it was redelivered', {
-        queue: this.queue.name,
-        messageId: message.messageId,
-      });
+      this.logger.warn('message lock lost before settlement; it was redelivered', where);
     }
   }
 

@@ -2,7 +2,7 @@ import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { ServiceBusClient, type ServiceBusMessage, type ServiceBusMessageBatch, type ServiceBusSender } from '@azure/service-bus';
 import { jobMessageId, taskMessageId, type JobQueueMessage, type TaskQueueMessage } from '../../models';
 import { traceProperties } from '../telemetry';
-import { JOBS_QUEUE, TASKS_QUEUE, type Transport } from './transport';
+import { JOBS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type Transport } from './transport';
 
 /** The part of the SDK sender this transport uses; a real `ServiceBusSender` satisfies it, and so can a test fake. */
 export type ServiceBusSenderLike = Pick<ServiceBusSender, 'createMessageBatch' | 'sendMessages' | 'scheduleMessages' | 'close'>;
@@ -70,6 +70,12 @@ export class ServiceBusTransport implements Transport {
     await this.inBatches(TASKS_QUEUE, messages.map(toTaskMessage), async (sender, _batch, chunk) => {
       await sender.scheduleMessages(chunk, at);
     });
+  }
+
+  /** A scheduled copy (its own messageId, so duplicate detection keeps it) on any of our queues. */
+  async reschedule(queue: string, message: RescheduledMessage, at: Date): Promise<void> {
+    const copy: ServiceBusMessage = { messageId: message.messageId, contentType: 'application/json', body: message.body, applicationProperties: message.applicationProperties };
+    await this.sender(queue).scheduleMessages([copy], at);
   }
 
   /** Closes every sender, then the client; safe to call more than once. */

@@ -5,6 +5,13 @@ export const TASKS_QUEUE = 'coremachine-tasks';
 /** Other systems submit jobs here with `{jobType, parameters}` (models/api.ts JobSubmissionMessage). */
 export const SUBMISSIONS_QUEUE = 'coremachine-submissions';
 
+/** A copy of a received message under a new messageId (duplicate detection would drop the old one). */
+export interface RescheduledMessage {
+  messageId: string;
+  body: unknown;
+  applicationProperties: Record<string, string | number | boolean>;
+}
+
 /** What the engine needs from a message bus. Implementations: in-process (dev, tests), Service Bus. */
 export interface Transport {
   readonly name: string;
@@ -18,5 +25,10 @@ export interface Transport {
    * messages are still queued: a deep backlog is not a lost message.
    */
   backlog?(): number | undefined;
+  /**
+   * Sends a copy of a received message to `queue`, visible at `at`: how the settlement policy
+   * gives a message back after a transient fault without using up its delivery count.
+   */
+  reschedule?(queue: string, message: RescheduledMessage, at: Date): Promise<void>;
   close(): Promise<void>;
 }

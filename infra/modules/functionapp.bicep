@@ -11,7 +11,13 @@ param applicationInsightsName string
 param serviceBusFullyQualifiedNamespace string
 param postgresHost string
 param postgresDatabase string
-param maximumInstanceCount int = 100
+@description('5432 straight to the server, 6432 through its built-in PgBouncer.')
+param postgresPort int = 5432
+@description('PG_POOL_MAX: connections per instance, from the database profile\'s connection budget.')
+param poolMax int = 2
+@allowed(['on', 'off'])
+param preparedStatements string = 'on'
+param maximumInstanceCount int = 14
 param instanceMemoryMB int = 2048
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -39,7 +45,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // No password: the app logs in as its managed identity's database role (named after the app, see
 // postgres-entra-admin.bicep) with an Entra access token per connection (DATABASE_AUTH=entra,
 // core/db/entra-token.ts). sslmode=require: Azure PostgreSQL only accepts TLS.
-var databaseUrl = 'postgres://${uriComponent(name)}@${postgresHost}:5432/${postgresDatabase}?sslmode=require'
+var databaseUrl = 'postgres://${uriComponent(name)}@${postgresHost}:${postgresPort}/${postgresDatabase}?sslmode=require'
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
@@ -64,6 +70,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusFullyQualifiedNamespace }
         { name: 'DATABASE_URL', value: databaseUrl }
         { name: 'DATABASE_AUTH', value: 'entra' }
+        // The connection budget (main.bicep databaseProfiles): instances × PG_POOL_MAX stays within the server's limit.
+        { name: 'PG_POOL_MAX', value: string(poolMax) }
+        // Waiting longer than this for a pooled connection is a transient fault: the message is rescheduled.
+        { name: 'PG_CONNECT_TIMEOUT_MS', value: '10000' }
+        { name: 'COREMACHINE_PREPARED_STATEMENTS', value: preparedStatements }
         // The janitor timer trigger's NCRONTAB schedule (functions/timer-janitor.ts).
         { name: 'JANITOR_SCHEDULE', value: '0 */1 * * * *' }
       ]

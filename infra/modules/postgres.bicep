@@ -1,4 +1,4 @@
-// PostgreSQL 16 on the smallest burstable size; scale the SKU up for real workloads.
+// PostgreSQL 16; the SKU and the built-in PgBouncer come from the database profile in main.bicep.
 param location string
 param tags object
 param name string
@@ -8,14 +8,22 @@ param adminLogin string
 param adminPassword string
 @description('Public IP allowed through the firewall, e.g. the deployer running the postprovision hook; empty adds no rule.')
 param clientIpAddress string = ''
+param skuName string = 'Standard_B1ms'
+param skuTier string = 'Burstable'
+@description('Enable the built-in PgBouncer (port 6432, transaction mode). General Purpose and Memory Optimized tiers only.')
+param pgbouncer bool = false
+@description('Server connections PgBouncer keeps per user/database pair.')
+param pgbouncerPoolSize int = 50
+@description('Client connections PgBouncer accepts (the app instances\' pools together).')
+param pgbouncerMaxClientConnections int = 5000
 
 resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   name: name
   location: location
   tags: tags
   sku: {
-    name: 'Standard_B1ms'
-    tier: 'Burstable'
+    name: skuName
+    tier: skuTier
   }
   properties: {
     version: '16'
@@ -59,6 +67,28 @@ resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallR
   }
   dependsOn: [database]
 }
+
+// The built-in PgBouncer. Server parameters are set one after another (dependsOn): the server
+// rejects concurrent configuration changes. Transaction mode: the engine keeps no session state,
+// and max_prepared_statements lets PgBouncer carry the engine's named prepared statements.
+var pgbouncerSettings = [
+  { name: 'pgbouncer.enabled', value: 'true' }
+  { name: 'pgbouncer.pool_mode', value: 'transaction' }
+  { name: 'pgbouncer.default_pool_size', value: string(pgbouncerPoolSize) }
+  { name: 'pgbouncer.max_client_conn', value: string(pgbouncerMaxClientConnections) }
+  { name: 'pgbouncer.max_prepared_statements', value: '200' }
+]
+
+@batchSize(1)
+resource pgbouncerConfig 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2024-08-01' = [for setting in (pgbouncer ? pgbouncerSettings : []): {
+  parent: server
+  name: setting.name
+  properties: {
+    value: setting.value
+    source: 'user-override'
+  }
+  dependsOn: [allowAzureServices]
+}]
 
 resource allowClient 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = if (!empty(clientIpAddress)) {
   parent: server

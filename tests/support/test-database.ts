@@ -4,6 +4,7 @@ import { createPool } from '../../core/db/pool';
 import { migrate } from '../../core/db/migrator';
 
 export interface TestDatabase {
+  /** How the engine reaches the database: through PgBouncer in the PgBouncer run, else direct. */
   url: string;
   pool: pg.Pool;
   /** A new pool on the same database: separate connections for concurrency tests. */
@@ -29,6 +30,12 @@ export async function createTestDatabase(options: { migrate?: boolean; poolMax?:
   }
   const url = new URL(adminUrl());
   url.pathname = `/${name}`;
+  // The PgBouncer run (jest.pgbouncer.config.js): same database, through the pooler's port.
+  const bouncerPort = process.env.COREMACHINE_TEST_PGBOUNCER_PORT;
+  if (bouncerPort) {
+    url.hostname = '127.0.0.1';
+    url.port = bouncerPort;
+  }
   const pools: pg.Pool[] = [];
   const newPool = (max: number) => {
     const pool = createPool(url.toString(), max);

@@ -1,0 +1,24 @@
+/**
+ * The engine suites a second time, through a real PgBouncer in transaction mode (Debian's 1.18,
+ * started by tests/support/global-setup.ts): `npx jest -c jest.pgbouncer.config.js`; `.ci/run`
+ * runs it after `npm test`. PgBouncer 1.18 cannot track named prepared statements, so this run
+ * turns them off, as a deployment behind such a pooler must.
+ */
+const fs = require('node:fs');
+const base = require('./jest.config.js');
+
+const bin = process.env.PGBOUNCER_BIN ?? '/usr/sbin/pgbouncer';
+const available = fs.existsSync(bin);
+process.env.COREMACHINE_TEST_VIA_PGBOUNCER = '1';
+process.env.COREMACHINE_PREPARED_STATEMENTS = 'off';
+if (!available) {
+  process.stderr.write(`\n[tests] ${bin} not found: skipping the PgBouncer run (apt-get install pgbouncer, or set PGBOUNCER_BIN)\n\n`);
+}
+
+module.exports = {
+  ...base,
+  testMatch: available
+    ? ['**/full-job.test.ts', '**/at-least-once.test.ts', '**/fault-injection.test.ts', '**/pgbouncer.test.ts']
+    : [],
+  passWithNoTests: !available,
+};
