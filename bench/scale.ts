@@ -128,6 +128,9 @@ function scaleTable(n: number, runs: number, bouncerPool: number, rows: readonly
       lines.push(`- K = ${r.instances}${r.viaPgBouncer ? ' via PgBouncer' : ''}: ${list}`);
     }
   }
-  lines.push('', 'Lock-wait share: backends waiting on a lock / active backends, sampled from pg_stat_activity every 100 ms. High at many instances = they queue on the same rows (the stage counter row is the usual suspect; see the statement profile of a run).');
+  lines.push(
+    '',
+    'Lock-wait share: backends waiting on a lock / active backends, sampled from pg_stat_activity every 100 ms. A high share at many instances means their transactions queue on the same rows; the list above names the row kind (tuple/transactionid on a table) and the statement that waited.',
+  );
   return lines.join('\n');
 }
