@@ -38,10 +38,11 @@ export const USAGE = `npm run bench -- [options]
 
   --n LIST               tasks per stage, e.g. --n 100000 or --n 1000,10000 (default 1000,10000)
   --runs R               runs per N and system, each in a fresh database and process (default 3)
-  --workers W            CoreMachine task batches in flight = graphile-worker concurrency =
-                         ceiling clients (default 4)
+  --workers W            CoreMachine task batches in flight (per instance with --instances) =
+                         ceiling clients (default 4); the peers have their own flags below
   --batch B              CoreMachine task messages per batch (default 64)
-  --pool P               pg pool size for every system (default W + 2)
+  --pool P               pg pool size for every system (default W + 2; graphile-worker
+                         concurrency + 2; pg-boss workers + 2)
   --job-concurrency J    CoreMachine job-message consumers (default 1)
   --systems LIST         coremachine,graphile-worker,pg-boss,ceiling (default all four)
   --fan-in               stages 2 and 3 build their tasks from the previous stage's results
