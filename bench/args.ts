@@ -22,6 +22,8 @@ export interface BenchOptions {
   /** Scale runs: straight to PostgreSQL, through PgBouncer, or both (default when installed). */
   pgBouncer: 'both' | 'only' | 'off';
   pgBouncerPoolSize: number;
+  /** Scale runs: terminate one engine backend every this many ms (0 = off). */
+  killEveryMs: number;
   /** --scale-only: the --instances table without the side-by-side comparison. */
   scaleOnly: boolean;
   /** Settings applied with ALTER DATABASE to every bench database (--sync-commit, --pg-set). */
@@ -63,6 +65,7 @@ export const USAGE = `npm run bench -- [options]
                          (default: both when pgbouncer is installed, else straight only)
   --pgbouncer-pool-size S  PgBouncer default_pool_size (default 20)
   --scale-only           with --instances: skip the side-by-side comparison
+  --kill-every-ms MS     scale runs: terminate one engine backend every MS ms (fault injection)
   --sync-commit on|off   set synchronous_commit on the bench databases (default: server setting)
   --pg-set name=value    any other per-database setting, e.g. --pg-set enable_hashjoin=off (repeatable)
   --timeout-s S          per-run time limit (default 60 + 3N x 3 ms)
@@ -112,6 +115,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     pgBouncer: 'both',
     pgBouncerPoolSize: 20,
     scaleOnly: false,
+    killEveryMs: 0,
     pgSettings: {},
     timeoutS: undefined,
     ceilingMaxS: 10,
@@ -187,6 +191,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--no-pgbouncer':
         options.pgBouncer = 'off';
+        break;
+      case '--kill-every-ms':
+        options.killEveryMs = integer(flag, value(), 0);
         break;
       case '--scale-only':
         options.scaleOnly = true;

@@ -23,6 +23,8 @@ export interface ScaleSpec {
   viaPgBouncer: boolean;
   /** Where the engines' pools connect: the database itself, or PgBouncer in front of it. */
   connectUrl: string;
+  /** Terminate one engine backend every this many ms (0 = never). */
+  killEveryMs: number;
   /** PgBouncer's admin console, to close its server connections to the bench database after the run. */
   pgBouncerConsoleUrl?: string;
 }
@@ -41,6 +43,8 @@ export interface ScaleMeasures {
   redeliveries: number;
   deadLetters: number;
   failedTasks: number;
+  /** Backends terminated by --kill-every-ms. */
+  connectionsKilled: number;
   jobStatus: string;
 }
 

@@ -9,6 +9,7 @@ import { InProcessTransport } from '../core/transport/in-process-transport';
 import { InProcessWorker } from '../core/worker';
 import { ActivitySampler } from './activity-sampler';
 import { benchJob, BENCH_JOB_TYPE } from './bench-job';
+import { ConnectionKiller } from './connection-killer';
 import type { RunSpec } from './protocol';
 import type { SqlCounter } from './sql-counter';
 import { sleep } from './stats';
@@ -68,6 +69,7 @@ export function scaleRun(spec: RunSpec, counter: SqlCounter): SystemRun {
       if (!first || !transport) throw new Error('start() was not called');
       // Connected to the bench database itself, so pg_locks' relation ids resolve to table names.
       const sampler = await ActivitySampler.start(spec.databaseUrl, spec.databaseName, 100);
+      const killer = scale.killEveryMs > 0 ? await ConnectionKiller.start(spec.databaseUrl, spec.databaseName, scale.killEveryMs) : undefined;
       const poller = new pg.Client({ connectionString: spec.databaseUrl, application_name: 'cm-bench-poller' });
       await poller.connect();
       let polls = 0;
@@ -85,6 +87,7 @@ export function scaleRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         }
         const elapsedMs = performance.now() - started;
         const activity = await sampler.stop();
+        const connectionsKilled = (await killer?.stop()) ?? 0;
         polls++;
         const tasks = await poller.query<{ failed: number; completed: number }>(
           `SELECT count(*) FILTER (WHERE status = 'FAILED')::int AS failed, count(*) FILTER (WHERE status = 'COMPLETED')::int AS completed
@@ -98,7 +101,7 @@ export function scaleRun(spec: RunSpec, counter: SqlCounter): SystemRun {
           // Throughput counts completed tasks only: a failed job must not look fast.
           operations: completed,
           // The poller's and the sampler's own queries are not the engine's.
-          uncountedTransactions: polls + activity.samples,
+          uncountedTransactions: polls + activity.samples + connectionsKilled,
           notes: status === 'COMPLETED' ? [] : [`job ended ${status}`],
           scale: {
             instances: scale.instances,
@@ -111,11 +114,13 @@ export function scaleRun(spec: RunSpec, counter: SqlCounter): SystemRun {
             redeliveries: queues.reduce((sum, queue) => sum + queue.stats.abandoned + queue.stats.lockExpired, 0),
             deadLetters: queues.reduce((sum, queue) => sum + queue.deadLetters.length, 0),
             failedTasks: tasks.rows[0]?.failed ?? 0,
+            connectionsKilled,
             jobStatus: status,
           },
         };
       } finally {
         await sampler.stop().catch(() => undefined);
+        await killer?.stop();
         await poller.end();
       }
     },

@@ -21,6 +21,8 @@ export interface ScaleRow {
   /** Not in the issue's list, but they explain a slow row. */
   redeliveries: number;
   deadLetters: number;
+  /** Backends terminated by --kill-every-ms, summed over runs. */
+  connectionsKilled: number;
   /** Runs whose job did not end COMPLETED, or that failed outright. */
   failedRuns: number;
   /** Of the median run: what the lock-waiting backends were waiting for (evidence for a hot row). */
@@ -57,12 +59,13 @@ export async function scaleBenchmark(server: BenchServer, options: BenchOptions,
                 instances,
                 poolPerInstance: pool,
                 viaPgBouncer,
+                killEveryMs: options.killEveryMs,
                 connectUrl: viaPgBouncer && bouncer ? bouncer.urlFor(databaseUrl) : databaseUrl,
                 ...(viaPgBouncer && bouncer ? { pgBouncerConsoleUrl: bouncer.consoleUrl } : {}),
               },
             }));
             const s = result.scale;
-            log(`${describeRun(result)} [K ${instances} x pool ${pool}${viaPgBouncer ? ', via PgBouncer' : ''}: peak ${s?.peakServerConnections} server connections, lock-wait ${round(100 * (s?.lockWaitShare ?? 0), 1)}%, ${s?.transientErrors} transient errors, ${s?.failedTasks} failed tasks, job ${s?.jobStatus}]`);
+            log(`${describeRun(result)} [K ${instances} x pool ${pool}${viaPgBouncer ? ', via PgBouncer' : ''}${s?.connectionsKilled ? `, ${s.connectionsKilled} backends killed` : ''}: peak ${s?.peakServerConnections} server connections, lock-wait ${round(100 * (s?.lockWaitShare ?? 0), 1)}%, ${s?.transientErrors} transient errors, ${s?.failedTasks} failed tasks, job ${s?.jobStatus}]`);
             results.push(result);
             if (s?.jobStatus !== 'COMPLETED') failedRuns++;
           } catch (error) {
@@ -102,6 +105,7 @@ function summarizeScale(instances: number, pool: number, viaPgBouncer: boolean, 
     failedTasks: sum((s) => s.failedTasks),
     redeliveries: sum((s) => s.redeliveries),
     deadLetters: sum((s) => s.deadLetters),
+    connectionsKilled: sum((s) => s.connectionsKilled),
     failedRuns,
     topLockWaits: (medianRun?.scale?.lockWaits ?? []).map((w) => ({ what: w.what, share: round(w.share, 3) })),
     vsSingleInstance: null,
@@ -112,12 +116,12 @@ function scaleTable(n: number, runs: number, bouncerPool: number, rows: readonly
   const lines = [
     `Many instances, one database — 3 x ${n.toLocaleString('en-US')} tasks, ${runs} run(s) per row (tasks/s and lock-wait: median; connections: max; errors and failures: sum over runs):`,
     '',
-    '| instances | pool / instance | via PgBouncer | tasks/s | vs 1 instance | peak server connections | lock-wait share | transient errors | redeliveries | dead letters | failed tasks | failed runs |',
-    '|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| instances | pool / instance | via PgBouncer | tasks/s | vs 1 instance | peak server connections | lock-wait share | transient errors | redeliveries | dead letters | failed tasks | failed runs | connections killed |',
+    '|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.instances} | ${r.poolPerInstance} | ${r.viaPgBouncer ? `yes (pool ${bouncerPool})` : 'no'} | ${Number.isFinite(r.tasksPerSecond) ? round(r.tasksPerSecond, 0).toLocaleString('en-US') : '–'} | ${r.vsSingleInstance ?? '–'} | ${r.peakServerConnections} | ${round(100 * r.lockWaitShare, 1)}% | ${r.transientErrors} | ${r.redeliveries} | ${r.deadLetters} | ${r.failedTasks} | ${r.failedRuns} |`,
+      `| ${r.instances} | ${r.poolPerInstance} | ${r.viaPgBouncer ? `yes (pool ${bouncerPool})` : 'no'} | ${Number.isFinite(r.tasksPerSecond) ? round(r.tasksPerSecond, 0).toLocaleString('en-US') : '–'} | ${r.vsSingleInstance ?? '–'} | ${r.peakServerConnections} | ${Number.isFinite(r.lockWaitShare) ? `${round(100 * r.lockWaitShare, 1)}%` : '–'} | ${r.transientErrors} | ${r.redeliveries} | ${r.deadLetters} | ${r.failedTasks} | ${r.failedRuns} | ${r.connectionsKilled} |`,
     );
   }
   const waits = rows.filter((r) => r.topLockWaits.length > 0);
