@@ -23,9 +23,12 @@ export class ConnectionKiller {
     const client = new pg.Client({ connectionString: url, application_name: 'cm-bench-admin' });
     client.on('error', () => undefined);
     await client.connect();
-    const killer = new ConnectionKiller(client, database, everyMs);
-    killer.schedule();
-    return killer;
+    return new ConnectionKiller(client, database, everyMs);
+  }
+
+  /** Starts killing. Called once the job is submitted: submission is the caller's (HTTP) concern, not the workers'. */
+  arm(): void {
+    if (!this.stopped && !this.timer) this.schedule();
   }
 
   private schedule(): void {

@@ -76,6 +76,7 @@ export function scaleRun(spec: RunSpec, counter: SqlCounter): SystemRun {
       try {
         const started = performance.now();
         const { job } = await first.submitJob(BENCH_JOB_TYPE, { n: spec.n, runId: randomUUID(), fanInFromResults: spec.fanInFromResults });
+        killer?.arm();
         const deadline = started + spec.timeoutMs;
         let status: string = job.status;
         while (!TERMINAL.has(status)) {
