@@ -1,4 +1,4 @@
-import type { SystemName } from './protocol';
+import type { GraphileSettings, PgBossSettings, SystemName } from './protocol';
 
 export interface BenchOptions {
   ns: number[];
@@ -10,7 +10,22 @@ export interface BenchOptions {
   jobConcurrency: number;
   systems: SystemName[];
   fanInFromResults: boolean;
-  graphileLocalQueue: number;
+  /** graphile-worker settings when --peer-sweep is off (and the sweep's fallback). */
+  graphile: GraphileSettings;
+  pgBoss: PgBossSettings;
+  /** Sweep each peer's settings at --peer-sweep-n first, then run the best at full N. */
+  peerSweep: boolean;
+  peerSweepN: number;
+  /** --instances: K engines sharing one transport (empty = the normal benchmark). */
+  instances: number[];
+  poolPerInstance: number | undefined;
+  /** Scale runs: straight to PostgreSQL, through PgBouncer, or both (default when installed). */
+  pgBouncer: 'both' | 'only' | 'off';
+  pgBouncerPoolSize: number;
+  /** Scale runs: terminate one engine backend every this many ms (0 = off). */
+  killEveryMs: number;
+  /** --scale-only: the --instances table without the side-by-side comparison. */
+  scaleOnly: boolean;
   /** Settings applied with ALTER DATABASE to every bench database (--sync-commit, --pg-set). */
   pgSettings: Record<string, string>;
   timeoutS: number | undefined;
@@ -25,14 +40,32 @@ export const USAGE = `npm run bench -- [options]
 
   --n LIST               tasks per stage, e.g. --n 100000 or --n 1000,10000 (default 1000,10000)
   --runs R               runs per N and system, each in a fresh database and process (default 3)
-  --workers W            CoreMachine task batches in flight = graphile-worker concurrency =
-                         ceiling clients (default 4)
+  --workers W            CoreMachine task batches in flight (per instance with --instances) =
+                         ceiling clients (default 4); the peers have their own flags below
   --batch B              CoreMachine task messages per batch (default 64)
-  --pool P               pg pool size for every system (default W + 2)
+  --pool P               pg pool size for every system (default W + 2; graphile-worker
+                         concurrency + 2; pg-boss workers + 2)
   --job-concurrency J    CoreMachine job-message consumers (default 1)
-  --systems LIST         coremachine,graphile-worker,ceiling (default all three)
+  --systems LIST         coremachine,graphile-worker,pg-boss,ceiling (default all four)
   --fan-in               stages 2 and 3 build their tasks from the previous stage's results
-  --graphile-local-queue S  graphile-worker localQueue size with batched completion (default off)
+  --graphile-concurrency C      graphile-worker concurrency (default 2)
+  --graphile-local-queue S      graphile-worker preset.worker.localQueue.size, 0 = off (default 500)
+  --graphile-complete-delay MS  graphile-worker completeJobBatchDelay, -1 = off (default 250)
+  --pgboss-workers K     pg-boss work() registrations (default 2)
+  --pgboss-batch B       pg-boss work() batchSize (default 200)
+  --peer-sweep           first sweep graphile-worker (concurrency 1,2,4,8 x localQueue off,500 x
+                         completeJobBatchDelay 0,250) and pg-boss (workers 1,2,4 x batchSize
+                         50,200,1000) at --peer-sweep-n, once each; then run the best at full N
+  --peer-sweep-n N       N for the sweep runs (default 1000)
+  --instances LIST       scale mode: K CoreMachine instances in one process, one pool each, one
+                         shared queue, e.g. --instances 1,4,16,32 (CoreMachine only)
+  --pool-per-instance P  pool size of each instance (default 2 for K >= 16, else --pool)
+  --via-pgbouncer        scale mode: only through PgBouncer (transaction mode)
+  --no-pgbouncer         scale mode: only straight to PostgreSQL
+                         (default: both when pgbouncer is installed, else straight only)
+  --pgbouncer-pool-size S  PgBouncer default_pool_size (default 20)
+  --scale-only           with --instances: skip the side-by-side comparison
+  --kill-every-ms MS     scale runs: terminate one engine backend every MS ms (fault injection)
   --sync-commit on|off   set synchronous_commit on the bench databases (default: server setting)
   --pg-set name=value    any other per-database setting, e.g. --pg-set enable_hashjoin=off (repeatable)
   --timeout-s S          per-run time limit (default 60 + 3N x 3 ms)
@@ -55,7 +88,13 @@ function one(flag: string, value: string | undefined): number {
   return list[0] as number;
 }
 
-const SYSTEMS: readonly SystemName[] = ['coremachine', 'graphile-worker', 'ceiling'];
+const SYSTEMS: readonly SystemName[] = ['coremachine', 'graphile-worker', 'pg-boss', 'ceiling'];
+
+function integer(flag: string, value: string | undefined, min: number): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < min) throw new Error(`${flag} takes an integer >= ${min}, got "${String(value)}"`);
+  return parsed;
+}
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const options: BenchOptions = {
@@ -67,7 +106,16 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     jobConcurrency: 1,
     systems: [...SYSTEMS],
     fanInFromResults: false,
-    graphileLocalQueue: -1,
+    graphile: { concurrency: 2, localQueueSize: 500, completeJobBatchDelayMs: 250 },
+    pgBoss: { workers: 2, batchSize: 200 },
+    peerSweep: false,
+    peerSweepN: 1000,
+    instances: [],
+    poolPerInstance: undefined,
+    pgBouncer: 'both',
+    pgBouncerPoolSize: 20,
+    scaleOnly: false,
+    killEveryMs: 0,
     pgSettings: {},
     timeoutS: undefined,
     ceilingMaxS: 10,
@@ -109,8 +157,50 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       case '--fan-in':
         options.fanInFromResults = true;
         break;
-      case '--graphile-local-queue':
-        options.graphileLocalQueue = one(flag, value());
+      case '--graphile-concurrency':
+        options.graphile.concurrency = one(flag, value());
+        break;
+      case '--graphile-local-queue': {
+        const size = integer(flag, value(), 0);
+        options.graphile.localQueueSize = size === 0 ? -1 : size;
+        break;
+      }
+      case '--graphile-complete-delay':
+        options.graphile.completeJobBatchDelayMs = integer(flag, value(), -1);
+        break;
+      case '--pgboss-workers':
+        options.pgBoss.workers = one(flag, value());
+        break;
+      case '--pgboss-batch':
+        options.pgBoss.batchSize = one(flag, value());
+        break;
+      case '--peer-sweep':
+        options.peerSweep = true;
+        break;
+      case '--peer-sweep-n':
+        options.peerSweepN = one(flag, value());
+        break;
+      case '--instances':
+        options.instances = positiveInts(flag, value());
+        break;
+      case '--pool-per-instance':
+        options.poolPerInstance = one(flag, value());
+        break;
+      case '--via-pgbouncer':
+        options.pgBouncer = 'only';
+        break;
+      case '--no-pgbouncer':
+        options.pgBouncer = 'off';
+        break;
+      case '--kill-every-ms':
+        options.killEveryMs = integer(flag, value(), 0);
+        break;
+      case '--scale-only':
+        options.scaleOnly = true;
+        options.systems = [];
+        break;
+      case '--pgbouncer-pool-size':
+        options.pgBouncerPoolSize = one(flag, value());
         break;
       case '--sync-commit': {
         const setting = value();
@@ -149,6 +239,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     }
   }
   if (options.ns.length === 0) options.ns = [1000, 10_000];
+  if (options.scaleOnly && options.instances.length === 0) throw new Error('--scale-only needs --instances');
   if (!options.sweep && (options.workers.length > 1 || options.batch.length > 1)) {
     throw new Error('--workers and --batch take lists only with --sweep');
   }

@@ -2,6 +2,8 @@ import pg from 'pg';
 import { ceilingRun } from './ceiling-run';
 import { coreMachineRun } from './coremachine-run';
 import { graphileRun } from './graphile-run';
+import { pgBossRun } from './pgboss-run';
+import { scaleRun } from './scale-run';
 import type { ChildMessage, RunResult, RunSpec } from './protocol';
 import { backendCpu, cpuDeltaMs, otherActiveSessions, readServerCounters, waitForNoBackends } from './server';
 import { SqlCounter } from './sql-counter';
@@ -18,8 +20,12 @@ function systemFor(spec: RunSpec, counter: SqlCounter): SystemRun {
       return coreMachineRun(spec, counter);
     case 'graphile-worker':
       return graphileRun(spec, counter);
+    case 'pg-boss':
+      return pgBossRun(spec, counter);
     case 'ceiling':
       return ceilingRun(spec, counter);
+    case 'coremachine-scale':
+      return scaleRun(spec, counter);
   }
 }
 
@@ -77,6 +83,8 @@ async function measure(spec: RunSpec): Promise<RunResult> {
       otherActiveSessions: others,
       autoAnalyzedAfterMs: execution.autoAnalyzedAfterMs ?? null,
       notes: execution.notes ?? [],
+      ...(execution.scale ? { scale: execution.scale } : {}),
+      ...(execution.settings ? { settings: execution.settings } : {}),
     };
   } catch (error) {
     await system.stop().catch(() => undefined);

@@ -70,14 +70,22 @@ export function graphileRun(spec: RunSpec, counter: SqlCounter): SystemRun {
     async start() {
       pool = counter.createPool(spec.databaseUrl, spec.poolSize, 'cm-bench-graphile');
       utils = await makeWorkerUtils({ pgPool: pool, logger: silent });
+      const { concurrency, localQueueSize, completeJobBatchDelayMs } = spec.graphile;
+      // concurrency is a run() option; localQueue and the batch delays only exist in the preset.
       runner = await run({
         pgPool: pool,
-        concurrency: spec.workers,
+        concurrency,
         taskList,
         noHandleSignals: true,
         logger: silent,
         events,
-        ...(spec.graphileLocalQueue > 1 ? { preset: { worker: { localQueue: { size: spec.graphileLocalQueue }, completeJobBatchDelay: 0 } } } : {}),
+        preset: {
+          worker: {
+            ...(localQueueSize > 0 ? { localQueue: { size: localQueueSize } } : {}),
+            completeJobBatchDelay: completeJobBatchDelayMs,
+            failJobBatchDelay: completeJobBatchDelayMs,
+          },
+        },
       });
     },
 
@@ -98,7 +106,7 @@ export function graphileRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         const polls = await waitForEmptyQueue(spec, started);
         const elapsedMs = performance.now() - started;
         if (failures > 0) throw new Error(`${failures} graphile-worker jobs failed`);
-        return { elapsedMs, ...handovers(spec.stages, firstStart, lastCompletion), uncountedTransactions: polls };
+        return { elapsedMs, ...handovers(spec.stages, firstStart, lastCompletion), uncountedTransactions: polls, settings: { ...spec.graphile, pool: spec.poolSize } };
       } finally {
         clearTimeout(timer);
       }

@@ -1,7 +1,52 @@
 import type { StatementStat } from './sql-counter';
 
 /** What the orchestrator asks one child process to run, and what the child reports back. */
-export type SystemName = 'coremachine' | 'graphile-worker' | 'ceiling';
+export type SystemName = 'coremachine' | 'graphile-worker' | 'pg-boss' | 'ceiling' | 'coremachine-scale';
+
+/** graphile-worker 0.17 knobs swept by --peer-sweep (-1 = off, graphile-worker's own default). */
+export interface GraphileSettings {
+  concurrency: number;
+  localQueueSize: number;
+  completeJobBatchDelayMs: number;
+}
+
+/** pg-boss 10 knobs: `work()` registrations (v10 dropped teamSize/teamConcurrency) and their batchSize. */
+export interface PgBossSettings {
+  workers: number;
+  batchSize: number;
+}
+
+/** K engines on one shared in-process transport (--instances). */
+export interface ScaleSpec {
+  instances: number;
+  poolPerInstance: number;
+  viaPgBouncer: boolean;
+  /** Where the engines' pools connect: the database itself, or PgBouncer in front of it. */
+  connectUrl: string;
+  /** Terminate one engine backend every this many ms (0 = never). */
+  killEveryMs: number;
+  /** PgBouncer's admin console, to close its server connections to the bench database after the run. */
+  pgBouncerConsoleUrl?: string;
+}
+
+/** What a scale run measured besides throughput. */
+export interface ScaleMeasures {
+  instances: number;
+  poolPerInstance: number;
+  viaPgBouncer: boolean;
+  peakServerConnections: number;
+  lockWaitShare: number;
+  /** Top lock waits: lock type, relation and the waiting statement, by share of lock-wait samples. */
+  lockWaits: Array<{ what: string; share: number }>;
+  transientErrors: number;
+  /** Messages given back to the queue (abandoned) by any instance. */
+  redeliveries: number;
+  deadLetters: number;
+  failedTasks: number;
+  /** Backends terminated by --kill-every-ms. */
+  connectionsKilled: number;
+  jobStatus: string;
+}
 
 export interface RunSpec {
   system: SystemName;
@@ -17,8 +62,9 @@ export interface RunSpec {
   batchSize: number;
   jobConcurrency: number;
   fanInFromResults: boolean;
-  /** graphile-worker localQueue size (-1 = off, its default). */
-  graphileLocalQueue: number;
+  graphile: GraphileSettings;
+  pgBoss: PgBossSettings;
+  scale?: ScaleSpec;
   timeoutMs: number;
   /** The ceiling loop stops after this long even if 3N updates are not done. */
   ceilingMaxMs: number;
@@ -57,6 +103,9 @@ export interface RunResult {
   otherActiveSessions: number;
   autoAnalyzedAfterMs: number | null;
   notes: string[];
+  scale?: ScaleMeasures;
+  /** The peer's settings for this run (graphile-worker, pg-boss). */
+  settings?: Record<string, number>;
 }
 
 export type ChildMessage = { kind: 'result'; result: RunResult } | { kind: 'error'; message: string; stack?: string };

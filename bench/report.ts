@@ -1,4 +1,4 @@
-import type { RunResult, SystemName } from './protocol';
+import type { GraphileSettings, PgBossSettings, RunResult, SystemName } from './protocol';
 import { median, percentile, round, spread, type Spread } from './stats';
 
 /** Medians and ranges over runs, the markdown tables, and the one-line JSON summary. */
@@ -77,7 +77,13 @@ export function cell(s: Spread | undefined): string {
   return `${num(s.median)} (${num(s.min)}–${num(s.max)})`;
 }
 
-const LABELS: Record<SystemName, string> = { coremachine: 'CoreMachine', 'graphile-worker': 'graphile-worker', ceiling: 'ceiling (1-row UPDATE)' };
+const LABELS: Record<SystemName, string> = {
+  coremachine: 'CoreMachine',
+  'graphile-worker': 'graphile-worker',
+  'pg-boss': 'pg-boss',
+  ceiling: 'ceiling (1-row UPDATE)',
+  'coremachine-scale': 'CoreMachine x K instances',
+};
 
 const ROWS: Array<[string, (s: Summary) => Spread | undefined]> = [
   ['tasks/s (ceiling: updates/s)', (s) => s.operationsPerSecond],
@@ -103,8 +109,10 @@ export function markdownTable(n: number, summaries: readonly Summary[], runs: nu
   const header = `| N = ${n.toLocaleString('en-US')} (${runs} runs: median (min–max)) | ${summaries.map((s) => LABELS[s.system]).join(' | ')} |`;
   const rule = `|---|${summaries.map(() => '---:').join('|')}|`;
   const rows = ROWS.map(([label, pick]) => `| ${label} | ${summaries.map((s) => cell(pick(s))).join(' | ')} |`);
-  const lines = [header, rule, ...rows];
   const cm = summaries.find((s) => s.system === 'coremachine');
+  // Ratio of medians, in the table itself so a copied table carries it.
+  if (cm) rows.push(`| CoreMachine tasks/s ÷ this (medians) | ${summaries.map((s) => (s === cm ? '1' : num(cm.operationsPerSecond.median / s.operationsPerSecond.median))).join(' | ')} |`);
+  const lines = [header, rule, ...rows];
   const ratios = summaries
     .filter((s) => s.system !== 'coremachine')
     .map((s) => (cm ? `CoreMachine / ${LABELS[s.system]} = ${num(cm.operationsPerSecond.median / s.operationsPerSecond.median)}x` : ''))
@@ -143,18 +151,40 @@ export interface JsonSummary {
   transactionsPerTask: number;
   serverTransactionsPerTask: number;
   peakRssMb: number;
-  peers: { graphileWorker?: { tasksPerSecond: number; handoverP50Ms: number; statementsPerTask: number; transactionsPerTask: number } };
+  peers: { graphileWorker?: PeerJson<GraphileSettings>; pgBoss?: PeerJson<PgBossSettings> };
   ceiling?: { updatesPerSecond: number };
-  ratios: { vsGraphileWorker?: number; vsCeiling?: number };
+  ratios: { vsGraphileWorker?: number; vsCeiling?: number; vsPgBoss?: number };
 }
 
-export function jsonSummary(n: number, summaries: readonly Summary[]): JsonSummary | undefined {
+interface PeerJson<S> {
+  tasksPerSecond: number;
+  handoverP50Ms: number;
+  statementsPerTask: number;
+  transactionsPerTask: number;
+  settings: S & { swept: boolean };
+}
+
+export interface PeersUsed {
+  graphile: GraphileSettings;
+  pgBoss: PgBossSettings;
+  swept: { graphile: boolean; pgBoss: boolean };
+}
+
+export function jsonSummary(n: number, summaries: readonly Summary[], used: PeersUsed): JsonSummary | undefined {
   const find = (system: SystemName) => summaries.find((s) => s.system === system && s.n === n);
   const cm = find('coremachine');
   if (!cm) return undefined;
   const gw = find('graphile-worker');
+  const boss = find('pg-boss');
   const ceiling = find('ceiling');
   const r = (v: number) => round(v, digitsFor(v) + 1);
+  const peer = <S>(s: Summary, settings: S, swept: boolean): PeerJson<S> => ({
+    tasksPerSecond: r(s.operationsPerSecond.median),
+    handoverP50Ms: r(s.handoverP50Ms.median),
+    statementsPerTask: r(s.statementsPerTask.median),
+    transactionsPerTask: r(s.transactionsPerTask.median),
+    settings: { ...settings, swept },
+  });
   return {
     n,
     tasksPerSecond: r(cm.operationsPerSecond.median),
@@ -166,20 +196,15 @@ export function jsonSummary(n: number, summaries: readonly Summary[]): JsonSumma
     transactionsPerTask: r(cm.transactionsPerTask.median),
     serverTransactionsPerTask: r(cm.serverTransactionsPerTask.median),
     peakRssMb: r(cm.peakRssMb.median),
-    peers: gw
-      ? {
-          graphileWorker: {
-            tasksPerSecond: r(gw.operationsPerSecond.median),
-            handoverP50Ms: r(gw.handoverP50Ms.median),
-            statementsPerTask: r(gw.statementsPerTask.median),
-            transactionsPerTask: r(gw.transactionsPerTask.median),
-          },
-        }
-      : {},
+    peers: {
+      ...(gw ? { graphileWorker: peer(gw, used.graphile, used.swept.graphile) } : {}),
+      ...(boss ? { pgBoss: peer(boss, used.pgBoss, used.swept.pgBoss) } : {}),
+    },
     ...(ceiling ? { ceiling: { updatesPerSecond: r(ceiling.operationsPerSecond.median) } } : {}),
     ratios: {
       ...(gw ? { vsGraphileWorker: r(cm.operationsPerSecond.median / gw.operationsPerSecond.median) } : {}),
       ...(ceiling ? { vsCeiling: r(cm.operationsPerSecond.median / ceiling.operationsPerSecond.median) } : {}),
+      ...(boss ? { vsPgBoss: r(cm.operationsPerSecond.median / boss.operationsPerSecond.median) } : {}),
     },
   };
 }

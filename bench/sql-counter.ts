@@ -22,17 +22,52 @@ export interface SqlCounts {
 
 type AnyFunction = (...args: unknown[]) => unknown;
 
+export interface PoolOptions {
+  /**
+   * Send every named statement unnamed. PgBouncer 1.18 in transaction mode cannot track named
+   * prepared statements (the next transaction may land on a server connection that never saw
+   * the PREPARE); until the engine has its own switch, the bench strips names here.
+   */
+  stripStatementNames?: boolean;
+}
+
 export class SqlCounter {
+  /** Called with every error a pooled query or a connection attempt rejects with. */
+  onError: ((error: unknown) => void) | undefined;
   private statements = 0;
   private transactions = 0;
   private readonly byKey = new Map<string, StatementStat>();
 
   /** A pg.Pool whose clients report to this counter. */
-  createPool(connectionString: string, max: number, applicationName: string): pg.Pool {
+  createPool(connectionString: string, max: number, applicationName: string, options: PoolOptions = {}): pg.Pool {
     const pool = new pg.Pool({ connectionString, max, application_name: applicationName });
     pool.on('error', () => undefined);
-    pool.on('connect', (client) => this.instrument(client));
+    pool.on('connect', (client) => {
+      // A connection killed while checked out can emit 'error' more than once; unheard it would crash the run.
+      client.on('error', () => undefined);
+      this.instrument(client, options);
+    });
+    this.watchConnect(pool);
     return pool;
+  }
+
+  /** Refused or timed-out connection attempts never reach a client's query, so they are seen here. */
+  private watchConnect(pool: pg.Pool): void {
+    const target = pool as unknown as { connect: AnyFunction };
+    const original = target.connect.bind(pool);
+    target.connect = (...args: unknown[]): unknown => {
+      const callback = args[0];
+      if (typeof callback === 'function') {
+        return original((error: unknown, ...rest: unknown[]) => {
+          if (error) this.onError?.(error);
+          return (callback as AnyFunction)(error, ...rest);
+        });
+      }
+      return (original() as Promise<unknown>).catch((error: unknown) => {
+        this.onError?.(error);
+        throw error;
+      });
+    };
   }
 
   reset(): void {
@@ -46,12 +81,13 @@ export class SqlCounter {
     return { statements: this.statements, transactions: this.transactions, byStatement };
   }
 
-  private instrument(client: pg.PoolClient): void {
+  private instrument(client: pg.PoolClient, options: PoolOptions): void {
     const target = client as unknown as { query: AnyFunction };
     const original = target.query.bind(client);
     let inTransaction = false;
     target.query = (...args: unknown[]): unknown => {
       const key = statementKey(args[0]);
+      if (options.stripStatementNames) args[0] = unnamed(args[0]);
       const verb = key.split(' ', 1)[0]?.toUpperCase() ?? '';
       this.statements++;
       if (verb === 'BEGIN' || verb === 'START') {
@@ -74,16 +110,35 @@ export class SqlCounter {
         const callback = last as AnyFunction;
         args[args.length - 1] = (...callbackArgs: unknown[]) => {
           done();
+          if (callbackArgs[0]) this.onError?.(callbackArgs[0]);
           return callback(...callbackArgs);
         };
         return original(...args);
       }
       const result = original(...args);
-      if (result instanceof Promise) return result.finally(done);
+      if (result instanceof Promise) {
+        return (result as Promise<unknown>).then(
+          (value: unknown) => {
+            done();
+            return value;
+          },
+          (error: unknown) => {
+            done();
+            this.onError?.(error);
+            throw error;
+          },
+        );
+      }
       done();
       return result;
     };
   }
+}
+
+function unnamed(query: unknown): unknown {
+  if (!query || typeof query !== 'object' || !('name' in query)) return query;
+  const { name: _name, ...rest } = query as Record<string, unknown>;
+  return rest;
 }
 
 /** Named statements by their name; anything else by its first words, whitespace collapsed. */

@@ -1,3 +1,5 @@
+import type { ScaleMeasures } from './protocol';
+
 /** The shape each benchmarked system implements; the harness in child.ts times and counts it. */
 export interface Execution {
   elapsedMs: number;
@@ -13,6 +15,8 @@ export interface Execution {
   /** CoreMachine: when autovacuum analyzed the tasks table, ms after submit (null: not during the run). */
   autoAnalyzedAfterMs?: number | null;
   notes?: string[];
+  scale?: ScaleMeasures;
+  settings?: Record<string, number>;
 }
 
 export interface SystemRun {

@@ -1,0 +1,109 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { BenchOptions } from './args';
+import type { ChildMessage, GraphileSettings, PgBossSettings, RunResult, RunSpec, SystemName } from './protocol';
+import { createDatabase, dropDatabase, type BenchServer } from './server';
+import { round } from './stats';
+
+/** One run = a fresh database + a forked child process (child.ts); shared by every bench mode. */
+export const STAGES = 3;
+const SETUP_GRACE_MS = 60_000;
+
+export interface Active {
+  child?: ChildProcess;
+  database?: string;
+}
+export const active: Active = {};
+
+export function runTimeoutMs(options: BenchOptions, n: number): number {
+  return (options.timeoutS ?? 60 + (STAGES * n * 3) / 1000) * 1000;
+}
+
+export async function runOne(server: BenchServer, options: BenchOptions, spec: BaseSpec, prepare?: (databaseUrl: string) => Partial<RunSpec>): Promise<RunResult> {
+  const database = await createDatabase(server.adminUrl, spec.system.replace(/-/g, '_'), options.pgSettings);
+  active.database = database.name;
+  try {
+    const full: RunSpec = { ...spec, databaseUrl: database.url, databaseName: database.name, adminUrl: server.adminUrl, ...prepare?.(database.url) };
+    return await inChild(full);
+  } finally {
+    await dropDatabase(server.adminUrl, database.name);
+    active.database = undefined;
+  }
+}
+
+function inChild(spec: RunSpec): Promise<RunResult> {
+  return new Promise<RunResult>((resolve, reject) => {
+    const child = fork(path.join(__dirname, 'child.js'), [], { stdio: ['ignore', 2, 2, 'ipc'] });
+    active.child = child;
+    let settled = false;
+    const finish = (error: Error | undefined, result?: RunResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      active.child = undefined;
+      if (error) reject(error);
+      else if (result) resolve(result);
+    };
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      finish(new Error(`${spec.system} N=${spec.n} run ${spec.run} exceeded ${spec.timeoutMs + SETUP_GRACE_MS} ms; killed`));
+    }, spec.timeoutMs + SETUP_GRACE_MS);
+    child.once('message', (raw) => {
+      const message = raw as ChildMessage;
+      if (message.kind === 'result') finish(undefined, message.result);
+      else finish(new Error(`${spec.system} N=${spec.n} run ${spec.run}: ${message.message}\n${message.stack ?? ''}`));
+    });
+    child.once('exit', (code, signal) => finish(new Error(`${spec.system} child exited (${String(code ?? signal)}) without a result`)));
+    child.once('error', (error) => finish(error));
+    child.send(spec);
+  });
+}
+
+/** Settings of the peers for one run: the flags' values, or what --peer-sweep found best. */
+export interface PeerSettings {
+  graphile: GraphileSettings;
+  pgBoss: PgBossSettings;
+}
+
+export type BaseSpec = Omit<RunSpec, 'databaseUrl' | 'databaseName' | 'adminUrl'>;
+
+/**
+ * Each system gets the pool it needs at its own setting (`--pool` overrides all): CoreMachine
+ * and the ceiling workers + 2, graphile-worker its concurrency + 2, pg-boss its workers + 2.
+ */
+export function baseSpec(options: BenchOptions, system: SystemName, n: number, run: number, workers: number, batch: number, peers: PeerSettings = options): BaseSpec {
+  const poolFor = system === 'graphile-worker' ? peers.graphile.concurrency + 2 : system === 'pg-boss' ? peers.pgBoss.workers + 2 : workers + 2;
+  return {
+    system,
+    n,
+    stages: STAGES,
+    run,
+    workers,
+    poolSize: options.pool ?? poolFor,
+    batchSize: batch,
+    jobConcurrency: options.jobConcurrency,
+    fanInFromResults: options.fanInFromResults,
+    graphile: peers.graphile,
+    pgBoss: peers.pgBoss,
+    timeoutMs: runTimeoutMs(options, n),
+    ceilingMaxMs: options.ceilingMaxS * 1000,
+    pollMs: options.pollMs,
+  };
+}
+
+function claimMs(r: RunResult): number {
+  const claim = r.byStatement.find((s) => s.key === 'cm_claim_tasks');
+  return claim ? claim.totalMs / claim.calls : Number.NaN;
+}
+
+export function describeRun(r: RunResult): string {
+  const analyzed = r.autoAnalyzedAfterMs === null ? 'not auto-analyzed' : `tasks auto-analyzed at +${round(r.autoAnalyzedAfterMs / 1000, 1)} s`;
+  const extra =
+    r.system === 'coremachine'
+      ? `, stage create ${round(Math.max(...r.stageCreateMs), 0)} ms max, hand-overs ${r.handoverMs.map((h) => round(h, 1)).join('/')} ms, claim ${round(claimMs(r), 1)} ms avg, pg CPU ${round((r.postgresCpuMs ?? Number.NaN) / r.operations, 3)} ms/task, ${analyzed}`
+      : '';
+  const settings = r.settings ? ` [${Object.entries(r.settings).map(([k, v]) => `${k} ${v}`).join(', ')}]` : '';
+  const partial = r.operations < r.n * STAGES ? ` (${r.operations} of ${r.n * STAGES} done${r.system === 'ceiling' ? ': time cap' : ''})` : '';
+  return `  ${r.system} N=${r.n} run ${r.run}: ${round(r.operationsPerSecond, 0)}/s in ${round(r.elapsedMs, 0)} ms${partial}${extra}, ${round(r.statements / r.operations, 2)} stmts/task, peak RSS ${round(r.peakRssMb, 0)} MB${settings}`;
+}
+
