@@ -1,10 +1,6 @@
-import { exampleJobs } from '../../jobs';
 import { loadConfig, type CoreMachineConfig } from '../../core/config';
 import { createLogger } from '../../core/logger';
-import { Registry } from '../../core/registry';
-import { runDb } from './db';
-import { runDemo } from './demo';
-import { runDev } from './dev';
+import type { Registry } from '../../core/registry';
 import { processIo, UsageError, type CliIo } from './io';
 import { LOCAL_COMMANDS, localUsage, parseLocalArgs, type LocalArgs, type LocalCommandName } from './local-args';
 import { REMOTE_COMMANDS, REMOTE_OPTIONS_USAGE, REMOTE_USAGE, runRemote, usageLine } from './remote';
@@ -70,13 +66,18 @@ async function runLocal(command: LocalCommandName, rest: string[], io: CliIo, op
   try {
     config = loadConfig(io.env);
     const quietLevel = io.env.LOG_LEVEL ? config.logLevel : 'warn';
-    const registry = options.registry ?? new Registry().register(...exampleJobs);
+    // Loaded on demand: the engine, the Azure SDKs and Application Insights take seconds to load,
+    // which `--help`, a usage error or a remote command should not pay.
+    // (require, not import(): this is CommonJS, and jest's transform resolves require the same way.)
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const registry = options.registry ?? (require('./example-registry') as typeof import('./example-registry')).exampleRegistry();
     const ready = config;
     return await withShutdownSignal((signal) => {
-      if (command === 'demo') return runDemo(ready, registry, createLogger(quietLevel), args, io, signal);
-      if (command === 'dev') return runDev(ready, registry, createLogger(ready.logLevel), args, io, signal);
-      return runDb(args.positionals[0], ready, createLogger(quietLevel), io);
+      if (command === 'demo') return (require('./demo') as typeof import('./demo')).runDemo(ready, registry, createLogger(quietLevel), args, io, signal);
+      if (command === 'dev') return (require('./dev') as typeof import('./dev')).runDev(ready, registry, createLogger(ready.logLevel), args, io, signal);
+      return (require('./db') as typeof import('./db')).runDb(args.positionals[0], ready, createLogger(quietLevel), io);
     });
+    /* eslint-enable @typescript-eslint/no-require-imports */
   } catch (error) {
     if (error instanceof UsageError) return usageError(error);
     io.err(`${describeStartupError(error, config)}\n`);
