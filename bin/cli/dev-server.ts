@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { HttpRequest, HttpResponse, InvocationContext } from '@azure/functions';
+import { CoreMachineError } from '../../core/errors';
 import type { Logger } from '../../core/logger';
 import type { LocalRuntime } from '../../core/local-runtime';
 import { setAppContext } from '../../functions/app-context';
@@ -25,6 +26,11 @@ export interface DevServerOptions {
   extraRoutes?: HttpRoute[];
   /** Body limit; the Functions routes' 256 KB unless a test wants it smaller. */
   maxBodyBytes?: number;
+}
+
+/** The port is taken, the address is not this machine's, or binding is not allowed. */
+export class DevServerListenError extends CoreMachineError {
+  override readonly type = 'DevServerListenError';
 }
 
 export interface DevServer {
@@ -60,9 +66,10 @@ export async function startDevServer(runtime: LocalRuntime, logger: Logger, opti
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (error: Error) => reject(new DevServerListenError(`cannot listen on ${options.host}:${options.port}: ${error.message}; is something else using it? choose another --port or --host`, { cause: error }));
+    server.once('error', failed);
     server.listen(options.port, options.host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve();
     });
   });
