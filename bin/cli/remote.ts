@@ -39,8 +39,12 @@ export async function runRemote(command: string, args: readonly string[], io: Cl
   try {
     return await dispatch(command, args, io);
   } catch (error) {
+    const [synopsis, meaning] = USAGE_LINES[(CONTROL_ACTIONS as readonly string[]).includes(command) ? 'cancel' : command] ?? [command, ''];
+    if (error instanceof HelpRequested) {
+      io.out(`usage: coremachine ${synopsis}\n  ${meaning}\n${REMOTE_OPTIONS_USAGE}\n`);
+      return 0;
+    }
     if (error instanceof UsageError) {
-      const [synopsis] = USAGE_LINES[(CONTROL_ACTIONS as readonly string[]).includes(command) ? 'cancel' : command] ?? [command];
       io.err(`coremachine ${command}: ${error.message}\nusage: coremachine ${synopsis}\n${REMOTE_OPTIONS_USAGE}\n`);
       return 2;
     }
@@ -52,6 +56,9 @@ export async function runRemote(command: string, args: readonly string[], io: Cl
   }
 }
 
+/** --help anywhere on the line: the command's usage on stdout, exit 0, nothing sent. */
+class HelpRequested extends Error {}
+
 interface Parsed {
   values: Values;
   positionals: string[];
@@ -61,13 +68,14 @@ interface Parsed {
 
 /** Strict: an unknown flag or a missing argument is a usage error, never silently ignored. */
 export function parse(args: readonly string[], options: OptionSpec, positionalNames: readonly string[]): Parsed {
-  const config: ParseArgsConfig = { args: [...args], options: { url: { type: 'string' }, key: { type: 'string' }, ...options }, strict: true, allowPositionals: true };
+  const config: ParseArgsConfig = { args: [...args], options: { url: { type: 'string' }, key: { type: 'string' }, help: { type: 'boolean', short: 'h' }, ...options }, strict: true, allowPositionals: true };
   let parsed: { values: Values; positionals: string[] };
   try {
     parsed = parseArgs(config);
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
+  if (parsed.values.help === true) throw new HelpRequested();
   if (parsed.positionals.length !== positionalNames.length) {
     const expected = positionalNames.length === 0 ? 'no arguments' : positionalNames.map((name) => `<${name}>`).join(' ');
     throw new UsageError(`expected ${expected}, got ${parsed.positionals.length === 0 ? 'none' : parsed.positionals.map((p) => JSON.stringify(p)).join(' ')}`);

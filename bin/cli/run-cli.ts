@@ -1,40 +1,36 @@
-import { exampleJobs, exampleSchedules } from '../../jobs';
-import { loadConfig } from '../../core/config';
-import { createPool, poolOptions } from '../../core/db/pool';
-import { databasePoolOptions } from '../../core/db/entra-token';
-import { migrate, schemaStatus } from '../../core/db/migrator';
-import { startEmbeddedPostgres } from '../../core/db/embedded';
+import { loadConfig, type CoreMachineConfig } from '../../core/config';
 import { createLogger } from '../../core/logger';
-import { Registry } from '../../core/registry';
-import { runDemo } from './demo';
-import { runDev } from './dev';
-import { processIo, type CliIo } from './io';
+import type { Registry } from '../../core/registry';
+import { processIo, UsageError, type CliIo } from './io';
+import { LOCAL_COMMANDS, localUsage, parseLocalArgs, type LocalArgs, type LocalCommandName } from './local-args';
 import { REMOTE_COMMANDS, REMOTE_OPTIONS_USAGE, REMOTE_USAGE, runRemote, usageLine } from './remote';
+import { withShutdownSignal } from './shutdown';
+import { describeStartupError } from './startup-errors';
 
 const USAGE = [
-  'usage: coremachine <command>',
-  usageLine('demo [--job hello_world|word_frequencies] [--n N]', 'run an example job end to end'),
-  usageLine('dev [--port 7071] [--host 127.0.0.1]', 'serve the HTTP API + dashboard with local workers'),
-  usageLine('db migrate', 'apply pending schema migrations'),
-  usageLine('db status', 'show schema version'),
+  'usage: coremachine <command> [--help]',
+  ...Object.values(LOCAL_COMMANDS).map(({ synopsis, meaning }) => usageLine(synopsis, meaning)),
   'over HTTP, against "coremachine dev" or the Functions app:',
   ...REMOTE_USAGE,
   REMOTE_OPTIONS_USAGE,
-  'exit codes: 0 success · 1 the API refused, or a watched job did not end COMPLETED · 2 usage error',
+  'exit codes: 0 success · 1 failure (the API refused, a job did not end COMPLETED, the database could not be reached) · 2 usage error',
 ].join('\n');
 
+export interface CliOptions {
+  /** The job types local commands run; the shipped examples unless a test brings its own. */
+  registry?: Registry;
+}
+
 /** The whole CLI; io carries stdout, stderr and the environment so tests can run it in-process. */
-export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
+export async function runCli(argv: string[], io: CliIo = processIo(), options: CliOptions = {}): Promise<number> {
   const [command, ...rest] = argv;
   if (command !== undefined && REMOTE_COMMANDS.includes(command)) return runRemote(command, rest, io);
+  if (command !== undefined && command in LOCAL_COMMANDS) return runLocal(command as LocalCommandName, rest, io, options);
   switch (command) {
-    case 'demo':
-    case 'dev':
-    case 'db':
-      return runLocal(command, rest, io);
     case undefined:
     case 'help':
     case '--help':
+    case '-h':
       // Asked for help: stdout, success. No command at all: a usage error.
       if (command) io.out(`${USAGE}\n`);
       else io.err(`${USAGE}\n`);
@@ -45,34 +41,46 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   }
 }
 
-/** Commands that run the engine in this process: only they need the configuration and a registry. */
-async function runLocal(command: 'demo' | 'dev' | 'db', rest: string[], io: CliIo): Promise<number> {
-  const config = loadConfig();
-  const logger = createLogger(process.env.LOG_LEVEL ? config.logLevel : 'warn');
-  const registry = new Registry().register(...exampleJobs).registerSchedule(...exampleSchedules);
-  if (command === 'demo') return runDemo(config, registry, logger, rest);
-  if (command === 'dev') return runDev(config, registry, createLogger(config.logLevel), rest);
-  return runDb(rest[0], config, logger, io);
-}
-
-async function runDb(sub: string | undefined, config: ReturnType<typeof loadConfig>, logger: ReturnType<typeof createLogger>, io: CliIo): Promise<number> {
-  if (sub !== 'migrate' && sub !== 'status') {
-    io.err(`usage: coremachine db migrate|status\n`);
+/**
+ * Commands that run the engine in this process. Every failure is one line on stderr and exit 1
+ * (2 for a wrong invocation); whatever was started (workers, embedded PostgreSQL) is stopped by
+ * the command before this returns.
+ */
+async function runLocal(command: LocalCommandName, rest: string[], io: CliIo, options: CliOptions): Promise<number> {
+  const usageError = (error: UsageError) => {
+    io.err(`coremachine ${command}: ${error.message}\n${localUsage(command)}\n`);
     return 2;
-  }
-  const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
-  const pool = createPool(config.databaseUrl ?? embedded?.connectionString ?? '', { ...poolOptions(config, embedded ? {} : databasePoolOptions(config)), max: 2 });
+  };
+  let args: LocalArgs;
   try {
-    if (sub === 'migrate') {
-      const { from, to } = await migrate(pool);
-      io.out(from === to ? `schema is up to date at version ${to}\n` : `schema migrated from version ${from} to ${to}\n`);
-      return 0;
-    }
-    const status = await schemaStatus(pool);
-    io.out(`database schema version ${status.databaseVersion}, this CoreMachine expects ${status.expectedVersion}${status.upToDate ? ' (up to date)' : ' (run "coremachine db migrate")'}\n`);
-    return status.upToDate ? 0 : 1;
-  } finally {
-    await pool.end();
-    await embedded?.stop();
+    args = parseLocalArgs(command, rest);
+  } catch (error) {
+    if (error instanceof UsageError) return usageError(error);
+    throw error;
+  }
+  if (args.values.help === true) {
+    io.out(`${localUsage(command)}\n`);
+    return 0;
+  }
+  let config: CoreMachineConfig | undefined;
+  try {
+    config = loadConfig(io.env);
+    const quietLevel = io.env.LOG_LEVEL ? config.logLevel : 'warn';
+    // Loaded on demand: the engine, the Azure SDKs and Application Insights take seconds to load,
+    // which `--help`, a usage error or a remote command should not pay.
+    // (require, not import(): this is CommonJS, and jest's transform resolves require the same way.)
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const registry = options.registry ?? (require('./example-registry') as typeof import('./example-registry')).exampleRegistry();
+    const ready = config;
+    return await withShutdownSignal((signal) => {
+      if (command === 'demo') return (require('./demo') as typeof import('./demo')).runDemo(ready, registry, createLogger(quietLevel), args, io, signal);
+      if (command === 'dev') return (require('./dev') as typeof import('./dev')).runDev(ready, registry, createLogger(ready.logLevel), args, io, signal);
+      return (require('./db') as typeof import('./db')).runDb(args.positionals[0], ready, createLogger(quietLevel), io);
+    });
+    /* eslint-enable @typescript-eslint/no-require-imports */
+  } catch (error) {
+    if (error instanceof UsageError) return usageError(error);
+    io.err(`${describeStartupError(error, config)}\n`);
+    return 1;
   }
 }

@@ -1,7 +1,7 @@
 import { ApiError, type ApiClient, type JobJson } from './api-client';
 import { formatDuration } from './format';
 import type { CliIo } from './io';
-import { ProgressDisplay, renderStages } from './progress';
+import { ProgressDisplay, progressMilestone, renderStages } from './progress';
 
 /** PAUSED is not here: a paused job is waiting for an operator, and resume continues the watch. */
 const ENDED = ['COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELLED'];
@@ -24,7 +24,7 @@ export async function watchJob(client: ApiClient, jobId: string, io: CliIo): Pro
       await sleep(interval);
       continue;
     }
-    display.show(renderStages(job));
+    display.show(renderStages(job), progressMilestone(job));
     if (ENDED.includes(job.status)) {
       printOutcome(job, io);
       return job.status === 'COMPLETED' ? 0 : 1;

@@ -1,0 +1,89 @@
+import { parseArgs } from 'node:util';
+import { UsageError } from './io';
+
+type Options = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+interface LocalCommand {
+  synopsis: string;
+  meaning: string;
+  options: Options;
+  positionals: readonly string[];
+  help: readonly string[];
+}
+
+const HELP = { help: { type: 'boolean', short: 'h' } } as const;
+
+/** The commands that run the engine in this process; each refuses flags it does not know. */
+export const LOCAL_COMMANDS = {
+  demo: {
+    synopsis: 'demo [--job T] [--n N | --params JSON | --file F] [--no-migrate]',
+    meaning: 'run an example job end to end',
+    options: { ...HELP, job: { type: 'string' }, n: { type: 'string' }, params: { type: 'string' }, file: { type: 'string' }, 'no-migrate': { type: 'boolean' } },
+    positionals: [],
+    help: [
+      '--job T         job type to run (default hello_world)',
+      '--n N           hello_world shorthand for --params \'{"n":N}\' (default 100)',
+      '--params JSON   the job parameters as JSON, e.g. --params \'{"n":5}\'',
+      '--file F        the job parameters from a JSON file',
+      '--no-migrate    do not apply pending migrations to DATABASE_URL (refuse a mismatched schema instead)',
+      'without DATABASE_URL it runs on an embedded PostgreSQL in COREMACHINE_DATA_DIR (default .coremachine)',
+      'exit code 0 only when the job ends COMPLETED',
+    ],
+  },
+  dev: {
+    synopsis: 'dev [--port 7071] [--host 127.0.0.1] [--no-migrate]',
+    meaning: 'serve the HTTP API + dashboard with local workers',
+    options: { ...HELP, port: { type: 'string' }, host: { type: 'string' }, 'no-migrate': { type: 'boolean' } },
+    positionals: [],
+    help: [
+      '--port N        port to listen on (default $PORT or 7071)',
+      '--host H        address to bind (default 127.0.0.1). Only loopback Host names are served unless',
+      '                you bind elsewhere on purpose (e.g. --host 0.0.0.0: any Host, with a warning)',
+      '--no-migrate    do not apply pending migrations on start (refuse a mismatched schema instead)',
+      'COREMACHINE_FUNCTION_KEY, when set, is required on every route but health (x-functions-key or ?code=)',
+    ],
+  },
+  db: {
+    synopsis: 'db migrate|status',
+    meaning: 'apply pending schema migrations | show schema version',
+    options: { ...HELP },
+    positionals: ['migrate|status'],
+    help: ['migrate   apply pending migrations (safe to run from several processes at once)', 'status    the schema version of the database vs the one this CoreMachine needs'],
+  },
+} satisfies Record<string, LocalCommand>;
+
+export type LocalCommandName = keyof typeof LOCAL_COMMANDS;
+
+export function localUsage(command: LocalCommandName): string {
+  const spec: LocalCommand = LOCAL_COMMANDS[command];
+  return [`usage: coremachine ${spec.synopsis}`, `  ${spec.meaning}`, ...spec.help.map((line) => `  ${line}`)].join('\n');
+}
+
+export interface LocalArgs {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+/** Strict parsing: an unknown flag, a missing value or a stray argument is a UsageError (exit 2). */
+export function parseLocalArgs(command: LocalCommandName, args: readonly string[]): LocalArgs {
+  const spec: LocalCommand = LOCAL_COMMANDS[command];
+  let parsed: { values: Record<string, string | boolean | Array<string | boolean> | undefined>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: [...args], options: spec.options, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const values: LocalArgs['values'] = {};
+  for (const [key, value] of Object.entries(parsed.values)) values[key] = Array.isArray(value) ? value[value.length - 1] : value;
+  if (values.help !== true && parsed.positionals.length !== spec.positionals.length) {
+    throw new UsageError(`unexpected arguments: ${parsed.positionals.map((p) => JSON.stringify(p)).join(' ') || 'none given'}`);
+  }
+  return { values, positionals: parsed.positionals };
+}
+
+/** An integer port 0–65535 (0: any free port), or a UsageError naming where it came from. */
+export function parsePort(text: string, where: string): number {
+  const port = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(port >= 0 && port <= 65535)) throw new UsageError(`${where} must be a port number 0–65535, got ${JSON.stringify(text)}`);
+  return port;
+}
