@@ -95,7 +95,10 @@ export async function readJsonBody(request: HttpRequest): Promise<unknown> {
   // Valid JSON can still hold what no column can store ("\u0000", "\ud800"), or nest deep enough
   // to overflow recursive code downstream: refuse it here, keys included, naming where.
   const issues = findUnsafeJson(body);
-  if (issues.length > 0) throw new ValidationError(`request body cannot be stored: ${issues.map((issue) => `${issue.message} at ${JSON.stringify(issue.path)}`).join('; ')}`, issues);
+  if (issues.length > 0) {
+    const where = (path: Array<string | number>) => (path.length === 0 ? 'the body itself' : path.map((key) => JSON.stringify(key)).join(' → '));
+    throw new ValidationError(`request body cannot be stored: ${issues.map((issue) => `${issue.message} (at ${where(issue.path)})`).join('; ')}`, issues);
+  }
   return body;
 }
 
