@@ -27,6 +27,17 @@ export class PayloadTooLargeError extends CoreMachineError {
 /** How long a client should wait before retrying when the database is unavailable for now. */
 export const RETRY_AFTER_SECONDS = 5;
 
+// Service Bus error codes that mean "busy or unreachable now", not "this request is wrong".
+const TRANSIENT_SERVICE_BUS_CODES = new Set(['ServiceBusy', 'ServiceTimeout', 'ServiceCommunicationProblem']);
+
+/** A Service Bus send that failed because the service is busy or unreachable (anywhere in the cause chain). */
+function isTransientTransportError(error: unknown, depth = 0): boolean {
+  if (depth > 5 || error === null || typeof error !== 'object') return false;
+  const { name, code, cause } = error as { name?: unknown; code?: unknown; cause?: unknown };
+  if (name === 'ServiceBusError' && typeof code === 'string' && TRANSIENT_SERVICE_BUS_CODES.has(code)) return true;
+  return isTransientTransportError(cause, depth + 1);
+}
+
 /** The status a client error earns, or undefined when the fault is the server's. */
 function clientStatusFor(error: unknown): number | undefined {
   if (error instanceof ValidationError) return 400;
@@ -39,15 +50,16 @@ function clientStatusFor(error: unknown): number | undefined {
 
 /**
  * Every error becomes `{error:{type, message, ...}}` with a status that says whose fault it was.
- * A client error echoes its message (and zod issues). A database that is unreachable for now is a
- * 503 with Retry-After. Anything else is a bug: logged at error with its whole cause chain and
+ * A client error echoes its message (and zod issues). A database or message queue that is
+ * unreachable for now is a 503 with Retry-After. Anything else is a bug: logged at error with its whole cause chain and
  * stack, and answered with a generic message, so no driver or internal detail leaves the server.
  */
 export function errorResponse(error: unknown, context: InvocationContext): HttpResponseInit {
   const clientStatus = clientStatusFor(error);
   if (clientStatus !== undefined) return { status: clientStatus, jsonBody: { error: errorToShape(error) } };
 
-  const transient = isTransientDatabaseError(error);
+  const unavailable = isTransientDatabaseError(error) ? 'the database' : isTransientTransportError(error) ? 'the message queue' : undefined;
+  const transient = unavailable !== undefined;
   context.error(
     JSON.stringify({
       event: transient ? 'coremachine.http.unavailable' : 'coremachine.http.error',
@@ -61,7 +73,7 @@ export function errorResponse(error: unknown, context: InvocationContext): HttpR
     return {
       status: 503,
       headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
-      jsonBody: { error: { type: 'Unavailable', message: `the database is unavailable for now: retry in ${RETRY_AFTER_SECONDS} seconds` } },
+      jsonBody: { error: { type: 'Unavailable', message: `${unavailable} is unavailable for now: retry in ${RETRY_AFTER_SECONDS} seconds` } },
     };
   }
   return {

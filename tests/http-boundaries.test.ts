@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { ServiceBusError } from '@azure/service-bus';
 import { z } from 'zod';
 import { createPool } from '../core/db/pool';
 import { CoreMachine } from '../core/engine/core-machine';
@@ -6,6 +7,7 @@ import { MAX_RETRY_DELAY_MS } from '../core/engine/remote-workers';
 import { createLogger } from '../core/logger';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
+import type { Transport } from '../core/transport/transport';
 import { setAppContext, setTransportFactory } from '../functions/app-context';
 import { controlJobHandler, listDeadLettersHandler, listEventsHandler } from '../functions/http-control';
 import { healthHandler } from '../functions/http-health';
@@ -359,6 +361,27 @@ test('connections cut under a running app (killed mid-session, then refused) giv
   } finally {
     await pool.end();
   }
+});
+
+test('a message queue that is busy is a 503 with Retry-After; the job was committed, so the retry finds it', async () => {
+  // The same in-process queues, except that Service Bus answers every job message "busy".
+  const busy = Object.assign(Object.create(transport) as Transport, {
+    sendJobMessages: () => Promise.reject(new ServiceBusError('the service is busy, try again later', 'ServiceBusy')),
+  });
+  const busyMachine = await CoreMachine.create({ pool: db.pool, registry: new Registry().register(...exampleJobs), transport: busy, logger: createLogger('silent') });
+  useApp(db.pool, busyMachine);
+  const submit = () => call(submitJobHandler, 'POST', 'jobs/hello_world', { body: '{"n":7}', params: { jobType: 'hello_world' } });
+  const reply = await submit();
+  expect(reply.status).toBe(503);
+  expect(reply.headers.get('retry-after')).toBe('5');
+  expect(reply.body).toEqual({ error: { type: 'Unavailable', message: 'the message queue is unavailable for now: retry in 5 seconds' } });
+  expect(invocationLogs.some((line) => line.startsWith('error') && line.includes('ServiceBusError'))).toBe(true);
+  // The job and its message intent were committed before the send: the janitor resends it, and a
+  // client that retries gets the same job back.
+  useApp();
+  const again = await submit();
+  expect(again.status).toBe(200);
+  await machine.cancelJob((again.body as { jobId: string }).jobId);
 });
 
 test('a real server fault (the schema dropped under a running app) is a generic 500, logged at error with the driver error and stack', async () => {
