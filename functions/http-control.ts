@@ -1,11 +1,12 @@
 import type { HttpRoute } from './http-route';
-import { ValidationError } from '../core/errors';
 import type { CoreMachine } from '../core/engine/core-machine';
 import type { JobView } from '../models';
+import { ControlParams, JobIdParams, ListDeadLettersQuery, ListEventsQuery } from '../models/api';
 import { getAppContext } from './app-context';
 import { withErrors, type Handler } from './http-errors';
+import { parseParams, parseQuery } from './http-input';
 
-const ACTIONS: Record<string, (machine: CoreMachine, jobId: string) => Promise<JobView>> = {
+const ACTIONS: Record<ControlParams['action'], (machine: CoreMachine, jobId: string) => Promise<JobView>> = {
   cancel: (machine, jobId) => machine.cancelJob(jobId),
   pause: (machine, jobId) => machine.pauseJob(jobId),
   resume: (machine, jobId) => machine.resumeJob(jobId),
@@ -14,10 +15,9 @@ const ACTIONS: Record<string, (machine: CoreMachine, jobId: string) => Promise<J
 
 /** POST jobs/{jobId}/{action}: 200 + job; 409 when the job's status does not allow it. */
 export const controlJobHandler: Handler = withErrors(async (request) => {
-  const action = ACTIONS[request.params.action ?? ''];
-  if (!action) throw new ValidationError(`unknown action "${request.params.action}": use cancel, pause, resume or retry`, [{ path: ['action'], message: 'unknown action' }]);
+  const { jobId, action } = parseParams(request, ControlParams);
   const { machine } = await getAppContext();
-  return { status: 200, jsonBody: await action(machine, request.params.jobId ?? '') };
+  return { status: 200, jsonBody: await ACTIONS[action](machine, jobId) };
 });
 
 /**
@@ -25,22 +25,17 @@ export const controlJobHandler: Handler = withErrors(async (request) => {
  * its stages and tasks. order=desc reads from the newest end (the dashboard); zod validates it all.
  */
 export const listEventsHandler: Handler = withErrors(async (request) => {
+  const { jobId } = parseParams(request, JobIdParams);
+  const query = parseQuery(request, ListEventsQuery, 'event list query');
   const { machine } = await getAppContext();
-  const query: Record<string, string> = {};
-  for (const key of ['afterId', 'beforeId', 'order', 'limit']) {
-    const value = request.query.get(key);
-    if (value !== null && value !== '') query[key] = value;
-  }
-  return { status: 200, jsonBody: { events: await machine.listEvents(request.params.jobId ?? '', query) } };
+  return { status: 200, jsonBody: { events: await machine.listEvents(jobId, query) } };
 });
 
 /** GET dead-letters?jobId=&beforeId=&limit=: messages no consumer could use, newest first. */
 export const listDeadLettersHandler: Handler = withErrors(async (request) => {
+  const { jobId, beforeId, limit } = parseQuery(request, ListDeadLettersQuery, 'dead-letter list query');
   const { machine } = await getAppContext();
-  const jobId = request.query.get('jobId') ?? undefined;
-  const beforeId = request.query.get('beforeId');
-  const limit = Number(request.query.get('limit') ?? 100);
-  const deadLetters = await machine.listDeadLetters({ ...(jobId ? { jobId } : {}), ...(beforeId ? { beforeId: Number(beforeId) } : {}), limit });
+  const deadLetters = await machine.listDeadLetters({ ...(jobId === undefined ? {} : { jobId }), ...(beforeId === undefined ? {} : { beforeId }), limit });
   return { status: 200, jsonBody: { deadLetters } };
 });
 

@@ -1,4 +1,5 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import { isTransientDatabaseError } from '../core/db/transient-errors';
 import {
   CoreMachineError,
   errorToShape,
@@ -10,6 +11,8 @@ import {
   UnknownJobTypeError,
   ValidationError,
 } from '../core/errors';
+import { findUnsafeJson } from '../models/http-input';
+import { assertSafeRequestText } from './http-input';
 
 /** Matches the Service Bus message limit the design is built around; parameters live in Postgres. */
 export const MAX_BODY_BYTES = 256 * 1024;
@@ -22,27 +25,63 @@ export class PayloadTooLargeError extends CoreMachineError {
   }
 }
 
-function statusFor(error: unknown): number {
+/** How long a client should wait before retrying when the database is unavailable for now. */
+export const RETRY_AFTER_SECONDS = 5;
+
+// Service Bus error codes that mean "busy or unreachable now", not "this request is wrong".
+const TRANSIENT_SERVICE_BUS_CODES = new Set(['ServiceBusy', 'ServiceTimeout', 'ServiceCommunicationProblem']);
+
+/** A Service Bus send that failed because the service is busy or unreachable (anywhere in the cause chain). */
+function isTransientTransportError(error: unknown, depth = 0): boolean {
+  if (depth > 5 || error === null || typeof error !== 'object') return false;
+  const { name, code, cause } = error as { name?: unknown; code?: unknown; cause?: unknown };
+  if (name === 'ServiceBusError' && typeof code === 'string' && TRANSIENT_SERVICE_BUS_CODES.has(code)) return true;
+  return isTransientTransportError(cause, depth + 1);
+}
+
+/** The status a client error earns, or undefined when the fault is the server's. */
+function clientStatusFor(error: unknown): number | undefined {
   if (error instanceof ValidationError) return 400;
   if (error instanceof UnknownJobTypeError || error instanceof JobNotFoundError || error instanceof TaskNotFoundError) return 404;
   if (error instanceof ScheduleNotFoundError) return 404;
   if (error instanceof InvalidTransitionError || error instanceof LeaseLostError) return 409;
   if (error instanceof CoreMachineError && error.type === 'Unauthorized') return 401;
   if (error instanceof PayloadTooLargeError) return 413;
-  return 500;
+  return undefined;
 }
 
 /**
  * Every error becomes `{error:{type, message, ...}}` with a status that says whose fault it was.
- * Server errors are logged with the invocation so the response and the log can be matched up.
+ * A client error echoes its message (and zod issues). A database or message queue that is
+ * unreachable for now is a 503 with Retry-After. Anything else is a bug: logged at error with its whole cause chain and
+ * stack, and answered with a generic message, so no driver or internal detail leaves the server.
  */
 export function errorResponse(error: unknown, context: InvocationContext): HttpResponseInit {
-  const status = statusFor(error);
-  const shape = errorToShape(error);
-  if (status >= 500) {
-    context.error(JSON.stringify({ event: 'coremachine.http.error', invocationId: context.invocationId, function: context.functionName, error: shape }));
+  const clientStatus = clientStatusFor(error);
+  if (clientStatus !== undefined) return { status: clientStatus, jsonBody: { error: errorToShape(error) } };
+
+  const unavailable = isTransientDatabaseError(error) ? 'the database' : isTransientTransportError(error) ? 'the message queue' : undefined;
+  const transient = unavailable !== undefined;
+  context.error(
+    JSON.stringify({
+      event: transient ? 'coremachine.http.unavailable' : 'coremachine.http.error',
+      invocationId: context.invocationId,
+      function: context.functionName,
+      error: errorToShape(error),
+      stack: error instanceof Error ? error.stack : undefined,
+    }),
+  );
+  if (transient) {
+    return {
+      status: 503,
+      headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
+      jsonBody: { error: { type: 'Unavailable', message: `${unavailable} is unavailable for now: retry in ${RETRY_AFTER_SECONDS} seconds` } },
+    };
   }
-  return { status, jsonBody: { error: shape } };
+  return {
+    status: 500,
+    jsonBody: { error: { type: 'InternalError', message: `internal error: the server log has the details under invocation ${context.invocationId}` } },
+  };
 }
 
 /**
@@ -60,12 +99,21 @@ export async function readJsonBody(request: HttpRequest): Promise<unknown> {
   } catch {
     throw bodyError('request body is not valid UTF-8');
   }
-  if (text.trim() === '') throw bodyError('request body is empty: send the job parameters as a JSON object (use {} for none)');
+  if (text.trim() === '') throw bodyError('request body is empty: send a JSON document (job parameters: use {} for none)');
+  let body: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    body = JSON.parse(text) as unknown;
   } catch (error) {
     throw bodyError(`request body is not valid JSON: ${errorToShape(error).message}`);
   }
+  // Valid JSON can still hold what no column can store ("\u0000", "\ud800"), or nest deep enough
+  // to overflow recursive code downstream: refuse it here, keys included, naming where.
+  const issues = findUnsafeJson(body);
+  if (issues.length > 0) {
+    const where = (path: Array<string | number>) => (path.length === 0 ? 'the body itself' : path.map((key) => JSON.stringify(key)).join(' → '));
+    throw new ValidationError(`request body cannot be stored: ${issues.map((issue) => `${issue.message} (at ${where(issue.path)})`).join('; ')}`, issues);
+  }
+  return body;
 }
 
 function bodyError(message: string): ValidationError {
@@ -74,10 +122,14 @@ function bodyError(message: string): ValidationError {
 
 export type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
 
-/** One place turns a thrown error into the JSON error response, so no handler can forget. */
+/**
+ * One place turns a thrown error into the JSON error response, so no handler can forget; it also
+ * refuses path and query text that no column can hold before the handler sees it.
+ */
 export function withErrors(handler: Handler): Handler {
   return async (request, context) => {
     try {
+      assertSafeRequestText(request);
       return await handler(request, context);
     } catch (error) {
       return errorResponse(error, context);

@@ -4,9 +4,12 @@ import { schemaStatus } from '../core/db/migrator';
 import { errorToShape } from '../core/errors';
 import type { ErrorShape } from '../models';
 import { getAppContext, type AppContext } from './app-context';
+import { RETRY_AFTER_SECONDS } from './http-errors';
 
 /** A probe that hangs is worse than one that fails: load balancers time out and keep routing. */
 const CHECK_TIMEOUT_MS = 5_000;
+/** 503 means "not now": probes and clients learn when to look again. */
+const RETRY_LATER = { 'retry-after': String(RETRY_AFTER_SECONDS) };
 
 interface SchemaReport {
   databaseVersion: number;
@@ -39,7 +42,7 @@ export async function healthHandler(_request: HttpRequest, context: InvocationCo
     // Missing settings, no transport or a schema mismatch all stop the engine from starting.
     const report: HealthReport = { status: 'unhealthy', database: { reachable: false }, schema: null, transport: null, error: errorToShape(error) };
     context.warn(JSON.stringify({ event: 'coremachine.health', ...report }));
-    return { status: 503, jsonBody: report };
+    return { status: 503, headers: RETRY_LATER, jsonBody: report };
   }
 
   const report: HealthReport = { status: 'healthy', database: { reachable: false }, schema: null, transport: appContext.transport.name };
@@ -61,7 +64,7 @@ export async function healthHandler(_request: HttpRequest, context: InvocationCo
     report.status = 'unhealthy';
     context.warn(JSON.stringify({ event: 'coremachine.health', ...report }));
   }
-  return { status: report.status === 'healthy' ? 200 : 503, jsonBody: report };
+  return report.status === 'healthy' ? { status: 200, jsonBody: report } : { status: 503, headers: RETRY_LATER, jsonBody: report };
 }
 
 export const healthRoutes: HttpRoute[] = [{ name: 'health', methods: ['GET'], authLevel: 'anonymous', route: 'health', handler: healthHandler }];

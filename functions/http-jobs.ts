@@ -1,26 +1,16 @@
-import type { HttpRequest } from '@azure/functions';
 import type { HttpRoute } from './http-route';
+import { JobIdParams, JobTypeParams, ListJobsQuery, ListTasksQuery } from '../models/api';
+import { JobWaitQuery } from '../models/idempotency';
 import { getAppContext } from './app-context';
 import { readJsonBody, withErrors, type Handler } from './http-errors';
+import { parseParams, parseQuery } from './http-input';
 
-
-/** Only the named query keys, and only when present: absent must mean "default", not "". */
-function pickQuery(request: HttpRequest, keys: readonly string[]): Record<string, string> {
-  const picked: Record<string, string> = {};
-  for (const key of keys) {
-    const value = request.query.get(key);
-    if (value !== null && value !== '') picked[key] = value;
-  }
-  return picked;
-}
-
-function routeParam(request: HttpRequest, name: string): string {
-  return request.params[name] ?? '';
-}
+// Each handler validates its path and query with zod before it asks for the engine, so bad input
+// is a 400 without a database round trip.
 
 /** POST jobs/{jobType}: 202 with the new job, 200 with the existing one (same type + parameters + Idempotency-Key). */
 export const submitJobHandler: Handler = withErrors(async (request) => {
-  const jobType = routeParam(request, 'jobType');
+  const { jobType } = parseParams(request, JobTypeParams);
   const parameters = await readJsonBody(request);
   const { machine } = await getAppContext();
   const { job, created } = await machine.submitJob(jobType, parameters, { idempotencyKey: request.headers.get('idempotency-key') });
@@ -33,23 +23,24 @@ export const submitJobHandler: Handler = withErrors(async (request) => {
 
 /** GET jobs/{jobId}?waitSeconds=N: the job with per-stage progress and its result or error; N > 0 long-polls until it ends. */
 export const getJobHandler: Handler = withErrors(async (request) => {
+  const { jobId } = parseParams(request, JobIdParams);
   const { machine } = await getAppContext();
-  return { status: 200, jsonBody: await machine.waitForJob(routeParam(request, 'jobId'), pickQuery(request, ['waitSeconds'])) };
+  return { status: 200, jsonBody: await machine.waitForJob(jobId, parseQuery(request, JobWaitQuery, 'job query')) };
 });
 
 /** GET jobs?status=&jobType=&limit=&cursor=: newest first; pass nextCursor back for the next page. */
 export const listJobsHandler: Handler = withErrors(async (request) => {
+  const query = parseQuery(request, ListJobsQuery, 'job list query');
   const { machine } = await getAppContext();
-  const page = await machine.listJobs(pickQuery(request, ['status', 'jobType', 'limit', 'cursor']));
-  return { status: 200, jsonBody: page };
+  return { status: 200, jsonBody: await machine.listJobs(query) };
 });
 
-/** GET jobs/{jobId}/tasks?stage=&status=: tasks with attempts, errors and timings. */
+/** GET jobs/{jobId}/tasks?stage=&status=&limit=&afterIndex=: tasks with attempts, errors and timings. */
 export const listTasksHandler: Handler = withErrors(async (request) => {
+  const { jobId } = parseParams(request, JobIdParams);
+  const query = parseQuery(request, ListTasksQuery, 'task list query');
   const { machine } = await getAppContext();
-  const query = pickQuery(request, ['stage', 'status', 'limit', 'afterIndex']);
-  const tasks = await machine.listTasks(routeParam(request, 'jobId'), query);
-  return { status: 200, jsonBody: { tasks } };
+  return { status: 200, jsonBody: { tasks: await machine.listTasks(jobId, query) } };
 });
 
 // GET jobs/{jobId} and POST jobs/{jobType} share a template; the host routes them by method.

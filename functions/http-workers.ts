@@ -1,8 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
 import { CoreMachineError } from '../core/errors';
+import { TaskIdParams } from '../models/api';
 import { getAppContext } from './app-context';
 import { readJsonBody, withErrors, type Handler } from './http-errors';
+import { parseParams } from './http-input';
 import type { HttpRoute } from './http-route';
 
 export class WorkerAuthError extends CoreMachineError {
@@ -31,39 +33,54 @@ function workerHandler(work: (request: HttpRequest) => Promise<HttpResponseInit>
   });
 }
 
-const taskId = (request: HttpRequest) => request.params.taskId ?? '';
+/** The task id of the path, checked before any body is read or SQL runs. */
+const taskId = (request: HttpRequest) => parseParams(request, TaskIdParams).taskId;
 
 /** POST workers/claim {workerId, taskTypes, maxTasks?, leaseSeconds?} → {tasks: [{taskId, claimId, parameters, ...}]} */
 export const claimHandler = workerHandler(async (request) => {
+  const body = await readJsonBody(request);
   const { machine } = await getAppContext();
-  return { status: 200, jsonBody: { tasks: await machine.remote.claim(await readJsonBody(request)) } };
+  return { status: 200, jsonBody: { tasks: await machine.remote.claim(body) } };
 });
 
 /** POST workers/tasks/{taskId}/heartbeat {claimId, leaseSeconds?} → {leaseExpiresAt}; 409 when the claim is lost. */
 export const heartbeatHandler = workerHandler(async (request) => {
+  const id = taskId(request);
+  const body = await readJsonBody(request);
   const { machine } = await getAppContext();
-  return { status: 200, jsonBody: await machine.remote.heartbeat(taskId(request), await readJsonBody(request)) };
+  return { status: 200, jsonBody: await machine.remote.heartbeat(id, body) };
 });
 
 /** POST workers/tasks/{taskId}/complete {claimId, result}; 409 when a newer claim owns the task. */
 export const completeHandler = workerHandler(async (request) => {
+  const id = taskId(request);
+  const body = await readJsonBody(request);
   const { machine } = await getAppContext();
-  await machine.remote.complete(taskId(request), await readJsonBody(request));
-  return { status: 200, jsonBody: { taskId: taskId(request), status: 'COMPLETED' } };
+  await machine.remote.complete(id, body);
+  return { status: 200, jsonBody: { taskId: id, status: 'COMPLETED' } };
 });
 
-/** POST workers/tasks/{taskId}/fail {claimId, error:{type?, message}, retryable?, retryAfterMs?} */
+/**
+ * POST workers/tasks/{taskId}/fail {claimId, error:{type?, message}, retryable?, retryAfterMs?}.
+ * retryAfterMs is capped by the task type's retry policy (see MAX_RETRY_DELAY_MS).
+ */
 export const failHandler = workerHandler(async (request) => {
+  const id = taskId(request);
+  const body = await readJsonBody(request);
   const { machine } = await getAppContext();
-  const { retryAt } = await machine.remote.fail(taskId(request), await readJsonBody(request));
-  return { status: 200, jsonBody: { taskId: taskId(request), status: retryAt ? 'QUEUED' : 'FAILED', retryAt } };
+  const { retryAt } = await machine.remote.fail(id, body);
+  return { status: 200, jsonBody: { taskId: id, status: retryAt ? 'QUEUED' : 'FAILED', retryAt } };
 });
 
-/** POST workers/tasks/{taskId}/release: an operator gives up a stuck claim; the task is claimable again. */
+/**
+ * POST workers/tasks/{taskId}/release: an operator gives up a stuck claim; the task is claimable
+ * again. 404 for an unknown task, 409 when it holds no claim to release (as complete and heartbeat).
+ */
 export const releaseHandler = withErrors(async (request) => {
+  const id = taskId(request);
   const { machine } = await getAppContext();
-  await machine.remote.release(taskId(request));
-  return { status: 200, jsonBody: { taskId: taskId(request), status: 'QUEUED' } };
+  await machine.remote.release(id);
+  return { status: 200, jsonBody: { taskId: id, status: 'QUEUED' } };
 });
 
 export const workerRoutes: HttpRoute[] = [

@@ -224,12 +224,16 @@ test('bad requests answer with typed JSON errors and store nothing', async () =>
   expect(after.rows[0]?.n).toBe(before.rows[0]?.n);
 });
 
-test('an unexpected error is a 500 that names its type and message, never "Unknown error"', async () => {
-  jest.spyOn(h.machine, 'getJob').mockRejectedValueOnce(new TypeError('database answered nonsense'));
-  const reply = await call(getJobHandler, 'GET', 'jobs/abc', { params: { jobId: 'abc' } });
+test('an unexpected error is a generic 500, logged at error with its type, message and cause', async () => {
+  const jobId = 'a'.repeat(64);
+  jest.spyOn(h.machine, 'getJob').mockRejectedValueOnce(new TypeError('database answered nonsense', { cause: new Error('the root of it') }));
+  const reply = await call(getJobHandler, 'GET', `jobs/${jobId}`, { params: { jobId } });
   expect(reply.status).toBe(500);
-  expect(reply.body).toEqual({ error: { type: 'TypeError', message: 'database answered nonsense' } });
-  expect(invocationLogs.some((line) => line.startsWith('error') && line.includes('database answered nonsense'))).toBe(true);
+  // The client learns nothing internal, only where the operator finds the details.
+  expect(reply.body).toEqual({ error: { type: 'InternalError', message: expect.stringMatching(/^internal error: the server log has the details under invocation \S+$/) as string } });
+  const logged = invocationLogs.find((line) => line.startsWith('error') && line.includes('coremachine.http.error'));
+  expect(logged).toContain('database answered nonsense');
+  expect(logged).toContain('the root of it');
 });
 
 test('health: 200 with the database reachable, the schema up to date and the transport named', async () => {
@@ -281,8 +285,12 @@ test('control routes: cancel answers 200 with the job, a second cancel 409; even
   expect(again.body).toMatchObject({ error: { type: 'InvalidTransitionError', message: expect.stringContaining('CANCELLED → CANCELLED') as string } });
   const resume = await call(controlJobHandler, 'POST', `jobs/${jobId}/resume`, { params: { jobId, action: 'resume' } });
   expect(resume.status).toBe(409);
-  const unknown = await call(controlJobHandler, 'POST', 'jobs/nope/pause', { params: { jobId: 'nope', action: 'pause' } });
+  const missing = 'e'.repeat(64);
+  const unknown = await call(controlJobHandler, 'POST', `jobs/${missing}/pause`, { params: { jobId: missing, action: 'pause' } });
   expect(unknown.status).toBe(404);
+  const malformed = await call(controlJobHandler, 'POST', 'jobs/nope/pause', { params: { jobId: 'nope', action: 'pause' } });
+  expect(malformed.status).toBe(400);
+  expect(malformed.body).toMatchObject({ error: { type: 'ValidationError', issues: [{ path: ['jobId'] }] } });
   const events = await call(listEventsHandler, 'GET', `jobs/${jobId}/events`, { params: { jobId } });
   expect((events.body as { events: Array<{ entity: string; from: string | null; to: string }> }).events.map((e) => `${e.entity}:${e.from ?? '∅'}→${e.to}`)).toEqual([
     'job:∅→QUEUED',

@@ -136,7 +136,13 @@ async function handle(
   const context = new InvocationContext({
     invocationId: randomUUID(),
     functionName: match.route.name,
-    logHandler: (level, ...args) => logger.debug('function log', { function: match.route.name, level, message: args.map(String).join(' ') }),
+    // A handler's error (a 5xx) must show at the default log level; its chatter stays at debug.
+    logHandler: (level, ...args) => {
+      const fields = { function: match.route.name, level, message: args.map(String).join(' ') };
+      if (level === 'error' || level === 'critical') logger.error('function log', fields);
+      else if (level === 'warning') logger.warn('function log', fields);
+      else logger.debug('function log', fields);
+    },
   });
   const response = new HttpResponse(await match.route.handler(request, context));
   const responseHeaders: Record<string, string> = {};

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { z } from 'zod';
-import { TaskFailure, type ErrorShape } from '../../models';
+import { TaskFailure, type AnyTaskDefinition, type ErrorShape } from '../../models';
+import { MAX_NAME_LENGTH, safeText } from '../../models/http-input';
 import { withTransaction } from '../db/pool';
 import { errorToShape, LeaseLostError, TaskNotFoundError, ValidationError, describeZodError } from '../errors';
 import { extendLease } from '../state/tasks-store';
@@ -13,19 +14,39 @@ import type { Outbox } from './outbox';
  * claim fencing, retries and stage counting as queue tasks, through the same settle path.
  */
 export const ClaimRequest = z.object({
-  workerId: z.string().min(1).max(200),
-  taskTypes: z.array(z.string().min(1)).min(1).max(50),
+  workerId: safeText(MAX_NAME_LENGTH),
+  taskTypes: z.array(safeText(MAX_NAME_LENGTH)).min(1).max(50),
   maxTasks: z.number().int().min(1).max(100).default(1),
   leaseSeconds: z.number().int().min(5).max(3600).optional(),
 });
 export const HeartbeatRequest = z.object({ claimId: z.uuid(), leaseSeconds: z.number().int().min(5).max(3600).optional() });
 export const CompleteRequest = z.object({ claimId: z.uuid(), result: z.unknown() });
+/**
+ * A failure report is copied into the task, the job's error and the event trail: its type and
+ * message are bounded here (400 beyond), not truncated, so the worker learns its report was refused.
+ */
+export const MAX_FAILURE_TYPE_LENGTH = MAX_NAME_LENGTH;
+export const MAX_FAILURE_MESSAGE_LENGTH = 8 * 1024;
+
+/**
+ * The longest a retry can be put off when the task type's retry policy sets no maxDelayMs. A
+ * worker's retryAfterMs beyond it would park the task (and keep its job PROCESSING) for longer
+ * than any operator waits; a day still covers a rate limit that resets daily.
+ */
+export const MAX_RETRY_DELAY_MS = 24 * 60 * 60 * 1000;
+
 export const FailRequest = z.object({
   claimId: z.uuid(),
-  error: z.object({ type: z.string().min(1).default('RemoteWorkerError'), message: z.string().min(1) }),
+  error: z.object({ type: safeText(MAX_FAILURE_TYPE_LENGTH).default('RemoteWorkerError'), message: safeText(MAX_FAILURE_MESSAGE_LENGTH) }),
   retryable: z.boolean().default(true),
+  // Any safe integer is accepted and then capped (cappedRetryDelayMs): the worker asked for "later".
   retryAfterMs: z.number().int().min(0).optional(),
 });
+
+/** A worker-requested delay, capped by the task type's retry.maxDelayMs and by MAX_RETRY_DELAY_MS. */
+export function cappedRetryDelayMs(definition: AnyTaskDefinition | undefined, requestedMs: number): number {
+  return Math.min(requestedMs, definition?.retry?.maxDelayMs ?? MAX_RETRY_DELAY_MS, MAX_RETRY_DELAY_MS);
+}
 
 export interface RemoteTask {
   taskId: string;
@@ -103,8 +124,10 @@ export class RemoteWorkers {
   async fail(taskId: string, body: unknown): Promise<{ retryAt: Date | null }> {
     const request = parseRequest(FailRequest, body, 'failure report');
     const row = await this.task(taskId);
-    const failure = new TaskFailure(request.error.message, { nonRetryable: !request.retryable, ...(request.retryAfterMs === undefined ? {} : { retryAfterMs: request.retryAfterMs }) });
-    const retryAt = nextAttemptAt(this.deps.registry.hasTask(row.task_type) ? this.deps.registry.task(row.task_type) : undefined, row.attempt, failure);
+    const definition = this.deps.registry.hasTask(row.task_type) ? this.deps.registry.task(row.task_type) : undefined;
+    const retryAfterMs = request.retryAfterMs === undefined ? undefined : cappedRetryDelayMs(definition, request.retryAfterMs);
+    const failure = new TaskFailure(request.error.message, { nonRetryable: !request.retryable, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+    const retryAt = nextAttemptAt(definition, row.attempt, failure);
     const error: ErrorShape = { ...errorToShape(failure, { stage: row.stage, taskId }), type: request.error.type };
     await this.settle({ taskId, jobId: row.job_id, claimId: request.claimId, error, ...(retryAt ? { retryAt } : {}) });
     return { retryAt: retryAt ?? null };
@@ -118,7 +141,11 @@ export class RemoteWorkers {
         WHERE task_id = $1 AND status = 'PROCESSING' AND remote`,
       [taskId],
     );
-    if (released.rowCount === 0) throw new LeaseLostError(taskId);
+    if (released.rowCount === 0) {
+      // Same answers as complete and heartbeat: unknown task 404, no current claim 409.
+      await this.task(taskId);
+      throw new LeaseLostError(taskId);
+    }
     this.deps.logger.warn('remote task claim released by an operator', { taskId });
   }
 

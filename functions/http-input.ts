@@ -1,0 +1,49 @@
+import type { HttpRequest } from '@azure/functions';
+import type { z } from 'zod';
+import { describeZodError, ValidationError } from '../core/errors';
+import { unsafeTextReason } from '../models/http-input';
+
+/**
+ * Reading a request's path and query through a zod schema, before any handler touches the
+ * database. Failures are ValidationErrors (400) carrying the zod issues.
+ */
+export function parseInput<T extends z.ZodType>(schema: T, input: unknown, what: string): z.output<T> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw new ValidationError(`invalid ${what}: ${describeZodError(parsed.error)}`, parsed.error.issues);
+  return parsed.data;
+}
+
+/** Only the named query keys, and only when present: absent (or empty, as forms send it) means "default". */
+export function queryOf(request: HttpRequest, keys: readonly string[]): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const key of keys) {
+    const value = request.query.get(key);
+    if (value !== null && value !== '') picked[key] = value;
+  }
+  return picked;
+}
+
+export function parseQuery<T extends z.ZodObject>(request: HttpRequest, schema: T, what: string): z.output<T> {
+  return parseInput(schema, queryOf(request, Object.keys(schema.shape)), what);
+}
+
+export function parseParams<T extends z.ZodObject>(request: HttpRequest, schema: T): z.output<T> {
+  const params: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) params[key] = request.params[key] ?? '';
+  return parseInput(schema, params, 'path');
+}
+
+/**
+ * NUL and lone surrogates anywhere in the path parameters or the query string (names included,
+ * read or not) are refused with one clear message, whatever the route: no column can hold them.
+ */
+export function assertSafeRequestText(request: HttpRequest): void {
+  const issues: Array<{ code: 'custom'; path: string[]; message: string }> = [];
+  const check = (where: 'path' | 'query', name: string, value: string) => {
+    const reason = unsafeTextReason(name) ?? unsafeTextReason(value);
+    if (reason) issues.push({ code: 'custom', path: [where, name], message: `${where === 'path' ? 'path segment' : 'query parameter'} "${name}" ${reason}` });
+  };
+  for (const [name, value] of Object.entries(request.params)) check('path', name, value);
+  for (const [name, value] of request.query.entries()) check('query', name, value);
+  if (issues.length > 0) throw new ValidationError(issues.map((issue) => issue.message).join('; '), issues);
+}
