@@ -1,10 +1,8 @@
-import path from 'node:path';
 import type { JobView } from '../../models';
 import type { CoreMachineConfig } from '../../core/config';
 import { startLocalRuntime } from '../../core/local-runtime';
 import type { Logger } from '../../core/logger';
 import type { Registry } from '../../core/registry';
-import { packageRoot } from '../../core/paths';
 import { renderStages } from './progress';
 import { flagValue } from './flags';
 
@@ -14,7 +12,7 @@ export async function runDemo(config: CoreMachineConfig, registry: Registry, log
   const n = Number(flagValue(args, '--n') ?? 100);
   const parameters =
     jobType === 'word_frequencies'
-      ? { directory: path.join(packageRoot(), 'jobs', 'data', 'word-frequencies'), topK: 5 }
+      ? { topK: 5 }
       : { n };
   const runtime = await startLocalRuntime(config, registry, logger);
   const out = (line: string) => process.stdout.write(`${line}\n`);
