@@ -100,7 +100,7 @@ async function expireLeases(pool: pg.Pool, deps: AdvanceDeps, outbox: Outbox, li
        SELECT t.task_id FROM coremachine.tasks t JOIN coremachine.jobs j ON j.job_id = t.job_id
         WHERE t.status = 'PROCESSING' AND t.lease_expires_at < now() AND j.status NOT IN ('QUEUED','PROCESSING','PAUSED')
         ORDER BY t.task_id LIMIT $1 FOR UPDATE OF t SKIP LOCKED)
-     UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = now(), claim_id = NULL, lease_expires_at = NULL
+     UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at), claim_id = NULL, lease_expires_at = NULL
        FROM expired WHERE t.task_id = expired.task_id`,
     [limit],
   );

@@ -15,7 +15,11 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env, report: (li
   const connectionString = env.APPLICATIONINSIGHTS_CONNECTION_STRING?.trim();
   if (!connectionString) return (state = 'disabled');
   try {
-    useAzureMonitor({ azureMonitorExporterOptions: { connectionString } });
+    // Live Metrics stays off unless asked for (APPLICATIONINSIGHTS_CONFIGURATION_CONTENT=
+    // '{"enableLiveMetrics":true}' overrides this): when its endpoint cannot be reached, its ping is
+    // retried on timers that shutdownAzureMonitor cannot cancel, keeping a stopping process (a jest
+    // worker, a CLI) alive for seconds after telemetry was shut down.
+    useAzureMonitor({ azureMonitorExporterOptions: { connectionString }, enableLiveMetrics: false });
     return (state = 'enabled');
   } catch (error) {
     report(JSON.stringify({ level: 'error', message: 'Application Insights could not start; running without telemetry', error: String(error) }));

@@ -27,6 +27,7 @@ export const helloWorld = defineJob({
   .stage({
     name: 'reply',
     task: reply,
+    // previous: the results of 'greet', typed, read in pages (memory stays flat in n).
     async *fanOut({ previous }) {
       for await (const greeting of previous) yield { index: greeting.index, greeting: greeting.greeting };
     },

@@ -1,32 +1,54 @@
-import { promises as fs } from 'node:fs';
+import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { defineJob, defineTask } from '../models';
+import { listRegularFiles, openRoot, readRegularFile, RelativeName } from './confined-files';
 
 /**
  * A realistic data job: list the text files of a folder → count words per file in parallel →
  * merge the per-file counts into the top k. Each stage's results feed the next.
+ *
+ * It reads only below one root folder: the sample texts it ships (jobs/data/word-frequencies),
+ * or COREMACHINE_WORD_FREQUENCIES_ROOT when set. `directory` names a folder below that root.
  */
 const WORD = /[\p{L}\p{N}']+/gu;
+const LABEL = 'word_frequencies';
+const MAX_FILES = 10_000;
+const MAX_FILE_BYTES = 16 * 1024 * 1024;
+
+/** The shipped data sits next to this file in the sources and two levels up from dist/jobs. */
+function shippedDataDir(): string {
+  const beside = path.join(__dirname, 'data', 'word-frequencies');
+  const fromDist = path.join(__dirname, '..', '..', 'jobs', 'data', 'word-frequencies');
+  return fs.existsSync(beside) || !fs.existsSync(fromDist) ? beside : fromDist;
+}
+
+/** Read when a task runs, not at import, so the setting of the process that does the work applies. */
+export function wordFrequenciesRoot(env: NodeJS.ProcessEnv = process.env): string {
+  const configured = env.COREMACHINE_WORD_FREQUENCIES_ROOT?.trim();
+  return configured ? path.resolve(configured) : shippedDataDir();
+}
+
+/** A file-name suffix such as `.txt`: never a path. */
+const Extension = z
+  .string()
+  .max(64)
+  .refine((suffix) => !['/', '\\', '\0'].some((c) => suffix.includes(c)), 'must be a file-name suffix such as ".txt", without "/", "\\" or NUL');
 
 export const listFiles = defineTask({
   type: 'word_frequencies.list',
-  parameters: z.object({ directory: z.string().min(1), extension: z.string() }),
+  parameters: z.object({ directory: RelativeName, extension: Extension }),
   handler: async ({ directory, extension }) => {
-    const entries = await fs.readdir(directory, { withFileTypes: true });
-    const files = entries
-      .filter((entry) => entry.isFile() && entry.name.endsWith(extension))
-      .map((entry) => path.join(directory, entry.name))
-      .sort();
-    return { files };
+    const root = await openRoot(wordFrequenciesRoot(), LABEL);
+    return { files: await listRegularFiles(root, directory, extension, MAX_FILES, LABEL) };
   },
 });
 
 export const countWords = defineTask({
   type: 'word_frequencies.count',
-  parameters: z.object({ file: z.string().min(1), minLength: z.number().int().min(1) }),
+  parameters: z.object({ file: RelativeName, minLength: z.number().int().min(1) }),
   handler: async ({ file, minLength }) => {
-    const text = await fs.readFile(file, 'utf8');
+    const text = await readRegularFile(await openRoot(wordFrequenciesRoot(), LABEL), file, MAX_FILE_BYTES, LABEL);
     const counts: Record<string, number> = {};
     let words = 0;
     for (const match of text.toLowerCase().matchAll(WORD)) {
@@ -43,8 +65,9 @@ export const wordFrequencies = defineJob({
   type: 'word_frequencies',
   description: 'top-k word frequencies over the text files of a folder',
   parameters: z.object({
-    directory: z.string().min(1),
-    extension: z.string().default('.txt'),
+    /** A folder below the root (see wordFrequenciesRoot); `.` is the root itself. */
+    directory: RelativeName.default('.'),
+    extension: Extension.default('.txt'),
     topK: z.number().int().min(1).max(1000).default(10),
     minLength: z.number().int().min(1).max(50).default(3),
   }),
@@ -52,7 +75,7 @@ export const wordFrequencies = defineJob({
   .stage({
     name: 'list',
     task: listFiles,
-    fanOut: ({ parameters }) => [{ directory: path.resolve(parameters.directory), extension: parameters.extension }],
+    fanOut: ({ parameters }) => [{ directory: parameters.directory, extension: parameters.extension }],
   })
   .stage({
     name: 'count',

@@ -49,8 +49,10 @@ test.each([
   expect(done.error).toMatchObject({ type: 'TaskHandlerError', stage: 1, taskId: `${job.jobId}-s1-t2` });
   expect(done.error?.message).toContain(message);
   expect(done.error?.cause).toMatchObject({ type: causeType });
-  expect(done.stages).toHaveLength(1);
-  expect(done.stages[0]?.status).toBe('FAILED');
+  expect(done.stages.map((s) => [s.name, s.status])).toEqual([
+    ['work', 'FAILED'],
+    ['never', 'PENDING'],
+  ]);
   expect(h.effects.runs.get(`${job.jobId}-s1-t2`)).toBe(1);
   expect(h.transport.tasks.stats.abandoned).toBe(0);
 });

@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { expectedThreeStageSum } from './support/test-jobs';
 import { useHarnessPerTest, waitForJob, type Harness } from './support/harness';
 
@@ -66,8 +65,7 @@ test('hello_world: n greetings, a reply per greeting, a summary', async () => {
 });
 
 test('word_frequencies: list → count per file in parallel → merged top k', async () => {
-  const directory = path.join(__dirname, '..', 'jobs', 'data', 'word-frequencies');
-  const { job } = await h.machine.submitJob('word_frequencies', { directory, topK: 3 });
+  const { job } = await h.machine.submitJob('word_frequencies', { topK: 3 });
   const done = await waitForJob(h.machine, job.jobId);
   expect(done.status).toBe('COMPLETED');
   expect(done.stages.map((s) => [s.name, s.total])).toEqual([

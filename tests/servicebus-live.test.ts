@@ -112,7 +112,9 @@ live('the demo job through a live namespace', () => {
     const source = path.join(__dirname, '..', 'jobs', 'data', 'word-frequencies');
     const directory = mkdtempSync(path.join(os.tmpdir(), 'cm-live-'));
     for (const file of readdirSync(source)) copyFileSync(path.join(source, file), path.join(directory, file));
-    const { job } = await machine.submitJob('word_frequencies', { directory, topK: 3 });
+    // The job reads only below its root: the temp folder is a folder below os.tmpdir().
+    process.env.COREMACHINE_WORD_FREQUENCIES_ROOT = os.tmpdir();
+    const { job } = await machine.submitJob('word_frequencies', { directory: path.basename(directory), topK: 3 });
 
     const jobs = client.createReceiver(JOBS_QUEUE, { receiveMode: 'peekLock' });
     const tasks = client.createReceiver(TASKS_QUEUE, { receiveMode: 'peekLock' });

@@ -1,11 +1,9 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { JobView } from '../../models';
 import type { CoreMachineConfig } from '../../core/config';
 import { startLocalRuntime } from '../../core/local-runtime';
 import type { Logger } from '../../core/logger';
 import type { Registry } from '../../core/registry';
-import { packageRoot } from '../../core/paths';
 import { formatDuration } from './format';
 import { UsageError, type CliIo } from './io';
 import type { LocalArgs } from './local-args';
@@ -36,7 +34,7 @@ export function demoParameters(jobType: string, values: LocalArgs['values']): un
       throw new UsageError(`${typeof params === 'string' ? '--params' : `--file ${String(file)}`} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
-  if (jobType === 'word_frequencies') return { directory: path.join(packageRoot(), 'jobs', 'data', 'word-frequencies'), topK: 5 };
+  if (jobType === 'word_frequencies') return { topK: 5 };
   return { n: 100 };
 }
 

@@ -23,7 +23,12 @@ async function move(db: Queryable, job: JobRow, to: JobStatus, change: Parameter
   return moved;
 }
 
-/** Cancel: pending and running tasks CANCELLED (running handlers are aborted by the caller). */
+/**
+ * Cancel: pending and running tasks CANCELLED (running handlers are aborted by the caller). A task
+ * that never started keeps started_at NULL. now() is this transaction's start, and a claim that
+ * committed while this one waited for the task's row lock started later: GREATEST keeps
+ * finished_at from preceding started_at.
+ */
 export async function cancelJob(db: Queryable, jobId: string): Promise<{ job: JobRow; runningTaskIds: string[] }> {
   const job = await lockJob(db, jobId);
   assertTaskTransition('*', 'QUEUED', 'CANCELLED');
@@ -32,14 +37,14 @@ export async function cancelJob(db: Queryable, jobId: string): Promise<{ job: Jo
   const tasks = await db.query<{ task_id: string; was_running: boolean }>({
     name: 'cm_cancel_job_tasks',
     text: `WITH old AS MATERIALIZED (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND status IN ('QUEUED','PROCESSING') ORDER BY task_id FOR UPDATE)
-           UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = now(), claim_id = NULL, lease_expires_at = NULL
+           UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at), claim_id = NULL, lease_expires_at = NULL
              FROM old WHERE t.task_id = old.task_id
            RETURNING t.task_id, old.status = 'PROCESSING' AS was_running`,
     values: [jobId],
   });
   await db.query({
     name: 'cm_cancel_job_stages',
-    text: `UPDATE coremachine.stages SET status = 'CANCELLED', finished_at = now() WHERE job_id = $1 AND status = 'PROCESSING'`,
+    text: `UPDATE coremachine.stages SET status = 'CANCELLED', finished_at = GREATEST(now(), started_at) WHERE job_id = $1 AND status = 'PROCESSING'`,
     values: [jobId],
   });
   return { job: cancelled, runningTaskIds: tasks.rows.filter((t) => t.was_running).map((t) => t.task_id) };
@@ -72,7 +77,7 @@ export async function retryJob(db: Queryable, jobId: string): Promise<{ job: Job
   const requeued = await db.query<{ was_failed: boolean }>({
     name: 'cm_retry_job_tasks',
     text: `WITH old AS MATERIALIZED (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND stage = $2 AND status IN ('FAILED','CANCELLED') ORDER BY task_id FOR UPDATE)
-           UPDATE coremachine.tasks t SET status = 'QUEUED', finished_at = NULL, retry_at = NULL, claim_id = NULL, lease_expires_at = NULL
+           UPDATE coremachine.tasks t SET status = 'QUEUED', started_at = NULL, finished_at = NULL, retry_at = NULL, claim_id = NULL, lease_expires_at = NULL
              FROM old WHERE t.task_id = old.task_id
            RETURNING old.status = 'FAILED' AS was_failed`,
     values: [jobId, stage],

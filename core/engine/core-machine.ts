@@ -8,7 +8,8 @@ import { computeJobId } from '../identity';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { findJob, insertJob, listJobs } from '../state/jobs-store';
-import { toJobRecord, toStageProgress, toTaskRecord } from '../state/rows';
+import { toJobRecord, toTaskRecord } from '../state/rows';
+import { buildJobView } from './job-view';
 import { listStages } from '../state/stages-store';
 import { listEvents, type EventRecord } from '../state/events-store';
 import { listDeadLetters, type DeadLetterRecord } from '../state/dead-letters-store';
@@ -152,7 +153,7 @@ export class CoreMachine {
     const row = await findJob(this.pool, jobId);
     if (!row) throw new JobNotFoundError(jobId);
     const stages = await listStages(this.pool, jobId);
-    return { ...toJobRecord(row), stages: stages.map(toStageProgress) };
+    return buildJobView(row, stages, this.registry.hasJob(row.job_type) ? this.registry.job(row.job_type) : undefined);
   }
 
   async listJobs(query: unknown = {}): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {

@@ -76,7 +76,7 @@ export async function transitionJob(
              result = CASE WHEN $6 THEN $7::jsonb ELSE result END,
              error = CASE WHEN $8 THEN $9::jsonb ELSE error END,
              started_at = CASE WHEN $3 = 'PROCESSING' THEN COALESCE(started_at, now()) ELSE started_at END,
-             finished_at = CASE WHEN $10 THEN now() ELSE NULL END,
+             finished_at = CASE WHEN $10 THEN GREATEST(now(), started_at) ELSE NULL END,
              updated_at = now()
            WHERE job_id = $1 AND status = $2 AND ($4::int IS NULL OR stage = $4::int)
            RETURNING *`,

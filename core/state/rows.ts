@@ -51,6 +51,14 @@ export interface TaskRow {
   finished_at: Date | null;
 }
 
+/**
+ * Rows written before finished_at was kept at or after started_at (see cancelJob) can hold the
+ * reverse; a reader must never compute a negative duration from them.
+ */
+function finishedNotBefore(started: Date | null, finished: Date | null): Date | null {
+  return started && finished && finished < started ? started : finished;
+}
+
 export function toJobRecord(row: JobRow): JobRecord {
   return {
     jobId: row.job_id,
@@ -65,7 +73,7 @@ export function toJobRecord(row: JobRow): JobRecord {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     startedAt: row.started_at,
-    finishedAt: row.finished_at,
+    finishedAt: finishedNotBefore(row.started_at, row.finished_at),
   };
 }
 
@@ -78,7 +86,7 @@ export function toStageProgress(row: StageRow): StageProgress {
     completed: row.completed,
     failed: row.failed,
     startedAt: row.started_at,
-    finishedAt: row.finished_at,
+    finishedAt: finishedNotBefore(row.started_at, row.finished_at),
   };
 }
 
@@ -96,6 +104,6 @@ export function toTaskRecord(row: TaskRow): TaskRecord {
     attempt: row.attempt,
     createdAt: row.created_at,
     startedAt: row.started_at,
-    finishedAt: row.finished_at,
+    finishedAt: finishedNotBefore(row.started_at, row.finished_at),
   };
 }

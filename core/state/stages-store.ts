@@ -79,7 +79,7 @@ export async function finishStage(
 ): Promise<StageRow | null> {
   const result = await db.query<StageRow>({
     name: 'cm_finish_stage',
-    text: `UPDATE coremachine.stages SET status = $4, finished_at = now()
+    text: `UPDATE coremachine.stages SET status = $4, finished_at = GREATEST(now(), started_at)
            WHERE job_id = $1 AND stage = $2 AND status = $3 RETURNING *`,
     values: [jobId, stage, from, to],
   });

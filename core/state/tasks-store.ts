@@ -100,7 +100,7 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
            UPDATE coremachine.tasks t SET
              status = CASE WHEN o.retry_at IS NOT NULL THEN 'QUEUED' WHEN o.failed THEN 'FAILED' ELSE 'COMPLETED' END,
              result = o.result, error = o.error, retry_at = o.retry_at,
-             finished_at = CASE WHEN o.retry_at IS NOT NULL THEN NULL ELSE now() END,
+             finished_at = CASE WHEN o.retry_at IS NOT NULL THEN NULL ELSE GREATEST(now(), t.started_at) END,
              claim_id = NULL, lease_expires_at = NULL
            FROM o, locked
            WHERE t.task_id = o.task_id AND locked.task_id = t.task_id AND t.status = 'PROCESSING' AND t.claim_id = o.claim_id
@@ -163,11 +163,11 @@ export async function releaseClaims(db: Queryable, claims: ReadonlyArray<{ taskI
   });
 }
 
-/** Fail fast: when a job fails, the tasks that have not started are cancelled. */
+/** Fail fast: when a job fails, the tasks that have not started are cancelled (finished_at never before a started_at: see cancelJob). */
 export async function cancelQueuedTasks(db: Queryable, jobId: string): Promise<number> {
   const result = await db.query({
     name: 'cm_cancel_queued_tasks',
-    text: `UPDATE coremachine.tasks SET status = 'CANCELLED', finished_at = now()
+    text: `UPDATE coremachine.tasks SET status = 'CANCELLED', finished_at = GREATEST(now(), started_at)
            WHERE job_id = $1 AND status = 'QUEUED'`,
     values: [jobId],
   });
