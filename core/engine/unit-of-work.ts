@@ -1,0 +1,58 @@
+import type pg from 'pg';
+import { withTransaction } from '../db/pool';
+import type { Logger } from '../logger';
+import type { Registry } from '../registry';
+import { emitEvent, recordStageDuration } from '../telemetry';
+import type { Outbox, OutboxIntent } from './outbox';
+import type { AdvanceDeps, TransitionEvent } from './stage-advance';
+
+/** What a piece of work sees inside its transaction. */
+export interface WorkScope {
+  client: pg.PoolClient;
+  /** Engine dependencies with this transaction's own event list: reported only if it commits. */
+  deps: AdvanceDeps & { events: TransitionEvent[] };
+}
+
+/** What a piece of work hands back: its value and the messages its state change needs. */
+export interface WorkResult<T> {
+  value: T;
+  intents?: readonly OutboxIntent[];
+}
+
+/**
+ * The one way the engine changes state: open a transaction, run the work, write its message
+ * intents to the outbox in that same transaction, commit, then report the transition events and
+ * dispatch the messages. Every path (task results, stage starts, control actions, remote workers,
+ * the janitor, dead letters) goes through here, so none can forget to report or to dispatch.
+ * A crash after commit loses nothing: the outbox rows stay for the janitor's sweep.
+ */
+export class UnitOfWork {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly outbox: Outbox,
+    private readonly base: { registry: Registry; logger: Logger },
+  ) {}
+
+  async run<T>(work: (scope: WorkScope) => Promise<WorkResult<T>>): Promise<T> {
+    let events: TransitionEvent[] = [];
+    const { value, recorded } = await withTransaction(this.pool, async (client) => {
+      // Fresh per attempt: a transaction retried after a transient fault reports its events once.
+      events = [];
+      const result = await work({ client, deps: { registry: this.base.registry, logger: this.base.logger, events } });
+      return { value: result.value, recorded: await this.outbox.record(client, result.intents ?? []) };
+    });
+    reportTransitions(events);
+    await this.outbox.dispatch(recorded);
+    return value;
+  }
+}
+
+/** Telemetry for committed transitions: one custom event each, and the stage-duration metric. */
+export function reportTransitions(events: readonly TransitionEvent[]): void {
+  for (const event of events) {
+    emitEvent(`CoreMachine.${event.name}`, event.attributes);
+    if (event.stageDurationMs !== undefined) {
+      recordStageDuration(event.stageDurationMs, { jobType: String(event.attributes.jobType), stage: Number(event.attributes.stage) });
+    }
+  }
+}
