@@ -1,4 +1,5 @@
 import { apiUrl, parseRoute, query } from '../functions/dashboard/client/urls';
+import { age } from '../functions/dashboard/client/format';
 import { EVENTS_KEPT, emptyWindow, newestId, oldestId, withNewer, withOlder, type EventWindow } from '../functions/dashboard/client/event-window';
 import { CONTROL_ACTION_NAMES, CONTROL_ACTIONS, allowedControlActions } from '../models/control-actions';
 import { JOB_STATUSES, TERMINAL_JOB_STATUSES, isJobTransitionAllowed } from '../models/status-values';
@@ -72,4 +73,12 @@ test('every control action is a transition the job table allows, from exactly th
     CANCELLED: [],
   });
   for (const status of TERMINAL_JOB_STATUSES) expect(allowedControlActions(status)).toEqual([]);
+});
+
+test('ages read as past or future: a schedule\'s next fire is "in …", never "just now"', () => {
+  const now = Date.parse('2026-11-30T16:24:34Z');
+  expect(age('2026-11-30T16:24:33Z', now)).toBe('just now');
+  expect(age('2026-11-30T16:20:00Z', now)).toBe('4 min ago');
+  expect(age('2026-11-30T17:00:00Z', now)).toBe('in 35 min');
+  expect(age('2026-12-02T17:00:00Z', now)).toBe('in 2 d');
 });

@@ -7,7 +7,7 @@ import { loadConfig } from '../core/config';
 import { createLogger } from '../core/logger';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
 import { Registry } from '../core/registry';
-import { exampleJobs } from '../jobs';
+import { exampleJobs, exampleSchedules } from '../jobs';
 import { defineJob, defineTask } from '../models';
 import { startDevServer } from '../bin/cli/dev-server';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -75,7 +75,7 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     mkdirSync(ARTIFACTS, { recursive: true });
     db = await createTestDatabase();
     const logger = createLogger('silent');
-    runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), new Registry().register(...exampleJobs, slowJob), logger);
+    runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), new Registry().register(...exampleJobs, slowJob).registerSchedule(...exampleSchedules), logger);
     server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
     profileDir = mkdtempSync(path.join(os.tmpdir(), 'coremachine-chromium-'));
     const launched = Date.now();
@@ -332,5 +332,44 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     expect(await idAt(399)).toBe(olderPage.events[199]?.id);
     expect(await page.locator('#live').textContent()).toBe('Loaded 200 older events');
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-events.png'), fullPage: false });
+  });
+
+  test('run a job again with an idempotency key, delete it once finished, and pause/resume a schedule', async () => {
+    await page.goto(`${server.url}/api/dashboard?code=${KEY}#/`);
+    const plain = await api<{ jobId: string }>('jobs/hello_world', { method: 'POST', body: JSON.stringify({ n: 3 }) });
+    await page.locator('#submit-key').fill('browser-rerun-1');
+    await submitFromPage('hello_world', '{"n": 3}');
+    await page.waitForURL(/#\/jobs\/[0-9a-f]{64}$/);
+    const rerun = jobIdFromUrl();
+    // Same type and parameters, another key: another job.
+    expect(rerun).not.toBe(plain.jobId);
+    await page.locator('#job-heading[data-status="COMPLETED"]').waitFor();
+    expect((await api<{ idempotencyKey: string | null }>(`jobs/${rerun}`)).idempotencyKey).toBe('browser-rerun-1');
+
+    await page.locator('#action-delete:not([disabled])').click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    expect(await dialog.textContent()).toContain('Delete this job?');
+    await dialog.getByRole('button', { name: 'Delete job' }).click();
+    await page.waitForURL(/#\/$/);
+    const gone = await fetch(`${server.url}/api/jobs/${rerun}`, { headers: { 'x-functions-key': KEY } });
+    expect(gone.status).toBe(404);
+
+    // The shipped example schedule is declared paused.
+    const row = page.locator('#schedule-rows tr[data-schedule="hello_world_hourly"]');
+    await row.waitFor();
+    expect(await row.textContent()).toContain('PAUSED');
+    await row.getByRole('button', { name: 'Resume' }).click();
+    await dialog.getByRole('button', { name: 'Resume schedule' }).click();
+    await row.getByRole('button', { name: 'Pause' }).waitFor();
+    const listed = await api<{ schedules: Array<{ name: string; paused: boolean; nextFireAt: string | null }> }>('schedules');
+    const schedule = listed.schedules.find((s) => s.name === 'hello_world_hourly');
+    expect(schedule).toMatchObject({ paused: false });
+    expect(schedule?.nextFireAt).not.toBeNull();
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-schedules.png'), fullPage: true });
+    await row.getByRole('button', { name: 'Pause' }).click();
+    await dialog.getByRole('button', { name: 'Pause schedule' }).click();
+    await row.getByRole('button', { name: 'Resume' }).waitFor();
+    expect((await api<{ schedules: Array<{ name: string; paused: boolean }> }>('schedules')).schedules.find((s) => s.name === 'hello_world_hourly')?.paused).toBe(true);
   });
 });

@@ -26,8 +26,8 @@ function errorOf(body: unknown): ErrorDetails {
 }
 
 /** Calls the API on this page's own origin; any failure becomes an ApiError with the server's {error}. */
-export async function api<T>(method: 'GET' | 'POST', path: string, body?: string): Promise<T> {
-  const headers: Record<string, string> = { 'x-functions-key': KEY };
+export async function api<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: string, extraHeaders: Record<string, string> = {}): Promise<T> {
+  const headers: Record<string, string> = { ...extraHeaders, 'x-functions-key': KEY };
   if (body !== undefined) headers['content-type'] = 'application/json';
   let response: Response;
   try {

@@ -23,12 +23,18 @@ export function between(startIso: string | null, endIso: string | null, now = Da
 }
 
 export function age(iso: string, now = Date.now()): string {
-  const s = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
-  if (s < 5) return 'just now';
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return `${Math.floor(s / 86400)} d ago`;
+  const signed = Math.round((now - new Date(iso).getTime()) / 1000);
+  // A time still to come (a schedule's next fire) reads "in 35 min", not "just now".
+  if (signed < -4) return `in ${span(-signed)}`;
+  const s = Math.max(0, signed);
+  return s < 5 ? 'just now' : `${span(s)} ago`;
+}
+
+function span(s: number): string {
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86400)} d`;
 }
 
 export const json = (value: unknown): string => JSON.stringify(value === undefined ? null : value, null, 2);

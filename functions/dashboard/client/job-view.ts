@@ -41,6 +41,8 @@ export function jobView(root: HTMLElement, jobId: string): View {
   const actionOut = el('div');
   const buttons = Object.fromEntries(CONTROL_ACTION_NAMES.map((action) => [action,
     el('button', { type: 'button', id: `action-${action}`, class: action === 'cancel' ? 'danger' : '', disabled: true, onclick: () => act(action) }, CONTROL_COPY[action].label)])) as Record<ControlAction, HTMLButtonElement>;
+  // Deleting is not a status transition (models/control-actions.ts): it removes a finished job's rows.
+  const deleteButton = el('button', { type: 'button', id: 'action-delete', class: 'danger', disabled: true, onclick: () => void remove() }, 'Delete');
   const summary = el('dl', { class: 'summary' });
   const stages = el('div', { id: 'stages' });
   const outcome = el('div', { id: 'outcome' });
@@ -52,7 +54,7 @@ export function jobView(root: HTMLElement, jobId: string): View {
     el('p', {}, el('a', { href: '#/' }, '← All jobs')),
     el('section', { class: 'panel', 'aria-labelledby': 'job-heading' },
       heading, el('p', { class: 'mono muted' }, jobId), statusLine, pageOut,
-      el('div', { class: 'actions', role: 'group', 'aria-label': 'Job controls' }, Object.values(buttons)),
+      el('div', { class: 'actions', role: 'group', 'aria-label': 'Job controls' }, Object.values(buttons), deleteButton),
       actionOut, el('h3', {}, 'Summary'), summary),
     el('section', { class: 'panel', 'aria-labelledby': 'stages-heading' }, el('h3', { id: 'stages-heading' }, 'Stages'), stages),
     el('section', { class: 'panel', 'aria-labelledby': 'outcome-heading' }, el('h3', { id: 'outcome-heading' }, 'Result or error'), outcome),
@@ -101,6 +103,9 @@ export function jobView(root: HTMLElement, jobId: string): View {
       buttons[action].disabled = !allowed;
       buttons[action].title = allowed ? '' : `${CONTROL_COPY[action].label} needs status ${from.join(' or ')}`;
     }
+    const deletable = !ACTIVE_JOB_STATUSES.includes(current.status);
+    deleteButton.disabled = !deletable;
+    deleteButton.title = deletable ? '' : 'Only a finished job can be deleted: cancel it first';
     const item = (term: string, value: Parameters<typeof el>[2]) => [el('dt', {}, term), el('dd', {}, value)];
     fill(summary,
       item('Type', current.jobType), item('Status', badge(current.status)),
@@ -149,6 +154,21 @@ export function jobView(root: HTMLElement, jobId: string): View {
     }
     // Retry and resume make a finished poll live again.
     poll.kick();
+  }
+
+  async function remove(): Promise<void> {
+    const text = `Job ${jobId.slice(0, 12)}… (${job ? job.jobType : ''}) and all its stages, tasks, events and dead letters are deleted for good.`;
+    if (!(await confirmAction('Delete this job?', text, 'Delete job'))) return;
+    fill(actionOut);
+    try {
+      await api<unknown>('DELETE', path);
+      announce('Job deleted');
+      location.hash = '#/';
+    } catch (error) {
+      const failure = asApiError(error);
+      fill(actionOut, errorBox(failure));
+      announce(`Delete refused: ${failure.message}`);
+    }
   }
 
   const poll = poller(refresh, 1000, () => !gone && isActive(job));

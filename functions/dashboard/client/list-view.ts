@@ -6,6 +6,7 @@ import { poller } from './poller';
 import { announce, badge, errorBox, markUpdated } from './ui';
 import { query } from './urls';
 import type { View } from './view';
+import { schedulesPanel } from './schedules-panel';
 import type { JobJson, JobPage } from './wire';
 
 /**
@@ -24,9 +25,11 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
   let lastRendered = '';
 
   const typeList = el('datalist', { id: 'known-types' });
+  const schedules = schedulesPanel();
   const submitType = el('input', { id: 'submit-type', name: 'jobType', list: 'known-types', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'e.g. hello_world' });
   const submitParams = el('textarea', { id: 'submit-params', name: 'parameters', rows: '3', spellcheck: 'false', 'aria-describedby': 'submit-help' });
   submitParams.value = '{}';
+  const submitKey = el('input', { id: 'submit-key', name: 'idempotencyKey', maxlength: '200', autocomplete: 'off', spellcheck: 'false', placeholder: 'optional' });
   const submitButton = el('button', { type: 'submit', class: 'primary' }, 'Submit job');
   const submitOut = el('div', { id: 'submit-result' });
 
@@ -51,9 +54,11 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
         el('div', { class: 'row top' },
           el('div', {}, el('label', { for: 'submit-type' }, 'Job type'), submitType),
           el('div', { class: 'grow' }, el('label', { for: 'submit-params' }, 'Parameters (JSON)'), submitParams),
+          el('div', {}, el('label', { for: 'submit-key' }, 'Idempotency key'), submitKey),
           el('div', { class: 'after-label' }, submitButton)),
-        el('p', { id: 'submit-help', class: 'muted' }, 'The body of POST /api/jobs/{type}. Submitting the same type and parameters again returns the existing job.')),
+        el('p', { id: 'submit-help', class: 'muted' }, 'The body of POST /api/jobs/{type}. Submitting the same type, parameters and key again returns the existing job; another idempotency key runs it again.')),
       submitOut, typeList),
+    schedules.section,
     el('section', { class: 'panel', 'aria-labelledby': 'jobs-heading' },
       heading,
       el('form', { class: 'row', onsubmit: onFilter, 'aria-label': 'Filter jobs' },
@@ -157,7 +162,8 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
     }
     submitButton.disabled = true;
     try {
-      const job = await api<JobJson>('POST', `/jobs/${encodeURIComponent(submitType.value.trim())}`, JSON.stringify(parameters));
+      const key = submitKey.value.trim();
+      const job = await api<JobJson>('POST', `/jobs/${encodeURIComponent(submitType.value.trim())}`, JSON.stringify(parameters), key ? { 'idempotency-key': key } : {});
       announce(`Submitted ${job.jobType} job ${job.jobId.slice(0, 12)} (${job.status})`);
       location.hash = `#/jobs/${encodeURIComponent(job.jobId)}`;
     } catch (error) {
@@ -170,7 +176,9 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
   }
 
   // Only the first page refreshes by itself: older pages are history and must not shift under the reader.
-  const poll = poller(load, 3000, () => page === 0);
+  const poll = poller(async () => {
+    await Promise.all([load(), schedules.load()]);
+  }, 3000, () => page === 0);
   poll.kick();
   return { update: setFilters, stop: () => poll.stop(), kick: () => poll.kick(), heading, title: 'Jobs' };
 }

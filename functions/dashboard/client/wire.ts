@@ -34,3 +34,6 @@ export interface JobPage {
   jobs: JobJson[];
   nextCursor: string | null;
 }
+
+/** One row of GET /api/schedules (models/schedule-definition.ts ScheduleView, as JSON). */
+export type ScheduleJson = Json<import('../../../models/schedule-definition').ScheduleView>;
