@@ -60,6 +60,10 @@ var serviceBusQueueProperties = {
   deadLetteringOnMessageExpiration: true
   defaultMessageTimeToLive: 'P14D'
 }
+// Job events out (models/job-event.ts): a topic with one default subscription; add your own
+// subscriptions (with SQL filters on type/jobType) for each system that reacts to finished work.
+var serviceBusEventsTopicName = 'coremachine-events'
+var serviceBusEventsSubscriptionName = 'default'
 
 // The connection budget, one formula for every profile (tests/infra-consistency.test.ts checks it):
 //   instances × poolMax + headroom ≤ connectionLimit − reserved
@@ -144,6 +148,8 @@ module serviceBus 'modules/servicebus.bicep' = {
     name: 'sb-${resourceToken}'
     queueNames: serviceBusQueueNames
     queueProperties: serviceBusQueueProperties
+    eventsTopicName: serviceBusEventsTopicName
+    eventsSubscriptionName: serviceBusEventsSubscriptionName
     disableLocalAuth: !serviceBusAllowSas
   }
 }

@@ -9,7 +9,7 @@ import {
   SERVICE_BUS_CONNECTION_SETTING,
   SERVICE_BUS_NAMESPACE_SETTING,
 } from '../core/transport/service-bus-transport';
-import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+import { EVENTS_DEFAULT_SUBSCRIPTION, EVENTS_TOPIC, JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
 import { SERVICE_BUS_MAX_DELIVERY_COUNT } from '../core/settlement';
 
 const root = path.resolve(__dirname, '..');
@@ -216,4 +216,18 @@ describe('connection budget: instances × PG_POOL_MAX + headroom ≤ connection 
     expect(Number(connectTimeout)).toBeGreaterThan(0);
     expect(Number(connectTimeout) * 10).toBeLessThan(timeSpanMs(host.functionTimeout));
   });
+});
+
+test('the job events topic and its default subscription exist in the Bicep and the emulator under the transport\'s names', () => {
+  const serviceBusModule = bicep('infra/modules/servicebus.bicep');
+  expect(main).toMatch(new RegExp(`^var serviceBusEventsTopicName = '${EVENTS_TOPIC}'$`, 'm'));
+  expect(main).toMatch(new RegExp(`^var serviceBusEventsSubscriptionName = '${EVENTS_DEFAULT_SUBSCRIPTION}'$`, 'm'));
+  expect(main).toMatch(/eventsTopicName:\s*serviceBusEventsTopicName\b/);
+  expect(serviceBusModule).toMatch(/namespaces\/topics@[\s\S]*?name: eventsTopicName[\s\S]*?requiresDuplicateDetection: true/);
+  expect(serviceBusModule).toMatch(/topics\/subscriptions@[\s\S]*?parent: eventsTopic[\s\S]*?name: eventsSubscriptionName/);
+  const config = readJson('infra/servicebus-emulator/Config.json') as { UserConfig: { Namespaces: Array<{ Topics: Array<{ Name: string; Properties: { RequiresDuplicateDetection: boolean }; Subscriptions: Array<{ Name: string }> }> }> } };
+  const topics = config.UserConfig.Namespaces[0]?.Topics ?? [];
+  expect(topics.map((topic) => topic.Name)).toEqual([EVENTS_TOPIC]);
+  expect(topics[0]?.Properties.RequiresDuplicateDetection).toBe(true);
+  expect(topics[0]?.Subscriptions.map((subscription) => subscription.Name)).toEqual([EVENTS_DEFAULT_SUBSCRIPTION]);
 });

@@ -78,6 +78,7 @@ test('a lost job message: the janitor finds the stalled job, says why, re-sends,
   const h = await startHarness(db.pool, {
     wrapTransport: (inner): Transport => ({
       name: 'lossy',
+      publishEvents: (events) => inner.publishEvents(events),
       close: () => inner.close(),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),
       scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),

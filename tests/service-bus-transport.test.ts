@@ -6,8 +6,8 @@ import {
   type ServiceBusClientLike,
   type ServiceBusSenderLike,
 } from '../core/transport/service-bus-transport';
-import { JOBS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
-import type { JobQueueMessage, TaskQueueMessage } from '../models';
+import { EVENTS_TOPIC, JOBS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+import type { JobEvent, JobQueueMessage, TaskQueueMessage } from '../models';
 
 type SendArg = Parameters<ServiceBusSender['sendMessages']>[0];
 type ScheduleArg = Parameters<ServiceBusSender['scheduleMessages']>[0];
@@ -275,4 +275,20 @@ describe('createServiceBusTransportFromEnv', () => {
     expect(transport).toBeInstanceOf(ServiceBusTransport);
     await transport.close();
   });
+});
+
+test('job events go to the events topic with a deterministic messageId, the event as body and filterable properties', async () => {
+  const client = new FakeClient();
+  const transport = new ServiceBusTransport(client);
+  const event: JobEvent = { type: 'JobCompleted', jobId: 'b'.repeat(64), jobType: 'hello_world', status: 'COMPLETED', stage: 2, at: '2026-11-30T16:00:00.123Z', result: { replies: 3 }, resultBytes: 13 };
+  await transport.publishEvents([event]);
+  await transport.publishEvents([event]);
+  const sent = client.sender(EVENTS_TOPIC).sent.flatMap((batch) => batch.messages);
+  expect(sent).toHaveLength(2);
+  // The same event published twice carries the same id, so the topic's duplicate detection drops the second.
+  expect(sent[0]?.messageId).toBe(`${'b'.repeat(64)}:JobCompleted:s2:${Date.parse(event.at)}`);
+  expect(sent[1]?.messageId).toBe(sent[0]?.messageId);
+  expect(sent[0]).toMatchObject({ contentType: 'application/json', subject: 'JobCompleted', body: event });
+  expect(sent[0]?.applicationProperties).toMatchObject({ type: 'JobCompleted', jobId: event.jobId, jobType: 'hello_world', status: 'COMPLETED', stage: 2 });
+  await transport.close();
 });

@@ -1,4 +1,5 @@
-import { jobMessageId, taskMessageId, type JobQueueMessage, type TaskQueueMessage } from '../../models';
+import { jobMessageId, taskMessageId, type JobEvent, type JobQueueMessage, type TaskQueueMessage } from '../../models';
+import { JobEventBus } from './job-event-bus';
 import { InProcessQueue, type QueueOptions } from './in-process-queue';
 import { traceProperties } from '../telemetry';
 import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type Transport } from './transport';
@@ -17,6 +18,8 @@ export class InProcessTransport implements Transport {
   readonly tasks: InProcessQueue;
   /** Job submissions by message from other systems (`{jobType, parameters}`). */
   readonly submissions: InProcessQueue;
+  /** Job events out: what the events topic's subscriptions are in Azure (`machine.events.subscribe`). */
+  readonly events = new JobEventBus();
 
   constructor(options: Partial<QueueOptions> = {}) {
     const queueOptions = { ...DEFAULT_QUEUE_OPTIONS, ...options };
@@ -34,6 +37,10 @@ export class InProcessTransport implements Transport {
   sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void> {
     this.tasks.send(messages.map(toQueueMessage));
     return Promise.resolve();
+  }
+
+  publishEvents(events: readonly JobEvent[]): Promise<void> {
+    return this.events.publish(events);
   }
 
   scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void> {

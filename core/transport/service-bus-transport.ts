@@ -1,8 +1,8 @@
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { ServiceBusClient, type ServiceBusMessage, type ServiceBusMessageBatch, type ServiceBusSender } from '@azure/service-bus';
-import { jobMessageId, taskMessageId, type JobQueueMessage, type TaskQueueMessage } from '../../models';
+import { jobEventMessageId, jobMessageId, taskMessageId, type JobEvent, type JobQueueMessage, type TaskQueueMessage } from '../../models';
 import { traceProperties } from '../telemetry';
-import { JOBS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type Transport } from './transport';
+import { EVENTS_TOPIC, JOBS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type Transport } from './transport';
 
 /** The part of the SDK sender this transport uses; a real `ServiceBusSender` satisfies it, and so can a test fake. */
 export type ServiceBusSenderLike = Pick<ServiceBusSender, 'createMessageBatch' | 'sendMessages' | 'scheduleMessages' | 'close'>;
@@ -70,6 +70,10 @@ export class ServiceBusTransport implements Transport {
     await this.inBatches(TASKS_QUEUE, messages.map(toTaskMessage), async (sender, _batch, chunk) => {
       await sender.scheduleMessages(chunk, at);
     });
+  }
+
+  async publishEvents(events: readonly JobEvent[]): Promise<void> {
+    await this.inBatches(EVENTS_TOPIC, events.map(toEventMessage), (sender, batch) => sender.sendMessages(batch));
   }
 
   /** A scheduled copy (its own messageId, so duplicate detection keeps it) on any of our queues. */
@@ -151,6 +155,17 @@ function toJobMessage(body: JobQueueMessage): ServiceBusMessage {
     body,
     // Lets operators filter and peek by job in the portal without parsing bodies.
     applicationProperties: { jobId: body.jobId, stage: body.stage, ...traceProperties() },
+  };
+}
+
+function toEventMessage(event: JobEvent): ServiceBusMessage {
+  return {
+    messageId: jobEventMessageId(event),
+    contentType: 'application/json',
+    subject: event.type,
+    body: event,
+    // Subscriptions can filter on these with SQL rules (e.g. type = 'JobCompleted' AND jobType = 'ingest').
+    applicationProperties: { type: event.type, jobId: event.jobId, jobType: event.jobType, status: event.status, stage: event.stage, ...traceProperties() },
   };
 }
 

@@ -1,9 +1,13 @@
-import type { JobQueueMessage, TaskQueueMessage } from '../../models';
+import type { JobEvent, JobQueueMessage, TaskQueueMessage } from '../../models';
 
 export const JOBS_QUEUE = 'coremachine-jobs';
 export const TASKS_QUEUE = 'coremachine-tasks';
 /** Other systems submit jobs here with `{jobType, parameters}` (models/api.ts JobSubmissionMessage). */
 export const SUBMISSIONS_QUEUE = 'coremachine-submissions';
+/** Job events out (models/job-event.ts): a topic, so any number of systems can subscribe. */
+export const EVENTS_TOPIC = 'coremachine-events';
+/** The subscription the Bicep and the emulator create with the topic (others can be added freely). */
+export const EVENTS_DEFAULT_SUBSCRIPTION = 'default';
 
 /** A copy of a received message under a new messageId (duplicate detection would drop the old one). */
 export interface RescheduledMessage {
@@ -19,6 +23,8 @@ export interface Transport {
   sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void>;
   /** Send later: the message becomes visible at `at` (Service Bus scheduled messages). */
   scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void>;
+  /** Job events to subscribers (the events topic); each with its deterministic messageId. */
+  publishEvents(events: readonly JobEvent[]): Promise<void>;
   /**
    * Messages sent but not yet completed, when the transport can tell (in-process can; Service Bus
    * would need management rights, so it says undefined). The janitor does not re-send while

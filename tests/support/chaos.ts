@@ -123,6 +123,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
     close: () => inner.close(),
     backlog: () => inner.backlog(),
     scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),
+    publishEvents: (events) => inner.publishEvents(events),
     sendTaskMessages: (m) => chaosSend(m, (x) => inner.sendTaskMessages(x), (x) => `${x.taskId}:${x.attempt}`),
     sendJobMessages: (m) => chaosSend(m, (x) => inner.sendJobMessages(x), (x) => `${x.jobId}:${x.stage}`),
   };
