@@ -65,6 +65,22 @@ export function getAppContext(env: NodeJS.ProcessEnv = process.env): Promise<App
   return creating;
 }
 
+/**
+ * Closes the shared context's transport, then its pool (the host's appTerminate hook calls this),
+ * so a scaled-in instance hands its connections back instead of leaving them to time out. A
+ * creation still in flight is awaited first; a later invocation would build a fresh context.
+ */
+export async function closeAppContext(): Promise<void> {
+  const context = current ?? (await creating?.catch(() => undefined));
+  current = undefined;
+  creating = undefined;
+  if (!context) return;
+  const [transport, pool] = await Promise.allSettled([context.transport.close(), context.pool.end()]);
+  for (const [what, result] of [['transport', transport], ['pool', pool]] as const) {
+    if (result.status === 'rejected') context.logger.warn(`closing the ${what} failed at shutdown`, { error: result.reason instanceof Error ? result.reason.message : String(result.reason) });
+  }
+}
+
 export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Promise<AppContext> {
   const config = loadConfig(env);
   if (!config.databaseUrl) {

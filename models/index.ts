@@ -8,3 +8,4 @@ export * from './task-failure';
 export * from './idempotency';
 export * from './schedule-definition';
 export * from './control-actions';
+export * from './events';

@@ -2,18 +2,12 @@ import fc from 'fast-check';
 import { ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest } from '../core/engine/remote-workers';
 import { setAppContext } from '../functions/app-context';
 import { healthHandler } from '../functions/http-health';
-import { httpRoutes } from '../functions/index';
+import { httpRoutes } from '../functions/routes';
 import { exampleJobs } from '../jobs';
 import { ListDeadLettersQuery, ListEventsQuery, ListJobsQuery, ListTasksQuery } from '../models/api';
 import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
 import { call, ErrorReply, type Handler } from './support/http-invoke';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
-
-// Registering needs a Functions host; recording the registrations is enough to import the table.
-jest.mock('@azure/functions', () => ({
-  ...jest.requireActual<typeof import('@azure/functions')>('@azure/functions'),
-  app: { http: jest.fn(), serviceBusQueue: jest.fn(), timer: jest.fn() },
-}));
 
 /** Fixed, so a failure replays exactly; bounded per route in runs and in time. */
 const SEED = 20_261_130;
