@@ -1,4 +1,4 @@
-import type { AnyJobDefinition, AnyTaskDefinition, ScheduleDefinition } from '../models';
+import type { AnyJobDefinition, AnyTaskDefinition, Registration, ScheduleDefinition } from '../models';
 import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, ValidationError, describeZodError } from './errors';
 
 /** Maps type names to definitions. Job types in jobs/ reach the engine only through here. */
@@ -6,6 +6,16 @@ export class Registry {
   private readonly jobs = new Map<string, AnyJobDefinition>();
   private readonly tasks = new Map<string, AnyTaskDefinition>();
   private readonly scheduleMap = new Map<string, ScheduleDefinition>();
+
+  /**
+   * A registry of an app's Registration (jobs/index.ts), plus any extra job types and schedules a
+   * test or a custom entry point adds on top. Jobs first: every schedule is checked against them.
+   */
+  static from(registration: Registration, extra: Partial<Registration> = {}): Registry {
+    return new Registry()
+      .register(...registration.jobs, ...(extra.jobs ?? []))
+      .registerSchedule(...registration.schedules, ...(extra.schedules ?? []));
+  }
 
   register(...jobs: AnyJobDefinition[]): this {
     for (const job of jobs) {

@@ -8,7 +8,7 @@ import { createLogger, type Logger } from '../core/logger';
 import { Registry } from '../core/registry';
 import type { Transport } from '../core/transport/transport';
 import { createServiceBusTransportFromEnv } from '../core/transport/service-bus-transport';
-import { exampleJobs, exampleSchedules } from '../jobs';
+import { registration } from '../jobs';
 
 /** Everything a function invocation needs; one per worker process, shared by every invocation. */
 export interface AppContext {
@@ -91,7 +91,7 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   const transport = createTransport(config, logger, env);
   const pool = createPool(config.databaseUrl, poolOptions(config, databasePoolOptions(config)));
   try {
-    const registry = new Registry().register(...exampleJobs).registerSchedule(...exampleSchedules);
+    const registry = Registry.from(registration);
     const machine = await CoreMachine.create({ pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
     return { machine, pool, transport, logger };
   } catch (error) {

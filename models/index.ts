@@ -9,3 +9,4 @@ export * from './idempotency';
 export * from './schedule-definition';
 export * from './control-actions';
 export * from './events';
+export * from './registration';

@@ -3,7 +3,7 @@ import { ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest } from '..
 import { setAppContext } from '../functions/app-context';
 import { healthHandler } from '../functions/http-health';
 import { httpRoutes } from '../functions/routes';
-import { exampleJobs } from '../jobs';
+import { shippedJobs } from './support/registry';
 import { ListDeadLettersQuery, ListEventsQuery, ListJobsQuery, ListTasksQuery } from '../models/api';
 import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
 import { call, ErrorReply, type Handler } from './support/http-invoke';
@@ -59,7 +59,7 @@ const { value: hostileJson } = fc.letrec<{ value: unknown }>((tie) => ({
 
 // Bodies shaped like the real ones (keys from the schemas, not copied by hand) with hostile values.
 const bodyKeys = [ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest].flatMap((schema) => Object.keys(schema.shape));
-const jobParameterKeys = exampleJobs.flatMap((job) => ('shape' in job.parameters ? Object.keys((job.parameters as unknown as { shape: object }).shape) : []));
+const jobParameterKeys = shippedJobs.flatMap((job) => ('shape' in job.parameters ? Object.keys((job.parameters as unknown as { shape: object }).shape) : []));
 const shapedBody = fc.dictionary(
   fc.constantFrom(...bodyKeys, ...jobParameterKeys),
   fc.oneof(hostileJson, fc.uuid(), fc.record({ type: hostileString, message: hostileString }), fc.array(hostileString, { maxLength: 3 })),
@@ -94,7 +94,7 @@ const query = fc.dictionary(fc.oneof(fc.constantFrom(...queryKeys), hostileStrin
 const headers = fc.dictionary(fc.constantFrom('content-length', 'content-type'), fc.constantFrom('-1', 'abc', '999999999', '0', '1e3', 'text/plain', 'application/json'), { maxKeys: 2 });
 
 const jobId = fc.stringMatching(/^[0-9a-f]{64}$/);
-const jobTypes = exampleJobs.map((job) => job.type);
+const jobTypes = shippedJobs.map((job) => job.type);
 
 /** Values for one path parameter: hostile text, well-formed ids, and what the template's regex allows. */
 function paramArbitrary(constraint: string | undefined): fc.Arbitrary<string> {
