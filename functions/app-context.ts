@@ -16,6 +16,8 @@ export interface AppContext {
   pool: pg.Pool;
   transport: Transport;
   logger: Logger;
+  /** The settings the handlers read (worker token, janitor windows), parsed once with the rest. */
+  config: CoreMachineConfig;
 }
 
 /** Builds the transport from configuration. The Service Bus transport plugs in here. */
@@ -40,9 +42,12 @@ export function createTransport(config: CoreMachineConfig, logger: Logger, env: 
   return createServiceBusTransportFromEnv(env);
 }
 
-/** Lets tests (or a custom entry point) supply a ready context; `undefined` forgets it. */
-export function setAppContext(context: AppContext | undefined): void {
-  current = context;
+/**
+ * Lets tests (or a custom entry point) supply a ready context; `undefined` forgets it. Without a
+ * `config`, the settings are read from the environment now, as createAppContext would.
+ */
+export function setAppContext(context: (Omit<AppContext, 'config'> & { config?: CoreMachineConfig }) | undefined): void {
+  current = context && { ...context, config: context.config ?? loadConfig(process.env) };
   creating = undefined;
 }
 
@@ -93,7 +98,7 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   try {
     const registry = Registry.from(registration);
     const machine = await CoreMachine.create({ pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
-    return { machine, pool, transport, logger };
+    return { machine, pool, transport, logger, config };
   } catch (error) {
     await Promise.allSettled([pool.end(), transport.close()]);
     throw error;

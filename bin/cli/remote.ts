@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { DEFAULT_API_URL, remoteSettings } from '../../core/config';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ApiClient, ApiError, type EventJson } from './api-client';
 import { describeError, errorCell, formatDuration, formatTime, shortTaskId, table } from './format';
@@ -28,7 +29,7 @@ export function usageLine(synopsis: string, meaning: string): string {
 }
 export const REMOTE_USAGE: readonly string[] = Object.values(USAGE_LINES).map(([synopsis, meaning]) => usageLine(synopsis, meaning));
 export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTION_NAMES, 'schedules', 'schedule', 'delete'];
-export const REMOTE_OPTIONS_USAGE = 'remote options: --url URL (env COREMACHINE_URL, default http://localhost:7071), --key KEY (env COREMACHINE_FUNCTION_KEY)';
+export const REMOTE_OPTIONS_USAGE = `remote options: --url URL (env COREMACHINE_URL, default ${DEFAULT_API_URL}), --key KEY (env COREMACHINE_FUNCTION_KEY)`;
 
 type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
 type OptionSpec = Record<string, { type: 'string' | 'boolean' }>;
@@ -80,9 +81,10 @@ export function parse(args: readonly string[], options: OptionSpec, positionalNa
     throw new UsageError(`expected ${expected}, got ${parsed.positionals.length === 0 ? 'none' : parsed.positionals.map((p) => JSON.stringify(p)).join(' ')}`);
   }
   const clientFor = (io: CliIo) => {
-    const baseUrl = str(parsed.values, 'url') ?? io.env.COREMACHINE_URL ?? 'http://localhost:7071';
+    const settings = remoteSettings(io.env);
+    const baseUrl = str(parsed.values, 'url') ?? settings.apiUrl;
     if (!URL.canParse(baseUrl)) throw new UsageError(`--url "${baseUrl}" is not a URL`);
-    return new ApiClient({ baseUrl, functionKey: str(parsed.values, 'key') ?? io.env.COREMACHINE_FUNCTION_KEY });
+    return new ApiClient({ baseUrl, functionKey: str(parsed.values, 'key') ?? settings.functionKey });
   };
   return { ...parsed, clientFor };
 }
