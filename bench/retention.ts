@@ -17,7 +17,7 @@ import { createLogger } from '../core/logger';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { InProcessWorker } from '../core/worker';
-import { exampleJobs } from '../jobs';
+import { registration } from '../jobs';
 import { createDatabase, dropDatabase, findServer } from './server';
 
 const TABLES = ['jobs', 'stages', 'tasks', 'events', 'outbox', 'dead_letters'] as const;
@@ -42,7 +42,7 @@ async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; value: T 
 async function measureBytesPerTask(pool: pg.Pool): Promise<{ tasks: number; bytes: Record<string, number>; bytesPerTask: number }> {
   const transport = new InProcessTransport();
   const logger = createLogger('silent');
-  const machine = await CoreMachine.create({ pool, registry: new Registry().register(...exampleJobs), transport, logger });
+  const machine = await CoreMachine.create({ pool, registry: new Registry().register(...registration.jobs), transport, logger });
   const worker = new InProcessWorker(machine, transport, logger, { taskBatchSize: 32, taskConcurrency: 8, jobConcurrency: 2 });
   const { job } = await machine.submitJob('hello_world', { n: 10_000 });
   for (;;) {
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     const pool = createPool(database.url, 10);
     try {
       await migrate(pool);
-      const machine = await CoreMachine.create({ pool, registry: new Registry().register(...exampleJobs), transport: new InProcessTransport(), logger: createLogger('silent'), retentionDays: 30 });
+      const machine = await CoreMachine.create({ pool, registry: new Registry().register(...registration.jobs), transport: new InProcessTransport(), logger: createLogger('silent'), retentionDays: 30 });
       if (label === 'size') {
         log('running hello_world n=10000 through the engine…');
         const size = await measureBytesPerTask(pool);

@@ -17,7 +17,11 @@ export function preparedStatementsFromEnv(env: NodeJS.ProcessEnv = process.env):
   return parsed.data;
 }
 
-/** Every setting comes from the environment; README lists them. */
+/**
+ * Every setting of the engine, the Functions app and `coremachine dev`, read from the environment
+ * in one place with its default; README's "Configuration" table lists them all. Code in
+ * functions/ and bin/ reads the parsed CoreMachineConfig, never process.env.
+ */
 const EnvSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
   // 'entra': the password is a Microsoft Entra access token of the app's identity (Azure); 'password': it is in DATABASE_URL.
@@ -35,7 +39,27 @@ const EnvSchema = z.object({
   SCHEDULE_CATCH_UP_SECONDS: z.coerce.number().int().min(1).max(366 * 24 * 3600).optional(),
   PG_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
   COREMACHINE_PREPARED_STATEMENTS: PreparedStatementsSetting,
+  // Remote workers must also present this as a bearer token (functions/http-workers.ts); unset or empty = the function key suffices.
+  COREMACHINE_WORKER_TOKEN: z.string().optional(),
+  // The janitor's windows: a job with no event this long is examined; outbox rows older than this were not sent by their writer.
+  JANITOR_STALL_AFTER_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(300),
+  JANITOR_OUTBOX_AGE_SECONDS: z.coerce.number().int().min(1).max(24 * 3600).default(30),
+  JANITOR_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
+  // `coremachine dev` requires this key like the host does (empty = unset); the CLI sends it (remoteSettings).
+  COREMACHINE_FUNCTION_KEY: z.string().optional(),
+  // `coremachine dev`/`demo`: how often the in-process janitor sweeps (the Functions app uses JANITOR_SCHEDULE).
+  COREMACHINE_JANITOR_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
 });
+
+/** The names of every environment setting loadConfig reads (README's configuration table lists each). */
+export const CONFIG_SETTING_NAMES: readonly string[] = Object.keys(EnvSchema.shape);
+
+/** The janitor's windows and batch (core/janitor.ts JanitorOptions), as both hosts pass them to a sweep. */
+export interface JanitorSettings {
+  stallAfterMs: number;
+  outboxAgeMs: number;
+  batchSize: number;
+}
 
 export interface CoreMachineConfig {
   databaseUrl: string | undefined;
@@ -53,6 +77,13 @@ export interface CoreMachineConfig {
   connectTimeoutMs: number;
   /** Named prepared statements (COREMACHINE_PREPARED_STATEMENTS); off behind PgBouncer 1.18. */
   preparedStatements: boolean;
+  /** Bearer token remote workers must send besides the function key (COREMACHINE_WORKER_TOKEN). */
+  workerToken: string | undefined;
+  janitor: JanitorSettings;
+  /** The key `coremachine dev` requires on every route but health (COREMACHINE_FUNCTION_KEY). */
+  functionKey: string | undefined;
+  /** In-process janitor cadence of the local runtime (COREMACHINE_JANITOR_INTERVAL_SECONDS). */
+  janitorIntervalMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineConfig {
@@ -76,5 +107,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineCon
     scheduleCatchUpSeconds: e.SCHEDULE_CATCH_UP_SECONDS,
     connectTimeoutMs: e.PG_CONNECT_TIMEOUT_MS,
     preparedStatements: e.COREMACHINE_PREPARED_STATEMENTS,
+    workerToken: e.COREMACHINE_WORKER_TOKEN || undefined,
+    janitor: { stallAfterMs: e.JANITOR_STALL_AFTER_SECONDS * 1000, outboxAgeMs: e.JANITOR_OUTBOX_AGE_SECONDS * 1000, batchSize: e.JANITOR_BATCH_SIZE },
+    functionKey: e.COREMACHINE_FUNCTION_KEY || undefined,
+    janitorIntervalMs: e.COREMACHINE_JANITOR_INTERVAL_SECONDS * 1000,
   };
+}
+
+/** Where the CLI's remote commands send requests unless --url or COREMACHINE_URL says otherwise. */
+export const DEFAULT_API_URL = 'http://localhost:7071';
+
+/**
+ * The CLI's remote settings (COREMACHINE_URL, COREMACHINE_FUNCTION_KEY). Read apart from
+ * loadConfig on purpose: a command that only talks HTTP must not fail on a database setting.
+ */
+export function remoteSettings(env: NodeJS.ProcessEnv): { apiUrl: string; functionKey: string | undefined } {
+  // An empty COREMACHINE_URL is kept, so it is reported as "not a URL" rather than silently replaced.
+  return { apiUrl: env.COREMACHINE_URL ?? DEFAULT_API_URL, functionKey: env.COREMACHINE_FUNCTION_KEY };
 }

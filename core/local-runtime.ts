@@ -32,7 +32,8 @@ export async function startLocalRuntime(config: CoreMachineConfig, registry: Reg
       taskBatchSize: config.taskBatchSize,
       taskConcurrency: config.taskConcurrency,
       jobConcurrency: config.jobConcurrency,
-      janitorIntervalMs: 30_000,
+      janitorIntervalMs: config.janitorIntervalMs,
+      janitor: config.janitor,
     });
     return {
       database,

@@ -1,11 +1,23 @@
-import type { AnyJobDefinition, AnyTaskDefinition, ScheduleDefinition } from '../models';
+import type { AnyJobDefinition, AnyTaskDefinition, Registration, ScheduleDefinition } from '../models';
+import { compileSchedule, type RegisteredSchedule } from './schedules/cron-pattern';
 import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, ValidationError, describeZodError } from './errors';
 
 /** Maps type names to definitions. Job types in jobs/ reach the engine only through here. */
 export class Registry {
   private readonly jobs = new Map<string, AnyJobDefinition>();
   private readonly tasks = new Map<string, AnyTaskDefinition>();
-  private readonly scheduleMap = new Map<string, ScheduleDefinition>();
+  /** Each declared schedule (kept to spot a second definition of a name) and its compiled form. */
+  private readonly scheduleMap = new Map<string, { declared: ScheduleDefinition; compiled: RegisteredSchedule }>();
+
+  /**
+   * A registry of an app's Registration (jobs/index.ts), plus any extra job types and schedules a
+   * test or a custom entry point adds on top. Jobs first: every schedule is checked against them.
+   */
+  static from(registration: Registration, extra: Partial<Registration> = {}): Registry {
+    return new Registry()
+      .register(...registration.jobs, ...(extra.jobs ?? []))
+      .registerSchedule(...registration.schedules, ...(extra.schedules ?? []));
+  }
 
   register(...jobs: AnyJobDefinition[]): this {
     for (const job of jobs) {
@@ -53,30 +65,31 @@ export class Registry {
   }
 
   /**
-   * Schedules are checked against their job type here, after the jobs: an unknown type or
+   * Schedules are checked here, after the jobs: a cron croner refuses, an unknown job type or
    * parameters the type rejects fail at startup, not at 2 a.m. on the first tick.
    */
   registerSchedule(...schedules: ScheduleDefinition[]): this {
     for (const schedule of schedules) {
       const existing = this.scheduleMap.get(schedule.name);
-      if (existing && existing !== schedule) throw new DuplicateRegistrationError(`schedule "${schedule.name}" is already registered`);
+      if (existing && existing.declared !== schedule) throw new DuplicateRegistrationError(`schedule "${schedule.name}" is already registered`);
+      const compiled = existing?.compiled ?? compileSchedule(schedule);
       const parsed = this.job(schedule.jobType).parameters.safeParse(schedule.parameters);
       if (!parsed.success) {
         throw new ValidationError(`schedule "${schedule.name}": invalid parameters for job type "${schedule.jobType}": ${describeZodError(parsed.error)}`, parsed.error.issues);
       }
-      this.scheduleMap.set(schedule.name, schedule);
+      this.scheduleMap.set(schedule.name, { declared: schedule, compiled });
     }
     return this;
   }
 
-  schedule(name: string): ScheduleDefinition {
+  schedule(name: string): RegisteredSchedule {
     const schedule = this.scheduleMap.get(name);
     if (!schedule) throw new ScheduleNotFoundError(name, [...this.scheduleMap.keys()].sort());
-    return schedule;
+    return schedule.compiled;
   }
 
   /** Declared schedules, by name. */
-  schedules(): ScheduleDefinition[] {
-    return [...this.scheduleMap.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  schedules(): RegisteredSchedule[] {
+    return [...this.scheduleMap.values()].map((entry) => entry.compiled).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 }

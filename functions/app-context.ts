@@ -8,7 +8,7 @@ import { createLogger, type Logger } from '../core/logger';
 import { Registry } from '../core/registry';
 import type { Transport } from '../core/transport/transport';
 import { createServiceBusTransportFromEnv } from '../core/transport/service-bus-transport';
-import { exampleJobs, exampleSchedules } from '../jobs';
+import { registration } from '../jobs';
 
 /** Everything a function invocation needs; one per worker process, shared by every invocation. */
 export interface AppContext {
@@ -16,6 +16,8 @@ export interface AppContext {
   pool: pg.Pool;
   transport: Transport;
   logger: Logger;
+  /** The settings the handlers read (worker token, janitor windows), parsed once with the rest. */
+  config: CoreMachineConfig;
 }
 
 /** Builds the transport from configuration. The Service Bus transport plugs in here. */
@@ -40,9 +42,12 @@ export function createTransport(config: CoreMachineConfig, logger: Logger, env: 
   return createServiceBusTransportFromEnv(env);
 }
 
-/** Lets tests (or a custom entry point) supply a ready context; `undefined` forgets it. */
-export function setAppContext(context: AppContext | undefined): void {
-  current = context;
+/**
+ * Lets tests (or a custom entry point) supply a ready context; `undefined` forgets it. Without a
+ * `config`, the settings are read from the environment now, as createAppContext would.
+ */
+export function setAppContext(context: (Omit<AppContext, 'config'> & { config?: CoreMachineConfig }) | undefined): void {
+  current = context && { ...context, config: context.config ?? loadConfig(process.env) };
   creating = undefined;
 }
 
@@ -65,6 +70,22 @@ export function getAppContext(env: NodeJS.ProcessEnv = process.env): Promise<App
   return creating;
 }
 
+/**
+ * Closes the shared context's transport, then its pool (the host's appTerminate hook calls this),
+ * so a scaled-in instance hands its connections back instead of leaving them to time out. A
+ * creation still in flight is awaited first; a later invocation would build a fresh context.
+ */
+export async function closeAppContext(): Promise<void> {
+  const context = current ?? (await creating?.catch(() => undefined));
+  current = undefined;
+  creating = undefined;
+  if (!context) return;
+  const [transport, pool] = await Promise.allSettled([context.transport.close(), context.pool.end()]);
+  for (const [what, result] of [['transport', transport], ['pool', pool]] as const) {
+    if (result.status === 'rejected') context.logger.warn(`closing the ${what} failed at shutdown`, { error: result.reason instanceof Error ? result.reason.message : String(result.reason) });
+  }
+}
+
 export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Promise<AppContext> {
   const config = loadConfig(env);
   if (!config.databaseUrl) {
@@ -75,9 +96,9 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   const transport = createTransport(config, logger, env);
   const pool = createPool(config.databaseUrl, poolOptions(config, databasePoolOptions(config)));
   try {
-    const registry = new Registry().register(...exampleJobs).registerSchedule(...exampleSchedules);
+    const registry = Registry.from(registration);
     const machine = await CoreMachine.create({ pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
-    return { machine, pool, transport, logger };
+    return { machine, pool, transport, logger, config };
   } catch (error) {
     await Promise.allSettled([pool.end(), transport.close()]);
     throw error;

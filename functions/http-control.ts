@@ -1,12 +1,17 @@
 import type { HttpRoute } from './http-route';
 import type { CoreMachine } from '../core/engine/core-machine';
 import type { JobView } from '../models';
+import { CONTROL_ACTION_NAMES, type ControlAction } from '../models/control-actions';
 import { ControlParams, JobIdParams, ListDeadLettersQuery, ListEventsQuery } from '../models/api';
 import { getAppContext } from './app-context';
 import { withErrors, type Handler } from './http-errors';
 import { parseParams, parseQuery } from './http-input';
 
-const ACTIONS: Record<ControlParams['action'], (machine: CoreMachine, jobId: string) => Promise<JobView>> = {
+/**
+ * One engine call per action in models/control-actions.ts: typed as a Record over ControlAction,
+ * so an action added there without a handler here fails the type check.
+ */
+const ACTIONS: Readonly<Record<ControlAction, (machine: CoreMachine, jobId: string) => Promise<JobView>>> = {
   cancel: (machine, jobId) => machine.cancelJob(jobId),
   pause: (machine, jobId) => machine.pauseJob(jobId),
   resume: (machine, jobId) => machine.resumeJob(jobId),
@@ -40,7 +45,7 @@ export const listDeadLettersHandler: Handler = withErrors(async (request) => {
 });
 
 export const controlRoutes: HttpRoute[] = [
-  { name: 'jobs-control', methods: ['POST'], authLevel: 'function', route: 'jobs/{jobId}/{action:regex(^(cancel|pause|resume|retry)$)}', handler: controlJobHandler },
+  { name: 'jobs-control', methods: ['POST'], authLevel: 'function', route: `jobs/{jobId}/{action:regex(^(${CONTROL_ACTION_NAMES.join('|')})$)}`, handler: controlJobHandler },
   { name: 'jobs-events', methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}/events', handler: listEventsHandler },
   { name: 'dead-letters', methods: ['GET'], authLevel: 'function', route: 'dead-letters', handler: listDeadLettersHandler },
 ];

@@ -17,8 +17,7 @@ export class WorkerAuthError extends CoreMachineError {
  * 'function'); when COREMACHINE_WORKER_TOKEN is set they must also present it as a bearer token,
  * so a key shared with operators is not enough to report task results.
  */
-function checkWorkerToken(request: HttpRequest): void {
-  const expected = process.env.COREMACHINE_WORKER_TOKEN;
+function checkWorkerToken(request: HttpRequest, expected: string | undefined): void {
   if (!expected) return;
   const presented = /^Bearer (.+)$/.exec(request.headers.get('authorization') ?? '')?.[1] ?? '';
   const a = Buffer.from(presented);
@@ -28,7 +27,7 @@ function checkWorkerToken(request: HttpRequest): void {
 
 function workerHandler(work: (request: HttpRequest) => Promise<HttpResponseInit>): Handler {
   return withErrors(async (request) => {
-    checkWorkerToken(request);
+    checkWorkerToken(request, (await getAppContext()).config.workerToken);
     return work(request);
   });
 }

@@ -11,8 +11,8 @@ export const JANITOR_SCHEDULE = '%JANITOR_SCHEDULE%';
  * failure and the next tick runs it again.
  */
 export async function janitorHandler(_timer: Timer, context: InvocationContext): Promise<void> {
-  const { machine } = await getAppContext();
-  const report = await machine.sweep();
+  const { machine, config } = await getAppContext();
+  const report = await machine.sweep(config.janitor);
   const found = report.requeuedTasks + report.failedTasks + report.cancelledTasks + report.outboxSent + report.stalled.length;
   const line = JSON.stringify({ event: 'coremachine.janitor.sweep', ...report });
   if (found > 0) context.warn(line);

@@ -1,12 +1,16 @@
-import type { AnyJobDefinition } from '../models';
+import type { Registration } from '../models';
 import { helloWorld } from './hello-world';
+import { helloWorldHourly } from './schedules';
 import { wordFrequencies } from './word-frequencies';
-import { exampleSchedules } from './schedules';
 
-/** The job types this app ships with; register your own the same way. */
-export const exampleJobs: AnyJobDefinition[] = [helloWorld, wordFrequencies];
+/**
+ * The one registration point: the job types and schedules this app ships with. The Functions app,
+ * the CLI (`coremachine dev`, `demo`) and the tests build their registry from this. Add your own
+ * job type or schedule here, next to the examples.
+ */
+export const registration: Registration = {
+  jobs: [helloWorld, wordFrequencies],
+  schedules: [helloWorldHourly],
+};
 
-/** Registered after the jobs (`registry.registerSchedule(...exampleSchedules)`): each names a job type. */
-export { exampleSchedules };
-
-export { helloWorld, wordFrequencies };
+export { helloWorld, helloWorldHourly, wordFrequencies };

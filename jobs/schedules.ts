@@ -1,4 +1,4 @@
-import { defineSchedule, type ScheduleDefinition } from '../models';
+import { defineSchedule } from '../models';
 
 /**
  * One example, declared paused: a deployment of the example app should not start making jobs on
@@ -13,5 +13,3 @@ export const helloWorldHourly = defineSchedule({
   parameters: { n: 10 },
   paused: true,
 });
-
-export const exampleSchedules: ScheduleDefinition[] = [helloWorldHourly];

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CONTROL_ACTION_NAMES } from './control-actions';
 import { ErrorShape } from './error-shape';
 import { INT4_MAX, integerInput, JobId, JobTypeName, MAX_SAFE_ID, PAGE_LIMITS, safeText, TaskId } from './http-input';
 import { JobStatus, TaskStatus } from './status';
@@ -61,6 +62,6 @@ export type ListDeadLettersQuery = z.infer<typeof ListDeadLettersQuery>;
 
 export const JobIdParams = z.object({ jobId: JobId });
 export const JobTypeParams = z.object({ jobType: JobTypeName });
-export const ControlParams = z.object({ jobId: JobId, action: z.enum(['cancel', 'pause', 'resume', 'retry']) });
+export const ControlParams = z.object({ jobId: JobId, action: z.enum(CONTROL_ACTION_NAMES) });
 export type ControlParams = z.infer<typeof ControlParams>;
 export const TaskIdParams = z.object({ taskId: TaskId });

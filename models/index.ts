@@ -9,3 +9,5 @@ export * from './idempotency';
 export * from './schedule-definition';
 export * from './control-actions';
 export * from './job-event';
+export * from './events';
+export * from './registration';

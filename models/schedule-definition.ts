@@ -1,10 +1,10 @@
-import { Cron } from 'croner';
 import { z } from 'zod';
 
 /**
- * Recurring jobs, declared in code next to the job types. Cron parsing, timezones and DST are
- * croner's (a dependency-free, well-kept parser): the one import here besides zod, because a
- * definition must fail where it is written, not on the first sweep in production.
+ * Recurring jobs, declared in code next to the job types. A definition checks its name, time zone
+ * and windows where it is written; its cron is compiled (croner) when it is registered, in
+ * core/schedules/cron-pattern.ts, so models/ imports nothing but zod. Registration happens at
+ * startup, so a bad cron still fails long before the first sweep in production.
  */
 
 const SCHEDULE_NAME = /^[a-z][a-z0-9_.-]{0,99}$/;
@@ -21,7 +21,7 @@ function isTimeZone(zone: string): boolean {
 export const ScheduleOptions = z.strictObject({
   /** Also the idempotency key's middle part: `schedule:<name>:<tick>` stays within 200 characters. */
   name: z.string().regex(SCHEDULE_NAME, `schedule name must match ${String(SCHEDULE_NAME)}`),
-  /** Five fields (minute precision) or six (with seconds), croner syntax. */
+  /** Five fields (minute precision) or six (with seconds), croner syntax; compiled at registration. */
   cron: z.string().min(1).max(200),
   /** IANA zone the cron fields are read in, e.g. "Europe/Berlin" or "UTC". */
   timezone: z.string().refine(isTimeZone, { message: 'timezone must be an IANA time zone such as "Europe/Berlin" or "UTC"' }),
@@ -47,10 +47,6 @@ export interface ScheduleDefinition {
   readonly parameters: unknown;
   readonly catchUpSeconds: number | undefined;
   readonly paused: boolean;
-  /** The first tick strictly after `after`, or null when the pattern has no more. */
-  nextTick(after: Date): Date | null;
-  /** The latest tick at or before `atOrBefore`, or null. */
-  latestTick(atOrBefore: Date): Date | null;
 }
 
 export function defineSchedule(options: ScheduleOptions): ScheduleDefinition {
@@ -59,27 +55,7 @@ export function defineSchedule(options: ScheduleOptions): ScheduleDefinition {
     throw new TypeError(`schedule "${String(options.name)}": ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
   const { name, cron, timezone, jobType, parameters, catchUpSeconds, paused } = parsed.data;
-  let pattern: Cron;
-  try {
-    // No callback: croner only evaluates the pattern, it never starts a timer.
-    pattern = new Cron(cron, { timezone });
-  } catch (error) {
-    throw new TypeError(`schedule "${name}": cron "${cron}" is not valid: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-  }
-  if (pattern.nextRun(new Date(0)) === null) throw new TypeError(`schedule "${name}": cron "${cron}" never fires`);
-  return {
-    kind: 'schedule',
-    name,
-    cron,
-    timezone,
-    jobType,
-    parameters,
-    catchUpSeconds,
-    paused,
-    nextTick: (after) => pattern.nextRun(after),
-    // croner's previousRuns excludes the reference itself; a millisecond later includes a tick exactly at it.
-    latestTick: (atOrBefore) => pattern.previousRuns(1, new Date(atOrBefore.getTime() + 1))[0] ?? null,
-  };
+  return { kind: 'schedule', name, cron, timezone, jobType, parameters, catchUpSeconds, paused };
 }
 
 /** One schedule as `GET /api/schedules` shows it: the declaration and its state. */

@@ -1,7 +1,15 @@
 /**
+ * The brand every TaskFailure carries. `Symbol.for` gives the same symbol in every copy of this
+ * module, so a job package bundling its own copy of models/ still throws failures the engine
+ * recognises — `instanceof` would not, since each copy has its own class.
+ */
+const TASK_FAILURE_BRAND = Symbol.for('coremachine.TaskFailure');
+
+/**
  * What a handler throws to steer retries: `nonRetryable` fails the task at once, `retryAfterMs`
  * overrides the backoff for the next attempt. Anything else thrown is retryable by the task
- * type's retry policy. Lives in models/ so job types never import the engine.
+ * type's retry policy. Lives in models/ so job types never import the engine. Check for it with
+ * `TaskFailure.is(error)`, not `instanceof`.
  */
 export class TaskFailure extends Error {
   readonly nonRetryable: boolean;
@@ -12,6 +20,13 @@ export class TaskFailure extends Error {
     this.name = 'TaskFailure';
     this.nonRetryable = options.nonRetryable ?? false;
     this.retryAfterMs = options.retryAfterMs;
+    // Not enumerable: the brand is for recognition only and never shows in logs or stored errors.
+    Object.defineProperty(this, TASK_FAILURE_BRAND, { value: true, enumerable: false });
+  }
+
+  /** True for a TaskFailure from any copy of models/ (a subclass's too). */
+  static is(error: unknown): error is TaskFailure {
+    return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[TASK_FAILURE_BRAND] === true;
   }
 }
 

@@ -2,8 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { Registry } from '../core/registry';
-import { exampleJobs } from '../jobs';
+import { appRegistry } from './support/registry';
 import { defineJob, defineTask } from '../models';
 import type { CliIo } from '../bin/cli/io';
 import { runCli } from '../bin/cli/run-cli';
@@ -25,7 +24,7 @@ const failing = defineTask({
 const failingJob = defineJob({ type: 'test.exit_fails', parameters: z.object({ n: z.number().int().min(1) }) })
   .stage({ name: 'fail', task: failing, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, index) => ({ index })) })
   .finalize(() => ({}));
-const registry = new Registry().register(...exampleJobs, failingJob);
+const registry = appRegistry(failingJob);
 
 let db: TestDatabase;
 let tmp: string;

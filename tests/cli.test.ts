@@ -5,8 +5,7 @@ import { z } from 'zod';
 import { loadConfig } from '../core/config';
 import { createLogger } from '../core/logger';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
-import { Registry } from '../core/registry';
-import { exampleJobs } from '../jobs';
+import { appRegistry } from './support/registry';
 import { defineJob, defineTask } from '../models';
 import type { CliIo } from '../bin/cli/io';
 import { ProgressDisplay } from '../bin/cli/progress';
@@ -42,7 +41,7 @@ let tmp: string;
 beforeAll(async () => {
   db = await createTestDatabase();
   const logger = createLogger('silent');
-  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), new Registry().register(...exampleJobs, gatedJob), logger);
+  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(gatedJob), logger);
   server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
   tmp = mkdtempSync(path.join(os.tmpdir(), 'coremachine-cli-'));
 });

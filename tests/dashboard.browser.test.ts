@@ -6,8 +6,7 @@ import { z } from 'zod';
 import { loadConfig } from '../core/config';
 import { createLogger } from '../core/logger';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
-import { Registry } from '../core/registry';
-import { exampleJobs, exampleSchedules } from '../jobs';
+import { appRegistry } from './support/registry';
 import { defineJob, defineTask } from '../models';
 import { startDevServer } from '../bin/cli/dev-server';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -75,7 +74,7 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     mkdirSync(ARTIFACTS, { recursive: true });
     db = await createTestDatabase();
     const logger = createLogger('silent');
-    runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), new Registry().register(...exampleJobs, slowJob).registerSchedule(...exampleSchedules), logger);
+    runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(slowJob), logger);
     server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
     profileDir = mkdtempSync(path.join(os.tmpdir(), 'coremachine-chromium-'));
     const launched = Date.now();

@@ -1,9 +1,8 @@
 import http from 'node:http';
 import { createLogger } from '../core/logger';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
-import { Registry } from '../core/registry';
 import { loadConfig } from '../core/config';
-import { exampleJobs } from '../jobs';
+import { appRegistry } from './support/registry';
 import { startDevServer, type DevServer } from '../bin/cli/dev-server';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
@@ -18,7 +17,7 @@ let port: number;
 beforeAll(async () => {
   db = await createTestDatabase();
   const logger = createLogger('silent');
-  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), new Registry().register(...exampleJobs), logger);
+  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(), logger);
   open = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: undefined });
   keyed = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: 'the-key' });
   anyHost = await startDevServer(runtime, logger, { port: 0, host: '0.0.0.0', functionKey: undefined });

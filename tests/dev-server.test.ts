@@ -1,8 +1,7 @@
 import { createLogger } from '../core/logger';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
-import { Registry } from '../core/registry';
 import { loadConfig } from '../core/config';
-import { exampleJobs } from '../jobs';
+import { appRegistry } from './support/registry';
 import { startDevServer } from '../bin/cli/dev-server';
 import { matchRoute } from '../bin/cli/route-match';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -15,7 +14,7 @@ let server: { url: string; close: () => Promise<void> };
 beforeAll(async () => {
   db = await createTestDatabase();
   const logger = createLogger('silent');
-  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), new Registry().register(...exampleJobs), logger);
+  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(), logger);
   server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: 'dev-key' });
 });
 afterAll(async () => {

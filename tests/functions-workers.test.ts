@@ -1,4 +1,5 @@
 import { HttpRequest, HttpResponse, InvocationContext, type HttpResponseInit } from '@azure/functions';
+import { loadConfig } from '../core/config';
 import { setAppContext } from '../functions/app-context';
 import { claimHandler, completeHandler, heartbeatHandler, releaseHandler } from '../functions/http-workers';
 import { janitorHandler } from '../functions/timer-janitor';
@@ -20,7 +21,6 @@ beforeEach(async () => {
   setAppContext({ machine: h.machine, pool: db.pool, transport: h.transport, logger: captureLogger(h.logs) });
 });
 afterEach(async () => {
-  delete process.env.COREMACHINE_WORKER_TOKEN;
   setAppContext(undefined);
   await h.worker?.drain();
   await h.stop();
@@ -35,7 +35,8 @@ async function post(handler: Handler, path: string, body: unknown, params: Recor
 }
 
 test('remote workers over HTTP: bearer token when configured, claim, heartbeat, complete, 409 for a lost claim, 400 for bad bodies', async () => {
-  process.env.COREMACHINE_WORKER_TOKEN = 's3cret-token';
+  // The token is configuration: the context is built with it, as createAppContext does from the app settings.
+  setAppContext({ machine: h.machine, pool: db.pool, transport: h.transport, logger: captureLogger(h.logs), config: loadConfig({ COREMACHINE_WORKER_TOKEN: 's3cret-token' }) });
   const auth = { authorization: 'Bearer s3cret-token' };
   const { job } = await h.machine.submitJob('test.remote_job', { frames: 2 });
   expect((await post(claimHandler, 'workers/claim', { workerId: 'w', taskTypes: ['test.render'] })).status).toBe(401);

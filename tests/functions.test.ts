@@ -18,7 +18,7 @@ import { createTestDatabase, type TestDatabase } from './support/test-database';
 // registrations instead lets the test check routes, methods, auth levels and queue bindings.
 jest.mock('@azure/functions', () => ({
   ...jest.requireActual<typeof import('@azure/functions')>('@azure/functions'),
-  app: { http: jest.fn(), serviceBusQueue: jest.fn(), timer: jest.fn() },
+  app: { http: jest.fn(), serviceBusQueue: jest.fn(), timer: jest.fn(), hook: { appTerminate: jest.fn() } },
 }));
 
 // Taken at load, when the imports above registered, so no later mock reset can lose them.

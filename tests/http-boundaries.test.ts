@@ -5,7 +5,6 @@ import { createPool } from '../core/db/pool';
 import { CoreMachine } from '../core/engine/core-machine';
 import { MAX_RETRY_DELAY_MS } from '../core/engine/remote-workers';
 import { createLogger } from '../core/logger';
-import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import type { Transport } from '../core/transport/transport';
 import { setAppContext, setTransportFactory } from '../functions/app-context';
@@ -13,7 +12,7 @@ import { controlJobHandler, listDeadLettersHandler, listEventsHandler } from '..
 import { healthHandler } from '../functions/http-health';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
 import { claimHandler, completeHandler, failHandler, heartbeatHandler, releaseHandler } from '../functions/http-workers';
-import { exampleJobs } from '../jobs';
+import { appRegistry } from './support/registry';
 import { defineJob, defineRemoteTask } from '../models';
 import { stuckJobs } from './support/harness';
 import { call, ErrorReply, invocationLogs, rowCounts, type Handler, type Reply } from './support/http-invoke';
@@ -40,7 +39,7 @@ const useApp = (pool = db.pool, m = machine) => setAppContext({ machine: m, pool
 beforeAll(async () => {
   db = await createTestDatabase();
   transport = new InProcessTransport();
-  machine = await CoreMachine.create({ pool: db.pool, registry: new Registry().register(...exampleJobs, renderJob, cappedJob), transport, logger: createLogger('silent') });
+  machine = await CoreMachine.create({ pool: db.pool, registry: appRegistry(renderJob, cappedJob), transport, logger: createLogger('silent') });
 });
 afterAll(async () => {
   setAppContext(undefined);
@@ -340,7 +339,7 @@ test('connections cut under a running app (killed mid-session, then refused) giv
   relayed.host = `127.0.0.1:${relay.port}`;
   const pool = createPool(relayed.toString(), 2);
   try {
-    const relayedMachine = await CoreMachine.create({ pool, registry: new Registry().register(...exampleJobs), transport, logger: createLogger('silent') });
+    const relayedMachine = await CoreMachine.create({ pool, registry: appRegistry(), transport, logger: createLogger('silent') });
     useApp(pool, relayedMachine);
     expectRefused(await call(getJobHandler, 'GET', 'x', { params: { jobId: JOB } }), 404, 'JobNotFoundError');
     // A query in flight when the relay dies: the driver sees its connection terminated.
@@ -368,7 +367,7 @@ test('a message queue that is busy is a 503 with Retry-After; the job was commit
   const busy = Object.assign(Object.create(transport) as Transport, {
     sendJobMessages: () => Promise.reject(new ServiceBusError('the service is busy, try again later', 'ServiceBusy')),
   });
-  const busyMachine = await CoreMachine.create({ pool: db.pool, registry: new Registry().register(...exampleJobs), transport: busy, logger: createLogger('silent') });
+  const busyMachine = await CoreMachine.create({ pool: db.pool, registry: appRegistry(), transport: busy, logger: createLogger('silent') });
   useApp(db.pool, busyMachine);
   const submit = () => call(submitJobHandler, 'POST', 'jobs/hello_world', { body: '{"n":7}', params: { jobType: 'hello_world' } });
   const reply = await submit();
@@ -387,7 +386,7 @@ test('a message queue that is busy is a 503 with Retry-After; the job was commit
 test('a real server fault (the schema dropped under a running app) is a generic 500, logged at error with the driver error and stack', async () => {
   const broken = await createTestDatabase({ poolMax: 2 });
   try {
-    const brokenMachine = await CoreMachine.create({ pool: broken.pool, registry: new Registry().register(...exampleJobs), transport, logger: createLogger('silent') });
+    const brokenMachine = await CoreMachine.create({ pool: broken.pool, registry: appRegistry(), transport, logger: createLogger('silent') });
     await broken.pool.query('DROP SCHEMA coremachine CASCADE');
     useApp(broken.pool, brokenMachine);
     const reply = await call(getJobHandler, 'GET', 'x', { params: { jobId: JOB } });

@@ -2,18 +2,12 @@ import fc from 'fast-check';
 import { ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest } from '../core/engine/remote-workers';
 import { setAppContext } from '../functions/app-context';
 import { healthHandler } from '../functions/http-health';
-import { httpRoutes } from '../functions/index';
-import { exampleJobs } from '../jobs';
+import { httpRoutes } from '../functions/routes';
+import { shippedJobs } from './support/registry';
 import { ListDeadLettersQuery, ListEventsQuery, ListJobsQuery, ListTasksQuery } from '../models/api';
 import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
 import { call, ErrorReply, type Handler } from './support/http-invoke';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
-
-// Registering needs a Functions host; recording the registrations is enough to import the table.
-jest.mock('@azure/functions', () => ({
-  ...jest.requireActual<typeof import('@azure/functions')>('@azure/functions'),
-  app: { http: jest.fn(), serviceBusQueue: jest.fn(), timer: jest.fn() },
-}));
 
 /** Fixed, so a failure replays exactly; bounded per route in runs and in time. */
 const SEED = 20_261_130;
@@ -65,7 +59,7 @@ const { value: hostileJson } = fc.letrec<{ value: unknown }>((tie) => ({
 
 // Bodies shaped like the real ones (keys from the schemas, not copied by hand) with hostile values.
 const bodyKeys = [ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest].flatMap((schema) => Object.keys(schema.shape));
-const jobParameterKeys = exampleJobs.flatMap((job) => ('shape' in job.parameters ? Object.keys((job.parameters as unknown as { shape: object }).shape) : []));
+const jobParameterKeys = shippedJobs.flatMap((job) => ('shape' in job.parameters ? Object.keys((job.parameters as unknown as { shape: object }).shape) : []));
 const shapedBody = fc.dictionary(
   fc.constantFrom(...bodyKeys, ...jobParameterKeys),
   fc.oneof(hostileJson, fc.uuid(), fc.record({ type: hostileString, message: hostileString }), fc.array(hostileString, { maxLength: 3 })),
@@ -100,7 +94,7 @@ const query = fc.dictionary(fc.oneof(fc.constantFrom(...queryKeys), hostileStrin
 const headers = fc.dictionary(fc.constantFrom('content-length', 'content-type'), fc.constantFrom('-1', 'abc', '999999999', '0', '1e3', 'text/plain', 'application/json'), { maxKeys: 2 });
 
 const jobId = fc.stringMatching(/^[0-9a-f]{64}$/);
-const jobTypes = exampleJobs.map((job) => job.type);
+const jobTypes = shippedJobs.map((job) => job.type);
 
 /** Values for one path parameter: hostile text, well-formed ids, and what the template's regex allows. */
 function paramArbitrary(constraint: string | undefined): fc.Arbitrary<string> {

@@ -11,7 +11,7 @@ import { SERVICE_BUS_CONNECTION_SETTING } from '../core/transport/service-bus-tr
 
 jest.mock('@azure/functions', () => ({
   ...jest.requireActual<typeof import('@azure/functions')>('@azure/functions'),
-  app: { http: jest.fn(), serviceBusQueue: jest.fn(), timer: jest.fn() },
+  app: { http: jest.fn(), serviceBusQueue: jest.fn(), timer: jest.fn(), hook: { appTerminate: jest.fn() } },
 }));
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- registration happens on import, after the mock
 require('../functions/index');

@@ -7,7 +7,7 @@ import { createLogger } from '../core/logger';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
-import { exampleJobs } from '../jobs';
+import { appRegistry } from './support/registry';
 import { defineJob, defineSchedule, defineTask } from '../models';
 import type { CliIo } from '../bin/cli/io';
 import { runCli } from '../bin/cli/run-cli';
@@ -42,7 +42,7 @@ let server: { url: string; close: () => Promise<void> };
 beforeAll(async () => {
   db = await createTestDatabase();
   const logger = createLogger('silent');
-  const registry = new Registry().register(...exampleJobs, heldJob).registerSchedule(nightly);
+  const registry = appRegistry(heldJob).registerSchedule(nightly);
   runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), registry, logger);
   server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
 });
@@ -211,10 +211,12 @@ describe('schedules over HTTP and the CLI', () => {
   test('GET schedules lists the declared schedules with cron, timezone, paused, next/last fire and last job', async () => {
     const reply = await api('GET', 'schedules');
     expect(reply.status).toBe(200);
+    // The shipped schedule (jobs/index.ts, declared paused) is listed next to the test's own, by name.
     expect(reply.body.schedules).toEqual([
+      expect.objectContaining({ name: 'hello_world_hourly', jobType: 'hello_world', paused: true, nextFireAt: null }),
       expect.objectContaining({ name: 'nightly_hello', cron: '0 2 * * *', timezone: 'Europe/Berlin', jobType: 'hello_world', paused: false, lastFireAt: null, lastJobId: null, catchUpSeconds: null }),
     ]);
-    const [schedule] = reply.body.schedules as Array<{ nextFireAt: string }>;
+    const [, schedule] = reply.body.schedules as Array<{ nextFireAt: string }>;
     expect(new Date(schedule?.nextFireAt ?? '').getTime()).toBeGreaterThan(Date.now());
   });
 

@@ -7,8 +7,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { loadConfig } from '../core/config';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
-import { Registry } from '../core/registry';
-import { exampleJobs } from '../jobs';
+import { appRegistry } from './support/registry';
 import { defineJob, defineTask, TaskFailure } from '../models';
 import type { CliIo } from '../bin/cli/io';
 import { runCli } from '../bin/cli/run-cli';
@@ -56,7 +55,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   const logger = captureLogger(logs);
   const config = loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent', COREMACHINE_RETENTION_DAYS: '30' });
-  runtime = await startLocalRuntime(config, new Registry().register(...exampleJobs, gated, failing), logger);
+  runtime = await startLocalRuntime(config, appRegistry(gated, failing), logger);
   server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
 });
 afterAll(async () => {

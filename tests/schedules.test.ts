@@ -67,11 +67,14 @@ async function run(machine: CoreMachine, from: string, to: string, stepMinutes: 
 }
 
 describe('declaring schedules', () => {
-  test('name, cron and timezone are checked where the schedule is defined', () => {
+  test('name and timezone are checked where the schedule is defined, the cron when it is registered', () => {
     const base = { name: 'ok', cron: '0 * * * *', timezone: 'UTC', jobType: 'test.sched_report', parameters: { region: 'eu' } };
+    const register = (options: Partial<ScheduleOptions>) => () => new Registry().register(report).registerSchedule(defineSchedule({ ...base, ...options }));
     expect(() => defineSchedule({ ...base, name: 'Bad Name' })).toThrow(/schedule name must match/);
-    expect(() => defineSchedule({ ...base, cron: '61 * * * *' })).toThrow(/cron "61 \* \* \* \*" is not valid: .*minute/);
-    expect(() => defineSchedule({ ...base, cron: 'every hour' })).toThrow(/is not valid/);
+    expect(register({ cron: '61 * * * *' })).toThrow(/schedule "ok": cron "61 \* \* \* \*" is not valid: .*minute/);
+    expect(register({ cron: 'every hour' })).toThrow(/is not valid/);
+    expect(register({ cron: '0 0 30 2 *' })).toThrow(/never fires/);
+    expect(register({})).not.toThrow();
     expect(() => defineSchedule({ ...base, timezone: 'Mars/Olympus_Mons' })).toThrow(/IANA time zone/);
     expect(() => defineSchedule({ ...base, catchUpSeconds: 0 })).toThrow(/catchUpSeconds/);
     expect(defineSchedule(base)).toMatchObject({ kind: 'schedule', name: 'ok', paused: false, catchUpSeconds: undefined });

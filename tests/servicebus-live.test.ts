@@ -15,8 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CoreMachine } from '../core/engine/core-machine';
 import { createLogger } from '../core/logger';
-import { Registry } from '../core/registry';
-import { exampleJobs } from '../jobs';
+import { appRegistry } from './support/registry';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 const connectionString = process.env.SERVICEBUS_CONNECTION_STRING;
@@ -107,7 +106,7 @@ live('the demo job through a live namespace', () => {
   });
 
   test('word_frequencies runs to COMPLETED with every message going through Service Bus', async () => {
-    const machine = await CoreMachine.create({ pool: db.pool, registry: new Registry().register(...exampleJobs), transport, logger: createLogger('warn') });
+    const machine = await CoreMachine.create({ pool: db.pool, registry: appRegistry(), transport, logger: createLogger('warn') });
     // A fresh folder makes a fresh job id, so duplicate detection cannot drop this run's messages.
     const source = path.join(__dirname, '..', 'jobs', 'data', 'word-frequencies');
     const directory = mkdtempSync(path.join(os.tmpdir(), 'cm-live-'));

@@ -1,5 +1,6 @@
 import type { ErrorShape, JobRecord, JobView, ScheduleView, TaskRecord } from '../../models';
-import type { EventRecord } from '../../core/state/events-store';
+import type { ControlAction } from '../../models/control-actions';
+import type { EventRecord } from '../../models/events';
 
 /** A record as it arrives over HTTP: JSON turned every Date into an ISO string. */
 export type Wire<T> = T extends Date ? string : T extends Array<infer U> ? Array<Wire<U>> : T extends object ? { [K in keyof T]: Wire<T[K]> } : T;
@@ -94,7 +95,7 @@ export class ApiClient {
     return this.request('GET', `jobs/${encodeURIComponent(jobId)}/events${search({ afterId, limit })}`);
   }
 
-  control(jobId: string, action: 'cancel' | 'pause' | 'resume' | 'retry'): Promise<JobJson> {
+  control(jobId: string, action: ControlAction): Promise<JobJson> {
     return this.request('POST', `jobs/${encodeURIComponent(jobId)}/${action}`);
   }
 

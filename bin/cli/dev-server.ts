@@ -5,15 +5,9 @@ import { CoreMachineError } from '../../core/errors';
 import type { Logger } from '../../core/logger';
 import type { LocalRuntime } from '../../core/local-runtime';
 import { setAppContext } from '../../functions/app-context';
-import { controlRoutes } from '../../functions/http-control';
-import { dashboardRoutes } from '../../functions/http-dashboard';
-import { deleteRoutes } from '../../functions/http-delete';
 import { MAX_BODY_BYTES } from '../../functions/http-errors';
-import { healthRoutes } from '../../functions/http-health';
-import { jobRoutes } from '../../functions/http-jobs';
-import { scheduleRoutes } from '../../functions/http-schedules';
-import { workerRoutes } from '../../functions/http-workers';
 import type { HttpRoute } from '../../functions/http-route';
+import { httpRoutes } from '../../functions/routes';
 import { HttpRefusal } from './http-refusal';
 import { checkDeclaredLength, hasBody, readBodyWithLimit } from './request-body';
 import { checkContentType, checkFunctionKey, checkHost, checkOrigin, isLoopbackAddress, type GuardOptions } from './request-guard';
@@ -48,9 +42,7 @@ export interface DevServer {
  */
 export async function startDevServer(runtime: LocalRuntime, logger: Logger, options: DevServerOptions): Promise<DevServer> {
   setAppContext({ machine: runtime.machine, pool: runtime.database.pool, transport: runtime.transport, logger });
-  const routes = [...jobRoutes, ...controlRoutes, ...healthRoutes, ...dashboardRoutes, ...workerRoutes, ...scheduleRoutes, ...deleteRoutes, ...(options.extraRoutes ?? [])].sort(
-    (a, b) => routeSpecificity(b.route) - routeSpecificity(a.route),
-  );
+  const routes = servedRoutes(options.extraRoutes);
   const guard: GuardOptions = { loopbackOnly: isLoopbackAddress(options.host), port: options.port };
   const server = http.createServer((req, res) => {
     handle(req, res, routes, logger, options, guard).catch((error: unknown) => {
@@ -87,6 +79,14 @@ export async function startDevServer(runtime: LocalRuntime, logger: Logger, opti
         server.closeIdleConnections();
       }),
   };
+}
+
+/**
+ * The Functions app's route table (plus a test's extra routes), most specific first: the host
+ * prefers literal segments over parameters, and so must the first-match lookup here.
+ */
+export function servedRoutes(extraRoutes: readonly HttpRoute[] = []): HttpRoute[] {
+  return [...httpRoutes, ...extraRoutes].sort((a, b) => routeSpecificity(b.route) - routeSpecificity(a.route));
 }
 
 async function handle(

@@ -20,7 +20,7 @@ export async function runDev(config: CoreMachineConfig, registry: Registry, logg
   const port = parsePort(portFlag ?? io.env.PORT ?? '7071', portFlag === undefined && io.env.PORT !== undefined ? 'PORT' : '--port');
   const host = typeof args.values.host === 'string' ? args.values.host : '127.0.0.1';
   if (host.trim() === '') throw new UsageError('--host must name an address, e.g. 127.0.0.1 or 0.0.0.0');
-  const functionKey = io.env.COREMACHINE_FUNCTION_KEY || undefined;
+  const functionKey = config.functionKey;
   const telemetry = startTelemetry();
   try {
     const runtime = await startLocalRuntime(config, registry, logger, { migrate: args.values['no-migrate'] !== true });

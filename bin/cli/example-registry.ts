@@ -1,7 +1,7 @@
-import { exampleJobs, exampleSchedules } from '../../jobs';
+import { registration } from '../../jobs';
 import { Registry } from '../../core/registry';
 
-/** The shipped example jobs, which the local commands run unless a test brings its own. */
+/** The app's registration (jobs/index.ts), which the local commands run unless a test brings its own. */
 export function exampleRegistry(): Registry {
-  return new Registry().register(...exampleJobs).registerSchedule(...exampleSchedules);
+  return Registry.from(registration);
 }

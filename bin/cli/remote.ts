@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { DEFAULT_API_URL, remoteSettings } from '../../core/config';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ApiClient, ApiError, type EventJson } from './api-client';
 import { describeError, errorCell, formatDuration, formatTime, shortTaskId, table } from './format';
@@ -7,18 +8,17 @@ import { renderStages } from './progress';
 import { printOutcome, watchJob } from './watch';
 import { waitForJob } from './wait';
 import { controlSchedule, listSchedules } from './schedules';
+import { CONTROL_ACTION_NAMES, isControlAction, type ControlAction } from '../../models/control-actions';
 
-const CONTROL_ACTIONS = ['cancel', 'pause', 'resume', 'retry'] as const;
-type ControlAction = (typeof CONTROL_ACTIONS)[number];
 
-/** Synopsis and meaning per command; the control actions share one entry. */
+/** Synopsis and meaning per command; the control actions (models/control-actions.ts) share one entry. */
 const USAGE_LINES: Record<string, [string, string]> = {
   submit: ['submit <jobType> --params JSON | --file F [--idempotency-key K] [--watch|--wait]', 'submit a job; --watch shows progress, --wait waits quietly until it ends'],
   status: ['status <jobId> [--json]', 'the job, its stages, result or error'],
   jobs: ['jobs [--status S] [--type T] [--limit N] [--cursor C]', 'jobs, newest first'],
   tasks: ['tasks <jobId> [--stage N] [--status S] [--limit N]', 'tasks with attempts, timings and errors'],
   events: ['events <jobId>', 'the audit trail of every transition'],
-  cancel: ['cancel|pause|resume|retry <jobId>', 'control a job'],
+  cancel: [`${CONTROL_ACTION_NAMES.join('|')} <jobId>`, 'control a job'],
   schedules: ['schedules [--json]', 'declared schedules: next and last fire, last job'],
   schedule: ['schedule pause|resume <name>', 'pause or resume a schedule'],
   delete: ['delete <jobId>', 'delete a finished job and all its rows'],
@@ -28,8 +28,8 @@ export function usageLine(synopsis: string, meaning: string): string {
   return `  ${synopsis.padEnd(54)} ${meaning}`;
 }
 export const REMOTE_USAGE: readonly string[] = Object.values(USAGE_LINES).map(([synopsis, meaning]) => usageLine(synopsis, meaning));
-export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTIONS, 'schedules', 'schedule', 'delete'];
-export const REMOTE_OPTIONS_USAGE = 'remote options: --url URL (env COREMACHINE_URL, default http://localhost:7071), --key KEY (env COREMACHINE_FUNCTION_KEY)';
+export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTION_NAMES, 'schedules', 'schedule', 'delete'];
+export const REMOTE_OPTIONS_USAGE = `remote options: --url URL (env COREMACHINE_URL, default ${DEFAULT_API_URL}), --key KEY (env COREMACHINE_FUNCTION_KEY)`;
 
 type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
 type OptionSpec = Record<string, { type: 'string' | 'boolean' }>;
@@ -39,7 +39,7 @@ export async function runRemote(command: string, args: readonly string[], io: Cl
   try {
     return await dispatch(command, args, io);
   } catch (error) {
-    const [synopsis, meaning] = USAGE_LINES[(CONTROL_ACTIONS as readonly string[]).includes(command) ? 'cancel' : command] ?? [command, ''];
+    const [synopsis, meaning] = USAGE_LINES[isControlAction(command) ? 'cancel' : command] ?? [command, ''];
     if (error instanceof HelpRequested) {
       io.out(`usage: coremachine ${synopsis}\n  ${meaning}\n${REMOTE_OPTIONS_USAGE}\n`);
       return 0;
@@ -81,9 +81,10 @@ export function parse(args: readonly string[], options: OptionSpec, positionalNa
     throw new UsageError(`expected ${expected}, got ${parsed.positionals.length === 0 ? 'none' : parsed.positionals.map((p) => JSON.stringify(p)).join(' ')}`);
   }
   const clientFor = (io: CliIo) => {
-    const baseUrl = str(parsed.values, 'url') ?? io.env.COREMACHINE_URL ?? 'http://localhost:7071';
+    const settings = remoteSettings(io.env);
+    const baseUrl = str(parsed.values, 'url') ?? settings.apiUrl;
     if (!URL.canParse(baseUrl)) throw new UsageError(`--url "${baseUrl}" is not a URL`);
-    return new ApiClient({ baseUrl, functionKey: str(parsed.values, 'key') ?? io.env.COREMACHINE_FUNCTION_KEY });
+    return new ApiClient({ baseUrl, functionKey: str(parsed.values, 'key') ?? settings.functionKey });
   };
   return { ...parsed, clientFor };
 }
@@ -94,7 +95,7 @@ function str(values: Values, name: string): string | undefined {
 }
 
 async function dispatch(command: string, args: readonly string[], io: CliIo): Promise<number> {
-  if ((CONTROL_ACTIONS as readonly string[]).includes(command)) return control(command as ControlAction, args, io);
+  if (isControlAction(command)) return control(command, args, io);
   switch (command) {
     case 'submit':
       return submit(args, io);

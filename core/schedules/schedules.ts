@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import type { JobView, ScheduleDefinition, ScheduleView } from '../../models';
+import type { JobView, ScheduleView } from '../../models';
+import type { RegisteredSchedule } from './cron-pattern';
 import { withTransaction } from '../db/pool';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
@@ -109,14 +110,14 @@ export class Schedules {
     return this.get(name);
   }
 
-  private async rows(declared: readonly ScheduleDefinition[], now: Date): Promise<Map<string, ScheduleRow>> {
+  private async rows(declared: readonly RegisteredSchedule[], now: Date): Promise<Map<string, ScheduleRow>> {
     // A schedule seen for the first time starts from now: its past ticks are not "missed".
     await ensureSchedules(this.pool, declared.map((s) => ({ name: s.name, paused: s.paused, nextFireAt: s.nextTick(now) })));
     const rows = await listScheduleRows(this.pool, declared.map((s) => s.name));
     return new Map(rows.map((row) => [row.name, row]));
   }
 
-  private async sweepOne(schedule: ScheduleDefinition, row: ScheduleRow, now: Date, report: ScheduleSweepReport): Promise<void> {
+  private async sweepOne(schedule: RegisteredSchedule, row: ScheduleRow, now: Date, report: ScheduleSweepReport): Promise<void> {
     const cursor = row.next_fire_at;
     if (!cursor) return;
     if (cursor > now) {
@@ -149,7 +150,7 @@ export class Schedules {
   }
 }
 
-function view(schedule: ScheduleDefinition, row: ScheduleRow | undefined): ScheduleView {
+function view(schedule: RegisteredSchedule, row: ScheduleRow | undefined): ScheduleView {
   const paused = row?.paused ?? schedule.paused;
   return {
     name: schedule.name,

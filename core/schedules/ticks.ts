@@ -1,4 +1,4 @@
-import type { ScheduleDefinition } from '../../models';
+import type { RegisteredSchedule } from './cron-pattern';
 
 /** Counting skipped ticks stops here: an every-second cron after a month away is "86,400+ ticks", not a loop. */
 const MAX_COUNTED = 1000;
@@ -27,7 +27,7 @@ export interface TickPlan {
  * interval (to the tick after it), which the latest due tick always meets: after downtime the
  * most recent tick runs, late, and the older ones are recorded as skipped.
  */
-export function planTicks(schedule: ScheduleDefinition, cursor: Date, now: Date, catchUpSeconds: number | undefined): TickPlan {
+export function planTicks(schedule: RegisteredSchedule, cursor: Date, now: Date, catchUpSeconds: number | undefined): TickPlan {
   const latest = schedule.latestTick(now);
   if (!latest || latest < cursor) return { fire: undefined, skipped: undefined, next: schedule.nextTick(now) };
   const after = schedule.nextTick(latest);
@@ -37,7 +37,7 @@ export function planTicks(schedule: ScheduleDefinition, cursor: Date, now: Date,
 }
 
 /** The ticks from the cursor up to the latest (inclusive when the latest is skipped too). */
-function skippedTicks(schedule: ScheduleDefinition, cursor: Date, latest: Date, includeLatest: boolean): SkippedTicks | undefined {
+function skippedTicks(schedule: RegisteredSchedule, cursor: Date, latest: Date, includeLatest: boolean): SkippedTicks | undefined {
   let first: Date | undefined;
   let count = 0;
   // The cursor is itself a tick unless the cron changed; start just before it so it is counted.

@@ -1,19 +1,7 @@
-import type { ErrorShape } from '../../models';
+import type { ErrorShape, EventRecord } from '../../models';
 import type { Queryable } from '../db/pool';
 
-/** One row of the audit trail (written by triggers in migration 002). */
-export interface EventRecord {
-  id: number;
-  jobId: string;
-  entity: 'job' | 'stage' | 'task';
-  stage: number | null;
-  taskId: string | null;
-  from: string | null;
-  to: string;
-  attempt: number | null;
-  error: ErrorShape | null;
-  at: Date;
-}
+export type { EventRecord };
 
 /** Events with afterId < id < beforeId, oldest first ('asc') or newest first ('desc'), at most limit. */
 export async function listEvents(

@@ -1,7 +1,24 @@
-import type { CoreMachine } from '../engine/core-machine';
 import { errorToShape } from '../errors';
 import type { Logger } from '../logger';
 import type { InProcessQueue } from './in-process-queue';
+
+/** A dead-lettered message as the transport hands it on: where it was, what it said, and why. */
+export interface DeadLetterInput {
+  queue: string;
+  messageId: string;
+  body: unknown;
+  reason: string;
+  description: string;
+}
+
+/**
+ * What this consumer needs from whoever owns the state (the engine): settle one dead letter,
+ * resolving once the outcome is committed. Declared here so the transport layer does not import
+ * the engine; CoreMachine satisfies it structurally.
+ */
+export interface DeadLetterSink {
+  processDeadLetter(letter: DeadLetterInput): Promise<unknown>;
+}
 
 /**
  * Reads a queue's dead letters in order and hands each to the engine, which fails what the message
@@ -17,7 +34,7 @@ export class DeadLetterConsumer {
 
   constructor(
     private readonly queue: InProcessQueue,
-    private readonly machine: CoreMachine,
+    private readonly machine: DeadLetterSink,
     private readonly logger: Logger,
   ) {
     this.unsubscribe = queue.onActivity(() => this.kick());

@@ -6,7 +6,7 @@ import { InProcessTransport } from '../../core/transport/in-process-transport';
 import type { QueueOptions } from '../../core/transport/in-process-queue';
 import type { Transport } from '../../core/transport/transport';
 import { InProcessWorker, type WorkerOptions } from '../../core/worker';
-import { exampleJobs } from '../../jobs';
+import { appRegistry } from './registry';
 import { makeTestJobs, SideEffects, type TaskHook } from './test-jobs';
 import { createTestDatabase, type TestDatabase } from './test-database';
 
@@ -35,7 +35,7 @@ export async function startHarness(
   } = {},
 ): Promise<Harness> {
   const effects = new SideEffects();
-  const registry = new Registry().register(...exampleJobs, ...makeTestJobs(effects, { beforeTask: options.beforeTask }).jobs);
+  const registry = appRegistry(...makeTestJobs(effects, { beforeTask: options.beforeTask }).jobs);
   const transport = new InProcessTransport(options.queue);
   const logs: string[] = [];
   const logger = captureLogger(logs);

@@ -16,7 +16,7 @@ export type StageJson = JobJson['stages'][number];
 export type TaskJson = Json<TaskRecord>;
 export type ErrorJson = ErrorShape;
 
-/** One row of GET /api/jobs/{id}/events (core/state/events-store.ts EventRecord, as JSON). */
+/** One row of GET /api/jobs/{id}/events (models/events.ts EventRecord, as JSON). */
 export interface EventJson {
   id: number;
   jobId: string;

@@ -1,0 +1,19 @@
+import type { ErrorShape } from './error-shape';
+
+/**
+ * One row of a job's audit trail, as GET /api/jobs/{jobId}/events answers it (the CLI and the
+ * dashboard read it as JSON). The rows are written by triggers in migration 002; the engine's
+ * events store reads them into this shape.
+ */
+export interface EventRecord {
+  id: number;
+  jobId: string;
+  entity: 'job' | 'stage' | 'task';
+  stage: number | null;
+  taskId: string | null;
+  from: string | null;
+  to: string;
+  attempt: number | null;
+  error: ErrorShape | null;
+  at: Date;
+}
