@@ -9,7 +9,7 @@ import { claimRemoteTasks, releaseRemoteClaim } from '../state/remote-tasks-stor
 import { extendLease, findTaskSummary, type TaskOutcome, type TaskSummary } from '../state/tasks-store';
 import { nextAttemptAt } from './retry-policy';
 import { DEFAULT_LEASE_SECONDS } from './run-task';
-import { commitOutcomes } from './settle';
+import { settleOutcomes } from './settle';
 import type { UnitOfWork } from './unit-of-work';
 
 /**
@@ -122,13 +122,10 @@ export class RemoteWorkers {
     this.deps.logger.warn('remote task claim released by an operator', { taskId });
   }
 
-  /** The same settlement as an in-process result, in a unit of work: its transitions are reported too. */
+  /** The same settlement as an in-process result: its transitions are reported too. */
   private async settle(outcome: TaskOutcome): Promise<void> {
-    await this.unitOfWork.run(async ({ client, deps }) => {
-      const committed = await commitOutcomes(client, deps, [outcome]);
-      if (!committed.settled.has(outcome.taskId)) throw new LeaseLostError(outcome.taskId);
-      return { value: undefined, intents: committed.intents };
-    });
+    // A claim no longer current changed nothing: the worker learns it lost the task.
+    if (!(await settleOutcomes(this.unitOfWork, [outcome])).has(outcome.taskId)) throw new LeaseLostError(outcome.taskId);
   }
 
   private async task(taskId: string): Promise<TaskSummary> {

@@ -1,16 +1,29 @@
 import type { ErrorShape } from '../../models';
-import type { Queryable } from '../db/pool';
+import type { Queryable, TransactionOptions } from '../db/pool';
 import { lockJobs } from '../state/jobs-store';
 import { countStageResults } from '../state/stages-store';
 import { settleTasks, type SettledTask, type TaskOutcome } from '../state/tasks-store';
 import type { OutboxIntent } from './outbox';
 import { advanceStage, failJob, type AdvanceDeps } from './stage-advance';
+import type { UnitOfWork } from './unit-of-work';
 
 /**
  * Settling: what a task attempt's outcome does to the task, its stage and its job. Every host of
  * an outcome settles here — the in-process batch, remote workers, the janitor (lost leases) and
  * the dead-letter consumer — so the counting and the failure policy cannot drift between them.
  */
+
+/**
+ * Settles outcomes in one unit of work (so their transitions are reported and their messages
+ * dispatched, whoever reports them). Returns the tasks whose claim was still current: the others
+ * changed nothing.
+ */
+export async function settleOutcomes(unitOfWork: UnitOfWork, outcomes: readonly TaskOutcome[], options: TransactionOptions = {}): Promise<Set<string>> {
+  return unitOfWork.run(async ({ client, deps }) => {
+    const committed = await commitOutcomes(client, deps, outcomes);
+    return { value: committed.settled, intents: committed.intents };
+  }, options);
+}
 
 /**
  * Commits outcomes of claimed tasks: task rows (fenced by claim), then each stage's counter moved

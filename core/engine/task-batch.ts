@@ -10,7 +10,7 @@ import { contextFromTraceparent, inSpan, recordFailure, recordQueueWait, recordT
 import { GroupCommitter } from './group-commit';
 import { messageAttributes, type MessageMeta } from './message-meta';
 import { leaseSecondsOf, runClaimedTask } from './run-task';
-import { commitOutcomes } from './settle';
+import { settleOutcomes } from './settle';
 import type { UnitOfWork } from './unit-of-work';
 
 export type TaskMessageOutcome =
@@ -109,10 +109,7 @@ export class TaskBatches {
   /** One unit of work for every result that is ready; the stage counters move by k at once. */
   private async commit(results: TaskOutcome[]): Promise<Map<TaskOutcome, boolean>> {
     // Each result cost a handler run: ride out a longer outage before giving the messages back.
-    const settled = await this.unitOfWork.run(async ({ client, deps }) => {
-      const committed = await commitOutcomes(client, deps, results);
-      return { value: committed.settled, intents: committed.intents };
-    }, { retry: RESULT_COMMIT_RETRY });
+    const settled = await settleOutcomes(this.unitOfWork, results, { retry: RESULT_COMMIT_RETRY });
     return new Map(results.map((result) => [result, settled.has(result.taskId)]));
   }
 }
