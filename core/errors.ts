@@ -187,6 +187,14 @@ function truncateMessage(message: string): string {
   return message.slice(0, MAX_RECORDED_MESSAGE_LENGTH - marker.length) + marker;
 }
 
+/** The first error of this class in the cause chain (the error itself first), a few links deep. */
+export function findCause<T extends Error>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < MAX_CAUSE_DEPTH; current = current.cause, depth++) {
+    if (current instanceof type) return current;
+  }
+  return undefined;
+}
+
 export function isNonRetryable(error: unknown): boolean {
   return error instanceof CoreMachineError && error.nonRetryable;
 }

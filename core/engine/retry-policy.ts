@@ -1,5 +1,5 @@
 import { retryDelayMs, TaskFailure, type AnyTaskDefinition } from '../../models';
-import { isNonRetryable } from '../errors';
+import { findCause, isNonRetryable } from '../errors';
 
 /**
  * The longest a retry can be put off when the task type's retry policy sets no maxDelayMs. A
@@ -18,15 +18,8 @@ export function cappedRetryDelayMs(definition: AnyTaskDefinition | undefined, re
 export function nextAttemptAt(definition: AnyTaskDefinition | undefined, attempt: number, error: unknown): Date | undefined {
   const policy = definition?.retry;
   if (!policy || attempt >= policy.maxAttempts) return undefined;
-  const failure = findTaskFailure(error);
+  const failure = findCause(error, TaskFailure);
   if (isNonRetryable(error) || failure?.nonRetryable) return undefined;
   const delayMs = failure?.retryAfterMs === undefined ? retryDelayMs(policy, attempt) : cappedRetryDelayMs(definition, failure.retryAfterMs);
   return new Date(Date.now() + delayMs);
-}
-
-function findTaskFailure(error: unknown): TaskFailure | undefined {
-  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
-    if (current instanceof TaskFailure) return current;
-  }
-  return undefined;
 }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { TaskFailure, type AnyTaskDefinition, type ErrorShape } from '../../models';
 import { retryTransient } from '../db/retry-transient';
 import { TransientDatabaseError } from '../db/transient-errors';
-import { boundedErrorShape, errorToShape, TaskHandlerError, TaskValidationError, describeZodError } from '../errors';
+import { boundedErrorShape, errorToShape, findCause, TaskHandlerError, TaskValidationError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { extendLease, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
@@ -63,7 +63,7 @@ export async function runClaimedTask(
     // The engine's own database was unreachable (a heartbeat, rethrown by the handler): that is
     // not the work failing, so it is neither an attempt nor the task's error. The batch is given
     // back and the task re-claimed. A handler's own errors stay the task's, whatever they are.
-    const infrastructure = engineTransientFault(error);
+    const infrastructure = findCause(error, TransientDatabaseError);
     if (infrastructure) throw infrastructure;
     // The message is copied into the task, the job's error and the events: bounded, as a remote report is.
     const shape: ErrorShape = boundedErrorShape(errorToShape(error, where));
@@ -74,11 +74,4 @@ export async function runClaimedTask(
     });
     return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
   }
-}
-
-function engineTransientFault(error: unknown): TransientDatabaseError | undefined {
-  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
-    if (current instanceof TransientDatabaseError) return current;
-  }
-  return undefined;
 }
