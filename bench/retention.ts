@@ -12,7 +12,9 @@ import pg from 'pg';
 import { createPool } from '../core/db/pool';
 import { migrate } from '../core/db/migrator';
 import { CoreMachine } from '../core/engine/core-machine';
+import { Outbox } from '../core/engine/outbox';
 import { DEFAULT_RETENTION, purgeExpiredJobs } from '../core/engine/retention';
+import { UnitOfWork } from '../core/engine/unit-of-work';
 import { createLogger } from '../core/logger';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
@@ -123,7 +125,8 @@ async function main(): Promise<void> {
       for (let i = 0; i < 5; i++) idle.push((await timed(() => machine.sweep())).ms);
       // The retention step alone, nothing due: one index probe of jobs_finished_idx.
       const idleRetention: number[] = [];
-      for (let i = 0; i < 5; i++) idleRetention.push((await timed(() => purgeExpiredJobs(pool, { ...DEFAULT_RETENTION, retentionDays: 30 }))).ms);
+      const unitOfWork = new UnitOfWork(pool, new Outbox(pool, new InProcessTransport()), { registry: new Registry(), logger: createLogger('silent') });
+      for (let i = 0; i < 5; i++) idleRetention.push((await timed(() => purgeExpiredJobs(unitOfWork, { ...DEFAULT_RETENTION, retentionDays: 30 }))).ms);
       const bytesBefore = Object.values(await diskBytes(pool)).reduce((a, b) => a + b, 0);
       // A third of the jobs falls out of the window: one sweep deletes up to its bound.
       await pool.query(`UPDATE coremachine.jobs SET finished_at = now() - interval '40 days' WHERE job_id IN (SELECT job_id FROM coremachine.jobs ORDER BY job_id LIMIT $1)`, [Math.floor(jobs / 3)]);

@@ -167,6 +167,34 @@ export function errorToShape(thrown: unknown, where: { stage?: number; taskId?: 
   return shape;
 }
 
+/**
+ * The longest error message recorded in a task, a job's error and the event trail (a remote
+ * worker's report is refused beyond it; an in-process error is cut to it): one handler's 10 MB
+ * message must not be copied into every row that mentions it.
+ */
+export const MAX_RECORDED_MESSAGE_LENGTH = 8 * 1024;
+
+/** The shape with every message (its causes' too) cut to MAX_RECORDED_MESSAGE_LENGTH, marked where cut. */
+export function boundedErrorShape(shape: ErrorShape): ErrorShape {
+  const bounded: ErrorShape = { ...shape, message: truncateMessage(shape.message) };
+  if (shape.cause) bounded.cause = boundedErrorShape(shape.cause);
+  return bounded;
+}
+
+function truncateMessage(message: string): string {
+  if (message.length <= MAX_RECORDED_MESSAGE_LENGTH) return message;
+  const marker = ` … [truncated ${message.length} characters to ${MAX_RECORDED_MESSAGE_LENGTH}]`;
+  return message.slice(0, MAX_RECORDED_MESSAGE_LENGTH - marker.length) + marker;
+}
+
+/** The first error of this class in the cause chain (the error itself first), a few links deep. */
+export function findCause<T extends Error>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < MAX_CAUSE_DEPTH; current = current.cause, depth++) {
+    if (current instanceof type) return current;
+  }
+  return undefined;
+}
+
 export function isNonRetryable(error: unknown): boolean {
   return error instanceof CoreMachineError && error.nonRetryable;
 }

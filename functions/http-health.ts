@@ -2,6 +2,7 @@ import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/fu
 import type { HttpRoute } from './http-route';
 import { schemaStatus } from '../core/db/migrator';
 import { errorToShape } from '../core/errors';
+import { pingDatabase } from '../core/state/health-store';
 import type { ErrorShape } from '../models';
 import { getAppContext, type AppContext } from './app-context';
 import { RETRY_AFTER_SECONDS } from './http-errors';
@@ -47,7 +48,7 @@ export async function healthHandler(_request: HttpRequest, context: InvocationCo
 
   const report: HealthReport = { status: 'healthy', database: { reachable: false }, schema: null, transport: appContext.transport.name };
   try {
-    await withTimeout(appContext.pool.query('SELECT 1'), 'the database');
+    await withTimeout(pingDatabase(appContext.pool), 'the database');
     report.database = { reachable: true };
   } catch (error) {
     report.database = { reachable: false, error: errorToShape(error) };

@@ -8,7 +8,7 @@ import { JobStatus, TaskStatus } from './status';
 export const ErrorBody = z.object({ error: ErrorShape });
 export type ErrorBody = z.infer<typeof ErrorBody>;
 
-/** What a jobs-list cursor decodes to: the last row's creation time and id (see core/state/jobs-store.ts). */
+/** What a jobs-list cursor decodes to: the last row's creation time (ISO, to the microsecond) and id (see core/state/jobs-store.ts). */
 const CursorPayload = z.tuple([z.iso.datetime(), JobId]);
 
 /** True for a cursor the API could have returned: base64url of JSON `[createdAt, jobId]`. */

@@ -3,7 +3,7 @@ import { ServiceBusError } from '@azure/service-bus';
 import { z } from 'zod';
 import { createPool } from '../core/db/pool';
 import { CoreMachine } from '../core/engine/core-machine';
-import { MAX_RETRY_DELAY_MS } from '../core/engine/remote-workers';
+import { MAX_RETRY_DELAY_MS } from '../core/engine/retry-policy';
 import { createLogger } from '../core/logger';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import type { Transport } from '../core/transport/transport';

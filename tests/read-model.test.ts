@@ -81,7 +81,7 @@ test('cancel racing a claim: the claimed task finishes no earlier than it starte
     // ... a worker claims a task and commits meanwhile (started_at = its later now()) ...
     expect(await claimTasks(db.pool, [{ taskId: first.taskId, attempt: 1 }], [60])).toHaveLength(1);
     // ... and the cancel then reaches that task: it must not finish before it started.
-    await cancelJob(canceller, job.jobId);
+    await cancelJob(canceller, { registry: h.registry, logger: captureLogger([]) }, job.jobId);
     await canceller.query('COMMIT');
   } finally {
     canceller.release();

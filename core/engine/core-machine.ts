@@ -1,7 +1,5 @@
 import type pg from 'pg';
 import { IdempotencyKey, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
-import { withTransaction } from '../db/pool';
-import { RESULT_COMMIT_RETRY, retryTransient } from '../db/retry-transient';
 import { assertSchemaVersion } from '../db/migrator';
 import { JobNotFoundError, MalformedMessageError, ValidationError, describeZodError } from '../errors';
 import { computeJobId } from '../identity';
@@ -13,12 +11,10 @@ import { buildJobView } from './job-view';
 import { listStages } from '../state/stages-store';
 import { listEvents, type EventRecord } from '../state/events-store';
 import { listDeadLetters, type DeadLetterRecord } from '../state/dead-letters-store';
-import { listTasks, releaseClaims, type TaskOutcome } from '../state/tasks-store';
+import { listTasks } from '../state/tasks-store';
 import type { Transport } from '../transport/transport';
-import { GroupCommitter } from './group-commit';
 import { context } from '@opentelemetry/api';
-import { contextFromTraceparent, currentTraceparent, emitEvent, inSpan, recordFailure, recordQueueWait, recordStageDuration, recordTaskDuration, SpanKind } from '../telemetry';
-import type { AdvanceDeps, TransitionEvent } from './stage-advance';
+import { contextFromTraceparent, currentTraceparent, inSpan, SpanKind } from '../telemetry';
 import { RemoteWorkers } from './remote-workers';
 import { cancelJob, pauseJob, resumeJob, retryJob } from './control';
 import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './dead-letters';
@@ -29,20 +25,11 @@ import { Outbox, type OutboxIntent } from './outbox';
 import { startStage, type JobMessageOutcome } from './stage-start';
 import { waitUntilEnded } from './job-wait';
 import { Schedules, type ScheduleSweepOptions } from '../schedules/schedules';
-import { claim, classifyUnclaimed, commitOutcomes, parseTaskMessages, runClaimedTask, type TaskMessageOutcome } from './task-batch';
+import { TaskBatches, type TaskMessageOutcome } from './task-batch';
+import { messageAttributes, type MessageMeta } from './message-meta';
+import { UnitOfWork, type WorkScope } from './unit-of-work';
 
-/** What the transport knows about a message besides its body. */
-export interface MessageMeta {
-  messageId?: string | undefined;
-  deliveryCount?: number | undefined;
-  /** W3C trace context from the message's application properties. */
-  traceparent?: string | undefined;
-  enqueuedTime?: Date | undefined;
-}
-
-function messageAttributes(meta: MessageMeta): Record<string, string | number> {
-  return { ...(meta.messageId ? { messageId: meta.messageId } : {}), ...(meta.deliveryCount ? { deliveryCount: meta.deliveryCount } : {}) };
-}
+export type { MessageMeta } from './message-meta';
 
 export interface CoreMachineDeps {
   pool: pg.Pool;
@@ -65,9 +52,9 @@ export class CoreMachine {
   readonly remote: RemoteWorkers;
   /** Declared schedules: the sweep that fires their ticks, listing, pause and resume. */
   readonly schedules: Schedules;
-  private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commitResults(results));
-  /** Handlers running in this process, so a cancel can abort them through their signal. */
-  private readonly running = new Map<string, AbortController>();
+  /** Every state change goes through it: one transaction, its outbox intents, reported transitions, dispatch. */
+  private readonly unitOfWork: UnitOfWork;
+  private readonly tasks: TaskBatches;
   private readonly pool: pg.Pool;
   private readonly registry: Registry;
   private readonly logger: Logger;
@@ -81,8 +68,10 @@ export class CoreMachine {
     this.logger = deps.logger;
     this.transport = deps.transport;
     this.outbox = new Outbox(deps.pool, deps.transport);
-    this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.outbox);
-    this.schedules = new Schedules(deps.pool, deps.registry, deps.logger, (jobType, parameters, key) => this.submitJob(jobType, parameters, { idempotencyKey: key }), deps.schedules);
+    this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, { registry: deps.registry, logger: deps.logger });
+    this.tasks = new TaskBatches(deps.pool, deps.registry, deps.logger, this.unitOfWork);
+    this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.unitOfWork);
+    this.schedules = new Schedules(deps.pool, this.unitOfWork, deps.registry, deps.logger, (jobType, parameters, key) => this.submitJob(jobType, parameters, { idempotencyKey: key }), deps.schedules);
   }
 
   /** Refuses to start against a database whose schema version is not the one this code expects. */
@@ -112,16 +101,13 @@ export class CoreMachine {
     const message: JobQueueMessage = { jobId, jobType, stage: 1 };
     // The submit span is the root of the job's trace: its context is stored with the job.
     return inSpan('coremachine.submit', { jobId, jobType }, context.active(), async () => {
-      const { created, recorded } = await withTransaction(this.pool, async (client) => {
+      const created = await this.unitOfWork.run(async ({ client, deps }) => {
         const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parsed.data, traceparent: currentTraceparent(), idempotencyKey: key });
-        const intents = inserted.created ? await this.outbox.record(client, [{ kind: 'job', jobId, message }]) : [];
-        return { created: inserted.created, recorded: intents };
+        if (!inserted.created) return { value: false };
+        deps.events.push({ name: 'JobTransition', attributes: { jobId, jobType, from: 'none', to: 'QUEUED', stage: 1 } });
+        return { value: true, intents: [{ kind: 'job', jobId, message }] };
       });
-      await this.outbox.dispatch(recorded);
-      if (created) {
-        this.logger.info('job submitted', { jobId, jobType });
-        this.report([{ name: 'JobTransition', attributes: { jobId, jobType, from: 'none', to: 'QUEUED', stage: 1 } }]);
-      }
+      if (created) this.logger.info('job submitted', { jobId, jobType });
       return { job: await this.getJob(jobId), created };
     }, SpanKind.PRODUCER);
   }
@@ -179,14 +165,10 @@ export class CoreMachine {
     const { jobId, jobType, stage } = parsed.data;
     const attributes = { jobId, jobType, stage, ...messageAttributes(meta) };
     return inSpan('coremachine.stage_start', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
-      const deps = this.deps();
-      const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
-        deps.events.length = 0; // a rerun after a transient fault reports only its own transitions
+      const outcome = await this.unitOfWork.run(async ({ client, deps }) => {
         const started = await startStage(client, deps, parsed.data);
-        return { outcome: started.outcome, recorded: await this.outbox.record(client, started.intents) };
+        return { value: started.outcome, intents: started.intents };
       });
-      this.report(deps.events);
-      await this.outbox.dispatch(recorded);
       span.setAttribute('outcome', outcome.outcome);
       if (outcome.outcome === 'duplicate' || outcome.outcome === 'ignored') {
         this.logger.info(`job message ${outcome.outcome}`, { jobId: outcome.jobId, stage: outcome.stage, reason: outcome.reason });
@@ -195,79 +177,20 @@ export class CoreMachine {
     });
   }
 
-  /**
-   * Handles a batch of task messages: one claim statement, handlers concurrently, and results
-   * group-committed as they finish. Returns one outcome per message, in order. Throws only on errors where
-   * redelivery can help (database unreachable); the batch is then abandoned as a whole.
-   */
+  /** A batch of task messages (see TaskBatches): one outcome per message, in order. */
   async processTaskMessages(bodies: readonly unknown[], metas: readonly MessageMeta[] = []): Promise<TaskMessageOutcome[]> {
-    const { parsed, outcomes } = parseTaskMessages(bodies);
-    const metaByTask = new Map(parsed.map((p) => [p.message.taskId, metas[p.index] ?? {}]));
-    const deps = this.deps();
-    const claimed = await retryTransient(() => claim(this.pool, deps, parsed));
-    const claimedIds = new Set(claimed.map((task) => task.task_id));
-    const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId));
-    const settledById = new Map<string, TaskMessageOutcome>();
-    // Claims this process cannot finish are given back at once: left to expire, they would come
-    // back through the janitor as a lost lease, which counts as an attempt.
-    const releaseUnsettled = () =>
-      retryTransient(() => releaseClaims(this.pool, claimed.filter((task) => !settledById.has(task.task_id)).map((task) => ({ taskId: task.task_id, claimId: task.claim_id }))));
-    try {
-      for (const [index, outcome] of await retryTransient(() => classifyUnclaimed(this.pool, unclaimed))) outcomes[index] = outcome;
-    } catch (error) {
-      await releaseUnsettled();
-      throw error;
-    }
-
-    const results = await Promise.allSettled(
-      claimed.map((task) => {
-        const meta = metaByTask.get(task.task_id) ?? {};
-        const attributes = { jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt, taskType: task.task_type, ...messageAttributes(meta) };
-        return inSpan('coremachine.task', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
-          const started = Date.now();
-          if (meta.enqueuedTime) recordQueueWait(started - meta.enqueuedTime.getTime(), { taskType: task.task_type });
-          const controller = new AbortController();
-          this.running.set(task.task_id, controller);
-          let result: TaskOutcome;
-          try {
-            result = await runClaimedTask(this.pool, deps, task, this.logger, controller);
-          } finally {
-            this.running.delete(task.task_id);
-          }
-          recordTaskDuration(Date.now() - started, { taskType: task.task_type, outcome: result.error ? 'error' : 'ok' });
-          if (result.error) recordFailure(span, Object.assign(new Error(result.error.message), { name: result.error.type }));
-          const settled = await this.committer.add(result);
-          span.setAttribute('outcome', settled ? (result.retryAt ? 'retry' : result.error ? 'failed' : 'completed') : 'fenced');
-          settledById.set(task.task_id, settled
-            ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }
-            : { outcome: 'fenced', taskId: task.task_id, reason: 'claim was no longer current when the result arrived' });
-        });
-      }),
-    );
-    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failure) {
-      // The batch goes back to the queue: let the redelivery re-claim what we hold.
-      await releaseUnsettled();
-      throw failure.reason;
-    }
-    for (const { index, message } of parsed) {
-      if (!outcomes[index] && claimedIds.has(message.taskId)) outcomes[index] = settledById.get(message.taskId);
-    }
-    return outcomes.map((outcome, index) => {
-      if (!outcome) throw new Error(`task message ${index} of the batch has no outcome`);
-      return outcome;
-    });
+    return this.tasks.process(bodies, metas);
   }
 
   async cancelJob(jobId: string): Promise<JobView> {
-    const { runningTaskIds } = await withTransaction(this.pool, (client) => cancelJob(client, jobId));
-    for (const taskId of runningTaskIds) this.running.get(taskId)?.abort(new Error(`job ${jobId} was cancelled`));
+    const { runningTaskIds } = await this.unitOfWork.run(async ({ client, deps }) => ({ value: await cancelJob(client, deps, jobId) }));
+    this.tasks.abort(runningTaskIds, new Error(`job ${jobId} was cancelled`));
     this.logger.info('job cancelled', { jobId, abortedTasks: runningTaskIds.length });
     return this.getJob(jobId);
   }
 
   async pauseJob(jobId: string): Promise<JobView> {
-    await withTransaction(this.pool, (client) => pauseJob(client, jobId));
+    await this.unitOfWork.run(async ({ client, deps }) => ({ value: await pauseJob(client, deps, jobId) }));
     this.logger.info('job paused', { jobId });
     return this.getJob(jobId);
   }
@@ -282,15 +205,10 @@ export class CoreMachine {
 
   /** Marks what a dead-lettered message pointed at FAILED, and records the message. */
   async processDeadLetter(letter: DeadLetter): Promise<DeadLetterOutcome> {
-    const deps = this.deps();
-    const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
-      deps.events.length = 0;
+    return this.unitOfWork.run(async ({ client, deps }) => {
       const handled = await processDeadLetter(client, deps, letter);
-      return { outcome: handled.outcome, recorded: await this.outbox.record(client, handled.intents) };
+      return { value: handled.outcome, intents: handled.intents };
     });
-    this.report(deps.events);
-    await this.outbox.dispatch(recorded);
-    return outcome;
   }
 
   /** Messages no consumer could use, newest first, where an operator sees them. */
@@ -301,12 +219,13 @@ export class CoreMachine {
   /** One janitor sweep; safe to run from several processes at once. */
   async sweep(options: Partial<JanitorOptions> = {}): Promise<SweepReport> {
     const backlog = () => this.transport.backlog?.();
-    return sweep(this.pool, this.deps(), this.outbox, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), ...options });
+    const deps = { pool: this.pool, logger: this.logger, outbox: this.outbox, unitOfWork: this.unitOfWork };
+    return sweep(deps, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), ...options });
   }
 
   /** Deletes a finished job with its stages, tasks, events, dead letters and outbox rows. */
   async deleteJob(jobId: string): Promise<PurgeCounts> {
-    const deleted = await deleteJob(this.pool, jobId);
+    const deleted = await deleteJob(this.unitOfWork, jobId);
     this.logger.info('job deleted', { jobId, ...deleted });
     return deleted;
   }
@@ -322,41 +241,10 @@ export class CoreMachine {
   private async controlWithMessage(
     jobId: string,
     verb: string,
-    action: (db: pg.PoolClient, jobId: string) => Promise<{ intents: OutboxIntent[] }>,
+    action: (db: pg.PoolClient, deps: WorkScope['deps'], jobId: string) => Promise<{ intents: OutboxIntent[] }>,
   ): Promise<JobView> {
-    const recorded = await withTransaction(this.pool, async (client) => this.outbox.record(client, (await action(client, jobId)).intents));
-    await this.outbox.dispatch(recorded);
+    await this.unitOfWork.run(async ({ client, deps }) => ({ value: undefined, intents: (await action(client, deps, jobId)).intents }));
     this.logger.info(`job ${verb}`, { jobId });
     return this.getJob(jobId);
-  }
-
-  /** One transaction for every result that is ready; the stage counters move by k at once. */
-  private async commitResults(results: TaskOutcome[]): Promise<Map<TaskOutcome, boolean>> {
-    const deps = this.deps();
-    // Each result cost a handler run: ride out a longer outage before giving the messages back.
-    const { settled, recorded } = await withTransaction(
-      this.pool,
-      async (client) => {
-        deps.events.length = 0; // a rerun after a transient fault reports only its own transitions
-        const committed = await commitOutcomes(client, deps, results);
-        return { settled: committed.settled, recorded: await this.outbox.record(client, committed.intents) };
-      },
-      { retry: RESULT_COMMIT_RETRY },
-    );
-    this.report(deps.events);
-    await this.outbox.dispatch(recorded);
-    return new Map(results.map((result) => [result, settled.has(result.taskId)]));
-  }
-
-  /** Fresh per transaction: its transition events are reported only once it commits. */
-  private deps(): AdvanceDeps & { events: TransitionEvent[] } {
-    return { registry: this.registry, logger: this.logger, events: [] };
-  }
-
-  private report(events: readonly TransitionEvent[]): void {
-    for (const event of events) {
-      emitEvent(`CoreMachine.${event.name}`, event.attributes);
-      if (event.stageDurationMs !== undefined) recordStageDuration(event.stageDurationMs, { jobType: String(event.attributes.jobType), stage: Number(event.attributes.stage) });
-    }
   }
 }

@@ -3,7 +3,8 @@ import type { Queryable } from '../db/pool';
 import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
 import { settleTasks, takeOverTask, cancelQueuedTasks } from '../state/tasks-store';
 import { failJob, type AdvanceDeps } from './stage-advance';
-import { applySettledTasks } from './task-batch';
+import { applySettledTasks } from './settle';
+import { insertDeadLetter } from '../state/dead-letters-store';
 import type { OutboxIntent } from './outbox';
 
 export interface DeadLetter {
@@ -25,10 +26,7 @@ export async function processDeadLetter(db: Queryable, deps: AdvanceDeps, letter
   const task = TaskQueueMessage.safeParse(letter.body);
   const job = task.success ? undefined : JobQueueMessage.safeParse(letter.body);
   const jobId = task.success ? task.data.jobId : job?.success ? job.data.jobId : null;
-  await db.query(
-    `INSERT INTO coremachine.dead_letters (queue, message_id, body, reason, description, job_id, task_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-    [letter.queue, letter.messageId ?? null, JSON.stringify(letter.body ?? null), letter.reason, letter.description, jobId, task.success ? task.data.taskId : null],
-  );
+  await insertDeadLetter(db, { queue: letter.queue, messageId: letter.messageId ?? null, body: letter.body, reason: letter.reason, description: letter.description, jobId, taskId: task.success ? task.data.taskId : null });
   const error: ErrorShape = { type: 'DeadLettered', message: `message dead-lettered: ${letter.reason}: ${letter.description}` };
 
   if (task.success) {
@@ -48,7 +46,10 @@ export async function processDeadLetter(db: Queryable, deps: AdvanceDeps, letter
     if (row.status === 'PROCESSING') {
       await failJob(db, deps, row.job_id, row.stage, failure);
     } else if (row.status === 'QUEUED') {
-      await transitionJob(db, row.job_id, 'QUEUED', 'FAILED', { atStage: row.stage, error: failure });
+      const failed = await transitionJob(db, row.job_id, 'QUEUED', 'FAILED', { atStage: row.stage, error: failure });
+      if (failed) {
+        deps.events?.push({ name: 'JobTransition', attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type } });
+      }
       await cancelQueuedTasks(db, row.job_id);
       deps.logger.error('job failed: its message was dead-lettered', { jobId: row.job_id, stage: row.stage, reason: letter.reason });
     } else return { outcome: 'recorded', intents: [] };

@@ -5,6 +5,7 @@ import type { JobQueueMessage, TaskQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
 import { withTransaction } from '../db/pool';
 import { queuedTaskPage } from '../state/tasks-store';
+import { deleteOutboxRows, insertOutboxRows, lockUndispatchedOutboxRows } from '../state/outbox-store';
 import type { Transport } from '../transport/transport';
 
 /**
@@ -32,33 +33,18 @@ export class Outbox {
 
   /** Writes intents inside the caller's transaction. */
   async record(db: Queryable, intents: readonly OutboxIntent[]): Promise<RecordedIntent[]> {
-    if (intents.length === 0) return [];
-    const result = await db.query<{ id: string; traceparent: string | null }>({
-      name: 'cm_outbox_insert',
-      text: `INSERT INTO coremachine.outbox (kind, job_id, payload, not_before, traceparent)
-             SELECT i.kind, i.job_id, i.payload, i.not_before, (SELECT j.traceparent FROM coremachine.jobs j WHERE j.job_id = i.job_id)
-               FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[]) WITH ORDINALITY AS i(kind, job_id, payload, not_before, ord)
-              ORDER BY i.ord
-             RETURNING id, traceparent`,
-      values: [
-        intents.map((intent) => intent.kind),
-        intents.map((intent) => intent.jobId),
-        intents.map((intent) => JSON.stringify(payloadOf(intent))),
-        intents.map((intent) => (intent.kind === 'task' && intent.notBefore ? intent.notBefore : new Date())),
-      ],
-    });
-    return result.rows.map((row, index) => ({ id: row.id, intent: intents[index] as OutboxIntent, traceparent: row.traceparent }));
+    const rows = await insertOutboxRows(
+      db,
+      intents.map((intent) => ({ kind: intent.kind, jobId: intent.jobId, payload: payloadOf(intent), notBefore: intent.kind === 'task' && intent.notBefore ? intent.notBefore : new Date() })),
+    );
+    return rows.map((row, index) => ({ id: row.id, intent: intents[index] as OutboxIntent, traceparent: row.traceparent }));
   }
 
   /** After commit: sends, then deletes the rows. A failure leaves the rows for the sweep. */
   async dispatch(recorded: readonly RecordedIntent[]): Promise<void> {
     if (recorded.length === 0) return;
     await this.sendTraced(this.pool, recorded);
-    await this.pool.query({
-      name: 'cm_outbox_delete',
-      text: 'DELETE FROM coremachine.outbox WHERE id = ANY($1::bigint[])',
-      values: [recorded.map((r) => r.id)],
-    });
+    await deleteOutboxRows(this.pool, recorded.map((r) => r.id));
   }
 
   /**
@@ -70,14 +56,9 @@ export class Outbox {
    */
   async sweep(olderThanMs: number, limit = 500): Promise<number> {
     const { sent, failures } = await withTransaction(this.pool, async (client) => {
-      const due = await client.query<{ id: string; kind: OutboxIntent['kind']; job_id: string; payload: Record<string, unknown>; not_before: Date; traceparent: string | null }>(
-        `SELECT id, kind, job_id, payload, not_before, traceparent FROM coremachine.outbox
-          WHERE created_at < now() - make_interval(secs => $1::float8 / 1000) AND not_before <= now() + interval '1 hour'
-          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
-        [olderThanMs, limit],
-      );
+      const due = await lockUndispatchedOutboxRows(client, olderThanMs, limit);
       const byJob = new Map<string, RecordedIntent[]>();
-      for (const row of due.rows) {
+      for (const row of due) {
         const recorded = { id: row.id, intent: intentFromRow(row.kind, row.job_id, row.payload, row.not_before), traceparent: row.traceparent };
         const group = byJob.get(row.job_id);
         if (group) group.push(recorded);
@@ -93,7 +74,7 @@ export class Outbox {
           failed.push(error);
         }
       }
-      if (sentIds.length > 0) await client.query('DELETE FROM coremachine.outbox WHERE id = ANY($1::bigint[])', [sentIds]);
+      await deleteOutboxRows(client, sentIds);
       return { sent: sentIds.length, failures: failed };
     });
     if (failures.length > 0) {

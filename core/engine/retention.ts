@@ -1,7 +1,6 @@
-import type pg from 'pg';
-import { withTransaction } from '../db/pool';
 import { InvalidTransitionError, JobNotFoundError } from '../errors';
 import { findJob } from '../state/jobs-store';
+import type { UnitOfWork } from './unit-of-work';
 import { addCounts, DELETABLE_JOB_STATUSES, deleteJobsAndRows, lockExpiredJobs, NO_PURGE, type PurgeCounts } from '../state/retention-store';
 
 export interface RetentionOptions {
@@ -30,14 +29,14 @@ export const NOTHING_PURGED: RetentionReport = { ...NO_PURGE, batches: 0 };
  * batch. Jobs locked by anyone else are skipped, so a sweep never blocks the engine, and sweeps on
  * several instances share the work instead of colliding.
  */
-export async function purgeExpiredJobs(pool: pg.Pool, options: RetentionOptions): Promise<RetentionReport> {
+export async function purgeExpiredJobs(unitOfWork: UnitOfWork, options: RetentionOptions): Promise<RetentionReport> {
   if (options.retentionDays <= 0) return NOTHING_PURGED;
   let total: PurgeCounts = NO_PURGE;
   let batches = 0;
   while (batches < options.maxBatches) {
-    const counts = await withTransaction(pool, async (client) =>
-      deleteJobsAndRows(client, await lockExpiredJobs(client, options.retentionDays, options.jobsPerBatch, options.tasksPerBatch)),
-    );
+    const counts = await unitOfWork.run(async ({ client }) => ({
+      value: await deleteJobsAndRows(client, await lockExpiredJobs(client, options.retentionDays, options.jobsPerBatch, options.tasksPerBatch)),
+    }));
     if (counts.jobs === 0) break;
     batches += 1;
     total = addCounts(total, counts);
@@ -50,13 +49,13 @@ export async function purgeExpiredJobs(pool: pg.Pool, options: RetentionOptions)
  * (QUEUED, PROCESSING, PAUSED) is refused: cancel it first. A FAILED job's handler that is still
  * running finds its task gone when it reports, and its result is fenced like any lost claim.
  */
-export async function deleteJob(pool: pg.Pool, jobId: string): Promise<PurgeCounts> {
-  return withTransaction(pool, async (client) => {
+export async function deleteJob(unitOfWork: UnitOfWork, jobId: string): Promise<PurgeCounts> {
+  return unitOfWork.run(async ({ client }) => {
     const job = await findJob(client, jobId, true);
     if (!job) throw new JobNotFoundError(jobId);
     if (!DELETABLE_JOB_STATUSES.includes(job.status)) {
       throw new InvalidTransitionError('job', jobId, job.status, 'DELETED', `only a finished job (${DELETABLE_JOB_STATUSES.join(', ')}) can be deleted; cancel it first`);
     }
-    return deleteJobsAndRows(client, [jobId]);
+    return { value: await deleteJobsAndRows(client, [jobId]) };
   });
 }

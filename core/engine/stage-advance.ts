@@ -1,13 +1,13 @@
 import type { ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
 import { isTransientDatabaseError } from '../db/transient-errors';
-import { errorToShape, FinalizeError } from '../errors';
+import { boundedErrorShape, errorToShape, FinalizeError } from '../errors';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { findJob, transitionJob } from '../state/jobs-store';
 import type { StageRow } from '../state/rows';
-import { finishStage } from '../state/stages-store';
-import { cancelQueuedTasks } from '../state/tasks-store';
+import { countFailedOfJob, finishStage } from '../state/stages-store';
+import { cancelQueuedTasks, listFailedTasks } from '../state/tasks-store';
 import type { OutboxIntent } from './outbox';
 import { PagedStageResults } from './stage-results';
 
@@ -85,19 +85,10 @@ const MAX_LISTED_FAILURES = 100;
 
 /** The failed tasks a tolerant stage let through, for the COMPLETED_WITH_ERRORS record. */
 async function tolerated(db: Queryable, jobId: string): Promise<{ count: number; listed: NonNullable<ErrorShape['failures']> }> {
-  const count = await db.query<{ failed: number }>({
-    name: 'cm_failed_count_of_job',
-    text: 'SELECT COALESCE(sum(failed), 0)::int AS failed FROM coremachine.stages WHERE job_id = $1',
-    values: [jobId],
-  });
-  const failed = count.rows[0]?.failed ?? 0;
+  const failed = await countFailedOfJob(db, jobId);
   if (failed === 0) return { count: 0, listed: [] };
-  const result = await db.query<{ task_id: string; stage: number; error: ErrorShape | null }>({
-    name: 'cm_failed_tasks_of_job',
-    text: `SELECT task_id, stage, error FROM coremachine.tasks WHERE job_id = $1 AND status = 'FAILED' ORDER BY stage, task_index LIMIT $2`,
-    values: [jobId, MAX_LISTED_FAILURES],
-  });
-  const listed = result.rows.map((row) => ({ taskId: row.task_id, stage: row.stage, type: row.error?.type ?? 'Error', message: row.error?.message ?? '' }));
+  const rows = await listFailedTasks(db, jobId, MAX_LISTED_FAILURES);
+  const listed = rows.map((row) => ({ taskId: row.task_id, stage: row.stage, type: row.error?.type ?? 'Error', message: row.error?.message ?? '' }));
   return { count: failed, listed };
 }
 
@@ -106,7 +97,9 @@ async function tolerated(db: Queryable, jobId: string): Promise<{ count: number;
  * not yet started are cancelled so nothing more is dispatched. Returns false when the job was
  * no longer PROCESSING at that stage (already failed or cancelled by someone else).
  */
-export async function failJob(db: Queryable, deps: AdvanceDeps, jobId: string, stage: number, error: ErrorShape): Promise<boolean> {
+export async function failJob(db: Queryable, deps: AdvanceDeps, jobId: string, stage: number, cause: ErrorShape): Promise<boolean> {
+  // Whatever failed it, the job's error (and its event) carries a bounded message.
+  const error = boundedErrorShape(cause);
   const failed = await transitionJob(db, jobId, 'PROCESSING', 'FAILED', { atStage: stage, error });
   if (!failed) return false;
   deps.events?.push({ name: 'JobTransition', attributes: { jobId, jobType: failed.job_type, from: 'PROCESSING', to: 'FAILED', stage, errorType: error.type, ...(error.taskId ? { taskId: error.taskId } : {}) } });

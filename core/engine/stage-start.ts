@@ -7,6 +7,7 @@ import { findJob, transitionJob } from '../state/jobs-store';
 import type { JobRow, StageRow } from '../state/rows';
 import { findStage, insertStage, setStageTotal } from '../state/stages-store';
 import { insertStageTasks } from '../state/tasks-store';
+import { releaseSavepoint, rollbackToSavepoint, savepoint } from '../state/savepoints';
 import { failJob, advanceStage, type AdvanceDeps } from './stage-advance';
 import type { OutboxIntent } from './outbox';
 import { NO_RESULTS, PagedStageResults } from './stage-results';
@@ -45,7 +46,7 @@ export async function startStage(
   const remote = stageDefinition.task.execution === 'remote';
   const taskType = stageDefinition.task.type;
   await insertStage(db, { jobId: job.job_id, stage: job.stage, name: stageDefinition.name, total: 0, maxFailures: 0 });
-  await db.query('SAVEPOINT fan_out');
+  await savepoint(db, 'fan_out');
   let total: number;
   try {
     total = await fanOutInChunks(db, job, stageDefinition, (firstIndex, parameters) =>
@@ -55,12 +56,12 @@ export async function startStage(
     // A database fault while inserting or reading results is not the fan-out's failure: the
     // transaction is rerun (or the message given back), the job does not fail.
     if (isTransientDatabaseError(error)) throw error;
-    await db.query('ROLLBACK TO SAVEPOINT fan_out');
+    await rollbackToSavepoint(db, 'fan_out');
     const failure = new FanOutError(`fan-out of stage ${job.stage} ("${stageDefinition.name}") failed: ${errorToShape(error).message}`, { cause: error });
     await failJob(db, deps, job.job_id, job.stage, errorToShape(failure, { stage: job.stage }));
     return { outcome: { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: failure.message }, intents: [] };
   }
-  await db.query('RELEASE SAVEPOINT fan_out');
+  await releaseSavepoint(db, 'fan_out');
   const stageRow = await setStageTotal(db, job.job_id, job.stage, total, maxToleratedFailures(stageDefinition.failurePolicy, total));
   deps.events?.push({ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName: stageDefinition.name, tasks: total } });
   deps.logger.info('stage started', { jobId: job.job_id, stage: job.stage, stageName: stageDefinition.name, tasks: total, remote });

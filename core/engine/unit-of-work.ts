@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { withTransaction } from '../db/pool';
+import { withTransaction, type TransactionOptions } from '../db/pool';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { emitEvent, recordStageDuration } from '../telemetry';
@@ -33,14 +33,18 @@ export class UnitOfWork {
     private readonly base: { registry: Registry; logger: Logger },
   ) {}
 
-  async run<T>(work: (scope: WorkScope) => Promise<WorkResult<T>>): Promise<T> {
+  async run<T>(work: (scope: WorkScope) => Promise<WorkResult<T>>, options: TransactionOptions = {}): Promise<T> {
     let events: TransitionEvent[] = [];
-    const { value, recorded } = await withTransaction(this.pool, async (client) => {
-      // Fresh per attempt: a transaction retried after a transient fault reports its events once.
-      events = [];
-      const result = await work({ client, deps: { registry: this.base.registry, logger: this.base.logger, events } });
-      return { value: result.value, recorded: await this.outbox.record(client, result.intents ?? []) };
-    });
+    const { value, recorded } = await withTransaction(
+      this.pool,
+      async (client) => {
+        // Fresh per attempt: a transaction retried after a transient fault reports its events once.
+        events = [];
+        const result = await work({ client, deps: { registry: this.base.registry, logger: this.base.logger, events } });
+        return { value: result.value, recorded: await this.outbox.record(client, result.intents ?? []) };
+      },
+      options,
+    );
     reportTransitions(events);
     await this.outbox.dispatch(recorded);
     return value;

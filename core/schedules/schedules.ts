@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import type { JobView, ScheduleView } from '../../models';
 import type { RegisteredSchedule } from './cron-pattern';
-import { withTransaction } from '../db/pool';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
+import type { UnitOfWork } from '../engine/unit-of-work';
 import { advanceSchedule, ensureSchedules, listScheduleEvents, listScheduleRows, lockSchedule, moveCursor, recordScheduleEvent, setSchedulePaused, type ScheduleEvent, type ScheduleRow } from '../state/schedules-store';
 import { planTicks, type SkippedTicks } from './ticks';
 
@@ -39,6 +39,7 @@ export class Schedules {
 
   constructor(
     private readonly pool: pg.Pool,
+    private readonly unitOfWork: UnitOfWork,
     private readonly registry: Registry,
     private readonly logger: Logger,
     private readonly submit: Submit,
@@ -97,14 +98,14 @@ export class Schedules {
 
   private async setPaused(name: string, paused: boolean): Promise<ScheduleView> {
     const schedule = this.registry.schedule(name);
-    const changed = await withTransaction(this.pool, async (client) => {
+    const changed = await this.unitOfWork.run(async ({ client }) => {
       await ensureSchedules(client, [{ name, paused: schedule.paused, nextFireAt: schedule.nextTick(this.options.now()) }]);
       const row = await lockSchedule(client, name);
       // Pausing a paused schedule changes nothing and is not an event.
-      if (!row || row.paused === paused) return false;
+      if (!row || row.paused === paused) return { value: false };
       await setSchedulePaused(client, name, paused);
       await recordScheduleEvent(client, { name, from: paused ? 'ACTIVE' : 'PAUSED', to: paused ? 'PAUSED' : 'ACTIVE' });
-      return true;
+      return { value: true };
     });
     if (changed) this.logger.info(`schedule ${paused ? 'paused' : 'resumed'}`, { schedule: name });
     return this.get(name);
@@ -112,7 +113,8 @@ export class Schedules {
 
   private async rows(declared: readonly RegisteredSchedule[], now: Date): Promise<Map<string, ScheduleRow>> {
     // A schedule seen for the first time starts from now: its past ticks are not "missed".
-    await ensureSchedules(this.pool, declared.map((s) => ({ name: s.name, paused: s.paused, nextFireAt: s.nextTick(now) })));
+    const seen = declared.map((s) => ({ name: s.name, paused: s.paused, nextFireAt: s.nextTick(now) }));
+    await this.unitOfWork.run(async ({ client }) => ({ value: await ensureSchedules(client, seen) }));
     const rows = await listScheduleRows(this.pool, declared.map((s) => s.name));
     return new Map(rows.map((row) => [row.name, row]));
   }
@@ -123,17 +125,19 @@ export class Schedules {
     if (cursor > now) {
       // A cursor in the future is the next tick, unless the cron or timezone changed since it was set.
       const expected = schedule.nextTick(now);
-      if (expected?.getTime() !== cursor.getTime()) await moveCursor(this.pool, schedule.name, cursor, expected);
+      if (expected?.getTime() !== cursor.getTime()) {
+        await this.unitOfWork.run(async ({ client }) => ({ value: await moveCursor(client, schedule.name, cursor, expected) }));
+      }
       return;
     }
     const plan = planTicks(schedule, cursor, now, schedule.catchUpSeconds ?? this.options.catchUpSeconds);
     const submitted = plan.fire ? await this.submit(schedule.jobType, schedule.parameters, tickKey(schedule.name, plan.fire)) : undefined;
     const fired = plan.fire && submitted ? { at: plan.fire, jobId: submitted.job.jobId } : undefined;
-    const won = await withTransaction(this.pool, async (client) => {
-      if (!(await advanceSchedule(client, { name: schedule.name, expectedNext: cursor, next: plan.next, fired }))) return false;
+    const won = await this.unitOfWork.run(async ({ client }) => {
+      if (!(await advanceSchedule(client, { name: schedule.name, expectedNext: cursor, next: plan.next, fired }))) return { value: false };
       if (plan.skipped) await recordScheduleEvent(client, { name: schedule.name, from: null, to: 'SKIPPED', detail: { ...plan.skipped, reason: 'outside the catch-up window or older than the latest due tick' } });
       if (fired) await recordScheduleEvent(client, { name: schedule.name, from: null, to: 'FIRED', detail: { tick: fired.at, jobId: fired.jobId, created: submitted?.created } });
-      return true;
+      return { value: true };
     });
     if (!won) {
       report.lostRaces++;

@@ -31,3 +31,14 @@ export async function listDeadLetters(db: Queryable, query: { jobId?: string; be
     at: row.at,
   }));
 }
+
+export async function insertDeadLetter(
+  db: Queryable,
+  letter: { queue: string; messageId: string | null; body: unknown; reason: string; description: string; jobId: string | null; taskId: string | null },
+): Promise<void> {
+  await db.query({
+    name: 'cm_insert_dead_letter',
+    text: `INSERT INTO coremachine.dead_letters (queue, message_id, body, reason, description, job_id, task_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    values: [letter.queue, letter.messageId, JSON.stringify(letter.body ?? null), letter.reason, letter.description, letter.jobId, letter.taskId],
+  });
+}

@@ -96,24 +96,30 @@ export async function transitionJob(
   return result.rows[0] ?? null;
 }
 
+/**
+ * Newest first, keyset-paged on (created_at, job_id). The cursor keeps created_at to the
+ * microsecond, as PostgreSQL stores it: a JavaScript Date has milliseconds only, and jobs created
+ * within one millisecond would be skipped between pages.
+ */
 export async function listJobs(db: Queryable, query: ListJobsQuery): Promise<{ rows: JobRow[]; nextCursor: string | null }> {
   const cursor = query.cursor ? decodeCursor(query.cursor) : null;
-  const result = await db.query<JobRow>(
-    `SELECT * FROM coremachine.jobs
+  const result = await db.query<JobRow & { cursor_at: string }>(
+    `SELECT *, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at FROM coremachine.jobs
       WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR job_type = $2)
         AND ($3::timestamptz IS NULL OR (created_at, job_id) < ($3::timestamptz, $4::text))
       ORDER BY created_at DESC, job_id DESC
       LIMIT $5`,
     [query.status ?? null, query.jobType ?? null, cursor?.createdAt ?? null, cursor?.jobId ?? null, query.limit + 1],
   );
-  const rows = result.rows.slice(0, query.limit);
-  const last = rows[rows.length - 1];
-  const nextCursor = result.rows.length > query.limit && last ? encodeCursor(last) : null;
-  return { rows, nextCursor };
+  const page = result.rows.slice(0, query.limit);
+  const last = page[page.length - 1];
+  const nextCursor = result.rows.length > query.limit && last ? encodeCursor(last.cursor_at, last.job_id) : null;
+  return { rows: page.map(({ cursor_at: _cursor, ...row }) => row), nextCursor };
 }
 
-function encodeCursor(row: JobRow): string {
-  return Buffer.from(JSON.stringify([row.created_at.toISOString(), row.job_id])).toString('base64url');
+/** base64url of JSON `[createdAt, jobId]`, createdAt an ISO time with microseconds (models/api.ts checks the shape). */
+function encodeCursor(createdAt: string, jobId: string): string {
+  return Buffer.from(JSON.stringify([createdAt, jobId])).toString('base64url');
 }
 
 function decodeCursor(cursor: string): { createdAt: string; jobId: string } {

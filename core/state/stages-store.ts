@@ -85,3 +85,41 @@ export async function finishStage(
   });
   return result.rows[0] ?? null;
 }
+
+/** Cancel: the job's running stages CANCELLED (finished_at never before started_at). */
+export async function cancelOpenStages(db: Queryable, jobId: string): Promise<void> {
+  await db.query({
+    name: 'cm_cancel_job_stages',
+    text: `UPDATE coremachine.stages SET status = 'CANCELLED', finished_at = GREATEST(now(), started_at) WHERE job_id = $1 AND status = 'PROCESSING'`,
+    values: [jobId],
+  });
+}
+
+/**
+ * Operator retry of a stage: one whose fan-out failed (FAILED, no tasks) is forgotten so the
+ * fan-out runs again; otherwise its failures are uncounted by `failedAgain` and it runs again.
+ */
+export async function reopenStage(db: Queryable, jobId: string, stage: number, failedAgain: number): Promise<void> {
+  await db.query({
+    name: 'cm_retry_forget_empty_failed_stage',
+    text: `DELETE FROM coremachine.stages s WHERE job_id = $1 AND stage = $2 AND status = 'FAILED' AND total = 0
+             AND NOT EXISTS (SELECT 1 FROM coremachine.tasks t WHERE t.job_id = s.job_id AND t.stage = s.stage)`,
+    values: [jobId, stage],
+  });
+  await db.query({
+    name: 'cm_retry_reopen_stage',
+    text: `UPDATE coremachine.stages SET failed = failed - $3, status = CASE WHEN status = 'FAILED' THEN 'PROCESSING' ELSE status END, finished_at = NULL
+           WHERE job_id = $1 AND stage = $2`,
+    values: [jobId, stage, failedAgain],
+  });
+}
+
+/** Failed tasks the job's stages counted, all stages together. */
+export async function countFailedOfJob(db: Queryable, jobId: string): Promise<number> {
+  const result = await db.query<{ failed: number }>({
+    name: 'cm_failed_count_of_job',
+    text: 'SELECT COALESCE(sum(failed), 0)::int AS failed FROM coremachine.stages WHERE job_id = $1',
+    values: [jobId],
+  });
+  return result.rows[0]?.failed ?? 0;
+}

@@ -220,3 +220,55 @@ export async function listTasks(db: Queryable, jobId: string, query: ListTasksQu
   );
   return result.rows;
 }
+
+/**
+ * Cancel: the job's pending and running tasks CANCELLED, locked in task_id order. A task that
+ * never started keeps started_at NULL; now() is this transaction's start and a claim that
+ * committed while this one waited for the row lock started later, so GREATEST keeps finished_at
+ * from preceding started_at. Returns which tasks were running (their handlers are aborted).
+ */
+export async function cancelOpenTasks(db: Queryable, jobId: string): Promise<Array<{ task_id: string; was_running: boolean }>> {
+  const result = await db.query<{ task_id: string; was_running: boolean }>({
+    name: 'cm_cancel_job_tasks',
+    text: `WITH old AS MATERIALIZED (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND status IN ('QUEUED','PROCESSING') ORDER BY task_id FOR UPDATE)
+           UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at), claim_id = NULL, lease_expires_at = NULL
+             FROM old WHERE t.task_id = old.task_id
+           RETURNING t.task_id, old.status = 'PROCESSING' AS was_running`,
+    values: [jobId],
+  });
+  return result.rows;
+}
+
+/** Operator retry: the stage's FAILED and CANCELLED tasks back to QUEUED; returns how many were FAILED. */
+export async function requeueStoppedTasks(db: Queryable, jobId: string, stage: number): Promise<number> {
+  const result = await db.query<{ was_failed: boolean }>({
+    name: 'cm_retry_job_tasks',
+    text: `WITH old AS MATERIALIZED (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND stage = $2 AND status IN ('FAILED','CANCELLED') ORDER BY task_id FOR UPDATE)
+           UPDATE coremachine.tasks t SET status = 'QUEUED', started_at = NULL, finished_at = NULL, retry_at = NULL, claim_id = NULL, lease_expires_at = NULL
+             FROM old WHERE t.task_id = old.task_id
+           RETURNING old.status = 'FAILED' AS was_failed`,
+    values: [jobId, stage],
+  });
+  return result.rows.filter((row) => row.was_failed).length;
+}
+
+/** The job's FAILED tasks in stage and task order, at most `limit` (for a COMPLETED_WITH_ERRORS record). */
+export async function listFailedTasks(db: Queryable, jobId: string, limit: number): Promise<Array<Pick<TaskRow, 'task_id' | 'stage' | 'error'>>> {
+  const result = await db.query<Pick<TaskRow, 'task_id' | 'stage' | 'error'>>({
+    name: 'cm_failed_tasks_of_job',
+    text: `SELECT task_id, stage, error FROM coremachine.tasks WHERE job_id = $1 AND status = 'FAILED' ORDER BY stage, task_index LIMIT $2`,
+    values: [jobId, limit],
+  });
+  return result.rows;
+}
+
+export type TaskSummary = Pick<TaskRow, 'task_type' | 'job_id' | 'attempt' | 'stage'>;
+
+export async function findTaskSummary(db: Queryable, taskId: string): Promise<TaskSummary | null> {
+  const result = await db.query<TaskSummary>({
+    name: 'cm_find_task_summary',
+    text: 'SELECT task_type, job_id, attempt, stage FROM coremachine.tasks WHERE task_id = $1',
+    values: [taskId],
+  });
+  return result.rows[0] ?? null;
+}

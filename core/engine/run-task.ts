@@ -1,0 +1,77 @@
+import type pg from 'pg';
+import { TaskFailure, type AnyTaskDefinition, type ErrorShape } from '../../models';
+import { retryTransient } from '../db/retry-transient';
+import { TransientDatabaseError } from '../db/transient-errors';
+import { boundedErrorShape, errorToShape, findCause, TaskHandlerError, TaskValidationError, describeZodError } from '../errors';
+import type { Logger } from '../logger';
+import type { Registry } from '../registry';
+import { extendLease, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
+import { nextAttemptAt } from './retry-policy';
+
+export const DEFAULT_LEASE_SECONDS = 300;
+
+/** The lease a task type asks for; unknown types get the default (their run fails anyway). */
+export function leaseSecondsOf(registry: Registry, taskType: string): number {
+  return registry.hasTask(taskType) ? (registry.task(taskType).leaseSeconds ?? DEFAULT_LEASE_SECONDS) : DEFAULT_LEASE_SECONDS;
+}
+
+/**
+ * Runs one claimed task's handler; every error becomes the task's recorded failure, or a retry
+ * when the task type's policy allows another attempt. `controller` lets a cancel abort it.
+ */
+export async function runClaimedTask(
+  pool: pg.Pool,
+  registry: Registry,
+  task: ClaimedTask,
+  logger: Logger,
+  controller: AbortController = new AbortController(),
+): Promise<TaskOutcome> {
+  const where = { stage: task.stage, taskId: task.task_id };
+  let definition: AnyTaskDefinition | undefined;
+  try {
+    definition = registry.task(task.task_type);
+    const parameters = definition.parameters.safeParse(task.parameters);
+    if (!parameters.success) {
+      throw new TaskValidationError(`parameters of task ${task.task_id} (${task.task_type}) are invalid: ${describeZodError(parameters.error)}`, parameters.error.issues);
+    }
+    const leaseSeconds = definition.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
+    let result: unknown;
+    try {
+      result = await definition.handler(parameters.data, {
+        jobId: task.job_id,
+        taskId: task.task_id,
+        stage: task.stage,
+        taskIndex: task.task_index,
+        attempt: task.attempt,
+        signal: controller.signal,
+        heartbeat: async () => {
+          // A heartbeat that cannot reach the database after the retries throws
+          // TransientDatabaseError; the catch below gives the task back instead of failing it.
+          if (!(await retryTransient(() => extendLease(pool, task.task_id, task.claim_id, leaseSeconds)))) {
+            controller.abort(new Error(`lease on task ${task.task_id} was lost`));
+          }
+        },
+      });
+    } catch (error) {
+      throw new TaskHandlerError(errorToShape(error).message, { cause: error });
+    }
+    if (JSON.stringify(result ?? null) === undefined) {
+      throw new TaskFailure(`result of task ${task.task_id} is not JSON-serialisable`, { nonRetryable: true });
+    }
+    return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: result ?? null };
+  } catch (error) {
+    // The engine's own database was unreachable (a heartbeat, rethrown by the handler): that is
+    // not the work failing, so it is neither an attempt nor the task's error. The batch is given
+    // back and the task re-claimed. A handler's own errors stay the task's, whatever they are.
+    const infrastructure = findCause(error, TransientDatabaseError);
+    if (infrastructure) throw infrastructure;
+    // The message is copied into the task, the job's error and the events: bounded, as a remote report is.
+    const shape: ErrorShape = boundedErrorShape(errorToShape(error, where));
+    const retryAt = nextAttemptAt(definition, task.attempt, error);
+    logger.warn(retryAt ? 'task attempt failed; retry scheduled' : 'task failed', {
+      jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt,
+      errorType: shape.type, error: shape.message, retryAt: retryAt?.toISOString(),
+    });
+    return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
+  }
+}

@@ -1,0 +1,110 @@
+import type { JobStatus } from '../../models';
+import type { Queryable } from '../db/pool';
+import type { TaskRow } from './rows';
+
+/** What the janitor reads and writes: expired leases, jobs without progress, its own run log. */
+
+/**
+ * Under a job that stopped (FAILED, CANCELLED) an expired task has nothing to retry for: it is
+ * CANCELLED. SKIP LOCKED: it never waits, so it holds no lock while waiting for another.
+ */
+export async function cancelExpiredTasksOfStoppedJobs(db: Queryable, limit: number): Promise<number> {
+  const result = await db.query({
+    name: 'cm_janitor_cancel_expired_of_stopped',
+    text: `WITH expired AS MATERIALIZED (
+             SELECT t.task_id FROM coremachine.tasks t JOIN coremachine.jobs j ON j.job_id = t.job_id
+              WHERE t.status = 'PROCESSING' AND t.lease_expires_at < now() AND j.status NOT IN ('QUEUED','PROCESSING','PAUSED')
+              ORDER BY t.task_id LIMIT $1 FOR UPDATE OF t SKIP LOCKED)
+           UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at), claim_id = NULL, lease_expires_at = NULL
+             FROM expired WHERE t.task_id = expired.task_id`,
+    values: [limit],
+  });
+  return result.rowCount ?? 0;
+}
+
+/** Jobs with a task whose lease expired (read without locks: lock order is job → tasks). */
+export async function jobsWithExpiredLeases(db: Queryable, limit: number): Promise<string[]> {
+  const result = await db.query<{ job_id: string }>({
+    name: 'cm_janitor_jobs_with_expired_leases',
+    text: `SELECT DISTINCT job_id FROM coremachine.tasks WHERE status = 'PROCESSING' AND lease_expires_at < now() LIMIT $1`,
+    values: [limit],
+  });
+  return result.rows.map((row) => row.job_id);
+}
+
+export type ExpiredTask = Pick<TaskRow, 'task_id' | 'job_id' | 'task_type' | 'attempt' | 'stage' | 'worker_id'> & { claim_id: string };
+
+/** The expired tasks of these (already locked) jobs, locked in task_id order. */
+export async function lockExpiredTasks(db: Queryable, jobIds: readonly string[], limit: number): Promise<ExpiredTask[]> {
+  const result = await db.query<ExpiredTask>({
+    name: 'cm_janitor_lock_expired_tasks',
+    text: `SELECT task_id, job_id, claim_id, task_type, attempt, stage, worker_id FROM coremachine.tasks
+            WHERE job_id = ANY($2::text[]) AND status = 'PROCESSING' AND lease_expires_at < now()
+            ORDER BY task_id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    values: [limit, jobIds],
+  });
+  return result.rows;
+}
+
+/** A job with no event and no janitor visit for a while, with what its current stage's tasks are doing. */
+export interface StallCandidate {
+  job_id: string;
+  job_type: string;
+  status: JobStatus;
+  stage: number;
+  idle_seconds: number;
+  pending_outbox: number;
+  queued: number;
+  remote_queued: number;
+  processing: number;
+  waiting_retry: number;
+}
+
+/** Idle = no event and no janitor visit within the window. Reading candidates takes no locks. */
+export async function listStallCandidates(db: Queryable, stallAfterMs: number, limit: number): Promise<StallCandidate[]> {
+  const result = await db.query<StallCandidate>({
+    name: 'cm_janitor_stall_candidates',
+    text: `SELECT j.job_id, j.job_type, j.status, j.stage,
+                  extract(epoch FROM now() - last.at)::int AS idle_seconds,
+                  (SELECT count(*) FROM coremachine.outbox o WHERE o.job_id = j.job_id)::int AS pending_outbox,
+                  count(t.*) FILTER (WHERE t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now()))::int AS queued,
+                  count(t.*) FILTER (WHERE t.status = 'QUEUED' AND t.remote)::int AS remote_queued,
+                  count(t.*) FILTER (WHERE t.status = 'PROCESSING')::int AS processing,
+                  count(t.*) FILTER (WHERE t.status = 'QUEUED' AND t.retry_at > now())::int AS waiting_retry
+             FROM coremachine.jobs j
+             -- The newest event by id: one index lookup per job, not a scan of its whole trail.
+             CROSS JOIN LATERAL (SELECT e.at FROM coremachine.events e WHERE e.job_id = j.job_id ORDER BY e.id DESC LIMIT 1) last
+             LEFT JOIN coremachine.tasks t ON t.job_id = j.job_id AND t.stage = j.stage
+            WHERE j.status IN ('QUEUED','PROCESSING')
+              AND GREATEST(last.at, j.nudged_at) < now() - make_interval(secs => $1::float8 / 1000)
+            GROUP BY j.job_id, last.at
+            ORDER BY last.at LIMIT $2`,
+    values: [stallAfterMs, limit],
+  });
+  return result.rows;
+}
+
+/**
+ * Marks the visit and locks the job, if it is still as the candidate saw it and nobody else holds
+ * it (being worked on right now, or moved on since: not stalled). False when it was not taken.
+ */
+export async function nudgeStalledJob(db: Queryable, candidate: Pick<StallCandidate, 'job_id' | 'status' | 'stage'>): Promise<boolean> {
+  const result = await db.query({
+    name: 'cm_janitor_nudge_job',
+    text: `UPDATE coremachine.jobs SET nudged_at = now() WHERE job_id = $1 AND status = $2 AND stage = $3
+             AND job_id IN (SELECT job_id FROM coremachine.jobs WHERE job_id = $1 FOR UPDATE SKIP LOCKED)`,
+    values: [candidate.job_id, candidate.status, candidate.stage],
+  });
+  return (result.rowCount ?? 0) > 0;
+}
+
+export async function recordJanitorRun(
+  db: Queryable,
+  run: { startedAt: Date; requeuedTasks: number; failedTasks: number; outboxSent: number; resentJobs: number; stalled: unknown },
+): Promise<void> {
+  await db.query({
+    name: 'cm_janitor_record_run',
+    text: `INSERT INTO coremachine.janitor_runs (started_at, requeued_tasks, failed_tasks, outbox_sent, resent_jobs, stalled) VALUES ($1, $2, $3, $4, $5, $6)`,
+    values: [run.startedAt, run.requeuedTasks, run.failedTasks, run.outboxSent, run.resentJobs, JSON.stringify(run.stalled)],
+  });
+}

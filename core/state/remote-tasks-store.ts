@@ -1,0 +1,46 @@
+import type { Queryable } from '../db/pool';
+import type { TaskRow } from './rows';
+
+/** Tasks of 'remote' types: claimed and released over HTTP instead of by queue messages. */
+
+export type RemoteClaim = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'attempt' | 'parameters'> & {
+  claim_id: string;
+  lease_expires_at: Date;
+};
+
+/**
+ * Claims up to `limit` QUEUED remote tasks of the given types (each with its own lease), oldest
+ * first, only under jobs PROCESSING that stage; SKIP LOCKED lets workers claim side by side.
+ */
+export async function claimRemoteTasks(
+  db: Queryable,
+  request: { taskTypes: readonly string[]; leaseSeconds: readonly number[]; limit: number; workerId: string },
+): Promise<RemoteClaim[]> {
+  const result = await db.query<RemoteClaim>({
+    name: 'cm_claim_remote_tasks',
+    text: `WITH candidates AS (
+             SELECT t.task_id, l.lease FROM coremachine.tasks t
+               JOIN coremachine.jobs j ON j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage
+               JOIN unnest($1::text[], $4::float8[]) AS l(task_type, lease) ON l.task_type = t.task_type
+              WHERE t.remote AND t.status = 'QUEUED' AND (t.retry_at IS NULL OR t.retry_at <= now())
+              ORDER BY t.created_at, t.task_index LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
+           UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(),
+                  lease_expires_at = now() + make_interval(secs => c.lease), started_at = now(), worker_id = $3
+             FROM candidates c WHERE t.task_id = c.task_id
+           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.lease_expires_at`,
+    values: [request.taskTypes, request.limit, request.workerId, request.leaseSeconds],
+  });
+  return result.rows;
+}
+
+/** An operator gives a remote claim up: the task is claimable again, with the release recorded as its error. */
+export async function releaseRemoteClaim(db: Queryable, taskId: string): Promise<boolean> {
+  const result = await db.query({
+    name: 'cm_release_remote_claim',
+    text: `UPDATE coremachine.tasks SET status = 'QUEUED', claim_id = NULL, lease_expires_at = NULL, worker_id = NULL,
+                  error = jsonb_build_object('type', 'Released', 'message', 'claim released by an operator', 'taskId', task_id, 'stage', stage)
+            WHERE task_id = $1 AND status = 'PROCESSING' AND remote`,
+    values: [taskId],
+  });
+  return (result.rowCount ?? 0) > 0;
+}
