@@ -1,4 +1,6 @@
 import { TaskFailure } from '../models/task-failure';
+import { nextAttemptAt } from '../core/engine/retry-policy';
+import type { AnyTaskDefinition } from '../models';
 
 /** A second, separately loaded copy of models/task-failure.ts, as a job package bundling its own models/ would have. */
 function otherCopy(): typeof TaskFailure {
@@ -31,4 +33,15 @@ test('only TaskFailures carry the brand; it stays out of JSON and enumeration', 
   // Spreading (as a logger or an error serialiser might) copies enumerable symbols only: none.
   expect(Object.getOwnPropertySymbols({ ...failure })).toEqual([]);
   expect(JSON.parse(JSON.stringify(failure))).toEqual({ name: 'TaskFailure', nonRetryable: true });
+});
+
+test('the engine\'s retry policy honours a TaskFailure from another copy of models/ (nonRetryable, retryAfterMs), even as a cause', () => {
+  const Copy = otherCopy();
+  const definition = { retry: { maxAttempts: 5, initialDelayMs: 1000, backoffFactor: 2, maxDelayMs: 60_000, jitter: 0 } } as unknown as AnyTaskDefinition;
+  expect(nextAttemptAt(definition, 1, new Copy('gone for good', { nonRetryable: true }))).toBeUndefined();
+  const before = Date.now();
+  const retryAt = nextAttemptAt(definition, 1, new Error('wrapped', { cause: new Copy('slow down', { retryAfterMs: 30_000 }) }));
+  expect(retryAt).toBeDefined();
+  expect((retryAt?.getTime() ?? 0) - before).toBeGreaterThanOrEqual(30_000);
+  expect((retryAt?.getTime() ?? 0) - before).toBeLessThan(31_000);
 });

@@ -18,7 +18,7 @@ export function cappedRetryDelayMs(definition: AnyTaskDefinition | undefined, re
 export function nextAttemptAt(definition: AnyTaskDefinition | undefined, attempt: number, error: unknown): Date | undefined {
   const policy = definition?.retry;
   if (!policy || attempt >= policy.maxAttempts) return undefined;
-  const failure = findCause(error, TaskFailure);
+  const failure = findCause(error, (candidate): candidate is TaskFailure => TaskFailure.is(candidate));
   if (isNonRetryable(error) || failure?.nonRetryable) return undefined;
   const delayMs = failure?.retryAfterMs === undefined ? retryDelayMs(policy, attempt) : cappedRetryDelayMs(definition, failure.retryAfterMs);
   return new Date(Date.now() + delayMs);
