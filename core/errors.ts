@@ -42,6 +42,12 @@ export class UnknownTaskTypeError extends CoreMachineError {
   }
 }
 
+/** The engine was asked for something its configuration does not provide. */
+export class ConfigurationError extends CoreMachineError {
+  override readonly type = 'ConfigurationError';
+  override readonly nonRetryable = true;
+}
+
 export class DuplicateRegistrationError extends CoreMachineError {
   override readonly type = 'DuplicateRegistrationError';
   override readonly nonRetryable = true;

@@ -26,6 +26,10 @@ export async function runDev(config: CoreMachineConfig, registry: Registry, logg
     const runtime = await startLocalRuntime(config, registry, logger, { migrate: args.values['no-migrate'] !== true });
     try {
       const server = await startDevServer(runtime, logger, { port, host, functionKey });
+      // What the coremachine-events topic carries in Azure, logged here so a developer sees it.
+      runtime.machine.events.subscribe((event, meta) => {
+        logger.info('job event', { type: event.type, jobId: event.jobId, jobType: event.jobType, status: event.status, stage: event.stage, messageId: meta.messageId });
+      });
       try {
         io.out(
           `CoreMachine dev server on ${server.url}/api (${runtime.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'}, ${schemaLine(runtime.database)}, in-process transport)\n` +

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { IdempotencyKey, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { assertSchemaVersion } from '../db/migrator';
-import { JobNotFoundError, MalformedMessageError, ValidationError, describeZodError } from '../errors';
+import { ConfigurationError, JobNotFoundError, MalformedMessageError, ValidationError, describeZodError } from '../errors';
 import { computeJobId } from '../identity';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
@@ -12,7 +12,8 @@ import { listStages } from '../state/stages-store';
 import { listEvents, type EventRecord } from '../state/events-store';
 import { listDeadLetters, type DeadLetterRecord } from '../state/dead-letters-store';
 import { listTasks } from '../state/tasks-store';
-import type { Transport } from '../transport/transport';
+import { EVENTS_TOPIC, type Transport } from '../transport/transport';
+import { JobEventBus } from '../transport/job-event-bus';
 import { context } from '@opentelemetry/api';
 import { contextFromTraceparent, currentTraceparent, inSpan, SpanKind } from '../telemetry';
 import { RemoteWorkers } from './remote-workers';
@@ -60,6 +61,17 @@ export class CoreMachine {
   private readonly logger: Logger;
   private readonly transport: Transport;
   private readonly retentionDays: number;
+
+  /**
+   * Job events (every terminal transition and completed stage) as this process publishes them:
+   * `machine.events.subscribe(handler)`. Only the in-process transport delivers them here; with
+   * Service Bus they go to the coremachine-events topic, where consumers subscribe instead.
+   */
+  get events(): Pick<JobEventBus, 'subscribe'> {
+    const bus = (this.transport as { events?: unknown }).events;
+    if (bus instanceof JobEventBus) return bus;
+    throw new ConfigurationError(`the ${this.transport.name} transport publishes job events to the ${EVENTS_TOPIC} topic: subscribe to the topic, not to machine.events`);
+  }
 
   private constructor(deps: CoreMachineDeps) {
     this.retentionDays = deps.retentionDays ?? 0;

@@ -48,7 +48,7 @@ export async function processDeadLetter(db: Queryable, deps: AdvanceDeps, letter
     } else if (row.status === 'QUEUED') {
       const failed = await transitionJob(db, row.job_id, 'QUEUED', 'FAILED', { atStage: row.stage, error: failure });
       if (failed) {
-        deps.events?.push({ name: 'JobTransition', attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type } });
+        deps.events?.push({ name: 'JobTransition', attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type }, outcome: { error: failure } });
       }
       await cancelQueuedTasks(db, row.job_id);
       deps.logger.error('job failed: its message was dead-lettered', { jobId: row.job_id, stage: row.stage, reason: letter.reason });

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { context } from '@opentelemetry/api';
 import { contextFromTraceparent } from '../telemetry';
-import type { JobQueueMessage, TaskQueueMessage } from '../../models';
+import type { JobEvent, JobQueueMessage, TaskQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
 import { withTransaction } from '../db/pool';
 import { queuedTaskPage } from '../state/tasks-store';
@@ -16,7 +16,9 @@ import type { Transport } from '../transport/transport';
 export type OutboxIntent =
   | { kind: 'job'; jobId: string; message: JobQueueMessage }
   | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; resend?: string }
-  | { kind: 'task'; jobId: string; message: TaskQueueMessage; notBefore?: Date };
+  | { kind: 'task'; jobId: string; message: TaskQueueMessage; notBefore?: Date }
+  /** A job event for subscribers (models/job-event.ts), written with the transition it reports. */
+  | { kind: 'event'; jobId: string; event: JobEvent };
 
 interface RecordedIntent {
   id: string;
@@ -123,8 +125,10 @@ export class Outbox {
   private async send(db: Queryable, intents: readonly OutboxIntent[]): Promise<void> {
     const jobMessages: JobQueueMessage[] = [];
     const taskMessages: TaskQueueMessage[] = [];
+    const events: JobEvent[] = [];
     for (const intent of intents) {
       if (intent.kind === 'job') jobMessages.push(intent.message);
+      else if (intent.kind === 'event') events.push(intent.event);
       else if (intent.kind === 'task') {
         if (intent.notBefore && intent.notBefore.getTime() > Date.now()) {
           await this.transport.scheduleTaskMessages([intent.message], intent.notBefore);
@@ -133,6 +137,8 @@ export class Outbox {
     }
     if (taskMessages.length > 0) await this.transport.sendTaskMessages(taskMessages);
     if (jobMessages.length > 0) await this.transport.sendJobMessages(jobMessages);
+    // Last: the work's own messages never wait behind a slow subscriber.
+    if (events.length > 0) await this.transport.publishEvents(events);
   }
 }
 
@@ -140,12 +146,14 @@ const DISPATCH_PAGE = 5000;
 
 function payloadOf(intent: OutboxIntent): unknown {
   if (intent.kind === 'job' || intent.kind === 'task') return intent.message;
+  if (intent.kind === 'event') return intent.event;
   return { jobId: intent.jobId, stage: intent.stage, taskType: intent.taskType, ...(intent.resend ? { resend: intent.resend } : {}) };
 }
 
 function intentFromRow(kind: OutboxIntent['kind'], jobId: string, payload: Record<string, unknown>, notBefore: Date): OutboxIntent {
   if (kind === 'job') return { kind, jobId, message: payload as JobQueueMessage };
   if (kind === 'task') return { kind, jobId, message: payload as TaskQueueMessage, notBefore };
+  if (kind === 'event') return { kind, jobId, event: payload as JobEvent };
   const resend = typeof payload.resend === 'string' ? { resend: payload.resend } : {};
   return { kind, jobId, stage: Number(payload.stage), taskType: String(payload.taskType), ...resend };
 }

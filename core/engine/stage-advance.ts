@@ -22,6 +22,8 @@ export interface TransitionEvent {
   name: 'JobTransition' | 'StageCompleted' | 'StageStarted';
   attributes: Record<string, string | number>;
   stageDurationMs?: number;
+  /** What a terminal job transition ended with: published in its job event (models/job-event.ts). */
+  outcome?: { result?: unknown; error?: ErrorShape | null };
 }
 
 /**
@@ -76,7 +78,7 @@ export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: S
       : null;
   const completed = await transitionJob(db, job.job_id, 'PROCESSING', status, { atStage: stageRow.stage, result: result ?? null, error });
   if (!completed) throw new Error(`job ${job.job_id} changed under its row lock while finalizing`);
-  deps.events?.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: status, stage: stageRow.stage } });
+  deps.events?.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: status, stage: stageRow.stage }, outcome: { result: result ?? null, error } });
   log.info(status === 'COMPLETED' ? 'job completed' : 'job completed with errors', { failedTasks: failures.count });
   return [];
 }
@@ -102,7 +104,7 @@ export async function failJob(db: Queryable, deps: AdvanceDeps, jobId: string, s
   const error = boundedErrorShape(cause);
   const failed = await transitionJob(db, jobId, 'PROCESSING', 'FAILED', { atStage: stage, error });
   if (!failed) return false;
-  deps.events?.push({ name: 'JobTransition', attributes: { jobId, jobType: failed.job_type, from: 'PROCESSING', to: 'FAILED', stage, errorType: error.type, ...(error.taskId ? { taskId: error.taskId } : {}) } });
+  deps.events?.push({ name: 'JobTransition', attributes: { jobId, jobType: failed.job_type, from: 'PROCESSING', to: 'FAILED', stage, errorType: error.type, ...(error.taskId ? { taskId: error.taskId } : {}) }, outcome: { error } });
   await finishStage(db, jobId, stage, 'PROCESSING', 'FAILED');
   const cancelled = await cancelQueuedTasks(db, jobId);
   deps.logger.error('job failed', { jobId, stage, taskId: error.taskId, errorType: error.type, error: error.message, cancelledTasks: cancelled });

@@ -3,6 +3,7 @@ import { withTransaction, type TransactionOptions } from '../db/pool';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { emitEvent, recordStageDuration } from '../telemetry';
+import { jobEventIntents } from './job-events';
 import type { Outbox, OutboxIntent } from './outbox';
 import type { AdvanceDeps, TransitionEvent } from './stage-advance';
 
@@ -41,7 +42,8 @@ export class UnitOfWork {
         // Fresh per attempt: a transaction retried after a transient fault reports its events once.
         events = [];
         const result = await work({ client, deps: { registry: this.base.registry, logger: this.base.logger, events } });
-        return { value: result.value, recorded: await this.outbox.record(client, result.intents ?? []) };
+        const intents = [...(result.intents ?? []), ...jobEventIntents(events, new Date())];
+        return { value: result.value, recorded: await this.outbox.record(client, intents) };
       },
       options,
     );

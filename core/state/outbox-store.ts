@@ -3,7 +3,7 @@ import type { Queryable } from '../db/pool';
 /** The outbox table: message intents written with the state change that needs them (see engine/outbox.ts). */
 
 /** The kinds of intent the outbox holds (one message, every queued task of a stage, one task message). */
-export type OutboxKind = 'job' | 'stage_tasks' | 'task';
+export type OutboxKind = 'job' | 'stage_tasks' | 'task' | 'event';
 
 export interface OutboxRowInput {
   kind: OutboxKind;
