@@ -4,7 +4,7 @@ import { contextFromTraceparent } from '../telemetry';
 import type { JobQueueMessage, TaskQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
 import { withTransaction } from '../db/pool';
-import { queuedTaskPage } from '../state/tasks-store';
+import { readStageTaskPage } from './stage-task-pages';
 import type { Transport } from '../transport/transport';
 
 /**
@@ -117,25 +117,23 @@ export class Outbox {
 
   /**
    * Every task of the stage that is still QUEUED, read and sent a page at a time: memory stays
-   * flat however large the stage, and a re-dispatch sends only what has not run.
+   * flat however large the stage, and a re-dispatch sends only what has not run. A transport that
+   * pulls (in-process) gets the cursor instead and reads pages from the pool as its queue drains;
+   * the row is deleted once the stage is handed over, as it is once a durable transport has it.
    */
   private async sendStageTasks(db: Queryable, intent: Extract<OutboxIntent, { kind: 'stage_tasks' }>): Promise<void> {
+    if (this.transport.pullStageTasks) {
+      const pool = this.pool;
+      await this.transport.pullStageTasks(intent, (afterIndex, limit) => readStageTaskPage(pool, intent, afterIndex, limit));
+      return;
+    }
     let afterIndex = -1;
     for (;;) {
-      const page = await queuedTaskPage(db, intent.jobId, intent.stage, afterIndex, DISPATCH_PAGE);
-      if (page.length === 0) return;
-      await this.transport.sendTaskMessages(
-        page.map((task) => ({
-          taskId: task.task_id,
-          jobId: intent.jobId,
-          stage: intent.stage,
-          taskType: task.task_type,
-          attempt: task.attempt + 1,
-          ...(intent.resend ? { resend: intent.resend } : {}),
-        })),
-      );
-      afterIndex = page[page.length - 1]?.task_index ?? afterIndex;
-      if (page.length < DISPATCH_PAGE) return;
+      const page = await readStageTaskPage(db, intent, afterIndex, DISPATCH_PAGE);
+      if (page.messages.length === 0) return;
+      await this.transport.sendTaskMessages(page.messages);
+      afterIndex = page.lastIndex;
+      if (page.messages.length < DISPATCH_PAGE) return;
     }
   }
 

@@ -1,7 +1,7 @@
 import { jobMessageId, taskMessageId, type JobQueueMessage, type TaskQueueMessage } from '../../models';
 import { InProcessQueue, type QueueOptions } from './in-process-queue';
 import { traceProperties } from '../telemetry';
-import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type Transport } from './transport';
+import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type StageTaskPageReader, type Transport } from './transport';
 
 const DEFAULT_QUEUE_OPTIONS: QueueOptions = {
   // Matches the Bicep queues: 5 minute lock (renewed by the consumer), 10 deliveries.
@@ -32,12 +32,32 @@ export class InProcessTransport implements Transport {
   }
 
   sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void> {
-    this.tasks.send(messages.map(toQueueMessage));
+    this.tasks.send(messages.map((body) => toQueueMessage(body)));
     return Promise.resolve();
   }
 
+  /**
+   * The stage's messages stay in the database until the tasks queue runs low: memory holds a
+   * cursor per stage, not a message per task. The first page is read before this resolves (a
+   * failure leaves the outbox row for the sweep, and a small stage is queued in full at once);
+   * the rest is attached as a source. Messages carry the trace context of the hand-over.
+   */
+  async pullStageTasks(_stage: { jobId: string; stage: number }, readPage: StageTaskPageReader): Promise<void> {
+    const traceparent = traceProperties();
+    const pageSize = this.tasks.feeder.pageSize;
+    let afterIndex = -1;
+    const next = async (limit: number) => {
+      const page = await readPage(afterIndex, limit);
+      afterIndex = page.lastIndex;
+      return { messages: page.messages.map((body) => toQueueMessage(body, traceparent)), done: page.messages.length < limit };
+    };
+    const first = await next(pageSize);
+    this.tasks.send(first.messages);
+    if (!first.done) this.tasks.attachSource({ next });
+  }
+
   scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void> {
-    this.tasks.send(messages.map(toQueueMessage), at);
+    this.tasks.send(messages.map((body) => toQueueMessage(body)), at);
     return Promise.resolve();
   }
 
@@ -60,10 +80,10 @@ export class InProcessTransport implements Transport {
   }
 }
 
-function toQueueMessage(body: TaskQueueMessage) {
+function toQueueMessage(body: TaskQueueMessage, traceparent = traceProperties()) {
   return {
     messageId: taskMessageId(body),
     body,
-    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId, ...traceProperties() },
+    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId, ...traceparent },
   };
 }
