@@ -26,7 +26,9 @@ import { sweep, type JanitorOptions, type SweepReport } from '../janitor';
 import type { PurgeCounts } from '../state/retention-store';
 import { deleteJob } from './retention';
 import { Outbox, type OutboxIntent } from './outbox';
-import { startStage, type JobMessageOutcome } from './stage-start';
+import { claimStage, type JobMessageOutcome } from './stage-start';
+import { createStageTasks, stageDefinitionOf } from './stage-creation';
+import { UnitOfWork } from './unit-of-work';
 import { waitUntilEnded } from './job-wait';
 import { Schedules, type ScheduleSweepOptions } from '../schedules/schedules';
 import { claim, classifyUnclaimed, commitOutcomes, parseTaskMessages, runClaimedTask, type TaskMessageOutcome } from './task-batch';
@@ -179,14 +181,16 @@ export class CoreMachine {
     const { jobId, jobType, stage } = parsed.data;
     const attributes = { jobId, jobType, stage, ...messageAttributes(meta) };
     return inSpan('coremachine.stage_start', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
-      const deps = this.deps();
-      const { outcome, recorded } = await withTransaction(this.pool, async (client) => {
-        deps.events.length = 0; // a rerun after a transient fault reports only its own transitions
-        const started = await startStage(client, deps, parsed.data);
-        return { outcome: started.outcome, recorded: await this.outbox.record(client, started.intents) };
+      // The claim commits on its own; the tasks follow in chunks, each its own unit of work.
+      const work = new UnitOfWork(this.pool, this.outbox, { registry: this.registry, logger: this.logger });
+      const claimed = await work.run(async ({ client, deps }) => {
+        const decided = await claimStage(client, deps, parsed.data);
+        return { value: decided, intents: decided.kind === 'done' ? decided.intents : [] };
       });
-      this.report(deps.events);
-      await this.outbox.dispatch(recorded);
+      const outcome =
+        claimed.kind === 'done'
+          ? claimed.outcome
+          : await createStageTasks(work, this.pool, stageDefinitionOf(this.registry, claimed.job), claimed.job, claimed.stage, claimed.resend);
       span.setAttribute('outcome', outcome.outcome);
       if (outcome.outcome === 'duplicate' || outcome.outcome === 'ignored') {
         this.logger.info(`job message ${outcome.outcome}`, { jobId: outcome.jobId, stage: outcome.stage, reason: outcome.reason });

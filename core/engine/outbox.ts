@@ -14,8 +14,14 @@ import type { Transport } from '../transport/transport';
  */
 export type OutboxIntent =
   | { kind: 'job'; jobId: string; message: JobQueueMessage }
-  | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; resend?: string }
+  | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; resend?: string; chunk?: TaskIndexRange }
   | { kind: 'task'; jobId: string; message: TaskQueueMessage; notBefore?: Date };
+
+/** The task indexes one committed chunk of a stage covers (both ends included). */
+export interface TaskIndexRange {
+  from: number;
+  through: number;
+}
 
 interface RecordedIntent {
   id: string;
@@ -127,7 +133,7 @@ export class Outbox {
       await this.transport.pullStageTasks(intent, (afterIndex, limit) => readStageTaskPage(pool, intent, afterIndex, limit));
       return;
     }
-    let afterIndex = -1;
+    let afterIndex = (intent.chunk?.from ?? 0) - 1;
     for (;;) {
       const page = await readStageTaskPage(db, intent, afterIndex, DISPATCH_PAGE);
       if (page.messages.length === 0) return;
@@ -157,12 +163,14 @@ const DISPATCH_PAGE = 5000;
 
 function payloadOf(intent: OutboxIntent): unknown {
   if (intent.kind === 'job' || intent.kind === 'task') return intent.message;
-  return { jobId: intent.jobId, stage: intent.stage, taskType: intent.taskType, ...(intent.resend ? { resend: intent.resend } : {}) };
+  return { jobId: intent.jobId, stage: intent.stage, taskType: intent.taskType, ...(intent.resend ? { resend: intent.resend } : {}), ...(intent.chunk ? { chunk: intent.chunk } : {}) };
 }
 
 function intentFromRow(kind: OutboxIntent['kind'], jobId: string, payload: Record<string, unknown>, notBefore: Date): OutboxIntent {
   if (kind === 'job') return { kind, jobId, message: payload as JobQueueMessage };
   if (kind === 'task') return { kind, jobId, message: payload as TaskQueueMessage, notBefore };
   const resend = typeof payload.resend === 'string' ? { resend: payload.resend } : {};
-  return { kind, jobId, stage: Number(payload.stage), taskType: String(payload.taskType), ...resend };
+  const range = payload.chunk as Partial<TaskIndexRange> | undefined;
+  const chunk = typeof range?.from === 'number' && typeof range.through === 'number' ? { chunk: { from: range.from, through: range.through } } : {};
+  return { kind, jobId, stage: Number(payload.stage), taskType: String(payload.taskType), ...resend, ...chunk };
 }

@@ -7,11 +7,13 @@ export interface StageDispatch {
   jobId: string;
   stage: number;
   resend?: string;
+  /** One chunk of the stage (its tasks were committed together); absent = the whole stage. */
+  chunk?: { from: number; through: number };
 }
 
 /** One page of the stage's QUEUED queue-executed tasks after `afterIndex`, as task messages. */
 export async function readStageTaskPage(db: Queryable, dispatch: StageDispatch, afterIndex: number, limit: number): Promise<StageTaskPage> {
-  const page = await queuedTaskPage(db, dispatch.jobId, dispatch.stage, afterIndex, limit);
+  const page = await queuedTaskPage(db, dispatch.jobId, dispatch.stage, afterIndex, limit, dispatch.chunk?.through);
   return {
     messages: page.map((task) => ({
       taskId: task.task_id,

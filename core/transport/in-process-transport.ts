@@ -42,10 +42,10 @@ export class InProcessTransport implements Transport {
    * failure leaves the outbox row for the sweep, and a small stage is queued in full at once);
    * the rest is attached as a source. Messages carry the trace context of the hand-over.
    */
-  async pullStageTasks(_stage: { jobId: string; stage: number }, readPage: StageTaskPageReader): Promise<void> {
+  async pullStageTasks(stage: { jobId: string; stage: number; chunk?: { from: number } }, readPage: StageTaskPageReader): Promise<void> {
     const traceparent = traceProperties();
     const pageSize = this.tasks.feeder.pageSize;
-    let afterIndex = -1;
+    let afterIndex = (stage.chunk?.from ?? 0) - 1;
     const next = async (limit: number) => {
       const page = await readPage(afterIndex, limit);
       afterIndex = page.lastIndex;

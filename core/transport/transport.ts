@@ -19,8 +19,8 @@ export interface StageTaskPage {
 }
 
 /**
- * Reads the stage's QUEUED tasks after `afterIndex`, in task order: the cursor a pulling transport
- * keeps is (jobId, stage, afterIndex, resend), nothing else.
+ * Reads the stage's (or one chunk's) QUEUED tasks after `afterIndex`, in task order: the cursor a
+ * pulling transport keeps is (jobId, stage, afterIndex, resend), nothing else.
  */
 export type StageTaskPageReader = (afterIndex: number, limit: number) => Promise<StageTaskPage>;
 
@@ -49,6 +49,6 @@ export interface Transport {
    * A crash loses the cursor exactly as it loses in-memory messages; the janitor's re-dispatch
    * finds the stage's QUEUED tasks in the database either way.
    */
-  pullStageTasks?(stage: { jobId: string; stage: number }, readPage: StageTaskPageReader): Promise<void>;
+  pullStageTasks?(stage: { jobId: string; stage: number; chunk?: { from: number } }, readPage: StageTaskPageReader): Promise<void>;
   close(): Promise<void>;
 }
