@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineJob, defineTask } from '../models';
 import { startHarness, useTestDatabase, waitForJob, type Harness } from './support/harness';
 
-// A stage's tasks are created in chunks of 500, 500, 1,000, 2,000, then up to 5,000, each chunk
+// A stage's tasks are created in chunks of 100, 100, 200, 400, … doubling up to 5,000, each chunk
 // committed and dispatched on its own (core/engine/stage-creation.ts).
 const db = useTestDatabase();
 
@@ -71,19 +71,19 @@ test('a crash between chunks, then the process dies: the first chunks run but th
   const crashed = await harness(false);
   const { job } = await crashed.machine.submitJob('chunks.two_stages', { n, tag: 'crash' });
   const [message] = crashed.transport.jobs.receive(1);
-  faults.crashAfter = 1200; // chunks [0, 500) and [500, 1000) are committed, [1000, 2000) is not
+  faults.crashAfter = 1200; // chunks up to [400, 800) are committed, [800, 1600) is not
   await expect(crashed.machine.processJobMessage(message?.body)).rejects.toThrow(/terminating connection/);
-  expect(await stageOne(job.jobId)).toEqual({ stage: { creating: true, created: 1000, total: 1001, completed: 0, status: 'PROCESSING' }, tasks: { n: 1000, indexes: 1000, lo: 0, hi: 999 } });
-  expect((await crashed.machine.getJob(job.jobId)).stages[0]).toMatchObject({ total: 1000, completed: 0, status: 'PROCESSING' });
+  expect(await stageOne(job.jobId)).toEqual({ stage: { creating: true, created: 800, total: 801, completed: 0, status: 'PROCESSING' }, tasks: { n: 800, indexes: 800, lo: 0, hi: 799 } });
+  expect((await crashed.machine.getJob(job.jobId)).stages[0]).toMatchObject({ total: 800, completed: 0, status: 'PROCESSING' });
 
   // Every task of the committed chunks completes before the next chunk exists: no advance.
   const firstChunks = crashed.transport.tasks.receive(5000);
-  expect(firstChunks).toHaveLength(1000);
+  expect(firstChunks).toHaveLength(800);
   await crashed.machine.processTaskMessages(firstChunks.map((m) => m.body));
   const waiting = await crashed.machine.getJob(job.jobId);
   expect(waiting).toMatchObject({ status: 'PROCESSING', stage: 1 });
   expect(waiting.stages.map((s) => [s.stage, s.status, s.total, s.completed])).toEqual([
-    [1, 'PROCESSING', 1000, 1000],
+    [1, 'PROCESSING', 800, 800],
     [2, 'PENDING', 0, 0],
   ]);
   expect(crashed.transport.jobs.activeCount).toBe(1); // only the job message that failed, still locked
@@ -104,7 +104,7 @@ test('a crash between chunks, then the process dies: the first chunks run but th
 test('a crash between chunks with the process alive: the job message is given back, redelivered and continues where the last chunk ended', async () => {
   const n = 6500;
   const h = await harness(true);
-  faults.crashAfter = 4500; // 4,000 created (500 + 500 + 1,000 + 2,000), the 4,000-chunk lost
+  faults.crashAfter = 4500; // 3,200 created (100 + 100 + 200 + … + 1,600), the chunk [3200, 6400) lost
   const { job } = await h.machine.submitJob('chunks.two_stages', { n, tag: 'redelivery' });
   const done = await waitForJob(h.machine, job.jobId, 90_000);
   expect(faults.crashAfter).toBe(-1);

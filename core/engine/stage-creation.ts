@@ -18,7 +18,7 @@ import type { Registry } from '../registry';
  * Chunk sizes grow with the tasks already created: the first chunk is small so the stage's first
  * tasks are claimable within milliseconds, later ones are large so a big stage costs few commits.
  */
-const FIRST_CHUNK = 500;
+const FIRST_CHUNK = 100;
 const MAX_CHUNK = 5000;
 const chunkSize = (from: number) => Math.min(MAX_CHUNK, Math.max(FIRST_CHUNK, from));
 
