@@ -38,9 +38,9 @@ export class InProcessTransport implements Transport {
 
   /**
    * The stage's messages stay in the database until the tasks queue runs low: memory holds a
-   * cursor per stage, not a message per task. The first page is read before this resolves (a
-   * failure leaves the outbox row for the sweep, and a small stage is queued in full at once);
-   * the rest is attached as a source. Messages carry the trace context of the hand-over.
+   * cursor per stage, not a message per task. When the queue runs low and no other source waits,
+   * the first page is read before this resolves (a failure leaves the outbox row for the sweep,
+   * and a small stage is queued in full at once); the rest is attached as a source. Messages carry the trace context of the hand-over.
    */
   async pullStageTasks(stage: { jobId: string; stage: number; chunk?: { from: number } }, readPage: StageTaskPageReader): Promise<void> {
     const traceparent = traceProperties();
@@ -51,6 +51,12 @@ export class InProcessTransport implements Transport {
       afterIndex = page.lastIndex;
       return { messages: page.messages.map((body) => toQueueMessage(body, traceparent)), done: page.messages.length < limit };
     };
+    // A queue that already has enough to hand out does not read ahead: a large stage dispatched
+    // chunk by chunk would otherwise hold a page per chunk.
+    if (this.tasks.visibleCount >= this.tasks.feeder.lowWaterMark || this.tasks.pendingSources > 0) {
+      this.tasks.attachSource({ next });
+      return;
+    }
     const first = await next(pageSize);
     this.tasks.send(first.messages);
     if (!first.done) this.tasks.attachSource({ next });

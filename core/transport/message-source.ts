@@ -49,6 +49,10 @@ export class SourceFeeder<M> {
     return this.options.pageSize;
   }
 
+  get lowWaterMark(): number {
+    return this.options.lowWaterMark;
+  }
+
   /** Sources not yet exhausted: their messages are still to come. */
   get pending(): number {
     return this.sources.length;
