@@ -162,6 +162,13 @@ async function explain(client: pg.PoolClient, deps: AdvanceDeps, c: StallCandida
     };
   }
   const stage = await findStage(client, c.job_id, c.stage);
+  // Task creation was cut short (its job message lost with a crashed process): the message resumes it.
+  if (stage?.creating) {
+    return {
+      job: { ...base, reason: `stage ${c.stage} has ${stage.created} task(s) created and more to create`, action: 'resent-job-message' },
+      intents: [{ kind: 'job', jobId: c.job_id, message: { jobId: c.job_id, jobType: c.job_type, stage: c.stage, resend } }],
+    };
+  }
   if (stage && stage.completed + stage.failed >= stage.total) {
     return { job: { ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' }, intents: await advanceStage(client, deps, stage) };
   }

@@ -94,11 +94,22 @@ test('a stage larger than one fan-out chunk: every task created once, in order, 
   expect(h.effects.total).toBe(3 * n);
 });
 
-test('a fan-out that fails after its first chunk leaves no tasks behind and fails the job', async () => {
+test('a fan-out that fails after some chunks were committed fails the job; no created task is left to run', async () => {
+  // Chunks are committed (and run) as the fan-out yields them: the 3,200 tasks of the chunks
+  // committed before the throw (100 + 100 + 200 + … + 1,600) exist, each index once; the job fails
+  // with the fan-out's error and those not yet run are cancelled, none left QUEUED or PROCESSING.
   const { job } = await h.machine.submitJob('test.fan_out_fails_midway', { id: 1 });
   const done = await waitForJob(h.machine, job.jobId);
   expect(done.status).toBe('FAILED');
   expect(done.error).toMatchObject({ type: 'FanOutError', stage: 1 });
-  expect(done.stages).toEqual([expect.objectContaining({ total: 0, status: 'FAILED' })]);
-  expect(await h.machine.listTasks(job.jobId)).toEqual([]);
+  expect(done.stages).toEqual([expect.objectContaining({ total: 3200, status: 'FAILED' })]);
+  await h.worker?.drain();
+  const counts = await ctx.db().pool.query<{ status: string; n: number }>(
+    'SELECT status, count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY status',
+    [job.jobId],
+  );
+  expect(counts.rows.every((row) => row.status === 'CANCELLED' || row.status === 'COMPLETED')).toBe(true);
+  expect(counts.rows.reduce((sum, row) => sum + row.n, 0)).toBe(3200);
+  const span = await ctx.db().pool.query('SELECT min(task_index)::int AS lo, max(task_index)::int AS hi FROM coremachine.tasks WHERE job_id = $1', [job.jobId]);
+  expect(span.rows[0]).toEqual({ lo: 0, hi: 3199 });
 });

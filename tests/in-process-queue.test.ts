@@ -62,3 +62,89 @@ test('scheduled messages appear at their time; duplicate detection drops a repea
   expect(q.receive(10).map((m) => m.messageId)).toEqual(['later']);
   q.close();
 });
+
+/** A source of `total` numbered messages, counting its reads; `failFirst` reads reject. */
+function numberedSource(total: number, failFirst = 0) {
+  let next = 0;
+  let reads = 0;
+  return {
+    get reads() {
+      return reads;
+    },
+    source: {
+      next: (limit: number) => {
+        reads++;
+        if (reads <= failFirst) return Promise.reject(new Error(`read ${reads} failed`));
+        const messages = Array.from({ length: Math.min(limit, total - next) }, (_, i) => ({ messageId: `m${next + i}`, body: next + i }));
+        next += messages.length;
+        return Promise.resolve({ messages, done: next >= total });
+      },
+    },
+  };
+}
+
+async function until(condition: () => boolean, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(2);
+  }
+}
+
+test('an attached source is pulled a page at a time, only when the queue runs below its low-water mark', async () => {
+  const q = queue({ feeder: { lowWaterMark: 10, pageSize: 10 } });
+  const counted = numberedSource(95);
+  q.attachSource(counted.source);
+  await until(() => q.visibleCount === 10);
+  await sleep(10);
+  // Full at the low-water mark: nothing more is read, and only taken-in messages have state.
+  expect(counted.reads).toBe(1);
+  expect(q.activeCount).toBe(11); // 10 visible + the pending source
+  const received: number[] = [];
+  while (received.length < 95) {
+    const batch = q.receive(7);
+    for (const message of batch) {
+      received.push(message.body as number);
+      q.complete(message);
+    }
+    expect(q.visibleCount).toBeLessThanOrEqual(20);
+    if (batch.length === 0) await sleep(1);
+  }
+  expect(received).toEqual(Array.from({ length: 95 }, (_, i) => i));
+  await until(() => q.pendingSources === 0);
+  expect(q.activeCount).toBe(0);
+  expect(q.feeder.stats).toMatchObject({ pagesRead: 10, messagesRead: 95, readErrors: 0 });
+  q.close();
+});
+
+test('pulled messages keep delivery semantics: duplicate detection, lock expiry and delivery count, dead-letter', async () => {
+  const q = queue({ duplicateDetectionWindowMs: 10_000, lockDurationMs: 20, maxDeliveryCount: 2, feeder: { lowWaterMark: 5, pageSize: 5 } });
+  q.send([{ messageId: 'm0', body: 0 }]);
+  q.attachSource(numberedSource(3).source);
+  await until(() => q.pendingSources === 0);
+  expect(q.stats.duplicatesDropped).toBe(1);
+  expect(q.receive(10).map((m) => m.body)).toEqual([0, 1, 2]);
+  await sleep(40);
+  const again = q.receive(10);
+  expect(again.map((m) => m.deliveryCount)).toEqual([2, 2, 2]);
+  await sleep(40);
+  expect(q.deadLetters.map((m) => m.messageId)).toEqual(['m0', 'm1', 'm2']);
+  q.close();
+});
+
+test('a failing read is retried with backoff; a source that keeps failing is dropped with its error kept', async () => {
+  const q = queue({ feeder: { lowWaterMark: 5, pageSize: 5, maxConsecutiveFailures: 3 } });
+  const flaky = numberedSource(4, 2);
+  q.attachSource(flaky.source);
+  await until(() => q.visibleCount === 4);
+  expect(q.feeder.stats).toMatchObject({ readErrors: 2, sourcesDropped: 0 });
+
+  const broken = { next: () => Promise.reject(new Error('database gone')) };
+  q.attachSource(broken);
+  q.attachSource(numberedSource(1).source);
+  await until(() => q.pendingSources === 0, 3000);
+  expect(q.feeder.stats.sourcesDropped).toBe(1);
+  expect(String(q.feeder.failures[0])).toContain('database gone');
+  expect(q.visibleCount).toBe(5); // the third source was read after the broken one was given up
+  q.close();
+});

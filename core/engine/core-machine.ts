@@ -23,7 +23,8 @@ import { sweep, type JanitorOptions, type SweepReport } from '../janitor';
 import type { PurgeCounts } from '../state/retention-store';
 import { deleteJob } from './retention';
 import { Outbox, type OutboxIntent } from './outbox';
-import { startStage, type JobMessageOutcome } from './stage-start';
+import { claimStage, type JobMessageOutcome } from './stage-start';
+import { createStageTasks, stageDefinitionOf } from './stage-creation';
 import { waitUntilEnded } from './job-wait';
 import { Schedules, type ScheduleSweepOptions } from '../schedules/schedules';
 import { TaskBatches, type TaskMessageOutcome } from './task-batch';
@@ -177,10 +178,15 @@ export class CoreMachine {
     const { jobId, jobType, stage } = parsed.data;
     const attributes = { jobId, jobType, stage, ...messageAttributes(meta) };
     return inSpan('coremachine.stage_start', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
-      const outcome = await this.unitOfWork.run(async ({ client, deps }) => {
-        const started = await startStage(client, deps, parsed.data);
-        return { value: started.outcome, intents: started.intents };
+      // The claim commits on its own; the tasks follow in chunks, each its own unit of work.
+      const claimed = await this.unitOfWork.run(async ({ client, deps }) => {
+        const decided = await claimStage(client, deps, parsed.data);
+        return { value: decided, intents: decided.kind === 'done' ? decided.intents : [] };
       });
+      const outcome =
+        claimed.kind === 'done'
+          ? claimed.outcome
+          : await createStageTasks(this.unitOfWork, this.pool, stageDefinitionOf(this.registry, claimed.job), claimed.job, claimed.stage, claimed.resend);
       span.setAttribute('outcome', outcome.outcome);
       if (outcome.outcome === 'duplicate' || outcome.outcome === 'ignored') {
         this.logger.info(`job message ${outcome.outcome}`, { jobId: outcome.jobId, stage: outcome.stage, reason: outcome.reason });

@@ -4,8 +4,8 @@ import { contextFromTraceparent } from '../telemetry';
 import type { JobEvent, JobQueueMessage, TaskQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
 import { withTransaction } from '../db/pool';
-import { queuedTaskPage } from '../state/tasks-store';
 import { deleteOutboxRows, insertOutboxRows, lockUndispatchedOutboxRows } from '../state/outbox-store';
+import { readStageTaskPage } from './stage-task-pages';
 import type { Transport } from '../transport/transport';
 
 /**
@@ -15,10 +15,16 @@ import type { Transport } from '../transport/transport';
  */
 export type OutboxIntent =
   | { kind: 'job'; jobId: string; message: JobQueueMessage }
-  | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; resend?: string }
+  | { kind: 'stage_tasks'; jobId: string; stage: number; taskType: string; resend?: string; chunk?: TaskIndexRange }
   | { kind: 'task'; jobId: string; message: TaskQueueMessage; notBefore?: Date }
   /** A job event for subscribers (models/job-event.ts), written with the transition it reports. */
   | { kind: 'event'; jobId: string; event: JobEvent };
+
+/** The task indexes one committed chunk of a stage covers (both ends included). */
+export interface TaskIndexRange {
+  from: number;
+  through: number;
+}
 
 interface RecordedIntent {
   id: string;
@@ -100,25 +106,23 @@ export class Outbox {
 
   /**
    * Every task of the stage that is still QUEUED, read and sent a page at a time: memory stays
-   * flat however large the stage, and a re-dispatch sends only what has not run.
+   * flat however large the stage, and a re-dispatch sends only what has not run. A transport that
+   * pulls (in-process) gets the cursor instead and reads pages from the pool as its queue drains;
+   * the row is deleted once the stage is handed over, as it is once a durable transport has it.
    */
   private async sendStageTasks(db: Queryable, intent: Extract<OutboxIntent, { kind: 'stage_tasks' }>): Promise<void> {
-    let afterIndex = -1;
+    if (this.transport.pullStageTasks) {
+      const pool = this.pool;
+      await this.transport.pullStageTasks(intent, (afterIndex, limit) => readStageTaskPage(pool, intent, afterIndex, limit));
+      return;
+    }
+    let afterIndex = (intent.chunk?.from ?? 0) - 1;
     for (;;) {
-      const page = await queuedTaskPage(db, intent.jobId, intent.stage, afterIndex, DISPATCH_PAGE);
-      if (page.length === 0) return;
-      await this.transport.sendTaskMessages(
-        page.map((task) => ({
-          taskId: task.task_id,
-          jobId: intent.jobId,
-          stage: intent.stage,
-          taskType: task.task_type,
-          attempt: task.attempt + 1,
-          ...(intent.resend ? { resend: intent.resend } : {}),
-        })),
-      );
-      afterIndex = page[page.length - 1]?.task_index ?? afterIndex;
-      if (page.length < DISPATCH_PAGE) return;
+      const page = await readStageTaskPage(db, intent, afterIndex, DISPATCH_PAGE);
+      if (page.messages.length === 0) return;
+      await this.transport.sendTaskMessages(page.messages);
+      afterIndex = page.lastIndex;
+      if (page.messages.length < DISPATCH_PAGE) return;
     }
   }
 
@@ -147,7 +151,7 @@ const DISPATCH_PAGE = 5000;
 function payloadOf(intent: OutboxIntent): unknown {
   if (intent.kind === 'job' || intent.kind === 'task') return intent.message;
   if (intent.kind === 'event') return intent.event;
-  return { jobId: intent.jobId, stage: intent.stage, taskType: intent.taskType, ...(intent.resend ? { resend: intent.resend } : {}) };
+  return { jobId: intent.jobId, stage: intent.stage, taskType: intent.taskType, ...(intent.resend ? { resend: intent.resend } : {}), ...(intent.chunk ? { chunk: intent.chunk } : {}) };
 }
 
 function intentFromRow(kind: OutboxIntent['kind'], jobId: string, payload: Record<string, unknown>, notBefore: Date): OutboxIntent {
@@ -155,5 +159,7 @@ function intentFromRow(kind: OutboxIntent['kind'], jobId: string, payload: Recor
   if (kind === 'task') return { kind, jobId, message: payload as TaskQueueMessage, notBefore };
   if (kind === 'event') return { kind, jobId, event: payload as JobEvent };
   const resend = typeof payload.resend === 'string' ? { resend: payload.resend } : {};
-  return { kind, jobId, stage: Number(payload.stage), taskType: String(payload.taskType), ...resend };
+  const range = payload.chunk as Partial<TaskIndexRange> | undefined;
+  const chunk = typeof range?.from === 'number' && typeof range.through === 'number' ? { chunk: { from: range.from, through: range.through } } : {};
+  return { kind, jobId, stage: Number(payload.stage), taskType: String(payload.taskType), ...resend, ...chunk };
 }

@@ -1,35 +1,36 @@
-import { maxToleratedFailures, type AnyStageDefinition, type JobQueueMessage } from '../../models';
+import { maxToleratedFailures, type JobQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
-import { isTransientDatabaseError } from '../db/transient-errors';
-import { errorToShape, FanOutError, InvalidTransitionError, JobNotFoundError, MalformedMessageError } from '../errors';
-import { computeTaskId } from '../identity';
+import { InvalidTransitionError, JobNotFoundError, MalformedMessageError } from '../errors';
 import { findJob, transitionJob } from '../state/jobs-store';
 import type { JobRow, StageRow } from '../state/rows';
-import { findStage, insertStage, setStageTotal } from '../state/stages-store';
-import { insertStageTasks } from '../state/tasks-store';
-import { releaseSavepoint, rollbackToSavepoint, savepoint } from '../state/savepoints';
-import { failJob, advanceStage, type AdvanceDeps } from './stage-advance';
+import { findStage, insertCreatingStage } from '../state/stages-store';
+import { advanceStage, type AdvanceDeps } from './stage-advance';
 import type { OutboxIntent } from './outbox';
-import { NO_RESULTS, PagedStageResults } from './stage-results';
 
 export type JobMessageOutcome =
   | { outcome: 'started' | 'resumed'; jobId: string; stage: number; tasks: number }
   | { outcome: 'failed'; jobId: string; stage: number; error: string }
   | { outcome: 'duplicate' | 'ignored'; jobId: string; stage: number; reason: string };
 
+/** What the job message's first transaction decided: done, or tasks to create (stage-creation.ts). */
+export type StageClaim =
+  | { kind: 'done'; outcome: JobMessageOutcome; intents: OutboxIntent[] }
+  | { kind: 'create'; job: JobRow; stage: StageRow; resend?: string };
+
 /**
- * Handles a job message inside the caller's transaction: QUEUED → PROCESSING by compare-and-set,
- * then the stage's fan-out, its stage row with the total, and all its task rows, set-based.
- * A stage that already started (resume, operator retry) is re-dispatched, never fanned out twice.
- * Nothing is sent here; the returned intents go to the outbox in the same transaction.
+ * Handles a job message inside the caller's transaction: QUEUED → PROCESSING by compare-and-set
+ * and the stage row, marked `creating`; its tasks are then created chunk by chunk, each in its
+ * own transaction (stage-creation.ts). A stage that already started (resume, operator retry) is
+ * re-dispatched, never fanned out twice; one whose creation was cut short (crash, redelivery,
+ * pause) continues where its last committed chunk ended.
  */
-export async function startStage(
-  db: Queryable,
-  deps: AdvanceDeps,
-  message: JobQueueMessage,
-): Promise<{ outcome: JobMessageOutcome; intents: OutboxIntent[] }> {
+export async function claimStage(db: Queryable, deps: AdvanceDeps, message: JobQueueMessage): Promise<StageClaim> {
   const job = await transitionJob(db, message.jobId, 'QUEUED', 'PROCESSING', { atStage: message.stage });
-  if (!job) return { outcome: await classifyUnclaimedJobMessage(db, message), intents: [] };
+  if (!job) {
+    const unfinished = await unfinishedCreation(db, message);
+    if (unfinished) return unfinished;
+    return { kind: 'done', outcome: await classifyUnclaimedJobMessage(db, message), intents: [] };
+  }
   if (job.job_type !== message.jobType) {
     throw new MalformedMessageError(`message names job type "${message.jobType}" but job ${job.job_id} is "${job.job_type}"`);
   }
@@ -38,87 +39,33 @@ export async function startStage(
   if (!stageDefinition) throw new Error(`job type "${job.job_type}" has no stage ${job.stage}`);
 
   const existing = await findStage(db, job.job_id, job.stage);
+  if (existing?.creating) return { kind: 'create', job, stage: existing, ...(message.resend ? { resend: message.resend } : {}) };
   if (existing) return resumeStage(db, deps, job, existing, message.resend);
-
-  // The stage row first (its total is known once the fan-out ends), then the tasks in chunks as
-  // the fan-out yields them: memory stays flat however many tasks a stage has. A savepoint lets a
-  // failing fan-out drop its partial tasks while the job is still marked FAILED.
-  const remote = stageDefinition.task.execution === 'remote';
-  const taskType = stageDefinition.task.type;
-  await insertStage(db, { jobId: job.job_id, stage: job.stage, name: stageDefinition.name, total: 0, maxFailures: 0 });
-  await savepoint(db, 'fan_out');
-  let total: number;
-  try {
-    total = await fanOutInChunks(db, job, stageDefinition, (firstIndex, parameters) =>
-      insertStageTasks(db, { jobId: job.job_id, stage: job.stage, taskType, remote, firstIndex, parameters, taskIds: parameters.map((_, i) => computeTaskId(job.job_id, job.stage, firstIndex + i)) }),
-    );
-  } catch (error) {
-    // A database fault while inserting or reading results is not the fan-out's failure: the
-    // transaction is rerun (or the message given back), the job does not fail.
-    if (isTransientDatabaseError(error)) throw error;
-    await rollbackToSavepoint(db, 'fan_out');
-    const failure = new FanOutError(`fan-out of stage ${job.stage} ("${stageDefinition.name}") failed: ${errorToShape(error).message}`, { cause: error });
-    await failJob(db, deps, job.job_id, job.stage, errorToShape(failure, { stage: job.stage }));
-    return { outcome: { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: failure.message }, intents: [] };
-  }
-  await releaseSavepoint(db, 'fan_out');
-  const stageRow = await setStageTotal(db, job.job_id, job.stage, total, maxToleratedFailures(stageDefinition.failurePolicy, total));
-  deps.events?.push({ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName: stageDefinition.name, tasks: total } });
-  deps.logger.info('stage started', { jobId: job.job_id, stage: job.stage, stageName: stageDefinition.name, tasks: total, remote });
-
-  // A stage with no tasks is complete the moment it starts; remote tasks wait to be polled.
-  let intents: OutboxIntent[] = [];
-  if (total === 0) intents = await advanceStage(db, deps, stageRow);
-  else if (!remote) intents = [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType }];
-  return { outcome: { outcome: 'started', jobId: job.job_id, stage: job.stage, tasks: total }, intents };
+  // Until the last chunk sets the real tolerance, none that the final total could allow is
+  // exceeded early: the bound by count when the policy has one, else no bound yet.
+  const bound = maxToleratedFailures(stageDefinition.failurePolicy, MAX_TASKS_PER_STAGE);
+  const stage = await insertCreatingStage(db, { jobId: job.job_id, stage: job.stage, name: stageDefinition.name, maxFailures: bound });
+  return { kind: 'create', job, stage };
 }
 
-async function resumeStage(
-  db: Queryable,
-  deps: AdvanceDeps,
-  job: JobRow,
-  stage: StageRow,
-  resend: string | undefined,
-): Promise<{ outcome: JobMessageOutcome; intents: OutboxIntent[] }> {
+/** A task_index is an int column: no stage can have more tasks than this. */
+const MAX_TASKS_PER_STAGE = 2_147_483_647;
+
+/** A redelivered message for a stage whose creation was cut short: the job is PROCESSING there. */
+async function unfinishedCreation(db: Queryable, message: JobQueueMessage): Promise<StageClaim | null> {
+  const job = await findJob(db, message.jobId);
+  if (!job || job.status !== 'PROCESSING' || job.stage !== message.stage || job.job_type !== message.jobType) return null;
+  const stage = await findStage(db, job.job_id, job.stage);
+  return stage?.creating ? { kind: 'create', job, stage, ...(message.resend ? { resend: message.resend } : {}) } : null;
+}
+
+async function resumeStage(db: Queryable, deps: AdvanceDeps, job: JobRow, stage: StageRow, resend: string | undefined): Promise<StageClaim> {
   const outcome: JobMessageOutcome = { outcome: 'resumed', jobId: job.job_id, stage: job.stage, tasks: stage.total - stage.completed - stage.failed };
   deps.logger.info('stage resumed', { jobId: job.job_id, stage: job.stage, remaining: outcome.tasks });
   // Everything finished while the job was paused: the advance it could not make happens now.
-  if (stage.completed + stage.failed >= stage.total) return { outcome, intents: await advanceStage(db, deps, stage) };
+  if (stage.completed + stage.failed >= stage.total) return { kind: 'done', outcome, intents: await advanceStage(db, deps, stage) };
   const taskType = deps.registry.job(job.job_type).stages[job.stage - 1]?.task.type ?? '';
-  return { outcome, intents: [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, ...(resend ? { resend } : {}) }] };
-}
-
-const FAN_OUT_CHUNK = 5000;
-
-/** Runs the stage's fanOut, handing its task specs (JSON) to `insert` in chunks; returns the count. */
-async function fanOutInChunks(
-  db: Queryable,
-  job: JobRow,
-  stageDefinition: AnyStageDefinition,
-  insert: (firstIndex: number, parameters: string[]) => Promise<number>,
-): Promise<number> {
-  const previous = job.stage === 1 ? NO_RESULTS : await previousResults(db, job.job_id, job.stage - 1);
-  const specs = await stageDefinition.fanOut({ jobId: job.job_id, stage: job.stage, parameters: job.parameters, previous });
-  let total = 0;
-  let chunk: string[] = [];
-  for await (const spec of specs) {
-    const json = JSON.stringify(spec);
-    if (json === undefined) throw new TypeError(`task spec ${total} is not JSON-serialisable`);
-    chunk.push(json);
-    total++;
-    if (chunk.length === FAN_OUT_CHUNK) {
-      await insert(total - chunk.length, chunk);
-      chunk = [];
-    }
-  }
-  if (chunk.length > 0) await insert(total - chunk.length, chunk);
-  return total;
-}
-
-async function previousResults(db: Queryable, jobId: string, stage: number): Promise<PagedStageResults<unknown>> {
-  const row = await findStage(db, jobId, stage);
-  if (!row) throw new Error(`stage ${stage} of job ${jobId} has no record but stage ${stage + 1} is starting`);
-  return new PagedStageResults(db, jobId, stage, row.completed);
+  return { kind: 'done', outcome, intents: [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, ...(resend ? { resend } : {}) }] };
 }
 
 /**

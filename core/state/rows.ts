@@ -26,6 +26,10 @@ export interface StageRow {
   completed: number;
   failed: number;
   max_failures: number;
+  /** Tasks are still being created in chunks; `total` is `created` + 1 until the last one commits. */
+  creating: boolean;
+  created: number;
+  fan_out_digest: string | null;
   started_at: Date | null;
   finished_at: Date | null;
 }
@@ -82,7 +86,8 @@ export function toStageProgress(row: StageRow): StageProgress {
     stage: row.stage,
     name: row.name,
     status: row.status,
-    total: row.total,
+    // While chunks are still being created the stored total holds one place open (see 008).
+    total: row.creating ? row.created : row.total,
     completed: row.completed,
     failed: row.failed,
     startedAt: row.started_at,

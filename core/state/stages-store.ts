@@ -17,16 +17,40 @@ export async function insertStage(
   return row;
 }
 
-/** The fan-out finished: the stage's total (and its failure tolerance, which depends on it) is known. */
-export async function setStageTotal(db: Queryable, jobId: string, stage: number, total: number, maxFailures: number): Promise<StageRow> {
+/** A stage whose tasks are about to be created in chunks: nothing created, one place held open. */
+export async function insertCreatingStage(db: Queryable, stage: { jobId: string; stage: number; name: string; maxFailures: number }): Promise<StageRow> {
   const result = await db.query<StageRow>({
-    name: 'cm_set_stage_total',
-    text: 'UPDATE coremachine.stages SET total = $3, max_failures = $4 WHERE job_id = $1 AND stage = $2 RETURNING *',
-    values: [jobId, stage, total, maxFailures],
+    name: 'cm_insert_creating_stage',
+    text: `INSERT INTO coremachine.stages (job_id, stage, name, status, total, max_failures, creating, created)
+           VALUES ($1, $2, $3, 'PROCESSING', 1, $4, true, 0) RETURNING *`,
+    values: [stage.jobId, stage.stage, stage.name, stage.maxFailures],
   });
   const row = result.rows[0];
-  if (!row) throw new Error(`stage ${stage} of job ${jobId} vanished while its tasks were created`);
+  if (!row) throw new Error(`stage ${stage.stage} of job ${stage.jobId} was not inserted`);
   return row;
+}
+
+/**
+ * Records a committed chunk by compare-and-set on the count created so far: null when another
+ * delivery got there first, the stage stopped, or its job is no longer PROCESSING at this stage
+ * (paused, cancelled, failed). `last` sets the real total and failure tolerance and ends creation.
+ */
+export async function recordStageChunk(
+  db: Queryable,
+  chunk: { jobId: string; stage: number; fromIndex: number; count: number; digest: string; last?: { maxFailures: number } },
+): Promise<StageRow | null> {
+  const result = await db.query<StageRow>({
+    name: 'cm_record_stage_chunk',
+    text: `UPDATE coremachine.stages s SET
+             created = s.created + $4, fan_out_digest = $5,
+             creating = NOT $6, total = CASE WHEN $6 THEN s.created + $4 ELSE s.created + $4 + 1 END,
+             max_failures = CASE WHEN $6 THEN $7 ELSE s.max_failures END
+           WHERE s.job_id = $1 AND s.stage = $2 AND s.creating AND s.created = $3 AND s.status = 'PROCESSING'
+             AND EXISTS (SELECT 1 FROM coremachine.jobs j WHERE j.job_id = $1 AND j.status = 'PROCESSING' AND j.stage = $2)
+           RETURNING *`,
+    values: [chunk.jobId, chunk.stage, chunk.fromIndex, chunk.count, chunk.digest, chunk.last !== undefined, chunk.last?.maxFailures ?? 0],
+  });
+  return result.rows[0] ?? null;
 }
 
 export async function findStage(db: Queryable, jobId: string, stage: number): Promise<StageRow | null> {

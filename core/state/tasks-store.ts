@@ -192,22 +192,36 @@ export async function readStageResultsPage(
   return result.rows;
 }
 
-/** One page of a stage's QUEUED queue-executed tasks (remote ones are polled, not sent), in task order. */
+/**
+ * One page of a stage's QUEUED queue-executed tasks (remote ones are polled, not sent), in task
+ * order, up to `throughIndex` when a dispatch covers one chunk of the stage.
+ */
 export async function queuedTaskPage(
   db: Queryable,
   jobId: string,
   stage: number,
   afterIndex: number,
   limit: number,
+  throughIndex = 2_147_483_647,
 ): Promise<Array<{ task_id: string; task_type: string; attempt: number; task_index: number }>> {
   const result = await db.query<{ task_id: string; task_type: string; attempt: number; task_index: number }>({
     name: 'cm_queued_task_page',
     text: `SELECT task_id, task_type, attempt, task_index FROM coremachine.tasks
-           WHERE job_id = $1 AND stage = $2 AND task_index > $3 AND status = 'QUEUED' AND NOT remote AND (retry_at IS NULL OR retry_at <= now())
+           WHERE job_id = $1 AND stage = $2 AND task_index > $3 AND task_index <= $5 AND status = 'QUEUED' AND NOT remote AND (retry_at IS NULL OR retry_at <= now())
            ORDER BY task_index LIMIT $4`,
-    values: [jobId, stage, afterIndex, limit],
+    values: [jobId, stage, afterIndex, limit, throughIndex],
   });
   return result.rows;
+}
+
+/** The error of the stage's first failed task: why a stage over its tolerance fails its job. */
+export async function firstTaskError(db: Queryable, jobId: string, stage: number): Promise<{ task_id: string; error: ErrorShape | null } | null> {
+  const result = await db.query<{ task_id: string; error: ErrorShape | null }>({
+    name: 'cm_first_task_error',
+    text: `SELECT task_id, error FROM coremachine.tasks WHERE job_id = $1 AND stage = $2 AND status = 'FAILED' ORDER BY task_index LIMIT 1`,
+    values: [jobId, stage],
+  });
+  return result.rows[0] ?? null;
 }
 
 export async function listTasks(db: Queryable, jobId: string, query: ListTasksQuery): Promise<TaskRow[]> {

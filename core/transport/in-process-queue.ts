@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { DEFAULT_FEEDER_OPTIONS, SourceFeeder, type FeederOptions, type MessageSource } from './message-source';
 
 /**
  * One queue with Azure Service Bus peek-lock semantics, in memory:
@@ -8,7 +9,10 @@ import { randomUUID } from 'node:crypto';
  * - a delivery past `maxDeliveryCount` goes to the dead-letter queue (MaxDeliveryCountExceeded);
  * - settling with a lock that expired throws MessageLockLostError, as the SDK does;
  * - optional duplicate detection drops a message whose messageId was seen within the window;
- * - scheduled messages become visible at their enqueue time.
+ * - scheduled messages become visible at their enqueue time;
+ * - an attached source (a stage's messages, read from the database a page at a time) is pulled
+ *   when fewer than `lowWaterMark` messages are visible: the queue holds per-message state only
+ *   for messages it has taken in, as Service Bus holds the rest server-side.
  */
 export interface QueueMessage {
   messageId: string;
@@ -32,6 +36,8 @@ export interface QueueOptions {
   lockDurationMs: number;
   maxDeliveryCount: number;
   duplicateDetectionWindowMs: number;
+  /** Paging of attached sources (defaults: DEFAULT_FEEDER_OPTIONS). */
+  feeder?: Partial<FeederOptions>;
 }
 
 export class MessageLockLostError extends Error {
@@ -61,11 +67,20 @@ export class InProcessQueue {
   private sequence = 0;
   readonly deadLetters: DeadLetteredMessage[] = [];
   readonly stats = { sent: 0, duplicatesDropped: 0, delivered: 0, completed: 0, abandoned: 0, lockExpired: 0, deadLettered: 0 };
+  /** Attached sources still being read; `feeder.failures` holds why a source was given up. */
+  readonly feeder: SourceFeeder<QueueMessage>;
 
   constructor(
     readonly name: string,
     readonly options: QueueOptions,
-  ) {}
+  ) {
+    this.feeder = new SourceFeeder<QueueMessage>({ ...DEFAULT_FEEDER_OPTIONS, ...options.feeder }, () => this.ready.length, (messages) => this.send(messages));
+  }
+
+  /** Messages to be pulled on demand, in order after everything sent or attached before. */
+  attachSource(source: MessageSource<QueueMessage>): void {
+    this.feeder.attach(source);
+  }
 
   send(messages: readonly QueueMessage[], scheduledAt?: Date): void {
     const now = Date.now();
@@ -88,6 +103,7 @@ export class InProcessQueue {
   receive(max: number): ReceivedMessage[] {
     this.promoteScheduled();
     const taken = this.ready.splice(0, max);
+    this.feeder.refill();
     return taken.map((entry) => {
       entry.deliveryCount++;
       this.stats.delivered++;
@@ -126,9 +142,14 @@ export class InProcessQueue {
     lock.timer = this.lockTimer(message.lockToken);
   }
 
-  /** Messages visible now or later, plus those locked by a receiver. */
+  /** Messages visible now or later, plus those locked by a receiver (a pending source counts one). */
   get activeCount(): number {
-    return this.ready.length + this.scheduled.length + this.locks.size;
+    return this.ready.length + this.scheduled.length + this.locks.size + this.feeder.pending;
+  }
+
+  /** Sources attached whose messages have not all been taken in yet. */
+  get pendingSources(): number {
+    return this.feeder.pending;
   }
 
   get visibleCount(): number {
@@ -142,6 +163,7 @@ export class InProcessQueue {
   }
 
   close(): void {
+    this.feeder.close();
     for (const lock of this.locks.values()) clearTimeout(lock.timer);
     this.locks.clear();
     if (this.scheduleTimer) clearTimeout(this.scheduleTimer);

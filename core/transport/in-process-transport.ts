@@ -2,7 +2,7 @@ import { jobMessageId, taskMessageId, type JobEvent, type JobQueueMessage, type 
 import { JobEventBus } from './job-event-bus';
 import { InProcessQueue, type QueueOptions } from './in-process-queue';
 import { traceProperties } from '../telemetry';
-import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type Transport } from './transport';
+import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type StageTaskPageReader, type Transport } from './transport';
 
 const DEFAULT_QUEUE_OPTIONS: QueueOptions = {
   // Matches the Bicep queues: 5 minute lock (renewed by the consumer), 10 deliveries.
@@ -35,7 +35,7 @@ export class InProcessTransport implements Transport {
   }
 
   sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void> {
-    this.tasks.send(messages.map(toQueueMessage));
+    this.tasks.send(messages.map((body) => toQueueMessage(body)));
     return Promise.resolve();
   }
 
@@ -43,8 +43,34 @@ export class InProcessTransport implements Transport {
     return this.events.publish(events);
   }
 
+  /**
+   * The stage's messages stay in the database until the tasks queue runs low: memory holds a
+   * cursor per stage, not a message per task. When the queue runs low and no other source waits,
+   * the first page is read before this resolves (a failure leaves the outbox row for the sweep,
+   * and a small stage is queued in full at once); the rest is attached as a source. Messages carry the trace context of the hand-over.
+   */
+  async pullStageTasks(stage: { jobId: string; stage: number; chunk?: { from: number } }, readPage: StageTaskPageReader): Promise<void> {
+    const traceparent = traceProperties();
+    const pageSize = this.tasks.feeder.pageSize;
+    let afterIndex = (stage.chunk?.from ?? 0) - 1;
+    const next = async (limit: number) => {
+      const page = await readPage(afterIndex, limit);
+      afterIndex = page.lastIndex;
+      return { messages: page.messages.map((body) => toQueueMessage(body, traceparent)), done: page.messages.length < limit };
+    };
+    // A queue that already has enough to hand out does not read ahead: a large stage dispatched
+    // chunk by chunk would otherwise hold a page per chunk.
+    if (this.tasks.visibleCount >= this.tasks.feeder.lowWaterMark || this.tasks.pendingSources > 0) {
+      this.tasks.attachSource({ next });
+      return;
+    }
+    const first = await next(pageSize);
+    this.tasks.send(first.messages);
+    if (!first.done) this.tasks.attachSource({ next });
+  }
+
   scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void> {
-    this.tasks.send(messages.map(toQueueMessage), at);
+    this.tasks.send(messages.map((body) => toQueueMessage(body)), at);
     return Promise.resolve();
   }
 
@@ -67,10 +93,10 @@ export class InProcessTransport implements Transport {
   }
 }
 
-function toQueueMessage(body: TaskQueueMessage) {
+function toQueueMessage(body: TaskQueueMessage, traceparent = traceProperties()) {
   return {
     messageId: taskMessageId(body),
     body,
-    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId, ...traceProperties() },
+    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId, ...traceparent },
   };
 }

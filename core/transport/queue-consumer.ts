@@ -40,9 +40,9 @@ export class QueueConsumer {
     this.pump();
   }
 
-  /** Nothing in flight here and nothing visible in the queue. */
+  /** Nothing in flight here, nothing visible in the queue and no source left to pull from. */
   isIdle(): boolean {
-    return this.inFlight === 0 && this.queue.visibleCount === 0;
+    return this.inFlight === 0 && this.queue.visibleCount === 0 && this.queue.pendingSources === 0;
   }
 
   async stop(): Promise<void> {

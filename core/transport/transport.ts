@@ -16,6 +16,18 @@ export interface RescheduledMessage {
   applicationProperties: Record<string, string | number | boolean>;
 }
 
+/** A page of a stage's task messages read from the database, and the task_index it ended at. */
+export interface StageTaskPage {
+  messages: TaskQueueMessage[];
+  lastIndex: number;
+}
+
+/**
+ * Reads the stage's (or one chunk's) QUEUED tasks after `afterIndex`, in task order: the cursor a
+ * pulling transport keeps is (jobId, stage, afterIndex, resend), nothing else.
+ */
+export type StageTaskPageReader = (afterIndex: number, limit: number) => Promise<StageTaskPage>;
+
 /** What the engine needs from a message bus. Implementations: in-process (dev, tests), Service Bus. */
 export interface Transport {
   readonly name: string;
@@ -36,5 +48,13 @@ export interface Transport {
    * gives a message back after a transient fault without using up its delivery count.
    */
   reschedule?(queue: string, message: RescheduledMessage, at: Date): Promise<void>;
+  /**
+   * Optional: takes a whole stage's task messages as a cursor that the transport reads on demand
+   * (backpressure), resolving once handed over. For a transport that holds messages in the
+   * process; one that stores them durably (Service Bus) leaves this out and is sent every page.
+   * A crash loses the cursor exactly as it loses in-memory messages; the janitor's re-dispatch
+   * finds the stage's QUEUED tasks in the database either way.
+   */
+  pullStageTasks?(stage: { jobId: string; stage: number; chunk?: { from: number } }, readPage: StageTaskPageReader): Promise<void>;
   close(): Promise<void>;
 }

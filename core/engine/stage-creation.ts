@@ -1,0 +1,175 @@
+import { createHash, type Hash } from 'node:crypto';
+import type pg from 'pg';
+import { maxToleratedFailures, type AnyStageDefinition } from '../../models';
+import { isTransientDatabaseError } from '../db/transient-errors';
+import { errorToShape, FanOutError } from '../errors';
+import { computeTaskId } from '../identity';
+import type { JobRow, StageRow } from '../state/rows';
+import { findStage, recordStageChunk } from '../state/stages-store';
+import { firstTaskError, insertStageTasks } from '../state/tasks-store';
+import type { OutboxIntent } from './outbox';
+import { advanceStage, failJob } from './stage-advance';
+import type { JobMessageOutcome } from './stage-start';
+import { NO_RESULTS, PagedStageResults } from './stage-results';
+import type { UnitOfWork } from './unit-of-work';
+import type { Registry } from '../registry';
+
+/**
+ * Chunk sizes grow with the tasks already created: the first chunk is small so the stage's first
+ * tasks are claimable within milliseconds, later ones are large so a big stage costs few commits.
+ */
+const FIRST_CHUNK = 100;
+const MAX_CHUNK = 5000;
+const chunkSize = (from: number) => Math.min(MAX_CHUNK, Math.max(FIRST_CHUNK, from));
+
+/** Another delivery recorded this chunk first, or the job stopped: this one creates no more. */
+class ChunkSuperseded extends Error {
+  override readonly name = 'ChunkSuperseded';
+}
+
+/**
+ * Creates a stage's tasks chunk by chunk, each chunk committed (with its dispatch intent) in its
+ * own unit of work, so the first tasks run while the rest are still being inserted. Resumable:
+ * the fan-out is run again and the tasks already created (`stage.created`) are skipped, after
+ * checking that it yields them again exactly (the fan-out must be deterministic: same parameters
+ * and previous results, same task specs in the same order). The stage cannot complete early: until
+ * the last chunk commits its total holds one place open (migration 008), and that last chunk sets
+ * the real total and failure tolerance and makes the advance the completions could not.
+ */
+export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definition: AnyStageDefinition, job: JobRow, stage: StageRow, resend?: string): Promise<JobMessageOutcome> {
+  const base = { jobId: job.job_id, stage: job.stage };
+  const remote = definition.task.execution === 'remote';
+  const taskType = definition.task.type;
+  const hash = createHash('sha256');
+  let specs: SpecReader;
+  try {
+    const previous = job.stage === 1 ? NO_RESULTS : await previousResults(pool, job.job_id, job.stage - 1);
+    specs = new SpecReader(await definition.fanOut({ jobId: job.job_id, stage: job.stage, parameters: job.parameters, previous }), hash);
+    const skipped = await specs.skip(stage.created);
+    if (skipped < stage.created || (stage.created > 0 && hash.copy().digest('hex') !== stage.fan_out_digest)) {
+      throw new Error(`it no longer yields the ${stage.created} task spec(s) already created: a fan-out must be deterministic (same parameters and previous results → same tasks in the same order)`);
+    }
+  } catch (error) {
+    return failFanOut(uow, definition, job, error);
+  }
+
+  // A resumed job message (operator resume, janitor) re-sends what was created before it.
+  let intents: OutboxIntent[] = resend && stage.created > 0 && !remote ? [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, resend, chunk: { from: 0, through: stage.created - 1 } }] : [];
+  let from = stage.created;
+  for (;;) {
+    let chunk: { specs: string[]; last: boolean };
+    try {
+      chunk = await specs.take(chunkSize(from));
+    } catch (error) {
+      return failFanOut(uow, definition, job, error);
+    }
+    const first = from;
+    const digest = hash.copy().digest('hex');
+    const pending = intents;
+    let row: StageRow;
+    try {
+      row = await uow.run(async ({ client, deps }) => {
+        const taskIds = chunk.specs.map((_, i) => computeTaskId(job.job_id, job.stage, first + i));
+        await insertStageTasks(client, { jobId: job.job_id, stage: job.stage, taskType, remote, firstIndex: first, parameters: chunk.specs, taskIds });
+        const last = chunk.last ? { maxFailures: maxToleratedFailures(definition.failurePolicy, first + chunk.specs.length) } : undefined;
+        const recorded = await recordStageChunk(client, { jobId: job.job_id, stage: job.stage, fromIndex: first, count: chunk.specs.length, digest, ...(last ? { last } : {}) });
+        if (!recorded) throw new ChunkSuperseded(`stage ${job.stage} of job ${job.job_id} is no longer at ${first} created tasks`);
+        const out = [...pending];
+        if (chunk.specs.length > 0 && !remote) out.push({ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, chunk: { from: first, through: first + chunk.specs.length - 1 } });
+        if (last) out.push(...(await finishCreation(client, deps, job, recorded, definition.name)));
+        return { value: recorded, intents: out };
+      });
+    } catch (error) {
+      if (error instanceof ChunkSuperseded || uniqueViolation(error)) {
+        return { ...base, outcome: 'duplicate', reason: `task creation of stage ${job.stage} moved on without this delivery (another delivery, or the job stopped)` };
+      }
+      throw error;
+    }
+    intents = [];
+    from += chunk.specs.length;
+    if (!row.creating) return { ...base, outcome: 'started', tasks: row.total };
+  }
+}
+
+/** The last chunk: the stage's tolerance is known, and completions that came first are judged. */
+async function finishCreation(client: pg.PoolClient, deps: Parameters<typeof advanceStage>[1], job: JobRow, stage: StageRow, stageName: string): Promise<OutboxIntent[]> {
+  deps.events?.push({ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName, tasks: stage.total } });
+  deps.logger.info('stage started', { jobId: job.job_id, stage: job.stage, stageName, tasks: stage.total });
+  if (stage.failed > stage.max_failures) {
+    const first = await firstTaskError(client, job.job_id, job.stage);
+    const error = first?.error ?? { type: 'TasksFailed', message: `${stage.failed} task(s) failed, more than the ${stage.max_failures} stage ${job.stage} tolerates` };
+    await failJob(client, deps, job.job_id, job.stage, { ...error, stage: job.stage, ...(first ? { taskId: first.task_id } : {}) });
+    return [];
+  }
+  if (stage.completed + stage.failed >= stage.total) return advanceStage(client, deps, stage);
+  return [];
+}
+
+export function stageDefinitionOf(registry: Registry, job: JobRow): AnyStageDefinition {
+  const definition = registry.job(job.job_type).stages[job.stage - 1];
+  if (!definition) throw new Error(`job type "${job.job_type}" has no stage ${job.stage}`);
+  return definition;
+}
+
+/** A fan-out that throws (or stops reproducing its tasks) fails the job; a database fault does not. */
+async function failFanOut(uow: UnitOfWork, definition: AnyStageDefinition, job: JobRow, error: unknown): Promise<JobMessageOutcome> {
+  if (isTransientDatabaseError(error)) throw error;
+  const failure = new FanOutError(`fan-out of stage ${job.stage} ("${definition.name}") failed: ${errorToShape(error).message}`, { cause: error });
+  await uow.run(async ({ client, deps }) => ({ value: await failJob(client, deps, job.job_id, job.stage, errorToShape(failure, { stage: job.stage })) }));
+  return { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: failure.message };
+}
+
+async function previousResults(pool: pg.Pool, jobId: string, stage: number): Promise<PagedStageResults<unknown>> {
+  const row = await findStage(pool, jobId, stage);
+  if (!row) throw new Error(`stage ${stage} of job ${jobId} has no record but stage ${stage + 1} is starting`);
+  return new PagedStageResults(pool, jobId, stage, row.completed);
+}
+
+/** The fan-out's specs as JSON, a chunk at a time, hashed in order; one spec read ahead to know the end. */
+class SpecReader {
+  private readonly iterator: Iterator<unknown> | AsyncIterator<unknown>;
+  private ahead: IteratorResult<unknown> | undefined;
+  private index = 0;
+
+  constructor(
+    specs: Iterable<unknown> | AsyncIterable<unknown>,
+    private readonly hash: Hash,
+  ) {
+    this.iterator = Symbol.asyncIterator in specs ? specs[Symbol.asyncIterator]() : specs[Symbol.iterator]();
+  }
+
+  async take(count: number): Promise<{ specs: string[]; last: boolean }> {
+    const specs: string[] = [];
+    const last = await this.read(count, (json) => specs.push(json));
+    return { specs, last };
+  }
+
+  /** Reads past `count` specs (hashing them, keeping none); returns how many there were. */
+  async skip(count: number): Promise<number> {
+    let skipped = 0;
+    await this.read(count, () => skipped++);
+    return skipped;
+  }
+
+  /** Reads up to `count` specs into `keep`; true when the fan-out has no more after them. */
+  private async read(count: number, keep: (json: string) => void): Promise<boolean> {
+    for (let kept = 0; ; kept++) {
+      const next = this.ahead ?? (await this.iterator.next());
+      this.ahead = undefined;
+      if (next.done) return true;
+      if (kept === count) {
+        this.ahead = next;
+        return false;
+      }
+      const json = JSON.stringify(next.value);
+      if (json === undefined) throw new TypeError(`task spec ${this.index} is not JSON-serialisable`);
+      this.hash.update(json).update('\n');
+      keep(json);
+      this.index++;
+    }
+  }
+}
+
+function uniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
+}
