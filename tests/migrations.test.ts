@@ -35,7 +35,11 @@ test('migrations run concurrently from eight processes apply exactly once', asyn
   expect(await schemaStatus(db.pool)).toEqual({ databaseVersion: expectedSchemaVersion(), expectedVersion: expectedSchemaVersion(), upToDate: true });
   await expect(CoreMachine.create(deps())).resolves.toBeInstanceOf(CoreMachine);
   // No session-level advisory lock is left behind on any pooled connection.
-  const locks = await db.pool.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'");
+  // pg_locks is server-wide: other test files migrating their own databases at this moment hold
+  // (transaction-scoped) advisory locks there, so only this database's count.
+  const locks = await db.pool.query(
+    "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+  );
   expect(locks.rows[0]).toEqual({ n: 0 });
 });
 
