@@ -152,6 +152,9 @@ test('progress: never a full bar before the stage is done; a few plain lines off
   expect(barCells(4999, 5000)).toBe(23);
   expect(barCells(5000, 5000)).toBe(24);
   expect(barCells(0, 0)).toBe(24);
+  // A stage still PROCESSING (e.g. creating its tasks in chunks) is never drawn full.
+  expect(barCells(0, 0, false)).toBe(0);
+  expect(barCells(100, 100, false)).toBe(23);
   const job = (done: number, status = 'PROCESSING'): JobProgress => ({
     jobId: 'a'.repeat(64),
     status,

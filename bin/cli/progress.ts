@@ -25,7 +25,7 @@ export function renderStages(job: JobProgress, stageNames: readonly string[] = [
       lines.push(`  stage ${n} ${name.padEnd(10)} [${'·'.repeat(WIDTH)}] pending`);
       continue;
     }
-    const filled = barCells(progress.completed + progress.failed, progress.total);
+    const filled = barCells(progress.completed + progress.failed, progress.total, progress.status !== 'PROCESSING' && progress.status !== 'PENDING');
     lines.push(
       `  stage ${n} ${name.padEnd(10)} [${'#'.repeat(filled)}${'.'.repeat(WIDTH - filled)}] ` +
         `${progress.completed}/${progress.total} completed, ${progress.failed} failed — ${progress.status}`,
@@ -34,8 +34,12 @@ export function renderStages(job: JobProgress, stageNames: readonly string[] = [
   return lines.join('\n');
 }
 
-/** Rounded down, and full only when every task is done: 4896/5000 must not look finished. */
-export function barCells(done: number, total: number): number {
+/**
+ * Rounded down, and full only when every task is done and the stage has ended: 4896/5000 must not
+ * look finished, nor a stage still creating its tasks (its count can briefly be 0/0 or n/n).
+ */
+export function barCells(done: number, total: number, stageEnded = true): number {
+  if (!stageEnded) return total <= 0 ? 0 : Math.min(WIDTH - 1, Math.floor((done / total) * WIDTH));
   if (total <= 0 || done >= total) return WIDTH;
   return Math.min(WIDTH - 1, Math.floor((done / total) * WIDTH));
 }
