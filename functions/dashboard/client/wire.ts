@@ -1,4 +1,5 @@
 import type { ErrorShape } from '../../../models/error-shape';
+import type { EventRecord } from '../../../models/events';
 import type { JobView, TaskRecord } from '../../../models/records';
 
 /** What JSON makes of a record: dates arrive as ISO strings. */
@@ -17,18 +18,7 @@ export type TaskJson = Json<TaskRecord>;
 export type ErrorJson = ErrorShape;
 
 /** One row of GET /api/jobs/{id}/events (models/events.ts EventRecord, as JSON). */
-export interface EventJson {
-  id: number;
-  jobId: string;
-  entity: 'job' | 'stage' | 'task';
-  stage: number | null;
-  taskId: string | null;
-  from: string | null;
-  to: string;
-  attempt: number | null;
-  error: ErrorShape | null;
-  at: string;
-}
+export type EventJson = Json<EventRecord>;
 
 export interface JobPage {
   jobs: JobJson[];
