@@ -194,13 +194,8 @@ function truncateMessage(message: string): string {
 }
 
 /** The first error of this class in the cause chain (the error itself first), a few links deep. */
-/**
- * The first error in the cause chain that is a `type` (a class, matched with instanceof) or passes
- * `type` (a type guard such as TaskFailure.is, which also knows errors from another copy of models/).
- */
-export function findCause<T extends Error>(error: unknown, type: (abstract new (...args: never[]) => T) | ((candidate: unknown) => candidate is T)): T | undefined {
-  const matches = (candidate: unknown): candidate is T =>
-    'prototype' in type && type.prototype instanceof Error ? candidate instanceof (type as abstract new (...args: never[]) => T) : (type as (candidate: unknown) => candidate is T)(candidate);
+/** The first error in the cause chain that passes `matches` (e.g. TaskFailure.is, or an instanceof check). */
+export function findCause<T extends Error>(error: unknown, matches: (candidate: unknown) => candidate is T): T | undefined {
   for (let current = error, depth = 0; current instanceof Error && depth < MAX_CAUSE_DEPTH; current = current.cause, depth++) {
     if (matches(current)) return current;
   }

@@ -63,7 +63,7 @@ export async function runClaimedTask(
     // The engine's own database was unreachable (a heartbeat, rethrown by the handler): that is
     // not the work failing, so it is neither an attempt nor the task's error. The batch is given
     // back and the task re-claimed. A handler's own errors stay the task's, whatever they are.
-    const infrastructure = findCause(error, TransientDatabaseError);
+    const infrastructure = findCause(error, (candidate): candidate is TransientDatabaseError => candidate instanceof TransientDatabaseError);
     if (infrastructure) throw infrastructure;
     // The message is copied into the task, the job's error and the events: bounded, as a remote report is.
     const shape: ErrorShape = boundedErrorShape(errorToShape(error, where));
