@@ -4,8 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { appRegistry } from './support/registry';
 import { defineJob, defineTask } from '../models';
-import type { CliIo } from '../bin/cli/io';
-import { runCli } from '../bin/cli/run-cli';
+import { runCliCaptured, type CliRun } from './support/cli-run';
 import { formatDuration } from '../bin/cli/format';
 import { barCells, ProgressDisplay, progressMilestone, renderStages, type JobProgress } from '../bin/cli/progress';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -37,18 +36,10 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
-async function cli(args: string[], env: Record<string, string | undefined> = {}, isTTY = false): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = { out: (t) => out.push(t), err: (t) => err.push(t), isTTY, env: { DATABASE_URL: db.url, LOG_LEVEL: 'silent', ...env } };
-  const code = await runCli(args, io, { registry });
-  return { code, stdout: out.join(''), stderr: err.join('') };
+function cli(args: string[], env: Record<string, string | undefined> = {}, isTTY = false): Promise<Run> {
+  return runCliCaptured(args, { isTTY, env: { DATABASE_URL: db.url, LOG_LEVEL: 'silent', ...env } }, { registry });
 }
 
 test('every command refuses unknown flags with exit 2 and its usage, and --help prints usage and exits 0 without running', async () => {

@@ -7,9 +7,8 @@ import { createLogger } from '../core/logger';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
 import { appRegistry } from './support/registry';
 import { defineJob, defineTask } from '../models';
-import type { CliIo } from '../bin/cli/io';
 import { ProgressDisplay } from '../bin/cli/progress';
-import { runCli } from '../bin/cli/run-cli';
+import { startCli } from './support/cli-run';
 import { startDevServer } from '../bin/cli/dev-server';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { stuckJobs } from './support/harness';
@@ -54,25 +53,10 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** Runs the CLI in-process with captured output; env points it at the test's dev server. */
 function start(args: string[], options: { env?: Record<string, string | undefined>; isTTY?: boolean } = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-    isTTY: options.isTTY ?? false,
-    env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY, ...options.env },
-    pollIntervalMs: 30,
-  };
-  const done = runCli(args, io).then((code): Run => ({ code, stdout: out.join(''), stderr: err.join('') }));
-  return { done, stdout: () => out.join('') };
+  return startCli(args, { isTTY: options.isTTY ?? false, env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY, ...options.env }, pollIntervalMs: 30 });
 }
 const cli = (args: string[], options?: Parameters<typeof start>[1]) => start(args, options).done;
 

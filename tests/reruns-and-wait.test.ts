@@ -9,8 +9,7 @@ import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { appRegistry } from './support/registry';
 import { defineJob, defineSchedule, defineTask } from '../models';
-import type { CliIo } from '../bin/cli/io';
-import { runCli } from '../bin/cli/run-cli';
+import { runCliCaptured, type CliRun } from './support/cli-run';
 import { startDevServer } from '../bin/cli/dev-server';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { stuckJobs } from './support/harness';
@@ -71,12 +70,8 @@ async function api(method: string, path: string, options: { body?: unknown; head
 }
 const jobCount = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.jobs')).rows[0]?.n;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = { out: (t) => out.push(t), err: (t) => err.push(t), isTTY: false, env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY }, pollIntervalMs: 30 };
-  const code = await runCli(args, io);
-  return { code, stdout: out.join(''), stderr: err.join('') };
+function cli(args: string[]): Promise<CliRun> {
+  return runCliCaptured(args, { isTTY: false, env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY }, pollIntervalMs: 30 });
 }
 
 describe('Idempotency-Key', () => {

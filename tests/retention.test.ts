@@ -9,8 +9,7 @@ import { loadConfig } from '../core/config';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
 import { appRegistry } from './support/registry';
 import { defineJob, defineTask, TaskFailure } from '../models';
-import type { CliIo } from '../bin/cli/io';
-import { runCli } from '../bin/cli/run-cli';
+import { runCliCaptured } from './support/cli-run';
 import { startDevServer } from '../bin/cli/dev-server';
 import { captureLogger, stuckJobs, waitForJob } from './support/harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -206,12 +205,7 @@ test('DELETE /api/jobs/{jobId}: 200 with every row gone for a finished job, 409 
 
 test('coremachine delete <jobId> deletes a finished job and says what went; an unknown job exits 1', async () => {
   const jobId = await finishedJob('hello_world', { n: 7 }, 'COMPLETED');
-  const run = async (args: string[]) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const io: CliIo = { out: (t) => out.push(t), err: (t) => err.push(t), isTTY: false, env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY } };
-    return { code: await runCli(args, io), stdout: out.join(''), stderr: err.join('') };
-  };
+  const run = (args: string[]) => runCliCaptured(args, { isTTY: false, env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY } });
   const first = await run(['delete', jobId]);
   expect(first).toMatchObject({ code: 0, stderr: '' });
   expect(first.stdout).toMatch(new RegExp(`deleted job ${jobId}: 2 stage\\(s\\), 14 task\\(s\\)`));
