@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { ErrorShape, JobStatus } from '../models';
 import type { Outbox, OutboxIntent } from './engine/outbox';
-import { advanceStage, type AdvanceDeps } from './engine/stage-advance';
+import type { AdvanceDeps } from './engine/stage-advance';
+import { checkStage } from './engine/stage-check';
 import { DEFAULT_RETENTION, NOTHING_PURGED, purgeExpiredJobs, type RetentionOptions, type RetentionReport } from './engine/retention';
 import { nextAttemptAt } from './engine/retry-policy';
 import { commitOutcomes } from './engine/settle';
@@ -45,7 +46,7 @@ export interface StalledJob {
   stage: number;
   idleSeconds: number;
   reason: string;
-  action: 'resent-job-message' | 'resent-task-messages' | 'advanced' | 'none';
+  action: 'resent-job-message' | 'resent-task-messages' | 'advanced' | 'failed' | 'none';
 }
 
 export interface SweepReport {
@@ -151,6 +152,15 @@ async function explain(client: pg.PoolClient, deps: AdvanceDeps, c: StallCandida
   const base = { jobId: c.job_id, status: c.status, stage: c.stage, idleSeconds: c.idle_seconds };
   const resend = randomUUID().slice(0, 8);
   if (c.pending_outbox > 0) return { job: { ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' }, intents: [] };
+  // A stage check lost with the process that committed the result that tipped the stage over
+  // its tolerance: whatever is still queued, the job fails now.
+  if (c.status === 'PROCESSING') {
+    const tipped = await findStage(client, c.job_id, c.stage);
+    if (tipped && tipped.status === 'PROCESSING' && tipped.failed > tipped.max_failures) {
+      await checkStage(client, deps, { jobId: c.job_id, stage: c.stage });
+      return { job: { ...base, reason: `stage ${c.stage} is past its failure tolerance but the job did not fail`, action: 'failed' }, intents: [] };
+    }
+  }
   const waiting = c.status === 'QUEUED' || c.queued > 0;
   if (waiting && backlog !== undefined && backlog > 0) {
     return { job: { ...base, reason: `waiting behind ${backlog} queued message(s)`, action: 'none' }, intents: [] };
@@ -170,7 +180,7 @@ async function explain(client: pg.PoolClient, deps: AdvanceDeps, c: StallCandida
     };
   }
   if (stage && stage.completed + stage.failed >= stage.total) {
-    return { job: { ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' }, intents: await advanceStage(client, deps, stage) };
+    return { job: { ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' }, intents: await checkStage(client, deps, { jobId: c.job_id, stage: c.stage }) };
   }
   if (c.queued > 0) {
     const taskType = deps.registry.hasJob(c.job_type) ? (deps.registry.job(c.job_type).stages[c.stage - 1]?.task.type ?? '') : '';

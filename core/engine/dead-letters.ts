@@ -2,8 +2,8 @@ import { JobQueueMessage, TaskQueueMessage, type ErrorShape } from '../../models
 import type { Queryable } from '../db/pool';
 import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
 import { settleTasks, takeOverTask, cancelQueuedTasks } from '../state/tasks-store';
-import { failJob, type AdvanceDeps } from './stage-advance';
-import { applySettledTasks } from './settle';
+import { failJob } from './stage-advance';
+import { applySettledTasks, type SettleDeps } from './settle';
 import { insertDeadLetter } from '../state/dead-letters-store';
 import type { OutboxIntent } from './outbox';
 
@@ -22,7 +22,7 @@ export type DeadLetterOutcome = 'task-failed' | 'job-failed' | 'recorded';
  * operator sees it, and the task it pointed at (or the job, for a job message) becomes FAILED
  * with the reason, through the same counting and failure policy as any failed task.
  */
-export async function processDeadLetter(db: Queryable, deps: AdvanceDeps, letter: DeadLetter): Promise<{ outcome: DeadLetterOutcome; intents: OutboxIntent[] }> {
+export async function processDeadLetter(db: Queryable, deps: SettleDeps, letter: DeadLetter): Promise<{ outcome: DeadLetterOutcome; intents: OutboxIntent[] }> {
   const task = TaskQueueMessage.safeParse(letter.body);
   const job = task.success ? undefined : JobQueueMessage.safeParse(letter.body);
   const jobId = task.success ? task.data.jobId : job?.success ? job.data.jobId : null;

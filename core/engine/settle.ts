@@ -1,10 +1,10 @@
 import type { ErrorShape } from '../../models';
 import type { Queryable, TransactionOptions } from '../db/pool';
-import { lockJobs } from '../state/jobs-store';
 import { countStageResults } from '../state/stages-store';
 import { settleTasks, type SettledTask, type TaskOutcome } from '../state/tasks-store';
 import type { OutboxIntent } from './outbox';
-import { advanceStage, failJob, type AdvanceDeps } from './stage-advance';
+import type { AdvanceDeps } from './stage-advance';
+import { stageNeedsCheck, type StageCheck } from './stage-check';
 import type { UnitOfWork } from './unit-of-work';
 
 /**
@@ -25,26 +25,31 @@ export async function settleOutcomes(unitOfWork: UnitOfWork, outcomes: readonly 
   }, options);
 }
 
+/** What settling needs besides the engine: where to record the stage checks its commit calls for. */
+export type SettleDeps = AdvanceDeps & { stageChecks: StageCheck[] };
+
 /**
- * Commits outcomes of claimed tasks: task rows (fenced by claim), then each stage's counter moved
- * once by its k results, in a fixed (job, stage) order so concurrent batches cannot deadlock.
+ * Commits outcomes of claimed tasks: task rows (fenced by claim, locked in task id order), then
+ * each stage's counter moved once by its k results, in a fixed (job, stage) order so concurrent
+ * batches cannot deadlock. The job row is not locked here: many instances committing results of
+ * one job would queue on it. What the job must do next runs as a stage check after the commit.
  */
 export async function commitOutcomes(
   db: Queryable,
-  deps: AdvanceDeps,
+  deps: SettleDeps,
   outcomes: readonly TaskOutcome[],
 ): Promise<{ settled: Set<string>; intents: OutboxIntent[] }> {
-  await lockJobs(db, outcomes.map((o) => o.jobId));
   const settled = await settleTasks(db, outcomes);
   return { settled: new Set(settled.map((row) => row.task_id)), intents: await applySettledTasks(db, deps, settled) };
 }
 
 /**
  * What every settled task leads to, whoever settled it: retries become scheduled messages;
- * results move their stage's counters; a stage past its failure tolerance fails its job; the
- * completer that reaches the total advances the job.
+ * results move their stage's counters; a stage counted to its total, or past its failure
+ * tolerance, gets a stage check (core/engine/stage-check.ts) that advances or fails the job
+ * under the job row lock once this transaction has committed.
  */
-export async function applySettledTasks(db: Queryable, deps: AdvanceDeps, settled: readonly SettledTask[]): Promise<OutboxIntent[]> {
+export async function applySettledTasks(db: Queryable, deps: SettleDeps, settled: readonly SettledTask[]): Promise<OutboxIntent[]> {
   const groups = new Map<string, { jobId: string; stage: number; completed: number; failed: number; firstError?: ErrorShape }>();
   const intents: OutboxIntent[] = [];
   for (const row of settled) {
@@ -69,8 +74,9 @@ export async function applySettledTasks(db: Queryable, deps: AdvanceDeps, settle
     if (!group) continue;
     const stageRow = await countStageResults(db, group.jobId, group.stage, group.completed, group.failed);
     // Past the stage's tolerance (0 for fail fast) the job fails with the error that tipped it.
-    if (group.firstError && stageRow.failed > stageRow.max_failures) await failJob(db, deps, group.jobId, group.stage, group.firstError);
-    if (stageRow.completed + stageRow.failed === stageRow.total) intents.push(...(await advanceStage(db, deps, stageRow)));
+    if (stageNeedsCheck(stageRow, group.firstError !== undefined)) {
+      deps.stageChecks.push({ jobId: group.jobId, stage: group.stage, ...(group.firstError ? { firstError: group.firstError } : {}) });
+    }
   }
   return intents;
 }

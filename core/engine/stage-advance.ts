@@ -105,8 +105,9 @@ export async function failJob(db: Queryable, deps: AdvanceDeps, jobId: string, s
   const failed = await transitionJob(db, jobId, 'PROCESSING', 'FAILED', { atStage: stage, error });
   if (!failed) return false;
   deps.events?.push({ name: 'JobTransition', attributes: { jobId, jobType: failed.job_type, from: 'PROCESSING', to: 'FAILED', stage, errorType: error.type, ...(error.taskId ? { taskId: error.taskId } : {}) }, outcome: { error } });
-  await finishStage(db, jobId, stage, 'PROCESSING', 'FAILED');
+  // Lock order job → tasks → stage, as a result commit takes tasks → stage: no deadlock between them.
   const cancelled = await cancelQueuedTasks(db, jobId);
+  await finishStage(db, jobId, stage, 'PROCESSING', 'FAILED');
   deps.logger.error('job failed', { jobId, stage, taskId: error.taskId, errorType: error.type, error: error.message, cancelledTasks: cancelled });
   return true;
 }

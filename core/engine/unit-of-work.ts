@@ -6,12 +6,16 @@ import { emitEvent, recordStageDuration } from '../telemetry';
 import { jobEventIntents } from './job-events';
 import type { Outbox, OutboxIntent } from './outbox';
 import type { AdvanceDeps, TransitionEvent } from './stage-advance';
+import { checkStage, type StageCheck } from './stage-check';
 
 /** What a piece of work sees inside its transaction. */
 export interface WorkScope {
   client: pg.PoolClient;
-  /** Engine dependencies with this transaction's own event list: reported only if it commits. */
-  deps: AdvanceDeps & { events: TransitionEvent[] };
+  /**
+   * Engine dependencies with this transaction's own event list (reported only if it commits) and
+   * its stage checks (run only after it commits, each in its own unit of work).
+   */
+  deps: AdvanceDeps & { events: TransitionEvent[]; stageChecks: StageCheck[] };
 }
 
 /** What a piece of work hands back: its value and the messages its state change needs. */
@@ -25,7 +29,8 @@ export interface WorkResult<T> {
  * intents to the outbox in that same transaction, commit, then report the transition events and
  * dispatch the messages. Every path (task results, stage starts, control actions, remote workers,
  * the janitor, dead letters) goes through here, so none can forget to report or to dispatch.
- * A crash after commit loses nothing: the outbox rows stay for the janitor's sweep.
+ * A crash after commit loses nothing: the outbox rows stay for the janitor's sweep, and a stage
+ * check not yet run is found by its stall sweep (a stage counted full while its job waits).
  */
 export class UnitOfWork {
   constructor(
@@ -36,12 +41,14 @@ export class UnitOfWork {
 
   async run<T>(work: (scope: WorkScope) => Promise<WorkResult<T>>, options: TransactionOptions = {}): Promise<T> {
     let events: TransitionEvent[] = [];
+    let stageChecks: StageCheck[] = [];
     const { value, recorded } = await withTransaction(
       this.pool,
       async (client) => {
         // Fresh per attempt: a transaction retried after a transient fault reports its events once.
         events = [];
-        const result = await work({ client, deps: { registry: this.base.registry, logger: this.base.logger, events } });
+        stageChecks = [];
+        const result = await work({ client, deps: { registry: this.base.registry, logger: this.base.logger, events, stageChecks } });
         const intents = [...(result.intents ?? []), ...jobEventIntents(events, new Date())];
         return { value: result.value, recorded: await this.outbox.record(client, intents) };
       },
@@ -49,6 +56,9 @@ export class UnitOfWork {
     );
     reportTransitions(events);
     await this.outbox.dispatch(recorded);
+    for (const check of stageChecks) {
+      await this.run(async ({ client, deps }) => ({ value: undefined, intents: await checkStage(client, deps, check) }));
+    }
     return value;
   }
 }

@@ -163,12 +163,16 @@ export async function releaseClaims(db: Queryable, claims: ReadonlyArray<{ taskI
   });
 }
 
-/** Fail fast: when a job fails, the tasks that have not started are cancelled (finished_at never before a started_at: see cancelJob). */
+/**
+ * Fail fast: when a job fails, the tasks that have not started are cancelled (finished_at never
+ * before a started_at: see cancelJob). Locked in task_id order, as a result commit locks its tasks.
+ */
 export async function cancelQueuedTasks(db: Queryable, jobId: string): Promise<number> {
   const result = await db.query({
     name: 'cm_cancel_queued_tasks',
-    text: `UPDATE coremachine.tasks SET status = 'CANCELLED', finished_at = GREATEST(now(), started_at)
-           WHERE job_id = $1 AND status = 'QUEUED'`,
+    text: `WITH old AS MATERIALIZED (SELECT task_id FROM coremachine.tasks WHERE job_id = $1 AND status = 'QUEUED' ORDER BY task_id FOR UPDATE)
+           UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at)
+             FROM old WHERE t.task_id = old.task_id AND t.status = 'QUEUED'`,
     values: [jobId],
   });
   return result.rowCount ?? 0;

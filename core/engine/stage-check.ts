@@ -1,0 +1,46 @@
+import type { ErrorShape } from '../../models';
+import type { Queryable } from '../db/pool';
+import { findJob } from '../state/jobs-store';
+import { findStage } from '../state/stages-store';
+import { firstTaskError } from '../state/tasks-store';
+import type { OutboxIntent } from './outbox';
+import { advanceStage, failJob, type AdvanceDeps } from './stage-advance';
+
+/**
+ * A stage whose counters a committed transaction moved to its total, or past its failure
+ * tolerance. Result commits do not lock the job row (many instances would queue on it, one
+ * commit at a time): they record the check, and it runs right after their commit, in its own
+ * unit of work that takes the job row lock. Lost with a crashed process, the janitor's stall
+ * sweep runs the same check.
+ */
+export interface StageCheck {
+  jobId: string;
+  stage: number;
+  /** The error that tipped the stage over its tolerance, as its committer saw it. */
+  firstError?: ErrorShape;
+}
+
+/**
+ * Under the job row lock, re-reads the stage and does what its committed counters call for:
+ * fail the job (past the tolerance) or advance it (all counted). Idempotent: a job that moved
+ * on, or a stage already finished, is left alone, so exactly one of any number of concurrent
+ * checks (or janitor sweeps) acts.
+ */
+export async function checkStage(db: Queryable, deps: AdvanceDeps, check: StageCheck): Promise<OutboxIntent[]> {
+  const job = await findJob(db, check.jobId, true);
+  if (!job || job.status !== 'PROCESSING' || job.stage !== check.stage) return [];
+  const stage = await findStage(db, check.jobId, check.stage);
+  if (!stage || stage.status !== 'PROCESSING') return [];
+  if (stage.failed > stage.max_failures) {
+    const error = check.firstError ?? (await firstTaskError(db, check.jobId, check.stage))?.error ?? undefined;
+    await failJob(db, deps, check.jobId, check.stage, error ?? { type: 'TasksFailed', message: `${stage.failed} task(s) failed; the stage tolerates ${stage.max_failures}`, stage: check.stage });
+    return [];
+  }
+  if (!stage.creating && stage.completed + stage.failed >= stage.total) return advanceStage(db, deps, stage);
+  return [];
+}
+
+/** Whether a stage row as a commit left it needs a check: counted to its total, or past its tolerance. */
+export function stageNeedsCheck(stage: { completed: number; failed: number; total: number; max_failures: number; creating: boolean }, hadFailure: boolean): boolean {
+  return (hadFailure && stage.failed > stage.max_failures) || (!stage.creating && stage.completed + stage.failed >= stage.total);
+}

@@ -1,0 +1,131 @@
+import type pg from 'pg';
+import { CoreMachine } from '../core/engine/core-machine';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
+
+/**
+ * Result commits do not lock the job row: the stage check that follows a commit does (see
+ * core/engine/stage-check.ts). These tests drive that split from many backends at once and check
+ * the two promises it must keep: exactly one transition per stage, and no deadlock between the
+ * lock orders of result commits (tasks → stage), failures and cancels (job → tasks → stage).
+ */
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase({ poolMax: 4 });
+});
+afterAll(async () => {
+  await db.drop();
+});
+afterEach(async () => {
+  expect(await stuckJobs(db.pool)).toEqual([]);
+});
+
+/** Deadlocks PostgreSQL detected in this test's database (a retried 40P01 is invisible otherwise). */
+async function deadlocks(): Promise<number> {
+  // Backends report their counters when idle, at most once a second: wait for those reports.
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  const client = await db.pool.connect();
+  try {
+    await client.query('SELECT pg_stat_clear_snapshot()');
+    const result = await client.query<{ deadlocks: string }>('SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()');
+    return Number(result.rows[0]?.deadlocks ?? 0);
+  } finally {
+    client.release();
+  }
+}
+
+/** Twenty engines, each with its own one-connection pool: twenty backends committing at once. */
+async function engines(h: Harness): Promise<{ machines: CoreMachine[]; pools: pg.Pool[] }> {
+  const pools = Array.from({ length: 20 }, () => db.newPool(1));
+  const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry: h.registry, transport: h.transport, logger: captureLogger([]) })));
+  return { machines, pools };
+}
+
+async function startStage(h: Harness, jobType: string, parameters: unknown, n: number) {
+  const { job } = await h.machine.submitJob(jobType, parameters);
+  const [jobMessage] = h.transport.jobs.receive(1);
+  await h.machine.processJobMessage(jobMessage?.body);
+  const taskMessages = h.transport.tasks.receive(n);
+  expect(taskMessages).toHaveLength(n);
+  return { jobId: job.jobId, taskMessages };
+}
+
+async function transitionsTo(jobId: string, status: string): Promise<number> {
+  const result = await db.pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM coremachine.events WHERE job_id = $1 AND entity = 'job' AND to_status = $2`,
+    [jobId, status],
+  );
+  return Number(result.rows[0]?.n ?? 0);
+}
+
+test('ten failures past a tolerance of 2, committed from 20 backends at once: the job fails exactly once, with one of their errors, and nothing deadlocks', async () => {
+  const n = 200;
+  const failing = Array.from({ length: 10 }, (_, i) => i * 17);
+  const h = await startHarness(db.pool, { worker: false });
+  const before = await deadlocks();
+  const { jobId, taskMessages } = await startStage(h, 'test.tolerant_job', { n, failing }, n);
+  const { machines } = await engines(h);
+
+  await Promise.all(taskMessages.map((message, i) => machines[i % machines.length]!.processTaskMessages([message.body])));
+
+  const view = await h.machine.getJob(jobId);
+  expect(view.status).toBe('FAILED');
+  expect(view.error?.type).toBe('TaskHandlerError');
+  expect(failing.map((index) => `task ${index} exploded`).some((text) => view.error?.message.includes(text))).toBe(true);
+  expect(await transitionsTo(jobId, 'FAILED')).toBe(1);
+  // Fail fast past the tolerance: nothing is left QUEUED or PROCESSING.
+  const open = await db.pool.query(`SELECT 1 FROM coremachine.tasks WHERE job_id = $1 AND status IN ('QUEUED','PROCESSING')`, [jobId]);
+  expect(open.rowCount).toBe(0);
+  expect((await deadlocks()) - before).toBe(0);
+  await h.stop();
+});
+
+test('an operator cancel racing 200 completions on 20 backends: one terminal transition, no deadlock, nothing left open', async () => {
+  const n = 200;
+  const h = await startHarness(db.pool, { worker: false });
+  const before = await deadlocks();
+  const { jobId, taskMessages } = await startStage(h, 'test.three_stages', { n, tag: 'cancel-race' }, n);
+  const { machines } = await engines(h);
+
+  const completions = Promise.all(taskMessages.map((message, i) => machines[i % machines.length]!.processTaskMessages([message.body])));
+  // Cancel in the thick of it: after some results have committed, while others are committing.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await h.machine.cancelJob(jobId);
+  await completions;
+
+  const view = await h.machine.getJob(jobId);
+  expect(view.status).toBe('CANCELLED');
+  expect(await transitionsTo(jobId, 'CANCELLED')).toBe(1);
+  // Whatever committed before the cancel stays COMPLETED; the rest was cancelled, not lost.
+  const counts = await db.pool.query<{ status: string; n: string }>(`SELECT status, count(*) AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY status`, [jobId]);
+  const byStatus = Object.fromEntries(counts.rows.map((row) => [row.status, Number(row.n)]));
+  expect((byStatus.COMPLETED ?? 0) + (byStatus.CANCELLED ?? 0)).toBe(n);
+  expect((await deadlocks()) - before).toBe(0);
+  await h.stop();
+});
+
+test('a stage check lost with its process (stage past its tolerance, job still PROCESSING) is run by the janitor: the job fails with the first failed task', async () => {
+  const h = await startHarness(db.pool, { worker: false });
+  const { jobId, taskMessages } = await startStage(h, 'test.tolerant_job', { n: 5, failing: [] }, 5);
+  // The state a crash right after the result commit leaves: three failures counted, no check run.
+  const taskIds = taskMessages.slice(0, 3).map((m) => (m.body as { taskId: string }).taskId);
+  await db.pool.query(
+    `UPDATE coremachine.tasks SET status = 'FAILED', error = jsonb_build_object('type', 'Error', 'message', 'lost ' || task_index, 'taskId', task_id),
+            started_at = now(), finished_at = now() WHERE task_id = ANY($1::text[])`,
+    [taskIds],
+  );
+  await db.pool.query('UPDATE coremachine.stages SET failed = 3 WHERE job_id = $1 AND stage = 1', [jobId]);
+
+  const report = await h.machine.sweep({ stallAfterMs: 0 });
+  expect(report.stalled.find((s) => s.jobId === jobId)).toMatchObject({ action: 'failed' });
+  const view = await h.machine.getJob(jobId);
+  expect(view.status).toBe('FAILED');
+  expect(view.error).toMatchObject({ type: 'Error', message: 'lost 0' });
+  // A second sweep finds nothing more to do for it: the check is idempotent.
+  const again = await h.machine.sweep({ stallAfterMs: 0 });
+  expect(again.stalled.find((s) => s.jobId === jobId)).toBeUndefined();
+  expect(await transitionsTo(jobId, 'FAILED')).toBe(1);
+  await h.stop();
+});
