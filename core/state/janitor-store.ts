@@ -60,12 +60,16 @@ export interface StallCandidate {
   waiting_retry: number;
 }
 
-/** Idle = no event and no janitor visit within the window. Reading candidates takes no locks. */
+/**
+ * Idle = no event, no task of the current stage started or finished, and no janitor visit within
+ * the window (a first attempt that succeeds writes no event: its row's times are the progress).
+ * Reading candidates takes no locks.
+ */
 export async function listStallCandidates(db: Queryable, stallAfterMs: number, limit: number): Promise<StallCandidate[]> {
   const result = await db.query<StallCandidate>({
     name: 'cm_janitor_stall_candidates',
     text: `SELECT j.job_id, j.job_type, j.status, j.stage,
-                  extract(epoch FROM now() - last.at)::int AS idle_seconds,
+                  extract(epoch FROM now() - GREATEST(last.at, max(t.started_at), max(t.finished_at)))::int AS idle_seconds,
                   (SELECT count(*) FROM coremachine.outbox o WHERE o.job_id = j.job_id)::int AS pending_outbox,
                   count(t.*) FILTER (WHERE t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now()))::int AS queued,
                   count(t.*) FILTER (WHERE t.status = 'QUEUED' AND t.remote)::int AS remote_queued,
@@ -78,7 +82,8 @@ export async function listStallCandidates(db: Queryable, stallAfterMs: number, l
             WHERE j.status IN ('QUEUED','PROCESSING')
               AND GREATEST(last.at, j.nudged_at) < now() - make_interval(secs => $1::float8 / 1000)
             GROUP BY j.job_id, last.at
-            ORDER BY last.at LIMIT $2`,
+           HAVING GREATEST(last.at, j.nudged_at, max(t.started_at), max(t.finished_at)) < now() - make_interval(secs => $1::float8 / 1000)
+            ORDER BY GREATEST(last.at, max(t.started_at), max(t.finished_at)) LIMIT $2`,
     values: [stallAfterMs, limit],
   });
   return result.rows;
