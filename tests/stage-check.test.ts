@@ -1,5 +1,8 @@
 import type pg from 'pg';
 import { CoreMachine } from '../core/engine/core-machine';
+import { commitOutcomes } from '../core/engine/settle';
+import { checkStage, probeCallsForCheck, type StageCheck } from '../core/engine/stage-check';
+import { claimTasks } from '../core/state/tasks-store';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
 
@@ -127,5 +130,54 @@ test('a stage check lost with its process (stage past its tolerance, job still P
   const again = await h.machine.sweep({ stallAfterMs: 0 });
   expect(again.stalled.find((s) => s.jobId === jobId)).toBeUndefined();
   expect(await transitionsTo(jobId, 'FAILED')).toBe(1);
+  await h.stop();
+});
+
+test('the last two results committed at once on different shards: neither transaction sees the total, the probe after commit does, and the job advances once', async () => {
+  const h = await startHarness(db.pool, { worker: false });
+  const { jobId, taskMessages } = await startStage(h, 'test.three_stages', { n: 2, tag: 'two-shards' }, 2);
+  // Two backends whose counts land in different shards (shard = backend pid % 16).
+  const pool = db.newPool(6);
+  const clients = await Promise.all(Array.from({ length: 6 }, () => pool.connect()));
+  const pids = await Promise.all(clients.map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid % 16));
+  const a = clients[0]!;
+  const b = clients[pids.findIndex((shard) => shard !== pids[0])]!;
+  const claimed = await claimTasks(db.pool, taskMessages.map((m) => ({ taskId: (m.body as { taskId: string }).taskId, attempt: 1 })), [60, 60]);
+  expect(claimed).toHaveLength(2);
+  const deps = () => ({ registry: h.registry, logger: captureLogger([]), events: [], stageChecks: [] as StageCheck[] });
+  const [depsA, depsB] = [deps(), deps()];
+  await a.query('BEGIN');
+  await b.query('BEGIN');
+  await commitOutcomes(a, depsA, [{ taskId: claimed[0]!.task_id, jobId, claimId: claimed[0]!.claim_id, result: { value: 0 } }]);
+  await commitOutcomes(b, depsB, [{ taskId: claimed[1]!.task_id, jobId, claimId: claimed[1]!.claim_id, result: { value: 1 } }]);
+  await a.query('COMMIT');
+  await b.query('COMMIT');
+  for (const client of clients) client.release();
+  const checks = [...depsA.stageChecks, ...depsB.stageChecks];
+  // Neither saw 2 of 2: both left a probe, not a check.
+  expect(checks).toEqual([expect.objectContaining({ probe: true }), expect.objectContaining({ probe: true })]);
+  expect((await h.machine.getJob(jobId)).status).toBe('PROCESSING');
+  // After the commits, each probe reads the counts again and finds the stage done.
+  expect(await Promise.all(checks.map((check) => probeCallsForCheck(db.pool, check)))).toEqual([true, true]);
+  const intents = await Promise.all(
+    checks.map(async (check) => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const out = await checkStage(client, deps(), check);
+        await client.query('COMMIT');
+        return out;
+      } finally {
+        client.release();
+      }
+    }),
+  );
+  // Exactly one of the two checks advanced the job (one job message for stage 2).
+  expect(intents.flat().map((intent) => (intent.kind === 'job' ? `job message for stage ${intent.message.stage}` : intent.kind))).toEqual(['job message for stage 2']);
+  const advanced = await h.machine.getJob(jobId);
+  expect(advanced).toMatchObject({ status: 'QUEUED', stage: 2 });
+  expect(advanced.stages[0]).toMatchObject({ status: 'COMPLETED', completed: 2 });
+  // The job message that checkStage's intent stands for was not sent here: leave nothing behind.
+  await h.machine.cancelJob(jobId);
   await h.stop();
 });

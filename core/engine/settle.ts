@@ -3,8 +3,7 @@ import type { Queryable, TransactionOptions } from '../db/pool';
 import { countStageResults } from '../state/stages-store';
 import { settleTasks, type SettledTask, type TaskOutcome } from '../state/tasks-store';
 import type { OutboxIntent } from './outbox';
-import type { AdvanceDeps } from './stage-advance';
-import { stageNeedsCheck, type StageCheck } from './stage-check';
+import { stageNeedsCheck, type CheckingDeps } from './stage-check';
 import type { UnitOfWork } from './unit-of-work';
 
 /**
@@ -26,7 +25,7 @@ export async function settleOutcomes(unitOfWork: UnitOfWork, outcomes: readonly 
 }
 
 /** What settling needs besides the engine: where to record the stage checks its commit calls for. */
-export type SettleDeps = AdvanceDeps & { stageChecks: StageCheck[] };
+export type SettleDeps = CheckingDeps;
 
 /**
  * Commits outcomes of claimed tasks: task rows (fenced by claim, locked in task id order), then
@@ -76,6 +75,8 @@ export async function applySettledTasks(db: Queryable, deps: SettleDeps, settled
     // Past the stage's tolerance (0 for fail fast) the job fails with the error that tipped it.
     if (stageNeedsCheck(stageRow, group.firstError !== undefined)) {
       deps.stageChecks.push({ jobId: group.jobId, stage: group.stage, ...(group.firstError ? { firstError: group.firstError } : {}) });
+    } else if (stageRow.status === 'PROCESSING') {
+      deps.stageChecks.push({ jobId: group.jobId, stage: group.stage, probe: true, ...(group.firstError ? { firstError: group.firstError } : {}) });
     }
   }
   return intents;

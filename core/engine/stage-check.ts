@@ -2,6 +2,7 @@ import type { ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
 import { findJob } from '../state/jobs-store';
 import { findStage } from '../state/stages-store';
+import type { Queryable as Reader } from '../db/pool';
 import { firstTaskError } from '../state/tasks-store';
 import type { OutboxIntent } from './outbox';
 import { advanceStage, failJob, type AdvanceDeps } from './stage-advance';
@@ -18,7 +19,16 @@ export interface StageCheck {
   stage: number;
   /** The error that tipped the stage over its tolerance, as its committer saw it. */
   firstError?: ErrorShape;
+  /**
+   * The committer's own view did not call for a check, but a commit it could not see may have
+   * finished the stage: after commit, read the counts again (no lock) and check only if they call
+   * for it. The last of any set of concurrent commits sees them all, so none is missed.
+   */
+  probe?: true;
 }
+
+/** What a transaction needs to record stage checks: the unit of work runs them after commit. */
+export type CheckingDeps = AdvanceDeps & { stageChecks: StageCheck[] };
 
 /**
  * Under the job row lock, re-reads the stage and does what its committed counters call for:
@@ -43,4 +53,10 @@ export async function checkStage(db: Queryable, deps: AdvanceDeps, check: StageC
 /** Whether a stage row as a commit left it needs a check: counted to its total, or past its tolerance. */
 export function stageNeedsCheck(stage: { completed: number; failed: number; total: number; max_failures: number; creating: boolean }, hadFailure: boolean): boolean {
   return (hadFailure && stage.failed > stage.max_failures) || (!stage.creating && stage.completed + stage.failed >= stage.total);
+}
+
+/** A probe's read after commit: do the committed counts call for a check? Takes no lock. */
+export async function probeCallsForCheck(db: Reader, check: StageCheck): Promise<boolean> {
+  const stage = await findStage(db, check.jobId, check.stage);
+  return stage !== null && stage.status === 'PROCESSING' && stageNeedsCheck(stage, true);
 }

@@ -6,9 +6,10 @@ import { errorToShape, FanOutError } from '../errors';
 import { computeTaskId } from '../identity';
 import type { JobRow, StageRow } from '../state/rows';
 import { findStage, recordStageChunk } from '../state/stages-store';
-import { firstTaskError, insertStageTasks } from '../state/tasks-store';
+import { insertStageTasks } from '../state/tasks-store';
 import type { OutboxIntent } from './outbox';
-import { advanceStage, failJob } from './stage-advance';
+import { failJob } from './stage-advance';
+import type { CheckingDeps } from './stage-check';
 import type { JobMessageOutcome } from './stage-start';
 import { NO_RESULTS, PagedStageResults } from './stage-results';
 import type { UnitOfWork } from './unit-of-work';
@@ -76,7 +77,7 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
         if (!recorded) throw new ChunkSuperseded(`stage ${job.stage} of job ${job.job_id} is no longer at ${first} created tasks`);
         const out = [...pending];
         if (chunk.specs.length > 0 && !remote) out.push({ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, chunk: { from: first, through: first + chunk.specs.length - 1 } });
-        if (last) out.push(...(await finishCreation(client, deps, job, recorded, definition.name)));
+        if (last) out.push(...finishCreation(deps, job, recorded, definition.name));
         return { value: recorded, intents: out };
       });
     } catch (error) {
@@ -91,17 +92,16 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
   }
 }
 
-/** The last chunk: the stage's tolerance is known, and completions that came first are judged. */
-async function finishCreation(client: pg.PoolClient, deps: Parameters<typeof advanceStage>[1], job: JobRow, stage: StageRow, stageName: string): Promise<OutboxIntent[]> {
+/**
+ * The last chunk: the stage's total and tolerance are known. Results that committed first are
+ * judged by a probe after this commit (a result commit that ran alongside this one saw the old
+ * total, and this one may not see that commit's counts): it fails or advances the job if they
+ * call for it.
+ */
+function finishCreation(deps: CheckingDeps, job: JobRow, stage: StageRow, stageName: string): OutboxIntent[] {
   deps.events?.push({ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName, tasks: stage.total } });
   deps.logger.info('stage started', { jobId: job.job_id, stage: job.stage, stageName, tasks: stage.total });
-  if (stage.failed > stage.max_failures) {
-    const first = await firstTaskError(client, job.job_id, job.stage);
-    const error = first?.error ?? { type: 'TasksFailed', message: `${stage.failed} task(s) failed, more than the ${stage.max_failures} stage ${job.stage} tolerates` };
-    await failJob(client, deps, job.job_id, job.stage, { ...error, stage: job.stage, ...(first ? { taskId: first.task_id } : {}) });
-    return [];
-  }
-  if (stage.completed + stage.failed >= stage.total) return advanceStage(client, deps, stage);
+  deps.stageChecks.push({ jobId: job.job_id, stage: job.stage, probe: true });
   return [];
 }
 

@@ -4,7 +4,8 @@ import { InvalidTransitionError, JobNotFoundError, MalformedMessageError } from 
 import { findJob, transitionJob } from '../state/jobs-store';
 import type { JobRow, StageRow } from '../state/rows';
 import { findStage, insertCreatingStage } from '../state/stages-store';
-import { advanceStage, type AdvanceDeps } from './stage-advance';
+import { advanceStage } from './stage-advance';
+import type { CheckingDeps } from './stage-check';
 import type { OutboxIntent } from './outbox';
 
 export type JobMessageOutcome =
@@ -24,7 +25,7 @@ export type StageClaim =
  * re-dispatched, never fanned out twice; one whose creation was cut short (crash, redelivery,
  * pause) continues where its last committed chunk ended.
  */
-export async function claimStage(db: Queryable, deps: AdvanceDeps, message: JobQueueMessage): Promise<StageClaim> {
+export async function claimStage(db: Queryable, deps: CheckingDeps, message: JobQueueMessage): Promise<StageClaim> {
   const job = await transitionJob(db, message.jobId, 'QUEUED', 'PROCESSING', { atStage: message.stage });
   if (!job) {
     const unfinished = await unfinishedCreation(db, message);
@@ -59,11 +60,14 @@ async function unfinishedCreation(db: Queryable, message: JobQueueMessage): Prom
   return stage?.creating ? { kind: 'create', job, stage, ...(message.resend ? { resend: message.resend } : {}) } : null;
 }
 
-async function resumeStage(db: Queryable, deps: AdvanceDeps, job: JobRow, stage: StageRow, resend: string | undefined): Promise<StageClaim> {
+async function resumeStage(db: Queryable, deps: CheckingDeps, job: JobRow, stage: StageRow, resend: string | undefined): Promise<StageClaim> {
   const outcome: JobMessageOutcome = { outcome: 'resumed', jobId: job.job_id, stage: job.stage, tasks: stage.total - stage.completed - stage.failed };
   deps.logger.info('stage resumed', { jobId: job.job_id, stage: job.stage, remaining: outcome.tasks });
   // Everything finished while the job was paused: the advance it could not make happens now.
   if (stage.completed + stage.failed >= stage.total) return { kind: 'done', outcome, intents: await advanceStage(db, deps, stage) };
+  // A result committing alongside this resume saw the job not yet PROCESSING, and this
+  // transaction may not see its counts: read them again after commit.
+  deps.stageChecks.push({ jobId: job.job_id, stage: job.stage, probe: true });
   const taskType = deps.registry.job(job.job_type).stages[job.stage - 1]?.task.type ?? '';
   return { kind: 'done', outcome, intents: [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, ...(resend ? { resend } : {}) }] };
 }

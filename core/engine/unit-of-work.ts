@@ -6,7 +6,7 @@ import { emitEvent, recordStageDuration } from '../telemetry';
 import { jobEventIntents } from './job-events';
 import type { Outbox, OutboxIntent } from './outbox';
 import type { AdvanceDeps, TransitionEvent } from './stage-advance';
-import { checkStage, type StageCheck } from './stage-check';
+import { checkStage, probeCallsForCheck, type StageCheck } from './stage-check';
 
 /** What a piece of work sees inside its transaction. */
 export interface WorkScope {
@@ -57,6 +57,7 @@ export class UnitOfWork {
     reportTransitions(events);
     await this.outbox.dispatch(recorded);
     for (const check of stageChecks) {
+      if (check.probe && !(await probeCallsForCheck(this.pool, check))) continue;
       await this.run(async ({ client, deps }) => ({ value: undefined, intents: await checkStage(client, deps, check) }));
     }
     return value;

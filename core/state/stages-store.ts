@@ -2,6 +2,23 @@ import type { StageStatus } from '../../models';
 import type { Queryable } from '../db/pool';
 import type { StageRow } from './rows';
 
+/**
+ * A stage's counts live in its row and in its shard rows (migration 014): a commit adds to the
+ * shard of its backend, so commits from many connections do not queue on one row. Every read of
+ * a stage adds the two; these columns come back from the queries below and are folded here.
+ */
+const SHARD_SUMS = `LEFT JOIN LATERAL (SELECT COALESCE(sum(c.completed), 0)::int AS shard_completed, COALESCE(sum(c.failed), 0)::int AS shard_failed
+                     FROM coremachine.stage_counts c WHERE c.job_id = s.job_id AND c.stage = s.stage) sums ON true`;
+
+/** Shards per stage: enough that 64 connections rarely share one, few enough to sum in one page. */
+const SHARDS = 16;
+
+type WithShardSums = StageRow & { shard_completed: number; shard_failed: number };
+
+function withShardSums({ shard_completed, shard_failed, ...row }: WithShardSums): StageRow {
+  return { ...row, completed: row.completed + shard_completed, failed: row.failed + shard_failed };
+}
+
 export async function insertStage(
   db: Queryable,
   stage: { jobId: string; stage: number; name: string; total: number; maxFailures: number },
@@ -39,41 +56,47 @@ export async function recordStageChunk(
   db: Queryable,
   chunk: { jobId: string; stage: number; fromIndex: number; count: number; digest: string; last?: { maxFailures: number } },
 ): Promise<StageRow | null> {
-  const result = await db.query<StageRow>({
+  const result = await db.query<WithShardSums>({
     name: 'cm_record_stage_chunk',
-    text: `UPDATE coremachine.stages s SET
-             created = s.created + $4, fan_out_digest = $5,
-             creating = NOT $6, total = CASE WHEN $6 THEN s.created + $4 ELSE s.created + $4 + 1 END,
-             max_failures = CASE WHEN $6 THEN $7 ELSE s.max_failures END
-           WHERE s.job_id = $1 AND s.stage = $2 AND s.creating AND s.created = $3 AND s.status = 'PROCESSING'
-             AND EXISTS (SELECT 1 FROM coremachine.jobs j WHERE j.job_id = $1 AND j.status = 'PROCESSING' AND j.stage = $2)
-           RETURNING *`,
+    text: `WITH s AS (
+             UPDATE coremachine.stages s SET
+               created = s.created + $4, fan_out_digest = $5,
+               creating = NOT $6, total = CASE WHEN $6 THEN s.created + $4 ELSE s.created + $4 + 1 END,
+               max_failures = CASE WHEN $6 THEN $7 ELSE s.max_failures END
+             WHERE s.job_id = $1 AND s.stage = $2 AND s.creating AND s.created = $3 AND s.status = 'PROCESSING'
+               AND EXISTS (SELECT 1 FROM coremachine.jobs j WHERE j.job_id = $1 AND j.status = 'PROCESSING' AND j.stage = $2)
+             RETURNING *)
+           SELECT s.*, sums.* FROM s ${SHARD_SUMS}`,
     values: [chunk.jobId, chunk.stage, chunk.fromIndex, chunk.count, chunk.digest, chunk.last !== undefined, chunk.last?.maxFailures ?? 0],
   });
-  return result.rows[0] ?? null;
+  const row = result.rows[0];
+  return row ? withShardSums(row) : null;
 }
 
 export async function findStage(db: Queryable, jobId: string, stage: number): Promise<StageRow | null> {
-  const result = await db.query<StageRow>({
+  const result = await db.query<WithShardSums>({
     name: 'cm_find_stage',
-    text: 'SELECT * FROM coremachine.stages WHERE job_id = $1 AND stage = $2',
+    text: `SELECT s.*, sums.* FROM coremachine.stages s ${SHARD_SUMS} WHERE s.job_id = $1 AND s.stage = $2`,
     values: [jobId, stage],
   });
-  return result.rows[0] ?? null;
+  const row = result.rows[0];
+  return row ? withShardSums(row) : null;
 }
 
 export async function listStages(db: Queryable, jobId: string): Promise<StageRow[]> {
-  const result = await db.query<StageRow>({
+  const result = await db.query<WithShardSums>({
     name: 'cm_list_stages',
-    text: 'SELECT * FROM coremachine.stages WHERE job_id = $1 ORDER BY stage',
+    text: `SELECT s.*, sums.* FROM coremachine.stages s ${SHARD_SUMS} WHERE s.job_id = $1 ORDER BY s.stage`,
     values: [jobId],
   });
-  return result.rows;
+  return result.rows.map(withShardSums);
 }
 
 /**
- * Moves a stage's counters by the completions and failures of one transaction. The row lock this
- * takes serialises concurrent completers, so exactly one of them sees completed + failed = total.
+ * Adds one transaction's completions and failures to its backend's shard of the stage's counts,
+ * and returns the stage with the counts this statement can see: the committed shards of others
+ * plus its own. Concurrent commits do not see each other, so a commit whose view does not reach
+ * the total reads the counts again after it commits (core/engine/stage-check.ts).
  */
 export async function countStageResults(
   db: Queryable,
@@ -82,15 +105,23 @@ export async function countStageResults(
   completed: number,
   failed: number,
 ): Promise<StageRow> {
-  const result = await db.query<StageRow>({
+  const result = await db.query<WithShardSums>({
     name: 'cm_count_stage_results',
-    text: `UPDATE coremachine.stages SET completed = completed + $3, failed = failed + $4
-           WHERE job_id = $1 AND stage = $2 RETURNING *`,
+    // The statement's snapshot does not see its own upsert: its shard is added from RETURNING.
+    text: `WITH mine AS (
+             INSERT INTO coremachine.stage_counts AS c (job_id, stage, shard, completed, failed)
+             VALUES ($1, $2, pg_backend_pid() % ${SHARDS}, $3, $4)
+             ON CONFLICT (job_id, stage, shard) DO UPDATE SET completed = c.completed + EXCLUDED.completed, failed = c.failed + EXCLUDED.failed
+             RETURNING c.shard, c.completed, c.failed)
+           SELECT s.*,
+                  mine.completed + COALESCE((SELECT sum(o.completed) FROM coremachine.stage_counts o WHERE o.job_id = $1 AND o.stage = $2 AND o.shard <> mine.shard), 0)::int AS shard_completed,
+                  mine.failed + COALESCE((SELECT sum(o.failed) FROM coremachine.stage_counts o WHERE o.job_id = $1 AND o.stage = $2 AND o.shard <> mine.shard), 0)::int AS shard_failed
+             FROM coremachine.stages s, mine WHERE s.job_id = $1 AND s.stage = $2`,
     values: [jobId, stage, completed, failed],
   });
   const row = result.rows[0];
   if (!row) throw new Error(`stage ${stage} of job ${jobId} does not exist but has task results`);
-  return row;
+  return withShardSums(row);
 }
 
 /** Compare-and-set on the stage's own status. */
@@ -103,7 +134,14 @@ export async function finishStage(
 ): Promise<StageRow | null> {
   const result = await db.query<StageRow>({
     name: 'cm_finish_stage',
-    text: `UPDATE coremachine.stages SET status = $4, finished_at = GREATEST(now(), started_at)
+    // The shards are folded into the finished stage's row (only if the compare-and-set applies:
+    // the row is locked and re-checked first), so the row's CHECK judges the final counts and a
+    // finished stage keeps no shard rows.
+    text: `WITH target AS (SELECT 1 FROM coremachine.stages WHERE job_id = $1 AND stage = $2 AND status = $3 FOR NO KEY UPDATE),
+                gone AS (DELETE FROM coremachine.stage_counts WHERE job_id = $1 AND stage = $2 AND EXISTS (SELECT 1 FROM target) RETURNING completed, failed)
+           UPDATE coremachine.stages SET status = $4, finished_at = GREATEST(now(), started_at),
+                  completed = completed + COALESCE((SELECT sum(completed) FROM gone), 0),
+                  failed = failed + COALESCE((SELECT sum(failed) FROM gone), 0)
            WHERE job_id = $1 AND stage = $2 AND status = $3 RETURNING *`,
     values: [jobId, stage, from, to],
   });
@@ -132,7 +170,12 @@ export async function reopenStage(db: Queryable, jobId: string, stage: number, f
   });
   await db.query({
     name: 'cm_retry_reopen_stage',
-    text: `UPDATE coremachine.stages SET failed = failed - $3, status = CASE WHEN status = 'FAILED' THEN 'PROCESSING' ELSE status END, finished_at = NULL
+    // Shards folded in first: the failures to uncount may sit in any of them.
+    text: `WITH gone AS (DELETE FROM coremachine.stage_counts WHERE job_id = $1 AND stage = $2 RETURNING completed, failed)
+           UPDATE coremachine.stages SET
+             completed = completed + COALESCE((SELECT sum(completed) FROM gone), 0),
+             failed = failed + COALESCE((SELECT sum(failed) FROM gone), 0) - $3,
+             status = CASE WHEN status = 'FAILED' THEN 'PROCESSING' ELSE status END, finished_at = NULL
            WHERE job_id = $1 AND stage = $2`,
     values: [jobId, stage, failedAgain],
   });
@@ -142,7 +185,8 @@ export async function reopenStage(db: Queryable, jobId: string, stage: number, f
 export async function countFailedOfJob(db: Queryable, jobId: string): Promise<number> {
   const result = await db.query<{ failed: number }>({
     name: 'cm_failed_count_of_job',
-    text: 'SELECT COALESCE(sum(failed), 0)::int AS failed FROM coremachine.stages WHERE job_id = $1',
+    text: `SELECT (COALESCE((SELECT sum(failed) FROM coremachine.stages WHERE job_id = $1), 0)
+                  + COALESCE((SELECT sum(failed) FROM coremachine.stage_counts WHERE job_id = $1), 0))::int AS failed`,
     values: [jobId],
   });
   return result.rows[0]?.failed ?? 0;

@@ -220,7 +220,7 @@ export async function invariantViolations(pool: pg.Pool, tasksPerStage: number):
   await q(
     'stage counters differ from task rows',
     `SELECT s.job_id, s.stage, s.completed, s.failed, c.completed AS real_completed, c.failed AS real_failed
-       FROM coremachine.stages s
+       FROM coremachine.stage_progress s
        JOIN (SELECT job_id, stage, count(*) FILTER (WHERE status = 'COMPLETED')::int AS completed, count(*) FILTER (WHERE status = 'FAILED')::int AS failed
                FROM coremachine.tasks GROUP BY job_id, stage) c USING (job_id, stage)
       WHERE s.completed <> c.completed OR s.failed <> c.failed`,
@@ -229,7 +229,7 @@ export async function invariantViolations(pool: pg.Pool, tasksPerStage: number):
     'COMPLETED job with a wrong result or stage counts',
     `SELECT j.job_id, j.result FROM coremachine.jobs j WHERE j.status = 'COMPLETED'
         AND ((j.result->>'sum')::int <> ${tasksPerStage * tasksPerStage}
-          OR (SELECT count(*) FROM coremachine.stages s WHERE s.job_id = j.job_id AND s.completed = ${tasksPerStage} AND s.total = ${tasksPerStage}) <> 3)`,
+          OR (SELECT count(*) FROM coremachine.stage_progress s WHERE s.job_id = j.job_id AND s.completed = ${tasksPerStage} AND s.total = ${tasksPerStage}) <> 3)`,
   );
   await q(
     'COMPLETED task without its side effect, or with the wrong one',
