@@ -105,6 +105,11 @@ test('a rejection is a payload like any other: publish fans out nothing and the 
   const done = await waitForJob(h().machine, jobId);
   expect(done.status).toBe('COMPLETED');
   expect(done.result).toEqual({ title: 'draft', published: 0, approvedBy: null, outcome: 'rejected' });
+  // Deleting the finished job takes its stored signal with it.
+  const stored = async () => (await db().pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.signals WHERE job_id = $1', [jobId])).rows[0];
+  expect(await stored()).toEqual({ n: 1 });
+  await h().machine.deleteJob(jobId);
+  expect(await stored()).toEqual({ n: 0 });
 });
 
 test('refusals: 400 bad payload or name, 404 unknown job, 409 wrong name, not yet waiting, stopped job', async () => {
