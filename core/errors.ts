@@ -67,6 +67,23 @@ export class InvalidTransitionError extends CoreMachineError {
   }
 }
 
+/**
+ * A signal the job cannot take: it does not wait for that name (never, not yet, or no longer), or
+ * a different payload was delivered under that name before. 409 over HTTP; on the submissions
+ * queue it is dead-lettered at once, since redelivering the same message cannot change the answer.
+ */
+export class SignalRefusedError extends CoreMachineError {
+  override readonly type = 'SignalRefused';
+  override readonly nonRetryable = true;
+  constructor(
+    readonly jobId: string,
+    readonly signal: string,
+    detail: string,
+  ) {
+    super(`job ${jobId} does not accept signal "${signal}": ${detail}`);
+  }
+}
+
 export class JobNotFoundError extends CoreMachineError {
   override readonly type = 'JobNotFoundError';
   override readonly nonRetryable = true;

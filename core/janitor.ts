@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import type { ErrorShape, JobStatus } from '../models';
+import { isSignalStage, type ErrorShape, type JobStatus } from '../models';
 import type { Outbox, OutboxIntent } from './engine/outbox';
 import type { AdvanceDeps } from './engine/stage-advance';
 import { checkStage } from './engine/stage-check';
@@ -183,7 +183,8 @@ async function explain(client: pg.PoolClient, deps: AdvanceDeps, c: StallCandida
     return { job: { ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' }, intents: await checkStage(client, deps, { jobId: c.job_id, stage: c.stage }) };
   }
   if (c.queued > 0) {
-    const taskType = deps.registry.hasJob(c.job_type) ? (deps.registry.job(c.job_type).stages[c.stage - 1]?.task.type ?? '') : '';
+    const stageDefinition = deps.registry.hasJob(c.job_type) ? deps.registry.job(c.job_type).stages[c.stage - 1] : undefined;
+    const taskType = stageDefinition && !isSignalStage(stageDefinition) ? stageDefinition.task.type : '';
     return {
       job: { ...base, reason: `${c.queued} task(s) QUEUED with no progress for ${c.idle_seconds} s`, action: 'resent-task-messages' },
       intents: [{ kind: 'stage_tasks', jobId: c.job_id, stage: c.stage, taskType, resend }],

@@ -1,4 +1,4 @@
-import type { AnyJobDefinition, AnyTaskDefinition, Registration, ScheduleDefinition } from '../models';
+import { isSignalStage, type AnyJobDefinition, type AnyTaskDefinition, type Registration, type ScheduleDefinition } from '../models';
 import { compileSchedule, type RegisteredSchedule } from './schedules/cron-pattern';
 import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, ValidationError, describeZodError } from './errors';
 
@@ -25,7 +25,8 @@ export class Registry {
       if (existing && existing !== job) {
         throw new DuplicateRegistrationError(`job type "${job.type}" is already registered`);
       }
-      for (const stage of job.stages) this.registerTask(stage.task);
+      // A stage waiting for a signal has no task type to register.
+      for (const stage of job.stages) if (!isSignalStage(stage)) this.registerTask(stage.task);
       this.jobs.set(job.type, job);
     }
     return this;

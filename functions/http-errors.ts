@@ -7,6 +7,7 @@ import {
   JobNotFoundError,
   LeaseLostError,
   ScheduleNotFoundError,
+  SignalRefusedError,
   TaskNotFoundError,
   UnknownJobTypeError,
   ValidationError,
@@ -44,7 +45,7 @@ function clientStatusFor(error: unknown): number | undefined {
   if (error instanceof ValidationError) return 400;
   if (error instanceof UnknownJobTypeError || error instanceof JobNotFoundError || error instanceof TaskNotFoundError) return 404;
   if (error instanceof ScheduleNotFoundError) return 404;
-  if (error instanceof InvalidTransitionError || error instanceof LeaseLostError) return 409;
+  if (error instanceof InvalidTransitionError || error instanceof LeaseLostError || error instanceof SignalRefusedError) return 409;
   if (error instanceof CoreMachineError && error.type === 'Unauthorized') return 401;
   if (error instanceof PayloadTooLargeError) return 413;
   return undefined;

@@ -4,6 +4,7 @@ import { deleteRoutes } from './http-delete';
 import { healthRoutes } from './http-health';
 import { jobRoutes } from './http-jobs';
 import { scheduleRoutes } from './http-schedules';
+import { signalRoutes } from './http-signals';
 import { workerRoutes } from './http-workers';
 import type { HttpRoute } from './http-route';
 
@@ -21,4 +22,5 @@ export const httpRoutes: readonly HttpRoute[] = Object.freeze([
   ...workerRoutes,
   ...scheduleRoutes,
   ...deleteRoutes,
+  ...signalRoutes,
 ]);

@@ -220,7 +220,9 @@ export async function taskMessagesHandler(messages: unknown, context: Invocation
 
 /**
  * coremachine-submissions: another system submits `{jobType, parameters}`; same id, validation and
- * idempotency as POST /api/jobs/{jobType}. An invalid submission stores no job: it is recorded in
+ * idempotency as POST /api/jobs/{jobType}. `{jobId, signal, payload}` delivers a signal instead,
+ * with the answers of POST /api/jobs/{jobId}/signals/{name}; one the job refuses (409 over HTTP) is
+ * dead-lettered with its reason at once, never retried. An invalid submission stores no job: it is recorded in
  * dead_letters with the zod issues (GET /api/dead-letters) and logged, then completed, because a
  * Node trigger can only dead-letter with a reason through the preview SDK-binding extension.
  */
@@ -234,8 +236,9 @@ export async function submissionHandler(message: unknown, context: InvocationCon
   const { machine, transport } = await contextOrRetry(context, SUBMISSIONS_QUEUE, item.meta);
   const run = await handled(() => machine.submitFromMessage(decoded.body));
   if (run.ok) {
-    const { job, created } = run.value;
-    context.log(JSON.stringify({ event: 'coremachine.submission.accepted', ...item.meta, jobId: job.jobId, jobType: job.jobType, created }));
+    const { job, created, signal } = run.value;
+    const event = signal ? 'coremachine.signal.accepted' : 'coremachine.submission.accepted';
+    context.log(JSON.stringify({ event, ...item.meta, jobId: job.jobId, jobType: job.jobType, created, ...(signal ? { signal: signal.name, delivered: signal.delivered } : {}) }));
   }
   await settleOne(context, machine, transport, SUBMISSIONS_QUEUE, item, decoded.body, run.ok ? { ok: true } : run);
 }

@@ -1,4 +1,5 @@
 import type { Registration } from '../models';
+import { approvedPublish } from './approved-publish';
 import { helloWorld } from './hello-world';
 import { helloWorldHourly } from './schedules';
 import { wordFrequencies } from './word-frequencies';
@@ -9,8 +10,8 @@ import { wordFrequencies } from './word-frequencies';
  * job type or schedule here, next to the examples.
  */
 export const registration: Registration = {
-  jobs: [helloWorld, wordFrequencies],
+  jobs: [helloWorld, wordFrequencies, approvedPublish],
   schedules: [helloWorldHourly],
 };
 
-export { helloWorld, helloWorldHourly, wordFrequencies };
+export { approvedPublish, helloWorld, helloWorldHourly, wordFrequencies };

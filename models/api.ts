@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { CONTROL_ACTION_NAMES } from './control-actions';
 import { ErrorShape } from './error-shape';
 import { INT4_MAX, integerInput, JobId, JobTypeName, MAX_SAFE_ID, PAGE_LIMITS, safeText, TaskId } from './http-input';
+import { SIGNAL_NAME } from './job-definition';
 import { JobStatus, TaskStatus } from './status';
 
 /** Every error response body: `{error:{type, message, ...}}`. */
@@ -65,3 +66,7 @@ export const JobTypeParams = z.object({ jobType: JobTypeName });
 export const ControlParams = z.object({ jobId: JobId, action: z.enum(CONTROL_ACTION_NAMES) });
 export type ControlParams = z.infer<typeof ControlParams>;
 export const TaskIdParams = z.object({ taskId: TaskId });
+/** POST jobs/{jobId}/signals/{name}: the name as job builders' `.waitFor({ name })` allows it. */
+export const SignalName = z.string().regex(SIGNAL_NAME, `a signal name matches ${String(SIGNAL_NAME)}`);
+export const SignalParams = z.object({ jobId: JobId, name: SignalName });
+export type SignalParams = z.infer<typeof SignalParams>;

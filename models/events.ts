@@ -8,7 +8,8 @@ import type { ErrorShape } from './error-shape';
 export interface EventRecord {
   id: number;
   jobId: string;
-  entity: 'job' | 'stage' | 'task';
+  /** 'signal': a signal was delivered to a waiting stage (migration 013); `signal` names it. */
+  entity: 'job' | 'stage' | 'task' | 'signal';
   stage: number | null;
   taskId: string | null;
   from: string | null;
@@ -16,4 +17,6 @@ export interface EventRecord {
   attempt: number | null;
   error: ErrorShape | null;
   at: Date;
+  /** Only on 'signal' events: the signal's name. */
+  signal?: string;
 }

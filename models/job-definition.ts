@@ -53,6 +53,7 @@ export interface FanOutContext<JP, Prev> {
 }
 
 export interface StageDefinition<JP, Prev, TP extends z.ZodType, TR> {
+  readonly kind?: 'tasks';
   readonly name: string;
   readonly task: TaskDefinition<TP, TR>;
   readonly failurePolicy?: StageFailurePolicy;
@@ -60,11 +61,39 @@ export interface StageDefinition<JP, Prev, TP extends z.ZodType, TR> {
   fanOut(context: FanOutContext<JP, Prev>): TaskSpecs<z.input<TP>> | Promise<TaskSpecs<z.input<TP>>>;
 }
 
-export interface AnyStageDefinition {
+export interface AnyTaskStageDefinition {
+  readonly kind?: 'tasks';
   readonly name: string;
   readonly task: AnyTaskDefinition;
   readonly failurePolicy?: StageFailurePolicy;
   fanOut(context: FanOutContext<unknown, unknown>): TaskSpecs<unknown> | Promise<TaskSpecs<unknown>>;
+}
+
+/**
+ * A stage that runs no tasks: it waits for the named signal (POST jobs/{jobId}/signals/{name},
+ * `coremachine signal`, or a `{jobId, signal, payload}` submission message). The payload, checked
+ * against `payload`, is the stage's one result: `previous` of the next stage or of finalize.
+ * The stage is named after its signal.
+ */
+export interface SignalStageDefinition {
+  readonly kind: 'signal';
+  readonly name: string;
+  readonly signal: { readonly name: string; readonly payload: z.ZodType };
+  /** The stage's deadline (enforced by the deadlines of issue 13, not by the signal itself). */
+  readonly timeoutSeconds?: number;
+}
+
+export type AnyStageDefinition = AnyTaskStageDefinition | SignalStageDefinition;
+
+export function isSignalStage(stage: AnyStageDefinition | undefined): stage is SignalStageDefinition {
+  return stage?.kind === 'signal';
+}
+
+/** The stage of a job type that waits for this signal (1-based), or undefined. */
+export function signalStageOf(job: { readonly stages: readonly AnyStageDefinition[] }, signal: string): { stage: number; definition: SignalStageDefinition } | undefined {
+  const index = job.stages.findIndex((stage) => isSignalStage(stage) && stage.signal.name === signal);
+  const definition = job.stages[index];
+  return isSignalStage(definition) ? { stage: index + 1, definition } : undefined;
 }
 
 export interface FinalizeContext<JP, Prev> {
@@ -85,6 +114,8 @@ export interface JobDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
 export type AnyJobDefinition = JobDefinition<z.ZodType, unknown>;
 
 const TYPE_NAME = /^[a-z][a-z0-9_.-]{0,127}$/;
+/** Signal names: what `POST jobs/{jobId}/signals/{name}` accepts in its path (models/api.ts reads it). */
+export const SIGNAL_NAME = /^[a-z][a-z0-9_.-]{0,63}$/;
 
 function checkTypeName(kind: string, type: string): void {
   if (!TYPE_NAME.test(type)) {
@@ -152,6 +183,31 @@ export class JobBuilder<P extends z.ZodType, Prev> {
     // Erasing the generic types here is what lets user code stay free of casts.
     const erased = stage as unknown as AnyStageDefinition;
     return new JobBuilder<P, TR>(this.type, this.description, this.parameters, [...this.stages, erased]);
+  }
+
+  /**
+   * A stage that waits for the signal `name` instead of running tasks: no task, no message and no
+   * timer while it waits. Its payload, validated by `payload`, becomes the one element of
+   * `previous` for the next stage (or finalize). `timeoutSeconds` is the stage's deadline.
+   */
+  waitFor<S extends z.ZodType>(signal: { name: string; payload: S; timeoutSeconds?: number }): JobBuilder<P, z.output<S>> {
+    if (!SIGNAL_NAME.test(signal.name)) throw new TypeError(`job type "${this.type}": signal name "${signal.name}" must match ${String(SIGNAL_NAME)}`);
+    if (this.stages.some((existing) => existing.name === signal.name)) {
+      throw new TypeError(`job type "${this.type}" already has a stage named "${signal.name}"`);
+    }
+    // One stage per signal name: a delivered signal is stored once per job, under its name.
+    if (signalStageOf({ stages: this.stages }, signal.name)) throw new TypeError(`job type "${this.type}" already waits for signal "${signal.name}"`);
+    const { timeoutSeconds } = signal;
+    if (timeoutSeconds !== undefined && !(Number.isFinite(timeoutSeconds) && timeoutSeconds > 0)) {
+      throw new TypeError(`job type "${this.type}": timeoutSeconds of signal "${signal.name}" must be a positive number`);
+    }
+    const stage: SignalStageDefinition = {
+      kind: 'signal',
+      name: signal.name,
+      signal: { name: signal.name, payload: signal.payload },
+      ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }),
+    };
+    return new JobBuilder<P, z.output<S>>(this.type, this.description, this.parameters, [...this.stages, stage]);
   }
 
   finalize<R>(finalize: (context: FinalizeContext<z.output<P>, Prev>) => R | Promise<R>): JobDefinition<P, R> {

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { IdempotencyKey } from './idempotency';
+import { JobId } from './http-input';
+import { SIGNAL_NAME } from './job-definition';
 
 /** Queue messages are pointers into Postgres: small enough that no payload nears the 256 KB limit. */
 export const JobQueueMessage = z.strictObject({
@@ -38,3 +40,19 @@ export const JobSubmissionMessage = z.strictObject({
   idempotencyKey: IdempotencyKey.optional(),
 });
 export type JobSubmissionMessage = z.infer<typeof JobSubmissionMessage>;
+
+/**
+ * A signal delivered by message on the submissions queue instead of HTTP: same validation and
+ * answers as POST jobs/{jobId}/signals/{name}. Told apart from a job submission by its `signal` key.
+ */
+export const SignalMessage = z.strictObject({
+  jobId: JobId,
+  signal: z.string().regex(SIGNAL_NAME, `a signal name matches ${String(SIGNAL_NAME)}`),
+  payload: z.unknown(),
+});
+export type SignalMessage = z.infer<typeof SignalMessage>;
+
+/** True for a submissions-queue body that means to be a signal (it may still be malformed). */
+export function isSignalMessageBody(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && !Array.isArray(body) && 'signal' in body;
+}

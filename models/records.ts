@@ -47,6 +47,8 @@ export const StageProgress = z.object({
   failed: z.number().int().min(0),
   startedAt: z.date().nullable(),
   finishedAt: z.date().nullable(),
+  /** Only on a stage that waits for a signal (`.waitFor`): the signal's name. Total 1, completed 1 once it arrived. */
+  signal: z.string().optional(),
 });
 export type StageProgress = z.infer<typeof StageProgress>;
 

@@ -195,6 +195,41 @@ test('--file submits parameters from a file; --watch on a TTY redraws in place; 
   expect(await cli(['retry', jobId])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: InvalidTransitionError \(HTTP 409\)/) as unknown });
 });
 
+test('signal: a waiting approved_publish job is approved from the CLI; refusals exit 1 with the API error, usage errors 2', async () => {
+  const submitted = await cli(['submit', 'approved_publish', '--params', '{"title": "cli", "pages": 2}']);
+  expect(submitted.code).toBe(0);
+  const jobId = submittedId(submitted.stdout);
+  let status = await cli(['status', jobId]);
+  for (const deadline = Date.now() + 15_000; !status.stdout.includes('waiting for signal') && Date.now() < deadline; status = await cli(['status', jobId])) {
+    await new Promise((resolve) => setTimeout(resolve, 30));
+  }
+  expect(status.stdout).toContain(`waiting for signal "approval" at stage 2: coremachine signal ${jobId} approval --data '{...}'`);
+
+  const bad = await cli(['signal', jobId, 'approval', '--data', '{"approved": "yes"}']);
+  expect(bad).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^error: ValidationError \(HTTP 400\): invalid payload for signal "approval"/) as unknown });
+  const wrong = await cli(['signal', jobId, 'sign-off', '--data', '{}']);
+  expect(wrong).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: SignalRefused \(HTTP 409\)/) as unknown });
+  expect(await cli(['signal', '0'.repeat(64), 'approval', '--data', '{}'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: JobNotFoundError \(HTTP 404\)/) as unknown });
+  for (const args of [['signal', jobId, 'approval'], ['signal', jobId, '--data', '{}'], ['signal', jobId, 'approval', '--data', '{no json']]) {
+    expect({ args, code: (await cli(args)).code }).toEqual({ args, code: 2 });
+  }
+
+  const file = path.join(tmp, 'approval.json');
+  writeFileSync(file, JSON.stringify({ approvedBy: 'cli-user', approved: true }));
+  const sent = await cli(['signal', jobId, 'approval', '--file', file]);
+  expect(sent.code).toBe(0);
+  expect(sent.stdout).toMatch(new RegExp(`^signal approval delivered: approved_publish job ${jobId} is (QUEUED|PROCESSING|COMPLETED) at stage 3 of 3\n$`));
+  const again = await cli(['signal', jobId, 'approval', '--data', '{"approved": true, "approvedBy": "cli-user"}']);
+  expect(again).toMatchObject({ code: 0, stdout: expect.stringMatching(/^signal approval was already delivered with this payload/) as unknown });
+
+  let done = JSON.parse((await cli(['status', jobId, '--json'])).stdout) as { status: string; result: unknown };
+  for (const deadline = Date.now() + 15_000; done.status !== 'COMPLETED' && Date.now() < deadline; done = JSON.parse((await cli(['status', jobId, '--json'])).stdout) as typeof done) {
+    await new Promise((resolve) => setTimeout(resolve, 30));
+  }
+  expect(done).toMatchObject({ status: 'COMPLETED', result: { published: 2, approvedBy: 'cli-user', outcome: 'published' } });
+  expect((await cli(['events', jobId])).stdout).toMatch(/\bsignal\s+2\s+approval\s+WAITING → RECEIVED/);
+});
+
 test('the TTY progress display clears every row it drew, including wrapped ones, and skips unchanged frames', () => {
   const out: string[] = [];
   const display = new ProgressDisplay({ out: (text) => out.push(text), err: () => undefined, isTTY: true, columns: 10, env: {} });

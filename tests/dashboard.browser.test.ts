@@ -371,4 +371,32 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     await row.getByRole('button', { name: 'Resume' }).waitFor();
     expect((await api<{ schedules: Array<{ name: string; paused: boolean }> }>('schedules')).schedules.find((s) => s.name === 'hello_world_hourly')?.paused).toBe(true);
   });
+
+  test('a job waiting for approval shows "Waiting for approval" and a form: a bad payload is refused with its issues, a good one advances the job', async () => {
+    await page.goto(`${server.url}/api/dashboard?code=${KEY}#/`);
+    await submitFromPage('approved_publish', '{"title": "browser", "pages": 2}');
+    await page.waitForURL(/#\/jobs\/[0-9a-f]{64}$/);
+    const jobId = jobIdFromUrl();
+    const panel = page.locator('#signal-panel');
+    await panel.waitFor();
+    expect(await page.locator('#signal-heading').textContent()).toBe('Waiting for approval');
+    expect(await page.locator('#stages .stage[data-stage="2"]').textContent()).toContain('waiting for signal "approval"');
+    // The form survives polling: what is typed stays while the page refreshes the job.
+    await page.locator('#signal-payload').fill('{"approved": "yes"}');
+    await page.waitForTimeout(1500);
+    expect(await page.locator('#signal-payload').inputValue()).toBe('{"approved": "yes"}');
+    await page.getByRole('button', { name: 'Send approval' }).click();
+    await page.locator('#signal-out .error-box', { hasText: 'ValidationError' }).waitFor();
+    expect(await page.locator('#signal-out pre').textContent()).toContain('approvedBy');
+    expect((await api<{ status: string; stage: number }>(`jobs/${jobId}`)).stage).toBe(2);
+
+    await page.locator('#signal-payload').fill('{"approvedBy": "browser-user", "approved": true}');
+    await page.getByRole('button', { name: 'Send approval' }).click();
+    await page.locator('#job-heading[data-status="COMPLETED"]').waitFor();
+    expect(await panel.isHidden()).toBe(true);
+    expect(await page.locator('#stages .stage[data-stage="2"]').textContent()).toContain('signal "approval" received');
+    expect(await page.locator('#result').textContent()).toContain('"approvedBy": "browser-user"');
+    await page.locator('#event-rows tr[data-entity="signal"]', { hasText: 'WAITING → RECEIVED' }).waitFor();
+    expect(await page.locator('#event-rows tr[data-entity="signal"]').textContent()).toContain('approval');
+  });
 });

@@ -7,6 +7,7 @@ import { createAppContext, getAppContext, setAppContext, setTransportFactory } f
 import { dashboardHandler } from '../functions/http-dashboard';
 import { deleteJobHandler } from '../functions/http-delete';
 import { healthHandler } from '../functions/http-health';
+import { signalJobHandler } from '../functions/http-signals';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
 import { deadLetterHandler, jobMessageHandler, submissionHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
 import { controlJobHandler, listDeadLettersHandler, listEventsHandler } from '../functions/http-control';
@@ -106,7 +107,7 @@ async function driveToEnd(jobId: string, machine: CoreMachine = h.machine, trans
 
 test('registrations: routes split by method, function-key auth on jobs, anonymous health, both queues', () => {
   const http = httpRegistrations.map(([name, o]) => [name, o.methods, o.route, o.authLevel, o.handler]);
-  expect(http).toHaveLength(17);
+  expect(http).toHaveLength(18);
   expect(http.filter(([name]) => String(name).startsWith('workers-')).map(([, methods, route]) => [methods, route])).toEqual([
     [['POST'], 'workers/claim'],
     [['POST'], 'workers/tasks/{taskId}/heartbeat'],
@@ -130,6 +131,7 @@ test('registrations: routes split by method, function-key auth on jobs, anonymou
       ['dead-letters', ['GET'], 'dead-letters', 'function', listDeadLettersHandler],
       ['dashboard', ['GET'], 'dashboard', 'function', dashboardHandler],
       ['jobs-delete', ['DELETE'], 'jobs/{jobId}', 'function', deleteJobHandler],
+      ['jobs-signal', ['POST'], 'jobs/{jobId}/signals/{name}', 'function', signalJobHandler],
     ]),
   );
   const queues = queueRegistrations.map(([name, o]) => [name, o.queueName, o.connection, o.cardinality, o.handler]);

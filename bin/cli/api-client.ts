@@ -39,7 +39,7 @@ export class ApiClient {
     return (await this.send<T>(method, path, body)).body;
   }
 
-  private async send<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, extra: { headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ status: number; body: T }> {
+  private async send<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, extra: { headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ status: number; body: T; headers: Headers }> {
     const headers: Record<string, string> = { ...extra.headers };
     if (this.options.functionKey) headers['x-functions-key'] = this.options.functionKey;
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -59,7 +59,7 @@ export class ApiClient {
       throw new ApiError(response.status, { type: 'BadResponse', message: `HTTP ${response.status} with a body that is not JSON: ${text.slice(0, 200)}` });
     }
     if (!response.ok) throw new ApiError(response.status, errorFrom(parsed, response.status));
-    return { status: response.status, body: parsed as T };
+    return { status: response.status, body: parsed as T, headers: response.headers };
   }
 
   /** created is false when the same type, parameters (and idempotency key) were submitted before (200, not 202). */
@@ -97,6 +97,13 @@ export class ApiClient {
 
   control(jobId: string, action: ControlAction): Promise<JobJson> {
     return this.request('POST', `jobs/${encodeURIComponent(jobId)}/${action}`);
+  }
+
+  /** delivered is false when the same signal with the same payload was delivered before (still 200). */
+  async signal(jobId: string, name: string, payload: unknown): Promise<{ job: JobJson; delivered: boolean }> {
+    const path = `jobs/${encodeURIComponent(jobId)}/signals/${encodeURIComponent(name)}`;
+    const { body, headers } = await this.send<JobJson>('POST', path, payload);
+    return { job: body, delivered: headers.get('x-coremachine-signal') !== 'repeated' };
   }
 
   /** Deletes a finished job and all its rows; the counts say what went. */

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { DEFAULT_API_URL, remoteSettings } from '../../core/config';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ApiClient, ApiError, type EventJson } from './api-client';
@@ -8,6 +7,9 @@ import { renderStages } from './progress';
 import { printOutcome, watchJob } from './watch';
 import { waitForJob } from './wait';
 import { controlSchedule, listSchedules } from './schedules';
+import { jsonFromFlags } from './json-input';
+import { sendSignal } from './signal';
+import { awaitedSignal } from '../../models/signal-wait';
 import { CONTROL_ACTION_NAMES, isControlAction, type ControlAction } from '../../models/control-actions';
 
 
@@ -22,13 +24,14 @@ const USAGE_LINES: Record<string, [string, string]> = {
   schedules: ['schedules [--json]', 'declared schedules: next and last fire, last job'],
   schedule: ['schedule pause|resume <name>', 'pause or resume a schedule'],
   delete: ['delete <jobId>', 'delete a finished job and all its rows'],
+  signal: ['signal <jobId> <name> --data JSON | --file F', 'deliver a signal to the stage waiting for it'],
 };
 /** Usage lines with the synopses in one column (run-cli's local commands use it too). */
 export function usageLine(synopsis: string, meaning: string): string {
   return `  ${synopsis.padEnd(54)} ${meaning}`;
 }
 export const REMOTE_USAGE: readonly string[] = Object.values(USAGE_LINES).map(([synopsis, meaning]) => usageLine(synopsis, meaning));
-export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTION_NAMES, 'schedules', 'schedule', 'delete'];
+export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTION_NAMES, 'schedules', 'schedule', 'delete', 'signal'];
 export const REMOTE_OPTIONS_USAGE = `remote options: --url URL (env COREMACHINE_URL, default ${DEFAULT_API_URL}), --key KEY (env COREMACHINE_FUNCTION_KEY)`;
 
 type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
@@ -113,6 +116,8 @@ async function dispatch(command: string, args: readonly string[], io: CliIo): Pr
       return controlSchedule(args, io, parse);
     case 'delete':
       return deleteJob(args, io);
+    case 'signal':
+      return sendSignal(args, io, parse);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
@@ -123,21 +128,7 @@ async function submit(args: readonly string[], io: CliIo): Promise<number> {
   const options = { params: { type: 'string' }, file: { type: 'string' }, watch: { type: 'boolean' }, wait: { type: 'boolean' }, 'idempotency-key': { type: 'string' } } as const;
   const { values, positionals, clientFor } = parse(args, options, ['jobType']);
   if (values.watch === true && values.wait === true) throw new UsageError('give at most one of --watch and --wait');
-  const params = str(values, 'params');
-  const file = str(values, 'file');
-  if ((params === undefined) === (file === undefined)) throw new UsageError('give the parameters with exactly one of --params JSON or --file F');
-  let text: string;
-  try {
-    text = params ?? readFileSync(file ?? '', 'utf8');
-  } catch (error) {
-    throw new UsageError(`cannot read --file ${file}: ${error instanceof Error ? error.message : String(error)}`);
-  }
-  let parameters: unknown;
-  try {
-    parameters = JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(`${params === undefined ? `--file ${file}` : '--params'} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
-  }
+  const parameters = jsonFromFlags({ flag: 'params', value: str(values, 'params') }, str(values, 'file'));
   const client = clientFor(io);
   const { job, created } = await client.submit(positionals[0] ?? '', parameters, str(values, 'idempotency-key'));
   io.out(
@@ -170,6 +161,8 @@ async function status(args: readonly string[], io: CliIo): Promise<number> {
       '',
     ].join('\n'),
   );
+  const awaited = awaitedSignal(job);
+  if (awaited) io.out(`waiting for signal "${awaited.name}" at stage ${awaited.stage}: coremachine signal ${job.jobId} ${awaited.name} --data '{...}'\n`);
   if (job.error || job.result !== null) printOutcome(job, io);
   return 0;
 }
@@ -218,7 +211,7 @@ async function events(args: readonly string[], io: CliIo): Promise<number> {
     afterId = last.id;
   }
   const rows = all.map((e) => [
-    String(e.id), formatTime(e.at), e.entity, e.stage === null ? '' : String(e.stage), shortTaskId(jobId, e.taskId),
+    String(e.id), formatTime(e.at), e.entity, e.stage === null ? '' : String(e.stage), e.signal ?? shortTaskId(jobId, e.taskId),
     `${e.from ?? '∅'} → ${e.to}`, e.attempt === null ? '' : String(e.attempt), errorCell(e.error),
   ]);
   io.out(`${table(['ID', 'AT', 'ENTITY', 'STAGE', 'TASK', 'TRANSITION', 'ATTEMPT', 'ERROR'], rows)}\n`);

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { IdempotencyKey, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
+import { IdempotencyKey, isSignalMessageBody, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, SignalMessage, signalStageOf, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { assertSchemaVersion } from '../db/migrator';
-import { ConfigurationError, JobNotFoundError, MalformedMessageError, ValidationError, describeZodError } from '../errors';
+import { ConfigurationError, JobNotFoundError, MalformedMessageError, SignalRefusedError, ValidationError, describeZodError } from '../errors';
 import { computeJobId } from '../identity';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
@@ -30,6 +30,7 @@ import { Schedules, type ScheduleSweepOptions } from '../schedules/schedules';
 import { TaskBatches, type TaskMessageOutcome } from './task-batch';
 import { messageAttributes, type MessageMeta } from './message-meta';
 import { UnitOfWork, type WorkScope } from './unit-of-work';
+import { acceptSignal } from './signal-stage';
 
 export type { MessageMeta } from './message-meta';
 
@@ -130,10 +131,40 @@ export class CoreMachine {
    * issues) or UnknownJobTypeError, both non-retryable: the transport dead-letters them and nothing
    * is stored.
    */
-  async submitFromMessage(body: unknown): Promise<{ job: JobView; created: boolean }> {
+  async submitFromMessage(body: unknown): Promise<{ job: JobView; created: boolean; signal?: { name: string; delivered: boolean } }> {
+    // `{jobId, signal, payload}` on the same queue delivers a signal, with the HTTP route's answers.
+    if (isSignalMessageBody(body)) {
+      const message = SignalMessage.safeParse(body);
+      if (!message.success) throw new ValidationError(`signal message must be {jobId, signal, payload}: ${describeZodError(message.error)}`, message.error.issues);
+      const { job, delivered } = await this.deliverSignal(message.data.jobId, message.data.signal, message.data.payload);
+      return { job, created: false, signal: { name: message.data.signal, delivered } };
+    }
     const parsed = JobSubmissionMessage.safeParse(body);
     if (!parsed.success) throw new ValidationError(`submission message must be {jobType, parameters, idempotencyKey?}: ${describeZodError(parsed.error)}`, parsed.error.issues);
     return this.submitJob(parsed.data.jobType, parsed.data.parameters, { idempotencyKey: parsed.data.idempotencyKey });
+  }
+
+  /**
+   * Delivers the signal `name` to the job's stage that waits for it (POST jobs/{jobId}/signals/{name}).
+   * The payload is checked against that stage's schema first (ValidationError, 400); then the job
+   * must be at that stage and still waiting (SignalRefusedError, 409). `delivered` is false for a
+   * repeat of a delivered signal with the same payload, which changes nothing; a different payload
+   * is refused. The stored payload is the stage's result for the next stage and finalize.
+   */
+  async deliverSignal(jobId: string, name: string, payload: unknown): Promise<{ job: JobView; delivered: boolean }> {
+    const row = await findJob(this.pool, jobId);
+    if (!row) throw new JobNotFoundError(jobId);
+    const waiting = signalStageOf(this.registry.job(row.job_type), name);
+    if (!waiting) throw new SignalRefusedError(jobId, name, `job type "${row.job_type}" has no stage that waits for it`);
+    const parsed = waiting.definition.signal.payload.safeParse(payload);
+    if (!parsed.success) throw new ValidationError(`invalid payload for signal "${name}": ${describeZodError(parsed.error)}`, parsed.error.issues);
+    const signal = { jobId, name, stage: waiting.stage, payload: parsed.data };
+    const delivered = await this.unitOfWork.run(async ({ client, deps }) => {
+      const accepted = await acceptSignal(client, deps, signal);
+      return { value: accepted.delivered, intents: accepted.intents };
+    });
+    if (!delivered) this.logger.info('signal repeated: already delivered with the same payload', { jobId, signal: name });
+    return { job: await this.getJob(jobId), delivered };
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { AnyJobDefinition, JobView, StageProgress } from '../../models';
+import { isSignalStage, type AnyJobDefinition, type JobView, type StageProgress } from '../../models';
 import { toJobRecord, toStageProgress, type JobRow, type StageRow } from '../state/rows';
 
 /**
@@ -12,16 +12,18 @@ export function buildJobView(job: JobRow, stageRows: readonly StageRow[], defini
   const declared = Math.max(job.total_stages, ...stageRows.map((row) => row.stage));
   const stages: StageProgress[] = [];
   for (let stage = 1; stage <= declared; stage++) {
+    const declaredStage = definition?.stages[stage - 1];
     stages.push(
       started.get(stage) ?? {
         stage,
-        name: definition?.stages[stage - 1]?.name ?? `stage ${stage}`,
+        name: declaredStage?.name ?? `stage ${stage}`,
         status: 'PENDING',
         total: 0,
         completed: 0,
         failed: 0,
         startedAt: null,
         finishedAt: null,
+        ...(isSignalStage(declaredStage) ? { signal: declaredStage.signal.name } : {}),
       },
     );
   }

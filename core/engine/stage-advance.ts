@@ -9,7 +9,7 @@ import type { StageRow } from '../state/rows';
 import { countFailedOfJob, finishStage } from '../state/stages-store';
 import { cancelQueuedTasks, listFailedTasks } from '../state/tasks-store';
 import type { OutboxIntent } from './outbox';
-import { PagedStageResults } from './stage-results';
+import { stageResultsOf } from './stage-results';
 
 export interface AdvanceDeps {
   registry: Registry;
@@ -56,7 +56,7 @@ export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: S
   }
 
   const definition = deps.registry.job(job.job_type);
-  const previous = new PagedStageResults<unknown>(db, job.job_id, stageRow.stage, stageRow.completed);
+  const previous = stageResultsOf<unknown>(db, stageRow);
   let result: unknown;
   try {
     result = await definition.finalize({ jobId: job.job_id, parameters: job.parameters, previous });

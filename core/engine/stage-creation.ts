@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type pg from 'pg';
-import { maxToleratedFailures, type AnyStageDefinition } from '../../models';
+import { isSignalStage, maxToleratedFailures, type AnyTaskStageDefinition, type StageResults } from '../../models';
 import { isTransientDatabaseError } from '../db/transient-errors';
 import { errorToShape, FanOutError } from '../errors';
 import { computeTaskId } from '../identity';
@@ -11,7 +11,7 @@ import type { OutboxIntent } from './outbox';
 import { failJob } from './stage-advance';
 import type { CheckingDeps } from './stage-check';
 import type { JobMessageOutcome } from './stage-start';
-import { NO_RESULTS, PagedStageResults } from './stage-results';
+import { NO_RESULTS, stageResultsOf } from './stage-results';
 import type { UnitOfWork } from './unit-of-work';
 import type { Registry } from '../registry';
 
@@ -37,7 +37,7 @@ class ChunkSuperseded extends Error {
  * the last chunk commits its total holds one place open (migration 008), and that last chunk sets
  * the real total and failure tolerance and makes the advance the completions could not.
  */
-export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definition: AnyStageDefinition, job: JobRow, stage: StageRow, resend?: string): Promise<JobMessageOutcome> {
+export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definition: AnyTaskStageDefinition, job: JobRow, stage: StageRow, resend?: string): Promise<JobMessageOutcome> {
   const base = { jobId: job.job_id, stage: job.stage };
   const remote = definition.task.execution === 'remote';
   const taskType = definition.task.type;
@@ -105,24 +105,26 @@ function finishCreation(deps: CheckingDeps, job: JobRow, stage: StageRow, stageN
   return [];
 }
 
-export function stageDefinitionOf(registry: Registry, job: JobRow): AnyStageDefinition {
+export function stageDefinitionOf(registry: Registry, job: JobRow): AnyTaskStageDefinition {
   const definition = registry.job(job.job_type).stages[job.stage - 1];
   if (!definition) throw new Error(`job type "${job.job_type}" has no stage ${job.stage}`);
+  // claimStage starts a waiting stage itself (signal-stage.ts): it never has tasks to create.
+  if (isSignalStage(definition)) throw new Error(`stage ${job.stage} of job type "${job.job_type}" waits for a signal and has no tasks`);
   return definition;
 }
 
 /** A fan-out that throws (or stops reproducing its tasks) fails the job; a database fault does not. */
-async function failFanOut(uow: UnitOfWork, definition: AnyStageDefinition, job: JobRow, error: unknown): Promise<JobMessageOutcome> {
+async function failFanOut(uow: UnitOfWork, definition: AnyTaskStageDefinition, job: JobRow, error: unknown): Promise<JobMessageOutcome> {
   if (isTransientDatabaseError(error)) throw error;
   const failure = new FanOutError(`fan-out of stage ${job.stage} ("${definition.name}") failed: ${errorToShape(error).message}`, { cause: error });
   await uow.run(async ({ client, deps }) => ({ value: await failJob(client, deps, job.job_id, job.stage, errorToShape(failure, { stage: job.stage })) }));
   return { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: failure.message };
 }
 
-async function previousResults(pool: pg.Pool, jobId: string, stage: number): Promise<PagedStageResults<unknown>> {
+async function previousResults(pool: pg.Pool, jobId: string, stage: number): Promise<StageResults<unknown>> {
   const row = await findStage(pool, jobId, stage);
   if (!row) throw new Error(`stage ${stage} of job ${jobId} has no record but stage ${stage + 1} is starting`);
-  return new PagedStageResults(pool, jobId, stage, row.completed);
+  return stageResultsOf(pool, row);
 }
 
 /** The fan-out's specs as JSON, a chunk at a time, hashed in order; one spec read ahead to know the end. */

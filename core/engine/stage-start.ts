@@ -1,4 +1,4 @@
-import { maxToleratedFailures, type JobQueueMessage } from '../../models';
+import { isSignalStage, maxToleratedFailures, type JobQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
 import { InvalidTransitionError, JobNotFoundError, MalformedMessageError } from '../errors';
 import { findJob, transitionJob } from '../state/jobs-store';
@@ -6,6 +6,7 @@ import type { JobRow, StageRow } from '../state/rows';
 import { findStage, insertCreatingStage } from '../state/stages-store';
 import { advanceStage } from './stage-advance';
 import type { CheckingDeps } from './stage-check';
+import { startWaitingStage } from './signal-stage';
 import type { OutboxIntent } from './outbox';
 
 export type JobMessageOutcome =
@@ -42,6 +43,7 @@ export async function claimStage(db: Queryable, deps: CheckingDeps, message: Job
   const existing = await findStage(db, job.job_id, job.stage);
   if (existing?.creating) return { kind: 'create', job, stage: existing, ...(message.resend ? { resend: message.resend } : {}) };
   if (existing) return resumeStage(db, deps, job, existing, message.resend);
+  if (isSignalStage(stageDefinition)) return startWaitingStage(db, deps, job, stageDefinition);
   // Until the last chunk sets the real tolerance, none that the final total could allow is
   // exceeded early: the bound by count when the policy has one, else no bound yet.
   const bound = maxToleratedFailures(stageDefinition.failurePolicy, MAX_TASKS_PER_STAGE);
@@ -65,10 +67,13 @@ async function resumeStage(db: Queryable, deps: CheckingDeps, job: JobRow, stage
   deps.logger.info('stage resumed', { jobId: job.job_id, stage: job.stage, remaining: outcome.tasks });
   // Everything finished while the job was paused: the advance it could not make happens now.
   if (stage.completed + stage.failed >= stage.total) return { kind: 'done', outcome, intents: await advanceStage(db, deps, stage) };
+  const definition = deps.registry.job(job.job_type).stages[job.stage - 1];
+  // A stage still waiting for its signal has nothing to dispatch: it keeps waiting.
+  if (isSignalStage(definition)) return { kind: 'done', outcome, intents: [] };
   // A result committing alongside this resume saw the job not yet PROCESSING, and this
   // transaction may not see its counts: read them again after commit.
   deps.stageChecks.push({ jobId: job.job_id, stage: job.stage, probe: true });
-  const taskType = deps.registry.job(job.job_type).stages[job.stage - 1]?.task.type ?? '';
+  const taskType = definition?.task.type ?? '';
   return { kind: 'done', outcome, intents: [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, ...(resend ? { resend } : {}) }] };
 }
 

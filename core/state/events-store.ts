@@ -11,7 +11,7 @@ export async function listEvents(
 ): Promise<EventRecord[]> {
   const result = await db.query<{
     id: string; job_id: string; entity: EventRecord['entity']; stage: number | null; task_id: string | null;
-    from_status: string | null; to_status: string; attempt: number | null; error: ErrorShape | null; at: Date;
+    from_status: string | null; to_status: string; attempt: number | null; error: ErrorShape | null; at: Date; detail: { signal?: unknown } | null;
   }>({
     // One prepared statement per order; both are a range scan of events_job_idx (job_id, id) from either end.
     name: page.order === 'desc' ? 'cm_list_events_desc' : 'cm_list_events',
@@ -29,5 +29,7 @@ export async function listEvents(
     attempt: row.attempt,
     error: row.error,
     at: row.at,
+    // A delivered signal's event names it (migration 013 writes it into detail).
+    ...(row.entity === 'signal' && typeof row.detail?.signal === 'string' ? { signal: row.detail.signal } : {}),
   }));
 }

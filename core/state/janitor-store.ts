@@ -81,6 +81,9 @@ export async function listStallCandidates(db: Queryable, stallAfterMs: number, l
              LEFT JOIN coremachine.tasks t ON t.job_id = j.job_id AND t.stage = j.stage
             WHERE j.status IN ('QUEUED','PROCESSING')
               AND GREATEST(last.at, j.nudged_at) < now() - make_interval(secs => $1::float8 / 1000)
+              -- A stage waiting for its signal (migration 013) is idle by design, not stalled.
+              AND NOT EXISTS (SELECT 1 FROM coremachine.stages w WHERE w.job_id = j.job_id AND w.stage = j.stage
+                                AND w.signal IS NOT NULL AND w.status = 'PROCESSING' AND w.completed = 0)
             GROUP BY j.job_id, last.at
            HAVING GREATEST(last.at, j.nudged_at, max(t.started_at), max(t.finished_at)) < now() - make_interval(secs => $1::float8 / 1000)
             ORDER BY GREATEST(last.at, max(t.started_at), max(t.finished_at)) LIMIT $2`,

@@ -30,6 +30,8 @@ export interface StageRow {
   creating: boolean;
   created: number;
   fan_out_digest: string | null;
+  /** The signal a waiting stage waits for (migration 013); null for a stage of tasks. */
+  signal?: string | null;
   started_at: Date | null;
   finished_at: Date | null;
 }
@@ -92,6 +94,7 @@ export function toStageProgress(row: StageRow): StageProgress {
     failed: row.failed,
     startedAt: row.started_at,
     finishedAt: finishedNotBefore(row.started_at, row.finished_at),
+    ...(row.signal ? { signal: row.signal } : {}),
   };
 }
 

@@ -39,7 +39,8 @@ export function eventsPanel(jobId: string): EventsPanel {
     el('div', { class: 'pager' }, older));
 
   function row(e: EventJson): HTMLElement {
-    const task = e.taskId?.startsWith(`${jobId}-`) ? e.taskId.slice(jobId.length + 1) : e.taskId;
+    // A signal's event names the signal where a task's names the task.
+    const task = e.signal ?? (e.taskId?.startsWith(`${jobId}-`) ? e.taskId.slice(jobId.length + 1) : e.taskId);
     return el('tr', { 'data-entity': e.entity, 'data-event-id': e.id },
       el('td', { class: 'num' }, String(e.id)), el('td', {}, timeCell(e.at)), el('td', {}, e.entity),
       el('td', { class: 'num' }, e.stage === null ? '' : String(e.stage)), el('td', { class: 'mono', title: e.taskId ?? '' }, task ?? ''),

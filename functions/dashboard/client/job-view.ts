@@ -6,6 +6,7 @@ import { between, formatDuration, json } from './format';
 import { eventsPanel } from './job-events';
 import { tasksPanel } from './job-tasks';
 import { poller } from './poller';
+import { signalPanel } from './signal-form';
 import { announce, badge, confirmAction, errorBox, markUpdated, timeCell } from './ui';
 import type { View } from './view';
 import type { JobJson } from './wire';
@@ -49,6 +50,7 @@ export function jobView(root: HTMLElement, jobId: string): View {
   const parameters = el('pre', { id: 'parameters' }, '…');
   const tasks = tasksPanel(jobId, () => job);
   const events = eventsPanel(jobId);
+  const signal = signalPanel(jobId, () => poll.kick());
 
   root.append(
     el('p', {}, el('a', { href: '#/' }, '← All jobs')),
@@ -56,6 +58,7 @@ export function jobView(root: HTMLElement, jobId: string): View {
       heading, el('p', { class: 'mono muted' }, jobId), statusLine, pageOut,
       el('div', { class: 'actions', role: 'group', 'aria-label': 'Job controls' }, Object.values(buttons), deleteButton),
       actionOut, el('h3', {}, 'Summary'), summary),
+    signal.section,
     el('section', { class: 'panel', 'aria-labelledby': 'stages-heading' }, el('h3', { id: 'stages-heading' }, 'Stages'), stages),
     el('section', { class: 'panel', 'aria-labelledby': 'outcome-heading' }, el('h3', { id: 'outcome-heading' }, 'Result or error'), outcome),
     tasks.section,
@@ -80,7 +83,8 @@ export function jobView(root: HTMLElement, jobId: string): View {
     }
     const done = s.completed + s.failed;
     const pct = (count: number) => `${s.total === 0 ? (count === s.completed ? 100 : 0) : (100 * count) / s.total}%`;
-    const text = `${s.completed}/${s.total} completed · ${s.failed} failed`;
+    // A stage that waits for a signal has no tasks: say what it waits for instead of counting.
+    const text = s.signal ? (s.completed > 0 ? `signal "${s.signal}" received` : `waiting for signal "${s.signal}"`) : `${s.completed}/${s.total} completed · ${s.failed} failed`;
     return el('div', { class: 'stage', 'data-stage': n, 'data-status': s.status },
       el('div', {}, el('strong', {}, `Stage ${n} · ${s.name}`), ' ', badge(s.status)),
       el('div', { class: 'bar', role: 'progressbar', 'aria-label': `Stage ${n} ${s.name} progress`, 'aria-valuemin': '0', 'aria-valuemax': String(s.total), 'aria-valuenow': String(done), 'aria-valuetext': text },
@@ -121,6 +125,7 @@ export function jobView(root: HTMLElement, jobId: string): View {
       !current.error && !hasResult ? el('p', { class: 'muted' }, isActive(current) ? 'No result yet.' : 'No result.') : null));
     draw('parameters', current.parameters, () => { parameters.textContent = json(current.parameters); });
     tasks.setStageCount(current.totalStages);
+    signal.update(current);
   }
 
   async function refresh(): Promise<void> {
