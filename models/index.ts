@@ -11,3 +11,4 @@ export * from './control-actions';
 export * from './job-event';
 export * from './events';
 export * from './registration';
+export * from './deadline';
