@@ -6,7 +6,7 @@ import { InProcessTransport } from '../core/transport/in-process-transport';
 import { InProcessWorker, type WorkerOptions } from '../core/worker';
 import { setAppContext } from '../functions/app-context';
 import { submitJobHandler } from '../functions/http-jobs';
-import { defineJob, defineRemoteTask, defineTask, MAX_TIMEOUT_SECONDS, TIMEOUT_HEADER, type ErrorShape } from '../models';
+import { defineJob, defineRemoteTask, defineTask, MAX_TIMEOUT_SECONDS, TIMEOUT_HEADER, type ErrorShape, type JobEvent } from '../models';
 import { captureLogger, useTestDatabase, waitForJob } from './support/harness';
 import { call } from './support/http-invoke';
 import { appRegistry } from './support/registry';
@@ -170,10 +170,14 @@ test('stage timeout: counted from the stage start, dropped when the job moves on
 
 test('a PAUSED job keeps its deadline: past it, it becomes FAILED; a retry gets a fresh deadline and completes', async () => {
   const m = await instance(db.pool);
+  const published: JobEvent[] = [];
+  m.machine.events.subscribe((event) => void published.push(event));
   const { job } = await m.machine.submitJob('dl.job', { n: 2, tag: 'paused' });
   expect((await m.machine.pauseJob(job.jobId)).status).toBe('PAUSED');
   await advanceClock([job.jobId], 2 * HOUR);
   expect((await m.machine.sweep()).timedOutJobs).toBe(1);
+  // Subscribers hear why, like the trail: the JobFailed event carries the Timeout.
+  expect(published.filter((e) => e.jobId === job.jobId)).toEqual([expect.objectContaining({ type: 'JobFailed', status: 'FAILED', error: expect.objectContaining({ type: 'Timeout', scope: 'job' }) as unknown })]);
   const failed = await m.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
   expect(failed.error).toMatchObject({ type: 'Timeout', scope: 'job', stage: 1 });
