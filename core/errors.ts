@@ -134,6 +134,27 @@ export class LeaseExpiredError extends CoreMachineError {
   }
 }
 
+/**
+ * A job or its current stage ran past its deadline (models/deadline.ts). It is the job's recorded
+ * error and the reason its running handlers' signals are aborted with.
+ */
+export class DeadlineExceededError extends CoreMachineError {
+  override readonly type = 'Timeout';
+  override readonly nonRetryable = true;
+  constructor(
+    readonly scope: 'job' | 'stage',
+    readonly stage: number,
+    readonly deadline: Date,
+    readonly elapsedMs: number,
+  ) {
+    super(`${scope === 'job' ? 'the job' : `stage ${stage}`} passed its deadline (${deadline.toISOString()}) after ${elapsedMs} ms`);
+  }
+
+  toShape(): ErrorShape {
+    return { type: this.type, message: this.message, stage: this.stage, scope: this.scope, deadline: this.deadline.toISOString(), elapsedMs: this.elapsedMs };
+  }
+}
+
 /** A claim that is no longer current (lease expired and re-claimed, task cancelled or finished). */
 export class LeaseLostError extends CoreMachineError {
   override readonly type = 'LeaseLostError';

@@ -7,6 +7,7 @@ import { checkStage } from './engine/stage-check';
 import { DEFAULT_RETENTION, NOTHING_PURGED, purgeExpiredJobs, type RetentionOptions, type RetentionReport } from './engine/retention';
 import { nextAttemptAt } from './engine/retry-policy';
 import { commitOutcomes } from './engine/settle';
+import { sweepDeadlines } from './engine/deadlines';
 import type { UnitOfWork } from './engine/unit-of-work';
 import { LeaseExpiredError } from './errors';
 import type { Logger } from './logger';
@@ -38,6 +39,8 @@ export interface JanitorOptions {
   retentionDays?: number;
   /** Batch bounds of the retention step (DEFAULT_RETENTION). */
   retention?: Partial<Omit<RetentionOptions, 'retentionDays'>>;
+  /** Aborts handlers running in this process whose job just timed out (the engine's TaskBatches). */
+  abort?: (taskId: string, reason: Error) => void;
 }
 
 export interface StalledJob {
@@ -54,6 +57,8 @@ export interface SweepReport {
   failedTasks: number;
   /** Expired tasks of jobs that had already stopped. */
   cancelledTasks: number;
+  /** Jobs failed with a Timeout because they ran past a deadline. */
+  timedOutJobs: number;
   outboxSent: number;
   resentJobs: number;
   stalled: StalledJob[];
@@ -71,7 +76,8 @@ export interface JanitorDeps {
 }
 
 /**
- * The sweep that makes "nothing stuck" true after crashes: expired leases are retried or failed,
+ * The sweep that makes "nothing stuck" true after crashes: jobs past a deadline fail with a Timeout
+ * (first, so their lost leases are not retried), expired leases are retried or failed,
  * undispatched outbox rows are sent, and jobs that made no progress are explained and, where a
  * message was lost, given it again. Row locks with SKIP LOCKED make concurrent sweeps safe.
  */
@@ -89,18 +95,20 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
       return fallback;
     }
   };
+  const timedOut = await attempt(() => sweepDeadlines(unitOfWork, options.batchSize), { jobs: [], runningTasks: [] });
+  for (const { taskId, reason } of timedOut.runningTasks) options.abort?.(taskId, reason);
   const leases = await attempt(() => expireLeases(unitOfWork, options.batchSize), { requeuedTasks: 0, failedTasks: 0, cancelledTasks: 0 });
   const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
   const stalled = await attempt(() => examineStalledJobs(pool, unitOfWork, options), [] as StalledJob[]);
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
   const retention: RetentionOptions = { ...DEFAULT_RETENTION, ...options.retention, retentionDays: options.retentionDays ?? 0 };
   const purged = await attempt(() => purgeExpiredJobs(unitOfWork, retention), NOTHING_PURGED);
-  const report: SweepReport = { ...leases, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, purged, ...(schedules ? { schedules } : {}) };
+  const report: SweepReport = { ...leases, timedOutJobs: timedOut.jobs.length, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, purged, ...(schedules ? { schedules } : {}) };
   await attempt(
     () => unitOfWork.run(async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })),
     undefined,
   );
-  if (report.requeuedTasks + report.failedTasks + report.cancelledTasks + report.outboxSent + report.stalled.length > 0) {
+  if (report.requeuedTasks + report.failedTasks + report.cancelledTasks + report.timedOutJobs + report.outboxSent + report.stalled.length > 0) {
     deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }

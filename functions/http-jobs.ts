@@ -1,6 +1,7 @@
 import type { HttpRoute } from './http-route';
 import { JobIdParams, JobTypeParams, ListJobsQuery, ListTasksQuery } from '../models/api';
 import { JobWaitQuery } from '../models/idempotency';
+import { TIMEOUT_HEADER } from '../models/deadline';
 import { getAppContext } from './app-context';
 import { readJsonBody, withErrors, type Handler } from './http-errors';
 import { parseParams, parseQuery } from './http-input';
@@ -8,12 +9,19 @@ import { parseParams, parseQuery } from './http-input';
 // Each handler validates its path and query with zod before it asks for the engine, so bad input
 // is a 400 without a database round trip.
 
-/** POST jobs/{jobType}: 202 with the new job, 200 with the existing one (same type + parameters + Idempotency-Key). */
+/**
+ * POST jobs/{jobType}: 202 with the new job, 200 with the existing one (same type + parameters +
+ * Idempotency-Key). CoreMachine-Timeout-Seconds overrides the job's timeout within its bounds.
+ */
 export const submitJobHandler: Handler = withErrors(async (request) => {
   const { jobType } = parseParams(request, JobTypeParams);
   const parameters = await readJsonBody(request);
   const { machine } = await getAppContext();
-  const { job, created } = await machine.submitJob(jobType, parameters, { idempotencyKey: request.headers.get('idempotency-key') });
+  const { job, created } = await machine.submitJob(jobType, parameters, {
+    idempotencyKey: request.headers.get('idempotency-key'),
+    // Validated by the engine with the parameters (models/deadline.ts): absent means the job type's own.
+    timeoutSeconds: request.headers.get(TIMEOUT_HEADER),
+  });
   return {
     status: created ? 202 : 200,
     jsonBody: job,

@@ -10,6 +10,10 @@ export interface ErrorShape {
   issues?: unknown[] | undefined;
   /** For COMPLETED_WITH_ERRORS: the tasks that failed within the stages' tolerance. */
   failures?: Array<{ taskId: string; stage: number; type: string; message: string }> | undefined;
+  /** For a Timeout: whose deadline passed, when it was (ISO time), and how long that clock had run. */
+  scope?: 'job' | 'stage' | undefined;
+  deadline?: string | undefined;
+  elapsedMs?: number | undefined;
 }
 
 export const ErrorShape: z.ZodType<ErrorShape> = z.lazy(() =>
@@ -21,5 +25,8 @@ export const ErrorShape: z.ZodType<ErrorShape> = z.lazy(() =>
     cause: ErrorShape.optional(),
     issues: z.array(z.unknown()).optional(),
     failures: z.array(z.object({ taskId: z.string(), stage: z.number().int(), type: z.string(), message: z.string() })).optional(),
+    scope: z.enum(['job', 'stage']).optional(),
+    deadline: z.string().optional(),
+    elapsedMs: z.number().int().optional(),
   }),
 );

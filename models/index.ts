@@ -12,3 +12,4 @@ export * from './job-event';
 export * from './events';
 export * from './registration';
 export * from './signal-wait';
+export * from './deadline';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { checkDeclaredTimeout } from './deadline';
 import type { RetryPolicy, StageFailurePolicy } from './task-failure';
 
 /**
@@ -57,6 +58,8 @@ export interface StageDefinition<JP, Prev, TP extends z.ZodType, TR> {
   readonly name: string;
   readonly task: TaskDefinition<TP, TR>;
   readonly failurePolicy?: StageFailurePolicy;
+  /** The stage's deadline, counted from the moment it starts (wall clock: a pause does not stop it). */
+  readonly timeoutSeconds?: number;
   /** Turns job parameters and the previous stage's results into this stage's task parameters. */
   fanOut(context: FanOutContext<JP, Prev>): TaskSpecs<z.input<TP>> | Promise<TaskSpecs<z.input<TP>>>;
 }
@@ -66,6 +69,7 @@ export interface AnyTaskStageDefinition {
   readonly name: string;
   readonly task: AnyTaskDefinition;
   readonly failurePolicy?: StageFailurePolicy;
+  readonly timeoutSeconds?: number;
   fanOut(context: FanOutContext<unknown, unknown>): TaskSpecs<unknown> | Promise<TaskSpecs<unknown>>;
 }
 
@@ -108,6 +112,8 @@ export interface JobDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
   readonly description: string;
   readonly parameters: P;
   readonly stages: readonly AnyStageDefinition[];
+  /** The whole job's deadline, counted from submission; a submission may shorten it (models/deadline.ts). */
+  readonly timeoutSeconds?: number;
   finalize(context: FinalizeContext<z.output<P>, unknown>): R | Promise<R>;
 }
 
@@ -174,15 +180,17 @@ export class JobBuilder<P extends z.ZodType, Prev> {
     private readonly description: string,
     private readonly parameters: P,
     private readonly stages: readonly AnyStageDefinition[],
+    private readonly timeoutSeconds?: number,
   ) {}
 
   stage<TP extends z.ZodType, TR>(stage: StageDefinition<z.output<P>, Prev, TP, TR>): JobBuilder<P, TR> {
     if (this.stages.some((existing) => existing.name === stage.name)) {
       throw new TypeError(`job type "${this.type}" already has a stage named "${stage.name}"`);
     }
+    checkDeclaredTimeout(`stage "${stage.name}" of job type "${this.type}"`, stage.timeoutSeconds);
     // Erasing the generic types here is what lets user code stay free of casts.
     const erased = stage as unknown as AnyStageDefinition;
-    return new JobBuilder<P, TR>(this.type, this.description, this.parameters, [...this.stages, erased]);
+    return new JobBuilder<P, TR>(this.type, this.description, this.parameters, [...this.stages, erased], this.timeoutSeconds);
   }
 
   /**
@@ -219,6 +227,7 @@ export class JobBuilder<P extends z.ZodType, Prev> {
       description: this.description,
       parameters: this.parameters,
       stages: this.stages,
+      ...(this.timeoutSeconds === undefined ? {} : { timeoutSeconds: this.timeoutSeconds }),
       finalize: (context) => erasedFinalize(context),
     };
   }
@@ -228,7 +237,10 @@ export function defineJob<P extends z.ZodType>(definition: {
   type: string;
   description?: string;
   parameters: P;
+  /** The whole job's deadline in seconds, from submission (see models/deadline.ts). */
+  timeoutSeconds?: number;
 }): JobBuilder<P, never> {
   checkTypeName('job', definition.type);
-  return new JobBuilder<P, never>(definition.type, definition.description ?? '', definition.parameters, []);
+  checkDeclaredTimeout(`job type "${definition.type}"`, definition.timeoutSeconds);
+  return new JobBuilder<P, never>(definition.type, definition.description ?? '', definition.parameters, [], definition.timeoutSeconds);
 }

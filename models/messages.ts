@@ -38,6 +38,8 @@ export const JobSubmissionMessage = z.strictObject({
   parameters: z.unknown(),
   /** Same meaning as the HTTP Idempotency-Key header: another key runs the same parameters again. */
   idempotencyKey: IdempotencyKey.optional(),
+  /** Same meaning as the HTTP CoreMachine-Timeout-Seconds header (models/deadline.ts). */
+  timeoutSeconds: z.number().int().optional(),
 });
 export type JobSubmissionMessage = z.infer<typeof JobSubmissionMessage>;
 

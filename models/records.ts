@@ -17,6 +17,11 @@ export const JobRecord = z.object({
   updatedAt: z.date(),
   startedAt: z.date().nullable(),
   finishedAt: z.date().nullable(),
+  /** The job's effective timeout (definition or submission override), or null when it has none. */
+  timeoutSeconds: z.number().int().nullable(),
+  /** When the whole job times out, and when its current stage does (null: no such deadline). */
+  deadline: z.date().nullable(),
+  stageDeadline: z.date().nullable(),
 });
 export type JobRecord = z.infer<typeof JobRecord>;
 

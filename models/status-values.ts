@@ -13,7 +13,9 @@ type Task = (typeof TASK_STATUSES)[number];
 export const JOB_TRANSITIONS: Readonly<Record<Job, readonly Job[]>> = {
   QUEUED: ['PROCESSING', 'CANCELLED', 'PAUSED', 'FAILED'],
   PROCESSING: ['QUEUED', 'COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELLED', 'PAUSED'],
-  PAUSED: ['QUEUED', 'CANCELLED'],
+  // PAUSED → FAILED: a deadline keeps running while a job is paused (models/deadline.ts), so a
+  // paused job past it fails with a Timeout; a pause can never extend a deadline.
+  PAUSED: ['QUEUED', 'CANCELLED', 'FAILED'],
   FAILED: ['QUEUED'],
   COMPLETED: [],
   COMPLETED_WITH_ERRORS: [],

@@ -1,4 +1,5 @@
 import type { ErrorShape, JobRecord, JobView, ScheduleView, TaskRecord } from '../../models';
+import { TIMEOUT_HEADER } from '../../models/deadline';
 import type { ControlAction } from '../../models/control-actions';
 import type { EventRecord } from '../../models/events';
 
@@ -63,8 +64,11 @@ export class ApiClient {
   }
 
   /** created is false when the same type, parameters (and idempotency key) were submitted before (200, not 202). */
-  async submit(jobType: string, parameters: unknown, idempotencyKey?: string): Promise<{ job: JobJson; created: boolean }> {
-    const headers: Record<string, string> = idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey };
+  async submit(jobType: string, parameters: unknown, idempotencyKey?: string, timeoutSeconds?: string): Promise<{ job: JobJson; created: boolean }> {
+    const headers: Record<string, string> = {
+      ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }),
+      ...(timeoutSeconds === undefined ? {} : { [TIMEOUT_HEADER]: timeoutSeconds }),
+    };
     const { status, body } = await this.send<JobJson>('POST', `jobs/${encodeURIComponent(jobType)}`, parameters, { headers });
     return { job: body, created: status === 202 };
   }

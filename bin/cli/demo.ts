@@ -48,7 +48,8 @@ export async function runDemo(config: CoreMachineConfig, registry: Registry, log
   const runtime = await startLocalRuntime(config, registry, logger, { migrate: args.values['no-migrate'] !== true });
   try {
     out(`database: ${runtime.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'}; ${schemaLine(runtime.database)}; transport: ${runtime.transport.name}`);
-    const { job, created } = await runtime.machine.submitJob(jobType, parameters);
+    const timeout = args.values['timeout-seconds'];
+    const { job, created } = await runtime.machine.submitJob(jobType, parameters, typeof timeout === 'string' ? { timeoutSeconds: timeout } : {});
     out(`${created ? 'submitted' : 'already submitted'} ${job.jobType} job ${job.jobId}`);
     const display = new ProgressDisplay(io);
     let view: JobView = job;

@@ -16,15 +16,16 @@ const HELP = { help: { type: 'boolean', short: 'h' } } as const;
 /** The commands that run the engine in this process; each refuses flags it does not know. */
 export const LOCAL_COMMANDS = {
   demo: {
-    synopsis: 'demo [--job T] [--n N | --params JSON | --file F] [--no-migrate]',
+    synopsis: 'demo [--job T] [--n N | --params JSON | --file F] [--timeout-seconds S] [--no-migrate]',
     meaning: 'run an example job end to end',
-    options: { ...HELP, job: { type: 'string' }, n: { type: 'string' }, params: { type: 'string' }, file: { type: 'string' }, 'no-migrate': { type: 'boolean' } },
+    options: { ...HELP, job: { type: 'string' }, n: { type: 'string' }, params: { type: 'string' }, file: { type: 'string' }, 'timeout-seconds': { type: 'string' }, 'no-migrate': { type: 'boolean' } },
     positionals: [],
     help: [
       '--job T         job type to run (default hello_world)',
       '--n N           hello_world shorthand for --params \'{"n":N}\' (default 100)',
       '--params JSON   the job parameters as JSON, e.g. --params \'{"n":5}\'',
       '--file F        the job parameters from a JSON file',
+      '--timeout-seconds S  the job\'s deadline, S seconds from submission (may only shorten the job type\'s own)',
       '--no-migrate    do not apply pending migrations to DATABASE_URL (refuse a mismatched schema instead)',
       'without DATABASE_URL it runs on an embedded PostgreSQL in COREMACHINE_DATA_DIR (default .coremachine)',
       'exit code 0 only when the job ends COMPLETED',

@@ -15,7 +15,7 @@ import { CONTROL_ACTION_NAMES, isControlAction, type ControlAction } from '../..
 
 /** Synopsis and meaning per command; the control actions (models/control-actions.ts) share one entry. */
 const USAGE_LINES: Record<string, [string, string]> = {
-  submit: ['submit <jobType> --params JSON | --file F [--idempotency-key K] [--watch|--wait]', 'submit a job; --watch shows progress, --wait waits quietly until it ends'],
+  submit: ['submit <jobType> --params JSON | --file F [--idempotency-key K] [--timeout-seconds S] [--watch|--wait]', 'submit a job; --watch shows progress, --wait waits quietly until it ends'],
   status: ['status <jobId> [--json]', 'the job, its stages, result or error'],
   jobs: ['jobs [--status S] [--type T] [--limit N] [--cursor C]', 'jobs, newest first'],
   tasks: ['tasks <jobId> [--stage N] [--status S] [--limit N]', 'tasks with attempts, timings and errors'],
@@ -125,12 +125,13 @@ async function dispatch(command: string, args: readonly string[], io: CliIo): Pr
 
 async function submit(args: readonly string[], io: CliIo): Promise<number> {
   // --idempotency-key, not --key: --key is the function key on every command.
-  const options = { params: { type: 'string' }, file: { type: 'string' }, watch: { type: 'boolean' }, wait: { type: 'boolean' }, 'idempotency-key': { type: 'string' } } as const;
+  const options = { params: { type: 'string' }, file: { type: 'string' }, watch: { type: 'boolean' }, wait: { type: 'boolean' }, 'idempotency-key': { type: 'string' }, 'timeout-seconds': { type: 'string' } } as const;
   const { values, positionals, clientFor } = parse(args, options, ['jobType']);
   if (values.watch === true && values.wait === true) throw new UsageError('give at most one of --watch and --wait');
   const parameters = jsonFromFlags({ flag: 'params', value: str(values, 'params') }, str(values, 'file'));
   const client = clientFor(io);
-  const { job, created } = await client.submit(positionals[0] ?? '', parameters, str(values, 'idempotency-key'));
+  // The server checks --timeout-seconds (bounds and the job type's own timeout) and answers 400 with why.
+  const { job, created } = await client.submit(positionals[0] ?? '', parameters, str(values, 'idempotency-key'), str(values, 'timeout-seconds'));
   io.out(
     created
       ? `submitted ${job.jobType} job ${job.jobId} (${job.status})\n`
@@ -138,6 +139,14 @@ async function submit(args: readonly string[], io: CliIo): Promise<number> {
   );
   if (values.wait === true) return waitForJob(client, job.jobId, io);
   return values.watch === true ? watchJob(client, job.jobId, io) : 0;
+}
+
+/** The job's deadlines, when it has any: the whole job's and its current stage's. */
+function deadlineLines(job: { timeoutSeconds: number | null; deadline: string | null; stageDeadline: string | null; stage: number }): string[] {
+  const lines: string[] = [];
+  if (job.deadline) lines.push(`deadline  ${formatTime(job.deadline)} (timeout ${job.timeoutSeconds ?? '?'} s)`);
+  if (job.stageDeadline) lines.push(`stage deadline ${formatTime(job.stageDeadline)} (stage ${job.stage})`);
+  return lines;
 }
 
 async function status(args: readonly string[], io: CliIo): Promise<number> {
@@ -156,6 +165,7 @@ async function status(args: readonly string[], io: CliIo): Promise<number> {
       `created   ${formatTime(job.createdAt)}`,
       `started   ${formatTime(job.startedAt)}`,
       `finished  ${formatTime(job.finishedAt)}`,
+      ...deadlineLines(job),
       `params    ${JSON.stringify(job.parameters)}`,
       ...renderStages(job).split('\n').slice(1),
       '',

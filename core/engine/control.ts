@@ -7,6 +7,7 @@ import { assertTaskTransition } from '../state/transitions';
 import type { JobRow } from '../state/rows';
 import { cancelOpenStages, reopenStage } from '../state/stages-store';
 import { cancelOpenTasks, requeueStoppedTasks } from '../state/tasks-store';
+import { restartJobDeadlines } from './deadlines';
 import type { OutboxIntent } from './outbox';
 import type { AdvanceDeps } from './stage-advance';
 
@@ -55,7 +56,7 @@ export async function resumeJob(db: Queryable, deps: AdvanceDeps, jobId: string)
 /**
  * Retry a FAILED job from its failed stage: only that stage's FAILED tasks (and the ones fail-fast
  * cancelled before they started) run again; completed work is kept. A stage whose fan-out failed
- * is started afresh; a failed finalize runs again.
+ * is started afresh; a failed finalize runs again. Deadlines restart with their full lengths.
  */
 export async function retryJob(db: Queryable, deps: AdvanceDeps, jobId: string): Promise<{ job: JobRow; intents: OutboxIntent[] }> {
   const job = await lockJob(db, jobId);
@@ -64,6 +65,7 @@ export async function retryJob(db: Queryable, deps: AdvanceDeps, jobId: string):
   assertTaskTransition('*', 'FAILED', 'QUEUED');
   assertTaskTransition('*', 'CANCELLED', 'QUEUED');
   const failedAgain = await requeueStoppedTasks(db, jobId, stage);
+  await restartJobDeadlines(db, deps, job);
   await reopenStage(db, jobId, stage, failedAgain);
   const queued = await move(db, deps, job, 'QUEUED', { error: null });
   return { job: queued, intents: [stageMessage(queued)] };

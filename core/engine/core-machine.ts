@@ -31,6 +31,7 @@ import { TaskBatches, type TaskMessageOutcome } from './task-batch';
 import { messageAttributes, type MessageMeta } from './message-meta';
 import { UnitOfWork, type WorkScope } from './unit-of-work';
 import { acceptSignal } from './signal-stage';
+import { submissionTimeout } from './submission-timeout';
 
 export type { MessageMeta } from './message-meta';
 
@@ -99,8 +100,13 @@ export class CoreMachine {
    * and canonical parameters, and inserts the job with its first job message in the outbox.
    * Submitting the same job again returns the existing one.
    */
-  async submitJob(jobType: string, parameters: unknown, options: { idempotencyKey?: string | null | undefined } = {}): Promise<{ job: JobView; created: boolean }> {
+  async submitJob(
+    jobType: string,
+    parameters: unknown,
+    options: { idempotencyKey?: string | null | undefined; timeoutSeconds?: unknown } = {},
+  ): Promise<{ job: JobView; created: boolean }> {
     const definition = this.registry.job(jobType);
+    const timeoutSeconds = submissionTimeout(definition, options.timeoutSeconds);
     const key = options.idempotencyKey ?? undefined;
     const keyCheck = key === undefined ? undefined : IdempotencyKey.safeParse(key);
     if (keyCheck && !keyCheck.success) {
@@ -116,7 +122,7 @@ export class CoreMachine {
     // The submit span is the root of the job's trace: its context is stored with the job.
     return inSpan('coremachine.submit', { jobId, jobType }, context.active(), async () => {
       const created = await this.unitOfWork.run(async ({ client, deps }) => {
-        const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parsed.data, traceparent: currentTraceparent(), idempotencyKey: key });
+        const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parsed.data, traceparent: currentTraceparent(), idempotencyKey: key, timeoutSeconds });
         if (!inserted.created) return { value: false };
         deps.events.push({ name: 'JobTransition', attributes: { jobId, jobType, from: 'none', to: 'QUEUED', stage: 1 } });
         return { value: true, intents: [{ kind: 'job', jobId, message }] };
@@ -140,8 +146,8 @@ export class CoreMachine {
       return { job, created: false, signal: { name: message.data.signal, delivered } };
     }
     const parsed = JobSubmissionMessage.safeParse(body);
-    if (!parsed.success) throw new ValidationError(`submission message must be {jobType, parameters, idempotencyKey?}: ${describeZodError(parsed.error)}`, parsed.error.issues);
-    return this.submitJob(parsed.data.jobType, parsed.data.parameters, { idempotencyKey: parsed.data.idempotencyKey });
+    if (!parsed.success) throw new ValidationError(`submission message must be {jobType, parameters, idempotencyKey?, timeoutSeconds?}: ${describeZodError(parsed.error)}`, parsed.error.issues);
+    return this.submitJob(parsed.data.jobType, parsed.data.parameters, { idempotencyKey: parsed.data.idempotencyKey, timeoutSeconds: parsed.data.timeoutSeconds });
   }
 
   /**
@@ -269,7 +275,8 @@ export class CoreMachine {
   async sweep(options: Partial<JanitorOptions> = {}): Promise<SweepReport> {
     const backlog = () => this.transport.backlog?.();
     const deps = { pool: this.pool, logger: this.logger, outbox: this.outbox, unitOfWork: this.unitOfWork };
-    return sweep(deps, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), ...options });
+    const abort = (taskId: string, reason: Error) => this.tasks.abort([taskId], reason);
+    return sweep(deps, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), abort, ...options });
   }
 
   /** Deletes a finished job with its stages, tasks, events, dead letters and outbox rows. */

@@ -7,6 +7,7 @@ import { findStage, insertCreatingStage } from '../state/stages-store';
 import { advanceStage } from './stage-advance';
 import type { CheckingDeps } from './stage-check';
 import { startWaitingStage } from './signal-stage';
+import { startStageClock } from './deadlines';
 import type { OutboxIntent } from './outbox';
 
 export type JobMessageOutcome =
@@ -41,6 +42,9 @@ export async function claimStage(db: Queryable, deps: CheckingDeps, message: Job
   if (!stageDefinition) throw new Error(`job type "${job.job_type}" has no stage ${job.stage}`);
 
   const existing = await findStage(db, job.job_id, job.stage);
+  // A job already out of time fails here, before any fan-out; a new stage's clock starts here.
+  const timedOut = await startStageClock(db, deps, job, stageDefinition.timeoutSeconds, !existing);
+  if (timedOut) return { kind: 'done', outcome: { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: timedOut.message }, intents: [] };
   if (existing?.creating) return { kind: 'create', job, stage: existing, ...(message.resend ? { resend: message.resend } : {}) };
   if (existing) return resumeStage(db, deps, job, existing, message.resend);
   if (isSignalStage(stageDefinition)) return startWaitingStage(db, deps, job, stageDefinition);

@@ -7,6 +7,7 @@ import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { claimTasks, describeTasks, releaseClaims, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
 import { contextFromTraceparent, inSpan, recordFailure, recordQueueWait, recordTaskDuration } from '../telemetry';
+import { failOverdueJobs } from './deadlines';
 import { GroupCommitter } from './group-commit';
 import { messageAttributes, type MessageMeta } from './message-meta';
 import { leaseSecondsOf, runClaimedTask } from './run-task';
@@ -59,6 +60,7 @@ export class TaskBatches {
       retryTransient(() => releaseClaims(this.pool, claimed.filter((task) => !settledById.has(task.task_id)).map((task) => ({ taskId: task.task_id, claimId: task.claim_id }))));
     try {
       for (const [index, outcome] of await retryTransient(() => classifyUnclaimed(this.pool, unclaimed))) outcomes[index] = outcome;
+      await this.failOverdue(parsed, outcomes);
     } catch (error) {
       await releaseUnsettled();
       throw error;
@@ -80,6 +82,23 @@ export class TaskBatches {
       if (!outcome) throw new Error(`task message ${index} of the batch has no outcome`);
       return outcome;
     });
+  }
+
+  /**
+   * The claim skips tasks of jobs past a deadline, and they come back 'ignored': those jobs are
+   * failed with their Timeout now rather than at the next janitor sweep, so no handler starts late.
+   */
+  private async failOverdue(parsed: readonly Parsed[], outcomes: Array<TaskMessageOutcome | undefined>): Promise<void> {
+    const ignored = parsed.filter((p) => outcomes[p.index]?.outcome === 'ignored');
+    if (ignored.length === 0) return;
+    const jobIds = [...new Set(ignored.map((p) => p.message.jobId))];
+    const timedOut = await retryTransient(() => this.unitOfWork.run(async ({ client, deps }) => ({ value: await failOverdueJobs(client, deps, jobIds.length, jobIds) })));
+    for (const { taskId, reason } of timedOut.runningTasks) this.abort([taskId], reason);
+    const reasons = new Map(timedOut.jobs.map((job) => [job.jobId, job.reason.message]));
+    for (const { index, message } of ignored) {
+      const reason = reasons.get(message.jobId);
+      if (reason) outcomes[index] = { outcome: 'ignored', taskId: message.taskId, reason };
+    }
   }
 
   /** One claimed task in its span: the handler's run, then its result through the group committer. */

@@ -9,14 +9,23 @@ const FINISHING: readonly JobStatus[] = [...TERMINAL_JOB_STATUSES, 'FAILED'];
 
 export async function insertJob(
   db: Queryable,
-  job: { jobId: string; jobType: string; totalStages: number; parameters: unknown; traceparent?: string | undefined; idempotencyKey?: string | undefined },
+  job: {
+    jobId: string;
+    jobType: string;
+    totalStages: number;
+    parameters: unknown;
+    traceparent?: string | undefined;
+    idempotencyKey?: string | undefined;
+    /** The job's deadline runs from submission: created_at + this (see 012_deadlines.sql). */
+    timeoutSeconds?: number | undefined;
+  },
 ): Promise<{ row: JobRow; created: boolean }> {
   const inserted = await db.query<JobRow>({
     name: 'cm_insert_job',
-    text: `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters, traceparent, idempotency_key)
-           VALUES ($1, $2, 'QUEUED', 1, $3, $4, $5, $6)
+    text: `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters, traceparent, idempotency_key, timeout_seconds, deadline_at)
+           VALUES ($1, $2, 'QUEUED', 1, $3, $4, $5, $6, $7::int, now() + make_interval(secs => $7::int))
            ON CONFLICT (job_id) DO NOTHING RETURNING *`,
-    values: [job.jobId, job.jobType, job.totalStages, JSON.stringify(job.parameters), job.traceparent ?? null, job.idempotencyKey ?? null],
+    values: [job.jobId, job.jobType, job.totalStages, JSON.stringify(job.parameters), job.traceparent ?? null, job.idempotencyKey ?? null, job.timeoutSeconds ?? null],
   });
   if (inserted.rows[0]) return { row: inserted.rows[0], created: true };
   // Same id means same type and canonical parameters: this is the job that was submitted before.
@@ -73,6 +82,8 @@ export async function transitionJob(
     text: `UPDATE coremachine.jobs SET
              status = $3,
              stage = COALESCE($5::int, stage),
+             -- A stage deadline belongs to the stage it was set for: moving to another stage drops it.
+             stage_deadline_at = CASE WHEN $5::int IS NOT NULL AND $5::int <> stage THEN NULL ELSE stage_deadline_at END,
              result = CASE WHEN $6 THEN $7::jsonb ELSE result END,
              error = CASE WHEN $8 THEN $9::jsonb ELSE error END,
              started_at = CASE WHEN $3 = 'PROCESSING' THEN COALESCE(started_at, now()) ELSE started_at END,

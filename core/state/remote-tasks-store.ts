@@ -21,6 +21,7 @@ export async function claimRemoteTasks(
     text: `WITH candidates AS (
              SELECT t.task_id, l.lease FROM coremachine.tasks t
                JOIN coremachine.jobs j ON j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage
+                    AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
                JOIN unnest($1::text[], $4::float8[]) AS l(task_type, lease) ON l.task_type = t.task_type
               WHERE t.remote AND t.status = 'QUEUED' AND (t.retry_at IS NULL OR t.retry_at <= now())
               ORDER BY t.created_at, t.task_index LIMIT $2 FOR UPDATE OF t SKIP LOCKED)

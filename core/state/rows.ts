@@ -15,6 +15,9 @@ export interface JobRow {
   updated_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  timeout_seconds: number | null;
+  deadline_at: Date | null;
+  stage_deadline_at: Date | null;
 }
 
 export interface StageRow {
@@ -80,6 +83,9 @@ export function toJobRecord(row: JobRow): JobRecord {
     updatedAt: row.updated_at,
     startedAt: row.started_at,
     finishedAt: finishedNotBefore(row.started_at, row.finished_at),
+    timeoutSeconds: row.timeout_seconds ?? null,
+    deadline: row.deadline_at ?? null,
+    stageDeadline: row.stage_deadline_at ?? null,
   };
 }
 

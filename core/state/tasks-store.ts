@@ -45,7 +45,10 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
                 locked AS MATERIALIZED (
                   SELECT t.task_id FROM coremachine.tasks t
                    WHERE t.task_id = ANY($1::text[])
-                     AND (SELECT j.status = 'PROCESSING' AND j.stage = t.stage FROM coremachine.jobs j WHERE j.job_id = t.job_id)
+                     AND (SELECT j.status = 'PROCESSING' AND j.stage = t.stage
+                                 -- No handler starts past the job's or the stage's deadline (012_deadlines.sql).
+                                 AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
+                            FROM coremachine.jobs j WHERE j.job_id = t.job_id)
                    ORDER BY t.task_id FOR UPDATE OF t)
            UPDATE coremachine.tasks t SET
              status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),

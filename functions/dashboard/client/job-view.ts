@@ -115,7 +115,10 @@ export function jobView(root: HTMLElement, jobId: string): View {
       item('Type', current.jobType), item('Status', badge(current.status)),
       item('Stage', `stage ${current.stage} of ${current.totalStages}`), item('Duration', formatDuration(between(current.createdAt, current.finishedAt))),
       item('Created', timeCell(current.createdAt)), item('Started', timeCell(current.startedAt)),
-      item('Finished', timeCell(current.finishedAt)), item('Updated', timeCell(current.updatedAt)));
+      item('Finished', timeCell(current.finishedAt)), item('Updated', timeCell(current.updatedAt)),
+      // Deadlines only when the job has them (models/deadline.ts): wall-clock, a pause does not stop them.
+      current.deadline ? item('Deadline', [timeCell(current.deadline), ` · timeout ${current.timeoutSeconds ?? '?'} s`]) : null,
+      current.stageDeadline ? item('Stage deadline', [timeCell(current.stageDeadline), ` · stage ${current.stage}`]) : null);
     fill(stages, Array.from({ length: current.totalStages }, (_, i) => stageRow(current, i + 1)));
     const hasResult = current.result !== null && current.result !== undefined;
     draw('outcome', [current.result, current.error], () => fill(outcome,
