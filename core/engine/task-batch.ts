@@ -10,12 +10,15 @@ import { contextFromTraceparent, inSpan, recordFailure, recordQueueWait, recordT
 import { GroupCommitter } from './group-commit';
 import { messageAttributes, type MessageMeta } from './message-meta';
 import { leaseSecondsOf, runClaimedTask } from './run-task';
+import { claimLimitedTasks } from './limits';
 import { settleOutcomes } from './settle';
 import type { UnitOfWork } from './unit-of-work';
 
 export type TaskMessageOutcome =
   | { outcome: 'completed' | 'failed'; taskId: string }
   | { outcome: 'duplicate' | 'ignored' | 'fenced'; taskId: string; reason: string }
+  /** The task's concurrency or rate limit is reached: it stays QUEUED and the message comes back later. */
+  | { outcome: 'deferred'; taskId: string; reason: string; retryAfterMs?: number }
   | { outcome: 'malformed'; taskId?: string; reason: string; error: MalformedMessageError | TaskNotFoundError };
 
 export interface Parsed {
@@ -49,15 +52,24 @@ export class TaskBatches {
   async process(bodies: readonly unknown[], metas: readonly MessageMeta[] = []): Promise<TaskMessageOutcome[]> {
     const { parsed, outcomes } = parseTaskMessages(bodies);
     const metaByTask = new Map(parsed.map((p) => [p.message.taskId, metas[p.index] ?? {}]));
-    const claimed = await retryTransient(() => claim(this.pool, this.registry, parsed));
-    const claimedIds = new Set(claimed.map((task) => task.task_id));
-    const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId));
+    const limited = parsed.filter((p) => this.registry.limitsOf(p.message.taskType));
+    const claimed = await retryTransient(() => claim(this.pool, this.registry, limited.length === 0 ? parsed : parsed.filter((p) => !limited.includes(p))));
     const settledById = new Map<string, TaskMessageOutcome>();
     // Claims this process cannot finish are given back at once: left to expire, they would come
     // back through the janitor as a lost lease, which counts as an attempt.
     const releaseUnsettled = () =>
       retryTransient(() => releaseClaims(this.pool, claimed.filter((task) => !settledById.has(task.task_id)).map((task) => ({ taskId: task.task_id, claimId: task.claim_id }))));
+    let claimedIds = new Set<string>();
     try {
+      // Limited task types are claimed under their keys' locks; what cannot start now is deferred.
+      const requests = limited.map((p) => ({ ...p.message, leaseSeconds: leaseSecondsOf(this.registry, p.message.taskType) }));
+      const deferred = await claimLimitedTasks(this.pool, this.unitOfWork, this.registry, requests, claimed);
+      for (const { index, message } of limited) {
+        const deferral = deferred.get(message.taskId);
+        if (deferral) outcomes[index] = { outcome: 'deferred', taskId: message.taskId, ...deferral };
+      }
+      claimedIds = new Set(claimed.map((task) => task.task_id));
+      const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId) && !deferred.has(p.message.taskId));
       for (const [index, outcome] of await retryTransient(() => classifyUnclaimed(this.pool, unclaimed))) outcomes[index] = outcome;
     } catch (error) {
       await releaseUnsettled();
