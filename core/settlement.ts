@@ -53,8 +53,8 @@ export const DEFAULT_SETTLEMENT_POLICY: SettlementPolicy = {
   rescheduleBaseMs: 1000,
   rescheduleMaxMs: 60_000,
   // A slot frees when a task ends, typically within seconds: wait short, and not long after it does.
-  deferBaseMs: 250,
-  deferMaxMs: 5_000,
+  deferBaseMs: 1000,
+  deferMaxMs: 30_000,
 };
 
 /** The application property that counts reschedules, so backoff grows across copies. */

@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { TaskLimits } from '../../models';
 import type { Registry } from '../registry';
-import { countLimitHolders, describeLimitedTasks, lockLimitKey, queuedRemoteLimitKeys, refillRateBucket, spendRateTokens, type LimitedTaskState } from '../state/limits-store';
+import { countLimitHolders, describeLimitedTasks, lockLimitKey, queuedRemoteLimitKeys, refillRateBucket, spendRateTokens, waitingTasksOfKey, type LimitedTaskState } from '../state/limits-store';
 import { claimRemoteTasksOfKey, type RemoteClaim } from '../state/remote-tasks-store';
 import { claimTasks, type ClaimedTask } from '../state/tasks-store';
 import type { UnitOfWork } from './unit-of-work';
@@ -24,6 +25,7 @@ export interface LimitedClaimRequest {
 
 export interface Deferral {
   reason: string;
+  limitKey: string;
   /** When the rate limit says a token will be there; absent when waiting for a slot (policy backoff). */
   retryAfterMs?: number;
 }
@@ -93,6 +95,13 @@ export async function claimLimitedTasks(
   for (const limitKey of [...groups.keys()].sort()) {
     const group = groups.get(limitKey);
     if (!group) continue;
+    // Full already (read without the lock): defer without queueing on the key's lock, where a
+    // backlog of waiting messages would delay the claims that can start. A stale read only defers
+    // a message that could have started; it never admits one too many (that takes the lock).
+    if (group.limits.limit !== undefined && group.reclaim.length === 0 && (await countLimitHolders(pool, limitKey)) >= group.limits.limit) {
+      for (const request of group.fresh) deferred.set(request.taskId, { reason: `all ${group.limits.limit} slot(s) of ${limitKey} are taken`, limitKey });
+      continue;
+    }
     const rows = await unitOfWork.run(async ({ client }) => {
       const allow = await allowance(client, group.limits, limitKey);
       // A re-claim after a lost lease already holds its slot (the task never left PROCESSING);
@@ -108,7 +117,7 @@ export async function claimLimitedTasks(
       waiting.forEach((request, n) => {
         const retryAfterMs = byRate ? allow.tokenDelayMs(n) : undefined;
         const reason = byRate ? `rate limit of ${limitKey} (${group.limits.perSecond}/s) reached` : `all ${group.limits.limit} slot(s) of ${limitKey} are taken`;
-        deferred.set(request.taskId, { reason, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+        deferred.set(request.taskId, { reason, limitKey, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
       });
       return { value: got };
     });
@@ -144,4 +153,27 @@ export async function claimLimitedRemoteTasks(
     );
   }
   return claimed;
+}
+
+/**
+ * A slot of the key was freed here (a task of it settled): its oldest waiting tasks get a message
+ * now, instead of waiting out their deferral backoff, which would leave the slot idle meanwhile.
+ * Best effort by design: the deferred messages still come back on their own, so a wake-up lost
+ * (or beaten to the slot) delays a task, never strands it; the woken task's deferred copy later
+ * finds it done and is acknowledged as a duplicate. The resend tag keeps duplicate detection
+ * from dropping the wake-up as a copy of the task's first message.
+ */
+export async function wakeWaitingTasks(unitOfWork: UnitOfWork, limitKey: string, freed: number): Promise<number> {
+  return unitOfWork.run(async ({ client }) => {
+    const waiting = await waitingTasksOfKey(client, limitKey, freed);
+    const resend = `w${randomUUID().slice(0, 8)}`;
+    return {
+      value: waiting.length,
+      intents: waiting.map((task) => ({
+        kind: 'task' as const,
+        jobId: task.job_id,
+        message: { taskId: task.task_id, jobId: task.job_id, stage: task.stage, taskType: task.task_type, attempt: task.attempt + 1, resend },
+      })),
+    };
+  });
 }

@@ -10,7 +10,7 @@ import { contextFromTraceparent, inSpan, recordFailure, recordQueueWait, recordT
 import { GroupCommitter } from './group-commit';
 import { messageAttributes, type MessageMeta } from './message-meta';
 import { leaseSecondsOf, runClaimedTask } from './run-task';
-import { claimLimitedTasks } from './limits';
+import { claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { settleOutcomes } from './settle';
 import type { UnitOfWork } from './unit-of-work';
 
@@ -26,6 +26,9 @@ export interface Parsed {
   message: TaskQueueMessage;
 }
 
+/** A key whose messages were deferred here within this window probably has tasks waiting for a slot. */
+const WAKE_AFTER_DEFERRAL_MS = 60_000;
+
 /**
  * A batch of task messages, whole: parse → claim (one statement) → classify what could not be
  * claimed → run the handlers concurrently → hand each result to the group committer (which settles
@@ -36,6 +39,8 @@ export class TaskBatches {
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commit(results));
   /** Handlers running in this process, so a cancel can abort them through their signal. */
   private readonly running = new Map<string, AbortController>();
+  /** When this process last deferred a message of each slot key: only then is a freed slot worth a wake-up. */
+  private readonly lastDeferral = new Map<string, number>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -66,7 +71,9 @@ export class TaskBatches {
       const deferred = await claimLimitedTasks(this.pool, this.unitOfWork, this.registry, requests, claimed);
       for (const { index, message } of limited) {
         const deferral = deferred.get(message.taskId);
-        if (deferral) outcomes[index] = { outcome: 'deferred', taskId: message.taskId, ...deferral };
+        if (!deferral) continue;
+        this.lastDeferral.set(deferral.limitKey, Date.now());
+        outcomes[index] = { outcome: 'deferred', taskId: message.taskId, reason: deferral.reason, ...(deferral.retryAfterMs === undefined ? {} : { retryAfterMs: deferral.retryAfterMs }) };
       }
       claimedIds = new Set(claimed.map((task) => task.task_id));
       const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId) && !deferred.has(p.message.taskId));
@@ -111,6 +118,12 @@ export class TaskBatches {
       recordTaskDuration(Date.now() - started, { taskType: task.task_type, outcome: result.error ? 'error' : 'ok' });
       if (result.error) recordFailure(span, Object.assign(new Error(result.error.message), { name: result.error.type }));
       const settled = await this.committer.add(result);
+      // A concurrency slot was freed: hand it to a waiting task now rather than to whichever
+      // deferred message happens to come back first.
+      if (settled && task.limit_key !== null && Date.now() - (this.lastDeferral.get(task.limit_key) ?? -Infinity) < WAKE_AFTER_DEFERRAL_MS && this.registry.limitsOf(task.task_type)?.limit !== undefined) {
+        const limitKey = task.limit_key;
+        await retryTransient(() => wakeWaitingTasks(this.unitOfWork, limitKey, 1));
+      }
       span.setAttribute('outcome', settled ? (result.retryAt ? 'retry' : result.error ? 'failed' : 'completed') : 'fenced');
       return settled
         ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }

@@ -93,3 +93,22 @@ export async function queuedRemoteLimitKeys(db: Queryable, taskType: string, def
   });
   return result.rows.map((row) => row.limit_key);
 }
+
+export type WaitingTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_type' | 'attempt'>;
+
+/** The key's oldest QUEUED queue tasks that could start now (their job runs their stage, no retry pending). */
+export async function waitingTasksOfKey(db: Queryable, limitKey: string, limit: number): Promise<WaitingTask[]> {
+  const result = await db.query<WaitingTask>({
+    name: 'cm_waiting_tasks_of_key',
+    // At random among the oldest 32: instances freeing slots at the same moment would otherwise all
+    // wake the same oldest task, and all but one wake-up would be wasted.
+    text: `SELECT * FROM (
+             SELECT t.task_id, t.job_id, t.stage, t.task_type, t.attempt FROM coremachine.tasks t
+              WHERE t.limit_key = $1 AND t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now())
+                AND EXISTS (SELECT 1 FROM coremachine.jobs j WHERE j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage)
+              ORDER BY t.created_at, t.task_index LIMIT 32) oldest
+           ORDER BY random() LIMIT $2`,
+    values: [limitKey, limit],
+  });
+  return result.rows;
+}

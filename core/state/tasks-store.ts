@@ -29,7 +29,7 @@ export interface ClaimRequest {
   limitKey?: string;
 }
 
-export type ClaimedTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'parameters' | 'attempt'> & {
+export type ClaimedTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'parameters' | 'attempt' | 'limit_key'> & {
   claim_id: string;
 };
 
@@ -60,7 +60,7 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
            WHERE t.task_id = m.task_id AND locked.task_id = t.task_id
              AND ((t.status = 'QUEUED' AND t.attempt = m.attempt - 1)
                OR (t.status = 'PROCESSING' AND t.attempt = m.attempt AND t.lease_expires_at < now()))
-           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.attempt, t.claim_id`,
+           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.attempt, t.claim_id, t.limit_key`,
     values: [requests.map((r) => r.taskId), requests.map((r) => r.attempt), leaseSeconds, requests.map((r) => r.limitKey ?? null)],
   });
   return result.rows;

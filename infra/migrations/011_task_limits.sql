@@ -16,3 +16,7 @@ CREATE TABLE coremachine.task_rate_buckets (
   tokens       double precision NOT NULL,
   refilled_at  timestamptz NOT NULL
 );
+
+-- When a slot frees, the engine that freed it wakes the key's oldest waiting tasks (sends their
+-- messages now instead of leaving them to their deferral backoff): found through this index.
+CREATE INDEX tasks_limit_waiting_idx ON coremachine.tasks (limit_key, created_at, task_index) WHERE status = 'QUEUED' AND NOT remote AND limit_key IS NOT NULL;
