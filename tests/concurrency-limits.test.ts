@@ -165,7 +165,7 @@ test('a crash with slots held: nothing else starts until the janitor requeues th
   });
   const job = defineJob({ type: 'limits.crashy_job', parameters: z.object({ n: z.number().int() }) })
     .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
-    .finalize(async ({ previous }) => (await previous.all()).reduce((s: number, v) => s + (v), 0));
+    .finalize(async ({ previous }) => (await previous.all()).reduce((sum: number, v) => sum + (v), 0));
   // One message per batch: a batch is settled when all its handlers return, so a deferred message
   // sharing a batch with a hung handler would wait with it (a real crash frees it: its lock expires).
   const cluster = await startCluster([job], 2, 1);
@@ -190,6 +190,39 @@ test('a crash with slots held: nothing else starts until the janitor requeues th
     expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE status = 'PROCESSING' AND job_id = $1", [submitted.jobId])).toBe(0);
   } finally {
     release();
+    await Promise.all(cluster.workers.map((worker) => worker.drain()));
+    await cluster.stop();
+  }
+}, 60_000);
+
+test('cancelling a job frees the slots its running tasks held: the tasks of another job of the type start at once', async () => {
+  const work = defineTask({
+    type: 'limits.cancellable',
+    parameters: z.object({ i: z.number().int(), hold: z.boolean() }),
+    concurrency: { limit: 1 },
+    handler: async ({ i, hold }, ctx) => {
+      if (hold) await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+      return i;
+    },
+  });
+  const job = defineJob({ type: 'limits.cancellable_job', parameters: z.object({ n: z.number().int(), hold: z.boolean() }) })
+    .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i, hold: parameters.hold })) })
+    .finalize(async ({ previous }) => (await previous.all()).length);
+  const cluster = await startCluster([job], 2, 1);
+  try {
+    const machine = cluster.machines[0]!;
+    const holder = (await machine.submitJob('limits.cancellable_job', { n: 1, hold: true })).job.jobId;
+    const holding = "SELECT count(*)::int AS n FROM coremachine.tasks WHERE status = 'PROCESSING' AND limit_key = 'limits.cancellable:'";
+    for (let i = 0; i < 500 && (await count(holding)) === 0; i++) await sleep(10);
+    const waiter = (await machine.submitJob('limits.cancellable_job', { n: 3, hold: false })).job.jobId;
+    await sleep(300);
+    expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND status = 'COMPLETED'", [waiter])).toBe(0);
+    expect(await count(holding)).toBe(1);
+
+    expect((await machine.cancelJob(holder)).status).toBe('CANCELLED');
+    const done = await waitForJob(cluster.machines[1]!, waiter, 30_000);
+    expect([done.status, done.result]).toEqual(['COMPLETED', 3]);
+  } finally {
     await Promise.all(cluster.workers.map((worker) => worker.drain()));
     await cluster.stop();
   }
