@@ -24,6 +24,8 @@ export interface TaskRate {
 
 export const MAX_CONCURRENCY_LIMIT = 100_000;
 export const MAX_RATE_PER_SECOND = 100_000;
+/** One start per 1,000 s at least: an idle bucket is full again within the janitor's hour (core/janitor.ts). */
+export const MIN_RATE_PER_SECOND = 0.001;
 /** A slot key is stored on every task of a limited type; bounded like other names. */
 export const MAX_LIMIT_KEY_LENGTH = 200;
 const SCOPE_NAME = /^[a-z][a-z0-9_.-]{0,127}$/;
@@ -47,8 +49,8 @@ export function checkTaskLimits(type: string, concurrency: TaskConcurrency | und
   }
   if (rate !== undefined) {
     const { perSecond } = rate;
-    if (!(typeof perSecond === 'number' && Number.isFinite(perSecond) && perSecond > 0 && perSecond <= MAX_RATE_PER_SECOND)) {
-      throw new TypeError(`task type "${type}": rate.perSecond must be a number above 0 and at most ${MAX_RATE_PER_SECOND}`);
+    if (!(typeof perSecond === 'number' && Number.isFinite(perSecond) && perSecond >= MIN_RATE_PER_SECOND && perSecond <= MAX_RATE_PER_SECOND)) {
+      throw new TypeError(`task type "${type}": rate.perSecond must be a number from ${MIN_RATE_PER_SECOND} to ${MAX_RATE_PER_SECOND}`);
     }
   }
 }

@@ -296,6 +296,14 @@ test('a rate limit: starts never outrun a bucket of 20 tokens refilled at 20 per
     }
     expect(worst).toBeLessThanOrEqual(5);
     console.log(JSON.stringify({ tasks: 60, perSecond: 20, spanMs: span, worstExcess: worst }));
+
+    // The janitor deletes a bucket idle for an hour (it is full again): one row per key in use.
+    const bucket = "SELECT count(*)::int AS n FROM coremachine.task_rate_buckets WHERE limit_key = 'limits.rated:'";
+    expect(await count(bucket)).toBe(1);
+    expect((await cluster.machines[2]!.sweep()).prunedRateBuckets).toBe(0);
+    await db.pool.query("UPDATE coremachine.task_rate_buckets SET refilled_at = now() - interval '61 minutes'");
+    expect((await cluster.machines[2]!.sweep()).prunedRateBuckets).toBe(1);
+    expect(await count(bucket)).toBe(0);
   } finally {
     await cluster.stop();
   }
@@ -307,6 +315,7 @@ test('limits are checked when a task type is defined and when it is registered; 
   expect(() => defineTask({ type: 'limits.bad', parameters, concurrency: { limit: 0 }, handler })).toThrow(/concurrency.limit must be an integer/);
   expect(() => defineTask({ type: 'limits.bad', parameters, concurrency: { limit: 2.5 }, handler })).toThrow(/concurrency.limit/);
   expect(() => defineTask({ type: 'limits.bad', parameters, rate: { perSecond: 0 }, handler })).toThrow(/rate.perSecond/);
+  expect(() => defineTask({ type: 'limits.bad', parameters, rate: { perSecond: 0.0001 }, handler })).toThrow(/rate.perSecond/);
   expect(() => defineTask({ type: 'limits.bad', parameters, concurrency: { limit: 1, scope: 'Bad Scope' }, handler })).toThrow(/scope/);
   // A hand-built definition is checked by the registry too.
   const handBuilt = { ...defineTask({ type: 'limits.hand', parameters, handler }), concurrency: { limit: -1 } };

@@ -112,3 +112,18 @@ export async function waitingTasksOfKey(db: Queryable, limitKey: string, limit: 
   });
   return result.rows;
 }
+
+/**
+ * Rate buckets untouched for an hour are full again (rates are at least one per 1,000 s), so a
+ * missing row means the same: deleting them keeps one row per key in use, not per key ever seen.
+ */
+export async function pruneIdleRateBuckets(db: Queryable, idleSeconds: number, limit: number): Promise<number> {
+  const result = await db.query({
+    name: 'cm_prune_idle_rate_buckets',
+    text: `DELETE FROM coremachine.task_rate_buckets WHERE limit_key IN (
+             SELECT limit_key FROM coremachine.task_rate_buckets WHERE refilled_at < clock_timestamp() - make_interval(secs => $1::float8)
+              LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    values: [idleSeconds, limit],
+  });
+  return result.rowCount ?? 0;
+}
