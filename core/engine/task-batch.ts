@@ -72,7 +72,7 @@ export class TaskBatches {
       for (const { index, message } of limited) {
         const deferral = deferred.get(message.taskId);
         if (!deferral) continue;
-        this.lastDeferral.set(deferral.limitKey, Date.now());
+        this.noteDeferral(deferral.limitKey);
         outcomes[index] = { outcome: 'deferred', taskId: message.taskId, reason: deferral.reason, ...(deferral.retryAfterMs === undefined ? {} : { retryAfterMs: deferral.retryAfterMs }) };
       }
       claimedIds = new Set(claimed.map((task) => task.task_id));
@@ -99,6 +99,15 @@ export class TaskBatches {
       if (!outcome) throw new Error(`task message ${index} of the batch has no outcome`);
       return outcome;
     });
+  }
+
+  /** Per-tenant keys can be many: entries past the window are dropped before the map grows large. */
+  private noteDeferral(limitKey: string): void {
+    const now = Date.now();
+    if (this.lastDeferral.size >= 10_000) {
+      for (const [key, at] of this.lastDeferral) if (now - at >= WAKE_AFTER_DEFERRAL_MS) this.lastDeferral.delete(key);
+    }
+    this.lastDeferral.set(limitKey, now);
   }
 
   /** One claimed task in its span: the handler's run, then its result through the group committer. */
