@@ -21,9 +21,13 @@ import {
   type StallCandidate,
 } from './state/janitor-store';
 import { findStage } from './state/stages-store';
+import { pruneIdleRateBuckets } from './state/limits-store';
 import { lockJobs } from './state/jobs-store';
 import type { TaskOutcome } from './state/tasks-store';
 import type { ScheduleSweepReport } from './schedules/schedules';
+
+/** A rate bucket idle this long is full again (models/task-limits.ts: MIN_RATE_PER_SECOND). */
+const IDLE_RATE_BUCKET_SECONDS = 3600;
 
 export interface JanitorOptions {
   /** A job with no event for this long is examined and explained. */
@@ -65,6 +69,8 @@ export interface SweepReport {
   schedules?: ScheduleSweepReport;
   /** What retention deleted in this sweep. */
   purged: RetentionReport;
+  /** Rate-limit buckets idle long enough to be full again, deleted (migration 011). */
+  prunedRateBuckets: number;
 }
 
 /** What a sweep works with: every state change goes through the unit of work, so its transitions are reported. */
@@ -103,7 +109,8 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
   const retention: RetentionOptions = { ...DEFAULT_RETENTION, ...options.retention, retentionDays: options.retentionDays ?? 0 };
   const purged = await attempt(() => purgeExpiredJobs(unitOfWork, retention), NOTHING_PURGED);
-  const report: SweepReport = { ...leases, timedOutJobs: timedOut.jobs.length, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, purged, ...(schedules ? { schedules } : {}) };
+  const prunedRateBuckets = await attempt(() => unitOfWork.run(async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })), 0);
+  const report: SweepReport = { ...leases, timedOutJobs: timedOut.jobs.length, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, purged, prunedRateBuckets, ...(schedules ? { schedules } : {}) };
   await attempt(
     () => unitOfWork.run(async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })),
     undefined,

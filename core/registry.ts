@@ -1,4 +1,4 @@
-import { isSignalStage, type AnyJobDefinition, type AnyTaskDefinition, type Registration, type ScheduleDefinition } from '../models';
+import { checkTaskLimits, isSignalStage, sameLimits, taskLimitsOf, type AnyJobDefinition, type AnyTaskDefinition, type Registration, type ScheduleDefinition, type TaskLimits } from '../models';
 import { compileSchedule, type RegisteredSchedule } from './schedules/cron-pattern';
 import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, ValidationError, describeZodError } from './errors';
 
@@ -37,8 +37,26 @@ export class Registry {
     if (existing && existing !== task) {
       throw new DuplicateRegistrationError(`task type "${task.type}" is already registered with another definition`);
     }
+    // Checked again here: a definition built by hand (not by defineTask) reaches the engine too.
+    checkTaskLimits(task.type, task.concurrency, task.rate);
+    const limits = taskLimitsOf(task);
+    if (limits) {
+      // One scope is one set of slots: types sharing it must agree on them, or the limit enforced
+      // would depend on which type's message happened to be claimed.
+      const other = [...this.tasks.values()].find((t) => t.type !== task.type && taskLimitsOf(t)?.scope === limits.scope);
+      const otherLimits = other ? taskLimitsOf(other) : undefined;
+      if (other && otherLimits && !sameLimits(limits, otherLimits)) {
+        throw new DuplicateRegistrationError(`task type "${task.type}" declares limits ${JSON.stringify(limits)} for scope "${limits.scope}", but task type "${other.type}" declares ${JSON.stringify(otherLimits)}`);
+      }
+    }
     this.tasks.set(task.type, task);
     return this;
+  }
+
+  /** The global concurrency/rate limits of a task type; undefined when it has none (or is unknown). */
+  limitsOf(taskType: string): TaskLimits | undefined {
+    const task = this.tasks.get(taskType);
+    return task ? taskLimitsOf(task) : undefined;
   }
 
   job(jobType: string): AnyJobDefinition {

@@ -135,12 +135,15 @@ async function carryOut(context: InvocationContext, machine: CoreMachine, transp
   if (settlement.action === 'deadLetter') {
     await reportDiscarded(context, machine, queue, message.meta, error ?? new Error(settlement.description), body, settlement);
   } else if (settlement.action === 'reschedule') {
-    if (!transport.reschedule) throw coerce(error);
+    if (!transport.reschedule) throw coerce(error ?? new Error(settlement.reason));
     const reschedules = message.reschedules + 1;
     const messageId = rescheduledMessageId(message.meta.messageId ?? 'message', reschedules);
     const at = new Date(Date.now() + settlement.delayMs);
     await transport.reschedule(queue, { messageId, body, applicationProperties: { ...message.applicationProperties, [RESCHEDULES_PROPERTY]: reschedules } }, at);
-    context.warn(JSON.stringify({ event: 'coremachine.message.rescheduled', queue, ...message.meta, copy: messageId, delayMs: settlement.delayMs, reason: settlement.reason }));
+    const line = JSON.stringify({ event: settlement.deferred ? 'coremachine.message.deferred' : 'coremachine.message.rescheduled', queue, ...message.meta, copy: messageId, delayMs: settlement.delayMs, reason: settlement.reason });
+    // A deferral is a concurrency or rate limit doing its job, not a fault worth a warning.
+    if (settlement.deferred) context.debug(line);
+    else context.warn(line);
   }
 }
 

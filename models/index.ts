@@ -3,6 +3,7 @@ export * from './error-shape';
 export * from './messages';
 export * from './records';
 export * from './job-definition';
+export * from './task-limits';
 export * from './api';
 export * from './task-failure';
 export * from './idempotency';

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { checkDeclaredTimeout } from './deadline';
 import type { RetryPolicy, StageFailurePolicy } from './task-failure';
+import { checkTaskLimits, type TaskConcurrency, type TaskRate } from './task-limits';
 
 /**
  * Typed job and task declarations. Types flow parameters → task specs → results → next stage →
@@ -33,6 +34,10 @@ export interface TaskDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
   readonly execution?: 'queue' | 'remote';
   /** For remote tasks: what a worker's reported result must match. */
   readonly result?: z.ZodType;
+  /** Global limit on tasks of this type PROCESSING at once (per key), across every instance. */
+  readonly concurrency?: TaskConcurrency<z.output<P>>;
+  /** Global limit on how many tasks of this type (per key) start per second. */
+  readonly rate?: TaskRate;
   handler(parameters: z.output<P>, context: TaskContext): Promise<R>;
 }
 
@@ -139,6 +144,8 @@ export function defineRemoteTask<P extends z.ZodType, R>(definition: {
   result: z.ZodType<R>;
   leaseSeconds?: number;
   retry?: RetryPolicy;
+  concurrency?: TaskConcurrency<z.output<P>>;
+  rate?: TaskRate;
 }): TaskDefinition<P, R> {
   const { result, ...rest } = definition;
   const task = defineTask<P, R>({
@@ -155,13 +162,16 @@ export function defineTask<P extends z.ZodType, R>(definition: {
   leaseSeconds?: number;
   retry?: RetryPolicy;
   execution?: 'queue' | 'remote';
+  concurrency?: TaskConcurrency<z.output<P>>;
+  rate?: TaskRate;
   handler: (parameters: z.output<P>, context: TaskContext) => Promise<R>;
 }): TaskDefinition<P, R> {
   checkTypeName('task', definition.type);
+  checkTaskLimits(definition.type, definition.concurrency, definition.rate);
   if (definition.retry && !(Number.isInteger(definition.retry.maxAttempts) && definition.retry.maxAttempts >= 1)) {
     throw new TypeError(`task type "${definition.type}": retry.maxAttempts must be an integer >= 1`);
   }
-  const { handler, type, parameters, leaseSeconds, retry, execution } = definition;
+  const { handler, type, parameters, leaseSeconds, retry, execution, concurrency, rate } = definition;
   return {
     kind: 'task',
     type,
@@ -169,6 +179,8 @@ export function defineTask<P extends z.ZodType, R>(definition: {
     ...(leaseSeconds === undefined ? {} : { leaseSeconds }),
     ...(retry === undefined ? {} : { retry }),
     ...(execution === undefined ? {} : { execution }),
+    ...(concurrency === undefined ? {} : { concurrency }),
+    ...(rate === undefined ? {} : { rate }),
     handler: (p, context) => handler(p, context),
   };
 }

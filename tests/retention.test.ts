@@ -101,6 +101,13 @@ test('a sweep deletes finished jobs past retention with all their rows, writes n
   const cancelled = await cancelledJob('old');
   const recent = await finishedJob('hello_world', { n: 21 }, 'COMPLETED');
   const running = (await runtime.machine.submitJob('test.retention_gated', { run: 'running' })).job.jobId;
+  // Its two tasks held PROCESSING before the snapshot: a claim during the sweep would add events
+  // to the rows this test expects the sweep to leave untouched.
+  for (let i = 0; i < 500; i++) {
+    const held = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'", [running]);
+    if (held.rows[0]?.n === 2) break;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
   // A dead letter and an undispatched outbox row belong to a job too.
   await db.pool.query(`INSERT INTO coremachine.dead_letters (queue, reason, description, job_id) VALUES ('coremachine-tasks', 'Test', 'left behind', $1)`, [failed]);
   await db.pool.query(`INSERT INTO coremachine.outbox (kind, job_id, payload) VALUES ('job', $1, '{}')`, [completed]);

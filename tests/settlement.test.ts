@@ -6,7 +6,7 @@ import { TransientDatabaseError } from '../core/db/transient-errors';
 import { InvalidTransitionError, MalformedMessageError, TaskNotFoundError, UnknownJobTypeError, ValidationError } from '../core/errors';
 import { decideSettlement, DEFAULT_SETTLEMENT_POLICY, RESCHEDULES_PROPERTY, rescheduledMessageId, reschedulesOf, type HandlingResult, type Settlement, type SettlementPolicy } from '../core/settlement';
 
-const policy: SettlementPolicy = { maxDeliveryCount: 10, rescheduleBaseMs: 1000, rescheduleMaxMs: 60_000, random: () => 0.5 };
+const policy: SettlementPolicy = { maxDeliveryCount: 10, rescheduleBaseMs: 1000, rescheduleMaxMs: 60_000, deferBaseMs: 200, deferMaxMs: 4000, random: () => 0.5 };
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });
 
 const rows: Array<[string, HandlingResult, { deliveryCount?: number; reschedules?: number }, Settlement]> = [
@@ -52,6 +52,24 @@ const rows: Array<[string, HandlingResult, { deliveryCount?: number; reschedules
     { ok: false, error: new Error('boom') },
     { deliveryCount: 10 },
     { action: 'deadLetter', reason: 'MaxDeliveryCountExceeded', description: 'failed on delivery 10 of 10: Error: boom' },
+  ],
+  [
+    'deferred by a concurrency limit: rescheduled with the deferral backoff, even on the last delivery (not an attempt)',
+    { ok: true, outcome: { outcome: 'deferred', reason: 'all 5 slot(s) of t: are taken' } },
+    { deliveryCount: 10, reschedules: 1 },
+    { action: 'reschedule', delayMs: 300, reason: 'all 5 slot(s) of t: are taken', deferred: true },
+  ],
+  [
+    'deferred by a concurrency limit many times: the delay is capped',
+    { ok: true, outcome: { outcome: 'deferred', reason: 'full' } },
+    { deliveryCount: 1, reschedules: 40 },
+    { action: 'reschedule', delayMs: 3000, reason: 'full', deferred: true },
+  ],
+  [
+    'deferred by a rate limit: not before the token is due',
+    { ok: true, outcome: { outcome: 'deferred', reason: 'rate', retryAfterMs: 900 } },
+    { deliveryCount: 1 },
+    { action: 'reschedule', delayMs: 900, reason: 'rate', deferred: true },
   ],
   [
     'transient DB error (too many connections): rescheduled with backoff',

@@ -5,8 +5,9 @@ import { MAX_NAME_LENGTH, safeText } from '../../models/http-input';
 import { errorToShape, LeaseLostError, MAX_RECORDED_MESSAGE_LENGTH, TaskNotFoundError, ValidationError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
-import { claimRemoteTasks, releaseRemoteClaim } from '../state/remote-tasks-store';
+import { claimRemoteTasks, releaseRemoteClaim, type RemoteClaim } from '../state/remote-tasks-store';
 import { extendLease, findTaskSummary, type TaskOutcome, type TaskSummary } from '../state/tasks-store';
+import { claimLimitedRemoteTasks } from './limits';
 import { nextAttemptAt } from './retry-policy';
 import { DEFAULT_LEASE_SECONDS } from './run-task';
 import { settleOutcomes } from './settle';
@@ -67,8 +68,21 @@ export class RemoteWorkers {
   /** Claims up to maxTasks QUEUED remote tasks of the given types, oldest first, each with a lease. */
   async claim(body: unknown): Promise<RemoteTask[]> {
     const request = parseRequest(ClaimRequest, body, 'claim request');
-    const leases = request.taskTypes.map((type) => request.leaseSeconds ?? (this.deps.registry.hasTask(type) ? this.deps.registry.task(type).leaseSeconds : undefined) ?? DEFAULT_LEASE_SECONDS);
-    const rows = await claimRemoteTasks(this.pool, { taskTypes: request.taskTypes, leaseSeconds: leases, limit: request.maxTasks, workerId: request.workerId });
+    const leaseOf = (type: string) => request.leaseSeconds ?? (this.deps.registry.hasTask(type) ? this.deps.registry.task(type).leaseSeconds : undefined) ?? DEFAULT_LEASE_SECONDS;
+    // Types with global limits are claimed key by key under the keys' locks (core/engine/limits.ts),
+    // so a remote worker counts against the same slots as the queue instances; the rest as before.
+    const rows: RemoteClaim[] = [];
+    const unlimited: string[] = [];
+    for (const taskType of new Set(request.taskTypes)) {
+      const limits = this.deps.registry.limitsOf(taskType);
+      if (!limits) unlimited.push(taskType);
+      else if (rows.length < request.maxTasks) {
+        rows.push(...(await claimLimitedRemoteTasks(this.pool, this.unitOfWork, { taskType, limits, leaseSeconds: leaseOf(taskType), limit: request.maxTasks - rows.length, workerId: request.workerId })));
+      }
+    }
+    if (unlimited.length > 0 && rows.length < request.maxTasks) {
+      rows.push(...(await claimRemoteTasks(this.pool, { taskTypes: unlimited, leaseSeconds: unlimited.map(leaseOf), limit: request.maxTasks - rows.length, workerId: request.workerId })));
+    }
     if (rows.length > 0) this.deps.logger.info('remote tasks claimed', { workerId: request.workerId, tasks: rows.length });
     return rows.map((row) => ({
       taskId: row.task_id,

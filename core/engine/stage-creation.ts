@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type pg from 'pg';
-import { isSignalStage, maxToleratedFailures, type AnyTaskStageDefinition, type StageResults } from '../../models';
+import { isSignalStage, limitKeyOf, maxToleratedFailures, type AnyTaskStageDefinition, type StageResults } from '../../models';
 import { isTransientDatabaseError } from '../db/transient-errors';
 import { errorToShape, FanOutError } from '../errors';
 import { computeTaskId } from '../identity';
@@ -45,7 +45,8 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
   let specs: SpecReader;
   try {
     const previous = job.stage === 1 ? NO_RESULTS : await previousResults(pool, job.job_id, job.stage - 1);
-    specs = new SpecReader(await definition.fanOut({ jobId: job.job_id, stage: job.stage, parameters: job.parameters, previous }), hash);
+    // A limited task type's slot key is computed here, once per task: a key function that throws fails the fan-out.
+    specs = new SpecReader(await definition.fanOut({ jobId: job.job_id, stage: job.stage, parameters: job.parameters, previous }), hash, (spec) => limitKeyOf(definition.task, spec));
     const skipped = await specs.skip(stage.created);
     if (skipped < stage.created || (stage.created > 0 && hash.copy().digest('hex') !== stage.fan_out_digest)) {
       throw new Error(`it no longer yields the ${stage.created} task spec(s) already created: a fan-out must be deterministic (same parameters and previous results → same tasks in the same order)`);
@@ -58,7 +59,7 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
   let intents: OutboxIntent[] = resend && stage.created > 0 && !remote ? [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, resend, chunk: { from: 0, through: stage.created - 1 } }] : [];
   let from = stage.created;
   for (;;) {
-    let chunk: { specs: string[]; last: boolean };
+    let chunk: { specs: string[]; limitKeys: Array<string | null>; last: boolean };
     try {
       chunk = await specs.take(chunkSize(from));
     } catch (error) {
@@ -71,7 +72,7 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
     try {
       row = await uow.run(async ({ client, deps }) => {
         const taskIds = chunk.specs.map((_, i) => computeTaskId(job.job_id, job.stage, first + i));
-        await insertStageTasks(client, { jobId: job.job_id, stage: job.stage, taskType, remote, firstIndex: first, parameters: chunk.specs, taskIds });
+        await insertStageTasks(client, { jobId: job.job_id, stage: job.stage, taskType, remote, firstIndex: first, parameters: chunk.specs, taskIds, limitKeys: chunk.limitKeys });
         const last = chunk.last ? { maxFailures: maxToleratedFailures(definition.failurePolicy, first + chunk.specs.length) } : undefined;
         const recorded = await recordStageChunk(client, { jobId: job.job_id, stage: job.stage, fromIndex: first, count: chunk.specs.length, digest, ...(last ? { last } : {}) });
         if (!recorded) throw new ChunkSuperseded(`stage ${job.stage} of job ${job.job_id} is no longer at ${first} created tasks`);
@@ -136,14 +137,19 @@ class SpecReader {
   constructor(
     specs: Iterable<unknown> | AsyncIterable<unknown>,
     private readonly hash: Hash,
+    private readonly limitKeyOf: (spec: unknown) => string | null = () => null,
   ) {
     this.iterator = Symbol.asyncIterator in specs ? specs[Symbol.asyncIterator]() : specs[Symbol.iterator]();
   }
 
-  async take(count: number): Promise<{ specs: string[]; last: boolean }> {
+  async take(count: number): Promise<{ specs: string[]; limitKeys: Array<string | null>; last: boolean }> {
     const specs: string[] = [];
-    const last = await this.read(count, (json) => specs.push(json));
-    return { specs, last };
+    const limitKeys: Array<string | null> = [];
+    const last = await this.read(count, (json, spec) => {
+      specs.push(json);
+      limitKeys.push(this.limitKeyOf(spec));
+    });
+    return { specs, limitKeys, last };
   }
 
   /** Reads past `count` specs (hashing them, keeping none); returns how many there were. */
@@ -154,7 +160,7 @@ class SpecReader {
   }
 
   /** Reads up to `count` specs into `keep`; true when the fan-out has no more after them. */
-  private async read(count: number, keep: (json: string) => void): Promise<boolean> {
+  private async read(count: number, keep: (json: string, spec: unknown) => void): Promise<boolean> {
     for (let kept = 0; ; kept++) {
       const next = this.ahead ?? (await this.iterator.next());
       this.ahead = undefined;
@@ -166,7 +172,7 @@ class SpecReader {
       const json = JSON.stringify(next.value);
       if (json === undefined) throw new TypeError(`task spec ${this.index} is not JSON-serialisable`);
       this.hash.update(json).update('\n');
-      keep(json);
+      keep(json, next.value);
       this.index++;
     }
   }

@@ -11,18 +11,24 @@ import { failOverdueJobs } from './deadlines';
 import { GroupCommitter } from './group-commit';
 import { messageAttributes, type MessageMeta } from './message-meta';
 import { leaseSecondsOf, runClaimedTask } from './run-task';
+import { claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { settleOutcomes } from './settle';
 import type { UnitOfWork } from './unit-of-work';
 
 export type TaskMessageOutcome =
   | { outcome: 'completed' | 'failed'; taskId: string }
   | { outcome: 'duplicate' | 'ignored' | 'fenced'; taskId: string; reason: string }
+  /** The task's concurrency or rate limit is reached: it stays QUEUED and the message comes back later. */
+  | { outcome: 'deferred'; taskId: string; reason: string; retryAfterMs?: number }
   | { outcome: 'malformed'; taskId?: string; reason: string; error: MalformedMessageError | TaskNotFoundError };
 
 export interface Parsed {
   index: number;
   message: TaskQueueMessage;
 }
+
+/** A key whose messages were deferred here within this window probably has tasks waiting for a slot. */
+const WAKE_AFTER_DEFERRAL_MS = 60_000;
 
 /**
  * A batch of task messages, whole: parse → claim (one statement) → classify what could not be
@@ -34,6 +40,8 @@ export class TaskBatches {
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commit(results));
   /** Handlers running in this process, so a cancel can abort them through their signal. */
   private readonly running = new Map<string, AbortController>();
+  /** When this process last deferred a message of each slot key: only then is a freed slot worth a wake-up. */
+  private readonly lastDeferral = new Map<string, number>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -50,15 +58,26 @@ export class TaskBatches {
   async process(bodies: readonly unknown[], metas: readonly MessageMeta[] = []): Promise<TaskMessageOutcome[]> {
     const { parsed, outcomes } = parseTaskMessages(bodies);
     const metaByTask = new Map(parsed.map((p) => [p.message.taskId, metas[p.index] ?? {}]));
-    const claimed = await retryTransient(() => claim(this.pool, this.registry, parsed));
-    const claimedIds = new Set(claimed.map((task) => task.task_id));
-    const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId));
+    const limited = parsed.filter((p) => this.registry.limitsOf(p.message.taskType));
+    const claimed = await retryTransient(() => claim(this.pool, this.registry, limited.length === 0 ? parsed : parsed.filter((p) => !limited.includes(p))));
     const settledById = new Map<string, TaskMessageOutcome>();
     // Claims this process cannot finish are given back at once: left to expire, they would come
     // back through the janitor as a lost lease, which counts as an attempt.
     const releaseUnsettled = () =>
       retryTransient(() => releaseClaims(this.pool, claimed.filter((task) => !settledById.has(task.task_id)).map((task) => ({ taskId: task.task_id, claimId: task.claim_id }))));
+    let claimedIds = new Set<string>();
     try {
+      // Limited task types are claimed under their keys' locks; what cannot start now is deferred.
+      const requests = limited.map((p) => ({ ...p.message, leaseSeconds: leaseSecondsOf(this.registry, p.message.taskType) }));
+      const deferred = await claimLimitedTasks(this.pool, this.unitOfWork, this.registry, requests, claimed);
+      for (const { index, message } of limited) {
+        const deferral = deferred.get(message.taskId);
+        if (!deferral) continue;
+        this.noteDeferral(deferral.limitKey);
+        outcomes[index] = { outcome: 'deferred', taskId: message.taskId, reason: deferral.reason, ...(deferral.retryAfterMs === undefined ? {} : { retryAfterMs: deferral.retryAfterMs }) };
+      }
+      claimedIds = new Set(claimed.map((task) => task.task_id));
+      const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId) && !deferred.has(p.message.taskId));
       for (const [index, outcome] of await retryTransient(() => classifyUnclaimed(this.pool, unclaimed))) outcomes[index] = outcome;
       await this.failOverdue(parsed, outcomes);
     } catch (error) {
@@ -101,6 +120,15 @@ export class TaskBatches {
     }
   }
 
+  /** Per-tenant keys can be many: entries past the window are dropped before the map grows large. */
+  private noteDeferral(limitKey: string): void {
+    const now = Date.now();
+    if (this.lastDeferral.size >= 10_000) {
+      for (const [key, at] of this.lastDeferral) if (now - at >= WAKE_AFTER_DEFERRAL_MS) this.lastDeferral.delete(key);
+    }
+    this.lastDeferral.set(limitKey, now);
+  }
+
   /** One claimed task in its span: the handler's run, then its result through the group committer. */
   private runAndSettle(task: ClaimedTask, meta: MessageMeta): Promise<TaskMessageOutcome> {
     const attributes = { jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt, taskType: task.task_type, ...messageAttributes(meta) };
@@ -118,6 +146,12 @@ export class TaskBatches {
       recordTaskDuration(Date.now() - started, { taskType: task.task_type, outcome: result.error ? 'error' : 'ok' });
       if (result.error) recordFailure(span, Object.assign(new Error(result.error.message), { name: result.error.type }));
       const settled = await this.committer.add(result);
+      // A concurrency slot was freed: hand it to a waiting task now rather than to whichever
+      // deferred message happens to come back first.
+      if (settled && task.limit_key !== null && Date.now() - (this.lastDeferral.get(task.limit_key) ?? -Infinity) < WAKE_AFTER_DEFERRAL_MS && this.registry.limitsOf(task.task_type)?.limit !== undefined) {
+        const limitKey = task.limit_key;
+        await retryTransient(() => wakeWaitingTasks(this.unitOfWork, limitKey, 1));
+      }
       span.setAttribute('outcome', settled ? (result.retryAt ? 'retry' : result.error ? 'failed' : 'completed') : 'fenced');
       return settled
         ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }

@@ -45,3 +45,29 @@ export async function releaseRemoteClaim(db: Queryable, taskId: string): Promise
   });
   return (result.rowCount ?? 0) > 0;
 }
+
+/**
+ * Claims up to `limit` QUEUED remote tasks of one type and slot key, oldest first: the claim of a
+ * limited type, made while its key's lock is held (core/engine/limits.ts decides `limit`).
+ */
+export async function claimRemoteTasksOfKey(
+  db: Queryable,
+  request: { taskType: string; limitKey: string; defaultKey: string; leaseSeconds: number; limit: number; workerId: string },
+): Promise<RemoteClaim[]> {
+  if (request.limit <= 0) return [];
+  const result = await db.query<RemoteClaim>({
+    name: 'cm_claim_remote_tasks_of_key',
+    text: `WITH candidates AS (
+             SELECT t.task_id FROM coremachine.tasks t
+               JOIN coremachine.jobs j ON j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage
+              WHERE t.remote AND t.status = 'QUEUED' AND t.task_type = $1 AND COALESCE(t.limit_key, $6) = $2
+                AND (t.retry_at IS NULL OR t.retry_at <= now())
+              ORDER BY t.created_at, t.task_index LIMIT $3 FOR UPDATE OF t SKIP LOCKED)
+           UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(), limit_key = $2,
+                  lease_expires_at = now() + make_interval(secs => $5::float8), started_at = now(), worker_id = $4
+             FROM candidates c WHERE t.task_id = c.task_id
+           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.lease_expires_at`,
+    values: [request.taskType, request.limitKey, request.limit, request.workerId, request.leaseSeconds, request.defaultKey],
+  });
+  return result.rows;
+}

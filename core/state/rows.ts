@@ -55,6 +55,8 @@ export interface TaskRow {
   retry_at: Date | null;
   remote: boolean;
   worker_id: string | null;
+  /** The slot key of a task type with global limits (migration 011); null without limits. */
+  limit_key: string | null;
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;

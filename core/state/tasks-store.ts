@@ -5,15 +5,19 @@ import type { TaskRow } from './rows';
 /** One statement for a whole stage: the task rows come from arrays, never a per-task INSERT. */
 export async function insertStageTasks(
   db: Queryable,
-  stage: { jobId: string; stage: number; taskType: string; remote: boolean; firstIndex: number; taskIds: readonly string[]; parameters: readonly string[] },
+  stage: {
+    jobId: string; stage: number; taskType: string; remote: boolean; firstIndex: number; taskIds: readonly string[]; parameters: readonly string[];
+    /** Slot keys of a limited task type, one per task (migration 011); omitted without limits. */
+    limitKeys?: ReadonlyArray<string | null>;
+  },
 ): Promise<number> {
   if (stage.taskIds.length === 0) return 0;
   const result = await db.query({
     name: 'cm_insert_stage_tasks',
-    text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, remote)
-           SELECT t.task_id, $1, $2, (t.ord - 1 + $7)::int, $3, 'QUEUED', t.parameters, $6
-             FROM unnest($4::text[], $5::jsonb[]) WITH ORDINALITY AS t(task_id, parameters, ord)`,
-    values: [stage.jobId, stage.stage, stage.taskType, stage.taskIds, stage.parameters, stage.remote, stage.firstIndex],
+    text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, remote, limit_key)
+           SELECT t.task_id, $1, $2, (t.ord - 1 + $7)::int, $3, 'QUEUED', t.parameters, $6, t.limit_key
+             FROM unnest($4::text[], $5::jsonb[], $8::text[]) WITH ORDINALITY AS t(task_id, parameters, limit_key, ord)`,
+    values: [stage.jobId, stage.stage, stage.taskType, stage.taskIds, stage.parameters, stage.remote, stage.firstIndex, stage.limitKeys ?? []],
   });
   return result.rowCount ?? 0;
 }
@@ -21,9 +25,11 @@ export async function insertStageTasks(
 export interface ClaimRequest {
   taskId: string;
   attempt: number;
+  /** A limited task's slot key, recorded by the claim (a task created before its type had limits has none). */
+  limitKey?: string;
 }
 
-export type ClaimedTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'parameters' | 'attempt'> & {
+export type ClaimedTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'parameters' | 'attempt' | 'limit_key'> & {
   claim_id: string;
 };
 
@@ -41,7 +47,7 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
     // holding duplicates of the same messages in different orders cannot deadlock.
     // Every lookup is by task id (primary key), never a scan of the stage; the job check is a
     // correlated subquery so no plan can start from the job's (job_id, stage) index.
-    text: `WITH m AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::int[], $3::float8[]) AS m(task_id, attempt, lease)),
+    text: `WITH m AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS m(task_id, attempt, lease, limit_key)),
                 locked AS MATERIALIZED (
                   SELECT t.task_id FROM coremachine.tasks t
                    WHERE t.task_id = ANY($1::text[])
@@ -52,13 +58,13 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
                    ORDER BY t.task_id FOR UPDATE OF t)
            UPDATE coremachine.tasks t SET
              status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
-             lease_expires_at = now() + make_interval(secs => m.lease), started_at = now()
+             lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = COALESCE(m.limit_key, t.limit_key)
            FROM m, locked
            WHERE t.task_id = m.task_id AND locked.task_id = t.task_id
              AND ((t.status = 'QUEUED' AND t.attempt = m.attempt - 1)
                OR (t.status = 'PROCESSING' AND t.attempt = m.attempt AND t.lease_expires_at < now()))
-           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.attempt, t.claim_id`,
-    values: [requests.map((r) => r.taskId), requests.map((r) => r.attempt), leaseSeconds],
+           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.attempt, t.claim_id, t.limit_key`,
+    values: [requests.map((r) => r.taskId), requests.map((r) => r.attempt), leaseSeconds, requests.map((r) => r.limitKey ?? null)],
   });
   return result.rows;
 }

@@ -97,7 +97,9 @@ export class QueueConsumer {
           return;
         case 'reschedule': {
           const reschedules = reschedulesOf(message.applicationProperties) + 1;
-          this.logger.warn('message rescheduled after a transient fault', { ...where, delayMs: settlement.delayMs, reschedules, error: settlement.reason });
+          // A deferral (a limit reached) is the limit working, not a fault: debug, not warn.
+          if (settlement.deferred) this.logger.debug('message deferred by a limit', { ...where, delayMs: settlement.delayMs, reschedules, reason: settlement.reason });
+          else this.logger.warn('message rescheduled after a transient fault', { ...where, delayMs: settlement.delayMs, reschedules, error: settlement.reason });
           // The copy first: were the process to die in between, a duplicate is harmless, a loss is not.
           this.queue.send(
             [{ messageId: rescheduledMessageId(message.messageId, reschedules), body: message.body, applicationProperties: { ...message.applicationProperties, [RESCHEDULES_PROPERTY]: reschedules } }],

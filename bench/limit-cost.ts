@@ -1,0 +1,104 @@
+/**
+ * The cost of a global concurrency limit on throughput (issue 13). One job of N tasks on 4 engine
+ * instances (each its own pool) sharing one database and one in-process transport, run once per
+ * case: without a limit, with a limit that never binds, and with limits that do. For binding limits
+ * the ideal time is N x work / limit; the table shows how close the deferral loop gets to it.
+ *
+ *   npm run bench:limits -- [--n 500] [--work-ms 10]
+ */
+import { performance } from 'node:perf_hooks';
+import { z } from 'zod';
+import { createPool } from '../core/db/pool';
+import { migrate } from '../core/db/migrator';
+import { CoreMachine } from '../core/engine/core-machine';
+import { createLogger } from '../core/logger';
+import { Registry } from '../core/registry';
+import { InProcessTransport } from '../core/transport/in-process-transport';
+import { InProcessWorker } from '../core/worker';
+import { defineJob, defineTask, type TaskConcurrency } from '../models';
+import { createDatabase, dropDatabase, findServer } from './server';
+
+const INSTANCES = 4;
+
+function flag(name: string, fallback: number): number {
+  const index = process.argv.indexOf(name);
+  const value = index >= 0 ? Number(process.argv[index + 1]) : fallback;
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number >= 0`);
+  return value;
+}
+
+async function runCase(adminUrl: string, label: string, n: number, workMs: number, concurrency: TaskConcurrency | undefined): Promise<{ ms: number; deferrals: number; meanRunning: number }> {
+  const database = await createDatabase(adminUrl, `limits_${label}`, {});
+  const pools = Array.from({ length: INSTANCES }, () => createPool(database.url, { max: 6 }));
+  const transport = new InProcessTransport({ lockDurationMs: 60_000, maxDeliveryCount: 10 });
+  let deferrals = 0;
+  const logger = createLogger('debug', {}, (line) => {
+    if (line.includes('message deferred by a limit')) deferrals++;
+  });
+  const task = defineTask({
+    type: 'bench.limited',
+    parameters: z.object({ i: z.number().int() }),
+    ...(concurrency ? { concurrency } : {}),
+    handler: async ({ i }) => {
+      if (workMs > 0) await new Promise((resolve) => setTimeout(resolve, workMs));
+      return i;
+    },
+  });
+  const job = defineJob({ type: 'bench.limits', parameters: z.object({ n: z.number().int() }) })
+    .stage({ name: 'all', task, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
+    .finalize(({ previous }) => previous.count);
+  const registry = new Registry().register(job);
+  try {
+    await migrate(pools[0]!);
+    const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry, transport, logger })));
+    const workers = machines.map((machine) => new InProcessWorker(machine, transport, logger, { taskBatchSize: 16, taskConcurrency: 4, jobConcurrency: 1 }));
+    const started = performance.now();
+    const { job: submitted } = await machines[0]!.submitJob('bench.limits', { n });
+    // Sampled while it runs: how many tasks hold a slot (PROCESSING), on average.
+    const samples: number[] = [];
+    for (;;) {
+      const state = await machines[0]!.getJob(submitted.jobId);
+      if (state.status === 'COMPLETED') break;
+      if (!['QUEUED', 'PROCESSING'].includes(state.status)) throw new Error(`job ended ${state.status}`);
+      const running = await pools[0]!.query<{ n: number }>("SELECT count(*)::int AS n FROM coremachine.tasks WHERE status = 'PROCESSING'");
+      samples.push(running.rows[0]?.n ?? 0);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const ms = performance.now() - started;
+    const meanRunning = samples.reduce((sum, v) => sum + v, 0) / Math.max(1, samples.length);
+    await Promise.all(workers.map((worker) => worker.stop()));
+    return { ms, deferrals, meanRunning };
+  } finally {
+    await transport.close();
+    await Promise.all(pools.map((pool) => pool.end()));
+    await dropDatabase(adminUrl, database.name);
+  }
+}
+
+async function main(): Promise<void> {
+  const n = flag('--n', 500);
+  const workMs = flag('--work-ms', 10);
+  const server = await findServer((line) => process.stderr.write(`${line}\n`));
+  const cases: Array<[string, TaskConcurrency | undefined]> = [
+    ['none', undefined],
+    ['limit_10000', { limit: 10_000 }],
+    ['limit_20', { limit: 20 }],
+    ['limit_5', { limit: 5 }],
+  ];
+  try {
+    process.stdout.write(`${n} tasks of ${workMs} ms, ${INSTANCES} instances x 4 batches of 16\n`);
+    process.stdout.write('case          ms       tasks/s   ideal ms   deferrals   mean running\n');
+    for (const [label, concurrency] of cases) {
+      const { ms, deferrals, meanRunning } = await runCase(server.adminUrl, label, n, workMs, concurrency);
+      const ideal = concurrency && concurrency.limit < n ? Math.round((n * workMs) / concurrency.limit) : NaN;
+      process.stdout.write(`${label.padEnd(12)} ${ms.toFixed(0).padStart(6)} ${((n / ms) * 1000).toFixed(0).padStart(9)} ${String(Number.isNaN(ideal) ? '-' : ideal).padStart(10)} ${String(deferrals).padStart(11)} ${meanRunning.toFixed(1).padStart(14)}\n`);
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+});

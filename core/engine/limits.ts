@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { TaskLimits } from '../../models';
+import type { Registry } from '../registry';
+import { countLimitHolders, describeLimitedTasks, lockLimitKey, queuedRemoteLimitKeys, refillRateBucket, spendRateTokens, waitingTasksOfKey, type LimitedTaskState } from '../state/limits-store';
+import { claimRemoteTasksOfKey, type RemoteClaim } from '../state/remote-tasks-store';
+import { claimTasks, type ClaimedTask } from '../state/tasks-store';
+import type { UnitOfWork } from './unit-of-work';
+
+/**
+ * Claims of task types with global limits (models/task-limits.ts). Each slot key is claimed in its
+ * own short unit of work holding the key's advisory lock (core/state/limits-store.ts): count the
+ * holders, read the rate bucket, claim at most what is free, spend the tokens, commit. A message
+ * whose task cannot start now is deferred: the task stays QUEUED at the same attempt and the
+ * settlement policy schedules the message again (core/settlement.ts) — not an attempt, never a
+ * failure, never a dead letter.
+ */
+
+export interface LimitedClaimRequest {
+  taskId: string;
+  attempt: number;
+  taskType: string;
+  leaseSeconds: number;
+}
+
+export interface Deferral {
+  reason: string;
+  limitKey: string;
+  /** When the rate limit says a token will be there; absent when waiting for a slot (policy backoff). */
+  retryAfterMs?: number;
+}
+
+/** What one key's lock allows: `slots` new holders (Infinity without a concurrency limit), and the rate bucket. */
+interface Allowance {
+  slots: number;
+  tokens: number;
+  spend(claimed: number): Promise<void>;
+  /** When the n-th (0-based) message deferred for want of a token can expect one. */
+  tokenDelayMs(n: number): number | undefined;
+}
+
+async function allowance(client: pg.PoolClient, limits: TaskLimits, limitKey: string): Promise<Allowance> {
+  await lockLimitKey(client, limitKey);
+  const slots = limits.limit === undefined ? Infinity : Math.max(0, limits.limit - (await countLimitHolders(client, limitKey)));
+  const { perSecond } = limits;
+  if (perSecond === undefined) return { slots, tokens: Infinity, spend: () => Promise.resolve(), tokenDelayMs: () => undefined };
+  const tokens = await refillRateBucket(client, limitKey, perSecond, Math.max(1, perSecond));
+  let left = tokens;
+  return {
+    slots,
+    tokens: Math.floor(tokens + 1e-9),
+    spend: async (claimed) => {
+      left = tokens - claimed;
+      await spendRateTokens(client, limitKey, claimed);
+    },
+    // Staggered: the n-th waiting message is due when the bucket has refilled n + 1 tokens.
+    tokenDelayMs: (n) => Math.max(0, Math.ceil(((n + 1 - left) / perSecond) * 1000)),
+  };
+}
+
+/** A message can claim its task: QUEUED one attempt below, or PROCESSING at its attempt with an expired lease. */
+function candidate(state: LimitedTaskState | undefined, attempt: number): 'fresh' | 'reclaim' | undefined {
+  if (!state?.job_ready) return undefined;
+  if (state.status === 'QUEUED' && state.attempt === attempt - 1) return 'fresh';
+  if (state.status === 'PROCESSING' && state.attempt === attempt && state.lease_expired) return 'reclaim';
+  return undefined;
+}
+
+/**
+ * Claims what the limits allow of these task messages. A message not claimed and not deferred
+ * (duplicate, task gone, job not running that stage) is left for the caller to classify.
+ */
+export async function claimLimitedTasks(
+  pool: pg.Pool,
+  unitOfWork: UnitOfWork,
+  registry: Registry,
+  requests: readonly LimitedClaimRequest[],
+  /** Claims are pushed here as each key's unit of work commits: if a later key throws, the caller still knows what to give back. */
+  claimed: ClaimedTask[],
+): Promise<Map<string, Deferral>> {
+  const deferred = new Map<string, Deferral>();
+  if (requests.length === 0) return deferred;
+  const states = new Map((await describeLimitedTasks(pool, requests.map((r) => r.taskId))).map((s) => [s.task_id, s]));
+  const groups = new Map<string, { limits: TaskLimits; fresh: LimitedClaimRequest[]; reclaim: LimitedClaimRequest[] }>();
+  for (const request of requests) {
+    const limits = registry.limitsOf(request.taskType);
+    const state = states.get(request.taskId);
+    const kind = candidate(state, request.attempt);
+    if (!limits || !state || !kind) continue;
+    const limitKey = state.limit_key ?? `${limits.scope}:`;
+    const group = groups.get(limitKey) ?? { limits, fresh: [], reclaim: [] };
+    group[kind].push(request);
+    groups.set(limitKey, group);
+  }
+  for (const limitKey of [...groups.keys()].sort()) {
+    const group = groups.get(limitKey);
+    if (!group) continue;
+    // Full already (read without the lock): defer without queueing on the key's lock, where a
+    // backlog of waiting messages would delay the claims that can start. A stale read only defers
+    // a message that could have started; it never admits one too many (that takes the lock).
+    if (group.limits.limit !== undefined && group.reclaim.length === 0 && (await countLimitHolders(pool, limitKey)) >= group.limits.limit) {
+      for (const request of group.fresh) deferred.set(request.taskId, { reason: `all ${group.limits.limit} slot(s) of ${limitKey} are taken`, limitKey });
+      continue;
+    }
+    const rows = await unitOfWork.run(async ({ client }) => {
+      const allow = await allowance(client, group.limits, limitKey);
+      // A re-claim after a lost lease already holds its slot (the task never left PROCESSING);
+      // it starts the handler again, so it needs a token.
+      const reclaim = group.reclaim.slice(0, allow.tokens);
+      const fresh = group.fresh.slice(0, Math.max(0, Math.min(allow.slots, allow.tokens - reclaim.length)));
+      const chosen = [...reclaim, ...fresh];
+      const got = await claimTasks(client, chosen.map((r) => ({ taskId: r.taskId, attempt: r.attempt, limitKey })), chosen.map((r) => r.leaseSeconds));
+      await allow.spend(got.length);
+      const waiting = [...group.reclaim.slice(reclaim.length), ...group.fresh.slice(fresh.length)];
+      // Which limit held them back: the tokens (then a token's due time is known) or the slots.
+      const byRate = reclaim.length < group.reclaim.length || allow.tokens - reclaim.length < allow.slots;
+      waiting.forEach((request, n) => {
+        const retryAfterMs = byRate ? allow.tokenDelayMs(n) : undefined;
+        const reason = byRate ? `rate limit of ${limitKey} (${group.limits.perSecond}/s) reached` : `all ${group.limits.limit} slot(s) of ${limitKey} are taken`;
+        deferred.set(request.taskId, { reason, limitKey, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+      });
+      return { value: got };
+    });
+    claimed.push(...rows);
+  }
+  return deferred;
+}
+
+/**
+ * A remote worker's claim of a limited task type: the keys with work waiting, each claimed under
+ * its lock up to what is free, oldest first within a key, until `limit` tasks are claimed.
+ */
+export async function claimLimitedRemoteTasks(
+  pool: pg.Pool,
+  unitOfWork: UnitOfWork,
+  request: { taskType: string; limits: TaskLimits; leaseSeconds: number; limit: number; workerId: string },
+): Promise<RemoteClaim[]> {
+  const defaultKey = `${request.limits.scope}:`;
+  const claimed: RemoteClaim[] = [];
+  // Bounded: a claim looks at the first keys with work; the next claim sees the same keys again
+  // only if they still have work, so no key waits behind more than this many others per claim.
+  for (const limitKey of await queuedRemoteLimitKeys(pool, request.taskType, defaultKey, 100)) {
+    const wanted = request.limit - claimed.length;
+    if (wanted <= 0) break;
+    claimed.push(
+      ...(await unitOfWork.run(async ({ client }) => {
+        const allow = await allowance(client, request.limits, limitKey);
+        const limit = Math.min(wanted, allow.slots, allow.tokens);
+        const rows = await claimRemoteTasksOfKey(client, { taskType: request.taskType, limitKey, defaultKey, leaseSeconds: request.leaseSeconds, limit, workerId: request.workerId });
+        await allow.spend(rows.length);
+        return { value: rows };
+      })),
+    );
+  }
+  return claimed;
+}
+
+/**
+ * A slot of the key was freed here (a task of it settled): its oldest waiting tasks get a message
+ * now, instead of waiting out their deferral backoff, which would leave the slot idle meanwhile.
+ * Best effort by design: the deferred messages still come back on their own, so a wake-up lost
+ * (or beaten to the slot) delays a task, never strands it; the woken task's deferred copy later
+ * finds it done and is acknowledged as a duplicate. The resend tag keeps duplicate detection
+ * from dropping the wake-up as a copy of the task's first message.
+ */
+export async function wakeWaitingTasks(unitOfWork: UnitOfWork, limitKey: string, freed: number): Promise<number> {
+  return unitOfWork.run(async ({ client }) => {
+    const waiting = await waitingTasksOfKey(client, limitKey, freed);
+    const resend = `w${randomUUID().slice(0, 8)}`;
+    return {
+      value: waiting.length,
+      intents: waiting.map((task) => ({
+        kind: 'task' as const,
+        jobId: task.job_id,
+        message: { taskId: task.task_id, jobId: task.job_id, stage: task.stage, taskType: task.task_type, attempt: task.attempt + 1, resend },
+      })),
+    };
+  });
+}

@@ -1,0 +1,129 @@
+import type { Queryable } from '../db/pool';
+import type { TaskRow } from './rows';
+
+/**
+ * Global concurrency and rate limits (migration 011). A slot is a PROCESSING task with the slot
+ * key, so a slot is freed by whatever moves the task out of PROCESSING: nothing to release by hand,
+ * nothing that can leak. What needs care is the claim: "count the holders, then claim up to the
+ * free slots" is a read-then-write, so every claim of a key holds a transaction-scoped advisory
+ * lock on the key while it counts and claims. The lock is taken in its own statement, before the
+ * count: under READ COMMITTED the count's snapshot is then taken after the previous holder of the
+ * lock committed, so it sees that holder's claims. Transaction-scoped, so nothing outlives the
+ * transaction (PgBouncer in transaction mode is fine, no session lock can leak to the pool).
+ * Nothing waits for this lock while holding a task row lock, so it cannot deadlock with settles.
+ */
+
+/** Serialises the claims of one slot key until the transaction ends (a hash collision only serialises two keys). */
+export async function lockLimitKey(db: Queryable, limitKey: string): Promise<void> {
+  await db.query({
+    name: 'cm_lock_limit_key',
+    text: `SELECT pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || $1, 0))`,
+    values: [limitKey],
+  });
+}
+
+/** How many tasks hold a slot of the key now (an expired lease still holds it until the janitor requeues it). */
+export async function countLimitHolders(db: Queryable, limitKey: string): Promise<number> {
+  const result = await db.query<{ n: number }>({
+    name: 'cm_count_limit_holders',
+    text: `SELECT count(*)::int AS n FROM coremachine.tasks WHERE limit_key = $1 AND status = 'PROCESSING'`,
+    values: [limitKey],
+  });
+  return result.rows[0]?.n ?? 0;
+}
+
+/**
+ * Refills the key's token bucket by the time elapsed since it was last refilled and returns the
+ * tokens available. clock_timestamp(), not now(): a claim that waited for the lock started its
+ * transaction before the previous holder refilled, and now() would run the clock backwards.
+ */
+export async function refillRateBucket(db: Queryable, limitKey: string, perSecond: number, capacity: number): Promise<number> {
+  const result = await db.query<{ tokens: number }>({
+    name: 'cm_refill_rate_bucket',
+    text: `INSERT INTO coremachine.task_rate_buckets AS b (limit_key, tokens, refilled_at) VALUES ($1, $3, clock_timestamp())
+           ON CONFLICT (limit_key) DO UPDATE SET
+             tokens = LEAST($3::float8, b.tokens + $2::float8 * GREATEST(0, extract(epoch FROM clock_timestamp() - b.refilled_at))),
+             refilled_at = clock_timestamp()
+           RETURNING tokens`,
+    values: [limitKey, perSecond, capacity],
+  });
+  return result.rows[0]?.tokens ?? 0;
+}
+
+export async function spendRateTokens(db: Queryable, limitKey: string, tokens: number): Promise<void> {
+  if (tokens === 0) return;
+  await db.query({
+    name: 'cm_spend_rate_tokens',
+    text: `UPDATE coremachine.task_rate_buckets SET tokens = tokens - $2 WHERE limit_key = $1`,
+    values: [limitKey, tokens],
+  });
+}
+
+export type LimitedTaskState = Pick<TaskRow, 'task_id' | 'status' | 'attempt'> & {
+  limit_key: string | null;
+  lease_expired: boolean;
+  /** The task's job is PROCESSING its stage: the claim could take it. */
+  job_ready: boolean;
+};
+
+/** What a claim of limited tasks needs to know before it locks their keys (read without locks). */
+export async function describeLimitedTasks(db: Queryable, taskIds: readonly string[]): Promise<LimitedTaskState[]> {
+  if (taskIds.length === 0) return [];
+  const result = await db.query<LimitedTaskState>({
+    name: 'cm_describe_limited_tasks',
+    text: `SELECT t.task_id, t.status, t.attempt, t.limit_key, COALESCE(t.lease_expires_at < now(), false) AS lease_expired,
+                  COALESCE((SELECT j.status = 'PROCESSING' AND j.stage = t.stage FROM coremachine.jobs j WHERE j.job_id = t.job_id), false) AS job_ready
+             FROM coremachine.tasks t WHERE t.task_id = ANY($1::text[])`,
+    values: [taskIds],
+  });
+  return result.rows;
+}
+
+/**
+ * The slot keys of remote tasks of a type waiting to be claimed (read without locks; a task
+ * created before its type had limits has none and takes the scope's default key).
+ */
+export async function queuedRemoteLimitKeys(db: Queryable, taskType: string, defaultKey: string, limit: number): Promise<string[]> {
+  const result = await db.query<{ limit_key: string }>({
+    name: 'cm_queued_remote_limit_keys',
+    text: `SELECT DISTINCT COALESCE(t.limit_key, $2) AS limit_key FROM coremachine.tasks t
+            WHERE t.remote AND t.status = 'QUEUED' AND t.task_type = $1 AND (t.retry_at IS NULL OR t.retry_at <= now())
+            ORDER BY 1 LIMIT $3`,
+    values: [taskType, defaultKey, limit],
+  });
+  return result.rows.map((row) => row.limit_key);
+}
+
+export type WaitingTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_type' | 'attempt'>;
+
+/** The key's oldest QUEUED queue tasks that could start now (their job runs their stage, no retry pending). */
+export async function waitingTasksOfKey(db: Queryable, limitKey: string, limit: number): Promise<WaitingTask[]> {
+  const result = await db.query<WaitingTask>({
+    name: 'cm_waiting_tasks_of_key',
+    // At random among the oldest 32: instances freeing slots at the same moment would otherwise all
+    // wake the same oldest task, and all but one wake-up would be wasted.
+    text: `SELECT * FROM (
+             SELECT t.task_id, t.job_id, t.stage, t.task_type, t.attempt FROM coremachine.tasks t
+              WHERE t.limit_key = $1 AND t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now())
+                AND EXISTS (SELECT 1 FROM coremachine.jobs j WHERE j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage)
+              ORDER BY t.created_at, t.task_index LIMIT 32) oldest
+           ORDER BY random() LIMIT $2`,
+    values: [limitKey, limit],
+  });
+  return result.rows;
+}
+
+/**
+ * Rate buckets untouched for an hour are full again (rates are at least one per 1,000 s), so a
+ * missing row means the same: deleting them keeps one row per key in use, not per key ever seen.
+ */
+export async function pruneIdleRateBuckets(db: Queryable, idleSeconds: number, limit: number): Promise<number> {
+  const result = await db.query({
+    name: 'cm_prune_idle_rate_buckets',
+    text: `DELETE FROM coremachine.task_rate_buckets WHERE limit_key IN (
+             SELECT limit_key FROM coremachine.task_rate_buckets WHERE refilled_at < clock_timestamp() - make_interval(secs => $1::float8)
+              LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    values: [idleSeconds, limit],
+  });
+  return result.rowCount ?? 0;
+}
