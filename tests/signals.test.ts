@@ -254,3 +254,26 @@ test('a crash after the signal committed (the next stage\'s message never sent):
   expect(done.status).toBe('COMPLETED');
   expect(done.result).toMatchObject({ published: 2, approvedBy: 'ana' });
 });
+
+test('waitFor timeoutSeconds is the stage deadline: past it (controllable clock: the job\'s clocks moved back) the job is FAILED with a Timeout and a late signal is refused', async () => {
+  useHttp();
+  const jobId = await submitAndWait('too late');
+  const waiting = await h().machine.getJob(jobId);
+  // approved_publish waits 7 days for its approval: the stage deadline is set when the wait starts.
+  expect(waiting.stageDeadline).not.toBeNull();
+  expect(new Date(String(waiting.stageDeadline)).getTime() - Date.now()).toBeGreaterThan(7 * 24 * 3600_000 - 60_000);
+  // Six days on, it still waits; a sweep does nothing to it.
+  const by = (ms: number) => db().pool.query(`UPDATE coremachine.jobs SET stage_deadline_at = stage_deadline_at - $2::interval WHERE job_id = $1`, [jobId, `${ms} milliseconds`]);
+  await by(6 * 24 * 3600_000);
+  await h().machine.sweep();
+  expect((await h().machine.getJob(jobId)).status).toBe('PROCESSING');
+  // Past seven days, the janitor's sweep fails it with the stage's Timeout.
+  await by(24 * 3600_000 + 1_000);
+  const report = await h().machine.sweep();
+  expect(report.timedOutJobs).toBe(1);
+  const failed = await h().machine.getJob(jobId);
+  expect(failed.status).toBe('FAILED');
+  expect(failed.error).toMatchObject({ type: 'Timeout', stage: 2, scope: 'stage' });
+  // The signal arriving now is refused (409): the job no longer waits for it.
+  expect((await postSignal(jobId, 'approval', APPROVAL)).status).toBe(409);
+});
