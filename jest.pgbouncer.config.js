@@ -1,5 +1,7 @@
 /**
- * The engine suites a second time, through a real PgBouncer in transaction mode (Debian's 1.18,
+ * The engine suites (full job, at-least-once, fault injection, stage checks, and issue 13's
+ * limits, deadlines and signals: advisory transaction locks and row locks across pooled
+ * connections) a second time, through a real PgBouncer in transaction mode (Debian's 1.18,
  * started by tests/support/global-setup.ts): `npm run test:pgbouncer`; `.ci/run`
  * runs it after `npm test`. PgBouncer 1.18 cannot track named prepared statements, so this run
  * turns them off, as a deployment behind such a pooler must.
@@ -22,7 +24,7 @@ if (!available) {
 module.exports = {
   ...base,
   testMatch: available
-    ? ['**/full-job.test.ts', '**/at-least-once.test.ts', '**/fault-injection.test.ts', '**/pgbouncer.test.ts']
+    ? ['**/full-job.test.ts', '**/at-least-once.test.ts', '**/fault-injection.test.ts', '**/pgbouncer.test.ts', '**/stage-check.test.ts', '**/concurrency-limits.test.ts', '**/deadlines.test.ts', '**/signals.test.ts']
     : [],
   passWithNoTests: !available,
 };
