@@ -39,6 +39,8 @@ export const TaskRecord = z.object({
   createdAt: z.date(),
   startedAt: z.date().nullable(),
   finishedAt: z.date().nullable(),
+  /** The global concurrency slot this task counts against (`scope:key`); null when its type has no limit. */
+  limitKey: z.string().nullable(),
 });
 export type TaskRecord = z.infer<typeof TaskRecord>;
 

@@ -256,6 +256,9 @@ test('per-key limits are independent: each tenant gets its own 2 slots, and two 
     expect(await maxSeen('all')).toBeLessThanOrEqual(4);
     const keys = await db.pool.query<{ limit_key: string; n: number }>('SELECT limit_key, count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY limit_key ORDER BY limit_key', [submitted.jobId]);
     expect(keys.rows).toEqual([{ limit_key: 'limits.tenant:acme', n: 20 }, { limit_key: 'limits.tenant:globex', n: 20 }]);
+    // The task API (and with it the CLI's tasks table and the dashboard) names each task's slot key.
+    const listed = await cluster.machines[0]!.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 2 });
+    expect(listed.map((t) => t.limitKey)).toEqual(['limits.tenant:acme', 'limits.tenant:globex']);
   } finally {
     await cluster.stop();
   }

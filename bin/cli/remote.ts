@@ -201,8 +201,13 @@ async function tasks(args: readonly string[], io: CliIo): Promise<number> {
     io.out('no tasks\n');
     return 0;
   }
-  const rows = list.map((t) => [String(t.stage), String(t.taskIndex), t.status, String(t.attempt), formatTime(t.startedAt), formatDuration(t.startedAt, t.finishedAt), errorCell(t.error)]);
-  io.out(`${table(['STAGE', 'INDEX', 'STATUS', 'ATTEMPT', 'STARTED', 'DURATION', 'ERROR'], rows)}\n`);
+  // Tasks of a type with a global concurrency limit name the slot key they count against.
+  const limited = list.some((t) => t.limitKey);
+  const rows = list.map((t) => [
+    String(t.stage), String(t.taskIndex), t.status, String(t.attempt), formatTime(t.startedAt), formatDuration(t.startedAt, t.finishedAt),
+    ...(limited ? [t.limitKey ?? ''] : []), errorCell(t.error),
+  ]);
+  io.out(`${table(['STAGE', 'INDEX', 'STATUS', 'ATTEMPT', 'STARTED', 'DURATION', ...(limited ? ['SLOT KEY'] : []), 'ERROR'], rows)}\n`);
   if (list.length === Number(limit ?? 1000)) io.out(`(first ${list.length} tasks; use --stage, --status or --limit to see others)\n`);
   return 0;
 }

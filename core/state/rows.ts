@@ -121,5 +121,6 @@ export function toTaskRecord(row: TaskRow): TaskRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: finishedNotBefore(row.started_at, row.finished_at),
+    limitKey: row.limit_key ?? null,
   };
 }

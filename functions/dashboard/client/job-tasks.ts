@@ -48,7 +48,8 @@ export function tasksPanel(jobId: string, currentJob: () => JobJson | null): Tas
   function row(t: TaskJson): HTMLElement {
     return el('tr', { 'data-task-status': t.status },
       el('td', { class: 'num', title: t.taskId }, String(t.taskIndex)),
-      el('td', {}, badge(t.status)),
+      // A task of a limited type names its slot key: a QUEUED one may be waiting for a free slot.
+      el('td', { title: t.limitKey ? `counts against the concurrency limit of ${t.limitKey}` : undefined }, badge(t.status), t.limitKey ? el('span', { class: 'muted' }, ` slot ${t.limitKey}`) : ''),
       el('td', { class: 'num' }, String(t.attempt)),
       el('td', {}, timeCell(t.startedAt)), el('td', {}, timeCell(t.finishedAt)),
       el('td', { class: 'num' }, formatDuration(between(t.startedAt, t.finishedAt))),
