@@ -3,8 +3,7 @@ import { CoreMachine } from '../core/engine/core-machine';
 import { commitOutcomes } from '../core/engine/settle';
 import { checkStage, probeCallsForCheck, type StageCheck } from '../core/engine/stage-check';
 import { claimTasks } from '../core/state/tasks-store';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
+import { captureLogger, startHarness, useTestDatabase, type Harness } from './support/harness';
 
 /**
  * Result commits do not lock the job row: the stage check that follows a commit does (see
@@ -13,17 +12,7 @@ import { captureLogger, startHarness, stuckJobs, type Harness } from './support/
  * lock orders of result commits (tasks → stage), failures and cancels (job → tasks → stage).
  */
 
-let db: TestDatabase;
-
-beforeAll(async () => {
-  db = await createTestDatabase({ poolMax: 4 });
-});
-afterAll(async () => {
-  await db.drop();
-});
-afterEach(async () => {
-  expect(await stuckJobs(db.pool)).toEqual([]);
-});
+const db = useTestDatabase({ poolMax: 4 });
 
 /** Deadlocks PostgreSQL detected in this test's database (a retried 40P01 is invisible otherwise). */
 async function deadlocks(): Promise<number> {

@@ -1,5 +1,4 @@
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { startHarness, stuckJobs, waitForJob } from './support/harness';
+import { startHarness, useTestDatabase, waitForJob } from './support/harness';
 
 /**
  * infra/migrations/010_quiet_task_events.sql: a first attempt that succeeds writes no event (its
@@ -7,17 +6,7 @@ import { startHarness, stuckJobs, waitForJob } from './support/harness';
  * and the janitor reads progress from the task rows, so a busy stage is never taken for stalled.
  */
 
-let db: TestDatabase;
-
-beforeAll(async () => {
-  db = await createTestDatabase({ poolMax: 4 });
-});
-afterAll(async () => {
-  await db.drop();
-});
-afterEach(async () => {
-  expect(await stuckJobs(db.pool)).toEqual([]);
-});
+const db = useTestDatabase({ poolMax: 4 });
 
 async function taskTrail(jobId: string): Promise<string[]> {
   const result = await db.pool.query<{ task_index: number; from_status: string | null; to_status: string; attempt: number; has_error: boolean }>(
