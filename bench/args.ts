@@ -51,8 +51,8 @@ export const USAGE = `npm run bench -- [options]
   --graphile-concurrency C      graphile-worker concurrency (default 2)
   --graphile-local-queue S      graphile-worker preset.worker.localQueue.size, 0 = off (default 500)
   --graphile-complete-delay MS  graphile-worker completeJobBatchDelay, -1 = off (default 250)
-  --pgboss-workers K     pg-boss work() registrations (default 2)
-  --pgboss-batch B       pg-boss work() batchSize (default 200)
+  --pgboss-workers K     pg-boss work() registrations (default 1)
+  --pgboss-batch B       pg-boss work() batchSize (default 1000)
   --peer-sweep           first sweep graphile-worker (concurrency 1,2,4,8 x localQueue off,500 x
                          completeJobBatchDelay 0,250) and pg-boss (workers 1,2,4 x batchSize
                          50,200,1000) at --peer-sweep-n, once each; then run the best at full N
@@ -107,7 +107,8 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     systems: [...SYSTEMS],
     fanInFromResults: false,
     graphile: { concurrency: 2, localQueueSize: 500, completeJobBatchDelayMs: 250 },
-    pgBoss: { workers: 2, batchSize: 200 },
+    // The best of the last --peer-sweep (README, Performance): 1 registration x batchSize 1000.
+    pgBoss: { workers: 1, batchSize: 1000 },
     peerSweep: false,
     peerSweepN: 1000,
     instances: [],
