@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { withTransaction, type TransactionOptions } from '../db/pool';
+import { retryTransient } from '../db/retry-transient';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { emitEvent, recordStageDuration } from '../telemetry';
@@ -55,12 +56,23 @@ export class UnitOfWork {
       options,
     );
     reportTransitions(events);
-    await this.outbox.dispatch(recorded);
-    for (const check of stageChecks) {
-      if (check.probe && !(await probeCallsForCheck(this.pool, check))) continue;
+    // The stage checks do not wait on this transaction's sends, nor are they skipped when a send
+    // fails (its outbox row is swept later): a lost check would hold the job until a stall sweep.
+    // Both run; what failed is thrown after both, together if both did.
+    const outcomes = await Promise.allSettled([this.runStageChecks(stageChecks)]);
+    const dispatched = await Promise.allSettled([this.outbox.dispatch(recorded)]);
+    const failures = [...outcomes, ...dispatched].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
+    if (failures.length === 1) throw failures[0];
+    if (failures.length > 1) throw new AggregateError(failures, 'stage checks and message dispatch after a commit both failed');
+    return value;
+  }
+
+  /** Each check in its own unit of work; a probe first reads, without a lock, whether it is needed. */
+  private async runStageChecks(checks: readonly StageCheck[]): Promise<void> {
+    for (const check of checks) {
+      if (check.probe && !(await retryTransient(() => probeCallsForCheck(this.pool, check)))) continue;
       await this.run(async ({ client, deps }) => ({ value: undefined, intents: await checkStage(client, deps, check) }));
     }
-    return value;
   }
 }
 
