@@ -1,6 +1,9 @@
 import type pg from 'pg';
 import { CoreMachine } from '../core/engine/core-machine';
+import { Outbox } from '../core/engine/outbox';
 import { commitOutcomes } from '../core/engine/settle';
+import { UnitOfWork } from '../core/engine/unit-of-work';
+import type { Transport } from '../core/transport/transport';
 import { checkStage, probeCallsForCheck, type StageCheck } from '../core/engine/stage-check';
 import { claimTasks } from '../core/state/tasks-store';
 import { captureLogger, startHarness, useTestDatabase, type Harness } from './support/harness';
@@ -167,6 +170,30 @@ test('the last two results committed at once on different shards: neither transa
   expect(advanced).toMatchObject({ status: 'QUEUED', stage: 2 });
   expect(advanced.stages[0]).toMatchObject({ status: 'COMPLETED', completed: 2 });
   // The job message that checkStage's intent stands for was not sent here: leave nothing behind.
+  await h.machine.cancelJob(jobId);
+  await h.stop();
+});
+
+test('a send that fails after a result commit does not hold the stage check back: the job advances, the failed send stays in the outbox, the error is thrown', async () => {
+  const h = await startHarness(db.pool, { worker: false });
+  const { jobId, taskMessages } = await startStage(h, 'test.three_stages', { n: 2, tag: 'send-fails' }, 2);
+  const claimed = await claimTasks(db.pool, taskMessages.map((m) => ({ taskId: (m.body as { taskId: string }).taskId, attempt: 1 })), [60, 60]);
+  // Task messages cannot be sent; job messages can (the stage check's own send).
+  const transport: Transport = Object.assign(Object.create(h.transport) as Transport, {
+    sendTaskMessages: () => Promise.reject(new Error('task queue unreachable')),
+  });
+  const uow = new UnitOfWork(db.pool, new Outbox(db.pool, transport), { registry: h.registry, logger: captureLogger([]) });
+  const retry = { taskId: claimed[0]!.task_id, jobId, stage: 1, taskType: 'test.value', attempt: 9 };
+  await expect(
+    uow.run(async ({ client, deps }) => {
+      const committed = await commitOutcomes(client, deps, claimed.map((task, i) => ({ taskId: task.task_id, jobId, claimId: task.claim_id, result: { value: i } })));
+      // A message this commit also owes (as a retry would): its send is the one that fails.
+      return { value: committed.settled, intents: [{ kind: 'task' as const, jobId, message: retry }] };
+    }),
+  ).rejects.toThrow('task queue unreachable');
+  expect(await h.machine.getJob(jobId)).toMatchObject({ status: 'QUEUED', stage: 2 });
+  const outbox = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM coremachine.outbox WHERE job_id = $1 AND kind = 'task'`, [jobId]);
+  expect(outbox.rows[0]?.n).toBe(1);
   await h.machine.cancelJob(jobId);
   await h.stop();
 });
