@@ -2,16 +2,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { loadConfig } from '../core/config';
-import { createLogger } from '../core/logger';
-import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
 import { appRegistry } from './support/registry';
 import { defineJob, defineTask } from '../models';
 import { ProgressDisplay } from '../bin/cli/progress';
 import { startCli } from './support/cli-run';
-import { startDevServer } from '../bin/cli/dev-server';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { stuckJobs } from './support/harness';
+import { useDevServer } from './support/dev-server';
 
 const KEY = 'cli-test-key';
 
@@ -32,31 +27,20 @@ const gatedJob = defineJob({ type: 'test.cli_gated', parameters: z.object({ run:
   .stage({ name: 'held', task: gatedTask, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, index) => ({ index })) })
   .finalize(({ previous }) => ({ tasks: previous.count }));
 
-let db: TestDatabase;
-let runtime: LocalRuntime;
-let server: { url: string; close: () => Promise<void> };
+const dev = useDevServer(appRegistry(gatedJob), { functionKey: KEY, beforeClose: () => openGate() });
 let tmp: string;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  const logger = createLogger('silent');
-  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(gatedJob), logger);
-  server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
+beforeAll(() => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'coremachine-cli-'));
 });
-afterAll(async () => {
-  openGate();
-  await server.close();
-  await runtime.close();
-  expect(await stuckJobs(db.pool)).toEqual([]);
-  await db.drop();
+afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
 
 /** Runs the CLI in-process with captured output; env points it at the test's dev server. */
 function start(args: string[], options: { env?: Record<string, string | undefined>; isTTY?: boolean } = {}) {
-  return startCli(args, { isTTY: options.isTTY ?? false, env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY, ...options.env }, pollIntervalMs: 30 });
+  return startCli(args, { isTTY: options.isTTY ?? false, env: { COREMACHINE_URL: dev.server.url, COREMACHINE_FUNCTION_KEY: KEY, ...options.env }, pollIntervalMs: 30 });
 }
 const cli = (args: string[], options?: Parameters<typeof start>[1]) => start(args, options).done;
 
@@ -115,7 +99,7 @@ test('jobs --status filters the list; tasks and events print one row each', asyn
   expect(taskLines.slice(1).every((line) => /^2\s+\d+\s+COMPLETED\s+1\s/.test(line))).toBe(true);
 
   const events = await cli(['events', helloId]);
-  const api = (await (await fetch(`${server.url}/api/jobs/${helloId}/events`, { headers: { 'x-functions-key': KEY } })).json()) as { events: unknown[] };
+  const api = (await (await fetch(`${dev.server.url}/api/jobs/${helloId}/events`, { headers: { 'x-functions-key': KEY } })).json()) as { events: unknown[] };
   const eventLines = events.stdout.trimEnd().split('\n');
   expect(eventLines).toHaveLength(api.events.length + 1);
   expect(eventLines.at(-1)).toMatch(/\bjob\s+2\s+PROCESSING → COMPLETED$/);
@@ -162,7 +146,7 @@ test('usage errors exit 2 and print the usage; nothing is sent', async () => {
 test('--key, --url and connection failures: 401 and unreachable servers exit 1 with the error type', async () => {
   const noKey = await cli(['jobs'], { env: { COREMACHINE_FUNCTION_KEY: undefined } });
   expect(noKey).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: Unauthorized \(HTTP 401\)/) as unknown });
-  const flags = await cli(['jobs', '--url', server.url, '--key', KEY], { env: { COREMACHINE_URL: 'http://127.0.0.1:9', COREMACHINE_FUNCTION_KEY: 'wrong' } });
+  const flags = await cli(['jobs', '--url', dev.server.url, '--key', KEY], { env: { COREMACHINE_URL: 'http://127.0.0.1:9', COREMACHINE_FUNCTION_KEY: 'wrong' } });
   expect(flags.code).toBe(0);
   expect(flags.stdout).toContain(helloId);
   const down = await cli(['jobs', '--url', 'http://127.0.0.1:9']);

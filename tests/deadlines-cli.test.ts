@@ -1,13 +1,8 @@
 import { z } from 'zod';
-import { loadConfig } from '../core/config';
-import { createLogger } from '../core/logger';
-import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
-import { startDevServer } from '../bin/cli/dev-server';
 import { defineJob, defineTask } from '../models';
 import { startCli } from './support/cli-run';
-import { stuckJobs } from './support/harness';
+import { useDevServer } from './support/dev-server';
 import { appRegistry } from './support/registry';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 // The deadline through the CLI: `submit --timeout-seconds` sends the header, `status` shows it.
 const KEY = 'deadline-cli-key';
@@ -16,31 +11,16 @@ const timed = defineJob({ type: 'dl.cli', parameters: z.object({ n: z.number().i
   .stage({ name: 'one', task: quick, timeoutSeconds: 300, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, index) => ({ index })) })
   .finalize(({ previous }) => ({ count: previous.count }));
 
-let db: TestDatabase;
-let runtime: LocalRuntime;
-let server: { url: string; close: () => Promise<void> };
+const dev = useDevServer(appRegistry(timed), { functionKey: KEY });
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  const logger = createLogger('silent');
-  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(timed), logger);
-  server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
-});
-afterAll(async () => {
-  await server.close();
-  await runtime.close();
-  expect(await stuckJobs(db.pool)).toEqual([]);
-  await db.drop();
-});
-
-const cli = (args: string[]) => startCli(args, { isTTY: false, env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY }, pollIntervalMs: 30 }).done;
+const cli = (args: string[]) => startCli(args, { isTTY: false, env: { COREMACHINE_URL: dev.server.url, COREMACHINE_FUNCTION_KEY: KEY }, pollIntervalMs: 30 }).done;
 
 test('submit --timeout-seconds shortens the deadline and status shows it; out of bounds is refused with the reason', async () => {
   const run = await cli(['submit', 'dl.cli', '--params', '{"n": 2}', '--timeout-seconds', '120', '--wait']);
   expect(run.stderr).toBe('');
   expect(run.code).toBe(0);
   const jobId = /job ([0-9a-f]{64})/.exec(run.stdout)?.[1] ?? '';
-  const job = await runtime.machine.getJob(jobId);
+  const job = await dev.runtime.machine.getJob(jobId);
   expect(job.status).toBe('COMPLETED');
   expect(job.timeoutSeconds).toBe(120);
   expect((job.deadline?.getTime() ?? 0) - job.createdAt.getTime()).toBe(120_000);
@@ -54,5 +34,5 @@ test('submit --timeout-seconds shortens the deadline and status shows it; out of
   expect(refused.code).toBe(1);
   expect(refused.stderr).toMatch(/ValidationError \(HTTP 400\).*may only shorten it/);
   expect(refused.stderr).toMatch(/timeoutSeconds:/);
-  expect((await runtime.machine.listJobs({ jobType: 'dl.cli' })).jobs).toHaveLength(1);
+  expect((await dev.runtime.machine.listJobs({ jobType: 'dl.cli' })).jobs).toHaveLength(1);
 });

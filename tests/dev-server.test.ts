@@ -1,31 +1,11 @@
-import { createLogger } from '../core/logger';
-import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
-import { loadConfig } from '../core/config';
+import { useDevServer } from './support/dev-server';
 import { appRegistry } from './support/registry';
-import { startDevServer } from '../bin/cli/dev-server';
 import { matchRoute } from '../bin/cli/route-match';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { stuckJobs } from './support/harness';
 
-let db: TestDatabase;
-let runtime: LocalRuntime;
-let server: { url: string; close: () => Promise<void> };
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  const logger = createLogger('silent');
-  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(), logger);
-  server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: 'dev-key' });
-});
-afterAll(async () => {
-  await server.close();
-  await runtime.close();
-  expect(await stuckJobs(db.pool)).toEqual([]);
-  await db.drop();
-});
+const dev = useDevServer(appRegistry(), { functionKey: 'dev-key' });
 
 const api = (path: string, init: RequestInit = {}) =>
-  fetch(`${server.url}/api/${path}`, { ...init, headers: { 'x-functions-key': 'dev-key', 'content-type': 'application/json', ...init.headers } });
+  fetch(`${dev.server.url}/api/${path}`, { ...init, headers: { 'x-functions-key': 'dev-key', 'content-type': 'application/json', ...init.headers } });
 
 test('the dev server answers the same routes as the Functions app and runs jobs to completion', async () => {
   const submitted = await api('jobs/hello_world', { method: 'POST', body: JSON.stringify({ n: 7 }) });
@@ -56,10 +36,10 @@ test('errors are JSON: 400 with zod issues, 404 unknown type and route, 405 wron
   expect((await api('jobs/nope', { method: 'POST', body: '{}' })).status).toBe(404);
   expect((await api('nothing/here')).status).toBe(404);
   expect((await api('jobs', { method: 'DELETE' })).status).toBe(405);
-  const anonymous = await fetch(`${server.url}/api/jobs`);
+  const anonymous = await fetch(`${dev.server.url}/api/jobs`);
   expect(anonymous.status).toBe(401);
   expect(await anonymous.json()).toMatchObject({ error: { type: 'Unauthorized' } });
-  expect((await fetch(`${server.url}/api/health`)).status).toBe(200);
+  expect((await fetch(`${dev.server.url}/api/health`)).status).toBe(200);
 });
 
 test('route templates match like the host: parameters, regex constraints, literal segments', () => {

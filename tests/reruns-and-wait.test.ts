@@ -1,18 +1,14 @@
 import { z } from 'zod';
-import { loadConfig } from '../core/config';
 import { CoreMachine } from '../core/engine/core-machine';
 import { ValidationError } from '../core/errors';
 import { computeJobId } from '../core/identity';
 import { createLogger } from '../core/logger';
-import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { appRegistry } from './support/registry';
 import { defineJob, defineSchedule, defineTask } from '../models';
 import { runCliCaptured, type CliRun } from './support/cli-run';
-import { startDevServer } from '../bin/cli/dev-server';
-import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { stuckJobs } from './support/harness';
+import { useDevServer } from './support/dev-server';
 
 // Issue 12 over the API a user sees: Idempotency-Key re-runs, the waitSeconds long-poll and
 // `submit --wait`, and the schedule routes and CLI commands, against `coremachine dev`.
@@ -34,44 +30,32 @@ const heldJob = defineJob({ type: 'test.wait_held', parameters: z.object({ run: 
   .finalize(() => ({ done: true }));
 const nightly = defineSchedule({ name: 'nightly_hello', cron: '0 2 * * *', timezone: 'Europe/Berlin', jobType: 'hello_world', parameters: { n: 2 } });
 
-let db: TestDatabase;
-let runtime: LocalRuntime;
-let server: { url: string; close: () => Promise<void> };
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  const logger = createLogger('silent');
-  const registry = appRegistry(heldJob).registerSchedule(nightly);
-  runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), registry, logger);
-  server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
-});
-afterAll(async () => {
-  openGate();
-  await runtime.worker.drain();
-  await server.close();
-  await runtime.close();
-  expect(await stuckJobs(db.pool)).toEqual([]);
-  await db.drop();
+const dev = useDevServer(appRegistry(heldJob).registerSchedule(nightly), {
+  functionKey: KEY,
+  beforeClose: async () => {
+    openGate();
+    await dev.runtime.worker.drain();
+  },
 });
 afterEach(async () => {
   // Each test holds its jobs until it opens the gate; the next test gets a fresh one.
   openGate();
-  await runtime.worker.drain();
+  await dev.runtime.worker.drain();
   gate = new Promise<void>((resolve) => (openGate = resolve));
 });
 
 async function api(method: string, path: string, options: { body?: unknown; headers?: Record<string, string> } = {}) {
-  const response = await fetch(`${server.url}/api/${path}`, {
+  const response = await fetch(`${dev.server.url}/api/${path}`, {
     method,
     headers: { 'x-functions-key': KEY, 'content-type': 'application/json', ...options.headers },
     ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> & { error?: { type: string; issues?: Array<{ path: unknown[] }> } } };
 }
-const jobCount = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.jobs')).rows[0]?.n;
+const jobCount = async () => (await dev.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.jobs')).rows[0]?.n;
 
 function cli(args: string[]): Promise<CliRun> {
-  return runCliCaptured(args, { isTTY: false, env: { COREMACHINE_URL: server.url, COREMACHINE_FUNCTION_KEY: KEY }, pollIntervalMs: 30 });
+  return runCliCaptured(args, { isTTY: false, env: { COREMACHINE_URL: dev.server.url, COREMACHINE_FUNCTION_KEY: KEY }, pollIntervalMs: 30 });
 }
 
 describe('Idempotency-Key', () => {
@@ -106,7 +90,7 @@ describe('Idempotency-Key', () => {
       expect(reply.body.error?.issues?.[0]?.path[0]).toBe('Idempotency-Key');
     }
     // A NUL cannot travel in an HTTP header, but the engine refuses it from any caller.
-    await expect(runtime.machine.submitJob('hello_world', { n: 5 }, { idempotencyKey: 'a\u0000b' })).rejects.toBeInstanceOf(ValidationError);
+    await expect(dev.runtime.machine.submitJob('hello_world', { n: 5 }, { idempotencyKey: 'a\u0000b' })).rejects.toBeInstanceOf(ValidationError);
     expect(await api('POST', 'jobs/hello_world', { body: { n: 5 }, headers: { 'Idempotency-Key': 'k'.repeat(200) } })).toMatchObject({ status: 202 });
     expect(await jobCount()).toBe((before ?? 0) + 1);
   });
@@ -114,17 +98,17 @@ describe('Idempotency-Key', () => {
   test('a Service Bus submission with idempotencyKey is the same job as the HTTP one with that header; a bad key is dead-lettered', async () => {
     const viaHttp = await api('POST', 'jobs/hello_world', { body: { n: 6 }, headers: { 'Idempotency-Key': 'nightly-42' } });
     const before = await jobCount();
-    runtime.transport.submissions.send([
+    dev.runtime.transport.submissions.send([
       { messageId: 'keyed', body: { jobType: 'hello_world', parameters: { n: 6 }, idempotencyKey: 'nightly-42' } },
       { messageId: 'keyed-2', body: { jobType: 'hello_world', parameters: { n: 6 }, idempotencyKey: 'nightly-43' } },
       { messageId: 'bad-key', body: { jobType: 'hello_world', parameters: { n: 6 }, idempotencyKey: '' } },
     ]);
-    await runtime.worker.drain();
+    await dev.runtime.worker.drain();
     expect(await jobCount()).toBe((before ?? 0) + 1);
-    const made = await db.pool.query<{ job_id: string }>("SELECT job_id FROM coremachine.jobs WHERE idempotency_key = 'nightly-43'");
+    const made = await dev.db.pool.query<{ job_id: string }>("SELECT job_id FROM coremachine.jobs WHERE idempotency_key = 'nightly-43'");
     expect(made.rows[0]?.job_id).toBe(computeJobId('hello_world', { n: 6 }, 'nightly-43'));
     expect(viaHttp.body.jobId).toBe(computeJobId('hello_world', { n: 6 }, 'nightly-42'));
-    expect(runtime.transport.submissions.deadLetters.map((d) => [d.messageId, d.deadLetterReason])).toEqual([['bad-key', 'ValidationError']]);
+    expect(dev.runtime.transport.submissions.deadLetters.map((d) => [d.messageId, d.deadLetterReason])).toEqual([['bad-key', 'ValidationError']]);
   });
 
   test('CLI: submit --idempotency-key runs the same parameters again under a new key', async () => {
@@ -172,7 +156,7 @@ describe('long-poll', () => {
 
   test('a waiting request holds no connection between polls: on a one-connection pool other queries still run', async () => {
     const { body: job } = await api('POST', 'jobs/test.wait_held', { body: { run: 'poll-3' } });
-    const pool = db.newPool(1);
+    const pool = dev.db.newPool(1);
     const transport = new InProcessTransport();
     const machine = await CoreMachine.create({ pool, registry: new Registry().register(heldJob), transport, logger: createLogger('silent') });
     const order: string[] = [];
@@ -220,7 +204,7 @@ describe('schedules over HTTP and the CLI', () => {
     expect(await api('POST', 'schedules/nightly_hello/resume')).toMatchObject({ status: 200, body: { name: 'nightly_hello', paused: false } });
     expect(await api('POST', 'schedules/nope/pause')).toMatchObject({ status: 404, body: { error: { type: 'ScheduleNotFoundError' } } });
     expect((await api('POST', 'schedules/nightly_hello/stop')).status).toBe(404);
-    const trail = await runtime.machine.schedules.events('nightly_hello');
+    const trail = await dev.runtime.machine.schedules.events('nightly_hello');
     expect(trail.map((e) => [e.from, e.to])).toEqual([
       ['ACTIVE', 'PAUSED'],
       ['PAUSED', 'ACTIVE'],
