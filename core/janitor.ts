@@ -167,14 +167,13 @@ async function explain(client: pg.PoolClient, deps: AdvanceDeps, c: StallCandida
   const base = { jobId: c.job_id, status: c.status, stage: c.stage, idleSeconds: c.idle_seconds };
   const resend = randomUUID().slice(0, 8);
   if (c.pending_outbox > 0) return { job: { ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' }, intents: [] };
+  // A QUEUED job has no current stage row to read; a PROCESSING one is judged by it below.
+  const stage = c.status === 'PROCESSING' ? await findStage(client, c.job_id, c.stage) : null;
   // A stage check lost with the process that committed the result that tipped the stage over
   // its tolerance: whatever is still queued, the job fails now.
-  if (c.status === 'PROCESSING') {
-    const tipped = await findStage(client, c.job_id, c.stage);
-    if (tipped && tipped.status === 'PROCESSING' && tipped.failed > tipped.max_failures) {
-      await checkStage(client, deps, { jobId: c.job_id, stage: c.stage });
-      return { job: { ...base, reason: `stage ${c.stage} is past its failure tolerance but the job did not fail`, action: 'failed' }, intents: [] };
-    }
+  if (stage && stage.status === 'PROCESSING' && stage.failed > stage.max_failures) {
+    await checkStage(client, deps, { jobId: c.job_id, stage: c.stage });
+    return { job: { ...base, reason: `stage ${c.stage} is past its failure tolerance but the job did not fail`, action: 'failed' }, intents: [] };
   }
   const waiting = c.status === 'QUEUED' || c.queued > 0;
   if (waiting && backlog !== undefined && backlog > 0) {
@@ -186,7 +185,6 @@ async function explain(client: pg.PoolClient, deps: AdvanceDeps, c: StallCandida
       intents: [{ kind: 'job', jobId: c.job_id, message: { jobId: c.job_id, jobType: c.job_type, stage: c.stage, resend } }],
     };
   }
-  const stage = await findStage(client, c.job_id, c.stage);
   // Task creation was cut short (its job message lost with a crashed process): the message resumes it.
   if (stage?.creating) {
     return {

@@ -59,9 +59,9 @@ export class UnitOfWork {
     // The stage checks do not wait on this transaction's sends, nor are they skipped when a send
     // fails (its outbox row is swept later): a lost check would hold the job until a stall sweep.
     // Both run; what failed is thrown after both, together if both did.
-    const outcomes = await Promise.allSettled([this.runStageChecks(stageChecks)]);
-    const dispatched = await Promise.allSettled([this.outbox.dispatch(recorded)]);
-    const failures = [...outcomes, ...dispatched].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
+    const failures: unknown[] = [];
+    await this.runStageChecks(stageChecks).catch((error: unknown) => failures.push(error));
+    await this.outbox.dispatch(recorded).catch((error: unknown) => failures.push(error));
     if (failures.length === 1) throw failures[0];
     if (failures.length > 1) throw new AggregateError(failures, 'stage checks and message dispatch after a commit both failed');
     return value;

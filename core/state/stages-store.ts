@@ -113,10 +113,11 @@ export async function countStageResults(
              VALUES ($1, $2, pg_backend_pid() % ${SHARDS}, $3, $4)
              ON CONFLICT (job_id, stage, shard) DO UPDATE SET completed = c.completed + EXCLUDED.completed, failed = c.failed + EXCLUDED.failed
              RETURNING c.shard, c.completed, c.failed)
-           SELECT s.*,
-                  mine.completed + COALESCE((SELECT sum(o.completed) FROM coremachine.stage_counts o WHERE o.job_id = $1 AND o.stage = $2 AND o.shard <> mine.shard), 0)::int AS shard_completed,
-                  mine.failed + COALESCE((SELECT sum(o.failed) FROM coremachine.stage_counts o WHERE o.job_id = $1 AND o.stage = $2 AND o.shard <> mine.shard), 0)::int AS shard_failed
-             FROM coremachine.stages s, mine WHERE s.job_id = $1 AND s.stage = $2`,
+           SELECT s.*, (mine.completed + others.completed)::int AS shard_completed, (mine.failed + others.failed)::int AS shard_failed
+             FROM coremachine.stages s, mine,
+                  LATERAL (SELECT COALESCE(sum(o.completed), 0) AS completed, COALESCE(sum(o.failed), 0) AS failed
+                             FROM coremachine.stage_counts o WHERE o.job_id = $1 AND o.stage = $2 AND o.shard <> mine.shard) others
+            WHERE s.job_id = $1 AND s.stage = $2`,
     values: [jobId, stage, completed, failed],
   });
   const row = result.rows[0];
