@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { CoreMachine } from '../core/engine/core-machine';
-import { migrate } from '../core/db/migrator';
 import { createLogger } from '../core/logger';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { InProcessWorker } from '../core/worker';
 import { benchJob, BENCH_JOB_TYPE } from './bench-job';
+import { migrateBenchDatabase } from './database-setup';
 import type { RunSpec } from './protocol';
 import type { SqlCounter } from './sql-counter';
 import { sleep } from './stats';
@@ -28,12 +28,7 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
 
   return {
     async setup() {
-      const setupPool = new pg.Pool({ connectionString: spec.databaseUrl, max: 1 });
-      try {
-        await migrate(setupPool);
-      } finally {
-        await setupPool.end();
-      }
+      await migrateBenchDatabase(spec.databaseUrl);
     },
 
     async start() {

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { z } from 'zod';
 import { Logger, run, runMigrations, makeWorkerUtils, type AddJobsJobSpec, type Runner, type TaskList, type WorkerEvents, type WorkerUtils } from 'graphile-worker';
+import { createStageCounters } from './database-setup';
 import type { RunSpec } from './protocol';
 import type { SqlCounter } from './sql-counter';
 import { sleep } from './stats';
@@ -57,14 +58,7 @@ export function graphileRun(spec: RunSpec, counter: SqlCounter): SystemRun {
   return {
     async setup() {
       await runMigrations({ connectionString: spec.databaseUrl, logger: silent });
-      const client = new pg.Client({ connectionString: spec.databaseUrl });
-      await client.connect();
-      try {
-        await client.query('CREATE TABLE bench_stage_counter (stage int PRIMARY KEY, n int NOT NULL DEFAULT 0)');
-        await client.query('INSERT INTO bench_stage_counter (stage) SELECT generate_series(1, $1::int)', [spec.stages]);
-      } finally {
-        await client.end();
-      }
+      await createStageCounters(spec.databaseUrl, spec.stages);
     },
 
     async start() {

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import PgBoss from 'pg-boss';
 import { z } from 'zod';
+import { createStageCounters } from './database-setup';
 import type { RunSpec } from './protocol';
 import type { SqlCounter } from './sql-counter';
 import { sleep } from './stats';
@@ -67,14 +68,7 @@ export function pgBossRun(spec: RunSpec, counter: SqlCounter): SystemRun {
       await setupBoss.start();
       await setupBoss.createQueue(QUEUE);
       await setupBoss.stop({ graceful: false, wait: true });
-      const client = new pg.Client({ connectionString: spec.databaseUrl });
-      await client.connect();
-      try {
-        await client.query('CREATE TABLE bench_stage_counter (stage int PRIMARY KEY, n int NOT NULL DEFAULT 0)');
-        await client.query('INSERT INTO bench_stage_counter (stage) SELECT generate_series(1, $1::int)', [spec.stages]);
-      } finally {
-        await client.end();
-      }
+      await createStageCounters(spec.databaseUrl, spec.stages);
     },
 
     async start() {

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { CoreMachine } from '../core/engine/core-machine';
-import { migrate } from '../core/db/migrator';
 import { isTransientDatabaseError } from '../core/db/transient-errors';
 import { createLogger } from '../core/logger';
 import { Registry } from '../core/registry';
@@ -10,6 +9,7 @@ import { InProcessWorker } from '../core/worker';
 import { ActivitySampler } from './activity-sampler';
 import { benchJob, BENCH_JOB_TYPE } from './bench-job';
 import { ConnectionKiller } from './connection-killer';
+import { migrateBenchDatabase } from './database-setup';
 import type { RunSpec } from './protocol';
 import type { SqlCounter } from './sql-counter';
 import { sleep } from './stats';
@@ -44,12 +44,7 @@ export function scaleRun(spec: RunSpec, counter: SqlCounter): SystemRun {
 
   return {
     async setup() {
-      const setupPool = new pg.Pool({ connectionString: spec.databaseUrl, max: 1 });
-      try {
-        await migrate(setupPool);
-      } finally {
-        await setupPool.end();
-      }
+      await migrateBenchDatabase(spec.databaseUrl);
     },
 
     async start() {
