@@ -128,23 +128,36 @@ test('a stage check lost with its process (stage past its tolerance, job still P
 test('the last two results committed at once on different shards: neither transaction sees the total, the probe after commit does, and the job advances once', async () => {
   const h = await startHarness(db.pool, { worker: false });
   const { jobId, taskMessages } = await startStage(h, 'test.three_stages', { n: 2, tag: 'two-shards' }, 2);
-  // Two backends whose counts land in different shards (shard = backend pid % 16).
-  const pool = db.newPool(6);
-  const clients = await Promise.all(Array.from({ length: 6 }, () => pool.connect()));
-  const pids = await Promise.all(clients.map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid % 16));
-  const a = clients[0]!;
-  const b = clients[pids.findIndex((shard) => shard !== pids[0])]!;
   const claimed = await claimTasks(db.pool, taskMessages.map((m) => ({ taskId: (m.body as { taskId: string }).taskId, attempt: 1 })), [60, 60]);
   expect(claimed).toHaveLength(2);
+  // Two open transactions whose counts land in different shards (shard = backend pid % 16). The
+  // pid is read inside each transaction: behind PgBouncer in transaction mode, that is the server
+  // connection the transaction keeps until it ends, not one a later transaction would get.
+  const pool = db.newPool(6);
+  const clients = await Promise.all(Array.from({ length: 6 }, () => pool.connect()));
+  const shards = await Promise.all(
+    clients.map(async (client) => {
+      await client.query('BEGIN');
+      return (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid % 16;
+    }),
+  );
+  const second = shards.findIndex((shard) => shard !== shards[0]);
+  expect(second).toBeGreaterThan(0);
+  const [a, b] = [clients[0]!, clients[second]!];
   const deps = () => ({ registry: h.registry, logger: captureLogger([]), events: [], stageChecks: [] as StageCheck[] });
   const [depsA, depsB] = [deps(), deps()];
-  await a.query('BEGIN');
-  await b.query('BEGIN');
-  await commitOutcomes(a, depsA, [{ taskId: claimed[0]!.task_id, jobId, claimId: claimed[0]!.claim_id, result: { value: 0 } }]);
-  await commitOutcomes(b, depsB, [{ taskId: claimed[1]!.task_id, jobId, claimId: claimed[1]!.claim_id, result: { value: 1 } }]);
-  await a.query('COMMIT');
-  await b.query('COMMIT');
-  for (const client of clients) client.release();
+  try {
+    await commitOutcomes(a, depsA, [{ taskId: claimed[0]!.task_id, jobId, claimId: claimed[0]!.claim_id, result: { value: 0 } }]);
+    await commitOutcomes(b, depsB, [{ taskId: claimed[1]!.task_id, jobId, claimId: claimed[1]!.claim_id, result: { value: 1 } }]);
+    await a.query('COMMIT');
+    await b.query('COMMIT');
+  } finally {
+    // The other transactions only picked the shards: they end without having written anything.
+    for (const client of clients) {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  }
   const checks = [...depsA.stageChecks, ...depsB.stageChecks];
   // Neither saw 2 of 2: both left a probe, not a check.
   expect(checks).toEqual([expect.objectContaining({ probe: true }), expect.objectContaining({ probe: true })]);
