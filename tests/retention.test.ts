@@ -69,10 +69,21 @@ async function finishedJob(jobType: string, parameters: unknown, status: string)
   return job.jobId;
 }
 
+/** Cancelled once its two tasks exist (a cancel that wins the race with the stage start leaves none). */
 async function cancelledJob(run: string): Promise<string> {
   const { job } = await dev.runtime.machine.submitJob('test.retention_gated', { run });
+  await tasksCreated(job.jobId, 2);
   await dev.runtime.machine.cancelJob(job.jobId);
   return job.jobId;
+}
+
+async function tasksCreated(jobId: string, n: number, status?: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const found = await dev.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND ($2::text IS NULL OR status = $2)', [jobId, status ?? null]);
+    if (found.rows[0]?.n === n) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`job ${jobId} never had ${n} ${status ?? ''} task(s)`);
 }
 
 /** Makes jobs look finished `days` ago. */
@@ -88,11 +99,7 @@ test('a sweep deletes finished jobs past retention with all their rows, writes n
   const running = (await dev.runtime.machine.submitJob('test.retention_gated', { run: 'running' })).job.jobId;
   // Its two tasks held PROCESSING before the snapshot: a claim during the sweep would add events
   // to the rows this test expects the sweep to leave untouched.
-  for (let i = 0; i < 500; i++) {
-    const held = await dev.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'", [running]);
-    if (held.rows[0]?.n === 2) break;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await tasksCreated(running, 2, 'PROCESSING');
   // A dead letter and an undispatched outbox row belong to a job too.
   await dev.db.pool.query(`INSERT INTO coremachine.dead_letters (queue, reason, description, job_id) VALUES ('coremachine-tasks', 'Test', 'left behind', $1)`, [failed]);
   await dev.db.pool.query(`INSERT INTO coremachine.outbox (kind, job_id, payload) VALUES ('job', $1, '{}')`, [completed]);
