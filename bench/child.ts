@@ -82,6 +82,7 @@ async function measure(spec: RunSpec): Promise<RunResult> {
       postgresCpuMs: cpuDeltaMs(cpuBefore, cpuAfter),
       otherActiveSessions: others,
       autoAnalyzedAfterMs: execution.autoAnalyzedAfterMs ?? null,
+      taskHotUpdateShare: execution.taskHotUpdateShare ?? null,
       notes: execution.notes ?? [],
       ...(execution.scale ? { scale: execution.scale } : {}),
       ...(execution.settings ? { settings: execution.settings } : {}),

@@ -81,8 +81,9 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         polls += 2;
         const timings = await stageTimings(poller, job.jobId, spec.n);
         const analyzed = await autoAnalyzedAt(poller, started);
+        const taskHotUpdateShare = await hotUpdateShare(poller);
         const notes = analyzed === null ? ['tasks table not auto-analyzed during the run'] : [`tasks table auto-analyzed ${Math.round(analyzed)} ms after submit`];
-        return { elapsedMs, stageCreateMs, stageDispatchMs, ...timings, uncountedTransactions: polls, autoAnalyzedAfterMs: analyzed, notes };
+        return { elapsedMs, stageCreateMs, stageDispatchMs, ...timings, uncountedTransactions: polls, autoAnalyzedAfterMs: analyzed, taskHotUpdateShare, notes };
       } finally {
         await poller.end();
       }
@@ -108,6 +109,21 @@ async function autoAnalyzedAt(db: pg.Client, startedPerf: number): Promise<numbe
   const msAgo = result.rows[0]?.ms_ago;
   if (msAgo === null || msAgo === undefined) return null;
   return performance.now() - Number(msAgo) - startedPerf;
+}
+
+/**
+ * HOT updates keep a row's new version on its page without new index entries (migration 015): the
+ * share of task-row updates that were HOT. Backends report their counts at most once a second, so
+ * the counts wait for the pool to go idle; a count still unreported makes the share null.
+ */
+async function hotUpdateShare(db: pg.Client): Promise<number | null> {
+  await sleep(1_100);
+  await db.query('SELECT pg_stat_clear_snapshot()');
+  const result = await db.query<{ upd: string; hot: string }>(
+    "SELECT n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relid = 'coremachine.tasks'::regclass",
+  );
+  const upd = Number(result.rows[0]?.upd ?? 0);
+  return upd > 0 ? Number(result.rows[0]?.hot ?? 0) / upd : null;
 }
 
 /** Hand-overs from the tasks and stages tables (timestamps are each statement's transaction start). */

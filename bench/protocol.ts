@@ -102,6 +102,7 @@ export interface RunResult {
   postgresCpuMs: number | null;
   otherActiveSessions: number;
   autoAnalyzedAfterMs: number | null;
+  taskHotUpdateShare: number | null;
   notes: string[];
   scale?: ScaleMeasures;
   /** The peer's settings for this run (graphile-worker, pg-boss). */

@@ -20,6 +20,7 @@ export interface Summary {
   serverTransactionsPerTask: Spread;
   walBytesPerTask: Spread;
   walSyncsPerTask: Spread;
+  taskHotUpdatePercent: Spread;
   nodeCpuMsPerTask: Spread;
   postgresCpuMsPerTask: Spread;
   peakRssMb: Spread;
@@ -51,6 +52,7 @@ export function summarize(results: readonly RunResult[]): Summary {
     serverTransactionsPerTask: perRun(results, (r) => per(r.serverTransactions, r)),
     walBytesPerTask: perRun(results, (r) => per(r.walBytes, r)),
     walSyncsPerTask: perRun(results, (r) => per(r.walSyncs, r)),
+    taskHotUpdatePercent: perRun(results, (r) => (r.taskHotUpdateShare === null ? null : r.taskHotUpdateShare * 100)),
     nodeCpuMsPerTask: perRun(results, (r) => per(r.nodeCpuMs, r)),
     postgresCpuMsPerTask: perRun(results, (r) => per(r.postgresCpuMs, r)),
     peakRssMb: perRun(results, (r) => r.peakRssMb),
@@ -100,6 +102,7 @@ const ROWS: Array<[string, (s: Summary) => Spread | undefined]> = [
   ['transactions / task (pg_stat_database)', (s) => s.serverTransactionsPerTask],
   ['WAL bytes / task', (s) => s.walBytesPerTask],
   ['WAL syncs / task', (s) => s.walSyncsPerTask],
+  ['HOT task-row updates %', (s) => (s.system === 'coremachine' ? s.taskHotUpdatePercent : undefined)],
   ['node CPU ms / task', (s) => s.nodeCpuMsPerTask],
   ['postgres backend CPU ms / task', (s) => s.postgresCpuMsPerTask],
   ['peak RSS MB (bench process)', (s) => s.peakRssMb],

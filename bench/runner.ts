@@ -100,7 +100,7 @@ export function describeRun(r: RunResult): string {
   const analyzed = r.autoAnalyzedAfterMs === null ? 'not auto-analyzed' : `tasks auto-analyzed at +${round(r.autoAnalyzedAfterMs / 1000, 1)} s`;
   const extra =
     r.system === 'coremachine'
-      ? `, stage create ${round(Math.max(...r.stageCreateMs), 0)} ms max, hand-overs ${r.handoverMs.map((h) => round(h, 1)).join('/')} ms, claim ${round(claimMs(r), 1)} ms avg, pg CPU ${round((r.postgresCpuMs ?? Number.NaN) / r.operations, 3)} ms/task, ${analyzed}`
+      ? `, stage create ${round(Math.max(...r.stageCreateMs), 0)} ms max, hand-overs ${r.handoverMs.map((h) => round(h, 1)).join('/')} ms, claim ${round(claimMs(r), 1)} ms avg, HOT ${r.taskHotUpdateShare === null ? '?' : `${round(r.taskHotUpdateShare * 100, 0)}%`} of task updates, pg CPU ${round((r.postgresCpuMs ?? Number.NaN) / r.operations, 3)} ms/task, ${analyzed}`
       : '';
   const settings = r.settings ? ` [${Object.entries(r.settings).map(([k, v]) => `${k} ${v}`).join(', ')}]` : '';
   const partial = r.operations < r.n * STAGES ? ` (${r.operations} of ${r.n * STAGES} done${r.system === 'ceiling' ? ': time cap' : ''})` : '';

@@ -14,6 +14,8 @@ export interface Execution {
   uncountedTransactions?: number;
   /** CoreMachine: when autovacuum analyzed the tasks table, ms after submit (null: not during the run). */
   autoAnalyzedAfterMs?: number | null;
+  /** CoreMachine: share of the task-row updates that were HOT (no index entries), from pg_stat_user_tables. */
+  taskHotUpdateShare?: number | null;
   notes?: string[];
   scale?: ScaleMeasures;
   settings?: Record<string, number>;

@@ -12,7 +12,6 @@ import type { UnitOfWork } from './engine/unit-of-work';
 import { LeaseExpiredError } from './errors';
 import type { Logger } from './logger';
 import {
-  cancelExpiredTasksOfStoppedJobs,
   jobsWithExpiredLeases,
   listStallCandidates,
   lockExpiredTasks,
@@ -59,8 +58,6 @@ export interface StalledJob {
 export interface SweepReport {
   requeuedTasks: number;
   failedTasks: number;
-  /** Expired tasks of jobs that had already stopped. */
-  cancelledTasks: number;
   /** Jobs failed with a Timeout because they ran past a deadline. */
   timedOutJobs: number;
   outboxSent: number;
@@ -103,7 +100,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
   };
   const timedOut = await attempt(() => sweepDeadlines(unitOfWork, options.batchSize), { jobs: [], runningTasks: [] });
   for (const { taskId, reason } of timedOut.runningTasks) options.abort?.(taskId, reason);
-  const leases = await attempt(() => expireLeases(unitOfWork, options.batchSize), { requeuedTasks: 0, failedTasks: 0, cancelledTasks: 0 });
+  const leases = await attempt(() => expireLeases(unitOfWork, options.batchSize), { requeuedTasks: 0, failedTasks: 0 });
   const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
   const stalled = await attempt(() => examineStalledJobs(pool, unitOfWork, options), [] as StalledJob[]);
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
@@ -115,7 +112,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     () => unitOfWork.run(async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })),
     undefined,
   );
-  if (report.requeuedTasks + report.failedTasks + report.cancelledTasks + report.timedOutJobs + report.outboxSent + report.stalled.length > 0) {
+  if (report.requeuedTasks + report.failedTasks + report.timedOutJobs + report.outboxSent + report.stalled.length > 0) {
     deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }
@@ -124,9 +121,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
   return report;
 }
 
-async function expireLeases(unitOfWork: UnitOfWork, limit: number): Promise<{ requeuedTasks: number; failedTasks: number; cancelledTasks: number }> {
-  // Its own unit of work: it never waits (SKIP LOCKED), so it holds no lock while waiting for another.
-  const cancelled = await unitOfWork.run(async ({ client }) => ({ value: await cancelExpiredTasksOfStoppedJobs(client, limit) }));
+async function expireLeases(unitOfWork: UnitOfWork, limit: number): Promise<{ requeuedTasks: number; failedTasks: number }> {
   const outcomes = await unitOfWork.run(async ({ client, deps }) => {
     // Lock order job → tasks: find the expired tasks' jobs first, lock them, then the tasks.
     const jobIds = await jobsWithExpiredLeases(client, limit);
@@ -143,7 +138,7 @@ async function expireLeases(unitOfWork: UnitOfWork, limit: number): Promise<{ re
     return { value: outcomes, intents: committed.intents };
   });
   const requeuedTasks = outcomes.filter((o) => o.retryAt).length;
-  return { requeuedTasks, failedTasks: outcomes.length - requeuedTasks, cancelledTasks: cancelled };
+  return { requeuedTasks, failedTasks: outcomes.length - requeuedTasks };
 }
 
 async function examineStalledJobs(pool: pg.Pool, unitOfWork: UnitOfWork, options: JanitorOptions): Promise<StalledJob[]> {

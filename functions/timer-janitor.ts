@@ -13,7 +13,7 @@ export const JANITOR_SCHEDULE = '%JANITOR_SCHEDULE%';
 export async function janitorHandler(_timer: Timer, context: InvocationContext): Promise<void> {
   const { machine, config } = await getAppContext();
   const report = await machine.sweep(config.janitor);
-  const found = report.requeuedTasks + report.failedTasks + report.cancelledTasks + report.outboxSent + report.stalled.length;
+  const found = report.requeuedTasks + report.failedTasks + report.timedOutJobs + report.outboxSent + report.stalled.length;
   const line = JSON.stringify({ event: 'coremachine.janitor.sweep', ...report });
   if (found > 0) context.warn(line);
   else context.log(line);

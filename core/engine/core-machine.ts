@@ -83,7 +83,13 @@ export class CoreMachine {
     this.logger = deps.logger;
     this.transport = deps.transport;
     this.outbox = new Outbox(deps.pool, deps.transport);
-    this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, { registry: deps.registry, logger: deps.logger });
+    this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, {
+      registry: deps.registry,
+      logger: deps.logger,
+      abortRunning: (tasks) => {
+        for (const { taskId, reason } of tasks) this.tasks.abort([taskId], reason);
+      },
+    });
     this.tasks = new TaskBatches(deps.pool, deps.registry, deps.logger, this.unitOfWork);
     this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.unitOfWork);
     this.schedules = new Schedules(deps.pool, this.unitOfWork, deps.registry, deps.logger, (jobType, parameters, key) => this.submitJob(jobType, parameters, { idempotencyKey: key }), deps.schedules);

@@ -1,7 +1,7 @@
 import { JobQueueMessage, TaskQueueMessage, type ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
 import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
-import { settleTasks, takeOverTask, cancelQueuedTasks } from '../state/tasks-store';
+import { settleTasks, takeOverTask, cancelOpenTasks } from '../state/tasks-store';
 import { failJob } from './stage-advance';
 import { applySettledTasks, type SettleDeps } from './settle';
 import { insertDeadLetter } from '../state/dead-letters-store';
@@ -50,7 +50,7 @@ export async function processDeadLetter(db: Queryable, deps: SettleDeps, letter:
       if (failed) {
         deps.events?.push({ name: 'JobTransition', attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type }, outcome: { error: failure } });
       }
-      await cancelQueuedTasks(db, row.job_id);
+      await cancelOpenTasks(db, row.job_id);
       deps.logger.error('job failed: its message was dead-lettered', { jobId: row.job_id, stage: row.stage, reason: letter.reason });
     } else return { outcome: 'recorded', intents: [] };
     return { outcome: 'job-failed', intents: [] };

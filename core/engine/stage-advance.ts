@@ -7,7 +7,7 @@ import type { Registry } from '../registry';
 import { findJob, transitionJob } from '../state/jobs-store';
 import type { StageRow } from '../state/rows';
 import { countFailedOfJob, finishStage } from '../state/stages-store';
-import { cancelQueuedTasks, listFailedTasks } from '../state/tasks-store';
+import { cancelOpenTasks, listFailedTasks } from '../state/tasks-store';
 import type { OutboxIntent } from './outbox';
 import { stageResultsOf } from './stage-results';
 
@@ -16,6 +16,13 @@ export interface AdvanceDeps {
   logger: Logger;
   /** Transitions to report as telemetry events once the transaction commits (never for a rollback). */
   events?: TransitionEvent[];
+  /** Running tasks this transaction cancelled: their handlers in this process are aborted once it commits. */
+  abortAfterCommit?: RunningTaskAbort[];
+}
+
+export interface RunningTaskAbort {
+  taskId: string;
+  reason: Error;
 }
 
 export interface TransitionEvent {
@@ -95,8 +102,10 @@ async function tolerated(db: Queryable, jobId: string): Promise<{ count: number;
 }
 
 /**
- * Fail fast: the job becomes FAILED with the error that caused it, the stage FAILED, and tasks
- * not yet started are cancelled so nothing more is dispatched. Returns false when the job was
+ * Fail fast: the job becomes FAILED with the error that caused it, the stage FAILED, and its open
+ * tasks are cancelled, as a cancel or a deadline does: nothing more is dispatched, a running
+ * handler's late result is fenced, its concurrency slot is free at once, and no stopped job keeps
+ * a running task for the janitor to look for (migration 015). Returns false when the job was
  * no longer PROCESSING at that stage (already failed or cancelled by someone else).
  */
 export async function failJob(db: Queryable, deps: AdvanceDeps, jobId: string, stage: number, cause: ErrorShape): Promise<boolean> {
@@ -106,9 +115,11 @@ export async function failJob(db: Queryable, deps: AdvanceDeps, jobId: string, s
   if (!failed) return false;
   deps.events?.push({ name: 'JobTransition', attributes: { jobId, jobType: failed.job_type, from: 'PROCESSING', to: 'FAILED', stage, errorType: error.type, ...(error.taskId ? { taskId: error.taskId } : {}) }, outcome: { error } });
   // Lock order job → tasks → stage, as a result commit takes tasks → stage: no deadlock between them.
-  const cancelled = await cancelQueuedTasks(db, jobId);
+  const cancelled = await cancelOpenTasks(db, jobId);
+  const reason = new Error(`job ${jobId} failed: ${error.message}`);
+  for (const task of cancelled) if (task.was_running) deps.abortAfterCommit?.push({ taskId: task.task_id, reason });
   await finishStage(db, jobId, stage, 'PROCESSING', 'FAILED');
-  deps.logger.error('job failed', { jobId, stage, taskId: error.taskId, errorType: error.type, error: error.message, cancelledTasks: cancelled });
+  deps.logger.error('job failed', { jobId, stage, taskId: error.taskId, errorType: error.type, error: error.message, cancelledTasks: cancelled.length });
   return true;
 }
 

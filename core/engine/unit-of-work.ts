@@ -6,7 +6,7 @@ import type { Registry } from '../registry';
 import { emitEvent, recordStageDuration } from '../telemetry';
 import { jobEventIntents } from './job-events';
 import type { Outbox, OutboxIntent } from './outbox';
-import type { AdvanceDeps, TransitionEvent } from './stage-advance';
+import type { AdvanceDeps, RunningTaskAbort, TransitionEvent } from './stage-advance';
 import { checkStage, probeCallsForCheck, type StageCheck } from './stage-check';
 
 /** What a piece of work sees inside its transaction. */
@@ -16,7 +16,7 @@ export interface WorkScope {
    * Engine dependencies with this transaction's own event list (reported only if it commits) and
    * its stage checks (run only after it commits, each in its own unit of work).
    */
-  deps: AdvanceDeps & { events: TransitionEvent[]; stageChecks: StageCheck[] };
+  deps: AdvanceDeps & { events: TransitionEvent[]; stageChecks: StageCheck[]; abortAfterCommit: RunningTaskAbort[] };
 }
 
 /** What a piece of work hands back: its value and the messages its state change needs. */
@@ -37,25 +37,33 @@ export class UnitOfWork {
   constructor(
     private readonly pool: pg.Pool,
     private readonly outbox: Outbox,
-    private readonly base: { registry: Registry; logger: Logger },
+    private readonly base: {
+      registry: Registry;
+      logger: Logger;
+      /** Aborts handlers running in this process (a failed job cancelled their tasks). */
+      abortRunning?: (tasks: readonly RunningTaskAbort[]) => void;
+    },
   ) {}
 
   async run<T>(work: (scope: WorkScope) => Promise<WorkResult<T>>, options: TransactionOptions = {}): Promise<T> {
     let events: TransitionEvent[] = [];
     let stageChecks: StageCheck[] = [];
+    let abortAfterCommit: RunningTaskAbort[] = [];
     const { value, recorded } = await withTransaction(
       this.pool,
       async (client) => {
         // Fresh per attempt: a transaction retried after a transient fault reports its events once.
         events = [];
         stageChecks = [];
-        const result = await work({ client, deps: { registry: this.base.registry, logger: this.base.logger, events, stageChecks } });
+        abortAfterCommit = [];
+        const result = await work({ client, deps: { registry: this.base.registry, logger: this.base.logger, events, stageChecks, abortAfterCommit } });
         const intents = [...(result.intents ?? []), ...jobEventIntents(events, new Date())];
         return { value: result.value, recorded: await this.outbox.record(client, intents) };
       },
       options,
     );
     reportTransitions(events);
+    if (abortAfterCommit.length > 0) this.base.abortRunning?.(abortAfterCommit);
     // The stage checks do not wait on this transaction's sends, nor are they skipped when a send
     // fails (its outbox row is swept later): a lost check would hold the job until a stall sweep.
     // Both run; what failed is thrown after both, together if both did.

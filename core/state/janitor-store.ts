@@ -5,28 +5,19 @@ import type { TaskRow } from './rows';
 /** What the janitor reads and writes: expired leases, jobs without progress, its own run log. */
 
 /**
- * Under a job that stopped (FAILED, CANCELLED) an expired task has nothing to retry for: it is
- * CANCELLED. SKIP LOCKED: it never waits, so it holds no lock while waiting for another.
+ * Jobs with a task whose lease expired (read without locks: lock order is job → tasks). Only a job
+ * that has not stopped can have a running task (a stopping job cancels its open tasks), and only in
+ * its current stage: those tasks are read through the (job_id, stage, task_index) index. There is no
+ * index on lease_expires_at, so that claims and settles stay HOT updates (migration 015).
  */
-export async function cancelExpiredTasksOfStoppedJobs(db: Queryable, limit: number): Promise<number> {
-  const result = await db.query({
-    name: 'cm_janitor_cancel_expired_of_stopped',
-    text: `WITH expired AS MATERIALIZED (
-             SELECT t.task_id FROM coremachine.tasks t JOIN coremachine.jobs j ON j.job_id = t.job_id
-              WHERE t.status = 'PROCESSING' AND t.lease_expires_at < now() AND j.status NOT IN ('QUEUED','PROCESSING','PAUSED')
-              ORDER BY t.task_id LIMIT $1 FOR UPDATE OF t SKIP LOCKED)
-           UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at), claim_id = NULL, lease_expires_at = NULL
-             FROM expired WHERE t.task_id = expired.task_id`,
-    values: [limit],
-  });
-  return result.rowCount ?? 0;
-}
-
-/** Jobs with a task whose lease expired (read without locks: lock order is job → tasks). */
 export async function jobsWithExpiredLeases(db: Queryable, limit: number): Promise<string[]> {
   const result = await db.query<{ job_id: string }>({
     name: 'cm_janitor_jobs_with_expired_leases',
-    text: `SELECT DISTINCT job_id FROM coremachine.tasks WHERE status = 'PROCESSING' AND lease_expires_at < now() LIMIT $1`,
+    text: `SELECT j.job_id FROM coremachine.jobs j
+            WHERE j.status IN ('QUEUED','PROCESSING','PAUSED')
+              AND EXISTS (SELECT 1 FROM coremachine.tasks t
+                           WHERE t.job_id = j.job_id AND t.stage = j.stage AND t.status = 'PROCESSING' AND t.lease_expires_at < now())
+            LIMIT $1`,
     values: [limit],
   });
   return result.rows.map((row) => row.job_id);
@@ -38,9 +29,10 @@ export type ExpiredTask = Pick<TaskRow, 'task_id' | 'job_id' | 'task_type' | 'at
 export async function lockExpiredTasks(db: Queryable, jobIds: readonly string[], limit: number): Promise<ExpiredTask[]> {
   const result = await db.query<ExpiredTask>({
     name: 'cm_janitor_lock_expired_tasks',
-    text: `SELECT task_id, job_id, claim_id, task_type, attempt, stage, worker_id FROM coremachine.tasks
-            WHERE job_id = ANY($2::text[]) AND status = 'PROCESSING' AND lease_expires_at < now()
-            ORDER BY task_id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    text: `SELECT t.task_id, t.job_id, t.claim_id, t.task_type, t.attempt, t.stage, t.worker_id
+             FROM coremachine.tasks t JOIN coremachine.jobs j ON j.job_id = t.job_id AND j.stage = t.stage
+            WHERE t.job_id = ANY($2::text[]) AND t.status = 'PROCESSING' AND t.lease_expires_at < now()
+            ORDER BY t.task_id LIMIT $1 FOR UPDATE OF t SKIP LOCKED`,
     values: [limit, jobIds],
   });
   return result.rows;

@@ -26,7 +26,7 @@ export async function lockLimitKey(db: Queryable, limitKey: string): Promise<voi
 export async function countLimitHolders(db: Queryable, limitKey: string): Promise<number> {
   const result = await db.query<{ n: number }>({
     name: 'cm_count_limit_holders',
-    text: `SELECT count(*)::int AS n FROM coremachine.tasks WHERE limit_key = $1 AND status = 'PROCESSING'`,
+    text: `SELECT count(*)::int AS n FROM coremachine.tasks WHERE slot_holder_key = $1`,
     values: [limitKey],
   });
   return result.rows[0]?.n ?? 0;
@@ -87,7 +87,7 @@ export async function queuedRemoteLimitKeys(db: Queryable, taskType: string, def
   const result = await db.query<{ limit_key: string }>({
     name: 'cm_queued_remote_limit_keys',
     text: `SELECT DISTINCT COALESCE(t.limit_key, $2) AS limit_key FROM coremachine.tasks t
-            WHERE t.remote AND t.status = 'QUEUED' AND t.task_type = $1 AND (t.retry_at IS NULL OR t.retry_at <= now())
+            WHERE t.remote_queued_type = $1 AND (t.retry_at IS NULL OR t.retry_at <= now())
             ORDER BY 1 LIMIT $3`,
     values: [taskType, defaultKey, limit],
   });
@@ -104,7 +104,7 @@ export async function waitingTasksOfKey(db: Queryable, limitKey: string, limit: 
     // wake the same oldest task, and all but one wake-up would be wasted.
     text: `SELECT * FROM (
              SELECT t.task_id, t.job_id, t.stage, t.task_type, t.attempt FROM coremachine.tasks t
-              WHERE t.limit_key = $1 AND t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now())
+              WHERE t.slot_waiter_key = $1 AND (t.retry_at IS NULL OR t.retry_at <= now())
                 AND EXISTS (SELECT 1 FROM coremachine.jobs j WHERE j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage)
               ORDER BY t.created_at, t.task_index LIMIT 32) oldest
            ORDER BY random() LIMIT $2`,

@@ -22,8 +22,8 @@ export async function claimRemoteTasks(
              SELECT t.task_id, l.lease FROM coremachine.tasks t
                JOIN coremachine.jobs j ON j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage
                     AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
-               JOIN unnest($1::text[], $4::float8[]) AS l(task_type, lease) ON l.task_type = t.task_type
-              WHERE t.remote AND t.status = 'QUEUED' AND (t.retry_at IS NULL OR t.retry_at <= now())
+               JOIN unnest($1::text[], $4::float8[]) AS l(task_type, lease) ON l.task_type = t.remote_queued_type
+              WHERE t.retry_at IS NULL OR t.retry_at <= now()
               ORDER BY t.created_at, t.task_index LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
            UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(),
                   lease_expires_at = now() + make_interval(secs => c.lease), started_at = now(), worker_id = $3
@@ -60,7 +60,7 @@ export async function claimRemoteTasksOfKey(
     text: `WITH candidates AS (
              SELECT t.task_id FROM coremachine.tasks t
                JOIN coremachine.jobs j ON j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage
-              WHERE t.remote AND t.status = 'QUEUED' AND t.task_type = $1 AND COALESCE(t.limit_key, $6) = $2
+              WHERE t.remote_queued_type = $1 AND COALESCE(t.limit_key, $6) = $2
                 AND (t.retry_at IS NULL OR t.retry_at <= now())
               ORDER BY t.created_at, t.task_index LIMIT $3 FOR UPDATE OF t SKIP LOCKED)
            UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(), limit_key = $2,

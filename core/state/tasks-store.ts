@@ -172,21 +172,6 @@ export async function releaseClaims(db: Queryable, claims: ReadonlyArray<{ taskI
   });
 }
 
-/**
- * Fail fast: when a job fails, the tasks that have not started are cancelled (finished_at never
- * before a started_at: see cancelJob). Locked in task_id order, as a result commit locks its tasks.
- */
-export async function cancelQueuedTasks(db: Queryable, jobId: string): Promise<number> {
-  const result = await db.query({
-    name: 'cm_cancel_queued_tasks',
-    text: `WITH old AS MATERIALIZED (SELECT task_id FROM coremachine.tasks WHERE job_id = $1 AND status = 'QUEUED' ORDER BY task_id FOR UPDATE)
-           UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at)
-             FROM old WHERE t.task_id = old.task_id AND t.status = 'QUEUED'`,
-    values: [jobId],
-  });
-  return result.rowCount ?? 0;
-}
-
 /** One page of a stage's results in task order; callers page so memory stays flat in N. */
 export async function readStageResultsPage(
   db: Queryable,
@@ -249,7 +234,7 @@ export async function listTasks(db: Queryable, jobId: string, query: ListTasksQu
 }
 
 /**
- * Cancel: the job's pending and running tasks CANCELLED, locked in task_id order. A task that
+ * Cancel, fail or time out: the job's pending and running tasks CANCELLED, locked in task_id order. A task that
  * never started keeps started_at NULL; now() is this transaction's start and a claim that
  * committed while this one waited for the row lock started later, so GREATEST keeps finished_at
  * from preceding started_at. Returns which tasks were running (their handlers are aborted).
