@@ -46,12 +46,13 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
     // Rows are locked in task_id order (every multi-row task lock in the engine is): two batches
     // holding duplicates of the same messages in different orders cannot deadlock.
     // Every lookup is by task id (primary key), never a scan of the stage; the job check is a
-    // correlated subquery so no plan can start from the job's (job_id, stage) index.
-    text: `WITH m AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS m(task_id, attempt, lease, limit_key)),
-                locked AS MATERIALIZED (
-                  SELECT t.task_id FROM coremachine.tasks t
-                   WHERE t.task_id = ANY($1::text[])
-                     AND (SELECT j.status = 'PROCESSING' AND j.stage = t.stage
+    // correlated subquery so no plan can start from the job's (job_id, stage) index. The requests
+    // are joined once, in the locking CTE: a second CTE joined to them was rescanned per row by the
+    // generic plan (n² rows, each building a whole-row copy for the update's recheck).
+    text: `WITH m AS MATERIALIZED (
+                  SELECT m.* FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS m(task_id, attempt, lease, limit_key)
+                    JOIN coremachine.tasks t ON t.task_id = m.task_id
+                   WHERE (SELECT j.status = 'PROCESSING' AND j.stage = t.stage
                                  -- No handler starts past the job's or the stage's deadline (012_deadlines.sql).
                                  AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
                             FROM coremachine.jobs j WHERE j.job_id = t.job_id)
@@ -59,8 +60,8 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
            UPDATE coremachine.tasks t SET
              status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
              lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = COALESCE(m.limit_key, t.limit_key)
-           FROM m, locked
-           WHERE t.task_id = m.task_id AND locked.task_id = t.task_id
+           FROM m
+           WHERE t.task_id = m.task_id
              AND ((t.status = 'QUEUED' AND t.attempt = m.attempt - 1)
                OR (t.status = 'PROCESSING' AND t.attempt = m.attempt AND t.lease_expires_at < now()))
            RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.attempt, t.claim_id, t.limit_key`,
@@ -103,16 +104,19 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
   if (outcomes.length === 0) return [];
   const result = await db.query<SettledTask>({
     name: 'cm_settle_tasks',
-    text: `WITH o AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bool[], $6::timestamptz[])
-                                        AS o(task_id, claim_id, result, error, failed, retry_at)),
-                locked AS MATERIALIZED (SELECT t.task_id FROM coremachine.tasks t WHERE t.task_id = ANY($1::text[]) ORDER BY t.task_id FOR UPDATE OF t)
+    // Locked in task_id order, joined once (see claimTasks).
+    text: `WITH o AS MATERIALIZED (
+                  SELECT o.* FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bool[], $6::timestamptz[])
+                                    AS o(task_id, claim_id, result, error, failed, retry_at)
+                    JOIN coremachine.tasks t ON t.task_id = o.task_id
+                   ORDER BY t.task_id FOR UPDATE OF t)
            UPDATE coremachine.tasks t SET
              status = CASE WHEN o.retry_at IS NOT NULL THEN 'QUEUED' WHEN o.failed THEN 'FAILED' ELSE 'COMPLETED' END,
              result = o.result, error = o.error, retry_at = o.retry_at,
              finished_at = CASE WHEN o.retry_at IS NOT NULL THEN NULL ELSE GREATEST(now(), t.started_at) END,
              claim_id = NULL, lease_expires_at = NULL
-           FROM o, locked
-           WHERE t.task_id = o.task_id AND locked.task_id = t.task_id AND t.status = 'PROCESSING' AND t.claim_id = o.claim_id
+           FROM o
+           WHERE t.task_id = o.task_id AND t.status = 'PROCESSING' AND t.claim_id = o.claim_id
            RETURNING t.task_id, t.job_id, t.stage, t.status, t.error, t.attempt, t.task_type, t.remote, t.retry_at`,
     values: [
       outcomes.map((o) => o.taskId),
