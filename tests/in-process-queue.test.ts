@@ -21,6 +21,25 @@ test('peek-lock: a received message is invisible until completed; abandon makes 
   q.close();
 });
 
+test('a body travels as JSON, as an application/json Service Bus message does: no receiver shares or changes the stored copy', () => {
+  const q = queue();
+  const body = { taskId: 't1', nested: { attempt: 1 } };
+  q.send([{ messageId: 'a', body, applicationProperties: { jobId: 'j' } }]);
+  body.nested.attempt = 99; // the sender's object changes after the send: the queue kept its own copy
+  const [first] = q.receive(1);
+  expect(first?.body).toEqual({ taskId: 't1', nested: { attempt: 1 } });
+  (first?.body as { nested: { attempt: number } }).nested.attempt = 7; // a receiver changes what it got
+  q.abandon(first!);
+  const [again] = q.receive(1);
+  expect(again?.body).toEqual({ taskId: 't1', nested: { attempt: 1 } });
+  expect(again?.applicationProperties).toEqual({ jobId: 'j' });
+  q.complete(again!);
+  // What JSON cannot carry is refused at send, and nothing is enqueued.
+  expect(() => q.send([{ messageId: 'b', body: 1 }, { messageId: 'c', body: undefined }])).toThrow(/not JSON-serialisable/);
+  expect(q.activeCount).toBe(0);
+  q.close();
+});
+
 test('an expired lock redelivers the message; settling with the old lock throws', async () => {
   const q = queue({ lockDurationMs: 20 });
   q.send([{ messageId: 'a', body: 1 }]);
