@@ -7,6 +7,7 @@ import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { extendLease, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
 import { nextAttemptAt } from './retry-policy';
+import { TaskAbort } from './task-abort';
 
 export const DEFAULT_LEASE_SECONDS = 300;
 
@@ -24,7 +25,7 @@ export async function runClaimedTask(
   registry: Registry,
   task: ClaimedTask,
   logger: Logger,
-  controller: AbortController = new AbortController(),
+  controller: TaskAbort = new TaskAbort(),
 ): Promise<TaskOutcome> {
   const where = { stage: task.stage, taskId: task.task_id };
   let definition: AnyTaskDefinition | undefined;
@@ -43,7 +44,9 @@ export async function runClaimedTask(
         stage: task.stage,
         taskIndex: task.task_index,
         attempt: task.attempt,
-        signal: controller.signal,
+        get signal() {
+          return controller.signal;
+        },
         heartbeat: async () => {
           // A heartbeat that cannot reach the database after the retries throws
           // TransientDatabaseError; the catch below gives the task back instead of failing it.

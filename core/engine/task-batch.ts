@@ -13,6 +13,7 @@ import { messageAttributes, type MessageMeta } from './message-meta';
 import { leaseSecondsOf, runClaimedTask } from './run-task';
 import { claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { settleOutcomes } from './settle';
+import { TaskAbort } from './task-abort';
 import type { UnitOfWork } from './unit-of-work';
 
 export type TaskMessageOutcome =
@@ -39,7 +40,7 @@ const WAKE_AFTER_DEFERRAL_MS = 60_000;
 export class TaskBatches {
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commit(results));
   /** Handlers running in this process, so a cancel can abort them through their signal. */
-  private readonly running = new Map<string, AbortController>();
+  private readonly running = new Map<string, TaskAbort>();
   /** When this process last deferred a message of each slot key: only then is a freed slot worth a wake-up. */
   private readonly lastDeferral = new Map<string, number>();
 
@@ -135,7 +136,7 @@ export class TaskBatches {
     return inSpan('coremachine.task', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
       const started = Date.now();
       if (meta.enqueuedTime) recordQueueWait(started - meta.enqueuedTime.getTime(), { taskType: task.task_type });
-      const controller = new AbortController();
+      const controller = new TaskAbort();
       this.running.set(task.task_id, controller);
       let result: TaskOutcome;
       try {
