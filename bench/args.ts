@@ -42,7 +42,7 @@ export const USAGE = `npm run bench -- [options]
   --runs R               runs per N and system, each in a fresh database and process (default 3)
   --workers W            CoreMachine task batches in flight (per instance with --instances) =
                          ceiling clients (default 4); the peers have their own flags below
-  --batch B              CoreMachine task messages per batch (default 64)
+  --batch B              CoreMachine task messages per batch (default 128)
   --pool P               pg pool size for every system (default W + 2; graphile-worker
                          concurrency + 2; pg-boss workers + 2)
   --job-concurrency J    CoreMachine job-message consumers (default 1)
@@ -101,7 +101,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     ns: [],
     runs: 3,
     workers: [4],
-    batch: [64],
+    batch: [128],
     pool: undefined,
     jobConcurrency: 1,
     systems: [...SYSTEMS],
