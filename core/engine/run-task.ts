@@ -58,10 +58,12 @@ export async function runClaimedTask(
     } catch (error) {
       throw new TaskHandlerError(errorToShape(error).message, { cause: error });
     }
-    if (JSON.stringify(result ?? null) === undefined) {
+    // Serialised once, here: a result that JSON cannot carry fails its task, and the settle stores this text.
+    const resultJson = JSON.stringify(result ?? null) as string | undefined;
+    if (resultJson === undefined) {
       throw new TaskFailure(`result of task ${task.task_id} is not JSON-serialisable`, { nonRetryable: true });
     }
-    return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: result ?? null };
+    return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: result ?? null, resultJson };
   } catch (error) {
     // The engine's own database was unreachable (a heartbeat, rethrown by the handler): that is
     // not the work failing, so it is neither an attempt nor the task's error. The batch is given

@@ -49,8 +49,11 @@ export async function commitOutcomes(
  * under the job row lock once this transaction has committed.
  */
 export async function applySettledTasks(db: Queryable, deps: SettleDeps, settled: readonly SettledTask[]): Promise<OutboxIntent[]> {
-  const groups = new Map<string, { jobId: string; stage: number; completed: number; failed: number; firstError?: ErrorShape }>();
+  type Group = { jobId: string; stage: number; completed: number; failed: number; firstError?: ErrorShape };
+  const groups = new Map<string, Group>();
   const intents: OutboxIntent[] = [];
+  // A commit's rows are nearly always of one stage: the key is built only when the stage changes.
+  let last: Group | undefined;
   for (const row of settled) {
     if (row.status === 'QUEUED') {
       // A retry: not counted; its next attempt is a scheduled message (remote tasks are polled).
@@ -60,13 +63,17 @@ export async function applySettledTasks(db: Queryable, deps: SettleDeps, settled
       }
       continue;
     }
-    const key = `${row.job_id}\u0000${String(row.stage).padStart(6, '0')}`;
-    const group = groups.get(key) ?? { jobId: row.job_id, stage: row.stage, completed: 0, failed: 0 };
+    let group = last;
+    if (group?.jobId !== row.job_id || group.stage !== row.stage) {
+      const key = `${row.job_id}\u0000${String(row.stage).padStart(6, '0')}`;
+      group = groups.get(key) ?? { jobId: row.job_id, stage: row.stage, completed: 0, failed: 0 };
+      groups.set(key, group);
+      last = group;
+    }
     if (row.status === 'FAILED') {
       group.failed++;
       group.firstError ??= row.error ?? undefined;
     } else group.completed++;
-    groups.set(key, group);
   }
   for (const key of [...groups.keys()].sort()) {
     const group = groups.get(key);

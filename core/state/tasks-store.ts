@@ -88,6 +88,8 @@ export interface TaskOutcome {
   jobId: string;
   claimId: string;
   result?: unknown;
+  /** `result` as JSON, when whoever produced it has serialised it already (so a big result is not serialised twice). */
+  resultJson?: string;
   error?: ErrorShape;
   /** With an error: the attempt failed but another is due at this time (task back to QUEUED). */
   retryAt?: Date;
@@ -117,7 +119,7 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
     values: [
       outcomes.map((o) => o.taskId),
       outcomes.map((o) => o.claimId),
-      outcomes.map((o) => (o.error ? null : JSON.stringify(o.result ?? null))),
+      outcomes.map((o) => (o.error ? null : (o.resultJson ?? JSON.stringify(o.result ?? null)))),
       outcomes.map((o) => (o.error ? JSON.stringify(o.error) : null)),
       outcomes.map((o) => o.error !== undefined),
       outcomes.map((o) => (o.error && o.retryAt ? o.retryAt : null)),

@@ -81,25 +81,24 @@ export class QueueConsumer {
   }
 
   private settle(message: ReceivedMessage, settlement: Settlement): void {
-    const where = { queue: this.queue.name, messageId: message.messageId, deliveryCount: message.deliveryCount };
     try {
       switch (settlement.action) {
         case 'complete':
           this.queue.complete(message);
           return;
         case 'abandon':
-          this.logger.warn('message abandoned for redelivery', { ...where, error: settlement.reason });
+          this.logger.warn('message abandoned for redelivery', { ...this.where(message), error: settlement.reason });
           this.queue.abandon(message);
           return;
         case 'deadLetter':
-          this.logger.error('message dead-lettered', { ...where, reason: settlement.reason, description: settlement.description });
+          this.logger.error('message dead-lettered', { ...this.where(message), reason: settlement.reason, description: settlement.description });
           this.queue.deadLetter(message, settlement.reason, settlement.description);
           return;
         case 'reschedule': {
           const reschedules = reschedulesOf(message.applicationProperties) + 1;
           // A deferral (a limit reached) is the limit working, not a fault: debug, not warn.
-          if (settlement.deferred) this.logger.debug('message deferred by a limit', { ...where, delayMs: settlement.delayMs, reschedules, reason: settlement.reason });
-          else this.logger.warn('message rescheduled after a transient fault', { ...where, delayMs: settlement.delayMs, reschedules, error: settlement.reason });
+          if (settlement.deferred) this.logger.debug('message deferred by a limit', { ...this.where(message), delayMs: settlement.delayMs, reschedules, reason: settlement.reason });
+          else this.logger.warn('message rescheduled after a transient fault', { ...this.where(message), delayMs: settlement.delayMs, reschedules, error: settlement.reason });
           // The copy first: were the process to die in between, a duplicate is harmless, a loss is not.
           this.queue.send(
             [{ messageId: rescheduledMessageId(message.messageId, reschedules), body: message.body, applicationProperties: { ...message.applicationProperties, [RESCHEDULES_PROPERTY]: reschedules } }],
@@ -113,8 +112,13 @@ export class QueueConsumer {
       if (!(error instanceof MessageLockLostError)) throw error;
       // The lock expired while the handler ran: the queue already made the message visible
       // again, exactly as Service Bus does. The redelivery is handled as a duplicate.
-      this.logger.warn('message lock lost before settlement; it was redelivered', where);
+      this.logger.warn('message lock lost before settlement; it was redelivered', this.where(message));
     }
+  }
+
+  /** Where a message stands, for the log line of a settlement other than complete. */
+  private where(message: ReceivedMessage): { queue: string; messageId: string; deliveryCount: number } {
+    return { queue: this.queue.name, messageId: message.messageId, deliveryCount: message.deliveryCount };
   }
 
   private startRenewal(batch: ReceivedMessage[]): NodeJS.Timeout {
