@@ -1,5 +1,7 @@
+import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migrator';
 import { createPool } from '../core/db/pool';
 import { startHarness, useTestDatabase, waitForJob } from './support/harness';
+import { createTestDatabase } from './support/test-database';
 
 /**
  * infra/migrations/015_hot_task_updates.sql: claiming and settling an ordinary task changes no
@@ -90,4 +92,34 @@ test('a job that fails cancels its running tasks: their handlers are aborted, th
   );
   expect(trail.rows).toEqual([{ from_status: 'PROCESSING', to_status: 'CANCELLED' }]);
   await h.stop();
+});
+
+test('migration 015 on a database with work in it: open tasks of stopped jobs are cancelled, running jobs keep theirs, generated keys are filled', async () => {
+  const old = await createTestDatabase({ migrate: false });
+  try {
+    const migrations = loadMigrations();
+    await migrate(old.pool, migrations.filter((m) => m.version < 15));
+    const job = (id: string, status: string) =>
+      old.pool.query(`INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters) VALUES ($1, 'test.three_stages', $2, 1, 3, '{}')`, [id, status]);
+    await job('stopped', 'FAILED');
+    await job('running', 'PROCESSING');
+    await old.pool.query(`INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ('stopped', 1, 'seed', 'FAILED', 2), ('running', 1, 'seed', 'PROCESSING', 2)`);
+    await old.pool.query(
+      `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, attempt, claim_id, lease_expires_at, started_at, remote, limit_key)
+       VALUES ('stopped-t0', 'stopped', 1, 0, 'test.value', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, 'slot:a'),
+              ('running-t0', 'running', 1, 0, 'test.value', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, 'slot:a'),
+              ('running-t1', 'running', 1, 1, 'test.render', 'QUEUED', '{}', 0, NULL, NULL, NULL, true, NULL)`,
+    );
+    expect(await migrate(old.pool)).toEqual({ from: 14, to: expectedSchemaVersion() });
+    const rows = await old.pool.query<{ task_id: string; status: string; claim_id: string | null; slot_holder_key: string | null; remote_queued_type: string | null }>(
+      'SELECT task_id, status, claim_id, slot_holder_key, remote_queued_type FROM coremachine.tasks ORDER BY task_id',
+    );
+    expect(rows.rows.map((r) => [r.task_id, r.status, r.claim_id === null, r.slot_holder_key, r.remote_queued_type])).toEqual([
+      ['running-t0', 'PROCESSING', false, 'slot:a', null],
+      ['running-t1', 'QUEUED', true, null, 'test.render'],
+      ['stopped-t0', 'CANCELLED', true, null, null],
+    ]);
+  } finally {
+    await old.drop();
+  }
 });
