@@ -42,8 +42,6 @@ export interface JanitorOptions {
   retentionDays?: number;
   /** Batch bounds of the retention step (DEFAULT_RETENTION). */
   retention?: Partial<Omit<RetentionOptions, 'retentionDays'>>;
-  /** Aborts handlers running in this process whose job just timed out (the engine's TaskBatches). */
-  abort?: (taskId: string, reason: Error) => void;
 }
 
 export interface StalledJob {
@@ -98,8 +96,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
       return fallback;
     }
   };
-  const timedOut = await attempt(() => sweepDeadlines(unitOfWork, options.batchSize), { jobs: [], runningTasks: [] });
-  for (const { taskId, reason } of timedOut.runningTasks) options.abort?.(taskId, reason);
+  const timedOut = await attempt(() => sweepDeadlines(unitOfWork, options.batchSize), { jobs: [] });
   const leases = await attempt(() => expireLeases(unitOfWork, options.batchSize), { requeuedTasks: 0, failedTasks: 0 });
   const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
   const stalled = await attempt(() => examineStalledJobs(pool, unitOfWork, options), [] as StalledJob[]);

@@ -29,7 +29,7 @@ async function move(db: Queryable, deps: AdvanceDeps, job: JobRow, to: JobStatus
   return moved;
 }
 
-/** Cancel: pending and running tasks and running stages CANCELLED (running handlers are aborted by the caller). */
+/** Cancel: pending and running tasks and running stages CANCELLED; running handlers here are aborted once it commits. */
 export async function cancelJob(db: Queryable, deps: AdvanceDeps, jobId: string): Promise<{ job: JobRow; runningTaskIds: string[] }> {
   const job = await lockJob(db, jobId);
   assertTaskTransition('*', 'QUEUED', 'CANCELLED');
@@ -37,7 +37,10 @@ export async function cancelJob(db: Queryable, deps: AdvanceDeps, jobId: string)
   const cancelled = await move(db, deps, job, 'CANCELLED', { error: { type: 'Cancelled', message: 'cancelled by an operator', stage: job.stage } });
   const tasks = await cancelOpenTasks(db, jobId);
   await cancelOpenStages(db, jobId);
-  return { job: cancelled, runningTaskIds: tasks.filter((t) => t.was_running).map((t) => t.task_id) };
+  const runningTaskIds = tasks.filter((t) => t.was_running).map((t) => t.task_id);
+  const reason = new Error(`job ${jobId} was cancelled`);
+  for (const taskId of runningTaskIds) deps.abortAfterCommit?.push({ taskId, reason });
+  return { job: cancelled, runningTaskIds };
 }
 
 /** Pause: running tasks finish and count; queued task messages are acknowledged without work. */

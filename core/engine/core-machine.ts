@@ -245,7 +245,6 @@ export class CoreMachine {
 
   async cancelJob(jobId: string): Promise<JobView> {
     const { runningTaskIds } = await this.unitOfWork.run(async ({ client, deps }) => ({ value: await cancelJob(client, deps, jobId) }));
-    this.tasks.abort(runningTaskIds, new Error(`job ${jobId} was cancelled`));
     this.logger.info('job cancelled', { jobId, abortedTasks: runningTaskIds.length });
     return this.getJob(jobId);
   }
@@ -281,8 +280,7 @@ export class CoreMachine {
   async sweep(options: Partial<JanitorOptions> = {}): Promise<SweepReport> {
     const backlog = () => this.transport.backlog?.();
     const deps = { pool: this.pool, logger: this.logger, outbox: this.outbox, unitOfWork: this.unitOfWork };
-    const abort = (taskId: string, reason: Error) => this.tasks.abort([taskId], reason);
-    return sweep(deps, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), abort, ...options });
+    return sweep(deps, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), ...options });
   }
 
   /** Deletes a finished job with its stages, tasks, events, dead letters and outbox rows. */

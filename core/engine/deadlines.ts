@@ -15,10 +15,9 @@ import type { UnitOfWork } from './unit-of-work';
  * and the batch then fails them, failOverdueJobs) and every stage start (startStageClock).
  */
 
-/** Handlers of timed-out jobs that ran in this process; the caller aborts them through their signal. */
+/** The jobs that timed out. Their handlers running in this process are aborted once the unit of work commits. */
 export interface TimedOut {
   jobs: Array<{ jobId: string; reason: DeadlineExceededError }>;
-  runningTasks: Array<{ taskId: string; reason: DeadlineExceededError }>;
 }
 
 /**
@@ -27,17 +26,16 @@ export interface TimedOut {
  * cleared claim), its stage FAILED. The job's FAILED event carries the error: the trail says why.
  */
 export async function failOverdueJobs(db: Queryable, deps: AdvanceDeps, limit: number, jobIds: readonly string[] | null = null): Promise<TimedOut> {
-  const timedOut: TimedOut = { jobs: [], runningTasks: [] };
+  const timedOut: TimedOut = { jobs: [] };
   for (const job of await lockOverdueJobs(db, limit, jobIds)) {
     const reason = new DeadlineExceededError(job.scope, job.stage, job.deadline, job.elapsed_ms);
-    const running = await timeOut(db, deps, job, reason);
+    await timeOut(db, deps, job, reason);
     timedOut.jobs.push({ jobId: job.job_id, reason });
-    for (const taskId of running) timedOut.runningTasks.push({ taskId, reason });
   }
   return timedOut;
 }
 
-async function timeOut(db: Queryable, deps: AdvanceDeps, job: OverdueJob, reason: DeadlineExceededError): Promise<string[]> {
+async function timeOut(db: Queryable, deps: AdvanceDeps, job: OverdueJob, reason: DeadlineExceededError): Promise<void> {
   const error = reason.toShape();
   const failed = await transitionJob(db, job.job_id, job.status, 'FAILED', { atStage: job.stage, error });
   if (!failed) throw new Error(`job ${job.job_id} changed under its row lock while timing out`);
@@ -50,9 +48,9 @@ async function timeOut(db: Queryable, deps: AdvanceDeps, job: OverdueJob, reason
   assertTaskTransition('*', 'PROCESSING', 'CANCELLED');
   const tasks = await cancelOpenTasks(db, job.job_id);
   await finishStage(db, job.job_id, job.stage, 'PROCESSING', 'FAILED');
-  const running = tasks.filter((task) => task.was_running).map((task) => task.task_id);
+  const running = tasks.filter((task) => task.was_running);
+  for (const task of running) deps.abortAfterCommit?.push({ taskId: task.task_id, reason });
   deps.logger.error('job timed out', { jobId: job.job_id, stage: job.stage, from: job.status, scope: job.scope, deadline: error.deadline, elapsedMs: error.elapsedMs, cancelledTasks: tasks.length, runningTasks: running.length });
-  return running;
 }
 
 /** The janitor's step: one bounded batch of overdue jobs, in one unit of work. */

@@ -16,7 +16,10 @@ export interface AdvanceDeps {
   logger: Logger;
   /** Transitions to report as telemetry events once the transaction commits (never for a rollback). */
   events?: TransitionEvent[];
-  /** Running tasks this transaction cancelled: their handlers in this process are aborted once it commits. */
+  /**
+   * Running tasks this transaction cancelled (cancel, deadline, fail fast): their handlers in this
+   * process are aborted once it commits, whichever path stopped the job.
+   */
   abortAfterCommit?: RunningTaskAbort[];
 }
 

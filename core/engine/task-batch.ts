@@ -113,7 +113,6 @@ export class TaskBatches {
     if (ignored.length === 0) return;
     const jobIds = [...new Set(ignored.map((p) => p.message.jobId))];
     const timedOut = await retryTransient(() => this.unitOfWork.run(async ({ client, deps }) => ({ value: await failOverdueJobs(client, deps, jobIds.length, jobIds) })));
-    for (const { taskId, reason } of timedOut.runningTasks) this.abort([taskId], reason);
     const reasons = new Map(timedOut.jobs.map((job) => [job.jobId, job.reason.message]));
     for (const { index, message } of ignored) {
       const reason = reasons.get(message.jobId);
