@@ -114,7 +114,7 @@ async function autoAnalyzedAt(db: pg.Client, startedPerf: number): Promise<numbe
 /**
  * HOT updates keep a row's new version on its page without new index entries (migration 015): the
  * share of task-row updates that were HOT. Backends report their counts at most once a second, so
- * the counts wait for the pool to go idle; a count still unreported makes the share null.
+ * this waits that long with the pool idle first; null when no update was reported at all.
  */
 async function hotUpdateShare(db: pg.Client): Promise<number | null> {
   await sleep(1_100);
