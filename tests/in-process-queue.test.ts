@@ -53,6 +53,27 @@ test('an expired lock redelivers the message; settling with the old lock throws'
   q.close();
 });
 
+test('each lock expires on its own: a renewed lock outlives one taken at the same time, a settled one never expires', async () => {
+  const q = queue({ lockDurationMs: 60 });
+  q.send([{ messageId: 'renewed', body: 1 }, { messageId: 'left', body: 2 }, { messageId: 'settled', body: 3 }]);
+  const [renewed, left, settled] = q.receive(3);
+  q.complete(settled!);
+  await sleep(35);
+  q.renewLock(renewed!);
+  await sleep(45);
+  // 80 ms after the receive: only the lock that was neither renewed nor settled has expired.
+  const back = q.receive(3);
+  expect(back.map((m) => [m.messageId, m.deliveryCount])).toEqual([['left', 2]]);
+  expect(() => q.complete(left!)).toThrow(MessageLockLostError);
+  q.complete(back[0]!);
+  await sleep(60);
+  // 60 ms after its renewal the renewed lock has expired too, and nothing else came back.
+  expect(q.receive(3).map((m) => [m.messageId, m.deliveryCount])).toEqual([['renewed', 2]]);
+  expect(() => q.renewLock(renewed!)).toThrow(MessageLockLostError);
+  expect(q.stats.lockExpired).toBe(2);
+  q.close();
+});
+
 test('past the max delivery count the message is dead-lettered with the reason', () => {
   const q = queue({ maxDeliveryCount: 2 });
   q.send([{ messageId: 'a', body: 1 }]);

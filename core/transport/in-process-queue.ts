@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { DEFAULT_FEEDER_OPTIONS, SourceFeeder, type FeederOptions, type MessageSource } from './message-source';
 
 /**
@@ -66,13 +66,23 @@ interface Entry {
 
 interface Lock {
   entry: Entry;
-  timer: NodeJS.Timeout;
+  /** Epoch ms at which the lock expires unless renewed. */
+  lockedUntil: number;
 }
 
 export class InProcessQueue {
   private readonly ready: Entry[] = [];
   private readonly scheduled: Entry[] = [];
+  /**
+   * Every lock lasts lockDurationMs from its receive or renewal, and a renewal re-inserts its lock,
+   * so insertion order is expiry order: one timer, armed for the first lock, expires them all
+   * (a timer per message was a tenth of the queue's cost).
+   */
   private readonly locks = new Map<string, Lock>();
+  private lockTimer: NodeJS.Timeout | undefined;
+  /** Lock tokens: unique per queue instance, like Service Bus's GUIDs, without a GUID per message. */
+  private readonly tokenPrefix = `${randomBytes(8).toString('hex')}-`;
+  private lockSequence = 0;
   private readonly seenIds = new Map<string, number>();
   private readonly listeners = new Set<() => void>();
   private scheduleTimer: NodeJS.Timeout | undefined;
@@ -117,18 +127,24 @@ export class InProcessQueue {
     this.promoteScheduled();
     const taken = this.ready.splice(0, max);
     this.feeder.refill();
-    return taken.map((entry) => {
+    const lockedUntil = Date.now() + this.options.lockDurationMs;
+    const received = taken.map((entry): ReceivedMessage => {
       entry.deliveryCount++;
       this.stats.delivered++;
-      const lockToken = randomUUID();
-      this.locks.set(lockToken, { entry, timer: this.lockTimer(lockToken) });
+      const lockToken = `${this.tokenPrefix}${++this.lockSequence}`;
+      this.locks.set(lockToken, { entry, lockedUntil });
+      const { messageId, bodyJson, applicationProperties } = entry.message;
       return {
-        ...loadMessage(entry.message),
+        messageId,
+        body: JSON.parse(bodyJson) as unknown,
+        ...(applicationProperties ? { applicationProperties: { ...applicationProperties } } : {}),
         lockToken,
         deliveryCount: entry.deliveryCount,
         enqueuedTimeUtc: entry.enqueuedTimeUtc,
       };
     });
+    this.armLockTimer();
+    return received;
   }
 
   complete(message: ReceivedMessage): void {
@@ -151,8 +167,10 @@ export class InProcessQueue {
   renewLock(message: ReceivedMessage): void {
     const lock = this.locks.get(message.lockToken);
     if (!lock) throw new MessageLockLostError(`lock on message ${message.messageId} in ${this.name} was lost`);
-    clearTimeout(lock.timer);
-    lock.timer = this.lockTimer(message.lockToken);
+    // To the back: it now expires last.
+    this.locks.delete(message.lockToken);
+    lock.lockedUntil = Date.now() + this.options.lockDurationMs;
+    this.locks.set(message.lockToken, lock);
   }
 
   /** Messages visible now or later, plus those locked by a receiver (a pending source counts one). */
@@ -177,7 +195,8 @@ export class InProcessQueue {
 
   close(): void {
     this.feeder.close();
-    for (const lock of this.locks.values()) clearTimeout(lock.timer);
+    if (this.lockTimer) clearTimeout(this.lockTimer);
+    this.lockTimer = undefined;
     this.locks.clear();
     if (this.scheduleTimer) clearTimeout(this.scheduleTimer);
     this.listeners.clear();
@@ -199,21 +218,36 @@ export class InProcessQueue {
         `lock on message ${message.messageId} in ${this.name} expired or was already settled`,
       );
     }
-    clearTimeout(lock.timer);
     this.locks.delete(message.lockToken);
     return lock;
   }
 
-  private lockTimer(lockToken: string): NodeJS.Timeout {
-    const timer = setTimeout(() => {
-      const lock = this.locks.get(lockToken);
-      if (!lock) return;
+  /** Arms the lock timer for the first lock to expire, unless it is armed already. */
+  private armLockTimer(): void {
+    if (this.lockTimer) return;
+    const first = this.locks.values().next();
+    if (first.done) return;
+    this.lockTimer = setTimeout(() => {
+      this.lockTimer = undefined;
+      this.expireLocks();
+    }, Math.max(0, first.value.lockedUntil - Date.now()));
+    this.lockTimer.unref();
+  }
+
+  /** Locks past their time: the messages become visible again (delivery count kept), as on Service Bus. */
+  private expireLocks(): void {
+    const now = Date.now();
+    const expired: Entry[] = [];
+    for (const [lockToken, lock] of this.locks) {
+      if (lock.lockedUntil > now) break;
       this.locks.delete(lockToken);
+      expired.push(lock.entry);
+    }
+    this.armLockTimer();
+    for (const entry of expired) {
       this.stats.lockExpired++;
-      this.requeue(lock.entry);
-    }, this.options.lockDurationMs);
-    timer.unref();
-    return timer;
+      this.requeue(entry);
+    }
   }
 
   private requeue(entry: Entry): void {
