@@ -122,10 +122,7 @@ export class InProcessWorker {
 /** What the engine gets besides the body, as the Service Bus trigger metadata provides it. */
 function metaOf(message: ReceivedMessage): MessageMeta {
   const traceparent = message.applicationProperties?.traceparent;
-  return {
-    messageId: message.messageId,
-    deliveryCount: message.deliveryCount,
-    enqueuedTime: message.enqueuedTimeUtc,
-    ...(typeof traceparent === 'string' ? { traceparent } : {}),
-  };
+  const meta: MessageMeta = { messageId: message.messageId, deliveryCount: message.deliveryCount, enqueuedTime: message.enqueuedTimeUtc };
+  if (typeof traceparent === 'string') meta.traceparent = traceparent;
+  return meta;
 }

@@ -28,7 +28,7 @@ import { createStageTasks, stageDefinitionOf } from './stage-creation';
 import { waitUntilEnded } from './job-wait';
 import { Schedules, type ScheduleSweepOptions } from '../schedules/schedules';
 import { TaskBatches, type TaskMessageOutcome } from './task-batch';
-import { messageAttributes, type MessageMeta } from './message-meta';
+import { withMessageAttributes, type MessageMeta } from './message-meta';
 import { UnitOfWork, type WorkScope } from './unit-of-work';
 import { acceptSignal } from './signal-stage';
 import { submissionTimeout } from './submission-timeout';
@@ -219,7 +219,7 @@ export class CoreMachine {
       throw new MalformedMessageError(`job message does not match JobQueueMessage: ${describeZodError(parsed.error)}`, parsed.error.issues);
     }
     const { jobId, jobType, stage } = parsed.data;
-    const attributes = { jobId, jobType, stage, ...messageAttributes(meta) };
+    const attributes = withMessageAttributes({ jobId, jobType, stage }, meta);
     return inSpan('coremachine.stage_start', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
       // The claim commits on its own; the tasks follow in chunks, each its own unit of work.
       const claimed = await this.unitOfWork.run(async ({ client, deps }) => {

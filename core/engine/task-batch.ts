@@ -9,7 +9,7 @@ import { claimTasks, describeTasks, releaseClaims, type ClaimedTask, type TaskOu
 import { contextFromTraceparent, inSpan, recordFailure, recordQueueWait, recordTaskDuration } from '../telemetry';
 import { failOverdueJobs } from './deadlines';
 import { GroupCommitter } from './group-commit';
-import { messageAttributes, type MessageMeta } from './message-meta';
+import { withMessageAttributes, type MessageMeta } from './message-meta';
 import { leaseSecondsOf, runClaimedTask } from './run-task';
 import { claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { settleOutcomes } from './settle';
@@ -131,7 +131,7 @@ export class TaskBatches {
 
   /** One claimed task in its span: the handler's run, then its result through the group committer. */
   private runAndSettle(task: ClaimedTask, meta: MessageMeta): Promise<TaskMessageOutcome> {
-    const attributes = { jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt, taskType: task.task_type, ...messageAttributes(meta) };
+    const attributes = withMessageAttributes({ jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt, taskType: task.task_type }, meta);
     return inSpan('coremachine.task', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
       const started = Date.now();
       if (meta.enqueuedTime) recordQueueWait(started - meta.enqueuedTime.getTime(), { taskType: task.task_type });

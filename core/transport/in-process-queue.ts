@@ -134,23 +134,25 @@ export class InProcessQueue {
       const lockToken = `${this.tokenPrefix}${++this.lockSequence}`;
       this.locks.set(lockToken, { entry, lockedUntil });
       const { messageId, bodyJson, applicationProperties } = entry.message;
-      return {
+      const message: QueueMessage & { lockToken: string; deliveryCount: number; enqueuedTimeUtc: Date } = {
         messageId,
         body: JSON.parse(bodyJson) as unknown,
-        ...(applicationProperties ? { applicationProperties: { ...applicationProperties } } : {}),
         lockToken,
         deliveryCount: entry.deliveryCount,
         enqueuedTimeUtc: entry.enqueuedTimeUtc,
       };
+      // Each receiver gets its own copy, as it does of the body.
+      if (applicationProperties) message.applicationProperties = { ...applicationProperties };
+      return message;
     });
     this.armLockTimer();
     return received;
   }
 
+  /** No notification: a completion makes nothing visible, and a consumer pumps again when its batch ends. */
   complete(message: ReceivedMessage): void {
     this.takeLock(message);
     this.stats.completed++;
-    this.notify();
   }
 
   abandon(message: ReceivedMessage): void {
