@@ -28,6 +28,16 @@ export function unsafeTextReason(text: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The string with what PostgreSQL cannot store made visible instead: NUL as the six characters
+ * `\u0000`, a lone surrogate as U+FFFD. For text that must be kept whatever it holds (a dead
+ * letter's id, reason and description); input that can be refused is refused instead.
+ */
+export function storableText(text: string): string {
+  if (unsafeTextReason(text) === undefined) return text;
+  return text.replaceAll('\u0000', '\\u0000').replace(new RegExp(LONE_SURROGATE.source, 'g'), '\ufffd');
+}
+
 /** A bounded string without NUL or lone surrogates. */
 export function safeText(maxLength: number, minLength = 1) {
   return z

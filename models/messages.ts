@@ -1,25 +1,34 @@
 import { z } from 'zod';
 import { IdempotencyKey } from './idempotency';
-import { JobId } from './http-input';
+import { INT4_MAX, JobId, MAX_NAME_LENGTH, safeText, TaskId } from './http-input';
 import { SIGNAL_NAME } from './job-definition';
 
-/** Queue messages are pointers into Postgres: small enough that no payload nears the 256 KB limit. */
+/**
+ * Queue messages are pointers into Postgres: small enough that no payload nears the 256 KB limit.
+ * Every field is checked against what its column can hold (id formats, no NUL, int4 bounds) before
+ * any SQL runs: a message PostgreSQL would refuse is malformed, dead-lettered on its own, and never
+ * a driver error that fails the whole batch it arrived in.
+ */
+const QueueName = safeText(MAX_NAME_LENGTH);
+const Stage = z.number().int().min(1).max(INT4_MAX);
+/** Set on deliberate re-sends (resume, retry, janitor) so duplicate detection does not drop them. */
+const Resend = safeText(MAX_NAME_LENGTH).optional();
+
 export const JobQueueMessage = z.strictObject({
-  jobId: z.string().min(1),
-  jobType: z.string().min(1),
-  stage: z.number().int().min(1),
-  /** Set on deliberate re-sends (resume, retry, janitor) so duplicate detection does not drop them. */
-  resend: z.string().min(1).optional(),
+  jobId: JobId,
+  jobType: QueueName,
+  stage: Stage,
+  resend: Resend,
 });
 export type JobQueueMessage = z.infer<typeof JobQueueMessage>;
 
 export const TaskQueueMessage = z.strictObject({
-  taskId: z.string().min(1),
-  jobId: z.string().min(1),
-  stage: z.number().int().min(1),
-  taskType: z.string().min(1),
-  attempt: z.number().int().min(1),
-  resend: z.string().min(1).optional(),
+  taskId: TaskId,
+  jobId: JobId,
+  stage: Stage,
+  taskType: QueueName,
+  attempt: z.number().int().min(1).max(INT4_MAX),
+  resend: Resend,
 });
 export type TaskQueueMessage = z.infer<typeof TaskQueueMessage>;
 

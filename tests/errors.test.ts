@@ -1,6 +1,6 @@
 import { UnknownJobTypeError, ValidationError } from '../core/errors';
 import type { TestDatabase } from './support/test-database';
-import { useHarnessPerTest, waitForJob, type Harness } from './support/harness';
+import { startHarness, useHarnessPerTest, waitForJob, type Harness } from './support/harness';
 
 const ctx = useHarnessPerTest();
 // Getters over the per-test values, so test bodies read as before.
@@ -92,11 +92,19 @@ test('a finalize that throws ends the job FAILED with FinalizeError', async () =
   expect(done.stages[0]?.status).toBe('COMPLETED');
 });
 
+const MISSING_JOB = 'f'.repeat(64);
+
 test('malformed queue messages are dead-lettered at once with a reason, never retried', async () => {
   h.transport.tasks.send([{ messageId: 'junk-1', body: { taskId: 'x' } }]);
   h.transport.tasks.send([{ messageId: 'junk-2', body: 'not json at all' }]);
-  h.transport.jobs.send([{ messageId: 'junk-3', body: { jobId: 'nope', jobType: 'hello_world', stage: 1 } }]);
-  h.transport.tasks.send([{ messageId: 'junk-4', body: { taskId: 'missing', jobId: 'j', stage: 1, taskType: 't', attempt: 1 } }]);
+  h.transport.jobs.send([{ messageId: 'junk-3', body: { jobId: MISSING_JOB, jobType: 'hello_world', stage: 1 } }]);
+  h.transport.tasks.send([{ messageId: 'junk-4', body: { taskId: `${MISSING_JOB}-s1-t0`, jobId: MISSING_JOB, stage: 1, taskType: 't', attempt: 1 } }]);
+  // What PostgreSQL would refuse (NUL, int4 overflow) and ids no engine makes are malformed too.
+  h.transport.jobs.send([{ messageId: 'junk-5', body: { jobId: 'a\u0000b', jobType: 'hello_world', stage: 1 } }]);
+  h.transport.jobs.send([{ messageId: 'junk-6', body: { jobId: MISSING_JOB, jobType: 'hello_world', stage: 2 ** 31 } }]);
+  let deep: unknown = 'bottom';
+  for (let i = 0; i < 500; i++) deep = [deep];
+  h.transport.tasks.send([{ messageId: 'junk-7', body: deep }]);
   await h.worker?.drain();
   const dead = [...h.transport.tasks.deadLetters, ...h.transport.jobs.deadLetters].sort((a, b) => a.messageId.localeCompare(b.messageId));
   expect(dead.map((d) => [d.messageId, d.deadLetterReason, d.deliveryCount])).toEqual([
@@ -104,6 +112,48 @@ test('malformed queue messages are dead-lettered at once with a reason, never re
     ['junk-2', 'MalformedMessageError', 1],
     ['junk-3', 'JobNotFoundError', 1],
     ['junk-4', 'TaskNotFoundError', 1],
+    ['junk-5', 'MalformedMessageError', 1],
+    ['junk-6', 'MalformedMessageError', 1],
+    ['junk-7', 'MalformedMessageError', 1],
   ]);
   expect(dead[0]?.deadLetterErrorDescription).toContain('jobId');
+  // Every one is recorded for operators, even a body jsonb cannot hold (kept as its JSON text).
+  const recorded = await db.pool.query<{ message_id: string; body: unknown }>("SELECT message_id, body FROM coremachine.dead_letters WHERE message_id LIKE 'junk-%' ORDER BY message_id");
+  expect(recorded.rows.map((row) => row.message_id)).toEqual(['junk-1', 'junk-2', 'junk-3', 'junk-4', 'junk-5', 'junk-6', 'junk-7']);
+  const nul = recorded.rows.find((row) => row.message_id === 'junk-5')?.body as { unstorableBody: string; issues: string[] };
+  expect(JSON.parse(nul.unstorableBody)).toEqual({ jobId: 'a\u0000b', jobType: 'hello_world', stage: 1 });
+  expect(nul.issues).toEqual([expect.stringContaining('jobId: string contains a NUL')]);
+  const nested = recorded.rows.find((row) => row.message_id === 'junk-7')?.body as { unstorableBody: string; issues: string[] };
+  expect(JSON.parse(nested.unstorableBody)).toEqual(deep);
+});
+
+test('a task message PostgreSQL would refuse is malformed on its own: the rest of its batch runs', async () => {
+  const own = await startHarness(db.pool, { worker: false });
+  try {
+    const { job } = await own.machine.submitJob('test.three_stages', { n: 3, tag: 'poison-batch' });
+    await own.machine.processJobMessage(own.transport.jobs.receive(1)[0]?.body);
+    const good = own.transport.tasks.receive(10).map((m) => m.body as Record<string, unknown>);
+    expect(good).toHaveLength(3);
+    const poison = [
+      { ...good[0], taskId: `${job.jobId}-s1-t0\u0000` },
+      { ...good[1], attempt: 2 ** 31 },
+      { ...good[2], stage: 1e12 },
+      { ...good[0], taskType: 'test.\u0000' },
+      { ...good[1], taskId: 'not-a-task-id' },
+    ];
+    const outcomes = await own.machine.processTaskMessages([poison[0], good[0], poison[1], good[1], poison[2], good[2], poison[3], poison[4]]);
+    expect(outcomes.map((o) => o.outcome)).toEqual(['malformed', 'completed', 'malformed', 'completed', 'malformed', 'completed', 'malformed', 'malformed']);
+    const reasons = outcomes.filter((o) => o.outcome === 'malformed').map((o) => o.reason);
+    expect(reasons[0]).toContain('task id');
+    expect(reasons[1]).toContain('attempt');
+    expect(reasons[2]).toContain('stage');
+    expect(reasons[3]).toContain('taskType');
+    expect(reasons[4]).toContain('task id');
+    const tasks = await own.machine.listTasks(job.jobId, { stage: 1 });
+    expect(tasks.map((t) => [t.status, t.attempt])).toEqual([['COMPLETED', 1], ['COMPLETED', 1], ['COMPLETED', 1]]);
+    // This harness has no worker to run the job's next stage.
+    await own.machine.cancelJob(job.jobId);
+  } finally {
+    await own.stop();
+  }
 });

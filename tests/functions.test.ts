@@ -257,7 +257,9 @@ test('health: 503 when the database cannot be reached', async () => {
 });
 
 test('malformed task messages are logged with their messageId and completed, not thrown', async () => {
-  const ghost = { taskId: 'no-such-task', jobId: 'no-such-job', stage: 1, taskType: 'hello_world.greet', attempt: 1 };
+  const ghostJob = '0'.repeat(64);
+  // Well-formed ids that point at nothing: a task that does not exist.
+  const ghost = { taskId: `${ghostJob}-s1-t0`, jobId: ghostJob, stage: 1, taskType: 'hello_world.greet', attempt: 1 };
   await expect(
     taskMessagesHandler(['{not json', { bogus: true }, ghost], invocation({ messageIdArray: ['m-text', 'm-shape', 'm-ghost'], deliveryCountArray: [1, 2, 3] })),
   ).resolves.toBeUndefined();

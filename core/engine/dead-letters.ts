@@ -1,4 +1,5 @@
 import { JobQueueMessage, TaskQueueMessage, type ErrorShape } from '../../models';
+import { findUnsafeJson, storableText } from '../../models/http-input';
 import type { Queryable } from '../db/pool';
 import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
 import { settleTasks, takeOverTask, cancelOpenTasks } from '../state/tasks-store';
@@ -18,6 +19,17 @@ export interface DeadLetter {
 export type DeadLetterOutcome = 'task-failed' | 'job-failed' | 'recorded';
 
 /**
+ * A dead letter is recorded whatever its body holds: one that jsonb cannot take (a NUL or a lone
+ * surrogate in a string, nesting past MAX_JSON_DEPTH) is kept as its JSON text inside a JSON
+ * string, with what was wrong, instead of failing the insert on every retry forever.
+ */
+export function storableBody(body: unknown): unknown {
+  const issues = findUnsafeJson(body);
+  if (issues.length === 0) return body;
+  return { unstorableBody: JSON.stringify(body) ?? null, issues: issues.map((issue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`) };
+}
+
+/**
  * A dead-lettered message must never leave its job PROCESSING: the message is recorded where an
  * operator sees it, and the task it pointed at (or the job, for a job message) becomes FAILED
  * with the reason, through the same counting and failure policy as any failed task.
@@ -26,7 +38,15 @@ export async function processDeadLetter(db: Queryable, deps: SettleDeps, letter:
   const task = TaskQueueMessage.safeParse(letter.body);
   const job = task.success ? undefined : JobQueueMessage.safeParse(letter.body);
   const jobId = task.success ? task.data.jobId : job?.success ? job.data.jobId : null;
-  await insertDeadLetter(db, { queue: letter.queue, messageId: letter.messageId ?? null, body: letter.body, reason: letter.reason, description: letter.description, jobId, taskId: task.success ? task.data.taskId : null });
+  await insertDeadLetter(db, {
+    queue: storableText(letter.queue),
+    messageId: letter.messageId === undefined ? null : storableText(letter.messageId),
+    body: storableBody(letter.body),
+    reason: storableText(letter.reason),
+    description: storableText(letter.description),
+    jobId,
+    taskId: task.success ? task.data.taskId : null,
+  });
   const error: ErrorShape = { type: 'DeadLettered', message: `message dead-lettered: ${letter.reason}: ${letter.description}` };
 
   if (task.success) {
