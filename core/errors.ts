@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import type { ErrorShape } from '../models';
+import { storableText } from '../models/http-input';
+import { storableJson } from './storable-json';
 
 /**
  * A small typed hierarchy. Every error carries its cause; `nonRetryable` tells a transport that
@@ -200,13 +202,14 @@ const MAX_CAUSE_DEPTH = 5;
 
 export function errorToShape(thrown: unknown, where: { stage?: number; taskId?: string } = {}, depth = 0): ErrorShape {
   const error = coerceError(thrown);
+  // An error is recorded whatever its text holds: what jsonb cannot store is made visible instead.
   const shape: ErrorShape = {
-    type: error instanceof CoreMachineError ? error.type : error.name || 'Error',
-    message: error.message || String(error),
+    type: storableText(error instanceof CoreMachineError ? error.type : error.name || 'Error'),
+    message: storableText(error.message || String(error)),
   };
   if (where.stage !== undefined) shape.stage = where.stage;
   if (where.taskId !== undefined) shape.taskId = where.taskId;
-  if (error instanceof ValidationError || error instanceof MalformedMessageError) shape.issues = error.issues;
+  if (error instanceof ValidationError || error instanceof MalformedMessageError) shape.issues = storableJson(error.issues);
   if (error.cause !== undefined && depth < MAX_CAUSE_DEPTH) shape.cause = errorToShape(error.cause, {}, depth + 1);
   return shape;
 }

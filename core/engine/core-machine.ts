@@ -3,6 +3,7 @@ import { IdempotencyKey, isSignalMessageBody, JobWaitQuery, JobQueueMessage, Job
 import { assertSchemaVersion } from '../db/migrator';
 import { ConfigurationError, JobNotFoundError, MalformedMessageError, SignalRefusedError, ValidationError, describeZodError } from '../errors';
 import { computeJobId } from '../identity';
+import { findUnsafeJson } from '../../models/http-input';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { findJob, insertJob, listJobs } from '../state/jobs-store';
@@ -123,6 +124,8 @@ export class CoreMachine {
     if (!parsed.success) {
       throw new ValidationError(`invalid parameters for job type "${jobType}": ${describeZodError(parsed.error)}`, parsed.error.issues);
     }
+    // What jsonb cannot store is refused here, whoever submits (HTTP checks it too; a message, a schedule or code may not).
+    refuseUnstorable(`parameters for job type "${jobType}"`, parsed.data);
     const jobId = computeJobId(jobType, parsed.data, key);
     const message: JobQueueMessage = { jobId, jobType, stage: 1 };
     // The submit span is the root of the job's trace: its context is stored with the job.
@@ -170,6 +173,7 @@ export class CoreMachine {
     if (!waiting) throw new SignalRefusedError(jobId, name, `job type "${row.job_type}" has no stage that waits for it`);
     const parsed = waiting.definition.signal.payload.safeParse(payload);
     if (!parsed.success) throw new ValidationError(`invalid payload for signal "${name}": ${describeZodError(parsed.error)}`, parsed.error.issues);
+    refuseUnstorable(`payload for signal "${name}"`, parsed.data);
     const signal = { jobId, name, stage: waiting.stage, payload: parsed.data };
     const delivered = await this.unitOfWork.run(async ({ client, deps }) => {
       const accepted = await acceptSignal(client, deps, signal);
@@ -307,4 +311,10 @@ export class CoreMachine {
     this.logger.info(`job ${verb}`, { jobId });
     return this.getJob(jobId);
   }
+}
+
+/** A ValidationError with the issues when `value` holds what PostgreSQL cannot store (NUL, lone surrogates, nesting past 64 levels). */
+function refuseUnstorable(what: string, value: unknown): void {
+  const issues = findUnsafeJson(value);
+  if (issues.length > 0) throw new ValidationError(`invalid ${what}: ${issues.map((issue) => `${issue.path.join('.') || '(value)'}: ${issue.message}`).join('; ')}`, issues);
 }

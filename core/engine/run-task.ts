@@ -6,6 +6,7 @@ import { boundedErrorShape, errorToShape, findCause, TaskHandlerError, TaskValid
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { extendLease, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
+import { unstorableJsonReason } from '../storable-json';
 import { nextAttemptAt } from './retry-policy';
 import { TaskAbort } from './task-abort';
 
@@ -63,6 +64,8 @@ export async function runClaimedTask(
     if (resultJson === undefined) {
       throw new TaskFailure(`result of task ${task.task_id} is not JSON-serialisable`, { nonRetryable: true });
     }
+    const unstorable = unstorableJsonReason(result, resultJson);
+    if (unstorable) throw new TaskFailure(`result of task ${task.task_id} cannot be stored: ${unstorable}`, { nonRetryable: true });
     return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: result ?? null, resultJson };
   } catch (error) {
     // The engine's own database was unreachable (a heartbeat, rethrown by the handler): that is
