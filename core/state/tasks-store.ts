@@ -1,5 +1,6 @@
 import type { ErrorShape, ListTasksQuery } from '../../models';
 import type { Queryable } from '../db/pool';
+import { boolArray, jsonArray, numberArray, textArray, timestampArray } from './pg-arrays';
 import type { TaskRow } from './rows';
 
 /** One statement for a whole stage: the task rows come from arrays, never a per-task INSERT. */
@@ -14,10 +15,11 @@ export async function insertStageTasks(
   if (stage.taskIds.length === 0) return 0;
   const result = await db.query({
     name: 'cm_insert_stage_tasks',
+    // The parameters are one JSON array document (pg-arrays.ts), element i for task i.
     text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, remote, limit_key)
-           SELECT t.task_id, $1, $2, (t.ord - 1 + $7)::int, $3, 'QUEUED', t.parameters, $6, t.limit_key
-             FROM unnest($4::text[], $5::jsonb[], $8::text[]) WITH ORDINALITY AS t(task_id, parameters, limit_key, ord)`,
-    values: [stage.jobId, stage.stage, stage.taskType, stage.taskIds, stage.parameters, stage.remote, stage.firstIndex, stage.limitKeys ?? []],
+           SELECT t.task_id, $1, $2, (t.ord - 1 + $7)::int, $3, 'QUEUED', $5::jsonb -> (t.ord::int - 1), $6, t.limit_key
+             FROM unnest($4::text[], $8::text[]) WITH ORDINALITY AS t(task_id, limit_key, ord)`,
+    values: [stage.jobId, stage.stage, stage.taskType, textArray(stage.taskIds), jsonArray(stage.parameters), stage.remote, stage.firstIndex, textArray(stage.limitKeys ?? [])],
   });
   return result.rowCount ?? 0;
 }
@@ -64,7 +66,7 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
                          AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
                     FROM coremachine.jobs j WHERE j.job_id = t.job_id)
            RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.attempt, t.claim_id, t.limit_key`,
-    values: [requests.map((r) => r.taskId), requests.map((r) => r.attempt), leaseSeconds, requests.map((r) => r.limitKey ?? null)],
+    values: [textArray(requests.map((r) => r.taskId)), numberArray(requests.map((r) => r.attempt)), numberArray(leaseSeconds), textArray(requests.map((r) => r.limitKey ?? null))],
   });
   return result.rows;
 }
@@ -106,23 +108,26 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
   const result = await db.query<SettledTask>({
     name: 'cm_settle_tasks',
     // Locked in task_id order by the update itself (see claimTasks).
-    text: `WITH o AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bool[], $6::timestamptz[])
-                                        AS o(task_id, claim_id, result, error, failed, retry_at) ORDER BY task_id)
+    // Results and errors are JSON array documents (pg-arrays.ts), element ord - 1 for outcome ord.
+    text: `WITH o AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::uuid[], $5::bool[], $6::timestamptz[]) WITH ORDINALITY
+                                        AS o(task_id, claim_id, failed, retry_at, ord) ORDER BY task_id)
            UPDATE coremachine.tasks t SET
              status = CASE WHEN o.retry_at IS NOT NULL THEN 'QUEUED' WHEN o.failed THEN 'FAILED' ELSE 'COMPLETED' END,
-             result = o.result, error = o.error, retry_at = o.retry_at,
+             result = CASE WHEN o.failed THEN NULL ELSE $3::jsonb -> (o.ord::int - 1) END,
+             error = CASE WHEN o.failed THEN $4::jsonb -> (o.ord::int - 1) END,
+             retry_at = o.retry_at,
              finished_at = CASE WHEN o.retry_at IS NOT NULL THEN NULL ELSE GREATEST(now(), t.started_at) END,
              claim_id = NULL, lease_expires_at = NULL
            FROM o
            WHERE t.task_id = o.task_id AND t.status = 'PROCESSING' AND t.claim_id = o.claim_id
            RETURNING t.task_id, t.job_id, t.stage, t.status, t.error, t.attempt, t.task_type, t.remote, t.retry_at`,
     values: [
-      outcomes.map((o) => o.taskId),
-      outcomes.map((o) => o.claimId),
-      outcomes.map((o) => (o.error ? null : (o.resultJson ?? JSON.stringify(o.result ?? null)))),
-      outcomes.map((o) => (o.error ? JSON.stringify(o.error) : null)),
-      outcomes.map((o) => o.error !== undefined),
-      outcomes.map((o) => (o.error && o.retryAt ? o.retryAt : null)),
+      textArray(outcomes.map((o) => o.taskId)),
+      textArray(outcomes.map((o) => o.claimId)),
+      jsonArray(outcomes.map((o) => (o.error ? null : (o.resultJson ?? JSON.stringify(o.result ?? null))))),
+      jsonArray(outcomes.map((o) => (o.error ? JSON.stringify(o.error) : null))),
+      boolArray(outcomes.map((o) => o.error !== undefined)),
+      timestampArray(outcomes.map((o) => (o.error && o.retryAt ? o.retryAt : null))),
     ],
   });
   return result.rows;
