@@ -1,5 +1,6 @@
 import { checkTaskLimits, isSignalStage, sameLimits, taskLimitsOf, type AnyJobDefinition, type AnyTaskDefinition, type Registration, type ScheduleDefinition, type TaskLimits } from '../models';
 import { compileSchedule, type RegisteredSchedule } from './schedules/cron-pattern';
+import { refuseUnstorable } from './unstorable-input';
 import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, ValidationError, describeZodError } from './errors';
 
 /** Maps type names to definitions. Job types in jobs/ reach the engine only through here. */
@@ -96,6 +97,7 @@ export class Registry {
       if (!parsed.success) {
         throw new ValidationError(`schedule "${schedule.name}": invalid parameters for job type "${schedule.jobType}": ${describeZodError(parsed.error)}`, parsed.error.issues);
       }
+      refuseUnstorable(`parameters of schedule "${schedule.name}"`, parsed.data);
       this.scheduleMap.set(schedule.name, { declared: schedule, compiled });
     }
     return this;

@@ -84,6 +84,8 @@ describe('declaring schedules', () => {
     const registry = new Registry().register(report);
     expect(() => registry.registerSchedule(schedule({ jobType: 'no_such_job' }))).toThrow(UnknownJobTypeError);
     expect(() => registry.registerSchedule(schedule({ parameters: { region: 7 } }))).toThrow(ValidationError);
+    // Parameters PostgreSQL cannot store fail at startup too, not at every tick.
+    expect(() => registry.registerSchedule(schedule({ parameters: { region: 'e\u0000u' } }))).toThrow(/parameters of schedule .*region: string contains a NUL/);
     const options = { name: `s${++counter}`, cron: '0 * * * *', timezone: 'UTC', jobType: 'test.sched_report', parameters: { region: 'eu' } };
     const one = defineSchedule(options);
     registry.registerSchedule(one, one);

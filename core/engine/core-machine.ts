@@ -3,7 +3,7 @@ import { IdempotencyKey, isSignalMessageBody, JobWaitQuery, JobQueueMessage, Job
 import { assertSchemaVersion } from '../db/migrator';
 import { ConfigurationError, JobNotFoundError, MalformedMessageError, SignalRefusedError, ValidationError, describeZodError } from '../errors';
 import { computeJobId } from '../identity';
-import { findUnsafeJson } from '../../models/http-input';
+import { refuseUnstorable } from '../unstorable-input';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { findJob, insertJob, listJobs } from '../state/jobs-store';
@@ -311,10 +311,4 @@ export class CoreMachine {
     this.logger.info(`job ${verb}`, { jobId });
     return this.getJob(jobId);
   }
-}
-
-/** A ValidationError with the issues when `value` holds what PostgreSQL cannot store (NUL, lone surrogates, nesting past 64 levels). */
-function refuseUnstorable(what: string, value: unknown): void {
-  const issues = findUnsafeJson(value);
-  if (issues.length > 0) throw new ValidationError(`invalid ${what}: ${issues.map((issue) => `${issue.path.join('.') || '(value)'}: ${issue.message}`).join('; ')}`, issues);
 }
