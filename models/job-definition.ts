@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { checkDeclaredTimeout } from './deadline';
+import { checkDeclaredTimeout, MAX_TIMEOUT_SECONDS } from './deadline';
 import type { RetryPolicy, StageFailurePolicy } from './task-failure';
 import { checkTaskLimits, type TaskConcurrency, type TaskRate } from './task-limits';
 
@@ -168,6 +168,10 @@ export function defineTask<P extends z.ZodType, R>(definition: {
 }): TaskDefinition<P, R> {
   checkTypeName('task', definition.type);
   checkTaskLimits(definition.type, definition.concurrency, definition.rate);
+  // A lease that is not a positive, bounded number of seconds would fail every claim at run time.
+  if (definition.leaseSeconds !== undefined && !(Number.isFinite(definition.leaseSeconds) && definition.leaseSeconds > 0 && definition.leaseSeconds <= MAX_TIMEOUT_SECONDS)) {
+    throw new TypeError(`task type "${definition.type}": leaseSeconds must be a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}`);
+  }
   if (definition.retry && !(Number.isInteger(definition.retry.maxAttempts) && definition.retry.maxAttempts >= 1)) {
     throw new TypeError(`task type "${definition.type}": retry.maxAttempts must be an integer >= 1`);
   }

@@ -316,6 +316,9 @@ test('limits are checked when a task type is defined and when it is registered; 
   const parameters = z.object({ i: z.number().int() });
   const handler = () => Promise.resolve(1);
   expect(() => defineTask({ type: 'limits.bad', parameters, concurrency: { limit: 0 }, handler })).toThrow(/concurrency.limit must be an integer/);
+  for (const leaseSeconds of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 2_592_001]) {
+    expect(() => defineTask({ type: 'limits.bad', parameters, leaseSeconds, handler })).toThrow(/leaseSeconds must be a number of seconds above 0/);
+  }
   expect(() => defineTask({ type: 'limits.bad', parameters, concurrency: { limit: 2.5 }, handler })).toThrow(/concurrency.limit/);
   expect(() => defineTask({ type: 'limits.bad', parameters, rate: { perSecond: 0 }, handler })).toThrow(/rate.perSecond/);
   expect(() => defineTask({ type: 'limits.bad', parameters, rate: { perSecond: 0.0001 }, handler })).toThrow(/rate.perSecond/);
