@@ -1,4 +1,4 @@
-import { findUnsafeJson } from '../models/http-input';
+import { describeInputIssues, findUnsafeJson } from '../models/http-input';
 
 /**
  * What PostgreSQL's jsonb refuses in a value the engine is about to store (a task result, a task
@@ -13,8 +13,7 @@ import { findUnsafeJson } from '../models/http-input';
 export function unstorableJsonReason(value: unknown, json: string): string | undefined {
   if (!json.includes('\\u')) return undefined;
   const issues = findUnsafeJson(value, Number.POSITIVE_INFINITY);
-  if (issues.length === 0) return undefined;
-  return issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(the value)'}: ${issue.message}`).join('; ');
+  return issues.length === 0 ? undefined : describeInputIssues(issues);
 }
 
 // A \u escape of NUL or of a surrogate, not itself escaped (preceded by an even number of backslashes).

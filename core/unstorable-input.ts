@@ -1,4 +1,4 @@
-import { findUnsafeJson } from '../models/http-input';
+import { describeInputIssues, findUnsafeJson } from '../models/http-input';
 import { ValidationError } from './errors';
 
 /**
@@ -8,5 +8,5 @@ import { ValidationError } from './errors';
  */
 export function refuseUnstorable(what: string, value: unknown): void {
   const issues = findUnsafeJson(value);
-  if (issues.length > 0) throw new ValidationError(`invalid ${what}: ${issues.map((issue) => `${issue.path.join('.') || '(value)'}: ${issue.message}`).join('; ')}`, issues);
+  if (issues.length > 0) throw new ValidationError(`invalid ${what}: ${describeInputIssues(issues)}`, issues);
 }

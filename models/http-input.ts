@@ -58,6 +58,11 @@ export interface InputIssue {
 
 const MAX_REPORTED_ISSUES = 20;
 
+/** The issues of findUnsafeJson on one line: "path: what is wrong; …". */
+export function describeInputIssues(issues: readonly InputIssue[]): string {
+  return issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(the value)'}: ${issue.message}`).join('; ');
+}
+
 /**
  * Every string value and key of a parsed JSON document that the database cannot store, and
  * nesting beyond MAX_JSON_DEPTH. Iterative, so a hostile document cannot exhaust the stack here.

@@ -87,9 +87,7 @@ export class CoreMachine {
     this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, {
       registry: deps.registry,
       logger: deps.logger,
-      abortRunning: (tasks) => {
-        for (const { taskId, reason } of tasks) this.tasks.abort([taskId], reason);
-      },
+      abortRunning: (tasks) => this.tasks.abort(tasks),
     });
     this.tasks = new TaskBatches(deps.pool, deps.registry, deps.logger, this.unitOfWork);
     this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.unitOfWork);

@@ -1,5 +1,5 @@
 import { JobQueueMessage, TaskQueueMessage, type ErrorShape } from '../../models';
-import { findUnsafeJson, storableText } from '../../models/http-input';
+import { describeInputIssues, findUnsafeJson, storableText } from '../../models/http-input';
 import type { Queryable } from '../db/pool';
 import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
 import { settleTasks, takeOverTask, cancelOpenTasks } from '../state/tasks-store';
@@ -26,7 +26,7 @@ export type DeadLetterOutcome = 'task-failed' | 'job-failed' | 'recorded';
 export function storableBody(body: unknown): unknown {
   const issues = findUnsafeJson(body);
   if (issues.length === 0) return body;
-  return { unstorableBody: JSON.stringify(body) ?? null, issues: issues.map((issue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`) };
+  return { unstorableBody: JSON.stringify(body) ?? null, issues: issues.map((issue) => describeInputIssues([issue])) };
 }
 
 /**

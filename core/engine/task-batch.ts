@@ -14,6 +14,7 @@ import { leaseSecondsOf, runClaimedTask } from './run-task';
 import { claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { settleOutcomes } from './settle';
 import { TaskAbort } from './task-abort';
+import type { RunningTaskAbort } from './stage-advance';
 import type { UnitOfWork } from './unit-of-work';
 
 export type TaskMessageOutcome =
@@ -51,9 +52,9 @@ export class TaskBatches {
     private readonly unitOfWork: UnitOfWork,
   ) {}
 
-  /** Aborts handlers of these tasks running here (their job was cancelled). */
-  abort(taskIds: readonly string[], reason: Error): void {
-    for (const taskId of taskIds) this.running.get(taskId)?.abort(reason);
+  /** Aborts handlers of these tasks running here (their job was cancelled, failed or timed out). */
+  abort(tasks: readonly RunningTaskAbort[]): void {
+    for (const { taskId, reason } of tasks) this.running.get(taskId)?.abort(reason);
   }
 
   async process(bodies: readonly unknown[], metas: readonly MessageMeta[] = []): Promise<TaskMessageOutcome[]> {

@@ -133,17 +133,7 @@ export class InProcessQueue {
       this.stats.delivered++;
       const lockToken = `${this.tokenPrefix}${++this.lockSequence}`;
       this.locks.set(lockToken, { entry, lockedUntil });
-      const { messageId, bodyJson, applicationProperties } = entry.message;
-      const message: QueueMessage & { lockToken: string; deliveryCount: number; enqueuedTimeUtc: Date } = {
-        messageId,
-        body: JSON.parse(bodyJson) as unknown,
-        lockToken,
-        deliveryCount: entry.deliveryCount,
-        enqueuedTimeUtc: entry.enqueuedTimeUtc,
-      };
-      // Each receiver gets its own copy, as it does of the body.
-      if (applicationProperties) message.applicationProperties = { ...applicationProperties };
-      return message;
+      return Object.assign(loadMessage(entry.message), { lockToken, deliveryCount: entry.deliveryCount, enqueuedTimeUtc: entry.enqueuedTimeUtc });
     });
     this.armLockTimer();
     return received;
@@ -320,10 +310,9 @@ function storeMessage(message: QueueMessage): StoredMessage {
   };
 }
 
+/** A receiver's own copy of a stored message (built by assignment: this runs once per delivery). */
 function loadMessage(stored: StoredMessage): QueueMessage {
-  return {
-    messageId: stored.messageId,
-    body: JSON.parse(stored.bodyJson) as unknown,
-    ...(stored.applicationProperties ? { applicationProperties: { ...stored.applicationProperties } } : {}),
-  };
+  const message: QueueMessage = { messageId: stored.messageId, body: JSON.parse(stored.bodyJson) as unknown };
+  if (stored.applicationProperties) message.applicationProperties = { ...stored.applicationProperties };
+  return message;
 }
