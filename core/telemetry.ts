@@ -8,7 +8,16 @@ import { errorToShape } from './errors';
  * Insights (applicationinsights v3 registers the providers), spans become requests/dependencies,
  * custom events land in customEvents, histograms in customMetrics, recorded exceptions in exceptions.
  */
-const tracer = () => trace.getTracer('coremachine');
+/**
+ * The tracer, fetched once per registered provider: without one, every `getTracer` made a new
+ * proxy, once per task. Keyed by the provider so a provider registered (or removed) later is used.
+ */
+let tracerOf: { provider: ReturnType<typeof trace.getTracerProvider>; tracer: ReturnType<typeof trace.getTracer> } | undefined;
+const tracer = () => {
+  const provider = trace.getTracerProvider();
+  if (tracerOf?.provider !== provider) tracerOf = { provider, tracer: provider.getTracer('coremachine') };
+  return tracerOf.tracer;
+};
 const meter = () => metrics.getMeter('coremachine');
 const eventLogger = () => logs.getLogger('coremachine');
 

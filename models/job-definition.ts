@@ -18,8 +18,11 @@ export interface TaskContext {
   readonly attempt: number;
   /** Aborted when the task is cancelled or its lease is lost: stop work and return. */
   readonly signal: AbortSignal;
-  /** Extends the task's lease; long handlers call it so a redelivery does not re-claim them. */
-  heartbeat(): Promise<void>;
+  /**
+   * Extends the task's lease; long handlers call it so a redelivery does not re-claim them.
+   * A function bound to its task, so `const { heartbeat } = ctx` is safe.
+   */
+  readonly heartbeat: () => Promise<void>;
 }
 
 export interface TaskDefinition<P extends z.ZodType = z.ZodType, R = unknown> {

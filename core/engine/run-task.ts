@@ -1,12 +1,12 @@
 import type pg from 'pg';
 import { TaskFailure, type AnyTaskDefinition, type ErrorShape } from '../../models';
-import { retryTransient } from '../db/retry-transient';
 import { TransientDatabaseError } from '../db/transient-errors';
 import { boundedErrorShape, errorToShape, findCause, TaskHandlerError, TaskValidationError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
-import { extendLease, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
+import type { ClaimedTask, TaskOutcome } from '../state/tasks-store';
 import { unstorableJsonReason } from '../storable-json';
+import { HandlerContext } from './handler-context';
 import { nextAttemptAt } from './retry-policy';
 import { TaskAbort } from './task-abort';
 
@@ -28,7 +28,6 @@ export async function runClaimedTask(
   logger: Logger,
   controller: TaskAbort = new TaskAbort(),
 ): Promise<TaskOutcome> {
-  const where = { stage: task.stage, taskId: task.task_id };
   let definition: AnyTaskDefinition | undefined;
   try {
     definition = registry.task(task.task_type);
@@ -39,23 +38,7 @@ export async function runClaimedTask(
     const leaseSeconds = definition.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
     let result: unknown;
     try {
-      result = await definition.handler(parameters.data, {
-        jobId: task.job_id,
-        taskId: task.task_id,
-        stage: task.stage,
-        taskIndex: task.task_index,
-        attempt: task.attempt,
-        get signal() {
-          return controller.signal;
-        },
-        heartbeat: async () => {
-          // A heartbeat that cannot reach the database after the retries throws
-          // TransientDatabaseError; the catch below gives the task back instead of failing it.
-          if (!(await retryTransient(() => extendLease(pool, task.task_id, task.claim_id, leaseSeconds)))) {
-            controller.abort(new Error(`lease on task ${task.task_id} was lost`));
-          }
-        },
-      });
+      result = await definition.handler(parameters.data, new HandlerContext(pool, task, leaseSeconds, controller));
     } catch (error) {
       throw new TaskHandlerError(errorToShape(error).message, { cause: error });
     }
@@ -74,7 +57,7 @@ export async function runClaimedTask(
     const infrastructure = findCause(error, (candidate): candidate is TransientDatabaseError => candidate instanceof TransientDatabaseError);
     if (infrastructure) throw infrastructure;
     // The message is copied into the task, the job's error and the events: bounded, as a remote report is.
-    const shape: ErrorShape = boundedErrorShape(errorToShape(error, where));
+    const shape: ErrorShape = boundedErrorShape(errorToShape(error, { stage: task.stage, taskId: task.task_id }));
     const retryAt = nextAttemptAt(definition, task.attempt, error);
     logger.warn(retryAt ? 'task attempt failed; retry scheduled' : 'task failed', {
       jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt,
