@@ -6,7 +6,7 @@ import { MalformedMessageError, TaskNotFoundError, describeZodError } from '../e
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { claimTasks, describeTasks, releaseClaims, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
-import { contextFromTraceparent, inSpan, recordFailure, recordQueueWait, recordTaskDuration } from '../telemetry';
+import { contextFromTraceparent, recordFailure, recordQueueWait, recordTaskDuration, runWithin, startSpan } from '../telemetry';
 import { failOverdueJobs } from './deadlines';
 import { GroupCommitter } from './group-commit';
 import { withMessageAttributes, type MessageMeta } from './message-meta';
@@ -87,9 +87,7 @@ export class TaskBatches {
       throw error;
     }
 
-    const results = await Promise.allSettled(
-      claimed.map(async (task) => settledById.set(task.task_id, await this.runAndSettle(task, metaByTask.get(task.task_id) ?? {}))),
-    );
+    const results = await Promise.allSettled(claimed.map((task) => this.runAndSettle(task, metaByTask.get(task.task_id) ?? {}, settledById)));
     const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) {
       // The batch goes back to the queue: let the redelivery re-claim what we hold.
@@ -130,34 +128,47 @@ export class TaskBatches {
     this.lastDeferral.set(limitKey, now);
   }
 
-  /** One claimed task in its span: the handler's run, then its result through the group committer. */
-  private runAndSettle(task: ClaimedTask, meta: MessageMeta): Promise<TaskMessageOutcome> {
+  /**
+   * One claimed task in its span: the handler's run, then its result through the group committer;
+   * its outcome goes into `settledById`. One async frame per task, not a chain of wrappers: this
+   * runs for every task, and each frame and context was a visible share of what a task allocates.
+   */
+  private async runAndSettle(task: ClaimedTask, meta: MessageMeta, settledById: Map<string, TaskMessageOutcome>): Promise<void> {
     const attributes = withMessageAttributes({ jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt, taskType: task.task_type }, meta);
-    return inSpan('coremachine.task', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
+    const { span, within } = startSpan('coremachine.task', attributes, contextFromTraceparent(meta.traceparent));
+    try {
       const started = Date.now();
       if (meta.enqueuedTime) recordQueueWait(started - meta.enqueuedTime.getTime(), { taskType: task.task_type });
       const controller = new TaskAbort();
       this.running.set(task.task_id, controller);
       let result: TaskOutcome;
       try {
-        result = await runClaimedTask(this.pool, this.registry, task, this.logger, controller);
+        result = await runWithin(within, () => runClaimedTask(this.pool, this.registry, task, this.logger, controller));
       } finally {
         this.running.delete(task.task_id);
       }
       recordTaskDuration(Date.now() - started, { taskType: task.task_type, outcome: result.error ? 'error' : 'ok' });
       if (result.error) recordFailure(span, Object.assign(new Error(result.error.message), { name: result.error.type }));
-      const settled = await this.committer.add(result);
+      const settled = await runWithin(within, () => this.committer.add(result));
       // A concurrency slot was freed: hand it to a waiting task now rather than to whichever
       // deferred message happens to come back first.
       if (settled && task.limit_key !== null && Date.now() - (this.lastDeferral.get(task.limit_key) ?? -Infinity) < WAKE_AFTER_DEFERRAL_MS && this.registry.limitsOf(task.task_type)?.limit !== undefined) {
         const limitKey = task.limit_key;
-        await retryTransient(() => wakeWaitingTasks(this.unitOfWork, limitKey, 1));
+        await runWithin(within, () => retryTransient(() => wakeWaitingTasks(this.unitOfWork, limitKey, 1)));
       }
       span.setAttribute('outcome', settled ? (result.retryAt ? 'retry' : result.error ? 'failed' : 'completed') : 'fenced');
-      return settled
-        ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }
-        : { outcome: 'fenced', taskId: task.task_id, reason: 'claim was no longer current when the result arrived' };
-    });
+      settledById.set(
+        task.task_id,
+        settled
+          ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }
+          : { outcome: 'fenced', taskId: task.task_id, reason: 'claim was no longer current when the result arrived' },
+      );
+    } catch (error) {
+      recordFailure(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
   }
 
   /** One unit of work for every result that is ready; the stage counters move by k at once. */
