@@ -98,11 +98,18 @@ export function findUnsafeJson(document: unknown, maxDepth = MAX_JSON_DEPTH): In
 /**
  * An integer from a query string ("42") or from code (42). Only plain decimal digits count:
  * "1.5", "1e3", "0x10", " 7" and "" are refused rather than coerced into something else.
+ * Each check names its own problem: the schema's message alone would call 0 for a minimum of 1
+ * "not written in decimal digits". A bound that fails stops there, so a number past 2^53 is
+ * reported once, as above the maximum, not also as an unsafe integer.
  */
 export function integerInput(min: number, max: number) {
   return z.preprocess(
     (value) => (typeof value === 'string' && /^-?\d{1,30}$/.test(value) ? Number(value) : value),
-    z.number({ error: 'expected an integer written in decimal digits' }).int().min(min).max(max),
+    z
+      .number({ error: 'expected an integer written in decimal digits' })
+      .min(min, { error: `expected at least ${min}`, abort: true })
+      .max(max, { error: `expected at most ${max}`, abort: true })
+      .int('expected a whole number'),
   );
 }
 

@@ -13,7 +13,7 @@ import { healthHandler } from '../functions/http-health';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
 import { claimHandler, completeHandler, failHandler, heartbeatHandler, releaseHandler } from '../functions/http-workers';
 import { appRegistry } from './support/registry';
-import { defineJob, defineRemoteTask } from '../models';
+import { defineJob, defineRemoteTask, ListJobsQuery } from '../models';
 import { stuckJobs } from './support/harness';
 import { call, ErrorReply, invocationLogs, rowCounts, type Handler, type Reply } from './support/http-invoke';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -162,6 +162,23 @@ test('query strings: garbage cursors, non-decimal and out-of-range integers, unk
     expect(error.message).toContain('NUL');
   }
   expect(await rowCounts(db.pool)).toEqual(before);
+});
+
+test('a bad integer in a query says what is wrong with it: not decimal digits, below the minimum, above the maximum', async () => {
+  const cases: Array<[Handler, Record<string, string>, string]> = [
+    [listJobsHandler, { limit: 'abc' }, 'expected an integer written in decimal digits'],
+    [listJobsHandler, { limit: '1.5' }, 'expected an integer written in decimal digits'],
+    [listJobsHandler, { limit: '0' }, 'expected at least 1'],
+    [listJobsHandler, { limit: '501' }, 'expected at most 500'],
+    [listTasksHandler, { afterIndex: '-2' }, 'expected at least -1'],
+    [listEventsHandler, { afterId: '9007199254740992' }, `expected at most ${Number.MAX_SAFE_INTEGER}`],
+  ];
+  for (const [handler, query, message] of cases) {
+    const error = expectRefused(await call(handler, 'GET', 'x', { params: { jobId: JOB }, query }), 400, 'ValidationError');
+    expect({ query, messages: (error.issues as Array<{ message: string }>).map((issue) => issue.message) }).toEqual({ query, messages: [message] });
+  }
+  // From code a number can be a fraction, which a query string cannot.
+  expect(ListJobsQuery.safeParse({ limit: 2.5 }).error?.issues.map((issue) => issue.message)).toEqual(['expected a whole number']);
 });
 
 test('queries that are valid still work: empty values mean the default, cursors page on, unknown keys are ignored', async () => {
