@@ -16,6 +16,19 @@ export function unstorableJsonReason(value: unknown, json: string): string | und
   return issues.length === 0 ? undefined : describeInputIssues(issues);
 }
 
+/**
+ * The JSON text the engine stores for a value (a task result, a task spec, a finalize result), or
+ * what stops it, phrased to follow the value's name: "is not JSON-serialisable" (a function, a
+ * symbol) or "cannot be stored: <path>: <what>". JSON.stringify's own throws (a BigInt, a cycle)
+ * propagate as they are.
+ */
+export function jsonToStore(value: unknown): { json: string; problem?: undefined } | { json?: undefined; problem: string } {
+  const json = JSON.stringify(value) as string | undefined;
+  if (json === undefined) return { problem: 'is not JSON-serialisable' };
+  const unstorable = unstorableJsonReason(value, json);
+  return unstorable === undefined ? { json } : { problem: `cannot be stored: ${unstorable}` };
+}
+
 // A \u escape of NUL or of a surrogate, not itself escaped (preceded by an even number of backslashes).
 const NUL_ESCAPE = /(?<!\\)((?:\\\\)*)\\u0000/g;
 const SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/gi;

@@ -5,7 +5,7 @@ import { boundedErrorShape, errorToShape, findCause, TaskHandlerError, TaskValid
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import type { ClaimedTask, TaskOutcome } from '../state/tasks-store';
-import { unstorableJsonReason } from '../storable-json';
+import { jsonToStore } from '../storable-json';
 import { HandlerContext } from './handler-context';
 import { nextAttemptAt } from './retry-policy';
 import { TaskAbort } from './task-abort';
@@ -43,13 +43,9 @@ export async function runClaimedTask(
       throw new TaskHandlerError(errorToShape(error).message, { cause: error });
     }
     // Serialised once, here: a result that JSON cannot carry fails its task, and the settle stores this text.
-    const resultJson = JSON.stringify(result ?? null) as string | undefined;
-    if (resultJson === undefined) {
-      throw new TaskFailure(`result of task ${task.task_id} is not JSON-serialisable`, { nonRetryable: true });
-    }
-    const unstorable = unstorableJsonReason(result, resultJson);
-    if (unstorable) throw new TaskFailure(`result of task ${task.task_id} cannot be stored: ${unstorable}`, { nonRetryable: true });
-    return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: result ?? null, resultJson };
+    const stored = jsonToStore(result ?? null);
+    if (stored.json === undefined) throw new TaskFailure(`result of task ${task.task_id} ${stored.problem}`, { nonRetryable: true });
+    return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: result ?? null, resultJson: stored.json };
   } catch (error) {
     // The engine's own database was unreachable (a heartbeat, rethrown by the handler): that is
     // not the work failing, so it is neither an attempt nor the task's error. The batch is given

@@ -2,7 +2,7 @@ import type { ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
 import { isTransientDatabaseError } from '../db/transient-errors';
 import { boundedErrorShape, errorToShape, FinalizeError } from '../errors';
-import { unstorableJsonReason } from '../storable-json';
+import { jsonToStore } from '../storable-json';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { findJob, transitionJob } from '../state/jobs-store';
@@ -71,9 +71,8 @@ export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: S
   let result: unknown;
   try {
     result = await definition.finalize({ jobId: job.job_id, parameters: job.parameters, previous });
-    const json = JSON.stringify(result ?? null) as string | undefined;
-    const unstorable = json === undefined ? 'it is not JSON-serialisable' : unstorableJsonReason(result, json);
-    if (unstorable) throw new TypeError(`its result cannot be stored: ${unstorable}`);
+    const stored = jsonToStore(result ?? null);
+    if (stored.json === undefined) throw new TypeError(`its result ${stored.problem}`);
   } catch (error) {
     // Reading the results hit a database fault: the transaction is rerun, the job does not fail.
     if (isTransientDatabaseError(error)) throw error;

@@ -7,7 +7,7 @@ import { computeTaskId } from '../identity';
 import type { JobRow, StageRow } from '../state/rows';
 import { findStage, recordStageChunk } from '../state/stages-store';
 import { insertStageTasks } from '../state/tasks-store';
-import { unstorableJsonReason } from '../storable-json';
+import { jsonToStore } from '../storable-json';
 import type { OutboxIntent } from './outbox';
 import { failJob } from './stage-advance';
 import type { CheckingDeps } from './stage-check';
@@ -170,10 +170,8 @@ class SpecReader {
         this.ahead = next;
         return false;
       }
-      const json = JSON.stringify(next.value);
-      if (json === undefined) throw new TypeError(`task spec ${this.index} is not JSON-serialisable`);
-      const unstorable = unstorableJsonReason(next.value, json);
-      if (unstorable) throw new TypeError(`task spec ${this.index} cannot be stored: ${unstorable}`);
+      const { json, problem } = jsonToStore(next.value);
+      if (json === undefined) throw new TypeError(`task spec ${this.index} ${problem}`);
       this.hash.update(json).update('\n');
       keep(json, next.value);
       this.index++;
