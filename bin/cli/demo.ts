@@ -18,7 +18,7 @@ export function demoParameters(jobType: string, values: LocalArgs['values']): un
   if (given.length > 1) throw new UsageError(`give at most one of --n, --params and --file (got ${given.map((g) => `--${g}`).join(', ')})`);
   const { params, file, n } = values;
   if (typeof n === 'string') {
-    if (!/^\d+$/.test(n)) throw new UsageError(`--n must be a whole number, got ${JSON.stringify(n)}`);
+    if (!/^\d+$/.test(n)) throw new UsageError(`--n must be a count of tasks written in decimal digits, got ${JSON.stringify(n)}`);
     return { n: Number(n) };
   }
   if (typeof params === 'string' || typeof file === 'string') {
