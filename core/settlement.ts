@@ -90,7 +90,12 @@ export function decideSettlement(result: HandlingResult, delivery: Delivery, pol
  * original id within its window. The engine is idempotent, so a copy is always safe.
  */
 export function rescheduledMessageId(messageId: string, reschedules: number): string {
-  return `${messageId.replace(/~r\d+$/, '')}~r${reschedules}`;
+  return `${originalMessageId(messageId)}~r${reschedules}`;
+}
+
+/** The id a message was first sent under, before any rescheduled copy's suffix. */
+export function originalMessageId(messageId: string): string {
+  return messageId.replace(/~r\d+$/, '');
 }
 
 export function reschedulesOf(applicationProperties: Record<string, unknown> | undefined): number {

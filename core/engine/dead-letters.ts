@@ -1,14 +1,17 @@
-import { JobQueueMessage, TaskQueueMessage, type ErrorShape } from '../../models';
+import { JobQueueMessage, TaskQueueMessage, jobMessageId, taskMessageId, type ErrorShape } from '../../models';
 import { describeInputIssues, findUnsafeJson, storableText } from '../../models/http-input';
 import type { Queryable } from '../db/pool';
 import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
 import { settleTasks, takeOverTask, cancelOpenTasks } from '../state/tasks-store';
+import { JOBS_QUEUE, TASKS_QUEUE } from '../transport/transport';
+import { originalMessageId } from '../settlement';
 import { failJob } from './stage-advance';
 import { applySettledTasks, type SettleDeps } from './settle';
 import { insertDeadLetter } from '../state/dead-letters-store';
 import type { OutboxIntent } from './outbox';
 
 export interface DeadLetter {
+  /** The queue the letter was dead-lettered from, as the host's binding says, never the body. */
   queue: string;
   messageId?: string | undefined;
   body: unknown;
@@ -29,52 +32,85 @@ export function storableBody(body: unknown): unknown {
   return { unstorableBody: JSON.stringify(body) ?? null, issues: issues.map((issue) => describeInputIssues([issue])) };
 }
 
+/** What a letter may act on: the engine message it is, or why it is only recorded. */
+type LetterAuthority = { kind: 'task'; message: TaskQueueMessage } | { kind: 'job'; message: JobQueueMessage } | { kind: 'record'; why: string };
+
 /**
- * A dead-lettered message must never leave its job PROCESSING: the message is recorded where an
- * operator sees it, and the task it pointed at (or the job, for a job message) becomes FAILED
- * with the reason, through the same counting and failure policy as any failed task.
+ * The queue a letter came from decides what it may touch. Anyone allowed to send submissions can
+ * put any body on the submissions queue, so its letters (and those of any queue but the engine's
+ * own two) are records only, never read as engine messages. A letter of the jobs or tasks queue
+ * acts only when it is what the engine sent there: the right shape for that queue, under the
+ * message id the engine derives from that very body (a rescheduled copy's suffix aside).
+ */
+export function letterAuthority(letter: DeadLetter): LetterAuthority {
+  if (letter.queue === TASKS_QUEUE) {
+    const task = TaskQueueMessage.safeParse(letter.body);
+    if (!task.success) return { kind: 'record', why: 'not a task message' };
+    if (letter.messageId === undefined || originalMessageId(letter.messageId) !== taskMessageId(task.data)) {
+      return { kind: 'record', why: `message id ${JSON.stringify(letter.messageId ?? null)} is not the one the engine gives this task message` };
+    }
+    return { kind: 'task', message: task.data };
+  }
+  if (letter.queue === JOBS_QUEUE) {
+    const job = JobQueueMessage.safeParse(letter.body);
+    if (!job.success) return { kind: 'record', why: 'not a job message' };
+    if (letter.messageId === undefined || originalMessageId(letter.messageId) !== jobMessageId(job.data)) {
+      return { kind: 'record', why: `message id ${JSON.stringify(letter.messageId ?? null)} is not the one the engine gives this job message` };
+    }
+    return { kind: 'job', message: job.data };
+  }
+  return { kind: 'record', why: `the ${letter.queue} queue does not carry engine messages` };
+}
+
+/**
+ * A dead-lettered engine message must never leave its job PROCESSING: the message is recorded where
+ * an operator sees it, and the task it pointed at (or the job, for a job message) becomes FAILED
+ * with the reason, through the same counting and failure policy as any failed task. Only when the
+ * letter is the engine's own (letterAuthority) and still names the task's current attempt or the
+ * job's current stage and type; anything else is recorded and changes nothing.
  */
 export async function processDeadLetter(db: Queryable, deps: SettleDeps, letter: DeadLetter): Promise<{ outcome: DeadLetterOutcome; intents: OutboxIntent[] }> {
-  const task = TaskQueueMessage.safeParse(letter.body);
-  const job = task.success ? undefined : JobQueueMessage.safeParse(letter.body);
-  const jobId = task.success ? task.data.jobId : job?.success ? job.data.jobId : null;
+  const authority = letterAuthority(letter);
+  const task = authority.kind === 'task' ? authority.message : undefined;
+  const job = authority.kind === 'job' ? authority.message : undefined;
   await insertDeadLetter(db, {
     queue: storableText(letter.queue),
     messageId: letter.messageId === undefined ? null : storableText(letter.messageId),
     body: storableBody(letter.body),
     reason: storableText(letter.reason),
     description: storableText(letter.description),
-    jobId,
-    taskId: task.success ? task.data.taskId : null,
+    jobId: task?.jobId ?? job?.jobId ?? null,
+    taskId: task?.taskId ?? null,
   });
+  if (authority.kind === 'record') {
+    deps.logger.warn('dead letter recorded', { queue: letter.queue, messageId: letter.messageId, reason: letter.reason, why: authority.why });
+    return { outcome: 'recorded', intents: [] };
+  }
   const error: ErrorShape = { type: 'DeadLettered', message: `message dead-lettered: ${letter.reason}: ${letter.description}` };
 
-  if (task.success) {
+  if (task) {
     // Lock order job → tasks → stage, as everywhere.
-    await lockJobs(db, [task.data.jobId]);
-    const claimId = await takeOverTask(db, task.data.taskId, task.data.attempt);
+    await lockJobs(db, [task.jobId]);
+    const claimId = await takeOverTask(db, task);
     if (!claimId) return { outcome: 'recorded', intents: [] };
-    const settled = await settleTasks(db, [{ taskId: task.data.taskId, jobId: task.data.jobId, claimId, error: { ...error, stage: task.data.stage, taskId: task.data.taskId } }]);
-    deps.logger.error('task failed: its message was dead-lettered', { jobId, taskId: task.data.taskId, stage: task.data.stage, reason: letter.reason });
+    const settled = await settleTasks(db, [{ taskId: task.taskId, jobId: task.jobId, claimId, error: { ...error, stage: task.stage, taskId: task.taskId } }]);
+    deps.logger.error('task failed: its message was dead-lettered', { jobId: task.jobId, taskId: task.taskId, stage: task.stage, reason: letter.reason });
     return { outcome: 'task-failed', intents: await applySettledTasks(db, deps, settled) };
   }
 
-  if (job?.success) {
-    const row = await findJob(db, job.data.jobId, true);
-    if (!row || row.stage !== job.data.stage) return { outcome: 'recorded', intents: [] };
-    const failure = { ...error, stage: row.stage };
-    if (row.status === 'PROCESSING') {
-      await failJob(db, deps, row.job_id, row.stage, failure);
-    } else if (row.status === 'QUEUED') {
-      const failed = await transitionJob(db, row.job_id, 'QUEUED', 'FAILED', { atStage: row.stage, error: failure });
-      if (failed) {
-        deps.events?.push({ name: 'JobTransition', attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type }, outcome: { error: failure } });
-      }
-      await cancelOpenTasks(db, row.job_id);
-      deps.logger.error('job failed: its message was dead-lettered', { jobId: row.job_id, stage: row.stage, reason: letter.reason });
-    } else return { outcome: 'recorded', intents: [] };
-    return { outcome: 'job-failed', intents: [] };
-  }
-  deps.logger.error('unparseable message dead-lettered', { queue: letter.queue, messageId: letter.messageId, reason: letter.reason });
-  return { outcome: 'recorded', intents: [] };
+  if (!job) return { outcome: 'recorded', intents: [] };
+  const row = await findJob(db, job.jobId, true);
+  if (!row || row.stage !== job.stage || row.job_type !== job.jobType) return { outcome: 'recorded', intents: [] };
+  const failure = { ...error, stage: row.stage };
+  if (row.status === 'PROCESSING') {
+    await failJob(db, deps, row.job_id, row.stage, failure);
+  } else if (row.status === 'QUEUED') {
+    const failed = await transitionJob(db, row.job_id, 'QUEUED', 'FAILED', { atStage: row.stage, error: failure });
+    if (failed) {
+      deps.events?.push({ name: 'JobTransition', attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type }, outcome: { error: failure } });
+    }
+    await cancelOpenTasks(db, row.job_id);
+    deps.logger.error('job failed: its message was dead-lettered', { jobId: row.job_id, stage: row.stage, reason: letter.reason });
+  } else return { outcome: 'recorded', intents: [] };
+  return { outcome: 'job-failed', intents: [] };
 }

@@ -90,10 +90,11 @@ async function classifyUnclaimedJobMessage(db: Queryable, message: JobQueueMessa
   const job = await findJob(db, message.jobId);
   const base = { jobId: message.jobId, stage: message.stage };
   if (!job) throw new JobNotFoundError(message.jobId);
+  if (job.job_type !== message.jobType) throw new MalformedMessageError(`message names job type "${message.jobType}" but job ${job.job_id} is "${job.job_type}"`);
   if (job.stage > message.stage) return { ...base, outcome: 'duplicate', reason: `job is already at stage ${job.stage}` };
-  if (job.stage < message.stage) {
-    throw new InvalidTransitionError('job', job.job_id, job.status, 'PROCESSING', `message for stage ${message.stage} but the job is at stage ${job.stage}`);
-  }
+  // The engine sends a stage's message only after the job reached that stage, so one for a stage
+  // ahead was not sent by it: no redelivery can make it valid.
+  if (job.stage < message.stage) throw new MalformedMessageError(`message for stage ${message.stage} but job ${job.job_id} is at stage ${job.stage}, which the engine never sends`);
   if (job.status === 'PROCESSING') {
     if (await findStage(db, job.job_id, job.stage)) return { ...base, outcome: 'duplicate', reason: 'stage already started' };
     throw new InvalidTransitionError('job', job.job_id, 'PROCESSING', 'PROCESSING', `stage ${job.stage} is PROCESSING but was never started`);

@@ -136,17 +136,19 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
 /**
  * Takes over a task whose message was dead-lettered, so it can be settled FAILED through the
  * normal fenced path: a QUEUED task is claimed (QUEUED → PROCESSING), a PROCESSING one at this
- * attempt keeps its claim. Returns the claim to settle with, or null when the task moved on.
+ * attempt keeps its claim. The row must be the one the message describes (job, stage, task type
+ * and attempt). Returns the claim to settle with, or null when the task moved on or never matched.
  */
-export async function takeOverTask(db: Queryable, taskId: string, attempt: number): Promise<string | null> {
+export async function takeOverTask(db: Queryable, message: { taskId: string; jobId: string; stage: number; taskType: string; attempt: number }): Promise<string | null> {
   const result = await db.query<{ claim_id: string }>({
     name: 'cm_take_over_task',
     text: `UPDATE coremachine.tasks SET
              status = 'PROCESSING', attempt = $2, started_at = COALESCE(started_at, now()),
              claim_id = CASE WHEN status = 'QUEUED' THEN gen_random_uuid() ELSE claim_id END
-           WHERE task_id = $1 AND ((status = 'QUEUED' AND attempt = $2 - 1) OR (status = 'PROCESSING' AND attempt = $2))
+           WHERE task_id = $1 AND job_id = $3 AND stage = $4 AND task_type = $5 AND NOT remote
+             AND ((status = 'QUEUED' AND attempt = $2 - 1) OR (status = 'PROCESSING' AND attempt = $2))
            RETURNING claim_id`,
-    values: [taskId, attempt],
+    values: [message.taskId, message.attempt, message.jobId, message.stage, message.taskType],
   });
   return result.rows[0]?.claim_id ?? null;
 }
