@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { z } from 'zod';
 import type { ErrorShape } from '../models';
 import { storableText } from '../models/http-input';
@@ -205,13 +206,36 @@ export function errorToShape(thrown: unknown, where: { stage?: number; taskId?: 
   // An error is recorded whatever its text holds: what jsonb cannot store is made visible instead.
   const shape: ErrorShape = {
     type: storableText(error instanceof CoreMachineError ? error.type : error.name || 'Error'),
-    message: storableText(error.message || String(error)),
+    message: storableText(withoutHostPaths(thrown, error.message || String(error))),
   };
   if (where.stage !== undefined) shape.stage = where.stage;
   if (where.taskId !== undefined) shape.taskId = where.taskId;
   if (error instanceof ValidationError || error instanceof MalformedMessageError) shape.issues = storableJson(error.issues);
   if (error.cause !== undefined && depth < MAX_CAUSE_DEPTH) shape.cause = errorToShape(error.cause, {}, depth + 1);
   return shape;
+}
+
+/**
+ * A recorded error is read by whoever holds the function key, so it must not map the host: Node's
+ * system errors name the absolute path they failed on ("ENOENT: …, realpath '/srv/app/data/x'"),
+ * and any error may quote the app's own folder. Those become `…/x` and `<app>`.
+ */
+function withoutHostPaths(thrown: unknown, message: string): string {
+  let text = message;
+  // Read off the thrown value itself: an error from another realm (a VM context) is not an Error here.
+  const system = typeof thrown === 'object' && thrown !== null ? (thrown as { path?: unknown; dest?: unknown }) : {};
+  for (const named of [system.path, system.dest]) {
+    if (typeof named === 'string' && path.isAbsolute(named) && named.length > 1) text = text.split(named).join(`…/${path.basename(named)}`);
+  }
+  for (const folder of appFolders()) if (text.includes(folder)) text = text.split(folder).join('<app>');
+  return text;
+}
+
+let folders: string[] | undefined;
+/** The working directory and the folder this code runs from, longest first (one may hold the other). */
+function appFolders(): string[] {
+  folders ??= [...new Set([process.cwd(), path.resolve(__dirname, '..')])].filter((folder) => folder.length > 1).sort((a, b) => b.length - a.length);
+  return folders;
 }
 
 /**

@@ -34,8 +34,11 @@ function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** GET health: database reachable, schema version, transport. 200 when all is well, else 503. */
-export async function healthHandler(_request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+/**
+ * What the probe found, in full: driver and startup errors included (host names, role names,
+ * addresses). Logged, and answered only on the keyed route.
+ */
+async function checkHealth(context: InvocationContext): Promise<HealthReport> {
   let appContext: AppContext;
   try {
     appContext = await withTimeout(getAppContext(), 'starting CoreMachine');
@@ -43,7 +46,7 @@ export async function healthHandler(_request: HttpRequest, context: InvocationCo
     // Missing settings, no transport or a schema mismatch all stop the engine from starting.
     const report: HealthReport = { status: 'unhealthy', database: { reachable: false }, schema: null, transport: null, error: errorToShape(error) };
     context.warn(JSON.stringify({ event: 'coremachine.health', ...report }));
-    return { status: 503, headers: RETRY_LATER, jsonBody: report };
+    return report;
   }
 
   const report: HealthReport = { status: 'healthy', database: { reachable: false }, schema: null, transport: appContext.transport.name };
@@ -65,7 +68,45 @@ export async function healthHandler(_request: HttpRequest, context: InvocationCo
     report.status = 'unhealthy';
     context.warn(JSON.stringify({ event: 'coremachine.health', ...report }));
   }
-  return report.status === 'healthy' ? { status: 200, jsonBody: report } : { status: 503, headers: RETRY_LATER, jsonBody: report };
+  return report;
 }
 
-export const healthRoutes: HttpRoute[] = [{ name: 'health', methods: ['GET'], authLevel: 'anonymous', route: 'health', handler: healthHandler }];
+/** The anonymous answer: what a load balancer needs, with a generic reason and no error text. */
+export interface PublicHealthReport {
+  status: 'healthy' | 'unhealthy';
+  database: { reachable: boolean };
+  schema: SchemaReport | null;
+  transport: string | null;
+  reason?: string;
+}
+
+function publicReport(report: HealthReport): PublicHealthReport {
+  const schema = report.schema !== null && 'upToDate' in report.schema ? report.schema : null;
+  const answer: PublicHealthReport = { status: report.status, database: { reachable: report.database.reachable }, schema, transport: report.transport };
+  if (report.status === 'unhealthy') {
+    const what = report.error ? 'CoreMachine could not start' : !report.database.reachable ? 'the database cannot be reached' : 'the database schema is not the version this code needs';
+    answer.reason = `${what}; the details are logged and shown by GET /api/health/details with the function key`;
+  }
+  return answer;
+}
+
+function respond<T>(report: HealthReport, body: T): HttpResponseInit {
+  return report.status === 'healthy' ? { status: 200, jsonBody: body } : { status: 503, headers: RETRY_LATER, jsonBody: body };
+}
+
+/** GET health (anonymous): database reachable, schema version, transport. 200 when all is well, else 503. */
+export async function healthHandler(_request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  const report = await checkHealth(context);
+  return respond(report, publicReport(report));
+}
+
+/** GET health/details (function key): the same probe with the errors that explain a 503. */
+export async function healthDetailsHandler(_request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  const report = await checkHealth(context);
+  return respond(report, report);
+}
+
+export const healthRoutes: HttpRoute[] = [
+  { name: 'health', methods: ['GET'], authLevel: 'anonymous', route: 'health', handler: healthHandler },
+  { name: 'health-details', methods: ['GET'], authLevel: 'function', route: 'health/details', handler: healthDetailsHandler },
+];

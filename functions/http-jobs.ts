@@ -3,6 +3,7 @@ import { JobIdParams, JobTypeParams, ListJobsQuery, ListTasksQuery } from '../mo
 import { JobWaitQuery } from '../models/idempotency';
 import { TIMEOUT_HEADER } from '../models/deadline';
 import { getAppContext } from './app-context';
+import { clientSignal } from './client-signal';
 import { readJsonBody, withErrors, type Handler } from './http-errors';
 import { parseParams, parseQuery } from './http-input';
 
@@ -33,7 +34,7 @@ export const submitJobHandler: Handler = withErrors(async (request) => {
 export const getJobHandler: Handler = withErrors(async (request) => {
   const { jobId } = parseParams(request, JobIdParams);
   const { machine } = await getAppContext();
-  return { status: 200, jsonBody: await machine.waitForJob(jobId, parseQuery(request, JobWaitQuery, 'job query')) };
+  return { status: 200, jsonBody: await machine.waitForJob(jobId, parseQuery(request, JobWaitQuery, 'job query'), clientSignal(request)) };
 });
 
 /** GET jobs?status=&jobType=&limit=&cursor=: newest first; pass nextCursor back for the next page. */

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
 import { CoreMachineError } from '../core/errors';
 import { TaskIdParams } from '../models/api';
@@ -19,11 +19,14 @@ export class WorkerAuthError extends CoreMachineError {
  */
 function checkWorkerToken(request: HttpRequest, expected: string | undefined): void {
   if (!expected) return;
-  const presented = /^Bearer (.+)$/.exec(request.headers.get('authorization') ?? '')?.[1] ?? '';
-  const a = Buffer.from(presented);
-  const b = Buffer.from(expected);
-  if (a.length !== b.length || !timingSafeEqual(a, b)) throw new WorkerAuthError('a remote worker must send Authorization: Bearer <COREMACHINE_WORKER_TOKEN>');
+  // The auth scheme is case-insensitive (RFC 7235 section 2.1), the token is not.
+  const presented = /^bearer +(\S+) *$/i.exec(request.headers.get('authorization') ?? '')?.[1] ?? '';
+  // Digests are of equal length whatever was sent, so neither the comparison's time nor an early
+  // return tells a caller how long the token is.
+  if (!timingSafeEqual(digest(presented), digest(expected))) throw new WorkerAuthError('a remote worker must send Authorization: Bearer <COREMACHINE_WORKER_TOKEN>');
 }
+
+const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
 
 function workerHandler(work: (request: HttpRequest) => Promise<HttpResponseInit>): Handler {
   return withErrors(async (request) => {

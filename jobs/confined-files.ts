@@ -36,7 +36,8 @@ export async function openRoot(configured: string, label: string): Promise<Confi
   try {
     return { configured, real: await fs.realpath(configured) };
   } catch (error) {
-    throw refuse(`${label}: the root folder ${configured} cannot be read`, error);
+    // The folder is the host's business: the message says which setting, the cause which error.
+    throw refuse(`${label}: its root folder cannot be read`, error);
   }
 }
 

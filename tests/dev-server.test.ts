@@ -48,3 +48,27 @@ test('route templates match like the host: parameters, regex constraints, litera
   expect(matchRoute('jobs/{jobId}/{action:regex(^(cancel|pause|resume|retry)$)}', 'jobs/abc/explode')).toBeUndefined();
   expect(matchRoute('jobs/{jobType}', 'jobs')).toBeUndefined();
 });
+
+test('a long-poll whose client has gone stops polling the database', async () => {
+  const submitted = await api('jobs/approved_publish', { method: 'POST', body: JSON.stringify({ title: 'long-poll', pages: 1 }) });
+  const { jobId } = (await submitted.json()) as { jobId: string };
+  const pool = dev.runtime.database.pool;
+  const query = jest.spyOn(pool, 'query');
+  const statusPolls = () => query.mock.calls.filter(([config]) => (config as { name?: string } | undefined)?.name === 'cm_find_job_status').length;
+  try {
+    const clients = Array.from({ length: 30 }, () => new AbortController());
+    const waits = clients.map((client) => api(`jobs/${jobId}?waitSeconds=60`, { signal: client.signal }).catch((error: unknown) => error));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(statusPolls()).toBeGreaterThanOrEqual(30);
+    for (const client of clients) client.abort();
+    await Promise.all(waits);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const afterHangUp = statusPolls();
+    // Unaborted, each wait would poll about once a second for a minute: 30 × ~3 in this window.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect(statusPolls() - afterHangUp).toBe(0);
+  } finally {
+    query.mockRestore();
+    await api(`jobs/${jobId}/cancel`, { method: 'POST' });
+  }
+});

@@ -9,6 +9,7 @@ import { loadConfig } from '../core/config';
 import { createPool } from '../core/db/pool';
 import { DatabaseTokenError, databasePoolOptions, EntraTokenProvider, POSTGRES_ENTRA_SCOPE, type AccessTokenLike, type TokenSource } from '../core/db/entra-token';
 import { isTransientDatabaseError } from '../core/db/transient-errors';
+import { freePort } from './support/free-port';
 import { startPasswordCluster, type PasswordCluster } from './support/password-cluster';
 
 let server: PasswordCluster;
@@ -37,7 +38,8 @@ async function setRolePassword(password: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  server = startPasswordCluster(55_500 + Math.floor(Math.random() * 400));
+  // A port the OS picked: a fixed range collided with ephemeral ports of other connections.
+  server = startPasswordCluster(await freePort());
   appUrl = server.url('app_identity');
   admin = new pg.Client({ connectionString: server.url('postgres', 'postgres') });
   await admin.connect();

@@ -100,6 +100,19 @@ test('a symlinked folder that leads outside the configured root: the job FAILS a
   expect(done.result).toBeNull();
 });
 
+test("a failed job's error, causes included, names no absolute path of the host", async () => {
+  for (const [setting, directory] of [[root, 'no-such-folder'], [path.join(sandbox, 'missing-root'), '.']] as const) {
+    process.env[ROOT_ENV] = setting;
+    const { job } = await h().machine.submitJob('word_frequencies', { directory }, { idempotencyKey: 'host-paths' });
+    const done = await waitForJob(h().machine, job.jobId);
+    expect(done.status).toBe('FAILED');
+    const recorded = JSON.stringify({ error: done.error, tasks: (await h().machine.listTasks(job.jobId)).map((task) => task.error) });
+    expect(recorded).toContain('ENOENT');
+    expect(recorded).not.toContain(sandbox);
+    expect(recorded).not.toContain(process.cwd());
+  }
+});
+
 test('listing skips symlinks and FIFOs: only the regular file below the root is counted', async () => {
   process.env[ROOT_ENV] = root;
   const { job } = await h().machine.submitJob('word_frequencies', { directory: 'texts', minLength: 1 });
@@ -130,7 +143,7 @@ test('the list task refuses a file named as a folder and a root that does not ex
   process.env[ROOT_ENV] = root;
   await expect(listFiles.handler({ directory: 'texts/good.txt', extension: '.txt' }, context)).rejects.toThrow(/"texts\/good.txt" is not a folder/);
   process.env[ROOT_ENV] = path.join(sandbox, 'missing');
-  await expect(listFiles.handler({ directory: '.', extension: '.txt' }, context)).rejects.toThrow(/root folder .* cannot be read/);
+  await expect(listFiles.handler({ directory: '.', extension: '.txt' }, context)).rejects.toThrow(/its root folder cannot be read/);
 });
 
 test('hello_world takes nothing but a bounded n: anything else is a 400 with nothing stored', async () => {

@@ -75,3 +75,25 @@ test('the janitor timer trigger sweeps and logs what it found', async () => {
   expect(lines.some((line) => line.includes('coremachine.janitor.sweep') && line.includes('"requeuedTasks":1'))).toBe(true);
   await h.machine.cancelJob(job.jobId);
 });
+
+test('the worker token: the scheme is case-insensitive (RFC 7235), and a token of any length is compared in full, never refused early on its length', async () => {
+  setAppContext({ machine: h.machine, pool: db.pool, transport: h.transport, logger: captureLogger(h.logs), config: loadConfig({ COREMACHINE_WORKER_TOKEN: 's3cret-token' }) });
+  const claim = (authorization: string) => post(claimHandler, 'workers/claim', { workerId: 'w', taskTypes: ['test.render'] }, {}, { authorization });
+  expect((await claim('bearer s3cret-token')).status).toBe(200);
+  expect((await claim('BEARER s3cret-token')).status).toBe(200);
+  expect((await claim('Bearer S3CRET-TOKEN')).status).toBe(401);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- the same module object the handler calls through
+  const crypto = require('node:crypto') as typeof import('node:crypto');
+  const compare = jest.spyOn(crypto, 'timingSafeEqual');
+  try {
+    for (const token of ['x', 's3cret-toke', 's3cret-token-and-more', '']) {
+      compare.mockClear();
+      expect((await claim(`Bearer ${token}`)).status).toBe(401);
+      expect(compare).toHaveBeenCalledTimes(1);
+      const [a, b] = compare.mock.calls[0] as [Buffer, Buffer];
+      expect([a.length, b.length]).toEqual([32, 32]);
+    }
+  } finally {
+    compare.mockRestore();
+  }
+});

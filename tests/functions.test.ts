@@ -6,7 +6,7 @@ import { InProcessTransport } from '../core/transport/in-process-transport';
 import { createAppContext, getAppContext, setAppContext, setTransportFactory } from '../functions/app-context';
 import { dashboardHandler } from '../functions/http-dashboard';
 import { deleteJobHandler } from '../functions/http-delete';
-import { healthHandler } from '../functions/http-health';
+import { healthDetailsHandler, healthHandler } from '../functions/http-health';
 import { signalJobHandler } from '../functions/http-signals';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
 import { deadLetterHandler, jobMessageHandler, submissionHandler, taskMessagesHandler } from '../functions/servicebus-triggers';
@@ -107,7 +107,7 @@ async function driveToEnd(jobId: string, machine: CoreMachine = h.machine, trans
 
 test('registrations: routes split by method, function-key auth on jobs, anonymous health, both queues', () => {
   const http = httpRegistrations.map(([name, o]) => [name, o.methods, o.route, o.authLevel, o.handler]);
-  expect(http).toHaveLength(18);
+  expect(http).toHaveLength(19);
   expect(http.filter(([name]) => String(name).startsWith('workers-')).map(([, methods, route]) => [methods, route])).toEqual([
     [['POST'], 'workers/claim'],
     [['POST'], 'workers/tasks/{taskId}/heartbeat'],
@@ -126,6 +126,7 @@ test('registrations: routes split by method, function-key auth on jobs, anonymou
       ['jobs-list', ['GET'], 'jobs', 'function', listJobsHandler],
       ['jobs-tasks', ['GET'], 'jobs/{jobId}/tasks', 'function', listTasksHandler],
       ['health', ['GET'], 'health', 'anonymous', healthHandler],
+      ['health-details', ['GET'], 'health/details', 'function', healthDetailsHandler],
       ['jobs-control', ['POST'], 'jobs/{jobId}/{action:regex(^(cancel|pause|resume|retry)$)}', 'function', controlJobHandler],
       ['jobs-events', ['GET'], 'jobs/{jobId}/events', 'function', listEventsHandler],
       ['dead-letters', ['GET'], 'dead-letters', 'function', listDeadLettersHandler],
@@ -244,15 +245,43 @@ test('health: 200 with the database reachable, the schema up to date and the tra
   expect(reply.body).toMatchObject({ status: 'healthy', database: { reachable: true }, schema: { upToDate: true }, transport: 'in-process' });
 });
 
-test('health: 503 when the database cannot be reached', async () => {
+test('health: 503 when the database cannot be reached; anonymous callers get a generic reason, the keyed route and the log the driver error', async () => {
   const unreachable = createPool('postgres://nobody@127.0.0.1:1/nothing', 1);
   try {
     setAppContext({ machine: h.machine, pool: unreachable, transport: h.transport, logger: createLogger('silent') });
     const reply = await call(healthHandler, 'GET', 'health');
     expect(reply.status).toBe(503);
-    expect(reply.body).toMatchObject({ status: 'unhealthy', database: { reachable: false, error: { type: expect.any(String) as string } }, schema: null });
+    expect(reply.body).toEqual({
+      status: 'unhealthy',
+      database: { reachable: false },
+      schema: null,
+      transport: 'in-process',
+      reason: 'the database cannot be reached; the details are logged and shown by GET /api/health/details with the function key',
+    });
+    expect(JSON.stringify(reply.body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|nobody/);
+    const detailed = await call(healthDetailsHandler, 'GET', 'health/details');
+    expect(detailed.status).toBe(503);
+    expect(detailed.body).toMatchObject({ status: 'unhealthy', database: { reachable: false, error: { message: expect.stringContaining('ECONNREFUSED') as string } } });
+    expect(invocationLogs.some((line) => line.includes('coremachine.health') && line.includes('ECONNREFUSED'))).toBe(true);
   } finally {
     await unreachable.end();
+  }
+});
+
+test('health: an engine that cannot start (a bad host name) says so generically to anonymous callers', async () => {
+  setAppContext(undefined);
+  setTransportFactory(() => h.transport);
+  const saved = process.env.DATABASE_URL;
+  process.env.DATABASE_URL = 'postgres://secret_role@no-such-host.invalid:5432/db';
+  try {
+    const reply = await call(healthHandler, 'GET', 'health');
+    expect(reply.status).toBe(503);
+    expect(reply.body).toMatchObject({ status: 'unhealthy', reason: expect.stringMatching(/^CoreMachine could not start;/) as string });
+    expect(JSON.stringify(reply.body)).not.toMatch(/secret_role|no-such-host|ENOTFOUND/);
+    expect(JSON.stringify((await call(healthDetailsHandler, 'GET', 'health/details')).body)).toMatch(/no-such-host|ENOTFOUND/);
+  } finally {
+    process.env.DATABASE_URL = saved;
+    setAppContext(undefined);
   }
 });
 

@@ -8,6 +8,7 @@ import { setAppContext } from '../../functions/app-context';
 import { MAX_BODY_BYTES } from '../../functions/http-errors';
 import type { HttpRoute } from '../../functions/http-route';
 import { httpRoutes } from '../../functions/routes';
+import { attachClientSignal } from '../../functions/client-signal';
 import { HttpRefusal } from './http-refusal';
 import { checkDeclaredLength, hasBody, readBodyWithLimit } from './request-body';
 import { checkContentType, checkFunctionKey, checkHost, checkOrigin, isLoopbackAddress, type GuardOptions } from './request-guard';
@@ -133,6 +134,12 @@ async function handle(
     query: Object.fromEntries(query),
     ...(body && body.length > 0 ? { body: { bytes: body } } : {}),
   });
+  // The caller hung up before the answer was written: a long-poll need not keep asking the database.
+  const gone = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) gone.abort();
+  });
+  attachClientSignal(request, gone.signal);
   const context = new InvocationContext({
     invocationId: randomUUID(),
     functionName: match.route.name,
