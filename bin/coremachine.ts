@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { runCli } from './cli/run-cli';
+import { visible } from './cli/visible';
 
 /**
  * The exit code is the command's, on every path. Commands stop what they started before they
@@ -13,6 +14,7 @@ function finish(code: number): void {
 
 runCli(process.argv.slice(2)).then(finish, (error: unknown) => {
   const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  process.stderr.write(`coremachine: ${message}\n`);
+  // An unexpected error may quote a server's or a handler's text: never raw to the terminal.
+  process.stderr.write(`coremachine: ${visible(message)}\n`);
   finish(1);
 });

@@ -15,6 +15,20 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
+/**
+ * JSON.stringify escapes C0 controls but writes DEL (U+007F) and C1 (U+0080–U+009F) as they are,
+ * and some terminals act on C1 (U+009B is a one-byte CSI). A logged error message or parameter
+ * comes from outside, so those are escaped too: \u009b is still JSON for the same string.
+ */
+const DEL_AND_C1 = /[\u007f-\u009f]/;
+const DEL_AND_C1_ALL = /[\u007f-\u009f]/g;
+
+/** One log record as a JSON line no terminal interprets; JSON.parse gives back every string as it was. */
+function jsonLine(record: LogFields): string {
+  const line = JSON.stringify(record);
+  return DEL_AND_C1.test(line) ? line.replace(DEL_AND_C1_ALL, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`) : line;
+}
+
 export function createLogger(
   level: LogLevel,
   base: LogFields = {},
@@ -22,7 +36,7 @@ export function createLogger(
 ): Logger {
   const log = (at: LogLevel, message: string, fields?: LogFields): void => {
     if (ORDER[at] < ORDER[level]) return;
-    write(JSON.stringify({ time: new Date().toISOString(), level: at, message, ...base, ...fields }));
+    write(jsonLine({ time: new Date().toISOString(), level: at, message, ...base, ...fields }));
   };
   return {
     debug: (message, fields) => log('debug', message, fields),

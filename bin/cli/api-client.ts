@@ -47,10 +47,16 @@ export class ApiClient {
     const url = `${this.base}/api/${path}`;
     let response: Response;
     try {
-      response = await fetch(url, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(extra.timeoutMs ?? 30_000) });
+      // redirect: 'manual': a redirect would carry the key (and a 307/308 the body) to whatever
+      // origin the Location names. Node's fetch then answers with the 3xx itself and its Location.
+      response = await fetch(url, { method, headers, redirect: 'manual', ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(extra.timeoutMs ?? 30_000) });
     } catch (error) {
       const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
       throw new ApiError(0, { type: 'ConnectionError', message: `could not reach ${url} (${cause}); is "coremachine dev" running, and is --url right?` });
+    }
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new ApiError(response.status, redirectRefused(url, `api/${path}`, response.status, response.headers.get('location')));
     }
     const text = await response.text();
     let parsed: unknown;
@@ -121,6 +127,26 @@ function search(query: Record<string, string | number | undefined>): string {
   for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== '') params.set(key, String(value));
   const text = params.toString();
   return text ? `?${text}` : '';
+}
+
+/**
+ * A 3xx answer, as an error: where it pointed, why the CLI does not go there, and the --url to use
+ * when it is the same service moved (http → https, another path prefix).
+ */
+function redirectRefused(url: string, apiPath: string, status: number, location: string | null): ErrorShape {
+  const from = new URL(url).origin;
+  const why = 'the CLI does not follow redirects, because it would send the function key (and the request body) there too';
+  if (location === null || !URL.canParse(location, url)) {
+    return { type: 'RedirectRefused', message: `${from} answered HTTP ${status} (a redirect${location === null ? ' without a Location' : ` to ${JSON.stringify(location)}`}); ${why}. Check --url` };
+  }
+  const target = new URL(location, url);
+  // The same API under a new base (https://host/api/jobs for http://host/api/jobs): suggest that base.
+  const tail = `/${apiPath.split('?')[0] ?? ''}`;
+  const base = target.pathname.endsWith(tail) ? `${target.origin}${target.pathname.slice(0, -tail.length)}` : target.origin;
+  return {
+    type: 'RedirectRefused',
+    message: `${from} answered HTTP ${status}, redirecting to ${target.href}; ${why}. If that is the same service (e.g. http → https), use --url ${base}`,
+  };
 }
 
 /** The API's {error:{type,message}}; anything else (a proxy's HTML page, say) still gets a type. */

@@ -1,7 +1,13 @@
 import type { ErrorShape } from '../../models';
+import { oneLine } from './visible';
 
-/** Aligned columns, two spaces apart; the last column is not padded so long errors do not wrap early. */
-export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+/**
+ * Aligned columns, two spaces apart; the last column is not padded so long errors do not wrap early.
+ * A cell is one line as printed (oneLine): a value with a newline cannot fake a row, and the widths
+ * count the escapes a control character is printed as.
+ */
+export function table(header: readonly string[], data: ReadonlyArray<readonly string[]>): string {
+  const rows = data.map((row) => row.map(oneLine));
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
   const line = (cells: readonly string[]) =>
     cells
@@ -25,9 +31,9 @@ export function formatDuration(startIso: string | null, endIso: string | null, n
   return `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} min`;
 }
 
-/** One line for a table cell: type and message, newlines folded. */
+/** One line for a table cell: type and message, newlines folded, control characters visible. */
 export function errorCell(error: ErrorShape | null): string {
-  return error ? `${error.type}: ${error.message}`.replace(/\s*\n\s*/g, ' ') : '';
+  return error ? oneLine(`${error.type}: ${error.message}`) : '';
 }
 
 /** A task id is the job id plus -s{stage}-t{index}; within one job only the suffix says anything. */
@@ -36,16 +42,20 @@ export function shortTaskId(jobId: string, taskId: string | null): string {
   return taskId.startsWith(`${jobId}-`) ? taskId.slice(jobId.length + 1) : taskId;
 }
 
-/** How an API error reads on stderr: type, HTTP status, message, then zod issues one per line. */
+/**
+ * How an API error reads on stderr: type, HTTP status, message, then zod issues one per line.
+ * Each part is folded to one line: the server's text (which may quote a submitted value) cannot
+ * add lines of its own.
+ */
 export function describeError(error: ErrorShape, status: number): string {
-  const lines = [`error: ${error.type}${status ? ` (HTTP ${status})` : ''}: ${error.message}`];
+  const lines = [`error: ${oneLine(String(error.type))}${status ? ` (HTTP ${status})` : ''}: ${oneLine(String(error.message))}`];
   for (const issue of error.issues ?? []) {
     if (typeof issue === 'object' && issue !== null && 'message' in issue) {
       const { path, message } = issue as { path?: unknown; message: unknown };
       const where = Array.isArray(path) && path.length > 0 ? path.map(String).join('.') : '(root)';
-      lines.push(`  ${where}: ${String(message)}`);
+      lines.push(`  ${oneLine(where)}: ${oneLine(String(message))}`);
     }
   }
-  if (error.cause) lines.push(`  caused by ${error.cause.type}: ${error.cause.message}`);
+  if (error.cause) lines.push(`  caused by ${oneLine(String(error.cause.type))}: ${oneLine(String(error.cause.message))}`);
   return lines.join('\n');
 }

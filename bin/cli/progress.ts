@@ -1,4 +1,5 @@
-import type { CliIo } from './io';
+import { guardIo, type CliIo } from './io';
+import { visible } from './visible';
 
 const WIDTH = 24;
 
@@ -64,8 +65,12 @@ export class ProgressDisplay {
   private last = '';
   private lastMilestone: string | undefined;
   private linesOnScreen = 0;
+  private readonly io: CliIo;
 
-  constructor(private readonly io: CliIo) {}
+  /** The io is guarded (it already is under runCli): frames are text, the redraw is terminalControl. */
+  constructor(io: CliIo) {
+    this.io = guardIo(io);
+  }
 
   show(block: string, milestone: string = block): void {
     if (block === this.last) return;
@@ -74,10 +79,11 @@ export class ProgressDisplay {
       this.lastMilestone = milestone;
     }
     this.last = block;
-    if (this.io.isTTY && this.linesOnScreen > 0) this.io.out(`\x1b[${this.linesOnScreen}F\x1b[0J`);
+    if (this.io.isTTY && this.linesOnScreen > 0) this.io.terminalControl?.(`\x1b[${this.linesOnScreen}F\x1b[0J`);
     this.io.out(`${block}\n`);
-    // A line wider than the terminal wraps onto more rows, and all of them must be cleared next time.
+    // A line wider than the terminal wraps onto more rows, and all of them must be cleared next time
+    // (counted as printed: a control character in a stage name takes six columns once made visible).
     const columns = this.io.columns && this.io.columns > 0 ? this.io.columns : Number.POSITIVE_INFINITY;
-    this.linesOnScreen = block.split('\n').reduce((rows, line) => rows + Math.max(1, Math.ceil([...line].length / columns)), 0);
+    this.linesOnScreen = visible(block).split('\n').reduce((rows, line) => rows + Math.max(1, Math.ceil([...line].length / columns)), 0);
   }
 }

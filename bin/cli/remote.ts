@@ -1,6 +1,7 @@
 import { DEFAULT_API_URL, remoteSettings } from '../../core/config';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ApiClient, ApiError, type EventJson } from './api-client';
+import { checkApiUrl, INSECURE_HTTP_FLAG } from './api-origin';
 import { describeError, errorCell, formatDuration, formatTime, shortTaskId, table } from './format';
 import { UsageError, type CliIo } from './io';
 import { renderStages } from './progress';
@@ -11,6 +12,7 @@ import { jsonFromFlags } from './json-input';
 import { sendSignal } from './signal';
 import { awaitedSignal } from '../../models/signal-wait';
 import { CONTROL_ACTION_NAMES, isControlAction, type ControlAction } from '../../models/control-actions';
+import { oneLine } from './visible';
 
 
 /** Synopsis and meaning per command; the control actions (models/control-actions.ts) share one entry. */
@@ -32,7 +34,11 @@ export function usageLine(synopsis: string, meaning: string): string {
 }
 export const REMOTE_USAGE: readonly string[] = Object.values(USAGE_LINES).map(([synopsis, meaning]) => usageLine(synopsis, meaning));
 export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTION_NAMES, 'schedules', 'schedule', 'delete', 'signal'];
-export const REMOTE_OPTIONS_USAGE = `remote options: --url URL (env COREMACHINE_URL, default ${DEFAULT_API_URL}), --key KEY (env COREMACHINE_FUNCTION_KEY)`;
+export const REMOTE_OPTIONS_USAGE = [
+  `remote options: --url URL (env COREMACHINE_URL, default ${DEFAULT_API_URL}), --key KEY (env COREMACHINE_FUNCTION_KEY)`,
+  `  ${INSECURE_HTTP_FLAG}: allow an http:// URL to another machine (the key and data travel unencrypted; use https)`,
+  '  redirects are not followed: the key is sent only to the --url origin',
+].join('\n');
 
 type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
 type OptionSpec = Record<string, { type: 'string' | 'boolean' }>;
@@ -71,7 +77,7 @@ interface Parsed {
 
 /** Strict: an unknown flag or a missing argument is a usage error, never silently ignored. */
 export function parse(args: readonly string[], options: OptionSpec, positionalNames: readonly string[]): Parsed {
-  const config: ParseArgsConfig = { args: [...args], options: { url: { type: 'string' }, key: { type: 'string' }, help: { type: 'boolean', short: 'h' }, ...options }, strict: true, allowPositionals: true };
+  const config: ParseArgsConfig = { args: [...args], options: { url: { type: 'string' }, key: { type: 'string' }, 'insecure-http': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...options }, strict: true, allowPositionals: true };
   let parsed: { values: Values; positionals: string[] };
   try {
     parsed = parseArgs(config);
@@ -85,8 +91,10 @@ export function parse(args: readonly string[], options: OptionSpec, positionalNa
   }
   const clientFor = (io: CliIo) => {
     const settings = remoteSettings(io.env);
-    const baseUrl = str(parsed.values, 'url') ?? settings.apiUrl;
-    if (!URL.canParse(baseUrl)) throw new UsageError(`--url "${baseUrl}" is not a URL`);
+    const flag = str(parsed.values, 'url');
+    const baseUrl = flag ?? settings.apiUrl;
+    // Before any request: the key goes to this origin only, and over http only to this machine.
+    checkApiUrl(baseUrl, flag !== undefined ? '--url' : io.env.COREMACHINE_URL !== undefined ? 'COREMACHINE_URL' : 'the default URL', parsed.values['insecure-http'] === true);
     return new ApiClient({ baseUrl, functionKey: str(parsed.values, 'key') ?? settings.functionKey });
   };
   return { ...parsed, clientFor };
@@ -156,11 +164,12 @@ async function status(args: readonly string[], io: CliIo): Promise<number> {
     io.out(`${JSON.stringify(job, null, 2)}\n`);
     return 0;
   }
+  // One field per line: what the server sends is folded (oneLine) so it cannot print lines of its own.
   io.out(
     [
-      `job       ${job.jobId}`,
-      `type      ${job.jobType}`,
-      `status    ${job.status}`,
+      `job       ${oneLine(job.jobId)}`,
+      `type      ${oneLine(job.jobType)}`,
+      `status    ${oneLine(job.status)}`,
       `stage     ${job.stage} of ${job.totalStages}`,
       `created   ${formatTime(job.createdAt)}`,
       `started   ${formatTime(job.startedAt)}`,
@@ -172,7 +181,10 @@ async function status(args: readonly string[], io: CliIo): Promise<number> {
     ].join('\n'),
   );
   const awaited = awaitedSignal(job);
-  if (awaited) io.out(`waiting for signal "${awaited.name}" at stage ${awaited.stage}: coremachine signal ${job.jobId} ${awaited.name} --data '{...}'\n`);
+  if (awaited) {
+    const name = oneLine(awaited.name);
+    io.out(`waiting for signal "${name}" at stage ${awaited.stage}: coremachine signal ${oneLine(job.jobId)} ${name} --data '{...}'\n`);
+  }
   if (job.error || job.result !== null) printOutcome(job, io);
   return 0;
 }

@@ -1,7 +1,7 @@
 import { loadConfig, type CoreMachineConfig } from '../../core/config';
 import { createLogger } from '../../core/logger';
 import type { Registry } from '../../core/registry';
-import { processIo, UsageError, type CliIo } from './io';
+import { guardIo, processIo, UsageError, type CliIo } from './io';
 import { LOCAL_COMMANDS, localUsage, parseLocalArgs, type LocalArgs, type LocalCommandName } from './local-args';
 import { REMOTE_COMMANDS, REMOTE_OPTIONS_USAGE, REMOTE_USAGE, runRemote, usageLine } from './remote';
 import { withShutdownSignal } from './shutdown';
@@ -21,8 +21,13 @@ export interface CliOptions {
   registry?: Registry;
 }
 
-/** The whole CLI; io carries stdout, stderr and the environment so tests can run it in-process. */
-export async function runCli(argv: string[], io: CliIo = processIo(), options: CliOptions = {}): Promise<number> {
+/**
+ * The whole CLI; io carries stdout, stderr and the environment so tests can run it in-process.
+ * Every command gets the io guarded: error messages, parameters and names that came from a
+ * server, a handler or a file reach the terminal with their control characters made visible.
+ */
+export async function runCli(argv: string[], given: CliIo = processIo(), options: CliOptions = {}): Promise<number> {
+  const io = guardIo(given);
   const [command, ...rest] = argv;
   if (command !== undefined && REMOTE_COMMANDS.includes(command)) return runRemote(command, rest, io);
   if (command !== undefined && command in LOCAL_COMMANDS) return runLocal(command as LocalCommandName, rest, io, options);

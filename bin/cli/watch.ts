@@ -1,6 +1,7 @@
 import { ApiError, type ApiClient, type JobJson } from './api-client';
 import { formatDuration } from './format';
 import type { CliIo } from './io';
+import { oneLine } from './visible';
 import { ProgressDisplay, progressMilestone, renderStages } from './progress';
 
 /** PAUSED is not here: a paused job is waiting for an operator, and resume continues the watch. */
@@ -33,9 +34,14 @@ export async function watchJob(client: ApiClient, jobId: string, io: CliIo): Pro
   }
 }
 
+/**
+ * The job's end: status, the error on one line (a handler's message must not print a line of its
+ * own such as "job COMPLETED"), then the error and the result as JSON, whose strings keep their
+ * newlines escaped.
+ */
 export function printOutcome(job: JobJson, io: CliIo): void {
-  io.out(`job ${job.status} in ${formatDuration(job.createdAt, job.finishedAt)}\n`);
-  if (job.error) io.out(`error: ${job.error.type}: ${job.error.message}\n${JSON.stringify(job.error, null, 2)}\n`);
+  io.out(`job ${oneLine(job.status)} in ${formatDuration(job.createdAt, job.finishedAt)}\n`);
+  if (job.error) io.out(`error: ${oneLine(`${job.error.type}: ${job.error.message}`)}\n${JSON.stringify(job.error, null, 2)}\n`);
   if (job.result !== null && job.result !== undefined) io.out(`result: ${JSON.stringify(job.result, null, 2)}\n`);
 }
 
