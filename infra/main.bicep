@@ -15,15 +15,23 @@ param location string
 @description('Resource group name; empty means rg-<environmentName>.')
 param resourceGroupName string = ''
 
-@description('PostgreSQL administrator login (not postgres, azure_superuser, admin, root or a pg_ name).')
-param postgresAdminLogin string = 'coremachine'
+// The deployer becomes the PostgreSQL server's Microsoft Entra administrator: the server has no
+// password login at all. azd substitutes AZURE_PRINCIPAL_ID (object id) and AZURE_PRINCIPAL_TYPE
+// (User or ServicePrincipal, azd 1.17.1 and later) for whoever `azd auth login` signed in:
+// https://github.com/Azure/azure-dev/blob/main/cli/azd/docs/environment-variables.md
+@minLength(1)
+@description('Object id of the deploying user or service principal (azd: AZURE_PRINCIPAL_ID).')
+param principalId string
 
-@secure()
-@minLength(12)
-@description('PostgreSQL administrator password; azd prompts for it and keeps it in the environment.')
-param postgresAdminPassword string
+@allowed(['User', 'ServicePrincipal'])
+@description('Its type (azd: AZURE_PRINCIPAL_TYPE).')
+param principalType string
 
-@description('Your public IP, to let the postprovision hook (migrations and the app role\'s grants) reach the server; empty adds no firewall rule.')
+@minLength(1)
+@description('Its name: a user\'s user principal name, a service principal\'s display name (infra/hooks/preprovision.sh sets AZURE_PRINCIPAL_NAME from `az`). The administrator\'s database role has this name.')
+param principalName string
+
+@description('One public IPv4 address (yours) to let through the server\'s firewall so the postprovision hook can migrate from your machine; empty keeps the server reachable only through its private endpoint.')
 param clientIpAddress string = ''
 
 @description('Allow SAS keys (connection strings) on the Service Bus namespace. The app itself always uses its managed identity; enable this only to run tests/servicebus-live.test.ts against the namespace.')
@@ -162,14 +170,28 @@ module postgres 'modules/postgres.bicep' = {
     tags: tags
     name: 'psql-${resourceToken}'
     databaseName: databaseName
-    adminLogin: postgresAdminLogin
-    adminPassword: postgresAdminPassword
+    administratorObjectId: principalId
+    administratorName: principalName
+    administratorType: principalType
     clientIpAddress: clientIpAddress
     skuName: profile.skuName
     skuTier: profile.skuTier
     pgbouncer: profile.pgbouncer
     pgbouncerPoolSize: profile.pgbouncerPoolSize
     pgbouncerMaxClientConnections: profile.connectionLimit
+  }
+}
+
+// After the server (its id), before the app (its subnet). The private endpoint's DNS record makes
+// the server's FQDN resolve privately inside the VNet, for port 5432 and PgBouncer's 6432 alike.
+module network 'modules/network.bicep' = {
+  name: 'network'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'vnet-${resourceToken}'
+    postgresServerId: postgres.outputs.id
   }
 }
 
@@ -192,17 +214,7 @@ module functionApp 'modules/functionapp.bicep' = {
     preparedStatements: profile.preparedStatements
     maximumInstanceCount: effectiveMaximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-  }
-}
-
-// The app's identity logs in to PostgreSQL with an Entra token: no database password in its settings.
-module postgresEntraAdmin 'modules/postgres-entra-admin.bicep' = {
-  name: 'postgres-entra-admin'
-  scope: rg
-  params: {
-    serverName: postgres.outputs.name
-    principalId: functionApp.outputs.principalId
-    principalName: functionApp.outputs.name
+    virtualNetworkSubnetId: network.outputs.functionsSubnetId
   }
 }
 
@@ -213,6 +225,7 @@ module roles 'modules/role-assignments.bicep' = {
     principalId: functionApp.outputs.principalId
     serviceBusNamespaceName: serviceBus.outputs.name
     storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
 
@@ -220,9 +233,15 @@ output AZURE_LOCATION string = location
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output SERVICEBUS_FULLY_QUALIFIED_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
+output POSTGRES_SERVER_NAME string = postgres.outputs.name
 output POSTGRES_HOST string = postgres.outputs.host
 output POSTGRES_DATABASE string = databaseName
-output POSTGRES_APP_ROLE string = postgresEntraAdmin.outputs.roleName
+// What infra/hooks/postprovision.sh needs: who administers the server (it logs in as that role and
+// checks its token is that principal's), and the app's role to create (named after the app, mapped
+// to its managed identity's object id; DATABASE_URL in functionapp.bicep uses the same name).
+output POSTGRES_ADMIN_NAME string = principalName
+output POSTGRES_ADMIN_OBJECT_ID string = principalId
+output POSTGRES_APP_ROLE string = functionApp.outputs.name
+output POSTGRES_APP_OBJECT_ID string = functionApp.outputs.principalId
 output DATABASE_PROFILE string = databaseProfile
 output MAXIMUM_INSTANCE_COUNT int = effectiveMaximumInstanceCount
-output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString

@@ -2,7 +2,7 @@
  * The deployment logs in to PostgreSQL without a password: checks over the Bicep and azd files
  * that no compiler connects to core/db/entra-token.ts and core/config.ts.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../core/config';
 
@@ -10,15 +10,16 @@ const root = path.resolve(__dirname, '..');
 /** Source without `//` and `#` comment lines, so commented-out code cannot satisfy a check. */
 const read = (file: string): string => readFileSync(path.join(root, file), 'utf8').replace(/^\s*(\/\/|#).*$/gm, '');
 
-test('the server accepts Entra tokens and the app identity is its Entra administrator', () => {
+test('the server accepts only Entra tokens, and its Entra administrator is the deployer, not the app identity', () => {
   const postgres = read('infra/modules/postgres.bicep');
   expect(postgres).toMatch(/activeDirectoryAuth:\s*'Enabled'/);
-  const admin = read('infra/modules/postgres-entra-admin.bicep');
-  expect(admin).toMatch(/flexibleServers\/administrators@/);
-  expect(admin).toMatch(/principalType:\s*'ServicePrincipal'/);
+  expect(postgres).toMatch(/passwordAuth:\s*'Disabled'/);
+  expect(postgres).toMatch(/flexibleServers\/administrators@[\s\S]*?name: administratorObjectId\n\s*properties: \{\s*principalName: administratorName\s*principalType: administratorType/);
   const main = read('infra/main.bicep');
-  expect(main).toMatch(/principalId:\s*functionApp\.outputs\.principalId/);
-  expect(main).toMatch(/principalName:\s*functionApp\.outputs\.name/);
+  expect(main).toMatch(/administratorObjectId:\s*principalId\n/);
+  expect(main).toMatch(/administratorName:\s*principalName\n/);
+  expect(main).not.toMatch(/postgres-entra-admin|principalName:\s*functionApp\.outputs\.name/);
+  expect(existsSync(path.join(root, 'infra/modules/postgres-entra-admin.bicep'))).toBe(false);
 });
 
 test('DATABASE_URL carries no password and DATABASE_AUTH selects Entra tokens', () => {
@@ -31,12 +32,22 @@ test('DATABASE_URL carries no password and DATABASE_AUTH selects Entra tokens', 
   expect(loadConfig({ DATABASE_AUTH: auth }).databaseAuth).toBe('entra');
 });
 
-test('azd runs the hook that migrates and grants the app role its rows', () => {
+test('azd runs the hook that migrates as the Entra administrator and gives the app role its rows', () => {
   expect(read('azure.yaml')).toMatch(/postprovision:\s*\n\s*posix:\s*\n\s*shell: sh\s*\n\s*run: \.\/infra\/hooks\/postprovision\.sh/);
   const hook = read('infra/hooks/postprovision.sh');
-  expect(hook).toMatch(/coremachine\.js db migrate/);
+  // A Microsoft Entra access token for Azure Database for PostgreSQL is the password, for the migrator and psql alike.
+  expect(hook).toMatch(/PGPASSWORD=\$\(az account get-access-token --resource-type oss-rdbms --query accessToken -o tsv\)/);
+  expect(hook).toMatch(/PGUSER="\$POSTGRES_ADMIN_NAME"/);
+  expect(hook).toMatch(/DATABASE_AUTH=password node dist\/bin\/coremachine\.js db migrate/);
   expect(hook).toMatch(/-f infra\/hooks\/grant-app-role\.sql/);
-  expect(read('infra/hooks/grant-app-role.sql')).toMatch(/GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA coremachine TO :"app_role"/);
-  // The output the hook reads exists.
-  expect(read('infra/main.bicep')).toMatch(/output POSTGRES_APP_ROLE string/);
+  expect(hook).not.toMatch(/POSTGRES_ADMIN_PASSWORD|POSTGRES_ADMIN_LOGIN/);
+  expect(read('infra/hooks/grant-app-role.sql')).toMatch(/GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA coremachine TO coremachine_app/);
+  // The outputs the hook reads exist, and the app's role is the user name in its DATABASE_URL (the app's name).
+  const main = read('infra/main.bicep');
+  for (const output of ['POSTGRES_HOST', 'POSTGRES_DATABASE', 'POSTGRES_ADMIN_NAME', 'POSTGRES_ADMIN_OBJECT_ID', 'POSTGRES_APP_OBJECT_ID']) {
+    expect(main).toMatch(new RegExp(`output ${output} string`));
+    expect(hook).toContain(output);
+  }
+  expect(main).toMatch(/output POSTGRES_APP_ROLE string = functionApp\.outputs\.name\n/);
+  expect(read('infra/modules/functionapp.bicep')).toMatch(/output name string = site\.name\n/);
 });

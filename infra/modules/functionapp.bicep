@@ -1,4 +1,5 @@
-// The Functions app on Flex Consumption (FC1), Node 20, system-assigned identity.
+// The Functions app on Flex Consumption (FC1), Node 20, system-assigned identity, integrated with
+// the VNet (network.bicep) so that it reaches PostgreSQL through its private endpoint.
 // Flex Consumption takes the runtime from functionAppConfig and rejects the FUNCTIONS_WORKER_RUNTIME
 // and FUNCTIONS_EXTENSION_VERSION app settings, so neither appears below.
 param location string
@@ -19,6 +20,8 @@ param poolMax int = 2
 param preparedStatements string = 'on'
 param maximumInstanceCount int = 14
 param instanceMemoryMB int = 2048
+@description('Subnet (delegated to Microsoft.App/environments) the app integrates with.')
+param virtualNetworkSubnetId string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -42,9 +45,10 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
-// No password: the app logs in as its managed identity's database role (named after the app, see
-// postgres-entra-admin.bicep) with an Entra access token per connection (DATABASE_AUTH=entra,
-// core/db/entra-token.ts). sslmode=require: Azure PostgreSQL only accepts TLS.
+// No password: the app logs in as its managed identity's database role, named after the app and
+// created by infra/hooks/postprovision.sh, with an Entra access token per connection
+// (DATABASE_AUTH=entra, core/db/entra-token.ts). sslmode=require: Azure PostgreSQL only accepts TLS.
+// postgresHost is the server's usual FQDN: inside the VNet it resolves to the private endpoint.
 var databaseUrl = 'postgres://${uriComponent(name)}@${postgresHost}:${postgresPort}/${postgresDatabase}?sslmode=require'
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
@@ -59,12 +63,24 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Regional VNet integration. Flex Consumption routes all outbound traffic through the VNet, so
+    // there is no vnetRouteAllEnabled to set ("Route All isn't needed"):
+    // https://learn.microsoft.com/azure/azure-functions/functions-networking-options#outbound-ip-restrictions
+    // https://learn.microsoft.com/azure/templates/microsoft.web/sites (virtualNetworkSubnetId)
+    virtualNetworkSubnetId: virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       appSettings: [
         // Identity-based host storage: no account key anywhere.
         { name: 'AzureWebJobsStorage__accountName', value: storage.name }
+        // The connection string only says where telemetry goes: its instrumentation key is not a
+        // secret (https://learn.microsoft.com/azure/azure-monitor/app/connection-strings), and with
+        // local authentication off (monitoring.bicep) ingestion needs an Entra token of the app's
+        // identity (Monitoring Metrics Publisher, role-assignments.bicep). Authorization=AAD is the
+        // value for a system-assigned identity:
+        // https://learn.microsoft.com/azure/azure-functions/functions-app-settings#applicationinsights_authentication_string
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: applicationInsights.properties.ConnectionString }
+        { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD' }
         // Read by the Service Bus triggers (connection: 'ServiceBusConnection') and by
         // createServiceBusTransportFromEnv: one setting for both directions.
         { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusFullyQualifiedNamespace }
@@ -98,6 +114,25 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         version: '20'
       }
     }
+  }
+}
+
+// No FTP and no basic-auth SCM publishing: azd deploys with an Entra token.
+// https://learn.microsoft.com/azure/templates/microsoft.web/sites/basicpublishingcredentialspolicies-ftp
+// https://learn.microsoft.com/azure/templates/microsoft.web/sites/basicpublishingcredentialspolicies-scm
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
   }
 }
 

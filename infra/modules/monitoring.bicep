@@ -22,8 +22,13 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logAnalytics.id
+    // Ingestion only with a Microsoft Entra token (the app's identity holds Monitoring Metrics
+    // Publisher on this resource): the instrumentation key alone sends nothing.
+    // https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication
+    DisableLocalAuth: true
   }
 }
 
+// The name only: the app reads the connection string from the resource itself, and no connection
+// string leaves the deployment as an output.
 output applicationInsightsName string = applicationInsights.name
-output applicationInsightsConnectionString string = applicationInsights.properties.ConnectionString

@@ -1,12 +1,17 @@
 // PostgreSQL 16; the SKU and the built-in PgBouncer come from the database profile in main.bicep.
+// Microsoft Entra logins only, and no network path but the private endpoint (network.bicep) unless
+// the deployer asks for one IP address to be let in (clientIpAddress).
 param location string
 param tags object
 param name string
 param databaseName string
-param adminLogin string
-@secure()
-param adminPassword string
-@description('Public IP allowed through the firewall, e.g. the deployer running the postprovision hook; empty adds no rule.')
+@description('Object id of the Microsoft Entra principal that deploys (azd: AZURE_PRINCIPAL_ID); it becomes the server\'s only Entra administrator.')
+param administratorObjectId string
+@description('Its name: the user principal name of a user, the display name of a service principal. The administrator\'s database role has this name.')
+param administratorName string
+@allowed(['User', 'ServicePrincipal'])
+param administratorType string
+@description('One public IPv4 address let through the firewall, for the postprovision hook; empty keeps public network access disabled.')
 param clientIpAddress string = ''
 param skuName string = 'Standard_B1ms'
 param skuTier string = 'Burstable'
@@ -16,6 +21,11 @@ param pgbouncer bool = false
 param pgbouncerPoolSize int = 50
 @description('Client connections PgBouncer accepts (the app instances\' pools together).')
 param pgbouncerMaxClientConnections int = 5000
+
+// A start = end = 0.0.0.0 rule would admit every Azure service of every tenant
+// (https://learn.microsoft.com/azure/postgresql/flexible-server/concepts-firewall-rules#programmatically-manage-firewall-rules),
+// so that value never opens anything here; the preprovision hook refuses it outright.
+var deployerIp = clientIpAddress == '0.0.0.0' ? '' : clientIpAddress
 
 resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   name: name
@@ -27,13 +37,15 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   }
   properties: {
     version: '16'
-    administratorLogin: adminLogin
-    administratorLoginPassword: adminPassword
-    // Entra for the app (an access token per connection, no stored secret); the password login
-    // stays for the operator's migrations and as the break-glass administrator.
+    // No administratorLogin/administratorLoginPassword: a server without password authentication has
+    // no "default administrator login" (the API only takes one when switching password auth on:
+    // ServerPropertiesForUpdate.administratorLogin in
+    // https://github.com/Azure/azure-rest-api-specs/blob/main/specification/postgresql/resource-manager/Microsoft.DBforPostgreSQL/stable/2024-08-01/FlexibleServers.json),
+    // and the portal's "Microsoft Entra authentication only" creates none
+    // (https://learn.microsoft.com/azure/postgresql/flexible-server/how-to-configure-sign-in-azure-ad-authentication).
     authConfig: {
       activeDirectoryAuth: 'Enabled'
-      passwordAuth: 'Enabled'
+      passwordAuth: 'Disabled'
       tenantId: subscription().tenantId
     }
     storage: { storageSizeGB: 32 }
@@ -42,7 +54,9 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
       geoRedundantBackup: 'Disabled'
     }
     highAvailability: { mode: 'Disabled' }
-    network: { publicNetworkAccess: 'Enabled' }
+    // Public access mode (not VNet-injected) is what takes private endpoints; 'Disabled' leaves only
+    // them. https://learn.microsoft.com/azure/postgresql/flexible-server/concepts-networking-private-link
+    network: { publicNetworkAccess: empty(deployerIp) ? 'Disabled' : 'Enabled' }
   }
 }
 
@@ -55,17 +69,30 @@ resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-0
   }
 }
 
-// Flex Consumption apps without VNet integration have no fixed outbound IPs, so the server admits
-// Azure-internal traffic (the 0.0.0.0 rule) and relies on TLS + password. Use VNet integration and
-// private access to close this. Created after the database: the server rejects concurrent changes.
-resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = {
+// The deployer, not the app, administers the server: the postprovision hook logs in as it to migrate
+// and to create the app's own, unprivileged role. The resource name is the principal's object id.
+// https://learn.microsoft.com/azure/postgresql/flexible-server/how-to-manage-azure-ad-users
+// Server changes run one after another (dependsOn): the server rejects concurrent ones.
+resource deployerAdministrator 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
   parent: server
-  name: 'AllowAllAzureServicesAndResourcesWithinAzureIps'
+  name: administratorObjectId
   properties: {
-    startIpAddress: '0.0.0.0'
-    endIpAddress: '0.0.0.0'
+    principalName: administratorName
+    principalType: administratorType
+    tenantId: subscription().tenantId
   }
   dependsOn: [database]
+}
+
+// The only firewall rule there is: the deployer's one address, while it asks for it.
+resource allowDeployerClient 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = if (!empty(deployerIp)) {
+  parent: server
+  name: 'AllowDeployerClient'
+  properties: {
+    startIpAddress: deployerIp
+    endIpAddress: deployerIp
+  }
+  dependsOn: [deployerAdministrator]
 }
 
 // The built-in PgBouncer. Server parameters are set one after another (dependsOn): the server
@@ -87,18 +114,9 @@ resource pgbouncerConfig 'Microsoft.DBforPostgreSQL/flexibleServers/configuratio
     value: setting.value
     source: 'user-override'
   }
-  dependsOn: [allowAzureServices]
+  dependsOn: [deployerAdministrator, allowDeployerClient]
 }]
 
-resource allowClient 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = if (!empty(clientIpAddress)) {
-  parent: server
-  name: 'AllowDeployerClient'
-  properties: {
-    startIpAddress: clientIpAddress
-    endIpAddress: clientIpAddress
-  }
-  dependsOn: [allowAzureServices]
-}
-
+output id string = server.id
 output name string = server.name
 output host string = server.properties.fullyQualifiedDomainName
