@@ -1,3 +1,4 @@
+import { ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
 import { shutdownAzureMonitor, useAzureMonitor } from 'applicationinsights';
 
 export type TelemetryState = 'enabled' | 'disabled' | 'failed';
@@ -19,12 +20,33 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env, report: (li
     // '{"enableLiveMetrics":true}' overrides this): when its endpoint cannot be reached, its ping is
     // retried on timers that shutdownAzureMonitor cannot cancel, keeping a stopping process (a jest
     // worker, a CLI) alive for seconds after telemetry was shut down.
-    useAzureMonitor({ azureMonitorExporterOptions: { connectionString }, enableLiveMetrics: false });
+    const credential = ingestionCredential(env.APPLICATIONINSIGHTS_AUTHENTICATION_STRING);
+    useAzureMonitor({ azureMonitorExporterOptions: { connectionString, ...(credential ? { credential } : {}) }, enableLiveMetrics: false });
     return (state = 'enabled');
   } catch (error) {
     report(JSON.stringify({ level: 'error', message: 'Application Insights could not start; running without telemetry', error: String(error) }));
     return (state = 'failed');
   }
+}
+
+/**
+ * With local authentication off on the Application Insights resource (infra/modules/monitoring.bicep),
+ * ingestion needs an Entra token. The Functions host reads APPLICATIONINSIGHTS_AUTHENTICATION_STRING
+ * itself, but the SDK's useAzureMonitor does not, so the worker's exporter gets the managed identity
+ * here: `Authorization=AAD` for the system-assigned one, `;ClientId=<id>` for a user-assigned one
+ * (learn.microsoft.com/azure/azure-functions/functions-app-settings#applicationinsights_authentication_string).
+ */
+export function ingestionCredential(setting: string | undefined): TokenCredential | undefined {
+  const parts = new Map(
+    (setting ?? '')
+      .split(';')
+      .map((part) => part.split('=').map((side) => side.trim()))
+      .filter((pair): pair is [string, string] => pair.length === 2 && pair[0] !== '')
+      .map(([key, value]) => [key.toLowerCase(), value]),
+  );
+  if (parts.get('authorization')?.toUpperCase() !== 'AAD') return undefined;
+  const clientId = parts.get('clientid');
+  return clientId ? new ManagedIdentityCredential({ clientId }) : new ManagedIdentityCredential();
 }
 
 /**

@@ -1,5 +1,6 @@
 import { trace } from '@opentelemetry/api';
-import { startTelemetry, stopTelemetry } from '../functions/telemetry-setup';
+import { ManagedIdentityCredential } from '@azure/identity';
+import { ingestionCredential, startTelemetry, stopTelemetry } from '../functions/telemetry-setup';
 
 // Statsbeat (the SDK's own usage telemetry) would keep exporting to the unreachable test endpoint on a
 // timer after the test ends.
@@ -31,4 +32,12 @@ test('with a connection string Application Insights registers OpenTelemetry prov
   }
   expect(recording).toBe(true);
   expect(lines).toEqual([]);
+});
+
+test('with APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD the exporter authenticates with the managed identity (local auth is off in Azure)', () => {
+  expect(ingestionCredential(undefined)).toBeUndefined();
+  expect(ingestionCredential('')).toBeUndefined();
+  expect(ingestionCredential('Authorization=Key')).toBeUndefined();
+  expect(ingestionCredential('Authorization=AAD')).toBeInstanceOf(ManagedIdentityCredential);
+  expect(ingestionCredential(' authorization = aad ; ClientId = 00000000-0000-0000-0000-000000000001 ')).toBeInstanceOf(ManagedIdentityCredential);
 });
