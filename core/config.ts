@@ -43,12 +43,16 @@ const EnvSchema = z.object({
   COREMACHINE_WORKER_TOKEN: z.string().optional(),
   // The janitor's windows: a job with no event this long is examined; outbox rows older than this were not sent by their writer.
   JANITOR_STALL_AFTER_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(300),
-  JANITOR_OUTBOX_AGE_SECONDS: z.coerce.number().int().min(1).max(24 * 3600).default(30),
+  JANITOR_OUTBOX_AGE_SECONDS: z.coerce.number().int().min(1).max(24 * 3600).default(5),
   JANITOR_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
+  // Leases a task may lose to a host that died or stopped renewing before it fails with LeaseExpired (each loss re-queues it, not an attempt).
+  JANITOR_MAX_LEASE_LOSSES: z.coerce.number().int().min(1).max(100).default(3),
+  // On SIGTERM (Flex scale-in, Ctrl-C): how long running handlers may finish before their tasks are given back to other instances.
+  COREMACHINE_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).max(3600).default(20),
   // `coremachine dev` requires this key like the host does (empty = unset); the CLI sends it (remoteSettings).
   COREMACHINE_FUNCTION_KEY: z.string().optional(),
   // `coremachine dev`/`demo`: how often the in-process janitor sweeps (the Functions app uses JANITOR_SCHEDULE).
-  COREMACHINE_JANITOR_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
+  COREMACHINE_JANITOR_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
 });
 
 /** The names of every environment setting loadConfig reads (README's configuration table lists each). */
@@ -59,6 +63,7 @@ export interface JanitorSettings {
   stallAfterMs: number;
   outboxAgeMs: number;
   batchSize: number;
+  maxLeaseLosses: number;
 }
 
 export interface CoreMachineConfig {
@@ -84,6 +89,8 @@ export interface CoreMachineConfig {
   functionKey: string | undefined;
   /** In-process janitor cadence of the local runtime (COREMACHINE_JANITOR_INTERVAL_SECONDS). */
   janitorIntervalMs: number;
+  /** Shutdown grace for running handlers (COREMACHINE_SHUTDOWN_GRACE_SECONDS). */
+  shutdownGraceMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineConfig {
@@ -108,9 +115,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineCon
     connectTimeoutMs: e.PG_CONNECT_TIMEOUT_MS,
     preparedStatements: e.COREMACHINE_PREPARED_STATEMENTS,
     workerToken: e.COREMACHINE_WORKER_TOKEN || undefined,
-    janitor: { stallAfterMs: e.JANITOR_STALL_AFTER_SECONDS * 1000, outboxAgeMs: e.JANITOR_OUTBOX_AGE_SECONDS * 1000, batchSize: e.JANITOR_BATCH_SIZE },
+    janitor: { stallAfterMs: e.JANITOR_STALL_AFTER_SECONDS * 1000, outboxAgeMs: e.JANITOR_OUTBOX_AGE_SECONDS * 1000, batchSize: e.JANITOR_BATCH_SIZE, maxLeaseLosses: e.JANITOR_MAX_LEASE_LOSSES },
     functionKey: e.COREMACHINE_FUNCTION_KEY || undefined,
     janitorIntervalMs: e.COREMACHINE_JANITOR_INTERVAL_SECONDS * 1000,
+    shutdownGraceMs: e.COREMACHINE_SHUTDOWN_GRACE_SECONDS * 1000,
   };
 }
 

@@ -129,11 +129,19 @@ export class SchemaVersionError extends CoreMachineError {
   }
 }
 
-/** A worker stopped heartbeating (crashed, hung, or lost its network) and its lease ran out. */
+/**
+ * A task's lease ran out (its host died, hung, or lost its network) once too often: each loss
+ * re-queues it without using an attempt, and only the last of `maxLosses` fails it.
+ */
 export class LeaseExpiredError extends CoreMachineError {
   override readonly type = 'LeaseExpired';
-  constructor(taskId: string, attempt: number, workerId: string | null) {
-    super(`lease on task ${taskId} (attempt ${attempt}${workerId ? `, worker ${workerId}` : ''}) expired before it finished`);
+  override readonly nonRetryable = true;
+  constructor(taskId: string, attempt: number, workerId: string | null, readonly losses: number) {
+    super(`lease on task ${taskId} (attempt ${attempt}${workerId ? `, worker ${workerId}` : ''}) expired ${losses} time(s): the host running it was lost or stopped renewing each time`);
+  }
+
+  toShape(where: { stage: number; taskId: string }): ErrorShape {
+    return { type: this.type, message: this.message, ...where, leaseLosses: this.losses };
   }
 }
 

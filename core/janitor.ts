@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { isSignalStage, type ErrorShape, type JobStatus } from '../models';
+import { isSignalStage, type JobStatus } from '../models';
 import type { Outbox, OutboxIntent } from './engine/outbox';
 import type { AdvanceDeps } from './engine/stage-advance';
 import { checkStage } from './engine/stage-check';
 import { DEFAULT_RETENTION, NOTHING_PURGED, purgeExpiredJobs, type RetentionOptions, type RetentionReport } from './engine/retention';
-import { nextAttemptAt } from './engine/retry-policy';
 import { commitOutcomes } from './engine/settle';
 import { sweepDeadlines } from './engine/deadlines';
 import type { UnitOfWork } from './engine/unit-of-work';
@@ -17,12 +16,13 @@ import {
   lockExpiredTasks,
   nudgeStalledJob,
   recordJanitorRun,
+  type ExpiredTask,
   type StallCandidate,
 } from './state/janitor-store';
 import { findStage } from './state/stages-store';
 import { pruneIdleRateBuckets } from './state/limits-store';
 import { lockJobs } from './state/jobs-store';
-import type { TaskOutcome } from './state/tasks-store';
+import { requeueLostLeases, type TaskOutcome } from './state/tasks-store';
 import type { ScheduleSweepReport } from './schedules/schedules';
 
 /** A rate bucket idle this long is full again (models/task-limits.ts: MIN_RATE_PER_SECOND). */
@@ -38,6 +38,8 @@ export interface JanitorOptions {
   backlog?: () => number | undefined;
   /** Fires due schedule ticks; runs on the janitor's cadence (one call, its own failures collected). */
   schedules?: () => Promise<ScheduleSweepReport>;
+  /** Leases a task may lose to dead or silent hosts; the last of them fails it (DEFAULT_MAX_LEASE_LOSSES). */
+  maxLeaseLosses?: number;
   /** Finished jobs older than this many days are deleted with all their rows; 0 or unset keeps everything. */
   retentionDays?: number;
   /** Batch bounds of the retention step (DEFAULT_RETENTION). */
@@ -97,7 +99,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     }
   };
   const timedOut = await attempt(() => sweepDeadlines(unitOfWork, options.batchSize), { jobs: [] });
-  const leases = await attempt(() => expireLeases(unitOfWork, options.batchSize), { requeuedTasks: 0, failedTasks: 0 });
+  const leases = await attempt(() => expireLeases(unitOfWork, options.batchSize, options.maxLeaseLosses ?? DEFAULT_MAX_LEASE_LOSSES), { requeuedTasks: 0, failedTasks: 0 });
   const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
   const stalled = await attempt(() => examineStalledJobs(pool, unitOfWork, options), [] as StalledJob[]);
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
@@ -118,24 +120,49 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
   return report;
 }
 
-async function expireLeases(unitOfWork: UnitOfWork, limit: number): Promise<{ requeuedTasks: number; failedTasks: number }> {
-  const outcomes = await unitOfWork.run(async ({ client, deps }) => {
+/** How many leases a task may lose to dead or silent hosts before it fails (JANITOR_MAX_LEASE_LOSSES). */
+export const DEFAULT_MAX_LEASE_LOSSES = 3;
+
+/**
+ * Expired leases: their host died or stopped renewing, which is not the handler failing. Each is
+ * re-queued at the same attempt with the loss counted (a message is sent again, under a new id so
+ * Service Bus duplicate detection keeps it); the loss that reaches `maxLeaseLosses` fails the task
+ * with LeaseExpired, through the same settling as any failure.
+ */
+async function expireLeases(unitOfWork: UnitOfWork, limit: number, maxLeaseLosses: number): Promise<{ requeuedTasks: number; failedTasks: number }> {
+  return unitOfWork.run(async ({ client, deps }) => {
     // Lock order job → tasks: find the expired tasks' jobs first, lock them, then the tasks.
     const jobIds = await jobsWithExpiredLeases(client, limit);
     await lockJobs(client, jobIds);
     const expired = await lockExpiredTasks(client, jobIds, limit);
-    const outcomes: TaskOutcome[] = expired.map((row) => {
-      const error = new LeaseExpiredError(row.task_id, row.attempt, row.worker_id);
-      const definition = deps.registry.hasTask(row.task_type) ? deps.registry.task(row.task_type) : undefined;
-      const retryAt = nextAttemptAt(definition, row.attempt, error);
-      const shape: ErrorShape = { type: error.type, message: error.message, stage: row.stage, taskId: row.task_id };
-      return { taskId: row.task_id, jobId: row.job_id, claimId: row.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
+    const lastLoss = (row: ExpiredTask) => row.lease_losses + 1 >= maxLeaseLosses;
+    const failures: TaskOutcome[] = expired.filter(lastLoss).map((row) => {
+      const error = new LeaseExpiredError(row.task_id, row.attempt, row.worker_id, row.lease_losses + 1);
+      return { taskId: row.task_id, jobId: row.job_id, claimId: row.claim_id, error: error.toShape({ stage: row.stage, taskId: row.task_id }) };
     });
-    const committed = await commitOutcomes(client, deps, outcomes);
-    return { value: outcomes, intents: committed.intents };
+    const lost = expired.filter((row) => !lastLoss(row)).map((row) => ({
+      taskId: row.task_id,
+      claimId: row.claim_id,
+      error: {
+        type: 'LeaseLost',
+        message: `lease on attempt ${row.attempt}${row.worker_id ? ` (worker ${row.worker_id})` : ''} expired: its host was lost or stopped renewing; re-queued (loss ${row.lease_losses + 1} of at most ${maxLeaseLosses - 1} before LeaseExpired)`,
+        stage: row.stage,
+        taskId: row.task_id,
+        leaseLosses: row.lease_losses + 1,
+      },
+    }));
+    const requeued = await requeueLostLeases(client, lost);
+    // Remote tasks are claimed by polling; the others need a message, under an id of their own.
+    const intents: OutboxIntent[] = requeued
+      .filter((row) => !row.remote)
+      .map((row) => ({
+        kind: 'task',
+        jobId: row.job_id,
+        message: { taskId: row.task_id, jobId: row.job_id, stage: row.stage, taskType: row.task_type, attempt: row.attempt + 1, resend: `lost${row.lease_losses}` },
+      }));
+    const committed = await commitOutcomes(client, deps, failures);
+    return { value: { requeuedTasks: requeued.length, failedTasks: committed.settled.size }, intents: [...intents, ...committed.intents] };
   });
-  const requeuedTasks = outcomes.filter((o) => o.retryAt).length;
-  return { requeuedTasks, failedTasks: outcomes.length - requeuedTasks };
 }
 
 async function examineStalledJobs(pool: pg.Pool, unitOfWork: UnitOfWork, options: JanitorOptions): Promise<StalledJob[]> {

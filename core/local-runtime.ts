@@ -11,7 +11,8 @@ export interface LocalRuntime {
   machine: CoreMachine;
   transport: InProcessTransport;
   worker: InProcessWorker;
-  close(): Promise<void>;
+  /** Stops the workers (with `graceMs`, draining running handlers first: see InProcessWorker.stop), then the database. */
+  close(graceMs?: number): Promise<void>;
 }
 
 export interface LocalRuntimeOptions {
@@ -26,8 +27,8 @@ export async function startLocalRuntime(config: CoreMachineConfig, registry: Reg
   try {
     const transport = new InProcessTransport();
     const machine = await CoreMachine.create({ pool: database.pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
-    // Anything a previous process committed but never sent goes out now.
-    await machine.outbox.sweep(0);
+    // What a previous process committed but never sent, or held only in its memory, goes out now.
+    await machine.resumeAfterStart({ ...config.janitor });
     const worker = new InProcessWorker(machine, transport, logger, {
       taskBatchSize: config.taskBatchSize,
       taskConcurrency: config.taskConcurrency,
@@ -40,9 +41,9 @@ export async function startLocalRuntime(config: CoreMachineConfig, registry: Reg
       machine,
       transport,
       worker,
-      close: async () => {
+      close: async (graceMs?: number) => {
         try {
-          await worker.stop();
+          await worker.stop(graceMs);
           await transport.close();
         } finally {
           await database.close();

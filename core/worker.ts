@@ -8,6 +8,9 @@ import { DeadLetterConsumer } from './transport/dead-letter-consumer';
 import type { JanitorOptions } from './janitor';
 import type { ReceivedMessage } from './transport/in-process-queue';
 
+/** After a drain, how long batches whose claims were given back get to record that they were fenced. */
+const SETTLE_AFTER_DRAIN_MS = 2000;
+
 export interface WorkerOptions {
   taskBatchSize: number;
   taskConcurrency: number;
@@ -78,11 +81,24 @@ export class InProcessWorker {
     }
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops taking messages, then waits for what is in flight. With `graceMs` (shutdown), running
+   * handlers get that long to finish; the engine then gives back the claims of those still running
+   * (machine.drain), and their batches get a moment to settle before the stop returns. Messages not
+   * yet started need nothing: they live in this process's queues and are rebuilt from PostgreSQL by
+   * whichever instance starts next (machine.resumeAfterStart).
+   */
+  async stop(graceMs?: number): Promise<void> {
     this.stopped = true;
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    const consumers = [this.jobConsumer, this.taskConsumer, this.submissionConsumer];
+    if (graceMs !== undefined) {
+      for (const consumer of consumers) consumer.halt();
+      await this.machine.drain(graceMs);
+    }
     await this.sweeping;
-    await Promise.all([this.jobConsumer.stop(), this.taskConsumer.stop(), this.submissionConsumer.stop(), ...this.deadLetterConsumers.map((c) => c.stop())]);
+    const settle = graceMs === undefined ? Infinity : SETTLE_AFTER_DRAIN_MS;
+    await Promise.all([...consumers.map((consumer) => consumer.stop(settle)), ...this.deadLetterConsumers.map((c) => c.stop())]);
   }
 
   /** Job messages one at a time: whatever the engine returns or throws, the policy settles. */

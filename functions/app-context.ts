@@ -4,6 +4,7 @@ import { loadConfig, type CoreMachineConfig } from '../core/config';
 import { createPool, poolOptions } from '../core/db/pool';
 import { databasePoolOptions } from '../core/db/entra-token';
 import { CoreMachine } from '../core/engine/core-machine';
+import { errorToShape } from '../core/errors';
 import { createLogger, type Logger } from '../core/logger';
 import { Registry } from '../core/registry';
 import type { Transport } from '../core/transport/transport';
@@ -80,6 +81,12 @@ export async function closeAppContext(): Promise<void> {
   current = undefined;
   creating = undefined;
   if (!context) return;
+  // Handlers still running get the grace period; those that outlast it are given back (QUEUED) so
+  // another instance takes them now rather than after their lease.
+  const drained = await Promise.allSettled([Promise.resolve().then(() => context.machine.drain(context.config.shutdownGraceMs))]);
+  for (const result of drained) {
+    if (result.status === 'rejected') context.logger.warn('draining running tasks failed at shutdown; their leases expire instead', { error: result.reason instanceof Error ? result.reason.message : String(result.reason) });
+  }
   const [transport, pool] = await Promise.allSettled([context.transport.close(), context.pool.end()]);
   for (const [what, result] of [['transport', transport], ['pool', pool]] as const) {
     if (result.status === 'rejected') context.logger.warn(`closing the ${what} failed at shutdown`, { error: result.reason instanceof Error ? result.reason.message : String(result.reason) });
@@ -98,6 +105,9 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   try {
     const registry = Registry.from(registration);
     const machine = await CoreMachine.create({ pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
+    // Any instance that starts sends what a lost one committed and never sent. Not fatal: the
+    // janitor's next sweep sends the same rows, and this instance has work to serve meanwhile.
+    await machine.resumeAfterStart(config.janitor).catch((error: unknown) => logger.warn('sending undispatched outbox rows at startup failed; the janitor sends them', { error: errorToShape(error) }));
     return { machine, pool, transport, logger, config };
   } catch (error) {
     await Promise.allSettled([pool.end(), transport.close()]);

@@ -1,7 +1,10 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import { getAppContext } from './app-context';
 
-/** Every minute by default; JANITOR_SCHEDULE (NCRONTAB, six fields) overrides it. */
+/**
+ * JANITOR_SCHEDULE (NCRONTAB, six fields): every 20 s in the Bicep and the example settings, so a
+ * task whose host died (a 30 s default lease) is re-queued within a minute.
+ */
 export const JANITOR_SCHEDULE = '%JANITOR_SCHEDULE%';
 
 /**

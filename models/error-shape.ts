@@ -14,6 +14,8 @@ export interface ErrorShape {
   scope?: 'job' | 'stage' | undefined;
   deadline?: string | undefined;
   elapsedMs?: number | undefined;
+  /** For LeaseExpired and LeaseLost: how many leases the task has lost to hosts that died or stopped renewing. */
+  leaseLosses?: number | undefined;
 }
 
 export const ErrorShape: z.ZodType<ErrorShape> = z.lazy(() =>
@@ -28,5 +30,6 @@ export const ErrorShape: z.ZodType<ErrorShape> = z.lazy(() =>
     scope: z.enum(['job', 'stage']).optional(),
     deadline: z.string().optional(),
     elapsedMs: z.number().int().optional(),
+    leaseLosses: z.number().int().optional(),
   }),
 );

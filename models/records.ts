@@ -41,6 +41,8 @@ export const TaskRecord = z.object({
   finishedAt: z.date().nullable(),
   /** The global concurrency slot this task counts against (`scope:key`); null when its type has no limit. */
   limitKey: z.string().nullable(),
+  /** Leases lost because the host running it died or stopped renewing: not attempts, bounded (LeaseExpired past the bound). */
+  leaseLosses: z.number().int().min(0),
 });
 export type TaskRecord = z.infer<typeof TaskRecord>;
 

@@ -22,6 +22,7 @@ function duplicatingTransport(inner: InProcessTransport, seed: number): Transpor
   const sentJobs: JobQueueMessage[] = [];
   return {
     name: 'duplicating',
+    durable: false,
     publishEvents: (events) => inner.publishEvents(events),
     close: () => inner.close(),
     scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),
@@ -97,6 +98,7 @@ test('a crash between commit and send loses nothing: the outbox sweep sends what
   const h = await startHarness(db.pool, {
     wrapTransport: (inner): Transport => ({
       name: 'flaky',
+      durable: false,
       publishEvents: (events) => inner.publishEvents(events),
       close: () => inner.close(),
       scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),

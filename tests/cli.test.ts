@@ -98,6 +98,13 @@ test('jobs --status filters the list; tasks and events print one row each', asyn
   expect(taskLines).toHaveLength(21);
   expect(taskLines.slice(1).every((line) => /^2\s+\d+\s+COMPLETED\s+1\s/.test(line))).toBe(true);
 
+  // A lease lost to a host that died shows in a column of its own, apart from attempts.
+  await dev.db.pool.query(`UPDATE coremachine.tasks SET lease_losses = 2 WHERE task_id = $1`, [`${helloId}-s2-t3`]);
+  const lost = (await cli(['tasks', helloId, '--stage', '2'])).stdout.split('\n');
+  expect(lost[0]).toMatch(/^STAGE\s+INDEX\s+STATUS\s+ATTEMPT\s+LEASES LOST\s+STARTED/);
+  expect(lost.find((line) => /^2\s+3\s/.test(line))).toMatch(/^2\s+3\s+COMPLETED\s+1\s+2\s/);
+  expect(lost.find((line) => /^2\s+4\s/.test(line))).toMatch(/^2\s+4\s+COMPLETED\s+1\s+0\s/);
+
   const events = await cli(['events', helloId]);
   const api = (await (await fetch(`${dev.server.url}/api/jobs/${helloId}/events`, { headers: { 'x-functions-key': KEY } })).json()) as { events: unknown[] };
   const eventLines = events.stdout.trimEnd().split('\n');

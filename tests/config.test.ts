@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { CONFIG_SETTING_NAMES, DEFAULT_API_URL, loadConfig, remoteSettings } from '../core/config';
 
-test('defaults: the janitor windows and cadence the hosts used before they were settings', () => {
+test('defaults: the janitor windows and cadence, lease losses and the shutdown grace', () => {
   const config = loadConfig({});
-  expect(config.janitor).toEqual({ stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500 });
-  expect(config.janitorIntervalMs).toBe(30_000);
+  expect(config.janitor).toEqual({ stallAfterMs: 5 * 60_000, outboxAgeMs: 5000, batchSize: 500, maxLeaseLosses: 3 });
+  expect(config.janitorIntervalMs).toBe(10_000);
+  expect(config.shutdownGraceMs).toBe(20_000);
   expect(config.workerToken).toBeUndefined();
   expect(config.functionKey).toBeUndefined();
   expect(remoteSettings({})).toEqual({ apiUrl: DEFAULT_API_URL, functionKey: undefined });

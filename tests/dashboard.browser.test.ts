@@ -165,9 +165,13 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     // The poll that saw COMPLETED goes on to load the finished stage's tasks and the rest of the trail.
     await page.locator('#task-rows tr[data-task-status="COMPLETED"]').nth(19).waitFor();
     expect(await page.locator('#task-rows tr').count()).toBe(20);
+    // A lease lost to a host that died is shown beside the attempt, not counted as one.
+    await db.pool.query('UPDATE coremachine.tasks SET lease_losses = 2 WHERE task_id = $1', [`${jobId}-s1-t5`]);
     await page.locator('#task-stage').selectOption('1');
     await page.locator('#task-rows tr td[title$="-s1-t19"]').waitFor();
     expect(await page.locator('#task-rows tr').count()).toBe(20);
+    expect(await page.locator('#task-rows [data-lease-losses]').count()).toBe(1);
+    expect(await page.locator('#task-rows tr', { has: page.locator('td[title$="-s1-t5"]') }).locator('[data-lease-losses="2"]').textContent()).toBe(' +2 lost');
     expect(await page.locator('#tasks-heading ~ .pager').textContent()).toContain('Showing 20 of 20 tasks in stage 1');
     await page.locator('#task-stage').selectOption('current');
     await page.locator('#task-rows tr td[title$="-s2-t19"]').waitFor();

@@ -62,6 +62,7 @@ test('a publish that fails after commit leaves the event in the outbox; the jani
   const flaky = await restart({
     wrapTransport: (inner) => ({
       name: 'flaky-events',
+      durable: false,
       close: () => inner.close(),
       sendJobMessages: (m) => inner.sendJobMessages(m),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),

@@ -36,11 +36,14 @@ test('a zombie worker whose lease expired and whose task was re-claimed cannot o
   const zombie = zombieHarness.machine.processTaskMessages([message?.body]);
   while ((await expireLeases(job.jobId)) === 0) await new Promise((r) => setTimeout(r, 5));
 
-  // The janitor retries it (attempt 2), and worker B completes attempt 2.
+  // The janitor re-queues it: a lost lease is not an attempt, so worker B runs attempt 1 again,
+  // under a message id of its own (Service Bus duplicate detection would drop the original's).
   const report = await h.machine.sweep();
   expect(report).toMatchObject({ requeuedTasks: 1, failedTasks: 0 });
   const [retryMessage] = await receiveWithin(h.transport.tasks, 1);
-  expect(retryMessage?.body).toMatchObject({ attempt: 2 });
+  expect(retryMessage?.body).toMatchObject({ attempt: 1, resend: 'lost1' });
+  expect(retryMessage?.messageId).not.toBe(message?.messageId);
+  expect((await h.machine.listTasks(job.jobId))[0]).toMatchObject({ status: 'QUEUED', attempt: 0, leaseLosses: 1, error: { type: 'LeaseLost', leaseLosses: 1 } });
   expect(await h.machine.processTaskMessages([retryMessage?.body])).toEqual([{ outcome: 'completed', taskId: `${job.jobId}-s1-t0` }]);
 
   // Worker A wakes up: its result is rejected by the claim fence.
@@ -48,27 +51,53 @@ test('a zombie worker whose lease expired and whose task was re-claimed cannot o
   expect(await zombie).toEqual([expect.objectContaining({ outcome: 'fenced' })]);
   const done = await h.machine.getJob(job.jobId);
   expect(done.status).toBe('COMPLETED');
-  expect(done.result).toEqual({ attempts: [2] });
+  expect(done.result).toEqual({ attempts: [1] });
   expect(done.stages[0]).toMatchObject({ completed: 1, failed: 0 });
+  expect((await h.machine.listTasks(job.jobId))[0]).toMatchObject({ status: 'COMPLETED', attempt: 1, leaseLosses: 1, error: null });
   await zombieHarness.stop();
   await h.stop();
 });
 
-test('a worker that crashed inside a handler: the janitor fails the task (no retries left) and the job with LeaseExpired', async () => {
+test('a host that dies inside a handler, again and again: each lost lease re-queues the task without using its one attempt; the third fails it with LeaseExpired', async () => {
   const h = await startHarness(db.pool, { worker: false });
   const { job } = await h.machine.submitJob('test.three_stages', { n: 2, tag: 'crash-in-handler' });
   await h.machine.processJobMessage(h.transport.jobs.receive(1)[0]?.body);
-  const crashed = await startHarness(db.pool, { worker: false, beforeTask: () => new Promise(() => undefined) });
-  void crashed.machine.processTaskMessages(h.transport.tasks.receive(2).map((m) => m.body));
-  while ((await expireLeases(job.jobId)) < 2) await new Promise((r) => setTimeout(r, 5));
-
-  const report = await h.machine.sweep();
-  expect(report).toMatchObject({ requeuedTasks: 0, failedTasks: 2 });
+  const hosts = [];
+  for (let loss = 1; loss <= 3; loss++) {
+    // A host takes the messages and dies in the handlers (they never return); its leases run out.
+    const crashed = await startHarness(db.pool, { worker: false, beforeTask: () => new Promise(() => undefined) });
+    hosts.push(crashed);
+    void crashed.machine.processTaskMessages((await receiveWithin(h.transport.tasks, 2)).map((m) => m.body));
+    while ((await expireLeases(job.jobId)) < 2) await new Promise((r) => setTimeout(r, 5));
+    const report = await h.machine.sweep();
+    if (loss < 3) {
+      expect(report).toMatchObject({ requeuedTasks: 2, failedTasks: 0 });
+      expect((await h.machine.getJob(job.jobId)).status).toBe('PROCESSING');
+      expect((await h.machine.listTasks(job.jobId)).map((t) => [t.status, t.attempt, t.leaseLosses])).toEqual([['QUEUED', 0, loss], ['QUEUED', 0, loss]]);
+    } else expect(report).toMatchObject({ requeuedTasks: 0, failedTasks: 2 });
+  }
   const failed = await h.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
-  expect(failed.error).toMatchObject({ type: 'LeaseExpired', stage: 1 });
+  expect(failed.error).toMatchObject({ type: 'LeaseExpired', stage: 1, leaseLosses: 3 });
+  expect(failed.error?.message).toMatch(/expired 3 time\(s\)/);
   const runs = await db.pool.query('SELECT failed_tasks FROM coremachine.janitor_runs ORDER BY id DESC LIMIT 1');
   expect(runs.rows).toEqual([{ failed_tasks: 2 }]);
+  // The trail says what happened each time.
+  const trail = (await h.machine.listEvents(job.jobId, { limit: 100 })).filter((e) => e.entity === 'task' && e.to === 'QUEUED');
+  expect(trail.map((e) => e.error?.type)).toEqual(['LeaseLost', 'LeaseLost', 'LeaseLost', 'LeaseLost']);
+  for (const host of hosts) await host.stop();
+  await h.stop();
+});
+
+test('the bound on lost leases is a setting: with maxLeaseLosses 1 the first loss fails the task', async () => {
+  const h = await startHarness(db.pool, { worker: false });
+  const { job } = await h.machine.submitJob('test.three_stages', { n: 1, tag: 'one-loss' });
+  await h.machine.processJobMessage(h.transport.jobs.receive(1)[0]?.body);
+  const crashed = await startHarness(db.pool, { worker: false, beforeTask: () => new Promise(() => undefined) });
+  void crashed.machine.processTaskMessages(h.transport.tasks.receive(1).map((m) => m.body));
+  while ((await expireLeases(job.jobId)) < 1) await new Promise((r) => setTimeout(r, 5));
+  expect(await h.machine.sweep({ maxLeaseLosses: 1 })).toMatchObject({ requeuedTasks: 0, failedTasks: 1 });
+  expect((await h.machine.getJob(job.jobId)).error).toMatchObject({ type: 'LeaseExpired', leaseLosses: 1 });
   await crashed.stop();
   await h.stop();
 });
@@ -78,6 +107,7 @@ test('a lost job message: the janitor finds the stalled job, says why, re-sends,
   const h = await startHarness(db.pool, {
     wrapTransport: (inner): Transport => ({
       name: 'lossy',
+      durable: false,
       publishEvents: (events) => inner.publishEvents(events),
       close: () => inner.close(),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),
@@ -130,11 +160,11 @@ test('concurrent janitor sweeps do not double-handle an expired lease', async ()
   const reports = await Promise.all(Array.from({ length: 4 }, () => h.machine.sweep()));
   expect(reports.reduce((sum, r) => sum + r.requeuedTasks, 0)).toBe(5);
   const retries = await receiveWithin(h.transport.tasks, 5);
-  expect(retries.map((m) => (m.body as { attempt: number }).attempt)).toEqual([2, 2, 2, 2, 2]);
+  expect(retries.map((m) => (m.body as { attempt: number }).attempt)).toEqual([1, 1, 1, 1, 1]);
   await h.machine.processTaskMessages(retries.map((m) => m.body));
   const done = await h.machine.getJob(job.jobId);
   expect(done.status).toBe('COMPLETED');
-  expect(done.result).toEqual({ attempts: [2, 2, 2, 2, 2] });
+  expect(done.result).toEqual({ attempts: [1, 1, 1, 1, 1] });
   await stuck.stop();
   await h.stop();
 });

@@ -55,14 +55,16 @@ test('remote tasks are not queued but claimed over HTTP, reported, counted and f
   expect(done.stages[1]).toMatchObject({ total: 5, completed: 5, failed: 0 });
 });
 
-test('a remote worker that vanished: its lease expires, the janitor requeues, and a non-retryable failure fails the job', async () => {
+test('a remote worker that vanished: its lease expires, the janitor requeues it without using an attempt, and a non-retryable failure fails the job', async () => {
   const { job } = await h.machine.submitJob('test.remote_job', { frames: 1 });
   const [task] = await claimAll('gpu-lost', 1);
   await db.pool.query("UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second' WHERE task_id = $1", [task!.taskId]);
   const report = await h.machine.sweep();
   expect(report.requeuedTasks).toBe(1);
   const [retry] = await claimAll('gpu-new', 1);
-  expect(retry?.attempt).toBe(2);
+  // The worker was lost, not the work: the same attempt runs again, the loss is counted.
+  expect(retry?.attempt).toBe(1);
+  expect((await h.machine.listTasks(job.jobId, { stage: 2 }))[0]).toMatchObject({ status: 'PROCESSING', leaseLosses: 1 });
   await expect(h.machine.remote.complete(task!.taskId, { claimId: task!.claimId, result: { frame: 0, bytes: 1 } })).rejects.toBeInstanceOf(LeaseLostError);
   await h.machine.remote.fail(retry!.taskId, { claimId: retry!.claimId, error: { type: 'CorruptInput', message: 'frame 0 is corrupt' }, retryable: false });
   const failed = await waitForJob(h.machine, job.jobId);

@@ -228,6 +228,7 @@ test('a crash after the signal committed (the next stage\'s message never sent):
   const h2 = await restart({
     wrapTransport: (inner): Transport => ({
       name: 'crashing',
+      durable: false,
       publishEvents: (events) => inner.publishEvents(events),
       close: () => inner.close(),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),

@@ -87,6 +87,7 @@ test('the advance commits QUEUED before the next stage message is sent', async (
   const h = await startHarness(db.pool, {
     wrapTransport: (inner: InProcessTransport): Transport => ({
       name: 'observing',
+    durable: false,
       publishEvents: (events) => inner.publishEvents(events),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),
       scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),

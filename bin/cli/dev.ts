@@ -45,12 +45,12 @@ export async function runDev(config: CoreMachineConfig, registry: Registry, logg
           );
         }
         await aborted(signal);
-        io.out('shutting down: finishing in-flight work\n');
+        io.out(`shutting down: running tasks get ${config.shutdownGraceMs / 1000} s to finish, then are given back\n`);
       } finally {
         await server.close();
       }
     } finally {
-      await runtime.close();
+      await runtime.close(config.shutdownGraceMs);
     }
   } finally {
     await stopTelemetry();

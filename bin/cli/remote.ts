@@ -215,11 +215,13 @@ async function tasks(args: readonly string[], io: CliIo): Promise<number> {
   }
   // Tasks of a type with a global concurrency limit name the slot key they count against.
   const limited = list.some((t) => t.limitKey);
+  // Leases lost to hosts that died are not attempts: shown apart, when any task has lost one.
+  const lost = list.some((t) => t.leaseLosses > 0);
   const rows = list.map((t) => [
-    String(t.stage), String(t.taskIndex), t.status, String(t.attempt), formatTime(t.startedAt), formatDuration(t.startedAt, t.finishedAt),
+    String(t.stage), String(t.taskIndex), t.status, String(t.attempt), ...(lost ? [String(t.leaseLosses)] : []), formatTime(t.startedAt), formatDuration(t.startedAt, t.finishedAt),
     ...(limited ? [t.limitKey ?? ''] : []), errorCell(t.error),
   ]);
-  io.out(`${table(['STAGE', 'INDEX', 'STATUS', 'ATTEMPT', 'STARTED', 'DURATION', ...(limited ? ['SLOT KEY'] : []), 'ERROR'], rows)}\n`);
+  io.out(`${table(['STAGE', 'INDEX', 'STATUS', 'ATTEMPT', ...(lost ? ['LEASES LOST'] : []), 'STARTED', 'DURATION', ...(limited ? ['SLOT KEY'] : []), 'ERROR'], rows)}\n`);
   if (list.length === Number(limit ?? 1000)) io.out(`(first ${list.length} tasks; use --stage, --status or --limit to see others)\n`);
   return 0;
 }

@@ -285,6 +285,37 @@ export class CoreMachine {
     return sweep(deps, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), ...options });
   }
 
+  /**
+   * What a start owes to work a previous process left behind: messages committed but never sent go
+   * out now, and with a transport that keeps messages in memory (lost with the process that held
+   * them) every unfinished job's messages are rebuilt from PostgreSQL, expired leases included.
+   * Safe beside other running instances: a message sent twice is a duplicate.
+   */
+  async resumeAfterStart(options: Partial<JanitorOptions> = {}): Promise<{ outboxSent: number; resentJobs: number; resentStages: number; requeuedTasks: number }> {
+    if (this.transport.durable) return { outboxSent: await this.outbox.sweep(0), resentJobs: 0, resentStages: 0, requeuedTasks: 0 };
+    const report = await this.sweep({ ...options, outboxAgeMs: 0, stallAfterMs: 0 });
+    const resentStages = report.stalled.filter((job) => job.action === 'resent-task-messages').length;
+    if (report.resentJobs + resentStages + report.outboxSent > 0) {
+      this.logger.info('resumed the work a previous process left', { outboxSent: report.outboxSent, resentJobs: report.resentJobs, resentStages, requeuedTasks: report.requeuedTasks });
+    }
+    return { outboxSent: report.outboxSent, resentJobs: report.resentJobs, resentStages, requeuedTasks: report.requeuedTasks };
+  }
+
+  /**
+   * Shutdown (SIGTERM, scale-in): waits up to `graceMs` for the handlers running in this process,
+   * then aborts those still running and gives their claims back (QUEUED at the same attempt), so
+   * another instance runs them at once rather than after their lease. Claiming must already have
+   * stopped (the host stops delivering first).
+   */
+  async drain(graceMs: number): Promise<{ finished: number; released: number }> {
+    const running = this.tasks.runningCount;
+    const deadline = Date.now() + graceMs;
+    while (this.tasks.runningCount > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+    const released = this.tasks.runningCount > 0 ? await this.tasks.releaseRunning(new Error(`the host is shutting down; the task was given back after a ${graceMs} ms grace period`)) : 0;
+    if (running > 0) this.logger.info('drained on shutdown', { finished: running - released, released, graceMs });
+    return { finished: running - released, released };
+  }
+
   /** Deletes a finished job with its stages, tasks, events, dead letters and outbox rows. */
   async deleteJob(jobId: string): Promise<PurgeCounts> {
     const deleted = await deleteJob(this.unitOfWork, jobId);

@@ -9,9 +9,14 @@ import { claimRemoteTasks, releaseRemoteClaim, type RemoteClaim } from '../state
 import { extendLease, findTaskSummary, type TaskOutcome, type TaskSummary } from '../state/tasks-store';
 import { claimLimitedRemoteTasks } from './limits';
 import { nextAttemptAt } from './retry-policy';
-import { DEFAULT_LEASE_SECONDS } from './run-task';
 import { settleOutcomes } from './settle';
 import type { UnitOfWork } from './unit-of-work';
+
+/**
+ * A remote claim's lease unless the task type or the request sets one. Longer than an in-process
+ * task's: a remote worker renews its own lease by heartbeat, and nothing extends it for it.
+ */
+export const DEFAULT_REMOTE_LEASE_SECONDS = 300;
 
 /**
  * Remote workers claim tasks over HTTP instead of receiving queue messages: the same leases,
@@ -68,7 +73,7 @@ export class RemoteWorkers {
   /** Claims up to maxTasks QUEUED remote tasks of the given types, oldest first, each with a lease. */
   async claim(body: unknown): Promise<RemoteTask[]> {
     const request = parseRequest(ClaimRequest, body, 'claim request');
-    const leaseOf = (type: string) => request.leaseSeconds ?? (this.deps.registry.hasTask(type) ? this.deps.registry.task(type).leaseSeconds : undefined) ?? DEFAULT_LEASE_SECONDS;
+    const leaseOf = (type: string) => request.leaseSeconds ?? (this.deps.registry.hasTask(type) ? this.deps.registry.task(type).leaseSeconds : undefined) ?? DEFAULT_REMOTE_LEASE_SECONDS;
     // Types with global limits are claimed key by key under the keys' locks (core/engine/limits.ts),
     // so a remote worker counts against the same slots as the queue instances; the rest as before.
     const rows: RemoteClaim[] = [];
@@ -100,7 +105,7 @@ export class RemoteWorkers {
   async heartbeat(taskId: string, body: unknown): Promise<{ leaseExpiresAt: Date }> {
     const request = parseRequest(HeartbeatRequest, body, 'heartbeat');
     const type = (await this.task(taskId)).task_type;
-    const seconds = request.leaseSeconds ?? this.deps.registry.task(type).leaseSeconds ?? DEFAULT_LEASE_SECONDS;
+    const seconds = request.leaseSeconds ?? this.deps.registry.task(type).leaseSeconds ?? DEFAULT_REMOTE_LEASE_SECONDS;
     if (!(await extendLease(this.pool, taskId, request.claimId, seconds))) throw new LeaseLostError(taskId);
     return { leaseExpiresAt: new Date(Date.now() + seconds * 1000) };
   }

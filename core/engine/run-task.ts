@@ -10,7 +10,12 @@ import { HandlerContext } from './handler-context';
 import { nextAttemptAt } from './retry-policy';
 import { TaskAbort } from './task-abort';
 
-export const DEFAULT_LEASE_SECONDS = 300;
+/**
+ * A task type's lease unless it declares one. The engine extends the leases of handlers running in
+ * its process (lease-keeper.ts), so a long handler is not cut short: the lease only bounds how long
+ * a task held by a host that died waits before it is claimed again.
+ */
+export const DEFAULT_LEASE_SECONDS = 30;
 
 /** The lease a task type asks for; unknown types get the default (their run fails anyway). */
 export function leaseSecondsOf(registry: Registry, taskType: string): number {

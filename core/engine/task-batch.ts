@@ -14,6 +14,7 @@ import { leaseSecondsOf, runClaimedTask } from './run-task';
 import { claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { settleOutcomes } from './settle';
 import { TaskAbort } from './task-abort';
+import { LeaseKeeper } from './lease-keeper';
 import type { RunningTaskAbort } from './stage-advance';
 import type { UnitOfWork } from './unit-of-work';
 
@@ -42,15 +43,38 @@ export class TaskBatches {
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commit(results));
   /** Handlers running in this process, so a cancel can abort them through their signal. */
   private readonly running = new Map<string, TaskAbort>();
+  /** The claims of those handlers, to give back on shutdown. */
+  private readonly runningClaims = new Map<string, { taskId: string; claimId: string }>();
   /** When this process last deferred a message of each slot key: only then is a freed slot worth a wake-up. */
   private readonly lastDeferral = new Map<string, number>();
+  /** Extends running handlers' leases, so a short lease never expires under a live handler. */
+  private readonly leases: LeaseKeeper;
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly registry: Registry,
     private readonly logger: Logger,
     private readonly unitOfWork: UnitOfWork,
-  ) {}
+  ) {
+    this.leases = new LeaseKeeper(pool, logger);
+  }
+
+  /** Handlers running in this process now. */
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  /**
+   * Shutdown: handlers still running after the grace period are aborted and their claims given
+   * back (QUEUED at the same attempt), so another instance runs them at once instead of after
+   * their lease. A result such a handler reports later is fenced off by its stale claim.
+   */
+  async releaseRunning(reason: Error): Promise<number> {
+    const claims = [...this.runningClaims.values()];
+    for (const { taskId } of claims) this.running.get(taskId)?.abort(reason);
+    await retryTransient(() => releaseClaims(this.pool, claims));
+    return claims.length;
+  }
 
   /** Aborts handlers of these tasks running here (their job was cancelled, failed or timed out). */
   abort(tasks: readonly RunningTaskAbort[]): void {
@@ -141,11 +165,15 @@ export class TaskBatches {
       if (meta.enqueuedTime) recordQueueWait(started - meta.enqueuedTime.getTime(), { taskType: task.task_type });
       const controller = new TaskAbort();
       this.running.set(task.task_id, controller);
+      this.runningClaims.set(task.task_id, { taskId: task.task_id, claimId: task.claim_id });
+      this.leases.hold(task.task_id, task.claim_id, leaseSecondsOf(this.registry, task.task_type), controller);
       let result: TaskOutcome;
       try {
         result = await runWithin(within, () => runClaimedTask(this.pool, this.registry, task, this.logger, controller));
       } finally {
         this.running.delete(task.task_id);
+        this.runningClaims.delete(task.task_id);
+        this.leases.release(task.task_id);
       }
       recordTaskDuration(Date.now() - started, { taskType: task.task_type, outcome: result.error ? 'error' : 'ok' });
       if (result.error) recordFailure(span, Object.assign(new Error(result.error.message), { name: result.error.type }));

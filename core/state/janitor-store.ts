@@ -23,13 +23,13 @@ export async function jobsWithExpiredLeases(db: Queryable, limit: number): Promi
   return result.rows.map((row) => row.job_id);
 }
 
-export type ExpiredTask = Pick<TaskRow, 'task_id' | 'job_id' | 'task_type' | 'attempt' | 'stage' | 'worker_id'> & { claim_id: string };
+export type ExpiredTask = Pick<TaskRow, 'task_id' | 'job_id' | 'task_type' | 'attempt' | 'stage' | 'worker_id' | 'lease_losses' | 'remote'> & { claim_id: string };
 
 /** The expired tasks of these (already locked) jobs, locked in task_id order. */
 export async function lockExpiredTasks(db: Queryable, jobIds: readonly string[], limit: number): Promise<ExpiredTask[]> {
   const result = await db.query<ExpiredTask>({
     name: 'cm_janitor_lock_expired_tasks',
-    text: `SELECT t.task_id, t.job_id, t.claim_id, t.task_type, t.attempt, t.stage, t.worker_id
+    text: `SELECT t.task_id, t.job_id, t.claim_id, t.task_type, t.attempt, t.stage, t.worker_id, t.lease_losses, t.remote
              FROM coremachine.tasks t JOIN coremachine.jobs j ON j.job_id = t.job_id AND j.stage = t.stage
             WHERE t.job_id = ANY($2::text[]) AND t.status = 'PROCESSING' AND t.lease_expires_at < now()
             ORDER BY t.task_id LIMIT $1 FOR UPDATE OF t SKIP LOCKED`,

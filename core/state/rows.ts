@@ -57,6 +57,8 @@ export interface TaskRow {
   worker_id: string | null;
   /** The slot key of a task type with global limits (migration 011); null without limits. */
   limit_key: string | null;
+  /** Leases lost by a host that died or stopped renewing (migration 017): not attempts. */
+  lease_losses: number;
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
@@ -122,5 +124,6 @@ export function toTaskRecord(row: TaskRow): TaskRecord {
     startedAt: row.started_at,
     finishedAt: finishedNotBefore(row.started_at, row.finished_at),
     limitKey: row.limit_key ?? null,
+    leaseLosses: row.lease_losses ?? 0,
   };
 }

@@ -56,6 +56,8 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
     text: `WITH m AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS m(task_id, attempt, lease, limit_key) ORDER BY task_id)
            UPDATE coremachine.tasks t SET
              status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
+             -- Taking over an expired lease at the same attempt: its host was lost, not its handler.
+             lease_losses = t.lease_losses + (t.status = 'PROCESSING')::int,
              lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = COALESCE(m.limit_key, t.limit_key)
            FROM m
            WHERE t.task_id = m.task_id
@@ -162,6 +164,42 @@ export async function extendLease(db: Queryable, taskId: string, claimId: string
     values: [taskId, claimId, leaseSeconds],
   });
   return result.rowCount === 1;
+}
+
+export type RequeuedTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_type' | 'attempt' | 'remote' | 'lease_losses'>;
+
+/**
+ * Lost leases (their host died or stopped renewing) that are not the task's fault: back to QUEUED
+ * one attempt lower, as if never claimed, with the loss counted and explained in `error` (the
+ * event trail shows it; a later success clears it). Fenced by claim, so a late renewal or result
+ * of the old holder changes nothing.
+ */
+export async function requeueLostLeases(db: Queryable, lost: ReadonlyArray<{ taskId: string; claimId: string; error: ErrorShape }>): Promise<RequeuedTask[]> {
+  if (lost.length === 0) return [];
+  const result = await db.query<RequeuedTask>({
+    name: 'cm_requeue_lost_leases',
+    text: `UPDATE coremachine.tasks t SET status = 'QUEUED', attempt = t.attempt - 1, lease_losses = t.lease_losses + 1,
+                  claim_id = NULL, lease_expires_at = NULL, worker_id = NULL, error = $3::jsonb -> (c.ord::int - 1)
+             FROM unnest($1::text[], $2::uuid[]) WITH ORDINALITY AS c(task_id, claim_id, ord)
+            WHERE t.task_id = c.task_id AND t.claim_id = c.claim_id AND t.status = 'PROCESSING'
+           RETURNING t.task_id, t.job_id, t.stage, t.task_type, t.attempt, t.remote, t.lease_losses`,
+    values: [textArray(lost.map((l) => l.taskId)), textArray(lost.map((l) => l.claimId)), jsonArray(lost.map((l) => JSON.stringify(l.error)))],
+  });
+  return result.rows;
+}
+
+/** Extends the leases of current claims in one statement; returns the task ids whose claim was still current. */
+export async function extendLeases(db: Queryable, claims: ReadonlyArray<{ taskId: string; claimId: string; leaseSeconds: number }>): Promise<Set<string>> {
+  if (claims.length === 0) return new Set();
+  const result = await db.query<{ task_id: string }>({
+    name: 'cm_extend_leases',
+    text: `UPDATE coremachine.tasks t SET lease_expires_at = now() + make_interval(secs => c.lease)
+             FROM unnest($1::text[], $2::uuid[], $3::float8[]) AS c(task_id, claim_id, lease)
+            WHERE t.task_id = c.task_id AND t.claim_id = c.claim_id AND t.status = 'PROCESSING'
+           RETURNING t.task_id`,
+    values: [textArray(claims.map((c) => c.taskId)), textArray(claims.map((c) => c.claimId)), numberArray(claims.map((c) => c.leaseSeconds))],
+  });
+  return new Set(result.rows.map((row) => row.task_id));
 }
 
 /**

@@ -14,6 +14,8 @@ const DEFAULT_QUEUE_OPTIONS: QueueOptions = {
 /** The jobs and tasks queues in memory, for `coremachine dev`, the demo and the tests. */
 export class InProcessTransport implements Transport {
   readonly name = 'in-process';
+  /** Messages live in this process's memory: they die with it. */
+  readonly durable = false;
   readonly jobs: InProcessQueue;
   readonly tasks: InProcessQueue;
   /** Job submissions by message from other systems (`{jobType, parameters}`). */

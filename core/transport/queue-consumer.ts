@@ -45,10 +45,17 @@ export class QueueConsumer {
     return this.inFlight === 0 && this.queue.visibleCount === 0 && this.queue.pendingSources === 0;
   }
 
-  async stop(): Promise<void> {
+  /** Takes no more messages; batches already taken carry on. */
+  halt(): void {
     this.stopped = true;
     this.unsubscribe();
-    while (this.inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
+  /** Halts, then waits for the batches in flight, at most `timeoutMs` (a handler may ignore its abort). */
+  async stop(timeoutMs = Infinity): Promise<void> {
+    this.halt();
+    const deadline = Date.now() + timeoutMs;
+    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
   }
 
   private pump(): void {

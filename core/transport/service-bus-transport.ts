@@ -34,6 +34,7 @@ export const SERVICE_BUS_CLIENT_ID_SETTING = `${SERVICE_BUS_CONNECTION_SETTING}_
  * expensive to open and the SDK multiplexes them over the client's single connection.
  */
 export class ServiceBusTransport implements Transport {
+  readonly durable = true;
   readonly name = 'service-bus';
   private readonly senders = new Map<string, ServiceBusSenderLike>();
   private closing: Promise<void> | undefined;

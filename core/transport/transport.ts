@@ -31,6 +31,11 @@ export type StageTaskPageReader = (afterIndex: number, limit: number) => Promise
 /** What the engine needs from a message bus. Implementations: in-process (dev, tests), Service Bus. */
 export interface Transport {
   readonly name: string;
+  /**
+   * Whether a sent message outlives this process (Service Bus) or is lost with it (in-process).
+   * After a restart the engine rebuilds a non-durable transport's messages from PostgreSQL.
+   */
+  readonly durable: boolean;
   sendJobMessages(messages: readonly JobQueueMessage[]): Promise<void>;
   sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void>;
   /** Send later: the message becomes visible at `at` (Service Bus scheduled messages). */

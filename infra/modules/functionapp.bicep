@@ -92,7 +92,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PG_CONNECT_TIMEOUT_MS', value: '10000' }
         { name: 'COREMACHINE_PREPARED_STATEMENTS', value: preparedStatements }
         // The janitor timer trigger's NCRONTAB schedule (functions/timer-janitor.ts).
-        { name: 'JANITOR_SCHEDULE', value: '0 */1 * * * *' }
+        { name: 'JANITOR_SCHEDULE', value: '*/20 * * * * *' }
       ]
     }
     functionAppConfig: {

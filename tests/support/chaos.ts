@@ -120,6 +120,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   };
   const transport: Transport = {
     name: 'chaos',
+    durable: false,
     close: () => inner.close(),
     backlog: () => inner.backlog(),
     scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),

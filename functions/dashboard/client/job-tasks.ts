@@ -50,7 +50,8 @@ export function tasksPanel(jobId: string, currentJob: () => JobJson | null): Tas
       el('td', { class: 'num', title: t.taskId }, String(t.taskIndex)),
       // A task of a limited type names its slot key: a QUEUED one may be waiting for a free slot.
       el('td', { title: t.limitKey ? `counts against the concurrency limit of ${t.limitKey}` : undefined }, badge(t.status), t.limitKey ? el('span', { class: 'muted' }, ` slot ${t.limitKey}`) : ''),
-      el('td', { class: 'num' }, String(t.attempt)),
+      // A lease lost to a host that died is not an attempt: counted beside it, when there was one.
+      el('td', { class: 'num', title: t.leaseLosses > 0 ? `${t.leaseLosses} lease(s) lost to a host that died or stopped renewing; not attempts` : undefined }, String(t.attempt), t.leaseLosses > 0 ? el('span', { class: 'muted', 'data-lease-losses': String(t.leaseLosses) }, ` +${t.leaseLosses} lost`) : ''),
       el('td', {}, timeCell(t.startedAt)), el('td', {}, timeCell(t.finishedAt)),
       el('td', { class: 'num' }, formatDuration(between(t.startedAt, t.finishedAt))),
       el('td', {}, t.error ? el('span', { title: json(t.error) }, `${t.error.type}: ${t.error.message}`) : ''));

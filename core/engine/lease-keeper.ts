@@ -1,0 +1,77 @@
+import type pg from 'pg';
+import type { Logger } from '../logger';
+import { errorToShape } from '../errors';
+import { extendLeases } from '../state/tasks-store';
+import type { TaskAbort } from './task-abort';
+
+interface Held {
+  claimId: string;
+  leaseSeconds: number;
+  /** Epoch ms after which the lease is extended again: a third of the lease after the last extension. */
+  renewAt: number;
+  abort: TaskAbort;
+}
+
+/** How often held leases are looked at; a lease is extended once a third of it has passed. */
+const TICK_MS = 1000;
+
+/**
+ * Extends the leases of the handlers running in this process while they run, so a lease can be
+ * short (DEFAULT_LEASE_SECONDS) and a task held by a host that died is claimed again soon after,
+ * whatever its handler's running time. Most tasks finish long before their first extension is
+ * due and cost nothing here; those that run longer are extended together, one statement per tick.
+ * A claim found lost (re-claimed after this host stalled past its lease, or the task stopped)
+ * aborts its handler's signal.
+ */
+export class LeaseKeeper {
+  private readonly held = new Map<string, Held>();
+  private timer: NodeJS.Timeout | undefined;
+  private extending = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly logger: Logger,
+  ) {}
+
+  hold(taskId: string, claimId: string, leaseSeconds: number, abort: TaskAbort): void {
+    this.held.set(taskId, { claimId, leaseSeconds, renewAt: Date.now() + (leaseSeconds * 1000) / 3, abort });
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.extendDue(), TICK_MS);
+      this.timer.unref();
+    }
+  }
+
+  release(taskId: string): void {
+    this.held.delete(taskId);
+    if (this.held.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  /** Leases held here now (the drain on shutdown reads it). */
+  get size(): number {
+    return this.held.size;
+  }
+
+  private async extendDue(): Promise<void> {
+    if (this.extending) return;
+    const now = Date.now();
+    const due = [...this.held].filter(([, held]) => held.renewAt <= now);
+    if (due.length === 0) return;
+    this.extending = true;
+    try {
+      const kept = await extendLeases(this.pool, due.map(([taskId, held]) => ({ taskId, claimId: held.claimId, leaseSeconds: held.leaseSeconds })));
+      for (const [taskId, held] of due) {
+        if (kept.has(taskId)) held.renewAt = Date.now() + (held.leaseSeconds * 1000) / 3;
+        else if (this.held.get(taskId) === held) held.abort.abort(new Error(`lease on task ${taskId} was lost: it was claimed again or stopped`));
+      }
+    } catch (error) {
+      // Not swallowed: the next tick tries again, and should the lease run out first the janitor
+      // re-queues the task as a lost lease (not an attempt). There is no caller to throw to.
+      this.logger.warn('lease extension failed; retrying on the next tick', { tasks: due.length, error: errorToShape(error) });
+    } finally {
+      this.extending = false;
+    }
+  }
+}
