@@ -281,3 +281,18 @@ describe('the app\'s database role', () => {
     }
   });
 });
+
+describe('the Service Bus namespace', () => {
+  test('takes no SAS keys unless the deployer opts in for the live test; the app holds exactly Data Sender and Data Receiver', () => {
+    const main = bicep('infra/main.bicep');
+    expect(main).toMatch(/param serviceBusAllowSas bool = false\n/);
+    expect(main).toMatch(/disableLocalAuth: !serviceBusAllowSas\n/);
+    expect(bicep('infra/modules/servicebus.bicep')).toMatch(/disableLocalAuth: disableLocalAuth\n/);
+    const roles = bicep('infra/modules/role-assignments.bicep');
+    // Built-in role ids: learn.microsoft.com/azure/role-based-access-control/built-in-roles/integration
+    expect(roles).toContain("'69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'"); // Azure Service Bus Data Sender
+    expect(roles).toContain("'4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'"); // Azure Service Bus Data Receiver
+    expect(roles).not.toContain("'090c5cfd-751d-490a-894a-3ce6f1109419'"); // Azure Service Bus Data Owner
+    expect(/for roleId in \[serviceBusDataSender, serviceBusDataReceiver\]/.test(roles)).toBe(true);
+  });
+});
