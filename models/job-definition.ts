@@ -167,7 +167,8 @@ export function defineTask<P extends z.ZodType, R>(definition: {
   execution?: 'queue' | 'remote';
   concurrency?: TaskConcurrency<z.output<P>>;
   rate?: TaskRate;
-  handler: (parameters: z.output<P>, context: TaskContext) => Promise<R>;
+  /** May return the result or a promise of it, as `finalize` may. */
+  handler: (parameters: z.output<P>, context: TaskContext) => R | Promise<R>;
 }): TaskDefinition<P, R> {
   checkTypeName('task', definition.type);
   checkTaskLimits(definition.type, definition.concurrency, definition.rate);
@@ -188,7 +189,9 @@ export function defineTask<P extends z.ZodType, R>(definition: {
     ...(execution === undefined ? {} : { execution }),
     ...(concurrency === undefined ? {} : { concurrency }),
     ...(rate === undefined ? {} : { rate }),
-    handler: (p, context) => handler(p, context),
+    // Always a promise to the engine, whether the handler returned a value, a promise or threw
+    // (whatever it threw is kept as it is: the engine records non-Error throws with their content).
+    handler: async (p, context) => handler(p, context),
   };
 }
 
@@ -225,16 +228,14 @@ export class JobBuilder<P extends z.ZodType, Prev> {
     // One stage per signal name: a delivered signal is stored once per job, under its name.
     if (signalStageOf({ stages: this.stages }, signal.name)) throw new TypeError(`job type "${this.type}" already waits for signal "${signal.name}"`);
     const { timeoutSeconds } = signal;
-    if (timeoutSeconds !== undefined && !(Number.isFinite(timeoutSeconds) && timeoutSeconds > 0)) {
-      throw new TypeError(`job type "${this.type}": timeoutSeconds of signal "${signal.name}" must be a positive number`);
-    }
+    checkDeclaredTimeout(`signal "${signal.name}" of job type "${this.type}"`, timeoutSeconds);
     const stage: SignalStageDefinition = {
       kind: 'signal',
       name: signal.name,
       signal: { name: signal.name, payload: signal.payload },
       ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }),
     };
-    return new JobBuilder<P, z.output<S>>(this.type, this.description, this.parameters, [...this.stages, stage]);
+    return new JobBuilder<P, z.output<S>>(this.type, this.description, this.parameters, [...this.stages, stage], this.timeoutSeconds);
   }
 
   finalize<R>(finalize: (context: FinalizeContext<z.output<P>, Prev>) => R | Promise<R>): JobDefinition<P, R> {
