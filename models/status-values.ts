@@ -35,15 +35,21 @@ export const TASK_TRANSITIONS: Readonly<Record<Task, readonly Task[]>> = {
   COMPLETED: [],
 };
 
-export const TERMINAL_JOB_STATUSES: readonly Job[] = ['COMPLETED', 'COMPLETED_WITH_ERRORS', 'CANCELLED'];
-export const TERMINAL_TASK_STATUSES: readonly Task[] = ['COMPLETED'];
+/** No transition leads out of these: the job is done for good (derived from JOB_TRANSITIONS). */
+export const FINAL_JOB_STATUSES: readonly Job[] = JOB_STATUSES.filter((status) => JOB_TRANSITIONS[status].length === 0);
+
+/**
+ * Nothing runs in these and nothing changes without an operator: the final statuses and FAILED,
+ * which only an operator retry moves. A waiting client or the CLI stops here, a finished-at time is
+ * set, and retention or DELETE may remove the job.
+ */
+export const ENDED_JOB_STATUSES: readonly Job[] = JOB_STATUSES.filter((status) => FINAL_JOB_STATUSES.includes(status) || status === 'FAILED');
 
 /**
  * Statuses in which a job changes without an operator: its stages run or its tasks are still
- * finishing (a PAUSED job's running tasks complete and count). FAILED is not terminal, but only
- * an operator retry moves it, so a view of a FAILED job need not keep polling.
+ * finishing (a PAUSED job's running tasks complete and count). The complement of the ended ones.
  */
-export const ACTIVE_JOB_STATUSES: readonly Job[] = ['QUEUED', 'PROCESSING', 'PAUSED'];
+export const ACTIVE_JOB_STATUSES: readonly Job[] = JOB_STATUSES.filter((status) => !ENDED_JOB_STATUSES.includes(status));
 
 export function isJobTransitionAllowed(from: Job, to: Job): boolean {
   return JOB_TRANSITIONS[from].includes(to);

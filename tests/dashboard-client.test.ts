@@ -2,7 +2,7 @@ import { apiUrl, parseRoute, query } from '../functions/dashboard/client/urls';
 import { age } from '../functions/dashboard/client/format';
 import { EVENTS_KEPT, emptyWindow, newestId, oldestId, withNewer, withOlder, type EventWindow } from '../functions/dashboard/client/event-window';
 import { CONTROL_ACTION_NAMES, CONTROL_ACTIONS, allowedControlActions } from '../models/control-actions';
-import { JOB_STATUSES, TERMINAL_JOB_STATUSES, isJobTransitionAllowed } from '../models/status-values';
+import { ACTIVE_JOB_STATUSES, ENDED_JOB_STATUSES, FINAL_JOB_STATUSES, JOB_STATUSES, isJobTransitionAllowed } from '../models/status-values';
 
 // The dashboard's DOM-free logic, run directly from its TypeScript sources.
 
@@ -72,7 +72,11 @@ test('every control action is a transition the job table allows, from exactly th
     COMPLETED_WITH_ERRORS: [],
     CANCELLED: [],
   });
-  for (const status of TERMINAL_JOB_STATUSES) expect(allowedControlActions(status)).toEqual([]);
+  for (const status of FINAL_JOB_STATUSES) expect(allowedControlActions(status)).toEqual([]);
+  // One definition of "ended", read everywhere: the final statuses and FAILED; active is the rest.
+  expect(FINAL_JOB_STATUSES).toEqual(['COMPLETED', 'COMPLETED_WITH_ERRORS', 'CANCELLED']);
+  expect(ENDED_JOB_STATUSES).toEqual(['COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELLED']);
+  expect([...ACTIVE_JOB_STATUSES, ...ENDED_JOB_STATUSES].sort()).toEqual([...JOB_STATUSES].sort());
 });
 
 test('ages read as past or future: a schedule\'s next fire is "in …", never "just now"', () => {

@@ -1,8 +1,8 @@
 import type { ApiClient } from './api-client';
+import { ENDED_JOB_STATUSES } from '../../models/status-values';
 import type { CliIo } from './io';
 import { printOutcome } from './watch';
 
-const ENDED = ['COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELLED'];
 /** Below proxies' and load balancers' idle timeouts, and well within the API's limit of 60. */
 const WAIT_SECONDS = 25;
 
@@ -13,7 +13,7 @@ const WAIT_SECONDS = 25;
 export async function waitForJob(client: ApiClient, jobId: string, io: CliIo, waitSeconds = WAIT_SECONDS): Promise<number> {
   for (;;) {
     const job = await client.job(jobId, waitSeconds);
-    if (ENDED.includes(job.status)) {
+    if (ENDED_JOB_STATUSES.includes(job.status)) {
       printOutcome(job, io);
       return job.status === 'COMPLETED' ? 0 : 1;
     }

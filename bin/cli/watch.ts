@@ -1,11 +1,11 @@
 import { ApiError, type ApiClient, type JobJson } from './api-client';
 import { formatDuration } from './format';
+import { ENDED_JOB_STATUSES } from '../../models/status-values';
 import type { CliIo } from './io';
 import { oneLine } from './visible';
 import { ProgressDisplay, progressMilestone, renderStages } from './progress';
 
 /** PAUSED is not here: a paused job is waiting for an operator, and resume continues the watch. */
-const ENDED = ['COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELLED'];
 /** A dev server restarting or a blip in the network should not end a long watch. */
 const MAX_CONSECUTIVE_FAILURES = 5;
 
@@ -26,7 +26,7 @@ export async function watchJob(client: ApiClient, jobId: string, io: CliIo): Pro
       continue;
     }
     display.show(renderStages(job), progressMilestone(job));
-    if (ENDED.includes(job.status)) {
+    if (ENDED_JOB_STATUSES.includes(job.status)) {
       printOutcome(job, io);
       return job.status === 'COMPLETED' ? 0 : 1;
     }

@@ -1,10 +1,8 @@
 import type pg from 'pg';
-import { TERMINAL_JOB_STATUSES, type JobStatus } from '../../models';
+import { ENDED_JOB_STATUSES } from '../../models';
 import { JobNotFoundError } from '../errors';
 import { findJobStatus } from '../state/jobs-store';
 
-/** Where a waiting client stops: the terminal statuses and FAILED (retry is an operator's act). */
-const ENDED: readonly JobStatus[] = [...TERMINAL_JOB_STATUSES, 'FAILED'];
 const FIRST_POLL_MS = 100;
 const MAX_POLL_MS = 1000;
 
@@ -28,7 +26,7 @@ export async function waitUntilEnded(pool: pg.Pool, jobId: string, options: Wait
     const status = await findJobStatus(pool, jobId);
     if (status === null) throw new JobNotFoundError(jobId);
     const left = deadline - Date.now();
-    if (ENDED.includes(status) || left <= 0 || options.signal?.aborted) return;
+    if (ENDED_JOB_STATUSES.includes(status) || left <= 0 || options.signal?.aborted) return;
     await sleep(Math.min(delay, left), options.signal);
   }
 }

@@ -1,11 +1,8 @@
-import type { ErrorShape, JobStatus, ListJobsQuery } from '../../models';
-import { TERMINAL_JOB_STATUSES } from '../../models';
+import { ENDED_JOB_STATUSES, type ErrorShape, type JobStatus, type ListJobsQuery } from '../../models';
 import type { Queryable } from '../db/pool';
 import { ValidationError } from '../errors';
 import type { JobRow } from './rows';
 import { assertJobTransition } from './transitions';
-
-const FINISHING: readonly JobStatus[] = [...TERMINAL_JOB_STATUSES, 'FAILED'];
 
 export async function insertJob(
   db: Queryable,
@@ -101,7 +98,7 @@ export async function transitionJob(
       'result' in change ? JSON.stringify(change.result ?? null) : null,
       'error' in change,
       'error' in change && change.error ? JSON.stringify(change.error) : null,
-      FINISHING.includes(to),
+      ENDED_JOB_STATUSES.includes(to),
     ],
   });
   return result.rows[0] ?? null;

@@ -1,13 +1,13 @@
-import type { JobStatus } from '../../models';
+import { ENDED_JOB_STATUSES } from '../../models';
 import type { Queryable } from '../db/pool';
 
 /**
- * Jobs that may be deleted: nothing will run for them again. FAILED is included although an
- * operator may retry it: retrying is a decision to make within the retention window (a retry
- * clears finished_at, which restarts the clock), and a FAILED job kept forever is exactly the
- * unbounded growth retention exists to stop.
+ * Jobs that may be deleted: the ended ones. FAILED is among them although an operator may retry
+ * it: retrying is a decision to make within the retention window (a retry clears finished_at,
+ * which restarts the clock), and a FAILED job kept forever is exactly the unbounded growth
+ * retention exists to stop.
  */
-export const DELETABLE_JOB_STATUSES: readonly JobStatus[] = ['COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELLED'];
+export const DELETABLE_JOB_STATUSES = ENDED_JOB_STATUSES;
 
 // Spelled out in the SQL (not a parameter) so the planner can use the partial index
 // jobs_finished_idx, whose predicate is this same list (migration 006).
