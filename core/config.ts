@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_JANITOR_OPTIONS } from './janitor-options';
 
 /**
  * `off` behind a pooler in transaction mode that cannot track named prepared statements
@@ -42,11 +43,11 @@ const EnvSchema = z.object({
   // Remote workers must also present this as a bearer token (functions/http-workers.ts); unset or empty = the function key suffices.
   COREMACHINE_WORKER_TOKEN: z.string().optional(),
   // The janitor's windows: a job with no event this long is examined; outbox rows older than this were not sent by their writer.
-  JANITOR_STALL_AFTER_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(300),
-  JANITOR_OUTBOX_AGE_SECONDS: z.coerce.number().int().min(1).max(24 * 3600).default(5),
-  JANITOR_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
+  JANITOR_STALL_AFTER_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(DEFAULT_JANITOR_OPTIONS.stallAfterMs / 1000),
+  JANITOR_OUTBOX_AGE_SECONDS: z.coerce.number().int().min(1).max(24 * 3600).default(DEFAULT_JANITOR_OPTIONS.outboxAgeMs / 1000),
+  JANITOR_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_JANITOR_OPTIONS.batchSize),
   // Leases a task may lose to a host that died or stopped renewing before it fails with LeaseExpired (each loss re-queues it, not an attempt).
-  JANITOR_MAX_LEASE_LOSSES: z.coerce.number().int().min(1).max(100).default(3),
+  JANITOR_MAX_LEASE_LOSSES: z.coerce.number().int().min(1).max(100).default(DEFAULT_JANITOR_OPTIONS.maxLeaseLosses),
   // On SIGTERM (Flex scale-in, Ctrl-C): how long running handlers may finish before their tasks are given back to other instances.
   COREMACHINE_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).max(3600).default(20),
   // `coremachine dev` requires this key like the host does (empty = unset); the CLI sends it (remoteSettings).

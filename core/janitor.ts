@@ -24,27 +24,12 @@ import { pruneIdleRateBuckets } from './state/limits-store';
 import { lockJobs } from './state/jobs-store';
 import { requeueLostLeases, type TaskOutcome } from './state/tasks-store';
 import type { ScheduleSweepReport } from './schedules/schedules';
+import type { JanitorOptions } from './janitor-options';
+
+export { DEFAULT_JANITOR_OPTIONS, type JanitorOptions } from './janitor-options';
 
 /** A rate bucket idle this long is full again (models/task-limits.ts: MIN_RATE_PER_SECOND). */
 const IDLE_RATE_BUCKET_SECONDS = 3600;
-
-export interface JanitorOptions {
-  /** A job with no event for this long is examined and explained. */
-  stallAfterMs: number;
-  /** Outbox rows older than this were not dispatched by their writer. */
-  outboxAgeMs: number;
-  batchSize: number;
-  /** Messages still queued, if the transport can tell: no re-send while the backlog drains. */
-  backlog?: () => number | undefined;
-  /** Fires due schedule ticks; runs on the janitor's cadence (one call, its own failures collected). */
-  schedules?: () => Promise<ScheduleSweepReport>;
-  /** Leases a task may lose to dead or silent hosts; the last of them fails it (DEFAULT_MAX_LEASE_LOSSES). */
-  maxLeaseLosses?: number;
-  /** Finished jobs older than this many days are deleted with all their rows; 0 or unset keeps everything. */
-  retentionDays?: number;
-  /** Batch bounds of the retention step (DEFAULT_RETENTION). */
-  retention?: Partial<Omit<RetentionOptions, 'retentionDays'>>;
-}
 
 export interface StalledJob {
   jobId: string;
@@ -99,7 +84,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     }
   };
   const timedOut = await attempt(() => sweepDeadlines(unitOfWork, options.batchSize), { jobs: [] });
-  const leases = await attempt(() => expireLeases(unitOfWork, options.batchSize, options.maxLeaseLosses ?? DEFAULT_MAX_LEASE_LOSSES), { requeuedTasks: 0, failedTasks: 0 });
+  const leases = await attempt(() => expireLeases(unitOfWork, options.batchSize, options.maxLeaseLosses), { requeuedTasks: 0, failedTasks: 0 });
   const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
   const stalled = await attempt(() => examineStalledJobs(pool, unitOfWork, options), [] as StalledJob[]);
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
@@ -119,9 +104,6 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
   if (failures.length > 0) throw new AggregateError(failures, `janitor sweep: ${failures.length} part(s) failed; the next sweep retries them`);
   return report;
 }
-
-/** How many leases a task may lose to dead or silent hosts before it fails (JANITOR_MAX_LEASE_LOSSES). */
-export const DEFAULT_MAX_LEASE_LOSSES = 3;
 
 /**
  * Expired leases: their host died or stopped renewing, which is not the handler failing. Each is

@@ -46,6 +46,19 @@ export interface TaskDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
 
 export type AnyTaskDefinition = TaskDefinition<z.ZodType, unknown>;
 
+/**
+ * A task's lease unless its type declares `leaseSeconds`. Queue tasks: 30 s, since the engine
+ * extends the leases of the handlers it runs, so the lease only bounds how long a task held by a
+ * host that died waits to be claimed again. Remote tasks: 300 s, since a remote worker renews its
+ * own lease by heartbeat and nothing renews it for the worker.
+ */
+export const DEFAULT_LEASE_SECONDS: Readonly<Record<'queue' | 'remote', number>> = { queue: 30, remote: 300 };
+
+/** The lease of a claim of this task type (unknown types get the default of their execution). */
+export function leaseSecondsOf(task: AnyTaskDefinition | undefined, execution: 'queue' | 'remote' = task?.execution ?? 'queue'): number {
+  return task?.leaseSeconds ?? DEFAULT_LEASE_SECONDS[execution];
+}
+
 /** Results of the previous stage, in task order; read in pages so memory stays flat in N. */
 export interface StageResults<R> extends AsyncIterable<R> {
   readonly count: number;

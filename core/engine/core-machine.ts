@@ -20,7 +20,7 @@ import { contextFromTraceparent, currentTraceparent, inSpan, SpanKind } from '..
 import { RemoteWorkers } from './remote-workers';
 import { cancelJob, pauseJob, resumeJob, retryJob } from './control';
 import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './dead-letters';
-import { sweep, type JanitorOptions, type SweepReport } from '../janitor';
+import { DEFAULT_JANITOR_OPTIONS, sweep, type JanitorOptions, type SweepReport } from '../janitor';
 import type { PurgeCounts } from '../state/retention-store';
 import { deleteJob } from './retention';
 import { Outbox, type OutboxIntent } from './outbox';
@@ -282,7 +282,7 @@ export class CoreMachine {
   async sweep(options: Partial<JanitorOptions> = {}): Promise<SweepReport> {
     const backlog = () => this.transport.backlog?.();
     const deps = { pool: this.pool, logger: this.logger, outbox: this.outbox, unitOfWork: this.unitOfWork };
-    return sweep(deps, { stallAfterMs: 5 * 60_000, outboxAgeMs: 30_000, batchSize: 500, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), ...options });
+    return sweep(deps, { ...DEFAULT_JANITOR_OPTIONS, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), ...options });
   }
 
   /**

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { z } from 'zod';
-import { TaskFailure, type ErrorShape } from '../../models';
+import { leaseSecondsOf, TaskFailure, type ErrorShape } from '../../models';
 import { MAX_NAME_LENGTH, safeText } from '../../models/http-input';
 import { errorToShape, LeaseLostError, MAX_RECORDED_MESSAGE_LENGTH, TaskNotFoundError, ValidationError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
@@ -11,12 +11,6 @@ import { claimLimitedRemoteTasks } from './limits';
 import { nextAttemptAt } from './retry-policy';
 import { settleOutcomes } from './settle';
 import type { UnitOfWork } from './unit-of-work';
-
-/**
- * A remote claim's lease unless the task type or the request sets one. Longer than an in-process
- * task's: a remote worker renews its own lease by heartbeat, and nothing extends it for it.
- */
-export const DEFAULT_REMOTE_LEASE_SECONDS = 300;
 
 /**
  * Remote workers claim tasks over HTTP instead of receiving queue messages: the same leases,
@@ -73,7 +67,7 @@ export class RemoteWorkers {
   /** Claims up to maxTasks QUEUED remote tasks of the given types, oldest first, each with a lease. */
   async claim(body: unknown): Promise<RemoteTask[]> {
     const request = parseRequest(ClaimRequest, body, 'claim request');
-    const leaseOf = (type: string) => request.leaseSeconds ?? (this.deps.registry.hasTask(type) ? this.deps.registry.task(type).leaseSeconds : undefined) ?? DEFAULT_REMOTE_LEASE_SECONDS;
+    const leaseOf = (type: string) => request.leaseSeconds ?? leaseSecondsOf(this.deps.registry.hasTask(type) ? this.deps.registry.task(type) : undefined, 'remote');
     // Types with global limits are claimed key by key under the keys' locks (core/engine/limits.ts),
     // so a remote worker counts against the same slots as the queue instances; the rest as before.
     const rows: RemoteClaim[] = [];
@@ -105,7 +99,7 @@ export class RemoteWorkers {
   async heartbeat(taskId: string, body: unknown): Promise<{ leaseExpiresAt: Date }> {
     const request = parseRequest(HeartbeatRequest, body, 'heartbeat');
     const type = (await this.task(taskId)).task_type;
-    const seconds = request.leaseSeconds ?? this.deps.registry.task(type).leaseSeconds ?? DEFAULT_REMOTE_LEASE_SECONDS;
+    const seconds = request.leaseSeconds ?? leaseSecondsOf(this.deps.registry.task(type), 'remote');
     if (!(await extendLease(this.pool, taskId, request.claimId, seconds))) throw new LeaseLostError(taskId);
     return { leaseExpiresAt: new Date(Date.now() + seconds * 1000) };
   }

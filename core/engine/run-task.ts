@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { TaskFailure, type AnyTaskDefinition, type ErrorShape } from '../../models';
+import { leaseSecondsOf, TaskFailure, type AnyTaskDefinition, type ErrorShape } from '../../models';
 import { TransientDatabaseError } from '../db/transient-errors';
 import { boundedErrorShape, errorToShape, findCause, TaskHandlerError, TaskValidationError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
@@ -10,16 +10,9 @@ import { HandlerContext } from './handler-context';
 import { nextAttemptAt } from './retry-policy';
 import { TaskAbort } from './task-abort';
 
-/**
- * A task type's lease unless it declares one. The engine extends the leases of handlers running in
- * its process (lease-keeper.ts), so a long handler is not cut short: the lease only bounds how long
- * a task held by a host that died waits before it is claimed again.
- */
-export const DEFAULT_LEASE_SECONDS = 30;
-
-/** The lease a task type asks for; unknown types get the default (their run fails anyway). */
-export function leaseSecondsOf(registry: Registry, taskType: string): number {
-  return registry.hasTask(taskType) ? (registry.task(taskType).leaseSeconds ?? DEFAULT_LEASE_SECONDS) : DEFAULT_LEASE_SECONDS;
+/** The lease of a claim of `taskType` (models/job-definition.ts leaseSecondsOf). */
+export function leaseOfType(registry: Registry, taskType: string): number {
+  return leaseSecondsOf(registry.hasTask(taskType) ? registry.task(taskType) : undefined);
 }
 
 /**
@@ -40,7 +33,7 @@ export async function runClaimedTask(
     if (!parameters.success) {
       throw new TaskValidationError(`parameters of task ${task.task_id} (${task.task_type}) are invalid: ${describeZodError(parameters.error)}`, parameters.error.issues);
     }
-    const leaseSeconds = definition.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
+    const leaseSeconds = leaseSecondsOf(definition);
     let result: unknown;
     try {
       result = await definition.handler(parameters.data, new HandlerContext(pool, task, leaseSeconds, controller));

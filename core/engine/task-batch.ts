@@ -10,7 +10,7 @@ import { contextFromTraceparent, recordFailure, recordQueueWait, recordTaskDurat
 import { failOverdueJobs } from './deadlines';
 import { GroupCommitter } from './group-commit';
 import { withMessageAttributes, type MessageMeta } from './message-meta';
-import { leaseSecondsOf, runClaimedTask } from './run-task';
+import { leaseOfType, runClaimedTask } from './run-task';
 import { claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { settleOutcomes } from './settle';
 import { TaskAbort } from './task-abort';
@@ -94,7 +94,7 @@ export class TaskBatches {
     let claimedIds = new Set<string>();
     try {
       // Limited task types are claimed under their keys' locks; what cannot start now is deferred.
-      const requests = limited.map((p) => ({ ...p.message, leaseSeconds: leaseSecondsOf(this.registry, p.message.taskType) }));
+      const requests = limited.map((p) => ({ ...p.message, leaseSeconds: leaseOfType(this.registry, p.message.taskType) }));
       const deferred = await claimLimitedTasks(this.pool, this.unitOfWork, this.registry, requests, claimed);
       for (const { index, message } of limited) {
         const deferral = deferred.get(message.taskId);
@@ -166,7 +166,7 @@ export class TaskBatches {
       const controller = new TaskAbort();
       this.running.set(task.task_id, controller);
       this.runningClaims.set(task.task_id, { taskId: task.task_id, claimId: task.claim_id });
-      this.leases.hold(task.task_id, task.claim_id, leaseSecondsOf(this.registry, task.task_type), controller);
+      this.leases.hold(task.task_id, task.claim_id, leaseOfType(this.registry, task.task_type), controller);
       let result: TaskOutcome;
       try {
         result = await runWithin(within, () => runClaimedTask(this.pool, this.registry, task, this.logger, controller));
@@ -233,7 +233,7 @@ async function claim(db: Queryable, registry: Registry, parsed: readonly Parsed[
   return claimTasks(
     db,
     parsed.map((p) => ({ taskId: p.message.taskId, attempt: p.message.attempt })),
-    parsed.map((p) => leaseSecondsOf(registry, p.message.taskType)),
+    parsed.map((p) => leaseOfType(registry, p.message.taskType)),
   );
 }
 
