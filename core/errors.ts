@@ -279,6 +279,18 @@ export function isNonRetryable(error: unknown): boolean {
   return error instanceof CoreMachineError && error.nonRetryable;
 }
 
+/**
+ * The one way input is checked wherever it enters (HTTP paths and queries, code calling the engine,
+ * messages): parsed by its schema, or a ValidationError "invalid <what>: …" carrying the zod
+ * issues, with `path` prefixed when the input is one named part of a larger request.
+ */
+export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, what: string, path: readonly PropertyKey[] = []): z.output<T> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issues = path.length === 0 ? parsed.error.issues : parsed.error.issues.map((issue) => ({ ...issue, path: [...path, ...issue.path] }));
+  throw new ValidationError(`invalid ${what}: ${describeZodError(parsed.error)}`, issues);
+}
+
 /** zod issues as one readable line ("✖ Invalid input: expected number → at n"); the issues themselves travel separately. */
 export function describeZodError(error: z.ZodError): string {
   return z.prettifyError(error).replace(/\s*\n\s*/g, ' ');

@@ -1,7 +1,7 @@
 import { checkTaskLimits, isSignalStage, sameLimits, taskLimitsOf, type AnyJobDefinition, type AnyTaskDefinition, type Registration, type ScheduleDefinition, type TaskLimits } from '../models';
 import { compileSchedule, type RegisteredSchedule } from './schedules/cron-pattern';
 import { refuseUnstorable } from './unstorable-input';
-import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, ValidationError, describeZodError } from './errors';
+import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, parseOrThrow } from './errors';
 
 /** Maps type names to definitions. Job types in jobs/ reach the engine only through here. */
 export class Registry {
@@ -93,11 +93,8 @@ export class Registry {
       const existing = this.scheduleMap.get(schedule.name);
       if (existing && existing.declared !== schedule) throw new DuplicateRegistrationError(`schedule "${schedule.name}" is already registered`);
       const compiled = existing?.compiled ?? compileSchedule(schedule);
-      const parsed = this.job(schedule.jobType).parameters.safeParse(schedule.parameters);
-      if (!parsed.success) {
-        throw new ValidationError(`schedule "${schedule.name}": invalid parameters for job type "${schedule.jobType}": ${describeZodError(parsed.error)}`, parsed.error.issues);
-      }
-      refuseUnstorable(`parameters of schedule "${schedule.name}"`, parsed.data);
+      const parameters = parseOrThrow(this.job(schedule.jobType).parameters, schedule.parameters, `parameters of schedule "${schedule.name}" for job type "${schedule.jobType}"`);
+      refuseUnstorable(`parameters of schedule "${schedule.name}"`, parameters);
       this.scheduleMap.set(schedule.name, { declared: schedule, compiled });
     }
     return this;

@@ -5,7 +5,7 @@ import { CONTROL_ACTION_NAMES, type ControlAction } from '../models/control-acti
 import { ControlParams, JobIdParams, ListDeadLettersQuery, ListEventsQuery } from '../models/api';
 import { getAppContext } from './app-context';
 import { withErrors, type Handler } from './http-errors';
-import { parseParams, parseQuery } from './http-input';
+import { parseParams, queryFor } from './http-input';
 
 /**
  * One engine call per action in models/control-actions.ts: typed as a Record over ControlAction,
@@ -31,16 +31,16 @@ export const controlJobHandler: Handler = withErrors(async (request) => {
  */
 export const listEventsHandler: Handler = withErrors(async (request) => {
   const { jobId } = parseParams(request, JobIdParams);
-  const query = parseQuery(request, ListEventsQuery, 'event list query');
+  const query = queryFor(request, ListEventsQuery);
   const { machine } = await getAppContext();
   return { status: 200, jsonBody: { events: await machine.listEvents(jobId, query) } };
 });
 
 /** GET dead-letters?jobId=&beforeId=&limit=: messages no consumer could use, newest first. */
 export const listDeadLettersHandler: Handler = withErrors(async (request) => {
-  const { jobId, beforeId, limit } = parseQuery(request, ListDeadLettersQuery, 'dead-letter list query');
+  const query = queryFor(request, ListDeadLettersQuery);
   const { machine } = await getAppContext();
-  const deadLetters = await machine.listDeadLetters({ ...(jobId === undefined ? {} : { jobId }), ...(beforeId === undefined ? {} : { beforeId }), limit });
+  const deadLetters = await machine.listDeadLetters(query);
   return { status: 200, jsonBody: { deadLetters } };
 });
 

@@ -1,36 +1,28 @@
 import type { HttpRequest } from '@azure/functions';
 import type { z } from 'zod';
-import { describeZodError, ValidationError } from '../core/errors';
+import { parseOrThrow, ValidationError } from '../core/errors';
 import { unsafeTextReason } from '../models/http-input';
 
 /**
- * Reading a request's path and query through a zod schema, before any handler touches the
- * database. Failures are ValidationErrors (400) carrying the zod issues.
+ * A request's path is parsed here, before any handler touches the database; its query is picked
+ * here and parsed once, by the engine method it is for (the boundary for code and HTTP alike).
+ * Failures are ValidationErrors (400) carrying the zod issues.
  */
-export function parseInput<T extends z.ZodType>(schema: T, input: unknown, what: string): z.output<T> {
-  const parsed = schema.safeParse(input);
-  if (!parsed.success) throw new ValidationError(`invalid ${what}: ${describeZodError(parsed.error)}`, parsed.error.issues);
-  return parsed.data;
-}
 
-/** Only the named query keys, and only when present: absent (or empty, as forms send it) means "default". */
-export function queryOf(request: HttpRequest, keys: readonly string[]): Record<string, string> {
+/** The query keys `schema` reads, and only when present: absent (or empty, as forms send it) means "default". */
+export function queryFor(request: HttpRequest, schema: z.ZodObject): Record<string, string> {
   const picked: Record<string, string> = {};
-  for (const key of keys) {
+  for (const key of Object.keys(schema.shape)) {
     const value = request.query.get(key);
     if (value !== null && value !== '') picked[key] = value;
   }
   return picked;
 }
 
-export function parseQuery<T extends z.ZodObject>(request: HttpRequest, schema: T, what: string): z.output<T> {
-  return parseInput(schema, queryOf(request, Object.keys(schema.shape)), what);
-}
-
 export function parseParams<T extends z.ZodObject>(request: HttpRequest, schema: T): z.output<T> {
   const params: Record<string, string> = {};
   for (const key of Object.keys(schema.shape)) params[key] = request.params[key] ?? '';
-  return parseInput(schema, params, 'path');
+  return parseOrThrow(schema, params, 'path');
 }
 
 /**

@@ -5,7 +5,7 @@ import { TIMEOUT_HEADER } from '../models/deadline';
 import { getAppContext } from './app-context';
 import { clientSignal } from './client-signal';
 import { readJsonBody, withErrors, type Handler } from './http-errors';
-import { parseParams, parseQuery } from './http-input';
+import { parseParams, queryFor } from './http-input';
 
 // Each handler validates its path and query with zod before it asks for the engine, so bad input
 // is a 400 without a database round trip.
@@ -34,12 +34,12 @@ export const submitJobHandler: Handler = withErrors(async (request) => {
 export const getJobHandler: Handler = withErrors(async (request) => {
   const { jobId } = parseParams(request, JobIdParams);
   const { machine } = await getAppContext();
-  return { status: 200, jsonBody: await machine.waitForJob(jobId, parseQuery(request, JobWaitQuery, 'job query'), clientSignal(request)) };
+  return { status: 200, jsonBody: await machine.waitForJob(jobId, queryFor(request, JobWaitQuery), clientSignal(request)) };
 });
 
 /** GET jobs?status=&jobType=&limit=&cursor=: newest first; pass nextCursor back for the next page. */
 export const listJobsHandler: Handler = withErrors(async (request) => {
-  const query = parseQuery(request, ListJobsQuery, 'job list query');
+  const query = queryFor(request, ListJobsQuery);
   const { machine } = await getAppContext();
   return { status: 200, jsonBody: await machine.listJobs(query) };
 });
@@ -47,7 +47,7 @@ export const listJobsHandler: Handler = withErrors(async (request) => {
 /** GET jobs/{jobId}/tasks?stage=&status=&limit=&afterIndex=: tasks with attempts, errors and timings. */
 export const listTasksHandler: Handler = withErrors(async (request) => {
   const { jobId } = parseParams(request, JobIdParams);
-  const query = parseQuery(request, ListTasksQuery, 'task list query');
+  const query = queryFor(request, ListTasksQuery);
   const { machine } = await getAppContext();
   return { status: 200, jsonBody: { tasks: await machine.listTasks(jobId, query) } };
 });

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { IdempotencyKey, isSignalMessageBody, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, SignalMessage, signalStageOf, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
+import { IdempotencyKey, isSignalMessageBody, ListDeadLettersQuery, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, SignalMessage, signalStageOf, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { assertSchemaVersion } from '../db/migrator';
-import { ConfigurationError, JobNotFoundError, MalformedMessageError, SignalRefusedError, ValidationError, describeZodError } from '../errors';
+import { ConfigurationError, JobNotFoundError, MalformedMessageError, SignalRefusedError, describeZodError, parseOrThrow } from '../errors';
 import { computeJobId } from '../identity';
 import { refuseUnstorable } from '../unstorable-input';
 import type { Logger } from '../logger';
@@ -113,23 +113,16 @@ export class CoreMachine {
     const definition = this.registry.job(jobType);
     const timeoutSeconds = submissionTimeout(definition, options.timeoutSeconds);
     const key = options.idempotencyKey ?? undefined;
-    const keyCheck = key === undefined ? undefined : IdempotencyKey.safeParse(key);
-    if (keyCheck && !keyCheck.success) {
-      const issues = keyCheck.error.issues.map((issue) => ({ ...issue, path: ['Idempotency-Key', ...issue.path] }));
-      throw new ValidationError(`invalid Idempotency-Key: ${describeZodError(keyCheck.error)}`, issues);
-    }
-    const parsed = definition.parameters.safeParse(parameters);
-    if (!parsed.success) {
-      throw new ValidationError(`invalid parameters for job type "${jobType}": ${describeZodError(parsed.error)}`, parsed.error.issues);
-    }
+    if (key !== undefined) parseOrThrow(IdempotencyKey, key, 'Idempotency-Key', ['Idempotency-Key']);
+    const parameters_ = parseOrThrow(definition.parameters, parameters, `parameters for job type "${jobType}"`);
     // What jsonb cannot store is refused here, whoever submits (HTTP checks it too; a message, a schedule or code may not).
-    refuseUnstorable(`parameters for job type "${jobType}"`, parsed.data);
-    const jobId = computeJobId(jobType, parsed.data, key);
+    refuseUnstorable(`parameters for job type "${jobType}"`, parameters_);
+    const jobId = computeJobId(jobType, parameters_, key);
     const message: JobQueueMessage = { jobId, jobType, stage: 1 };
     // The submit span is the root of the job's trace: its context is stored with the job.
     return inSpan('coremachine.submit', { jobId, jobType }, context.active(), async () => {
       const created = await this.unitOfWork.run(async ({ client, deps }) => {
-        const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parsed.data, traceparent: currentTraceparent(), idempotencyKey: key, timeoutSeconds });
+        const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parameters_, traceparent: currentTraceparent(), idempotencyKey: key, timeoutSeconds });
         if (!inserted.created) return { value: false };
         deps.events.push({ name: 'JobTransition', attributes: { jobId, jobType, from: 'none', to: 'QUEUED', stage: 1 } });
         return { value: true, intents: [{ kind: 'job', jobId, message }] };
@@ -147,14 +140,12 @@ export class CoreMachine {
   async submitFromMessage(body: unknown): Promise<{ job: JobView; created: boolean; signal?: { name: string; delivered: boolean } }> {
     // `{jobId, signal, payload}` on the same queue delivers a signal, with the HTTP route's answers.
     if (isSignalMessageBody(body)) {
-      const message = SignalMessage.safeParse(body);
-      if (!message.success) throw new ValidationError(`signal message must be {jobId, signal, payload}: ${describeZodError(message.error)}`, message.error.issues);
-      const { job, delivered } = await this.deliverSignal(message.data.jobId, message.data.signal, message.data.payload);
-      return { job, created: false, signal: { name: message.data.signal, delivered } };
+      const message = parseOrThrow(SignalMessage, body, 'signal message: it must be {jobId, signal, payload}');
+      const { job, delivered } = await this.deliverSignal(message.jobId, message.signal, message.payload);
+      return { job, created: false, signal: { name: message.signal, delivered } };
     }
-    const parsed = JobSubmissionMessage.safeParse(body);
-    if (!parsed.success) throw new ValidationError(`submission message must be {jobType, parameters, idempotencyKey?, timeoutSeconds?}: ${describeZodError(parsed.error)}`, parsed.error.issues);
-    return this.submitJob(parsed.data.jobType, parsed.data.parameters, { idempotencyKey: parsed.data.idempotencyKey, timeoutSeconds: parsed.data.timeoutSeconds });
+    const submission = parseOrThrow(JobSubmissionMessage, body, 'submission message: it must be {jobType, parameters, idempotencyKey?, timeoutSeconds?}');
+    return this.submitJob(submission.jobType, submission.parameters, { idempotencyKey: submission.idempotencyKey, timeoutSeconds: submission.timeoutSeconds });
   }
 
   /**
@@ -169,10 +160,9 @@ export class CoreMachine {
     if (!row) throw new JobNotFoundError(jobId);
     const waiting = signalStageOf(this.registry.job(row.job_type), name);
     if (!waiting) throw new SignalRefusedError(jobId, name, `job type "${row.job_type}" has no stage that waits for it`);
-    const parsed = waiting.definition.signal.payload.safeParse(payload);
-    if (!parsed.success) throw new ValidationError(`invalid payload for signal "${name}": ${describeZodError(parsed.error)}`, parsed.error.issues);
-    refuseUnstorable(`payload for signal "${name}"`, parsed.data);
-    const signal = { jobId, name, stage: waiting.stage, payload: parsed.data };
+    const checked = parseOrThrow(waiting.definition.signal.payload, payload, `payload for signal "${name}"`);
+    refuseUnstorable(`payload for signal "${name}"`, checked);
+    const signal = { jobId, name, stage: waiting.stage, payload: checked };
     const delivered = await this.unitOfWork.run(async ({ client, deps }) => {
       const accepted = await acceptSignal(client, deps, signal);
       return { value: accepted.delivered, intents: accepted.intents };
@@ -186,9 +176,7 @@ export class CoreMachine {
    * (long-poll, 0 ≤ N ≤ 60; absent or 0 answers at once).
    */
   async waitForJob(jobId: string, query: unknown = {}, signal?: AbortSignal): Promise<JobView> {
-    const parsed = JobWaitQuery.safeParse(query);
-    if (!parsed.success) throw new ValidationError(`invalid job query: ${describeZodError(parsed.error)}`, parsed.error.issues);
-    const waitSeconds = parsed.data.waitSeconds ?? 0;
+    const waitSeconds = parseOrThrow(JobWaitQuery, query, 'job query').waitSeconds ?? 0;
     if (waitSeconds > 0) await waitUntilEnded(this.pool, jobId, { waitSeconds, signal });
     return this.getJob(jobId);
   }
@@ -201,17 +189,14 @@ export class CoreMachine {
   }
 
   async listJobs(query: unknown = {}): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {
-    const parsed = ListJobsQuery.safeParse(query);
-    if (!parsed.success) throw new ValidationError(`invalid job list query: ${describeZodError(parsed.error)}`, parsed.error.issues);
-    const { rows, nextCursor } = await listJobs(this.pool, parsed.data);
+    const { rows, nextCursor } = await listJobs(this.pool, parseOrThrow(ListJobsQuery, query, 'job list query'));
     return { jobs: rows.map(toJobRecord), nextCursor };
   }
 
   async listTasks(jobId: string, query: unknown = {}): Promise<TaskRecord[]> {
-    const parsed = ListTasksQuery.safeParse(query);
-    if (!parsed.success) throw new ValidationError(`invalid task list query: ${describeZodError(parsed.error)}`, parsed.error.issues);
+    const parsed = parseOrThrow(ListTasksQuery, query, 'task list query');
     if (!(await findJob(this.pool, jobId))) throw new JobNotFoundError(jobId);
-    return (await listTasks(this.pool, jobId, parsed.data)).map(toTaskRecord);
+    return (await listTasks(this.pool, jobId, parsed)).map(toTaskRecord);
   }
 
   /** Starts the stage a job message names. Throws on anything that must be redelivered. */
@@ -274,8 +259,8 @@ export class CoreMachine {
   }
 
   /** Messages no consumer could use, newest first, where an operator sees them. */
-  async listDeadLetters(query: { jobId?: string; beforeId?: number; limit?: number } = {}): Promise<DeadLetterRecord[]> {
-    return listDeadLetters(this.pool, { ...query, limit: Math.min(Math.max(query.limit ?? 100, 1), 1000) });
+  async listDeadLetters(query: unknown = {}): Promise<DeadLetterRecord[]> {
+    return listDeadLetters(this.pool, parseOrThrow(ListDeadLettersQuery, query, 'dead-letter list query'));
   }
 
   /** One janitor sweep; safe to run from several processes at once. */
@@ -325,10 +310,9 @@ export class CoreMachine {
 
   /** The job's audit trail: ascending from afterId, or with order 'desc' from the newest end (beforeId pages back). */
   async listEvents(jobId: string, query: unknown = {}): Promise<EventRecord[]> {
-    const parsed = ListEventsQuery.safeParse(query);
-    if (!parsed.success) throw new ValidationError(`invalid event list query: ${describeZodError(parsed.error)}`, parsed.error.issues);
+    const parsed = parseOrThrow(ListEventsQuery, query, 'event list query');
     if (!(await findJob(this.pool, jobId))) throw new JobNotFoundError(jobId);
-    return listEvents(this.pool, jobId, parsed.data);
+    return listEvents(this.pool, jobId, parsed);
   }
 
   private async controlWithMessage(

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { leaseSecondsOf, TaskFailure, type ErrorShape } from '../../models';
 import { MAX_NAME_LENGTH, safeText } from '../../models/http-input';
-import { errorToShape, LeaseLostError, MAX_RECORDED_MESSAGE_LENGTH, TaskNotFoundError, ValidationError, describeZodError } from '../errors';
+import { errorToShape, LeaseLostError, MAX_RECORDED_MESSAGE_LENGTH, TaskNotFoundError, parseOrThrow } from '../errors';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { claimRemoteTasks, releaseRemoteClaim, type RemoteClaim } from '../state/remote-tasks-store';
@@ -51,12 +51,6 @@ export interface RemoteTask {
   leaseExpiresAt: Date;
 }
 
-export function parseRequest<T extends z.ZodType>(schema: T, body: unknown, what: string): z.output<T> {
-  const parsed = schema.safeParse(body);
-  if (!parsed.success) throw new ValidationError(`invalid ${what}: ${describeZodError(parsed.error)}`, parsed.error.issues);
-  return parsed.data;
-}
-
 export class RemoteWorkers {
   constructor(
     private readonly pool: pg.Pool,
@@ -66,7 +60,7 @@ export class RemoteWorkers {
 
   /** Claims up to maxTasks QUEUED remote tasks of the given types, oldest first, each with a lease. */
   async claim(body: unknown): Promise<RemoteTask[]> {
-    const request = parseRequest(ClaimRequest, body, 'claim request');
+    const request = parseOrThrow(ClaimRequest, body, 'claim request');
     const leaseOf = (type: string) => request.leaseSeconds ?? leaseSecondsOf(this.deps.registry.hasTask(type) ? this.deps.registry.task(type) : undefined, 'remote');
     // Types with global limits are claimed key by key under the keys' locks (core/engine/limits.ts),
     // so a remote worker counts against the same slots as the queue instances; the rest as before.
@@ -97,7 +91,7 @@ export class RemoteWorkers {
   }
 
   async heartbeat(taskId: string, body: unknown): Promise<{ leaseExpiresAt: Date }> {
-    const request = parseRequest(HeartbeatRequest, body, 'heartbeat');
+    const request = parseOrThrow(HeartbeatRequest, body, 'heartbeat');
     const type = (await this.task(taskId)).task_type;
     const seconds = request.leaseSeconds ?? leaseSecondsOf(this.deps.registry.task(type), 'remote');
     if (!(await extendLease(this.pool, taskId, request.claimId, seconds))) throw new LeaseLostError(taskId);
@@ -105,15 +99,15 @@ export class RemoteWorkers {
   }
 
   async complete(taskId: string, body: unknown): Promise<void> {
-    const request = parseRequest(CompleteRequest, body, 'completion');
+    const request = parseOrThrow(CompleteRequest, body, 'completion');
     const task = await this.task(taskId);
     const schema = this.deps.registry.task(task.task_type).result;
-    const result = schema ? parseRequest(schema, request.result, `result of task ${taskId}`) : request.result;
+    const result = schema ? parseOrThrow(schema, request.result, `result of task ${taskId}`) : request.result;
     await this.settle({ taskId, jobId: task.job_id, claimId: request.claimId, result: result ?? null });
   }
 
   async fail(taskId: string, body: unknown): Promise<{ retryAt: Date | null }> {
-    const request = parseRequest(FailRequest, body, 'failure report');
+    const request = parseOrThrow(FailRequest, body, 'failure report');
     const row = await this.task(taskId);
     const definition = this.deps.registry.hasTask(row.task_type) ? this.deps.registry.task(row.task_type) : undefined;
     // nextAttemptAt caps retryAfterMs (cappedRetryDelayMs), as for an in-process handler's TaskFailure.

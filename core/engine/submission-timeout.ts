@@ -1,5 +1,5 @@
 import { TimeoutSeconds, timeoutOverrideProblem, type AnyJobDefinition } from '../../models';
-import { describeZodError, ValidationError } from '../errors';
+import { parseOrThrow, ValidationError } from '../errors';
 
 /**
  * The job's effective timeout: a per-submission override (HTTP header CoreMachine-Timeout-Seconds,
@@ -8,12 +8,8 @@ import { describeZodError, ValidationError } from '../errors';
  */
 export function submissionTimeout(definition: AnyJobDefinition, override: unknown): number | undefined {
   if (override === undefined || override === null) return definition.timeoutSeconds;
-  const parsed = TimeoutSeconds.safeParse(override);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((issue) => ({ ...issue, path: ['timeoutSeconds', ...issue.path] }));
-    throw new ValidationError(`invalid timeoutSeconds: ${describeZodError(parsed.error)}`, issues);
-  }
-  const problem = timeoutOverrideProblem(definition.timeoutSeconds, parsed.data);
+  const timeoutSeconds = parseOrThrow(TimeoutSeconds, override, 'timeoutSeconds', ['timeoutSeconds']);
+  const problem = timeoutOverrideProblem(definition.timeoutSeconds, timeoutSeconds);
   if (problem) throw new ValidationError(problem, [{ code: 'too_big', path: ['timeoutSeconds'], maximum: definition.timeoutSeconds, message: problem }]);
-  return parsed.data;
+  return timeoutSeconds;
 }
