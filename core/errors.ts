@@ -1,8 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import type { ErrorShape } from '../models';
-import { storableText } from '../models/http-input';
-import { storableJson } from './storable-json';
+import { describeIssues, storableJson, storableText, unstorableJsonIssues } from '../models/storable';
 
 /**
  * A small typed hierarchy. Every error carries its cause; `nonRetryable` tells a transport that
@@ -289,6 +288,16 @@ export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown, wha
   if (parsed.success) return parsed.data;
   const issues = path.length === 0 ? parsed.error.issues : parsed.error.issues.map((issue) => ({ ...issue, path: [...path, ...issue.path] }));
   throw new ValidationError(`invalid ${what}: ${describeZodError(parsed.error)}`, issues);
+}
+
+/**
+ * Refuses, as a ValidationError with the issues, input PostgreSQL cannot store (models/storable.ts),
+ * whoever supplies it: HTTP checks bodies at the edge, but parameters also come by message, from
+ * schedules and from code.
+ */
+export function refuseUnstorable(what: string, value: unknown): void {
+  const issues = unstorableJsonIssues(value);
+  if (issues.length > 0) throw new ValidationError(`invalid ${what}: ${describeIssues(issues)}`, issues);
 }
 
 /** zod issues as one readable line ("✖ Invalid input: expected number → at n"); the issues themselves travel separately. */

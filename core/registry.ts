@@ -1,7 +1,6 @@
 import { checkTaskLimits, isSignalStage, sameLimits, taskLimitsOf, type AnyJobDefinition, type AnyTaskDefinition, type Registration, type ScheduleDefinition, type TaskLimits } from '../models';
 import { compileSchedule, type RegisteredSchedule } from './schedules/cron-pattern';
-import { refuseUnstorable } from './unstorable-input';
-import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, parseOrThrow } from './errors';
+import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, parseOrThrow, refuseUnstorable } from './errors';
 
 /** Maps type names to definitions. Job types in jobs/ reach the engine only through here. */
 export class Registry {

@@ -12,7 +12,7 @@ import {
   UnknownJobTypeError,
   ValidationError,
 } from '../core/errors';
-import { findUnsafeJson } from '../models/http-input';
+import { unstorableJsonIssues } from '../models/storable';
 import { assertSafeRequestText } from './http-input';
 
 /** Matches the Service Bus message limit the design is built around; parameters live in Postgres. */
@@ -109,7 +109,7 @@ export async function readJsonBody(request: HttpRequest): Promise<unknown> {
   }
   // Valid JSON can still hold what no column can store ("\u0000", "\ud800"), or nest deep enough
   // to overflow recursive code downstream: refuse it here, keys included, naming where.
-  const issues = findUnsafeJson(body);
+  const issues = unstorableJsonIssues(body);
   if (issues.length > 0) {
     const where = (path: Array<string | number>) => (path.length === 0 ? 'the body itself' : path.map((key) => JSON.stringify(key)).join(' → '));
     throw new ValidationError(`request body cannot be stored: ${issues.map((issue) => `${issue.message} (at ${where(issue.path)})`).join('; ')}`, issues);

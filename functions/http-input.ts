@@ -1,7 +1,7 @@
 import type { HttpRequest } from '@azure/functions';
 import type { z } from 'zod';
 import { parseOrThrow, ValidationError } from '../core/errors';
-import { unsafeTextReason } from '../models/http-input';
+import { unstorableTextReason } from '../models/storable';
 
 /**
  * A request's path is parsed here, before any handler touches the database; its query is picked
@@ -32,7 +32,7 @@ export function parseParams<T extends z.ZodObject>(request: HttpRequest, schema:
 export function assertSafeRequestText(request: HttpRequest): void {
   const issues: Array<{ code: 'custom'; path: string[]; message: string }> = [];
   const check = (where: 'path' | 'query', name: string, value: string) => {
-    const reason = unsafeTextReason(name) ?? unsafeTextReason(value);
+    const reason = unstorableTextReason(name) ?? unstorableTextReason(value);
     if (reason) issues.push({ code: 'custom', path: [where, name], message: `${where === 'path' ? 'path segment' : 'query parameter'} "${name}" ${reason}` });
   };
   for (const [name, value] of Object.entries(request.params)) check('path', name, value);

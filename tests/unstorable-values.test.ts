@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { CoreMachine } from '../core/engine/core-machine';
 import { ValidationError } from '../core/errors';
-import { storableJson, unstorableJsonReason } from '../core/storable-json';
+import { jsonToStore, storableJson } from '../models/storable';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { InProcessWorker } from '../core/worker';
 import { defineJob, defineTask } from '../models';
@@ -79,9 +79,10 @@ test('parameters jsonb cannot hold are a ValidationError whoever submits, and no
 
 test('the check reads the JSON text first and tells an escaped backslash from a NUL', () => {
   const literal = { s: 'a\\u0000 is six characters here' };
-  expect(unstorableJsonReason(literal, JSON.stringify(literal))).toBeUndefined();
-  expect(unstorableJsonReason({ s: 'x\u0000' }, JSON.stringify({ s: 'x\u0000' }))).toContain('s: string contains a NUL');
-  expect(unstorableJsonReason({ 'k\ud800': 1 }, JSON.stringify({ 'k\ud800': 1 }))).toContain('key contains a lone UTF-16 surrogate');
-  expect(unstorableJsonReason({ emoji: '😀' }, JSON.stringify({ emoji: '😀' }))).toBeUndefined();
+  expect(jsonToStore(literal)).toEqual({ json: JSON.stringify(literal) });
+  expect(jsonToStore({ s: 'x\u0000' }).problem).toContain('s: string contains a NUL');
+  expect(jsonToStore({ 'k\ud800': 1 }).problem).toContain('key contains a lone UTF-16 surrogate');
+  expect(jsonToStore({ emoji: '😀' })).toEqual({ json: '{"emoji":"😀"}' });
+  expect(jsonToStore(() => 1)).toEqual({ problem: 'is not JSON-serialisable' });
   expect(storableJson([{ message: 'a\u0000b', path: ['\ud800'] }, literal])).toEqual([{ message: 'a\\u0000b', path: ['\ufffd'] }, literal]);
 });

@@ -1,9 +1,8 @@
 import type pg from 'pg';
 import { IdempotencyKey, isSignalMessageBody, ListDeadLettersQuery, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, SignalMessage, signalStageOf, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
 import { assertSchemaVersion } from '../db/migrator';
-import { ConfigurationError, JobNotFoundError, MalformedMessageError, SignalRefusedError, describeZodError, parseOrThrow } from '../errors';
+import { ConfigurationError, JobNotFoundError, MalformedMessageError, SignalRefusedError, describeZodError, parseOrThrow, refuseUnstorable } from '../errors';
 import { computeJobId } from '../identity';
-import { refuseUnstorable } from '../unstorable-input';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { findJob, insertJob, listJobs } from '../state/jobs-store';

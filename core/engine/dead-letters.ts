@@ -1,5 +1,5 @@
 import { JobQueueMessage, TaskQueueMessage, jobMessageId, taskMessageId, type ErrorShape } from '../../models';
-import { describeInputIssues, findUnsafeJson, storableText } from '../../models/http-input';
+import { describeIssues, storableText, unstorableJsonIssues } from '../../models/storable';
 import type { Queryable } from '../db/pool';
 import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
 import { settleTasks, takeOverTask, cancelOpenTasks } from '../state/tasks-store';
@@ -27,9 +27,9 @@ export type DeadLetterOutcome = 'task-failed' | 'job-failed' | 'recorded';
  * string, with what was wrong, instead of failing the insert on every retry forever.
  */
 export function storableBody(body: unknown): unknown {
-  const issues = findUnsafeJson(body);
+  const issues = unstorableJsonIssues(body);
   if (issues.length === 0) return body;
-  return { unstorableBody: JSON.stringify(body) ?? null, issues: issues.map((issue) => describeInputIssues([issue])) };
+  return { unstorableBody: JSON.stringify(body) ?? null, issues: issues.map((issue) => describeIssues([issue])) };
 }
 
 /** What a letter may act on: the engine message it is, or why it is only recorded. */

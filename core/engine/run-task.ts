@@ -5,7 +5,7 @@ import { boundedErrorShape, errorToShape, findCause, TaskHandlerError, TaskValid
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import type { ClaimedTask, TaskOutcome } from '../state/tasks-store';
-import { jsonToStore } from '../storable-json';
+import { jsonToStore } from '../../models/storable';
 import { HandlerContext } from './handler-context';
 import { nextAttemptAt } from './retry-policy';
 import { TaskAbort } from './task-abort';

@@ -2,7 +2,7 @@ import type { ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
 import { isTransientDatabaseError } from '../db/transient-errors';
 import { boundedErrorShape, errorToShape, FinalizeError } from '../errors';
-import { jsonToStore } from '../storable-json';
+import { jsonToStore } from '../../models/storable';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { findJob, transitionJob } from '../state/jobs-store';

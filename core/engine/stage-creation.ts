@@ -7,7 +7,7 @@ import { computeTaskId } from '../identity';
 import type { JobRow, StageRow } from '../state/rows';
 import { findStage, recordStageChunk } from '../state/stages-store';
 import { insertStageTasks } from '../state/tasks-store';
-import { jsonToStore } from '../storable-json';
+import { jsonToStore } from '../../models/storable';
 import type { OutboxIntent } from './outbox';
 import { failJob } from './stage-advance';
 import type { CheckingDeps } from './stage-check';
