@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { isSignalStage, type JobStatus } from '../models';
 import type { Outbox, OutboxIntent } from './engine/outbox';
-import type { AdvanceDeps } from './engine/stage-advance';
+import { afterCommit, NOTHING_AFTER_COMMIT, type AfterCommit, type EngineContext } from './engine/after-commit';
+import { commit } from './engine/commit';
 import { checkStage } from './engine/stage-check';
 import { DEFAULT_RETENTION, NOTHING_PURGED, purgeExpiredJobs, type RetentionOptions, type RetentionReport } from './engine/retention';
-import { commitOutcomes } from './engine/settle';
-import { sweepDeadlines } from './engine/deadlines';
+import { recordTaskOutcomes } from './engine/task-outcomes';
+import { failOverdueJobs, type TimedOut } from './engine/deadlines';
 import type { UnitOfWork } from './engine/unit-of-work';
 import { LeaseExpiredError } from './errors';
 import type { Logger } from './logger';
@@ -83,17 +84,17 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
       return fallback;
     }
   };
-  const timedOut = await attempt(() => sweepDeadlines(unitOfWork, options.batchSize), { jobs: [] });
+  const timedOut = await attempt(() => sweepDeadlines(unitOfWork, options.batchSize), []);
   const leases = await attempt(() => expireLeases(unitOfWork, options.batchSize, options.maxLeaseLosses), { requeuedTasks: 0, failedTasks: 0 });
   const outboxSent = await attempt(() => outbox.sweep(options.outboxAgeMs, options.batchSize), 0);
   const stalled = await attempt(() => examineStalledJobs(pool, unitOfWork, options), [] as StalledJob[]);
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
   const retention: RetentionOptions = { ...DEFAULT_RETENTION, ...options.retention, retentionDays: options.retentionDays ?? 0 };
   const purged = await attempt(() => purgeExpiredJobs(unitOfWork, retention), NOTHING_PURGED);
-  const prunedRateBuckets = await attempt(() => unitOfWork.run(async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })), 0);
-  const report: SweepReport = { ...leases, timedOutJobs: timedOut.jobs.length, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, purged, prunedRateBuckets, ...(schedules ? { schedules } : {}) };
+  const prunedRateBuckets = await attempt(() => commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })), 0);
+  const report: SweepReport = { ...leases, timedOutJobs: timedOut.length, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, purged, prunedRateBuckets, ...(schedules ? { schedules } : {}) };
   await attempt(
-    () => unitOfWork.run(async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })),
+    () => commit(unitOfWork, async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })),
     undefined,
   );
   if (report.requeuedTasks + report.failedTasks + report.timedOutJobs + report.outboxSent + report.stalled.length > 0) {
@@ -111,8 +112,16 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
  * Service Bus duplicate detection keeps it); the loss that reaches `maxLeaseLosses` fails the task
  * with LeaseExpired, through the same settling as any failure.
  */
+/** One bounded batch of overdue jobs, failed with their Timeout in one unit of work. */
+async function sweepDeadlines(unitOfWork: UnitOfWork, limit: number): Promise<TimedOut['jobs']> {
+  return commit(unitOfWork, async ({ client, context }) => {
+    const timedOut = await failOverdueJobs(client, context, limit);
+    return { value: timedOut.jobs, ...timedOut.after };
+  });
+}
+
 async function expireLeases(unitOfWork: UnitOfWork, limit: number, maxLeaseLosses: number): Promise<{ requeuedTasks: number; failedTasks: number }> {
-  return unitOfWork.run(async ({ client, deps }) => {
+  return commit(unitOfWork, async ({ client }) => {
     // Lock order job → tasks: find the expired tasks' jobs first, lock them, then the tasks.
     const jobIds = await jobsWithExpiredLeases(client, limit);
     await lockJobs(client, jobIds);
@@ -142,8 +151,8 @@ async function expireLeases(unitOfWork: UnitOfWork, limit: number, maxLeaseLosse
         jobId: row.job_id,
         message: { taskId: row.task_id, jobId: row.job_id, stage: row.stage, taskType: row.task_type, attempt: row.attempt + 1, resend: `lost${row.lease_losses}` },
       }));
-    const committed = await commitOutcomes(client, deps, failures);
-    return { value: { requeuedTasks: requeued.length, failedTasks: committed.settled.size }, intents: [...intents, ...committed.intents] };
+    const committed = await recordTaskOutcomes(client, failures);
+    return { value: { requeuedTasks: requeued.length, failedTasks: committed.settled.size }, ...afterCommit({ intents }, committed.after) };
   });
 }
 
@@ -153,10 +162,10 @@ async function examineStalledJobs(pool: pg.Pool, unitOfWork: UnitOfWork, options
   const backlog = options.backlog?.();
   for (const candidate of candidates) {
     // One short unit of work per job: the engine is never kept waiting behind a sweep.
-    const found = await unitOfWork.run(async ({ client, deps }) => {
+    const found = await commit(unitOfWork, async ({ client, context }) => {
       if (!(await nudgeStalledJob(client, candidate))) return { value: undefined };
-      const { job, intents } = await explain(client, deps, candidate, backlog);
-      return { value: job, intents };
+      const { job, after } = await explain(client, context, candidate, backlog);
+      return { value: job, ...after };
     });
     if (found) stalled.push(found);
   }
@@ -164,47 +173,47 @@ async function examineStalledJobs(pool: pg.Pool, unitOfWork: UnitOfWork, options
 }
 
 /** Why a job made no progress, and what (if anything) gives it back what it lost. */
-async function explain(client: pg.PoolClient, deps: AdvanceDeps, c: StallCandidate, backlog: number | undefined): Promise<{ job: StalledJob; intents: OutboxIntent[] }> {
+async function explain(client: pg.PoolClient, context: EngineContext, c: StallCandidate, backlog: number | undefined): Promise<{ job: StalledJob; after: AfterCommit }> {
   const base = { jobId: c.job_id, status: c.status, stage: c.stage, idleSeconds: c.idle_seconds };
   const resend = randomUUID().slice(0, 8);
-  if (c.pending_outbox > 0) return { job: { ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' }, intents: [] };
+  if (c.pending_outbox > 0) return { job: { ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
   // A QUEUED job has no current stage row to read; a PROCESSING one is judged by it below.
   const stage = c.status === 'PROCESSING' ? await findStage(client, c.job_id, c.stage) : null;
   // A stage check lost with the process that committed the result that tipped the stage over
   // its tolerance: whatever is still queued, the job fails now.
   if (stage && stage.status === 'PROCESSING' && stage.failed > stage.max_failures) {
-    await checkStage(client, deps, { jobId: c.job_id, stage: c.stage });
-    return { job: { ...base, reason: `stage ${c.stage} is past its failure tolerance but the job did not fail`, action: 'failed' }, intents: [] };
+    const after = await checkStage(client, context, { jobId: c.job_id, stage: c.stage });
+    return { job: { ...base, reason: `stage ${c.stage} is past its failure tolerance but the job did not fail`, action: 'failed' }, after };
   }
   const waiting = c.status === 'QUEUED' || c.queued > 0;
   if (waiting && backlog !== undefined && backlog > 0) {
-    return { job: { ...base, reason: `waiting behind ${backlog} queued message(s)`, action: 'none' }, intents: [] };
+    return { job: { ...base, reason: `waiting behind ${backlog} queued message(s)`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
   }
   if (c.status === 'QUEUED') {
     return {
       job: { ...base, reason: `QUEUED at stage ${c.stage} with no job message pending`, action: 'resent-job-message' },
-      intents: [{ kind: 'job', jobId: c.job_id, message: { jobId: c.job_id, jobType: c.job_type, stage: c.stage, resend } }],
+      after: afterCommit({ intents: [{ kind: 'job', jobId: c.job_id, message: { jobId: c.job_id, jobType: c.job_type, stage: c.stage, resend } }] }),
     };
   }
   // Task creation was cut short (its job message lost with a crashed process): the message resumes it.
   if (stage?.creating) {
     return {
       job: { ...base, reason: `stage ${c.stage} has ${stage.created} task(s) created and more to create`, action: 'resent-job-message' },
-      intents: [{ kind: 'job', jobId: c.job_id, message: { jobId: c.job_id, jobType: c.job_type, stage: c.stage, resend } }],
+      after: afterCommit({ intents: [{ kind: 'job', jobId: c.job_id, message: { jobId: c.job_id, jobType: c.job_type, stage: c.stage, resend } }] }),
     };
   }
   if (stage && stage.completed + stage.failed >= stage.total) {
-    return { job: { ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' }, intents: await checkStage(client, deps, { jobId: c.job_id, stage: c.stage }) };
+    return { job: { ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' }, after: await checkStage(client, context, { jobId: c.job_id, stage: c.stage }) };
   }
   if (c.queued > 0) {
-    const stageDefinition = deps.registry.hasJob(c.job_type) ? deps.registry.job(c.job_type).stages[c.stage - 1] : undefined;
+    const stageDefinition = context.registry.hasJob(c.job_type) ? context.registry.job(c.job_type).stages[c.stage - 1] : undefined;
     const taskType = stageDefinition && !isSignalStage(stageDefinition) ? stageDefinition.task.type : '';
     return {
       job: { ...base, reason: `${c.queued} task(s) QUEUED with no progress for ${c.idle_seconds} s`, action: 'resent-task-messages' },
-      intents: [{ kind: 'stage_tasks', jobId: c.job_id, stage: c.stage, taskType, resend }],
+      after: afterCommit({ intents: [{ kind: 'stage_tasks', jobId: c.job_id, stage: c.stage, taskType, resend }] }),
     };
   }
-  if (c.remote_queued > 0) return { job: { ...base, reason: `${c.remote_queued} remote task(s) waiting for a worker to claim them`, action: 'none' }, intents: [] };
-  if (c.waiting_retry > 0) return { job: { ...base, reason: `${c.waiting_retry} task(s) waiting for a scheduled retry`, action: 'none' }, intents: [] };
-  return { job: { ...base, reason: `${c.processing} task(s) running under live leases`, action: 'none' }, intents: [] };
+  if (c.remote_queued > 0) return { job: { ...base, reason: `${c.remote_queued} remote task(s) waiting for a worker to claim them`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
+  if (c.waiting_retry > 0) return { job: { ...base, reason: `${c.waiting_retry} task(s) waiting for a scheduled retry`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
+  return { job: { ...base, reason: `${c.processing} task(s) running under live leases`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
 }

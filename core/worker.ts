@@ -3,7 +3,7 @@ import type { CoreMachine, MessageMeta } from './engine/core-machine';
 import type { Logger } from './logger';
 import type { InProcessTransport } from './transport/in-process-transport';
 import { QueueConsumer } from './transport/queue-consumer';
-import type { HandlingResult, SettlementPolicy } from './settlement';
+import type { HandlingResult, SettlementPolicy } from './message-settlement';
 import { DeadLetterConsumer } from './transport/dead-letter-consumer';
 import type { JanitorOptions } from './janitor';
 import type { ReceivedMessage } from './transport/in-process-queue';

@@ -1,7 +1,7 @@
 import { app, type InvocationContext } from '@azure/functions';
 import type { CoreMachine, MessageMeta } from '../core/engine/core-machine';
 import { errorToShape, MalformedMessageError } from '../core/errors';
-import { decideSettlement, RESCHEDULES_PROPERTY, rescheduledMessageId, reschedulesOf, type HandlingResult, type Settlement } from '../core/settlement';
+import { decideSettlement, RESCHEDULES_PROPERTY, rescheduledMessageId, reschedulesOf, type HandlingResult, type Settlement } from '../core/message-settlement';
 import { SERVICE_BUS_CONNECTION_SETTING } from '../core/transport/service-bus-transport';
 import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type Transport } from '../core/transport/transport';
 import { getAppContext } from './app-context';

@@ -132,7 +132,11 @@ describe('through the in-process transport (coremachine dev and the tests)', () 
   test('engine-shaped bodies sent to the submissions queue fail nothing; the job waiting for its signal still completes', async () => {
     const h = ctx.h();
     const { job } = await h.machine.submitJob('approved_publish', { title: 'attack', pages: 2 });
-    for (let i = 0; i < 200 && (await h.machine.getJob(job.jobId)).stage < 2; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    const atGate = async () => {
+      const current = await h.machine.getJob(job.jobId);
+      return current.status === 'PROCESSING' && current.stage === 2;
+    };
+    for (let i = 0; i < 1000 && !(await atGate()); i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await h.machine.getJob(job.jobId)).toMatchObject({ status: 'PROCESSING', stage: 2 });
     const jobBody = { jobId: job.jobId, jobType: 'approved_publish', stage: 2 };
     h.transport.submissions.send([{ messageId: jobMessageId(jobBody), body: jobBody }]);

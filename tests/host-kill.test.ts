@@ -7,7 +7,7 @@ import { createTestDatabase, type TestDatabase } from './support/test-database';
 // `coremachine dev` as a real process, killed with SIGKILL again and again during a 10,000-task
 // hello_world (a shipped example, default settings): a host lost costs time, never the job. The
 // job must end COMPLETED with exact counts; how long each restart took to make progress is printed.
-jest.setTimeout(240_000);
+jest.setTimeout(420_000);
 
 const root = path.resolve(__dirname, '..');
 const bundle = path.join(root, 'node_modules', '.cache', 'coremachine-kill-test', `coremachine-${process.pid}.js`);
@@ -61,7 +61,7 @@ async function counts(jobId: string): Promise<{ status: string; stage: number; c
   return { status: job.rows[0]?.status ?? 'none', stage: job.rows[0]?.stage ?? 0, ...(tasks.rows[0] ?? { completed: 0, failed: 0, processing: 0 }) };
 }
 
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, what: string, ms = 120_000): Promise<T> {
+async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, what: string, ms = 150_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await probe();

@@ -10,7 +10,7 @@ import {
   SERVICE_BUS_NAMESPACE_SETTING,
 } from '../core/transport/service-bus-transport';
 import { EVENTS_DEFAULT_SUBSCRIPTION, EVENTS_TOPIC, JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
-import { SERVICE_BUS_MAX_DELIVERY_COUNT } from '../core/settlement';
+import { SERVICE_BUS_MAX_DELIVERY_COUNT } from '../core/message-settlement';
 
 const root = path.resolve(__dirname, '..');
 const read = (file: string): string => readFileSync(path.join(root, file), 'utf8');

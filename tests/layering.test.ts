@@ -49,3 +49,39 @@ test('core/ never imports the Functions SDK, functions/ or bin/', () => {
 test('the transports never import the engine', () => {
   expect(offending('core/transport', (t) => !inside('core/engine')(t) && t !== 'core/janitor' && t !== 'core/worker')).toEqual([]);
 });
+
+/** Imports that bring values (not `import type`): what can make control run back up at runtime. */
+function valueImportsOf(file: string): string[] {
+  const text = readFileSync(path.join(root, file), 'utf8');
+  const specifiers = [...text.matchAll(/^\s*(?:import|export)\s+(?!type\b)[^'"]*?from\s+'([^']+)'/gm)].map((m) => m[1] ?? '');
+  return specifiers.map((spec) => (spec.startsWith('.') ? path.relative(root, path.resolve(root, path.dirname(file), spec)) : spec));
+}
+
+/**
+ * The engine runs downhill: host → CoreMachine → the steps that commit (core/engine/commit.ts, the
+ * only caller of UnitOfWork.run) → the unit of work (plumbing: outbox, transitions, aborts) → the
+ * stage checks the commit called for, run by commit.ts afterwards. The steps that run inside a
+ * transaction return what follows their commit as data and never commit themselves.
+ */
+const IN_TRANSACTION_STEPS = [
+  'after-commit', 'control', 'dead-letters', 'deadlines', 'job-events', 'signal-stage', 'stage-advance', 'stage-check', 'stage-results', 'stage-start', 'task-outcomes',
+].map((name) => `core/engine/${name}.ts`);
+
+test('only core/engine/commit.ts runs a unit of work; everything else commits through it', () => {
+  const callers = sourceFiles('core').filter((file) => /\b(?:unitOfWork|uow)\.run\(/.test(readFileSync(path.join(root, file), 'utf8')));
+  expect(callers).toEqual(['core/engine/commit.ts']);
+});
+
+test('steps inside a transaction never commit, never reach back up to the engine, and return their after-commit work as data', () => {
+  const upward = new Set(['core/engine/commit', 'core/engine/unit-of-work', 'core/engine/core-machine', 'core/janitor', 'core/worker']);
+  const found = IN_TRANSACTION_STEPS.flatMap((file) => valueImportsOf(file).filter((target) => upward.has(target)).map((target) => `${file} → ${target}`));
+  expect(found).toEqual([]);
+  // No shared bag to push into: what follows a commit is returned (AfterCommit), not pushed.
+  for (const file of [...IN_TRANSACTION_STEPS, 'core/janitor.ts']) expect(readFileSync(path.join(root, file), 'utf8')).not.toMatch(/\b\w+\.(events|stageChecks|abortAfterCommit)\??\.push\(/);
+});
+
+test('the unit of work is plumbing: it calls nothing that commits (no stage check, no engine)', () => {
+  const allowed = new Set(['core/engine/after-commit', 'core/engine/job-events', 'core/db/pool', 'core/telemetry']);
+  expect(valueImportsOf('core/engine/unit-of-work.ts').filter((target) => !allowed.has(target))).toEqual([]);
+  expect(valueImportsOf('core/engine/commit.ts').filter((target) => target === 'core/engine/core-machine')).toEqual([]);
+});

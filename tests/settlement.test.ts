@@ -4,7 +4,7 @@
  */
 import { TransientDatabaseError } from '../core/db/transient-errors';
 import { InvalidTransitionError, MalformedMessageError, TaskNotFoundError, UnknownJobTypeError, ValidationError } from '../core/errors';
-import { decideSettlement, DEFAULT_SETTLEMENT_POLICY, RESCHEDULES_PROPERTY, rescheduledMessageId, reschedulesOf, type HandlingResult, type Settlement, type SettlementPolicy } from '../core/settlement';
+import { decideSettlement, DEFAULT_SETTLEMENT_POLICY, RESCHEDULES_PROPERTY, rescheduledMessageId, reschedulesOf, type HandlingResult, type Settlement, type SettlementPolicy } from '../core/message-settlement';
 
 const policy: SettlementPolicy = { maxDeliveryCount: 10, rescheduleBaseMs: 1000, rescheduleMaxMs: 60_000, deferBaseMs: 200, deferMaxMs: 4000, random: () => 0.5 };
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });

@@ -1,8 +1,10 @@
 import type pg from 'pg';
 import { CoreMachine } from '../core/engine/core-machine';
 import { Outbox } from '../core/engine/outbox';
-import { commitOutcomes } from '../core/engine/settle';
+import { recordTaskOutcomes } from '../core/engine/task-outcomes';
 import { UnitOfWork } from '../core/engine/unit-of-work';
+import { commit } from '../core/engine/commit';
+import { afterCommit } from '../core/engine/after-commit';
 import type { Transport } from '../core/transport/transport';
 import { checkStage, probeCallsForCheck, type StageCheck } from '../core/engine/stage-check';
 import { claimTasks } from '../core/state/tasks-store';
@@ -144,11 +146,12 @@ test('the last two results committed at once on different shards: neither transa
   const second = shards.findIndex((shard) => shard !== shards[0]);
   expect(second).toBeGreaterThan(0);
   const [a, b] = [clients[0]!, clients[second]!];
-  const deps = () => ({ registry: h.registry, logger: captureLogger([]), events: [], stageChecks: [] as StageCheck[] });
-  const [depsA, depsB] = [deps(), deps()];
+  const context = () => ({ registry: h.registry, logger: captureLogger([]) });
+  let checks: StageCheck[] = [];
   try {
-    await commitOutcomes(a, depsA, [{ taskId: claimed[0]!.task_id, jobId, claimId: claimed[0]!.claim_id, result: { value: 0 } }]);
-    await commitOutcomes(b, depsB, [{ taskId: claimed[1]!.task_id, jobId, claimId: claimed[1]!.claim_id, result: { value: 1 } }]);
+    const committedA = await recordTaskOutcomes(a, [{ taskId: claimed[0]!.task_id, jobId, claimId: claimed[0]!.claim_id, result: { value: 0 } }]);
+    const committedB = await recordTaskOutcomes(b, [{ taskId: claimed[1]!.task_id, jobId, claimId: claimed[1]!.claim_id, result: { value: 1 } }]);
+    checks = [...committedA.after.stageChecks, ...committedB.after.stageChecks];
     await a.query('COMMIT');
     await b.query('COMMIT');
   } finally {
@@ -158,7 +161,6 @@ test('the last two results committed at once on different shards: neither transa
       client.release();
     }
   }
-  const checks = [...depsA.stageChecks, ...depsB.stageChecks];
   // Neither saw 2 of 2: both left a probe, not a check.
   expect(checks).toEqual([expect.objectContaining({ probe: true }), expect.objectContaining({ probe: true })]);
   expect((await h.machine.getJob(jobId)).status).toBe('PROCESSING');
@@ -169,7 +171,7 @@ test('the last two results committed at once on different shards: neither transa
       const client = await db.pool.connect();
       try {
         await client.query('BEGIN');
-        const out = await checkStage(client, deps(), check);
+        const out = await checkStage(client, context(), check);
         await client.query('COMMIT');
         return out;
       } finally {
@@ -178,7 +180,7 @@ test('the last two results committed at once on different shards: neither transa
     }),
   );
   // Exactly one of the two checks advanced the job (one job message for stage 2).
-  expect(intents.flat().map((intent) => (intent.kind === 'job' ? `job message for stage ${intent.message.stage}` : intent.kind))).toEqual(['job message for stage 2']);
+  expect(intents.flatMap((after) => after.intents).map((intent) => (intent.kind === 'job' ? `job message for stage ${intent.message.stage}` : intent.kind))).toEqual(['job message for stage 2']);
   const advanced = await h.machine.getJob(jobId);
   expect(advanced).toMatchObject({ status: 'QUEUED', stage: 2 });
   expect(advanced.stages[0]).toMatchObject({ status: 'COMPLETED', completed: 2 });
@@ -196,12 +198,13 @@ test('a send that fails after a result commit does not hold the stage check back
     sendTaskMessages: () => Promise.reject(new Error('task queue unreachable')),
   });
   const uow = new UnitOfWork(db.pool, new Outbox(db.pool, transport), { registry: h.registry, logger: captureLogger([]) });
+  // What the engine does with every unit of work: commit, then run the stage checks it calls for.
   const retry = { taskId: claimed[0]!.task_id, jobId, stage: 1, taskType: 'test.value', attempt: 9 };
   await expect(
-    uow.run(async ({ client, deps }) => {
-      const committed = await commitOutcomes(client, deps, claimed.map((task, i) => ({ taskId: task.task_id, jobId, claimId: task.claim_id, result: { value: i } })));
+    commit(uow, async ({ client }) => {
+      const committed = await recordTaskOutcomes(client, claimed.map((task, i) => ({ taskId: task.task_id, jobId, claimId: task.claim_id, result: { value: i } })));
       // A message this commit also owes (as a retry would): its send is the one that fails.
-      return { value: committed.settled, intents: [{ kind: 'task' as const, jobId, message: retry }] };
+      return { value: committed.settled, ...afterCommit(committed.after, { intents: [{ kind: 'task' as const, jobId, message: retry }] }) };
     }),
   ).rejects.toThrow('task queue unreachable');
   expect(await h.machine.getJob(jobId)).toMatchObject({ status: 'QUEUED', stage: 2 });

@@ -8,8 +8,8 @@ import type { JobRow } from '../state/rows';
 import { cancelOpenStages, reopenStage } from '../state/stages-store';
 import { cancelOpenTasks, requeueStoppedTasks } from '../state/tasks-store';
 import { restartJobDeadlines } from './deadlines';
+import { afterCommit, type AfterCommit, type EngineContext, type Transition } from './after-commit';
 import type { OutboxIntent } from './outbox';
-import type { AdvanceDeps } from './stage-advance';
 
 /**
  * Operator actions. Each runs in one transaction under the job's row lock and changes the job
@@ -21,39 +21,44 @@ async function lockJob(db: Queryable, jobId: string): Promise<JobRow> {
   return job;
 }
 
+/** What an operator action did: the job as it now is, and what its commit must be followed by. */
+export interface ControlOutcome {
+  job: JobRow;
+  after: AfterCommit;
+}
+
 /** The transition, reported like every other once the unit of work commits. */
-async function move(db: Queryable, deps: AdvanceDeps, job: JobRow, to: JobStatus, change: Parameters<typeof transitionJob>[4] = {}): Promise<JobRow> {
+async function move(db: Queryable, job: JobRow, to: JobStatus, change: Parameters<typeof transitionJob>[4] = {}): Promise<{ moved: JobRow; transition: Transition }> {
   const moved = await transitionJob(db, job.job_id, job.status, to, change);
   if (!moved) throw new Error(`job ${job.job_id} changed under its row lock`);
-  deps.events?.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: job.status, to, stage: moved.stage } });
-  return moved;
+  return { moved, transition: { name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: job.status, to, stage: moved.stage } } };
 }
 
 /** Cancel: pending and running tasks and running stages CANCELLED; running handlers here are aborted once it commits. */
-export async function cancelJob(db: Queryable, deps: AdvanceDeps, jobId: string): Promise<{ job: JobRow; runningTaskIds: string[] }> {
+export async function cancelJob(db: Queryable, _context: EngineContext, jobId: string): Promise<ControlOutcome> {
   const job = await lockJob(db, jobId);
   assertTaskTransition('*', 'QUEUED', 'CANCELLED');
   assertTaskTransition('*', 'PROCESSING', 'CANCELLED');
-  const cancelled = await move(db, deps, job, 'CANCELLED', { error: { type: 'Cancelled', message: 'cancelled by an operator', stage: job.stage } });
+  const { moved, transition } = await move(db, job, 'CANCELLED', { error: { type: 'Cancelled', message: 'cancelled by an operator', stage: job.stage } });
   const tasks = await cancelOpenTasks(db, jobId);
   await cancelOpenStages(db, jobId);
-  const runningTaskIds = tasks.filter((t) => t.was_running).map((t) => t.task_id);
   const reason = new Error(`job ${jobId} was cancelled`);
-  for (const taskId of runningTaskIds) deps.abortAfterCommit?.push({ taskId, reason });
-  return { job: cancelled, runningTaskIds };
+  const aborts = tasks.filter((t) => t.was_running).map((t) => ({ taskId: t.task_id, reason }));
+  return { job: moved, after: afterCommit({ transitions: [transition], aborts }) };
 }
 
 /** Pause: running tasks finish and count; queued task messages are acknowledged without work. */
-export async function pauseJob(db: Queryable, deps: AdvanceDeps, jobId: string): Promise<JobRow> {
-  return move(db, deps, await lockJob(db, jobId), 'PAUSED');
+export async function pauseJob(db: Queryable, _context: EngineContext, jobId: string): Promise<ControlOutcome> {
+  const { moved, transition } = await move(db, await lockJob(db, jobId), 'PAUSED');
+  return { job: moved, after: afterCommit({ transitions: [transition] }) };
 }
 
 /** Resume: back to QUEUED at the same stage; its job message re-dispatches what is left. */
-export async function resumeJob(db: Queryable, deps: AdvanceDeps, jobId: string): Promise<{ job: JobRow; intents: OutboxIntent[] }> {
+export async function resumeJob(db: Queryable, _context: EngineContext, jobId: string): Promise<ControlOutcome> {
   const job = await lockJob(db, jobId);
   if (job.status !== 'PAUSED') throw new InvalidTransitionError('job', jobId, job.status, 'QUEUED', 'only a PAUSED job can be resumed');
-  const resumed = await move(db, deps, job, 'QUEUED');
-  return { job: resumed, intents: [stageMessage(resumed)] };
+  const { moved, transition } = await move(db, job, 'QUEUED');
+  return { job: moved, after: afterCommit({ transitions: [transition], intents: [stageMessage(moved)] }) };
 }
 
 /**
@@ -61,17 +66,17 @@ export async function resumeJob(db: Queryable, deps: AdvanceDeps, jobId: string)
  * cancelled before they started) run again; completed work is kept. A stage whose fan-out failed
  * is started afresh; a failed finalize runs again. Deadlines restart with their full lengths.
  */
-export async function retryJob(db: Queryable, deps: AdvanceDeps, jobId: string): Promise<{ job: JobRow; intents: OutboxIntent[] }> {
+export async function retryJob(db: Queryable, context: EngineContext, jobId: string): Promise<ControlOutcome> {
   const job = await lockJob(db, jobId);
   if (job.status !== 'FAILED') throw new InvalidTransitionError('job', jobId, job.status, 'QUEUED', 'only a FAILED job can be retried');
   const stage = job.stage;
   assertTaskTransition('*', 'FAILED', 'QUEUED');
   assertTaskTransition('*', 'CANCELLED', 'QUEUED');
   const failedAgain = await requeueStoppedTasks(db, jobId, stage);
-  await restartJobDeadlines(db, deps, job);
+  await restartJobDeadlines(db, context, job);
   await reopenStage(db, jobId, stage, failedAgain);
-  const queued = await move(db, deps, job, 'QUEUED', { error: null });
-  return { job: queued, intents: [stageMessage(queued)] };
+  const { moved, transition } = await move(db, job, 'QUEUED', { error: null });
+  return { job: moved, after: afterCommit({ transitions: [transition], intents: [stageMessage(moved)] }) };
 }
 
 /** A deliberate re-send: the nonce keeps Service Bus duplicate detection from dropping it. */

@@ -17,19 +17,21 @@ import { JobEventBus } from '../transport/job-event-bus';
 import { context } from '@opentelemetry/api';
 import { contextFromTraceparent, currentTraceparent, inSpan, SpanKind } from '../telemetry';
 import { RemoteWorkers } from './remote-workers';
-import { cancelJob, pauseJob, resumeJob, retryJob } from './control';
+import { cancelJob, pauseJob, resumeJob, retryJob, type ControlOutcome } from './control';
+import type { EngineContext, RunningTaskAbort } from './after-commit';
+import { commit } from './commit';
 import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './dead-letters';
 import { DEFAULT_JANITOR_OPTIONS, sweep, type JanitorOptions, type SweepReport } from '../janitor';
 import type { PurgeCounts } from '../state/retention-store';
 import { deleteJob } from './retention';
-import { Outbox, type OutboxIntent } from './outbox';
+import { Outbox } from './outbox';
 import { claimStage, type JobMessageOutcome } from './stage-start';
 import { createStageTasks, stageDefinitionOf } from './stage-creation';
 import { waitUntilEnded } from './job-wait';
 import { Schedules, type ScheduleSweepOptions } from '../schedules/schedules';
 import { TaskBatches, type TaskMessageOutcome } from './task-batch';
 import { withMessageAttributes, type MessageMeta } from './message-meta';
-import { UnitOfWork, type WorkScope } from './unit-of-work';
+import { UnitOfWork } from './unit-of-work';
 import { acceptSignal } from './signal-stage';
 import { submissionTimeout } from './submission-timeout';
 
@@ -44,6 +46,12 @@ export interface CoreMachineDeps {
   schedules?: Partial<ScheduleSweepOptions>;
   /** Janitor sweeps delete finished jobs older than this many days; 0 or unset keeps everything. */
   retentionDays?: number;
+  /**
+   * The engine extends the leases of the handlers it runs while they run (default), so a lease only
+   * bounds how long a task held by a host that died waits. false: a lease lives only by the
+   * handler's own ctx.heartbeat(), so a handler that hangs also loses its task when it runs out.
+   */
+  extendLeases?: boolean;
 }
 
 /**
@@ -83,12 +91,8 @@ export class CoreMachine {
     this.logger = deps.logger;
     this.transport = deps.transport;
     this.outbox = new Outbox(deps.pool, deps.transport);
-    this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, {
-      registry: deps.registry,
-      logger: deps.logger,
-      abortRunning: (tasks) => this.tasks.abort(tasks),
-    });
-    this.tasks = new TaskBatches(deps.pool, deps.registry, deps.logger, this.unitOfWork);
+    this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, { registry: deps.registry, logger: deps.logger }, (tasks) => this.tasks.abort(tasks));
+    this.tasks = new TaskBatches(deps.pool, deps.registry, deps.logger, this.unitOfWork, deps.extendLeases ?? true);
     this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.unitOfWork);
     this.schedules = new Schedules(deps.pool, this.unitOfWork, deps.registry, deps.logger, (jobType, parameters, key) => this.submitJob(jobType, parameters, { idempotencyKey: key }), deps.schedules);
   }
@@ -120,11 +124,14 @@ export class CoreMachine {
     const message: JobQueueMessage = { jobId, jobType, stage: 1 };
     // The submit span is the root of the job's trace: its context is stored with the job.
     return inSpan('coremachine.submit', { jobId, jobType }, context.active(), async () => {
-      const created = await this.unitOfWork.run(async ({ client, deps }) => {
+      const created = await commit(this.unitOfWork, async ({ client }) => {
         const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parameters_, traceparent: currentTraceparent(), idempotencyKey: key, timeoutSeconds });
         if (!inserted.created) return { value: false };
-        deps.events.push({ name: 'JobTransition', attributes: { jobId, jobType, from: 'none', to: 'QUEUED', stage: 1 } });
-        return { value: true, intents: [{ kind: 'job', jobId, message }] };
+        return {
+          value: true,
+          intents: [{ kind: 'job', jobId, message }],
+          transitions: [{ name: 'JobTransition', attributes: { jobId, jobType, from: 'none', to: 'QUEUED', stage: 1 } }],
+        };
       });
       if (created) this.logger.info('job submitted', { jobId, jobType });
       return { job: await this.getJob(jobId), created };
@@ -162,9 +169,9 @@ export class CoreMachine {
     const checked = parseOrThrow(waiting.definition.signal.payload, payload, `payload for signal "${name}"`);
     refuseUnstorable(`payload for signal "${name}"`, checked);
     const signal = { jobId, name, stage: waiting.stage, payload: checked };
-    const delivered = await this.unitOfWork.run(async ({ client, deps }) => {
-      const accepted = await acceptSignal(client, deps, signal);
-      return { value: accepted.delivered, intents: accepted.intents };
+    const delivered = await commit(this.unitOfWork, async ({ client, context }) => {
+      const accepted = await acceptSignal(client, context, signal);
+      return { value: accepted.delivered, ...accepted.after };
     });
     if (!delivered) this.logger.info('signal repeated: already delivered with the same payload', { jobId, signal: name });
     return { job: await this.getJob(jobId), delivered };
@@ -208,9 +215,9 @@ export class CoreMachine {
     const attributes = withMessageAttributes({ jobId, jobType, stage }, meta);
     return inSpan('coremachine.stage_start', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
       // The claim commits on its own; the tasks follow in chunks, each its own unit of work.
-      const claimed = await this.unitOfWork.run(async ({ client, deps }) => {
-        const decided = await claimStage(client, deps, parsed.data);
-        return { value: decided, intents: decided.kind === 'done' ? decided.intents : [] };
+      const claimed = await commit(this.unitOfWork, async ({ client, context }) => {
+        const decided = await claimStage(client, context, parsed.data);
+        return { value: decided, ...(decided.kind === 'done' ? decided.after : {}) };
       });
       const outcome =
         claimed.kind === 'done'
@@ -230,30 +237,42 @@ export class CoreMachine {
   }
 
   async cancelJob(jobId: string): Promise<JobView> {
-    const { runningTaskIds } = await this.unitOfWork.run(async ({ client, deps }) => ({ value: await cancelJob(client, deps, jobId) }));
-    this.logger.info('job cancelled', { jobId, abortedTasks: runningTaskIds.length });
+    const aborted = await this.control(cancelJob, jobId);
+    this.logger.info('job cancelled', { jobId, abortedTasks: aborted.length });
     return this.getJob(jobId);
   }
 
   async pauseJob(jobId: string): Promise<JobView> {
-    await this.unitOfWork.run(async ({ client, deps }) => ({ value: await pauseJob(client, deps, jobId) }));
+    await this.control(pauseJob, jobId);
     this.logger.info('job paused', { jobId });
     return this.getJob(jobId);
   }
 
   async resumeJob(jobId: string): Promise<JobView> {
-    return this.controlWithMessage(jobId, 'resumed', resumeJob);
+    await this.control(resumeJob, jobId);
+    this.logger.info('job resumed', { jobId });
+    return this.getJob(jobId);
   }
 
   async retryJob(jobId: string): Promise<JobView> {
-    return this.controlWithMessage(jobId, 'retried', retryJob);
+    await this.control(retryJob, jobId);
+    this.logger.info('job retried', { jobId });
+    return this.getJob(jobId);
+  }
+
+  /** An operator action in its own unit of work; returns the running handlers it stopped. */
+  private async control(action: (db: pg.PoolClient, context: EngineContext, jobId: string) => Promise<ControlOutcome>, jobId: string): Promise<readonly RunningTaskAbort[]> {
+    return commit(this.unitOfWork, async ({ client, context }) => {
+      const { after } = await action(client, context, jobId);
+      return { value: after.aborts, ...after };
+    });
   }
 
   /** Marks what a dead-lettered message pointed at FAILED, and records the message. */
   async processDeadLetter(letter: DeadLetter): Promise<DeadLetterOutcome> {
-    return this.unitOfWork.run(async ({ client, deps }) => {
-      const handled = await processDeadLetter(client, deps, letter);
-      return { value: handled.outcome, intents: handled.intents };
+    return commit(this.unitOfWork, async ({ client, context }) => {
+      const handled = await processDeadLetter(client, context, letter);
+      return { value: handled.outcome, ...handled.after };
     });
   }
 
@@ -314,13 +333,5 @@ export class CoreMachine {
     return listEvents(this.pool, jobId, parsed);
   }
 
-  private async controlWithMessage(
-    jobId: string,
-    verb: string,
-    action: (db: pg.PoolClient, deps: WorkScope['deps'], jobId: string) => Promise<{ intents: OutboxIntent[] }>,
-  ): Promise<JobView> {
-    await this.unitOfWork.run(async ({ client, deps }) => ({ value: undefined, intents: (await action(client, deps, jobId)).intents }));
-    this.logger.info(`job ${verb}`, { jobId });
-    return this.getJob(jobId);
-  }
+
 }

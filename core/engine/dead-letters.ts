@@ -4,11 +4,11 @@ import type { Queryable } from '../db/pool';
 import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
 import { settleTasks, takeOverTask, cancelOpenTasks } from '../state/tasks-store';
 import { JOBS_QUEUE, TASKS_QUEUE } from '../transport/transport';
-import { originalMessageId } from '../settlement';
+import { originalMessageId } from '../message-settlement';
 import { failJob } from './stage-advance';
-import { applySettledTasks, type SettleDeps } from './settle';
+import { followSettledTasks } from './task-outcomes';
+import { NOTHING_AFTER_COMMIT, type AfterCommit, type EngineContext } from './after-commit';
 import { insertDeadLetter } from '../state/dead-letters-store';
-import type { OutboxIntent } from './outbox';
 
 export interface DeadLetter {
   /** The queue the letter was dead-lettered from, as the host's binding says, never the body. */
@@ -69,7 +69,7 @@ export function letterAuthority(letter: DeadLetter): LetterAuthority {
  * letter is the engine's own (letterAuthority) and still names the task's current attempt or the
  * job's current stage and type; anything else is recorded and changes nothing.
  */
-export async function processDeadLetter(db: Queryable, deps: SettleDeps, letter: DeadLetter): Promise<{ outcome: DeadLetterOutcome; intents: OutboxIntent[] }> {
+export async function processDeadLetter(db: Queryable, context: EngineContext, letter: DeadLetter): Promise<{ outcome: DeadLetterOutcome; after: AfterCommit }> {
   const authority = letterAuthority(letter);
   const task = authority.kind === 'task' ? authority.message : undefined;
   const job = authority.kind === 'job' ? authority.message : undefined;
@@ -83,8 +83,8 @@ export async function processDeadLetter(db: Queryable, deps: SettleDeps, letter:
     taskId: task?.taskId ?? null,
   });
   if (authority.kind === 'record') {
-    deps.logger.warn('dead letter recorded', { queue: letter.queue, messageId: letter.messageId, reason: letter.reason, why: authority.why });
-    return { outcome: 'recorded', intents: [] };
+    context.logger.warn('dead letter recorded', { queue: letter.queue, messageId: letter.messageId, reason: letter.reason, why: authority.why });
+    return { outcome: 'recorded', after: NOTHING_AFTER_COMMIT };
   }
   const error: ErrorShape = { type: 'DeadLettered', message: `message dead-lettered: ${letter.reason}: ${letter.description}` };
 
@@ -92,25 +92,22 @@ export async function processDeadLetter(db: Queryable, deps: SettleDeps, letter:
     // Lock order job → tasks → stage, as everywhere.
     await lockJobs(db, [task.jobId]);
     const claimId = await takeOverTask(db, task);
-    if (!claimId) return { outcome: 'recorded', intents: [] };
+    if (!claimId) return { outcome: 'recorded', after: NOTHING_AFTER_COMMIT };
     const settled = await settleTasks(db, [{ taskId: task.taskId, jobId: task.jobId, claimId, error: { ...error, stage: task.stage, taskId: task.taskId } }]);
-    deps.logger.error('task failed: its message was dead-lettered', { jobId: task.jobId, taskId: task.taskId, stage: task.stage, reason: letter.reason });
-    return { outcome: 'task-failed', intents: await applySettledTasks(db, deps, settled) };
+    context.logger.error('task failed: its message was dead-lettered', { jobId: task.jobId, taskId: task.taskId, stage: task.stage, reason: letter.reason });
+    return { outcome: 'task-failed', after: await followSettledTasks(db, settled) };
   }
 
-  if (!job) return { outcome: 'recorded', intents: [] };
+  if (!job) return { outcome: 'recorded', after: NOTHING_AFTER_COMMIT };
   const row = await findJob(db, job.jobId, true);
-  if (!row || row.stage !== job.stage || row.job_type !== job.jobType) return { outcome: 'recorded', intents: [] };
+  if (!row || row.stage !== job.stage || row.job_type !== job.jobType) return { outcome: 'recorded', after: NOTHING_AFTER_COMMIT };
   const failure = { ...error, stage: row.stage };
-  if (row.status === 'PROCESSING') {
-    await failJob(db, deps, row.job_id, row.stage, failure);
-  } else if (row.status === 'QUEUED') {
-    const failed = await transitionJob(db, row.job_id, 'QUEUED', 'FAILED', { atStage: row.stage, error: failure });
-    if (failed) {
-      deps.events?.push({ name: 'JobTransition', attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type }, outcome: { error: failure } });
-    }
-    await cancelOpenTasks(db, row.job_id);
-    deps.logger.error('job failed: its message was dead-lettered', { jobId: row.job_id, stage: row.stage, reason: letter.reason });
-  } else return { outcome: 'recorded', intents: [] };
-  return { outcome: 'job-failed', intents: [] };
+  if (row.status === 'PROCESSING') return { outcome: 'job-failed', after: (await failJob(db, context, row.job_id, row.stage, failure)).after };
+  if (row.status !== 'QUEUED') return { outcome: 'recorded', after: NOTHING_AFTER_COMMIT };
+  const failed = await transitionJob(db, row.job_id, 'QUEUED', 'FAILED', { atStage: row.stage, error: failure });
+  await cancelOpenTasks(db, row.job_id);
+  context.logger.error('job failed: its message was dead-lettered', { jobId: row.job_id, stage: row.stage, reason: letter.reason });
+  if (!failed) return { outcome: 'job-failed', after: NOTHING_AFTER_COMMIT };
+  const transition = { name: 'JobTransition' as const, attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type }, outcome: { error: failure } };
+  return { outcome: 'job-failed', after: { ...NOTHING_AFTER_COMMIT, transitions: [transition] } };
 }

@@ -1,6 +1,6 @@
 import { eventResult, jobEventTypeFor, type JobEvent } from '../../models';
 import type { OutboxIntent } from './outbox';
-import type { TransitionEvent } from './stage-advance';
+import type { Transition } from './after-commit';
 
 /**
  * The job events a committed unit of work publishes: every terminal job transition and every
@@ -8,7 +8,7 @@ import type { TransitionEvent } from './stage-advance';
  * a transition without its event. They go into the outbox in the transition's own transaction:
  * never lost, never published for a change that rolled back.
  */
-export function jobEventIntents(transitions: readonly TransitionEvent[], at: Date): OutboxIntent[] {
+export function jobEventIntents(transitions: readonly Transition[], at: Date): OutboxIntent[] {
   const intents: OutboxIntent[] = [];
   for (const transition of transitions) {
     const event = toJobEvent(transition, at.toISOString());
@@ -17,7 +17,7 @@ export function jobEventIntents(transitions: readonly TransitionEvent[], at: Dat
   return intents;
 }
 
-function toJobEvent(transition: TransitionEvent, at: string): JobEvent | undefined {
+function toJobEvent(transition: Transition, at: string): JobEvent | undefined {
   const { attributes } = transition;
   const base = { jobId: String(attributes.jobId), jobType: String(attributes.jobType), stage: Number(attributes.stage), at };
   if (transition.name === 'StageCompleted') {

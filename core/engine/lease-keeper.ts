@@ -12,8 +12,8 @@ interface Held {
   abort: TaskAbort;
 }
 
-/** How often held leases are looked at; a lease is extended once a third of it has passed. */
-const TICK_MS = 1000;
+/** Held leases are looked at four times per (shortest) lease, at most once a second, at least every 100 ms. */
+const tickMsFor = (leaseSeconds: number): number => Math.min(1000, Math.max(100, (leaseSeconds * 1000) / 4));
 
 /**
  * Extends the leases of the handlers running in this process while they run, so a lease can be
@@ -26,6 +26,7 @@ const TICK_MS = 1000;
 export class LeaseKeeper {
   private readonly held = new Map<string, Held>();
   private timer: NodeJS.Timeout | undefined;
+  private tickMs = Number.POSITIVE_INFINITY;
   private extending = false;
 
   constructor(
@@ -35,10 +36,12 @@ export class LeaseKeeper {
 
   hold(taskId: string, claimId: string, leaseSeconds: number, abort: TaskAbort): void {
     this.held.set(taskId, { claimId, leaseSeconds, renewAt: Date.now() + (leaseSeconds * 1000) / 3, abort });
-    if (!this.timer) {
-      this.timer = setInterval(() => void this.extendDue(), TICK_MS);
-      this.timer.unref();
-    }
+    const tickMs = tickMsFor(leaseSeconds);
+    if (this.timer && tickMs >= this.tickMs) return;
+    if (this.timer) clearInterval(this.timer);
+    this.tickMs = tickMs;
+    this.timer = setInterval(() => void this.extendDue(), tickMs);
+    this.timer.unref();
   }
 
   release(taskId: string): void {
@@ -46,6 +49,7 @@ export class LeaseKeeper {
     if (this.held.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
+      this.tickMs = Number.POSITIVE_INFINITY;
     }
   }
 

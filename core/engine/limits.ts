@@ -6,6 +6,7 @@ import { countLimitHolders, describeLimitedTasks, lockLimitKey, queuedRemoteLimi
 import { claimRemoteTasksOfKey, type RemoteClaim } from '../state/remote-tasks-store';
 import { claimTasks, type ClaimedTask } from '../state/tasks-store';
 import type { UnitOfWork } from './unit-of-work';
+import { commit } from './commit';
 
 /**
  * Claims of task types with global limits (models/task-limits.ts). Each slot key is claimed in its
@@ -102,7 +103,7 @@ export async function claimLimitedTasks(
       for (const request of group.fresh) deferred.set(request.taskId, { reason: `all ${group.limits.limit} slot(s) of ${limitKey} are taken`, limitKey });
       continue;
     }
-    const rows = await unitOfWork.run(async ({ client }) => {
+    const rows = await commit(unitOfWork, async ({ client }) => {
       const allow = await allowance(client, group.limits, limitKey);
       // A re-claim after a lost lease already holds its slot (the task never left PROCESSING);
       // it starts the handler again, so it needs a token.
@@ -143,7 +144,7 @@ export async function claimLimitedRemoteTasks(
     const wanted = request.limit - claimed.length;
     if (wanted <= 0) break;
     claimed.push(
-      ...(await unitOfWork.run(async ({ client }) => {
+      ...(await commit(unitOfWork, async ({ client }) => {
         const allow = await allowance(client, request.limits, limitKey);
         const limit = Math.min(wanted, allow.slots, allow.tokens);
         const rows = await claimRemoteTasksOfKey(client, { taskType: request.taskType, limitKey, defaultKey, leaseSeconds: request.leaseSeconds, limit, workerId: request.workerId });
@@ -164,7 +165,7 @@ export async function claimLimitedRemoteTasks(
  * from dropping the wake-up as a copy of the task's first message.
  */
 export async function wakeWaitingTasks(unitOfWork: UnitOfWork, limitKey: string, freed: number): Promise<number> {
-  return unitOfWork.run(async ({ client }) => {
+  return commit(unitOfWork, async ({ client }) => {
     const waiting = await waitingTasksOfKey(client, limitKey, freed);
     const resend = `w${randomUUID().slice(0, 8)}`;
     return {

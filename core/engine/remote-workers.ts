@@ -9,8 +9,9 @@ import { claimRemoteTasks, releaseRemoteClaim, type RemoteClaim } from '../state
 import { extendLease, findTaskSummary, type TaskOutcome, type TaskSummary } from '../state/tasks-store';
 import { claimLimitedRemoteTasks } from './limits';
 import { nextAttemptAt } from './retry-policy';
-import { settleOutcomes } from './settle';
+import { recordTaskOutcomes } from './task-outcomes';
 import type { UnitOfWork } from './unit-of-work';
+import { commit } from './commit';
 
 /**
  * Remote workers claim tasks over HTTP instead of receiving queue messages: the same leases,
@@ -120,7 +121,7 @@ export class RemoteWorkers {
 
   /** Admin: gives a stuck claim up now instead of waiting for its lease; the task is claimable again. */
   async release(taskId: string): Promise<void> {
-    const released = await this.unitOfWork.run(async ({ client }) => ({ value: await releaseRemoteClaim(client, taskId) }));
+    const released = await commit(this.unitOfWork, async ({ client }) => ({ value: await releaseRemoteClaim(client, taskId) }));
     if (!released) {
       // Same answers as complete and heartbeat: unknown task 404, no current claim 409.
       await this.task(taskId);
@@ -132,7 +133,11 @@ export class RemoteWorkers {
   /** The same settlement as an in-process result: its transitions are reported too. */
   private async settle(outcome: TaskOutcome): Promise<void> {
     // A claim no longer current changed nothing: the worker learns it lost the task.
-    if (!(await settleOutcomes(this.unitOfWork, [outcome])).has(outcome.taskId)) throw new LeaseLostError(outcome.taskId);
+    const settled = await commit(this.unitOfWork, async ({ client }) => {
+      const recorded = await recordTaskOutcomes(client, [outcome]);
+      return { value: recorded.settled, ...recorded.after };
+    });
+    if (!settled.has(outcome.taskId)) throw new LeaseLostError(outcome.taskId);
   }
 
   private async task(taskId: string): Promise<TaskSummary> {

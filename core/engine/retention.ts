@@ -2,6 +2,7 @@ import { InvalidTransitionError, JobNotFoundError } from '../errors';
 import { findJob } from '../state/jobs-store';
 import type { UnitOfWork } from './unit-of-work';
 import { addCounts, DELETABLE_JOB_STATUSES, deleteJobsAndRows, lockExpiredJobs, NO_PURGE, type PurgeCounts } from '../state/retention-store';
+import { commit } from './commit';
 
 export interface RetentionOptions {
   /** Finished jobs older than this are deleted; 0 keeps everything. */
@@ -34,7 +35,7 @@ export async function purgeExpiredJobs(unitOfWork: UnitOfWork, options: Retentio
   let total: PurgeCounts = NO_PURGE;
   let batches = 0;
   while (batches < options.maxBatches) {
-    const counts = await unitOfWork.run(async ({ client }) => ({
+    const counts = await commit(unitOfWork, async ({ client }) => ({
       value: await deleteJobsAndRows(client, await lockExpiredJobs(client, options.retentionDays, options.jobsPerBatch, options.tasksPerBatch)),
     }));
     if (counts.jobs === 0) break;
@@ -50,7 +51,7 @@ export async function purgeExpiredJobs(unitOfWork: UnitOfWork, options: Retentio
  * running finds its task gone when it reports, and its result is fenced like any lost claim.
  */
 export async function deleteJob(unitOfWork: UnitOfWork, jobId: string): Promise<PurgeCounts> {
-  return unitOfWork.run(async ({ client }) => {
+  return commit(unitOfWork, async ({ client }) => {
     const job = await findJob(client, jobId, true);
     if (!job) throw new JobNotFoundError(jobId);
     if (!DELETABLE_JOB_STATUSES.includes(job.status)) {

@@ -6,8 +6,8 @@ import { canonicalJson } from '../identity';
 import { findJob } from '../state/jobs-store';
 import type { JobRow } from '../state/rows';
 import { completeWaitingStage, findSignal, insertSignal, insertWaitingStage } from '../state/signals-store';
-import type { OutboxIntent } from './outbox';
-import { advanceStage, type AdvanceDeps } from './stage-advance';
+import { afterCommit, type AfterCommit, type EngineContext } from './after-commit';
+import { advanceStage } from './stage-advance';
 import type { StageClaim } from './stage-start';
 
 /**
@@ -18,12 +18,15 @@ import type { StageClaim } from './stage-start';
  */
 
 /** Called by claimStage, in its transaction, once the job moved QUEUED → PROCESSING at a waiting stage. */
-export async function startWaitingStage(db: Queryable, deps: AdvanceDeps, job: JobRow, definition: SignalStageDefinition): Promise<StageClaim> {
+export async function startWaitingStage(db: Queryable, context: EngineContext, job: JobRow, definition: SignalStageDefinition): Promise<StageClaim> {
   const signal = definition.signal.name;
   await insertWaitingStage(db, { jobId: job.job_id, stage: job.stage, name: definition.name, signal });
-  deps.events?.push({ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName: definition.name, tasks: 0 } });
-  deps.logger.info('stage waiting for a signal', { jobId: job.job_id, stage: job.stage, signal });
-  return { kind: 'done', outcome: { outcome: 'started', jobId: job.job_id, stage: job.stage, tasks: 0 }, intents: [] };
+  context.logger.info('stage waiting for a signal', { jobId: job.job_id, stage: job.stage, signal });
+  return {
+    kind: 'done',
+    outcome: { outcome: 'started', jobId: job.job_id, stage: job.stage, tasks: 0 },
+    after: afterCommit({ transitions: [{ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName: definition.name, tasks: 0 } }] }),
+  };
 }
 
 /** A signal whose payload already passed the waiting stage's schema. */
@@ -51,13 +54,13 @@ export function signalDigest(payload: unknown): string {
  * finished). Concurrent deliveries serialise on the row lock; the stage's compare-and-set and the
  * signals table's key make a second advance impossible even without it.
  */
-export async function acceptSignal(db: Queryable, deps: AdvanceDeps, signal: ValidSignal): Promise<{ delivered: boolean; intents: OutboxIntent[] }> {
+export async function acceptSignal(db: Queryable, context: EngineContext, signal: ValidSignal): Promise<{ delivered: boolean; after: AfterCommit }> {
   const job = await findJob(db, signal.jobId, true);
   if (!job) throw new JobNotFoundError(signal.jobId);
   const digest = signalDigest(signal.payload);
   const stored = await findSignal(db, job.job_id, signal.name);
   if (stored) {
-    if (stored.digest === digest) return { delivered: false, intents: [] };
+    if (stored.digest === digest) return { delivered: false, after: afterCommit() };
     throw new SignalRefusedError(job.job_id, signal.name, `it was already delivered at ${stored.received_at.toISOString()} with a different payload`);
   }
   if (!ACTIVE_JOB_STATUSES.includes(job.status) || job.stage !== signal.stage) {
@@ -69,7 +72,7 @@ export async function acceptSignal(db: Queryable, deps: AdvanceDeps, signal: Val
   if (!(await insertSignal(db, { jobId: job.job_id, name: signal.name, stage: signal.stage, payload: signal.payload, digest }))) {
     throw new Error(`signal "${signal.name}" of job ${job.job_id} was stored by another transaction under the job's row lock`);
   }
-  deps.logger.info('signal received', { jobId: job.job_id, stage: signal.stage, signal: signal.name, jobStatus: job.status });
+  context.logger.info('signal received', { jobId: job.job_id, stage: signal.stage, signal: signal.name, jobStatus: job.status });
   // advanceStage changes nothing unless the job is PROCESSING there; a paused job advances on resume.
-  return { delivered: true, intents: await advanceStage(db, deps, stage) };
+  return { delivered: true, after: await advanceStage(db, context, stage) };
 }

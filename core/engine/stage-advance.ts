@@ -3,39 +3,12 @@ import type { Queryable } from '../db/pool';
 import { isTransientDatabaseError } from '../db/transient-errors';
 import { boundedErrorShape, errorToShape, FinalizeError } from '../errors';
 import { jsonToStore } from '../../models/storable';
-import type { Logger } from '../logger';
-import type { Registry } from '../registry';
 import { findJob, transitionJob } from '../state/jobs-store';
 import type { StageRow } from '../state/rows';
 import { countFailedOfJob, finishStage } from '../state/stages-store';
 import { cancelOpenTasks, listFailedTasks } from '../state/tasks-store';
-import type { OutboxIntent } from './outbox';
+import { afterCommit, NOTHING_AFTER_COMMIT, type AfterCommit, type EngineContext, type RunningTaskAbort, type Transition } from './after-commit';
 import { stageResultsOf } from './stage-results';
-
-export interface AdvanceDeps {
-  registry: Registry;
-  logger: Logger;
-  /** Transitions to report as telemetry events once the transaction commits (never for a rollback). */
-  events?: TransitionEvent[];
-  /**
-   * Running tasks this transaction cancelled (cancel, deadline, fail fast): their handlers in this
-   * process are aborted once it commits, whichever path stopped the job.
-   */
-  abortAfterCommit?: RunningTaskAbort[];
-}
-
-export interface RunningTaskAbort {
-  taskId: string;
-  reason: Error;
-}
-
-export interface TransitionEvent {
-  name: 'JobTransition' | 'StageCompleted' | 'StageStarted';
-  attributes: Record<string, string | number>;
-  stageDurationMs?: number;
-  /** What a terminal job transition ended with: published in its job event (models/job-event.ts). */
-  outcome?: { result?: unknown; error?: ErrorShape | null };
-}
 
 /**
  * Called by the one transaction whose counter update made completed + failed = total.
@@ -44,13 +17,14 @@ export interface TransitionEvent {
  * More stages: job PROCESSING → QUEUED at stage n + 1, then (after commit) the job message.
  * Last stage: finalize, job → COMPLETED with the result.
  */
-export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: StageRow): Promise<OutboxIntent[]> {
+export async function advanceStage(db: Queryable, context: EngineContext, stageRow: StageRow): Promise<AfterCommit> {
   const job = await findJob(db, stageRow.job_id, true);
-  if (!job || job.status !== 'PROCESSING' || job.stage !== stageRow.stage) return [];
+  if (!job || job.status !== 'PROCESSING' || job.stage !== stageRow.stage) return NOTHING_AFTER_COMMIT;
   const finished = await finishStage(db, job.job_id, stageRow.stage, 'PROCESSING', 'COMPLETED');
-  const log = deps.logger.child({ jobId: job.job_id, stage: stageRow.stage });
+  const log = context.logger.child({ jobId: job.job_id, stage: stageRow.stage });
+  const transitions: Transition[] = [];
   if (finished) {
-    deps.events?.push({
+    transitions.push({
       name: 'StageCompleted',
       attributes: { jobId: job.job_id, jobType: job.job_type, stage: stageRow.stage, stageName: stageRow.name, total: stageRow.total, failed: stageRow.failed },
       ...(finished.started_at && finished.finished_at ? { stageDurationMs: finished.finished_at.getTime() - finished.started_at.getTime() } : {}),
@@ -61,12 +35,12 @@ export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: S
     const next = stageRow.stage + 1;
     const queued = await transitionJob(db, job.job_id, 'PROCESSING', 'QUEUED', { atStage: stageRow.stage, toStage: next });
     if (!queued) throw new Error(`job ${job.job_id} changed under its row lock during the stage advance`);
-    deps.events?.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: 'QUEUED', stage: next } });
+    transitions.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: 'QUEUED', stage: next } });
     log.info('stage completed; job queued for next stage', { nextStage: next, total: stageRow.total });
-    return [{ kind: 'job', jobId: job.job_id, message: { jobId: job.job_id, jobType: job.job_type, stage: next } }];
+    return afterCommit({ transitions, intents: [{ kind: 'job', jobId: job.job_id, message: { jobId: job.job_id, jobType: job.job_type, stage: next } }] });
   }
 
-  const definition = deps.registry.job(job.job_type);
+  const definition = context.registry.job(job.job_type);
   const previous = stageResultsOf<unknown>(db, stageRow);
   let result: unknown;
   try {
@@ -79,8 +53,7 @@ export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: S
     const failure = errorToShape(new FinalizeError(`finalize of job type "${job.job_type}" failed: ${describe(error)}`, { cause: error }), {
       stage: stageRow.stage,
     });
-    await failJob(db, deps, job.job_id, stageRow.stage, failure);
-    return [];
+    return afterCommit({ transitions }, (await failJob(db, context, job.job_id, stageRow.stage, failure)).after);
   }
   const failures = await tolerated(db, job.job_id);
   const status = failures.count > 0 ? 'COMPLETED_WITH_ERRORS' : 'COMPLETED';
@@ -90,9 +63,9 @@ export async function advanceStage(db: Queryable, deps: AdvanceDeps, stageRow: S
       : null;
   const completed = await transitionJob(db, job.job_id, 'PROCESSING', status, { atStage: stageRow.stage, result: result ?? null, error });
   if (!completed) throw new Error(`job ${job.job_id} changed under its row lock while finalizing`);
-  deps.events?.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: status, stage: stageRow.stage }, outcome: { result: result ?? null, error } });
+  transitions.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: status, stage: stageRow.stage }, outcome: { result: result ?? null, error } });
   log.info(status === 'COMPLETED' ? 'job completed' : 'job completed with errors', { failedTasks: failures.count });
-  return [];
+  return afterCommit({ transitions });
 }
 
 const MAX_LISTED_FAILURES = 100;
@@ -113,19 +86,19 @@ async function tolerated(db: Queryable, jobId: string): Promise<{ count: number;
  * a running task for the janitor to look for (migration 015). Returns false when the job was
  * no longer PROCESSING at that stage (already failed or cancelled by someone else).
  */
-export async function failJob(db: Queryable, deps: AdvanceDeps, jobId: string, stage: number, cause: ErrorShape): Promise<boolean> {
+export async function failJob(db: Queryable, context: EngineContext, jobId: string, stage: number, cause: ErrorShape): Promise<{ failed: boolean; after: AfterCommit }> {
   // Whatever failed it, the job's error (and its event) carries a bounded message.
   const error = boundedErrorShape(cause);
   const failed = await transitionJob(db, jobId, 'PROCESSING', 'FAILED', { atStage: stage, error });
-  if (!failed) return false;
-  deps.events?.push({ name: 'JobTransition', attributes: { jobId, jobType: failed.job_type, from: 'PROCESSING', to: 'FAILED', stage, errorType: error.type, ...(error.taskId ? { taskId: error.taskId } : {}) }, outcome: { error } });
+  if (!failed) return { failed: false, after: NOTHING_AFTER_COMMIT };
+  const transition: Transition = { name: 'JobTransition', attributes: { jobId, jobType: failed.job_type, from: 'PROCESSING', to: 'FAILED', stage, errorType: error.type, ...(error.taskId ? { taskId: error.taskId } : {}) }, outcome: { error } };
   // Lock order job → tasks → stage, as a result commit takes tasks → stage: no deadlock between them.
   const cancelled = await cancelOpenTasks(db, jobId);
   const reason = new Error(`job ${jobId} failed: ${error.message}`);
-  for (const task of cancelled) if (task.was_running) deps.abortAfterCommit?.push({ taskId: task.task_id, reason });
+  const aborts: RunningTaskAbort[] = cancelled.filter((task) => task.was_running).map((task) => ({ taskId: task.task_id, reason }));
   await finishStage(db, jobId, stage, 'PROCESSING', 'FAILED');
-  deps.logger.error('job failed', { jobId, stage, taskId: error.taskId, errorType: error.type, error: error.message, cancelledTasks: cancelled.length });
-  return true;
+  context.logger.error('job failed', { jobId, stage, taskId: error.taskId, errorType: error.type, error: error.message, cancelledTasks: cancelled.length });
+  return { failed: true, after: afterCommit({ transitions: [transition], aborts }) };
 }
 
 function describe(error: unknown): string {

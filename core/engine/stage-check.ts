@@ -4,8 +4,8 @@ import { findJob } from '../state/jobs-store';
 import { findStage } from '../state/stages-store';
 import type { Queryable as Reader } from '../db/pool';
 import { firstTaskError } from '../state/tasks-store';
-import type { OutboxIntent } from './outbox';
-import { advanceStage, failJob, type AdvanceDeps } from './stage-advance';
+import { NOTHING_AFTER_COMMIT, type AfterCommit, type EngineContext } from './after-commit';
+import { advanceStage, failJob } from './stage-advance';
 
 /**
  * A stage whose counters a committed transaction moved to its total, or past its failure
@@ -27,27 +27,23 @@ export interface StageCheck {
   probe?: true;
 }
 
-/** What a transaction needs to record stage checks: the unit of work runs them after commit. */
-export type CheckingDeps = AdvanceDeps & { stageChecks: StageCheck[] };
-
 /**
  * Under the job row lock, re-reads the stage and does what its committed counters call for:
  * fail the job (past the tolerance) or advance it (all counted). Idempotent: a job that moved
  * on, or a stage already finished, is left alone, so exactly one of any number of concurrent
  * checks (or janitor sweeps) acts.
  */
-export async function checkStage(db: Queryable, deps: AdvanceDeps, check: StageCheck): Promise<OutboxIntent[]> {
+export async function checkStage(db: Queryable, context: EngineContext, check: StageCheck): Promise<AfterCommit> {
   const job = await findJob(db, check.jobId, true);
-  if (!job || job.status !== 'PROCESSING' || job.stage !== check.stage) return [];
+  if (!job || job.status !== 'PROCESSING' || job.stage !== check.stage) return NOTHING_AFTER_COMMIT;
   const stage = await findStage(db, check.jobId, check.stage);
-  if (!stage || stage.status !== 'PROCESSING') return [];
+  if (!stage || stage.status !== 'PROCESSING') return NOTHING_AFTER_COMMIT;
   if (stage.failed > stage.max_failures) {
     const error = check.firstError ?? (await firstTaskError(db, check.jobId, check.stage))?.error ?? undefined;
-    await failJob(db, deps, check.jobId, check.stage, error ?? { type: 'TasksFailed', message: `${stage.failed} task(s) failed; the stage tolerates ${stage.max_failures}`, stage: check.stage });
-    return [];
+    return (await failJob(db, context, check.jobId, check.stage, error ?? { type: 'TasksFailed', message: `${stage.failed} task(s) failed; the stage tolerates ${stage.max_failures}`, stage: check.stage })).after;
   }
-  if (!stage.creating && stage.completed + stage.failed >= stage.total) return advanceStage(db, deps, stage);
-  return [];
+  if (!stage.creating && stage.completed + stage.failed >= stage.total) return advanceStage(db, context, stage);
+  return NOTHING_AFTER_COMMIT;
 }
 
 /** Whether a stage row as a commit left it needs a check: counted to its total, or past its tolerance. */

@@ -10,11 +10,13 @@ import { insertStageTasks } from '../state/tasks-store';
 import { jsonToStore } from '../../models/storable';
 import type { OutboxIntent } from './outbox';
 import { failJob } from './stage-advance';
-import type { CheckingDeps } from './stage-check';
 import type { JobMessageOutcome } from './stage-start';
 import { NO_RESULTS, stageResultsOf } from './stage-results';
 import type { UnitOfWork } from './unit-of-work';
+import { afterCommit, type AfterCommit } from './after-commit';
+import { commit } from './commit';
 import type { Registry } from '../registry';
+import type { Logger } from '../logger';
 
 /**
  * Chunk sizes grow with the tasks already created: the first chunk is small so the stage's first
@@ -71,7 +73,7 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
     const pending = intents;
     let row: StageRow;
     try {
-      row = await uow.run(async ({ client, deps }) => {
+      row = await commit(uow, async ({ client, context }) => {
         const taskIds = chunk.specs.map((_, i) => computeTaskId(job.job_id, job.stage, first + i));
         await insertStageTasks(client, { jobId: job.job_id, stage: job.stage, taskType, remote, firstIndex: first, parameters: chunk.specs, taskIds, limitKeys: chunk.limitKeys });
         const last = chunk.last ? { maxFailures: maxToleratedFailures(definition.failurePolicy, first + chunk.specs.length) } : undefined;
@@ -79,8 +81,7 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
         if (!recorded) throw new ChunkSuperseded(`stage ${job.stage} of job ${job.job_id} is no longer at ${first} created tasks`);
         const out = [...pending];
         if (chunk.specs.length > 0 && !remote) out.push({ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, chunk: { from: first, through: first + chunk.specs.length - 1 } });
-        if (last) out.push(...finishCreation(deps, job, recorded, definition.name));
-        return { value: recorded, intents: out };
+        return { value: recorded, ...afterCommit({ intents: out }, last ? finishCreation(context.logger, job, recorded, definition.name) : undefined) };
       });
     } catch (error) {
       if (error instanceof ChunkSuperseded || uniqueViolation(error)) {
@@ -100,11 +101,12 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
  * total, and this one may not see that commit's counts): it fails or advances the job if they
  * call for it.
  */
-function finishCreation(deps: CheckingDeps, job: JobRow, stage: StageRow, stageName: string): OutboxIntent[] {
-  deps.events?.push({ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName, tasks: stage.total } });
-  deps.logger.info('stage started', { jobId: job.job_id, stage: job.stage, stageName, tasks: stage.total });
-  deps.stageChecks.push({ jobId: job.job_id, stage: job.stage, probe: true });
-  return [];
+function finishCreation(logger: Logger, job: JobRow, stage: StageRow, stageName: string): AfterCommit {
+  logger.info('stage started', { jobId: job.job_id, stage: job.stage, stageName, tasks: stage.total });
+  return afterCommit({
+    transitions: [{ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName, tasks: stage.total } }],
+    stageChecks: [{ jobId: job.job_id, stage: job.stage, probe: true }],
+  });
 }
 
 export function stageDefinitionOf(registry: Registry, job: JobRow): AnyTaskStageDefinition {
@@ -119,7 +121,10 @@ export function stageDefinitionOf(registry: Registry, job: JobRow): AnyTaskStage
 async function failFanOut(uow: UnitOfWork, definition: AnyTaskStageDefinition, job: JobRow, error: unknown): Promise<JobMessageOutcome> {
   if (isTransientDatabaseError(error)) throw error;
   const failure = new FanOutError(`fan-out of stage ${job.stage} ("${definition.name}") failed: ${errorToShape(error).message}`, { cause: error });
-  await uow.run(async ({ client, deps }) => ({ value: await failJob(client, deps, job.job_id, job.stage, errorToShape(failure, { stage: job.stage })) }));
+  await commit(uow, async ({ client, context }) => {
+    const failed = await failJob(client, context, job.job_id, job.stage, errorToShape(failure, { stage: job.stage }));
+    return { value: failed.failed, ...failed.after };
+  });
   return { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: failure.message };
 }
 

@@ -4,11 +4,10 @@ import { InvalidTransitionError, JobNotFoundError, MalformedMessageError } from 
 import { findJob, transitionJob } from '../state/jobs-store';
 import type { JobRow, StageRow } from '../state/rows';
 import { findStage, insertCreatingStage } from '../state/stages-store';
+import { afterCommit, NOTHING_AFTER_COMMIT, type AfterCommit, type EngineContext } from './after-commit';
 import { advanceStage } from './stage-advance';
-import type { CheckingDeps } from './stage-check';
 import { startWaitingStage } from './signal-stage';
 import { startStageClock } from './deadlines';
-import type { OutboxIntent } from './outbox';
 
 export type JobMessageOutcome =
   | { outcome: 'started' | 'resumed'; jobId: string; stage: number; tasks: number }
@@ -17,7 +16,7 @@ export type JobMessageOutcome =
 
 /** What the job message's first transaction decided: done, or tasks to create (stage-creation.ts). */
 export type StageClaim =
-  | { kind: 'done'; outcome: JobMessageOutcome; intents: OutboxIntent[] }
+  | { kind: 'done'; outcome: JobMessageOutcome; after: AfterCommit }
   | { kind: 'create'; job: JobRow; stage: StageRow; resend?: string };
 
 /**
@@ -27,27 +26,27 @@ export type StageClaim =
  * re-dispatched, never fanned out twice; one whose creation was cut short (crash, redelivery,
  * pause) continues where its last committed chunk ended.
  */
-export async function claimStage(db: Queryable, deps: CheckingDeps, message: JobQueueMessage): Promise<StageClaim> {
+export async function claimStage(db: Queryable, context: EngineContext, message: JobQueueMessage): Promise<StageClaim> {
   const job = await transitionJob(db, message.jobId, 'QUEUED', 'PROCESSING', { atStage: message.stage });
   if (!job) {
     const unfinished = await unfinishedCreation(db, message);
     if (unfinished) return unfinished;
-    return { kind: 'done', outcome: await classifyUnclaimedJobMessage(db, message), intents: [] };
+    return { kind: 'done', outcome: await classifyUnclaimedJobMessage(db, message), after: NOTHING_AFTER_COMMIT };
   }
   if (job.job_type !== message.jobType) {
     throw new MalformedMessageError(`message names job type "${message.jobType}" but job ${job.job_id} is "${job.job_type}"`);
   }
-  const definition = deps.registry.job(job.job_type);
+  const definition = context.registry.job(job.job_type);
   const stageDefinition = definition.stages[job.stage - 1];
   if (!stageDefinition) throw new Error(`job type "${job.job_type}" has no stage ${job.stage}`);
 
   const existing = await findStage(db, job.job_id, job.stage);
   // A job already out of time fails here, before any fan-out; a new stage's clock starts here.
-  const timedOut = await startStageClock(db, deps, job, stageDefinition.timeoutSeconds, !existing);
-  if (timedOut) return { kind: 'done', outcome: { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: timedOut.message }, intents: [] };
+  const clock = await startStageClock(db, context, job, stageDefinition.timeoutSeconds, !existing);
+  if (clock.timedOut) return { kind: 'done', outcome: { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: clock.timedOut.message }, after: clock.after };
   if (existing?.creating) return { kind: 'create', job, stage: existing, ...(message.resend ? { resend: message.resend } : {}) };
-  if (existing) return resumeStage(db, deps, job, existing, message.resend);
-  if (isSignalStage(stageDefinition)) return startWaitingStage(db, deps, job, stageDefinition);
+  if (existing) return resumeStage(db, context, job, existing, message.resend);
+  if (isSignalStage(stageDefinition)) return startWaitingStage(db, context, job, stageDefinition);
   // Until the last chunk sets the real tolerance, none that the final total could allow is
   // exceeded early: the bound by count when the policy has one, else no bound yet.
   const bound = maxToleratedFailures(stageDefinition.failurePolicy, MAX_TASKS_PER_STAGE);
@@ -66,19 +65,25 @@ async function unfinishedCreation(db: Queryable, message: JobQueueMessage): Prom
   return stage?.creating ? { kind: 'create', job, stage, ...(message.resend ? { resend: message.resend } : {}) } : null;
 }
 
-async function resumeStage(db: Queryable, deps: CheckingDeps, job: JobRow, stage: StageRow, resend: string | undefined): Promise<StageClaim> {
+async function resumeStage(db: Queryable, context: EngineContext, job: JobRow, stage: StageRow, resend: string | undefined): Promise<StageClaim> {
   const outcome: JobMessageOutcome = { outcome: 'resumed', jobId: job.job_id, stage: job.stage, tasks: stage.total - stage.completed - stage.failed };
-  deps.logger.info('stage resumed', { jobId: job.job_id, stage: job.stage, remaining: outcome.tasks });
+  context.logger.info('stage resumed', { jobId: job.job_id, stage: job.stage, remaining: outcome.tasks });
   // Everything finished while the job was paused: the advance it could not make happens now.
-  if (stage.completed + stage.failed >= stage.total) return { kind: 'done', outcome, intents: await advanceStage(db, deps, stage) };
-  const definition = deps.registry.job(job.job_type).stages[job.stage - 1];
+  if (stage.completed + stage.failed >= stage.total) return { kind: 'done', outcome, after: await advanceStage(db, context, stage) };
+  const definition = context.registry.job(job.job_type).stages[job.stage - 1];
   // A stage still waiting for its signal has nothing to dispatch: it keeps waiting.
-  if (isSignalStage(definition)) return { kind: 'done', outcome, intents: [] };
+  if (isSignalStage(definition)) return { kind: 'done', outcome, after: NOTHING_AFTER_COMMIT };
   // A result committing alongside this resume saw the job not yet PROCESSING, and this
   // transaction may not see its counts: read them again after commit.
-  deps.stageChecks.push({ jobId: job.job_id, stage: job.stage, probe: true });
   const taskType = definition?.task.type ?? '';
-  return { kind: 'done', outcome, intents: [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, ...(resend ? { resend } : {}) }] };
+  return {
+    kind: 'done',
+    outcome,
+    after: afterCommit({
+      stageChecks: [{ jobId: job.job_id, stage: job.stage, probe: true }],
+      intents: [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, ...(resend ? { resend } : {}) }],
+    }),
+  };
 }
 
 /**

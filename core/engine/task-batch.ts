@@ -12,10 +12,11 @@ import { GroupCommitter } from './group-commit';
 import { withMessageAttributes, type MessageMeta } from './message-meta';
 import { leaseOfType, runClaimedTask } from './run-task';
 import { claimLimitedTasks, wakeWaitingTasks } from './limits';
-import { settleOutcomes } from './settle';
+import { recordTaskOutcomes } from './task-outcomes';
 import { TaskAbort } from './task-abort';
 import { LeaseKeeper } from './lease-keeper';
-import type { RunningTaskAbort } from './stage-advance';
+import type { RunningTaskAbort } from './after-commit';
+import { commit } from './commit';
 import type { UnitOfWork } from './unit-of-work';
 
 export type TaskMessageOutcome =
@@ -55,6 +56,8 @@ export class TaskBatches {
     private readonly registry: Registry,
     private readonly logger: Logger,
     private readonly unitOfWork: UnitOfWork,
+    /** See CoreMachineDeps.extendLeases. */
+    private readonly extendLeases = true,
   ) {
     this.leases = new LeaseKeeper(pool, logger);
   }
@@ -135,8 +138,13 @@ export class TaskBatches {
     const ignored = parsed.filter((p) => outcomes[p.index]?.outcome === 'ignored');
     if (ignored.length === 0) return;
     const jobIds = [...new Set(ignored.map((p) => p.message.jobId))];
-    const timedOut = await retryTransient(() => this.unitOfWork.run(async ({ client, deps }) => ({ value: await failOverdueJobs(client, deps, jobIds.length, jobIds) })));
-    const reasons = new Map(timedOut.jobs.map((job) => [job.jobId, job.reason.message]));
+    const timedOut = await retryTransient(() =>
+      commit(this.unitOfWork, async ({ client, context }) => {
+        const failed = await failOverdueJobs(client, context, jobIds.length, jobIds);
+        return { value: failed.jobs, ...failed.after };
+      }),
+    );
+    const reasons = new Map(timedOut.map((job) => [job.jobId, job.reason.message]));
     for (const { index, message } of ignored) {
       const reason = reasons.get(message.jobId);
       if (reason) outcomes[index] = { outcome: 'ignored', taskId: message.taskId, reason };
@@ -166,7 +174,7 @@ export class TaskBatches {
       const controller = new TaskAbort();
       this.running.set(task.task_id, controller);
       this.runningClaims.set(task.task_id, { taskId: task.task_id, claimId: task.claim_id });
-      this.leases.hold(task.task_id, task.claim_id, leaseOfType(this.registry, task.task_type), controller);
+      if (this.extendLeases) this.leases.hold(task.task_id, task.claim_id, leaseOfType(this.registry, task.task_type), controller);
       let result: TaskOutcome;
       try {
         result = await runWithin(within, () => runClaimedTask(this.pool, this.registry, task, this.logger, controller));
@@ -202,7 +210,14 @@ export class TaskBatches {
   /** One unit of work for every result that is ready; the stage counters move by k at once. */
   private async commit(results: TaskOutcome[]): Promise<Map<TaskOutcome, boolean>> {
     // Each result cost a handler run: ride out a longer outage before giving the messages back.
-    const settled = await settleOutcomes(this.unitOfWork, results, { retry: RESULT_COMMIT_RETRY });
+    const settled = await commit(
+      this.unitOfWork,
+      async ({ client }) => {
+        const recorded = await recordTaskOutcomes(client, results);
+        return { value: recorded.settled, ...recorded.after };
+      },
+      { retry: RESULT_COMMIT_RETRY },
+    );
     return new Map(results.map((result) => [result, settled.has(result.taskId)]));
   }
 }

@@ -1,10 +1,10 @@
 import type { ErrorShape } from '../../models';
-import type { Queryable, TransactionOptions } from '../db/pool';
+import type { Queryable } from '../db/pool';
 import { countStageResults } from '../state/stages-store';
 import { settleTasks, type SettledTask, type TaskOutcome } from '../state/tasks-store';
+import { afterCommit, type AfterCommit } from './after-commit';
 import type { OutboxIntent } from './outbox';
-import { stageNeedsCheck, type CheckingDeps } from './stage-check';
-import type { UnitOfWork } from './unit-of-work';
+import { stageNeedsCheck, type StageCheck } from './stage-check';
 
 /**
  * Settling: what a task attempt's outcome does to the task, its stage and its job. Every host of
@@ -13,33 +13,14 @@ import type { UnitOfWork } from './unit-of-work';
  */
 
 /**
- * Settles outcomes in one unit of work (so their transitions are reported and their messages
- * dispatched, whoever reports them). Returns the tasks whose claim was still current: the others
- * changed nothing.
- */
-export async function settleOutcomes(unitOfWork: UnitOfWork, outcomes: readonly TaskOutcome[], options: TransactionOptions = {}): Promise<Set<string>> {
-  return unitOfWork.run(async ({ client, deps }) => {
-    const committed = await commitOutcomes(client, deps, outcomes);
-    return { value: committed.settled, intents: committed.intents };
-  }, options);
-}
-
-/** What settling needs besides the engine: where to record the stage checks its commit calls for. */
-export type SettleDeps = CheckingDeps;
-
-/**
  * Commits outcomes of claimed tasks: task rows (fenced by claim, locked in task id order), then
  * each stage's counter moved once by its k results, in a fixed (job, stage) order so concurrent
  * batches cannot deadlock. The job row is not locked here: many instances committing results of
  * one job would queue on it. What the job must do next runs as a stage check after the commit.
  */
-export async function commitOutcomes(
-  db: Queryable,
-  deps: SettleDeps,
-  outcomes: readonly TaskOutcome[],
-): Promise<{ settled: Set<string>; intents: OutboxIntent[] }> {
+export async function recordTaskOutcomes(db: Queryable, outcomes: readonly TaskOutcome[]): Promise<{ settled: Set<string>; after: AfterCommit }> {
   const settled = await settleTasks(db, outcomes);
-  return { settled: new Set(settled.map((row) => row.task_id)), intents: await applySettledTasks(db, deps, settled) };
+  return { settled: new Set(settled.map((row) => row.task_id)), after: await followSettledTasks(db, settled) };
 }
 
 /**
@@ -48,10 +29,11 @@ export async function commitOutcomes(
  * tolerance, gets a stage check (core/engine/stage-check.ts) that advances or fails the job
  * under the job row lock once this transaction has committed.
  */
-export async function applySettledTasks(db: Queryable, deps: SettleDeps, settled: readonly SettledTask[]): Promise<OutboxIntent[]> {
+export async function followSettledTasks(db: Queryable, settled: readonly SettledTask[]): Promise<AfterCommit> {
   type Group = { jobId: string; stage: number; completed: number; failed: number; firstError?: ErrorShape };
   const groups = new Map<string, Group>();
   const intents: OutboxIntent[] = [];
+  const stageChecks: StageCheck[] = [];
   // A commit's rows are nearly always of one stage: the key is built only when the stage changes.
   let last: Group | undefined;
   for (const row of settled) {
@@ -81,10 +63,10 @@ export async function applySettledTasks(db: Queryable, deps: SettleDeps, settled
     const stageRow = await countStageResults(db, group.jobId, group.stage, group.completed, group.failed);
     // Past the stage's tolerance (0 for fail fast) the job fails with the error that tipped it.
     if (stageNeedsCheck(stageRow, group.firstError !== undefined)) {
-      deps.stageChecks.push({ jobId: group.jobId, stage: group.stage, ...(group.firstError ? { firstError: group.firstError } : {}) });
+      stageChecks.push({ jobId: group.jobId, stage: group.stage, ...(group.firstError ? { firstError: group.firstError } : {}) });
     } else if (stageRow.status === 'PROCESSING') {
-      deps.stageChecks.push({ jobId: group.jobId, stage: group.stage, probe: true, ...(group.firstError ? { firstError: group.firstError } : {}) });
+      stageChecks.push({ jobId: group.jobId, stage: group.stage, probe: true, ...(group.firstError ? { firstError: group.firstError } : {}) });
     }
   }
-  return intents;
+  return afterCommit({ intents, stageChecks });
 }

@@ -6,6 +6,7 @@ import type { Registry } from '../registry';
 import type { UnitOfWork } from '../engine/unit-of-work';
 import { advanceSchedule, ensureSchedules, listScheduleEvents, listScheduleRows, lockSchedule, moveCursor, recordScheduleEvent, setSchedulePaused, type ScheduleEvent, type ScheduleRow } from '../state/schedules-store';
 import { planTicks, type SkippedTicks } from './ticks';
+import { commit } from '../engine/commit';
 
 export interface ScheduleSweepOptions {
   /** The clock; tests move a fake one through ticks, DST changes and downtime. */
@@ -98,7 +99,7 @@ export class Schedules {
 
   private async setPaused(name: string, paused: boolean): Promise<ScheduleView> {
     const schedule = this.registry.schedule(name);
-    const changed = await this.unitOfWork.run(async ({ client }) => {
+    const changed = await commit(this.unitOfWork, async ({ client }) => {
       await ensureSchedules(client, [{ name, paused: schedule.paused, nextFireAt: schedule.nextTick(this.options.now()) }]);
       const row = await lockSchedule(client, name);
       // Pausing a paused schedule changes nothing and is not an event.
@@ -114,7 +115,7 @@ export class Schedules {
   private async rows(declared: readonly RegisteredSchedule[], now: Date): Promise<Map<string, ScheduleRow>> {
     // A schedule seen for the first time starts from now: its past ticks are not "missed".
     const seen = declared.map((s) => ({ name: s.name, paused: s.paused, nextFireAt: s.nextTick(now) }));
-    await this.unitOfWork.run(async ({ client }) => ({ value: await ensureSchedules(client, seen) }));
+    await commit(this.unitOfWork, async ({ client }) => ({ value: await ensureSchedules(client, seen) }));
     const rows = await listScheduleRows(this.pool, declared.map((s) => s.name));
     return new Map(rows.map((row) => [row.name, row]));
   }
@@ -126,14 +127,14 @@ export class Schedules {
       // A cursor in the future is the next tick, unless the cron or timezone changed since it was set.
       const expected = schedule.nextTick(now);
       if (expected?.getTime() !== cursor.getTime()) {
-        await this.unitOfWork.run(async ({ client }) => ({ value: await moveCursor(client, schedule.name, cursor, expected) }));
+        await commit(this.unitOfWork, async ({ client }) => ({ value: await moveCursor(client, schedule.name, cursor, expected) }));
       }
       return;
     }
     const plan = planTicks(schedule, cursor, now, schedule.catchUpSeconds ?? this.options.catchUpSeconds);
     const submitted = plan.fire ? await this.submit(schedule.jobType, schedule.parameters, tickKey(schedule.name, plan.fire)) : undefined;
     const fired = plan.fire && submitted ? { at: plan.fire, jobId: submitted.job.jobId } : undefined;
-    const won = await this.unitOfWork.run(async ({ client }) => {
+    const won = await commit(this.unitOfWork, async ({ client }) => {
       if (!(await advanceSchedule(client, { name: schedule.name, expectedNext: cursor, next: plan.next, fired }))) return { value: false };
       if (plan.skipped) await recordScheduleEvent(client, { name: schedule.name, from: null, to: 'SKIPPED', detail: { ...plan.skipped, reason: 'outside the catch-up window or older than the latest due tick' } });
       if (fired) await recordScheduleEvent(client, { name: schedule.name, from: null, to: 'FIRED', detail: { tick: fired.at, jobId: fired.jobId, created: submitted?.created } });

@@ -1,5 +1,5 @@
 import type { Logger } from '../logger';
-import { decideSettlement, DEFAULT_SETTLEMENT_POLICY, RESCHEDULES_PROPERTY, reschedulesOf, rescheduledMessageId, type HandlingResult, type Settlement, type SettlementPolicy } from '../settlement';
+import { decideSettlement, DEFAULT_SETTLEMENT_POLICY, RESCHEDULES_PROPERTY, reschedulesOf, rescheduledMessageId, type HandlingResult, type Settlement, type SettlementPolicy } from '../message-settlement';
 import { MessageLockLostError, type InProcessQueue, type ReceivedMessage } from './in-process-queue';
 
 /**

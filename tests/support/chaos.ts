@@ -70,7 +70,8 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
     retry: { maxAttempts: 6, initialDelayMs: 10, maxDelayMs: 100, jitter: 0.5 },
     handler: async ({ index, value }, ctx) => {
       executions.set(ctx.taskId, (executions.get(ctx.taskId) ?? 0) + 1);
-      const r = roll(options.seed, `${ctx.taskId}:${ctx.attempt}`);
+      // Keyed by execution too: a host that died is not a property of the task, so a lost lease's re-run rolls again.
+      const r = roll(options.seed, `${ctx.taskId}:${ctx.attempt}:${executions.get(ctx.taskId) ?? 0}`);
       let p = options.pCrash;
       if (r < p) {
         // The worker "dies": no heartbeat, its lease runs out, the task is re-claimed; when this
@@ -131,7 +132,8 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
 
   const logger = createLogger('silent');
   const pools = [db.newPool(6), db.newPool(6)];
-  const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry, transport, logger })));
+  // A "crash" is a handler that goes silent: nothing may keep its lease alive, as nothing would for a dead host.
+  const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry, transport, logger, extendLeases: false })));
   const workers = machines.map(
     (machine) =>
       new InProcessWorker(machine, inner, logger, {

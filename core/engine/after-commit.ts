@@ -1,0 +1,58 @@
+import type { ErrorShape } from '../../models';
+import type { Logger } from '../logger';
+import type { Registry } from '../registry';
+import type { OutboxIntent } from './outbox';
+import type { StageCheck } from './stage-check';
+
+/** What engine steps read inside a transaction: the definitions and the log. Nothing is pushed into it. */
+export interface EngineContext {
+  registry: Registry;
+  logger: Logger;
+}
+
+/** A handler running in this process whose task a transaction stopped (cancel, deadline, fail fast). */
+export interface RunningTaskAbort {
+  taskId: string;
+  reason: Error;
+}
+
+/**
+ * A state change to report once it is committed (never for a rollback): a telemetry event, the
+ * stage-duration metric, and for the job's own transitions and completed stages its job event
+ * (core/engine/job-events.ts).
+ */
+export interface Transition {
+  name: 'JobTransition' | 'StageCompleted' | 'StageStarted';
+  attributes: Record<string, string | number>;
+  stageDurationMs?: number;
+  /** What a terminal job transition ended with: published in its job event (models/job-event.ts). */
+  outcome?: { result?: unknown; error?: ErrorShape | null };
+}
+
+/**
+ * What a transaction's work leaves to be done once it commits, returned as data by every engine
+ * step and combined on the way up: the messages its change needs (written to the outbox in the same
+ * transaction), the transitions to report, the handlers to abort, and the stages whose counters it
+ * moved to their end. The unit of work carries out the first three; the engine runs the stage
+ * checks after the commit (core/engine/commit.ts).
+ */
+export interface AfterCommit {
+  readonly intents: readonly OutboxIntent[];
+  readonly transitions: readonly Transition[];
+  readonly aborts: readonly RunningTaskAbort[];
+  readonly stageChecks: readonly StageCheck[];
+}
+
+export const NOTHING_AFTER_COMMIT: AfterCommit = Object.freeze({ intents: [], transitions: [], aborts: [], stageChecks: [] });
+
+/** Several steps' after-commit work as one, in order. */
+export function afterCommit(...parts: ReadonlyArray<Partial<AfterCommit> | undefined>): AfterCommit {
+  const present = parts.filter((part): part is Partial<AfterCommit> => part !== undefined);
+  if (present.length === 0) return NOTHING_AFTER_COMMIT;
+  return {
+    intents: present.flatMap((part) => part.intents ?? []),
+    transitions: present.flatMap((part) => part.transitions ?? []),
+    aborts: present.flatMap((part) => part.aborts ?? []),
+    stageChecks: present.flatMap((part) => part.stageChecks ?? []),
+  };
+}
