@@ -38,13 +38,38 @@ param clientIpAddress string = ''
 param serviceBusAllowSas bool = false
 
 @allowed(['Burstable', 'GeneralPurpose'])
-@description('Database profile (see databaseProfiles below and README "Scaling and connections"): Burstable = B1ms without a pooler, few instances with small pools; GeneralPurpose = D2ds_v5 with the built-in PgBouncer in transaction mode, many instances.')
+@description('Database profile (see databaseProfiles below and README "Scaling and connections"): Burstable = B2s, 1 connection per instance, no pooler (a first deployment); GeneralPurpose = D2ds_v5 with the built-in PgBouncer in transaction mode (production). `coremachine doctor` checks the chosen one before provisioning.')
 param databaseProfile string = 'Burstable'
 
-@minValue(1)
+// Flex Consumption accepts 40 to 1000 (below 40 only as a preview in a few regions:
+// https://github.com/MicrosoftDocs/azure-docs/pull/128255, https://github.com/Azure/azure-functions-host/issues/10523).
+// It is the most on-demand instances of EACH scale group, not of the app:
+// https://github.com/Azure/azure-rest-api-specs/pull/45083
+@minValue(40)
 @maxValue(1000)
-@description('Upper bound on Function app instances; the database profile lowers it to what its connection budget allows.')
+@description('Most on-demand instances per Flex scale group (azd: COREMACHINE_MAXIMUM_INSTANCE_COUNT); the database profile lowers it to what its connection budget allows.')
 param maximumInstanceCount int = 100
+
+@minValue(0)
+@maxValue(200)
+@description('PG_POOL_MAX, connections per instance (azd: PG_POOL_MAX); 0 = the database profile\'s. `coremachine doctor` refuses a value the profile\'s server cannot take.')
+param poolMax int = 0
+
+// Always-ready instances stay running for a scale group whether it has work or not: no cold start
+// for the first messages, billed as a baseline while idle. 0 = scale from zero (the default).
+// Non-HTTP functions are named `function:<name>` (https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to#set-always-ready-instance-counts);
+// the names are the triggers' in functions/servicebus-triggers.ts (tests/registrations-vs-infra.test.ts checks them).
+// They come on top of maximumInstanceCount (its on-demand maximum), so the budget counts them, and
+// @maxValue keeps every profile within its budget even at the maximum (tests/budget.test.ts).
+@minValue(0)
+@maxValue(20)
+@description('Always-ready instances of the job-message trigger (azd: COREMACHINE_ALWAYS_READY_JOBS).')
+param alwaysReadyJobs int = 0
+
+@minValue(0)
+@maxValue(20)
+@description('Always-ready instances of the task-message trigger (azd: COREMACHINE_ALWAYS_READY_TASKS).')
+param alwaysReadyTasks int = 0
 
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
@@ -73,26 +98,38 @@ var serviceBusQueueProperties = {
 var serviceBusEventsTopicName = 'coremachine-events'
 var serviceBusEventsSubscriptionName = 'default'
 
-// The connection budget, one formula for every profile (tests/infra-consistency.test.ts checks it):
-//   instances × poolMax + headroom ≤ connectionLimit − reserved
-// where connectionLimit is what the app's connections count against: the server's max_connections
-// without a pooler, PgBouncer's max_client_conn with one (PgBouncer then holds at most
-// pgbouncerPoolSize server connections, itself within max_connections − reserved − headroom).
-// max_connections per SKU and the 15 connections Azure reserves: learn.microsoft.com/azure/postgresql/flexible-server/concepts-limits.
-// headroom: migrations, `coremachine db`, the portal and an operator's psql.
+// The connection budget, one formula for every profile (core/deployment-budget.ts; checked by
+// tests/budget.test.ts against the scale groups the app registers, and by `coremachine doctor`
+// before every `azd provision`). Flex scales each function group on its own: all HTTP functions are
+// one group, every other function (each Service Bus trigger, the timer) its own, each group up to
+// maximumInstanceCount on-demand instances plus its always-ready ones, each instance with a pool of
+// poolMax connections (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#per-function-scaling):
+//   Σ groups (instanceCap + alwaysReady) × poolMax ≤ maxConnections − reserved − headroom   (direct)
+//   Σ groups (instanceCap + alwaysReady) × poolMax ≤ connectionLimit (pgbouncer.max_client_conn), and
+//   pgbouncerPoolSize × pgbouncerPools ≤ maxConnections − reserved − headroom               (PgBouncer)
+// With today's 8 groups (http, 3 queue triggers, 3 dead-letter triggers, the janitor timer):
+//   Burstable:      8 × 40 × 1 = 320 (≤ 360 with 20 + 20 always ready) ≤ 429 − 15 − 10 = 404
+//   GeneralPurpose: 8 × 100 × 4 = 3200 (≤ 3360) ≤ 5000 clients; 100 × 2 = 200 ≤ 859 − 15 − 10 = 834
+// max_connections per SKU and the 15 Azure reserves: https://learn.microsoft.com/azure/postgresql/flexible-server/concepts-limits
+// The built-in PgBouncer runs on General Purpose and Memory Optimized only, max_client_conn 1–50000
+// (default 5000), default_pool_size 1–4950 per user/database pair:
+// https://learn.microsoft.com/azure/postgresql/flexible-server/server-parameters-table-pgbouncer
+// headroom: migrations, `coremachine db`, the portal and an operator's psql, straight to port 5432.
+// pgbouncerPools: user/database pairs through PgBouncer (the app's role, and one operator or tool).
 var databaseProfiles = {
   Burstable: {
-    skuName: 'Standard_B1ms'
+    skuName: 'Standard_B2s'
     skuTier: 'Burstable'
-    maxConnections: 50
+    maxConnections: 429
     reserved: 15
-    headroom: 6
-    poolMax: 2
-    instanceCap: 14
+    headroom: 10
+    poolMax: 1
+    instanceCap: 40
     pgbouncer: false
     port: 5432
-    connectionLimit: 50
+    connectionLimit: 429
     pgbouncerPoolSize: 0
+    pgbouncerPools: 0
     preparedStatements: 'on'
   }
   GeneralPurpose: {
@@ -101,18 +138,25 @@ var databaseProfiles = {
     maxConnections: 859
     reserved: 15
     headroom: 10
-    poolMax: 10
+    poolMax: 4
     instanceCap: 100
     pgbouncer: true
     port: 6432
     connectionLimit: 5000
     pgbouncerPoolSize: 100
+    pgbouncerPools: 2
     // Azure's PgBouncer tracks named prepared statements (pgbouncer.max_prepared_statements below).
     preparedStatements: 'on'
   }
 }
 var profile = databaseProfiles[databaseProfile]
 var effectiveMaximumInstanceCount = min(maximumInstanceCount, profile.instanceCap)
+var effectivePoolMax = poolMax > 0 ? poolMax : profile.poolMax
+var alwaysReadyCandidates = [
+  { name: 'function:jobs-queue', instanceCount: alwaysReadyJobs }
+  { name: 'function:tasks-queue', instanceCount: alwaysReadyTasks }
+]
+var alwaysReady = filter(alwaysReadyCandidates, entry => entry.instanceCount > 0)
 
 var databaseName = 'coremachine'
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -210,9 +254,10 @@ module functionApp 'modules/functionapp.bicep' = {
     postgresHost: postgres.outputs.host
     postgresDatabase: databaseName
     postgresPort: profile.port
-    poolMax: profile.poolMax
+    poolMax: effectivePoolMax
     preparedStatements: profile.preparedStatements
     maximumInstanceCount: effectiveMaximumInstanceCount
+    alwaysReady: alwaysReady
     instanceMemoryMB: instanceMemoryMB
     virtualNetworkSubnetId: network.outputs.functionsSubnetId
   }

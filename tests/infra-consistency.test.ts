@@ -11,6 +11,7 @@ import {
 } from '../core/transport/service-bus-transport';
 import { EVENTS_DEFAULT_SUBSCRIPTION, EVENTS_TOPIC, JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
 import { SERVICE_BUS_MAX_DELIVERY_COUNT } from '../core/message-settlement';
+import { AZURE_RESERVED_CONNECTIONS as BUDGET_RESERVED, serverSku } from '../core/deployment-budget';
 
 const root = path.resolve(__dirname, '..');
 const read = (file: string): string => readFileSync(path.join(root, file), 'utf8');
@@ -147,11 +148,14 @@ function bicepObjects(body: string): Record<string, Record<string, string | numb
   return result;
 }
 
-/** Azure's max_connections per SKU and the 15 it reserves (learn.microsoft.com/azure/postgresql/flexible-server/concepts-limits). */
-const AZURE_MAX_CONNECTIONS: Record<string, number> = { Standard_B1ms: 50, Standard_B2s: 429, Standard_D2ds_v5: 859, Standard_D4ds_v5: 1718 };
+/**
+ * Azure's max_connections per SKU and the 15 it reserves (learn.microsoft.com/azure/postgresql/flexible-server/concepts-limits),
+ * written here a second time on purpose: core/deployment-budget.ts's table must agree with it.
+ */
+const AZURE_MAX_CONNECTIONS: Record<string, number> = { Standard_B1ms: 50, Standard_B2s: 429, Standard_B2ms: 859, Standard_D2ds_v5: 859, Standard_D4ds_v5: 1718 };
 const AZURE_RESERVED_CONNECTIONS = 15;
 
-describe('connection budget: instances × PG_POOL_MAX + headroom ≤ connection limit − reserved', () => {
+describe('connection budget: each profile\'s figures, and the values reaching the resources (the per-group sum: tests/budget.test.ts)', () => {
   const profiles = bicepObjects(bicepVar(main, 'databaseProfiles'));
   const functionApp = bicep('infra/modules/functionapp.bicep');
   const postgres = bicep('infra/modules/postgres.bicep');
@@ -169,32 +173,39 @@ describe('connection budget: instances × PG_POOL_MAX + headroom ≤ connection 
     expect(parameters.parameters.databaseProfile?.value).toMatch(/^\$\{COREMACHINE_DATABASE_PROFILE=(Burstable|GeneralPurpose)\}$/);
   });
 
-  test.each(['Burstable', 'GeneralPurpose'])('profile %s fits its server', (name) => {
+  test('the table of server limits in core/deployment-budget.ts agrees with the one written here', () => {
+    for (const [sku, max] of Object.entries(AZURE_MAX_CONNECTIONS)) expect({ sku, max: serverSku(sku)?.maxConnections }).toEqual({ sku, max });
+    expect(BUDGET_RESERVED).toBe(AZURE_RESERVED_CONNECTIONS);
+  });
+
+  test.each(['Burstable', 'GeneralPurpose'])('profile %s: its server\'s figures, its port and its pooler', (name) => {
     const profile = profiles[name] ?? {};
     const sku = String(profile.skuName);
     expect(num(profile, 'maxConnections')).toBe(AZURE_MAX_CONNECTIONS[sku]);
     expect(num(profile, 'reserved')).toBe(AZURE_RESERVED_CONNECTIONS);
-    const instances = num(profile, 'instanceCap');
-    const demand = instances * num(profile, 'poolMax') + num(profile, 'headroom');
-    expect(demand).toBeLessThanOrEqual(num(profile, 'connectionLimit') - num(profile, 'reserved'));
+    // Flex Consumption takes 40 instances at the least: a profile that needs fewer is not deployable.
+    expect(num(profile, 'instanceCap')).toBeGreaterThanOrEqual(40);
     if (profile.pgbouncer === true) {
       // The app talks to PgBouncer (port 6432, transaction mode); PgBouncer's server connections fit the server.
       expect(profile.port).toBe(6432);
-      expect(num(profile, 'pgbouncerPoolSize') + num(profile, 'headroom')).toBeLessThanOrEqual(num(profile, 'maxConnections') - num(profile, 'reserved'));
+      expect(num(profile, 'pgbouncerPoolSize') * num(profile, 'pgbouncerPools') + num(profile, 'headroom')).toBeLessThanOrEqual(num(profile, 'maxConnections') - num(profile, 'reserved'));
       expect(profile.skuTier).not.toBe('Burstable'); // Azure offers the built-in PgBouncer on General Purpose and up only
     } else {
-      // Without a pooler the app's connections count against max_connections itself, and the cap is derived from it.
+      // Without a pooler the app's connections count against max_connections itself.
       expect(profile.port).toBe(5432);
       expect(num(profile, 'connectionLimit')).toBe(num(profile, 'maxConnections'));
-      expect(instances).toBe(Math.floor((num(profile, 'maxConnections') - num(profile, 'reserved') - num(profile, 'headroom')) / num(profile, 'poolMax')));
     }
   });
 
-  test('the profile reaches the resources: instance cap, pool size, port, SKU and PgBouncer settings', () => {
+  test('the profile reaches the resources: instance cap, pool size, always-ready instances, port, SKU and PgBouncer settings', () => {
     // The deployment cannot exceed the cap, whatever maximumInstanceCount says.
     expect(main).toMatch(/var effectiveMaximumInstanceCount = min\(maximumInstanceCount, profile\.instanceCap\)/);
     expect(main).toMatch(/maximumInstanceCount: effectiveMaximumInstanceCount\b/);
-    expect(main).toMatch(/poolMax: profile\.poolMax\b/);
+    // PG_POOL_MAX is the profile's unless the deployer sets it (then `coremachine doctor` checks it).
+    expect(main).toMatch(/var effectivePoolMax = poolMax > 0 \? poolMax : profile\.poolMax/);
+    expect(main).toMatch(/^\s*poolMax: effectivePoolMax$/m);
+    expect(main).toMatch(/var alwaysReady = filter\(alwaysReadyCandidates, entry => entry\.instanceCount > 0\)/);
+    expect(main).toMatch(/^\s*alwaysReady: alwaysReady$/m);
     expect(main).toMatch(/postgresPort: profile\.port\b/);
     expect(main).toMatch(/skuName: profile\.skuName\b/);
     expect(main).toMatch(/pgbouncer: profile\.pgbouncer\b/);
@@ -203,11 +214,19 @@ describe('connection budget: instances × PG_POOL_MAX + headroom ≤ connection 
     expect(functionApp).toMatch(/\{ name: 'PG_POOL_MAX', value: string\(poolMax\) \}/);
     // Read raw: the comment stripper would cut the URL at its '//'.
     expect(read('infra/modules/functionapp.bicep')).toMatch(/@\$\{postgresHost\}:\$\{postgresPort\}\//);
-    expect(functionApp).toMatch(/maximumInstanceCount: maximumInstanceCount\b/);
+    expect(functionApp).toMatch(/scaleAndConcurrency: \{\s*alwaysReady: alwaysReady\s*maximumInstanceCount: maximumInstanceCount\s*instanceMemoryMB: instanceMemoryMB\s*\}/);
     for (const setting of ["'pgbouncer.enabled', value: 'true'", "'pgbouncer.pool_mode', value: 'transaction'", "'pgbouncer.max_prepared_statements'", "'pgbouncer.default_pool_size', value: string(pgbouncerPoolSize)", "'pgbouncer.max_client_conn', value: string(pgbouncerMaxClientConnections)"]) {
       expect(postgres).toContain(`name: ${setting}`);
     }
     expect(postgres).toMatch(/for setting in \(pgbouncer \? pgbouncerSettings : \[\]\)/);
+  });
+
+  test('azd fills the budget\'s parameters from the settings the preflight reads', () => {
+    const parameters = readJson('infra/main.parameters.json') as { parameters: Record<string, { value: string }> };
+    expect(parameters.parameters.maximumInstanceCount?.value).toBe('${COREMACHINE_MAXIMUM_INSTANCE_COUNT=100}');
+    expect(parameters.parameters.poolMax?.value).toBe('${PG_POOL_MAX=0}');
+    expect(parameters.parameters.alwaysReadyJobs?.value).toBe('${COREMACHINE_ALWAYS_READY_JOBS=0}');
+    expect(parameters.parameters.alwaysReadyTasks?.value).toBe('${COREMACHINE_ALWAYS_READY_TASKS=0}');
   });
 
   test('host.json: an invocation waiting for a pooled connection times out (and is rescheduled) long before the host would kill it', () => {

@@ -232,6 +232,16 @@ describe('the Function app', () => {
   });
 });
 
+describe('before provisioning', () => {
+  test('azd runs the preflight first: the preprovision hook stops on `coremachine doctor` before it touches Azure', () => {
+    expect(raw('azure.yaml')).toMatch(/preprovision:\s*\n\s*posix:\s*\n\s*shell: sh\s*\n\s*run: \.\/infra\/hooks\/preprovision\.sh\s*\n\s*interactive: false\s*\n\s*continueOnError: false/);
+    const hook = raw('infra/hooks/preprovision.sh');
+    const commands = hook.split('\n').filter((line) => line.trim() !== '' && !line.trimStart().startsWith('#'));
+    expect(commands.slice(0, 3)).toEqual(['set -eu', 'npm run build --silent', 'node dist/bin/coremachine.js doctor']);
+    expect(hook.indexOf('coremachine.js doctor')).toBeLessThan(hook.indexOf('az '));
+  });
+});
+
 /** SQL statements outside `DO $$ ... $$` blocks, without `--` comments, whitespace collapsed. */
 function sqlStatements(file: string): string[] {
   return raw(file)

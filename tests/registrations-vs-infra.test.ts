@@ -51,3 +51,17 @@ test('HTTP routes: every route but health needs the function key', () => {
   const routes = jest.mocked(app.http).mock.calls.map(([name, options]) => [name, (options as { authLevel: string }).authLevel]);
   expect(routes.filter(([, level]) => level !== 'function')).toEqual([['health', 'anonymous']]);
 });
+
+test('every always-ready entry in the Bicep names a trigger the app registers, as Flex names non-HTTP functions', () => {
+  // `function:<name>` for a non-HTTP function, `http` for the HTTP group:
+  // https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to#set-always-ready-instance-counts
+  const main = read('infra/main.bicep');
+  const candidates = /^var alwaysReadyCandidates = \[\n([\s\S]*?)^\]/m.exec(main)?.[1] ?? '';
+  const names = [...candidates.matchAll(/name: '([^']+)'/g)].map((m) => m[1]);
+  const registered = [...jest.mocked(app.serviceBusQueue).mock.calls, ...jest.mocked(app.timer).mock.calls].map(([name]) => `function:${name}`);
+  expect(names).toEqual(['function:jobs-queue', 'function:tasks-queue']);
+  for (const name of names) expect(registered).toContain(name);
+  // Each entry's count is its own parameter, and only counts above 0 reach the app.
+  expect(candidates).toMatch(/\{ name: 'function:jobs-queue', instanceCount: alwaysReadyJobs \}/);
+  expect(candidates).toMatch(/\{ name: 'function:tasks-queue', instanceCount: alwaysReadyTasks \}/);
+});

@@ -51,6 +51,18 @@ export const LOCAL_COMMANDS = {
     positionals: ['migrate|status'],
     help: ['migrate   apply pending migrations (safe to run from several processes at once)', 'status    the schema version of the database vs the one this CoreMachine needs'],
   },
+  doctor: {
+    synopsis: 'doctor [--profile NAME] [--infra DIR]',
+    meaning: 'check the Azure deployment\'s connection budget before provisioning (no database needed)',
+    options: { ...HELP, profile: { type: 'string' }, infra: { type: 'string' } },
+    positionals: [],
+    help: [
+      '--profile NAME  the database profile of infra/main.bicep (default: COREMACHINE_DATABASE_PROFILE, as azd fills it)',
+      '--infra DIR     the folder with main.bicep and main.parameters.json (default: the package\'s infra/)',
+      'reads PG_POOL_MAX, COREMACHINE_MAXIMUM_INSTANCE_COUNT and COREMACHINE_ALWAYS_READY_* as azd passes them to the Bicep',
+      'exit code 1 when the scale groups × instances × pool do not fit the server, or a setting is out of bounds',
+    ],
+  },
 } satisfies Record<string, LocalCommand>;
 
 export type LocalCommandName = keyof typeof LOCAL_COMMANDS;

@@ -69,6 +69,9 @@ async function runLocal(command: LocalCommandName, rest: string[], io: CliIo, op
   }
   let config: CoreMachineConfig | undefined;
   try {
+    // The preflight reads the Bicep, the environment and the registrations; it opens no database.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand, like the commands below
+    if (command === 'doctor') return (require('./doctor') as typeof import('./doctor')).runDoctor(args, io);
     config = loadConfig(io.env);
     const quietLevel = io.env.LOG_LEVEL ? config.logLevel : 'warn';
     // Loaded on demand: the engine, the Azure SDKs and Application Insights take seconds to load,

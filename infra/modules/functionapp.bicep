@@ -1,4 +1,4 @@
-// The Functions app on Flex Consumption (FC1), Node 20, system-assigned identity, integrated with
+// The Functions app on Flex Consumption (FC1), Node 22, system-assigned identity, integrated with
 // the VNet (network.bicep) so that it reaches PostgreSQL through its private endpoint.
 // Flex Consumption takes the runtime from functionAppConfig and rejects the FUNCTIONS_WORKER_RUNTIME
 // and FUNCTIONS_EXTENSION_VERSION app settings, so neither appears below.
@@ -18,7 +18,12 @@ param postgresPort int = 5432
 param poolMax int = 2
 @allowed(['on', 'off'])
 param preparedStatements string = 'on'
-param maximumInstanceCount int = 14
+@minValue(40)
+@maxValue(1000)
+@description('Most on-demand instances per scale group (Flex Consumption: 40 to 1000), from the database profile\'s budget.')
+param maximumInstanceCount int = 40
+@description('Always-ready instances, `{ name, instanceCount }` per scale group (`http`, `function:<name>`); empty = every group scales from zero.')
+param alwaysReady array = []
 param instanceMemoryMB int = 2048
 @description('Subnet (delegated to Microsoft.App/environments) the app integrates with.')
 param virtualNetworkSubnetId string
@@ -86,7 +91,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusFullyQualifiedNamespace }
         { name: 'DATABASE_URL', value: databaseUrl }
         { name: 'DATABASE_AUTH', value: 'entra' }
-        // The connection budget (main.bicep databaseProfiles): instances × PG_POOL_MAX stays within the server's limit.
+        // The connection budget (main.bicep databaseProfiles, core/deployment-budget.ts): scale groups ×
+        // instances × PG_POOL_MAX stays within the server's (or PgBouncer's) limit.
         { name: 'PG_POOL_MAX', value: string(poolMax) }
         // Waiting longer than this for a pooled connection is a transient fault: the message is rescheduled.
         { name: 'PG_CONNECT_TIMEOUT_MS', value: '10000' }
@@ -105,13 +111,23 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           }
         }
       }
+      // maximumInstanceCount bounds each scale group's on-demand instances; alwaysReady instances are
+      // kept per group on top of them (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#always-ready-instances,
+      // https://github.com/Azure/azure-rest-api-specs/pull/45083).
       scaleAndConcurrency: {
+        alwaysReady: alwaysReady
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
       }
+      // Node 22: GA on Flex Consumption (the Functions stacks API lists FC1 with runtime node 22,
+      // end of life 2027-04-30, as captured in https://github.com/Azure/azure-powershell/blob/main/src/Functions/Functions.Autorest/custom/FunctionsStackFlexData/EastAsia/node.json;
+      // GA announced in https://github.com/Azure/azure-functions-nodejs-library/issues/252). Node 20's
+      // support ended 2026-04-30; Node 24 was listed as a preview on Azure Functions
+      // (https://releaserun.com/?p=1522, copied from learn.microsoft.com/azure/azure-functions/supported-languages),
+      // so 22 is the newest major this could confirm as GA on Flex. .ci/run pins the same major.
       runtime: {
         name: 'node'
-        version: '20'
+        version: '22'
       }
     }
   }

@@ -15,6 +15,9 @@ param administratorType string
 param clientIpAddress string = ''
 param skuName string = 'Standard_B1ms'
 param skuTier string = 'Burstable'
+// On Burstable, pgbouncer.enabled is hidden and PgBouncer is not available; max_client_conn takes
+// 1–50000, default_pool_size 1–4950 (per user/database pair):
+// https://learn.microsoft.com/azure/postgresql/flexible-server/server-parameters-table-pgbouncer
 @description('Enable the built-in PgBouncer (port 6432, transaction mode). General Purpose and Memory Optimized tiers only.')
 param pgbouncer bool = false
 @description('Server connections PgBouncer keeps per user/database pair.')
