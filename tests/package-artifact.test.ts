@@ -57,7 +57,7 @@ const sqlFiles = (dir: string) => readdirSync(dir).filter((file) => file.endsWit
 
 test('the zip holds exactly the artifact folder: the bundle, host.json, a minimal package.json and the files the bundle reads', () => {
   expect(unpacked).toEqual(artifact.files);
-  const allowed = [/^index\.js$/, /^client\.bundle\.js$/, /^host\.json$/, /^package\.json$/, /^data\/word-frequencies\/[^/]+\.txt$/, /^infra\/migrations\/\d{3}_[a-z0-9_]+\.sql$/];
+  const allowed = [/^index\.js$/, /^telemetry\.js$/, /^client\.bundle\.js$/, /^host\.json$/, /^package\.json$/, /^data\/word-frequencies\/[^/]+\.txt$/, /^infra\/migrations\/\d{3}_[a-z0-9_]+\.sql$/];
   expect(unpacked.filter((file) => !allowed.some((pattern) => pattern.test(file)))).toEqual([]);
   expect(unpacked.filter((file) => file.includes('node_modules') || /\.(ts|map)$/.test(file))).toEqual([]);
   expect(sqlFiles(path.join(appDir, 'infra', 'migrations'))).toEqual(sqlFiles(path.join(root, 'infra', 'migrations')));
@@ -106,6 +106,8 @@ test('loaded the way the Functions worker loads it, from a folder where nothing 
   expect(plain.stderr).toBe('');
   // Graceful shutdown only; no telemetry hook without a connection string, and no global providers.
   expect(plain.report.hooks).toEqual(['appTerminate']);
+  // Without a connection string the telemetry bundle is never even parsed: it is half of the app's code.
+  expect(plain.report.modulesLoaded).toEqual(['index.js']);
   expect(plain.report.telemetryGlobals).toEqual([]);
 });
 
@@ -152,6 +154,7 @@ test('it registers every route of functions/routes.ts and every Service Bus and 
 test('with Application Insights configured, the bundled telemetry starts and the same functions register', () => {
   expect(withTelemetry.stderr).toBe('');
   expect(withTelemetry.report.errors).toEqual([]);
+  expect(withTelemetry.report.modulesLoaded).toEqual(['index.js', 'telemetry.js']);
   expect(withTelemetry.report.modulesOutsideApp).toEqual([]);
   // useAzureMonitor() registered the global OpenTelemetry providers the engine's spans go to…
   expect(withTelemetry.report.telemetryGlobals).toEqual(expect.arrayContaining(['trace', 'metrics', 'propagation', 'context']));

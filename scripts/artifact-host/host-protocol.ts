@@ -40,6 +40,8 @@ export interface LoadReport extends HostRecord {
   cpuMs: number;
   /** Module files loaded from outside the app folder (and the loader's own): there should be none. */
   modulesOutsideApp: string[];
+  /** Module files of the app folder that were loaded, relative to it. */
+  modulesLoaded: string[];
   /** Keys of @opentelemetry/api's process-wide registry (trace, metrics, …) after loading. */
   telemetryGlobals: string[];
 }
