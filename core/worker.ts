@@ -1,8 +1,9 @@
 import { errorToShape } from './errors';
-import type { CoreMachine, MessageMeta } from './engine/core-machine';
+import type { CoreMachine } from './engine/core-machine';
 import type { Logger } from './logger';
 import type { InProcessTransport } from './transport/in-process-transport';
-import { QueueConsumer } from './transport/queue-consumer';
+import { heldMessage, QueueConsumer } from './transport/queue-consumer';
+import { handling, messageMetaOf } from './transport/settle-batch';
 import type { HandlingResult, SettlementPolicy } from './message-settlement';
 import { DeadLetterConsumer } from './transport/dead-letter-consumer';
 import type { JanitorOptions } from './janitor';
@@ -104,41 +105,20 @@ export class InProcessWorker {
   /** Job messages one at a time: whatever the engine returns or throws, the policy settles. */
   private async handleJobs(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
     const results: HandlingResult[] = [];
-    for (const message of batch) {
-      try {
-        results.push({ ok: true, outcome: await this.machine.processJobMessage(message.body, metaOf(message)) });
-      } catch (error) {
-        results.push({ ok: false, error });
-      }
-    }
+    for (const message of batch) results.push(await handling(() => this.machine.processJobMessage(message.body, messageMetaOf(heldMessage(message)))));
     return results;
   }
 
   /** Invalid submissions are non-retryable: the policy dead-letters them with the zod issues as the reason. */
   private async handleSubmissions(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
     const results: HandlingResult[] = [];
-    for (const message of batch) {
-      try {
-        await this.machine.submitFromMessage(message.body);
-        results.push({ ok: true });
-      } catch (error) {
-        results.push({ ok: false, error });
-      }
-    }
+    for (const message of batch) results.push(await handling(async () => void (await this.machine.submitFromMessage(message.body))));
     return results;
   }
 
   /** One engine call per batch; if it throws, the consumer settles every message with that error. */
   private async handleTasks(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
-    const outcomes = await this.machine.processTaskMessages(batch.map((message) => message.body), batch.map(metaOf));
+    const outcomes = await this.machine.processTaskMessages(batch.map((message) => message.body), batch.map((message) => messageMetaOf(heldMessage(message))));
     return outcomes.map((outcome) => ({ ok: true, outcome }));
   }
-}
-
-/** What the engine gets besides the body, as the Service Bus trigger metadata provides it. */
-function metaOf(message: ReceivedMessage): MessageMeta {
-  const traceparent = message.applicationProperties?.traceparent;
-  const meta: MessageMeta = { messageId: message.messageId, deliveryCount: message.deliveryCount, enqueuedTime: message.enqueuedTimeUtc };
-  if (typeof traceparent === 'string') meta.traceparent = traceparent;
-  return meta;
 }

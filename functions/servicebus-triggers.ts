@@ -1,28 +1,17 @@
 import { app, type InvocationContext } from '@azure/functions';
-import type { CoreMachine, MessageMeta } from '../core/engine/core-machine';
 import { errorToShape, MalformedMessageError } from '../core/errors';
-import { decideSettlement, RESCHEDULES_PROPERTY, rescheduledMessageId, reschedulesOf, type HandlingResult, type Settlement } from '../core/message-settlement';
+import type { Logger, LogFields } from '../core/logger';
+import type { HandlingResult } from '../core/message-settlement';
 import { SERVICE_BUS_CONNECTION_SETTING } from '../core/transport/service-bus-transport';
-import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type Transport } from '../core/transport/transport';
-import { getAppContext } from './app-context';
-
-/** A discarded body is logged for the operator, but a log line is not the place for 256 KB. */
-const MAX_LOGGED_BODY_CHARS = 8_192;
-
-/** The trigger metadata of one message, as core's MessageMeta plus what settlement needs. */
-interface TriggerMessage {
-  meta: MessageMeta;
-  reschedules: number;
-  applicationProperties: Record<string, string | number | boolean>;
-}
-
-type Decoded = { ok: true; body: unknown } | { ok: false; error: MalformedMessageError };
+import { handling, handlingBatch, messageMetaOf, settleBatch, type HeldMessage, type MessageHost } from '../core/transport/settle-batch';
+import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+import { getAppContext, type AppContext } from './app-context';
 
 /**
  * The host hands over JSON bodies already parsed, but a body sent as text or bytes arrives as a
  * string or Buffer. Text that is not JSON can never become valid, so it is malformed, not retryable.
  */
-export function decodeBody(raw: unknown): Decoded {
+export function decodeBody(raw: unknown): { ok: true; body: unknown } | { ok: false; error: MalformedMessageError } {
   const text = raw instanceof Uint8Array ? Buffer.from(raw).toString('utf8') : raw;
   if (typeof text !== 'string') return { ok: true, body: text };
   try {
@@ -32,12 +21,8 @@ export function decodeBody(raw: unknown): Decoded {
   }
 }
 
-/** messageId / deliveryCount of the message (or of message `index` in a batch), when the host sent them. */
-export function messageMeta(context: InvocationContext, index?: number): MessageMeta {
-  return triggerMessage(context, index).meta;
-}
-
-function triggerMessage(context: InvocationContext, index?: number): TriggerMessage {
+/** Message `index` of the trigger's batch (or the one message), as every host describes a message. */
+export function heldMessageOf(context: InvocationContext, body: unknown, index?: number): HeldMessage {
   const metadata = context.triggerMetadata ?? {};
   const pick = (single: string, array: string): unknown => {
     if (index === undefined) return metadata[single];
@@ -46,7 +31,6 @@ function triggerMessage(context: InvocationContext, index?: number): TriggerMess
   };
   const messageId = pick('messageId', 'messageIdArray');
   const deliveryCount = pick('deliveryCount', 'deliveryCountArray');
-  // The W3C traceparent the sender stamped in the application properties: one trace per job.
   const rawProperties = pick('applicationProperties', 'applicationPropertiesArray');
   const applicationProperties: Record<string, string | number | boolean> = {};
   if (rawProperties && typeof rawProperties === 'object') {
@@ -54,170 +38,109 @@ function triggerMessage(context: InvocationContext, index?: number): TriggerMess
       if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') applicationProperties[key] = value;
     }
   }
-  const traceparent = applicationProperties.traceparent;
   const enqueued = pick('enqueuedTimeUtc', 'enqueuedTimeUtcArray');
-  const enqueuedTime = typeof enqueued === 'string' || enqueued instanceof Date ? new Date(enqueued) : undefined;
-  const meta: MessageMeta = {
+  return {
     messageId: typeof messageId === 'string' ? messageId : undefined,
+    body,
     deliveryCount: typeof deliveryCount === 'number' ? deliveryCount : undefined,
-    ...(typeof traceparent === 'string' ? { traceparent } : {}),
-    ...(enqueuedTime && !Number.isNaN(enqueuedTime.getTime()) ? { enqueuedTime } : {}),
+    enqueuedTime: typeof enqueued === 'string' || enqueued instanceof Date ? new Date(enqueued) : undefined,
+    applicationProperties,
   };
-  return { meta, reschedules: reschedulesOf(applicationProperties), applicationProperties };
 }
 
-function describeBody(body: unknown): string {
-  let text: string;
-  try {
-    text = typeof body === 'string' ? body : (JSON.stringify(body) ?? String(body));
-  } catch {
-    text = String(body);
-  }
-  return text.length > MAX_LOGGED_BODY_CHARS ? `${text.slice(0, MAX_LOGGED_BODY_CHARS)}…(truncated)` : text;
+/** A Logger that writes one JSON line per event through the invocation, as the host records it. */
+function invocationLogger(context: InvocationContext): Logger {
+  const line = (message: string, fields: LogFields = {}) => JSON.stringify({ event: fields.event ?? message, message, ...fields });
+  const logger: Logger = {
+    debug: (message, fields) => context.debug(line(message, fields)),
+    info: (message, fields) => context.log(line(message, fields)),
+    warn: (message, fields) => context.warn(line(message, fields)),
+    error: (message, fields) => context.error(line(message, fields)),
+    child: () => logger,
+  };
+  return logger;
 }
 
 /**
- * A message that redelivery cannot fix is completed rather than retried ten times. It is recorded
- * in the dead_letters table (GET /api/dead-letters) through the engine, which also fails the task
- * or job it pointed at, and logged as one structured line with messageId, reason and body.
+ * The Service Bus side of settling a batch (core/transport/settle-batch.ts). Completion is the
+ * host's own when the function returns (autoCompleteMessages); only a throw gives messages back,
+ * and only the whole batch. A Node trigger cannot dead-letter with a reason, so a message no
+ * redelivery can fix is recorded through the engine (GET /api/dead-letters; it fails what it
+ * pointed at when it is the engine's own) and completed. A reschedule is a copy sent through
+ * the transport, then the original completes.
  */
-async function reportDiscarded(
-  context: InvocationContext,
-  machine: CoreMachine | undefined,
-  queue: string,
-  meta: MessageMeta,
-  error: unknown,
-  body: unknown,
-  settlement?: Extract<Settlement, { action: 'deadLetter' }>,
-): Promise<void> {
-  const shape = errorToShape(error);
-  const engine = machine ?? (await getAppContext()).machine;
-  await engine.processDeadLetter({ queue, messageId: meta.messageId, body, reason: settlement?.reason ?? shape.type, description: settlement?.description ?? shape.message });
-  context.error(
-    JSON.stringify({
-      event: 'coremachine.message.discarded',
-      message: `discarded ${queue} message ${meta.messageId ?? '(no messageId)'}: ${shape.message}`,
-      queue,
-      ...meta,
-      reason: shape.message,
-      errorType: shape.type,
-      error: shape,
-      body: describeBody(body),
-    }),
-  );
-}
-
-/** Thrown back to the host so it abandons the message(s) and Service Bus redelivers them. */
-function reportRetry(context: InvocationContext, queue: string, meta: MessageMeta | MessageMeta[], error: unknown): void {
-  context.error(JSON.stringify({ event: 'coremachine.message.retry', queue, messages: meta, error: errorToShape(error) }));
+export function serviceBusHost(context: InvocationContext, queue: string, messages: readonly HeldMessage[], appContext?: AppContext): MessageHost {
+  const logger = invocationLogger(context);
+  return {
+    queue,
+    logger,
+    complete: () => Promise.resolve(),
+    abandonAll: (error) => Promise.reject(error instanceof Error ? error : new Error(errorToShape(error).message)),
+    deadLetter: async (index, reason, description) => {
+      const message = messages[index] as HeldMessage;
+      const { machine } = appContext ?? (await getAppContext());
+      await machine.processDeadLetter({ queue, messageId: message.messageId, body: message.body, reason, description });
+    },
+    sendCopy: async (copy, at) => {
+      const transport = (appContext ?? (await getAppContext())).transport;
+      if (!transport.reschedule) throw new Error(`the ${transport.name} transport cannot reschedule a message`);
+      await transport.reschedule(queue, copy, at);
+    },
+  };
 }
 
 /**
  * Failing to start the engine is always retryable here, even a SchemaVersionError: once the
- * database is migrated the same message succeeds, so it must not be discarded.
+ * database is migrated the same message succeeds, so the batch is given back (the throw).
  */
-async function contextOrRetry(context: InvocationContext, queue: string, meta: MessageMeta | MessageMeta[]): Promise<{ machine: CoreMachine; transport: Transport }> {
+async function contextOrRetry(context: InvocationContext, queue: string, messages: readonly HeldMessage[]): Promise<AppContext> {
   try {
     return await getAppContext();
   } catch (error) {
-    reportRetry(context, queue, meta, error);
+    invocationLogger(context).error('the engine could not start; the messages go back to the queue', { event: 'coremachine.message.retry', queue, messages: messages.map((m) => m.messageId), error: errorToShape(error) });
     throw error;
   }
 }
 
 /**
- * Carries out core/settlement.ts's decision for one message. Complete: return (the host
- * auto-completes). Dead-letter: recorded through the engine and completed, since a Node trigger
- * cannot dead-letter with a reason. Reschedule: a copy is scheduled through the transport, then
- * the original completes. Abandon is the caller's: it throws, as only a throw abandons.
+ * Decodes each message; a body that is not JSON is settled as malformed (recorded, completed)
+ * without the engine. Returns the messages the engine gets, with their index in the batch.
  */
-async function carryOut(context: InvocationContext, machine: CoreMachine, transport: Transport, queue: string, message: TriggerMessage, body: unknown, settlement: Settlement, error?: unknown): Promise<void> {
-  if (settlement.action === 'deadLetter') {
-    await reportDiscarded(context, machine, queue, message.meta, error ?? new Error(settlement.description), body, settlement);
-  } else if (settlement.action === 'reschedule') {
-    if (!transport.reschedule) throw coerce(error ?? new Error(settlement.reason));
-    const reschedules = message.reschedules + 1;
-    const messageId = rescheduledMessageId(message.meta.messageId ?? 'message', reschedules);
-    const at = new Date(Date.now() + settlement.delayMs);
-    await transport.reschedule(queue, { messageId, body, applicationProperties: { ...message.applicationProperties, [RESCHEDULES_PROPERTY]: reschedules } }, at);
-    const line = JSON.stringify({ event: settlement.deferred ? 'coremachine.message.deferred' : 'coremachine.message.rescheduled', queue, ...message.meta, copy: messageId, delayMs: settlement.delayMs, reason: settlement.reason });
-    // A deferral is a concurrency or rate limit doing its job, not a fault worth a warning.
-    if (settlement.deferred) context.debug(line);
-    else context.warn(line);
+async function decoded(context: InvocationContext, queue: string, raw: readonly unknown[], single: boolean): Promise<HeldMessage[]> {
+  const held: HeldMessage[] = [];
+  const malformed: Array<{ message: HeldMessage; result: HandlingResult }> = [];
+  for (const [index, body] of raw.entries()) {
+    const decodedBody = decodeBody(body);
+    const message = heldMessageOf(context, decodedBody.ok ? decodedBody.body : body, single ? undefined : index);
+    if (decodedBody.ok) held.push(message);
+    else malformed.push({ message, result: { ok: false, error: decodedBody.error } });
   }
-}
-
-function coerce(error: unknown): Error {
-  return error instanceof Error ? error : new Error(errorToShape(error).message);
-}
-
-/** A single-message trigger: handle, decide, carry out; abandon by rethrowing. */
-async function settleOne(context: InvocationContext, machine: CoreMachine, transport: Transport, queue: string, message: TriggerMessage, body: unknown, result: HandlingResult): Promise<void> {
-  const settlement = decideSettlement(result, message);
-  const error = result.ok ? result.outcome?.error : result.error;
-  if (settlement.action === 'abandon') {
-    reportRetry(context, queue, message.meta, error);
-    throw coerce(error);
+  if (malformed.length > 0) {
+    await settleBatch(serviceBusHost(context, queue, malformed.map((m) => m.message)), malformed.map((m) => m.message), malformed.map((m) => m.result));
   }
-  await carryOut(context, machine, transport, queue, message, body, settlement, error);
-}
-
-async function handled<T>(work: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
-  try {
-    return { ok: true, value: await work() };
-  } catch (error) {
-    return { ok: false, error };
-  }
+  return held;
 }
 
 /** coremachine-jobs, one message per invocation: starts the stage the message names. */
 export async function jobMessageHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const item = triggerMessage(context);
-  const decoded = decodeBody(message);
-  if (!decoded.ok) {
-    await reportDiscarded(context, undefined, JOBS_QUEUE, item.meta, decoded.error, message);
-    return;
-  }
-  const { machine, transport } = await contextOrRetry(context, JOBS_QUEUE, item.meta);
-  const run = await handled(() => machine.processJobMessage(decoded.body, item.meta));
-  if (run.ok) context.log(JSON.stringify({ event: 'coremachine.message.processed', queue: JOBS_QUEUE, ...item.meta, ...run.value }));
-  await settleOne(context, machine, transport, JOBS_QUEUE, item, decoded.body, run.ok ? { ok: true, outcome: run.value } : run);
+  const [held] = await decoded(context, JOBS_QUEUE, [message], true);
+  if (!held) return;
+  const appContext = await contextOrRetry(context, JOBS_QUEUE, [held]);
+  const result = await handling(() => appContext.machine.processJobMessage(held.body, messageMetaOf(held)));
+  if (result.ok) context.log(JSON.stringify({ event: 'coremachine.message.processed', queue: JOBS_QUEUE, ...messageMetaOf(held), ...result.outcome }));
+  await settleBatch(serviceBusHost(context, JOBS_QUEUE, [held], appContext), [held], [result]);
 }
 
-/**
- * coremachine-tasks, a batch per invocation. Each message is settled as the policy says; the host
- * can only abandon a batch as a whole, so if any message must be abandoned the batch is (the
- * engine makes the redelivered copies of the others harmless).
- */
+/** coremachine-tasks, a batch per invocation: one engine call, then each message settled by the policy. */
 export async function taskMessagesHandler(messages: unknown, context: InvocationContext): Promise<void> {
-  const batch: unknown[] = Array.isArray(messages) ? messages : [messages];
-  const valid: Array<{ index: number; body: unknown; item: TriggerMessage }> = [];
-  for (const [index, raw] of batch.entries()) {
-    const decoded = decodeBody(raw);
-    if (decoded.ok) valid.push({ index, body: decoded.body, item: triggerMessage(context, index) });
-    else await reportDiscarded(context, undefined, TASKS_QUEUE, messageMeta(context, index), decoded.error, raw);
-  }
-  if (valid.length === 0) return;
-
-  const metas = valid.map(({ item }) => item.meta);
-  const { machine, transport } = await contextOrRetry(context, TASKS_QUEUE, metas);
-  const run = await handled(() => machine.processTaskMessages(valid.map(({ body }) => body), metas));
-  const results: HandlingResult[] = valid.map((_, i) => (run.ok ? { ok: true, outcome: run.value[i] } : run));
-  const settlements = valid.map(({ item }, i) => decideSettlement(results[i] ?? { ok: false, error: new Error('no outcome') }, item));
-  if (settlements.some((settlement) => settlement.action === 'abandon')) {
-    const error = run.ok ? new Error('a message of the batch must be redelivered') : run.error;
-    reportRetry(context, TASKS_QUEUE, metas, error);
-    throw coerce(error);
-  }
-  const counts: Record<string, number> = {};
-  for (const [i, { item, body }] of valid.entries()) {
-    const result = results[i];
-    const settlement = settlements[i];
-    if (!result || !settlement) continue;
-    const label = result.ok ? (result.outcome?.outcome ?? 'ok') : settlement.action;
-    counts[label] = (counts[label] ?? 0) + 1;
-    await carryOut(context, machine, transport, TASKS_QUEUE, item, body, settlement, result.ok ? result.outcome?.error : result.error);
-  }
+  const batch = await decoded(context, TASKS_QUEUE, Array.isArray(messages) ? messages : [messages], !Array.isArray(messages));
+  if (batch.length === 0) return;
+  const appContext = await contextOrRetry(context, TASKS_QUEUE, batch);
+  const results = await handlingBatch(batch.length, async () => {
+    const outcomes = await appContext.machine.processTaskMessages(batch.map((held) => held.body), batch.map(messageMetaOf));
+    return outcomes.map((outcome) => ({ ok: true, outcome }));
+  });
+  const counts = await settleBatch(serviceBusHost(context, TASKS_QUEUE, batch, appContext), batch, results);
   context.log(JSON.stringify({ event: 'coremachine.batch.processed', queue: TASKS_QUEUE, size: batch.length, outcomes: counts }));
 }
 
@@ -225,41 +148,37 @@ export async function taskMessagesHandler(messages: unknown, context: Invocation
  * coremachine-submissions: another system submits `{jobType, parameters}`; same id, validation and
  * idempotency as POST /api/jobs/{jobType}. `{jobId, signal, payload}` delivers a signal instead,
  * with the answers of POST /api/jobs/{jobId}/signals/{name}; one the job refuses (409 over HTTP) is
- * dead-lettered with its reason at once, never retried. An invalid submission stores no job: it is recorded in
- * dead_letters with the zod issues (GET /api/dead-letters) and logged, then completed, because a
- * Node trigger can only dead-letter with a reason through the preview SDK-binding extension.
+ * dead-lettered with its reason at once, never retried. An invalid submission stores no job: it is
+ * recorded in dead_letters with the zod issues (GET /api/dead-letters) and logged, then completed.
  */
 export async function submissionHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const item = triggerMessage(context);
-  const decoded = decodeBody(message);
-  if (!decoded.ok) {
-    await reportDiscarded(context, undefined, SUBMISSIONS_QUEUE, item.meta, decoded.error, message);
-    return;
-  }
-  const { machine, transport } = await contextOrRetry(context, SUBMISSIONS_QUEUE, item.meta);
-  const run = await handled(() => machine.submitFromMessage(decoded.body));
-  if (run.ok) {
-    const { job, created, signal } = run.value;
+  const [held] = await decoded(context, SUBMISSIONS_QUEUE, [message], true);
+  if (!held) return;
+  const appContext = await contextOrRetry(context, SUBMISSIONS_QUEUE, [held]);
+  const result = await handling(async () => {
+    const { job, created, signal } = await appContext.machine.submitFromMessage(held.body);
     const event = signal ? 'coremachine.signal.accepted' : 'coremachine.submission.accepted';
-    context.log(JSON.stringify({ event, ...item.meta, jobId: job.jobId, jobType: job.jobType, created, ...(signal ? { signal: signal.name, delivered: signal.delivered } : {}) }));
-  }
-  await settleOne(context, machine, transport, SUBMISSIONS_QUEUE, item, decoded.body, run.ok ? { ok: true } : run);
+    context.log(JSON.stringify({ event, ...messageMetaOf(held), jobId: job.jobId, jobType: job.jobType, created, ...(signal ? { signal: signal.name, delivered: signal.delivered } : {}) }));
+    return undefined;
+  });
+  await settleBatch(serviceBusHost(context, SUBMISSIONS_QUEUE, [held], appContext), [held], [result]);
 }
 
 /**
  * The dead-letter sub-queues: a message Service Bus gave up on (max delivery count, expiry) must not
- * leave its job PROCESSING. The engine records it and fails the task or job it pointed at.
+ * leave its job PROCESSING. The engine records it and, when it is the engine's own message on the
+ * engine's own queue, fails the task or job it pointed at.
  */
 export function deadLetterHandler(queue: string) {
   return async (message: unknown, context: InvocationContext): Promise<void> => {
-    const meta = messageMeta(context);
-    const decoded = decodeBody(message);
+    const decodedBody = decodeBody(message);
+    const held = heldMessageOf(context, decodedBody.ok ? decodedBody.body : message);
     const metadata = context.triggerMetadata ?? {};
     const reason = typeof metadata.deadLetterReason === 'string' ? metadata.deadLetterReason : 'DeadLettered';
     const description = typeof metadata.deadLetterErrorDescription === 'string' ? metadata.deadLetterErrorDescription : 'no description';
-    const { machine } = await contextOrRetry(context, `${queue}/$deadletterqueue`, meta);
-    const outcome = await machine.processDeadLetter({ queue, messageId: meta.messageId, body: decoded.ok ? decoded.body : message, reason, description });
-    context.warn(JSON.stringify({ event: 'coremachine.dead_letter.processed', queue, ...meta, reason, description, outcome }));
+    const { machine } = await contextOrRetry(context, `${queue}/$deadletterqueue`, [held]);
+    const outcome = await machine.processDeadLetter({ queue, messageId: held.messageId, body: held.body, reason, description });
+    context.warn(JSON.stringify({ event: 'coremachine.dead_letter.processed', queue, messageId: held.messageId, deliveryCount: held.deliveryCount, reason, description, outcome }));
   };
 }
 

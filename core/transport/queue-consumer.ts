@@ -1,5 +1,6 @@
 import type { Logger } from '../logger';
-import { decideSettlement, DEFAULT_SETTLEMENT_POLICY, RESCHEDULES_PROPERTY, reschedulesOf, rescheduledMessageId, type HandlingResult, type Settlement, type SettlementPolicy } from '../message-settlement';
+import { DEFAULT_SETTLEMENT_POLICY, type HandlingResult, type SettlementPolicy } from '../message-settlement';
+import { handlingBatch, settleBatch, type HeldMessage, type MessageHost } from './settle-batch';
 import { MessageLockLostError, type InProcessQueue, type ReceivedMessage } from './in-process-queue';
 
 /**
@@ -72,60 +73,9 @@ export class QueueConsumer {
 
   private async handle(batch: ReceivedMessage[]): Promise<void> {
     const renewal = this.options.autoRenewLock ? this.startRenewal(batch) : undefined;
-    let results: HandlingResult[];
-    try {
-      results = await this.handler(batch);
-    } catch (error) {
-      results = batch.map(() => ({ ok: false, error }));
-    } finally {
-      if (renewal) clearInterval(renewal);
-    }
-    for (const [index, message] of batch.entries()) {
-      const result: HandlingResult = results[index] ?? { ok: false, error: new Error('handler returned no result for this message') };
-      const delivery = { deliveryCount: message.deliveryCount, reschedules: reschedulesOf(message.applicationProperties) };
-      this.settle(message, decideSettlement(result, delivery, this.policy));
-    }
-  }
-
-  private settle(message: ReceivedMessage, settlement: Settlement): void {
-    try {
-      switch (settlement.action) {
-        case 'complete':
-          this.queue.complete(message);
-          return;
-        case 'abandon':
-          this.logger.warn('message abandoned for redelivery', { ...this.where(message), error: settlement.reason });
-          this.queue.abandon(message);
-          return;
-        case 'deadLetter':
-          this.logger.error('message dead-lettered', { ...this.where(message), reason: settlement.reason, description: settlement.description });
-          this.queue.deadLetter(message, settlement.reason, settlement.description);
-          return;
-        case 'reschedule': {
-          const reschedules = reschedulesOf(message.applicationProperties) + 1;
-          // A deferral (a limit reached) is the limit working, not a fault: debug, not warn.
-          if (settlement.deferred) this.logger.debug('message deferred by a limit', { ...this.where(message), delayMs: settlement.delayMs, reschedules, reason: settlement.reason });
-          else this.logger.warn('message rescheduled after a transient fault', { ...this.where(message), delayMs: settlement.delayMs, reschedules, error: settlement.reason });
-          // The copy first: were the process to die in between, a duplicate is harmless, a loss is not.
-          this.queue.send(
-            [{ messageId: rescheduledMessageId(message.messageId, reschedules), body: message.body, applicationProperties: { ...message.applicationProperties, [RESCHEDULES_PROPERTY]: reschedules } }],
-            new Date(Date.now() + settlement.delayMs),
-          );
-          this.queue.complete(message);
-          return;
-        }
-      }
-    } catch (error) {
-      if (!(error instanceof MessageLockLostError)) throw error;
-      // The lock expired while the handler ran: the queue already made the message visible
-      // again, exactly as Service Bus does. The redelivery is handled as a duplicate.
-      this.logger.warn('message lock lost before settlement; it was redelivered', this.where(message));
-    }
-  }
-
-  /** Where a message stands, for the log line of a settlement other than complete. */
-  private where(message: ReceivedMessage): { queue: string; messageId: string; deliveryCount: number } {
-    return { queue: this.queue.name, messageId: message.messageId, deliveryCount: message.deliveryCount };
+    const results = await handlingBatch(batch.length, () => this.handler(batch));
+    if (renewal) clearInterval(renewal);
+    await settleBatch(inProcessHost(this.queue, batch, this.logger), batch.map(heldMessage), results, this.policy);
   }
 
   private startRenewal(batch: ReceivedMessage[]): NodeJS.Timeout {
@@ -142,4 +92,38 @@ export class QueueConsumer {
     timer.unref();
     return timer;
   }
+}
+
+/** A received in-process message as every host describes it. */
+export function heldMessage(message: ReceivedMessage): HeldMessage {
+  return { messageId: message.messageId, body: message.body, deliveryCount: message.deliveryCount, enqueuedTime: message.enqueuedTimeUtc, applicationProperties: message.applicationProperties ?? {} };
+}
+
+/** The in-process queue's side of settling a batch (core/transport/settle-batch.ts). */
+export function inProcessHost(queue: InProcessQueue, batch: readonly ReceivedMessage[], logger: Logger): MessageHost {
+  const message = (index: number) => batch[index] as ReceivedMessage;
+  // The lock expired while the handler ran: the queue already made the message visible again,
+  // exactly as Service Bus does, and its redelivery is handled as a duplicate. Nothing is lost.
+  const settling = (index: number, settle: () => void): Promise<void> => {
+    try {
+      settle();
+    } catch (error) {
+      if (!(error instanceof MessageLockLostError)) throw error;
+      logger.warn('message lock lost before settlement; it was redelivered', { queue: queue.name, messageId: message(index).messageId, deliveryCount: message(index).deliveryCount });
+    }
+    return Promise.resolve();
+  };
+  return {
+    queue: queue.name,
+    logger,
+    complete: (index) => settling(index, () => queue.complete(message(index))),
+    abandonAll: async () => {
+      for (const index of batch.keys()) await settling(index, () => queue.abandon(message(index)));
+    },
+    deadLetter: (index, reason, description) => settling(index, () => queue.deadLetter(message(index), reason, description)),
+    sendCopy: (copy, at) => {
+      queue.send([copy], at);
+      return Promise.resolve();
+    },
+  };
 }
