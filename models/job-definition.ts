@@ -204,7 +204,16 @@ export function defineTask<P extends z.ZodType, R>(definition: {
     ...(rate === undefined ? {} : { rate }),
     // Always a promise to the engine, whether the handler returned a value, a promise or threw
     // (whatever it threw is kept as it is: the engine records non-Error throws with their content).
-    handler: async (p, context) => handler(p, context),
+    // An async handler's own promise is passed through: no second promise per task.
+    handler: (p, context) => {
+      try {
+        const result = handler(p, context);
+        return result instanceof Promise ? result : Promise.resolve(result);
+      } catch (error) {
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- user code may throw anything; its content is kept
+        return Promise.reject(error);
+      }
+    },
   };
 }
 

@@ -14,7 +14,7 @@ import { leaseOfType, runClaimedTask } from './run-task';
 import { claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { recordTaskOutcomes } from './task-outcomes';
 import { TaskAbort } from './task-abort';
-import { LeaseKeeper } from './lease-keeper';
+import { LeaseKeeper, type RunningTask } from './lease-keeper';
 import type { RunningTaskAbort } from './after-commit';
 import { commit } from './commit';
 import type { UnitOfWork } from './unit-of-work';
@@ -42,10 +42,8 @@ const WAKE_AFTER_DEFERRAL_MS = 60_000;
  */
 export class TaskBatches {
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commit(results));
-  /** Handlers running in this process, so a cancel can abort them through their signal. */
-  private readonly running = new Map<string, TaskAbort>();
-  /** The claims of those handlers, to give back on shutdown. */
-  private readonly runningClaims = new Map<string, { taskId: string; claimId: string }>();
+  /** Handlers running in this process: a cancel aborts them, a shutdown gives their claims back, the keeper extends their leases. */
+  private readonly running = new Map<string, RunningTask>();
   /** When this process last deferred a message of each slot key: only then is a freed slot worth a wake-up. */
   private readonly lastDeferral = new Map<string, number>();
   /** Extends running handlers' leases, so a short lease never expires under a live handler. */
@@ -59,7 +57,7 @@ export class TaskBatches {
     /** See CoreMachineDeps.extendLeases. */
     private readonly extendLeases = true,
   ) {
-    this.leases = new LeaseKeeper(pool, logger);
+    this.leases = new LeaseKeeper(this.running, pool, logger);
   }
 
   /** Handlers running in this process now. */
@@ -73,15 +71,15 @@ export class TaskBatches {
    * their lease. A result such a handler reports later is fenced off by its stale claim.
    */
   async releaseRunning(reason: Error): Promise<number> {
-    const claims = [...this.runningClaims.values()];
-    for (const { taskId } of claims) this.running.get(taskId)?.abort(reason);
+    const claims = [...this.running].map(([taskId, task]) => ({ taskId, claimId: task.claimId }));
+    for (const task of this.running.values()) task.abort.abort(reason);
     await retryTransient(() => releaseClaims(this.pool, claims));
     return claims.length;
   }
 
   /** Aborts handlers of these tasks running here (their job was cancelled, failed or timed out). */
   abort(tasks: readonly RunningTaskAbort[]): void {
-    for (const { taskId, reason } of tasks) this.running.get(taskId)?.abort(reason);
+    for (const { taskId, reason } of tasks) this.running.get(taskId)?.abort.abort(reason);
   }
 
   async process(bodies: readonly unknown[], metas: readonly MessageMeta[] = []): Promise<TaskMessageOutcome[]> {
@@ -172,16 +170,15 @@ export class TaskBatches {
       const started = Date.now();
       if (meta.enqueuedTime) recordQueueWait(started - meta.enqueuedTime.getTime(), { taskType: task.task_type });
       const controller = new TaskAbort();
-      this.running.set(task.task_id, controller);
-      this.runningClaims.set(task.task_id, { taskId: task.task_id, claimId: task.claim_id });
-      if (this.extendLeases) this.leases.hold(task.task_id, task.claim_id, leaseOfType(this.registry, task.task_type), controller);
+      const leaseSeconds = leaseOfType(this.registry, task.task_type);
+      // With extendLeases off, renewAt is never reached: the lease lives by the handler's heartbeat alone.
+      this.running.set(task.task_id, { abort: controller, claimId: task.claim_id, leaseSeconds, renewAt: this.extendLeases ? started + (leaseSeconds * 1000) / 3 : Number.POSITIVE_INFINITY });
+      if (this.extendLeases) this.leases.watch(leaseSeconds);
       let result: TaskOutcome;
       try {
         result = await runWithin(within, () => runClaimedTask(this.pool, this.registry, task, this.logger, controller));
       } finally {
         this.running.delete(task.task_id);
-        this.runningClaims.delete(task.task_id);
-        this.leases.release(task.task_id);
       }
       recordTaskDuration(Date.now() - started, { taskType: task.task_type, outcome: result.error ? 'error' : 'ok' });
       if (result.error) recordFailure(span, Object.assign(new Error(result.error.message), { name: result.error.type }));
