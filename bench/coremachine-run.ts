@@ -48,7 +48,7 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
       machine.processJobMessage = async (body: unknown) => {
         const started = performance.now();
         const outcome = await processJobMessage(body);
-        if (outcome.outcome === 'started') stageCreateMs.push(performance.now() - started);
+        if (outcome.kind === 'started') stageCreateMs.push(performance.now() - started);
         return outcome;
       };
       worker = new InProcessWorker(machine, transport, logger, {

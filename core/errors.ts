@@ -18,7 +18,7 @@ export class CoreMachineError extends Error {
 }
 
 export class ValidationError extends CoreMachineError {
-  override readonly type = 'ValidationError';
+  override readonly type: string = 'ValidationError';
   override readonly nonRetryable = true;
   constructor(
     message: string,
@@ -75,7 +75,7 @@ export class InvalidTransitionError extends CoreMachineError {
  * queue it is dead-lettered at once, since redelivering the same message cannot change the answer.
  */
 export class SignalRefusedError extends CoreMachineError {
-  override readonly type = 'SignalRefused';
+  override readonly type = 'SignalRefusedError';
   override readonly nonRetryable = true;
   constructor(
     readonly jobId: string,
@@ -133,7 +133,7 @@ export class SchemaVersionError extends CoreMachineError {
  * re-queues it without using an attempt, and only the last of `maxLosses` fails it.
  */
 export class LeaseExpiredError extends CoreMachineError {
-  override readonly type = 'LeaseExpired';
+  override readonly type = 'LeaseExpiredError';
   override readonly nonRetryable = true;
   constructor(taskId: string, attempt: number, workerId: string | null, readonly losses: number) {
     super(`lease on task ${taskId} (attempt ${attempt}${workerId ? `, worker ${workerId}` : ''}) expired ${losses} time(s): the host running it was lost or stopped renewing each time`);
@@ -149,7 +149,7 @@ export class LeaseExpiredError extends CoreMachineError {
  * error and the reason its running handlers' signals are aborted with.
  */
 export class DeadlineExceededError extends CoreMachineError {
-  override readonly type = 'Timeout';
+  override readonly type = 'DeadlineExceededError';
   override readonly nonRetryable = true;
   constructor(
     readonly scope: 'job' | 'stage',
@@ -176,7 +176,7 @@ export class LeaseLostError extends CoreMachineError {
 
 /** Errors raised by user code, recorded on the task and job with the original as cause. */
 export class TaskValidationError extends ValidationError {
-  override readonly type = 'TaskValidationError' as 'ValidationError';
+  override readonly type = 'TaskValidationError';
 }
 
 export class TaskHandlerError extends CoreMachineError {
@@ -202,7 +202,7 @@ export function coerceError(thrown: unknown): Error {
     content = String(thrown);
   }
   const error = new Error(`non-Error thrown: ${content}`);
-  error.name = 'NonErrorThrown';
+  error.name = 'NonErrorThrownError';
   return error;
 }
 

@@ -1,6 +1,6 @@
 export { CoreMachine, type CoreMachineDeps } from './engine/core-machine';
 export type { JobMessageOutcome } from './engine/stage-start';
-export type { TaskMessageOutcome } from './engine/task-batch';
+export type { TaskMessageOutcome } from './engine/task-runner';
 export { Registry } from './registry';
 export * from './errors';
 export { loadConfig, type CoreMachineConfig } from './config';

@@ -135,7 +135,7 @@ async function expireLeases(unitOfWork: UnitOfWork, limit: number, maxLeaseLosse
       taskId: row.task_id,
       claimId: row.claim_id,
       error: {
-        type: 'LeaseLost',
+        type: 'HostLostError',
         message: `lease on attempt ${row.attempt}${row.worker_id ? ` (worker ${row.worker_id})` : ''} expired: its host was lost or stopped renewing; re-queued (loss ${row.lease_losses + 1} of at most ${maxLeaseLosses - 1} before LeaseExpired)`,
         stage: row.stage,
         taskId: row.task_id,

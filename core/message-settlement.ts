@@ -25,7 +25,7 @@ export type Settlement =
   | { action: 'reschedule'; delayMs: number; reason: string; deferred?: true };
 
 /** What the engine reported for one message, or what it threw. */
-export type HandlingResult = { ok: true; outcome?: { outcome: string; error?: unknown; reason?: string; retryAfterMs?: number } } | { ok: false; error: unknown };
+export type HandlingResult = { ok: true; outcome?: { kind: string; error?: unknown; reason?: string; retryAfterMs?: number } } | { ok: false; error: unknown };
 
 /** How many times this message was delivered (this delivery included) and rescheduled before. */
 export interface Delivery {
@@ -62,8 +62,8 @@ export const RESCHEDULES_PROPERTY = 'coremachineReschedules';
 
 export function decideSettlement(result: HandlingResult, delivery: Delivery, policy: SettlementPolicy = DEFAULT_SETTLEMENT_POLICY): Settlement {
   if (result.ok) {
-    if (result.outcome?.outcome === 'malformed') return deadLetter(result.outcome.error);
-    if (result.outcome?.outcome === 'deferred') {
+    if (result.outcome?.kind === 'malformed') return deadLetter(result.outcome.error);
+    if (result.outcome?.kind === 'deferred') {
       const backoff = jittered(policy.deferBaseMs, policy.deferMaxMs, delivery, policy);
       return { action: 'reschedule', delayMs: Math.max(backoff, result.outcome.retryAfterMs ?? 0), reason: result.outcome.reason ?? 'deferred by a limit', deferred: true };
     }

@@ -46,7 +46,7 @@ function clientStatusFor(error: unknown): number | undefined {
   if (error instanceof UnknownJobTypeError || error instanceof JobNotFoundError || error instanceof TaskNotFoundError) return 404;
   if (error instanceof ScheduleNotFoundError) return 404;
   if (error instanceof InvalidTransitionError || error instanceof LeaseLostError || error instanceof SignalRefusedError) return 409;
-  if (error instanceof CoreMachineError && error.type === 'Unauthorized') return 401;
+  if (error instanceof CoreMachineError && error.type === 'UnauthorizedError') return 401;
   if (error instanceof PayloadTooLargeError) return 413;
   return undefined;
 }
@@ -76,7 +76,7 @@ export function errorResponse(error: unknown, context: InvocationContext): HttpR
     return {
       status: 503,
       headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
-      jsonBody: { error: { type: 'Unavailable', message: `${unavailable} is unavailable for now: retry in ${RETRY_AFTER_SECONDS} seconds` } },
+      jsonBody: { error: { type: 'UnavailableError', message: `${unavailable} is unavailable for now: retry in ${RETRY_AFTER_SECONDS} seconds` } },
     };
   }
   return {

@@ -84,7 +84,7 @@ test.each([302, 307, 308])('HTTP %i to another origin: nothing reaches it (no ke
   for (const run of runs) {
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toContain(`error: RedirectRefused (HTTP ${status}): ${redirector.url} answered HTTP ${status}, redirecting to ${elsewhere.url}/api/`);
+    expect(run.stderr).toContain(`error: RedirectRefusedError (HTTP ${status}): ${redirector.url} answered HTTP ${status}, redirecting to ${elsewhere.url}/api/`);
     expect(run.stderr).toContain('the CLI does not follow redirects, because it would send the function key (and the request body) there too');
     // Same API path under another origin: the suggestion is that origin as --url.
     expect(run.stderr).toContain(`use --url ${elsewhere.url}\n`);
@@ -96,7 +96,7 @@ test('http → https and relative redirects name the --url to use; a redirect wi
   redirectTo = (req) => ({ status: 301, location: `https://localhost:${port}${req.url ?? '/'}` });
   const upgrade = await cli(['jobs', '--url', redirector.url, '--key', KEY]);
   expect(upgrade).toMatchObject({ code: 1, stdout: '' });
-  expect(upgrade.stderr).toMatch(/^error: RedirectRefused \(HTTP 301\): .*redirecting to https:\/\/localhost:\d+\/api\/jobs; .*e\.g\. http → https\), use --url https:\/\/localhost:\d+\n$/);
+  expect(upgrade.stderr).toMatch(/^error: RedirectRefusedError \(HTTP 301\): .*redirecting to https:\/\/localhost:\d+\/api\/jobs; .*e\.g\. http → https\), use --url https:\/\/localhost:\d+\n$/);
 
   redirectTo = () => ({ status: 307, location: '/prefix/api/jobs' });
   const relative = await cli(['jobs', '--url', redirector.url, '--key', KEY]);
@@ -105,7 +105,7 @@ test('http → https and relative redirects name the --url to use; a redirect wi
 
   redirectTo = () => ({ status: 302, location: undefined });
   const bare = await cli(['jobs', '--url', redirector.url, '--key', KEY]);
-  expect(bare).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: RedirectRefused \(HTTP 302\): .*a redirect without a Location.*Check --url\n$/) as unknown });
+  expect(bare).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: RedirectRefusedError \(HTTP 302\): .*a redirect without a Location.*Check --url\n$/) as unknown });
   expect(redirector.received).toHaveLength(3);
   expect(elsewhere.received).toEqual([]);
 });

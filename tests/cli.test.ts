@@ -152,7 +152,7 @@ test('usage errors exit 2 and print the usage; nothing is sent', async () => {
 
 test('--key, --url and connection failures: 401 and unreachable servers exit 1 with the error type', async () => {
   const noKey = await cli(['jobs'], { env: { COREMACHINE_FUNCTION_KEY: undefined } });
-  expect(noKey).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: Unauthorized \(HTTP 401\)/) as unknown });
+  expect(noKey).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: UnauthorizedError \(HTTP 401\)/) as unknown });
   const flags = await cli(['jobs', '--url', dev.server.url, '--key', KEY], { env: { COREMACHINE_URL: 'http://127.0.0.1:9', COREMACHINE_FUNCTION_KEY: 'wrong' } });
   expect(flags.code).toBe(0);
   expect(flags.stdout).toContain(helloId);
@@ -200,7 +200,7 @@ test('signal: a waiting approved_publish job is approved from the CLI; refusals 
   const bad = await cli(['signal', jobId, 'approval', '--data', '{"approved": "yes"}']);
   expect(bad).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^error: ValidationError \(HTTP 400\): invalid payload for signal "approval"/) as unknown });
   const wrong = await cli(['signal', jobId, 'sign-off', '--data', '{}']);
-  expect(wrong).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: SignalRefused \(HTTP 409\)/) as unknown });
+  expect(wrong).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: SignalRefusedError \(HTTP 409\)/) as unknown });
   expect(await cli(['signal', '0'.repeat(64), 'approval', '--data', '{}'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: JobNotFoundError \(HTTP 404\)/) as unknown });
   for (const args of [['signal', jobId, 'approval'], ['signal', jobId, '--data', '{}'], ['signal', jobId, 'approval', '--data', '{no json']]) {
     expect({ args, code: (await cli(args)).code }).toEqual({ args, code: 2 });

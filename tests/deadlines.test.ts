@@ -125,7 +125,7 @@ test('job timeout while tasks run: handlers aborted, queued tasks cancelled, the
   const failed = await m.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
   const deadline = failed.deadline?.toISOString();
-  expect(failed.error).toEqual({ type: 'Timeout', message: expect.stringMatching(/^the job passed its deadline/) as string, stage: 1, scope: 'job', deadline, elapsedMs: expect.any(Number) as number });
+  expect(failed.error).toEqual({ type: 'DeadlineExceededError', message: expect.stringMatching(/^the job passed its deadline/) as string, stage: 1, scope: 'job', deadline, elapsedMs: expect.any(Number) as number });
   expect(failed.error?.elapsedMs).toBeGreaterThanOrEqual(2 * HOUR);
   expect(failed.error?.elapsedMs).toBeLessThan(2 * HOUR + 60_000);
   expect(failed.stages[0]).toMatchObject({ status: 'FAILED', completed: 0, failed: 0 });
@@ -135,7 +135,7 @@ test('job timeout while tasks run: handlers aborted, queued tasks cancelled, the
   const events = await m.machine.listEvents(job.jobId);
   const end = events.filter((e) => e.entity === 'job' && e.to === 'FAILED');
   expect(end).toHaveLength(1);
-  expect(end[0]).toMatchObject({ from: 'PROCESSING', error: { type: 'Timeout', scope: 'job', stage: 1 } });
+  expect(end[0]).toMatchObject({ from: 'PROCESSING', error: { type: 'DeadlineExceededError', scope: 'job', stage: 1 } });
   // A second sweep finds nothing: the job is already FAILED.
   expect((await m.machine.sweep()).timedOutJobs).toBe(0);
   await m.stop();
@@ -160,7 +160,7 @@ test('stage timeout: counted from the stage start, dropped when the job moves on
   expect((await m.machine.sweep()).timedOutJobs).toBe(1);
   const failed = await m.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
-  expect(failed.error).toMatchObject({ type: 'Timeout', scope: 'stage', stage: 2, deadline: waiting.stageDeadline && new Date(waiting.stageDeadline.getTime() - HOUR).toISOString() });
+  expect(failed.error).toMatchObject({ type: 'DeadlineExceededError', scope: 'stage', stage: 2, deadline: waiting.stageDeadline && new Date(waiting.stageDeadline.getTime() - HOUR).toISOString() });
   expect(failed.error?.message).toMatch(/^stage 2 passed its deadline/);
   expect(failed.error?.elapsedMs).toBeGreaterThanOrEqual(HOUR);
   expect(failed.stages.map((s) => s.status)).toEqual(['COMPLETED', 'FAILED']);
@@ -177,10 +177,10 @@ test('a PAUSED job keeps its deadline: past it, it becomes FAILED; a retry gets 
   await advanceClock([job.jobId], 2 * HOUR);
   expect((await m.machine.sweep()).timedOutJobs).toBe(1);
   // Subscribers hear why, like the trail: the JobFailed event carries the Timeout.
-  expect(published.filter((e) => e.jobId === job.jobId)).toEqual([expect.objectContaining({ type: 'JobFailed', status: 'FAILED', error: expect.objectContaining({ type: 'Timeout', scope: 'job' }) as unknown })]);
+  expect(published.filter((e) => e.jobId === job.jobId)).toEqual([expect.objectContaining({ type: 'JobFailed', status: 'FAILED', error: expect.objectContaining({ type: 'DeadlineExceededError', scope: 'job' }) as unknown })]);
   const failed = await m.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
-  expect(failed.error).toMatchObject({ type: 'Timeout', scope: 'job', stage: 1 });
+  expect(failed.error).toMatchObject({ type: 'DeadlineExceededError', scope: 'job', stage: 1 });
   const events = await m.machine.listEvents(job.jobId);
   expect(events.filter((e) => e.entity === 'job').map((e) => [e.from, e.to])).toEqual([
     [null, 'QUEUED'],
@@ -204,23 +204,23 @@ test('a PAUSED job keeps its deadline: past it, it becomes FAILED; a retry gets 
 test('a claim after the deadline runs no handler and fails the job; a stage start after it creates no tasks', async () => {
   const m = await instance(db.pool);
   const { job } = await m.machine.submitJob('dl.job', { n: 3, tag: 'claim' });
-  expect(await m.machine.processJobMessage({ jobId: job.jobId, jobType: 'dl.job', stage: 1 })).toMatchObject({ outcome: 'started', tasks: 3 });
+  expect(await m.machine.processJobMessage({ jobId: job.jobId, jobType: 'dl.job', stage: 1 })).toMatchObject({ kind: 'started', tasks: 3 });
   const tasks = await m.machine.listTasks(job.jobId);
   await advanceClock([job.jobId], 2 * HOUR);
 
   const outcomes = await m.machine.processTaskMessages(tasks.map((t) => ({ taskId: t.taskId, jobId: job.jobId, stage: 1, taskType: 'dl.wait', attempt: 1 })));
-  expect(outcomes.map((o) => o.outcome)).toEqual(['ignored', 'ignored', 'ignored']);
+  expect(outcomes.map((o) => o.kind)).toEqual(['ignored', 'ignored', 'ignored']);
   expect(outcomes.every((o) => 'reason' in o && /passed its deadline/.test(o.reason))).toBe(true);
   expect(seen.started).toEqual([]);
   const failed = await m.machine.getJob(job.jobId);
-  expect(failed).toMatchObject({ status: 'FAILED', error: { type: 'Timeout', scope: 'job', stage: 1 } });
+  expect(failed).toMatchObject({ status: 'FAILED', error: { type: 'DeadlineExceededError', scope: 'job', stage: 1 } });
   expect((await m.machine.listTasks(job.jobId)).map((t) => t.status)).toEqual(['CANCELLED', 'CANCELLED', 'CANCELLED']);
 
   const late = await m.machine.submitJob('dl.job', { n: 2, tag: 'late start' });
   await advanceClock([late.job.jobId], 2 * HOUR);
-  expect(await m.machine.processJobMessage({ jobId: late.job.jobId, jobType: 'dl.job', stage: 1 })).toMatchObject({ outcome: 'failed', error: expect.stringMatching(/passed its deadline/) as string });
+  expect(await m.machine.processJobMessage({ jobId: late.job.jobId, jobType: 'dl.job', stage: 1 })).toMatchObject({ kind: 'failed', error: expect.stringMatching(/passed its deadline/) as string });
   expect(await m.machine.listTasks(late.job.jobId)).toEqual([]);
-  expect(await m.machine.getJob(late.job.jobId)).toMatchObject({ status: 'FAILED', error: { type: 'Timeout' } });
+  expect(await m.machine.getJob(late.job.jobId)).toMatchObject({ status: 'FAILED', error: { type: 'DeadlineExceededError' } });
   await m.stop();
 });
 
@@ -307,7 +307,7 @@ test('two janitors sweeping at once fail each overdue job exactly once, in bound
   expect(failures.rows).toHaveLength(15);
   expect(failures.rows.every((row) => row.n === 1)).toBe(true);
   const errors = await db.pool.query<{ error: ErrorShape }>('SELECT error FROM coremachine.jobs WHERE job_id = ANY($1::text[])', [jobIds]);
-  expect(errors.rows.every((row) => row.error.type === 'Timeout')).toBe(true);
+  expect(errors.rows.every((row) => row.error.type === 'DeadlineExceededError')).toBe(true);
   await a.stop();
   await b.stop();
 });

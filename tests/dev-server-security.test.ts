@@ -116,7 +116,7 @@ test('a declared Content-Length over 256 KB is refused before reading, on every 
 test('malformed percent-encoding and invalid Host headers are 400 JSON, never 500', async () => {
   for (const path of ['/api/jobs/%', '/api/jobs/%E0%A4%A', '/api/jobs/abc%zz/events', '/api/%']) {
     const answer = await raw({ path });
-    expect({ path, status: answer.status, type: errorOf(answer).type }).toEqual({ path, status: 400, type: 'BadRequest' });
+    expect({ path, status: answer.status, type: errorOf(answer).type }).toEqual({ path, status: 400, type: 'BadRequestError' });
   }
   for (const host of ['bad host', '[', 'localhost:99999', 'a_b:1', '']) {
     const answer = await raw({ path: '/api/health', headers: { host } });
@@ -129,7 +129,7 @@ test('malformed percent-encoding and invalid Host headers are 400 JSON, never 50
 test('a request target that starts with // is a path, not an authority: //evil.example/api/dashboard is not the dashboard', async () => {
   const answer = await raw({ path: '//evil.example/api/dashboard' });
   expect(answer.status).toBe(404);
-  expect(errorOf(answer).type).toBe('NotFound');
+  expect(errorOf(answer).type).toBe('NotFoundError');
   expect(answer.body).not.toContain('<html');
   expect((await raw({ path: '/api/dashboard' })).status).toBe(200);
 });
@@ -140,7 +140,7 @@ test('bound to loopback, only loopback Host names on the bound port are served (
   }
   for (const host of [`evil.example:${port}`, 'localhost', `localhost:${port + 1}`, `127.0.0.2:${port}`, `localhost.evil.example:${port}`]) {
     const answer = await raw({ path: '/api/health', headers: { host } });
-    expect({ host, status: answer.status, type: errorOf(answer).type }).toEqual({ host, status: 421, type: 'MisdirectedRequest' });
+    expect({ host, status: answer.status, type: errorOf(answer).type }).toEqual({ host, status: 421, type: 'MisdirectedRequestError' });
   }
   // Bound to 0.0.0.0 on purpose: any well-formed Host is served.
   const anyPort = Number(new URL(anyHost.url).port);
@@ -152,14 +152,14 @@ test('with no key, cross-site and non-JSON requests cannot create jobs; same-ori
   const before = await jobCount();
   const body = JSON.stringify({ n: 3 });
   const refused: Array<{ headers: Record<string, string>; status: number; type: string }> = [
-    { headers: { ...json, origin: 'http://evil.example' }, status: 403, type: 'CrossSiteRequest' },
-    { headers: { ...json, origin: 'null' }, status: 403, type: 'CrossSiteRequest' },
-    { headers: { ...json, origin: `http://localhost:${port + 1}` }, status: 403, type: 'CrossSiteRequest' },
-    { headers: { ...json, 'sec-fetch-site': 'cross-site' }, status: 403, type: 'CrossSiteRequest' },
-    { headers: { ...json, 'sec-fetch-site': 'same-site', origin: `http://127.0.0.1:${port}` }, status: 403, type: 'CrossSiteRequest' },
-    { headers: { 'content-type': 'text/plain' }, status: 415, type: 'UnsupportedMediaType' },
-    { headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, type: 'UnsupportedMediaType' },
-    { headers: {}, status: 415, type: 'UnsupportedMediaType' },
+    { headers: { ...json, origin: 'http://evil.example' }, status: 403, type: 'CrossSiteRequestError' },
+    { headers: { ...json, origin: 'null' }, status: 403, type: 'CrossSiteRequestError' },
+    { headers: { ...json, origin: `http://localhost:${port + 1}` }, status: 403, type: 'CrossSiteRequestError' },
+    { headers: { ...json, 'sec-fetch-site': 'cross-site' }, status: 403, type: 'CrossSiteRequestError' },
+    { headers: { ...json, 'sec-fetch-site': 'same-site', origin: `http://127.0.0.1:${port}` }, status: 403, type: 'CrossSiteRequestError' },
+    { headers: { 'content-type': 'text/plain' }, status: 415, type: 'UnsupportedMediaTypeError' },
+    { headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, type: 'UnsupportedMediaTypeError' },
+    { headers: {}, status: 415, type: 'UnsupportedMediaTypeError' },
   ];
   for (const { headers, status, type } of refused) {
     const answer = await raw({ method: 'POST', path: '/api/jobs/hello_world', headers, body });

@@ -38,7 +38,7 @@ test('errors are JSON: 400 with zod issues, 404 unknown type and route, 405 wron
   expect((await api('jobs', { method: 'DELETE' })).status).toBe(405);
   const anonymous = await fetch(`${dev.server.url}/api/jobs`);
   expect(anonymous.status).toBe(401);
-  expect(await anonymous.json()).toMatchObject({ error: { type: 'Unauthorized' } });
+  expect(await anonymous.json()).toMatchObject({ error: { type: 'UnauthorizedError' } });
   expect((await fetch(`${dev.server.url}/api/health`)).status).toBe(200);
 });
 

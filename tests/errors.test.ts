@@ -40,8 +40,8 @@ test("parameters that fail a task's own schema end the task and job FAILED with 
 
 test.each([
   ['error', 'RangeError', 'task 2 exploded'],
-  ['string', 'NonErrorThrown', 'plain string thrown by task'],
-  ['object', 'NonErrorThrown', '{"code":"E_DISK","detail":"disk full"}'],
+  ['string', 'NonErrorThrownError', 'plain string thrown by task'],
+  ['object', 'NonErrorThrownError', '{"code":"E_DISK","detail":"disk full"}'],
 ])('a handler that throws (%s) ends the task and job FAILED with its message, on the first delivery', async (throwKind, causeType, message) => {
   const { job } = await h.machine.submitJob('test.failing_job', { n: 5, failAt: 2, throwKind });
   const done = await waitForJob(h.machine, job.jobId);
@@ -142,8 +142,8 @@ test('a task message PostgreSQL would refuse is malformed on its own: the rest o
       { ...good[1], taskId: 'not-a-task-id' },
     ];
     const outcomes = await own.machine.processTaskMessages([poison[0], good[0], poison[1], good[1], poison[2], good[2], poison[3], poison[4]]);
-    expect(outcomes.map((o) => o.outcome)).toEqual(['malformed', 'completed', 'malformed', 'completed', 'malformed', 'completed', 'malformed', 'malformed']);
-    const reasons = outcomes.filter((o) => o.outcome === 'malformed').map((o) => o.reason);
+    expect(outcomes.map((o) => o.kind)).toEqual(['malformed', 'completed', 'malformed', 'completed', 'malformed', 'completed', 'malformed', 'malformed']);
+    const reasons = outcomes.filter((o) => o.kind === 'malformed').map((o) => o.reason);
     expect(reasons[0]).toContain('task id');
     expect(reasons[1]).toContain('attempt');
     expect(reasons[2]).toContain('stage');

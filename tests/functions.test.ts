@@ -332,7 +332,7 @@ test('control routes: cancel answers 200 with the job, a second cancel 409; even
   // The message already queued for the cancelled job is acknowledged without work.
   const [late] = h.transport.jobs.receive(1);
   await expect(jobMessageHandler(late?.body, invocation({ messageId: late?.messageId }))).resolves.toBeUndefined();
-  expect(invocationLogs.some((line) => line.includes('"outcome":"ignored"') && line.includes('job is CANCELLED'))).toBe(true);
+  expect(invocationLogs.some((line) => line.includes('"kind":"ignored"') && line.includes('job is CANCELLED'))).toBe(true);
   expect((await h.machine.listTasks(jobId)).length).toBe(0);
 });
 
@@ -357,7 +357,7 @@ test('the dead-letter trigger fails what a dead-lettered message pointed at', as
   const [message] = h.transport.jobs.receive(1);
   await deadLetterHandler('coremachine-jobs')(message?.body, invocation({ messageId: message?.messageId, deadLetterReason: 'MaxDeliveryCountExceeded', deadLetterErrorDescription: 'delivered 10 times' }));
   const job = await call(getJobHandler, 'GET', `jobs/${jobId}`, { params: { jobId } });
-  expect(job.body).toMatchObject({ status: 'FAILED', error: { type: 'DeadLettered', message: 'message dead-lettered: MaxDeliveryCountExceeded: delivered 10 times', stage: 1 } });
+  expect(job.body).toMatchObject({ status: 'FAILED', error: { type: 'DeadLetteredError', message: 'message dead-lettered: MaxDeliveryCountExceeded: delivered 10 times', stage: 1 } });
 });
 
 test('a job message that cannot succeed is discarded with its reason; other failures are rethrown for redelivery', async () => {

@@ -45,7 +45,7 @@ test('a destructured heartbeat extends its own task lease, and a lost lease abor
   const taskId = `${submitted.jobId}-s1-t0`;
 
   // The result of a run whose lease was lost is fenced: the re-claimer's result is the one that counts.
-  expect(await machine.processTaskMessages(transport.tasks.receive(1).map((m) => m.body))).toEqual([expect.objectContaining({ outcome: 'fenced', taskId })]);
+  expect(await machine.processTaskMessages(transport.tasks.receive(1).map((m) => m.body))).toEqual([expect.objectContaining({ kind: 'fenced', taskId })]);
   expect(seen).toHaveLength(1);
   expect(seen[0]?.context).toEqual({ jobId: submitted.jobId, taskId, stage: 1, taskIndex: 0, attempt: 1 });
   expect(seen[0]?.extendedBy).toBeGreaterThan(LEASE_SECONDS - 5 - 60);
@@ -55,6 +55,6 @@ test('a destructured heartbeat extends its own task lease, and a lost lease abor
   // that one, the janitor ends the job.
   await db.pool.query("UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second' WHERE task_id = $1", [taskId]);
   expect(await machine.sweep({ maxLeaseLosses: 1 })).toMatchObject({ failedTasks: 1 });
-  expect(await machine.getJob(submitted.jobId)).toMatchObject({ status: 'FAILED', error: { type: 'LeaseExpired' } });
+  expect(await machine.getJob(submitted.jobId)).toMatchObject({ status: 'FAILED', error: { type: 'LeaseExpiredError' } });
   await transport.close();
 });

@@ -25,6 +25,8 @@ afterAll(async () => {
 
 interface Dev {
   child: ChildProcess;
+  /** What the process wrote to stderr so far: its warnings and errors, for a failure's message. */
+  stderr: () => string;
   url: Promise<string>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
@@ -47,7 +49,7 @@ function startDev(): Dev {
   });
   child.stderr?.on('data', (data: Buffer) => (stderr += data.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stderr })));
-  return { child, url, exited };
+  return { child, url, exited, stderr: () => stderr };
 }
 
 async function counts(jobId: string): Promise<{ status: string; stage: number; completed: number; failed: number; processing: number }> {
@@ -61,18 +63,22 @@ async function counts(jobId: string): Promise<{ status: string; stage: number; c
   return { status: job.rows[0]?.status ?? 'none', stage: job.rows[0]?.stage ?? 0, ...(tasks.rows[0] ?? { completed: 0, failed: 0, processing: 0 }) };
 }
 
+/** The running dev process, for the message of a test that times out. */
+let current: Dev | undefined;
+
 async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, what: string, ms = 150_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await probe();
     if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}; coremachine dev's stderr ends:\n${current?.stderr().slice(-4000) ?? ''}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
 test('SIGKILL of coremachine dev three times during a 10,000-task hello_world: the job ends COMPLETED with exact counts', async () => {
   let dev = startDev();
+  current = dev;
   const url = await dev.url;
   const submitted = await fetch(`${url}/api/jobs/hello_world`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-functions-key': 'kill-test' }, body: JSON.stringify({ n: N }) });
   expect(submitted.status).toBe(202);
@@ -97,6 +103,7 @@ test('SIGKILL of coremachine dev three times during a 10,000-task hello_world: t
     expect(atKill.status === 'COMPLETED').toBe(false);
     const restarted = Date.now();
     dev = startDev();
+    current = dev;
     await until(() => counts(jobId), (c) => c.completed > atKill.completed, `progress after the restart that followed the kill ${label}`);
     recoveries.push({ kill: label, completedAtKill: atKill.completed, processingAtKill: atKill.processing, restartToProgressMs: Date.now() - restarted });
   }

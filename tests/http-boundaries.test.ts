@@ -312,7 +312,7 @@ test('a database refusing connections when the app starts is a 503 with Retry-Af
     const reply = await call(getJobHandler, 'GET', 'x', { params: { jobId: JOB } });
     expect(reply.status).toBe(503);
     expect(reply.headers.get('retry-after')).toBe('5');
-    expect(reply.body).toEqual({ error: { type: 'Unavailable', message: expect.stringContaining('unavailable for now') as string } });
+    expect(reply.body).toEqual({ error: { type: 'UnavailableError', message: expect.stringContaining('unavailable for now') as string } });
     const logged = invocationLogs.find((line) => line.startsWith('error') && line.includes('coremachine.http.unavailable'));
     expect(logged).toContain('ECONNREFUSED');
     // Bad input is still answered without the database.
@@ -370,7 +370,7 @@ test('connections cut under a running app (killed mid-session, then refused) giv
       const reply = await call(handler, 'GET', 'x', { params: { jobId: JOB } });
       expect(reply.status).toBe(503);
       expect(reply.headers.get('retry-after')).toBe('5');
-      expect(reply.body).toEqual({ error: { type: 'Unavailable', message: expect.any(String) as string } });
+      expect(reply.body).toEqual({ error: { type: 'UnavailableError', message: expect.any(String) as string } });
       expect(JSON.stringify(reply.body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1/);
     }
     expect(invocationLogs.filter((line) => line.startsWith('error') && line.includes('coremachine.http.unavailable'))).toHaveLength(3);
@@ -390,7 +390,7 @@ test('a message queue that is busy is a 503 with Retry-After; the job was commit
   const reply = await submit();
   expect(reply.status).toBe(503);
   expect(reply.headers.get('retry-after')).toBe('5');
-  expect(reply.body).toEqual({ error: { type: 'Unavailable', message: 'the message queue is unavailable for now: retry in 5 seconds' } });
+  expect(reply.body).toEqual({ error: { type: 'UnavailableError', message: 'the message queue is unavailable for now: retry in 5 seconds' } });
   expect(invocationLogs.some((line) => line.startsWith('error') && line.includes('ServiceBusError'))).toBe(true);
   // The job and its message intent were committed before the send: the janitor resends it, and a
   // client that retries gets the same job back.

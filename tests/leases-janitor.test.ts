@@ -43,12 +43,12 @@ test('a zombie worker whose lease expired and whose task was re-claimed cannot o
   const [retryMessage] = await receiveWithin(h.transport.tasks, 1);
   expect(retryMessage?.body).toMatchObject({ attempt: 1, resend: 'lost1' });
   expect(retryMessage?.messageId).not.toBe(message?.messageId);
-  expect((await h.machine.listTasks(job.jobId))[0]).toMatchObject({ status: 'QUEUED', attempt: 0, leaseLosses: 1, error: { type: 'LeaseLost', leaseLosses: 1 } });
-  expect(await h.machine.processTaskMessages([retryMessage?.body])).toEqual([{ outcome: 'completed', taskId: `${job.jobId}-s1-t0` }]);
+  expect((await h.machine.listTasks(job.jobId))[0]).toMatchObject({ status: 'QUEUED', attempt: 0, leaseLosses: 1, error: { type: 'HostLostError', leaseLosses: 1 } });
+  expect(await h.machine.processTaskMessages([retryMessage?.body])).toEqual([{ kind: 'completed', taskId: `${job.jobId}-s1-t0` }]);
 
   // Worker A wakes up: its result is rejected by the claim fence.
   releaseZombie();
-  expect(await zombie).toEqual([expect.objectContaining({ outcome: 'fenced' })]);
+  expect(await zombie).toEqual([expect.objectContaining({ kind: 'fenced' })]);
   const done = await h.machine.getJob(job.jobId);
   expect(done.status).toBe('COMPLETED');
   expect(done.result).toEqual({ attempts: [1] });
@@ -78,13 +78,13 @@ test('a host that dies inside a handler, again and again: each lost lease re-que
   }
   const failed = await h.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
-  expect(failed.error).toMatchObject({ type: 'LeaseExpired', stage: 1, leaseLosses: 3 });
+  expect(failed.error).toMatchObject({ type: 'LeaseExpiredError', stage: 1, leaseLosses: 3 });
   expect(failed.error?.message).toMatch(/expired 3 time\(s\)/);
   const runs = await db.pool.query('SELECT failed_tasks FROM coremachine.janitor_runs ORDER BY id DESC LIMIT 1');
   expect(runs.rows).toEqual([{ failed_tasks: 2 }]);
   // The trail says what happened each time.
   const trail = (await h.machine.listEvents(job.jobId, { limit: 100 })).filter((e) => e.entity === 'task' && e.to === 'QUEUED');
-  expect(trail.map((e) => e.error?.type)).toEqual(['LeaseLost', 'LeaseLost', 'LeaseLost', 'LeaseLost']);
+  expect(trail.map((e) => e.error?.type)).toEqual(['HostLostError', 'HostLostError', 'HostLostError', 'HostLostError']);
   for (const host of hosts) await host.stop();
   await h.stop();
 });
@@ -97,7 +97,7 @@ test('the bound on lost leases is a setting: with maxLeaseLosses 1 the first los
   void crashed.machine.processTaskMessages(h.transport.tasks.receive(1).map((m) => m.body));
   while ((await expireLeases(job.jobId)) < 1) await new Promise((r) => setTimeout(r, 5));
   expect(await h.machine.sweep({ maxLeaseLosses: 1 })).toMatchObject({ requeuedTasks: 0, failedTasks: 1 });
-  expect((await h.machine.getJob(job.jobId)).error).toMatchObject({ type: 'LeaseExpired', leaseLosses: 1 });
+  expect((await h.machine.getJob(job.jobId)).error).toMatchObject({ type: 'LeaseExpiredError', leaseLosses: 1 });
   await crashed.stop();
   await h.stop();
 });
@@ -142,7 +142,7 @@ test('a dead-lettered task message marks the task and its job FAILED with the re
   await worker.drain();
   const failed = await h.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
-  expect(failed.error).toMatchObject({ type: 'DeadLettered', taskId: (poison?.body as { taskId: string }).taskId });
+  expect(failed.error).toMatchObject({ type: 'DeadLetteredError', taskId: (poison?.body as { taskId: string }).taskId });
   expect(failed.error?.message).toContain('MaxDeliveryCountExceeded');
   const recorded = await db.pool.query('SELECT reason, task_id FROM coremachine.dead_letters WHERE job_id = $1', [job.jobId]);
   expect(recorded.rows).toEqual([{ reason: 'MaxDeliveryCountExceeded', task_id: (poison?.body as { taskId: string }).taskId }]);

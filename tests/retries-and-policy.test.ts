@@ -48,7 +48,7 @@ test('a tolerant stage completes with failures within its limit: COMPLETED_WITH_
     ['COMPLETED', 10, 8, 2],
     ['COMPLETED', 8, 8, 0],
   ]);
-  expect(done.error?.type).toBe('TasksFailed');
+  expect(done.error?.type).toBe('TasksFailedError');
   expect(done.error?.failures?.map((f) => f.taskId)).toEqual([`${job.jobId}-s1-t3`, `${job.jobId}-s1-t7`]);
 });
 

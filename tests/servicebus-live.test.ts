@@ -134,7 +134,7 @@ live('the demo job through a live namespace', () => {
         for (const other of batch.filter((m) => !ours.includes(m))) await tasks.abandonMessage(other);
         if (ours.length > 0) {
           const outcomes = await machine.processTaskMessages(ours.map((m) => m.body as unknown));
-          expect(outcomes.every((o) => o.outcome === 'completed' || o.outcome === 'duplicate')).toBe(true);
+          expect(outcomes.every((o) => o.kind === 'completed' || o.kind === 'duplicate')).toBe(true);
           for (const message of ours) await tasks.completeMessage(message);
         }
         status = (await machine.getJob(job.jobId)).status;

@@ -22,7 +22,7 @@ jest.mock('@azure/functions', () => ({
 }));
 
 const policy: SettlementPolicy = { maxDeliveryCount: 10, rescheduleBaseMs: 1, rescheduleMaxMs: 2, deferBaseMs: 1, deferMaxMs: 2, random: () => 0 };
-const ok = (outcome: string, extra: Record<string, unknown> = {}): HandlingResult => ({ ok: true, outcome: { outcome, ...extra } });
+const ok = (kind: string, extra: Record<string, unknown> = {}): HandlingResult => ({ ok: true, outcome: { kind, ...extra } });
 const failed = (error: unknown): HandlingResult => ({ ok: false, error });
 
 /** What became of one message, whichever host settled it. */

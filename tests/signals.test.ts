@@ -92,7 +92,7 @@ test('full flow over HTTP: the job waits for free, the signal advances it, its p
   expect(repeat.body).toMatchObject({ jobId, status: 'COMPLETED' });
   const different = await postSignal(jobId, 'approval', { ...APPROVAL, approved: false });
   expect(different.status).toBe(409);
-  expect(different.body).toMatchObject({ error: { type: 'SignalRefused' } });
+  expect(different.body).toMatchObject({ error: { type: 'SignalRefusedError' } });
   expect((different.body as { error: { message: string } }).error.message).toContain('different payload');
   expect(await signalEvents(jobId)).toHaveLength(1);
 });
@@ -190,7 +190,7 @@ test('a signal as a Service Bus message on the submissions queue; malformed or r
   expect(letters.map((letter) => [letter.queue, letter.reason]).reverse()).toEqual([
     ['coremachine-submissions', 'ValidationError'],
     ['coremachine-submissions', 'ValidationError'],
-    ['coremachine-submissions', 'SignalRefused'],
+    ['coremachine-submissions', 'SignalRefusedError'],
   ]);
   expect(letters[0]?.description).toContain('different payload');
   expect((await h().machine.getJob(jobId)).result).toMatchObject({ approvedBy: 'ana' });
@@ -274,7 +274,7 @@ test('waitFor timeoutSeconds is the stage deadline: past it (controllable clock:
   expect(report.timedOutJobs).toBe(1);
   const failed = await h().machine.getJob(jobId);
   expect(failed.status).toBe('FAILED');
-  expect(failed.error).toMatchObject({ type: 'Timeout', stage: 2, scope: 'stage' });
+  expect(failed.error).toMatchObject({ type: 'DeadlineExceededError', stage: 2, scope: 'stage' });
   // The signal arriving now is refused (409): the job no longer waits for it.
   expect((await postSignal(jobId, 'approval', APPROVAL)).status).toBe(409);
 });

@@ -62,7 +62,7 @@ test('200 tasks of one stage completing concurrently over 20 connections: exactl
       return machine.processTaskMessages([message.body]);
     }),
   );
-  expect(outcomes.flat().every((o) => o.outcome === 'completed')).toBe(true);
+  expect(outcomes.flat().every((o) => o.kind === 'completed')).toBe(true);
 
   const view = await h.machine.getJob(job.jobId);
   expect(view.stages[0]).toMatchObject({ total: n, completed: n, failed: 0, status: 'COMPLETED' });
@@ -141,7 +141,7 @@ test('a second PROCESSING for the same stage raises InvalidTransitionError and t
   // ...and the dead-letter consumer then fails the job with the reason: it is not left PROCESSING.
   const failed = await h.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
-  expect(failed.error).toMatchObject({ type: 'DeadLettered', stage: 2 });
+  expect(failed.error).toMatchObject({ type: 'DeadLetteredError', stage: 2 });
   await worker.stop();
   await h.stop();
 });

@@ -125,7 +125,7 @@ test('a fan-out that yields different tasks when resumed fails the job instead o
   faults.shuffleOnResume = true;
   await expect(h.machine.processJobMessage(message?.body)).rejects.toThrow(/terminating connection/);
   const outcome = await h.machine.processJobMessage(message?.body);
-  expect(outcome).toMatchObject({ outcome: 'failed' });
+  expect(outcome).toMatchObject({ kind: 'failed' });
   const failed = await h.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
   expect(failed.error).toMatchObject({ type: 'FanOutError', stage: 1, message: expect.stringContaining("must be deterministic") as unknown });

@@ -63,7 +63,7 @@ export class ApiClient {
     try {
       parsed = text === '' ? null : JSON.parse(text);
     } catch {
-      throw new ApiError(response.status, { type: 'BadResponse', message: `HTTP ${response.status} with a body that is not JSON: ${text.slice(0, 200)}` });
+      throw new ApiError(response.status, { type: 'BadResponseError', message: `HTTP ${response.status} with a body that is not JSON: ${text.slice(0, 200)}` });
     }
     if (!response.ok) throw new ApiError(response.status, errorFrom(parsed, response.status));
     return { status: response.status, body: parsed as T, headers: response.headers };
@@ -137,14 +137,14 @@ function redirectRefused(url: string, apiPath: string, status: number, location:
   const from = new URL(url).origin;
   const why = 'the CLI does not follow redirects, because it would send the function key (and the request body) there too';
   if (location === null || !URL.canParse(location, url)) {
-    return { type: 'RedirectRefused', message: `${from} answered HTTP ${status} (a redirect${location === null ? ' without a Location' : ` to ${JSON.stringify(location)}`}); ${why}. Check --url` };
+    return { type: 'RedirectRefusedError', message: `${from} answered HTTP ${status} (a redirect${location === null ? ' without a Location' : ` to ${JSON.stringify(location)}`}); ${why}. Check --url` };
   }
   const target = new URL(location, url);
   // The same API under a new base (https://host/api/jobs for http://host/api/jobs): suggest that base.
   const tail = `/${apiPath.split('?')[0] ?? ''}`;
   const base = target.pathname.endsWith(tail) ? `${target.origin}${target.pathname.slice(0, -tail.length)}` : target.origin;
   return {
-    type: 'RedirectRefused',
+    type: 'RedirectRefusedError',
     message: `${from} answered HTTP ${status}, redirecting to ${target.href}; ${why}. If that is the same service (e.g. http → https), use --url ${base}`,
   };
 }

@@ -109,14 +109,14 @@ async function handle(
     checkDeclaredLength(req, limit);
   }
   if (!target.pathname.startsWith('/api/')) {
-    throw new HttpRefusal(404, 'NotFound', `no route for ${target.pathname.slice(0, 200)}: the API lives under /api/`);
+    throw new HttpRefusal(404, 'NotFoundError', `no route for ${target.pathname.slice(0, 200)}: the API lives under /api/`);
   }
   const path = target.pathname.slice('/api/'.length).replace(/\/$/, '');
   const candidates = routes.map((route) => ({ route, params: matchRoute(route.route, path) })).filter((c) => c.params);
   const match = candidates.find((c) => c.route.methods.includes(method as never));
   if (!match?.params) {
-    if (candidates.length > 0) throw new HttpRefusal(405, 'MethodNotAllowed', `${method} is not allowed on /api/${path}`);
-    throw new HttpRefusal(404, 'NotFound', `no route for /api/${path.slice(0, 200)}`);
+    if (candidates.length > 0) throw new HttpRefusal(405, 'MethodNotAllowedError', `${method} is not allowed on /api/${path}`);
+    throw new HttpRefusal(404, 'NotFoundError', `no route for /api/${path.slice(0, 200)}`);
   }
   const query = new URLSearchParams(target.search);
   if (match.route.authLevel === 'function' && options.functionKey) {

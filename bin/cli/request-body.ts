@@ -49,12 +49,12 @@ export function readBodyWithLimit(req: http.IncomingMessage, limit: number): Pro
     };
     const onError = (error: Error) => {
       cleanup();
-      reject(new HttpRefusal(400, 'BadRequest', `the request body could not be read: ${error.message}`));
+      reject(new HttpRefusal(400, 'BadRequestError', `the request body could not be read: ${error.message}`));
     };
     // The client went away before the body ended: nobody is left to answer, but the promise must settle.
     const onClose = () => {
       cleanup();
-      reject(new HttpRefusal(400, 'BadRequest', 'the client closed the connection before the body ended'));
+      reject(new HttpRefusal(400, 'BadRequestError', 'the client closed the connection before the body ended'));
     };
     req.on('data', onData);
     req.on('end', onEnd);

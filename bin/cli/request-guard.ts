@@ -26,15 +26,15 @@ export function isLoopbackAddress(host: string): boolean {
 
 /** The Host header, checked for shape (always) and for loopback names and port (when bound to loopback). */
 export function checkHost(header: string | undefined, options: GuardOptions): string {
-  if (!header) throw new HttpRefusal(400, 'BadRequest', 'a Host header is required');
+  if (!header) throw new HttpRefusal(400, 'BadRequestError', 'a Host header is required');
   const match = HOST.exec(header);
   const port = match?.[2] === undefined ? 80 : Number(match[2]);
-  if (!match || port > 65535) throw new HttpRefusal(400, 'BadRequest', `invalid Host header ${JSON.stringify(header.slice(0, 100))}`);
+  if (!match || port > 65535) throw new HttpRefusal(400, 'BadRequestError', `invalid Host header ${JSON.stringify(header.slice(0, 100))}`);
   const name = (match[1] ?? '').toLowerCase();
   if (options.loopbackOnly && (!LOOPBACK_NAMES.has(name) || port !== options.port)) {
     throw new HttpRefusal(
       421,
-      'MisdirectedRequest',
+      'MisdirectedRequestError',
       `Host "${header}" is not this server: "coremachine dev" on a loopback address answers only localhost, 127.0.0.1 or [::1] on port ${options.port} (bind with --host 0.0.0.0 to serve other names)`,
     );
   }
@@ -49,7 +49,7 @@ export function checkOrigin(req: http.IncomingMessage, method: string, host: str
   if (!MUTATING.has(method)) return;
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin' && site !== 'none') {
-    throw new HttpRefusal(403, 'CrossSiteRequest', `${method} from another site is refused (Sec-Fetch-Site: ${site})`);
+    throw new HttpRefusal(403, 'CrossSiteRequestError', `${method} from another site is refused (Sec-Fetch-Site: ${site})`);
   }
   const origin = req.headers.origin;
   if (origin === undefined) return;
@@ -61,7 +61,7 @@ export function checkOrigin(req: http.IncomingMessage, method: string, host: str
   } catch {
     own = false; // "null" and other opaque origins are never this server
   }
-  if (!own) throw new HttpRefusal(403, 'CrossSiteRequest', `${method} from origin ${JSON.stringify(origin.slice(0, 200))} is refused: only pages served by this server may change jobs`);
+  if (!own) throw new HttpRefusal(403, 'CrossSiteRequestError', `${method} from origin ${JSON.stringify(origin.slice(0, 200))} is refused: only pages served by this server may change jobs`);
 }
 
 /** A body must say it is JSON: a form or text/plain body is what a cross-site page can send without asking. */
@@ -70,7 +70,7 @@ export function checkContentType(req: http.IncomingMessage): void {
   if (type !== 'application/json') {
     throw new HttpRefusal(
       415,
-      'UnsupportedMediaType',
+      'UnsupportedMediaTypeError',
       `a request body must be sent with content-type: application/json (got ${type ? JSON.stringify(type) : 'none'})`,
     );
   }
@@ -81,9 +81,9 @@ const digest = (text: string) => createHash('sha256').update(text).digest();
 /** Compares digests of equal length in constant time, so the time taken says nothing about the key. */
 export function checkFunctionKey(presented: string | undefined, expected: string): void {
   if (presented === undefined || presented === '') {
-    throw new HttpRefusal(401, 'Unauthorized', 'this route needs the function key: send it as the x-functions-key header or ?code=');
+    throw new HttpRefusal(401, 'UnauthorizedError', 'this route needs the function key: send it as the x-functions-key header or ?code=');
   }
   if (!timingSafeEqual(digest(presented), digest(expected))) {
-    throw new HttpRefusal(401, 'Unauthorized', 'the function key sent (x-functions-key or ?code=) is wrong');
+    throw new HttpRefusal(401, 'UnauthorizedError', 'the function key sent (x-functions-key or ?code=) is wrong');
   }
 }

@@ -15,7 +15,7 @@ export interface RequestTarget {
  */
 export function parseRequestTarget(url: string | undefined): RequestTarget {
   const target = url ?? '/';
-  if (!target.startsWith('/')) throw new HttpRefusal(400, 'BadRequest', 'the request target must be a path starting with "/"');
+  if (!target.startsWith('/')) throw new HttpRefusal(400, 'BadRequestError', 'the request target must be a path starting with "/"');
   const query = target.indexOf('?');
   const pathname = query >= 0 ? target.slice(0, query) : target;
   const search = query >= 0 ? target.slice(query + 1) : '';
@@ -23,7 +23,7 @@ export function parseRequestTarget(url: string | undefined): RequestTarget {
     try {
       decodeURIComponent(segment);
     } catch {
-      throw new HttpRefusal(400, 'BadRequest', `the path segment ${JSON.stringify(segment.slice(0, 100))} is not valid percent-encoding`);
+      throw new HttpRefusal(400, 'BadRequestError', `the path segment ${JSON.stringify(segment.slice(0, 100))} is not valid percent-encoding`);
     }
   }
   return { pathname, search };

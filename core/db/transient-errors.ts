@@ -40,7 +40,7 @@ const TRANSIENT_MESSAGES = [
 
 /** An infrastructure fault the caller retries or redelivers; carries the driver error as cause. */
 export class TransientDatabaseError extends Error {
-  readonly type = 'Unavailable';
+  readonly type = 'TransientDatabaseError';
   readonly transient = true;
   constructor(cause: unknown) {
     super(`database unavailable for now: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });

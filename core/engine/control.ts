@@ -39,7 +39,7 @@ export async function cancelJob(db: Queryable, _context: EngineContext, jobId: s
   const job = await lockJob(db, jobId);
   assertTaskTransition('*', 'QUEUED', 'CANCELLED');
   assertTaskTransition('*', 'PROCESSING', 'CANCELLED');
-  const { moved, transition } = await move(db, job, 'CANCELLED', { error: { type: 'Cancelled', message: 'cancelled by an operator', stage: job.stage } });
+  const { moved, transition } = await move(db, job, 'CANCELLED', { error: { type: 'CancelledError', message: 'cancelled by an operator', stage: job.stage } });
   const tasks = await cancelOpenTasks(db, jobId);
   await cancelOpenStages(db, jobId);
   const reason = new Error(`job ${jobId} was cancelled`);

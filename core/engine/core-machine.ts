@@ -29,7 +29,7 @@ import { claimStage, type JobMessageOutcome } from './stage-start';
 import { createStageTasks, stageDefinitionOf } from './stage-creation';
 import { waitUntilEnded } from './job-wait';
 import { Schedules, type ScheduleSweepOptions } from '../schedules/schedules';
-import { TaskBatches, type TaskMessageOutcome } from './task-batch';
+import { TaskRunner, type TaskMessageOutcome } from './task-runner';
 import { withMessageAttributes, type MessageMeta } from './message-meta';
 import { UnitOfWork } from './unit-of-work';
 import { acceptSignal } from './signal-stage';
@@ -66,7 +66,7 @@ export class CoreMachine {
   readonly schedules: Schedules;
   /** Every state change goes through it: one transaction, its outbox intents, reported transitions, dispatch. */
   private readonly unitOfWork: UnitOfWork;
-  private readonly tasks: TaskBatches;
+  private readonly tasks: TaskRunner;
   private readonly pool: pg.Pool;
   private readonly registry: Registry;
   private readonly logger: Logger;
@@ -92,7 +92,7 @@ export class CoreMachine {
     this.transport = deps.transport;
     this.outbox = new Outbox(deps.pool, deps.transport);
     this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, { registry: deps.registry, logger: deps.logger }, (tasks) => this.tasks.abort(tasks));
-    this.tasks = new TaskBatches(deps.pool, deps.registry, deps.logger, this.unitOfWork, deps.extendLeases ?? true);
+    this.tasks = new TaskRunner(deps.pool, deps.registry, deps.logger, this.unitOfWork, deps.extendLeases ?? true);
     this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.unitOfWork);
     this.schedules = new Schedules(deps.pool, this.unitOfWork, deps.registry, deps.logger, (jobType, parameters, key) => this.submitJob(jobType, parameters, { idempotencyKey: key }), deps.schedules);
   }
@@ -223,15 +223,15 @@ export class CoreMachine {
         claimed.kind === 'done'
           ? claimed.outcome
           : await createStageTasks(this.unitOfWork, this.pool, stageDefinitionOf(this.registry, claimed.job), claimed.job, claimed.stage, claimed.resend);
-      span.setAttribute('outcome', outcome.outcome);
-      if (outcome.outcome === 'duplicate' || outcome.outcome === 'ignored') {
-        this.logger.info(`job message ${outcome.outcome}`, { jobId: outcome.jobId, stage: outcome.stage, reason: outcome.reason });
+      span.setAttribute('outcome', outcome.kind);
+      if (outcome.kind === 'duplicate' || outcome.kind === 'ignored') {
+        this.logger.info(`job message ${outcome.kind}`, { jobId: outcome.jobId, stage: outcome.stage, reason: outcome.reason });
       }
       return outcome;
     });
   }
 
-  /** A batch of task messages (see TaskBatches): one outcome per message, in order. */
+  /** A batch of task messages (see TaskRunner): one outcome per message, in order. */
   async processTaskMessages(bodies: readonly unknown[], metas: readonly MessageMeta[] = []): Promise<TaskMessageOutcome[]> {
     return this.tasks.process(bodies, metas);
   }

@@ -86,7 +86,7 @@ export async function processDeadLetter(db: Queryable, context: EngineContext, l
     context.logger.warn('dead letter recorded', { queue: letter.queue, messageId: letter.messageId, reason: letter.reason, why: authority.why });
     return { outcome: 'recorded', after: NOTHING_AFTER_COMMIT };
   }
-  const error: ErrorShape = { type: 'DeadLettered', message: `message dead-lettered: ${letter.reason}: ${letter.description}` };
+  const error: ErrorShape = { type: 'DeadLetteredError', message: `message dead-lettered: ${letter.reason}: ${letter.description}` };
 
   if (task) {
     // Lock order job → tasks → stage, as everywhere.

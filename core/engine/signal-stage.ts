@@ -24,7 +24,7 @@ export async function startWaitingStage(db: Queryable, context: EngineContext, j
   context.logger.info('stage waiting for a signal', { jobId: job.job_id, stage: job.stage, signal });
   return {
     kind: 'done',
-    outcome: { outcome: 'started', jobId: job.job_id, stage: job.stage, tasks: 0 },
+    outcome: { kind: 'started', jobId: job.job_id, stage: job.stage, tasks: 0 },
     after: afterCommit({ transitions: [{ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName: definition.name, tasks: 0 } }] }),
   };
 }

@@ -59,7 +59,7 @@ export async function advanceStage(db: Queryable, context: EngineContext, stageR
   const status = failures.count > 0 ? 'COMPLETED_WITH_ERRORS' : 'COMPLETED';
   const error: ErrorShape | null =
     failures.count > 0
-      ? { type: 'TasksFailed', message: `${failures.count} task(s) failed within their stages' failure tolerance`, failures: failures.listed }
+      ? { type: 'TasksFailedError', message: `${failures.count} task(s) failed within their stages' failure tolerance`, failures: failures.listed }
       : null;
   const completed = await transitionJob(db, job.job_id, 'PROCESSING', status, { atStage: stageRow.stage, result: result ?? null, error });
   if (!completed) throw new Error(`job ${job.job_id} changed under its row lock while finalizing`);

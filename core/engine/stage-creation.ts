@@ -85,13 +85,13 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
       });
     } catch (error) {
       if (error instanceof ChunkSuperseded || uniqueViolation(error)) {
-        return { ...base, outcome: 'duplicate', reason: `task creation of stage ${job.stage} moved on without this delivery (another delivery, or the job stopped)` };
+        return { ...base, kind: 'duplicate', reason: `task creation of stage ${job.stage} moved on without this delivery (another delivery, or the job stopped)` };
       }
       throw error;
     }
     intents = [];
     from += chunk.specs.length;
-    if (!row.creating) return { ...base, outcome: 'started', tasks: row.total };
+    if (!row.creating) return { ...base, kind: 'started', tasks: row.total };
   }
 }
 
@@ -125,7 +125,7 @@ async function failFanOut(uow: UnitOfWork, definition: AnyTaskStageDefinition, j
     const failed = await failJob(client, context, job.job_id, job.stage, errorToShape(failure, { stage: job.stage }));
     return { value: failed.failed, ...failed.after };
   });
-  return { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: failure.message };
+  return { kind: 'failed', jobId: job.job_id, stage: job.stage, error: failure.message };
 }
 
 async function previousResults(pool: pg.Pool, jobId: string, stage: number): Promise<StageResults<unknown>> {

@@ -10,9 +10,9 @@ import { startWaitingStage } from './signal-stage';
 import { startStageClock } from './deadlines';
 
 export type JobMessageOutcome =
-  | { outcome: 'started' | 'resumed'; jobId: string; stage: number; tasks: number }
-  | { outcome: 'failed'; jobId: string; stage: number; error: string }
-  | { outcome: 'duplicate' | 'ignored'; jobId: string; stage: number; reason: string };
+  | { kind: 'started' | 'resumed'; jobId: string; stage: number; tasks: number }
+  | { kind: 'failed'; jobId: string; stage: number; error: string }
+  | { kind: 'duplicate' | 'ignored'; jobId: string; stage: number; reason: string };
 
 /** What the job message's first transaction decided: done, or tasks to create (stage-creation.ts). */
 export type StageClaim =
@@ -43,7 +43,7 @@ export async function claimStage(db: Queryable, context: EngineContext, message:
   const existing = await findStage(db, job.job_id, job.stage);
   // A job already out of time fails here, before any fan-out; a new stage's clock starts here.
   const clock = await startStageClock(db, context, job, stageDefinition.timeoutSeconds, !existing);
-  if (clock.timedOut) return { kind: 'done', outcome: { outcome: 'failed', jobId: job.job_id, stage: job.stage, error: clock.timedOut.message }, after: clock.after };
+  if (clock.timedOut) return { kind: 'done', outcome: { kind: 'failed', jobId: job.job_id, stage: job.stage, error: clock.timedOut.message }, after: clock.after };
   if (existing?.creating) return { kind: 'create', job, stage: existing, ...(message.resend ? { resend: message.resend } : {}) };
   if (existing) return resumeStage(db, context, job, existing, message.resend);
   if (isSignalStage(stageDefinition)) return startWaitingStage(db, context, job, stageDefinition);
@@ -66,7 +66,7 @@ async function unfinishedCreation(db: Queryable, message: JobQueueMessage): Prom
 }
 
 async function resumeStage(db: Queryable, context: EngineContext, job: JobRow, stage: StageRow, resend: string | undefined): Promise<StageClaim> {
-  const outcome: JobMessageOutcome = { outcome: 'resumed', jobId: job.job_id, stage: job.stage, tasks: stage.total - stage.completed - stage.failed };
+  const outcome: JobMessageOutcome = { kind: 'resumed', jobId: job.job_id, stage: job.stage, tasks: stage.total - stage.completed - stage.failed };
   context.logger.info('stage resumed', { jobId: job.job_id, stage: job.stage, remaining: outcome.tasks });
   // Everything finished while the job was paused: the advance it could not make happens now.
   if (stage.completed + stage.failed >= stage.total) return { kind: 'done', outcome, after: await advanceStage(db, context, stage) };
@@ -96,14 +96,14 @@ async function classifyUnclaimedJobMessage(db: Queryable, message: JobQueueMessa
   const base = { jobId: message.jobId, stage: message.stage };
   if (!job) throw new JobNotFoundError(message.jobId);
   if (job.job_type !== message.jobType) throw new MalformedMessageError(`message names job type "${message.jobType}" but job ${job.job_id} is "${job.job_type}"`);
-  if (job.stage > message.stage) return { ...base, outcome: 'duplicate', reason: `job is already at stage ${job.stage}` };
+  if (job.stage > message.stage) return { ...base, kind: 'duplicate', reason: `job is already at stage ${job.stage}` };
   // The engine sends a stage's message only after the job reached that stage, so one for a stage
   // ahead was not sent by it: no redelivery can make it valid.
   if (job.stage < message.stage) throw new MalformedMessageError(`message for stage ${message.stage} but job ${job.job_id} is at stage ${job.stage}, which the engine never sends`);
   if (job.status === 'PROCESSING') {
-    if (await findStage(db, job.job_id, job.stage)) return { ...base, outcome: 'duplicate', reason: 'stage already started' };
+    if (await findStage(db, job.job_id, job.stage)) return { ...base, kind: 'duplicate', reason: 'stage already started' };
     throw new InvalidTransitionError('job', job.job_id, 'PROCESSING', 'PROCESSING', `stage ${job.stage} is PROCESSING but was never started`);
   }
   if (job.status === 'QUEUED') throw new Error(`job ${job.job_id} is QUEUED at stage ${job.stage} but could not be claimed`);
-  return { ...base, outcome: 'ignored', reason: `job is ${job.status}` };
+  return { ...base, kind: 'ignored', reason: `job is ${job.status}` };
 }

@@ -39,7 +39,7 @@ export async function releaseRemoteClaim(db: Queryable, taskId: string): Promise
   const result = await db.query({
     name: 'cm_release_remote_claim',
     text: `UPDATE coremachine.tasks SET status = 'QUEUED', claim_id = NULL, lease_expires_at = NULL, worker_id = NULL,
-                  error = jsonb_build_object('type', 'Released', 'message', 'claim released by an operator', 'taskId', task_id, 'stage', stage)
+                  error = jsonb_build_object('type', 'ClaimReleasedError', 'message', 'claim released by an operator', 'taskId', task_id, 'stage', stage)
             WHERE task_id = $1 AND status = 'PROCESSING' AND remote`,
     values: [taskId],
   });

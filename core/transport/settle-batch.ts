@@ -85,7 +85,7 @@ export async function settleBatch(host: MessageHost, messages: readonly HeldMess
   for (const [index, message] of messages.entries()) {
     const settlement = settlements[index] as Settlement;
     const result = results[index];
-    const label = result?.ok ? (result.outcome?.outcome ?? 'ok') : settlement.action;
+    const label = result?.ok ? (result.outcome?.kind ?? 'ok') : settlement.action;
     counts[label] = (counts[label] ?? 0) + 1;
     if (settlement.action === 'complete') {
       await host.complete(index);

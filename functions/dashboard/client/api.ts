@@ -40,7 +40,7 @@ export async function api<T>(method: 'GET' | 'POST' | 'DELETE', path: string, bo
   try {
     parsed = text ? JSON.parse(text) : null;
   } catch {
-    parsed = { error: { type: 'BadResponse', message: text.slice(0, 500) } };
+    parsed = { error: { type: 'BadResponseError', message: text.slice(0, 500) } };
   }
   if (!response.ok) throw new ApiError(response.status, errorOf(parsed));
   return parsed as T;

@@ -156,7 +156,7 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
     try {
       parameters = JSON.parse(submitParams.value);
     } catch (error) {
-      fill(submitOut, errorBox({ type: 'InvalidJSON', message: `Parameters are not valid JSON: ${error instanceof Error ? error.message : String(error)}` }));
+      fill(submitOut, errorBox({ type: 'InvalidJsonError', message: `Parameters are not valid JSON: ${error instanceof Error ? error.message : String(error)}` }));
       submitParams.focus();
       return;
     }

@@ -33,7 +33,7 @@ export function signalPanel(jobId: string, onSent: () => void): SignalPanel {
     try {
       JSON.parse(payload.value);
     } catch (error) {
-      fill(out, errorBox({ type: 'InvalidJson', message: `the payload is not valid JSON: ${error instanceof Error ? error.message : String(error)}` }));
+      fill(out, errorBox({ type: 'InvalidJsonError', message: `the payload is not valid JSON: ${error instanceof Error ? error.message : String(error)}` }));
       return;
     }
     send.disabled = true;

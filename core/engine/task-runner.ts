@@ -20,11 +20,11 @@ import { commit } from './commit';
 import type { UnitOfWork } from './unit-of-work';
 
 export type TaskMessageOutcome =
-  | { outcome: 'completed' | 'failed'; taskId: string }
-  | { outcome: 'duplicate' | 'ignored' | 'fenced'; taskId: string; reason: string }
+  | { kind: 'completed' | 'failed'; taskId: string }
+  | { kind: 'duplicate' | 'ignored' | 'fenced'; taskId: string; reason: string }
   /** The task's concurrency or rate limit is reached: it stays QUEUED and the message comes back later. */
-  | { outcome: 'deferred'; taskId: string; reason: string; retryAfterMs?: number }
-  | { outcome: 'malformed'; taskId?: string; reason: string; error: MalformedMessageError | TaskNotFoundError };
+  | { kind: 'deferred'; taskId: string; reason: string; retryAfterMs?: number }
+  | { kind: 'malformed'; taskId?: string; reason: string; error: MalformedMessageError | TaskNotFoundError };
 
 export interface Parsed {
   index: number;
@@ -40,7 +40,7 @@ const WAKE_AFTER_DEFERRAL_MS = 60_000;
  * it in a unit of work) → one outcome per message, in order. Throws only on errors where
  * redelivery can help (database unreachable); the batch is then given back as a whole.
  */
-export class TaskBatches {
+export class TaskRunner {
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commit(results));
   /** Handlers running in this process: a cancel aborts them, a shutdown gives their claims back, the keeper extends their leases. */
   private readonly running = new Map<string, RunningTask>();
@@ -101,7 +101,7 @@ export class TaskBatches {
         const deferral = deferred.get(message.taskId);
         if (!deferral) continue;
         this.noteDeferral(deferral.limitKey);
-        outcomes[index] = { outcome: 'deferred', taskId: message.taskId, reason: deferral.reason, ...(deferral.retryAfterMs === undefined ? {} : { retryAfterMs: deferral.retryAfterMs }) };
+        outcomes[index] = { kind: 'deferred', taskId: message.taskId, reason: deferral.reason, ...(deferral.retryAfterMs === undefined ? {} : { retryAfterMs: deferral.retryAfterMs }) };
       }
       claimedIds = new Set(claimed.map((task) => task.task_id));
       const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId) && !deferred.has(p.message.taskId));
@@ -133,7 +133,7 @@ export class TaskBatches {
    * failed with their Timeout now rather than at the next janitor sweep, so no handler starts late.
    */
   private async failOverdue(parsed: readonly Parsed[], outcomes: Array<TaskMessageOutcome | undefined>): Promise<void> {
-    const ignored = parsed.filter((p) => outcomes[p.index]?.outcome === 'ignored');
+    const ignored = parsed.filter((p) => outcomes[p.index]?.kind === 'ignored');
     if (ignored.length === 0) return;
     const jobIds = [...new Set(ignored.map((p) => p.message.jobId))];
     const timedOut = await retryTransient(() =>
@@ -145,7 +145,7 @@ export class TaskBatches {
     const reasons = new Map(timedOut.map((job) => [job.jobId, job.reason.message]));
     for (const { index, message } of ignored) {
       const reason = reasons.get(message.jobId);
-      if (reason) outcomes[index] = { outcome: 'ignored', taskId: message.taskId, reason };
+      if (reason) outcomes[index] = { kind: 'ignored', taskId: message.taskId, reason };
     }
   }
 
@@ -193,8 +193,8 @@ export class TaskBatches {
       settledById.set(
         task.task_id,
         settled
-          ? { outcome: result.error ? 'failed' : 'completed', taskId: task.task_id }
-          : { outcome: 'fenced', taskId: task.task_id, reason: 'claim was no longer current when the result arrived' },
+          ? { kind: result.error ? 'failed' : 'completed', taskId: task.task_id }
+          : { kind: 'fenced', taskId: task.task_id, reason: 'claim was no longer current when the result arrived' },
       );
     } catch (error) {
       recordFailure(span, error);
@@ -227,12 +227,12 @@ export function parseTaskMessages(bodies: readonly unknown[]): { parsed: Parsed[
     const result = TaskQueueMessage.safeParse(body);
     if (!result.success) {
       const error = new MalformedMessageError(`task message does not match TaskQueueMessage: ${describeZodError(result.error)}`, result.error.issues);
-      outcomes[index] = { outcome: 'malformed', reason: error.message, error };
+      outcomes[index] = { kind: 'malformed', reason: error.message, error };
       return;
     }
     const key = `${result.data.taskId}:${result.data.attempt}`;
     if (seen.has(key)) {
-      outcomes[index] = { outcome: 'duplicate', taskId: result.data.taskId, reason: 'same message twice in one batch' };
+      outcomes[index] = { kind: 'duplicate', taskId: result.data.taskId, reason: 'same message twice in one batch' };
       return;
     }
     seen.add(key);
@@ -258,13 +258,13 @@ async function classifyUnclaimed(db: Queryable, unclaimed: readonly Parsed[]): P
     const taskId = message.taskId;
     if (!state) {
       const error = new TaskNotFoundError(taskId);
-      outcomes.set(index, { outcome: 'malformed', taskId, reason: error.message, error });
+      outcomes.set(index, { kind: 'malformed', taskId, reason: error.message, error });
     } else if (state.attempt > message.attempt || state.status === 'COMPLETED' || state.status === 'FAILED' || state.status === 'CANCELLED') {
-      outcomes.set(index, { outcome: 'duplicate', taskId, reason: `task is ${state.status} at attempt ${state.attempt}` });
+      outcomes.set(index, { kind: 'duplicate', taskId, reason: `task is ${state.status} at attempt ${state.attempt}` });
     } else if (state.status === 'PROCESSING') {
-      outcomes.set(index, { outcome: 'duplicate', taskId, reason: 'task is being processed under a live lease' });
+      outcomes.set(index, { kind: 'duplicate', taskId, reason: 'task is being processed under a live lease' });
     } else {
-      outcomes.set(index, { outcome: 'ignored', taskId, reason: 'job is not processing this stage' });
+      outcomes.set(index, { kind: 'ignored', taskId, reason: 'job is not processing this stage' });
     }
   }
   return outcomes;
