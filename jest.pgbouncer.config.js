@@ -24,7 +24,16 @@ if (!available) {
 module.exports = {
   ...base,
   testMatch: available
-    ? ['**/full-job.test.ts', '**/at-least-once.test.ts', '**/fault-injection.test.ts', '**/pgbouncer.test.ts', '**/stage-check.test.ts', '**/concurrency-limits.test.ts', '**/deadlines.test.ts', '**/signals.test.ts']
+    ? [
+        '**/full-job.test.ts',
+        '**/at-least-once.test.ts',
+        '**/fault-injection.test.ts',
+        '**/pgbouncer.test.ts',
+        '**/stage-check.test.ts',
+        '**/concurrency-limits.test.ts',
+        '**/deadlines.test.ts',
+        '**/signals.test.ts',
+      ]
     : [],
   passWithNoTests: !available,
 };

@@ -25,7 +25,8 @@ const TARGET_LOAD_MS = 500;
 const MODES = {
   'telemetry off': {},
   'telemetry on': {
-    APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/',
+    APPLICATIONINSIGHTS_CONNECTION_STRING:
+      'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/',
     APPLICATION_INSIGHTS_NO_STATSBEAT: 'true',
   },
 } as const;
@@ -87,7 +88,10 @@ async function main(): Promise<void> {
     const lines = [
       '# Deployment artifact — size and cold load',
       '',
-      `Loaded with Node ${nodeVersion}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')} at the end${load1 > 1 ? ' — WARNING: the machine is busy; load times are inflated' : ''}. Built in ${Math.round(buildMs)} ms.`,
+      `Loaded with Node ${nodeVersion}, ${os.cpus().length} CPUs, load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' / ')} at the end${load1 > 1 ? ' — WARNING: the machine is busy; load times are inflated' : ''}. Built in ${Math.round(buildMs)} ms.`,
       '',
       '| zip | unpacked | files | npm packages bundled | functions registered |',
       '|---:|---:|---:|---:|---:|',
@@ -104,7 +108,9 @@ async function main(): Promise<void> {
     (json ? process.stderr : process.stdout).write(`${lines.join('\n')}\n`);
     if (json) {
       const summary = Object.fromEntries(modes.map((mode) => [mode, { loadedMs: spread(loaded[mode]), cpuMs: spread(cpu[mode]), wallMs: spread(wall[mode]) }]));
-      process.stdout.write(`${JSON.stringify({ node: nodeVersion, zipBytes: artifact.zipBytes, unpackedBytes: artifact.unpackedBytes, files: artifact.files.length, bundledPackages: artifact.bundledPackages.length, functions, runs, buildMs: Math.round(buildMs), coldLoad: summary })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ node: nodeVersion, zipBytes: artifact.zipBytes, unpackedBytes: artifact.unpackedBytes, files: artifact.files.length, bundledPackages: artifact.bundledPackages.length, functions, runs, buildMs: Math.round(buildMs), coldLoad: summary })}\n`,
+      );
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -82,8 +82,18 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         const timings = await stageTimings(poller, job.jobId, spec.n);
         const analyzed = await autoAnalyzedAt(poller, started);
         const taskHotUpdateShare = await hotUpdateShare(poller);
-        const notes = analyzed === null ? ['tasks table not auto-analyzed during the run'] : [`tasks table auto-analyzed ${Math.round(analyzed)} ms after submit`];
-        return { elapsedMs, stageCreateMs, stageDispatchMs, ...timings, uncountedTransactions: polls, autoAnalyzedAfterMs: analyzed, taskHotUpdateShare, notes };
+        const notes =
+          analyzed === null ? ['tasks table not auto-analyzed during the run'] : [`tasks table auto-analyzed ${Math.round(analyzed)} ms after submit`];
+        return {
+          elapsedMs,
+          stageCreateMs,
+          stageDispatchMs,
+          ...timings,
+          uncountedTransactions: polls,
+          autoAnalyzedAfterMs: analyzed,
+          taskHotUpdateShare,
+          notes,
+        };
       } finally {
         await poller.end();
       }

@@ -1,7 +1,17 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { z } from 'zod';
-import { Logger, run, runMigrations, makeWorkerUtils, type AddJobsJobSpec, type Runner, type TaskList, type WorkerEvents, type WorkerUtils } from 'graphile-worker';
+import {
+  Logger,
+  run,
+  runMigrations,
+  makeWorkerUtils,
+  type AddJobsJobSpec,
+  type Runner,
+  type TaskList,
+  type WorkerEvents,
+  type WorkerUtils,
+} from 'graphile-worker';
 import { createStageCounters } from './database-setup';
 import type { RunSpec } from './protocol';
 import type { SqlCounter } from './sql-counter';
@@ -100,7 +110,12 @@ export function graphileRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         const polls = await waitForEmptyQueue(spec, started);
         const elapsedMs = performance.now() - started;
         if (failures > 0) throw new Error(`${failures} graphile-worker jobs failed`);
-        return { elapsedMs, ...handovers(spec.stages, firstStart, lastCompletion), uncountedTransactions: polls, settings: { ...spec.graphile, pool: spec.poolSize } };
+        return {
+          elapsedMs,
+          ...handovers(spec.stages, firstStart, lastCompletion),
+          uncountedTransactions: polls,
+          settings: { ...spec.graphile, pool: spec.poolSize },
+        };
       } finally {
         clearTimeout(timer);
       }

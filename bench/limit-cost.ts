@@ -27,7 +27,13 @@ function flag(name: string, fallback: number): number {
   return value;
 }
 
-async function runCase(adminUrl: string, label: string, n: number, workMs: number, concurrency: TaskConcurrency | undefined): Promise<{ ms: number; deferrals: number; meanRunning: number }> {
+async function runCase(
+  adminUrl: string,
+  label: string,
+  n: number,
+  workMs: number,
+  concurrency: TaskConcurrency | undefined,
+): Promise<{ ms: number; deferrals: number; meanRunning: number }> {
   const database = await createDatabase(adminUrl, `limits_${label}`, {});
   const pools = Array.from({ length: INSTANCES }, () => createPool(database.url, { max: 6 }));
   const transport = new InProcessTransport({ lockDurationMs: 60_000, maxDeliveryCount: 10 });
@@ -91,7 +97,9 @@ async function main(): Promise<void> {
     for (const [label, concurrency] of cases) {
       const { ms, deferrals, meanRunning } = await runCase(server.adminUrl, label, n, workMs, concurrency);
       const ideal = concurrency && concurrency.limit < n ? Math.round((n * workMs) / concurrency.limit) : NaN;
-      process.stdout.write(`${label.padEnd(12)} ${ms.toFixed(0).padStart(6)} ${((n / ms) * 1000).toFixed(0).padStart(9)} ${String(Number.isNaN(ideal) ? '-' : ideal).padStart(10)} ${String(deferrals).padStart(11)} ${meanRunning.toFixed(1).padStart(14)}\n`);
+      process.stdout.write(
+        `${label.padEnd(12)} ${ms.toFixed(0).padStart(6)} ${((n / ms) * 1000).toFixed(0).padStart(9)} ${String(Number.isNaN(ideal) ? '-' : ideal).padStart(10)} ${String(deferrals).padStart(11)} ${meanRunning.toFixed(1).padStart(14)}\n`,
+      );
     }
   } finally {
     await server.stop();

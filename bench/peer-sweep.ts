@@ -38,7 +38,9 @@ export async function sweepPeers(server: BenchServer, options: BenchOptions, log
   async function best<T extends object>(system: SystemName, grid: readonly T[], specFor: (setting: T) => PeerSettings): Promise<T | undefined> {
     let winner: { setting: T; rate: number } | undefined;
     for (const setting of grid) {
-      const label = Object.entries(setting).map(([k, v]) => `${k} ${String(v)}`).join(', ');
+      const label = Object.entries(setting)
+        .map(([k, v]) => `${k} ${String(v)}`)
+        .join(', ');
       try {
         const result = await runOne(server, options, baseSpec(options, system, n, 1, workers, batch, specFor(setting)));
         log(`${describeRun(result)} (peer sweep)`);
@@ -63,7 +65,8 @@ export async function sweepPeers(server: BenchServer, options: BenchOptions, log
     choice.swept.pgBoss = pgBoss !== undefined;
   }
   const lines = [`Peer sweep at N = ${n.toLocaleString('en-US')} (1 run per setting):`, '', '| system | settings | tasks/s |', '|---|---|---:|'];
-  for (const t of tried) lines.push(`| ${t.system} | ${t.settings} | ${Number.isFinite(t.tasksPerSecond) ? round(t.tasksPerSecond, 0).toLocaleString('en-US') : 'failed'} |`);
+  for (const t of tried)
+    lines.push(`| ${t.system} | ${t.settings} | ${Number.isFinite(t.tasksPerSecond) ? round(t.tasksPerSecond, 0).toLocaleString('en-US') : 'failed'} |`);
   choice.table = lines.join('\n');
   return choice;
 }

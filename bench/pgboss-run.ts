@@ -98,7 +98,12 @@ export function pgBossRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         const polls = await waitForCompleted(spec, total, started);
         const elapsedMs = performance.now() - started;
         if (failure) throw failure;
-        return { elapsedMs, handoverMs: handovers(spec.stages, firstStart, lastCompletion), uncountedTransactions: polls, settings: { ...spec.pgBoss, pool: spec.poolSize } };
+        return {
+          elapsedMs,
+          handoverMs: handovers(spec.stages, firstStart, lastCompletion),
+          uncountedTransactions: polls,
+          settings: { ...spec.pgBoss, pool: spec.poolSize },
+        };
       } finally {
         clearTimeout(timer);
       }

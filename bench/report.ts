@@ -27,8 +27,7 @@ export interface Summary {
   otherActiveSessions: number;
 }
 
-const perRun = (results: readonly RunResult[], pick: (r: RunResult) => number | null) =>
-  spread(results.map((r) => pick(r) ?? Number.NaN));
+const perRun = (results: readonly RunResult[], pick: (r: RunResult) => number | null) => spread(results.map((r) => pick(r) ?? Number.NaN));
 
 export function summarize(results: readonly RunResult[]): Summary {
   const first = results[0];
@@ -114,7 +113,10 @@ export function markdownTable(n: number, summaries: readonly Summary[], runs: nu
   const rows = ROWS.map(([label, pick]) => `| ${label} | ${summaries.map((s) => cell(pick(s))).join(' | ')} |`);
   const cm = summaries.find((s) => s.system === 'coremachine');
   // Ratio of medians, in the table itself so a copied table carries it.
-  if (cm) rows.push(`| CoreMachine tasks/s ÷ this (medians) | ${summaries.map((s) => (s === cm ? '1' : num(cm.operationsPerSecond.median / s.operationsPerSecond.median))).join(' | ')} |`);
+  if (cm)
+    rows.push(
+      `| CoreMachine tasks/s ÷ this (medians) | ${summaries.map((s) => (s === cm ? '1' : num(cm.operationsPerSecond.median / s.operationsPerSecond.median))).join(' | ')} |`,
+    );
   const lines = [header, rule, ...rows];
   const ratios = summaries
     .filter((s) => s.system !== 'coremachine')
@@ -138,7 +140,9 @@ export function statementProfile(results: readonly RunResult[]): string {
     '|---|---:|---:|---:|',
   ];
   for (const s of run.byStatement.slice(0, 14)) {
-    lines.push(`| \`${s.key.replace(/\|/g, '\\|')}\` | ${num(s.calls / run.operations)} | ${num(s.totalMs / s.calls)} | ${num((100 * s.totalMs) / run.elapsedMs)}% |`);
+    lines.push(
+      `| \`${s.key.replace(/\|/g, '\\|')}\` | ${num(s.calls / run.operations)} | ${num(s.totalMs / s.calls)} | ${num((100 * s.totalMs) / run.elapsedMs)}% |`,
+    );
   }
   return lines.join('\n');
 }

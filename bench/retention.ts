@@ -94,7 +94,13 @@ async function generate(pool: pg.Pool, jobs: number, tasksPerJob: number): Promi
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { jobs: { type: 'string', default: '1000' }, 'tasks-per-job': { type: 'string', default: '1000' }, 'skip-size': { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: {
+      jobs: { type: 'string', default: '1000' },
+      'tasks-per-job': { type: 'string', default: '1000' },
+      'skip-size': { type: 'boolean', default: false },
+    },
+  });
   const jobs = Number(values.jobs);
   const tasksPerJob = Number(values['tasks-per-job']);
   const server = await findServer(log);
@@ -104,7 +110,13 @@ async function main(): Promise<void> {
     const pool = createPool(database.url, 10);
     try {
       await migrate(pool);
-      const machine = await CoreMachine.create({ pool, registry: new Registry().register(...registration.jobs), transport: new InProcessTransport(), logger: createLogger('silent'), retentionDays: 30 });
+      const machine = await CoreMachine.create({
+        pool,
+        registry: new Registry().register(...registration.jobs),
+        transport: new InProcessTransport(),
+        logger: createLogger('silent'),
+        retentionDays: 30,
+      });
       if (label === 'size') {
         log('running hello_world n=10000 through the engine…');
         const size = await measureBytesPerTask(pool);
@@ -112,13 +124,21 @@ async function main(): Promise<void> {
         log(`bytes per task: ${size.bytesPerTask} (${size.tasks} tasks; ${JSON.stringify(size.bytes)})`);
         await pool.query(`UPDATE coremachine.jobs SET finished_at = now() - interval '31 days'`);
         const purge = await timed(() => machine.sweep());
-        results.purgeOneJob = { ms: Math.round(purge.ms), purged: purge.value.purged, tasksPerSecond: Math.round(purge.value.purged.tasks / (purge.ms / 1000)) };
+        results.purgeOneJob = {
+          ms: Math.round(purge.ms),
+          purged: purge.value.purged,
+          tasksPerSecond: Math.round(purge.value.purged.tasks / (purge.ms / 1000)),
+        };
         log(`purge of that job: ${JSON.stringify(results.purgeOneJob)}`);
         continue;
       }
       log(`generating ${jobs} jobs × ${tasksPerJob} finished tasks…`);
       const generated = await timed(() => generate(pool, jobs, tasksPerJob));
-      const counts = (await pool.query<{ tasks: string; events: string }>('SELECT (SELECT count(*) FROM coremachine.tasks)::text AS tasks, (SELECT count(*) FROM coremachine.events)::text AS events')).rows[0];
+      const counts = (
+        await pool.query<{ tasks: string; events: string }>(
+          'SELECT (SELECT count(*) FROM coremachine.tasks)::text AS tasks, (SELECT count(*) FROM coremachine.events)::text AS events',
+        )
+      ).rows[0];
       log(`generated in ${Math.round(generated.ms)} ms: ${counts?.tasks} tasks, ${counts?.events} events`);
       // Nothing due: the sweep every minute on a full, healthy database.
       const idle: number[] = [];
@@ -129,12 +149,21 @@ async function main(): Promise<void> {
       for (let i = 0; i < 5; i++) idleRetention.push((await timed(() => purgeExpiredJobs(unitOfWork, { ...DEFAULT_RETENTION, retentionDays: 30 }))).ms);
       const bytesBefore = Object.values(await diskBytes(pool)).reduce((a, b) => a + b, 0);
       // A third of the jobs falls out of the window: one sweep deletes up to its bound.
-      await pool.query(`UPDATE coremachine.jobs SET finished_at = now() - interval '40 days' WHERE job_id IN (SELECT job_id FROM coremachine.jobs ORDER BY job_id LIMIT $1)`, [Math.floor(jobs / 3)]);
+      await pool.query(
+        `UPDATE coremachine.jobs SET finished_at = now() - interval '40 days' WHERE job_id IN (SELECT job_id FROM coremachine.jobs ORDER BY job_id LIMIT $1)`,
+        [Math.floor(jobs / 3)],
+      );
       const purging: Array<{ ms: number; jobs: number; tasks: number; events: number; batches: number }> = [];
       for (;;) {
         const sweep = await timed(() => machine.sweep());
         if (sweep.value.purged.jobs === 0) break;
-        purging.push({ ms: Math.round(sweep.ms), jobs: sweep.value.purged.jobs, tasks: sweep.value.purged.tasks, events: sweep.value.purged.events, batches: sweep.value.purged.batches });
+        purging.push({
+          ms: Math.round(sweep.ms),
+          jobs: sweep.value.purged.jobs,
+          tasks: sweep.value.purged.tasks,
+          events: sweep.value.purged.events,
+          batches: sweep.value.purged.batches,
+        });
       }
       const deletedTasks = purging.reduce((a, p) => a + p.tasks, 0);
       const purgeMs = purging.reduce((a, p) => a + p.ms, 0);

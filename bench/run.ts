@@ -82,7 +82,10 @@ async function benchmark(server: BenchServer, options: BenchOptions): Promise<vo
 
 /** CoreMachine alone over every --workers x --batch pair: does the worker configuration matter? */
 async function sweep(server: BenchServer, options: BenchOptions): Promise<void> {
-  const lines = ['| N | workers | batch | pool | tasks/s | submit → COMPLETED ms | hand-over p50 ms | transactions / task | node CPU ms / task | pg CPU ms / task |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
+  const lines = [
+    '| N | workers | batch | pool | tasks/s | submit → COMPLETED ms | hand-over p50 ms | transactions / task | node CPU ms / task | pg CPU ms / task |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
   const rows: Array<Record<string, number>> = [];
   for (const n of options.ns) {
     for (const workers of options.workers) {
@@ -145,8 +148,15 @@ async function main(): Promise<void> {
         `# CoreMachine benchmark — 3 stages x N no-op tasks`,
         '',
         `PostgreSQL ${settings.server_version ?? '?'} (${server.origin}); fsync=${settings.fsync ?? '?'}, synchronous_commit=${options.pgSettings.synchronous_commit ?? settings.synchronous_commit ?? '?'}, wal_sync_method=${settings.wal_sync_method ?? '?'}, shared_buffers=${settings.shared_buffers ?? '?'}; pg_stat_statements ${String(settings.shared_preload_libraries).includes('pg_stat_statements') ? 'preloaded (statements still counted client-side)' : 'not preloaded: statements counted client-side'}.`,
-        `Machine: ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')} at start${(os.loadavg()[0] ?? 0) > 1 ? ' — WARNING: the machine is busy; numbers will be disturbed' : ''}.`,
-        `Node ${process.version}; workers=${workers} (CoreMachine task batches in flight = ceiling clients), CoreMachine batch=${options.batch.join(',')}, pool=${options.pool ?? `workers + 2 (graphile-worker: concurrency + 2, pg-boss: workers + 2)`}, job consumers=${options.jobConcurrency}, fan-in from results=${String(options.fanInFromResults)}${options.instances.length > 0 ? `, instances=${options.instances.join(',')}` : ''}; bench database settings: ${Object.entries(options.pgSettings).map(([k, v]) => `${k}=${v}`).join(', ') || 'server defaults'}; ${options.runs} runs each, fresh database and process per run.`,
+        `Machine: ${os.cpus().length} CPUs, load average ${os
+          .loadavg()
+          .map((l) => l.toFixed(2))
+          .join(' / ')} at start${(os.loadavg()[0] ?? 0) > 1 ? ' — WARNING: the machine is busy; numbers will be disturbed' : ''}.`,
+        `Node ${process.version}; workers=${workers} (CoreMachine task batches in flight = ceiling clients), CoreMachine batch=${options.batch.join(',')}, pool=${options.pool ?? `workers + 2 (graphile-worker: concurrency + 2, pg-boss: workers + 2)`}, job consumers=${options.jobConcurrency}, fan-in from results=${String(options.fanInFromResults)}${options.instances.length > 0 ? `, instances=${options.instances.join(',')}` : ''}; bench database settings: ${
+          Object.entries(options.pgSettings)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(', ') || 'server defaults'
+        }; ${options.runs} runs each, fresh database and process per run.`,
         '',
       ].join('\n'),
     );

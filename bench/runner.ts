@@ -19,7 +19,12 @@ export function runTimeoutMs(options: BenchOptions, n: number): number {
   return (options.timeoutS ?? 60 + (STAGES * n * 3) / 1000) * 1000;
 }
 
-export async function runOne(server: BenchServer, options: BenchOptions, spec: BaseSpec, prepare?: (databaseUrl: string) => Partial<RunSpec>): Promise<RunResult> {
+export async function runOne(
+  server: BenchServer,
+  options: BenchOptions,
+  spec: BaseSpec,
+  prepare?: (databaseUrl: string) => Partial<RunSpec>,
+): Promise<RunResult> {
   const database = await createDatabase(server.adminUrl, spec.system.replace(/-/g, '_'), options.pgSettings);
   active.database = database.name;
   try {
@@ -71,7 +76,15 @@ export type BaseSpec = Omit<RunSpec, 'databaseUrl' | 'databaseName' | 'adminUrl'
  * Each system gets the pool it needs at its own setting (`--pool` overrides all): CoreMachine
  * and the ceiling workers + 2, graphile-worker its concurrency + 2, pg-boss its workers + 2.
  */
-export function baseSpec(options: BenchOptions, system: SystemName, n: number, run: number, workers: number, batch: number, peers: PeerSettings = options): BaseSpec {
+export function baseSpec(
+  options: BenchOptions,
+  system: SystemName,
+  n: number,
+  run: number,
+  workers: number,
+  batch: number,
+  peers: PeerSettings = options,
+): BaseSpec {
   const poolFor = system === 'graphile-worker' ? peers.graphile.concurrency + 2 : system === 'pg-boss' ? peers.pgBoss.workers + 2 : workers + 2;
   return {
     system,
@@ -102,8 +115,11 @@ export function describeRun(r: RunResult): string {
     r.system === 'coremachine'
       ? `, stage create ${round(Math.max(...r.stageCreateMs), 0)} ms max, hand-overs ${r.handoverMs.map((h) => round(h, 1)).join('/')} ms, claim ${round(claimMs(r), 1)} ms avg, HOT ${r.taskHotUpdateShare === null ? '?' : `${round(r.taskHotUpdateShare * 100, 0)}%`} of task updates, pg CPU ${round((r.postgresCpuMs ?? Number.NaN) / r.operations, 3)} ms/task, ${analyzed}`
       : '';
-  const settings = r.settings ? ` [${Object.entries(r.settings).map(([k, v]) => `${k} ${v}`).join(', ')}]` : '';
+  const settings = r.settings
+    ? ` [${Object.entries(r.settings)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}]`
+    : '';
   const partial = r.operations < r.n * STAGES ? ` (${r.operations} of ${r.n * STAGES} done${r.system === 'ceiling' ? ': time cap' : ''})` : '';
   return `  ${r.system} N=${r.n} run ${r.run}: ${round(r.operationsPerSecond, 0)}/s in ${round(r.elapsedMs, 0)} ms${partial}${extra}, ${round(r.statements / r.operations, 2)} stmts/task, peak RSS ${round(r.peakRssMb, 0)} MB${settings}`;
 }
-

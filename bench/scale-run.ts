@@ -59,7 +59,14 @@ export function scaleRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         // With fault injection, one instance runs the janitor as the Functions timer would: it
         // re-sends outbox rows whose dispatch a killed connection cut short, and frees expired leases.
         const janitor = scale.killEveryMs > 0 && k === 0 ? { janitorIntervalMs: JANITOR_INTERVAL_MS } : {};
-        workers.push(new InProcessWorker(machine, transport, logger, { taskBatchSize: spec.batchSize, taskConcurrency: spec.workers, jobConcurrency: spec.jobConcurrency, ...janitor }));
+        workers.push(
+          new InProcessWorker(machine, transport, logger, {
+            taskBatchSize: spec.batchSize,
+            taskConcurrency: spec.workers,
+            jobConcurrency: spec.jobConcurrency,
+            ...janitor,
+          }),
+        );
       }
     },
 

@@ -65,7 +65,9 @@ export async function scaleBenchmark(server: BenchServer, options: BenchOptions,
               },
             }));
             const s = result.scale;
-            log(`${describeRun(result)} [K ${instances} x pool ${pool}${viaPgBouncer ? ', via PgBouncer' : ''}${s?.connectionsKilled ? `, ${s.connectionsKilled} backends killed` : ''}: peak ${s?.peakServerConnections} server connections, lock-wait ${round(100 * (s?.lockWaitShare ?? 0), 1)}%, ${s?.transientErrors} transient errors, ${s?.failedTasks} failed tasks, job ${s?.jobStatus}]`);
+            log(
+              `${describeRun(result)} [K ${instances} x pool ${pool}${viaPgBouncer ? ', via PgBouncer' : ''}${s?.connectionsKilled ? `, ${s.connectionsKilled} backends killed` : ''}: peak ${s?.peakServerConnections} server connections, lock-wait ${round(100 * (s?.lockWaitShare ?? 0), 1)}%, ${s?.transientErrors} transient errors, ${s?.failedTasks} failed tasks, job ${s?.jobStatus}]`,
+            );
             results.push(result);
             if (s?.jobStatus !== 'COMPLETED') failedRuns++;
           } catch (error) {

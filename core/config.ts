@@ -14,7 +14,8 @@ const PreparedStatementsSetting = z
 /** COREMACHINE_PREPARED_STATEMENTS alone, for code that builds a pool without the whole config. */
 export function preparedStatementsFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   const parsed = PreparedStatementsSetting.safeParse(env.COREMACHINE_PREPARED_STATEMENTS?.trim().toLowerCase());
-  if (!parsed.success) throw new Error(`invalid configuration: COREMACHINE_PREPARED_STATEMENTS must be on or off, not "${env.COREMACHINE_PREPARED_STATEMENTS}"`);
+  if (!parsed.success)
+    throw new Error(`invalid configuration: COREMACHINE_PREPARED_STATEMENTS must be on or off, not "${env.COREMACHINE_PREPARED_STATEMENTS}"`);
   return parsed.data;
 }
 
@@ -37,14 +38,29 @@ const EnvSchema = z.object({
   TASK_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(8),
   JOB_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(2),
   /** Default catch-up window of schedules that set none; unset = one tick interval. */
-  SCHEDULE_CATCH_UP_SECONDS: z.coerce.number().int().min(1).max(366 * 24 * 3600).optional(),
+  SCHEDULE_CATCH_UP_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(366 * 24 * 3600)
+    .optional(),
   PG_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
   COREMACHINE_PREPARED_STATEMENTS: PreparedStatementsSetting,
   // Remote workers must also present this as a bearer token (functions/http-workers.ts); unset or empty = the function key suffices.
   COREMACHINE_WORKER_TOKEN: z.string().optional(),
   // The janitor's windows: a job with no event this long is examined; outbox rows older than this were not sent by their writer.
-  JANITOR_STALL_AFTER_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(DEFAULT_JANITOR_OPTIONS.stallAfterMs / 1000),
-  JANITOR_OUTBOX_AGE_SECONDS: z.coerce.number().int().min(1).max(24 * 3600).default(DEFAULT_JANITOR_OPTIONS.outboxAgeMs / 1000),
+  JANITOR_STALL_AFTER_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .max(7 * 24 * 3600)
+    .default(DEFAULT_JANITOR_OPTIONS.stallAfterMs / 1000),
+  JANITOR_OUTBOX_AGE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 3600)
+    .default(DEFAULT_JANITOR_OPTIONS.outboxAgeMs / 1000),
   JANITOR_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_JANITOR_OPTIONS.batchSize),
   // Leases a task may lose to a host that died or stopped renewing before it fails with LeaseExpired (each loss re-queues it, not an attempt).
   JANITOR_MAX_LEASE_LOSSES: z.coerce.number().int().min(1).max(100).default(DEFAULT_JANITOR_OPTIONS.maxLeaseLosses),
@@ -116,7 +132,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineCon
     connectTimeoutMs: e.PG_CONNECT_TIMEOUT_MS,
     preparedStatements: e.COREMACHINE_PREPARED_STATEMENTS,
     workerToken: e.COREMACHINE_WORKER_TOKEN || undefined,
-    janitor: { stallAfterMs: e.JANITOR_STALL_AFTER_SECONDS * 1000, outboxAgeMs: e.JANITOR_OUTBOX_AGE_SECONDS * 1000, batchSize: e.JANITOR_BATCH_SIZE, maxLeaseLosses: e.JANITOR_MAX_LEASE_LOSSES },
+    janitor: {
+      stallAfterMs: e.JANITOR_STALL_AFTER_SECONDS * 1000,
+      outboxAgeMs: e.JANITOR_OUTBOX_AGE_SECONDS * 1000,
+      batchSize: e.JANITOR_BATCH_SIZE,
+      maxLeaseLosses: e.JANITOR_MAX_LEASE_LOSSES,
+    },
     functionKey: e.COREMACHINE_FUNCTION_KEY || undefined,
     janitorIntervalMs: e.COREMACHINE_JANITOR_INTERVAL_SECONDS * 1000,
     shutdownGraceMs: e.COREMACHINE_SHUTDOWN_GRACE_SECONDS * 1000,

@@ -53,7 +53,13 @@ export interface ServerSku {
   maxConnections: number;
 }
 
-const sku = (name: string, tier: ServerTier, vCores: number, memoryGiB: number, maxConnections: number): ServerSku => ({ name, tier, vCores, memoryGiB, maxConnections });
+const sku = (name: string, tier: ServerTier, vCores: number, memoryGiB: number, maxConnections: number): ServerSku => ({
+  name,
+  tier,
+  vCores,
+  memoryGiB,
+  maxConnections,
+});
 
 /** Default max_connections per SKU, as SOURCES.maxConnections lists them. */
 export const SERVER_SKUS: readonly ServerSku[] = Object.freeze([
@@ -108,7 +114,9 @@ export function scaleGroups(registrations: readonly FunctionRegistration[]): Sca
   const duplicate = names.find((name, index) => names.indexOf(name) !== index);
   if (duplicate !== undefined) throw new Error(`function "${duplicate}" is registered twice; the host refuses duplicate names`);
   const http = registrations.filter((registration) => HTTP_KINDS.has(registration.kind)).map((registration) => registration.name);
-  const others = registrations.filter((registration) => !HTTP_KINDS.has(registration.kind)).map((registration) => ({ name: `function:${registration.name}`, functions: [registration.name] }));
+  const others = registrations
+    .filter((registration) => !HTTP_KINDS.has(registration.kind))
+    .map((registration) => ({ name: `function:${registration.name}`, functions: [registration.name] }));
   return [...(http.length > 0 ? [{ name: 'http', functions: http }] : []), ...others];
 }
 
@@ -157,14 +165,25 @@ export function connectionBudget(groups: readonly ScaleGroup[], plan: BudgetPlan
   const problems = planProblems(groups, plan);
   const rows = groups.map((group): GroupBudget => {
     const alwaysReady = plan.alwaysReady[group.name] ?? 0;
-    return { group: group.name, functions: group.functions, onDemand: plan.maximumInstanceCount, alwaysReady, connections: (plan.maximumInstanceCount + alwaysReady) * plan.poolMax };
+    return {
+      group: group.name,
+      functions: group.functions,
+      onDemand: plan.maximumInstanceCount,
+      alwaysReady,
+      connections: (plan.maximumInstanceCount + alwaysReady) * plan.poolMax,
+    };
   });
   const appConnections = rows.reduce((sum, row) => sum + row.connections, 0);
   const serverUsable = plan.server.maxConnections - plan.reserved - plan.headroom;
   const serverDetail = `max_connections ${plan.server.maxConnections} (${plan.server.name}) − ${plan.reserved} reserved by Azure − ${plan.headroom} headroom`;
   const limits: BudgetLimit[] = plan.pgbouncer
     ? [
-        { subject: 'app connections', demand: appConnections, limit: plan.pgbouncer.maxClientConn, detail: 'pgbouncer.max_client_conn (the profile\'s connectionLimit)' },
+        {
+          subject: 'app connections',
+          demand: appConnections,
+          limit: plan.pgbouncer.maxClientConn,
+          detail: "pgbouncer.max_client_conn (the profile's connectionLimit)",
+        },
         {
           subject: 'PgBouncer server connections',
           demand: plan.pgbouncer.defaultPoolSize * plan.pgbouncer.pools,
@@ -184,12 +203,16 @@ function planProblems(groups: readonly ScaleGroup[], plan: BudgetPlan): string[]
     problems.push(`maximumInstanceCount ${plan.maximumInstanceCount} is outside ${lowest}–${highest}, the range Flex Consumption accepts`);
   }
   if (!Number.isInteger(plan.poolMax) || plan.poolMax < 1) problems.push(`PG_POOL_MAX ${plan.poolMax} is not a whole number of connections ≥ 1`);
-  if (plan.server.maxConnections - plan.reserved - plan.headroom < 1) problems.push(`${plan.server.name} leaves no connection after ${plan.reserved} reserved and ${plan.headroom} headroom`);
+  if (plan.server.maxConnections - plan.reserved - plan.headroom < 1)
+    problems.push(`${plan.server.name} leaves no connection after ${plan.reserved} reserved and ${plan.headroom} headroom`);
   if (plan.pgbouncer) {
-    if (!hasBuiltInPgBouncer(plan.server.tier)) problems.push(`${plan.server.name} is ${plan.server.tier}: the built-in PgBouncer runs on General Purpose and Memory Optimized only`);
+    if (!hasBuiltInPgBouncer(plan.server.tier))
+      problems.push(`${plan.server.name} is ${plan.server.tier}: the built-in PgBouncer runs on General Purpose and Memory Optimized only`);
     const { maxClientConn, defaultPoolSize } = PGBOUNCER;
-    if (plan.pgbouncer.maxClientConn < maxClientConn.min || plan.pgbouncer.maxClientConn > maxClientConn.max) problems.push(`pgbouncer.max_client_conn ${plan.pgbouncer.maxClientConn} is outside ${maxClientConn.min}–${maxClientConn.max}`);
-    if (plan.pgbouncer.defaultPoolSize < defaultPoolSize.min || plan.pgbouncer.defaultPoolSize > defaultPoolSize.max) problems.push(`pgbouncer.default_pool_size ${plan.pgbouncer.defaultPoolSize} is outside ${defaultPoolSize.min}–${defaultPoolSize.max}`);
+    if (plan.pgbouncer.maxClientConn < maxClientConn.min || plan.pgbouncer.maxClientConn > maxClientConn.max)
+      problems.push(`pgbouncer.max_client_conn ${plan.pgbouncer.maxClientConn} is outside ${maxClientConn.min}–${maxClientConn.max}`);
+    if (plan.pgbouncer.defaultPoolSize < defaultPoolSize.min || plan.pgbouncer.defaultPoolSize > defaultPoolSize.max)
+      problems.push(`pgbouncer.default_pool_size ${plan.pgbouncer.defaultPoolSize} is outside ${defaultPoolSize.min}–${defaultPoolSize.max}`);
   }
   const groupNames = new Set(groups.map((group) => group.name));
   for (const [name, count] of Object.entries(plan.alwaysReady)) {

@@ -31,7 +31,10 @@ export class ValidationError extends CoreMachineError {
 export class UnknownJobTypeError extends CoreMachineError {
   override readonly type = 'UnknownJobTypeError';
   override readonly nonRetryable = true;
-  constructor(readonly jobType: string, known: readonly string[]) {
+  constructor(
+    readonly jobType: string,
+    known: readonly string[],
+  ) {
     super(`unknown job type "${jobType}" (registered: ${known.join(', ') || 'none'})`);
   }
 }
@@ -39,7 +42,10 @@ export class UnknownJobTypeError extends CoreMachineError {
 export class UnknownTaskTypeError extends CoreMachineError {
   override readonly type = 'UnknownTaskTypeError';
   override readonly nonRetryable = true;
-  constructor(readonly taskType: string, known: readonly string[]) {
+  constructor(
+    readonly taskType: string,
+    known: readonly string[],
+  ) {
     super(`unknown task type "${taskType}" (registered: ${known.join(', ') || 'none'})`);
   }
 }
@@ -135,8 +141,15 @@ export class SchemaVersionError extends CoreMachineError {
 export class LeaseExpiredError extends CoreMachineError {
   override readonly type = 'LeaseExpiredError';
   override readonly nonRetryable = true;
-  constructor(taskId: string, attempt: number, workerId: string | null, readonly losses: number) {
-    super(`lease on task ${taskId} (attempt ${attempt}${workerId ? `, worker ${workerId}` : ''}) expired ${losses} time(s): the host running it was lost or stopped renewing each time`);
+  constructor(
+    taskId: string,
+    attempt: number,
+    workerId: string | null,
+    readonly losses: number,
+  ) {
+    super(
+      `lease on task ${taskId} (attempt ${attempt}${workerId ? `, worker ${workerId}` : ''}) expired ${losses} time(s): the host running it was lost or stopped renewing each time`,
+    );
   }
 
   toShape(where: { stage: number; taskId: string }): ErrorShape {
@@ -308,7 +321,10 @@ export function describeZodError(error: z.ZodError): string {
 export class ScheduleNotFoundError extends CoreMachineError {
   override readonly type = 'ScheduleNotFoundError';
   override readonly nonRetryable = true;
-  constructor(readonly scheduleName: string, known: readonly string[]) {
+  constructor(
+    readonly scheduleName: string,
+    known: readonly string[],
+  ) {
     super(`schedule "${scheduleName}" is not declared (declared: ${known.join(', ') || 'none'})`);
   }
 }

@@ -34,4 +34,3 @@ export const DEFAULT_JANITOR_OPTIONS = {
   batchSize: 500,
   maxLeaseLosses: 3,
 } as const satisfies Partial<JanitorOptions>;
-

@@ -91,12 +91,21 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
   const retention: RetentionOptions = { ...DEFAULT_RETENTION, ...options.retention, retentionDays: options.retentionDays ?? 0 };
   const purged = await attempt(() => purgeExpiredJobs(unitOfWork, retention), NOTHING_PURGED);
-  const prunedRateBuckets = await attempt(() => commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })), 0);
-  const report: SweepReport = { ...leases, timedOutJobs: timedOut.length, outboxSent, resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length, stalled, purged, prunedRateBuckets, ...(schedules ? { schedules } : {}) };
-  await attempt(
-    () => commit(unitOfWork, async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })),
-    undefined,
+  const prunedRateBuckets = await attempt(
+    () => commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })),
+    0,
   );
+  const report: SweepReport = {
+    ...leases,
+    timedOutJobs: timedOut.length,
+    outboxSent,
+    resentJobs: stalled.filter((s) => s.action === 'resent-job-message').length,
+    stalled,
+    purged,
+    prunedRateBuckets,
+    ...(schedules ? { schedules } : {}),
+  };
+  await attempt(() => commit(unitOfWork, async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })), undefined);
   if (report.requeuedTasks + report.failedTasks + report.timedOutJobs + report.outboxSent + report.stalled.length > 0) {
     deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
@@ -131,17 +140,19 @@ async function expireLeases(unitOfWork: UnitOfWork, limit: number, maxLeaseLosse
       const error = new LeaseExpiredError(row.task_id, row.attempt, row.worker_id, row.lease_losses + 1);
       return { taskId: row.task_id, jobId: row.job_id, claimId: row.claim_id, error: error.toShape({ stage: row.stage, taskId: row.task_id }) };
     });
-    const lost = expired.filter((row) => !lastLoss(row)).map((row) => ({
-      taskId: row.task_id,
-      claimId: row.claim_id,
-      error: {
-        type: 'HostLostError',
-        message: `lease on attempt ${row.attempt}${row.worker_id ? ` (worker ${row.worker_id})` : ''} expired: its host was lost or stopped renewing; re-queued (loss ${row.lease_losses + 1} of at most ${maxLeaseLosses - 1} before LeaseExpired)`,
-        stage: row.stage,
+    const lost = expired
+      .filter((row) => !lastLoss(row))
+      .map((row) => ({
         taskId: row.task_id,
-        leaseLosses: row.lease_losses + 1,
-      },
-    }));
+        claimId: row.claim_id,
+        error: {
+          type: 'HostLostError',
+          message: `lease on attempt ${row.attempt}${row.worker_id ? ` (worker ${row.worker_id})` : ''} expired: its host was lost or stopped renewing; re-queued (loss ${row.lease_losses + 1} of at most ${maxLeaseLosses - 1} before LeaseExpired)`,
+          stage: row.stage,
+          taskId: row.task_id,
+          leaseLosses: row.lease_losses + 1,
+        },
+      }));
     const requeued = await requeueLostLeases(client, lost);
     // Remote tasks are claimed by polling; the others need a message, under an id of their own.
     const intents: OutboxIntent[] = requeued
@@ -149,7 +160,14 @@ async function expireLeases(unitOfWork: UnitOfWork, limit: number, maxLeaseLosse
       .map((row) => ({
         kind: 'task',
         jobId: row.job_id,
-        message: { taskId: row.task_id, jobId: row.job_id, stage: row.stage, taskType: row.task_type, attempt: row.attempt + 1, resend: `lost${row.lease_losses}` },
+        message: {
+          taskId: row.task_id,
+          jobId: row.job_id,
+          stage: row.stage,
+          taskType: row.task_type,
+          attempt: row.attempt + 1,
+          resend: `lost${row.lease_losses}`,
+        },
       }));
     const committed = await recordTaskOutcomes(client, failures);
     return { value: { requeuedTasks: requeued.length, failedTasks: committed.settled.size }, ...afterCommit({ intents }, committed.after) };
@@ -173,10 +191,16 @@ async function examineStalledJobs(pool: pg.Pool, unitOfWork: UnitOfWork, options
 }
 
 /** Why a job made no progress, and what (if anything) gives it back what it lost. */
-async function explain(client: pg.PoolClient, context: EngineContext, c: StallCandidate, backlog: number | undefined): Promise<{ job: StalledJob; after: AfterCommit }> {
+async function explain(
+  client: pg.PoolClient,
+  context: EngineContext,
+  c: StallCandidate,
+  backlog: number | undefined,
+): Promise<{ job: StalledJob; after: AfterCommit }> {
   const base = { jobId: c.job_id, status: c.status, stage: c.stage, idleSeconds: c.idle_seconds };
   const resend = randomUUID().slice(0, 8);
-  if (c.pending_outbox > 0) return { job: { ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
+  if (c.pending_outbox > 0)
+    return { job: { ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
   // A QUEUED job has no current stage row to read; a PROCESSING one is judged by it below.
   const stage = c.status === 'PROCESSING' ? await findStage(client, c.job_id, c.stage) : null;
   // A stage check lost with the process that committed the result that tipped the stage over
@@ -203,7 +227,10 @@ async function explain(client: pg.PoolClient, context: EngineContext, c: StallCa
     };
   }
   if (stage && stage.completed + stage.failed >= stage.total) {
-    return { job: { ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' }, after: await checkStage(client, context, { jobId: c.job_id, stage: c.stage }) };
+    return {
+      job: { ...base, reason: `stage ${c.stage} finished but the job did not advance`, action: 'advanced' },
+      after: await checkStage(client, context, { jobId: c.job_id, stage: c.stage }),
+    };
   }
   if (c.queued > 0) {
     const stageDefinition = context.registry.hasJob(c.job_type) ? context.registry.job(c.job_type).stages[c.stage - 1] : undefined;
@@ -213,7 +240,9 @@ async function explain(client: pg.PoolClient, context: EngineContext, c: StallCa
       after: afterCommit({ intents: [{ kind: 'stage_tasks', jobId: c.job_id, stage: c.stage, taskType, resend }] }),
     };
   }
-  if (c.remote_queued > 0) return { job: { ...base, reason: `${c.remote_queued} remote task(s) waiting for a worker to claim them`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
-  if (c.waiting_retry > 0) return { job: { ...base, reason: `${c.waiting_retry} task(s) waiting for a scheduled retry`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
+  if (c.remote_queued > 0)
+    return { job: { ...base, reason: `${c.remote_queued} remote task(s) waiting for a worker to claim them`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
+  if (c.waiting_retry > 0)
+    return { job: { ...base, reason: `${c.waiting_retry} task(s) waiting for a scheduled retry`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
   return { job: { ...base, reason: `${c.processing} task(s) running under live leases`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
 }

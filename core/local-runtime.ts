@@ -21,12 +21,24 @@ export interface LocalRuntimeOptions {
 }
 
 /** Database + engine + in-process transport + workers: what `demo` and `dev` run. */
-export async function startLocalRuntime(config: CoreMachineConfig, registry: Registry, logger: Logger, options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
+export async function startLocalRuntime(
+  config: CoreMachineConfig,
+  registry: Registry,
+  logger: Logger,
+  options: LocalRuntimeOptions = {},
+): Promise<LocalRuntime> {
   const database = await openDatabase(config, logger, options.migrate === undefined ? {} : { migrate: options.migrate });
   // Whatever fails from here on, the database (and the embedded server with it) is closed again.
   try {
     const transport = new InProcessTransport();
-    const machine = await CoreMachine.create({ pool: database.pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
+    const machine = await CoreMachine.create({
+      pool: database.pool,
+      registry,
+      transport,
+      logger,
+      retentionDays: config.retentionDays,
+      schedules: { catchUpSeconds: config.scheduleCatchUpSeconds },
+    });
     // What a previous process committed but never sent, or held only in its memory, goes out now.
     await machine.resumeAfterStart({ ...config.janitor });
     const worker = new InProcessWorker(machine, transport, logger, {

@@ -29,11 +29,7 @@ function jsonLine(record: LogFields): string {
   return DEL_AND_C1.test(line) ? line.replace(DEL_AND_C1_ALL, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`) : line;
 }
 
-export function createLogger(
-  level: LogLevel,
-  base: LogFields = {},
-  write: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
-): Logger {
+export function createLogger(level: LogLevel, base: LogFields = {}, write: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Logger {
   const log = (at: LogLevel, message: string, fields?: LogFields): void => {
     if (ORDER[at] < ORDER[level]) return;
     write(jsonLine({ time: new Date().toISOString(), level: at, message, ...base, ...fields }));

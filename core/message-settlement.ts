@@ -65,7 +65,12 @@ export function decideSettlement(result: HandlingResult, delivery: Delivery, pol
     if (result.outcome?.kind === 'malformed') return deadLetter(result.outcome.error);
     if (result.outcome?.kind === 'deferred') {
       const backoff = jittered(policy.deferBaseMs, policy.deferMaxMs, delivery, policy);
-      return { action: 'reschedule', delayMs: Math.max(backoff, result.outcome.retryAfterMs ?? 0), reason: result.outcome.reason ?? 'deferred by a limit', deferred: true };
+      return {
+        action: 'reschedule',
+        delayMs: Math.max(backoff, result.outcome.retryAfterMs ?? 0),
+        reason: result.outcome.reason ?? 'deferred by a limit',
+        deferred: true,
+      };
     }
     return { action: 'complete' };
   }

@@ -1,4 +1,14 @@
-import { checkTaskLimits, isSignalStage, sameLimits, taskLimitsOf, type AnyJobDefinition, type AnyTaskDefinition, type Registration, type ScheduleDefinition, type TaskLimits } from '../models';
+import {
+  checkTaskLimits,
+  isSignalStage,
+  sameLimits,
+  taskLimitsOf,
+  type AnyJobDefinition,
+  type AnyTaskDefinition,
+  type Registration,
+  type ScheduleDefinition,
+  type TaskLimits,
+} from '../models';
 import { compileSchedule, type RegisteredSchedule } from './schedules/cron-pattern';
 import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, parseOrThrow, refuseUnstorable } from './errors';
 
@@ -14,9 +24,7 @@ export class Registry {
    * test or a custom entry point adds on top. Jobs first: every schedule is checked against them.
    */
   static from(registration: Registration, extra: Partial<Registration> = {}): Registry {
-    return new Registry()
-      .register(...registration.jobs, ...(extra.jobs ?? []))
-      .registerSchedule(...registration.schedules, ...(extra.schedules ?? []));
+    return new Registry().register(...registration.jobs, ...(extra.jobs ?? [])).registerSchedule(...registration.schedules, ...(extra.schedules ?? []));
   }
 
   register(...jobs: AnyJobDefinition[]): this {
@@ -46,7 +54,9 @@ export class Registry {
       const other = [...this.tasks.values()].find((t) => t.type !== task.type && taskLimitsOf(t)?.scope === limits.scope);
       const otherLimits = other ? taskLimitsOf(other) : undefined;
       if (other && otherLimits && !sameLimits(limits, otherLimits)) {
-        throw new DuplicateRegistrationError(`task type "${task.type}" declares limits ${JSON.stringify(limits)} for scope "${limits.scope}", but task type "${other.type}" declares ${JSON.stringify(otherLimits)}`);
+        throw new DuplicateRegistrationError(
+          `task type "${task.type}" declares limits ${JSON.stringify(limits)} for scope "${limits.scope}", but task type "${other.type}" declares ${JSON.stringify(otherLimits)}`,
+        );
       }
     }
     this.tasks.set(task.type, task);
@@ -92,7 +102,11 @@ export class Registry {
       const existing = this.scheduleMap.get(schedule.name);
       if (existing && existing.declared !== schedule) throw new DuplicateRegistrationError(`schedule "${schedule.name}" is already registered`);
       const compiled = existing?.compiled ?? compileSchedule(schedule);
-      const parameters = parseOrThrow(this.job(schedule.jobType).parameters, schedule.parameters, `parameters of schedule "${schedule.name}" for job type "${schedule.jobType}"`);
+      const parameters = parseOrThrow(
+        this.job(schedule.jobType).parameters,
+        schedule.parameters,
+        `parameters of schedule "${schedule.name}" for job type "${schedule.jobType}"`,
+      );
       refuseUnstorable(`parameters of schedule "${schedule.name}"`, parameters);
       this.scheduleMap.set(schedule.name, { declared: schedule, compiled });
     }

@@ -57,7 +57,12 @@ export function traceProperties(): { traceparent?: string } {
  * span while telemetry is off, unless a message brought a traceparent). Skipping the context then
  * spares a context copy and a callback per task. The caller ends the span.
  */
-export function startSpan(name: string, attributes: Attributes, parent: Context, kind: SpanKind = SpanKind.CONSUMER): { span: Span; within: Context | undefined } {
+export function startSpan(
+  name: string,
+  attributes: Attributes,
+  parent: Context,
+  kind: SpanKind = SpanKind.CONSUMER,
+): { span: Span; within: Context | undefined } {
   const span = tracer().startSpan(name, { kind, attributes }, parent);
   const carriesOn = span.isRecording() || trace.isSpanContextValid(span.spanContext());
   return { span, within: carriesOn ? trace.setSpan(parent, span) : undefined };

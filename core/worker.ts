@@ -45,9 +45,24 @@ export class InProcessWorker {
   ) {
     const autoRenewLock = options.autoRenewLock ?? true;
     const settlement = options.settlement ? { settlement: options.settlement } : {};
-    this.jobConsumer = new QueueConsumer(transport.jobs, (batch) => this.handleJobs(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock, ...settlement }, logger);
-    this.taskConsumer = new QueueConsumer(transport.tasks, (batch) => this.handleTasks(batch), { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock, ...settlement }, logger);
-    this.submissionConsumer = new QueueConsumer(transport.submissions, (batch) => this.handleSubmissions(batch), { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock, ...settlement }, logger);
+    this.jobConsumer = new QueueConsumer(
+      transport.jobs,
+      (batch) => this.handleJobs(batch),
+      { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock, ...settlement },
+      logger,
+    );
+    this.taskConsumer = new QueueConsumer(
+      transport.tasks,
+      (batch) => this.handleTasks(batch),
+      { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock, ...settlement },
+      logger,
+    );
+    this.submissionConsumer = new QueueConsumer(
+      transport.submissions,
+      (batch) => this.handleSubmissions(batch),
+      { maxBatchSize: 1, concurrency: options.jobConcurrency, autoRenewLock, ...settlement },
+      logger,
+    );
     this.deadLetterConsumers = [transport.jobs, transport.tasks, transport.submissions].map((queue) => new DeadLetterConsumer(queue, machine, logger));
     if (options.janitorIntervalMs) this.scheduleSweep(options.janitorIntervalMs, options.janitor);
   }
@@ -77,7 +92,12 @@ export class InProcessWorker {
    * in the same tick: a job message in flight can still fan out to the tasks queue.
    */
   async drain(): Promise<void> {
-    while (!(this.jobConsumer.isIdle() && this.taskConsumer.isIdle() && this.submissionConsumer.isIdle() && this.deadLetterConsumers.every((c) => c.isIdle()))) {
+    while (!(
+      this.jobConsumer.isIdle() &&
+      this.taskConsumer.isIdle() &&
+      this.submissionConsumer.isIdle() &&
+      this.deadLetterConsumers.every((c) => c.isIdle())
+    )) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
@@ -118,7 +138,10 @@ export class InProcessWorker {
 
   /** One engine call per batch; if it throws, the consumer settles every message with that error. */
   private async handleTasks(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
-    const outcomes = await this.machine.processTaskMessages(batch.map((message) => message.body), batch.map((message) => messageMetaOf(heldMessage(message))));
+    const outcomes = await this.machine.processTaskMessages(
+      batch.map((message) => message.body),
+      batch.map((message) => messageMetaOf(heldMessage(message))),
+    );
     return outcomes.map((outcome) => ({ ok: true, outcome }));
   }
 }

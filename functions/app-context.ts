@@ -85,11 +85,18 @@ export async function closeAppContext(): Promise<void> {
   // another instance takes them now rather than after their lease.
   const drained = await Promise.allSettled([Promise.resolve().then(() => context.machine.drain(context.config.shutdownGraceMs))]);
   for (const result of drained) {
-    if (result.status === 'rejected') context.logger.warn('draining running tasks failed at shutdown; their leases expire instead', { error: result.reason instanceof Error ? result.reason.message : String(result.reason) });
+    if (result.status === 'rejected')
+      context.logger.warn('draining running tasks failed at shutdown; their leases expire instead', {
+        error: result.reason instanceof Error ? result.reason.message : String(result.reason),
+      });
   }
   const [transport, pool] = await Promise.allSettled([context.transport.close(), context.pool.end()]);
-  for (const [what, result] of [['transport', transport], ['pool', pool]] as const) {
-    if (result.status === 'rejected') context.logger.warn(`closing the ${what} failed at shutdown`, { error: result.reason instanceof Error ? result.reason.message : String(result.reason) });
+  for (const [what, result] of [
+    ['transport', transport],
+    ['pool', pool],
+  ] as const) {
+    if (result.status === 'rejected')
+      context.logger.warn(`closing the ${what} failed at shutdown`, { error: result.reason instanceof Error ? result.reason.message : String(result.reason) });
   }
 }
 
@@ -104,10 +111,19 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   const pool = createPool(config.databaseUrl, poolOptions(config, databasePoolOptions(config)));
   try {
     const registry = Registry.from(registration);
-    const machine = await CoreMachine.create({ pool, registry, transport, logger, retentionDays: config.retentionDays, schedules: { catchUpSeconds: config.scheduleCatchUpSeconds } });
+    const machine = await CoreMachine.create({
+      pool,
+      registry,
+      transport,
+      logger,
+      retentionDays: config.retentionDays,
+      schedules: { catchUpSeconds: config.scheduleCatchUpSeconds },
+    });
     // Any instance that starts sends what a lost one committed and never sent. Not fatal: the
     // janitor's next sweep sends the same rows, and this instance has work to serve meanwhile.
-    await machine.resumeAfterStart(config.janitor).catch((error: unknown) => logger.warn('sending undispatched outbox rows at startup failed; the janitor sends them', { error: errorToShape(error) }));
+    await machine
+      .resumeAfterStart(config.janitor)
+      .catch((error: unknown) => logger.warn('sending undispatched outbox rows at startup failed; the janitor sends them', { error: errorToShape(error) }));
     return { machine, pool, transport, logger, config };
   } catch (error) {
     await Promise.allSettled([pool.end(), transport.close()]);

@@ -45,7 +45,13 @@ export const listDeadLettersHandler: Handler = withErrors(async (request) => {
 });
 
 export const controlRoutes: HttpRoute[] = [
-  { name: 'jobs-control', methods: ['POST'], authLevel: 'function', route: `jobs/{jobId}/{action:regex(^(${CONTROL_ACTION_NAMES.join('|')})$)}`, handler: controlJobHandler },
+  {
+    name: 'jobs-control',
+    methods: ['POST'],
+    authLevel: 'function',
+    route: `jobs/{jobId}/{action:regex(^(${CONTROL_ACTION_NAMES.join('|')})$)}`,
+    handler: controlJobHandler,
+  },
   { name: 'jobs-events', methods: ['GET'], authLevel: 'function', route: 'jobs/{jobId}/events', handler: listEventsHandler },
   { name: 'dead-letters', methods: ['GET'], authLevel: 'function', route: 'dead-letters', handler: listDeadLettersHandler },
 ];

@@ -40,6 +40,4 @@ export const dashboardHandler: Handler = withErrors(async () => {
   };
 });
 
-export const dashboardRoutes: HttpRoute[] = [
-  { name: 'dashboard', methods: ['GET'], authLevel: 'function', route: 'dashboard', handler: dashboardHandler },
-];
+export const dashboardRoutes: HttpRoute[] = [{ name: 'dashboard', methods: ['GET'], authLevel: 'function', route: 'dashboard', handler: dashboardHandler }];

@@ -20,4 +20,6 @@ export const deleteJobHandler: Handler = withErrors(async (request) => {
   return { status: 200, jsonBody: { jobId: parsed.data.jobId, deleted } };
 });
 
-export const deleteRoutes: HttpRoute[] = [{ name: 'jobs-delete', methods: ['DELETE'], authLevel: 'function', route: 'jobs/{jobId}', handler: deleteJobHandler }];
+export const deleteRoutes: HttpRoute[] = [
+  { name: 'jobs-delete', methods: ['DELETE'], authLevel: 'function', route: 'jobs/{jobId}', handler: deleteJobHandler },
+];

@@ -84,7 +84,11 @@ function publicReport(report: HealthReport): PublicHealthReport {
   const schema = report.schema !== null && 'upToDate' in report.schema ? report.schema : null;
   const answer: PublicHealthReport = { status: report.status, database: { reachable: report.database.reachable }, schema, transport: report.transport };
   if (report.status === 'unhealthy') {
-    const what = report.error ? 'CoreMachine could not start' : !report.database.reachable ? 'the database cannot be reached' : 'the database schema is not the version this code needs';
+    const what = report.error
+      ? 'CoreMachine could not start'
+      : !report.database.reachable
+        ? 'the database cannot be reached'
+        : 'the database schema is not the version this code needs';
     answer.reason = `${what}; the details are logged and shown by GET /api/health/details with the function key`;
   }
   return answer;

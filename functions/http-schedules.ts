@@ -18,5 +18,11 @@ export const controlScheduleHandler: Handler = withErrors(async (request) => {
 
 export const scheduleRoutes: HttpRoute[] = [
   { name: 'schedules-list', methods: ['GET'], authLevel: 'function', route: 'schedules', handler: listSchedulesHandler },
-  { name: 'schedules-control', methods: ['POST'], authLevel: 'function', route: 'schedules/{name}/{action:regex(^(pause|resume)$)}', handler: controlScheduleHandler },
+  {
+    name: 'schedules-control',
+    methods: ['POST'],
+    authLevel: 'function',
+    route: 'schedules/{name}/{action:regex(^(pause|resume)$)}',
+    handler: controlScheduleHandler,
+  },
 ];

@@ -18,4 +18,6 @@ export const signalJobHandler: Handler = withErrors(async (request) => {
   return { status: 200, jsonBody: job, headers: { 'x-coremachine-signal': delivered ? 'delivered' : 'repeated' } };
 });
 
-export const signalRoutes: HttpRoute[] = [{ name: 'jobs-signal', methods: ['POST'], authLevel: 'function', route: 'jobs/{jobId}/signals/{name}', handler: signalJobHandler }];
+export const signalRoutes: HttpRoute[] = [
+  { name: 'jobs-signal', methods: ['POST'], authLevel: 'function', route: 'jobs/{jobId}/signals/{name}', handler: signalJobHandler },
+];

@@ -23,7 +23,8 @@ function checkWorkerToken(request: HttpRequest, expected: string | undefined): v
   const presented = /^bearer +(\S+) *$/i.exec(request.headers.get('authorization') ?? '')?.[1] ?? '';
   // Digests are of equal length whatever was sent, so neither the comparison's time nor an early
   // return tells a caller how long the token is.
-  if (!timingSafeEqual(digest(presented), digest(expected))) throw new UnauthorizedError('a remote worker must send Authorization: Bearer <COREMACHINE_WORKER_TOKEN>');
+  if (!timingSafeEqual(digest(presented), digest(expected)))
+    throw new UnauthorizedError('a remote worker must send Authorization: Bearer <COREMACHINE_WORKER_TOKEN>');
 }
 
 const digest = (text: string): Buffer => createHash('sha256').update(text).digest();

@@ -97,7 +97,12 @@ async function contextOrRetry(context: InvocationContext, queue: string, message
   try {
     return await getAppContext();
   } catch (error) {
-    invocationLogger(context).error('the engine could not start; the messages go back to the queue', { event: 'coremachine.message.retry', queue, messages: messages.map((m) => m.messageId), error: errorToShape(error) });
+    invocationLogger(context).error('the engine could not start; the messages go back to the queue', {
+      event: 'coremachine.message.retry',
+      queue,
+      messages: messages.map((m) => m.messageId),
+      error: errorToShape(error),
+    });
     throw error;
   }
 }
@@ -116,7 +121,15 @@ async function decoded(context: InvocationContext, queue: string, raw: readonly 
     else malformed.push({ message, result: { ok: false, error: decodedBody.error } });
   }
   if (malformed.length > 0) {
-    await settleBatch(serviceBusHost(context, queue, malformed.map((m) => m.message)), malformed.map((m) => m.message), malformed.map((m) => m.result));
+    await settleBatch(
+      serviceBusHost(
+        context,
+        queue,
+        malformed.map((m) => m.message),
+      ),
+      malformed.map((m) => m.message),
+      malformed.map((m) => m.result),
+    );
   }
   return held;
 }
@@ -137,7 +150,10 @@ export async function taskMessagesHandler(messages: unknown, context: Invocation
   if (batch.length === 0) return;
   const appContext = await contextOrRetry(context, TASKS_QUEUE, batch);
   const results = await handlingBatch(batch.length, async () => {
-    const outcomes = await appContext.machine.processTaskMessages(batch.map((held) => held.body), batch.map(messageMetaOf));
+    const outcomes = await appContext.machine.processTaskMessages(
+      batch.map((held) => held.body),
+      batch.map(messageMetaOf),
+    );
     return outcomes.map((outcome) => ({ ok: true, outcome }));
   });
   const counts = await settleBatch(serviceBusHost(context, TASKS_QUEUE, batch, appContext), batch, results);
@@ -158,7 +174,16 @@ export async function submissionHandler(message: unknown, context: InvocationCon
   const result = await handling(async () => {
     const { job, created, signal } = await appContext.machine.submitFromMessage(held.body);
     const event = signal ? 'coremachine.signal.accepted' : 'coremachine.submission.accepted';
-    context.log(JSON.stringify({ event, ...messageMetaOf(held), jobId: job.jobId, jobType: job.jobType, created, ...(signal ? { signal: signal.name, delivered: signal.delivered } : {}) }));
+    context.log(
+      JSON.stringify({
+        event,
+        ...messageMetaOf(held),
+        jobId: job.jobId,
+        jobType: job.jobType,
+        created,
+        ...(signal ? { signal: signal.name, delivered: signal.delivered } : {}),
+      }),
+    );
     return undefined;
   });
   await settleBatch(serviceBusHost(context, SUBMISSIONS_QUEUE, [held], appContext), [held], [result]);
@@ -178,7 +203,17 @@ export function deadLetterHandler(queue: string) {
     const description = typeof metadata.deadLetterErrorDescription === 'string' ? metadata.deadLetterErrorDescription : 'no description';
     const { machine } = await contextOrRetry(context, `${queue}/$deadletterqueue`, [held]);
     const outcome = await machine.processDeadLetter({ queue, messageId: held.messageId, body: held.body, reason, description });
-    context.warn(JSON.stringify({ event: 'coremachine.dead_letter.processed', queue, messageId: held.messageId, deliveryCount: held.deliveryCount, reason, description, outcome }));
+    context.warn(
+      JSON.stringify({
+        event: 'coremachine.dead_letter.processed',
+        queue,
+        messageId: held.messageId,
+        deliveryCount: held.deliveryCount,
+        reason,
+        description,
+        outcome,
+      }),
+    );
   };
 }
 
@@ -186,8 +221,28 @@ export function deadLetterHandler(queue: string) {
 export function registerServiceBusTriggers(): void {
   app.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
   app.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
-  app.serviceBusQueue('submissions-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: SUBMISSIONS_QUEUE, cardinality: 'one', handler: submissionHandler });
-  app.serviceBusQueue('jobs-dead-letters', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: `${JOBS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(JOBS_QUEUE) });
-  app.serviceBusQueue('submissions-dead-letters', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: `${SUBMISSIONS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(SUBMISSIONS_QUEUE) });
-  app.serviceBusQueue('tasks-dead-letters', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: `${TASKS_QUEUE}/$deadletterqueue`, cardinality: 'one', handler: deadLetterHandler(TASKS_QUEUE) });
+  app.serviceBusQueue('submissions-queue', {
+    connection: SERVICE_BUS_CONNECTION_SETTING,
+    queueName: SUBMISSIONS_QUEUE,
+    cardinality: 'one',
+    handler: submissionHandler,
+  });
+  app.serviceBusQueue('jobs-dead-letters', {
+    connection: SERVICE_BUS_CONNECTION_SETTING,
+    queueName: `${JOBS_QUEUE}/$deadletterqueue`,
+    cardinality: 'one',
+    handler: deadLetterHandler(JOBS_QUEUE),
+  });
+  app.serviceBusQueue('submissions-dead-letters', {
+    connection: SERVICE_BUS_CONNECTION_SETTING,
+    queueName: `${SUBMISSIONS_QUEUE}/$deadletterqueue`,
+    cardinality: 'one',
+    handler: deadLetterHandler(SUBMISSIONS_QUEUE),
+  });
+  app.serviceBusQueue('tasks-dead-letters', {
+    connection: SERVICE_BUS_CONNECTION_SETTING,
+    queueName: `${TASKS_QUEUE}/$deadletterqueue`,
+    cardinality: 'one',
+    handler: deadLetterHandler(TASKS_QUEUE),
+  });
 }

@@ -19,7 +19,10 @@ let state: TelemetryState | undefined;
  * OpenTelemetry calls stay no-ops. Telemetry must never take the app down: a setup failure is
  * reported on stderr and the app runs without it.
  */
-export function startTelemetry(env: NodeJS.ProcessEnv = process.env, report: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): TelemetryState {
+export function startTelemetry(
+  env: NodeJS.ProcessEnv = process.env,
+  report: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+): TelemetryState {
   if (state) return state;
   const connectionString = env.APPLICATIONINSIGHTS_CONNECTION_STRING?.trim();
   if (!connectionString) return (state = 'disabled');
@@ -29,7 +32,10 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env, report: (li
     // retried on timers that shutdownAzureMonitor cannot cancel, keeping a stopping process (a jest
     // worker, a CLI) alive for seconds after telemetry was shut down.
     const credential = ingestionCredential(env.APPLICATIONINSIGHTS_AUTHENTICATION_STRING);
-    applicationInsights().useAzureMonitor({ azureMonitorExporterOptions: { connectionString, ...(credential ? { credential } : {}) }, enableLiveMetrics: false });
+    applicationInsights().useAzureMonitor({
+      azureMonitorExporterOptions: { connectionString, ...(credential ? { credential } : {}) },
+      enableLiveMetrics: false,
+    });
     return (state = 'enabled');
   } catch (error) {
     report(JSON.stringify({ level: 'error', message: 'Application Insights could not start; running without telemetry', error: String(error) }));

@@ -27,9 +27,7 @@ export const ListJobsQuery = z.object({
   status: JobStatus.optional(),
   jobType: JobTypeName.optional(),
   limit: integerInput(1, PAGE_LIMITS.jobs).default(50),
-  cursor: safeText(512)
-    .refine(isWellFormedJobCursor, 'cursor is not one this API returned: pass nextCursor back unchanged')
-    .optional(),
+  cursor: safeText(512).refine(isWellFormedJobCursor, 'cursor is not one this API returned: pass nextCursor back unchanged').optional(),
 });
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 

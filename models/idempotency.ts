@@ -18,7 +18,13 @@ export const JobWaitQuery = z.object({
   // Digits only: "", " 3", "0x10" and "1e1" are mistakes to report, not numbers to guess at.
   // A number from code (already validated at the HTTP edge) passes as is.
   waitSeconds: z
-    .union([z.string().regex(/^\d{1,3}$/, 'waitSeconds must be a whole number of seconds').transform(Number), z.number()])
+    .union([
+      z
+        .string()
+        .regex(/^\d{1,3}$/, 'waitSeconds must be a whole number of seconds')
+        .transform(Number),
+      z.number(),
+    ])
     .pipe(z.number().int().min(0).max(MAX_WAIT_SECONDS, `waitSeconds is at most ${MAX_WAIT_SECONDS}`))
     .optional(),
 });

@@ -115,7 +115,10 @@ export function isSignalStage(stage: AnyStageDefinition | undefined): stage is S
 }
 
 /** The stage of a job type that waits for this signal (1-based), or undefined. */
-export function signalStageOf(job: { readonly stages: readonly AnyStageDefinition[] }, signal: string): { stage: number; definition: SignalStageDefinition } | undefined {
+export function signalStageOf(
+  job: { readonly stages: readonly AnyStageDefinition[] },
+  signal: string,
+): { stage: number; definition: SignalStageDefinition } | undefined {
   const index = job.stages.findIndex((stage) => isSignalStage(stage) && stage.signal.name === signal);
   const definition = job.stages[index];
   return isSignalStage(definition) ? { stage: index + 1, definition } : undefined;
@@ -186,7 +189,10 @@ export function defineTask<P extends z.ZodType, R>(definition: {
   checkTypeName('task', definition.type);
   checkTaskLimits(definition.type, definition.concurrency, definition.rate);
   // A lease that is not a positive, bounded number of seconds would fail every claim at run time.
-  if (definition.leaseSeconds !== undefined && !(Number.isFinite(definition.leaseSeconds) && definition.leaseSeconds > 0 && definition.leaseSeconds <= MAX_TIMEOUT_SECONDS)) {
+  if (
+    definition.leaseSeconds !== undefined &&
+    !(Number.isFinite(definition.leaseSeconds) && definition.leaseSeconds > 0 && definition.leaseSeconds <= MAX_TIMEOUT_SECONDS)
+  ) {
     throw new TypeError(`task type "${definition.type}": leaseSeconds must be a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}`);
   }
   if (definition.retry && !(Number.isInteger(definition.retry.maxAttempts) && definition.retry.maxAttempts >= 1)) {

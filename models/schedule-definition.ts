@@ -32,7 +32,12 @@ export const ScheduleOptions = z.strictObject({
    * so after any downtime the most recent missed tick fires once and older ones are skipped.
    * Must exceed the sweep interval (one minute in Azure), or on-time ticks count as missed.
    */
-  catchUpSeconds: z.number().int().min(1).max(366 * 24 * 3600).optional(),
+  catchUpSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(366 * 24 * 3600)
+    .optional(),
   /** The state when the schedule is first seen; afterwards only pause/resume change it. */
   paused: z.boolean().default(false),
 });

@@ -45,7 +45,8 @@ export function checkTaskLimits(type: string, concurrency: TaskConcurrency | und
       throw new TypeError(`task type "${type}": concurrency.limit must be an integer from 1 to ${MAX_CONCURRENCY_LIMIT}`);
     }
     if (key !== undefined && typeof key !== 'function') throw new TypeError(`task type "${type}": concurrency.key must be a function of the task parameters`);
-    if (scope !== undefined && !SCOPE_NAME.test(scope)) throw new TypeError(`task type "${type}": concurrency.scope "${scope}" must match ${String(SCOPE_NAME)}`);
+    if (scope !== undefined && !SCOPE_NAME.test(scope))
+      throw new TypeError(`task type "${type}": concurrency.scope "${scope}" must match ${String(SCOPE_NAME)}`);
   }
   if (rate !== undefined) {
     const { perSecond } = rate;
@@ -71,7 +72,12 @@ export function taskLimitsOf(task: { readonly type: string; readonly concurrency
  * A key function that throws or returns something unusable is a fan-out error (the job fails).
  */
 export function limitKeyOf(
-  task: { readonly type: string; readonly parameters: { safeParse(value: unknown): { success: boolean; data?: unknown } }; readonly concurrency?: TaskConcurrency; readonly rate?: TaskRate },
+  task: {
+    readonly type: string;
+    readonly parameters: { safeParse(value: unknown): { success: boolean; data?: unknown } };
+    readonly concurrency?: TaskConcurrency;
+    readonly rate?: TaskRate;
+  },
   spec: unknown,
 ): string | null {
   const limits = taskLimitsOf(task);
@@ -82,7 +88,9 @@ export function limitKeyOf(
   if (!parsed.success) return `${limits.scope}:`;
   const key = keyOf(parsed.data);
   if (typeof key !== 'string' || key.length > MAX_LIMIT_KEY_LENGTH) {
-    throw new TypeError(`concurrency.key of task type "${task.type}" must return a string of at most ${MAX_LIMIT_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`);
+    throw new TypeError(
+      `concurrency.key of task type "${task.type}" must return a string of at most ${MAX_LIMIT_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
+    );
   }
   return `${limits.scope}:${key}`;
 }

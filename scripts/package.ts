@@ -76,7 +76,12 @@ export const RESOLVED_ONLY: Readonly<Record<string, string>> = Object.freeze({
  * - Whitespace and syntax are minified, identifiers are not: stack traces, log lines and error
  *   names (CoreMachineError takes `name` from its class) read as in the sources.
  */
-function functionsBundleOptions(root: string, outfile: string, entry: BuildOptions['entryPoints'] = [path.join(root, 'functions', 'index.ts')], plugins: BuildOptions['plugins'] = [telemetryApart]): BuildOptions & { metafile: true } {
+function functionsBundleOptions(
+  root: string,
+  outfile: string,
+  entry: BuildOptions['entryPoints'] = [path.join(root, 'functions', 'index.ts')],
+  plugins: BuildOptions['plugins'] = [telemetryApart],
+): BuildOptions & { metafile: true } {
   return {
     entryPoints: entry,
     plugins,
@@ -147,7 +152,8 @@ function checkExternals(metafile: Metafile): void {
       unexpected.add(`${specifier} (${kind})`);
     }
   }
-  if (unexpected.size > 0) throw new Error(`the Functions bundle would load ${[...unexpected].join(', ')} from node_modules at run time, which the artifact does not ship`);
+  if (unexpected.size > 0)
+    throw new Error(`the Functions bundle would load ${[...unexpected].join(', ')} from node_modules at run time, which the artifact does not ship`);
 }
 
 async function listFiles(dir: string, prefix = ''): Promise<string[]> {
@@ -184,7 +190,13 @@ async function writeZip(dir: string, files: readonly string[], zipFile: string):
 
 /** The minimal package.json of the artifact: what the worker reads (main, type) and nothing to install. */
 async function artifactPackageJson(root: string): Promise<string> {
-  const source = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { name: string; version: string; description?: string; license?: string; engines?: unknown };
+  const source = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as {
+    name: string;
+    version: string;
+    description?: string;
+    license?: string;
+    engines?: unknown;
+  };
   const manifest = {
     name: `${source.name}-functions`,
     version: source.version,
@@ -217,7 +229,8 @@ export async function buildArtifact(options: ArtifactOptions = {}): Promise<Arti
     ...functionsBundleOptions(root, path.join(dir, TELEMETRY_FILE), [TELEMETRY_PACKAGE], []),
     outfile: path.join(dir, TELEMETRY_FILE),
   });
-  if (telemetry.errors.length > 0 || telemetry.warnings.length > 0) throw new Error(`bundling ${TELEMETRY_PACKAGE} reported:\n${[...telemetry.errors, ...telemetry.warnings].map((m) => m.text).join('\n')}`);
+  if (telemetry.errors.length > 0 || telemetry.warnings.length > 0)
+    throw new Error(`bundling ${TELEMETRY_PACKAGE} reported:\n${[...telemetry.errors, ...telemetry.warnings].map((m) => m.text).join('\n')}`);
   checkExternals(telemetry.metafile);
   const packages = new Set<string>();
   const sources = new Set<string>();

@@ -118,7 +118,7 @@ test('a crash between commit and send loses nothing: the outbox sweep sends what
   const waiting = await h.machine.getJob(job.jobId);
   expect(waiting.status).toBe('PROCESSING');
   expect(waiting.stages[0]).toMatchObject({ total: 5, completed: 0 });
-  const pending = await db.pool.query("SELECT kind FROM coremachine.outbox WHERE job_id = $1", [job.jobId]);
+  const pending = await db.pool.query('SELECT kind FROM coremachine.outbox WHERE job_id = $1', [job.jobId]);
   expect(pending.rows).toEqual([{ kind: 'stage_tasks' }]);
 
   expect(await h.machine.outbox.sweep(0)).toBe(1);

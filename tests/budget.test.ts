@@ -58,7 +58,15 @@ function planOf(name: string, alwaysReadyCount: (param: string) => number): Budg
     poolMax: num(profile, 'poolMax'),
     maximumInstanceCount: Math.min(defaultMaximum, num(profile, 'instanceCap')),
     alwaysReady: Object.fromEntries(infra.alwaysReady.map(({ group, param }) => [group, alwaysReadyCount(param)])),
-    ...(profile.pgbouncer === true ? { pgbouncer: { maxClientConn: num(profile, 'connectionLimit'), defaultPoolSize: num(profile, 'pgbouncerPoolSize'), pools: num(profile, 'pgbouncerPools') } } : {}),
+    ...(profile.pgbouncer === true
+      ? {
+          pgbouncer: {
+            maxClientConn: num(profile, 'connectionLimit'),
+            defaultPoolSize: num(profile, 'pgbouncerPoolSize'),
+            pools: num(profile, 'pgbouncerPools'),
+          },
+        }
+      : {}),
   };
 }
 
@@ -116,7 +124,9 @@ test('maximumInstanceCount is at least 40 in every parameter that carries it', (
   expect(param?.minValue).toBe(FLEX_CONSUMPTION.lowestMaximumInstanceCount);
   expect(param?.maxValue).toBe(FLEX_CONSUMPTION.highestMaximumInstanceCount);
   expect(Number(param?.defaultValue)).toBeGreaterThanOrEqual(40);
-  expect(readFileSync(path.join(root, 'infra/modules/functionapp.bicep'), 'utf8')).toMatch(/@minValue\(40\)\n@maxValue\(1000\)\n(@description\('[^\n]*'\)\n)?param maximumInstanceCount int = (\d+)/);
+  expect(readFileSync(path.join(root, 'infra/modules/functionapp.bicep'), 'utf8')).toMatch(
+    /@minValue\(40\)\n@maxValue\(1000\)\n(@description\('[^\n]*'\)\n)?param maximumInstanceCount int = (\d+)/,
+  );
   for (const { param } of infra.alwaysReady) expect(infra.params[param]).toMatchObject({ type: 'int', defaultValue: 0, minValue: 0 });
 });
 
@@ -137,7 +147,12 @@ describe('the formula', () => {
       { name: 'function:q', functions: ['q'] },
       { name: 'function:t', functions: ['t'] },
     ]);
-    expect(() => scaleGroups([{ kind: 'timer', name: 'x' }, { kind: 'http', name: 'x' }])).toThrow(/registered twice/);
+    expect(() =>
+      scaleGroups([
+        { kind: 'timer', name: 'x' },
+        { kind: 'http', name: 'x' },
+      ]),
+    ).toThrow(/registered twice/);
   });
 
   test('direct: groups × (instances + always ready) × pool against max_connections − reserved − headroom', () => {
@@ -162,7 +177,12 @@ describe('the formula', () => {
   });
 
   test('what Azure would refuse is a problem, whatever the arithmetic', () => {
-    const problems = connectionBudget(sample, { ...direct, maximumInstanceCount: 20, alwaysReady: { 'function:gone': 1 }, pgbouncer: { maxClientConn: 60_000, defaultPoolSize: 10, pools: 1 } }).problems;
+    const problems = connectionBudget(sample, {
+      ...direct,
+      maximumInstanceCount: 20,
+      alwaysReady: { 'function:gone': 1 },
+      pgbouncer: { maxClientConn: 60_000, defaultPoolSize: 10, pools: 1 },
+    }).problems;
     expect(problems).toEqual([
       expect.stringMatching(/maximumInstanceCount 20 is outside 40–1000/),
       expect.stringMatching(/Standard_B2s is Burstable: the built-in PgBouncer/),

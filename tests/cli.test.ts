@@ -37,10 +37,13 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-
 /** Runs the CLI in-process with captured output; env points it at the test's dev server. */
 function start(args: string[], options: { env?: Record<string, string | undefined>; isTTY?: boolean } = {}) {
-  return startCli(args, { isTTY: options.isTTY ?? false, env: { COREMACHINE_URL: dev.server.url, COREMACHINE_FUNCTION_KEY: KEY, ...options.env }, pollIntervalMs: 30 });
+  return startCli(args, {
+    isTTY: options.isTTY ?? false,
+    env: { COREMACHINE_URL: dev.server.url, COREMACHINE_FUNCTION_KEY: KEY, ...options.env },
+    pollIntervalMs: 30,
+  });
 }
 const cli = (args: string[], options?: Parameters<typeof start>[1]) => start(args, options).done;
 
@@ -153,11 +156,16 @@ test('usage errors exit 2 and print the usage; nothing is sent', async () => {
 test('--key, --url and connection failures: 401 and unreachable servers exit 1 with the error type', async () => {
   const noKey = await cli(['jobs'], { env: { COREMACHINE_FUNCTION_KEY: undefined } });
   expect(noKey).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: UnauthorizedError \(HTTP 401\)/) as unknown });
-  const flags = await cli(['jobs', '--url', dev.server.url, '--key', KEY], { env: { COREMACHINE_URL: 'http://127.0.0.1:9', COREMACHINE_FUNCTION_KEY: 'wrong' } });
+  const flags = await cli(['jobs', '--url', dev.server.url, '--key', KEY], {
+    env: { COREMACHINE_URL: 'http://127.0.0.1:9', COREMACHINE_FUNCTION_KEY: 'wrong' },
+  });
   expect(flags.code).toBe(0);
   expect(flags.stdout).toContain(helloId);
   const down = await cli(['jobs', '--url', 'http://127.0.0.1:9']);
-  expect(down).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: ConnectionError: could not reach http:\/\/127\.0\.0\.1:9\/api\/jobs/) as unknown });
+  expect(down).toMatchObject({
+    code: 1,
+    stderr: expect.stringMatching(/^error: ConnectionError: could not reach http:\/\/127\.0\.0\.1:9\/api\/jobs/) as unknown,
+  });
 });
 
 test('--file submits parameters from a file; --watch on a TTY redraws in place; pause, resume, cancel, retry', async () => {
@@ -179,7 +187,10 @@ test('--file submits parameters from a file; --watch on a TTY redraws in place; 
   const jobId = submittedId(held.stdout());
   expect(await cli(['pause', jobId])).toMatchObject({ code: 0, stdout: `pause: test.cli_gated job ${jobId} is now PAUSED\n` });
   // The resumed job may already have been picked up again by the time the answer is read.
-  expect(await cli(['resume', jobId])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^resume: test\.cli_gated job [0-9a-f]{64} is now (QUEUED|PROCESSING)\n$/) as unknown });
+  expect(await cli(['resume', jobId])).toMatchObject({
+    code: 0,
+    stdout: expect.stringMatching(/^resume: test\.cli_gated job [0-9a-f]{64} is now (QUEUED|PROCESSING)\n$/) as unknown,
+  });
   expect(await cli(['cancel', jobId])).toMatchObject({ code: 0, stdout: `cancel: test.cli_gated job ${jobId} is now CANCELLED\n` });
   const cancelled = await held.done;
   expect(cancelled.code).toBe(1);
@@ -198,11 +209,22 @@ test('signal: a waiting approved_publish job is approved from the CLI; refusals 
   expect(status.stdout).toContain(`waiting for signal "approval" at stage 2: coremachine signal ${jobId} approval --data '{...}'`);
 
   const bad = await cli(['signal', jobId, 'approval', '--data', '{"approved": "yes"}']);
-  expect(bad).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^error: ValidationError \(HTTP 400\): invalid payload for signal "approval"/) as unknown });
+  expect(bad).toMatchObject({
+    code: 1,
+    stdout: '',
+    stderr: expect.stringMatching(/^error: ValidationError \(HTTP 400\): invalid payload for signal "approval"/) as unknown,
+  });
   const wrong = await cli(['signal', jobId, 'sign-off', '--data', '{}']);
   expect(wrong).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: SignalRefusedError \(HTTP 409\)/) as unknown });
-  expect(await cli(['signal', '0'.repeat(64), 'approval', '--data', '{}'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^error: JobNotFoundError \(HTTP 404\)/) as unknown });
-  for (const args of [['signal', jobId, 'approval'], ['signal', jobId, '--data', '{}'], ['signal', jobId, 'approval', '--data', '{no json']]) {
+  expect(await cli(['signal', '0'.repeat(64), 'approval', '--data', '{}'])).toMatchObject({
+    code: 1,
+    stderr: expect.stringMatching(/^error: JobNotFoundError \(HTTP 404\)/) as unknown,
+  });
+  for (const args of [
+    ['signal', jobId, 'approval'],
+    ['signal', jobId, '--data', '{}'],
+    ['signal', jobId, 'approval', '--data', '{no json'],
+  ]) {
     expect({ args, code: (await cli(args)).code }).toEqual({ args, code: 2 });
   }
 
@@ -215,7 +237,11 @@ test('signal: a waiting approved_publish job is approved from the CLI; refusals 
   expect(again).toMatchObject({ code: 0, stdout: expect.stringMatching(/^signal approval was already delivered with this payload/) as unknown });
 
   let done = JSON.parse((await cli(['status', jobId, '--json'])).stdout) as { status: string; result: unknown };
-  for (const deadline = Date.now() + 15_000; done.status !== 'COMPLETED' && Date.now() < deadline; done = JSON.parse((await cli(['status', jobId, '--json'])).stdout) as typeof done) {
+  for (
+    const deadline = Date.now() + 15_000;
+    done.status !== 'COMPLETED' && Date.now() < deadline;
+    done = JSON.parse((await cli(['status', jobId, '--json'])).stdout) as typeof done
+  ) {
     await new Promise((resolve) => setTimeout(resolve, 30));
   }
   expect(done).toMatchObject({ status: 'COMPLETED', result: { published: 2, approvedBy: 'cli-user', outcome: 'published' } });

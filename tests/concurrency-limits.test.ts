@@ -64,12 +64,17 @@ async function startCluster(jobs: AnyJobDefinition[], instances: number, taskBat
   const workers = machines.map(
     (machine) =>
       new InProcessWorker(machine, transport, logger, {
-        taskBatchSize, taskConcurrency: 4, jobConcurrency: 2,
+        taskBatchSize,
+        taskConcurrency: 4,
+        jobConcurrency: 2,
         settlement: { deferBaseMs: 10, deferMaxMs: 100 },
       }),
   );
   return {
-    machines, workers, transport, logs,
+    machines,
+    workers,
+    transport,
+    logs,
     stop: async () => {
       await Promise.all(workers.map((worker) => worker.stop()));
       await transport.close(); // the pools are ended with the test database
@@ -102,7 +107,10 @@ test('300 tasks, limit 5 shared by a queue task type and a remote one: 4 instanc
   const cluster = await startCluster([localJob, remoteJob], 4);
   try {
     const started = Date.now();
-    const [a, b] = await Promise.all([cluster.machines[0]!.submitJob('limits.local_job', { n: 240 }), cluster.machines[1]!.submitJob('limits.remote_job', { n: 60 })]);
+    const [a, b] = await Promise.all([
+      cluster.machines[0]!.submitJob('limits.local_job', { n: 240 }),
+      cluster.machines[1]!.submitJob('limits.remote_job', { n: 60 }),
+    ]);
     // Three remote workers poll through different instances, as HTTP claims would land.
     let remoteDone = 0;
     const remoteWorker = async (w: number) => {
@@ -165,7 +173,7 @@ test('a crash with slots held: nothing else starts until the janitor requeues th
   });
   const job = defineJob({ type: 'limits.crashy_job', parameters: z.object({ n: z.number().int() }) })
     .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
-    .finalize(async ({ previous }) => (await previous.all()).reduce((sum: number, v) => sum + (v), 0));
+    .finalize(async ({ previous }) => (await previous.all()).reduce((sum: number, v) => sum + v, 0));
   // One message per batch: a batch is settled when all its handlers return, so a deferred message
   // sharing a batch with a hung handler would wait with it (a real crash frees it: its lock expires).
   const cluster = await startCluster([job], 2, 1);
@@ -179,14 +187,19 @@ test('a crash with slots held: nothing else starts until the janitor requeues th
     expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE status = 'COMPLETED' AND job_id = $1", [submitted.jobId])).toBe(0);
 
     // The process is gone: its leases run out (backdated, as graphile-worker's tests do).
-    await db.pool.query("UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second' WHERE status = 'PROCESSING' AND job_id = $1", [submitted.jobId]);
+    await db.pool.query("UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second' WHERE status = 'PROCESSING' AND job_id = $1", [
+      submitted.jobId,
+    ]);
     const report = await cluster.machines[1]!.sweep();
     expect(report.requeuedTasks).toBe(2);
     const done = await waitForJob(cluster.machines[1]!, submitted.jobId, 30_000);
     expect(done.status).toBe('COMPLETED');
     expect(done.result).toBe(45);
     // The hung tasks ran again at the same attempt: their host was lost, not their handler.
-    const attempts = await db.pool.query<{ task_id: string; attempt: number }>('SELECT task_id, attempt FROM coremachine.tasks WHERE lease_losses > 0 AND job_id = $1 ORDER BY task_id', [submitted.jobId]);
+    const attempts = await db.pool.query<{ task_id: string; attempt: number }>(
+      'SELECT task_id, attempt FROM coremachine.tasks WHERE lease_losses > 0 AND job_id = $1 ORDER BY task_id',
+      [submitted.jobId],
+    );
     expect(attempts.rows).toEqual([...hung].sort().map((taskId) => ({ task_id: taskId, attempt: 1 })));
     expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE status = 'PROCESSING' AND job_id = $1", [submitted.jobId])).toBe(0);
   } finally {
@@ -243,7 +256,11 @@ test('per-key limits are independent: each tenant gets its own 2 slots, and two 
     },
   });
   const job = defineJob({ type: 'limits.tenant_job', parameters: z.object({ n: z.number().int() }) })
-    .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ tenant: i % 2 === 0 ? 'acme' : 'globex', i })) })
+    .stage({
+      name: 'all',
+      task: work,
+      fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ tenant: i % 2 === 0 ? 'acme' : 'globex', i })),
+    })
     .finalize(async ({ previous }) => (await previous.all()).length);
   const cluster = await startCluster([job], 3);
   try {
@@ -255,8 +272,14 @@ test('per-key limits are independent: each tenant gets its own 2 slots, and two 
     // Were the keys one shared limit of 2, never more than 2 would have run at once.
     expect(await maxSeen('all')).toBeGreaterThan(2);
     expect(await maxSeen('all')).toBeLessThanOrEqual(4);
-    const keys = await db.pool.query<{ limit_key: string; n: number }>('SELECT limit_key, count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY limit_key ORDER BY limit_key', [submitted.jobId]);
-    expect(keys.rows).toEqual([{ limit_key: 'limits.tenant:acme', n: 20 }, { limit_key: 'limits.tenant:globex', n: 20 }]);
+    const keys = await db.pool.query<{ limit_key: string; n: number }>(
+      'SELECT limit_key, count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY limit_key ORDER BY limit_key',
+      [submitted.jobId],
+    );
+    expect(keys.rows).toEqual([
+      { limit_key: 'limits.tenant:acme', n: 20 },
+      { limit_key: 'limits.tenant:globex', n: 20 },
+    ]);
     // The task API (and with it the CLI's tasks table and the dashboard) names each task's slot key.
     const listed = await cluster.machines[0]!.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 2 });
     expect(listed.map((t) => t.limitKey)).toEqual(['limits.tenant:acme', 'limits.tenant:globex']);
@@ -332,7 +355,12 @@ test('limits are checked when a task type is defined and when it is registered; 
   const b = defineTask({ type: 'limits.b', parameters, concurrency: { limit: 4, scope: 'db' }, handler });
   expect(() => new Registry().registerTask(a).registerTask(b)).toThrow(DuplicateRegistrationError);
 
-  const keyed = defineTask({ type: 'limits.keyed', parameters, concurrency: { limit: 1, key: ({ i }) => (i === 3 ? (undefined as unknown as string) : String(i)) }, handler });
+  const keyed = defineTask({
+    type: 'limits.keyed',
+    parameters,
+    concurrency: { limit: 1, key: ({ i }) => (i === 3 ? (undefined as unknown as string) : String(i)) },
+    handler,
+  });
   const job = defineJob({ type: 'limits.keyed_job', parameters: z.object({}) })
     .stage({ name: 'all', task: keyed, fanOut: () => Array.from({ length: 5 }, (_, i) => ({ i })) })
     .finalize(() => null);
@@ -341,7 +369,10 @@ test('limits are checked when a task type is defined and when it is registered; 
     const { job: submitted } = await cluster.machines[0]!.submitJob('limits.keyed_job', {});
     const done = await waitForJob(cluster.machines[0]!, submitted.jobId);
     expect(done.status).toBe('FAILED');
-    expect(done.error).toMatchObject({ type: 'FanOutError', message: expect.stringMatching(/concurrency.key of task type "limits.keyed" must return a string/) as string });
+    expect(done.error).toMatchObject({
+      type: 'FanOutError',
+      message: expect.stringMatching(/concurrency.key of task type "limits.keyed" must return a string/) as string,
+    });
   } finally {
     await cluster.stop();
   }

@@ -21,7 +21,12 @@ test('settings override the defaults; an empty key or token is none', () => {
     COREMACHINE_WORKER_TOKEN: 'token',
     COREMACHINE_FUNCTION_KEY: '',
   });
-  expect(config).toMatchObject({ janitor: { stallAfterMs: 600_000, outboxAgeMs: 5000, batchSize: 50 }, janitorIntervalMs: 2000, workerToken: 'token', functionKey: undefined });
+  expect(config).toMatchObject({
+    janitor: { stallAfterMs: 600_000, outboxAgeMs: 5000, batchSize: 50 },
+    janitorIntervalMs: 2000,
+    workerToken: 'token',
+    functionKey: undefined,
+  });
   expect(loadConfig({ COREMACHINE_WORKER_TOKEN: '' }).workerToken).toBeUndefined();
   expect(remoteSettings({ COREMACHINE_URL: 'http://api:1', COREMACHINE_FUNCTION_KEY: 'k' })).toEqual({ apiUrl: 'http://api:1', functionKey: 'k' });
 });

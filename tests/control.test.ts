@@ -100,7 +100,16 @@ test('retry a FAILED job: only the failed stage runs again, only its failed and 
   expect(h.effects.runs.get(`${job.jobId}-s2-t2`)).toBe(2);
   await expect(h.machine.retryJob(job.jobId)).rejects.toBeInstanceOf(InvalidTransitionError);
   const jobEvents = (await h.machine.listEvents(job.jobId)).filter((e) => e.entity === 'job').map((e) => `${e.from ?? '∅'}→${e.to}`);
-  expect(jobEvents).toEqual(['∅→QUEUED', 'QUEUED→PROCESSING', 'PROCESSING→QUEUED', 'QUEUED→PROCESSING', 'PROCESSING→FAILED', 'FAILED→QUEUED', 'QUEUED→PROCESSING', 'PROCESSING→COMPLETED']);
+  expect(jobEvents).toEqual([
+    '∅→QUEUED',
+    'QUEUED→PROCESSING',
+    'PROCESSING→QUEUED',
+    'QUEUED→PROCESSING',
+    'PROCESSING→FAILED',
+    'FAILED→QUEUED',
+    'QUEUED→PROCESSING',
+    'PROCESSING→COMPLETED',
+  ]);
   await h.worker?.drain();
   await h.stop();
 });

@@ -27,7 +27,9 @@ async function events(query: Record<string, string>): Promise<{ status: number; 
 beforeAll(async () => {
   h = await startHarness(db.pool, { worker: false });
   setAppContext({ machine: h.machine, pool: db.pool, transport: h.transport, logger: captureLogger(h.logs) });
-  ({ job: { jobId } } = await h.machine.submitJob('hello_world', { n: 3 }));
+  ({
+    job: { jobId },
+  } = await h.machine.submitJob('hello_world', { n: 3 }));
   // A long trail without running 10,000 tasks: rows like the task trigger writes, then a real cancel.
   await db.pool.query(
     `INSERT INTO coremachine.events (job_id, entity, stage, task_id, from_status, to_status, attempt)

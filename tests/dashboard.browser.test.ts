@@ -21,7 +21,9 @@ const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const REQUIRE_BROWSER = process.env.COREMACHINE_REQUIRE_BROWSER === '1';
 const MISSING = chromiumMissing(CHROMIUM);
 if (MISSING && !REQUIRE_BROWSER) {
-  console.warn(`SKIPPED tests/dashboard.browser.test.ts: ${MISSING}. Install it (apt-get install -y chromium) or set CHROMIUM_PATH; COREMACHINE_REQUIRE_BROWSER=1 makes this a failure.`);
+  console.warn(
+    `SKIPPED tests/dashboard.browser.test.ts: ${MISSING}. Install it (apt-get install -y chromium) or set CHROMIUM_PATH; COREMACHINE_REQUIRE_BROWSER=1 makes this a failure.`,
+  );
 }
 
 function chromiumMissing(file: string): string | undefined {
@@ -81,7 +83,16 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     context = await chromium.launchPersistentContext(profileDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
       viewport: { width: 1366, height: 900 },
       timeout: 30_000,
     });
@@ -171,7 +182,12 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     await page.locator('#task-rows tr td[title$="-s1-t19"]').waitFor();
     expect(await page.locator('#task-rows tr').count()).toBe(20);
     expect(await page.locator('#task-rows [data-lease-losses]').count()).toBe(1);
-    expect(await page.locator('#task-rows tr', { has: page.locator('td[title$="-s1-t5"]') }).locator('[data-lease-losses="2"]').textContent()).toBe(' +2 lost');
+    expect(
+      await page
+        .locator('#task-rows tr', { has: page.locator('td[title$="-s1-t5"]') })
+        .locator('[data-lease-losses="2"]')
+        .textContent(),
+    ).toBe(' +2 lost');
     expect(await page.locator('#tasks-heading ~ .pager').textContent()).toContain('Showing 20 of 20 tasks in stage 1');
     await page.locator('#task-stage').selectOption('current');
     await page.locator('#task-rows tr td[title$="-s2-t19"]').waitFor();
@@ -286,10 +302,13 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     const requested: string[] = [];
     const record = (request: { url(): string }) => requested.push(request.url());
     page.on('request', record);
-    await page.route((url) => url.pathname.startsWith('//evil.example/'), async (route) => {
-      const real = await fetch(`${server.url}/api/dashboard?code=${KEY}`);
-      await route.fulfill({ status: real.status, headers: Object.fromEntries(real.headers), body: await real.text() });
-    });
+    await page.route(
+      (url) => url.pathname.startsWith('//evil.example/'),
+      async (route) => {
+        const real = await fetch(`${server.url}/api/dashboard?code=${KEY}`);
+        await route.fulfill({ status: real.status, headers: Object.fromEntries(real.headers), body: await real.text() });
+      },
+    );
     try {
       await page.goto(`${server.url}//evil.example/api/dashboard?code=${KEY}#/`);
       expect(await page.evaluate<string>('location.pathname')).toBe('//evil.example/api/dashboard');
@@ -373,7 +392,9 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     await row.getByRole('button', { name: 'Pause' }).click();
     await dialog.getByRole('button', { name: 'Pause schedule' }).click();
     await row.getByRole('button', { name: 'Resume' }).waitFor();
-    expect((await api<{ schedules: Array<{ name: string; paused: boolean }> }>('schedules')).schedules.find((s) => s.name === 'hello_world_hourly')?.paused).toBe(true);
+    expect(
+      (await api<{ schedules: Array<{ name: string; paused: boolean }> }>('schedules')).schedules.find((s) => s.name === 'hello_world_hourly')?.paused,
+    ).toBe(true);
   });
 
   test('a job waiting for approval shows "Waiting for approval" and a form: a bad payload is refused with its issues, a good one advances the job', async () => {

@@ -69,10 +69,16 @@ describe('through the Functions triggers (the Service Bus host)', () => {
     const { jobId, task } = await jobWithQueuedTasks();
     const before = await taskRows(db, jobId);
     await submissionHandler(task, invocation({ messageId: taskMessageId(task), deliveryCount: 1 }));
-    await submissionHandler({ jobId, jobType: 'test.three_stages', stage: 1 }, invocation({ messageId: jobMessageId({ jobId, jobType: 'test.three_stages', stage: 1 }), deliveryCount: 1 }));
+    await submissionHandler(
+      { jobId, jobType: 'test.three_stages', stage: 1 },
+      invocation({ messageId: jobMessageId({ jobId, jobType: 'test.three_stages', stage: 1 }), deliveryCount: 1 }),
+    );
     // The same bodies through the submissions queue's own dead-letter sub-queue (e.g. sent with a 1 s time-to-live).
     await deadLetterHandler('coremachine-submissions')(task, invocation({ messageId: taskMessageId(task), deadLetterReason: 'TTLExpiredException' }));
-    await deadLetterHandler('coremachine-submissions')({ jobId, jobType: 'test.three_stages', stage: 1 }, invocation({ messageId: `${jobId}:s1`, deadLetterReason: 'TTLExpiredException' }));
+    await deadLetterHandler('coremachine-submissions')(
+      { jobId, jobType: 'test.three_stages', stage: 1 },
+      invocation({ messageId: `${jobId}:s1`, deadLetterReason: 'TTLExpiredException' }),
+    );
 
     expect(await jobRow(db, jobId)).toEqual({ status: 'PROCESSING', stage: 1 });
     expect(await taskRows(db, jobId)).toEqual(before);
@@ -83,10 +89,13 @@ describe('through the Functions triggers (the Service Bus host)', () => {
     await h.machine.cancelJob(jobId);
   });
 
-  test("a tasks-queue letter fails its task only under the message id the engine gave it, and only the row it describes", async () => {
+  test('a tasks-queue letter fails its task only under the message id the engine gave it, and only the row it describes', async () => {
     const { jobId, task } = await jobWithQueuedTasks();
     const letter = (messageId: string, body: unknown) =>
-      deadLetterHandler('coremachine-tasks')(body, invocation({ messageId, deadLetterReason: 'MaxDeliveryCountExceeded', deadLetterErrorDescription: 'delivered 10 times' }));
+      deadLetterHandler('coremachine-tasks')(
+        body,
+        invocation({ messageId, deadLetterReason: 'MaxDeliveryCountExceeded', deadLetterErrorDescription: 'delivered 10 times' }),
+      );
     await letter('forged-id', task);
     await letter(taskMessageId({ ...task, stage: 2 }), { ...task, stage: 2 });
     await letter(taskMessageId({ ...task, taskType: 'test.failing' }), { ...task, taskType: 'test.failing' });

@@ -13,7 +13,8 @@ const timed = defineJob({ type: 'dl.cli', parameters: z.object({ n: z.number().i
 
 const dev = useDevServer(appRegistry(timed), { functionKey: KEY });
 
-const cli = (args: string[]) => startCli(args, { isTTY: false, env: { COREMACHINE_URL: dev.server.url, COREMACHINE_FUNCTION_KEY: KEY }, pollIntervalMs: 30 }).done;
+const cli = (args: string[]) =>
+  startCli(args, { isTTY: false, env: { COREMACHINE_URL: dev.server.url, COREMACHINE_FUNCTION_KEY: KEY }, pollIntervalMs: 30 }).done;
 
 test('submit --timeout-seconds shortens the deadline and status shows it; out of bounds is refused with the reason', async () => {
   const run = await cli(['submit', 'dl.cli', '--params', '{"n": 2}', '--timeout-seconds', '120', '--wait']);

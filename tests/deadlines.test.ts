@@ -64,7 +64,8 @@ async function instance(pool: pg.Pool): Promise<Instance> {
   return {
     machine,
     transport,
-    startWorker: (options = {}) => (worker = new InProcessWorker(machine, transport, logger, { taskBatchSize: 1, taskConcurrency: 2, jobConcurrency: 1, ...options })),
+    startWorker: (options = {}) =>
+      (worker = new InProcessWorker(machine, transport, logger, { taskBatchSize: 1, taskConcurrency: 2, jobConcurrency: 1, ...options })),
     stop: async () => {
       await worker?.stop();
       await transport.close();
@@ -101,7 +102,11 @@ test('declared timeouts are checked when the job type is defined', () => {
   expect(() => defineJob({ ...base, timeoutSeconds: 0 })).toThrow(/timeoutSeconds must be an integer from 1/);
   expect(() => defineJob({ ...base, timeoutSeconds: MAX_TIMEOUT_SECONDS + 1 })).toThrow(TypeError);
   expect(() => defineJob(base).stage({ name: 's', task: quick, timeoutSeconds: 1.5, fanOut: () => [] })).toThrow(/stage "s" of job type "dl.bad"/);
-  expect(defineJob({ ...base, timeoutSeconds: 5 }).stage({ name: 's', task: quick, fanOut: () => [] }).finalize(() => null).timeoutSeconds).toBe(5);
+  expect(
+    defineJob({ ...base, timeoutSeconds: 5 })
+      .stage({ name: 's', task: quick, fanOut: () => [] })
+      .finalize(() => null).timeoutSeconds,
+  ).toBe(5);
 });
 
 test('job timeout while tasks run: handlers aborted, queued tasks cancelled, the exact Timeout error, and the trail says why', async () => {
@@ -125,7 +130,14 @@ test('job timeout while tasks run: handlers aborted, queued tasks cancelled, the
   const failed = await m.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
   const deadline = failed.deadline?.toISOString();
-  expect(failed.error).toEqual({ type: 'DeadlineExceededError', message: expect.stringMatching(/^the job passed its deadline/) as string, stage: 1, scope: 'job', deadline, elapsedMs: expect.any(Number) as number });
+  expect(failed.error).toEqual({
+    type: 'DeadlineExceededError',
+    message: expect.stringMatching(/^the job passed its deadline/) as string,
+    stage: 1,
+    scope: 'job',
+    deadline,
+    elapsedMs: expect.any(Number) as number,
+  });
   expect(failed.error?.elapsedMs).toBeGreaterThanOrEqual(2 * HOUR);
   expect(failed.error?.elapsedMs).toBeLessThan(2 * HOUR + 60_000);
   expect(failed.stages[0]).toMatchObject({ status: 'FAILED', completed: 0, failed: 0 });
@@ -160,7 +172,12 @@ test('stage timeout: counted from the stage start, dropped when the job moves on
   expect((await m.machine.sweep()).timedOutJobs).toBe(1);
   const failed = await m.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
-  expect(failed.error).toMatchObject({ type: 'DeadlineExceededError', scope: 'stage', stage: 2, deadline: waiting.stageDeadline && new Date(waiting.stageDeadline.getTime() - HOUR).toISOString() });
+  expect(failed.error).toMatchObject({
+    type: 'DeadlineExceededError',
+    scope: 'stage',
+    stage: 2,
+    deadline: waiting.stageDeadline && new Date(waiting.stageDeadline.getTime() - HOUR).toISOString(),
+  });
   expect(failed.error?.message).toMatch(/^stage 2 passed its deadline/);
   expect(failed.error?.elapsedMs).toBeGreaterThanOrEqual(HOUR);
   expect(failed.stages.map((s) => s.status)).toEqual(['COMPLETED', 'FAILED']);
@@ -177,7 +194,13 @@ test('a PAUSED job keeps its deadline: past it, it becomes FAILED; a retry gets 
   await advanceClock([job.jobId], 2 * HOUR);
   expect((await m.machine.sweep()).timedOutJobs).toBe(1);
   // Subscribers hear why, like the trail: the JobFailed event carries the Timeout.
-  expect(published.filter((e) => e.jobId === job.jobId)).toEqual([expect.objectContaining({ type: 'JobFailed', status: 'FAILED', error: expect.objectContaining({ type: 'DeadlineExceededError', scope: 'job' }) as unknown })]);
+  expect(published.filter((e) => e.jobId === job.jobId)).toEqual([
+    expect.objectContaining({
+      type: 'JobFailed',
+      status: 'FAILED',
+      error: expect.objectContaining({ type: 'DeadlineExceededError', scope: 'job' }) as unknown,
+    }),
+  ]);
   const failed = await m.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
   expect(failed.error).toMatchObject({ type: 'DeadlineExceededError', scope: 'job', stage: 1 });
@@ -218,7 +241,10 @@ test('a claim after the deadline runs no handler and fails the job; a stage star
 
   const late = await m.machine.submitJob('dl.job', { n: 2, tag: 'late start' });
   await advanceClock([late.job.jobId], 2 * HOUR);
-  expect(await m.machine.processJobMessage({ jobId: late.job.jobId, jobType: 'dl.job', stage: 1 })).toMatchObject({ kind: 'failed', error: expect.stringMatching(/passed its deadline/) as string });
+  expect(await m.machine.processJobMessage({ jobId: late.job.jobId, jobType: 'dl.job', stage: 1 })).toMatchObject({
+    kind: 'failed',
+    error: expect.stringMatching(/passed its deadline/) as string,
+  });
   expect(await m.machine.listTasks(late.job.jobId)).toEqual([]);
   expect(await m.machine.getJob(late.job.jobId)).toMatchObject({ status: 'FAILED', error: { type: 'DeadlineExceededError' } });
   await m.stop();
@@ -255,7 +281,11 @@ test('per-submission override: engine, HTTP header and submission message; it ma
   setAppContext({ machine: m.machine, pool: db.pool, transport: m.transport, logger: captureLogger([]) });
   try {
     const post = (header: string, n: number) =>
-      call(submitJobHandler, 'POST', 'jobs/dl.job', { params: { jobType: 'dl.job' }, body: JSON.stringify({ n, tag: 'http' }), headers: { [TIMEOUT_HEADER]: header } });
+      call(submitJobHandler, 'POST', 'jobs/dl.job', {
+        params: { jobType: 'dl.job' },
+        body: JSON.stringify({ n, tag: 'http' }),
+        headers: { [TIMEOUT_HEADER]: header },
+      });
     const accepted = await post('120', 1);
     expect(accepted.status).toBe(202);
     const body = accepted.body as { jobId: string; timeoutSeconds: number; deadline: string; createdAt: string };

@@ -38,12 +38,22 @@ interface Answer {
 /** A raw request: fetch would normalise the very paths and headers these tests send. */
 function raw(options: { path: string; method?: string; headers?: Record<string, string>; body?: string; port?: number }): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: options.port ?? port, method: options.method ?? 'GET', path: options.path, headers: options.headers, setHost: options.headers?.host === undefined }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: options.port ?? port,
+        method: options.method ?? 'GET',
+        path: options.path,
+        headers: options.headers,
+        setHost: options.headers?.host === undefined,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
     req.on('error', reject);
     req.end(options.body);
   });
@@ -83,7 +93,11 @@ function hugeUpload(method: string, path: string): Promise<{ status: number; sen
 
 test('a 200 MB chunked body, even to the anonymous health route, is refused at the limit with 413 and memory stays flat', async () => {
   const rssBefore = process.memoryUsage().rss;
-  for (const [method, path] of [['GET', '/api/health'], ['POST', '/api/jobs/hello_world'], ['POST', '/api/workers/claim']] as const) {
+  for (const [method, path] of [
+    ['GET', '/api/health'],
+    ['POST', '/api/jobs/hello_world'],
+    ['POST', '/api/workers/claim'],
+  ] as const) {
     const answer = await hugeUpload(method, path);
     expect({ path, status: answer.status }).toEqual({ path, status: 413 });
     expect(JSON.parse(answer.body)).toMatchObject({ error: { type: 'PayloadTooLargeError' } });
@@ -169,9 +183,19 @@ test('with no key, cross-site and non-JSON requests cannot create jobs; same-ori
   // A cross-site page may still read nothing it could not already: GETs are not mutations.
   expect((await raw({ path: '/api/health', headers: { origin: 'http://evil.example', 'sec-fetch-site': 'cross-site' } })).status).toBe(200);
 
-  const sameOrigin = await raw({ method: 'POST', path: '/api/jobs/hello_world', headers: { ...json, origin: `http://127.0.0.1:${port}`, 'sec-fetch-site': 'same-origin' }, body });
+  const sameOrigin = await raw({
+    method: 'POST',
+    path: '/api/jobs/hello_world',
+    headers: { ...json, origin: `http://127.0.0.1:${port}`, 'sec-fetch-site': 'same-origin' },
+    body,
+  });
   expect(sameOrigin.status).toBe(202);
-  const curl = await raw({ method: 'POST', path: '/api/jobs/hello_world', headers: { 'content-type': 'application/json; charset=utf-8' }, body: JSON.stringify({ n: 4 }) });
+  const curl = await raw({
+    method: 'POST',
+    path: '/api/jobs/hello_world',
+    headers: { 'content-type': 'application/json; charset=utf-8' },
+    body: JSON.stringify({ n: 4 }),
+  });
   expect(curl.status).toBe(202);
   expect(await jobCount()).toBe(before + 2);
 });

@@ -36,7 +36,9 @@ test('the default profile fits: the table per scale group, the limit, exit 0', a
   const run = await doctor();
   expect(run).toMatchObject({ code: 0, stderr: '' });
   expect(run.stdout).toMatch(/^profile Burstable: Standard_B2s \(Burstable, 2 vCores, max_connections 429\), the app connects directly \(port 5432\)$/m);
-  expect(run.stdout).toMatch(/^maximumInstanceCount 40 on-demand instances per scale group \(COREMACHINE_MAXIMUM_INSTANCE_COUNT 100, main\.parameters\.json's default, capped at the profile's instanceCap 40\)$/m);
+  expect(run.stdout).toMatch(
+    /^maximumInstanceCount 40 on-demand instances per scale group \(COREMACHINE_MAXIMUM_INSTANCE_COUNT 100, main\.parameters\.json's default, capped at the profile's instanceCap 40\)$/m,
+  );
   expect(run.stdout).toMatch(/^PG_POOL_MAX 1 per instance \(the profile's poolMax; PG_POOL_MAX is not set\)$/m);
   expect(run.stdout).toMatch(/^SCALE GROUP +FUNCTIONS +MAX INSTANCES +ALWAYS READY +PG_POOL_MAX +CONNECTIONS$/m);
   expect(run.stdout).toMatch(/^http +\d+ functions +40 +0 +1 +40$/m);
@@ -69,17 +71,27 @@ test('a PG_POOL_MAX the server cannot take is refused with exit 1, naming PG_POO
   const run = await doctor([], { PG_POOL_MAX: '2' });
   expect(run.code).toBe(1);
   expect(run.stdout).toMatch(/^PG_POOL_MAX 2 per instance \(PG_POOL_MAX \(environment\), instead of the profile's 1\)$/m);
-  expect(run.stderr).toMatch(/^coremachine doctor: does not fit\. app connections 640 > 404 \(max_connections 429 \(Standard_B2s\) − 15 reserved by Azure − 10 headroom\)\.$/m);
-  expect(run.stderr).toMatch(/8 scale groups × maximumInstanceCount 40 \(\+ 0 always ready\) × PG_POOL_MAX 2: lower PG_POOL_MAX to 1; maximumInstanceCount cannot go below 40/);
+  expect(run.stderr).toMatch(
+    /^coremachine doctor: does not fit\. app connections 640 > 404 \(max_connections 429 \(Standard_B2s\) − 15 reserved by Azure − 10 headroom\)\.$/m,
+  );
+  expect(run.stderr).toMatch(
+    /8 scale groups × maximumInstanceCount 40 \(\+ 0 always ready\) × PG_POOL_MAX 2: lower PG_POOL_MAX to 1; maximumInstanceCount cannot go below 40/,
+  );
 });
 
 test('settings outside the bounds the Bicep declares are refused with exit 1, naming the setting and the bound', async () => {
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ PG_POOL_MAX: '500' }, /^coremachine doctor: PG_POOL_MAX \(parameter poolMax\) is 500, above 200, the highest main\.bicep accepts$/m],
     [{ PG_POOL_MAX: 'many' }, /^coremachine doctor: PG_POOL_MAX \(parameter poolMax\) must be a whole number, not "many" \(PG_POOL_MAX \(environment\)\)$/m],
-    [{ COREMACHINE_MAXIMUM_INSTANCE_COUNT: '20' }, /^coremachine doctor: COREMACHINE_MAXIMUM_INSTANCE_COUNT \(parameter maximumInstanceCount\) is 20, below 40, the lowest main\.bicep accepts; 40 is the lowest Flex Consumption accepts/m],
+    [
+      { COREMACHINE_MAXIMUM_INSTANCE_COUNT: '20' },
+      /^coremachine doctor: COREMACHINE_MAXIMUM_INSTANCE_COUNT \(parameter maximumInstanceCount\) is 20, below 40, the lowest main\.bicep accepts; 40 is the lowest Flex Consumption accepts/m,
+    ],
     [{ COREMACHINE_ALWAYS_READY_TASKS: '50' }, /^coremachine doctor: COREMACHINE_ALWAYS_READY_TASKS \(parameter alwaysReadyTasks\) is 50, above 20/m],
-    [{ COREMACHINE_DATABASE_PROFILE: 'Premium' }, /^coremachine doctor: COREMACHINE_DATABASE_PROFILE is "Premium" \(COREMACHINE_DATABASE_PROFILE \(environment\)\): main\.bicep offers Burstable, GeneralPurpose$/m],
+    [
+      { COREMACHINE_DATABASE_PROFILE: 'Premium' },
+      /^coremachine doctor: COREMACHINE_DATABASE_PROFILE is "Premium" \(COREMACHINE_DATABASE_PROFILE \(environment\)\): main\.bicep offers Burstable, GeneralPurpose$/m,
+    ],
   ];
   for (const [env, message] of cases) {
     const run = await doctor([], env);
@@ -89,10 +101,14 @@ test('settings outside the bounds the Bicep declares are refused with exit 1, na
 });
 
 test('a profile whose server cannot take its instances is refused with exit 1, naming maximumInstanceCount and the limit', async () => {
-  const b1ms = infraWith('b1ms', (bicep) => bicep.replace("skuName: 'Standard_B2s'", "skuName: 'Standard_B1ms'").replace(/maxConnections: 429\n/, 'maxConnections: 50\n'));
+  const b1ms = infraWith('b1ms', (bicep) =>
+    bicep.replace("skuName: 'Standard_B2s'", "skuName: 'Standard_B1ms'").replace(/maxConnections: 429\n/, 'maxConnections: 50\n'),
+  );
   const run = await doctor(['--infra', b1ms]);
   expect(run.code).toBe(1);
-  expect(run.stderr).toMatch(/^coremachine doctor: does not fit\. app connections 320 > 25 \(max_connections 50 \(Standard_B1ms\) − 15 reserved by Azure − 10 headroom\)\.$/m);
+  expect(run.stderr).toMatch(
+    /^coremachine doctor: does not fit\. app connections 320 > 25 \(max_connections 50 \(Standard_B1ms\) − 15 reserved by Azure − 10 headroom\)\.$/m,
+  );
   expect(run.stderr).toMatch(/no PG_POOL_MAX ≥ 1 fits these instances; maximumInstanceCount cannot go below 40 \(Flex Consumption's lowest\)/);
 
   const wrongLimit = infraWith('wrong-limit', (bicep) => bicep.replace(/maxConnections: 429\n/, 'maxConnections: 859\n'));
@@ -100,7 +116,9 @@ test('a profile whose server cannot take its instances is refused with exit 1, n
   expect(lying.code).toBe(1);
   expect(lying.stderr).toMatch(/databaseProfiles\.Burstable\.maxConnections says 859, but Standard_B2s allows 429/);
 
-  const bouncerOnBurstable = infraWith('bouncer', (bicep) => bicep.replace("skuName: 'Standard_D2ds_v5'\n    skuTier: 'GeneralPurpose'", "skuName: 'Standard_B2ms'\n    skuTier: 'Burstable'"));
+  const bouncerOnBurstable = infraWith('bouncer', (bicep) =>
+    bicep.replace("skuName: 'Standard_D2ds_v5'\n    skuTier: 'GeneralPurpose'", "skuName: 'Standard_B2ms'\n    skuTier: 'Burstable'"),
+  );
   const burstable = await doctor(['--infra', bouncerOnBurstable, '--profile', 'GeneralPurpose']);
   expect(burstable.code).toBe(1);
   expect(burstable.stderr).toMatch(/Standard_B2ms is Burstable: the built-in PgBouncer runs on General Purpose and Memory Optimized only/);

@@ -14,7 +14,9 @@ test('the server accepts only Entra tokens, and its Entra administrator is the d
   const postgres = read('infra/modules/postgres.bicep');
   expect(postgres).toMatch(/activeDirectoryAuth:\s*'Enabled'/);
   expect(postgres).toMatch(/passwordAuth:\s*'Disabled'/);
-  expect(postgres).toMatch(/flexibleServers\/administrators@[\s\S]*?name: administratorObjectId\n\s*properties: \{\s*principalName: administratorName\s*principalType: administratorType/);
+  expect(postgres).toMatch(
+    /flexibleServers\/administrators@[\s\S]*?name: administratorObjectId\n\s*properties: \{\s*principalName: administratorName\s*principalType: administratorType/,
+  );
   const main = read('infra/main.bicep');
   expect(main).toMatch(/administratorObjectId:\s*principalId\n/);
   expect(main).toMatch(/administratorName:\s*principalName\n/);

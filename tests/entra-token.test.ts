@@ -7,7 +7,14 @@
 import pg from 'pg';
 import { loadConfig } from '../core/config';
 import { createPool } from '../core/db/pool';
-import { DatabaseTokenError, databasePoolOptions, EntraTokenProvider, POSTGRES_ENTRA_SCOPE, type AccessTokenLike, type TokenSource } from '../core/db/entra-token';
+import {
+  DatabaseTokenError,
+  databasePoolOptions,
+  EntraTokenProvider,
+  POSTGRES_ENTRA_SCOPE,
+  type AccessTokenLike,
+  type TokenSource,
+} from '../core/db/entra-token';
 import { isTransientDatabaseError } from '../core/db/transient-errors';
 import { freePort } from './support/free-port';
 import { startPasswordCluster, type PasswordCluster } from './support/password-cluster';

@@ -118,7 +118,9 @@ test('malformed queue messages are dead-lettered at once with a reason, never re
   ]);
   expect(dead[0]?.deadLetterErrorDescription).toContain('jobId');
   // Every one is recorded for operators, even a body jsonb cannot hold (kept as its JSON text).
-  const recorded = await db.pool.query<{ message_id: string; body: unknown }>("SELECT message_id, body FROM coremachine.dead_letters WHERE message_id LIKE 'junk-%' ORDER BY message_id");
+  const recorded = await db.pool.query<{ message_id: string; body: unknown }>(
+    "SELECT message_id, body FROM coremachine.dead_letters WHERE message_id LIKE 'junk-%' ORDER BY message_id",
+  );
   expect(recorded.rows.map((row) => row.message_id)).toEqual(['junk-1', 'junk-2', 'junk-3', 'junk-4', 'junk-5', 'junk-6', 'junk-7']);
   const nul = recorded.rows.find((row) => row.message_id === 'junk-5')?.body as { unstorableBody: string; issues: string[] };
   expect(JSON.parse(nul.unstorableBody)).toEqual({ jobId: 'a\u0000b', jobType: 'hello_world', stage: 1 });
@@ -150,7 +152,11 @@ test('a task message PostgreSQL would refuse is malformed on its own: the rest o
     expect(reasons[3]).toContain('taskType');
     expect(reasons[4]).toContain('task id');
     const tasks = await own.machine.listTasks(job.jobId, { stage: 1 });
-    expect(tasks.map((t) => [t.status, t.attempt])).toEqual([['COMPLETED', 1], ['COMPLETED', 1], ['COMPLETED', 1]]);
+    expect(tasks.map((t) => [t.status, t.attempt])).toEqual([
+      ['COMPLETED', 1],
+      ['COMPLETED', 1],
+      ['COMPLETED', 1],
+    ]);
     // This harness has no worker to run the job's next stage.
     await own.machine.cancelJob(job.jobId);
   } finally {

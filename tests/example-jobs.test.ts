@@ -42,11 +42,28 @@ afterEach(() => {
   setAppContext(undefined);
 });
 
-const context: TaskContext = { jobId: 'j', taskId: 't', stage: 1, taskIndex: 0, attempt: 1, signal: new AbortController().signal, heartbeat: () => Promise.resolve() };
+const context: TaskContext = {
+  jobId: 'j',
+  taskId: 't',
+  stage: 1,
+  taskIndex: 0,
+  attempt: 1,
+  signal: new AbortController().signal,
+  heartbeat: () => Promise.resolve(),
+};
 
-async function submitOverHttp(jobType: string, body: string): Promise<{ status: number; body: { error?: { type: string; message: string; issues?: Array<{ path: unknown[] }> } } }> {
+async function submitOverHttp(
+  jobType: string,
+  body: string,
+): Promise<{ status: number; body: { error?: { type: string; message: string; issues?: Array<{ path: unknown[] }> } } }> {
   setAppContext({ machine: h().machine, pool: db().pool, transport: h().transport, logger: captureLogger(h().logs) });
-  const request = new HttpRequest({ method: 'POST', url: `http://localhost:7071/api/jobs/${jobType}`, params: { jobType }, body: { string: body }, headers: { 'content-type': 'application/json' } });
+  const request = new HttpRequest({
+    method: 'POST',
+    url: `http://localhost:7071/api/jobs/${jobType}`,
+    params: { jobType },
+    body: { string: body },
+    headers: { 'content-type': 'application/json' },
+  });
   const response = new HttpResponse(await submitJobHandler(request, new InvocationContext({ functionName: 'jobs-submit' })));
   return { status: response.status, body: (await response.json()) as never };
 }
@@ -101,7 +118,10 @@ test('a symlinked folder that leads outside the configured root: the job FAILS a
 });
 
 test("a failed job's error, causes included, names no absolute path of the host", async () => {
-  for (const [setting, directory] of [[root, 'no-such-folder'], [path.join(sandbox, 'missing-root'), '.']] as const) {
+  for (const [setting, directory] of [
+    [root, 'no-such-folder'],
+    [path.join(sandbox, 'missing-root'), '.'],
+  ] as const) {
     process.env[ROOT_ENV] = setting;
     const { job } = await h().machine.submitJob('word_frequencies', { directory }, { idempotencyKey: 'host-paths' });
     const done = await waitForJob(h().machine, job.jobId);
@@ -118,7 +138,15 @@ test('listing skips symlinks and FIFOs: only the regular file below the root is 
   const { job } = await h().machine.submitJob('word_frequencies', { directory: 'texts', minLength: 1 });
   const done = await waitForJob(h().machine, job.jobId);
   expect(done.status).toBe('COMPLETED');
-  expect(done.result).toEqual({ files: 1, words: 3, distinctWords: 2, top: [{ word: 'alpha', count: 2 }, { word: 'beta', count: 1 }] });
+  expect(done.result).toEqual({
+    files: 1,
+    words: 3,
+    distinctWords: 2,
+    top: [
+      { word: 'alpha', count: 2 },
+      { word: 'beta', count: 1 },
+    ],
+  });
 });
 
 test('the root may itself be reached through a symlink', async () => {

@@ -104,10 +104,9 @@ test('a fan-out that fails after some chunks were committed fails the job; no cr
   expect(done.error).toMatchObject({ type: 'FanOutError', stage: 1 });
   expect(done.stages).toEqual([expect.objectContaining({ total: 3200, status: 'FAILED' })]);
   await h.worker?.drain();
-  const counts = await ctx.db().pool.query<{ status: string; n: number }>(
-    'SELECT status, count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY status',
-    [job.jobId],
-  );
+  const counts = await ctx
+    .db()
+    .pool.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY status', [job.jobId]);
   expect(counts.rows.every((row) => row.status === 'CANCELLED' || row.status === 'COMPLETED')).toBe(true);
   expect(counts.rows.reduce((sum, row) => sum + row.n, 0)).toBe(3200);
   const span = await ctx.db().pool.query('SELECT min(task_index)::int AS lo, max(task_index)::int AS hi FROM coremachine.tasks WHERE job_id = $1', [job.jobId]);

@@ -36,7 +36,13 @@ async function post(handler: Handler, path: string, body: unknown, params: Recor
 
 test('remote workers over HTTP: bearer token when configured, claim, heartbeat, complete, 409 for a lost claim, 400 for bad bodies', async () => {
   // The token is configuration: the context is built with it, as createAppContext does from the app settings.
-  setAppContext({ machine: h.machine, pool: db.pool, transport: h.transport, logger: captureLogger(h.logs), config: loadConfig({ COREMACHINE_WORKER_TOKEN: 's3cret-token' }) });
+  setAppContext({
+    machine: h.machine,
+    pool: db.pool,
+    transport: h.transport,
+    logger: captureLogger(h.logs),
+    config: loadConfig({ COREMACHINE_WORKER_TOKEN: 's3cret-token' }),
+  });
   const auth = { authorization: 'Bearer s3cret-token' };
   const { job } = await h.machine.submitJob('test.remote_job', { frames: 2 });
   expect((await post(claimHandler, 'workers/claim', { workerId: 'w', taskTypes: ['test.render'] })).status).toBe(401);
@@ -71,13 +77,22 @@ test('the janitor timer trigger sweeps and logs what it found', async () => {
   }
   await db.pool.query("UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second' WHERE task_id = $1", [task!.taskId]);
   lines.length = 0;
-  await janitorHandler({ isPastDue: false, schedule: { adjustForDST: false }, scheduleStatus: { last: '', next: '', lastUpdated: '' } }, new InvocationContext({ logHandler: (_l, ...a) => lines.push(a.map(String).join(' ')) }));
+  await janitorHandler(
+    { isPastDue: false, schedule: { adjustForDST: false }, scheduleStatus: { last: '', next: '', lastUpdated: '' } },
+    new InvocationContext({ logHandler: (_l, ...a) => lines.push(a.map(String).join(' ')) }),
+  );
   expect(lines.some((line) => line.includes('coremachine.janitor.sweep') && line.includes('"requeuedTasks":1'))).toBe(true);
   await h.machine.cancelJob(job.jobId);
 });
 
 test('the worker token: the scheme is case-insensitive (RFC 7235), and a token of any length is compared in full, never refused early on its length', async () => {
-  setAppContext({ machine: h.machine, pool: db.pool, transport: h.transport, logger: captureLogger(h.logs), config: loadConfig({ COREMACHINE_WORKER_TOKEN: 's3cret-token' }) });
+  setAppContext({
+    machine: h.machine,
+    pool: db.pool,
+    transport: h.transport,
+    logger: captureLogger(h.logs),
+    config: loadConfig({ COREMACHINE_WORKER_TOKEN: 's3cret-token' }),
+  });
   const claim = (authorization: string) => post(claimHandler, 'workers/claim', { workerId: 'w', taskTypes: ['test.render'] }, {}, { authorization });
   expect((await claim('bearer s3cret-token')).status).toBe(200);
   expect((await claim('BEARER s3cret-token')).status).toBe(200);

@@ -71,7 +71,12 @@ function invocation(triggerMetadata?: Record<string, unknown>): InvocationContex
 }
 
 /** Calls a handler and reads the response the way the wire would carry it (dates become strings). */
-async function call(handler: Handler, method: string, path: string, init: { body?: string; params?: Record<string, string>; query?: Record<string, string> } = {}): Promise<Reply> {
+async function call(
+  handler: Handler,
+  method: string,
+  path: string,
+  init: { body?: string; params?: Record<string, string>; query?: Record<string, string> } = {},
+): Promise<Reply> {
   const request = new HttpRequest({
     method,
     url: `http://localhost:7071/api/${path}`,
@@ -233,7 +238,9 @@ test('an unexpected error is a generic 500, logged at error with its type, messa
   const reply = await call(getJobHandler, 'GET', `jobs/${jobId}`, { params: { jobId } });
   expect(reply.status).toBe(500);
   // The client learns nothing internal, only where the operator finds the details.
-  expect(reply.body).toEqual({ error: { type: 'InternalError', message: expect.stringMatching(/^internal error: the server log has the details under invocation \S+$/) as string } });
+  expect(reply.body).toEqual({
+    error: { type: 'InternalError', message: expect.stringMatching(/^internal error: the server log has the details under invocation \S+$/) as string },
+  });
   const logged = invocationLogs.find((line) => line.startsWith('error') && line.includes('coremachine.http.error'));
   expect(logged).toContain('database answered nonsense');
   expect(logged).toContain('the root of it');
@@ -261,7 +268,10 @@ test('health: 503 when the database cannot be reached; anonymous callers get a g
     expect(JSON.stringify(reply.body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|nobody/);
     const detailed = await call(healthDetailsHandler, 'GET', 'health/details');
     expect(detailed.status).toBe(503);
-    expect(detailed.body).toMatchObject({ status: 'unhealthy', database: { reachable: false, error: { message: expect.stringContaining('ECONNREFUSED') as string } } });
+    expect(detailed.body).toMatchObject({
+      status: 'unhealthy',
+      database: { reachable: false, error: { message: expect.stringContaining('ECONNREFUSED') as string } },
+    });
     expect(invocationLogs.some((line) => line.includes('coremachine.health') && line.includes('ECONNREFUSED'))).toBe(true);
   } finally {
     await unreachable.end();
@@ -325,10 +335,9 @@ test('control routes: cancel answers 200 with the job, a second cancel 409; even
   expect(malformed.status).toBe(400);
   expect(malformed.body).toMatchObject({ error: { type: 'ValidationError', issues: [{ path: ['jobId'] }] } });
   const events = await call(listEventsHandler, 'GET', `jobs/${jobId}/events`, { params: { jobId } });
-  expect((events.body as { events: Array<{ entity: string; from: string | null; to: string }> }).events.map((e) => `${e.entity}:${e.from ?? '∅'}→${e.to}`)).toEqual([
-    'job:∅→QUEUED',
-    'job:QUEUED→CANCELLED',
-  ]);
+  expect(
+    (events.body as { events: Array<{ entity: string; from: string | null; to: string }> }).events.map((e) => `${e.entity}:${e.from ?? '∅'}→${e.to}`),
+  ).toEqual(['job:∅→QUEUED', 'job:QUEUED→CANCELLED']);
   // The message already queued for the cancelled job is acknowledged without work.
   const [late] = h.transport.jobs.receive(1);
   await expect(jobMessageHandler(late?.body, invocation({ messageId: late?.messageId }))).resolves.toBeUndefined();
@@ -346,7 +355,9 @@ test('a job submitted as a Service Bus message runs to COMPLETED; an invalid one
   const before = ((await call(listJobsHandler, 'GET', 'jobs')).body as { jobs: unknown[] }).jobs.length;
   await expect(submissionHandler(JSON.stringify({ jobType: 'hello_world', parameters: {} }), invocation({ messageId: 'sub-bad' }))).resolves.toBeUndefined();
   expect(((await call(listJobsHandler, 'GET', 'jobs')).body as { jobs: unknown[] }).jobs.length).toBe(before);
-  const letters = (await call(listDeadLettersHandler, 'GET', 'dead-letters')).body as { deadLetters: Array<{ messageId: string; reason: string; description: string; queue: string }> };
+  const letters = (await call(listDeadLettersHandler, 'GET', 'dead-letters')).body as {
+    deadLetters: Array<{ messageId: string; reason: string; description: string; queue: string }>;
+  };
   expect(letters.deadLetters[0]).toMatchObject({ messageId: 'sub-bad', reason: 'ValidationError', queue: 'coremachine-submissions' });
   expect(letters.deadLetters[0]?.description).toContain('→ at n');
 });
@@ -355,9 +366,15 @@ test('the dead-letter trigger fails what a dead-lettered message pointed at', as
   const submitted = await call(submitJobHandler, 'POST', 'jobs/hello_world', { body: JSON.stringify({ n: 2 }), params: { jobType: 'hello_world' } });
   const { jobId } = submitted.body as JobJson;
   const [message] = h.transport.jobs.receive(1);
-  await deadLetterHandler('coremachine-jobs')(message?.body, invocation({ messageId: message?.messageId, deadLetterReason: 'MaxDeliveryCountExceeded', deadLetterErrorDescription: 'delivered 10 times' }));
+  await deadLetterHandler('coremachine-jobs')(
+    message?.body,
+    invocation({ messageId: message?.messageId, deadLetterReason: 'MaxDeliveryCountExceeded', deadLetterErrorDescription: 'delivered 10 times' }),
+  );
   const job = await call(getJobHandler, 'GET', `jobs/${jobId}`, { params: { jobId } });
-  expect(job.body).toMatchObject({ status: 'FAILED', error: { type: 'DeadLetteredError', message: 'message dead-lettered: MaxDeliveryCountExceeded: delivered 10 times', stage: 1 } });
+  expect(job.body).toMatchObject({
+    status: 'FAILED',
+    error: { type: 'DeadLetteredError', message: 'message dead-lettered: MaxDeliveryCountExceeded: delivered 10 times', stage: 1 },
+  });
 });
 
 test('a job message that cannot succeed is discarded with its reason; other failures are rethrown for redelivery', async () => {
@@ -381,7 +398,12 @@ test('a transient database fault reschedules a copy of the message through the t
   await expect(jobMessageHandler(body, invocation({ messageId: 'j-busy', deliveryCount: 9, applicationProperties: { jobId: 'a' } }))).resolves.toBeUndefined();
   jest.spyOn(h.machine, 'processTaskMessages').mockRejectedValueOnce(tooMany());
   const task = { taskId: 't', jobId: 'a', stage: 1, taskType: 'hello_world.greet', attempt: 1 };
-  await expect(taskMessagesHandler([task], invocation({ messageIdArray: ['t-busy~r2'], deliveryCountArray: [1], applicationPropertiesArray: [{ coremachineReschedules: 2 }] }))).resolves.toBeUndefined();
+  await expect(
+    taskMessagesHandler(
+      [task],
+      invocation({ messageIdArray: ['t-busy~r2'], deliveryCountArray: [1], applicationPropertiesArray: [{ coremachineReschedules: 2 }] }),
+    ),
+  ).resolves.toBeUndefined();
   expect(invocationLogs.filter((line) => line.includes('coremachine.message.rescheduled'))).toHaveLength(2);
   expect(invocationLogs.some((line) => line.includes('coremachine.message.retry'))).toBe(false);
   // The copies arrive later, under new messageIds (duplicate detection would drop the old ones), counting their reschedules.
@@ -400,7 +422,9 @@ test('a transient database fault reschedules a copy of the message through the t
 test('the app context needs DATABASE_URL and a transport, and fails loudly without them', async () => {
   setAppContext(undefined);
   await expect(createAppContext({})).rejects.toThrow(/DATABASE_URL/);
-  await expect(getAppContext({ DATABASE_URL: db.url })).rejects.toThrow(/Service Bus is not configured: set ServiceBusConnection .* or ServiceBusConnection__fullyQualifiedNamespace/);
+  await expect(getAppContext({ DATABASE_URL: db.url })).rejects.toThrow(
+    /Service Bus is not configured: set ServiceBusConnection .* or ServiceBusConnection__fullyQualifiedNamespace/,
+  );
   // A failed start is not cached: once a transport is configured, the next call succeeds.
   setTransportFactory(() => new InProcessTransport());
   const context = await getAppContext({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' });

@@ -13,7 +13,10 @@ const LEASE_SECONDS = 3600;
 const seen: Array<{ context: Omit<TaskContext, 'signal' | 'heartbeat'>; extendedBy: number; abortedWith: string | undefined }> = [];
 
 async function leaseLeftSeconds(taskId: string): Promise<number> {
-  const { rows } = await db.pool.query<{ left: number }>('SELECT extract(epoch FROM lease_expires_at - now())::float8 AS left FROM coremachine.tasks WHERE task_id = $1', [taskId]);
+  const { rows } = await db.pool.query<{ left: number }>(
+    'SELECT extract(epoch FROM lease_expires_at - now())::float8 AS left FROM coremachine.tasks WHERE task_id = $1',
+    [taskId],
+  );
   return rows[0]?.left ?? Number.NaN;
 }
 
@@ -29,7 +32,11 @@ const heartbeating = defineTask({
     // Another worker re-claimed the task: the next heartbeat finds the lease lost and aborts.
     await db.pool.query('UPDATE coremachine.tasks SET claim_id = gen_random_uuid() WHERE task_id = $1', [taskId]);
     await heartbeat();
-    seen.push({ context: { jobId, taskId, stage, taskIndex, attempt }, extendedBy, abortedWith: signal.aborted ? String((signal.reason as Error).message) : undefined });
+    seen.push({
+      context: { jobId, taskId, stage, taskIndex, attempt },
+      extendedBy,
+      abortedWith: signal.aborted ? String((signal.reason as Error).message) : undefined,
+    });
     return { done: true };
   },
 });

@@ -31,7 +31,11 @@ const jobOf = (type: string, task: ReturnType<typeof rateLimited>) =>
 
 async function retryAtOfOnlyTask(jobId: string): Promise<Date> {
   for (let i = 0; i < 500; i++) {
-    const row = await ctx.db().pool.query<{ retry_at: Date | null }>("SELECT retry_at FROM coremachine.tasks WHERE job_id = $1 AND status = 'QUEUED' AND retry_at IS NOT NULL", [jobId]);
+    const row = await ctx
+      .db()
+      .pool.query<{ retry_at: Date | null }>("SELECT retry_at FROM coremachine.tasks WHERE job_id = $1 AND status = 'QUEUED' AND retry_at IS NOT NULL", [
+        jobId,
+      ]);
     if (row.rows[0]?.retry_at) return row.rows[0].retry_at;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -40,7 +44,10 @@ async function retryAtOfOnlyTask(jobId: string): Promise<Date> {
 
 test("a handler's retryAfterMs is capped by the task type's retry.maxDelayMs, else by MAX_RETRY_DELAY_MS", async () => {
   h.registry.register(jobOf('bounds.capped_job', rateLimited('bounds.capped', 60_000)), jobOf('bounds.uncapped_job', rateLimited('bounds.uncapped')));
-  for (const [jobType, cap] of [['bounds.capped_job', 60_000], ['bounds.uncapped_job', MAX_RETRY_DELAY_MS]] as const) {
+  for (const [jobType, cap] of [
+    ['bounds.capped_job', 60_000],
+    ['bounds.uncapped_job', MAX_RETRY_DELAY_MS],
+  ] as const) {
     const before = Date.now();
     const { job } = await h.machine.submitJob(jobType, { n: 1 });
     const retryAt = await retryAtOfOnlyTask(job.jobId);

@@ -15,7 +15,16 @@ const N = 10_000;
 let db: TestDatabase;
 
 beforeAll(async () => {
-  buildSync({ entryPoints: [path.join(root, 'bin', 'coremachine.ts')], bundle: true, platform: 'node', format: 'cjs', target: 'node20', packages: 'external', outfile: bundle, logLevel: 'warning' });
+  buildSync({
+    entryPoints: [path.join(root, 'bin', 'coremachine.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    packages: 'external',
+    outfile: bundle,
+    logLevel: 'warning',
+  });
   db = await createTestDatabase({ migrate: false });
 });
 afterAll(async () => {
@@ -48,7 +57,9 @@ function startDev(): Dev {
     child.once('close', () => reject(new Error(`dev exited before serving:\n${stderr}`)));
   });
   child.stderr?.on('data', (data: Buffer) => (stderr += data.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stderr })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal, stderr })),
+  );
   return { child, url, exited, stderr: () => stderr };
 }
 
@@ -71,7 +82,8 @@ async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean, wh
   for (;;) {
     const value = await probe();
     if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}; coremachine dev's stderr ends:\n${current?.stderr().slice(-4000) ?? ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}; coremachine dev's stderr ends:\n${current?.stderr().slice(-4000) ?? ''}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -80,7 +92,11 @@ test('SIGKILL of coremachine dev three times during a 10,000-task hello_world: t
   let dev = startDev();
   current = dev;
   const url = await dev.url;
-  const submitted = await fetch(`${url}/api/jobs/hello_world`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-functions-key': 'kill-test' }, body: JSON.stringify({ n: N }) });
+  const submitted = await fetch(`${url}/api/jobs/hello_world`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-functions-key': 'kill-test' },
+    body: JSON.stringify({ n: N }),
+  });
   expect(submitted.status).toBe(202);
   const { jobId } = (await submitted.json()) as { jobId: string };
   const submittedAt = Date.now();
@@ -99,34 +115,65 @@ test('SIGKILL of coremachine dev three times during a 10,000-task hello_world: t
     const killed = await dev.exited;
     expect(killed.signal).toBe('SIGKILL');
     const atKill = await counts(jobId);
-    lastKill = { at: Date.now(), held: (await db.pool.query<{ task_id: string }>("SELECT task_id FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'", [jobId])).rows.map((r) => r.task_id) };
+    lastKill = {
+      at: Date.now(),
+      held: (await db.pool.query<{ task_id: string }>("SELECT task_id FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'", [jobId])).rows.map(
+        (r) => r.task_id,
+      ),
+    };
     expect(atKill.status === 'COMPLETED').toBe(false);
     const restarted = Date.now();
     dev = startDev();
     current = dev;
-    await until(() => counts(jobId), (c) => c.completed > atKill.completed, `progress after the restart that followed the kill ${label}`);
+    await until(
+      () => counts(jobId),
+      (c) => c.completed > atKill.completed,
+      `progress after the restart that followed the kill ${label}`,
+    );
     recoveries.push({ kill: label, completedAtKill: atKill.completed, processingAtKill: atKill.processing, restartToProgressMs: Date.now() - restarted });
   }
   // What the last dead process held under a lease comes back after it (30 s by default) and the
   // janitor's next sweep, not as a failure: running again within a minute of the kill.
   const heldAtLastKill = lastKill.held;
   const heldDone = await until(
-    async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM coremachine.tasks WHERE task_id = ANY($1) AND status = 'COMPLETED' AND lease_losses > 0", [heldAtLastKill])).rows[0]?.n ?? 0,
+    async () =>
+      (
+        await db.pool.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM coremachine.tasks WHERE task_id = ANY($1) AND status = 'COMPLETED' AND lease_losses > 0",
+          [heldAtLastKill],
+        )
+      ).rows[0]?.n ?? 0,
     (n) => n === heldAtLastKill.length,
     'the tasks the last killed process held to run again',
   );
   const heldRanAgainMs = Date.now() - lastKill.at;
-  const done = await until(() => counts(jobId), (c) => c.status !== 'QUEUED' && c.status !== 'PROCESSING', 'the job to end', 180_000);
-  console.log(JSON.stringify({ recoveries, lastKillHeld: heldDone, lastKillHeldRanAgainWithinMs: heldRanAgainMs, jobEndedMsAfterSubmission: Date.now() - submittedAt }));
+  const done = await until(
+    () => counts(jobId),
+    (c) => c.status !== 'QUEUED' && c.status !== 'PROCESSING',
+    'the job to end',
+    180_000,
+  );
+  console.log(
+    JSON.stringify({ recoveries, lastKillHeld: heldDone, lastKillHeldRanAgainWithinMs: heldRanAgainMs, jobEndedMsAfterSubmission: Date.now() - submittedAt }),
+  );
   expect(heldAtLastKill.length).toBeGreaterThan(0);
   expect(heldRanAgainMs).toBeLessThan(60_000);
 
   expect(done).toMatchObject({ status: 'COMPLETED', completed: 2 * N, failed: 0, processing: 0 });
-  const view = (await (await fetch(`${await dev.url}/api/jobs/${jobId}`, { headers: { 'x-functions-key': 'kill-test' } })).json()) as { result: unknown; stages: Array<{ total: number; completed: number; failed: number }> };
+  const view = (await (await fetch(`${await dev.url}/api/jobs/${jobId}`, { headers: { 'x-functions-key': 'kill-test' } })).json()) as {
+    result: unknown;
+    stages: Array<{ total: number; completed: number; failed: number }>;
+  };
   expect(view.result).toMatchObject({ greetings: N, replies: N, summary: `${N} of ${N} greetings answered` });
-  expect(view.stages.map((s) => [s.total, s.completed, s.failed])).toEqual([[N, N, 0], [N, N, 0]]);
+  expect(view.stages.map((s) => [s.total, s.completed, s.failed])).toEqual([
+    [N, N, 0],
+    [N, N, 0],
+  ]);
   // No task was re-run as a new attempt: a lost host is not an attempt.
-  const attempts = await db.pool.query<{ attempt: number; n: number }>('SELECT attempt, count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY attempt', [jobId]);
+  const attempts = await db.pool.query<{ attempt: number; n: number }>(
+    'SELECT attempt, count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY attempt',
+    [jobId],
+  );
   expect(attempts.rows).toEqual([{ attempt: 1, n: 2 * N }]);
   for (const recovery of recoveries) expect(recovery.restartToProgressMs).toBeLessThan(60_000);
 

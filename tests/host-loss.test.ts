@@ -41,12 +41,18 @@ async function engine(options: { worker?: boolean } = {}) {
   const logs: string[] = [];
   const logger = captureLogger(logs);
   const machine = await CoreMachine.create({ pool: db.pool, registry, transport, logger });
-  const worker = options.worker === false ? undefined : new InProcessWorker(machine, transport, logger, { taskBatchSize: 8, taskConcurrency: 2, jobConcurrency: 1 });
+  const worker =
+    options.worker === false ? undefined : new InProcessWorker(machine, transport, logger, { taskBatchSize: 8, taskConcurrency: 2, jobConcurrency: 1 });
   return { machine, transport, worker, logs, stop: async (graceMs?: number) => (await worker?.stop(graceMs), await transport.close()) };
 }
 
 const taskRows = async (jobId: string) =>
-  (await db.pool.query<{ status: string; attempt: number; lease_losses: number }>('SELECT status, attempt, lease_losses FROM coremachine.tasks WHERE job_id = $1 ORDER BY task_index', [jobId])).rows;
+  (
+    await db.pool.query<{ status: string; attempt: number; lease_losses: number }>(
+      'SELECT status, attempt, lease_losses FROM coremachine.tasks WHERE job_id = $1 ORDER BY task_index',
+      [jobId],
+    )
+  ).rows;
 
 beforeEach(() => {
   started.length = 0;
@@ -140,7 +146,7 @@ test('shutdown: handlers within the grace period finish; one past it is aborted 
   await other.stop();
 });
 
-test('shutdown with a handler that ignores its abort: the stop still returns, and the handler\'s late result is fenced off', async () => {
+test("shutdown with a handler that ignores its abort: the stop still returns, and the handler's late result is fenced off", async () => {
   Object.assign(behaviour, { runMs: 1500, honourAbort: false });
   const host = await engine();
   const { job } = await host.machine.submitJob('hostloss.job', { n: 1, tag: 'deaf' });

@@ -13,7 +13,18 @@ import { createTestDatabase } from './support/test-database';
 const db = useTestDatabase({ poolMax: 4 });
 
 /** What a claim, a settle, a retry, a release or a lease renewal of an ordinary task writes. */
-const CHANGED_BY_CLAIM_AND_SETTLE = ['status', 'attempt', 'claim_id', 'lease_expires_at', 'started_at', 'finished_at', 'result', 'error', 'retry_at', 'worker_id'];
+const CHANGED_BY_CLAIM_AND_SETTLE = [
+  'status',
+  'attempt',
+  'claim_id',
+  'lease_expires_at',
+  'started_at',
+  'finished_at',
+  'result',
+  'error',
+  'retry_at',
+  'worker_id',
+];
 
 test('no index of the tasks table covers a column that a claim or a settle changes, in its key or its predicate', async () => {
   const indexes = await db.pool.query<{ name: string; definition: string }>(
@@ -71,7 +82,10 @@ test('a job that fails cancels its running tasks: their handlers are aborted, th
   });
   const { job } = await h.machine.submitJob('test.failing_job', { n: 3, failAt: 1 });
   expect((await waitForJob(h.machine, job.jobId)).status).toBe('FAILED');
-  const running = await db.pool.query<{ status: string; claim_id: string | null }>('SELECT status, claim_id FROM coremachine.tasks WHERE job_id = $1 AND task_index = 2', [job.jobId]);
+  const running = await db.pool.query<{ status: string; claim_id: string | null }>(
+    'SELECT status, claim_id FROM coremachine.tasks WHERE job_id = $1 AND task_index = 2',
+    [job.jobId],
+  );
   // The handler of task 2 was still held when its job failed: the task was cancelled under it.
   expect(held).toBe(1);
   expect(running.rows[0]).toEqual({ status: 'CANCELLED', claim_id: null });
@@ -79,7 +93,10 @@ test('a job that fails cancels its running tasks: their handlers are aborted, th
   expect(String(abortedWith)).toContain(`job ${job.jobId} failed: task 1 exploded`);
   release();
   await h.worker?.drain();
-  const after = await db.pool.query<{ task_index: number; status: string }>('SELECT task_index, status FROM coremachine.tasks WHERE job_id = $1 ORDER BY task_index', [job.jobId]);
+  const after = await db.pool.query<{ task_index: number; status: string }>(
+    'SELECT task_index, status FROM coremachine.tasks WHERE job_id = $1 ORDER BY task_index',
+    [job.jobId],
+  );
   expect(after.rows.map((r) => `${r.task_index}:${r.status}`)).toEqual(['0:COMPLETED', '1:FAILED', '2:CANCELLED']);
   const open = await db.pool.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM coremachine.tasks t JOIN coremachine.jobs j USING (job_id)
@@ -98,12 +115,20 @@ test('migration 015 on a database with work in it: open tasks of stopped jobs ar
   const old = await createTestDatabase({ migrate: false });
   try {
     const migrations = loadMigrations();
-    await migrate(old.pool, migrations.filter((m) => m.version < 15));
+    await migrate(
+      old.pool,
+      migrations.filter((m) => m.version < 15),
+    );
     const job = (id: string, status: string) =>
-      old.pool.query(`INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters) VALUES ($1, 'test.three_stages', $2, 1, 3, '{}')`, [id, status]);
+      old.pool.query(
+        `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters) VALUES ($1, 'test.three_stages', $2, 1, 3, '{}')`,
+        [id, status],
+      );
     await job('stopped', 'FAILED');
     await job('running', 'PROCESSING');
-    await old.pool.query(`INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ('stopped', 1, 'seed', 'FAILED', 2), ('running', 1, 'seed', 'PROCESSING', 2)`);
+    await old.pool.query(
+      `INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ('stopped', 1, 'seed', 'FAILED', 2), ('running', 1, 'seed', 'PROCESSING', 2)`,
+    );
     await old.pool.query(
       `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, attempt, claim_id, lease_expires_at, started_at, remote, limit_key)
        VALUES ('stopped-t0', 'stopped', 1, 0, 'test.value', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, 'slot:a'),
@@ -111,9 +136,13 @@ test('migration 015 on a database with work in it: open tasks of stopped jobs ar
               ('running-t1', 'running', 1, 1, 'test.render', 'QUEUED', '{}', 0, NULL, NULL, NULL, true, NULL)`,
     );
     expect(await migrate(old.pool)).toEqual({ from: 14, to: expectedSchemaVersion() });
-    const rows = await old.pool.query<{ task_id: string; status: string; claim_id: string | null; slot_holder_key: string | null; remote_queued_type: string | null }>(
-      'SELECT task_id, status, claim_id, slot_holder_key, remote_queued_type FROM coremachine.tasks ORDER BY task_id',
-    );
+    const rows = await old.pool.query<{
+      task_id: string;
+      status: string;
+      claim_id: string | null;
+      slot_holder_key: string | null;
+      remote_queued_type: string | null;
+    }>('SELECT task_id, status, claim_id, slot_holder_key, remote_queued_type FROM coremachine.tasks ORDER BY task_id');
     expect(rows.rows.map((r) => [r.task_id, r.status, r.claim_id === null, r.slot_holder_key, r.remote_queued_type])).toEqual([
       ['running-t0', 'PROCESSING', false, 'slot:a', null],
       ['running-t1', 'QUEUED', true, null, 'test.render'],

@@ -20,8 +20,18 @@ import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 // Two remote task types: one whose retry policy caps delays at a minute, one that leaves it to the
 // global maximum. Single-stage jobs, so a test reaches claimable tasks with one job message.
-const render = defineRemoteTask({ type: 'boundary.render', parameters: z.object({ frame: z.number().int() }), result: z.object({ ok: z.boolean() }), retry: { maxAttempts: 5 } });
-const capped = defineRemoteTask({ type: 'boundary.capped', parameters: z.object({ frame: z.number().int() }), result: z.object({ ok: z.boolean() }), retry: { maxAttempts: 5, maxDelayMs: 60_000 } });
+const render = defineRemoteTask({
+  type: 'boundary.render',
+  parameters: z.object({ frame: z.number().int() }),
+  result: z.object({ ok: z.boolean() }),
+  retry: { maxAttempts: 5 },
+});
+const capped = defineRemoteTask({
+  type: 'boundary.capped',
+  parameters: z.object({ frame: z.number().int() }),
+  result: z.object({ ok: z.boolean() }),
+  retry: { maxAttempts: 5, maxDelayMs: 60_000 },
+});
 const frames = z.object({ frames: z.number().int().min(1).max(10) });
 const renderJob = defineJob({ type: 'boundary.render_job', parameters: frames })
   .stage({ name: 'render', task: render, fanOut: ({ parameters }) => Array.from({ length: parameters.frames }, (_, frame) => ({ frame })) })
@@ -77,7 +87,9 @@ async function remoteTasks(jobType: string, count: number): Promise<{ jobId: str
     await machine.processJobMessage(message.body);
     transport.jobs.complete(message);
   }
-  const claimed = await call(claimHandler, 'POST', 'workers/claim', { body: JSON.stringify({ workerId: 'w1', taskTypes: [jobType === 'boundary.capped_job' ? 'boundary.capped' : 'boundary.render'], maxTasks: count }) });
+  const claimed = await call(claimHandler, 'POST', 'workers/claim', {
+    body: JSON.stringify({ workerId: 'w1', taskTypes: [jobType === 'boundary.capped_job' ? 'boundary.capped' : 'boundary.render'], maxTasks: count }),
+  });
   expect(claimed.status).toBe(200);
   return { jobId: job.jobId, tasks: (claimed.body as { tasks: Array<{ taskId: string; claimId: string }> }).tasks };
 }
@@ -95,7 +107,19 @@ test('path ids with NUL, lone surrogates or the wrong form are 400 on every rout
     [failHandler, 'POST', 'taskId', {}, workerBody],
     [releaseHandler, 'POST', 'taskId', {}, workerBody],
   ];
-  const hostile = ['\u0000', `${JOB}\u0000`, '\ud800', 'x\udc00y', 'nope', 'A'.repeat(64), 'a'.repeat(63), `${JOB}-s1-t`, `${JOB}-s1-t0; DROP TABLE x`, '../../etc/passwd', ''];
+  const hostile = [
+    '\u0000',
+    `${JOB}\u0000`,
+    '\ud800',
+    'x\udc00y',
+    'nope',
+    'A'.repeat(64),
+    'a'.repeat(63),
+    `${JOB}-s1-t`,
+    `${JOB}-s1-t0; DROP TABLE x`,
+    '../../etc/passwd',
+    '',
+  ];
   for (const [handler, method, name, extra, body] of routes) {
     for (const value of hostile) {
       const reply = await call(handler, method, 'x', { params: { ...extra, [name]: value }, ...(body ? { body } : {}) });
@@ -195,7 +219,9 @@ test('queries that are valid still work: empty values mean the default, cursors 
   const [id] = ids as [string];
   expect((await call(listEventsHandler, 'GET', 'x', { params: { jobId: id }, query: { afterId: '0', limit: '5000' } })).status).toBe(200);
   expect((await call(listTasksHandler, 'GET', 'x', { params: { jobId: id }, query: { stage: '2147483647', afterIndex: '-1' } })).body).toEqual({ tasks: [] });
-  expect((await call(listDeadLettersHandler, 'GET', 'x', { query: { beforeId: String(Number.MAX_SAFE_INTEGER), jobId: id, limit: '1000' } })).body).toEqual({ deadLetters: [] });
+  expect((await call(listDeadLettersHandler, 'GET', 'x', { query: { beforeId: String(Number.MAX_SAFE_INTEGER), jobId: id, limit: '1000' } })).body).toEqual({
+    deadLetters: [],
+  });
   for (const jobId of ids) await machine.cancelJob(jobId);
 });
 
@@ -219,7 +245,15 @@ test('bodies holding NUL or lone surrogates (values or keys, at any depth), nest
   // A well-paired surrogate (an emoji) is ordinary text, not refused for being a surrogate.
   expect(expectRefused(await submit('{"directory":"😀","topK":0}'), 400, 'ValidationError').message).not.toContain('surrogate');
   expectRefused(await submit(new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d])), 400, 'ValidationError');
-  for (const body of ['{"directory": 7}', '{"directory":"d","topK":1e400}', '{"directory":"d","topK":99999999999999999999}', '[]', 'null', '"x"', '{"directory":"d","topK":"5"}']) {
+  for (const body of [
+    '{"directory": 7}',
+    '{"directory":"d","topK":1e400}',
+    '{"directory":"d","topK":99999999999999999999}',
+    '[]',
+    'null',
+    '"x"',
+    '{"directory":"d","topK":"5"}',
+  ]) {
     expectRefused(await submit(body), 400, 'ValidationError');
   }
   expectRefused(await submit('{"n":1}', 'x'.repeat(201)), 400, 'ValidationError');
@@ -244,7 +278,8 @@ test('remote workers: workerId, failure type and message are bounded and NUL-fre
   ]) {
     expectRefused(await claim(body), 400, 'ValidationError');
   }
-  const fail = (error: unknown, extra: object = {}) => call(failHandler, 'POST', 'x', { params: { taskId: TASK }, body: JSON.stringify({ claimId: CLAIM, error, ...extra }) });
+  const fail = (error: unknown, extra: object = {}) =>
+    call(failHandler, 'POST', 'x', { params: { taskId: TASK }, body: JSON.stringify({ claimId: CLAIM, error, ...extra }) });
   const tooLong = expectRefused(await fail({ message: 'm'.repeat(8 * 1024 + 1) }), 400, 'ValidationError');
   expect(tooLong.issues).toEqual([expect.objectContaining({ path: ['error', 'message'], code: 'too_big', maximum: 8192 })]);
   expectRefused(await fail({ type: 't'.repeat(201), message: 'm' }), 400, 'ValidationError');
@@ -255,7 +290,11 @@ test('remote workers: workerId, failure type and message are bounded and NUL-fre
   expectRefused(await fail({ message: 'm' }, { retryAfterMs: 2 ** 53 }), 400, 'ValidationError');
   const complete = await call(completeHandler, 'POST', 'x', { params: { taskId: TASK }, body: JSON.stringify({ claimId: CLAIM, result: { 'k\u0000': 1 } }) });
   expectRefused(complete, 400, 'ValidationError');
-  expectRefused(await call(heartbeatHandler, 'POST', 'x', { params: { taskId: TASK }, body: JSON.stringify({ claimId: 'not-a-uuid' }) }), 400, 'ValidationError');
+  expectRefused(
+    await call(heartbeatHandler, 'POST', 'x', { params: { taskId: TASK }, body: JSON.stringify({ claimId: 'not-a-uuid' }) }),
+    400,
+    'ValidationError',
+  );
   expect(await rowCounts(db.pool)).toEqual(before);
 });
 
@@ -270,7 +309,11 @@ test('an unknown task is 404 on heartbeat, complete, fail and release alike; a c
   // Released: the task is QUEUED, so there is no claim to release, complete or heartbeat.
   expectRefused(await call(releaseHandler, 'POST', 'x', { params: { taskId: task.taskId } }), 409, 'LeaseLostError');
   for (const handler of [heartbeatHandler, completeHandler]) {
-    expectRefused(await call(handler, 'POST', 'x', { params: { taskId: task.taskId }, body: JSON.stringify({ claimId: task.claimId, result: { ok: true } }) }), 409, 'LeaseLostError');
+    expectRefused(
+      await call(handler, 'POST', 'x', { params: { taskId: task.taskId }, body: JSON.stringify({ claimId: task.claimId, result: { ok: true } }) }),
+      409,
+      'LeaseLostError',
+    );
   }
   await machine.cancelJob(jobId);
 });
@@ -290,12 +333,18 @@ test('remote fail: a retryAfterMs of 2^53-1 or 1e15 is capped by the retry polic
     const task = queue[jobType]?.shift();
     if (!task) throw new Error(`no claimed task left for ${jobType}`);
     const sent = Date.now();
-    const reply = await call(failHandler, 'POST', 'x', { params: { taskId: task.taskId }, body: JSON.stringify({ claimId: task.claimId, error: { message: 'rate limited' }, retryAfterMs }) });
+    const reply = await call(failHandler, 'POST', 'x', {
+      params: { taskId: task.taskId },
+      body: JSON.stringify({ claimId: task.claimId, error: { message: 'rate limited' }, retryAfterMs }),
+    });
     expect(reply.status).toBe(200);
     const retryAt = Date.parse((reply.body as { retryAt: string }).retryAt);
     expect(retryAt).toBeGreaterThanOrEqual(sent + cap - 1000);
     expect(retryAt).toBeLessThanOrEqual(Date.now() + cap);
-    const stored = await db.pool.query<{ status: string; due: boolean }>("SELECT status, retry_at <= now() + make_interval(secs => $2::float8 / 1000) AS due FROM coremachine.tasks WHERE task_id = $1", [task.taskId, cap]);
+    const stored = await db.pool.query<{ status: string; due: boolean }>(
+      'SELECT status, retry_at <= now() + make_interval(secs => $2::float8 / 1000) AS due FROM coremachine.tasks WHERE task_id = $1',
+      [task.taskId, cap],
+    );
     expect(stored.rows[0]).toEqual({ status: 'QUEUED', due: true });
   }
   await machine.cancelJob(renderJobId);
@@ -318,7 +367,10 @@ test('a database refusing connections when the app starts is a 503 with Retry-Af
     // Bad input is still answered without the database.
     expectRefused(await call(getJobHandler, 'GET', 'x', { params: { jobId: 'nope' } }), 400, 'ValidationError');
   } finally {
-    for (const [key, value] of [['DATABASE_URL', saved.url], ['LOG_LEVEL', saved.level]] as const) {
+    for (const [key, value] of [
+      ['DATABASE_URL', saved.url],
+      ['LOG_LEVEL', saved.level],
+    ] as const) {
       if (value === undefined) delete process.env[key];
       else process.env[key] = value;
     }
@@ -408,7 +460,9 @@ test('a real server fault (the schema dropped under a running app) is a generic 
     useApp(broken.pool, brokenMachine);
     const reply = await call(getJobHandler, 'GET', 'x', { params: { jobId: JOB } });
     expect(reply.status).toBe(500);
-    expect(reply.body).toEqual({ error: { type: 'InternalError', message: expect.stringMatching(/^internal error: the server log has the details under invocation \S+$/) as string } });
+    expect(reply.body).toEqual({
+      error: { type: 'InternalError', message: expect.stringMatching(/^internal error: the server log has the details under invocation \S+$/) as string },
+    });
     expect(JSON.stringify(reply.body)).not.toContain('relation');
     const logged = invocationLogs.filter((line) => line.startsWith('error') && line.includes('coremachine.http.error'));
     expect(logged).toHaveLength(1);

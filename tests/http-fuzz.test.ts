@@ -36,8 +36,31 @@ const hostileChar = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('\u0000', '%', '\\', '"', '/', '\n') },
 );
 const specialStrings = [
-  '', '\u0000', '\ud800', '\udfff', '%', '%00', '%E0%A4%A', '..', '../..', '1e30', '99999999999', '-1', '0', '1.5',
-  '9007199254740993', 'NaN', 'Infinity', '0x10', ' 1', 'null', '[]', '{}', 'x'.repeat(300), '😀', 'hello_world',
+  '',
+  '\u0000',
+  '\ud800',
+  '\udfff',
+  '%',
+  '%00',
+  '%E0%A4%A',
+  '..',
+  '../..',
+  '1e30',
+  '99999999999',
+  '-1',
+  '0',
+  '1.5',
+  '9007199254740993',
+  'NaN',
+  'Infinity',
+  '0x10',
+  ' 1',
+  'null',
+  '[]',
+  '{}',
+  'x'.repeat(300),
+  '😀',
+  'hello_world',
 ];
 const hostileString = fc.oneof(fc.string({ unit: hostileChar, maxLength: 40 }), fc.constantFrom(...specialStrings));
 const hostileNumber = fc.oneof(
@@ -85,13 +108,20 @@ const bodyText = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: hostileChar, maxLength: 60 }) },
   { weight: 1, arbitrary: fc.integer({ min: 50, max: 60_000 }).map((depth) => `${'['.repeat(depth)}${']'.repeat(depth)}`) },
   { weight: 1, arbitrary: fc.integer({ min: 50, max: 20_000 }).map((depth) => `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`) },
-  { weight: 1, arbitrary: fc.constantFrom('1e400', '-1e400', '123456789012345678901234567890', '{"n":1e400}', '{"n":"\\u0000"}', '"\\ud800"', '{"\\u0000":1}') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('1e400', '-1e400', '123456789012345678901234567890', '{"n":1e400}', '{"n":"\\u0000"}', '"\\ud800"', '{"\\u0000":1}'),
+  },
 );
 const body = fc.option(fc.oneof({ weight: 5, arbitrary: bodyText }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 64 }) }), { nil: undefined });
 
 const queryKeys = [ListJobsQuery, ListTasksQuery, ListEventsQuery, ListDeadLettersQuery].flatMap((schema) => Object.keys(schema.shape));
 const query = fc.dictionary(fc.oneof(fc.constantFrom(...queryKeys), hostileString), fc.oneof(hostileString, hostileNumber.map(String)), { maxKeys: 5 });
-const headers = fc.dictionary(fc.constantFrom('content-length', 'content-type'), fc.constantFrom('-1', 'abc', '999999999', '0', '1e3', 'text/plain', 'application/json'), { maxKeys: 2 });
+const headers = fc.dictionary(
+  fc.constantFrom('content-length', 'content-type'),
+  fc.constantFrom('-1', 'abc', '999999999', '0', '1e3', 'text/plain', 'application/json'),
+  { maxKeys: 2 },
+);
 
 const jobId = fc.stringMatching(/^[0-9a-f]{64}$/);
 const jobTypes = shippedJobs.map((job) => job.type);
@@ -112,34 +142,40 @@ function templateParams(route: string): Array<[string, string | undefined]> {
   return [...route.matchAll(/\{(\w+)(?::([^}]*))?\}/g)].map((match) => [match[1] ?? '', match[2]]);
 }
 
-const cases = httpRoutes.flatMap((route) => route.methods.map((method) => ({ name: route.name, route: route.route, method, handler: route.handler as Handler })));
+const cases = httpRoutes.flatMap((route) =>
+  route.methods.map((method) => ({ name: route.name, route: route.route, method, handler: route.handler as Handler })),
+);
 
 test('the route table is what the fuzzer covers', () => {
   expect(cases.map((c) => c.name)).toEqual(httpRoutes.map((route) => route.name));
   expect(cases.length).toBeGreaterThanOrEqual(14);
 });
 
-test.each(cases)('$method $route ($name): hostile paths, queries and bodies never give a 5xx; every 4xx is the JSON error shape', async ({ route, method, handler }) => {
-  const params = fc.record(Object.fromEntries(templateParams(route).map(([name, constraint]) => [name, paramArbitrary(constraint)])));
-  const statuses = new Map<number, number>();
-  await fc.assert(
-    // The host discards a GET body (and @azure/functions warns about each one): only POSTs get one.
-    fc.asyncProperty(params, query, method === 'POST' ? body : fc.constant(undefined), headers, async (p, q, b, hd) => {
-      const reply = await call(handler, method, route, { params: p, query: q, headers: hd, ...(b === undefined ? {} : { body: b }) });
-      statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
-      if (reply.status >= 500) throw new Error(`${reply.status}: ${JSON.stringify(reply.body)}`);
-      if (reply.status >= 400) {
-        const shape = ErrorReply.safeParse(reply.body);
-        if (!shape.success) throw new Error(`${reply.status} without the error shape: ${JSON.stringify(reply.body)}`);
-      }
-    }),
-    { seed: SEED, numRuns: RUNS_PER_ROUTE, interruptAfterTimeLimit: TIME_PER_ROUTE_MS, markInterruptAsFailure: false, endOnFailure: true },
-  );
-  const runs = [...statuses.values()].reduce((sum, n) => sum + n, 0);
-  expect(runs).toBeGreaterThan(0);
-  // A route that reads input must have refused some of what it was thrown.
-  if (templateParams(route).length > 0 || method === 'POST' || route === 'jobs' || route === 'dead-letters') expect(statuses.get(400) ?? 0).toBeGreaterThan(0);
-});
+test.each(cases)(
+  '$method $route ($name): hostile paths, queries and bodies never give a 5xx; every 4xx is the JSON error shape',
+  async ({ route, method, handler }) => {
+    const params = fc.record(Object.fromEntries(templateParams(route).map(([name, constraint]) => [name, paramArbitrary(constraint)])));
+    const statuses = new Map<number, number>();
+    await fc.assert(
+      // The host discards a GET body (and @azure/functions warns about each one): only POSTs get one.
+      fc.asyncProperty(params, query, method === 'POST' ? body : fc.constant(undefined), headers, async (p, q, b, hd) => {
+        const reply = await call(handler, method, route, { params: p, query: q, headers: hd, ...(b === undefined ? {} : { body: b }) });
+        statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
+        if (reply.status >= 500) throw new Error(`${reply.status}: ${JSON.stringify(reply.body)}`);
+        if (reply.status >= 400) {
+          const shape = ErrorReply.safeParse(reply.body);
+          if (!shape.success) throw new Error(`${reply.status} without the error shape: ${JSON.stringify(reply.body)}`);
+        }
+      }),
+      { seed: SEED, numRuns: RUNS_PER_ROUTE, interruptAfterTimeLimit: TIME_PER_ROUTE_MS, markInterruptAsFailure: false, endOnFailure: true },
+    );
+    const runs = [...statuses.values()].reduce((sum, n) => sum + n, 0);
+    expect(runs).toBeGreaterThan(0);
+    // A route that reads input must have refused some of what it was thrown.
+    if (templateParams(route).length > 0 || method === 'POST' || route === 'jobs' || route === 'dead-letters')
+      expect(statuses.get(400) ?? 0).toBeGreaterThan(0);
+  },
+);
 
 test('afterwards the app is healthy; any job the fuzzer happened to create is cancelled, so none is left running', async () => {
   const running = await stuckJobs(db.pool);

@@ -35,7 +35,12 @@ test('a body travels as JSON, as an application/json Service Bus message does: n
   expect(again?.applicationProperties).toEqual({ jobId: 'j' });
   q.complete(again!);
   // What JSON cannot carry is refused at send, and nothing is enqueued.
-  expect(() => q.send([{ messageId: 'b', body: 1 }, { messageId: 'c', body: undefined }])).toThrow(/not JSON-serialisable/);
+  expect(() =>
+    q.send([
+      { messageId: 'b', body: 1 },
+      { messageId: 'c', body: undefined },
+    ]),
+  ).toThrow(/not JSON-serialisable/);
   expect(q.activeCount).toBe(0);
   q.close();
 });
@@ -55,7 +60,11 @@ test('an expired lock redelivers the message; settling with the old lock throws'
 
 test('each lock expires on its own: a renewed lock outlives one taken at the same time, a settled one never expires', async () => {
   const q = queue({ lockDurationMs: 60 });
-  q.send([{ messageId: 'renewed', body: 1 }, { messageId: 'left', body: 2 }, { messageId: 'settled', body: 3 }]);
+  q.send([
+    { messageId: 'renewed', body: 1 },
+    { messageId: 'left', body: 2 },
+    { messageId: 'settled', body: 3 },
+  ]);
   const [renewed, left, settled] = q.receive(3);
   q.complete(settled!);
   await sleep(35);
@@ -95,7 +104,10 @@ test('explicit dead-letter keeps the reason and description', () => {
 test('scheduled messages appear at their time; duplicate detection drops a repeated messageId', async () => {
   const q = queue({ duplicateDetectionWindowMs: 10_000 });
   q.send([{ messageId: 'later', body: 1 }], new Date(Date.now() + 50));
-  q.send([{ messageId: 'now', body: 2 }, { messageId: 'now', body: 2 }]);
+  q.send([
+    { messageId: 'now', body: 2 },
+    { messageId: 'now', body: 2 },
+  ]);
   expect(q.receive(10).map((m) => m.messageId)).toEqual(['now']);
   expect(q.stats.duplicatesDropped).toBe(1);
   await sleep(80);

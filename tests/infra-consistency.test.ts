@@ -5,10 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import {
-  SERVICE_BUS_CONNECTION_SETTING,
-  SERVICE_BUS_NAMESPACE_SETTING,
-} from '../core/transport/service-bus-transport';
+import { SERVICE_BUS_CONNECTION_SETTING, SERVICE_BUS_NAMESPACE_SETTING } from '../core/transport/service-bus-transport';
 import { EVENTS_DEFAULT_SUBSCRIPTION, EVENTS_TOPIC, JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
 import { SERVICE_BUS_MAX_DELIVERY_COUNT } from '../core/message-settlement';
 import { AZURE_RESERVED_CONNECTIONS as BUDGET_RESERVED, serverSku } from '../core/deployment-budget';
@@ -95,28 +92,35 @@ test('the Bicep queue properties are the ones the engine relies on', () => {
   });
 });
 
-test('the settlement policy knows the queues\' max delivery count', () => {
+test("the settlement policy knows the queues' max delivery count", () => {
   expect(SERVICE_BUS_MAX_DELIVERY_COUNT).toBe(queueProperties.maxDeliveryCount);
 });
 
 test('the emulator config defines the same queues as the Bicep template', () => {
-  expect(emulatorQueues().map((queue) => queue.Name).sort()).toEqual([JOBS_QUEUE, TASKS_QUEUE, SUBMISSIONS_QUEUE].sort());
+  expect(
+    emulatorQueues()
+      .map((queue) => queue.Name)
+      .sort(),
+  ).toEqual([JOBS_QUEUE, TASKS_QUEUE, SUBMISSIONS_QUEUE].sort());
 });
 
-test.each([JOBS_QUEUE, TASKS_QUEUE, SUBMISSIONS_QUEUE])('emulator queue %s agrees with Bicep on lock, deliveries, duplicate detection and dead-lettering', (name) => {
-  const queue = emulatorQueues().find((candidate) => candidate.Name === name);
-  if (!queue) throw new Error(`queue ${name} missing from Config.json`);
-  const props = queue.Properties;
-  expect(isoDurationMs(props.LockDuration)).toBe(isoDurationMs(queueProperties.lockDuration));
-  expect(props.MaxDeliveryCount).toBe(queueProperties.maxDeliveryCount);
-  expect(props.RequiresDuplicateDetection).toBe(queueProperties.requiresDuplicateDetection);
-  expect(props.DeadLetteringOnMessageExpiration).toBe(queueProperties.deadLetteringOnMessageExpiration);
-  // Same window where the emulator allows it, its maximum where it does not.
-  const azureWindow = isoDurationMs(queueProperties.duplicateDetectionHistoryTimeWindow);
-  expect(isoDurationMs(props.DuplicateDetectionHistoryTimeWindow)).toBe(Math.min(azureWindow, EMULATOR_MAX_DUPLICATE_WINDOW_MS));
-});
+test.each([JOBS_QUEUE, TASKS_QUEUE, SUBMISSIONS_QUEUE])(
+  'emulator queue %s agrees with Bicep on lock, deliveries, duplicate detection and dead-lettering',
+  (name) => {
+    const queue = emulatorQueues().find((candidate) => candidate.Name === name);
+    if (!queue) throw new Error(`queue ${name} missing from Config.json`);
+    const props = queue.Properties;
+    expect(isoDurationMs(props.LockDuration)).toBe(isoDurationMs(queueProperties.lockDuration));
+    expect(props.MaxDeliveryCount).toBe(queueProperties.maxDeliveryCount);
+    expect(props.RequiresDuplicateDetection).toBe(queueProperties.requiresDuplicateDetection);
+    expect(props.DeadLetteringOnMessageExpiration).toBe(queueProperties.deadLetteringOnMessageExpiration);
+    // Same window where the emulator allows it, its maximum where it does not.
+    const azureWindow = isoDurationMs(queueProperties.duplicateDetectionHistoryTimeWindow);
+    expect(isoDurationMs(props.DuplicateDetectionHistoryTimeWindow)).toBe(Math.min(azureWindow, EMULATOR_MAX_DUPLICATE_WINDOW_MS));
+  },
+);
 
-test("host.json renews message locks for at least one lock duration", () => {
+test('host.json renews message locks for at least one lock duration', () => {
   const host = readJson('host.json') as { extensions?: { serviceBus?: { maxAutoLockRenewalDuration?: string } } };
   const renewal = timeSpanMs(host.extensions?.serviceBus?.maxAutoLockRenewalDuration);
   expect(renewal).toBeGreaterThanOrEqual(isoDurationMs(queueProperties.lockDuration));
@@ -152,10 +156,16 @@ function bicepObjects(body: string): Record<string, Record<string, string | numb
  * Azure's max_connections per SKU and the 15 it reserves (learn.microsoft.com/azure/postgresql/flexible-server/concepts-limits),
  * written here a second time on purpose: core/deployment-budget.ts's table must agree with it.
  */
-const AZURE_MAX_CONNECTIONS: Record<string, number> = { Standard_B1ms: 50, Standard_B2s: 429, Standard_B2ms: 859, Standard_D2ds_v5: 859, Standard_D4ds_v5: 1718 };
+const AZURE_MAX_CONNECTIONS: Record<string, number> = {
+  Standard_B1ms: 50,
+  Standard_B2s: 429,
+  Standard_B2ms: 859,
+  Standard_D2ds_v5: 859,
+  Standard_D4ds_v5: 1718,
+};
 const AZURE_RESERVED_CONNECTIONS = 15;
 
-describe('connection budget: each profile\'s figures, and the values reaching the resources (the per-group sum: tests/budget.test.ts)', () => {
+describe("connection budget: each profile's figures, and the values reaching the resources (the per-group sum: tests/budget.test.ts)", () => {
   const profiles = bicepObjects(bicepVar(main, 'databaseProfiles'));
   const functionApp = bicep('infra/modules/functionapp.bicep');
   const postgres = bicep('infra/modules/postgres.bicep');
@@ -178,7 +188,7 @@ describe('connection budget: each profile\'s figures, and the values reaching th
     expect(BUDGET_RESERVED).toBe(AZURE_RESERVED_CONNECTIONS);
   });
 
-  test.each(['Burstable', 'GeneralPurpose'])('profile %s: its server\'s figures, its port and its pooler', (name) => {
+  test.each(['Burstable', 'GeneralPurpose'])("profile %s: its server's figures, its port and its pooler", (name) => {
     const profile = profiles[name] ?? {};
     const sku = String(profile.skuName);
     expect(num(profile, 'maxConnections')).toBe(AZURE_MAX_CONNECTIONS[sku]);
@@ -188,7 +198,9 @@ describe('connection budget: each profile\'s figures, and the values reaching th
     if (profile.pgbouncer === true) {
       // The app talks to PgBouncer (port 6432, transaction mode); PgBouncer's server connections fit the server.
       expect(profile.port).toBe(6432);
-      expect(num(profile, 'pgbouncerPoolSize') * num(profile, 'pgbouncerPools') + num(profile, 'headroom')).toBeLessThanOrEqual(num(profile, 'maxConnections') - num(profile, 'reserved'));
+      expect(num(profile, 'pgbouncerPoolSize') * num(profile, 'pgbouncerPools') + num(profile, 'headroom')).toBeLessThanOrEqual(
+        num(profile, 'maxConnections') - num(profile, 'reserved'),
+      );
       expect(profile.skuTier).not.toBe('Burstable'); // Azure offers the built-in PgBouncer on General Purpose and up only
     } else {
       // Without a pooler the app's connections count against max_connections itself.
@@ -214,14 +226,22 @@ describe('connection budget: each profile\'s figures, and the values reaching th
     expect(functionApp).toMatch(/\{ name: 'PG_POOL_MAX', value: string\(poolMax\) \}/);
     // Read raw: the comment stripper would cut the URL at its '//'.
     expect(read('infra/modules/functionapp.bicep')).toMatch(/@\$\{postgresHost\}:\$\{postgresPort\}\//);
-    expect(functionApp).toMatch(/scaleAndConcurrency: \{\s*alwaysReady: alwaysReady\s*maximumInstanceCount: maximumInstanceCount\s*instanceMemoryMB: instanceMemoryMB\s*\}/);
-    for (const setting of ["'pgbouncer.enabled', value: 'true'", "'pgbouncer.pool_mode', value: 'transaction'", "'pgbouncer.max_prepared_statements'", "'pgbouncer.default_pool_size', value: string(pgbouncerPoolSize)", "'pgbouncer.max_client_conn', value: string(pgbouncerMaxClientConnections)"]) {
+    expect(functionApp).toMatch(
+      /scaleAndConcurrency: \{\s*alwaysReady: alwaysReady\s*maximumInstanceCount: maximumInstanceCount\s*instanceMemoryMB: instanceMemoryMB\s*\}/,
+    );
+    for (const setting of [
+      "'pgbouncer.enabled', value: 'true'",
+      "'pgbouncer.pool_mode', value: 'transaction'",
+      "'pgbouncer.max_prepared_statements'",
+      "'pgbouncer.default_pool_size', value: string(pgbouncerPoolSize)",
+      "'pgbouncer.max_client_conn', value: string(pgbouncerMaxClientConnections)",
+    ]) {
       expect(postgres).toContain(`name: ${setting}`);
     }
     expect(postgres).toMatch(/for setting in \(pgbouncer \? pgbouncerSettings : \[\]\)/);
   });
 
-  test('azd fills the budget\'s parameters from the settings the preflight reads', () => {
+  test("azd fills the budget's parameters from the settings the preflight reads", () => {
     const parameters = readJson('infra/main.parameters.json') as { parameters: Record<string, { value: string }> };
     expect(parameters.parameters.maximumInstanceCount?.value).toBe('${COREMACHINE_MAXIMUM_INSTANCE_COUNT=100}');
     expect(parameters.parameters.poolMax?.value).toBe('${PG_POOL_MAX=0}');
@@ -237,14 +257,18 @@ describe('connection budget: each profile\'s figures, and the values reaching th
   });
 });
 
-test('the job events topic and its default subscription exist in the Bicep and the emulator under the transport\'s names', () => {
+test("the job events topic and its default subscription exist in the Bicep and the emulator under the transport's names", () => {
   const serviceBusModule = bicep('infra/modules/servicebus.bicep');
   expect(main).toMatch(new RegExp(`^var serviceBusEventsTopicName = '${EVENTS_TOPIC}'$`, 'm'));
   expect(main).toMatch(new RegExp(`^var serviceBusEventsSubscriptionName = '${EVENTS_DEFAULT_SUBSCRIPTION}'$`, 'm'));
   expect(main).toMatch(/eventsTopicName:\s*serviceBusEventsTopicName\b/);
   expect(serviceBusModule).toMatch(/namespaces\/topics@[\s\S]*?name: eventsTopicName[\s\S]*?requiresDuplicateDetection: true/);
   expect(serviceBusModule).toMatch(/topics\/subscriptions@[\s\S]*?parent: eventsTopic[\s\S]*?name: eventsSubscriptionName/);
-  const config = readJson('infra/servicebus-emulator/Config.json') as { UserConfig: { Namespaces: Array<{ Topics: Array<{ Name: string; Properties: { RequiresDuplicateDetection: boolean }; Subscriptions: Array<{ Name: string }> }> }> } };
+  const config = readJson('infra/servicebus-emulator/Config.json') as {
+    UserConfig: {
+      Namespaces: Array<{ Topics: Array<{ Name: string; Properties: { RequiresDuplicateDetection: boolean }; Subscriptions: Array<{ Name: string }> }> }>;
+    };
+  };
   const topics = config.UserConfig.Namespaces[0]?.Topics ?? [];
   expect(topics.map((topic) => topic.Name)).toEqual([EVENTS_TOPIC]);
   expect(topics[0]?.Properties.RequiresDuplicateDetection).toBe(true);

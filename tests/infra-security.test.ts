@@ -87,7 +87,12 @@ function moduleParams(file: string, symbol: string): string {
   return block(body, params.index + params[0].length - 1);
 }
 
-const bicepFiles = ['infra/main.bicep', ...readdirSync(path.join(root, 'infra/modules')).filter((name) => name.endsWith('.bicep')).map((name) => `infra/modules/${name}`)];
+const bicepFiles = [
+  'infra/main.bicep',
+  ...readdirSync(path.join(root, 'infra/modules'))
+    .filter((name) => name.endsWith('.bicep'))
+    .map((name) => `infra/modules/${name}`),
+];
 const allResources = bicepFiles.flatMap(resources);
 const ofType = (type: string): Declaration[] => allResources.filter((resource) => resource.type === type);
 const only = (type: string): Declaration => {
@@ -103,7 +108,7 @@ const SERVER = 'Microsoft.DBforPostgreSQL/flexibleServers';
 const ZERO_GUARD = /^var (\w+) = clientIpAddress == '0\.0\.0\.0' \? '' : clientIpAddress$/m;
 
 describe('the database network', () => {
-  test('no firewall rule admits all of Azure: the only rule lets in the deployer\'s one address, when given', () => {
+  test("no firewall rule admits all of Azure: the only rule lets in the deployer's one address, when given", () => {
     for (const file of bicepFiles) {
       const source = bicep(file).replace(ZERO_GUARD, '');
       expect({ file, allowAll: /(^|[^\d.])0\.0\.0\.0(?![\d.])/.test(source) || /AllowAllAzure/i.test(source) }).toEqual({ file, allowAll: false });
@@ -171,7 +176,7 @@ describe('who may log in to the database', () => {
     expect(postgres).not.toMatch(/param admin(Login|Password)\b/);
   });
 
-  test('the Entra administrator is the deployer (azd\'s principal), not the app\'s identity', () => {
+  test("the Entra administrator is the deployer (azd's principal), not the app's identity", () => {
     const admin = only('Microsoft.DBforPostgreSQL/flexibleServers/administrators');
     expect(admin.file).toBe('infra/modules/postgres.bicep');
     expect(admin.body).toMatch(/^\s*name: administratorObjectId$/m);
@@ -206,7 +211,7 @@ describe('the Function app', () => {
     }
   });
 
-  test('Application Insights takes only Entra-authenticated telemetry, which the app\'s identity may publish', () => {
+  test("Application Insights takes only Entra-authenticated telemetry, which the app's identity may publish", () => {
     const components = ofType('Microsoft.Insights/components').find((resource) => resource.file === 'infra/modules/monitoring.bicep');
     expect(components?.body).toMatch(/^\s*DisableLocalAuth: true$/m);
     expect(bicep(functionApp)).toContain("{ name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD' }");
@@ -215,7 +220,9 @@ describe('the Function app', () => {
     const publisher = /^var (\w+) = '3913510d-42f4-4e42-8a64-420c390055eb'$/m.exec(bicep(roles))?.[1];
     expect(publisher).toBeDefined();
     const insights = ofType('Microsoft.Insights/components').find((resource) => resource.file === roles);
-    const assignment = ofType('Microsoft.Authorization/roleAssignments').find((resource) => resource.file === roles && resource.body.includes(`'Microsoft.Authorization/roleDefinitions', ${publisher})`));
+    const assignment = ofType('Microsoft.Authorization/roleAssignments').find(
+      (resource) => resource.file === roles && resource.body.includes(`'Microsoft.Authorization/roleDefinitions', ${publisher})`),
+    );
     expect(assignment?.body).toMatch(new RegExp(`scope: ${insights?.symbol ?? '-'}\\n`));
     expect(assignment?.body).toMatch(/principalId: principalId\n/);
     const params = moduleParams('infra/main.bicep', 'roles');
@@ -234,7 +241,9 @@ describe('the Function app', () => {
 
 describe('before provisioning', () => {
   test('azd runs the preflight first: the preprovision hook stops on `coremachine doctor` before it touches Azure', () => {
-    expect(raw('azure.yaml')).toMatch(/preprovision:\s*\n\s*posix:\s*\n\s*shell: sh\s*\n\s*run: \.\/infra\/hooks\/preprovision\.sh\s*\n\s*interactive: false\s*\n\s*continueOnError: false/);
+    expect(raw('azure.yaml')).toMatch(
+      /preprovision:\s*\n\s*posix:\s*\n\s*shell: sh\s*\n\s*run: \.\/infra\/hooks\/preprovision\.sh\s*\n\s*interactive: false\s*\n\s*continueOnError: false/,
+    );
     const hook = raw('infra/hooks/preprovision.sh');
     const commands = hook.split('\n').filter((line) => line.trim() !== '' && !line.trimStart().startsWith('#'));
     expect(commands.slice(0, 3)).toEqual(['set -eu', 'npm run build --silent', 'node dist/bin/coremachine.js doctor']);
@@ -252,7 +261,7 @@ function sqlStatements(file: string): string[] {
     .filter(Boolean);
 }
 
-describe('the app\'s database role', () => {
+describe("the app's database role", () => {
   test('the app logs in as an ordinary role made for its identity, a member of coremachine_app, which holds rows and nothing more', () => {
     const principal = raw('infra/hooks/create-app-principal.sql').replace(/--.*$/gm, '');
     const calls = [...principal.matchAll(/pgaadauth_create_principal\w*\(([^)]*)\)/g)].map((match) => match[0]);
@@ -278,14 +287,17 @@ describe('the app\'s database role', () => {
     expect(hook).toMatch(/PGDATABASE="\$POSTGRES_DATABASE" psql [^\n]*-f infra\/hooks\/grant-app-role\.sql/);
   });
 
-  test('the engine\'s SQL needs nothing beyond those row privileges (no DDL, TRUNCATE, table locks or COPY)', () => {
+  test("the engine's SQL needs nothing beyond those row privileges (no DDL, TRUNCATE, table locks or COPY)", () => {
     // The migrator and the embedded server run as the deployer or locally, never as the app's role.
     const dirs = ['core/state', 'core/engine', 'core/transport', 'functions'];
     for (const dir of dirs) {
       for (const name of readdirSync(path.join(root, dir)).filter((file) => file.endsWith('.ts'))) {
         const source = raw(`${dir}/${name}`).replace(/\/\/.*$|\/\*[\s\S]*?\*\/|^\s*\*.*$/gm, '');
         // SQL here is written in capitals; comments are stripped above, so prose does not count.
-        const ddl = /\b(TRUNCATE|LOCK TABLE|COPY \w|(CREATE|ALTER|DROP) (TABLE|INDEX|SCHEMA|FUNCTION|TRIGGER|VIEW|SEQUENCE|ROLE|EXTENSION|DATABASE)|SET ROLE|SECURITY DEFINER)\b/.exec(source)?.[1];
+        const ddl =
+          /\b(TRUNCATE|LOCK TABLE|COPY \w|(CREATE|ALTER|DROP) (TABLE|INDEX|SCHEMA|FUNCTION|TRIGGER|VIEW|SEQUENCE|ROLE|EXTENSION|DATABASE)|SET ROLE|SECURITY DEFINER)\b/.exec(
+            source,
+          )?.[1];
         expect({ file: `${dir}/${name}`, ddl }).toEqual({ file: `${dir}/${name}`, ddl: undefined });
       }
     }

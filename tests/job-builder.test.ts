@@ -9,7 +9,11 @@ type Step = 'stage' | 'waitFor';
 const steps: Step[][] = [['stage'], ['waitFor', 'stage'], ['stage', 'waitFor'], ['stage', 'waitFor', 'stage'], ['waitFor', 'waitFor', 'stage']];
 
 function build(jobTimeout: number | undefined, sequence: readonly Step[], stageTimeout?: number): AnyJobDefinition {
-  let builder = defineJob({ type: 'builder.job', parameters: z.object({}), ...(jobTimeout === undefined ? {} : { timeoutSeconds: jobTimeout }) }) as unknown as {
+  let builder = defineJob({
+    type: 'builder.job',
+    parameters: z.object({}),
+    ...(jobTimeout === undefined ? {} : { timeoutSeconds: jobTimeout }),
+  }) as unknown as {
     stage: (s: unknown) => typeof builder;
     waitFor: (s: unknown) => typeof builder;
     finalize: (f: () => unknown) => AnyJobDefinition;
@@ -34,12 +38,15 @@ test.each(steps.map((sequence) => [sequence.join(' → ')] as const))('the job d
   expect(withStageDeadlines.stages.map((stage) => (isSignalStage(stage) ? 'waitFor' : 'stage'))).toEqual(sequence);
 });
 
-test.each([1.5, 0, -1, Number.NaN, Number.POSITIVE_INFINITY, MAX_TIMEOUT_SECONDS + 1])('a declared timeout of %p is refused the same way by defineJob, stage and waitFor', (bad) => {
-  const message = new RegExp(`timeoutSeconds must be an integer from 1 to ${MAX_TIMEOUT_SECONDS}`);
-  expect(() => build(bad, ['stage'])).toThrow(message);
-  expect(() => build(60, ['stage'], bad)).toThrow(message);
-  expect(() => build(60, ['waitFor', 'stage'], bad)).toThrow(message);
-});
+test.each([1.5, 0, -1, Number.NaN, Number.POSITIVE_INFINITY, MAX_TIMEOUT_SECONDS + 1])(
+  'a declared timeout of %p is refused the same way by defineJob, stage and waitFor',
+  (bad) => {
+    const message = new RegExp(`timeoutSeconds must be an integer from 1 to ${MAX_TIMEOUT_SECONDS}`);
+    expect(() => build(bad, ['stage'])).toThrow(message);
+    expect(() => build(60, ['stage'], bad)).toThrow(message);
+    expect(() => build(60, ['waitFor', 'stage'], bad)).toThrow(message);
+  },
+);
 
 test('a handler may return its result as a plain value or a promise; a synchronous throw is a rejection with the thrown value', async () => {
   const context = { jobId: 'j', taskId: 't', stage: 1, taskIndex: 0, attempt: 1, signal: new AbortController().signal, heartbeat: () => Promise.resolve() };

@@ -13,7 +13,13 @@ test('paging the job list with a small limit returns every job once, in order, e
     const client = await db.pool.connect();
     try {
       await client.query('BEGIN');
-      for (let i = 0; i < 25; i++) await insertJob(client, { jobId: createHash('sha256').update(`same-instant-${i}`).digest('hex'), jobType: 'hello_world', totalStages: 2, parameters: { n: 1 } });
+      for (let i = 0; i < 25; i++)
+        await insertJob(client, {
+          jobId: createHash('sha256').update(`same-instant-${i}`).digest('hex'),
+          jobType: 'hello_world',
+          totalStages: 2,
+          parameters: { n: 1 },
+        });
       await client.query('COMMIT');
     } finally {
       client.release();

@@ -19,12 +19,18 @@ function sourceFiles(dir: string): string[] {
 /** Every module specifier a file imports or re-exports, resolved to a root-relative path when relative. */
 function importsOf(file: string): string[] {
   const text = readFileSync(path.join(root, file), 'utf8');
-  const specifiers = [...text.matchAll(/^\s*(?:import|export)\b[^'"]*?from\s+'([^']+)'|^\s*import\s+'([^']+)'|require\('([^']+)'\)/gm)].map((m) => m[1] ?? m[2] ?? m[3] ?? '');
+  const specifiers = [...text.matchAll(/^\s*(?:import|export)\b[^'"]*?from\s+'([^']+)'|^\s*import\s+'([^']+)'|require\('([^']+)'\)/gm)].map(
+    (m) => m[1] ?? m[2] ?? m[3] ?? '',
+  );
   return specifiers.map((spec) => (spec.startsWith('.') ? path.relative(root, path.resolve(root, path.dirname(file), spec)) : spec));
 }
 
 function offending(dir: string, allowed: (target: string) => boolean): string[] {
-  return sourceFiles(dir).flatMap((file) => importsOf(file).filter((target) => !allowed(target)).map((target) => `${file} → ${target}`));
+  return sourceFiles(dir).flatMap((file) =>
+    importsOf(file)
+      .filter((target) => !allowed(target))
+      .map((target) => `${file} → ${target}`),
+  );
 }
 
 const inside = (dir: string) => (target: string) => target === dir || target.startsWith(`${dir}/`);
@@ -64,7 +70,17 @@ function valueImportsOf(file: string): string[] {
  * transaction return what follows their commit as data and never commit themselves.
  */
 const IN_TRANSACTION_STEPS = [
-  'after-commit', 'control', 'dead-letters', 'deadlines', 'job-events', 'signal-stage', 'stage-advance', 'stage-check', 'stage-results', 'stage-start', 'task-outcomes',
+  'after-commit',
+  'control',
+  'dead-letters',
+  'deadlines',
+  'job-events',
+  'signal-stage',
+  'stage-advance',
+  'stage-check',
+  'stage-results',
+  'stage-start',
+  'task-outcomes',
 ].map((name) => `core/engine/${name}.ts`);
 
 test('only core/engine/commit.ts runs a unit of work; everything else commits through it', () => {
@@ -74,10 +90,15 @@ test('only core/engine/commit.ts runs a unit of work; everything else commits th
 
 test('steps inside a transaction never commit, never reach back up to the engine, and return their after-commit work as data', () => {
   const upward = new Set(['core/engine/commit', 'core/engine/unit-of-work', 'core/engine/core-machine', 'core/janitor', 'core/worker']);
-  const found = IN_TRANSACTION_STEPS.flatMap((file) => valueImportsOf(file).filter((target) => upward.has(target)).map((target) => `${file} → ${target}`));
+  const found = IN_TRANSACTION_STEPS.flatMap((file) =>
+    valueImportsOf(file)
+      .filter((target) => upward.has(target))
+      .map((target) => `${file} → ${target}`),
+  );
   expect(found).toEqual([]);
   // No shared bag to push into: what follows a commit is returned (AfterCommit), not pushed.
-  for (const file of [...IN_TRANSACTION_STEPS, 'core/janitor.ts']) expect(readFileSync(path.join(root, file), 'utf8')).not.toMatch(/\b\w+\.(events|stageChecks|abortAfterCommit)\??\.push\(/);
+  for (const file of [...IN_TRANSACTION_STEPS, 'core/janitor.ts'])
+    expect(readFileSync(path.join(root, file), 'utf8')).not.toMatch(/\b\w+\.(events|stageChecks|abortAfterCommit)\??\.push\(/);
 });
 
 test('the unit of work is plumbing: it calls nothing that commits (no stage check, no engine)', () => {

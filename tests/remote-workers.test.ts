@@ -36,7 +36,9 @@ test('remote tasks are not queued but claimed over HTTP, reported, counted and f
   await expect(h.machine.remote.complete(first!.taskId, { claimId: first!.claimId, result: { frame: 0, bytes: 1 } })).rejects.toBeInstanceOf(LeaseLostError);
 
   // A transient failure goes back to QUEUED (retry policy: 2 attempts) and is claimed again.
-  expect(await h.machine.remote.fail(second!.taskId, { claimId: second!.claimId, error: { message: 'GPU out of memory' } })).toMatchObject({ retryAt: expect.any(Date) as Date });
+  expect(await h.machine.remote.fail(second!.taskId, { claimId: second!.claimId, error: { message: 'GPU out of memory' } })).toMatchObject({
+    retryAt: expect.any(Date) as Date,
+  });
   const [again] = await claimAll('gpu-2', 1);
   expect(again).toMatchObject({ taskId: second!.taskId, attempt: 2 });
   await h.machine.remote.complete(again!.taskId, { claimId: again!.claimId, result: { frame: 1, bytes: 200 } });
@@ -47,7 +49,8 @@ test('remote tasks are not queued but claimed over HTTP, reported, counted and f
   await expect(h.machine.remote.heartbeat(stuck.taskId, { claimId: stuck.claimId })).rejects.toBeInstanceOf(LeaseLostError);
   const [reclaimed] = await claimAll('gpu-3', 1);
   expect(reclaimed?.taskId).toBe(stuck.taskId);
-  for (const task of [reclaimed!, ...rest.slice(1)]) await h.machine.remote.complete(task.taskId, { claimId: task.claimId, result: { frame: task.taskIndex, bytes: 10 } });
+  for (const task of [reclaimed!, ...rest.slice(1)])
+    await h.machine.remote.complete(task.taskId, { claimId: task.claimId, result: { frame: task.taskIndex, bytes: 10 } });
 
   const done = await waitForJob(h.machine, job.jobId);
   expect(done.status).toBe('COMPLETED');

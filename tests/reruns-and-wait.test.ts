@@ -50,7 +50,10 @@ async function api(method: string, path: string, options: { body?: unknown; head
     headers: { 'x-functions-key': KEY, 'content-type': 'application/json', ...options.headers },
     ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
   });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> & { error?: { type: string; issues?: Array<{ path: unknown[] }> } } };
+  return {
+    status: response.status,
+    body: (await response.json()) as Record<string, unknown> & { error?: { type: string; issues?: Array<{ path: unknown[] }> } },
+  };
 }
 const jobCount = async () => (await dev.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.jobs')).rows[0]?.n;
 
@@ -193,7 +196,16 @@ describe('schedules over HTTP and the CLI', () => {
     // The shipped schedule (jobs/index.ts, declared paused) is listed next to the test's own, by name.
     expect(reply.body.schedules).toEqual([
       expect.objectContaining({ name: 'hello_world_hourly', jobType: 'hello_world', paused: true, nextFireAt: null }),
-      expect.objectContaining({ name: 'nightly_hello', cron: '0 2 * * *', timezone: 'Europe/Berlin', jobType: 'hello_world', paused: false, lastFireAt: null, lastJobId: null, catchUpSeconds: null }),
+      expect.objectContaining({
+        name: 'nightly_hello',
+        cron: '0 2 * * *',
+        timezone: 'Europe/Berlin',
+        jobType: 'hello_world',
+        paused: false,
+        lastFireAt: null,
+        lastJobId: null,
+        catchUpSeconds: null,
+      }),
     ]);
     const [, schedule] = reply.body.schedules as Array<{ nextFireAt: string }>;
     expect(new Date(schedule?.nextFireAt ?? '').getTime()).toBeGreaterThan(Date.now());

@@ -79,7 +79,10 @@ async function cancelledJob(run: string): Promise<string> {
 
 async function tasksCreated(jobId: string, n: number, status?: string): Promise<void> {
   for (let i = 0; i < 500; i++) {
-    const found = await dev.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND ($2::text IS NULL OR status = $2)', [jobId, status ?? null]);
+    const found = await dev.db.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND ($2::text IS NULL OR status = $2)',
+      [jobId, status ?? null],
+    );
     if (found.rows[0]?.n === n) return;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -101,7 +104,9 @@ test('a sweep deletes finished jobs past retention with all their rows, writes n
   // to the rows this test expects the sweep to leave untouched.
   await tasksCreated(running, 2, 'PROCESSING');
   // A dead letter and an undispatched outbox row belong to a job too.
-  await dev.db.pool.query(`INSERT INTO coremachine.dead_letters (queue, reason, description, job_id) VALUES ('coremachine-tasks', 'Test', 'left behind', $1)`, [failed]);
+  await dev.db.pool.query(`INSERT INTO coremachine.dead_letters (queue, reason, description, job_id) VALUES ('coremachine-tasks', 'Test', 'left behind', $1)`, [
+    failed,
+  ]);
   await dev.db.pool.query(`INSERT INTO coremachine.outbox (kind, job_id, payload) VALUES ('job', $1, '{}')`, [completed]);
   const old = [completed, failed, cancelled];
   await age(old, 31);
@@ -115,7 +120,13 @@ test('a sweep deletes finished jobs past retention with all their rows, writes n
   const report = await dev.runtime.machine.sweep();
 
   expect(report.purged).toEqual({
-    jobs: 3, stages: before.stages, tasks: before.tasks, events: before.events, deadLetters: 1, outbox: 1, batches: 1,
+    jobs: 3,
+    stages: before.stages,
+    tasks: before.tasks,
+    events: before.events,
+    deadLetters: 1,
+    outbox: 1,
+    batches: 1,
   });
   expect(await rowsOf(dev.db.pool, old)).toEqual({ jobs: 0, stages: 0, tasks: 0, events: 0, dead_letters: 0, outbox: 0 });
   expect(await rowsOf(dev.db.pool, [recent, running])).toEqual(keptBefore);
@@ -168,8 +179,14 @@ test('a job another transaction holds is skipped, not waited for; retention 0 ke
   expect((await rowsOf(dev.db.pool, [held])).jobs).toBe(0);
 });
 
-async function httpDelete(jobId: string, withKey = true): Promise<{ status: number; body: { error?: { type: string; message: string; issues?: unknown[] }; jobId?: string; deleted?: Record<string, number> } }> {
-  const response = await fetch(`${dev.server.url}/api/jobs/${encodeURIComponent(jobId)}`, { method: 'DELETE', headers: withKey ? { 'x-functions-key': KEY } : {} });
+async function httpDelete(
+  jobId: string,
+  withKey = true,
+): Promise<{ status: number; body: { error?: { type: string; message: string; issues?: unknown[] }; jobId?: string; deleted?: Record<string, number> } }> {
+  const response = await fetch(`${dev.server.url}/api/jobs/${encodeURIComponent(jobId)}`, {
+    method: 'DELETE',
+    headers: withKey ? { 'x-functions-key': KEY } : {},
+  });
   return { status: response.status, body: (await response.json()) as never };
 }
 

@@ -117,7 +117,11 @@ describe('firing', () => {
       lastJobStatus: 'QUEUED',
     });
     const job = await machine.getJob(last?.jobId ?? '');
-    expect(job).toMatchObject({ jobType: 'test.sched_report', parameters: { region: 'eu' }, idempotencyKey: tickKey(hourly.name, new Date('2026-01-05T16:00:00Z')) });
+    expect(job).toMatchObject({
+      jobType: 'test.sched_report',
+      parameters: { region: 'eu' },
+      idempotencyKey: tickKey(hourly.name, new Date('2026-01-05T16:00:00Z')),
+    });
   });
 
   test('0 2 * * * in Europe/Berlin across both DST changes: the missing 02:00 runs at 03:00 CEST, the repeated 02:00 runs once', async () => {
@@ -196,7 +200,9 @@ describe('catch-up', () => {
     at('2026-04-01T15:20:00Z'); // down from 10:30 to 15:20: 11:00 … 15:00 missed
     const swept = await machine.schedules.sweep();
     expect(swept.fired.map((f) => f.tick)).toEqual([new Date('2026-04-01T15:00:00Z')]);
-    expect(swept.skipped).toEqual([{ name: hourly.name, first: new Date('2026-04-01T11:00:00Z'), last: new Date('2026-04-01T14:00:00Z'), count: 4, countCapped: false }]);
+    expect(swept.skipped).toEqual([
+      { name: hourly.name, first: new Date('2026-04-01T11:00:00Z'), last: new Date('2026-04-01T14:00:00Z'), count: 4, countCapped: false },
+    ]);
     at('2026-04-01T15:40:00Z');
     expect((await machine.schedules.sweep()).fired).toEqual([]);
     expect(await firedTicks(hourly.name)).toEqual(['2026-04-01T15:00:00.000Z']);
@@ -216,7 +222,7 @@ describe('catch-up', () => {
     expect(swept.skipped[0]).toMatchObject({ first: new Date('2026-04-05T08:00:01Z'), last: new Date('2026-04-05T09:59:59Z'), count: 1000, countCapped: true });
   });
 
-  test('a tick older than the schedule\'s catch-up window is skipped, not fired late; the next tick fires on time', async () => {
+  test("a tick older than the schedule's catch-up window is skipped, not fired late; the next tick fires on time", async () => {
     const strict = schedule({ catchUpSeconds: 600 });
     const machine = await engine([strict]);
     at('2026-04-02T10:30:00Z');
@@ -230,7 +236,7 @@ describe('catch-up', () => {
     expect(await firedTicks(strict.name)).toEqual(['2026-04-02T16:00:00.000Z']);
   });
 
-  test('the global window applies to schedules without their own; a schedule\'s own window wins', async () => {
+  test("the global window applies to schedules without their own; a schedule's own window wins", async () => {
     const usesGlobal = schedule();
     const ownWindow = schedule({ catchUpSeconds: 2 * 3600 });
     const machine = await engine([usesGlobal, ownWindow], { catchUpSeconds: 600 });
@@ -242,7 +248,7 @@ describe('catch-up', () => {
     expect(await firedTicks(ownWindow.name)).toEqual(['2026-04-03T12:00:00.000Z']);
   });
 
-  test('a changed cron realigns the stored cursor instead of waiting for the old pattern\'s tick', async () => {
+  test("a changed cron realigns the stored cursor instead of waiting for the old pattern's tick", async () => {
     const name = `s${++counter}`;
     const options = { name, cron: '0 * * * *', timezone: 'UTC', jobType: 'test.sched_report', parameters: { region: 'eu' } };
     at('2026-04-04T10:31:00Z');

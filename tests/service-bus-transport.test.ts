@@ -280,7 +280,16 @@ describe('createServiceBusTransportFromEnv', () => {
 test('job events go to the events topic with a deterministic messageId, the event as body and filterable properties', async () => {
   const client = new FakeClient();
   const transport = new ServiceBusTransport(client);
-  const event: JobEvent = { type: 'JobCompleted', jobId: 'b'.repeat(64), jobType: 'hello_world', status: 'COMPLETED', stage: 2, at: '2026-11-30T16:00:00.123Z', result: { replies: 3 }, resultBytes: 13 };
+  const event: JobEvent = {
+    type: 'JobCompleted',
+    jobId: 'b'.repeat(64),
+    jobType: 'hello_world',
+    status: 'COMPLETED',
+    stage: 2,
+    at: '2026-11-30T16:00:00.123Z',
+    result: { replies: 3 },
+    resultBytes: 13,
+  };
   await transport.publishEvents([event]);
   await transport.publishEvents([event]);
   const sent = client.sender(EVENTS_TOPIC).sent.flatMap((batch) => batch.messages);

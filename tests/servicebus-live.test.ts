@@ -125,7 +125,10 @@ live('the demo job through a live namespace', () => {
         for (const message of await jobs.receiveMessages(5, { maxWaitTimeInMs: 1_000 })) {
           if (message.applicationProperties?.jobId !== job.jobId) await jobs.abandonMessage(message);
           else {
-            await machine.processJobMessage(message.body, { messageId: String(message.messageId), traceparent: message.applicationProperties?.traceparent as string | undefined });
+            await machine.processJobMessage(message.body, {
+              messageId: String(message.messageId),
+              traceparent: message.applicationProperties?.traceparent as string | undefined,
+            });
             await jobs.completeMessage(message);
           }
         }

@@ -36,11 +36,26 @@ const situations: Array<{ name: string; deliveryCount: number; results: Handling
     results: [ok('completed'), ok('malformed', { error: new MalformedMessageError('not a task message') }), ok('completed')],
     fates: ['completed', 'dead-lettered MalformedMessageError', 'completed'],
   },
-  { name: 'a deferral and a transient fault: copies rescheduled, originals completed', deliveryCount: 1, results: [ok('deferred', { reason: 'full' }), failed(new TransientDatabaseError(new Error('connection refused'))), ok('completed')], fates: ['rescheduled as ~r1', 'rescheduled as ~r1', 'completed'] },
+  {
+    name: 'a deferral and a transient fault: copies rescheduled, originals completed',
+    deliveryCount: 1,
+    results: [ok('deferred', { reason: 'full' }), failed(new TransientDatabaseError(new Error('connection refused'))), ok('completed')],
+    fates: ['rescheduled as ~r1', 'rescheduled as ~r1', 'completed'],
+  },
   // A Functions trigger can only give back a whole batch; both hosts do, and the engine makes the
   // redelivered copies of the settled ones duplicates.
-  { name: 'one message must be redelivered: the whole batch goes back', deliveryCount: 1, results: [ok('completed'), failed(new Error('invalid transition')), ok('malformed', { error: new MalformedMessageError('x') })], fates: ['redelivered', 'redelivered', 'redelivered'] },
-  { name: 'an ordinary error on the last delivery: dead-lettered with the error', deliveryCount: 10, results: [failed(new Error('boom'))], fates: ['dead-lettered MaxDeliveryCountExceeded'] },
+  {
+    name: 'one message must be redelivered: the whole batch goes back',
+    deliveryCount: 1,
+    results: [ok('completed'), failed(new Error('invalid transition')), ok('malformed', { error: new MalformedMessageError('x') })],
+    fates: ['redelivered', 'redelivered', 'redelivered'],
+  },
+  {
+    name: 'an ordinary error on the last delivery: dead-lettered with the error',
+    deliveryCount: 10,
+    results: [failed(new Error('boom'))],
+    fates: ['dead-lettered MaxDeliveryCountExceeded'],
+  },
 ];
 
 let db: TestDatabase;
@@ -69,14 +84,26 @@ describe.each(situations)('$name', ({ name, deliveryCount, results, fates }) => 
     const visible = queue.receive(100).map((message) => message.messageId);
     const dead = new Map(queue.deadLetters.map((letter) => [letter.messageId, letter.deadLetterReason]));
     const fateOf = (id: string): Fate =>
-      dead.has(id) ? `dead-lettered ${dead.get(id) ?? ''}` : visible.includes(`${id}~r1`) ? 'rescheduled as ~r1' : visible.includes(id) ? 'redelivered' : 'completed';
+      dead.has(id)
+        ? `dead-lettered ${dead.get(id) ?? ''}`
+        : visible.includes(`${id}~r1`)
+          ? 'rescheduled as ~r1'
+          : visible.includes(id)
+            ? 'redelivered'
+            : 'completed';
     expect(batch.map((message) => fateOf(message.messageId))).toEqual(fates);
     queue.close();
   });
 
   test('the Service Bus trigger', async () => {
     const before = (await h.machine.listDeadLetters()).length;
-    const messages: HeldMessage[] = bodies(results.length, name).map((body, i) => ({ messageId: `m${i}`, body, deliveryCount, enqueuedTime: new Date(), applicationProperties: {} }));
+    const messages: HeldMessage[] = bodies(results.length, name).map((body, i) => ({
+      messageId: `m${i}`,
+      body,
+      deliveryCount,
+      enqueuedTime: new Date(),
+      applicationProperties: {},
+    }));
     const context = new InvocationContext({ functionName: 'tasks-queue', logHandler: () => undefined });
     const appContext = { machine: h.machine, pool: db.pool, transport: h.transport, logger: createLogger('silent'), config: {} as never };
     // The trigger's only way to give messages back is to throw: the host then abandons the whole batch.
@@ -89,7 +116,8 @@ describe.each(situations)('$name', ({ name, deliveryCount, results, fates }) => 
     for (const copy of h.transport.tasks.receive(100)) h.transport.tasks.complete(copy);
     const recorded = (await h.machine.listDeadLetters()).slice(0, (await h.machine.listDeadLetters()).length - before);
     const dead = new Map(recorded.map((letter) => [letter.messageId, letter.reason]));
-    const fateOf = (id: string): Fate => (thrown ? 'redelivered' : dead.has(id) ? `dead-lettered ${dead.get(id) ?? ''}` : copies.includes(`${id}~r1`) ? 'rescheduled as ~r1' : 'completed');
+    const fateOf = (id: string): Fate =>
+      thrown ? 'redelivered' : dead.has(id) ? `dead-lettered ${dead.get(id) ?? ''}` : copies.includes(`${id}~r1`) ? 'rescheduled as ~r1' : 'completed';
     expect(messages.map((message) => fateOf(message.messageId ?? ''))).toEqual(fates);
   });
 });

@@ -4,9 +4,25 @@
  */
 import { TransientDatabaseError } from '../core/db/transient-errors';
 import { InvalidTransitionError, MalformedMessageError, TaskNotFoundError, UnknownJobTypeError, ValidationError } from '../core/errors';
-import { decideSettlement, DEFAULT_SETTLEMENT_POLICY, RESCHEDULES_PROPERTY, rescheduledMessageId, reschedulesOf, type HandlingResult, type Settlement, type SettlementPolicy } from '../core/message-settlement';
+import {
+  decideSettlement,
+  DEFAULT_SETTLEMENT_POLICY,
+  RESCHEDULES_PROPERTY,
+  rescheduledMessageId,
+  reschedulesOf,
+  type HandlingResult,
+  type Settlement,
+  type SettlementPolicy,
+} from '../core/message-settlement';
 
-const policy: SettlementPolicy = { maxDeliveryCount: 10, rescheduleBaseMs: 1000, rescheduleMaxMs: 60_000, deferBaseMs: 200, deferMaxMs: 4000, random: () => 0.5 };
+const policy: SettlementPolicy = {
+  maxDeliveryCount: 10,
+  rescheduleBaseMs: 1000,
+  rescheduleMaxMs: 60_000,
+  deferBaseMs: 200,
+  deferMaxMs: 4000,
+  random: () => 0.5,
+};
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });
 
 const rows: Array<[string, HandlingResult, { deliveryCount?: number; reschedules?: number }, Settlement]> = [
@@ -46,7 +62,12 @@ const rows: Array<[string, HandlingResult, { deliveryCount?: number; reschedules
     { deliveryCount: 1 },
     { action: 'abandon', reason: 'InvalidTransitionError: invalid job transition PROCESSING → PROCESSING for j' },
   ],
-  ['ordinary error one delivery before the max: still redelivered', { ok: false, error: new Error('boom') }, { deliveryCount: 9 }, { action: 'abandon', reason: 'Error: boom' }],
+  [
+    'ordinary error one delivery before the max: still redelivered',
+    { ok: false, error: new Error('boom') },
+    { deliveryCount: 9 },
+    { action: 'abandon', reason: 'Error: boom' },
+  ],
   [
     'ordinary error on the last delivery: dead-lettered with the error, not a bare MaxDeliveryCountExceeded',
     { ok: false, error: new Error('boom') },
@@ -81,7 +102,11 @@ const rows: Array<[string, HandlingResult, { deliveryCount?: number; reschedules
     'transient DB error wrapped by the engine (admin shutdown)',
     { ok: false, error: new TransientDatabaseError(pgError('57P01', 'terminating connection due to administrator command')) },
     { deliveryCount: 1, reschedules: 2 },
-    { action: 'reschedule', delayMs: 3000, reason: 'TransientDatabaseError: database unavailable for now: terminating connection due to administrator command' },
+    {
+      action: 'reschedule',
+      delayMs: 3000,
+      reason: 'TransientDatabaseError: database unavailable for now: terminating connection due to administrator command',
+    },
   ],
   [
     'transient DB error on the last delivery: rescheduled, never dead-lettered',

@@ -25,7 +25,10 @@ function useHttp(harness: Harness = h()): void {
 }
 
 async function postSignal(jobId: string, name: string, body: unknown) {
-  return call(signalJobHandler, 'POST', `jobs/${jobId}/signals/${name}`, { params: { jobId, name }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  return call(signalJobHandler, 'POST', `jobs/${jobId}/signals/${name}`, {
+    params: { jobId, name },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
 }
 
 /** Waits until the job is PROCESSING at `stage` and that stage has started (so it waits for its signal). */
@@ -59,7 +62,7 @@ test('waitFor: typed declaration, the stage named after its signal, timeoutSecon
   expect(() => base.waitFor({ name: 'ok', payload: z.object({}), timeoutSeconds: 0 })).toThrow(/timeoutSeconds/);
 });
 
-test('full flow over HTTP: the job waits for free, the signal advances it, its payload is the next stage\'s previous', async () => {
+test("full flow over HTTP: the job waits for free, the signal advances it, its payload is the next stage's previous", async () => {
   useHttp();
   const jobId = await submitAndWait('handbook');
   // Waiting costs nothing: no task, no message, no outbox row for the waiting stage; the janitor leaves it alone.
@@ -79,7 +82,11 @@ test('full flow over HTTP: the job waits for free, the signal advances it, its p
   const done = await waitForJob(h().machine, jobId);
   expect(done.status).toBe('COMPLETED');
   expect(done.result).toEqual({ title: 'handbook', published: 3, approvedBy: 'ana', outcome: 'published' });
-  expect(done.stages.map((s) => [s.name, s.status, s.total, s.completed])).toEqual([['render', 'COMPLETED', 3, 3], ['approval', 'COMPLETED', 1, 1], ['publish', 'COMPLETED', 3, 3]]);
+  expect(done.stages.map((s) => [s.name, s.status, s.total, s.completed])).toEqual([
+    ['render', 'COMPLETED', 3, 3],
+    ['approval', 'COMPLETED', 1, 1],
+    ['publish', 'COMPLETED', 3, 3],
+  ]);
 
   // The trail says why the job moved on.
   const events = await signalEvents(jobId);
@@ -118,7 +125,9 @@ test('refusals: 400 bad payload or name, 404 unknown job, 409 wrong name, not ye
   const bad = await postSignal(jobId, 'approval', { approved: 'yes' });
   expect(bad.status).toBe(400);
   expect(bad.body).toMatchObject({ error: { type: 'ValidationError' } });
-  expect((bad.body as { error: { issues: Array<{ path: unknown[] }> } }).error.issues.map((issue) => issue.path)).toEqual(expect.arrayContaining([['approvedBy'], ['approved']]));
+  expect((bad.body as { error: { issues: Array<{ path: unknown[] }> } }).error.issues.map((issue) => issue.path)).toEqual(
+    expect.arrayContaining([['approvedBy'], ['approved']]),
+  );
   expect((await postSignal(jobId, 'approval', 'not json')).status).toBe(400);
   expect((await postSignal(jobId, 'Not A Name', APPROVAL)).status).toBe(400);
   expect((await postSignal('0'.repeat(64), 'approval', APPROVAL)).status).toBe(404);
@@ -142,7 +151,9 @@ test('refusals: 400 bad payload or name, 404 unknown job, 409 wrong name, not ye
   const stopped = await postSignal(jobId, 'approval', APPROVAL);
   expect(stopped.status).toBe(409);
   expect((stopped.body as { error: { message: string } }).error.message).toContain('CANCELLED');
-  expect((await db().pool.query('SELECT count(*)::int AS n FROM coremachine.signals WHERE job_id = ANY($1)', [[jobId, early.jobId]])).rows[0]).toEqual({ n: 0 });
+  expect((await db().pool.query('SELECT count(*)::int AS n FROM coremachine.signals WHERE job_id = ANY($1)', [[jobId, early.jobId]])).rows[0]).toEqual({
+    n: 0,
+  });
 });
 
 test('paused while waiting: the signal is taken and counted, the job advances when resumed', async () => {
@@ -200,7 +211,9 @@ test('concurrent signals from four engine instances with their own pools: exactl
   const jobId = await submitAndWait('race');
   // Pools made by newPool are ended when the test database is dropped.
   const pools = Array.from({ length: 4 }, () => db().newPool(3));
-  const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry: h().registry, transport: h().transport, logger: captureLogger(h().logs) })));
+  const machines = await Promise.all(
+    pools.map((pool) => CoreMachine.create({ pool, registry: h().registry, transport: h().transport, logger: captureLogger(h().logs) })),
+  );
   // Same payload from everyone: one delivers, the rest are idempotent repeats.
   const same = await Promise.all(machines.flatMap((machine) => [1, 2, 3].map(() => machine.deliverSignal(jobId, 'approval', APPROVAL))));
   expect(same.filter((r) => r.delivered)).toHaveLength(1);
@@ -210,11 +223,17 @@ test('concurrent signals from four engine instances with their own pools: exactl
   expect(jobEvents.filter((e) => e.from === 'PROCESSING' && e.to === 'QUEUED' && e.stage === 3)).toHaveLength(1);
   expect(await signalEvents(jobId)).toHaveLength(1);
   // The next stage was started once: its three tasks exist once each, each run once.
-  expect((await h().machine.listTasks(jobId, { stage: 3 })).map((t) => [t.taskIndex, t.attempt, t.status])).toEqual([[0, 1, 'COMPLETED'], [1, 1, 'COMPLETED'], [2, 1, 'COMPLETED']]);
+  expect((await h().machine.listTasks(jobId, { stage: 3 })).map((t) => [t.taskIndex, t.attempt, t.status])).toEqual([
+    [0, 1, 'COMPLETED'],
+    [1, 1, 'COMPLETED'],
+    [2, 1, 'COMPLETED'],
+  ]);
 
   // Different payloads racing: exactly one is accepted, every other one is refused with 409's error.
   const second = await submitAndWait('race-2');
-  const results = await Promise.allSettled(machines.map((machine, i) => machine.deliverSignal(second, 'approval', { approvedBy: `approver-${i}`, approved: true })));
+  const results = await Promise.allSettled(
+    machines.map((machine, i) => machine.deliverSignal(second, 'approval', { approvedBy: `approver-${i}`, approved: true })),
+  );
   expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
   const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   expect(refused).toHaveLength(3);
@@ -223,7 +242,7 @@ test('concurrent signals from four engine instances with their own pools: exactl
   expect((await waitForJob(h().machine, second)).result).toMatchObject({ approvedBy: `approver-${winner}`, published: 3 });
 });
 
-test('a crash after the signal committed (the next stage\'s message never sent): the janitor re-sends it from the outbox', async () => {
+test("a crash after the signal committed (the next stage's message never sent): the janitor re-sends it from the outbox", async () => {
   let failSends = true;
   const h2 = await restart({
     wrapTransport: (inner): Transport => ({
@@ -245,7 +264,9 @@ test('a crash after the signal committed (the next stage\'s message never sent):
   // The signal and the advance committed; only the message is missing, kept in the outbox.
   const stuck = await h2.machine.getJob(job.jobId);
   expect(stuck).toMatchObject({ status: 'QUEUED', stage: 3 });
-  expect((await db().pool.query("SELECT count(*)::int AS n FROM coremachine.outbox WHERE job_id = $1 AND kind = 'job'", [job.jobId])).rows[0]).toEqual({ n: 1 });
+  expect((await db().pool.query("SELECT count(*)::int AS n FROM coremachine.outbox WHERE job_id = $1 AND kind = 'job'", [job.jobId])).rows[0]).toEqual({
+    n: 1,
+  });
   // The client retries: the same signal is a repeat, not a second advance.
   expect((await h2.machine.deliverSignal(job.jobId, 'approval', APPROVAL)).delivered).toBe(false);
   failSends = false;
@@ -256,7 +277,7 @@ test('a crash after the signal committed (the next stage\'s message never sent):
   expect(done.result).toMatchObject({ published: 2, approvedBy: 'ana' });
 });
 
-test('waitFor timeoutSeconds is the stage deadline: past it (controllable clock: the job\'s clocks moved back) the job is FAILED with a Timeout and a late signal is refused', async () => {
+test("waitFor timeoutSeconds is the stage deadline: past it (controllable clock: the job's clocks moved back) the job is FAILED with a Timeout and a late signal is refused", async () => {
   useHttp();
   const jobId = await submitAndWait('too late');
   const waiting = await h().machine.getJob(jobId);
@@ -264,7 +285,8 @@ test('waitFor timeoutSeconds is the stage deadline: past it (controllable clock:
   expect(waiting.stageDeadline).not.toBeNull();
   expect(new Date(String(waiting.stageDeadline)).getTime() - Date.now()).toBeGreaterThan(7 * 24 * 3600_000 - 60_000);
   // Six days on, it still waits; a sweep does nothing to it.
-  const by = (ms: number) => db().pool.query(`UPDATE coremachine.jobs SET stage_deadline_at = stage_deadline_at - $2::interval WHERE job_id = $1`, [jobId, `${ms} milliseconds`]);
+  const by = (ms: number) =>
+    db().pool.query(`UPDATE coremachine.jobs SET stage_deadline_at = stage_deadline_at - $2::interval WHERE job_id = $1`, [jobId, `${ms} milliseconds`]);
   await by(6 * 24 * 3600_000);
   await h().machine.sweep();
   expect((await h().machine.getJob(jobId)).status).toBe('PROCESSING');

@@ -49,7 +49,9 @@ test('200 tasks of one stage completing concurrently over 20 connections: exactl
 
   // Twenty engines, each with its own single-connection pool: twenty separate backends.
   const pools: pg.Pool[] = Array.from({ length: 20 }, () => db.newPool(1));
-  const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry: h.registry, transport: h.transport, logger: captureLogger([]) })));
+  const machines = await Promise.all(
+    pools.map((pool) => CoreMachine.create({ pool, registry: h.registry, transport: h.transport, logger: captureLogger([]) })),
+  );
   const backends: Array<number | undefined> = await Promise.all(
     pools.map(async (pool) => (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid),
   );
@@ -87,7 +89,7 @@ test('the advance commits QUEUED before the next stage message is sent', async (
   const h = await startHarness(db.pool, {
     wrapTransport: (inner: InProcessTransport): Transport => ({
       name: 'observing',
-    durable: false,
+      durable: false,
       publishEvents: (events) => inner.publishEvents(events),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),
       scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),
@@ -123,7 +125,7 @@ test('a second PROCESSING for the same stage raises InvalidTransitionError and t
 
   // The shipped bug: an advance that left the job PROCESSING at the next stage without starting
   // it. The next stage message must raise, not be logged and swallowed.
-  await db.pool.query("UPDATE coremachine.jobs SET stage = 2 WHERE job_id = $1", [job.jobId]);
+  await db.pool.query('UPDATE coremachine.jobs SET stage = 2 WHERE job_id = $1', [job.jobId]);
   const message: JobQueueMessage = { jobId: job.jobId, jobType: 'test.three_stages', stage: 2 };
   const error = await h.machine.processJobMessage(message).catch((e: unknown) => e);
   expect(error).toBeInstanceOf(InvalidTransitionError);
@@ -137,7 +139,9 @@ test('a second PROCESSING for the same stage raises InvalidTransitionError and t
   expect(h.transport.jobs.deadLetters[0]).toMatchObject({ deadLetterReason: 'MaxDeliveryCountExceeded', deliveryCount: 3 });
   // Two deliveries abandoned with the error; the last one is dead-lettered carrying it (core/settlement.ts).
   expect(h.logs.filter((l) => l.includes('message abandoned for redelivery') && l.includes('InvalidTransitionError')).length).toBe(2);
-  expect(h.transport.jobs.deadLetters[0]?.deadLetterErrorDescription).toMatch(/^failed on delivery 3 of 3: InvalidTransitionError: invalid job transition PROCESSING → PROCESSING/);
+  expect(h.transport.jobs.deadLetters[0]?.deadLetterErrorDescription).toMatch(
+    /^failed on delivery 3 of 3: InvalidTransitionError: invalid job transition PROCESSING → PROCESSING/,
+  );
   // ...and the dead-letter consumer then fails the job with the reason: it is not left PROCESSING.
   const failed = await h.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');

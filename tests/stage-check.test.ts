@@ -36,7 +36,9 @@ async function deadlocks(): Promise<number> {
 /** Twenty engines, each with its own one-connection pool: twenty backends committing at once. */
 async function engines(h: Harness): Promise<{ machines: CoreMachine[]; pools: pg.Pool[] }> {
   const pools = Array.from({ length: 20 }, () => db.newPool(1));
-  const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry: h.registry, transport: h.transport, logger: captureLogger([]) })));
+  const machines = await Promise.all(
+    pools.map((pool) => CoreMachine.create({ pool, registry: h.registry, transport: h.transport, logger: captureLogger([]) })),
+  );
   return { machines, pools };
 }
 
@@ -50,10 +52,10 @@ async function startStage(h: Harness, jobType: string, parameters: unknown, n: n
 }
 
 async function transitionsTo(jobId: string, status: string): Promise<number> {
-  const result = await db.pool.query<{ n: string }>(
-    `SELECT count(*) AS n FROM coremachine.events WHERE job_id = $1 AND entity = 'job' AND to_status = $2`,
-    [jobId, status],
-  );
+  const result = await db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM coremachine.events WHERE job_id = $1 AND entity = 'job' AND to_status = $2`, [
+    jobId,
+    status,
+  ]);
   return Number(result.rows[0]?.n ?? 0);
 }
 
@@ -96,7 +98,9 @@ test('an operator cancel racing 200 completions on 20 backends: one terminal tra
   expect(view.status).toBe('CANCELLED');
   expect(await transitionsTo(jobId, 'CANCELLED')).toBe(1);
   // Whatever committed before the cancel stays COMPLETED; the rest was cancelled, not lost.
-  const counts = await db.pool.query<{ status: string; n: string }>(`SELECT status, count(*) AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY status`, [jobId]);
+  const counts = await db.pool.query<{ status: string; n: string }>(`SELECT status, count(*) AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY status`, [
+    jobId,
+  ]);
   const byStatus = Object.fromEntries(counts.rows.map((row) => [row.status, Number(row.n)]));
   expect((byStatus.COMPLETED ?? 0) + (byStatus.CANCELLED ?? 0)).toBe(n);
   expect((await deadlocks()) - before).toBe(0);
@@ -130,7 +134,11 @@ test('a stage check lost with its process (stage past its tolerance, job still P
 test('the last two results committed at once on different shards: neither transaction sees the total, the probe after commit does, and the job advances once', async () => {
   const h = await startHarness(db.pool, { worker: false });
   const { jobId, taskMessages } = await startStage(h, 'test.three_stages', { n: 2, tag: 'two-shards' }, 2);
-  const claimed = await claimTasks(db.pool, taskMessages.map((m) => ({ taskId: (m.body as { taskId: string }).taskId, attempt: 1 })), [60, 60]);
+  const claimed = await claimTasks(
+    db.pool,
+    taskMessages.map((m) => ({ taskId: (m.body as { taskId: string }).taskId, attempt: 1 })),
+    [60, 60],
+  );
   expect(claimed).toHaveLength(2);
   // Two open transactions whose counts land in different shards (shard = backend pid % 16). The
   // pid is read inside each transaction: behind PgBouncer in transaction mode, that is the server
@@ -180,7 +188,9 @@ test('the last two results committed at once on different shards: neither transa
     }),
   );
   // Exactly one of the two checks advanced the job (one job message for stage 2).
-  expect(intents.flatMap((after) => after.intents).map((intent) => (intent.kind === 'job' ? `job message for stage ${intent.message.stage}` : intent.kind))).toEqual(['job message for stage 2']);
+  expect(
+    intents.flatMap((after) => after.intents).map((intent) => (intent.kind === 'job' ? `job message for stage ${intent.message.stage}` : intent.kind)),
+  ).toEqual(['job message for stage 2']);
   const advanced = await h.machine.getJob(jobId);
   expect(advanced).toMatchObject({ status: 'QUEUED', stage: 2 });
   expect(advanced.stages[0]).toMatchObject({ status: 'COMPLETED', completed: 2 });
@@ -192,7 +202,11 @@ test('the last two results committed at once on different shards: neither transa
 test('a send that fails after a result commit does not hold the stage check back: the job advances, the failed send stays in the outbox, the error is thrown', async () => {
   const h = await startHarness(db.pool, { worker: false });
   const { jobId, taskMessages } = await startStage(h, 'test.three_stages', { n: 2, tag: 'send-fails' }, 2);
-  const claimed = await claimTasks(db.pool, taskMessages.map((m) => ({ taskId: (m.body as { taskId: string }).taskId, attempt: 1 })), [60, 60]);
+  const claimed = await claimTasks(
+    db.pool,
+    taskMessages.map((m) => ({ taskId: (m.body as { taskId: string }).taskId, attempt: 1 })),
+    [60, 60],
+  );
   // Task messages cannot be sent; job messages can (the stage check's own send).
   const transport: Transport = Object.assign(Object.create(h.transport) as Transport, {
     sendTaskMessages: () => Promise.reject(new Error('task queue unreachable')),
@@ -202,7 +216,10 @@ test('a send that fails after a result commit does not hold the stage check back
   const retry = { taskId: claimed[0]!.task_id, jobId, stage: 1, taskType: 'test.value', attempt: 9 };
   await expect(
     commit(uow, async ({ client }) => {
-      const committed = await recordTaskOutcomes(client, claimed.map((task, i) => ({ taskId: task.task_id, jobId, claimId: task.claim_id, result: { value: i } })));
+      const committed = await recordTaskOutcomes(
+        client,
+        claimed.map((task, i) => ({ taskId: task.task_id, jobId, claimId: task.claim_id, result: { value: i } })),
+      );
       // A message this commit also owes (as a retry would): its send is the one that fails.
       return { value: committed.settled, ...afterCommit(committed.after, { intents: [{ kind: 'task' as const, jobId, message: retry }] }) };
     }),

@@ -73,7 +73,10 @@ test('a crash between chunks, then the process dies: the first chunks run but th
   const [message] = crashed.transport.jobs.receive(1);
   faults.crashAfter = 1200; // chunks up to [400, 800) are committed, [800, 1600) is not
   await expect(crashed.machine.processJobMessage(message?.body)).rejects.toThrow(/terminating connection/);
-  expect(await stageOne(job.jobId)).toEqual({ stage: { creating: true, created: 800, total: 801, completed: 0, status: 'PROCESSING' }, tasks: { n: 800, indexes: 800, lo: 0, hi: 799 } });
+  expect(await stageOne(job.jobId)).toEqual({
+    stage: { creating: true, created: 800, total: 801, completed: 0, status: 'PROCESSING' },
+    tasks: { n: 800, indexes: 800, lo: 0, hi: 799 },
+  });
   expect((await crashed.machine.getJob(job.jobId)).stages[0]).toMatchObject({ total: 800, completed: 0, status: 'PROCESSING' });
 
   // Every task of the committed chunks completes before the next chunk exists: no advance.
@@ -95,7 +98,10 @@ test('a crash between chunks, then the process dies: the first chunks run but th
   const done = await waitForJob(restarted.machine, job.jobId, 60_000);
   expect(done.status).toBe('COMPLETED');
   expect(done.result).toEqual({ sum: n * (n - 1) });
-  expect(await stageOne(job.jobId)).toEqual({ stage: { creating: false, created: n, total: n, completed: n, status: 'COMPLETED' }, tasks: { n, indexes: n, lo: 0, hi: n - 1 } });
+  expect(await stageOne(job.jobId)).toEqual({
+    stage: { creating: false, created: n, total: n, completed: n, status: 'COMPLETED' },
+    tasks: { n, indexes: n, lo: 0, hi: n - 1 },
+  });
   expect(faults.runs.size).toBe(2 * n);
   expect(Math.max(...faults.runs.values())).toBe(1);
   await restarted.stop();
@@ -110,7 +116,10 @@ test('a crash between chunks with the process alive: the job message is given ba
   expect(faults.crashAfter).toBe(-1);
   expect(done.status).toBe('COMPLETED');
   expect(done.result).toEqual({ sum: n * (n - 1) });
-  expect(await stageOne(job.jobId)).toEqual({ stage: { creating: false, created: n, total: n, completed: n, status: 'COMPLETED' }, tasks: { n, indexes: n, lo: 0, hi: n - 1 } });
+  expect(await stageOne(job.jobId)).toEqual({
+    stage: { creating: false, created: n, total: n, completed: n, status: 'COMPLETED' },
+    tasks: { n, indexes: n, lo: 0, hi: n - 1 },
+  });
   expect(faults.runs.size).toBe(2 * n);
   expect(Math.max(...faults.runs.values())).toBe(1);
   await h.worker?.drain();
@@ -128,7 +137,7 @@ test('a fan-out that yields different tasks when resumed fails the job instead o
   expect(outcome).toMatchObject({ kind: 'failed' });
   const failed = await h.machine.getJob(job.jobId);
   expect(failed.status).toBe('FAILED');
-  expect(failed.error).toMatchObject({ type: 'FanOutError', stage: 1, message: expect.stringContaining("must be deterministic") as unknown });
+  expect(failed.error).toMatchObject({ type: 'FanOutError', stage: 1, message: expect.stringContaining('must be deterministic') as unknown });
   const left = await db.pool.query("SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND status <> 'CANCELLED'", [job.jobId]);
   expect(left.rows[0]).toEqual({ n: 0 });
   await h.stop();

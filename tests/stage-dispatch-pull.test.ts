@@ -46,7 +46,9 @@ test('a crash loses the cursor with the queue: the janitor re-dispatches the sta
   const done = await waitForJob(restarted.machine, job.jobId);
   expect(done.status).toBe('COMPLETED');
   expect(done.result).toEqual({ count: n, sum: expectedThreeStageSum(n) });
-  const runs = new Map([...crashed.effects.runs, ...restarted.effects.runs].map(([id]) => [id, (crashed.effects.runs.get(id) ?? 0) + (restarted.effects.runs.get(id) ?? 0)]));
+  const runs = new Map(
+    [...crashed.effects.runs, ...restarted.effects.runs].map(([id]) => [id, (crashed.effects.runs.get(id) ?? 0) + (restarted.effects.runs.get(id) ?? 0)]),
+  );
   expect(runs.size).toBe(3 * n);
   expect(Math.max(...runs.values())).toBe(1);
   await restarted.stop();

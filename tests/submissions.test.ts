@@ -36,10 +36,15 @@ test('an invalid submission is dead-lettered at once with the zod issues as the 
   expect(await jobCount()).toBe(before);
   const dead = Object.fromEntries(h.transport.submissions.deadLetters.map((d) => [d.messageId, d]));
   expect(dead['bad-params']).toMatchObject({ deadLetterReason: 'ValidationError', deliveryCount: 1 });
-  expect(dead["bad-params"]?.deadLetterErrorDescription).toMatch(/expected number.*→ at n/);
+  expect(dead['bad-params']?.deadLetterErrorDescription).toMatch(/expected number.*→ at n/);
   expect(dead['bad-type']).toMatchObject({ deadLetterReason: 'UnknownJobTypeError', deliveryCount: 1 });
   expect(dead['bad-shape']?.deadLetterReason).toBe('ValidationError');
   // The dead-letter consumer records them where an operator sees them.
   const recorded = await h.machine.listDeadLetters();
-  expect(recorded.filter((r) => r.queue === 'coremachine-submissions').map((r) => r.messageId).sort()).toEqual(['bad-params', 'bad-shape', 'bad-type']);
+  expect(
+    recorded
+      .filter((r) => r.queue === 'coremachine-submissions')
+      .map((r) => r.messageId)
+      .sort(),
+  ).toEqual(['bad-params', 'bad-shape', 'bad-type']);
 });

@@ -28,7 +28,9 @@ test('tasks that succeed at their first attempt write no events; the job and sta
     [job.jobId],
   );
   expect(tasks.rows[0]?.n).toBe(60);
-  const stageEvents = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM coremachine.events WHERE job_id = $1 AND entity = 'stage'`, [job.jobId]);
+  const stageEvents = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM coremachine.events WHERE job_id = $1 AND entity = 'stage'`, [
+    job.jobId,
+  ]);
   expect(stageEvents.rows[0]?.n).toBe(6);
   await h.stop();
 });

@@ -35,7 +35,7 @@ test('only TaskFailures carry the brand; it stays out of JSON and enumeration', 
   expect(JSON.parse(JSON.stringify(failure))).toEqual({ name: 'TaskFailure', nonRetryable: true });
 });
 
-test('the engine\'s retry policy honours a TaskFailure from another copy of models/ (nonRetryable, retryAfterMs), even as a cause', () => {
+test("the engine's retry policy honours a TaskFailure from another copy of models/ (nonRetryable, retryAfterMs), even as a cause", () => {
   const Copy = otherCopy();
   const definition = { retry: { maxAttempts: 5, initialDelayMs: 1000, backoffFactor: 2, maxDelayMs: 60_000, jitter: 0 } } as unknown as AnyTaskDefinition;
   expect(nextAttemptAt(definition, 1, new Copy('gone for good', { nonRetryable: true }))).toBeUndefined();

@@ -21,7 +21,13 @@ test('without a connection string telemetry is a no-op: nothing registered, span
 test('with a connection string Application Insights registers OpenTelemetry providers that record spans', async () => {
   // Loopback endpoints nobody listens on: exports fail quietly, the app keeps running, nothing leaves the machine.
   const lines: string[] = [];
-  const state = startTelemetry({ APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/' }, (line) => lines.push(line));
+  const state = startTelemetry(
+    {
+      APPLICATIONINSIGHTS_CONNECTION_STRING:
+        'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/',
+    },
+    (line) => lines.push(line),
+  );
   expect(state).toBe('enabled');
   let recording = false;
   for (let i = 0; i < 50 && !recording; i++) {

@@ -37,7 +37,10 @@ test('one trace per job spans submit, every stage and every task, across every q
   expect((await waitForJob(h.machine, b.job.jobId)).status).toBe('COMPLETED');
   await h.worker?.drain();
 
-  for (const [job, n] of [[a.job, 5], [b.job, 4]] as const) {
+  for (const [job, n] of [
+    [a.job, 5],
+    [b.job, 4],
+  ] as const) {
     const spans = spansOf(job.jobId);
     const names = spans.map((span) => span.name);
     expect(names.filter((name) => name === 'coremachine.submit')).toHaveLength(1);
@@ -65,7 +68,10 @@ test('a failing task records the exception on its span, with the job and task id
   await h.worker?.drain();
   const failed = spansOf(job.jobId).find((span) => span.name === 'coremachine.task' && span.attributes.taskId === `${job.jobId}-s1-t1`);
   expect(failed?.status).toMatchObject({ code: 2, message: 'TaskHandlerError: task 1 exploded' });
-  expect(failed?.events.find((event) => event.name === 'exception')?.attributes).toMatchObject({ 'exception.type': 'TaskHandlerError', 'exception.message': 'task 1 exploded' });
+  expect(failed?.events.find((event) => event.name === 'exception')?.attributes).toMatchObject({
+    'exception.type': 'TaskHandlerError',
+    'exception.message': 'task 1 exploded',
+  });
   expect(failed?.attributes.outcome).toBe('failed');
   await h.stop();
 });

@@ -133,8 +133,11 @@ test(`${INSTANCES} instances × pool ${POOL_PER_INSTANCE} through a role limited
   const workers = machines.map(
     (machine) =>
       new InProcessWorker(machine, transport, logger, {
-        taskBatchSize: 8, taskConcurrency: 3, jobConcurrency: 2,
-        janitorIntervalMs: 500, janitor: { stallAfterMs: 5000, outboxAgeMs: 1000 },
+        taskBatchSize: 8,
+        taskConcurrency: 3,
+        jobConcurrency: 2,
+        janitorIntervalMs: 500,
+        janitor: { stallAfterMs: 5000, outboxAgeMs: 1000 },
         settlement: { rescheduleBaseMs: 50, rescheduleMaxMs: 1000 },
       }),
   );
@@ -150,7 +153,9 @@ test(`${INSTANCES} instances × pool ${POOL_PER_INSTANCE} through a role limited
     clearInterval(killer);
     await Promise.all(workers.map((worker) => worker.drain()));
 
-    const jobs = await admin.query<{ job_id: string; status: string; sum: number | null }>("SELECT job_id, status, (result->>'sum')::int AS sum FROM coremachine.jobs");
+    const jobs = await admin.query<{ job_id: string; status: string; sum: number | null }>(
+      "SELECT job_id, status, (result->>'sum')::int AS sum FROM coremachine.jobs",
+    );
     const expectedSum = TASKS * TASKS; // Σ (2i + 1) for i < TASKS
     expect(jobs.rows.map((row) => [row.status, row.sum]).sort()).toEqual(jobIds.map(() => ['COMPLETED', expectedSum]));
     const failedTasks = await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM coremachine.tasks WHERE status <> 'COMPLETED' OR attempt <> 1");
@@ -167,7 +172,19 @@ test(`${INSTANCES} instances × pool ${POOL_PER_INSTANCE} through a role limited
 
     const rescheduled = logs.filter((line) => line.includes('rescheduled after a transient fault')).length;
     const reruns = [...executions.values()].reduce((sum, n) => sum + n - 1, 0);
-    console.log(JSON.stringify({ instances: INSTANCES, poolPerInstance: POOL_PER_INSTANCE, connectionLimit: CONNECTION_LIMIT, peakRoleConnections: peak, killed, rescheduled, handlerReruns: reruns, tasks: JOBS * 3 * TASKS, elapsedMs: Date.now() - started }));
+    console.log(
+      JSON.stringify({
+        instances: INSTANCES,
+        poolPerInstance: POOL_PER_INSTANCE,
+        connectionLimit: CONNECTION_LIMIT,
+        peakRoleConnections: peak,
+        killed,
+        rescheduled,
+        handlerReruns: reruns,
+        tasks: JOBS * 3 * TASKS,
+        elapsedMs: Date.now() - started,
+      }),
+    );
     // The faults really happened: the role was squeezed to its limit and connections died.
     expect(peak).toBeLessThanOrEqual(CONNECTION_LIMIT);
     expect(peak).toBe(CONNECTION_LIMIT);

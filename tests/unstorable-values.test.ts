@@ -27,7 +27,8 @@ const job = defineJob({ type: 'unstorable.job', parameters: z.object({ mode: z.s
   .stage({
     name: 'only',
     task: probe,
-    fanOut: ({ parameters }) => Array.from({ length: 4 }, (_, i) => ({ mode: parameters.mode, i, ...(parameters.mode === 'spec' && i === 2 ? { extra: '\ud800' } : {}) })),
+    fanOut: ({ parameters }) =>
+      Array.from({ length: 4 }, (_, i) => ({ mode: parameters.mode, i, ...(parameters.mode === 'spec' && i === 2 ? { extra: '\ud800' } : {}) })),
   })
   .finalize(({ parameters }) => Promise.resolve(parameters.mode === 'finalize' ? { summary: 'x\u0000' } : { ok: true }));
 
@@ -36,7 +37,14 @@ async function start() {
   const logger = captureLogger([]);
   const machine = await CoreMachine.create({ pool: db.pool, registry: appRegistry(job), transport, logger });
   const worker = new InProcessWorker(machine, transport, logger, { taskBatchSize: 8, taskConcurrency: 2, jobConcurrency: 1 });
-  return { machine, transport, stop: async () => { await worker.stop(); await transport.close(); } };
+  return {
+    machine,
+    transport,
+    stop: async () => {
+      await worker.stop();
+      await transport.close();
+    },
+  };
 }
 
 test.each([

@@ -40,7 +40,12 @@ export class ApiClient {
     return (await this.send<T>(method, path, body)).body;
   }
 
-  private async send<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, extra: { headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ status: number; body: T; headers: Headers }> {
+  private async send<T>(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown,
+    extra: { headers?: Record<string, string>; timeoutMs?: number } = {},
+  ): Promise<{ status: number; body: T; headers: Headers }> {
     const headers: Record<string, string> = { ...extra.headers };
     if (this.options.functionKey) headers['x-functions-key'] = this.options.functionKey;
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -49,7 +54,13 @@ export class ApiClient {
     try {
       // redirect: 'manual': a redirect would carry the key (and a 307/308 the body) to whatever
       // origin the Location names. Node's fetch then answers with the 3xx itself and its Location.
-      response = await fetch(url, { method, headers, redirect: 'manual', ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(extra.timeoutMs ?? 30_000) });
+      response = await fetch(url, {
+        method,
+        headers,
+        redirect: 'manual',
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(extra.timeoutMs ?? 30_000),
+      });
     } catch (error) {
       const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
       throw new ApiError(0, { type: 'ConnectionError', message: `could not reach ${url} (${cause}); is "coremachine dev" running, and is --url right?` });
@@ -137,7 +148,10 @@ function redirectRefused(url: string, apiPath: string, status: number, location:
   const from = new URL(url).origin;
   const why = 'the CLI does not follow redirects, because it would send the function key (and the request body) there too';
   if (location === null || !URL.canParse(location, url)) {
-    return { type: 'RedirectRefusedError', message: `${from} answered HTTP ${status} (a redirect${location === null ? ' without a Location' : ` to ${JSON.stringify(location)}`}); ${why}. Check --url` };
+    return {
+      type: 'RedirectRefusedError',
+      message: `${from} answered HTTP ${status} (a redirect${location === null ? ' without a Location' : ` to ${JSON.stringify(location)}`}); ${why}. Check --url`,
+    };
   }
   const target = new URL(location, url);
   // The same API under a new base (https://host/api/jobs for http://host/api/jobs): suggest that base.

@@ -31,7 +31,9 @@ export function demoParameters(jobType: string, values: LocalArgs['values']): un
     try {
       return JSON.parse(text) as unknown;
     } catch (error) {
-      throw new UsageError(`${typeof params === 'string' ? '--params' : `--file ${String(file)}`} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+      throw new UsageError(
+        `${typeof params === 'string' ? '--params' : `--file ${String(file)}`} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
   }
   if (jobType === 'word_frequencies') return { topK: 5 };
@@ -47,7 +49,9 @@ export async function runDemo(config: CoreMachineConfig, registry: Registry, log
   const out = (line: string) => io.out(`${line}\n`);
   const runtime = await startLocalRuntime(config, registry, logger, { migrate: args.values['no-migrate'] !== true });
   try {
-    out(`database: ${runtime.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'}; ${schemaLine(runtime.database)}; transport: ${runtime.transport.name}`);
+    out(
+      `database: ${runtime.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'}; ${schemaLine(runtime.database)}; transport: ${runtime.transport.name}`,
+    );
     const timeout = args.values['timeout-seconds'];
     const { job, created } = await runtime.machine.submitJob(jobType, parameters, typeof timeout === 'string' ? { timeoutSeconds: timeout } : {});
     out(`${created ? 'submitted' : 'already submitted'} ${job.jobType} job ${job.jobId}`);

@@ -61,7 +61,13 @@ export async function startDevServer(runtime: LocalRuntime, logger: Logger, opti
     });
   });
   await new Promise<void>((resolve, reject) => {
-    const failed = (error: Error) => reject(new DevServerListenError(`cannot listen on ${options.host}:${options.port}: ${error.message}; is something else using it? choose another --port or --host`, { cause: error }));
+    const failed = (error: Error) =>
+      reject(
+        new DevServerListenError(
+          `cannot listen on ${options.host}:${options.port}: ${error.message}; is something else using it? choose another --port or --host`,
+          { cause: error },
+        ),
+      );
     server.once('error', failed);
     server.listen(options.port, options.host, () => {
       server.off('error', failed);

@@ -28,7 +28,14 @@ export async function runDev(config: CoreMachineConfig, registry: Registry, logg
       const server = await startDevServer(runtime, logger, { port, host, functionKey });
       // What the coremachine-events topic carries in Azure, logged here so a developer sees it.
       runtime.machine.events.subscribe((event, meta) => {
-        logger.info('job event', { type: event.type, jobId: event.jobId, jobType: event.jobType, status: event.status, stage: event.stage, messageId: meta.messageId });
+        logger.info('job event', {
+          type: event.type,
+          jobId: event.jobId,
+          jobType: event.jobType,
+          status: event.status,
+          stage: event.stage,
+          messageId: meta.messageId,
+        });
       });
       try {
         io.out(

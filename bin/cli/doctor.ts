@@ -1,7 +1,17 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../../core/config';
-import { connectionBudget, FLEX_CONSUMPTION, largestThatFits, scaleGroups, serverSku, SOURCES, type Budget, type BudgetPlan, type ScaleGroup } from '../../core/deployment-budget';
+import {
+  connectionBudget,
+  FLEX_CONSUMPTION,
+  largestThatFits,
+  scaleGroups,
+  serverSku,
+  SOURCES,
+  type Budget,
+  type BudgetPlan,
+  type ScaleGroup,
+} from '../../core/deployment-budget';
 import { packageRoot } from '../../core/paths';
 import { table } from './format';
 import { registeredFunctions } from './function-groups';
@@ -31,14 +41,18 @@ export function runDoctor(args: LocalArgs, io: CliIo): number {
     const { plan, describe } = planOf(infra, typeof args.values.profile === 'string' ? args.values.profile : undefined, io.env);
     const groups = scaleGroups(registeredFunctions());
     const budget = connectionBudget(groups, plan);
-    io.out(`${[...describe, '', budgetTable(budget, plan), '', ...budget.limits.map((limit) => `${limit.subject}: ${limit.demand} ${limit.demand <= limit.limit ? '≤' : '>'} ${limit.limit} = ${limit.detail}`)].join('\n')}\n`);
+    io.out(
+      `${[...describe, '', budgetTable(budget, plan), '', ...budget.limits.map((limit) => `${limit.subject}: ${limit.demand} ${limit.demand <= limit.limit ? '≤' : '>'} ${limit.limit} = ${limit.detail}`)].join('\n')}\n`,
+    );
     if (budget.problems.length > 0) throw new Refusal(budget.problems.join('; '));
     if (!budget.fits) {
       io.err(`coremachine doctor: does not fit. ${advice(groups, plan, budget)}\n`);
       return 1;
     }
     const app = budget.limits[0];
-    io.out(`fits: ${groups.length} scale groups, ${budget.instances} instances at most, ${app?.demand ?? 0} of ${app?.limit ?? 0} connections (${(app?.limit ?? 0) - (app?.demand ?? 0)} to spare)\n`);
+    io.out(
+      `fits: ${groups.length} scale groups, ${budget.instances} instances at most, ${app?.demand ?? 0} of ${app?.limit ?? 0} connections (${(app?.limit ?? 0) - (app?.demand ?? 0)} to spare)\n`,
+    );
     return 0;
   } catch (error) {
     if (!(error instanceof Refusal)) throw error;
@@ -61,9 +75,14 @@ function planOf(infra: InfraParameters, requested: string | undefined, env: Env)
     return value;
   };
   const server = serverSku(String(field('skuName')));
-  if (!server) throw new Refusal(`databaseProfiles.${profileName}.skuName ${String(field('skuName'))} is not in the table of server limits (core/deployment-budget.ts SERVER_SKUS); add it with its max_connections from ${SOURCES.maxConnections}`);
+  if (!server)
+    throw new Refusal(
+      `databaseProfiles.${profileName}.skuName ${String(field('skuName'))} is not in the table of server limits (core/deployment-budget.ts SERVER_SKUS); add it with its max_connections from ${SOURCES.maxConnections}`,
+    );
   if (number('maxConnections') !== server.maxConnections) {
-    throw new Refusal(`databaseProfiles.${profileName}.maxConnections says ${number('maxConnections')}, but ${server.name} allows ${server.maxConnections} (${SOURCES.maxConnections})`);
+    throw new Refusal(
+      `databaseProfiles.${profileName}.maxConnections says ${number('maxConnections')}, but ${server.name} allows ${server.maxConnections} (${SOURCES.maxConnections})`,
+    );
   }
 
   const maximum = intParameter(infra, 'maximumInstanceCount', env);
@@ -72,9 +91,20 @@ function planOf(infra: InfraParameters, requested: string | undefined, env: Env)
   const pool = poolMaxOf(infra, env, number('poolMax'));
   const alwaysReady: Record<string, number> = {};
   for (const { group, param } of infra.alwaysReady) alwaysReady[group] = intParameter(infra, param, env).value;
-  const pgbouncer = field('pgbouncer') === true ? { maxClientConn: number('connectionLimit'), defaultPoolSize: number('pgbouncerPoolSize'), pools: number('pgbouncerPools') } : undefined;
+  const pgbouncer =
+    field('pgbouncer') === true
+      ? { maxClientConn: number('connectionLimit'), defaultPoolSize: number('pgbouncerPoolSize'), pools: number('pgbouncerPools') }
+      : undefined;
 
-  const plan: BudgetPlan = { server, reserved: number('reserved'), headroom: number('headroom'), poolMax: pool.value, maximumInstanceCount: effectiveMaximum, alwaysReady, ...(pgbouncer ? { pgbouncer } : {}) };
+  const plan: BudgetPlan = {
+    server,
+    reserved: number('reserved'),
+    headroom: number('headroom'),
+    poolMax: pool.value,
+    maximumInstanceCount: effectiveMaximum,
+    alwaysReady,
+    ...(pgbouncer ? { pgbouncer } : {}),
+  };
   const capped = maximum.value > instanceCap ? `, capped at the profile's instanceCap ${instanceCap}` : '';
   return {
     plan,
@@ -82,7 +112,11 @@ function planOf(infra: InfraParameters, requested: string | undefined, env: Env)
       `profile ${profileName}: ${server.name} (${server.tier}, ${server.vCores} vCores, max_connections ${server.maxConnections}), ${pgbouncer ? `through the built-in PgBouncer (port ${String(field('port'))}, transaction mode)` : `the app connects directly (port ${String(field('port'))})`}`,
       `maximumInstanceCount ${effectiveMaximum} on-demand instances per scale group (${maximum.setting} ${maximum.value}, ${maximum.from}${capped})`,
       `PG_POOL_MAX ${pool.value} per instance (${pool.from})`,
-      `always ready: ${Object.entries(alwaysReady).map(([group, count]) => `${group} ${count}`).join(', ') || 'none'}`,
+      `always ready: ${
+        Object.entries(alwaysReady)
+          .map(([group, count]) => `${group} ${count}`)
+          .join(', ') || 'none'
+      }`,
     ],
   };
 }
@@ -109,9 +143,12 @@ function intParameter(infra: InfraParameters, name: string, env: Env): { value: 
   const label = resolved.setting === name ? name : `${resolved.setting} (parameter ${name})`;
   if (!/^-?\d+$/.test(text)) throw new Refusal(`${label} must be a whole number, not "${text}" (${resolved.from})`);
   const value = Number(text);
-  const flex = name === 'maximumInstanceCount' ? `; ${FLEX_CONSUMPTION.lowestMaximumInstanceCount} is the lowest Flex Consumption accepts (${SOURCES.lowestMaximum})` : '';
-  if (param?.minValue !== undefined && value < param.minValue) throw new Refusal(`${label} is ${value}, below ${param.minValue}, the lowest main.bicep accepts${flex}`);
-  if (param?.maxValue !== undefined && value > param.maxValue) throw new Refusal(`${label} is ${value}, above ${param.maxValue}, the highest main.bicep accepts`);
+  const flex =
+    name === 'maximumInstanceCount' ? `; ${FLEX_CONSUMPTION.lowestMaximumInstanceCount} is the lowest Flex Consumption accepts (${SOURCES.lowestMaximum})` : '';
+  if (param?.minValue !== undefined && value < param.minValue)
+    throw new Refusal(`${label} is ${value}, below ${param.minValue}, the lowest main.bicep accepts${flex}`);
+  if (param?.maxValue !== undefined && value > param.maxValue)
+    throw new Refusal(`${label} is ${value}, above ${param.maxValue}, the highest main.bicep accepts`);
   return { value, from: resolved.from, setting: resolved.setting };
 }
 
@@ -130,9 +167,23 @@ function poolMaxOf(infra: InfraParameters, env: Env, profilePool: number): { val
 }
 
 function budgetTable(budget: Budget, plan: BudgetPlan): string {
-  const rows = budget.groups.map((row) => [row.group, row.functions.length > 1 ? `${row.functions.length} functions` : (row.functions[0] ?? ''), String(row.onDemand), String(row.alwaysReady), String(plan.poolMax), String(row.connections)]);
+  const rows = budget.groups.map((row) => [
+    row.group,
+    row.functions.length > 1 ? `${row.functions.length} functions` : (row.functions[0] ?? ''),
+    String(row.onDemand),
+    String(row.alwaysReady),
+    String(plan.poolMax),
+    String(row.connections),
+  ]);
   const total = budget.groups.reduce((sum, row) => sum + row.connections, 0);
-  rows.push(['total', `${budget.groups.length} scale groups`, String(budget.groups.reduce((sum, row) => sum + row.onDemand, 0)), String(budget.groups.reduce((sum, row) => sum + row.alwaysReady, 0)), '', String(total)]);
+  rows.push([
+    'total',
+    `${budget.groups.length} scale groups`,
+    String(budget.groups.reduce((sum, row) => sum + row.onDemand, 0)),
+    String(budget.groups.reduce((sum, row) => sum + row.alwaysReady, 0)),
+    '',
+    String(total),
+  ]);
   return table(['SCALE GROUP', 'FUNCTIONS', 'MAX INSTANCES', 'ALWAYS READY', 'PG_POOL_MAX', 'CONNECTIONS'], rows);
 }
 
@@ -140,13 +191,17 @@ function budgetTable(budget: Budget, plan: BudgetPlan): string {
 function advice(groups: readonly ScaleGroup[], plan: BudgetPlan, budget: Budget): string {
   const broken = budget.limits.filter((limit) => limit.demand > limit.limit);
   const lines = broken.map((limit) => `${limit.subject} ${limit.demand} > ${limit.limit} (${limit.detail}).`);
-  if (broken.some((limit) => limit.subject === 'PgBouncer server connections')) lines.push("Lower the profile's pgbouncerPoolSize (pgbouncer.default_pool_size) or choose a server with more max_connections.");
+  if (broken.some((limit) => limit.subject === 'PgBouncer server connections'))
+    lines.push("Lower the profile's pgbouncerPoolSize (pgbouncer.default_pool_size) or choose a server with more max_connections.");
   if (broken.some((limit) => limit.subject === 'app connections')) {
     const fit = largestThatFits(groups, plan);
     const lowest = FLEX_CONSUMPTION.lowestMaximumInstanceCount;
     const demand = `${groups.length} scale groups × maximumInstanceCount ${plan.maximumInstanceCount} (+ ${budget.instances - groups.length * plan.maximumInstanceCount} always ready) × PG_POOL_MAX ${plan.poolMax}`;
     const pool = fit.poolMax >= 1 ? `lower PG_POOL_MAX to ${fit.poolMax}` : 'no PG_POOL_MAX ≥ 1 fits these instances';
-    const instances = fit.maximumInstanceCount >= lowest ? `lower maximumInstanceCount (the profile's instanceCap, or COREMACHINE_MAXIMUM_INSTANCE_COUNT) to ${fit.maximumInstanceCount}` : `maximumInstanceCount cannot go below ${lowest} (Flex Consumption's lowest)`;
+    const instances =
+      fit.maximumInstanceCount >= lowest
+        ? `lower maximumInstanceCount (the profile's instanceCap, or COREMACHINE_MAXIMUM_INSTANCE_COUNT) to ${fit.maximumInstanceCount}`
+        : `maximumInstanceCount cannot go below ${lowest} (Flex Consumption's lowest)`;
     lines.push(`The app may open ${demand}: ${pool}; ${instances}; or choose a profile with a larger server or PgBouncer.`);
   }
   return lines.join('\n  ');

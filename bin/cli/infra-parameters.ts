@@ -91,7 +91,11 @@ function parseParams(lines: readonly string[]): Record<string, BicepParam> {
         const allowed = /^@allowed\(\[(.*)\]\)$/.exec(decorator)?.[1];
         if (min !== undefined) param.minValue = Number(min);
         if (max !== undefined) param.maxValue = Number(max);
-        if (allowed !== undefined) param.allowed = allowed.split(',').map((item) => literal(item)).filter((item): item is BicepValue => item !== undefined);
+        if (allowed !== undefined)
+          param.allowed = allowed
+            .split(',')
+            .map((item) => literal(item))
+            .filter((item): item is BicepValue => item !== undefined);
       }
       params[param.name] = param;
     }
@@ -134,7 +138,9 @@ function parseBindings(json: string): Record<string, ParameterBinding> {
 
 export function parseInfra(bicepSource: string, parametersJson: string): InfraParameters {
   const source = stripBicepComments(bicepSource);
-  const alwaysReady = [...varBody(source, 'alwaysReadyCandidates').matchAll(/\{\s*name:\s*'([^']+)',?\s*instanceCount:\s*(\w+)\s*\}/g)].map(([, group = '', param = '']) => ({ group, param }));
+  const alwaysReady = [...varBody(source, 'alwaysReadyCandidates').matchAll(/\{\s*name:\s*'([^']+)',?\s*instanceCount:\s*(\w+)\s*\}/g)].map(
+    ([, group = '', param = '']) => ({ group, param }),
+  );
   return { params: parseParams(source.split('\n')), profiles: parseProfiles(source), alwaysReady, bindings: parseBindings(parametersJson) };
 }
 

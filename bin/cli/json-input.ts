@@ -16,6 +16,8 @@ export function jsonFromFlags(inline: { flag: string; value: string | undefined 
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {
-    throw new UsageError(`${inline.value === undefined ? `--file ${file}` : `--${inline.flag}`} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+    throw new UsageError(
+      `${inline.value === undefined ? `--file ${file}` : `--${inline.flag}`} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 }

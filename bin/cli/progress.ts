@@ -84,6 +84,8 @@ export class ProgressDisplay {
     // A line wider than the terminal wraps onto more rows, and all of them must be cleared next time
     // (counted as printed: a control character in a stage name takes six columns once made visible).
     const columns = this.io.columns && this.io.columns > 0 ? this.io.columns : Number.POSITIVE_INFINITY;
-    this.linesOnScreen = visible(block).split('\n').reduce((rows, line) => rows + Math.max(1, Math.ceil([...line].length / columns)), 0);
+    this.linesOnScreen = visible(block)
+      .split('\n')
+      .reduce((rows, line) => rows + Math.max(1, Math.ceil([...line].length / columns)), 0);
   }
 }

@@ -14,10 +14,12 @@ import { awaitedSignal } from '../../models/signal-wait';
 import { CONTROL_ACTION_NAMES, isControlAction, type ControlAction } from '../../models/control-actions';
 import { oneLine } from './visible';
 
-
 /** Synopsis and meaning per command; the control actions (models/control-actions.ts) share one entry. */
 const USAGE_LINES: Record<string, [string, string]> = {
-  submit: ['submit <jobType> --params JSON | --file F [--idempotency-key K] [--timeout-seconds S] [--watch|--wait]', 'submit a job; --watch shows progress, --wait waits quietly until it ends'],
+  submit: [
+    'submit <jobType> --params JSON | --file F [--idempotency-key K] [--timeout-seconds S] [--watch|--wait]',
+    'submit a job; --watch shows progress, --wait waits quietly until it ends',
+  ],
   status: ['status <jobId> [--json]', 'the job, its stages, result or error'],
   jobs: ['jobs [--status S] [--type T] [--limit N] [--cursor C]', 'jobs, newest first'],
   tasks: ['tasks <jobId> [--stage N] [--status S] [--limit N]', 'tasks with attempts, timings and errors'],
@@ -33,7 +35,18 @@ export function usageLine(synopsis: string, meaning: string): string {
   return `  ${synopsis.padEnd(54)} ${meaning}`;
 }
 export const REMOTE_USAGE: readonly string[] = Object.values(USAGE_LINES).map(([synopsis, meaning]) => usageLine(synopsis, meaning));
-export const REMOTE_COMMANDS: readonly string[] = ['submit', 'status', 'jobs', 'tasks', 'events', ...CONTROL_ACTION_NAMES, 'schedules', 'schedule', 'delete', 'signal'];
+export const REMOTE_COMMANDS: readonly string[] = [
+  'submit',
+  'status',
+  'jobs',
+  'tasks',
+  'events',
+  ...CONTROL_ACTION_NAMES,
+  'schedules',
+  'schedule',
+  'delete',
+  'signal',
+];
 export const REMOTE_OPTIONS_USAGE = [
   `remote options: --url URL (env COREMACHINE_URL, default ${DEFAULT_API_URL}), --key KEY (env COREMACHINE_FUNCTION_KEY)`,
   `  ${INSECURE_HTTP_FLAG}: allow an http:// URL to another machine (the key and data travel unencrypted; use https)`,
@@ -77,7 +90,12 @@ interface Parsed {
 
 /** Strict: an unknown flag or a missing argument is a usage error, never silently ignored. */
 export function parse(args: readonly string[], options: OptionSpec, positionalNames: readonly string[]): Parsed {
-  const config: ParseArgsConfig = { args: [...args], options: { url: { type: 'string' }, key: { type: 'string' }, 'insecure-http': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...options }, strict: true, allowPositionals: true };
+  const config: ParseArgsConfig = {
+    args: [...args],
+    options: { url: { type: 'string' }, key: { type: 'string' }, 'insecure-http': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...options },
+    strict: true,
+    allowPositionals: true,
+  };
   let parsed: { values: Values; positionals: string[] };
   try {
     parsed = parseArgs(config);
@@ -94,7 +112,11 @@ export function parse(args: readonly string[], options: OptionSpec, positionalNa
     const flag = str(parsed.values, 'url');
     const baseUrl = flag ?? settings.apiUrl;
     // Before any request: the key goes to this origin only, and over http only to this machine.
-    checkApiUrl(baseUrl, flag !== undefined ? '--url' : io.env.COREMACHINE_URL !== undefined ? 'COREMACHINE_URL' : 'the default URL', parsed.values['insecure-http'] === true);
+    checkApiUrl(
+      baseUrl,
+      flag !== undefined ? '--url' : io.env.COREMACHINE_URL !== undefined ? 'COREMACHINE_URL' : 'the default URL',
+      parsed.values['insecure-http'] === true,
+    );
     return new ApiClient({ baseUrl, functionKey: str(parsed.values, 'key') ?? settings.functionKey });
   };
   return { ...parsed, clientFor };
@@ -133,7 +155,14 @@ async function dispatch(command: string, args: readonly string[], io: CliIo): Pr
 
 async function submit(args: readonly string[], io: CliIo): Promise<number> {
   // --idempotency-key, not --key: --key is the function key on every command.
-  const options = { params: { type: 'string' }, file: { type: 'string' }, watch: { type: 'boolean' }, wait: { type: 'boolean' }, 'idempotency-key': { type: 'string' }, 'timeout-seconds': { type: 'string' } } as const;
+  const options = {
+    params: { type: 'string' },
+    file: { type: 'string' },
+    watch: { type: 'boolean' },
+    wait: { type: 'boolean' },
+    'idempotency-key': { type: 'string' },
+    'timeout-seconds': { type: 'string' },
+  } as const;
   const { values, positionals, clientFor } = parse(args, options, ['jobType']);
   if (values.watch === true && values.wait === true) throw new UsageError('give at most one of --watch and --wait');
   const parameters = jsonFromFlags({ flag: 'params', value: str(values, 'params') }, str(values, 'file'));
@@ -192,12 +221,24 @@ async function status(args: readonly string[], io: CliIo): Promise<number> {
 async function jobs(args: readonly string[], io: CliIo): Promise<number> {
   const opts = { status: { type: 'string' }, type: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' } } as const;
   const { values, clientFor } = parse(args, opts, []);
-  const page = await clientFor(io).jobs({ status: str(values, 'status'), jobType: str(values, 'type'), limit: str(values, 'limit'), cursor: str(values, 'cursor') });
+  const page = await clientFor(io).jobs({
+    status: str(values, 'status'),
+    jobType: str(values, 'type'),
+    limit: str(values, 'limit'),
+    cursor: str(values, 'cursor'),
+  });
   if (page.jobs.length === 0) {
     io.out('no jobs\n');
     return 0;
   }
-  const rows = page.jobs.map((j) => [j.jobId, j.jobType, j.status, `${j.stage}/${j.totalStages}`, formatTime(j.createdAt), formatDuration(j.createdAt, j.finishedAt)]);
+  const rows = page.jobs.map((j) => [
+    j.jobId,
+    j.jobType,
+    j.status,
+    `${j.stage}/${j.totalStages}`,
+    formatTime(j.createdAt),
+    formatDuration(j.createdAt, j.finishedAt),
+  ]);
   io.out(`${table(['JOB ID', 'TYPE', 'STATUS', 'STAGE', 'CREATED', 'DURATION'], rows)}\n`);
   if (page.nextCursor) io.out(`more: add --cursor ${page.nextCursor}\n`);
   return 0;
@@ -218,10 +259,19 @@ async function tasks(args: readonly string[], io: CliIo): Promise<number> {
   // Leases lost to hosts that died are not attempts: shown apart, when any task has lost one.
   const lost = list.some((t) => t.leaseLosses > 0);
   const rows = list.map((t) => [
-    String(t.stage), String(t.taskIndex), t.status, String(t.attempt), ...(lost ? [String(t.leaseLosses)] : []), formatTime(t.startedAt), formatDuration(t.startedAt, t.finishedAt),
-    ...(limited ? [t.limitKey ?? ''] : []), errorCell(t.error),
+    String(t.stage),
+    String(t.taskIndex),
+    t.status,
+    String(t.attempt),
+    ...(lost ? [String(t.leaseLosses)] : []),
+    formatTime(t.startedAt),
+    formatDuration(t.startedAt, t.finishedAt),
+    ...(limited ? [t.limitKey ?? ''] : []),
+    errorCell(t.error),
   ]);
-  io.out(`${table(['STAGE', 'INDEX', 'STATUS', 'ATTEMPT', ...(lost ? ['LEASES LOST'] : []), 'STARTED', 'DURATION', ...(limited ? ['SLOT KEY'] : []), 'ERROR'], rows)}\n`);
+  io.out(
+    `${table(['STAGE', 'INDEX', 'STATUS', 'ATTEMPT', ...(lost ? ['LEASES LOST'] : []), 'STARTED', 'DURATION', ...(limited ? ['SLOT KEY'] : []), 'ERROR'], rows)}\n`,
+  );
   if (list.length === Number(limit ?? 1000)) io.out(`(first ${list.length} tasks; use --stage, --status or --limit to see others)\n`);
   return 0;
 }
@@ -232,7 +282,7 @@ async function events(args: readonly string[], io: CliIo): Promise<number> {
   const jobId = positionals[0] ?? '';
   // The API pages by event id; read them all, oldest first, as the trail is meant to be read.
   const all: EventJson[] = [];
-  for (let afterId = 0; ; ) {
+  for (let afterId = 0; ;) {
     const { events: page } = await client.events(jobId, afterId, 1000);
     all.push(...page);
     const last = page[page.length - 1];
@@ -240,8 +290,14 @@ async function events(args: readonly string[], io: CliIo): Promise<number> {
     afterId = last.id;
   }
   const rows = all.map((e) => [
-    String(e.id), formatTime(e.at), e.entity, e.stage === null ? '' : String(e.stage), e.signal ?? shortTaskId(jobId, e.taskId),
-    `${e.from ?? '∅'} → ${e.to}`, e.attempt === null ? '' : String(e.attempt), errorCell(e.error),
+    String(e.id),
+    formatTime(e.at),
+    e.entity,
+    e.stage === null ? '' : String(e.stage),
+    e.signal ?? shortTaskId(jobId, e.taskId),
+    `${e.from ?? '∅'} → ${e.to}`,
+    e.attempt === null ? '' : String(e.attempt),
+    errorCell(e.error),
   ]);
   io.out(`${table(['ID', 'AT', 'ENTITY', 'STAGE', 'TASK', 'TRANSITION', 'ATTEMPT', 'ERROR'], rows)}\n`);
   return 0;
@@ -257,6 +313,8 @@ async function control(action: ControlAction, args: readonly string[], io: CliIo
 async function deleteJob(args: readonly string[], io: CliIo): Promise<number> {
   const { positionals, clientFor } = parse(args, {}, ['jobId']);
   const { jobId, deleted } = await clientFor(io).deleteJob(positionals[0] ?? '');
-  io.out(`deleted job ${jobId}: ${deleted.stages} stage(s), ${deleted.tasks} task(s), ${deleted.events} event(s), ${deleted.deadLetters} dead letter(s), ${deleted.outbox} outbox row(s)\n`);
+  io.out(
+    `deleted job ${jobId}: ${deleted.stages} stage(s), ${deleted.tasks} task(s), ${deleted.events} event(s), ${deleted.deadLetters} dead letter(s), ${deleted.outbox} outbox row(s)\n`,
+  );
   return 0;
 }

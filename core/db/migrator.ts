@@ -41,9 +41,7 @@ export function expectedSchemaVersion(): number {
 }
 
 export async function databaseSchemaVersion(db: Queryable): Promise<number> {
-  const exists = await db.query<{ present: boolean }>(
-    "SELECT to_regclass('coremachine.schema_migrations') IS NOT NULL AS present",
-  );
+  const exists = await db.query<{ present: boolean }>("SELECT to_regclass('coremachine.schema_migrations') IS NOT NULL AS present");
   if (!exists.rows[0]?.present) return 0;
   const result = await db.query<{ version: number | null }>('SELECT max(version) AS version FROM coremachine.schema_migrations');
   return result.rows[0]?.version ?? 0;
@@ -66,10 +64,7 @@ export async function migrate(pool: pg.Pool, migrations: Migration[] = loadMigra
     const done = new Set(applied.rows.map((row) => row.version));
     for (const migration of migrations.filter((m) => !done.has(m.version))) {
       await client.query(migration.sql);
-      await client.query('INSERT INTO coremachine.schema_migrations (version, name) VALUES ($1, $2)', [
-        migration.version,
-        migration.name,
-      ]);
+      await client.query('INSERT INTO coremachine.schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
     }
     return { from, to };
   });

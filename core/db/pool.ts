@@ -41,8 +41,12 @@ export function poolOptions(
 }
 
 export function createPool(connectionString: string, options: PoolOptions | number): pg.Pool {
-  const { max, connectionTimeoutMillis = DEFAULT_CONNECTION_TIMEOUT_MS, preparedStatements = preparedStatementsFromEnv(), password } =
-    typeof options === 'number' ? ({ max: options } as PoolOptions) : options;
+  const {
+    max,
+    connectionTimeoutMillis = DEFAULT_CONNECTION_TIMEOUT_MS,
+    preparedStatements = preparedStatementsFromEnv(),
+    password,
+  } = typeof options === 'number' ? ({ max: options } as PoolOptions) : options;
   const base: pg.PoolConfig = { max, connectionTimeoutMillis, application_name: 'coremachine' };
   // pg lets a connection string's (empty) password override a `password` function given beside
   // it, so with a provider the string is parsed here and the provider set on the parsed config.
@@ -88,11 +92,7 @@ export interface TransactionOptions {
  * safe to run again — every engine transaction is a compare-and-set, so a rerun after a COMMIT
  * whose reply was lost finds the work done and changes nothing twice.
  */
-export async function withTransaction<T>(
-  pool: pg.Pool,
-  work: (client: pg.PoolClient) => Promise<T>,
-  options: TransactionOptions = {},
-): Promise<T> {
+export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
   const retry = options.retry ?? DEFAULT_TRANSIENT_RETRY;
   if (retry === false) return transactionOnce(pool, work);
   return retryTransient(() => transactionOnce(pool, work), retry);

@@ -28,7 +28,12 @@ export interface ControlOutcome {
 }
 
 /** The transition, reported like every other once the unit of work commits. */
-async function move(db: Queryable, job: JobRow, to: JobStatus, change: Parameters<typeof transitionJob>[4] = {}): Promise<{ moved: JobRow; transition: Transition }> {
+async function move(
+  db: Queryable,
+  job: JobRow,
+  to: JobStatus,
+  change: Parameters<typeof transitionJob>[4] = {},
+): Promise<{ moved: JobRow; transition: Transition }> {
   const moved = await transitionJob(db, job.job_id, job.status, to, change);
   if (!moved) throw new Error(`job ${job.job_id} changed under its row lock`);
   return { moved, transition: { name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: job.status, to, stage: moved.stage } } };

@@ -1,5 +1,20 @@
 import type pg from 'pg';
-import { IdempotencyKey, isSignalMessageBody, ListDeadLettersQuery, JobWaitQuery, JobQueueMessage, JobSubmissionMessage, ListEventsQuery, SignalMessage, signalStageOf, ListJobsQuery, ListTasksQuery, type JobRecord, type JobView, type TaskRecord } from '../../models';
+import {
+  IdempotencyKey,
+  isSignalMessageBody,
+  ListDeadLettersQuery,
+  JobWaitQuery,
+  JobQueueMessage,
+  JobSubmissionMessage,
+  ListEventsQuery,
+  SignalMessage,
+  signalStageOf,
+  ListJobsQuery,
+  ListTasksQuery,
+  type JobRecord,
+  type JobView,
+  type TaskRecord,
+} from '../../models';
 import { assertSchemaVersion } from '../db/migrator';
 import { ConfigurationError, JobNotFoundError, MalformedMessageError, SignalRefusedError, describeZodError, parseOrThrow, refuseUnstorable } from '../errors';
 import { computeJobId } from '../identity';
@@ -81,7 +96,9 @@ export class CoreMachine {
   get events(): Pick<JobEventBus, 'subscribe'> {
     const bus = (this.transport as { events?: unknown }).events;
     if (bus instanceof JobEventBus) return bus;
-    throw new ConfigurationError(`the ${this.transport.name} transport publishes job events to the ${EVENTS_TOPIC} topic: subscribe to the topic, not to machine.events`);
+    throw new ConfigurationError(
+      `the ${this.transport.name} transport publishes job events to the ${EVENTS_TOPIC} topic: subscribe to the topic, not to machine.events`,
+    );
   }
 
   private constructor(deps: CoreMachineDeps) {
@@ -94,7 +111,14 @@ export class CoreMachine {
     this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, { registry: deps.registry, logger: deps.logger }, (tasks) => this.tasks.abort(tasks));
     this.tasks = new TaskRunner(deps.pool, deps.registry, deps.logger, this.unitOfWork, deps.extendLeases ?? true);
     this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.unitOfWork);
-    this.schedules = new Schedules(deps.pool, this.unitOfWork, deps.registry, deps.logger, (jobType, parameters, key) => this.submitJob(jobType, parameters, { idempotencyKey: key }), deps.schedules);
+    this.schedules = new Schedules(
+      deps.pool,
+      this.unitOfWork,
+      deps.registry,
+      deps.logger,
+      (jobType, parameters, key) => this.submitJob(jobType, parameters, { idempotencyKey: key }),
+      deps.schedules,
+    );
   }
 
   /** Refuses to start against a database whose schema version is not the one this code expects. */
@@ -123,19 +147,33 @@ export class CoreMachine {
     const jobId = computeJobId(jobType, parameters_, key);
     const message: JobQueueMessage = { jobId, jobType, stage: 1 };
     // The submit span is the root of the job's trace: its context is stored with the job.
-    return inSpan('coremachine.submit', { jobId, jobType }, context.active(), async () => {
-      const created = await commit(this.unitOfWork, async ({ client }) => {
-        const inserted = await insertJob(client, { jobId, jobType, totalStages: definition.stages.length, parameters: parameters_, traceparent: currentTraceparent(), idempotencyKey: key, timeoutSeconds });
-        if (!inserted.created) return { value: false };
-        return {
-          value: true,
-          intents: [{ kind: 'job', jobId, message }],
-          transitions: [{ name: 'JobTransition', attributes: { jobId, jobType, from: 'none', to: 'QUEUED', stage: 1 } }],
-        };
-      });
-      if (created) this.logger.info('job submitted', { jobId, jobType });
-      return { job: await this.getJob(jobId), created };
-    }, SpanKind.PRODUCER);
+    return inSpan(
+      'coremachine.submit',
+      { jobId, jobType },
+      context.active(),
+      async () => {
+        const created = await commit(this.unitOfWork, async ({ client }) => {
+          const inserted = await insertJob(client, {
+            jobId,
+            jobType,
+            totalStages: definition.stages.length,
+            parameters: parameters_,
+            traceparent: currentTraceparent(),
+            idempotencyKey: key,
+            timeoutSeconds,
+          });
+          if (!inserted.created) return { value: false };
+          return {
+            value: true,
+            intents: [{ kind: 'job', jobId, message }],
+            transitions: [{ name: 'JobTransition', attributes: { jobId, jobType, from: 'none', to: 'QUEUED', stage: 1 } }],
+          };
+        });
+        if (created) this.logger.info('job submitted', { jobId, jobType });
+        return { job: await this.getJob(jobId), created };
+      },
+      SpanKind.PRODUCER,
+    );
   }
 
   /**
@@ -261,7 +299,10 @@ export class CoreMachine {
   }
 
   /** An operator action in its own unit of work; returns the running handlers it stopped. */
-  private async control(action: (db: pg.PoolClient, context: EngineContext, jobId: string) => Promise<ControlOutcome>, jobId: string): Promise<readonly RunningTaskAbort[]> {
+  private async control(
+    action: (db: pg.PoolClient, context: EngineContext, jobId: string) => Promise<ControlOutcome>,
+    jobId: string,
+  ): Promise<readonly RunningTaskAbort[]> {
     return commit(this.unitOfWork, async ({ client, context }) => {
       const { after } = await action(client, context, jobId);
       return { value: after.aborts, ...after };
@@ -294,12 +335,19 @@ export class CoreMachine {
    * them) every unfinished job's messages are rebuilt from PostgreSQL, expired leases included.
    * Safe beside other running instances: a message sent twice is a duplicate.
    */
-  async resumeAfterStart(options: Partial<JanitorOptions> = {}): Promise<{ outboxSent: number; resentJobs: number; resentStages: number; requeuedTasks: number }> {
+  async resumeAfterStart(
+    options: Partial<JanitorOptions> = {},
+  ): Promise<{ outboxSent: number; resentJobs: number; resentStages: number; requeuedTasks: number }> {
     if (this.transport.durable) return { outboxSent: await this.outbox.sweep(0), resentJobs: 0, resentStages: 0, requeuedTasks: 0 };
     const report = await this.sweep({ ...options, outboxAgeMs: 0, stallAfterMs: 0 });
     const resentStages = report.stalled.filter((job) => job.action === 'resent-task-messages').length;
     if (report.resentJobs + resentStages + report.outboxSent > 0) {
-      this.logger.info('resumed the work a previous process left', { outboxSent: report.outboxSent, resentJobs: report.resentJobs, resentStages, requeuedTasks: report.requeuedTasks });
+      this.logger.info('resumed the work a previous process left', {
+        outboxSent: report.outboxSent,
+        resentJobs: report.resentJobs,
+        resentStages,
+        requeuedTasks: report.requeuedTasks,
+      });
     }
     return { outboxSent: report.outboxSent, resentJobs: report.resentJobs, resentStages, requeuedTasks: report.requeuedTasks };
   }
@@ -314,7 +362,10 @@ export class CoreMachine {
     const running = this.tasks.runningCount;
     const deadline = Date.now() + graceMs;
     while (this.tasks.runningCount > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
-    const released = this.tasks.runningCount > 0 ? await this.tasks.releaseRunning(new Error(`the host is shutting down; the task was given back after a ${graceMs} ms grace period`)) : 0;
+    const released =
+      this.tasks.runningCount > 0
+        ? await this.tasks.releaseRunning(new Error(`the host is shutting down; the task was given back after a ${graceMs} ms grace period`))
+        : 0;
     if (running > 0) this.logger.info('drained on shutdown', { finished: running - released, released, graceMs });
     return { finished: running - released, released };
   }
@@ -332,6 +383,4 @@ export class CoreMachine {
     if (!(await findJob(this.pool, jobId))) throw new JobNotFoundError(jobId);
     return listEvents(this.pool, jobId, parsed);
   }
-
-
 }

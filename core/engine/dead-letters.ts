@@ -69,7 +69,11 @@ export function letterAuthority(letter: DeadLetter): LetterAuthority {
  * letter is the engine's own (letterAuthority) and still names the task's current attempt or the
  * job's current stage and type; anything else is recorded and changes nothing.
  */
-export async function processDeadLetter(db: Queryable, context: EngineContext, letter: DeadLetter): Promise<{ outcome: DeadLetterOutcome; after: AfterCommit }> {
+export async function processDeadLetter(
+  db: Queryable,
+  context: EngineContext,
+  letter: DeadLetter,
+): Promise<{ outcome: DeadLetterOutcome; after: AfterCommit }> {
   const authority = letterAuthority(letter);
   const task = authority.kind === 'task' ? authority.message : undefined;
   const job = authority.kind === 'job' ? authority.message : undefined;
@@ -108,6 +112,10 @@ export async function processDeadLetter(db: Queryable, context: EngineContext, l
   await cancelOpenTasks(db, row.job_id);
   context.logger.error('job failed: its message was dead-lettered', { jobId: row.job_id, stage: row.stage, reason: letter.reason });
   if (!failed) return { outcome: 'job-failed', after: NOTHING_AFTER_COMMIT };
-  const transition = { name: 'JobTransition' as const, attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type }, outcome: { error: failure } };
+  const transition = {
+    name: 'JobTransition' as const,
+    attributes: { jobId: row.job_id, jobType: row.job_type, from: 'QUEUED', to: 'FAILED', stage: row.stage, errorType: failure.type },
+    outcome: { error: failure },
+  };
   return { outcome: 'job-failed', after: { ...NOTHING_AFTER_COMMIT, transitions: [transition] } };
 }

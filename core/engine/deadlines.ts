@@ -45,9 +45,24 @@ async function timeOut(db: Queryable, context: EngineContext, job: OverdueJob, r
   const tasks = await cancelOpenTasks(db, job.job_id);
   await finishStage(db, job.job_id, job.stage, 'PROCESSING', 'FAILED');
   const running = tasks.filter((task) => task.was_running);
-  context.logger.error('job timed out', { jobId: job.job_id, stage: job.stage, from: job.status, scope: job.scope, deadline: error.deadline, elapsedMs: error.elapsedMs, cancelledTasks: tasks.length, runningTasks: running.length });
+  context.logger.error('job timed out', {
+    jobId: job.job_id,
+    stage: job.stage,
+    from: job.status,
+    scope: job.scope,
+    deadline: error.deadline,
+    elapsedMs: error.elapsedMs,
+    cancelledTasks: tasks.length,
+    runningTasks: running.length,
+  });
   return afterCommit({
-    transitions: [{ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: job.status, to: 'FAILED', stage: job.stage, errorType: error.type }, outcome: { error } }],
+    transitions: [
+      {
+        name: 'JobTransition',
+        attributes: { jobId: job.job_id, jobType: job.job_type, from: job.status, to: 'FAILED', stage: job.stage, errorType: error.type },
+        outcome: { error },
+      },
+    ],
     aborts: running.map((task) => ({ taskId: task.task_id, reason })),
   });
 }
@@ -57,7 +72,13 @@ async function timeOut(db: Queryable, context: EngineContext, job: OverdueJob, r
  * declares a timeout, then fails the job at once if it is already past a deadline, so no fan-out
  * runs for a job out of time. Returns the timeout, or null to go on.
  */
-export async function startStageClock(db: Queryable, context: EngineContext, job: JobRow, stageTimeoutSeconds: number | undefined, newStage: boolean): Promise<{ timedOut: DeadlineExceededError | null; after: AfterCommit }> {
+export async function startStageClock(
+  db: Queryable,
+  context: EngineContext,
+  job: JobRow,
+  stageTimeoutSeconds: number | undefined,
+  newStage: boolean,
+): Promise<{ timedOut: DeadlineExceededError | null; after: AfterCommit }> {
   const starts = newStage && stageTimeoutSeconds !== undefined;
   if (starts) await startStageDeadline(db, job.job_id, job.stage, stageTimeoutSeconds);
   if (!starts && job.deadline_at === null && job.stage_deadline_at === null) return { timedOut: null, after: NOTHING_AFTER_COMMIT };

@@ -59,7 +59,10 @@ export class LeaseKeeper {
     if (due.length === 0) return;
     this.extending = true;
     try {
-      const kept = await extendLeases(this.pool, due.map(([taskId, held]) => ({ taskId, claimId: held.claimId, leaseSeconds: held.leaseSeconds })));
+      const kept = await extendLeases(
+        this.pool,
+        due.map(([taskId, held]) => ({ taskId, claimId: held.claimId, leaseSeconds: held.leaseSeconds })),
+      );
       for (const [taskId, held] of due) {
         if (kept.has(taskId)) held.renewAt = Date.now() + (held.leaseSeconds * 1000) / 3;
         else if (this.running.get(taskId) === held) held.abort.abort(new Error(`lease on task ${taskId} was lost: it was claimed again or stopped`));

@@ -2,7 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { TaskLimits } from '../../models';
 import type { Registry } from '../registry';
-import { countLimitHolders, describeLimitedTasks, lockLimitKey, queuedRemoteLimitKeys, refillRateBucket, spendRateTokens, waitingTasksOfKey, type LimitedTaskState } from '../state/limits-store';
+import {
+  countLimitHolders,
+  describeLimitedTasks,
+  lockLimitKey,
+  queuedRemoteLimitKeys,
+  refillRateBucket,
+  spendRateTokens,
+  waitingTasksOfKey,
+  type LimitedTaskState,
+} from '../state/limits-store';
 import { claimRemoteTasksOfKey, type RemoteClaim } from '../state/remote-tasks-store';
 import { claimTasks, type ClaimedTask } from '../state/tasks-store';
 import type { UnitOfWork } from './unit-of-work';
@@ -81,7 +90,14 @@ export async function claimLimitedTasks(
 ): Promise<Map<string, Deferral>> {
   const deferred = new Map<string, Deferral>();
   if (requests.length === 0) return deferred;
-  const states = new Map((await describeLimitedTasks(pool, requests.map((r) => r.taskId))).map((s) => [s.task_id, s]));
+  const states = new Map(
+    (
+      await describeLimitedTasks(
+        pool,
+        requests.map((r) => r.taskId),
+      )
+    ).map((s) => [s.task_id, s]),
+  );
   const groups = new Map<string, { limits: TaskLimits; fresh: LimitedClaimRequest[]; reclaim: LimitedClaimRequest[] }>();
   for (const request of requests) {
     const limits = registry.limitsOf(request.taskType);
@@ -110,14 +126,20 @@ export async function claimLimitedTasks(
       const reclaim = group.reclaim.slice(0, allow.tokens);
       const fresh = group.fresh.slice(0, Math.max(0, Math.min(allow.slots, allow.tokens - reclaim.length)));
       const chosen = [...reclaim, ...fresh];
-      const got = await claimTasks(client, chosen.map((r) => ({ taskId: r.taskId, attempt: r.attempt, limitKey })), chosen.map((r) => r.leaseSeconds));
+      const got = await claimTasks(
+        client,
+        chosen.map((r) => ({ taskId: r.taskId, attempt: r.attempt, limitKey })),
+        chosen.map((r) => r.leaseSeconds),
+      );
       await allow.spend(got.length);
       const waiting = [...group.reclaim.slice(reclaim.length), ...group.fresh.slice(fresh.length)];
       // Which limit held them back: the tokens (then a token's due time is known) or the slots.
       const byRate = reclaim.length < group.reclaim.length || allow.tokens - reclaim.length < allow.slots;
       waiting.forEach((request, n) => {
         const retryAfterMs = byRate ? allow.tokenDelayMs(n) : undefined;
-        const reason = byRate ? `rate limit of ${limitKey} (${group.limits.perSecond}/s) reached` : `all ${group.limits.limit} slot(s) of ${limitKey} are taken`;
+        const reason = byRate
+          ? `rate limit of ${limitKey} (${group.limits.perSecond}/s) reached`
+          : `all ${group.limits.limit} slot(s) of ${limitKey} are taken`;
         deferred.set(request.taskId, { reason, limitKey, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
       });
       return { value: got };
@@ -147,7 +169,14 @@ export async function claimLimitedRemoteTasks(
       ...(await commit(unitOfWork, async ({ client }) => {
         const allow = await allowance(client, request.limits, limitKey);
         const limit = Math.min(wanted, allow.slots, allow.tokens);
-        const rows = await claimRemoteTasksOfKey(client, { taskType: request.taskType, limitKey, defaultKey, leaseSeconds: request.leaseSeconds, limit, workerId: request.workerId });
+        const rows = await claimRemoteTasksOfKey(client, {
+          taskType: request.taskType,
+          limitKey,
+          defaultKey,
+          leaseSeconds: request.leaseSeconds,
+          limit,
+          workerId: request.workerId,
+        });
         await allow.spend(rows.length);
         return { value: rows };
       })),

@@ -43,7 +43,12 @@ export class Outbox {
   async record(db: Queryable, intents: readonly OutboxIntent[]): Promise<RecordedIntent[]> {
     const rows = await insertOutboxRows(
       db,
-      intents.map((intent) => ({ kind: intent.kind, jobId: intent.jobId, payload: payloadOf(intent), notBefore: intent.kind === 'task' && intent.notBefore ? intent.notBefore : new Date() })),
+      intents.map((intent) => ({
+        kind: intent.kind,
+        jobId: intent.jobId,
+        payload: payloadOf(intent),
+        notBefore: intent.kind === 'task' && intent.notBefore ? intent.notBefore : new Date(),
+      })),
     );
     return rows.map((row, index) => ({ id: row.id, intent: intents[index] as OutboxIntent, traceparent: row.traceparent }));
   }
@@ -52,7 +57,10 @@ export class Outbox {
   async dispatch(recorded: readonly RecordedIntent[]): Promise<void> {
     if (recorded.length === 0) return;
     await this.sendTraced(this.pool, recorded);
-    await deleteOutboxRows(this.pool, recorded.map((r) => r.id));
+    await deleteOutboxRows(
+      this.pool,
+      recorded.map((r) => r.id),
+    );
   }
 
   /**
@@ -86,7 +94,10 @@ export class Outbox {
       return { sent: sentIds.length, failures: failed };
     });
     if (failures.length > 0) {
-      throw new AggregateError(failures, `outbox sweep sent ${sent} message intent(s) but ${failures.length} job(s) failed to send; they stay for the next sweep`);
+      throw new AggregateError(
+        failures,
+        `outbox sweep sent ${sent} message intent(s) but ${failures.length} job(s) failed to send; they stay for the next sweep`,
+      );
     }
     return sent;
   }
@@ -151,7 +162,13 @@ const DISPATCH_PAGE = 5000;
 function payloadOf(intent: OutboxIntent): unknown {
   if (intent.kind === 'job' || intent.kind === 'task') return intent.message;
   if (intent.kind === 'event') return intent.event;
-  return { jobId: intent.jobId, stage: intent.stage, taskType: intent.taskType, ...(intent.resend ? { resend: intent.resend } : {}), ...(intent.chunk ? { chunk: intent.chunk } : {}) };
+  return {
+    jobId: intent.jobId,
+    stage: intent.stage,
+    taskType: intent.taskType,
+    ...(intent.resend ? { resend: intent.resend } : {}),
+    ...(intent.chunk ? { chunk: intent.chunk } : {}),
+  };
 }
 
 function intentFromRow(kind: OutboxIntent['kind'], jobId: string, payload: Record<string, unknown>, notBefore: Date): OutboxIntent {

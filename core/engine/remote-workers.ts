@@ -62,7 +62,8 @@ export class RemoteWorkers {
   /** Claims up to maxTasks QUEUED remote tasks of the given types, oldest first, each with a lease. */
   async claim(body: unknown): Promise<RemoteTask[]> {
     const request = parseOrThrow(ClaimRequest, body, 'claim request');
-    const leaseOf = (type: string) => request.leaseSeconds ?? leaseSecondsOf(this.deps.registry.hasTask(type) ? this.deps.registry.task(type) : undefined, 'remote');
+    const leaseOf = (type: string) =>
+      request.leaseSeconds ?? leaseSecondsOf(this.deps.registry.hasTask(type) ? this.deps.registry.task(type) : undefined, 'remote');
     // Types with global limits are claimed key by key under the keys' locks (core/engine/limits.ts),
     // so a remote worker counts against the same slots as the queue instances; the rest as before.
     const rows: RemoteClaim[] = [];
@@ -71,11 +72,26 @@ export class RemoteWorkers {
       const limits = this.deps.registry.limitsOf(taskType);
       if (!limits) unlimited.push(taskType);
       else if (rows.length < request.maxTasks) {
-        rows.push(...(await claimLimitedRemoteTasks(this.pool, this.unitOfWork, { taskType, limits, leaseSeconds: leaseOf(taskType), limit: request.maxTasks - rows.length, workerId: request.workerId })));
+        rows.push(
+          ...(await claimLimitedRemoteTasks(this.pool, this.unitOfWork, {
+            taskType,
+            limits,
+            leaseSeconds: leaseOf(taskType),
+            limit: request.maxTasks - rows.length,
+            workerId: request.workerId,
+          })),
+        );
       }
     }
     if (unlimited.length > 0 && rows.length < request.maxTasks) {
-      rows.push(...(await claimRemoteTasks(this.pool, { taskTypes: unlimited, leaseSeconds: unlimited.map(leaseOf), limit: request.maxTasks - rows.length, workerId: request.workerId })));
+      rows.push(
+        ...(await claimRemoteTasks(this.pool, {
+          taskTypes: unlimited,
+          leaseSeconds: unlimited.map(leaseOf),
+          limit: request.maxTasks - rows.length,
+          workerId: request.workerId,
+        })),
+      );
     }
     if (rows.length > 0) this.deps.logger.info('remote tasks claimed', { workerId: request.workerId, tasks: rows.length });
     return rows.map((row) => ({
@@ -112,7 +128,10 @@ export class RemoteWorkers {
     const row = await this.task(taskId);
     const definition = this.deps.registry.hasTask(row.task_type) ? this.deps.registry.task(row.task_type) : undefined;
     // nextAttemptAt caps retryAfterMs (cappedRetryDelayMs), as for an in-process handler's TaskFailure.
-    const failure = new TaskFailure(request.error.message, { nonRetryable: !request.retryable, ...(request.retryAfterMs === undefined ? {} : { retryAfterMs: request.retryAfterMs }) });
+    const failure = new TaskFailure(request.error.message, {
+      nonRetryable: !request.retryable,
+      ...(request.retryAfterMs === undefined ? {} : { retryAfterMs: request.retryAfterMs }),
+    });
     const retryAt = nextAttemptAt(definition, row.attempt, failure);
     const error: ErrorShape = { ...errorToShape(failure, { stage: row.stage, taskId }), type: request.error.type };
     await this.settle({ taskId, jobId: row.job_id, claimId: request.claimId, error, ...(retryAt ? { retryAt } : {}) });

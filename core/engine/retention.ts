@@ -55,7 +55,13 @@ export async function deleteJob(unitOfWork: UnitOfWork, jobId: string): Promise<
     const job = await findJob(client, jobId, true);
     if (!job) throw new JobNotFoundError(jobId);
     if (!DELETABLE_JOB_STATUSES.includes(job.status)) {
-      throw new InvalidTransitionError('job', jobId, job.status, 'DELETED', `only a finished job (${DELETABLE_JOB_STATUSES.join(', ')}) can be deleted; cancel it first`);
+      throw new InvalidTransitionError(
+        'job',
+        jobId,
+        job.status,
+        'DELETED',
+        `only a finished job (${DELETABLE_JOB_STATUSES.join(', ')}) can be deleted; cancel it first`,
+      );
     }
     return { value: await deleteJobsAndRows(client, [jobId]) };
   });

@@ -31,7 +31,10 @@ export async function runClaimedTask(
     definition = registry.task(task.task_type);
     const parameters = definition.parameters.safeParse(task.parameters);
     if (!parameters.success) {
-      throw new TaskValidationError(`parameters of task ${task.task_id} (${task.task_type}) are invalid: ${describeZodError(parameters.error)}`, parameters.error.issues);
+      throw new TaskValidationError(
+        `parameters of task ${task.task_id} (${task.task_type}) are invalid: ${describeZodError(parameters.error)}`,
+        parameters.error.issues,
+      );
     }
     const leaseSeconds = leaseSecondsOf(definition);
     let result: unknown;
@@ -54,8 +57,13 @@ export async function runClaimedTask(
     const shape: ErrorShape = boundedErrorShape(errorToShape(error, { stage: task.stage, taskId: task.task_id }));
     const retryAt = nextAttemptAt(definition, task.attempt, error);
     logger.warn(retryAt ? 'task attempt failed; retry scheduled' : 'task failed', {
-      jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt,
-      errorType: shape.type, error: shape.message, retryAt: retryAt?.toISOString(),
+      jobId: task.job_id,
+      taskId: task.task_id,
+      stage: task.stage,
+      attempt: task.attempt,
+      errorType: shape.type,
+      error: shape.message,
+      retryAt: retryAt?.toISOString(),
     });
     return { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, error: shape, ...(retryAt ? { retryAt } : {}) };
   }

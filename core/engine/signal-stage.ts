@@ -25,7 +25,9 @@ export async function startWaitingStage(db: Queryable, context: EngineContext, j
   return {
     kind: 'done',
     outcome: { kind: 'started', jobId: job.job_id, stage: job.stage, tasks: 0 },
-    after: afterCommit({ transitions: [{ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName: definition.name, tasks: 0 } }] }),
+    after: afterCommit({
+      transitions: [{ name: 'StageStarted', attributes: { jobId: job.job_id, jobType: job.job_type, stage: job.stage, stageName: definition.name, tasks: 0 } }],
+    }),
   };
 }
 

@@ -63,7 +63,11 @@ export async function advanceStage(db: Queryable, context: EngineContext, stageR
       : null;
   const completed = await transitionJob(db, job.job_id, 'PROCESSING', status, { atStage: stageRow.stage, result: result ?? null, error });
   if (!completed) throw new Error(`job ${job.job_id} changed under its row lock while finalizing`);
-  transitions.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: status, stage: stageRow.stage }, outcome: { result: result ?? null, error } });
+  transitions.push({
+    name: 'JobTransition',
+    attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: status, stage: stageRow.stage },
+    outcome: { result: result ?? null, error },
+  });
   log.info(status === 'COMPLETED' ? 'job completed' : 'job completed with errors', { failedTasks: failures.count });
   return afterCommit({ transitions });
 }
@@ -86,12 +90,30 @@ async function tolerated(db: Queryable, jobId: string): Promise<{ count: number;
  * a running task for the janitor to look for (migration 015). Returns false when the job was
  * no longer PROCESSING at that stage (already failed or cancelled by someone else).
  */
-export async function failJob(db: Queryable, context: EngineContext, jobId: string, stage: number, cause: ErrorShape): Promise<{ failed: boolean; after: AfterCommit }> {
+export async function failJob(
+  db: Queryable,
+  context: EngineContext,
+  jobId: string,
+  stage: number,
+  cause: ErrorShape,
+): Promise<{ failed: boolean; after: AfterCommit }> {
   // Whatever failed it, the job's error (and its event) carries a bounded message.
   const error = boundedErrorShape(cause);
   const failed = await transitionJob(db, jobId, 'PROCESSING', 'FAILED', { atStage: stage, error });
   if (!failed) return { failed: false, after: NOTHING_AFTER_COMMIT };
-  const transition: Transition = { name: 'JobTransition', attributes: { jobId, jobType: failed.job_type, from: 'PROCESSING', to: 'FAILED', stage, errorType: error.type, ...(error.taskId ? { taskId: error.taskId } : {}) }, outcome: { error } };
+  const transition: Transition = {
+    name: 'JobTransition',
+    attributes: {
+      jobId,
+      jobType: failed.job_type,
+      from: 'PROCESSING',
+      to: 'FAILED',
+      stage,
+      errorType: error.type,
+      ...(error.taskId ? { taskId: error.taskId } : {}),
+    },
+    outcome: { error },
+  };
   // Lock order job → tasks → stage, as a result commit takes tasks → stage: no deadlock between them.
   const cancelled = await cancelOpenTasks(db, jobId);
   const reason = new Error(`job ${jobId} failed: ${error.message}`);

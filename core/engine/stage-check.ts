@@ -40,14 +40,25 @@ export async function checkStage(db: Queryable, context: EngineContext, check: S
   if (!stage || stage.status !== 'PROCESSING') return NOTHING_AFTER_COMMIT;
   if (stage.failed > stage.max_failures) {
     const error = check.firstError ?? (await firstTaskError(db, check.jobId, check.stage))?.error ?? undefined;
-    return (await failJob(db, context, check.jobId, check.stage, error ?? { type: 'TasksFailedError', message: `${stage.failed} task(s) failed; the stage tolerates ${stage.max_failures}`, stage: check.stage })).after;
+    return (
+      await failJob(
+        db,
+        context,
+        check.jobId,
+        check.stage,
+        error ?? { type: 'TasksFailedError', message: `${stage.failed} task(s) failed; the stage tolerates ${stage.max_failures}`, stage: check.stage },
+      )
+    ).after;
   }
   if (!stage.creating && stage.completed + stage.failed >= stage.total) return advanceStage(db, context, stage);
   return NOTHING_AFTER_COMMIT;
 }
 
 /** Whether a stage row as a commit left it needs a check: counted to its total, or past its tolerance. */
-export function stageNeedsCheck(stage: { completed: number; failed: number; total: number; max_failures: number; creating: boolean }, hadFailure: boolean): boolean {
+export function stageNeedsCheck(
+  stage: { completed: number; failed: number; total: number; max_failures: number; creating: boolean },
+  hadFailure: boolean,
+): boolean {
   return (hadFailure && stage.failed > stage.max_failures) || (!stage.creating && stage.completed + stage.failed >= stage.total);
 }
 

@@ -40,7 +40,14 @@ class ChunkSuperseded extends Error {
  * the last chunk commits its total holds one place open (migration 008), and that last chunk sets
  * the real total and failure tolerance and makes the advance the completions could not.
  */
-export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definition: AnyTaskStageDefinition, job: JobRow, stage: StageRow, resend?: string): Promise<JobMessageOutcome> {
+export async function createStageTasks(
+  uow: UnitOfWork,
+  pool: pg.Pool,
+  definition: AnyTaskStageDefinition,
+  job: JobRow,
+  stage: StageRow,
+  resend?: string,
+): Promise<JobMessageOutcome> {
   const base = { jobId: job.job_id, stage: job.stage };
   const remote = definition.task.execution === 'remote';
   const taskType = definition.task.type;
@@ -49,17 +56,24 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
   try {
     const previous = job.stage === 1 ? NO_RESULTS : await previousResults(pool, job.job_id, job.stage - 1);
     // A limited task type's slot key is computed here, once per task: a key function that throws fails the fan-out.
-    specs = new SpecReader(await definition.fanOut({ jobId: job.job_id, stage: job.stage, parameters: job.parameters, previous }), hash, (spec) => limitKeyOf(definition.task, spec));
+    specs = new SpecReader(await definition.fanOut({ jobId: job.job_id, stage: job.stage, parameters: job.parameters, previous }), hash, (spec) =>
+      limitKeyOf(definition.task, spec),
+    );
     const skipped = await specs.skip(stage.created);
     if (skipped < stage.created || (stage.created > 0 && hash.copy().digest('hex') !== stage.fan_out_digest)) {
-      throw new Error(`it no longer yields the ${stage.created} task spec(s) already created: a fan-out must be deterministic (same parameters and previous results → same tasks in the same order)`);
+      throw new Error(
+        `it no longer yields the ${stage.created} task spec(s) already created: a fan-out must be deterministic (same parameters and previous results → same tasks in the same order)`,
+      );
     }
   } catch (error) {
     return failFanOut(uow, definition, job, error);
   }
 
   // A resumed job message (operator resume, janitor) re-sends what was created before it.
-  let intents: OutboxIntent[] = resend && stage.created > 0 && !remote ? [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, resend, chunk: { from: 0, through: stage.created - 1 } }] : [];
+  let intents: OutboxIntent[] =
+    resend && stage.created > 0 && !remote
+      ? [{ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, resend, chunk: { from: 0, through: stage.created - 1 } }]
+      : [];
   let from = stage.created;
   for (;;) {
     let chunk: { specs: string[]; limitKeys: Array<string | null>; last: boolean };
@@ -75,17 +89,38 @@ export async function createStageTasks(uow: UnitOfWork, pool: pg.Pool, definitio
     try {
       row = await commit(uow, async ({ client, context }) => {
         const taskIds = chunk.specs.map((_, i) => computeTaskId(job.job_id, job.stage, first + i));
-        await insertStageTasks(client, { jobId: job.job_id, stage: job.stage, taskType, remote, firstIndex: first, parameters: chunk.specs, taskIds, limitKeys: chunk.limitKeys });
+        await insertStageTasks(client, {
+          jobId: job.job_id,
+          stage: job.stage,
+          taskType,
+          remote,
+          firstIndex: first,
+          parameters: chunk.specs,
+          taskIds,
+          limitKeys: chunk.limitKeys,
+        });
         const last = chunk.last ? { maxFailures: maxToleratedFailures(definition.failurePolicy, first + chunk.specs.length) } : undefined;
-        const recorded = await recordStageChunk(client, { jobId: job.job_id, stage: job.stage, fromIndex: first, count: chunk.specs.length, digest, ...(last ? { last } : {}) });
+        const recorded = await recordStageChunk(client, {
+          jobId: job.job_id,
+          stage: job.stage,
+          fromIndex: first,
+          count: chunk.specs.length,
+          digest,
+          ...(last ? { last } : {}),
+        });
         if (!recorded) throw new ChunkSuperseded(`stage ${job.stage} of job ${job.job_id} is no longer at ${first} created tasks`);
         const out = [...pending];
-        if (chunk.specs.length > 0 && !remote) out.push({ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, chunk: { from: first, through: first + chunk.specs.length - 1 } });
+        if (chunk.specs.length > 0 && !remote)
+          out.push({ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, chunk: { from: first, through: first + chunk.specs.length - 1 } });
         return { value: recorded, ...afterCommit({ intents: out }, last ? finishCreation(context.logger, job, recorded, definition.name) : undefined) };
       });
     } catch (error) {
       if (error instanceof ChunkSuperseded || uniqueViolation(error)) {
-        return { ...base, kind: 'duplicate', reason: `task creation of stage ${job.stage} moved on without this delivery (another delivery, or the job stopped)` };
+        return {
+          ...base,
+          kind: 'duplicate',
+          reason: `task creation of stage ${job.stage} moved on without this delivery (another delivery, or the job stopped)`,
+        };
       }
       throw error;
     }

@@ -15,9 +15,7 @@ export type JobMessageOutcome =
   | { kind: 'duplicate' | 'ignored'; jobId: string; stage: number; reason: string };
 
 /** What the job message's first transaction decided: done, or tasks to create (stage-creation.ts). */
-export type StageClaim =
-  | { kind: 'done'; outcome: JobMessageOutcome; after: AfterCommit }
-  | { kind: 'create'; job: JobRow; stage: StageRow; resend?: string };
+export type StageClaim = { kind: 'done'; outcome: JobMessageOutcome; after: AfterCommit } | { kind: 'create'; job: JobRow; stage: StageRow; resend?: string };
 
 /**
  * Handles a job message inside the caller's transaction: QUEUED → PROCESSING by compare-and-set
@@ -43,7 +41,8 @@ export async function claimStage(db: Queryable, context: EngineContext, message:
   const existing = await findStage(db, job.job_id, job.stage);
   // A job already out of time fails here, before any fan-out; a new stage's clock starts here.
   const clock = await startStageClock(db, context, job, stageDefinition.timeoutSeconds, !existing);
-  if (clock.timedOut) return { kind: 'done', outcome: { kind: 'failed', jobId: job.job_id, stage: job.stage, error: clock.timedOut.message }, after: clock.after };
+  if (clock.timedOut)
+    return { kind: 'done', outcome: { kind: 'failed', jobId: job.job_id, stage: job.stage, error: clock.timedOut.message }, after: clock.after };
   if (existing?.creating) return { kind: 'create', job, stage: existing, ...(message.resend ? { resend: message.resend } : {}) };
   if (existing) return resumeStage(db, context, job, existing, message.resend);
   if (isSignalStage(stageDefinition)) return startWaitingStage(db, context, job, stageDefinition);
@@ -95,11 +94,13 @@ async function classifyUnclaimedJobMessage(db: Queryable, message: JobQueueMessa
   const job = await findJob(db, message.jobId);
   const base = { jobId: message.jobId, stage: message.stage };
   if (!job) throw new JobNotFoundError(message.jobId);
-  if (job.job_type !== message.jobType) throw new MalformedMessageError(`message names job type "${message.jobType}" but job ${job.job_id} is "${job.job_type}"`);
+  if (job.job_type !== message.jobType)
+    throw new MalformedMessageError(`message names job type "${message.jobType}" but job ${job.job_id} is "${job.job_type}"`);
   if (job.stage > message.stage) return { ...base, kind: 'duplicate', reason: `job is already at stage ${job.stage}` };
   // The engine sends a stage's message only after the job reached that stage, so one for a stage
   // ahead was not sent by it: no redelivery can make it valid.
-  if (job.stage < message.stage) throw new MalformedMessageError(`message for stage ${message.stage} but job ${job.job_id} is at stage ${job.stage}, which the engine never sends`);
+  if (job.stage < message.stage)
+    throw new MalformedMessageError(`message for stage ${message.stage} but job ${job.job_id} is at stage ${job.stage}, which the engine never sends`);
   if (job.status === 'PROCESSING') {
     if (await findStage(db, job.job_id, job.stage)) return { ...base, kind: 'duplicate', reason: 'stage already started' };
     throw new InvalidTransitionError('job', job.job_id, 'PROCESSING', 'PROCESSING', `stage ${job.stage} is PROCESSING but was never started`);

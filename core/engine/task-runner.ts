@@ -91,7 +91,12 @@ export class TaskRunner {
     // Claims this process cannot finish are given back at once: left to expire, they would come
     // back through the janitor as a lost lease, which counts as an attempt.
     const releaseUnsettled = () =>
-      retryTransient(() => releaseClaims(this.pool, claimed.filter((task) => !settledById.has(task.task_id)).map((task) => ({ taskId: task.task_id, claimId: task.claim_id }))));
+      retryTransient(() =>
+        releaseClaims(
+          this.pool,
+          claimed.filter((task) => !settledById.has(task.task_id)).map((task) => ({ taskId: task.task_id, claimId: task.claim_id })),
+        ),
+      );
     let claimedIds = new Set<string>();
     try {
       // Limited task types are claimed under their keys' locks; what cannot start now is deferred.
@@ -101,7 +106,12 @@ export class TaskRunner {
         const deferral = deferred.get(message.taskId);
         if (!deferral) continue;
         this.noteDeferral(deferral.limitKey);
-        outcomes[index] = { kind: 'deferred', taskId: message.taskId, reason: deferral.reason, ...(deferral.retryAfterMs === undefined ? {} : { retryAfterMs: deferral.retryAfterMs }) };
+        outcomes[index] = {
+          kind: 'deferred',
+          taskId: message.taskId,
+          reason: deferral.reason,
+          ...(deferral.retryAfterMs === undefined ? {} : { retryAfterMs: deferral.retryAfterMs }),
+        };
       }
       claimedIds = new Set(claimed.map((task) => task.task_id));
       const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId) && !deferred.has(p.message.taskId));
@@ -164,7 +174,10 @@ export class TaskRunner {
    * runs for every task, and each frame and context was a visible share of what a task allocates.
    */
   private async runAndSettle(task: ClaimedTask, meta: MessageMeta, settledById: Map<string, TaskMessageOutcome>): Promise<void> {
-    const attributes = withMessageAttributes({ jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt, taskType: task.task_type }, meta);
+    const attributes = withMessageAttributes(
+      { jobId: task.job_id, taskId: task.task_id, stage: task.stage, attempt: task.attempt, taskType: task.task_type },
+      meta,
+    );
     const { span, within } = startSpan('coremachine.task', attributes, contextFromTraceparent(meta.traceparent));
     try {
       const started = Date.now();
@@ -172,7 +185,12 @@ export class TaskRunner {
       const controller = new TaskAbort();
       const leaseSeconds = leaseOfType(this.registry, task.task_type);
       // With extendLeases off, renewAt is never reached: the lease lives by the handler's heartbeat alone.
-      this.running.set(task.task_id, { abort: controller, claimId: task.claim_id, leaseSeconds, renewAt: this.extendLeases ? started + (leaseSeconds * 1000) / 3 : Number.POSITIVE_INFINITY });
+      this.running.set(task.task_id, {
+        abort: controller,
+        claimId: task.claim_id,
+        leaseSeconds,
+        renewAt: this.extendLeases ? started + (leaseSeconds * 1000) / 3 : Number.POSITIVE_INFINITY,
+      });
       if (this.extendLeases) this.leases.watch(leaseSeconds);
       let result: TaskOutcome;
       try {
@@ -185,7 +203,12 @@ export class TaskRunner {
       const settled = await runWithin(within, () => this.committer.add(result));
       // A concurrency slot was freed: hand it to a waiting task now rather than to whichever
       // deferred message happens to come back first.
-      if (settled && task.limit_key !== null && Date.now() - (this.lastDeferral.get(task.limit_key) ?? -Infinity) < WAKE_AFTER_DEFERRAL_MS && this.registry.limitsOf(task.task_type)?.limit !== undefined) {
+      if (
+        settled &&
+        task.limit_key !== null &&
+        Date.now() - (this.lastDeferral.get(task.limit_key) ?? -Infinity) < WAKE_AFTER_DEFERRAL_MS &&
+        this.registry.limitsOf(task.task_type)?.limit !== undefined
+      ) {
         const limitKey = task.limit_key;
         await runWithin(within, () => retryTransient(() => wakeWaitingTasks(this.unitOfWork, limitKey, 1)));
       }
@@ -251,7 +274,14 @@ async function claim(db: Queryable, registry: Registry, parsed: readonly Parsed[
 
 /** Why a message could not claim its task: already done, stopped, or in flight elsewhere. */
 async function classifyUnclaimed(db: Queryable, unclaimed: readonly Parsed[]): Promise<Map<number, TaskMessageOutcome>> {
-  const states = new Map((await describeTasks(db, unclaimed.map((p) => p.message.taskId))).map((s) => [s.task_id, s]));
+  const states = new Map(
+    (
+      await describeTasks(
+        db,
+        unclaimed.map((p) => p.message.taskId),
+      )
+    ).map((s) => [s.task_id, s]),
+  );
   const outcomes = new Map<number, TaskMessageOutcome>();
   for (const { index, message } of unclaimed) {
     const state = states.get(message.taskId);

@@ -4,7 +4,18 @@ import type { RegisteredSchedule } from './cron-pattern';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import type { UnitOfWork } from '../engine/unit-of-work';
-import { advanceSchedule, ensureSchedules, listScheduleEvents, listScheduleRows, lockSchedule, moveCursor, recordScheduleEvent, setSchedulePaused, type ScheduleEvent, type ScheduleRow } from '../state/schedules-store';
+import {
+  advanceSchedule,
+  ensureSchedules,
+  listScheduleEvents,
+  listScheduleRows,
+  lockSchedule,
+  moveCursor,
+  recordScheduleEvent,
+  setSchedulePaused,
+  type ScheduleEvent,
+  type ScheduleRow,
+} from '../state/schedules-store';
 import { planTicks, type SkippedTicks } from './ticks';
 import { commit } from '../engine/commit';
 
@@ -116,7 +127,10 @@ export class Schedules {
     // A schedule seen for the first time starts from now: its past ticks are not "missed".
     const seen = declared.map((s) => ({ name: s.name, paused: s.paused, nextFireAt: s.nextTick(now) }));
     await commit(this.unitOfWork, async ({ client }) => ({ value: await ensureSchedules(client, seen) }));
-    const rows = await listScheduleRows(this.pool, declared.map((s) => s.name));
+    const rows = await listScheduleRows(
+      this.pool,
+      declared.map((s) => s.name),
+    );
     return new Map(rows.map((row) => [row.name, row]));
   }
 
@@ -136,8 +150,20 @@ export class Schedules {
     const fired = plan.fire && submitted ? { at: plan.fire, jobId: submitted.job.jobId } : undefined;
     const won = await commit(this.unitOfWork, async ({ client }) => {
       if (!(await advanceSchedule(client, { name: schedule.name, expectedNext: cursor, next: plan.next, fired }))) return { value: false };
-      if (plan.skipped) await recordScheduleEvent(client, { name: schedule.name, from: null, to: 'SKIPPED', detail: { ...plan.skipped, reason: 'outside the catch-up window or older than the latest due tick' } });
-      if (fired) await recordScheduleEvent(client, { name: schedule.name, from: null, to: 'FIRED', detail: { tick: fired.at, jobId: fired.jobId, created: submitted?.created } });
+      if (plan.skipped)
+        await recordScheduleEvent(client, {
+          name: schedule.name,
+          from: null,
+          to: 'SKIPPED',
+          detail: { ...plan.skipped, reason: 'outside the catch-up window or older than the latest due tick' },
+        });
+      if (fired)
+        await recordScheduleEvent(client, {
+          name: schedule.name,
+          from: null,
+          to: 'FIRED',
+          detail: { tick: fired.at, jobId: fired.jobId, created: submitted?.created },
+        });
       return { value: true };
     });
     if (!won) {
@@ -146,7 +172,12 @@ export class Schedules {
     }
     if (plan.skipped) {
       report.skipped.push({ name: schedule.name, ...plan.skipped });
-      this.logger.warn('schedule ticks skipped', { schedule: schedule.name, first: plan.skipped.first.toISOString(), last: plan.skipped.last.toISOString(), count: plan.skipped.count });
+      this.logger.warn('schedule ticks skipped', {
+        schedule: schedule.name,
+        first: plan.skipped.first.toISOString(),
+        last: plan.skipped.last.toISOString(),
+        count: plan.skipped.count,
+      });
     }
     if (fired && submitted) {
       report.fired.push({ name: schedule.name, tick: fired.at, jobId: fired.jobId, created: submitted.created });

@@ -41,7 +41,11 @@ function skippedTicks(schedule: RegisteredSchedule, cursor: Date, latest: Date, 
   let first: Date | undefined;
   let count = 0;
   // The cursor is itself a tick unless the cron changed; start just before it so it is counted.
-  for (let tick = schedule.nextTick(new Date(cursor.getTime() - 1)); tick && (tick < latest || (includeLatest && tick.getTime() === latest.getTime())); tick = schedule.nextTick(tick)) {
+  for (
+    let tick = schedule.nextTick(new Date(cursor.getTime() - 1));
+    tick && (tick < latest || (includeLatest && tick.getTime() === latest.getTime()));
+    tick = schedule.nextTick(tick)
+  ) {
     first ??= tick;
     if (++count >= MAX_COUNTED) break;
   }

@@ -13,7 +13,17 @@ export interface DeadLetterRecord {
 }
 
 export async function listDeadLetters(db: Queryable, query: { jobId?: string; beforeId?: number; limit: number }): Promise<DeadLetterRecord[]> {
-  const result = await db.query<{ id: string; queue: string; message_id: string | null; body: unknown; reason: string; description: string; job_id: string | null; task_id: string | null; at: Date }>(
+  const result = await db.query<{
+    id: string;
+    queue: string;
+    message_id: string | null;
+    body: unknown;
+    reason: string;
+    description: string;
+    job_id: string | null;
+    task_id: string | null;
+    at: Date;
+  }>(
     `SELECT * FROM coremachine.dead_letters
       WHERE ($1::text IS NULL OR job_id = $1) AND ($2::bigint IS NULL OR id < $2)
       ORDER BY id DESC LIMIT $3`,

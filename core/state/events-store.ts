@@ -10,8 +10,17 @@ export async function listEvents(
   page: { afterId: number; beforeId?: number | undefined; order: 'asc' | 'desc'; limit: number },
 ): Promise<EventRecord[]> {
   const result = await db.query<{
-    id: string; job_id: string; entity: EventRecord['entity']; stage: number | null; task_id: string | null;
-    from_status: string | null; to_status: string; attempt: number | null; error: ErrorShape | null; at: Date; detail: { signal?: unknown } | null;
+    id: string;
+    job_id: string;
+    entity: EventRecord['entity'];
+    stage: number | null;
+    task_id: string | null;
+    from_status: string | null;
+    to_status: string;
+    attempt: number | null;
+    error: ErrorShape | null;
+    at: Date;
+    detail: { signal?: unknown } | null;
   }>({
     // One prepared statement per order; both are a range scan of events_job_idx (job_id, id) from either end.
     name: page.order === 'desc' ? 'cm_list_events_desc' : 'cm_list_events',

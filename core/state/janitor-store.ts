@@ -23,7 +23,9 @@ export async function jobsWithExpiredLeases(db: Queryable, limit: number): Promi
   return result.rows.map((row) => row.job_id);
 }
 
-export type ExpiredTask = Pick<TaskRow, 'task_id' | 'job_id' | 'task_type' | 'attempt' | 'stage' | 'worker_id' | 'lease_losses' | 'remote'> & { claim_id: string };
+export type ExpiredTask = Pick<TaskRow, 'task_id' | 'job_id' | 'task_type' | 'attempt' | 'stage' | 'worker_id' | 'lease_losses' | 'remote'> & {
+  claim_id: string;
+};
 
 /** The expired tasks of these (already locked) jobs, locked in task_id order. */
 export async function lockExpiredTasks(db: Queryable, jobIds: readonly string[], limit: number): Promise<ExpiredTask[]> {

@@ -22,7 +22,15 @@ export async function insertJob(
     text: `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters, traceparent, idempotency_key, timeout_seconds, deadline_at)
            VALUES ($1, $2, 'QUEUED', 1, $3, $4, $5, $6, $7::int, now() + make_interval(secs => $7::int))
            ON CONFLICT (job_id) DO NOTHING RETURNING *`,
-    values: [job.jobId, job.jobType, job.totalStages, JSON.stringify(job.parameters), job.traceparent ?? null, job.idempotencyKey ?? null, job.timeoutSeconds ?? null],
+    values: [
+      job.jobId,
+      job.jobType,
+      job.totalStages,
+      JSON.stringify(job.parameters),
+      job.traceparent ?? null,
+      job.idempotencyKey ?? null,
+      job.timeoutSeconds ?? null,
+    ],
   });
   if (inserted.rows[0]) return { row: inserted.rows[0], created: true };
   // Same id means same type and canonical parameters: this is the job that was submitted before.
@@ -66,13 +74,7 @@ export interface JobChange {
  * Compare-and-set: applies only if the job is still `from` (and at `atStage`). Returns the new row,
  * or null when another writer got there first. A change the table forbids raises before any SQL.
  */
-export async function transitionJob(
-  db: Queryable,
-  jobId: string,
-  from: JobStatus,
-  to: JobStatus,
-  change: JobChange = {},
-): Promise<JobRow | null> {
+export async function transitionJob(db: Queryable, jobId: string, from: JobStatus, to: JobStatus, change: JobChange = {}): Promise<JobRow | null> {
   assertJobTransition(jobId, from, to);
   const result = await db.query<JobRow>({
     name: 'cm_transition_job',

@@ -25,7 +25,14 @@ export interface PurgeCounts {
 export const NO_PURGE: PurgeCounts = { jobs: 0, stages: 0, tasks: 0, events: 0, deadLetters: 0, outbox: 0 };
 
 export function addCounts(a: PurgeCounts, b: PurgeCounts): PurgeCounts {
-  return { jobs: a.jobs + b.jobs, stages: a.stages + b.stages, tasks: a.tasks + b.tasks, events: a.events + b.events, deadLetters: a.deadLetters + b.deadLetters, outbox: a.outbox + b.outbox };
+  return {
+    jobs: a.jobs + b.jobs,
+    stages: a.stages + b.stages,
+    tasks: a.tasks + b.tasks,
+    events: a.events + b.events,
+    deadLetters: a.deadLetters + b.deadLetters,
+    outbox: a.outbox + b.outbox,
+  };
 }
 
 /**

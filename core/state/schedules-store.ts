@@ -84,10 +84,12 @@ export async function setSchedulePaused(db: Queryable, name: string, paused: boo
  * caller in the transaction of the change it records, so the trail never shows what rolled back.
  */
 export async function recordScheduleEvent(db: Queryable, event: { name: string; from: string | null; to: string; detail?: unknown }): Promise<void> {
-  await db.query(
-    `INSERT INTO coremachine.events (entity, schedule_name, from_status, to_status, detail) VALUES ('schedule', $1, $2, $3, $4)`,
-    [event.name, event.from, event.to, event.detail === undefined ? null : JSON.stringify(event.detail)],
-  );
+  await db.query(`INSERT INTO coremachine.events (entity, schedule_name, from_status, to_status, detail) VALUES ('schedule', $1, $2, $3, $4)`, [
+    event.name,
+    event.from,
+    event.to,
+    event.detail === undefined ? null : JSON.stringify(event.detail),
+  ]);
 }
 
 export async function listScheduleEvents(db: Queryable, name: string, afterId: number, limit: number): Promise<ScheduleEvent[]> {
@@ -96,5 +98,12 @@ export async function listScheduleEvents(db: Queryable, name: string, afterId: n
       WHERE schedule_name = $1 AND id > $2 ORDER BY id LIMIT $3`,
     [name, afterId, limit],
   );
-  return result.rows.map((row) => ({ id: Number(row.id), schedule: row.schedule_name, from: row.from_status, to: row.to_status, detail: row.detail, at: row.at }));
+  return result.rows.map((row) => ({
+    id: Number(row.id),
+    schedule: row.schedule_name,
+    from: row.from_status,
+    to: row.to_status,
+    detail: row.detail,
+    at: row.at,
+  }));
 }

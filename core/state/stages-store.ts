@@ -19,10 +19,7 @@ function withShardSums({ shard_completed, shard_failed, ...row }: WithShardSums)
   return { ...row, completed: row.completed + shard_completed, failed: row.failed + shard_failed };
 }
 
-export async function insertStage(
-  db: Queryable,
-  stage: { jobId: string; stage: number; name: string; total: number; maxFailures: number },
-): Promise<StageRow> {
+export async function insertStage(db: Queryable, stage: { jobId: string; stage: number; name: string; total: number; maxFailures: number }): Promise<StageRow> {
   const result = await db.query<StageRow>({
     name: 'cm_insert_stage',
     text: `INSERT INTO coremachine.stages (job_id, stage, name, status, total, max_failures)
@@ -98,13 +95,7 @@ export async function listStages(db: Queryable, jobId: string): Promise<StageRow
  * plus its own. Concurrent commits do not see each other, so a commit whose view does not reach
  * the total reads the counts again after it commits (core/engine/stage-check.ts).
  */
-export async function countStageResults(
-  db: Queryable,
-  jobId: string,
-  stage: number,
-  completed: number,
-  failed: number,
-): Promise<StageRow> {
+export async function countStageResults(db: Queryable, jobId: string, stage: number, completed: number, failed: number): Promise<StageRow> {
   const result = await db.query<WithShardSums>({
     name: 'cm_count_stage_results',
     // The statement's snapshot does not see its own upsert: its shard is added from RETURNING.
@@ -126,13 +117,7 @@ export async function countStageResults(
 }
 
 /** Compare-and-set on the stage's own status. */
-export async function finishStage(
-  db: Queryable,
-  jobId: string,
-  stage: number,
-  from: StageStatus,
-  to: StageStatus,
-): Promise<StageRow | null> {
+export async function finishStage(db: Queryable, jobId: string, stage: number, from: StageStatus, to: StageStatus): Promise<StageRow | null> {
   const result = await db.query<StageRow>({
     name: 'cm_finish_stage',
     // The shards are folded into the finished stage's row (only if the compare-and-set applies:

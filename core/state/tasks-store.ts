@@ -7,7 +7,13 @@ import type { TaskRow } from './rows';
 export async function insertStageTasks(
   db: Queryable,
   stage: {
-    jobId: string; stage: number; taskType: string; remote: boolean; firstIndex: number; taskIds: readonly string[]; parameters: readonly string[];
+    jobId: string;
+    stage: number;
+    taskType: string;
+    remote: boolean;
+    firstIndex: number;
+    taskIds: readonly string[];
+    parameters: readonly string[];
     /** Slot keys of a limited task type, one per task (migration 011); omitted without limits. */
     limitKeys?: ReadonlyArray<string | null>;
   },
@@ -19,7 +25,16 @@ export async function insertStageTasks(
     text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, remote, limit_key)
            SELECT t.task_id, $1, $2, (t.ord - 1 + $7)::int, $3, 'QUEUED', $5::jsonb -> (t.ord::int - 1), $6, t.limit_key
              FROM unnest($4::text[], $8::text[]) WITH ORDINALITY AS t(task_id, limit_key, ord)`,
-    values: [stage.jobId, stage.stage, stage.taskType, textArray(stage.taskIds), jsonArray(stage.parameters), stage.remote, stage.firstIndex, textArray(stage.limitKeys ?? [])],
+    values: [
+      stage.jobId,
+      stage.stage,
+      stage.taskType,
+      textArray(stage.taskIds),
+      jsonArray(stage.parameters),
+      stage.remote,
+      stage.firstIndex,
+      textArray(stage.limitKeys ?? []),
+    ],
   });
   return result.rowCount ?? 0;
 }
@@ -68,7 +83,12 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
                          AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
                     FROM coremachine.jobs j WHERE j.job_id = t.job_id)
            RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.attempt, t.claim_id, t.limit_key`,
-    values: [textArray(requests.map((r) => r.taskId)), numberArray(requests.map((r) => r.attempt)), numberArray(leaseSeconds), textArray(requests.map((r) => r.limitKey ?? null))],
+    values: [
+      textArray(requests.map((r) => r.taskId)),
+      numberArray(requests.map((r) => r.attempt)),
+      numberArray(leaseSeconds),
+      textArray(requests.map((r) => r.limitKey ?? null)),
+    ],
   });
   return result.rows;
 }
@@ -141,7 +161,10 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
  * attempt keeps its claim. The row must be the one the message describes (job, stage, task type
  * and attempt). Returns the claim to settle with, or null when the task moved on or never matched.
  */
-export async function takeOverTask(db: Queryable, message: { taskId: string; jobId: string; stage: number; taskType: string; attempt: number }): Promise<string | null> {
+export async function takeOverTask(
+  db: Queryable,
+  message: { taskId: string; jobId: string; stage: number; taskType: string; attempt: number },
+): Promise<string | null> {
   const result = await db.query<{ claim_id: string }>({
     name: 'cm_take_over_task',
     text: `UPDATE coremachine.tasks SET

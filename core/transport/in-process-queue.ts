@@ -96,7 +96,11 @@ export class InProcessQueue {
     readonly name: string,
     readonly options: QueueOptions,
   ) {
-    this.feeder = new SourceFeeder<QueueMessage>({ ...DEFAULT_FEEDER_OPTIONS, ...options.feeder }, () => this.ready.length, (messages) => this.send(messages));
+    this.feeder = new SourceFeeder<QueueMessage>(
+      { ...DEFAULT_FEEDER_OPTIONS, ...options.feeder },
+      () => this.ready.length,
+      (messages) => this.send(messages),
+    );
   }
 
   /** Messages to be pulled on demand, in order after everything sent or attached before. */
@@ -206,9 +210,7 @@ export class InProcessQueue {
   private takeLock(message: ReceivedMessage): Lock {
     const lock = this.locks.get(message.lockToken);
     if (!lock) {
-      throw new MessageLockLostError(
-        `lock on message ${message.messageId} in ${this.name} expired or was already settled`,
-      );
+      throw new MessageLockLostError(`lock on message ${message.messageId} in ${this.name} expired or was already settled`);
     }
     this.locks.delete(message.lockToken);
     return lock;
@@ -219,10 +221,13 @@ export class InProcessQueue {
     if (this.lockTimer) return;
     const first = this.locks.values().next();
     if (first.done) return;
-    this.lockTimer = setTimeout(() => {
-      this.lockTimer = undefined;
-      this.expireLocks();
-    }, Math.max(0, first.value.lockedUntil - Date.now()));
+    this.lockTimer = setTimeout(
+      () => {
+        this.lockTimer = undefined;
+        this.expireLocks();
+      },
+      Math.max(0, first.value.lockedUntil - Date.now()),
+    );
     this.lockTimer.unref();
   }
 
@@ -286,11 +291,14 @@ export class InProcessQueue {
     this.scheduleTimer = undefined;
     if (this.scheduled.length === 0) return;
     const next = Math.min(...this.scheduled.map((entry) => entry.visibleAt));
-    this.scheduleTimer = setTimeout(() => {
-      this.promoteScheduled();
-      this.armScheduleTimer();
-      this.notify();
-    }, Math.max(0, next - Date.now()));
+    this.scheduleTimer = setTimeout(
+      () => {
+        this.promoteScheduled();
+        this.armScheduleTimer();
+        this.notify();
+      },
+      Math.max(0, next - Date.now()),
+    );
     this.scheduleTimer.unref();
   }
 

@@ -32,7 +32,9 @@ export class InProcessTransport implements Transport {
 
   sendJobMessages(messages: readonly JobQueueMessage[]): Promise<void> {
     const traceparent = traceProperties();
-    this.jobs.send(messages.map((body) => ({ messageId: jobMessageId(body), body, applicationProperties: { jobId: body.jobId, stage: body.stage, ...traceparent } })));
+    this.jobs.send(
+      messages.map((body) => ({ messageId: jobMessageId(body), body, applicationProperties: { jobId: body.jobId, stage: body.stage, ...traceparent } })),
+    );
     return Promise.resolve();
   }
 
@@ -72,7 +74,10 @@ export class InProcessTransport implements Transport {
   }
 
   scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void> {
-    this.tasks.send(messages.map((body) => toQueueMessage(body)), at);
+    this.tasks.send(
+      messages.map((body) => toQueueMessage(body)),
+      at,
+    );
     return Promise.resolve();
   }
 

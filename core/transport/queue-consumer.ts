@@ -96,7 +96,13 @@ export class QueueConsumer {
 
 /** A received in-process message as every host describes it. */
 export function heldMessage(message: ReceivedMessage): HeldMessage {
-  return { messageId: message.messageId, body: message.body, deliveryCount: message.deliveryCount, enqueuedTime: message.enqueuedTimeUtc, applicationProperties: message.applicationProperties ?? {} };
+  return {
+    messageId: message.messageId,
+    body: message.body,
+    deliveryCount: message.deliveryCount,
+    enqueuedTime: message.enqueuedTimeUtc,
+    applicationProperties: message.applicationProperties ?? {},
+  };
 }
 
 /** The in-process queue's side of settling a batch (core/transport/settle-batch.ts). */
@@ -109,7 +115,11 @@ export function inProcessHost(queue: InProcessQueue, batch: readonly ReceivedMes
       settle();
     } catch (error) {
       if (!(error instanceof MessageLockLostError)) throw error;
-      logger.warn('message lock lost before settlement; it was redelivered', { queue: queue.name, messageId: message(index).messageId, deliveryCount: message(index).deliveryCount });
+      logger.warn('message lock lost before settlement; it was redelivered', {
+        queue: queue.name,
+        messageId: message(index).messageId,
+        deliveryCount: message(index).deliveryCount,
+      });
     }
     return Promise.resolve();
   };

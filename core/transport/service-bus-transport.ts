@@ -79,7 +79,12 @@ export class ServiceBusTransport implements Transport {
 
   /** A scheduled copy (its own messageId, so duplicate detection keeps it) on any of our queues. */
   async reschedule(queue: string, message: RescheduledMessage, at: Date): Promise<void> {
-    const copy: ServiceBusMessage = { messageId: message.messageId, contentType: 'application/json', body: message.body, applicationProperties: message.applicationProperties };
+    const copy: ServiceBusMessage = {
+      messageId: message.messageId,
+      contentType: 'application/json',
+      body: message.body,
+      applicationProperties: message.applicationProperties,
+    };
     await this.sender(queue).scheduleMessages([copy], at);
   }
 
@@ -141,9 +146,7 @@ export class ServiceBusTransport implements Transport {
         }
       }
       // Retrying cannot make a message smaller, so fail now and name it.
-      throw new Error(
-        `message ${String(message.messageId)} does not fit in an empty Service Bus batch for ${queueName} (max ${batch.maxSizeInBytes} bytes)`,
-      );
+      throw new Error(`message ${String(message.messageId)} does not fit in an empty Service Bus batch for ${queueName} (max ${batch.maxSizeInBytes} bytes)`);
     }
     await handle(sender, batch, chunk);
   }
@@ -184,10 +187,7 @@ function toTaskMessage(body: TaskQueueMessage): ServiceBusMessage {
  * app setting configures both the triggers and the sender: a connection string (local emulator,
  * or SAS) or a namespace reached with the app's managed identity.
  */
-export function createServiceBusTransportFromEnv(
-  env: NodeJS.ProcessEnv = process.env,
-  options?: ServiceBusTransportOptions,
-): ServiceBusTransport {
+export function createServiceBusTransportFromEnv(env: NodeJS.ProcessEnv = process.env, options?: ServiceBusTransportOptions): ServiceBusTransport {
   // The connection string wins when both are set, as it does for the Functions binding.
   const connectionString = env[SERVICE_BUS_CONNECTION_SETTING]?.trim();
   if (connectionString) return ServiceBusTransport.fromConnectionString(connectionString, options);

@@ -1,5 +1,13 @@
 import type { Logger } from '../logger';
-import { decideSettlement, RESCHEDULES_PROPERTY, rescheduledMessageId, reschedulesOf, type HandlingResult, type Settlement, type SettlementPolicy } from '../message-settlement';
+import {
+  decideSettlement,
+  RESCHEDULES_PROPERTY,
+  rescheduledMessageId,
+  reschedulesOf,
+  type HandlingResult,
+  type Settlement,
+  type SettlementPolicy,
+} from '../message-settlement';
 import type { RescheduledMessage } from './transport';
 
 /** A received message as any host knows it: what the engine and the settlement need. */
@@ -69,15 +77,29 @@ export async function handling(work: () => Promise<Outcome>): Promise<HandlingRe
  * original completed: were the process to die between the two, a duplicate is harmless, a loss is
  * not). Returns how many messages ended in each outcome.
  */
-export async function settleBatch(host: MessageHost, messages: readonly HeldMessage[], results: readonly HandlingResult[], policy?: SettlementPolicy): Promise<Record<string, number>> {
+export async function settleBatch(
+  host: MessageHost,
+  messages: readonly HeldMessage[],
+  results: readonly HandlingResult[],
+  policy?: SettlementPolicy,
+): Promise<Record<string, number>> {
   const settlements: Settlement[] = messages.map((message, index) =>
-    decideSettlement(results[index] ?? { ok: false, error: new Error('the handler returned no result for this message') }, { deliveryCount: message.deliveryCount, reschedules: reschedulesOf(message.applicationProperties) }, policy),
+    decideSettlement(
+      results[index] ?? { ok: false, error: new Error('the handler returned no result for this message') },
+      { deliveryCount: message.deliveryCount, reschedules: reschedulesOf(message.applicationProperties) },
+      policy,
+    ),
   );
   const abandoned = settlements.findIndex((settlement) => settlement.action === 'abandon');
   if (abandoned >= 0) {
     const result = results[abandoned];
     const error = result && !result.ok ? result.error : new Error((settlements[abandoned] as Extract<Settlement, { action: 'abandon' }>).reason);
-    host.logger.warn('message abandoned for redelivery', { event: 'coremachine.message.retry', queue: host.queue, messages: messages.map(where), reason: (settlements[abandoned] as Extract<Settlement, { action: 'abandon' }>).reason });
+    host.logger.warn('message abandoned for redelivery', {
+      event: 'coremachine.message.retry',
+      queue: host.queue,
+      messages: messages.map(where),
+      reason: (settlements[abandoned] as Extract<Settlement, { action: 'abandon' }>).reason,
+    });
     await host.abandonAll(error);
     return { abandoned: messages.length };
   }
@@ -90,7 +112,14 @@ export async function settleBatch(host: MessageHost, messages: readonly HeldMess
     if (settlement.action === 'complete') {
       await host.complete(index);
     } else if (settlement.action === 'deadLetter') {
-      host.logger.error(`message dead-lettered: ${settlement.description}`, { event: 'coremachine.message.discarded', queue: host.queue, ...where(message), reason: settlement.reason, description: settlement.description, body: describeBody(message.body) });
+      host.logger.error(`message dead-lettered: ${settlement.description}`, {
+        event: 'coremachine.message.discarded',
+        queue: host.queue,
+        ...where(message),
+        reason: settlement.reason,
+        description: settlement.description,
+        body: describeBody(message.body),
+      });
       await host.deadLetter(index, settlement.reason, settlement.description);
     } else if (settlement.action === 'reschedule') {
       const reschedules = reschedulesOf(message.applicationProperties) + 1;

@@ -37,7 +37,10 @@ async function main(): Promise<void> {
     loadedMs,
     cpuMs: (cpu.user + cpu.system) / 1000,
     modulesOutsideApp: Object.keys(require.cache).filter((file) => !inside(file)),
-    modulesLoaded: Object.keys(require.cache).filter((file) => file.startsWith(appDir + path.sep)).map((file) => path.relative(appDir, file).split(path.sep).join('/')).sort(),
+    modulesLoaded: Object.keys(require.cache)
+      .filter((file) => file.startsWith(appDir + path.sep))
+      .map((file) => path.relative(appDir, file).split(path.sep).join('/'))
+      .sort(),
     telemetryGlobals: registry ? Object.keys(registry).filter((key) => key !== 'version') : [],
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -57,7 +57,15 @@ export interface ChaosReport {
  * transport) while injecting faults, then waits for every job to reach a terminal state.
  */
 export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise<ChaosReport> {
-  const injected: Record<string, number> = { duplicatedMessages: 0, sendFailuresAfterCommit: 0, transientErrors: 0, permanentErrors: 0, crashesInHandler: 0, slowHandlers: 0, connectionsKilled: 0 };
+  const injected: Record<string, number> = {
+    duplicatedMessages: 0,
+    sendFailuresAfterCommit: 0,
+    transientErrors: 0,
+    permanentErrors: 0,
+    crashesInHandler: 0,
+    slowHandlers: 0,
+    connectionsKilled: 0,
+  };
   const count = (kind: string) => (injected[kind] = (injected[kind] ?? 0) + 1);
   await db.pool.query('CREATE TABLE IF NOT EXISTS chaos_effects (task_id text PRIMARY KEY, value integer NOT NULL)');
   const executions = new Map<string, number>();
@@ -103,7 +111,11 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
 
   const inner = new InProcessTransport({ lockDurationMs: 1000, maxDeliveryCount: 10 });
   let sends = 0;
-  const chaosSend = async <M extends JobQueueMessage | TaskQueueMessage>(messages: readonly M[], send: (m: readonly M[]) => Promise<void>, idOf: (m: M) => string) => {
+  const chaosSend = async <M extends JobQueueMessage | TaskQueueMessage>(
+    messages: readonly M[],
+    send: (m: readonly M[]) => Promise<void>,
+    idOf: (m: M) => string,
+  ) => {
     const key = `send:${messages.map(idOf).join(',')}:${sends++}`;
     if (roll(options.seed, key) < options.pSendFailure) {
       count('sendFailuresAfterCommit');
@@ -126,8 +138,18 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
     backlog: () => inner.backlog(),
     scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),
     publishEvents: (events) => inner.publishEvents(events),
-    sendTaskMessages: (m) => chaosSend(m, (x) => inner.sendTaskMessages(x), (x) => `${x.taskId}:${x.attempt}`),
-    sendJobMessages: (m) => chaosSend(m, (x) => inner.sendJobMessages(x), (x) => `${x.jobId}:${x.stage}`),
+    sendTaskMessages: (m) =>
+      chaosSend(
+        m,
+        (x) => inner.sendTaskMessages(x),
+        (x) => `${x.taskId}:${x.attempt}`,
+      ),
+    sendJobMessages: (m) =>
+      chaosSend(
+        m,
+        (x) => inner.sendJobMessages(x),
+        (x) => `${x.jobId}:${x.stage}`,
+      ),
   };
 
   const logger = createLogger('silent');
@@ -139,8 +161,12 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
       new InProcessWorker(machine, inner, logger, {
         // Locks are renewed while a handler runs, as the Functions host does (host.json); duplicated
         // messages delivered side by side are what exercise redelivery while a handler still runs.
-        taskBatchSize: 8, taskConcurrency: 6, jobConcurrency: 3, autoRenewLock: true,
-        janitorIntervalMs: 250, janitor: { stallAfterMs: 2000, outboxAgeMs: 300 },
+        taskBatchSize: 8,
+        taskConcurrency: 6,
+        jobConcurrency: 3,
+        autoRenewLock: true,
+        janitorIntervalMs: 250,
+        janitor: { stallAfterMs: 2000, outboxAgeMs: 300 },
       }),
   );
 
@@ -162,7 +188,8 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   for (let id = 0; id < options.jobs; id++) jobIds.push(await submitWithRetry(machines[id % 2] as CoreMachine, id));
   let pending = jobIds.length;
   while (Date.now() - started < options.timeoutMs) {
-    pending = (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM coremachine.jobs WHERE status IN ('QUEUED','PROCESSING','PAUSED')")).rows[0]?.n ?? -1;
+    pending =
+      (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM coremachine.jobs WHERE status IN ('QUEUED','PROCESSING','PAUSED')")).rows[0]?.n ?? -1;
     if (pending === 0) break;
     await sleep(200);
   }
@@ -174,10 +201,17 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   await Promise.all(workers.map((worker) => worker.stop()));
   await transport.close();
 
-  const janitor = (await admin.query<{ requeued: number; failed: number; outbox: number; resent: number; sweeps: number }>(
-    'SELECT COALESCE(sum(requeued_tasks),0)::int AS requeued, COALESCE(sum(failed_tasks),0)::int AS failed, COALESCE(sum(outbox_sent),0)::int AS outbox, COALESCE(sum(resent_jobs),0)::int AS resent, count(*)::int AS sweeps FROM coremachine.janitor_runs',
-  )).rows[0];
-  const reclaims = (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM coremachine.events WHERE entity = 'task' AND from_status = 'PROCESSING' AND to_status = 'PROCESSING'")).rows[0]?.n ?? 0;
+  const janitor = (
+    await admin.query<{ requeued: number; failed: number; outbox: number; resent: number; sweeps: number }>(
+      'SELECT COALESCE(sum(requeued_tasks),0)::int AS requeued, COALESCE(sum(failed_tasks),0)::int AS failed, COALESCE(sum(outbox_sent),0)::int AS outbox, COALESCE(sum(resent_jobs),0)::int AS resent, count(*)::int AS sweeps FROM coremachine.janitor_runs',
+    )
+  ).rows[0];
+  const reclaims =
+    (
+      await admin.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM coremachine.events WHERE entity = 'task' AND from_status = 'PROCESSING' AND to_status = 'PROCESSING'",
+      )
+    ).rows[0]?.n ?? 0;
   const deadLetters = (await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.dead_letters')).rows[0]?.n ?? 0;
   const statuses = await admin.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM coremachine.jobs GROUP BY status');
   const totalExecutions = [...executions.values()].reduce((a, b) => a + b, 0);

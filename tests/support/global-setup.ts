@@ -14,7 +14,9 @@ export default async function globalSetup(): Promise<void> {
     const bouncer = await startPgBouncer(process.env.COREMACHINE_TEST_ADMIN_URL ?? '');
     globalThis.__COREMACHINE_PGBOUNCER_STOP__ = () => bouncer.stop();
     process.env.COREMACHINE_TEST_PGBOUNCER_PORT = String(bouncer.port);
-    process.stderr.write(`\n[tests] through PgBouncer (transaction mode) on 127.0.0.1:${bouncer.port}, prepared statements ${process.env.COREMACHINE_PREPARED_STATEMENTS ?? 'on'}\n`);
+    process.stderr.write(
+      `\n[tests] through PgBouncer (transaction mode) on 127.0.0.1:${bouncer.port}, prepared statements ${process.env.COREMACHINE_PREPARED_STATEMENTS ?? 'on'}\n`,
+    );
   }
 }
 

@@ -77,7 +77,11 @@ export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHoo
     type: 'test.failing_job',
     parameters: z.object({ n: z.number().int().min(1), failAt: z.number().int(), throwKind: z.enum(['error', 'string', 'object']).default('error') }),
   })
-    .stage({ name: 'work', task: failing, fanOut: ({ parameters: p }) => Array.from({ length: p.n }, (_, index) => ({ index, failAt: p.failAt, throwKind: p.throwKind })) })
+    .stage({
+      name: 'work',
+      task: failing,
+      fanOut: ({ parameters: p }) => Array.from({ length: p.n }, (_, index) => ({ index, failAt: p.failAt, throwKind: p.throwKind })),
+    })
     .stage({ name: 'never', task: value, fanOut: () => [{ index: 0, value: 0 }] })
     .finalize(() => ({ unreachable: true }));
 
@@ -144,13 +148,22 @@ export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHoo
   });
   const flakyJob = defineJob({
     type: 'test.flaky_job',
-    parameters: z.object({ n: z.number().int().min(1), failTimes: z.number().int(), permanent: z.boolean().default(false), failOnly: z.number().int().optional() }),
+    parameters: z.object({
+      n: z.number().int().min(1),
+      failTimes: z.number().int(),
+      permanent: z.boolean().default(false),
+      failOnly: z.number().int().optional(),
+    }),
   })
     .stage({
       name: 'flaky',
       task: flaky,
       fanOut: ({ parameters: p }) =>
-        Array.from({ length: p.n }, (_, index) => ({ index, failTimes: p.failOnly === undefined || p.failOnly === index ? p.failTimes : 0, permanent: p.permanent })),
+        Array.from({ length: p.n }, (_, index) => ({
+          index,
+          failTimes: p.failOnly === undefined || p.failOnly === index ? p.failTimes : 0,
+          permanent: p.permanent,
+        })),
     })
     .finalize(async ({ previous }) => ({ attempts: (await previous.all()).map((r) => r.attempt) }));
 
@@ -163,7 +176,8 @@ export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHoo
       name: 'tolerant',
       task: failing,
       failurePolicy: { kind: 'tolerate', maxFailures: 2 },
-      fanOut: ({ parameters: p }) => Array.from({ length: p.n }, (_, index) => ({ index, failAt: p.failing.includes(index) ? index : -1, throwKind: 'error' as const })),
+      fanOut: ({ parameters: p }) =>
+        Array.from({ length: p.n }, (_, index) => ({ index, failAt: p.failing.includes(index) ? index : -1, throwKind: 'error' as const })),
     })
     .stage({ name: 'after', task: value, fanOut: async ({ previous }) => (await previous.all()).map((r) => ({ index: r.index, value: r.index })) })
     .finalize(async ({ previous }) => ({ survivors: (await previous.all()).length }));
@@ -181,7 +195,11 @@ export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHoo
   });
   const switchableJob = defineJob({ type: 'test.switchable_job', parameters: z.object({ n: z.number().int().min(1), failAt: z.number().int() }) })
     .stage({ name: 'first', task: value, fanOut: ({ parameters: p }) => Array.from({ length: p.n }, (_, index) => ({ index, value: index })) })
-    .stage({ name: 'second', task: switchable, fanOut: async ({ parameters: p, previous }) => (await previous.all()).map((r) => ({ index: r.index, failAt: p.failAt })) })
+    .stage({
+      name: 'second',
+      task: switchable,
+      fanOut: async ({ parameters: p, previous }) => (await previous.all()).map((r) => ({ index: r.index, failAt: p.failAt })),
+    })
     .finalize(async ({ previous }) => ({ done: (await previous.all()).length }));
 
   /** Rendering runs on remote workers (e.g. a GPU container) that claim tasks over HTTP. */
@@ -197,7 +215,19 @@ export function makeTestJobs(effects: SideEffects, hooks: { beforeTask?: TaskHoo
     .stage({ name: 'render', task: render, fanOut: async ({ previous }) => (await previous.all()).map((r) => ({ frame: r.index })) })
     .finalize(async ({ previous }) => ({ totalBytes: (await previous.all()).reduce((sum, r) => sum + r.bytes, 0) }));
 
-  const jobs: AnyJobDefinition[] = [threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, fanOutFailsMidway, finalizeThrows, flakyJob, tolerantJob, switchableJob, remoteJob];
+  const jobs: AnyJobDefinition[] = [
+    threeStages,
+    zeroTaskStage,
+    failingJob,
+    badTaskParameters,
+    fanOutThrows,
+    fanOutFailsMidway,
+    finalizeThrows,
+    flakyJob,
+    tolerantJob,
+    switchableJob,
+    remoteJob,
+  ];
   return { jobs, threeStages, zeroTaskStage, failingJob, badTaskParameters, fanOutThrows, finalizeThrows, flakyJob, tolerantJob, switchableJob, remoteJob };
 }
 

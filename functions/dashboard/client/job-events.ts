@@ -20,32 +20,60 @@ export interface EventsPanel {
 export function eventsPanel(jobId: string): EventsPanel {
   let trail: EventWindow<EventJson> = emptyWindow();
   let drawn = '';
-  const path = (params: Record<string, number | string | undefined>) => `/jobs/${encodeURIComponent(jobId)}/events${query({ order: 'desc', limit: EVENT_PAGE, ...params })}`;
+  const path = (params: Record<string, number | string | undefined>) =>
+    `/jobs/${encodeURIComponent(jobId)}/events${query({ order: 'desc', limit: EVENT_PAGE, ...params })}`;
 
-  const filter = el('select', { id: 'event-filter', onchange: () => draw(true) },
-    el('option', { value: '' }, 'All'), el('option', { value: 'job,stage' }, 'Job and stage only'), el('option', { value: 'task' }, 'Tasks only'));
+  const filter = el(
+    'select',
+    { id: 'event-filter', onchange: () => draw(true) },
+    el('option', { value: '' }, 'All'),
+    el('option', { value: 'job,stage' }, 'Job and stage only'),
+    el('option', { value: 'task' }, 'Tasks only'),
+  );
   const rows = el('tbody', { id: 'event-rows' });
   const note = el('p', { id: 'event-note', class: 'muted' });
   const older = el('button', { type: 'button', id: 'events-older', hidden: true, onclick: () => void loadOlder() }, 'Load older events');
   const out = el('div');
   const th = (text: string, cls?: string) => el('th', { scope: 'col', class: cls }, text);
-  const section = el('section', { class: 'panel', 'aria-labelledby': 'events-heading' },
+  const section = el(
+    'section',
+    { class: 'panel', 'aria-labelledby': 'events-heading' },
     el('h3', { id: 'events-heading' }, 'Event trail'),
     el('div', { class: 'row' }, el('div', {}, el('label', { for: 'event-filter' }, 'Show'), filter)),
-    note, out,
-    el('div', { class: 'scroll' }, el('table', {},
-      el('thead', {}, el('tr', {}, th('#', 'num'), th('Time'), th('Entity'), th('Stage', 'num'), th('Task'), th('Transition'), th('Attempt', 'num'), th('Error'))),
-      rows)),
-    el('div', { class: 'pager' }, older));
+    note,
+    out,
+    el(
+      'div',
+      { class: 'scroll' },
+      el(
+        'table',
+        {},
+        el(
+          'thead',
+          {},
+          el('tr', {}, th('#', 'num'), th('Time'), th('Entity'), th('Stage', 'num'), th('Task'), th('Transition'), th('Attempt', 'num'), th('Error')),
+        ),
+        rows,
+      ),
+    ),
+    el('div', { class: 'pager' }, older),
+  );
 
   function row(e: EventJson): HTMLElement {
     // A signal's event names the signal where a task's names the task.
     const task = e.signal ?? (e.taskId?.startsWith(`${jobId}-`) ? e.taskId.slice(jobId.length + 1) : e.taskId);
-    return el('tr', { 'data-entity': e.entity, 'data-event-id': e.id },
-      el('td', { class: 'num' }, String(e.id)), el('td', {}, timeCell(e.at)), el('td', {}, e.entity),
-      el('td', { class: 'num' }, e.stage === null ? '' : String(e.stage)), el('td', { class: 'mono', title: e.taskId ?? '' }, task ?? ''),
-      el('td', {}, `${e.from ?? '∅'} → ${e.to}`), el('td', { class: 'num' }, e.attempt === null ? '' : String(e.attempt)),
-      el('td', {}, e.error ? `${e.error.type}: ${e.error.message}` : ''));
+    return el(
+      'tr',
+      { 'data-entity': e.entity, 'data-event-id': e.id },
+      el('td', { class: 'num' }, String(e.id)),
+      el('td', {}, timeCell(e.at)),
+      el('td', {}, e.entity),
+      el('td', { class: 'num' }, e.stage === null ? '' : String(e.stage)),
+      el('td', { class: 'mono', title: e.taskId ?? '' }, task ?? ''),
+      el('td', {}, `${e.from ?? '∅'} → ${e.to}`),
+      el('td', { class: 'num' }, e.attempt === null ? '' : String(e.attempt)),
+      el('td', {}, e.error ? `${e.error.type}: ${e.error.message}` : ''),
+    );
   }
 
   /** Redraws only when the trail or the filter changed, so scroll position survives polling. */

@@ -27,34 +27,65 @@ export function tasksPanel(jobId: string, currentJob: () => JobJson | null): Tas
     if (job) void load(job, more, reset);
   };
   const stageSelect = el('select', { id: 'task-stage', onchange: () => reload(false, true) }, el('option', { value: 'current' }, 'Current stage'));
-  const statusSelect = el('select', { id: 'task-status', onchange: () => reload(false, true) },
-    el('option', { value: '' }, 'Any status'), TASK_STATUSES.map((s) => el('option', { value: s }, s)));
+  const statusSelect = el(
+    'select',
+    { id: 'task-status', onchange: () => reload(false, true) },
+    el('option', { value: '' }, 'Any status'),
+    TASK_STATUSES.map((s) => el('option', { value: s }, s)),
+  );
   const rows = el('tbody', { id: 'task-rows' });
   const note = el('span', { class: 'muted' });
   const more = el('button', { type: 'button', onclick: () => reload(true, false) }, 'Load more tasks');
   const th = (text: string, cls?: string) => el('th', { scope: 'col', class: cls }, text);
-  const section = el('section', { class: 'panel', 'aria-labelledby': 'tasks-heading' },
+  const section = el(
+    'section',
+    { class: 'panel', 'aria-labelledby': 'tasks-heading' },
     el('h3', { id: 'tasks-heading' }, 'Tasks'),
-    el('div', { class: 'row' },
+    el(
+      'div',
+      { class: 'row' },
       el('div', {}, el('label', { for: 'task-stage' }, 'Stage'), stageSelect),
-      el('div', {}, el('label', { for: 'task-status' }, 'Task status'), statusSelect)),
-    el('div', { class: 'scroll' }, el('table', {},
-      el('thead', {}, el('tr', {}, th('#', 'num'), th('Status'), th('Attempt', 'num'), th('Started'), th('Finished'), th('Duration', 'num'), th('Error'))),
-      rows)),
-    el('div', { class: 'pager' }, more, note));
+      el('div', {}, el('label', { for: 'task-status' }, 'Task status'), statusSelect),
+    ),
+    el(
+      'div',
+      { class: 'scroll' },
+      el(
+        'table',
+        {},
+        el('thead', {}, el('tr', {}, th('#', 'num'), th('Status'), th('Attempt', 'num'), th('Started'), th('Finished'), th('Duration', 'num'), th('Error'))),
+        rows,
+      ),
+    ),
+    el('div', { class: 'pager' }, more, note),
+  );
 
   const message = (child: Node | string) => el('tr', {}, el('td', { colspan: '7', class: typeof child === 'string' ? 'muted' : undefined }, child));
 
   function row(t: TaskJson): HTMLElement {
-    return el('tr', { 'data-task-status': t.status },
+    return el(
+      'tr',
+      { 'data-task-status': t.status },
       el('td', { class: 'num', title: t.taskId }, String(t.taskIndex)),
       // A task of a limited type names its slot key: a QUEUED one may be waiting for a free slot.
-      el('td', { title: t.limitKey ? `counts against the concurrency limit of ${t.limitKey}` : undefined }, badge(t.status), t.limitKey ? el('span', { class: 'muted' }, ` slot ${t.limitKey}`) : ''),
+      el(
+        'td',
+        { title: t.limitKey ? `counts against the concurrency limit of ${t.limitKey}` : undefined },
+        badge(t.status),
+        t.limitKey ? el('span', { class: 'muted' }, ` slot ${t.limitKey}`) : '',
+      ),
       // A lease lost to a host that died is not an attempt: counted beside it, when there was one.
-      el('td', { class: 'num', title: t.leaseLosses > 0 ? `${t.leaseLosses} lease(s) lost to a host that died or stopped renewing; not attempts` : undefined }, String(t.attempt), t.leaseLosses > 0 ? el('span', { class: 'muted', 'data-lease-losses': String(t.leaseLosses) }, ` +${t.leaseLosses} lost`) : ''),
-      el('td', {}, timeCell(t.startedAt)), el('td', {}, timeCell(t.finishedAt)),
+      el(
+        'td',
+        { class: 'num', title: t.leaseLosses > 0 ? `${t.leaseLosses} lease(s) lost to a host that died or stopped renewing; not attempts` : undefined },
+        String(t.attempt),
+        t.leaseLosses > 0 ? el('span', { class: 'muted', 'data-lease-losses': String(t.leaseLosses) }, ` +${t.leaseLosses} lost`) : '',
+      ),
+      el('td', {}, timeCell(t.startedAt)),
+      el('td', {}, timeCell(t.finishedAt)),
       el('td', { class: 'num' }, formatDuration(between(t.startedAt, t.finishedAt))),
-      el('td', {}, t.error ? el('span', { title: json(t.error) }, `${t.error.type}: ${t.error.message}`) : ''));
+      el('td', {}, t.error ? el('span', { title: json(t.error) }, `${t.error.type}: ${t.error.message}`) : ''),
+    );
   }
 
   async function load(job: JobJson, loadMore: boolean, reset: boolean): Promise<void> {
@@ -73,7 +104,10 @@ export function tasksPanel(jobId: string, currentJob: () => JobJson | null): Tas
     // A refresh re-reads what is shown (at least one page), capped at the API's limit.
     const limit = loadMore ? TASK_PAGE : Math.min(TASK_LIMIT, Math.max(TASK_PAGE, tasks.length));
     try {
-      const data = await api<{ tasks: TaskJson[] }>('GET', `/jobs/${encodeURIComponent(jobId)}/tasks${query({ stage, status: statusSelect.value, limit, afterIndex })}`);
+      const data = await api<{ tasks: TaskJson[] }>(
+        'GET',
+        `/jobs/${encodeURIComponent(jobId)}/tasks${query({ stage, status: statusSelect.value, limit, afterIndex })}`,
+      );
       if (mine !== request) return;
       tasks = loadMore ? tasks.concat(data.tasks) : data.tasks;
       fill(rows, tasks.length ? tasks.map(row) : message('No tasks match.'));
@@ -90,8 +124,11 @@ export function tasksPanel(jobId: string, currentJob: () => JobJson | null): Tas
     if (count === stageCount) return;
     stageCount = count;
     const keep = stageSelect.value;
-    fill(stageSelect, el('option', { value: 'current' }, 'Current stage'),
-      Array.from({ length: count }, (_, i) => el('option', { value: String(i + 1) }, `Stage ${i + 1}`)));
+    fill(
+      stageSelect,
+      el('option', { value: 'current' }, 'Current stage'),
+      Array.from({ length: count }, (_, i) => el('option', { value: String(i + 1) }, `Stage ${i + 1}`)),
+    );
     stageSelect.value = keep;
   }
 

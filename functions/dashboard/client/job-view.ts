@@ -13,14 +13,25 @@ import type { JobJson } from './wire';
 
 /** The words around each control action; which statuses allow it comes from models/control-actions.ts. */
 const CONTROL_COPY: Record<ControlAction, { label: string; title: string; confirm: string; text: string }> = {
-  cancel: { label: 'Cancel', title: 'Cancel this job?', confirm: 'Cancel job',
-    text: 'Queued tasks are cancelled and running tasks are aborted. A cancelled job cannot be resumed or retried.' },
-  pause: { label: 'Pause', title: 'Pause this job?', confirm: 'Pause job',
-    text: 'No new tasks start; tasks already running finish. Resume continues where it stopped.' },
-  resume: { label: 'Resume', title: 'Resume this job?', confirm: 'Resume job',
-    text: 'The job is queued again and its unfinished tasks run.' },
-  retry: { label: 'Retry', title: 'Retry the failed stage?', confirm: 'Retry stage',
-    text: 'The failed and cancelled tasks of the failed stage run again; completed work is kept.' },
+  cancel: {
+    label: 'Cancel',
+    title: 'Cancel this job?',
+    confirm: 'Cancel job',
+    text: 'Queued tasks are cancelled and running tasks are aborted. A cancelled job cannot be resumed or retried.',
+  },
+  pause: {
+    label: 'Pause',
+    title: 'Pause this job?',
+    confirm: 'Pause job',
+    text: 'No new tasks start; tasks already running finish. Resume continues where it stopped.',
+  },
+  resume: { label: 'Resume', title: 'Resume this job?', confirm: 'Resume job', text: 'The job is queued again and its unfinished tasks run.' },
+  retry: {
+    label: 'Retry',
+    title: 'Retry the failed stage?',
+    confirm: 'Retry stage',
+    text: 'The failed and cancelled tasks of the failed stage run again; completed work is kept.',
+  },
 };
 
 const isActive = (job: JobJson | null): boolean => job === null || ACTIVE_JOB_STATUSES.includes(job.status);
@@ -40,8 +51,16 @@ export function jobView(root: HTMLElement, jobId: string): View {
   const statusLine = el('p', { id: 'job-status', role: 'status', 'aria-live': 'polite' });
   const pageOut = el('div');
   const actionOut = el('div');
-  const buttons = Object.fromEntries(CONTROL_ACTION_NAMES.map((action) => [action,
-    el('button', { type: 'button', id: `action-${action}`, class: action === 'cancel' ? 'danger' : '', disabled: true, onclick: () => act(action) }, CONTROL_COPY[action].label)])) as Record<ControlAction, HTMLButtonElement>;
+  const buttons = Object.fromEntries(
+    CONTROL_ACTION_NAMES.map((action) => [
+      action,
+      el(
+        'button',
+        { type: 'button', id: `action-${action}`, class: action === 'cancel' ? 'danger' : '', disabled: true, onclick: () => act(action) },
+        CONTROL_COPY[action].label,
+      ),
+    ]),
+  ) as Record<ControlAction, HTMLButtonElement>;
   // Deleting is not a status transition (models/control-actions.ts): it removes a finished job's rows.
   const deleteButton = el('button', { type: 'button', id: 'action-delete', class: 'danger', disabled: true, onclick: () => void remove() }, 'Delete');
   const summary = el('dl', { class: 'summary' });
@@ -54,16 +73,25 @@ export function jobView(root: HTMLElement, jobId: string): View {
 
   root.append(
     el('p', {}, el('a', { href: '#/' }, '← All jobs')),
-    el('section', { class: 'panel', 'aria-labelledby': 'job-heading' },
-      heading, el('p', { class: 'mono muted' }, jobId), statusLine, pageOut,
+    el(
+      'section',
+      { class: 'panel', 'aria-labelledby': 'job-heading' },
+      heading,
+      el('p', { class: 'mono muted' }, jobId),
+      statusLine,
+      pageOut,
       el('div', { class: 'actions', role: 'group', 'aria-label': 'Job controls' }, Object.values(buttons), deleteButton),
-      actionOut, el('h3', {}, 'Summary'), summary),
+      actionOut,
+      el('h3', {}, 'Summary'),
+      summary,
+    ),
     signal.section,
     el('section', { class: 'panel', 'aria-labelledby': 'stages-heading' }, el('h3', { id: 'stages-heading' }, 'Stages'), stages),
     el('section', { class: 'panel', 'aria-labelledby': 'outcome-heading' }, el('h3', { id: 'outcome-heading' }, 'Result or error'), outcome),
     tasks.section,
     events.section,
-    el('section', { class: 'panel', 'aria-labelledby': 'params-heading' }, el('h3', { id: 'params-heading' }, 'Parameters'), parameters));
+    el('section', { class: 'panel', 'aria-labelledby': 'params-heading' }, el('h3', { id: 'params-heading' }, 'Parameters'), parameters),
+  );
 
   /** Rebuilds a part only when its data changed, so selections and scroll positions survive polling. */
   function draw(name: string, data: unknown, build: () => void): void {
@@ -76,20 +104,50 @@ export function jobView(root: HTMLElement, jobId: string): View {
   function stageRow(current: JobJson, n: number): HTMLElement {
     const s = current.stages.find((p) => p.stage === n);
     if (!s) {
-      return el('div', { class: 'stage', 'data-stage': n, 'data-status': 'PENDING' },
+      return el(
+        'div',
+        { class: 'stage', 'data-stage': n, 'data-status': 'PENDING' },
         el('div', {}, el('strong', {}, `Stage ${n}`), ' ', badge('PENDING')),
-        el('div', { class: 'bar', role: 'progressbar', 'aria-label': `Stage ${n} progress`, 'aria-valuemin': '0', 'aria-valuemax': '1', 'aria-valuenow': '0', 'aria-valuetext': 'not started' }),
-        el('div', { class: 'muted' }, 'not started'));
+        el('div', {
+          class: 'bar',
+          role: 'progressbar',
+          'aria-label': `Stage ${n} progress`,
+          'aria-valuemin': '0',
+          'aria-valuemax': '1',
+          'aria-valuenow': '0',
+          'aria-valuetext': 'not started',
+        }),
+        el('div', { class: 'muted' }, 'not started'),
+      );
     }
     const done = s.completed + s.failed;
     const pct = (count: number) => `${s.total === 0 ? (count === s.completed ? 100 : 0) : (100 * count) / s.total}%`;
     // A stage that waits for a signal has no tasks: say what it waits for instead of counting.
-    const text = s.signal ? (s.completed > 0 ? `signal "${s.signal}" received` : `waiting for signal "${s.signal}"`) : `${s.completed}/${s.total} completed · ${s.failed} failed`;
-    return el('div', { class: 'stage', 'data-stage': n, 'data-status': s.status },
+    const text = s.signal
+      ? s.completed > 0
+        ? `signal "${s.signal}" received`
+        : `waiting for signal "${s.signal}"`
+      : `${s.completed}/${s.total} completed · ${s.failed} failed`;
+    return el(
+      'div',
+      { class: 'stage', 'data-stage': n, 'data-status': s.status },
       el('div', {}, el('strong', {}, `Stage ${n} · ${s.name}`), ' ', badge(s.status)),
-      el('div', { class: 'bar', role: 'progressbar', 'aria-label': `Stage ${n} ${s.name} progress`, 'aria-valuemin': '0', 'aria-valuemax': String(s.total), 'aria-valuenow': String(done), 'aria-valuetext': text },
-        el('div', { class: 'done', style: { width: pct(s.completed) } }), el('div', { class: 'failed', style: { width: pct(s.failed) } })),
-      el('div', { class: 'mono' }, text, s.startedAt ? el('span', { class: 'muted' }, ` · ${formatDuration(between(s.startedAt, s.finishedAt))}`) : null));
+      el(
+        'div',
+        {
+          class: 'bar',
+          role: 'progressbar',
+          'aria-label': `Stage ${n} ${s.name} progress`,
+          'aria-valuemin': '0',
+          'aria-valuemax': String(s.total),
+          'aria-valuenow': String(done),
+          'aria-valuetext': text,
+        },
+        el('div', { class: 'done', style: { width: pct(s.completed) } }),
+        el('div', { class: 'failed', style: { width: pct(s.failed) } }),
+      ),
+      el('div', { class: 'mono' }, text, s.startedAt ? el('span', { class: 'muted' }, ` · ${formatDuration(between(s.startedAt, s.finishedAt))}`) : null),
+    );
   }
 
   function drawJob(current: JobJson): void {
@@ -111,22 +169,37 @@ export function jobView(root: HTMLElement, jobId: string): View {
     deleteButton.disabled = !deletable;
     deleteButton.title = deletable ? '' : 'Only a finished job can be deleted: cancel it first';
     const item = (term: string, value: Parameters<typeof el>[2]) => [el('dt', {}, term), el('dd', {}, value)];
-    fill(summary,
-      item('Type', current.jobType), item('Status', badge(current.status)),
-      item('Stage', `stage ${current.stage} of ${current.totalStages}`), item('Duration', formatDuration(between(current.createdAt, current.finishedAt))),
-      item('Created', timeCell(current.createdAt)), item('Started', timeCell(current.startedAt)),
-      item('Finished', timeCell(current.finishedAt)), item('Updated', timeCell(current.updatedAt)),
+    fill(
+      summary,
+      item('Type', current.jobType),
+      item('Status', badge(current.status)),
+      item('Stage', `stage ${current.stage} of ${current.totalStages}`),
+      item('Duration', formatDuration(between(current.createdAt, current.finishedAt))),
+      item('Created', timeCell(current.createdAt)),
+      item('Started', timeCell(current.startedAt)),
+      item('Finished', timeCell(current.finishedAt)),
+      item('Updated', timeCell(current.updatedAt)),
       // Deadlines only when the job has them (models/deadline.ts): wall-clock, a pause does not stop them.
       current.deadline ? item('Deadline', [timeCell(current.deadline), ` · timeout ${current.timeoutSeconds ?? '?'} s`]) : null,
-      current.stageDeadline ? item('Stage deadline', [timeCell(current.stageDeadline), ` · stage ${current.stage}`]) : null);
-    fill(stages, Array.from({ length: current.totalStages }, (_, i) => stageRow(current, i + 1)));
+      current.stageDeadline ? item('Stage deadline', [timeCell(current.stageDeadline), ` · stage ${current.stage}`]) : null,
+    );
+    fill(
+      stages,
+      Array.from({ length: current.totalStages }, (_, i) => stageRow(current, i + 1)),
+    );
     const hasResult = current.result !== null && current.result !== undefined;
-    draw('outcome', [current.result, current.error], () => fill(outcome,
-      current.error ? el('div', { class: 'error-box' }, el('strong', {}, current.error.type), ': ', current.error.message) : null,
-      current.error ? el('pre', { 'aria-label': 'Error details' }, json(current.error)) : null,
-      hasResult ? el('pre', { id: 'result', 'aria-label': 'Result' }, json(current.result)) : null,
-      !current.error && !hasResult ? el('p', { class: 'muted' }, isActive(current) ? 'No result yet.' : 'No result.') : null));
-    draw('parameters', current.parameters, () => { parameters.textContent = json(current.parameters); });
+    draw('outcome', [current.result, current.error], () =>
+      fill(
+        outcome,
+        current.error ? el('div', { class: 'error-box' }, el('strong', {}, current.error.type), ': ', current.error.message) : null,
+        current.error ? el('pre', { 'aria-label': 'Error details' }, json(current.error)) : null,
+        hasResult ? el('pre', { id: 'result', 'aria-label': 'Result' }, json(current.result)) : null,
+        !current.error && !hasResult ? el('p', { class: 'muted' }, isActive(current) ? 'No result yet.' : 'No result.') : null,
+      ),
+    );
+    draw('parameters', current.parameters, () => {
+      parameters.textContent = json(current.parameters);
+    });
     tasks.setStageCount(current.totalStages);
     signal.update(current);
   }

@@ -26,16 +26,34 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
 
   const typeList = el('datalist', { id: 'known-types' });
   const schedules = schedulesPanel();
-  const submitType = el('input', { id: 'submit-type', name: 'jobType', list: 'known-types', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'e.g. hello_world' });
+  const submitType = el('input', {
+    id: 'submit-type',
+    name: 'jobType',
+    list: 'known-types',
+    required: true,
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'e.g. hello_world',
+  });
   const submitParams = el('textarea', { id: 'submit-params', name: 'parameters', rows: '3', spellcheck: 'false', 'aria-describedby': 'submit-help' });
   submitParams.value = '{}';
-  const submitKey = el('input', { id: 'submit-key', name: 'idempotencyKey', maxlength: '200', autocomplete: 'off', spellcheck: 'false', placeholder: 'optional' });
+  const submitKey = el('input', {
+    id: 'submit-key',
+    name: 'idempotencyKey',
+    maxlength: '200',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'optional',
+  });
   const submitButton = el('button', { type: 'submit', class: 'primary' }, 'Submit job');
   const submitOut = el('div', { id: 'submit-result' });
 
-  const statusSelect = el('select', { id: 'filter-status', name: 'status' },
+  const statusSelect = el(
+    'select',
+    { id: 'filter-status', name: 'status' },
     el('option', { value: '' }, 'Any status'),
-    JOB_STATUSES.map((s) => el('option', { value: s, selected: s === filters.status }, s)));
+    JOB_STATUSES.map((s) => el('option', { value: s, selected: s === filters.status }, s)),
+  );
   const typeInput = el('input', { id: 'filter-type', name: 'type', list: 'known-types', autocomplete: 'off', spellcheck: 'false' });
   typeInput.value = filters.type;
 
@@ -48,41 +66,85 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
   const heading = el('h2', { id: 'jobs-heading', tabindex: '-1' }, 'Jobs');
   const col = (text: string, cls?: string) => el('th', { scope: 'col', class: cls }, text);
   root.append(
-    el('section', { class: 'panel', 'aria-labelledby': 'submit-heading' },
+    el(
+      'section',
+      { class: 'panel', 'aria-labelledby': 'submit-heading' },
       el('h2', { id: 'submit-heading' }, 'Submit a job'),
-      el('form', { id: 'submit-form', onsubmit: onSubmit },
-        el('div', { class: 'row top' },
+      el(
+        'form',
+        { id: 'submit-form', onsubmit: onSubmit },
+        el(
+          'div',
+          { class: 'row top' },
           el('div', {}, el('label', { for: 'submit-type' }, 'Job type'), submitType),
           el('div', { class: 'grow' }, el('label', { for: 'submit-params' }, 'Parameters (JSON)'), submitParams),
           el('div', {}, el('label', { for: 'submit-key' }, 'Idempotency key'), submitKey),
-          el('div', { class: 'after-label' }, submitButton)),
-        el('p', { id: 'submit-help', class: 'muted' }, 'The body of POST /api/jobs/{type}. Submitting the same type, parameters and key again returns the existing job; another idempotency key runs it again.')),
-      submitOut, typeList),
+          el('div', { class: 'after-label' }, submitButton),
+        ),
+        el(
+          'p',
+          { id: 'submit-help', class: 'muted' },
+          'The body of POST /api/jobs/{type}. Submitting the same type, parameters and key again returns the existing job; another idempotency key runs it again.',
+        ),
+      ),
+      submitOut,
+      typeList,
+    ),
     schedules.section,
-    el('section', { class: 'panel', 'aria-labelledby': 'jobs-heading' },
+    el(
+      'section',
+      { class: 'panel', 'aria-labelledby': 'jobs-heading' },
       heading,
-      el('form', { class: 'row', onsubmit: onFilter, 'aria-label': 'Filter jobs' },
+      el(
+        'form',
+        { class: 'row', onsubmit: onFilter, 'aria-label': 'Filter jobs' },
         el('div', {}, el('label', { for: 'filter-status' }, 'Status'), statusSelect),
         el('div', {}, el('label', { for: 'filter-type' }, 'Job type'), typeInput),
         el('div', {}, el('button', { type: 'submit' }, 'Apply filters')),
-        el('div', {}, el('button', { type: 'button', onclick: clearFilters }, 'Clear'))),
+        el('div', {}, el('button', { type: 'button', onclick: clearFilters }, 'Clear')),
+      ),
       listOut,
-      el('div', {},
-        el('table', {},
+      el(
+        'div',
+        {},
+        el(
+          'table',
+          {},
           el('caption', { class: 'sr-only' }, 'Jobs, newest first'),
           el('thead', {}, el('tr', {}, col('Job'), col('Type'), col('Status'), col('Progress'), col('Created'), col('Duration', 'num'))),
-          tbody)),
-      el('nav', { class: 'pager', 'aria-label': 'Job list pages' }, newer, older, pageLabel)));
+          tbody,
+        ),
+      ),
+      el('nav', { class: 'pager', 'aria-label': 'Job list pages' }, newer, older, pageLabel),
+    ),
+  );
 
   function row(job: JobJson): HTMLElement {
     const short = job.jobId.slice(0, 12);
-    return el('tr', { 'data-job-id': job.jobId },
-      el('td', {}, el('a', { href: `#/jobs/${encodeURIComponent(job.jobId)}`, class: 'mono', title: job.jobId, 'data-focus-key': job.jobId, 'aria-label': `${job.jobType} job ${short}` }, `${short}…`)),
+    return el(
+      'tr',
+      { 'data-job-id': job.jobId },
+      el(
+        'td',
+        {},
+        el(
+          'a',
+          {
+            href: `#/jobs/${encodeURIComponent(job.jobId)}`,
+            class: 'mono',
+            title: job.jobId,
+            'data-focus-key': job.jobId,
+            'aria-label': `${job.jobType} job ${short}`,
+          },
+          `${short}…`,
+        ),
+      ),
       el('td', {}, job.jobType),
       el('td', {}, badge(job.status)),
       el('td', {}, `stage ${job.stage} of ${job.totalStages}`),
       el('td', {}, el('time', { datetime: job.createdAt, title: formatTime(job.createdAt) }, age(job.createdAt))),
-      el('td', { class: 'num' }, formatDuration(between(job.createdAt, job.finishedAt))));
+      el('td', { class: 'num' }, formatDuration(between(job.createdAt, job.finishedAt))),
+    );
   }
 
   async function load(): Promise<void> {
@@ -92,15 +154,31 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
       nextCursor = data.nextCursor;
       fill(listOut);
       for (const job of data.jobs) knownTypes.add(job.jobType);
-      fill(typeList, [...knownTypes].sort().map((t) => el('option', { value: t })));
+      fill(
+        typeList,
+        [...knownTypes].sort().map((t) => el('option', { value: t })),
+      );
       // Ages move every second; only redraw when the data or the minute changed, so focus and
       // reading position stay put.
       const signature = JSON.stringify(data.jobs) + String(Math.floor(Date.now() / 60000));
       if (signature !== lastRendered) {
         lastRendered = signature;
-        replaceKeepingFocus(tbody, data.jobs.length
-          ? data.jobs.map(row)
-          : [el('tr', {}, el('td', { colspan: '6', class: 'muted' }, filters.status || filters.type ? 'No jobs match these filters.' : 'No jobs yet: submit one above.'))]);
+        replaceKeepingFocus(
+          tbody,
+          data.jobs.length
+            ? data.jobs.map(row)
+            : [
+                el(
+                  'tr',
+                  {},
+                  el(
+                    'td',
+                    { colspan: '6', class: 'muted' },
+                    filters.status || filters.type ? 'No jobs match these filters.' : 'No jobs yet: submit one above.',
+                  ),
+                ),
+              ],
+        );
       }
       // Which request these rows answer: lets tests (and curious operators) tell a stale page from a fresh one.
       tbody.setAttribute('data-query', search);
@@ -156,14 +234,22 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
     try {
       parameters = JSON.parse(submitParams.value);
     } catch (error) {
-      fill(submitOut, errorBox({ type: 'InvalidJsonError', message: `Parameters are not valid JSON: ${error instanceof Error ? error.message : String(error)}` }));
+      fill(
+        submitOut,
+        errorBox({ type: 'InvalidJsonError', message: `Parameters are not valid JSON: ${error instanceof Error ? error.message : String(error)}` }),
+      );
       submitParams.focus();
       return;
     }
     submitButton.disabled = true;
     try {
       const key = submitKey.value.trim();
-      const job = await api<JobJson>('POST', `/jobs/${encodeURIComponent(submitType.value.trim())}`, JSON.stringify(parameters), key ? { 'idempotency-key': key } : {});
+      const job = await api<JobJson>(
+        'POST',
+        `/jobs/${encodeURIComponent(submitType.value.trim())}`,
+        JSON.stringify(parameters),
+        key ? { 'idempotency-key': key } : {},
+      );
       announce(`Submitted ${job.jobType} job ${job.jobId.slice(0, 12)} (${job.status})`);
       location.hash = `#/jobs/${encodeURIComponent(job.jobId)}`;
     } catch (error) {
@@ -176,9 +262,13 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
   }
 
   // Only the first page refreshes by itself: older pages are history and must not shift under the reader.
-  const poll = poller(async () => {
-    await Promise.all([load(), schedules.load()]);
-  }, 3000, () => page === 0);
+  const poll = poller(
+    async () => {
+      await Promise.all([load(), schedules.load()]);
+    },
+    3000,
+    () => page === 0,
+  );
   poll.kick();
   return { update: setFilters, stop: () => poll.stop(), kick: () => poll.kick(), heading, title: 'Jobs' };
 }

@@ -22,8 +22,20 @@ export function signalPanel(jobId: string, onSent: () => void): SignalPanel {
   const payload = el('textarea', { id: 'signal-payload', rows: 6, spellcheck: 'false', class: 'mono', 'aria-describedby': 'signal-text' });
   const out = el('div', { id: 'signal-out' });
   const send = el('button', { type: 'submit', id: 'signal-send', class: 'primary' }, 'Send signal');
-  const form = el('form', { id: 'signal-form', onsubmit: (event: Event) => { event.preventDefault(); void submit(); } },
-    el('label', { for: 'signal-payload' }, 'Payload (JSON)'), payload, el('div', { class: 'actions' }, send), out);
+  const form = el(
+    'form',
+    {
+      id: 'signal-form',
+      onsubmit: (event: Event) => {
+        event.preventDefault();
+        void submit();
+      },
+    },
+    el('label', { for: 'signal-payload' }, 'Payload (JSON)'),
+    payload,
+    el('div', { class: 'actions' }, send),
+    out,
+  );
   const section = el('section', { class: 'panel', id: 'signal-panel', 'aria-labelledby': 'signal-heading', hidden: true }, heading, text, form);
 
   async function submit(): Promise<void> {

@@ -10,10 +10,15 @@ export function errorBox(error: Pick<ApiError, 'type' | 'message'> & { status?: 
   const details = error.details ?? {};
   const extra: Record<string, unknown> = {};
   for (const name of ['issues', 'cause', 'stage', 'taskId', 'failures']) if (details[name] !== undefined) extra[name] = details[name];
-  return el('div', { class: 'error-box', role: 'alert' },
-    el('strong', {}, error.type || 'Error'), ': ', error.message,
+  return el(
+    'div',
+    { class: 'error-box', role: 'alert' },
+    el('strong', {}, error.type || 'Error'),
+    ': ',
+    error.message,
     error.status ? el('span', { class: 'muted' }, ` (HTTP ${error.status})`) : null,
-    Object.keys(extra).length ? el('pre', {}, json(extra)) : null);
+    Object.keys(extra).length ? el('pre', {}, json(extra)) : null,
+  );
 }
 
 /** Polite announcements for screen readers of what the operator did and what it changed. */
@@ -32,10 +37,7 @@ export function confirmAction(title: string, text: string, confirmLabel: string)
   return new Promise((resolve) => {
     const dismiss = el('button', { type: 'button', onclick: () => dialog.close('dismiss') }, 'Go back');
     const confirm = el('button', { type: 'button', class: 'primary danger', onclick: () => dialog.close('confirm') }, confirmLabel);
-    fill(dialog,
-      el('h2', { id: 'confirm-title' }, title),
-      el('p', { id: 'confirm-text' }, text),
-      el('div', { class: 'actions' }, confirm, dismiss));
+    fill(dialog, el('h2', { id: 'confirm-title' }, title), el('p', { id: 'confirm-text' }, text), el('div', { class: 'actions' }, confirm, dismiss));
     dialog.returnValue = '';
     dialog.addEventListener('close', () => resolve(dialog.returnValue === 'confirm'), { once: true });
     dialog.showModal();

@@ -3,13 +3,7 @@ import type { EventRecord } from '../../../models/events';
 import type { JobView, TaskRecord } from '../../../models/records';
 
 /** What JSON makes of a record: dates arrive as ISO strings. */
-type Json<T> = T extends Date
-  ? string
-  : T extends readonly (infer U)[]
-    ? Json<U>[]
-    : T extends object
-      ? { [K in keyof T]: Json<T[K]> }
-      : T;
+type Json<T> = T extends Date ? string : T extends readonly (infer U)[] ? Json<U>[] : T extends object ? { [K in keyof T]: Json<T[K]> } : T;
 
 /** The API's bodies as the page receives them, typed from the models the server builds them from. */
 export type JobJson = Json<JobView>;
