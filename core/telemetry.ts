@@ -124,3 +124,17 @@ export function recordStageDuration(ms: number, attributes: Attributes): void {
 }
 
 export { SpanKind };
+
+/**
+ * Adds the span attributes a message contributes (only those the transport gave) to `attributes`.
+ * Assigned, not spread: this runs once per task, and object spreads were a visible share of it.
+ */
+export function withMessageAttributes<T extends Record<string, string | number>>(
+  attributes: T,
+  meta: { messageId?: string | undefined; deliveryCount?: number | undefined },
+): T & { messageId?: string; deliveryCount?: number } {
+  const out: T & { messageId?: string; deliveryCount?: number } = attributes;
+  if (meta.messageId) out.messageId = meta.messageId;
+  if (meta.deliveryCount) out.deliveryCount = meta.deliveryCount;
+  return out;
+}

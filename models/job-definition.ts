@@ -104,7 +104,7 @@ export interface SignalStageDefinition {
   readonly kind: 'signal';
   readonly name: string;
   readonly signal: { readonly name: string; readonly payload: z.ZodType };
-  /** The stage's deadline (enforced by the deadlines of issue 13, not by the signal itself). */
+  /** The stage's deadline (enforced like every deadline, not by the signal itself). */
   readonly timeoutSeconds?: number;
 }
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ErrorShape } from './error-shape';
 
 /**
- * What CoreMachine tells other systems when work ends (issue: "job events out"): every terminal
+ * What CoreMachine tells other systems when work ends: every terminal
  * job transition and every completed stage. Written to the outbox in the transaction that made
  * the transition, so an event is never lost and never sent for a change that rolled back;
  * published to the `coremachine-events` topic (Azure) or to in-process subscribers.

@@ -1,5 +1,5 @@
 /**
- * Global concurrency and rate limits of a task type (issue 13, part 1). Declared on the task
+ * Global concurrency and rate limits of a task type. Declared on the task
  * definition, checked when it is defined and when it is registered, and enforced by the engine at
  * claim time across every instance and remote worker (core/engine/limits.ts).
  *

@@ -74,7 +74,6 @@ const IN_TRANSACTION_STEPS = [
   'control',
   'dead-letters',
   'deadlines',
-  'job-events',
   'signal-stage',
   'stage-advance',
   'stage-check',
@@ -102,7 +101,7 @@ test('steps inside a transaction never commit, never reach back up to the engine
 });
 
 test('the unit of work is plumbing: it calls nothing that commits (no stage check, no engine)', () => {
-  const allowed = new Set(['core/engine/after-commit', 'core/engine/job-events', 'core/db/pool', 'core/telemetry']);
+  const allowed = new Set(['core/engine/after-commit', 'core/db/pool', 'core/telemetry']);
   expect(valueImportsOf('core/engine/unit-of-work.ts').filter((target) => !allowed.has(target))).toEqual([]);
   expect(valueImportsOf('core/engine/commit.ts').filter((target) => target === 'core/engine/core-machine')).toEqual([]);
 });

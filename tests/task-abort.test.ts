@@ -1,4 +1,4 @@
-import { TaskAbort } from '../core/engine/task-abort';
+import { TaskAbort } from '../core/engine/running-tasks';
 
 test('an abort before the handler reads its signal is kept: the signal it then gets is aborted, with the first reason', () => {
   const abort = new TaskAbort();

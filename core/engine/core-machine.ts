@@ -30,7 +30,7 @@ import { listTasks } from '../state/tasks-store';
 import { EVENTS_TOPIC, type Transport } from '../transport/transport';
 import { JobEventBus } from '../transport/job-event-bus';
 import { context } from '@opentelemetry/api';
-import { contextFromTraceparent, currentTraceparent, inSpan, SpanKind } from '../telemetry';
+import { contextFromTraceparent, currentTraceparent, inSpan, SpanKind, withMessageAttributes } from '../telemetry';
 import { RemoteWorkers } from './remote-workers';
 import { cancelJob, pauseJob, resumeJob, retryJob, type ControlOutcome } from './control';
 import type { EngineContext, RunningTaskAbort } from './after-commit';
@@ -45,12 +45,12 @@ import { createStageTasks, stageDefinitionOf } from './stage-creation';
 import { waitUntilEnded } from './job-wait';
 import { Schedules, type ScheduleSweepOptions } from '../schedules/schedules';
 import { TaskRunner, type TaskMessageOutcome } from './task-runner';
-import { withMessageAttributes, type MessageMeta } from './message-meta';
+import type { MessageMeta } from '../transport/settle-batch';
 import { UnitOfWork } from './unit-of-work';
 import { acceptSignal } from './signal-stage';
 import { submissionTimeout } from './submission-timeout';
 
-export type { MessageMeta } from './message-meta';
+export type { MessageMeta } from '../transport/settle-batch';
 
 export interface CoreMachineDeps {
   pool: pg.Pool;

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { TaskContext } from '../../models';
 import { retryTransient } from '../db/retry-transient';
 import { extendLease, type ClaimedTask } from '../state/tasks-store';
-import type { TaskAbort } from './task-abort';
+import type { TaskAbort } from './running-tasks';
 
 /**
  * What a handler gets besides its parameters. A class, not an object literal: a literal with a

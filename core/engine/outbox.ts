@@ -5,8 +5,8 @@ import type { JobEvent, JobQueueMessage, TaskQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
 import { withTransaction } from '../db/pool';
 import { deleteOutboxRows, insertOutboxRows, lockUndispatchedOutboxRows } from '../state/outbox-store';
-import { readStageTaskPage } from './stage-task-pages';
-import type { Transport } from '../transport/transport';
+import { queuedTaskPage } from '../state/tasks-store';
+import type { StageTaskPage, Transport } from '../transport/transport';
 
 /**
  * Transactional outbox. Intents are inserted in the transaction whose state change needs them and
@@ -179,4 +179,29 @@ function intentFromRow(kind: OutboxIntent['kind'], jobId: string, payload: Recor
   const range = payload.chunk as Partial<TaskIndexRange> | undefined;
   const chunk = typeof range?.from === 'number' && typeof range.through === 'number' ? { chunk: { from: range.from, through: range.through } } : {};
   return { kind, jobId, stage: Number(payload.stage), taskType: String(payload.taskType), ...resend, ...chunk };
+}
+
+/** The stage a `stage_tasks` intent dispatches, and the resend tag that makes its messages new. */
+export interface StageDispatch {
+  jobId: string;
+  stage: number;
+  resend?: string;
+  /** One chunk of the stage (its tasks were committed together); absent = the whole stage. */
+  chunk?: { from: number; through: number };
+}
+
+/** One page of the stage's QUEUED queue-executed tasks after `afterIndex`, as task messages. */
+export async function readStageTaskPage(db: Queryable, dispatch: StageDispatch, afterIndex: number, limit: number): Promise<StageTaskPage> {
+  const page = await queuedTaskPage(db, dispatch.jobId, dispatch.stage, afterIndex, limit, dispatch.chunk?.through);
+  return {
+    messages: page.map((task) => ({
+      taskId: task.task_id,
+      jobId: dispatch.jobId,
+      stage: dispatch.stage,
+      taskType: task.task_type,
+      attempt: task.attempt + 1,
+      ...(dispatch.resend ? { resend: dispatch.resend } : {}),
+    })),
+    lastIndex: page[page.length - 1]?.task_index ?? afterIndex,
+  };
 }

@@ -8,7 +8,7 @@ import type { ClaimedTask, TaskOutcome } from '../state/tasks-store';
 import { jsonToStore } from '../../models/storable';
 import { HandlerContext } from './handler-context';
 import { nextAttemptAt } from './retry-policy';
-import { TaskAbort } from './task-abort';
+import { TaskAbort } from './running-tasks';
 
 /** The lease of a claim of `taskType` (models/job-definition.ts leaseSecondsOf). */
 export function leaseOfType(registry: Registry, taskType: string): number {

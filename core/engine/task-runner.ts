@@ -6,15 +6,13 @@ import { MalformedMessageError, TaskNotFoundError, describeZodError } from '../e
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
 import { claimTasks, describeTasks, releaseClaims, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
-import { contextFromTraceparent, recordFailure, recordQueueWait, recordTaskDuration, runWithin, startSpan } from '../telemetry';
+import { contextFromTraceparent, recordFailure, recordQueueWait, recordTaskDuration, runWithin, startSpan, withMessageAttributes } from '../telemetry';
 import { failOverdueJobs } from './deadlines';
-import { GroupCommitter } from './group-commit';
-import { withMessageAttributes, type MessageMeta } from './message-meta';
+import type { MessageMeta } from '../transport/settle-batch';
 import { leaseOfType, runClaimedTask } from './run-task';
 import { claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { recordTaskOutcomes } from './task-outcomes';
-import { TaskAbort } from './task-abort';
-import { LeaseKeeper, type RunningTask } from './lease-keeper';
+import { LeaseKeeper, TaskAbort, type RunningTask } from './running-tasks';
 import type { RunningTaskAbort } from './after-commit';
 import { commit } from './commit';
 import type { UnitOfWork } from './unit-of-work';
@@ -171,7 +169,7 @@ export class TaskRunner {
   /**
    * One claimed task in its span: the handler's run, then its result through the group committer;
    * its outcome goes into `settledById`. One async frame per task, not a chain of wrappers: this
-   * runs for every task, and each frame and context was a visible share of what a task allocates.
+   * runs for every task.
    */
   private async runAndSettle(task: ClaimedTask, meta: MessageMeta, settledById: Map<string, TaskMessageOutcome>): Promise<void> {
     const attributes = withMessageAttributes(
@@ -298,4 +296,45 @@ async function classifyUnclaimed(db: Queryable, unclaimed: readonly Parsed[]): P
     }
   }
   return outcomes;
+}
+
+/**
+ * Group commit: items added while a flush is running are committed together in the next one.
+ * Each result is committed as soon as it is ready (a fast failure never waits for a slow
+ * sibling), yet under load many results share one transaction and one counter update.
+ */
+export class GroupCommitter<T, R> {
+  private pending: Array<{ item: T; resolve: (value: R) => void; reject: (error: unknown) => void }> = [];
+  private flushing = false;
+
+  constructor(private readonly commit: (items: T[]) => Promise<Map<T, R>>) {}
+
+  add(item: T): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.pending.push({ item, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    // Let results finishing in the same tick join the first group.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.pending.length > 0) {
+      const group = this.pending;
+      this.pending = [];
+      try {
+        const results = await this.commit(group.map((entry) => entry.item));
+        for (const entry of group) {
+          const result = results.get(entry.item);
+          if (result === undefined) entry.reject(new Error('group commit returned no result for an item'));
+          else entry.resolve(result);
+        }
+      } catch (error) {
+        // Every waiter of the failed group gets the error; its batch is then abandoned.
+        for (const entry of group) entry.reject(error);
+      }
+    }
+    this.flushing = false;
+  }
 }

@@ -1,8 +1,7 @@
 import type pg from 'pg';
 import { withTransaction, type TransactionOptions } from '../db/pool';
 import { emitEvent, recordStageDuration } from '../telemetry';
-import { afterCommit, type AfterCommit, type EngineContext, type RunningTaskAbort, type Transition } from './after-commit';
-import { jobEventIntents } from './job-events';
+import { afterCommit, jobEventIntents, type AfterCommit, type EngineContext, type RunningTaskAbort, type Transition } from './after-commit';
 import type { Outbox } from './outbox';
 import type { StageCheck } from './stage-check';
 

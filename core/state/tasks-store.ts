@@ -62,9 +62,8 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
     name: 'cm_claim_tasks',
     // Rows are locked in task_id order (every multi-row task lock in the engine is), so two batches
     // holding duplicates of the same messages in different orders do not deadlock: the requests are
-    // sorted, and the update's nested loop over them takes each row's lock as it updates it. A
-    // separate SELECT … FOR UPDATE in that order cost a third of the statement (a second lookup and
-    // a lock record per row). Should a plan ever visit the rows in another order (a hash join over
+    // sorted, and the update's nested loop over them takes each row's lock as it updates it, with no
+    // separate SELECT … FOR UPDATE (a second lookup and lock record per row). Should a plan ever visit the rows in another order (a hash join over
     // a nearly empty table), PostgreSQL detects the deadlock and the batch is retried (40P01 is
     // transient). Every lookup is by task id (primary key), never a scan of the stage; the job
     // check is a correlated subquery so no plan can start from the job's (job_id, stage) index.

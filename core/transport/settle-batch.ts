@@ -19,9 +19,17 @@ export interface HeldMessage {
   applicationProperties: Record<string, string | number | boolean>;
 }
 
-/** What the engine is told about a message besides its body (core/engine/message-meta.ts MessageMeta). */
-export function messageMetaOf(message: HeldMessage): { messageId?: string; deliveryCount?: number; traceparent?: string; enqueuedTime?: Date } {
-  const meta: { messageId?: string; deliveryCount?: number; traceparent?: string; enqueuedTime?: Date } = {};
+/** What the engine is told about a message besides its body. */
+export interface MessageMeta {
+  messageId?: string | undefined;
+  deliveryCount?: number | undefined;
+  /** W3C trace context from the message's application properties. */
+  traceparent?: string | undefined;
+  enqueuedTime?: Date | undefined;
+}
+
+export function messageMetaOf(message: HeldMessage): MessageMeta {
+  const meta: MessageMeta = {};
   if (message.messageId !== undefined) meta.messageId = message.messageId;
   if (message.deliveryCount !== undefined) meta.deliveryCount = message.deliveryCount;
   // The W3C traceparent the sender stamped in the application properties: one trace per job.

@@ -2,7 +2,6 @@ import type pg from 'pg';
 import type { Logger } from '../logger';
 import { errorToShape } from '../errors';
 import { extendLeases } from '../state/tasks-store';
-import type { TaskAbort } from './task-abort';
 
 /** A handler running in this process: what aborting it, giving its claim back and keeping its lease need. */
 export interface RunningTask {
@@ -74,5 +73,28 @@ export class LeaseKeeper {
     } finally {
       this.extending = false;
     }
+  }
+}
+
+/**
+ * A task's abort signal, made only when its handler reads `ctx.signal`: most handlers never do,
+ * and a controller per task would cost every task. An abort that comes before
+ * the first read is kept, so the signal the handler then gets is already aborted, with its reason.
+ */
+export class TaskAbort {
+  private controller: AbortController | undefined;
+  private pendingReason: { reason: unknown } | undefined;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.pendingReason) this.controller.abort(this.pendingReason.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.controller) this.controller.abort(reason);
+    else this.pendingReason ??= { reason };
   }
 }
