@@ -132,7 +132,10 @@ export class InProcessWorker {
   /** Invalid submissions are non-retryable: the policy dead-letters them with the zod issues as the reason. */
   private async handleSubmissions(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
     const results: HandlingResult[] = [];
-    for (const message of batch) results.push(await handling(async () => void (await this.machine.submitFromMessage(message.body))));
+    for (const message of batch) {
+      const origin = { messageId: message.messageId, replyTo: message.replyTo, correlationId: message.correlationId };
+      results.push(await handling(async () => void (await this.machine.submitFromMessage(message.body, origin))));
+    }
     return results;
   }
 

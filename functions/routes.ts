@@ -3,6 +3,7 @@ import { dashboardRoutes } from './http-dashboard';
 import { deleteRoutes } from './http-delete';
 import { healthRoutes } from './http-health';
 import { jobRoutes } from './http-jobs';
+import { jobTypeRoutes } from './http-job-types';
 import { scheduleRoutes } from './http-schedules';
 import { signalRoutes } from './http-signals';
 import { workerRoutes } from './http-workers';
@@ -23,4 +24,5 @@ export const httpRoutes: readonly HttpRoute[] = Object.freeze([
   ...scheduleRoutes,
   ...deleteRoutes,
   ...signalRoutes,
+  ...jobTypeRoutes,
 ]);

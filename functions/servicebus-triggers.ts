@@ -6,6 +6,7 @@ import { SERVICE_BUS_CONNECTION_SETTING } from '../core/transport/service-bus-tr
 import { handling, handlingBatch, messageMetaOf, settleBatch, type HeldMessage, type MessageHost } from '../core/transport/settle-batch';
 import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
 import { getAppContext, type AppContext } from './app-context';
+import type { FunctionsApp } from './http-route';
 
 /**
  * The host hands over JSON bodies already parsed, but a body sent as text or bytes arrives as a
@@ -39,7 +40,11 @@ export function heldMessageOf(context: InvocationContext, body: unknown, index?:
     }
   }
   const enqueued = pick('enqueuedTimeUtc', 'enqueuedTimeUtcArray');
+  const replyTo = pick('replyTo', 'replyToArray');
+  const correlationId = pick('correlationId', 'correlationIdArray');
   return {
+    ...(typeof replyTo === 'string' && replyTo !== '' ? { replyTo } : {}),
+    ...(typeof correlationId === 'string' && correlationId !== '' ? { correlationId } : {}),
     messageId: typeof messageId === 'string' ? messageId : undefined,
     body,
     deliveryCount: typeof deliveryCount === 'number' ? deliveryCount : undefined,
@@ -172,7 +177,11 @@ export async function submissionHandler(message: unknown, context: InvocationCon
   if (!held) return;
   const appContext = await contextOrRetry(context, SUBMISSIONS_QUEUE, [held]);
   const result = await handling(async () => {
-    const { job, created, signal } = await appContext.machine.submitFromMessage(held.body);
+    const { job, created, signal } = await appContext.machine.submitFromMessage(held.body, {
+      messageId: held.messageId,
+      replyTo: held.replyTo,
+      correlationId: held.correlationId,
+    });
     const event = signal ? 'coremachine.signal.accepted' : 'coremachine.submission.accepted';
     context.log(
       JSON.stringify({
@@ -218,28 +227,28 @@ export function deadLetterHandler(queue: string) {
 }
 
 /** The Service Bus triggers; functions/index.ts registers them with the host. */
-export function registerServiceBusTriggers(): void {
-  app.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
-  app.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
-  app.serviceBusQueue('submissions-queue', {
+export function registerServiceBusTriggers(target: FunctionsApp = app): void {
+  target.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
+  target.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
+  target.serviceBusQueue('submissions-queue', {
     connection: SERVICE_BUS_CONNECTION_SETTING,
     queueName: SUBMISSIONS_QUEUE,
     cardinality: 'one',
     handler: submissionHandler,
   });
-  app.serviceBusQueue('jobs-dead-letters', {
+  target.serviceBusQueue('jobs-dead-letters', {
     connection: SERVICE_BUS_CONNECTION_SETTING,
     queueName: `${JOBS_QUEUE}/$deadletterqueue`,
     cardinality: 'one',
     handler: deadLetterHandler(JOBS_QUEUE),
   });
-  app.serviceBusQueue('submissions-dead-letters', {
+  target.serviceBusQueue('submissions-dead-letters', {
     connection: SERVICE_BUS_CONNECTION_SETTING,
     queueName: `${SUBMISSIONS_QUEUE}/$deadletterqueue`,
     cardinality: 'one',
     handler: deadLetterHandler(SUBMISSIONS_QUEUE),
   });
-  app.serviceBusQueue('tasks-dead-letters', {
+  target.serviceBusQueue('tasks-dead-letters', {
     connection: SERVICE_BUS_CONNECTION_SETTING,
     queueName: `${TASKS_QUEUE}/$deadletterqueue`,
     cardinality: 'one',

@@ -41,6 +41,27 @@ export function taskMessageId(message: TaskQueueMessage): string {
   return `${message.taskId}:a${message.attempt}${message.resend ? `:r${message.resend}` : ''}`;
 }
 
+/**
+ * A queue a receipt may go to: a Service Bus entity name (letters, digits, '.', '-', '_', '/', at
+ * most 260 characters), never one of the engine's own queues (a receipt there would be an engine
+ * message from a stranger).
+ */
+export const JOBS_QUEUE = 'coremachine-jobs';
+export const TASKS_QUEUE = 'coremachine-tasks';
+/** Other systems submit jobs here with `{jobType, parameters}` (JobSubmissionMessage). */
+export const SUBMISSIONS_QUEUE = 'coremachine-submissions';
+/** Job events out (models/job-event.ts): a topic, so any number of systems can subscribe. */
+export const EVENTS_TOPIC = 'coremachine-events';
+export const ENGINE_ENTITIES: readonly string[] = [JOBS_QUEUE, TASKS_QUEUE, SUBMISSIONS_QUEUE, EVENTS_TOPIC];
+export const ReplyToQueue = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._\-/]{0,259}$/, 'replyTo must be a Service Bus queue name')
+  .refine(
+    (name) => !ENGINE_ENTITIES.some((entity) => name.toLowerCase() === entity || name.toLowerCase().startsWith(`${entity}/`)),
+    "replyTo must not be one of the engine's own queues",
+  );
+const CorrelationId = safeText(128);
+
 /** A job submitted by message instead of HTTP: same validation, id and idempotency as the HTTP route. */
 export const JobSubmissionMessage = z.strictObject({
   jobType: z.string().min(1),
@@ -49,8 +70,38 @@ export const JobSubmissionMessage = z.strictObject({
   idempotencyKey: IdempotencyKey.optional(),
   /** Same meaning as the HTTP CoreMachine-Timeout-Seconds header (models/deadline.ts). */
   timeoutSeconds: z.number().int().optional(),
+  /**
+   * Where the receipt goes and what it carries back, for producers that cannot set the message's
+   * own Service Bus properties; the message's `replyTo` and `correlationId` come first.
+   */
+  replyTo: ReplyToQueue.optional(),
+  correlationId: CorrelationId.optional(),
 });
 export type JobSubmissionMessage = z.infer<typeof JobSubmissionMessage>;
+
+/**
+ * What a submitter that named a `replyTo` queue gets back for each submission (or signal) message:
+ * accepted with the job (and whether it was new), or refused with the reasons. Its Service Bus
+ * correlationId is the submission's correlationId, else its messageId.
+ */
+export const SubmissionReceipt = z.discriminatedUnion('status', [
+  z.strictObject({
+    status: z.literal('accepted'),
+    correlationId: z.string().nullable(),
+    jobId: JobId,
+    jobType: z.string(),
+    /** false: the same submission (type, parameters, idempotency key) was accepted before. */
+    created: z.boolean(),
+    /** For a signal message: whether this delivery changed anything (false for a repeat). */
+    signal: z.strictObject({ name: z.string(), delivered: z.boolean() }).optional(),
+  }),
+  z.strictObject({
+    status: z.literal('refused'),
+    correlationId: z.string().nullable(),
+    error: z.strictObject({ type: z.string(), message: z.string(), issues: z.array(z.unknown()).optional() }),
+  }),
+]);
+export type SubmissionReceipt = z.infer<typeof SubmissionReceipt>;
 
 /**
  * A signal delivered by message on the submissions queue instead of HTTP: same validation and
@@ -60,6 +111,8 @@ export const SignalMessage = z.strictObject({
   jobId: JobId,
   signal: z.string().regex(SIGNAL_NAME, `a signal name matches ${String(SIGNAL_NAME)}`),
   payload: z.unknown(),
+  replyTo: ReplyToQueue.optional(),
+  correlationId: CorrelationId.optional(),
 });
 export type SignalMessage = z.infer<typeof SignalMessage>;
 

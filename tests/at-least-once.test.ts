@@ -23,6 +23,7 @@ function duplicatingTransport(inner: InProcessTransport, seed: number): Transpor
   return {
     name: 'duplicating',
     durable: false,
+    sendReceipt: (queue, receipt, properties) => inner.sendReceipt(queue, receipt, properties),
     publishEvents: (events) => inner.publishEvents(events),
     close: () => inner.close(),
     scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),
@@ -99,6 +100,7 @@ test('a crash between commit and send loses nothing: the outbox sweep sends what
     wrapTransport: (inner): Transport => ({
       name: 'flaky',
       durable: false,
+      sendReceipt: (queue, receipt, properties) => inner.sendReceipt(queue, receipt, properties),
       publishEvents: (events) => inner.publishEvents(events),
       close: () => inner.close(),
       scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),

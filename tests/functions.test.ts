@@ -112,7 +112,7 @@ async function driveToEnd(jobId: string, machine: CoreMachine = h.machine, trans
 
 test('registrations: routes split by method, function-key auth on jobs, anonymous health, both queues', () => {
   const http = httpRegistrations.map(([name, o]) => [name, o.methods, o.route, o.authLevel, o.handler]);
-  expect(http).toHaveLength(19);
+  expect(http).toHaveLength(20);
   expect(http.filter(([name]) => String(name).startsWith('workers-')).map(([, methods, route]) => [methods, route])).toEqual([
     [['POST'], 'workers/claim'],
     [['POST'], 'workers/tasks/{taskId}/heartbeat'],

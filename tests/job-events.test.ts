@@ -63,6 +63,7 @@ test('a publish that fails after commit leaves the event in the outbox; the jani
     wrapTransport: (inner) => ({
       name: 'flaky-events',
       durable: false,
+      sendReceipt: (queue, receipt, properties) => inner.sendReceipt(queue, receipt, properties),
       close: () => inner.close(),
       sendJobMessages: (m) => inner.sendJobMessages(m),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),

@@ -119,6 +119,7 @@ test('a lost job message: the janitor finds the stalled job, says why, re-sends,
     wrapTransport: (inner): Transport => ({
       name: 'lossy',
       durable: false,
+      sendReceipt: (queue, receipt, properties) => inner.sendReceipt(queue, receipt, properties),
       publishEvents: (events) => inner.publishEvents(events),
       close: () => inner.close(),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),

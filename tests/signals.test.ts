@@ -248,6 +248,7 @@ test("a crash after the signal committed (the next stage's message never sent): 
     wrapTransport: (inner): Transport => ({
       name: 'crashing',
       durable: false,
+      sendReceipt: (queue, receipt, properties) => inner.sendReceipt(queue, receipt, properties),
       publishEvents: (events) => inner.publishEvents(events),
       close: () => inner.close(),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),

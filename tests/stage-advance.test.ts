@@ -90,6 +90,7 @@ test('the advance commits QUEUED before the next stage message is sent', async (
     wrapTransport: (inner: InProcessTransport): Transport => ({
       name: 'observing',
       durable: false,
+      sendReceipt: (queue, receipt, properties) => inner.sendReceipt(queue, receipt, properties),
       publishEvents: (events) => inner.publishEvents(events),
       sendTaskMessages: (m) => inner.sendTaskMessages(m),
       scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),

@@ -1,3 +1,4 @@
+import type { JobTypeCatalogue } from '../../core/engine/job-types';
 import type { ErrorShape, JobRecord, JobView, ScheduleView, TaskRecord } from '../../models';
 import { TIMEOUT_HEADER } from '../../models/deadline';
 import type { ControlAction } from '../../models/control-actions';
@@ -94,6 +95,10 @@ export class ApiClient {
   async job(jobId: string, waitSeconds?: number): Promise<JobJson> {
     const path = `jobs/${encodeURIComponent(jobId)}${search({ waitSeconds })}`;
     return (await this.send<JobJson>('GET', path, undefined, { timeoutMs: 30_000 + (waitSeconds ?? 0) * 1000 })).body;
+  }
+
+  jobTypes(): Promise<JobTypeCatalogue> {
+    return this.request('GET', 'job-types');
   }
 
   schedules(): Promise<{ schedules: ScheduleJson[] }> {

@@ -8,6 +8,7 @@ import { renderStages } from './progress';
 import { printOutcome, watchJob } from './watch';
 import { waitForJob } from './wait';
 import { controlSchedule, listSchedules } from './schedules';
+import { listJobTypes, showJobType } from './job-types';
 import { jsonFromFlags } from './json-input';
 import { sendSignal } from './signal';
 import { awaitedSignal } from '../../models/signal-wait';
@@ -29,6 +30,8 @@ const USAGE_LINES: Record<string, [string, string]> = {
   schedule: ['schedule pause|resume <name>', 'pause or resume a schedule'],
   delete: ['delete <jobId>', 'delete a finished job and all its rows'],
   signal: ['signal <jobId> <name> --data JSON | --file F', 'deliver a signal to the stage waiting for it'],
+  'job-types': ['job-types [--json]', 'the job types the app registers: stages, signals, description'],
+  'job-type': ['job-type <jobType>', 'one job type with the JSON Schema of its parameters and signals'],
 };
 /** Usage lines with the synopses in one column (run-cli's local commands use it too). */
 export function usageLine(synopsis: string, meaning: string): string {
@@ -46,6 +49,8 @@ export const REMOTE_COMMANDS: readonly string[] = [
   'schedule',
   'delete',
   'signal',
+  'job-types',
+  'job-type',
 ];
 export const REMOTE_OPTIONS_USAGE = [
   `remote options: --url URL (env COREMACHINE_URL, default ${DEFAULT_API_URL}), --key KEY (env COREMACHINE_FUNCTION_KEY)`,
@@ -148,6 +153,10 @@ async function dispatch(command: string, args: readonly string[], io: CliIo): Pr
       return deleteJob(args, io);
     case 'signal':
       return sendSignal(args, io, parse);
+    case 'job-types':
+      return listJobTypes(args, io, parse);
+    case 'job-type':
+      return showJobType(args, io, parse);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

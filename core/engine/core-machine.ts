@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import {
   IdempotencyKey,
   isSignalMessageBody,
   ListDeadLettersQuery,
+  ReplyToQueue,
   JobWaitQuery,
   JobQueueMessage,
   JobSubmissionMessage,
@@ -16,7 +18,17 @@ import {
   type TaskRecord,
 } from '../../models';
 import { assertSchemaVersion } from '../db/migrator';
-import { ConfigurationError, JobNotFoundError, MalformedMessageError, SignalRefusedError, describeZodError, parseOrThrow, refuseUnstorable } from '../errors';
+import {
+  ConfigurationError,
+  JobNotFoundError,
+  MalformedMessageError,
+  SignalRefusedError,
+  describeZodError,
+  errorToShape,
+  isNonRetryable,
+  parseOrThrow,
+  refuseUnstorable,
+} from '../errors';
 import { computeJobId } from '../identity';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
@@ -49,8 +61,32 @@ import type { MessageMeta } from '../transport/settle-batch';
 import { UnitOfWork } from './unit-of-work';
 import { acceptSignal } from './signal-stage';
 import { submissionTimeout } from './submission-timeout';
+import { jobTypeCatalogue, type JobTypeCatalogue } from './job-types';
 
 export type { MessageMeta } from '../transport/settle-batch';
+
+/** What the transport knows of a submission besides its body: its Service Bus properties. */
+export interface SubmissionOrigin {
+  messageId?: string | undefined;
+  replyTo?: string | undefined;
+  correlationId?: string | undefined;
+}
+
+/**
+ * Where a submission's receipt goes, if anywhere: the message's replyTo property, else the body's
+ * (checked by the same schema: a Service Bus queue name, never one of the engine's own). The
+ * correlationId is the message's, else the body's, else the message id. A replyTo that fails the
+ * check refuses the submission: its sender would otherwise wait for a receipt that never comes.
+ */
+function receiptAddress(body: unknown, origin: SubmissionOrigin): { queue: string; correlationId: string | null; messageId: string } | undefined {
+  const fromBody = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as { replyTo?: unknown; correlationId?: unknown }) : {};
+  const replyTo = origin.replyTo ?? (typeof fromBody.replyTo === 'string' ? fromBody.replyTo : undefined);
+  if (replyTo === undefined || replyTo === '') return undefined;
+  const queue = parseOrThrow(ReplyToQueue, replyTo, 'replyTo', ['replyTo']);
+  const correlationId = origin.correlationId ?? (typeof fromBody.correlationId === 'string' ? fromBody.correlationId : undefined) ?? origin.messageId ?? null;
+  // Deterministic: a redelivered submission's receipt is dropped by duplicate detection.
+  return { queue, correlationId, messageId: `receipt:${origin.messageId ?? correlationId ?? randomUUID()}` };
+}
 
 export interface CoreMachineDeps {
   pool: pg.Pool;
@@ -179,16 +215,56 @@ export class CoreMachine {
   /**
    * A submission that arrived as a queue message. Invalid ones raise ValidationError (with the zod
    * issues) or UnknownJobTypeError, both non-retryable: the transport dead-letters them and nothing
-   * is stored.
+   * is stored. With a `replyTo` (the message's own Service Bus property, or the body's), the
+   * submitter gets a receipt there: accepted with the job id, or refused with the reasons.
    */
-  async submitFromMessage(body: unknown): Promise<{ job: JobView; created: boolean; signal?: { name: string; delivered: boolean } }> {
+  async submitFromMessage(
+    body: unknown,
+    origin: SubmissionOrigin = {},
+  ): Promise<{ job: JobView; created: boolean; signal?: { name: string; delivered: boolean } }> {
+    const reply = receiptAddress(body, origin);
+    let accepted: { job: JobView; created: boolean; signal?: { name: string; delivered: boolean } };
+    try {
+      accepted = await this.acceptSubmission(body);
+    } catch (error) {
+      // Only a refusal is final: anything else is redelivered, and its receipt comes with the answer.
+      if (reply && isNonRetryable(error)) {
+        const shape = errorToShape(error);
+        await this.transport.sendReceipt(
+          reply.queue,
+          {
+            status: 'refused',
+            correlationId: reply.correlationId,
+            error: { type: shape.type, message: shape.message, ...(shape.issues ? { issues: shape.issues } : {}) },
+          },
+          reply,
+        );
+      }
+      throw error;
+    }
+    if (reply) {
+      const { job, created, signal } = accepted;
+      await this.transport.sendReceipt(
+        reply.queue,
+        { status: 'accepted', correlationId: reply.correlationId, jobId: job.jobId, jobType: job.jobType, created, ...(signal ? { signal } : {}) },
+        reply,
+      );
+    }
+    return accepted;
+  }
+
+  private async acceptSubmission(body: unknown): Promise<{ job: JobView; created: boolean; signal?: { name: string; delivered: boolean } }> {
     // `{jobId, signal, payload}` on the same queue delivers a signal, with the HTTP route's answers.
     if (isSignalMessageBody(body)) {
-      const message = parseOrThrow(SignalMessage, body, 'signal message: it must be {jobId, signal, payload}');
+      const message = parseOrThrow(SignalMessage, body, 'signal message: it must be {jobId, signal, payload, replyTo?, correlationId?}');
       const { job, delivered } = await this.deliverSignal(message.jobId, message.signal, message.payload);
       return { job, created: false, signal: { name: message.signal, delivered } };
     }
-    const submission = parseOrThrow(JobSubmissionMessage, body, 'submission message: it must be {jobType, parameters, idempotencyKey?, timeoutSeconds?}');
+    const submission = parseOrThrow(
+      JobSubmissionMessage,
+      body,
+      'submission message: it must be {jobType, parameters, idempotencyKey?, timeoutSeconds?, replyTo?, correlationId?}',
+    );
     return this.submitJob(submission.jobType, submission.parameters, { idempotencyKey: submission.idempotencyKey, timeoutSeconds: submission.timeoutSeconds });
   }
 
@@ -230,6 +306,11 @@ export class CoreMachine {
     if (!row) throw new JobNotFoundError(jobId);
     const stages = await listStages(this.pool, jobId);
     return buildJobView(row, stages, this.registry.hasJob(row.job_type) ? this.registry.job(row.job_type) : undefined);
+  }
+
+  /** Every registered job type with the JSON Schema of its parameters and signals, and the submissions queue's message schemas. */
+  jobTypes(): JobTypeCatalogue {
+    return jobTypeCatalogue(this.registry);
   }
 
   async listJobs(query: unknown = {}): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {

@@ -18,6 +18,9 @@ export interface QueueMessage {
   messageId: string;
   body: unknown;
   applicationProperties?: Record<string, string | number | boolean>;
+  /** Broker properties, as a Service Bus message has them. */
+  replyTo?: string;
+  correlationId?: string;
 }
 
 export interface ReceivedMessage extends QueueMessage {
@@ -53,6 +56,8 @@ interface StoredMessage {
   messageId: string;
   bodyJson: string;
   applicationProperties?: Record<string, string | number | boolean>;
+  replyTo?: string;
+  correlationId?: string;
 }
 
 interface Entry {
@@ -313,6 +318,8 @@ function storeMessage(message: QueueMessage): StoredMessage {
     messageId: message.messageId,
     bodyJson,
     ...(message.applicationProperties ? { applicationProperties: { ...message.applicationProperties } } : {}),
+    ...(message.replyTo === undefined ? {} : { replyTo: message.replyTo }),
+    ...(message.correlationId === undefined ? {} : { correlationId: message.correlationId }),
   };
 }
 
@@ -320,5 +327,7 @@ function storeMessage(message: QueueMessage): StoredMessage {
 function loadMessage(stored: StoredMessage): QueueMessage {
   const message: QueueMessage = { messageId: stored.messageId, body: JSON.parse(stored.bodyJson) as unknown };
   if (stored.applicationProperties) message.applicationProperties = { ...stored.applicationProperties };
+  if (stored.replyTo !== undefined) message.replyTo = stored.replyTo;
+  if (stored.correlationId !== undefined) message.correlationId = stored.correlationId;
   return message;
 }

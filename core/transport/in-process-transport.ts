@@ -1,4 +1,4 @@
-import { jobMessageId, taskMessageId, type JobEvent, type JobQueueMessage, type TaskQueueMessage } from '../../models';
+import { jobMessageId, taskMessageId, type JobEvent, type JobQueueMessage, type SubmissionReceipt, type TaskQueueMessage } from '../../models';
 import { JobEventBus } from './job-event-bus';
 import { InProcessQueue, type QueueOptions } from './in-process-queue';
 import { traceProperties } from '../telemetry';
@@ -22,9 +22,13 @@ export class InProcessTransport implements Transport {
   readonly submissions: InProcessQueue;
   /** Job events out: what the events topic's subscriptions are in Azure (`machine.events.subscribe`). */
   readonly events = new JobEventBus();
+  /** The queues submitters named for their receipts, made on first use as Service Bus queues are made by their owners. */
+  private readonly replies = new Map<string, InProcessQueue>();
+  private readonly queueOptions: QueueOptions;
 
   constructor(options: Partial<QueueOptions> = {}) {
     const queueOptions = { ...DEFAULT_QUEUE_OPTIONS, ...options };
+    this.queueOptions = queueOptions;
     this.jobs = new InProcessQueue(JOBS_QUEUE, queueOptions);
     this.tasks = new InProcessQueue(TASKS_QUEUE, queueOptions);
     this.submissions = new InProcessQueue(SUBMISSIONS_QUEUE, queueOptions);
@@ -88,6 +92,27 @@ export class InProcessTransport implements Transport {
     return Promise.resolve();
   }
 
+  sendReceipt(queue: string, receipt: SubmissionReceipt, properties: { messageId: string; correlationId: string | null }): Promise<void> {
+    this.replyQueue(queue).send([
+      {
+        messageId: properties.messageId,
+        body: receipt,
+        applicationProperties: properties.correlationId === null ? {} : { correlationId: properties.correlationId },
+      },
+    ]);
+    return Promise.resolve();
+  }
+
+  /** The queue receipts for `name` go to (what a submitter would receive from). */
+  replyQueue(name: string): InProcessQueue {
+    let queue = this.replies.get(name);
+    if (!queue) {
+      queue = new InProcessQueue(name, this.queueOptions);
+      this.replies.set(name, queue);
+    }
+    return queue;
+  }
+
   backlog(): number {
     return this.jobs.activeCount + this.tasks.activeCount;
   }
@@ -96,6 +121,7 @@ export class InProcessTransport implements Transport {
     this.jobs.close();
     this.tasks.close();
     this.submissions.close();
+    for (const queue of this.replies.values()) queue.close();
     return Promise.resolve();
   }
 }

@@ -102,6 +102,8 @@ export function heldMessage(message: ReceivedMessage): HeldMessage {
     deliveryCount: message.deliveryCount,
     enqueuedTime: message.enqueuedTimeUtc,
     applicationProperties: message.applicationProperties ?? {},
+    replyTo: message.replyTo,
+    correlationId: message.correlationId,
   };
 }
 

@@ -1,6 +1,14 @@
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { ServiceBusClient, type ServiceBusMessage, type ServiceBusMessageBatch, type ServiceBusSender } from '@azure/service-bus';
-import { jobEventMessageId, jobMessageId, taskMessageId, type JobEvent, type JobQueueMessage, type TaskQueueMessage } from '../../models';
+import {
+  jobEventMessageId,
+  jobMessageId,
+  taskMessageId,
+  type JobEvent,
+  type JobQueueMessage,
+  type SubmissionReceipt,
+  type TaskQueueMessage,
+} from '../../models';
 import { traceProperties } from '../telemetry';
 import { EVENTS_TOPIC, JOBS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type Transport } from './transport';
 
@@ -86,6 +94,17 @@ export class ServiceBusTransport implements Transport {
       applicationProperties: message.applicationProperties,
     };
     await this.sender(queue).scheduleMessages([copy], at);
+  }
+
+  /** A submission's receipt, to the queue its submitter named; its correlationId ties it to the submission. */
+  async sendReceipt(queue: string, receipt: SubmissionReceipt, properties: { messageId: string; correlationId: string | null }): Promise<void> {
+    const message: ServiceBusMessage = {
+      messageId: properties.messageId,
+      contentType: 'application/json',
+      body: receipt,
+      ...(properties.correlationId === null ? {} : { correlationId: properties.correlationId }),
+    };
+    await this.sender(queue).sendMessages([message]);
   }
 
   /** Closes every sender, then the client; safe to call more than once. */

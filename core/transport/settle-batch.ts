@@ -17,6 +17,9 @@ export interface HeldMessage {
   deliveryCount: number | undefined;
   enqueuedTime: Date | undefined;
   applicationProperties: Record<string, string | number | boolean>;
+  /** Service Bus broker properties a submitter may set: where its receipt goes, and what ties it back. */
+  replyTo?: string | undefined;
+  correlationId?: string | undefined;
 }
 
 /** What the engine is told about a message besides its body. */

@@ -1,11 +1,8 @@
-import type { JobEvent, JobQueueMessage, TaskQueueMessage } from '../../models';
+import type { JobEvent, JobQueueMessage, SubmissionReceipt, TaskQueueMessage } from '../../models';
 
-export const JOBS_QUEUE = 'coremachine-jobs';
-export const TASKS_QUEUE = 'coremachine-tasks';
-/** Other systems submit jobs here with `{jobType, parameters}` (models/api.ts JobSubmissionMessage). */
-export const SUBMISSIONS_QUEUE = 'coremachine-submissions';
-/** Job events out (models/job-event.ts): a topic, so any number of systems can subscribe. */
-export const EVENTS_TOPIC = 'coremachine-events';
+// The entity names live with the messages they carry (models/messages.ts), which also keeps a
+// receipt's replyTo off them.
+export { EVENTS_TOPIC, JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../../models/messages';
 /** The subscription the Bicep and the emulator create with the topic (others can be added freely). */
 export const EVENTS_DEFAULT_SUBSCRIPTION = 'default';
 
@@ -61,5 +58,10 @@ export interface Transport {
    * finds the stage's QUEUED tasks in the database either way.
    */
   pullStageTasks?(stage: { jobId: string; stage: number; chunk?: { from: number } }, readPage: StageTaskPageReader): Promise<void>;
+  /**
+   * Sends a submission's receipt to the queue its submitter named (`replyTo`), with the
+   * correlationId it carries back.
+   */
+  sendReceipt(queue: string, receipt: SubmissionReceipt, properties: { messageId: string; correlationId: string | null }): Promise<void>;
   close(): Promise<void>;
 }

@@ -134,6 +134,7 @@ export async function runChaos(db: TestDatabase, options: ChaosOptions): Promise
   const transport: Transport = {
     name: 'chaos',
     durable: false,
+    sendReceipt: (queue, receipt, properties) => inner.sendReceipt(queue, receipt, properties),
     close: () => inner.close(),
     backlog: () => inner.backlog(),
     scheduleTaskMessages: (m, at) => inner.scheduleTaskMessages(m, at),

@@ -1,0 +1,67 @@
+import { z } from 'zod';
+import { isSignalStage, JobSubmissionMessage, SignalMessage, SubmissionReceipt, type AnyJobDefinition } from '../../models';
+import type { Registry } from '../registry';
+
+/** A JSON Schema document, as zod emits it. */
+export type JsonSchema = Record<string, unknown>;
+
+/** One registered job type as a producer in any language needs it: what to send, and what it runs. */
+export interface JobTypeDescription {
+  jobType: string;
+  description: string;
+  /** The job's own deadline, when its type declares one. */
+  timeoutSeconds: number | null;
+  stages: Array<
+    { stage: number; name: string; kind: 'tasks'; taskType: string; remote: boolean } | { stage: number; name: string; kind: 'signal'; signal: string }
+  >;
+  /** JSON Schema of the parameters a submission must carry (the input the type's zod schema accepts). */
+  parameters: JsonSchema;
+  /** The signals its stages wait for, with the JSON Schema of each payload. */
+  signals: Array<{ name: string; stage: number; payload: JsonSchema }>;
+}
+
+/** What GET /api/job-types answers: every job type, and the message shapes of the submissions queue. */
+export interface JobTypeCatalogue {
+  jobTypes: JobTypeDescription[];
+  /** JSON Schemas of the submissions queue's two message kinds and of the receipt sent to `replyTo`. */
+  messages: { submission: JsonSchema; signal: JsonSchema; receipt: JsonSchema };
+}
+
+/** zod's JSON Schema of what a schema accepts; anything it cannot express (a custom check) is left open. */
+function jsonSchemaOf(schema: z.ZodType): JsonSchema {
+  return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' });
+}
+
+function describe(definition: AnyJobDefinition): JobTypeDescription {
+  const stages = definition.stages.map((stage, index) =>
+    isSignalStage(stage)
+      ? { stage: index + 1, name: stage.name, kind: 'signal' as const, signal: stage.signal.name }
+      : { stage: index + 1, name: stage.name, kind: 'tasks' as const, taskType: stage.task.type, remote: stage.task.execution === 'remote' },
+  );
+  const signals = definition.stages.flatMap((stage, index) =>
+    isSignalStage(stage) ? [{ name: stage.signal.name, stage: index + 1, payload: jsonSchemaOf(stage.signal.payload) }] : [],
+  );
+  return {
+    jobType: definition.type,
+    description: definition.description,
+    timeoutSeconds: definition.timeoutSeconds ?? null,
+    stages,
+    parameters: jsonSchemaOf(definition.parameters),
+    signals,
+  };
+}
+
+/** Every registered job type, sorted by name, with the submissions queue's message schemas. */
+export function jobTypeCatalogue(registry: Registry): JobTypeCatalogue {
+  return {
+    jobTypes: registry
+      .jobTypes()
+      .sort()
+      .map((type) => describe(registry.job(type))),
+    messages: {
+      submission: jsonSchemaOf(JobSubmissionMessage),
+      signal: jsonSchemaOf(SignalMessage),
+      receipt: z.toJSONSchema(SubmissionReceipt, { io: 'output' }),
+    },
+  };
+}
