@@ -26,6 +26,12 @@ export interface BenchOptions {
   killEveryMs: number;
   /** --scale-only: the --instances table without the side-by-side comparison. */
   scaleOnly: boolean;
+  /** --result-bytes: CoreMachine alone, tasks returning results of these sizes (bench/payload-bench.ts). */
+  resultBytes: number[];
+  /** With --result-bytes: results inline in PostgreSQL, in a payload store (Azurite), or both side by side. */
+  payloadStore: 'none' | 'azurite' | 'both';
+  /** With --result-bytes and a store: values larger than this go to it (default 256: every result, no task spec). */
+  payloadInlineMax: number;
   /** Settings applied with ALTER DATABASE to every bench database (--sync-commit, --pg-set). */
   pgSettings: Record<string, string>;
   timeoutS: number | undefined;
@@ -66,6 +72,13 @@ export const USAGE = `npm run bench -- [options]
   --pgbouncer-pool-size S  PgBouncer default_pool_size (default 20)
   --scale-only           with --instances: skip the side-by-side comparison
   --kill-every-ms MS     scale runs: terminate one engine backend every MS ms (fault injection)
+  --result-bytes LIST    payload mode: CoreMachine alone, 3 stages of tasks returning results of
+                         these sizes, e.g. --result-bytes 1024,102400,5242880; N per stage is
+                         capped so a stage holds ~200 MB (bench/payload-bench.ts)
+  --payload-store S      payload mode: none (results inline in PostgreSQL), azurite (in a payload
+                         store on an Azurite started for the run) or both (default)
+  --payload-inline-max B payload mode, with a store: values larger than B bytes go to it (default
+                         256: every result, while the tasks' ~30-byte specs stay inline)
   --sync-commit on|off   set synchronous_commit on the bench databases (default: server setting)
   --pg-set name=value    any other per-database setting, e.g. --pg-set enable_hashjoin=off (repeatable)
   --timeout-s S          per-run time limit (default 60 + 3N x 3 ms)
@@ -107,7 +120,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     systems: [...SYSTEMS],
     fanInFromResults: false,
     graphile: { concurrency: 2, localQueueSize: 500, completeJobBatchDelayMs: 250 },
-    // The best of the last --peer-sweep (README, Performance): 1 registration x batchSize 1000.
+    // The best of the last --peer-sweep (bench/README.md, Results): 1 registration x batchSize 1000.
     pgBoss: { workers: 1, batchSize: 1000 },
     peerSweep: false,
     peerSweepN: 1000,
@@ -118,6 +131,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     scaleOnly: false,
     killEveryMs: 0,
     pgSettings: {},
+    resultBytes: [],
+    payloadStore: 'both',
+    payloadInlineMax: 256,
     timeoutS: undefined,
     ceilingMaxS: 10,
     pollMs: 5,
@@ -216,6 +232,18 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         options.pgSettings[match[1]] = match[2];
         break;
       }
+      case '--result-bytes':
+        options.resultBytes = positiveInts(flag, value());
+        break;
+      case '--payload-store': {
+        const store = value();
+        if (store !== 'none' && store !== 'azurite' && store !== 'both') throw new Error('--payload-store takes none, azurite or both');
+        options.payloadStore = store;
+        break;
+      }
+      case '--payload-inline-max':
+        options.payloadInlineMax = integer(flag, value(), 0);
+        break;
       case '--timeout-s':
         options.timeoutS = one(flag, value());
         break;
@@ -239,7 +267,8 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         throw new Error(`unknown option "${raw}"\n\n${USAGE}`);
     }
   }
-  if (options.ns.length === 0) options.ns = [1000, 10_000];
+  // Payload mode: N = 1,000 unless told, capped per result size (bench/payload-bench.ts).
+  if (options.ns.length === 0) options.ns = options.resultBytes.length > 0 ? [1000] : [1000, 10_000];
   if (options.scaleOnly && options.instances.length === 0) throw new Error('--scale-only needs --instances');
   if (!options.sweep && (options.workers.length > 1 || options.batch.length > 1)) {
     throw new Error('--workers and --batch take lists only with --sweep');

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { defineJob, defineTask } from '../models';
 
@@ -39,4 +40,34 @@ export const benchJob = defineJob({ type: BENCH_JOB_TYPE, description: 'benchmar
     task: noopTask,
     fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : byCount(parameters.n)),
   })
+  .finalize(({ previous }) => ({ tasksInLastStage: previous.count }));
+
+export const SIZED_JOB_TYPE = 'bench.sized_three_stages';
+
+/**
+ * Random base64 text, made once: every result is a slice of it. PostgreSQL compresses each value
+ * on its own (TOAST), so a repeated slice still costs its full size per row, as real data would.
+ */
+let padding = '';
+function pad(length: number): string {
+  if (padding.length < length) padding = randomBytes(Math.ceil((length * 3) / 4) + 3).toString('base64');
+  return padding.slice(0, length);
+}
+
+/** `npm run bench -- --result-bytes`: a task whose result's JSON is `bytes` long. */
+export const sizedTask = defineTask({
+  type: 'bench.sized',
+  parameters: z.object({ i: z.number().int(), bytes: z.number().int().min(0) }),
+  handler: ({ i, bytes }) => Promise.resolve({ i, pad: pad(Math.max(0, bytes - `{"i":${i},"pad":""}`.length)) }),
+});
+
+/** Three stages of n tasks returning `resultBytes` each; finalize only counts, as the default job's does. */
+export const sizedJob = defineJob({
+  type: SIZED_JOB_TYPE,
+  description: 'benchmark: 3 stages x n tasks with results of resultBytes each',
+  parameters: z.object({ n: z.number().int().min(1), runId: z.string(), resultBytes: z.number().int().min(0) }),
+})
+  .stage({ name: 'one', task: sizedTask, fanOut: ({ parameters }) => byCount(parameters.n).map(({ i }) => ({ i, bytes: parameters.resultBytes })) })
+  .stage({ name: 'two', task: sizedTask, fanOut: ({ parameters }) => byCount(parameters.n).map(({ i }) => ({ i, bytes: parameters.resultBytes })) })
+  .stage({ name: 'three', task: sizedTask, fanOut: ({ parameters }) => byCount(parameters.n).map(({ i }) => ({ i, bytes: parameters.resultBytes })) })
   .finalize(({ previous }) => ({ tasksInLastStage: previous.count }));

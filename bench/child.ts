@@ -85,6 +85,7 @@ async function measure(spec: RunSpec): Promise<RunResult> {
       taskHotUpdateShare: execution.taskHotUpdateShare ?? null,
       notes: execution.notes ?? [],
       ...(execution.scale ? { scale: execution.scale } : {}),
+      ...(execution.payload ? { payload: execution.payload } : {}),
       ...(execution.settings ? { settings: execution.settings } : {}),
     };
   } catch (error) {

@@ -5,9 +5,11 @@ import { createLogger } from '../core/logger';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { InProcessWorker } from '../core/worker';
-import { benchJob, BENCH_JOB_TYPE } from './bench-job';
+import { AzureBlobPayloadStore } from '../core/payloads/azure-blob-store';
+import { DEFAULT_PAYLOAD_LIMITS, Payloads } from '../core/payloads/payloads';
+import { benchJob, BENCH_JOB_TYPE, SIZED_JOB_TYPE, sizedJob } from './bench-job';
 import { migrateBenchDatabase } from './database-setup';
-import type { RunSpec } from './protocol';
+import type { PayloadMeasures, PayloadSpec, RunSpec } from './protocol';
 import type { SqlCounter } from './sql-counter';
 import { sleep } from './stats';
 import { deadlineError, type Execution, type SystemRun } from './system-run';
@@ -34,7 +36,7 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
     async start() {
       pool = counter.createPool(spec.databaseUrl, spec.poolSize, 'cm-bench-coremachine');
       const logger = createLogger('warn');
-      const registry = new Registry().register(benchJob);
+      const registry = new Registry().register(benchJob, sizedJob);
       transport = new InProcessTransport();
       // A stage's N task messages go out in one send after its transaction commits.
       const sendTaskMessages = transport.sendTaskMessages.bind(transport);
@@ -43,7 +45,7 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         await sendTaskMessages(messages);
         if (messages.length > spec.batchSize) stageDispatchMs.push(performance.now() - started);
       };
-      machine = await CoreMachine.create({ pool, registry, transport, logger });
+      machine = await CoreMachine.create({ pool, registry, transport, logger, ...(spec.payload ? { payloads: payloadsFor(spec.payload) } : {}) });
       const processJobMessage = machine.processJobMessage.bind(machine);
       machine.processJobMessage = async (body: unknown) => {
         const started = performance.now();
@@ -65,8 +67,11 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
       await poller.connect();
       let polls = 0;
       try {
+        const tablesBefore = spec.payload ? await coremachineBytes(poller) : 0;
         const started = performance.now();
-        const { job } = await machine.submitJob(BENCH_JOB_TYPE, { n: spec.n, runId: randomUUID(), fanInFromResults: spec.fanInFromResults });
+        const { job } = spec.payload
+          ? await machine.submitJob(SIZED_JOB_TYPE, { n: spec.n, runId: randomUUID(), resultBytes: spec.payload.resultBytes })
+          : await machine.submitJob(BENCH_JOB_TYPE, { n: spec.n, runId: randomUUID(), fanInFromResults: spec.fanInFromResults });
         const deadline = started + spec.timeoutMs;
         let status: string = job.status;
         while (status === 'QUEUED' || status === 'PROCESSING') {
@@ -80,6 +85,8 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         if (status !== 'COMPLETED') throw new Error(`bench job ended ${status}`);
         polls += 2;
         const timings = await stageTimings(poller, job.jobId, spec.n);
+        const payload = spec.payload ? await payloadMeasures(poller, spec.payload, tablesBefore, spec.n * spec.stages) : undefined;
+        if (payload) polls += 2;
         const analyzed = await autoAnalyzedAt(poller, started);
         const taskHotUpdateShare = await hotUpdateShare(poller);
         const notes =
@@ -93,6 +100,7 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
           autoAnalyzedAfterMs: analyzed,
           taskHotUpdateShare,
           notes,
+          ...(payload ? { payload } : {}),
         };
       } finally {
         await poller.end();
@@ -104,6 +112,38 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
       await transport?.close();
       await pool?.end();
     },
+  };
+}
+
+/**
+ * --result-bytes: results inline up to a cap large enough for the largest size measured, or in a
+ * payload store on the orchestrator's Azurite above `inlineMaxBytes`.
+ */
+function payloadsFor(payload: PayloadSpec): Payloads {
+  const limits = { ...DEFAULT_PAYLOAD_LIMITS, inlineCapBytes: 64 * 1024 * 1024, inlineMaxBytes: payload.inlineMaxBytes };
+  if (payload.store === 'none' || !payload.connectionString) return new Payloads(undefined, limits);
+  return new Payloads(new AzureBlobPayloadStore({ connectionString: payload.connectionString, container: payload.container ?? 'bench-payloads' }), limits);
+}
+
+/** Every coremachine table with its TOAST and indexes, in bytes (dead row versions included, as the run left them). */
+async function coremachineBytes(db: pg.Client): Promise<number> {
+  const result = await db.query<{ bytes: string }>(
+    `SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::text AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'coremachine' AND c.relkind = 'r'`,
+  );
+  return Number(result.rows[0]?.bytes ?? 0);
+}
+
+async function payloadMeasures(db: pg.Client, payload: PayloadSpec, bytesBefore: number, tasks: number): Promise<PayloadMeasures> {
+  const stored = await db.query<{ stored: string; bytes: string }>(
+    `SELECT count(*) FILTER (WHERE result_ref IS NOT NULL)::text AS stored, COALESCE(sum((result_ref->>'size')::bigint), 0)::text AS bytes FROM coremachine.tasks`,
+  );
+  return {
+    resultBytes: payload.resultBytes,
+    store: payload.store,
+    pgBytesPerTask: ((await coremachineBytes(db)) - bytesBefore) / tasks,
+    blobBytesPerTask: Number(stored.rows[0]?.bytes ?? 0) / tasks,
+    storedShare: Number(stored.rows[0]?.stored ?? 0) / tasks,
   };
 }
 

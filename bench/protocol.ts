@@ -48,6 +48,28 @@ export interface ScaleMeasures {
   jobStatus: string;
 }
 
+/** --result-bytes: the size of each task's result, and where results larger than the threshold go. */
+export interface PayloadSpec {
+  resultBytes: number;
+  store: 'none' | 'azurite';
+  /** The Azurite the orchestrator started, and a container of this run's own. */
+  connectionString?: string;
+  container?: string;
+  inlineMaxBytes: number;
+}
+
+/** What a payload run stored where, per task. */
+export interface PayloadMeasures {
+  resultBytes: number;
+  store: 'none' | 'azurite';
+  /** Growth of every coremachine table (heap, TOAST, indexes) over the run, per task. */
+  pgBytesPerTask: number;
+  /** Bytes of the results in the payload store, per task (by their references). */
+  blobBytesPerTask: number;
+  /** Share of the tasks whose result is in the store. */
+  storedShare: number;
+}
+
 export interface RunSpec {
   system: SystemName;
   n: number;
@@ -65,6 +87,7 @@ export interface RunSpec {
   graphile: GraphileSettings;
   pgBoss: PgBossSettings;
   scale?: ScaleSpec;
+  payload?: PayloadSpec;
   timeoutMs: number;
   /** The ceiling loop stops after this long even if 3N updates are not done. */
   ceilingMaxMs: number;
@@ -105,6 +128,7 @@ export interface RunResult {
   taskHotUpdateShare: number | null;
   notes: string[];
   scale?: ScaleMeasures;
+  payload?: PayloadMeasures;
   /** The peer's settings for this run (graphile-worker, pg-boss). */
   settings?: Record<string, number>;
 }

@@ -1,8 +1,10 @@
 /**
- * Retention figures for the README: bytes per task on disk, purge rate, and the janitor sweep's
+ * Retention figures for docs/operating.md and bench/README.md: bytes per task on disk, purge rate, and the janitor sweep's
  * time with 1,000,000 finished tasks in the database. Measured, never asserted.
  *
- *   npx tsc -p bench/tsconfig.json && node dist/bench-build/bench/retention.js [--jobs 1000] [--tasks-per-job 1000] [--skip-size]
+ *   npm run build && npx tsc -p bench/tsconfig.json && node dist/bench-build/bench/retention.js [--jobs 1000] [--tasks-per-job 1000] [--skip-size]
+ *
+ * (npm run build first: jobs/ imports `coremachine`, which the compiled bench resolves to dist/package/.)
  *
  * Uses DATABASE_URL (loopback only), else 127.0.0.1:5432, else an embedded PostgreSQL, in a fresh
  * database that is dropped at the end.

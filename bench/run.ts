@@ -5,6 +5,7 @@ import type { RunResult } from './protocol';
 import { cell, jsonSummary, markdownTable, statementProfile, summarize, type Summary } from './report';
 import { active, baseSpec, describeRun, runOne } from './runner';
 import { scaleBenchmark, type ScaleRow } from './scale';
+import { payloadBenchmark } from './payload-bench';
 import { dropDatabase, listLeftovers, findServer, serverSettings, type BenchServer } from './server';
 import { round } from './stats';
 
@@ -80,6 +81,13 @@ async function benchmark(server: BenchServer, options: BenchOptions): Promise<vo
   if (failures.length > 0) process.exitCode = 1;
 }
 
+/** --result-bytes: CoreMachine alone, results of each size inline and in a payload store (bench/payload-bench.ts). */
+async function payloads(server: BenchServer, options: BenchOptions): Promise<void> {
+  const { rows, table } = await payloadBenchmark(server, options, log);
+  print(table);
+  if (options.json) process.stdout.write(`${JSON.stringify({ payloads: rows })}\n`);
+}
+
 /** CoreMachine alone over every --workers x --batch pair: does the worker configuration matter? */
 async function sweep(server: BenchServer, options: BenchOptions): Promise<void> {
   const lines = [
@@ -130,7 +138,7 @@ async function main(): Promise<void> {
   const stopOnSignal = (signal: NodeJS.Signals) => {
     log(`${signal}: stopping`);
     active.child?.kill('SIGKILL');
-    const drop = active.database ? dropDatabase(server.adminUrl, active.database) : Promise.resolve();
+    const drop = Promise.all([active.database ? dropDatabase(server.adminUrl, active.database) : undefined, active.service?.stop()]);
     void drop
       .catch(() => undefined)
       .then(() => server.stop())
@@ -161,6 +169,7 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
     if (options.sweep) await sweep(server, options);
+    else if (options.resultBytes.length > 0) await payloads(server, options);
     else await benchmark(server, options);
   } finally {
     await server.stop();

@@ -12,6 +12,8 @@ const SETUP_GRACE_MS = 60_000;
 export interface Active {
   child?: ChildProcess;
   database?: string;
+  /** A service the orchestrator started for the bench (Azurite): stopped on SIGINT/SIGTERM too. */
+  service?: { stop(): Promise<void> };
 }
 export const active: Active = {};
 

@@ -1,4 +1,4 @@
-import type { ScaleMeasures } from './protocol';
+import type { PayloadMeasures, ScaleMeasures } from './protocol';
 
 /** The shape each benchmarked system implements; the harness in child.ts times and counts it. */
 export interface Execution {
@@ -18,6 +18,7 @@ export interface Execution {
   taskHotUpdateShare?: number | null;
   notes?: string[];
   scale?: ScaleMeasures;
+  payload?: PayloadMeasures;
   settings?: Record<string, number>;
 }
 

@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { optionsAsVariables, unknownOptions, type SettingOptions } from './config-options';
 import { DEFAULT_JANITOR_OPTIONS } from './janitor-options';
+import { PAYLOAD_SETTINGS, payloadSettingsFrom, type PayloadSettings } from './payloads/payload-settings';
 
 /**
  * `off` behind a pooler in transaction mode that cannot track named prepared statements
@@ -21,7 +23,7 @@ export function preparedStatementsFromEnv(env: NodeJS.ProcessEnv = process.env):
 
 /**
  * Every setting of the engine, the Functions app and `coremachine dev`, read from the environment
- * in one place with its default; README's "Configuration" table lists them all. Code in
+ * in one place with its default; docs/configuration.md "Settings" lists them all. Code in
  * functions/ and bin/ reads the parsed CoreMachineConfig, never process.env.
  */
 const EnvSchema = z.object({
@@ -70,9 +72,11 @@ const EnvSchema = z.object({
   COREMACHINE_FUNCTION_KEY: z.string().optional(),
   // `coremachine dev`/`demo`: how often the in-process janitor sweeps (the Functions app uses JANITOR_SCHEDULE).
   COREMACHINE_JANITOR_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
+  // The payload store for values too large for a row (core/payloads/payload-settings.ts, docs/payloads.md).
+  ...PAYLOAD_SETTINGS,
 });
 
-/** The names of every environment setting loadConfig reads (README's configuration table lists each). */
+/** The names of every environment setting loadConfig reads (docs/configuration.md "Settings" lists each). */
 export const CONFIG_SETTING_NAMES: readonly string[] = Object.keys(EnvSchema.shape);
 
 /** The janitor's windows and batch (core/janitor.ts JanitorOptions), as both hosts pass them to a sweep. */
@@ -108,12 +112,23 @@ export interface CoreMachineConfig {
   janitorIntervalMs: number;
   /** Shutdown grace for running handlers (COREMACHINE_SHUTDOWN_GRACE_SECONDS). */
   shutdownGraceMs: number;
+  /** Where values too large for a row go, and the limits (COREMACHINE_PAYLOAD_*). */
+  payloads: PayloadSettings;
 }
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineConfig {
-  const parsed = EnvSchema.safeParse(env);
+/**
+ * The settings from the environment, with `options` given in code (core/config-options.ts) over
+ * their variables. Both go through the one schema: a bad value is refused naming the variable, or
+ * the option when it came from code (`option poolMax (PG_POOL_MAX): …`).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: Readonly<SettingOptions> = {}): CoreMachineConfig {
+  const unknown = unknownOptions(options);
+  if (unknown.length > 0) throw new Error(`invalid configuration: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}`);
+  const { values, filledBy } = optionsAsVariables(options);
+  const parsed = EnvSchema.safeParse({ ...env, ...values });
   if (!parsed.success) {
-    const detail = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ');
+    const name = (variable: string) => (filledBy.has(variable) ? `option ${filledBy.get(variable)} (${variable})` : variable);
+    const detail = parsed.error.issues.map((issue) => `${name(issue.path.join('.'))}: ${issue.message}`).join('; ');
     throw new Error(`invalid configuration: ${detail}`);
   }
   const e = parsed.data;
@@ -141,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoreMachineCon
     functionKey: e.COREMACHINE_FUNCTION_KEY || undefined,
     janitorIntervalMs: e.COREMACHINE_JANITOR_INTERVAL_SECONDS * 1000,
     shutdownGraceMs: e.COREMACHINE_SHUTDOWN_GRACE_SECONDS * 1000,
+    payloads: payloadSettingsFrom(e),
   };
 }
 

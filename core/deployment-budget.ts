@@ -16,7 +16,7 @@
  * (default_pool_size × user/database pairs) then fit max_connections − reserved − headroom.
  */
 
-/** Where each figure below comes from (README "Scaling and connections" lists them in one table). */
+/** Where each figure below comes from (docs/deploying.md "Scaling and connections" lists them in one table). */
 export const SOURCES = {
   maxConnections: 'https://learn.microsoft.com/azure/postgresql/flexible-server/concepts-limits',
   pgbouncerParameters: 'https://learn.microsoft.com/azure/postgresql/flexible-server/server-parameters-table-pgbouncer',

@@ -39,6 +39,25 @@ export class UnknownJobTypeError extends CoreMachineError {
   }
 }
 
+/**
+ * A job of a version this deployment does not register: it is not the job's fault, and the version
+ * may be deployed again, so its messages wait rather than fail (see core/engine/versions.ts).
+ */
+export class UnknownJobVersionError extends CoreMachineError {
+  override readonly type = 'UnknownJobVersionError';
+  // A submission naming it is refused for good; a running job of it waits (it is never thrown there).
+  override readonly nonRetryable = true;
+  constructor(
+    readonly jobType: string,
+    readonly version: number,
+    registered: readonly number[],
+  ) {
+    super(
+      `version ${version} of job type "${jobType}" is not registered by this deployment (registered: ${registered.map((v) => `v${v}`).join(', ') || 'none'})`,
+    );
+  }
+}
+
 export class UnknownTaskTypeError extends CoreMachineError {
   override readonly type = 'UnknownTaskTypeError';
   override readonly nonRetryable = true;
@@ -47,6 +66,25 @@ export class UnknownTaskTypeError extends CoreMachineError {
     known: readonly string[],
   ) {
     super(`unknown task type "${taskType}" (registered: ${known.join(', ') || 'none'})`);
+  }
+}
+
+/**
+ * A remote worker asked to claim a task type this app does not register, or one that runs from
+ * the tasks queue (defineTask, not defineRemoteTask): no task of it will ever be claimable, so the
+ * worker hears so (404, with the types it can claim) instead of an empty list forever.
+ */
+export class UnknownRemoteTaskTypeError extends CoreMachineError {
+  override readonly type = 'UnknownRemoteTaskTypeError';
+  override readonly nonRetryable = true;
+  constructor(
+    readonly refused: ReadonlyArray<{ taskType: string; registered: boolean }>,
+    readonly remoteTaskTypes: readonly string[],
+  ) {
+    const reasons = refused.map(({ taskType, registered }) =>
+      registered ? `"${taskType}" runs from the tasks queue (defineTask), not on remote workers` : `"${taskType}" is not registered`,
+    );
+    super(`cannot claim task type ${reasons.join('; ')} (remote task types: ${remoteTaskTypes.join(', ') || 'none'})`);
   }
 }
 

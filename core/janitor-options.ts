@@ -21,6 +21,8 @@ export interface JanitorOptions {
   retentionDays?: number;
   /** Batch bounds of the retention step (DEFAULT_RETENTION). */
   retention?: Partial<Omit<RetentionOptions, 'retentionDays'>>;
+  /** A worker not heard from for this long leaves the workers view (its row is deleted). */
+  workerRetentionMs: number;
 }
 
 /**
@@ -33,4 +35,6 @@ export const DEFAULT_JANITOR_OPTIONS = {
   outboxAgeMs: 5_000,
   batchSize: 500,
   maxLeaseLosses: 3,
+  // Long enough to see what was lost and when, after which a stopped worker is only clutter.
+  workerRetentionMs: 60 * 60_000,
 } as const satisfies Partial<JanitorOptions>;

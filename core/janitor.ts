@@ -4,6 +4,7 @@ import { isSignalStage, type JobStatus } from '../models';
 import type { Outbox, OutboxIntent } from './engine/outbox';
 import { afterCommit, NOTHING_AFTER_COMMIT, type AfterCommit, type EngineContext } from './engine/after-commit';
 import { commit } from './engine/commit';
+import { definitionOf, waitingForVersion } from './engine/versions';
 import { checkStage } from './engine/stage-check';
 import { DEFAULT_RETENTION, NOTHING_PURGED, purgeExpiredJobs, type RetentionOptions, type RetentionReport } from './engine/retention';
 import { recordTaskOutcomes } from './engine/task-outcomes';
@@ -11,6 +12,8 @@ import { failOverdueJobs, type TimedOut } from './engine/deadlines';
 import type { UnitOfWork } from './engine/unit-of-work';
 import { LeaseExpiredError } from './errors';
 import type { Logger } from './logger';
+import { NO_ORPHAN_SWEEP, sweepOrphanPayloads, type OrphanSweepReport } from './payloads/orphan-sweep';
+import type { Payloads } from './payloads/payloads';
 import {
   jobsWithExpiredLeases,
   listStallCandidates,
@@ -22,6 +25,7 @@ import {
 } from './state/janitor-store';
 import { findStage } from './state/stages-store';
 import { pruneIdleRateBuckets } from './state/limits-store';
+import { pruneStaleWorkers } from './state/workers-store';
 import { lockJobs } from './state/jobs-store';
 import { requeueLostLeases, type TaskOutcome } from './state/tasks-store';
 import type { ScheduleSweepReport } from './schedules/schedules';
@@ -54,6 +58,10 @@ export interface SweepReport {
   purged: RetentionReport;
   /** Rate-limit buckets idle long enough to be full again, deleted (migration 011). */
   prunedRateBuckets: number;
+  /** Workers not heard from for the retention window (JanitorOptions.workerRetentionMs), deleted (migration 022). */
+  prunedWorkers: number;
+  /** The payload store's orphan sweep (core/payloads/orphan-sweep.ts); absent without a store. */
+  orphanPayloads?: OrphanSweepReport;
 }
 
 /** What a sweep works with: every state change goes through the unit of work, so its transitions are reported. */
@@ -62,6 +70,8 @@ export interface JanitorDeps {
   logger: Logger;
   outbox: Outbox;
   unitOfWork: UnitOfWork;
+  /** The payload store: retention deletes the blobs of purged jobs, and the orphan sweep what no row references. */
+  payloads?: Payloads;
 }
 
 /**
@@ -90,9 +100,15 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
   const stalled = await attempt(() => examineStalledJobs(pool, unitOfWork, options), [] as StalledJob[]);
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
   const retention: RetentionOptions = { ...DEFAULT_RETENTION, ...options.retention, retentionDays: options.retentionDays ?? 0 };
-  const purged = await attempt(() => purgeExpiredJobs(unitOfWork, retention), NOTHING_PURGED);
+  const blobs = deps.payloads?.store ? { payloads: deps.payloads, logger: deps.logger } : undefined;
+  const purged = await attempt(() => purgeExpiredJobs(unitOfWork, retention, blobs), NOTHING_PURGED);
+  const orphanPayloads = blobs ? await attempt(() => sweepOrphanPayloads(pool, blobs.payloads, options.batchSize), NO_ORPHAN_SWEEP) : undefined;
   const prunedRateBuckets = await attempt(
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })),
+    0,
+  );
+  const prunedWorkers = await attempt(
+    () => commit(unitOfWork, async ({ client }) => ({ value: await pruneStaleWorkers(client, options.workerRetentionMs / 1000, options.batchSize) })),
     0,
   );
   const report: SweepReport = {
@@ -103,7 +119,9 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     stalled,
     purged,
     prunedRateBuckets,
+    prunedWorkers,
     ...(schedules ? { schedules } : {}),
+    ...(orphanPayloads ? { orphanPayloads } : {}),
   };
   await attempt(() => commit(unitOfWork, async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })), undefined);
   if (report.requeuedTasks + report.failedTasks + report.timedOutJobs + report.outboxSent + report.stalled.length > 0) {
@@ -111,6 +129,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }
   if (purged.jobs > 0) deps.logger.info('janitor deleted finished jobs past retention', { retentionDays: retention.retentionDays, ...purged });
+  if (orphanPayloads && orphanPayloads.deleted > 0) deps.logger.info('janitor deleted orphaned payload blobs', { ...orphanPayloads });
   if (failures.length > 0) throw new AggregateError(failures, `janitor sweep: ${failures.length} part(s) failed; the next sweep retries them`);
   return report;
 }
@@ -199,6 +218,10 @@ async function explain(
 ): Promise<{ job: StalledJob; after: AfterCommit }> {
   const base = { jobId: c.job_id, status: c.status, stage: c.stage, idleSeconds: c.idle_seconds };
   const resend = randomUUID().slice(0, 8);
+  // A job whose version this deployment lacks is left as it is: resending its messages would only
+  // make them wait again. It goes on once the version is deployed again (core/engine/versions.ts).
+  const missing = waitingForVersion(context.registry, c);
+  if (missing) return { job: { ...base, reason: missing, action: 'none' }, after: NOTHING_AFTER_COMMIT };
   if (c.pending_outbox > 0)
     return { job: { ...base, reason: `${c.pending_outbox} message(s) waiting in the outbox`, action: 'none' }, after: NOTHING_AFTER_COMMIT };
   // A QUEUED job has no current stage row to read; a PROCESSING one is judged by it below.
@@ -233,7 +256,7 @@ async function explain(
     };
   }
   if (c.queued > 0) {
-    const stageDefinition = context.registry.hasJob(c.job_type) ? context.registry.job(c.job_type).stages[c.stage - 1] : undefined;
+    const stageDefinition = definitionOf(context.registry, c)?.stages[c.stage - 1];
     const taskType = stageDefinition && !isSignalStage(stageDefinition) ? stageDefinition.task.type : '';
     return {
       job: { ...base, reason: `${c.queued} task(s) QUEUED with no progress for ${c.idle_seconds} s`, action: 'resent-task-messages' },

@@ -1,6 +1,7 @@
 import type { CoreMachineConfig } from './config';
 import { openDatabase, type Database } from './database';
 import { CoreMachine } from './engine/core-machine';
+import { createPayloads } from './payloads/payload-settings';
 import type { Logger } from './logger';
 import type { Registry } from './registry';
 import { InProcessTransport } from './transport/in-process-transport';
@@ -18,6 +19,8 @@ export interface LocalRuntime {
 export interface LocalRuntimeOptions {
   /** Apply pending migrations on start (default: only on the embedded PostgreSQL). */
   migrate?: boolean;
+  /** The schedules' clock (default: the wall clock); coremachine/testing moves it forward. */
+  now?: () => Date;
 }
 
 /** Database + engine + in-process transport + workers: what `demo` and `dev` run. */
@@ -37,7 +40,9 @@ export async function startLocalRuntime(
       transport,
       logger,
       retentionDays: config.retentionDays,
-      schedules: { catchUpSeconds: config.scheduleCatchUpSeconds },
+      schedules: { catchUpSeconds: config.scheduleCatchUpSeconds, ...(options.now ? { now: options.now } : {}) },
+      // On the embedded PostgreSQL without a blob store configured, large values go to a folder beside it.
+      payloads: createPayloads(config.payloads, { dataDir: config.dataDir, embedded: database.embedded }),
     });
     // What a previous process committed but never sent, or held only in its memory, goes out now.
     await machine.resumeAfterStart({ ...config.janitor });

@@ -10,11 +10,25 @@ import {
   type TaskLimits,
 } from '../models';
 import { compileSchedule, type RegisteredSchedule } from './schedules/cron-pattern';
-import { DuplicateRegistrationError, ScheduleNotFoundError, UnknownJobTypeError, UnknownTaskTypeError, parseOrThrow, refuseUnstorable } from './errors';
+import {
+  DuplicateRegistrationError,
+  ScheduleNotFoundError,
+  UnknownJobTypeError,
+  UnknownJobVersionError,
+  UnknownTaskTypeError,
+  parseOrThrow,
+  refuseUnstorable,
+} from './errors';
 
-/** Maps type names to definitions. Job types in jobs/ reach the engine only through here. */
+/**
+ * Maps type names to definitions. Job types in jobs/ reach the engine only through here. A job
+ * type may be registered in several versions at once (a job runs the version it was submitted
+ * under); a task type has one definition, shared by every version whose stages use it, so a
+ * version that changes a task's parameters or handler gives that task a new type name.
+ */
 export class Registry {
-  private readonly jobs = new Map<string, AnyJobDefinition>();
+  /** Each job type's versions, newest last. */
+  private readonly jobs = new Map<string, AnyJobDefinition[]>();
   private readonly tasks = new Map<string, AnyTaskDefinition>();
   /** Each declared schedule (kept to spot a second definition of a name) and its compiled form. */
   private readonly scheduleMap = new Map<string, { declared: ScheduleDefinition; compiled: RegisteredSchedule }>();
@@ -29,13 +43,16 @@ export class Registry {
 
   register(...jobs: AnyJobDefinition[]): this {
     for (const job of jobs) {
-      const existing = this.jobs.get(job.type);
-      if (existing && existing !== job) {
-        throw new DuplicateRegistrationError(`job type "${job.type}" is already registered`);
-      }
+      const versions = this.jobs.get(job.type) ?? [];
+      const existing = versions.find((registered) => registered.version === job.version);
+      if (existing === job) continue;
+      if (existing) throw new DuplicateRegistrationError(`version ${job.version} of job type "${job.type}" is already registered`);
       // A stage waiting for a signal has no task type to register.
       for (const stage of job.stages) if (!isSignalStage(stage)) this.registerTask(stage.task);
-      this.jobs.set(job.type, job);
+      this.jobs.set(
+        job.type,
+        [...versions, job].sort((a, b) => a.version - b.version),
+      );
     }
     return this;
   }
@@ -69,10 +86,19 @@ export class Registry {
     return task ? taskLimitsOf(task) : undefined;
   }
 
-  job(jobType: string): AnyJobDefinition {
-    const job = this.jobs.get(jobType);
-    if (!job) throw new UnknownJobTypeError(jobType, this.jobTypes());
+  /** The given version of a job type, or its newest: what a new submission runs. */
+  job(jobType: string, version?: number): AnyJobDefinition {
+    const versions = this.jobs.get(jobType);
+    if (!versions) throw new UnknownJobTypeError(jobType, this.jobTypes());
+    if (version === undefined) return versions[versions.length - 1] as AnyJobDefinition;
+    const job = versions.find((registered) => registered.version === version);
+    if (!job) throw new UnknownJobVersionError(jobType, version, this.versionsOf(jobType));
     return job;
+  }
+
+  /** The versions of a job type this registry holds, oldest first; empty for an unknown type. */
+  versionsOf(jobType: string): number[] {
+    return (this.jobs.get(jobType) ?? []).map((job) => job.version);
   }
 
   task(taskType: string): AnyTaskDefinition {
@@ -81,12 +107,22 @@ export class Registry {
     return task;
   }
 
-  hasJob(jobType: string): boolean {
-    return this.jobs.has(jobType);
+  /** Whether the job type (and, if given, that version of it) is registered. */
+  hasJob(jobType: string, version?: number): boolean {
+    const versions = this.jobs.get(jobType);
+    return versions !== undefined && (version === undefined || versions.some((job) => job.version === version));
   }
 
   hasTask(taskType: string): boolean {
     return this.tasks.has(taskType);
+  }
+
+  /** The registered task types that run this way (the tasks queue, or remote workers over HTTP), sorted. */
+  taskTypes(execution: 'queue' | 'remote'): string[] {
+    return [...this.tasks.values()]
+      .filter((task) => (task.execution ?? 'queue') === execution)
+      .map((task) => task.type)
+      .sort();
   }
 
   jobTypes(): string[] {

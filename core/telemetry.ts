@@ -111,6 +111,21 @@ export function emitEvent(name: string, attributes: Attributes): void {
   });
 }
 
+const TASK_LOG_SEVERITY: Readonly<Record<'debug' | 'info' | 'warn' | 'error', SeverityNumber>> = {
+  debug: SeverityNumber.DEBUG,
+  info: SeverityNumber.INFO,
+  warn: SeverityNumber.WARN,
+  error: SeverityNumber.ERROR,
+};
+
+/**
+ * A handler's log line (ctx.log) as a log record in the active context: Application Insights files
+ * it under traces, in the operation of the task's span. Without a logger provider it goes nowhere.
+ */
+export function emitTaskLog(level: 'debug' | 'info' | 'warn' | 'error', message: string, attributes: Attributes): void {
+  eventLogger().emit({ severityNumber: TASK_LOG_SEVERITY[level], severityText: level.toUpperCase(), body: message, attributes, context: context.active() });
+}
+
 export function recordTaskDuration(ms: number, attributes: Attributes): void {
   histograms().taskDuration?.record(ms, attributes);
 }

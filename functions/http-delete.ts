@@ -9,7 +9,7 @@ const DeletePath = z.object({ jobId: z.string().regex(/^[0-9a-f]{64}$/, 'a job i
 
 /**
  * DELETE jobs/{jobId}: a finished job (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED) and
- * every row it left (stages, tasks, events, dead letters, outbox): 200 with the counts. 409 while
+ * every row it left (stages, tasks, events, dead letters, outbox, task log lines): 200 with the counts. 409 while
  * it may still change (cancel it first), 404 when there is no such job.
  */
 export const deleteJobHandler: Handler = withErrors(async (request) => {

@@ -10,9 +10,12 @@ import {
   SignalRefusedError,
   TaskNotFoundError,
   UnknownJobTypeError,
+  UnknownJobVersionError,
+  UnknownRemoteTaskTypeError,
   ValidationError,
 } from '../core/errors';
 import { unstorableJsonIssues } from '../models/storable';
+import { PayloadMissingError, PayloadStoreUnavailableError } from '../core/payloads/payload-errors';
 import { assertSafeRequestText } from './http-input';
 
 /** Matches the Service Bus message limit the design is built around; parameters live in Postgres. */
@@ -43,12 +46,25 @@ function isTransientTransportError(error: unknown, depth = 0): boolean {
 /** The status a client error earns, or undefined when the fault is the server's. */
 function clientStatusFor(error: unknown): number | undefined {
   if (error instanceof ValidationError) return 400;
-  if (error instanceof UnknownJobTypeError || error instanceof JobNotFoundError || error instanceof TaskNotFoundError) return 404;
-  if (error instanceof ScheduleNotFoundError) return 404;
+  if (
+    error instanceof UnknownJobTypeError ||
+    error instanceof UnknownJobVersionError ||
+    error instanceof JobNotFoundError ||
+    error instanceof TaskNotFoundError
+  )
+    return 404;
+  if (error instanceof ScheduleNotFoundError || error instanceof UnknownRemoteTaskTypeError) return 404;
+  // A stored value's blob is gone: the value cannot be served, now or later (docs/payloads.md).
+  if (error instanceof PayloadMissingError) return 404;
   if (error instanceof InvalidTransitionError || error instanceof LeaseLostError || error instanceof SignalRefusedError) return 409;
   if (error instanceof CoreMachineError && error.type === 'UnauthorizedError') return 401;
   if (error instanceof PayloadTooLargeError) return 413;
   return undefined;
+}
+
+/** What a client can act on besides the message: a remote worker learns which task types it may claim. */
+function refusalDetails(error: unknown): Record<string, unknown> {
+  return error instanceof UnknownRemoteTaskTypeError ? { remoteTaskTypes: error.remoteTaskTypes } : {};
 }
 
 /**
@@ -59,9 +75,15 @@ function clientStatusFor(error: unknown): number | undefined {
  */
 export function errorResponse(error: unknown, context: InvocationContext): HttpResponseInit {
   const clientStatus = clientStatusFor(error);
-  if (clientStatus !== undefined) return { status: clientStatus, jsonBody: { error: errorToShape(error) } };
+  if (clientStatus !== undefined) return { status: clientStatus, jsonBody: { error: { ...errorToShape(error), ...refusalDetails(error) } } };
 
-  const unavailable = isTransientDatabaseError(error) ? 'the database' : isTransientTransportError(error) ? 'the message queue' : undefined;
+  const unavailable = isTransientDatabaseError(error)
+    ? 'the database'
+    : isTransientTransportError(error)
+      ? 'the message queue'
+      : error instanceof PayloadStoreUnavailableError
+        ? 'the payload store'
+        : undefined;
   const transient = unavailable !== undefined;
   context.error(
     JSON.stringify({

@@ -4,6 +4,7 @@ import { schemaStatus } from '../core/db/migrator';
 import { errorToShape } from '../core/errors';
 import { pingDatabase } from '../core/state/health-store';
 import type { ErrorShape } from '../models';
+import type { VersionInUse } from '../core/engine/versions';
 import { getAppContext, type AppContext } from './app-context';
 import { RETRY_AFTER_SECONDS } from './http-errors';
 
@@ -23,6 +24,11 @@ export interface HealthReport {
   database: { reachable: boolean; error?: ErrorShape };
   schema: SchemaReport | { error: ErrorShape } | null;
   transport: string | null;
+  /**
+   * Versions unfinished jobs run that this deployment does not register: those jobs wait (they do
+   * not fail) until the version is deployed again or they are cancelled. The app stays healthy.
+   */
+  missingVersions?: VersionInUse[] | { error: ErrorShape };
   error?: ErrorShape;
 }
 
@@ -38,7 +44,7 @@ function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
  * What the probe found, in full: driver and startup errors included (host names, role names,
  * addresses). Logged, and answered only on the keyed route.
  */
-async function checkHealth(context: InvocationContext): Promise<HealthReport> {
+async function checkHealth(context: InvocationContext, details: boolean): Promise<HealthReport> {
   let appContext: AppContext;
   try {
     appContext = await withTimeout(getAppContext(), 'starting CoreMachine');
@@ -64,6 +70,16 @@ async function checkHealth(context: InvocationContext): Promise<HealthReport> {
     }
   }
   const schemaOk = report.schema !== null && 'upToDate' in report.schema && report.schema.upToDate;
+  // Only on the keyed route: an aggregate over unfinished jobs is not for every load balancer probe.
+  if (schemaOk && details) {
+    try {
+      report.missingVersions = await withTimeout(appContext.machine.missingVersions(), 'the job versions query');
+      if (report.missingVersions.length > 0)
+        context.warn(JSON.stringify({ event: 'coremachine.health.missing_versions', missingVersions: report.missingVersions }));
+    } catch (error) {
+      report.missingVersions = { error: errorToShape(error) };
+    }
+  }
   if (!report.database.reachable || !schemaOk) {
     report.status = 'unhealthy';
     context.warn(JSON.stringify({ event: 'coremachine.health', ...report }));
@@ -100,13 +116,13 @@ function respond<T>(report: HealthReport, body: T): HttpResponseInit {
 
 /** GET health (anonymous): database reachable, schema version, transport. 200 when all is well, else 503. */
 export async function healthHandler(_request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
-  const report = await checkHealth(context);
+  const report = await checkHealth(context, false);
   return respond(report, publicReport(report));
 }
 
 /** GET health/details (function key): the same probe with the errors that explain a 503. */
 export async function healthDetailsHandler(_request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
-  const report = await checkHealth(context);
+  const report = await checkHealth(context, true);
   return respond(report, report);
 }
 

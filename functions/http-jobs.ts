@@ -1,7 +1,11 @@
+import type { HttpRequest } from '@azure/functions';
 import type { HttpRoute } from './http-route';
 import { JobIdParams, JobTypeParams, ListJobsQuery, ListTasksQuery } from '../models/api';
 import { JobWaitQuery } from '../models/idempotency';
 import { TIMEOUT_HEADER } from '../models/deadline';
+import { JOB_VERSION_HEADER } from '../models/messages';
+import { CREATED_BY_HEADER, JOB_NAME_HEADER, JobIdentityHeaders, LABELS_HEADER, type JobIdentity } from '../models/job-labels';
+import { parseOrThrow } from '../core/errors';
 import { getAppContext } from './app-context';
 import { clientSignal } from './client-signal';
 import { readJsonBody, withErrors, type Handler } from './http-errors';
@@ -12,16 +16,21 @@ import { parseParams, queryFor } from './http-input';
 
 /**
  * POST jobs/{jobType}: 202 with the new job, 200 with the existing one (same type + parameters +
- * Idempotency-Key). CoreMachine-Timeout-Seconds overrides the job's timeout within its bounds.
+ * Idempotency-Key). CoreMachine-Timeout-Seconds overrides the job's timeout within its bounds;
+ * CoreMachine-Job-Name, -Created-By and -Labels say who and what (ignored for an existing job).
  */
 export const submitJobHandler: Handler = withErrors(async (request) => {
   const { jobType } = parseParams(request, JobTypeParams);
+  const identity = identityFromHeaders(request);
   const parameters = await readJsonBody(request);
   const { machine } = await getAppContext();
   const { job, created } = await machine.submitJob(jobType, parameters, {
     idempotencyKey: request.headers.get('idempotency-key'),
     // Validated by the engine with the parameters (models/deadline.ts): absent means the job type's own.
     timeoutSeconds: request.headers.get(TIMEOUT_HEADER),
+    // Absent: the newest version of the job type this deployment registers.
+    version: request.headers.get(JOB_VERSION_HEADER),
+    ...identity,
   });
   return {
     status: created ? 202 : 200,
@@ -37,9 +46,27 @@ export const getJobHandler: Handler = withErrors(async (request) => {
   return { status: 200, jsonBody: await machine.waitForJob(jobId, queryFor(request, JobWaitQuery), clientSignal(request)) };
 });
 
-/** GET jobs?status=&jobType=&limit=&cursor=: newest first; pass nextCursor back for the next page. */
+/**
+ * CoreMachine-Job-Name, CoreMachine-Created-By and CoreMachine-Labels (percent-decoded), refused
+ * with the header's name when malformed; the engine checks the decoded values again, as for code.
+ */
+function identityFromHeaders(request: HttpRequest): JobIdentity {
+  const present: Record<string, string> = {};
+  for (const header of [JOB_NAME_HEADER, CREATED_BY_HEADER, LABELS_HEADER]) {
+    const value = request.headers.get(header);
+    if (value !== null) present[header] = value;
+  }
+  return parseOrThrow(JobIdentityHeaders, present, 'job name, createdBy or labels header');
+}
+
+/**
+ * GET jobs?status=&jobType=&label=k:v&createdBy=&name=&limit=&cursor=: newest first; pass
+ * nextCursor back for the next page. `label` may repeat (every pair must match); `name` is a prefix.
+ */
 export const listJobsHandler: Handler = withErrors(async (request) => {
-  const query = queryFor(request, ListJobsQuery);
+  // From the URL itself: a host may hand over the query as a map that keeps one value per name.
+  const labels = new URL(request.url).searchParams.getAll('label').filter((value) => value !== '');
+  const query = { ...queryFor(request, ListJobsQuery), ...(labels.length > 0 ? { label: labels } : {}) };
   const { machine } = await getAppContext();
   return { status: 200, jsonBody: await machine.listJobs(query) };
 });

@@ -13,6 +13,9 @@ export interface HttpRoute {
   handler: HttpHandler;
 }
 
-export function registerHttpRoutes(routes: readonly HttpRoute[]): void {
-  for (const { name, methods, route, authLevel, handler } of routes) app.http(name, { methods, route, authLevel, handler });
+/** The part of `app` from @azure/functions that registers functions: the user's, or a recorder (bin/cli/function-groups.ts). */
+export type FunctionsApp = Pick<typeof app, 'http' | 'serviceBusQueue' | 'timer'>;
+
+export function registerHttpRoutes(routes: readonly HttpRoute[], target: FunctionsApp = app): void {
+  for (const { name, methods, route, authLevel, handler } of routes) target.http(name, { methods, route, authLevel, handler });
 }

@@ -39,7 +39,10 @@ function workerHandler(work: (request: HttpRequest) => Promise<HttpResponseInit>
 /** The task id of the path, checked before any body is read or SQL runs. */
 const taskId = (request: HttpRequest) => parseParams(request, TaskIdParams).taskId;
 
-/** POST workers/claim {workerId, taskTypes, maxTasks?, leaseSeconds?} → {tasks: [{taskId, claimId, parameters, ...}]} */
+/**
+ * POST workers/claim {workerId, taskTypes, maxTasks?, leaseSeconds?} → {tasks: [{taskId, claimId, parameters, ...}]};
+ * 404 UnknownRemoteTaskTypeError (with remoteTaskTypes) when a type is unknown or not remote.
+ */
 export const claimHandler = workerHandler(async (request) => {
   const body = await readJsonBody(request);
   const { machine } = await getAppContext();
@@ -86,7 +89,18 @@ export const releaseHandler = withErrors(async (request) => {
   return { status: 200, jsonBody: { taskId: id, status: 'QUEUED' } };
 });
 
+/**
+ * GET workers: remote workers and in-process hosts with their task types, last claim and
+ * heartbeat (and its age, `stale` past WORKER_STALE_AFTER_SECONDS) and the tasks each holds now.
+ * An operator's read (function key), not a worker's: no worker token is asked for.
+ */
+export const listWorkersHandler = withErrors(async () => {
+  const { machine } = await getAppContext();
+  return { status: 200, jsonBody: { workers: await machine.listWorkers() } };
+});
+
 export const workerRoutes: HttpRoute[] = [
+  { name: 'workers-list', methods: ['GET'], authLevel: 'function', route: 'workers', handler: listWorkersHandler },
   { name: 'workers-claim', methods: ['POST'], authLevel: 'function', route: 'workers/claim', handler: claimHandler },
   { name: 'workers-heartbeat', methods: ['POST'], authLevel: 'function', route: 'workers/tasks/{taskId}/heartbeat', handler: heartbeatHandler },
   { name: 'workers-complete', methods: ['POST'], authLevel: 'function', route: 'workers/tasks/{taskId}/complete', handler: completeHandler },

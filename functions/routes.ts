@@ -3,9 +3,11 @@ import { dashboardRoutes } from './http-dashboard';
 import { deleteRoutes } from './http-delete';
 import { healthRoutes } from './http-health';
 import { jobRoutes } from './http-jobs';
+import { payloadRoutes } from './http-payloads';
 import { jobTypeRoutes } from './http-job-types';
 import { scheduleRoutes } from './http-schedules';
 import { signalRoutes } from './http-signals';
+import { taskLogRoutes } from './http-task-logs';
 import { workerRoutes } from './http-workers';
 import type { HttpRoute } from './http-route';
 
@@ -25,4 +27,6 @@ export const httpRoutes: readonly HttpRoute[] = Object.freeze([
   ...deleteRoutes,
   ...signalRoutes,
   ...jobTypeRoutes,
+  ...payloadRoutes,
+  ...taskLogRoutes,
 ]);

@@ -229,7 +229,12 @@ export function deadLetterHandler(queue: string) {
 /** The Service Bus triggers; functions/index.ts registers them with the host. */
 export function registerServiceBusTriggers(target: FunctionsApp = app): void {
   target.serviceBusQueue('jobs-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: JOBS_QUEUE, cardinality: 'one', handler: jobMessageHandler });
-  target.serviceBusQueue('tasks-queue', { connection: SERVICE_BUS_CONNECTION_SETTING, queueName: TASKS_QUEUE, cardinality: 'many', handler: taskMessagesHandler });
+  target.serviceBusQueue('tasks-queue', {
+    connection: SERVICE_BUS_CONNECTION_SETTING,
+    queueName: TASKS_QUEUE,
+    cardinality: 'many',
+    handler: taskMessagesHandler,
+  });
   target.serviceBusQueue('submissions-queue', {
     connection: SERVICE_BUS_CONNECTION_SETTING,
     queueName: SUBMISSIONS_QUEUE,

@@ -1,5 +1,6 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import { getAppContext } from './app-context';
+import type { FunctionsApp } from './http-route';
 
 /**
  * JANITOR_SCHEDULE (NCRONTAB, six fields): every 20 s in the Bicep and the example settings, so a
@@ -22,6 +23,7 @@ export async function janitorHandler(_timer: Timer, context: InvocationContext):
   else context.log(line);
 }
 
-export function registerJanitorTimer(): void {
-  app.timer('janitor', { schedule: JANITOR_SCHEDULE, runOnStartup: false, handler: janitorHandler });
+/** `schedule`: NCRONTAB (six fields) or `%APP_SETTING%` naming the app setting that holds it. */
+export function registerJanitorTimer(target: FunctionsApp = app, schedule: string = JANITOR_SCHEDULE): void {
+  target.timer('janitor', { schedule, runOnStartup: false, handler: janitorHandler });
 }

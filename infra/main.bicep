@@ -38,7 +38,7 @@ param clientIpAddress string = ''
 param serviceBusAllowSas bool = false
 
 @allowed(['Burstable', 'GeneralPurpose'])
-@description('Database profile (see databaseProfiles below and README "Scaling and connections"): Burstable = B2s, 1 connection per instance, no pooler (a first deployment); GeneralPurpose = D2ds_v5 with the built-in PgBouncer in transaction mode (production). `coremachine doctor` checks the chosen one before provisioning.')
+@description('Database profile (see databaseProfiles below and docs/deploying.md "Scaling and connections"): Burstable = B2s, 1 connection per instance, no pooler (a first deployment); GeneralPurpose = D2ds_v5 with the built-in PgBouncer in transaction mode (production). `coremachine doctor` checks the chosen one before provisioning.')
 param databaseProfile string = 'Burstable'
 
 // Flex Consumption accepts 40 to 1000 (below 40 only as a preview in a few regions:
@@ -162,6 +162,8 @@ var databaseName = 'coremachine'
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var deploymentContainerName = 'app-package'
+// The payload store's container (COREMACHINE_PAYLOAD_CONTAINER's default).
+var payloadContainerName = 'coremachine-payloads'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
@@ -188,6 +190,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     name: 'st${resourceToken}'
     deploymentContainerName: deploymentContainerName
+    payloadContainerName: payloadContainerName
   }
 }
 
@@ -249,6 +252,7 @@ module functionApp 'modules/functionapp.bicep' = {
     planName: 'plan-${resourceToken}'
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainerName
+    payloadContainerName: storage.outputs.payloadContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     postgresHost: postgres.outputs.host

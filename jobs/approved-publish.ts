@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineJob, defineTask } from '../models';
+import { defineJob, defineTask } from 'coremachine';
 
 /**
  * An approval gate: stage 1 renders the pages in parallel, stage 2 waits for a person (or another

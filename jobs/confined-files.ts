@@ -1,7 +1,7 @@
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { TaskFailure } from '../models';
+import { TaskFailure } from 'coremachine';
 
 /**
  * Reading files for an example job that may be left deployed: every name a caller gives is

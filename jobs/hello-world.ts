@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineJob, defineTask } from '../models';
+import { defineJob, defineTask } from 'coremachine';
 
 /** Stage 1: n greetings in parallel → stage 2: a reply per greeting → finalize: a summary. */
 export const greet = defineTask({

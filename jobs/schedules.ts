@@ -1,4 +1,4 @@
-import { defineSchedule } from '../models';
+import { defineSchedule } from 'coremachine';
 
 /**
  * One example, declared paused: a deployment of the example app should not start making jobs on

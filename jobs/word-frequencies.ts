@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { defineJob, defineTask } from '../models';
+import { defineJob, defineTask } from 'coremachine';
 import { listRegularFiles, openRoot, readRegularFile, RelativeName } from './confined-files';
 
 /**

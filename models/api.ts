@@ -3,6 +3,7 @@ import { CONTROL_ACTION_NAMES } from './control-actions';
 import { ErrorShape } from './error-shape';
 import { INT4_MAX, integerInput, JobId, JobTypeName, MAX_SAFE_ID, PAGE_LIMITS, safeText, TaskId } from './http-input';
 import { SIGNAL_NAME } from './job-definition';
+import { CreatedBy, JobName, LabelFilters } from './job-labels';
 import { JobStatus, TaskStatus } from './status';
 
 /** Every error response body: `{error:{type, message, ...}}`. */
@@ -28,6 +29,11 @@ export const ListJobsQuery = z.object({
   jobType: JobTypeName.optional(),
   limit: integerInput(1, PAGE_LIMITS.jobs).default(50),
   cursor: safeText(512).refine(isWellFormedJobCursor, 'cursor is not one this API returned: pass nextCursor back unchanged').optional(),
+  /** `key:value`, repeatable: jobs that carry every one of these labels. */
+  label: LabelFilters.optional(),
+  createdBy: CreatedBy.optional(),
+  /** A prefix: jobs whose name starts with it (case-sensitive; the whole name matches too). */
+  name: JobName.optional(),
 });
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 

@@ -14,8 +14,8 @@ export const MAX_SAFE_ID = Number.MAX_SAFE_INTEGER;
 /** Free-form names (job types, task types, worker ids): long enough for any real name. */
 export const MAX_NAME_LENGTH = 200;
 
-/** Page size maxima, documented in the README's HTTP API table. */
-export const PAGE_LIMITS = { jobs: 500, tasks: 5000, events: 5000, deadLetters: 1000 } as const;
+/** Page size maxima, documented in docs/http-api.md's route table. */
+export const PAGE_LIMITS = { jobs: 500, tasks: 5000, events: 5000, deadLetters: 1000, taskLogs: 1000 } as const;
 
 /** A bounded string without NUL or lone surrogates. */
 export function safeText(maxLength: number, minLength = 1) {

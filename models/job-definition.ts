@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { checkDeclaredTimeout, MAX_TIMEOUT_SECONDS } from './deadline';
 import type { RetryPolicy, StageFailurePolicy } from './task-failure';
 import { checkTaskLimits, type TaskConcurrency, type TaskRate } from './task-limits';
+import type { TaskLogLevel } from './task-log';
 
 /**
  * Typed job and task declarations. Types flow parameters → task specs → results → next stage →
@@ -23,6 +24,14 @@ export interface TaskContext {
    * A function bound to its task, so `const { heartbeat } = ctx` is safe.
    */
   readonly heartbeat: () => Promise<void>;
+  /**
+   * Writes a line to the task's log, kept with the task (API, CLI, dashboard) and mirrored to the
+   * engine's log and Application Insights. Bounded (models/task-log.ts TASK_LOG_LIMITS): past an
+   * attempt's cap the oldest lines are dropped and counted; a message too long is cut, fields that
+   * are not JSON or too large are left out and the line says why. Never throws. Lines are written
+   * with the attempt's outcome, a failed or retried one included. Bound to its task, as `heartbeat` is.
+   */
+  readonly log: (level: TaskLogLevel, message: string, fields?: Record<string, unknown>) => void;
 }
 
 export interface TaskDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
@@ -133,6 +142,12 @@ export interface FinalizeContext<JP, Prev> {
 export interface JobDefinition<P extends z.ZodType = z.ZodType, R = unknown> {
   readonly kind: 'job';
   readonly type: string;
+  /**
+   * Which definition of the type this is (1 unless declared). A job runs every stage, fan-out,
+   * schema and finalize of the version it was submitted under until it ends; a deployment may
+   * register several versions of a type, and new submissions use the newest.
+   */
+  readonly version: number;
   readonly description: string;
   readonly parameters: P;
   readonly stages: readonly AnyStageDefinition[];
@@ -230,7 +245,8 @@ export class JobBuilder<P extends z.ZodType, Prev> {
     private readonly description: string,
     private readonly parameters: P,
     private readonly stages: readonly AnyStageDefinition[],
-    private readonly timeoutSeconds?: number,
+    private readonly timeoutSeconds: number | undefined,
+    private readonly version: number,
   ) {}
 
   stage<TP extends z.ZodType, TR>(stage: StageDefinition<z.output<P>, Prev, TP, TR>): JobBuilder<P, TR> {
@@ -240,7 +256,7 @@ export class JobBuilder<P extends z.ZodType, Prev> {
     checkDeclaredTimeout(`stage "${stage.name}" of job type "${this.type}"`, stage.timeoutSeconds);
     // Erasing the generic types here is what lets user code stay free of casts.
     const erased = stage as unknown as AnyStageDefinition;
-    return new JobBuilder<P, TR>(this.type, this.description, this.parameters, [...this.stages, erased], this.timeoutSeconds);
+    return new JobBuilder<P, TR>(this.type, this.description, this.parameters, [...this.stages, erased], this.timeoutSeconds, this.version);
   }
 
   /**
@@ -263,7 +279,7 @@ export class JobBuilder<P extends z.ZodType, Prev> {
       signal: { name: signal.name, payload: signal.payload },
       ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }),
     };
-    return new JobBuilder<P, z.output<S>>(this.type, this.description, this.parameters, [...this.stages, stage], this.timeoutSeconds);
+    return new JobBuilder<P, z.output<S>>(this.type, this.description, this.parameters, [...this.stages, stage], this.timeoutSeconds, this.version);
   }
 
   finalize<R>(finalize: (context: FinalizeContext<z.output<P>, Prev>) => R | Promise<R>): JobDefinition<P, R> {
@@ -272,6 +288,7 @@ export class JobBuilder<P extends z.ZodType, Prev> {
     return {
       kind: 'job',
       type: this.type,
+      version: this.version,
       description: this.description,
       parameters: this.parameters,
       stages: this.stages,
@@ -287,8 +304,18 @@ export function defineJob<P extends z.ZodType>(definition: {
   parameters: P;
   /** The whole job's deadline in seconds, from submission (see models/deadline.ts). */
   timeoutSeconds?: number;
+  /**
+   * Raise it when a deployment changes the type's stages, fan-outs, schemas or finalize while jobs
+   * of the old definition may still be running: register both versions until those jobs end.
+   * @default 1
+   */
+  version?: number;
 }): JobBuilder<P, never> {
   checkTypeName('job', definition.type);
   checkDeclaredTimeout(`job type "${definition.type}"`, definition.timeoutSeconds);
-  return new JobBuilder<P, never>(definition.type, definition.description ?? '', definition.parameters, [], definition.timeoutSeconds);
+  const version = definition.version ?? 1;
+  if (!(Number.isInteger(version) && version >= 1 && version <= 2_147_483_647)) {
+    throw new TypeError(`job type "${definition.type}": version must be a whole number from 1 (got ${String(definition.version)})`);
+  }
+  return new JobBuilder<P, never>(definition.type, definition.description ?? '', definition.parameters, [], definition.timeoutSeconds, version);
 }

@@ -28,6 +28,10 @@ export const JobEvent = z.object({
   /** Size of the result's JSON; read the job for a result too big to carry. */
   resultBytes: z.number().int().optional(),
   error: ErrorShape.optional(),
+  /** The job's name, creator and labels (models/job-labels.ts), each only when it has them: bounded, so the event stays small. */
+  name: z.string().optional(),
+  createdBy: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
 });
 export type JobEvent = z.infer<typeof JobEvent>;
 

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { IdempotencyKey } from './idempotency';
-import { INT4_MAX, JobId, MAX_NAME_LENGTH, safeText, TaskId } from './http-input';
+import { INT4_MAX, integerInput, JobId, MAX_NAME_LENGTH, safeText, TaskId } from './http-input';
 import { SIGNAL_NAME } from './job-definition';
+import { CreatedBy, JobLabels, JobName } from './job-labels';
 
 /**
  * Queue messages are pointers into Postgres: small enough that no payload nears the 256 KB limit.
@@ -62,6 +63,12 @@ export const ReplyToQueue = z
   );
 const CorrelationId = safeText(128);
 
+/** The HTTP header that names the version of the job type a submission runs. */
+export const JOB_VERSION_HEADER = 'CoreMachine-Job-Version';
+
+/** A job type's version as a submitter names it: the HTTP header's text or a number. */
+export const JobVersionInput = integerInput(1, INT4_MAX);
+
 /** A job submitted by message instead of HTTP: same validation, id and idempotency as the HTTP route. */
 export const JobSubmissionMessage = z.strictObject({
   jobType: z.string().min(1),
@@ -76,6 +83,12 @@ export const JobSubmissionMessage = z.strictObject({
    */
   replyTo: ReplyToQueue.optional(),
   correlationId: CorrelationId.optional(),
+  /** The version of the job type to run; the newest registered when absent. */
+  version: JobVersionInput.optional(),
+  /** Who and what (models/job-labels.ts), as the HTTP CoreMachine-Job-Name, -Created-By and -Labels headers give them. */
+  name: JobName.optional(),
+  createdBy: CreatedBy.optional(),
+  labels: JobLabels.optional(),
 });
 export type JobSubmissionMessage = z.infer<typeof JobSubmissionMessage>;
 

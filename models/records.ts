@@ -1,10 +1,13 @@
 import { z } from 'zod';
 import { ErrorShape } from './error-shape';
+import { PayloadLink } from './payload-link';
 import { JobStatus, StageStatus, TaskStatus } from './status';
 
 export const JobRecord = z.object({
   jobId: z.string(),
   jobType: z.string(),
+  /** The version of the job type it runs until it ends. */
+  version: z.number().int().min(1),
   status: JobStatus,
   stage: z.number().int().min(1),
   totalStages: z.number().int().min(1),
@@ -12,6 +15,8 @@ export const JobRecord = z.object({
   /** The Idempotency-Key it was submitted with (schedules use `schedule:<name>:<tick>`), or null. */
   idempotencyKey: z.string().nullable(),
   result: z.unknown().nullable(),
+  /** Only when the result is in the payload store (docs/payloads.md): `result` is null, this links to it. */
+  resultRef: PayloadLink.optional(),
   error: ErrorShape.nullable(),
   createdAt: z.date(),
   updatedAt: z.date(),
@@ -22,6 +27,10 @@ export const JobRecord = z.object({
   /** When the whole job times out, and when its current stage does (null: no such deadline). */
   deadline: z.date().nullable(),
   stageDeadline: z.date().nullable(),
+  /** Its display name, who created it, and its labels (models/job-labels.ts): null and {} when it was given none. */
+  name: z.string().nullable(),
+  createdBy: z.string().nullable(),
+  labels: z.record(z.string(), z.string()),
 });
 export type JobRecord = z.infer<typeof JobRecord>;
 
@@ -33,7 +42,11 @@ export const TaskRecord = z.object({
   taskType: z.string(),
   status: TaskStatus,
   parameters: z.unknown(),
+  /** Only when the parameters are in the payload store: `parameters` is null, this links to them. */
+  parametersRef: PayloadLink.optional(),
   result: z.unknown().nullable(),
+  /** Only when the result is in the payload store: `result` is null, this links to it. */
+  resultRef: PayloadLink.optional(),
   error: ErrorShape.nullable(),
   attempt: z.number().int().min(0),
   createdAt: z.date(),
@@ -43,6 +56,11 @@ export const TaskRecord = z.object({
   limitKey: z.string().nullable(),
   /** Leases lost because the host running it died or stopped renewing: not attempts, bounded (LeaseExpired past the bound). */
   leaseLosses: z.number().int().min(0),
+  /**
+   * Only when the task logged (ctx.log): lines recorded over its attempts, and lines its attempts
+   * dropped over their cap. GET jobs/{jobId}/tasks/{taskId}/logs reads the lines.
+   */
+  logs: z.object({ lines: z.number().int().min(0), dropped: z.number().int().min(0) }).optional(),
 });
 export type TaskRecord = z.infer<typeof TaskRecord>;
 
@@ -61,5 +79,9 @@ export const StageProgress = z.object({
 });
 export type StageProgress = z.infer<typeof StageProgress>;
 
-export const JobView = JobRecord.extend({ stages: z.array(StageProgress) });
+export const JobView = JobRecord.extend({
+  stages: z.array(StageProgress),
+  /** Set while the job cannot go on: its version is not registered by this deployment, and why. */
+  waitingFor: z.string().optional(),
+});
 export type JobView = z.infer<typeof JobView>;

@@ -36,9 +36,12 @@ test('a bad value is refused at startup, naming the setting', () => {
   expect(() => loadConfig({ JANITOR_STALL_AFTER_SECONDS: 'soon' })).toThrow(/JANITOR_STALL_AFTER_SECONDS/);
 });
 
-test("README's configuration table lists every setting loadConfig reads", () => {
-  const readme = readFileSync(path.resolve(__dirname, '../README.md'), 'utf8');
-  const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Running locally'));
+test("docs/configuration.md's settings table lists every setting loadConfig reads", () => {
+  const page = readFileSync(path.resolve(__dirname, '../docs/configuration.md'), 'utf8');
+  const start = page.indexOf('\n## Settings\n');
+  expect(start).toBeGreaterThan(0);
+  const next = page.indexOf('\n## ', start + 1);
+  const table = page.slice(start, next < 0 ? undefined : next);
   const listed = new Set([...table.matchAll(/^\| `([A-Za-z_]+)` \|/gm)].map((m) => m[1]));
   expect(CONFIG_SETTING_NAMES.length).toBeGreaterThan(10);
   expect(CONFIG_SETTING_NAMES.filter((name) => !listed.has(name))).toEqual([]);

@@ -1,5 +1,5 @@
-import { apiUrl, parseRoute, query } from '../functions/dashboard/client/urls';
-import { age } from '../functions/dashboard/client/format';
+import { apiUrl, labelFilter, parseRoute, query, routeValues } from '../functions/dashboard/client/urls';
+import { age, sortedLabels } from '../functions/dashboard/client/format';
 import { EVENTS_KEPT, emptyWindow, newestId, oldestId, withNewer, withOlder, type EventWindow } from '../functions/dashboard/client/event-window';
 import { CONTROL_ACTION_NAMES, CONTROL_ACTIONS, allowedControlActions } from '../models/control-actions';
 import { ACTIVE_JOB_STATUSES, ENDED_JOB_STATUSES, FINAL_JOB_STATUSES, JOB_STATUSES, isJobTransitionAllowed } from '../models/status-values';
@@ -22,6 +22,24 @@ test('query keeps only set values; routes parse to the list or one job', () => {
   expect(parseRoute('#/?status=FAILED&type=a')).toEqual({ view: 'list', args: { status: 'FAILED', type: 'a' } });
   expect(parseRoute('#/jobs/ab%2Fc')).toEqual({ view: 'job', jobId: 'ab/c' });
   expect(parseRoute('#/jobs/%E0%A4%A')).toEqual({ view: 'list', args: {} });
+});
+
+test('label filters: repeated in the route and the query, typed as key=value or key:value, shown in key order', () => {
+  expect(query({ status: 'FAILED', label: ['team:data', 'url:http://x:1/'], none: [] })).toBe(
+    '?status=FAILED&label=team%3Adata&label=url%3Ahttp%3A%2F%2Fx%3A1%2F',
+  );
+  expect(routeValues('#/?label=team%3Adata&status=FAILED&label=env:prod&label=', 'label')).toEqual(['team:data', 'env:prod']);
+  expect(routeValues('#/jobs/abc', 'label')).toEqual([]);
+  expect(labelFilter('team=data')).toBe('team:data');
+  expect(labelFilter('url=http://x:1/?a=b')).toBe('url:http://x:1/?a=b');
+  expect(labelFilter('team:a=b')).toBe('team:a=b');
+  // No separator: sent as typed, for the API to refuse with its reason.
+  expect(labelFilter('team')).toBe('team');
+  expect(sortedLabels({ team: 'data', a: '1', env: 'prod' })).toEqual([
+    ['a', '1'],
+    ['env', 'prod'],
+    ['team', 'data'],
+  ]);
 });
 
 const ids = (window: EventWindow<{ id: number }>) => window.events.map((e) => e.id);

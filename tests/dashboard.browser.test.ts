@@ -7,7 +7,7 @@ import { loadConfig } from '../core/config';
 import { createLogger } from '../core/logger';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
 import { appRegistry } from './support/registry';
-import { defineJob, defineTask } from '../models';
+import { defineJob, defineRemoteTask, defineTask } from '../models';
 import { startDevServer } from '../bin/cli/dev-server';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { stuckJobs } from './support/harness';
@@ -61,6 +61,33 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
   .stage({ name: 'wait', task: waitTask, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, index) => ({ index })) })
   .stage({ name: 'again', task: waitTask, fanOut: () => [{ index: 0 }] })
   .finalize(() => ({ done: true }));
+/** One task a remote worker claims over HTTP: a worker for the workers panel. */
+const remoteRender = defineRemoteTask({
+  type: 'test.dashboard.render',
+  parameters: z.object({ index: z.number().int() }),
+  result: z.object({ ok: z.boolean() }),
+});
+const remoteJob = defineJob({ type: 'test.dashboard_remote', parameters: z.object({ tag: z.string() }) })
+  .stage({ name: 'render', task: remoteRender, fanOut: () => [{ index: 0 }] })
+  .finalize(() => ({ done: true }));
+/** Task 0 logs two lines (one with markup in it), task 1 none: the tasks table's Logs column. */
+const loggingJob = defineJob({ type: 'test.dashboard_logs', parameters: z.object({ tag: z.string() }) })
+  .stage({
+    name: 'log',
+    task: defineTask({
+      type: 'test.dashboard.log',
+      parameters: z.object({ index: z.number().int() }),
+      handler: ({ index }, ctx) => {
+        if (index === 0) {
+          ctx.log('info', '<img src=x onerror="window.__pwnedLog=1">', { i: 1 });
+          ctx.log('warn', 'second line');
+        }
+        return {};
+      },
+    }),
+    fanOut: () => [{ index: 0 }, { index: 1 }],
+  })
+  .finalize(() => ({ done: true }));
 
 (MISSING && !REQUIRE_BROWSER ? describe.skip : describe)('dashboard in Chromium', () => {
   let db: TestDatabase;
@@ -76,7 +103,7 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     mkdirSync(ARTIFACTS, { recursive: true });
     db = await createTestDatabase();
     const logger = createLogger('silent');
-    runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(slowJob), logger);
+    runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(slowJob, remoteJob, loggingJob), logger);
     server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
     profileDir = mkdtempSync(path.join(os.tmpdir(), 'coremachine-chromium-'));
     const launched = Date.now();
@@ -397,6 +424,38 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     ).toBe(true);
   });
 
+  test('the workers panel lists the in-process host and a remote worker with the task it holds; its id is shown as text', async () => {
+    const { jobId } = await api<{ jobId: string }>('jobs/test.dashboard_remote', { method: 'POST', body: JSON.stringify({ tag: 'workers' }) });
+    const workerId = 'gpu-<img src=x onerror="window.__pwnedWorker=1">';
+    let claimed: Array<{ taskId: string; claimId: string }> = [];
+    for (let i = 0; i < 200 && claimed.length === 0; i++) {
+      const body = JSON.stringify({ workerId, taskTypes: ['test.dashboard.render'] });
+      claimed = (await api<{ tasks: typeof claimed }>('workers/claim', { method: 'POST', body })).tasks;
+      if (claimed.length === 0) await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect(claimed).toHaveLength(1);
+
+    await page.goto(`${server.url}/api/dashboard?code=${KEY}#/`);
+    await page.getByRole('heading', { name: 'Workers' }).waitFor();
+    const host = page.locator(`#worker-rows tr[data-kind="in-process"][data-worker="${runtime.machine.presence.workerId}"]`);
+    await host.waitFor();
+    expect(await host.textContent()).toContain('hello_world');
+    expect(await host.textContent()).toContain('live');
+    const remote = page.locator('#worker-rows tr[data-kind="remote"]');
+    await remote.waitFor();
+    expect(await remote.getAttribute('data-worker')).toBe(workerId);
+    const cells = await remote.locator('td').allTextContents();
+    expect(cells.slice(0, 4)).toEqual([workerId, 'remote', 'test.dashboard.render', '1']);
+    expect(await page.locator('#worker-rows img').count()).toBe(0);
+    expect(await page.evaluate<string>('typeof window.__pwnedWorker')).toBe('undefined');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-workers.png'), fullPage: true });
+
+    const [task] = claimed;
+    await api(`workers/tasks/${task!.taskId}/complete`, { method: 'POST', body: JSON.stringify({ claimId: task!.claimId, result: { ok: true } }) });
+    expect((await api<{ status: string }>(`jobs/${jobId}?waitSeconds=10`)).status).toBe('COMPLETED');
+    await remote.locator('td.num', { hasText: /^0$/ }).waitFor();
+  });
+
   test('a job waiting for approval shows "Waiting for approval" and a form: a bad payload is refused with its issues, a good one advances the job', async () => {
     await page.goto(`${server.url}/api/dashboard?code=${KEY}#/`);
     await submitFromPage('approved_publish', '{"title": "browser", "pages": 2}');
@@ -423,5 +482,84 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
     expect(await page.locator('#result').textContent()).toContain('"approvedBy": "browser-user"');
     await page.locator('#event-rows tr[data-entity="signal"]', { hasText: 'WAITING → RECEIVED' }).waitFor();
     expect(await page.locator('#event-rows tr[data-entity="signal"]').textContent()).toContain('approval');
+  });
+
+  test('the list shows names and labels and filters by label (typed, or a label clicked); the job page shows name, creator and labels', async () => {
+    const submit = async (n: number, headers: Record<string, string>) => {
+      const response = await fetch(`${server.url}/api/jobs/hello_world`, {
+        method: 'POST',
+        headers: { 'x-functions-key': KEY, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ n }),
+      });
+      expect(response.status).toBe(202);
+      return ((await response.json()) as { jobId: string }).jobId;
+    };
+    const red = await submit(101, {
+      'CoreMachine-Job-Name': 'browser red',
+      'CoreMachine-Created-By': 'tester',
+      'CoreMachine-Labels': 'suite=browser,color=red',
+    });
+    const blue = await submit(102, { 'CoreMachine-Labels': 'suite=browser,color=blue' });
+    await submit(103, { 'CoreMachine-Labels': 'suite=other' });
+    await page.goto(`${server.url}/api/dashboard?code=${KEY}#/`);
+    const rows = page.locator('#job-rows tr[data-job-id]');
+    const rowsFor = async (selector: string, ids: string[]) => {
+      await page.locator(`#job-rows${selector}`).waitFor({ state: 'attached' });
+      expect(await Promise.all(Array.from({ length: await rows.count() }, (_, i) => rows.nth(i).getAttribute('data-job-id')))).toEqual(ids);
+    };
+
+    // Typed as the list shows labels (key=value); the API's form is key:value.
+    await page.locator('#filter-label').fill('suite=browser');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await page.waitForURL(/#\/\?label=suite%3Abrowser$/);
+    await rowsFor('[data-query="?label=suite%3Abrowser&limit=25"]', [blue, red]);
+    const redRow = page.locator(`#job-rows tr[data-job-id="${red}"]`);
+    expect(await redRow.textContent()).toContain('browser red');
+    expect(await redRow.locator('button.chip').allTextContents()).toEqual(['color=red', 'suite=browser']);
+
+    // A label in a row narrows the list to the jobs that carry it too.
+    await redRow.getByRole('button', { name: 'color=red' }).click();
+    await rowsFor('[data-query*="label=suite%3Abrowser&label=color%3Ared"]', [red]);
+    expect(await page.locator('#active-labels button').allTextContents()).toEqual(['suite=browser ✕', 'color=red ✕']);
+    // Removing a filter widens it again; Back restores the narrower list.
+    await page.getByRole('button', { name: 'Remove label filter color=red' }).click();
+    await rowsFor('[data-query="?label=suite%3Abrowser&limit=25"]', [blue, red]);
+    await page.goBack();
+    await rowsFor('[data-query*="label=color%3Ared"]', [red]);
+    expect(await page.locator('#active-labels button').count()).toBe(2);
+
+    await redRow.getByRole('link').click();
+    await page.locator('#job-heading[data-status="COMPLETED"]').waitFor();
+    expect(await page.locator('#job-name').textContent()).toBe('browser red');
+    expect(await page.locator('#job-created-by').textContent()).toBe('tester');
+    expect(await page.locator('.summary a.chip').allTextContents()).toEqual(['color=red', 'suite=browser']);
+    // A label on the job page opens the list of the jobs that carry it.
+    await page.locator('.summary a.chip', { hasText: 'suite=browser' }).click();
+    await rowsFor('[data-query="?label=suite%3Abrowser&limit=25"]', [blue, red]);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-labels.png') });
+  });
+
+  test("a task's log lines open under its row, as text; a task that did not log offers none", async () => {
+    const { jobId } = await api<{ jobId: string }>('jobs/test.dashboard_logs', { method: 'POST', body: JSON.stringify({ tag: 'logs' }) });
+    expect((await api<{ status: string }>(`jobs/${jobId}?waitSeconds=10`)).status).toBe('COMPLETED');
+    await page.goto(`${server.url}/api/dashboard?code=${KEY}#/jobs/${jobId}`);
+    await page.locator('#task-rows tr[data-task-status="COMPLETED"]').nth(1).waitFor();
+    const button = page.locator(`#task-rows button[data-logs-for="${jobId}-s1-t0"]`);
+    expect(await button.textContent()).toBe('2 line(s)');
+    expect(await page.locator(`#task-rows button[data-logs-for="${jobId}-s1-t1"]`).count()).toBe(0);
+    await button.click();
+    const lines = page.locator(`#task-rows pre[data-task-logs="${jobId}-s1-t0"]`);
+    await lines.filter({ hasText: 'second line' }).waitFor();
+    const text = (await lines.textContent()) ?? '';
+    expect(text).toContain('INFO   attempt 1  <img src=x onerror="window.__pwnedLog=1">  {"i":1}');
+    expect(text).toContain('WARN   attempt 1  second line');
+    expect(await page.locator('#task-rows img').count()).toBe(0);
+    expect(await page.evaluate<string>('typeof window.__pwnedLog')).toBe('undefined');
+    // Still open after the page refreshes the job; closed again by its button.
+    await page.waitForTimeout(1500);
+    expect(await lines.count()).toBe(1);
+    expect(await button.getAttribute('aria-expanded')).toBe('true');
+    await button.click();
+    expect(await lines.count()).toBe(0);
   });
 });

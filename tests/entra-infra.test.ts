@@ -53,3 +53,18 @@ test('azd runs the hook that migrates as the Entra administrator and gives the a
   expect(main).toMatch(/output POSTGRES_APP_ROLE string = functionApp\.outputs\.name\n/);
   expect(read('infra/modules/functionapp.bicep')).toMatch(/output name string = site\.name\n/);
 });
+
+test('azd runs the predeploy check of job versions with the same login, and skips it with a notice where the server takes no connection', () => {
+  expect(read('azure.yaml')).toMatch(
+    /predeploy:\s*\n\s*posix:\s*\n\s*shell: sh\s*\n\s*run: \.\/infra\/hooks\/predeploy\.sh\s*\n\s*interactive: false\s*\n\s*continueOnError: false/,
+  );
+  const hook = read('infra/hooks/predeploy.sh');
+  expect(hook).toMatch(/PGPASSWORD=\$\(az account get-access-token --resource-type oss-rdbms --query accessToken -o tsv\)/);
+  expect(hook).toMatch(/DATABASE_AUTH=password node dist\/bin\/coremachine\.js db versions\s*$/);
+  expect(hook).toMatch(/if \[ -z "\$\{CLIENT_IP_ADDRESS:-\}" \]; then[^]*?exit 0\s*\nfi/);
+  const main = read('infra/main.bicep');
+  for (const output of ['POSTGRES_HOST', 'POSTGRES_DATABASE', 'POSTGRES_ADMIN_NAME']) {
+    expect(main).toMatch(new RegExp(`output ${output} string`));
+    expect(hook).toContain(output);
+  }
+});

@@ -50,6 +50,7 @@ const context: TaskContext = {
   attempt: 1,
   signal: new AbortController().signal,
   heartbeat: () => Promise.resolve(),
+  log: () => undefined,
 };
 
 async function submitOverHttp(
@@ -185,7 +186,8 @@ test('hello_world takes nothing but a bounded n: anything else is a 400 with not
 
 test("the README's job example is jobs/hello-world.ts, word for word", () => {
   const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('## Defining a job type'));
+  expect(readme).toContain('\n## A first job\n');
+  const section = readme.slice(readme.indexOf('## A first job'));
   const example = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
   expect(example).toBe(fs.readFileSync(path.join(__dirname, '..', 'jobs', 'hello-world.ts'), 'utf8'));
 });

@@ -112,8 +112,21 @@ async function driveToEnd(jobId: string, machine: CoreMachine = h.machine, trans
 
 test('registrations: routes split by method, function-key auth on jobs, anonymous health, both queues', () => {
   const http = httpRegistrations.map(([name, o]) => [name, o.methods, o.route, o.authLevel, o.handler]);
-  expect(http).toHaveLength(20);
+  expect(http).toHaveLength(25);
+  // A task's log lines (ctx.log), paged.
+  expect(http.filter(([name]) => name === 'jobs-task-logs').map(([, methods, route]) => [methods, route])).toEqual([
+    [['GET'], 'jobs/{jobId}/tasks/{taskId}/logs'],
+  ]);
+  // The values job and task views link to when they are in the payload store (docs/payloads.md).
+  expect(
+    http.filter(([name]) => ['jobs-result', 'jobs-task-result', 'jobs-task-parameters'].includes(String(name))).map(([, methods, route]) => [methods, route]),
+  ).toEqual([
+    [['GET'], 'jobs/{jobId}/result'],
+    [['GET'], 'jobs/{jobId}/tasks/{taskId}/result'],
+    [['GET'], 'jobs/{jobId}/tasks/{taskId}/parameters'],
+  ]);
   expect(http.filter(([name]) => String(name).startsWith('workers-')).map(([, methods, route]) => [methods, route])).toEqual([
+    [['GET'], 'workers'],
     [['POST'], 'workers/claim'],
     [['POST'], 'workers/tasks/{taskId}/heartbeat'],
     [['POST'], 'workers/tasks/{taskId}/complete'],

@@ -10,7 +10,7 @@ import { captureLogger, useTestDatabase } from './support/harness';
 const db = useTestDatabase();
 
 const LEASE_SECONDS = 3600;
-const seen: Array<{ context: Omit<TaskContext, 'signal' | 'heartbeat'>; extendedBy: number; abortedWith: string | undefined }> = [];
+const seen: Array<{ context: Omit<TaskContext, 'signal' | 'heartbeat' | 'log'>; extendedBy: number; abortedWith: string | undefined }> = [];
 
 async function leaseLeftSeconds(taskId: string): Promise<number> {
   const { rows } = await db.pool.query<{ left: number }>(

@@ -12,6 +12,8 @@ import { controlJobHandler, listDeadLettersHandler, listEventsHandler } from '..
 import { healthHandler } from '../functions/http-health';
 import { getJobHandler, listJobsHandler, listTasksHandler, submitJobHandler } from '../functions/http-jobs';
 import { claimHandler, completeHandler, failHandler, heartbeatHandler, releaseHandler } from '../functions/http-workers';
+// The app's entry point registers CoreMachine (registerCoreMachine): a context built from the environment needs it.
+import '../functions/index';
 import { appRegistry } from './support/registry';
 import { defineJob, defineRemoteTask, ListJobsQuery } from '../models';
 import { stuckJobs } from './support/harness';

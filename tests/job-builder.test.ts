@@ -49,7 +49,16 @@ test.each([1.5, 0, -1, Number.NaN, Number.POSITIVE_INFINITY, MAX_TIMEOUT_SECONDS
 );
 
 test('a handler may return its result as a plain value or a promise; a synchronous throw is a rejection with the thrown value', async () => {
-  const context = { jobId: 'j', taskId: 't', stage: 1, taskIndex: 0, attempt: 1, signal: new AbortController().signal, heartbeat: () => Promise.resolve() };
+  const context = {
+    jobId: 'j',
+    taskId: 't',
+    stage: 1,
+    taskIndex: 0,
+    attempt: 1,
+    signal: new AbortController().signal,
+    heartbeat: () => Promise.resolve(),
+    log: () => undefined,
+  };
   await expect(task.handler({ i: 3 }, context)).resolves.toEqual({ i: 3 });
   const throwing = defineTask({
     type: 'builder.throws',

@@ -17,6 +17,7 @@ test('paging the job list with a small limit returns every job once, in order, e
         await insertJob(client, {
           jobId: createHash('sha256').update(`same-instant-${i}`).digest('hex'),
           jobType: 'hello_world',
+          jobVersion: 1,
           totalStages: 2,
           parameters: { n: 1 },
         });

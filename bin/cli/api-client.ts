@@ -1,8 +1,12 @@
 import type { JobTypeCatalogue } from '../../core/engine/job-types';
-import type { ErrorShape, JobRecord, JobView, ScheduleView, TaskRecord } from '../../models';
+import type { ErrorShape, JobRecord, JobView, ScheduleView, TaskLogPage, TaskRecord } from '../../models';
 import { TIMEOUT_HEADER } from '../../models/deadline';
+import { JOB_VERSION_HEADER } from '../../models/messages';
+import { CREATED_BY_HEADER, JOB_NAME_HEADER, LABELS_HEADER } from '../../models/job-labels';
+import { labelsHeader } from './job-labels';
 import type { ControlAction } from '../../models/control-actions';
 import type { EventRecord } from '../../models/events';
+import type { WorkerView } from '../../models/workers';
 
 /** A record as it arrives over HTTP: JSON turned every Date into an ISO string. */
 export type Wire<T> = T extends Date ? string : T extends Array<infer U> ? Array<Wire<U>> : T extends object ? { [K in keyof T]: Wire<T[K]> } : T;
@@ -12,6 +16,8 @@ export type JobSummaryJson = Wire<JobRecord>;
 export type TaskJson = Wire<TaskRecord>;
 export type EventJson = Wire<EventRecord>;
 export type ScheduleJson = Wire<ScheduleView>;
+export type TaskLogPageJson = Wire<TaskLogPage>;
+export type WorkerJson = Wire<WorkerView>;
 
 /** An answer other than 2xx, or no answer at all (status 0), carrying the API's {error} body. */
 export class ApiError extends Error {
@@ -22,6 +28,17 @@ export class ApiError extends Error {
   ) {
     super(`${error.type}: ${error.message}`);
   }
+}
+
+/** The submission's headers, as the user typed them: the server validates each and answers 400 with why. */
+export interface SubmitOptions {
+  idempotencyKey?: string | undefined;
+  timeoutSeconds?: string | undefined;
+  version?: string | undefined;
+  /** Who and what: sent percent-encoded in the CoreMachine-Job-Name, -Created-By and -Labels headers. */
+  name?: string | undefined;
+  createdBy?: string | undefined;
+  labels?: ReadonlyArray<readonly [string, string]> | undefined;
 }
 
 export interface ApiClientOptions {
@@ -82,10 +99,14 @@ export class ApiClient {
   }
 
   /** created is false when the same type, parameters (and idempotency key) were submitted before (200, not 202). */
-  async submit(jobType: string, parameters: unknown, idempotencyKey?: string, timeoutSeconds?: string): Promise<{ job: JobJson; created: boolean }> {
+  async submit(jobType: string, parameters: unknown, options: SubmitOptions = {}): Promise<{ job: JobJson; created: boolean }> {
     const headers: Record<string, string> = {
-      ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }),
-      ...(timeoutSeconds === undefined ? {} : { [TIMEOUT_HEADER]: timeoutSeconds }),
+      ...(options.idempotencyKey === undefined ? {} : { 'idempotency-key': options.idempotencyKey }),
+      ...(options.timeoutSeconds === undefined ? {} : { [TIMEOUT_HEADER]: options.timeoutSeconds }),
+      ...(options.version === undefined ? {} : { [JOB_VERSION_HEADER]: options.version }),
+      ...(options.name === undefined ? {} : { [JOB_NAME_HEADER]: encodeURIComponent(options.name) }),
+      ...(options.createdBy === undefined ? {} : { [CREATED_BY_HEADER]: encodeURIComponent(options.createdBy) }),
+      ...(options.labels === undefined || options.labels.length === 0 ? {} : { [LABELS_HEADER]: labelsHeader(options.labels) }),
     };
     const { status, body } = await this.send<JobJson>('POST', `jobs/${encodeURIComponent(jobType)}`, parameters, { headers });
     return { job: body, created: status === 202 };
@@ -105,16 +126,26 @@ export class ApiClient {
     return this.request('GET', 'schedules');
   }
 
+  workers(): Promise<{ workers: WorkerJson[] }> {
+    return this.request('GET', 'workers');
+  }
+
   scheduleControl(name: string, action: 'pause' | 'resume'): Promise<ScheduleJson> {
     return this.request('POST', `schedules/${encodeURIComponent(name)}/${action}`);
   }
 
-  jobs(query: Record<string, string | number | undefined>): Promise<{ jobs: JobSummaryJson[]; nextCursor: string | null }> {
+  /** A list value (`label`) is sent once per item. */
+  jobs(query: Record<string, string | number | readonly string[] | undefined>): Promise<{ jobs: JobSummaryJson[]; nextCursor: string | null }> {
     return this.request('GET', `jobs${search(query)}`);
   }
 
   tasks(jobId: string, query: Record<string, string | number | undefined>): Promise<{ tasks: TaskJson[] }> {
     return this.request('GET', `jobs/${encodeURIComponent(jobId)}/tasks${search(query)}`);
+  }
+
+  /** A page of one task's log lines from afterSeq (GET jobs/{jobId}/tasks/{taskId}/logs). */
+  taskLogs(jobId: string, taskId: string, afterSeq: number, limit: number): Promise<TaskLogPageJson> {
+    return this.request('GET', `jobs/${encodeURIComponent(jobId)}/tasks/${encodeURIComponent(taskId)}/logs${search({ afterSeq, limit })}`);
   }
 
   events(jobId: string, afterId: number, limit: number): Promise<{ events: EventJson[] }> {
@@ -133,14 +164,19 @@ export class ApiClient {
   }
 
   /** Deletes a finished job and all its rows; the counts say what went. */
-  deleteJob(jobId: string): Promise<{ jobId: string; deleted: Record<'jobs' | 'stages' | 'tasks' | 'events' | 'deadLetters' | 'outbox', number> }> {
+  deleteJob(
+    jobId: string,
+  ): Promise<{ jobId: string; deleted: Record<'jobs' | 'stages' | 'tasks' | 'events' | 'deadLetters' | 'outbox' | 'taskLogs', number> }> {
     return this.request('DELETE', `jobs/${encodeURIComponent(jobId)}`);
   }
 }
 
-function search(query: Record<string, string | number | undefined>): string {
+function search(query: Record<string, string | number | readonly string[] | undefined>): string {
   const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== '') params.set(key, String(value));
+  for (const [key, value] of Object.entries(query)) {
+    if (Array.isArray(value)) for (const item of value as readonly string[]) params.append(key, item);
+    else if (value !== undefined && value !== '') params.set(key, String(value));
+  }
   const text = params.toString();
   return text ? `?${text}` : '';
 }

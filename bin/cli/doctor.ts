@@ -19,6 +19,12 @@ import { readInfra, resolveParameter, type BicepValue, type InfraParameters } fr
 import { UsageError, type CliIo } from './io';
 import type { LocalArgs } from './local-args';
 
+/** The app's infra/ when the command runs in an app made by `coremachine init`, else the package's own. */
+function defaultInfraDir(cwd: string): string {
+  const app = path.join(cwd, 'infra');
+  return existsSync(path.join(app, 'main.bicep')) ? app : path.join(packageRoot(), 'infra');
+}
+
 /** Configuration the deployment must not go ahead with: one sentence naming the setting and the limit. */
 class Refusal extends Error {}
 
@@ -32,7 +38,7 @@ type Env = Readonly<Record<string, string | undefined>>;
  * when it does not or a setting is out of bounds, 2 for a wrong invocation. No database needed.
  */
 export function runDoctor(args: LocalArgs, io: CliIo): number {
-  const infraDir = typeof args.values.infra === 'string' ? path.resolve(args.values.infra) : path.join(packageRoot(), 'infra');
+  const infraDir = typeof args.values.infra === 'string' ? path.resolve(io.cwd ?? process.cwd(), args.values.infra) : defaultInfraDir(io.cwd ?? process.cwd());
   if (!existsSync(path.join(infraDir, 'main.bicep')) || !existsSync(path.join(infraDir, 'main.parameters.json'))) {
     throw new UsageError(`--infra ${infraDir}: main.bicep and main.parameters.json are not both there`);
   }

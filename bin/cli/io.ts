@@ -19,6 +19,8 @@ export interface CliIo {
   /** Terminal width, to know how many rows a wrapped line takes when redrawing. */
   columns?: number | undefined;
   env: Readonly<Record<string, string | undefined>>;
+  /** The folder relative paths (--registration, init's target, the app's package.json) start from; default process.cwd(). */
+  cwd?: string;
   /** How long --watch waits between polls; tests shorten it. */
   pollIntervalMs?: number;
 }

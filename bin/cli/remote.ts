@@ -8,30 +8,35 @@ import { renderStages } from './progress';
 import { printOutcome, watchJob } from './watch';
 import { waitForJob } from './wait';
 import { controlSchedule, listSchedules } from './schedules';
+import { listWorkers } from './workers';
 import { listJobTypes, showJobType } from './job-types';
 import { jsonFromFlags } from './json-input';
 import { sendSignal } from './signal';
+import { showLogs } from './logs';
 import { awaitedSignal } from '../../models/signal-wait';
 import { CONTROL_ACTION_NAMES, isControlAction, type ControlAction } from '../../models/control-actions';
 import { oneLine } from './visible';
+import { formatLabels, labelFilters, labelPairs } from './job-labels';
 
 /** Synopsis and meaning per command; the control actions (models/control-actions.ts) share one entry. */
 const USAGE_LINES: Record<string, [string, string]> = {
   submit: [
-    'submit <jobType> --params JSON | --file F [--idempotency-key K] [--timeout-seconds S] [--watch|--wait]',
+    'submit <jobType> --params JSON | --file F [--idempotency-key K] [--timeout-seconds S] [--job-version N] [--name N] [--created-by X] [--label k=v]... [--watch|--wait]',
     'submit a job; --watch shows progress, --wait waits quietly until it ends',
   ],
   status: ['status <jobId> [--json]', 'the job, its stages, result or error'],
-  jobs: ['jobs [--status S] [--type T] [--limit N] [--cursor C]', 'jobs, newest first'],
+  jobs: ['jobs [--status S] [--type T] [--label k=v]... [--created-by X] [--name PREFIX] [--limit N] [--cursor C]', 'jobs, newest first'],
   tasks: ['tasks <jobId> [--stage N] [--status S] [--limit N]', 'tasks with attempts, timings and errors'],
   events: ['events <jobId>', 'the audit trail of every transition'],
+  logs: ['logs <jobId> [--task T | --stage N] [--json]', "what the job's handlers logged (ctx.log), task by task"],
   cancel: [`${CONTROL_ACTION_NAMES.join('|')} <jobId>`, 'control a job'],
   schedules: ['schedules [--json]', 'declared schedules: next and last fire, last job'],
   schedule: ['schedule pause|resume <name>', 'pause or resume a schedule'],
+  workers: ['workers [--json]', 'remote workers and in-process hosts: task types, last heartbeat, tasks held'],
   delete: ['delete <jobId>', 'delete a finished job and all its rows'],
   signal: ['signal <jobId> <name> --data JSON | --file F', 'deliver a signal to the stage waiting for it'],
   'job-types': ['job-types [--json]', 'the job types the app registers: stages, signals, description'],
-  'job-type': ['job-type <jobType>', 'one job type with the JSON Schema of its parameters and signals'],
+  'job-type': ['job-type <jobType> [--version N]', 'one job type with the JSON Schema of its parameters and signals'],
 };
 /** Usage lines with the synopses in one column (run-cli's local commands use it too). */
 export function usageLine(synopsis: string, meaning: string): string {
@@ -44,9 +49,11 @@ export const REMOTE_COMMANDS: readonly string[] = [
   'jobs',
   'tasks',
   'events',
+  'logs',
   ...CONTROL_ACTION_NAMES,
   'schedules',
   'schedule',
+  'workers',
   'delete',
   'signal',
   'job-types',
@@ -59,7 +66,7 @@ export const REMOTE_OPTIONS_USAGE = [
 ].join('\n');
 
 type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
-type OptionSpec = Record<string, { type: 'string' | 'boolean' }>;
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>;
 
 /** Runs one HTTP command. Exit codes: 0 done, 1 the API said no (or the job did not complete), 2 usage. */
 export async function runRemote(command: string, args: readonly string[], io: CliIo): Promise<number> {
@@ -132,6 +139,12 @@ function str(values: Values, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+/** A repeatable string flag's values, in the order given. */
+function strs(values: Values, name: string): string[] {
+  const value = values[name];
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+}
+
 async function dispatch(command: string, args: readonly string[], io: CliIo): Promise<number> {
   if (isControlAction(command)) return control(command, args, io);
   switch (command) {
@@ -145,10 +158,14 @@ async function dispatch(command: string, args: readonly string[], io: CliIo): Pr
       return tasks(args, io);
     case 'events':
       return events(args, io);
+    case 'logs':
+      return showLogs(args, io, parse);
     case 'schedules':
       return listSchedules(args, io, parse);
     case 'schedule':
       return controlSchedule(args, io, parse);
+    case 'workers':
+      return listWorkers(args, io, parse);
     case 'delete':
       return deleteJob(args, io);
     case 'signal':
@@ -171,13 +188,24 @@ async function submit(args: readonly string[], io: CliIo): Promise<number> {
     wait: { type: 'boolean' },
     'idempotency-key': { type: 'string' },
     'timeout-seconds': { type: 'string' },
+    'job-version': { type: 'string' },
+    name: { type: 'string' },
+    'created-by': { type: 'string' },
+    label: { type: 'string', multiple: true },
   } as const;
   const { values, positionals, clientFor } = parse(args, options, ['jobType']);
   if (values.watch === true && values.wait === true) throw new UsageError('give at most one of --watch and --wait');
   const parameters = jsonFromFlags({ flag: 'params', value: str(values, 'params') }, str(values, 'file'));
   const client = clientFor(io);
-  // The server checks --timeout-seconds (bounds and the job type's own timeout) and answers 400 with why.
-  const { job, created } = await client.submit(positionals[0] ?? '', parameters, str(values, 'idempotency-key'), str(values, 'timeout-seconds'));
+  // The server checks --timeout-seconds (bounds and the job type's own timeout) and --job-version, and answers 400 or 404 with why.
+  const { job, created } = await client.submit(positionals[0] ?? '', parameters, {
+    idempotencyKey: str(values, 'idempotency-key'),
+    timeoutSeconds: str(values, 'timeout-seconds'),
+    version: str(values, 'job-version'),
+    name: str(values, 'name'),
+    createdBy: str(values, 'created-by'),
+    labels: labelPairs(strs(values, 'label')),
+  });
   io.out(
     created
       ? `submitted ${job.jobType} job ${job.jobId} (${job.status})\n`
@@ -206,9 +234,13 @@ async function status(args: readonly string[], io: CliIo): Promise<number> {
   io.out(
     [
       `job       ${oneLine(job.jobId)}`,
-      `type      ${oneLine(job.jobType)}`,
+      ...(job.name === null ? [] : [`name      ${oneLine(job.name)}`]),
+      `type      ${oneLine(job.jobType)} v${job.version}`,
       `status    ${oneLine(job.status)}`,
+      ...(job.waitingFor ? [`waiting   ${oneLine(job.waitingFor)}`] : []),
       `stage     ${job.stage} of ${job.totalStages}`,
+      ...(job.createdBy === null ? [] : [`createdBy ${oneLine(job.createdBy)}`]),
+      ...(Object.keys(job.labels).length === 0 ? [] : [`labels    ${formatLabels(job.labels)}`]),
       `created   ${formatTime(job.createdAt)}`,
       `started   ${formatTime(job.startedAt)}`,
       `finished  ${formatTime(job.finishedAt)}`,
@@ -228,11 +260,22 @@ async function status(args: readonly string[], io: CliIo): Promise<number> {
 }
 
 async function jobs(args: readonly string[], io: CliIo): Promise<number> {
-  const opts = { status: { type: 'string' }, type: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' } } as const;
+  const opts = {
+    status: { type: 'string' },
+    type: { type: 'string' },
+    label: { type: 'string', multiple: true },
+    'created-by': { type: 'string' },
+    name: { type: 'string' },
+    limit: { type: 'string' },
+    cursor: { type: 'string' },
+  } as const;
   const { values, clientFor } = parse(args, opts, []);
   const page = await clientFor(io).jobs({
     status: str(values, 'status'),
     jobType: str(values, 'type'),
+    label: labelFilters(labelPairs(strs(values, 'label'))),
+    createdBy: str(values, 'created-by'),
+    name: str(values, 'name'),
     limit: str(values, 'limit'),
     cursor: str(values, 'cursor'),
   });
@@ -240,15 +283,20 @@ async function jobs(args: readonly string[], io: CliIo): Promise<number> {
     io.out('no jobs\n');
     return 0;
   }
+  // Name and labels only when a job on the page has them; labels last, where a long cell does not push others.
+  const named = page.jobs.some((j) => j.name !== null);
+  const labelled = page.jobs.some((j) => Object.keys(j.labels).length > 0);
   const rows = page.jobs.map((j) => [
     j.jobId,
+    ...(named ? [j.name ?? ''] : []),
     j.jobType,
     j.status,
     `${j.stage}/${j.totalStages}`,
     formatTime(j.createdAt),
     formatDuration(j.createdAt, j.finishedAt),
+    ...(labelled ? [formatLabels(j.labels)] : []),
   ]);
-  io.out(`${table(['JOB ID', 'TYPE', 'STATUS', 'STAGE', 'CREATED', 'DURATION'], rows)}\n`);
+  io.out(`${table(['JOB ID', ...(named ? ['NAME'] : []), 'TYPE', 'STATUS', 'STAGE', 'CREATED', 'DURATION', ...(labelled ? ['LABELS'] : [])], rows)}\n`);
   if (page.nextCursor) io.out(`more: add --cursor ${page.nextCursor}\n`);
   return 0;
 }
@@ -323,7 +371,7 @@ async function deleteJob(args: readonly string[], io: CliIo): Promise<number> {
   const { positionals, clientFor } = parse(args, {}, ['jobId']);
   const { jobId, deleted } = await clientFor(io).deleteJob(positionals[0] ?? '');
   io.out(
-    `deleted job ${jobId}: ${deleted.stages} stage(s), ${deleted.tasks} task(s), ${deleted.events} event(s), ${deleted.deadLetters} dead letter(s), ${deleted.outbox} outbox row(s)\n`,
+    `deleted job ${jobId}: ${deleted.stages} stage(s), ${deleted.tasks} task(s), ${deleted.events} event(s), ${deleted.deadLetters} dead letter(s), ${deleted.outbox} outbox row(s), ${deleted.taskLogs} log line(s)\n`,
   );
   return 0;
 }

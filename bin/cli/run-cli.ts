@@ -70,20 +70,33 @@ async function runLocal(command: LocalCommandName, rest: string[], io: CliIo, op
   let config: CoreMachineConfig | undefined;
   try {
     // The preflight reads the Bicep, the environment and the registrations; it opens no database.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand, like the commands below
+    /* eslint-disable @typescript-eslint/no-require-imports -- loaded on demand, like the commands below */
     if (command === 'doctor') return (require('./doctor') as typeof import('./doctor')).runDoctor(args, io);
+    // Files only: a new app, its artifact, its Bicep. No database, no settings.
+    if (command === 'init') return (require('./init') as typeof import('./init')).runInit(args, io);
+    if (command === 'package') return await (require('./package-app') as typeof import('./package-app')).runPackage(args, io);
+    if (command === 'infra') return (require('./infra-sync') as typeof import('./infra-sync')).runInfra(args, io);
+    /* eslint-enable @typescript-eslint/no-require-imports */
     config = loadConfig(io.env);
     const quietLevel = io.env.LOG_LEVEL ? config.logLevel : 'warn';
     // Loaded on demand: the engine, the Azure SDKs and Application Insights take seconds to load,
     // which `--help`, a usage error or a remote command should not pay.
     // (require, not import(): this is CommonJS, and jest's transform resolves require the same way.)
     /* eslint-disable @typescript-eslint/no-require-imports */
-    const registry = options.registry ?? (require('./example-registry') as typeof import('./example-registry')).exampleRegistry();
     const ready = config;
     return await withShutdownSignal((signal) => {
+      if (command === 'db') {
+        return (require('./db') as typeof import('./db')).runDb(
+          args.positionals[0],
+          ready,
+          createLogger(quietLevel),
+          io,
+          () => options.registry ?? localRegistry(args, io),
+        );
+      }
+      const registry = options.registry ?? localRegistry(args, io);
       if (command === 'demo') return (require('./demo') as typeof import('./demo')).runDemo(ready, registry, createLogger(quietLevel), args, io, signal);
-      if (command === 'dev') return (require('./dev') as typeof import('./dev')).runDev(ready, registry, createLogger(ready.logLevel), args, io, signal);
-      return (require('./db') as typeof import('./db')).runDb(args.positionals[0], ready, createLogger(quietLevel), io);
+      return (require('./dev') as typeof import('./dev')).runDev(ready, registry, createLogger(ready.logLevel), args, io, signal);
     });
     /* eslint-enable @typescript-eslint/no-require-imports */
   } catch (error) {
@@ -91,4 +104,16 @@ async function runLocal(command: LocalCommandName, rest: string[], io: CliIo, op
     io.err(`${describeStartupError(error, config)}\n`);
     return 1;
   }
+}
+
+/**
+ * The job types `dev` and `demo` run: the module --registration names, else the one the app's
+ * package.json names ("coremachine": {"registration": …}), else the examples this package ships.
+ */
+function localRegistry(args: LocalArgs, io: CliIo): Registry {
+  /* eslint-disable @typescript-eslint/no-require-imports -- loaded on demand, like the commands */
+  const flag = typeof args.values.registration === 'string' ? args.values.registration : undefined;
+  const app = (require('./app-registration') as typeof import('./app-registration')).loadAppRegistry(flag, io.cwd ?? process.cwd());
+  return app?.registry ?? (require('./example-registry') as typeof import('./example-registry')).exampleRegistry();
+  /* eslint-enable @typescript-eslint/no-require-imports */
 }

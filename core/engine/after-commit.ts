@@ -1,6 +1,9 @@
 import { eventResult, jobEventTypeFor, type ErrorShape, type JobEvent } from '../../models';
+import type { Queryable } from '../db/pool';
 import type { Logger } from '../logger';
+import type { Payloads } from '../payloads/payloads';
 import type { Registry } from '../registry';
+import { findJobIdentities } from '../state/jobs-store';
 import type { OutboxIntent } from './outbox';
 import type { StageCheck } from './stage-check';
 
@@ -8,6 +11,8 @@ import type { StageCheck } from './stage-check';
 export interface EngineContext {
   registry: Registry;
   logger: Logger;
+  /** Where large values go and come from (core/payloads); absent: every value inline, up to the default cap. */
+  payloads?: Payloads;
 }
 
 /** A handler running in this process whose task a transaction stopped (cancel, deadline, fail fast). */
@@ -26,7 +31,7 @@ export interface Transition {
   attributes: Record<string, string | number>;
   stageDurationMs?: number;
   /** What a terminal job transition ended with: published in its job event (models/job-event.ts). */
-  outcome?: { result?: unknown; error?: ErrorShape | null };
+  outcome?: { result?: unknown; error?: ErrorShape | null; resultBytes?: number };
 }
 
 /**
@@ -72,6 +77,30 @@ export function jobEventIntents(transitions: readonly Transition[], at: Date): O
   return intents;
 }
 
+/**
+ * Job events carry the job's name, creator and labels, so a subscriber can route by them without
+ * reading the job. The transitions that make events know only ids and statuses, and are made in
+ * many places; the identity is read here instead, once per transaction that publishes events (a
+ * job ending or a stage completing, never per task), inside that transaction, by primary key.
+ */
+export async function withJobIdentity(db: Queryable, intents: readonly OutboxIntent[]): Promise<OutboxIntent[]> {
+  const jobIds = intents.flatMap((intent) => (intent.kind === 'event' ? [intent.jobId] : []));
+  if (jobIds.length === 0) return [...intents];
+  const identities = new Map((await findJobIdentities(db, jobIds)).map((row) => [row.job_id, row]));
+  return intents.map((intent) => {
+    const identity = intent.kind === 'event' ? identities.get(intent.jobId) : undefined;
+    if (intent.kind !== 'event' || !identity) return intent;
+    // Only what the job has: an event of a job without them is as small as before.
+    const event: JobEvent = {
+      ...intent.event,
+      ...(identity.name === null ? {} : { name: identity.name }),
+      ...(identity.created_by === null ? {} : { createdBy: identity.created_by }),
+      ...(Object.keys(identity.labels).length === 0 ? {} : { labels: identity.labels }),
+    };
+    return { ...intent, event };
+  });
+}
+
 function toJobEvent(transition: Transition, at: string): JobEvent | undefined {
   const { attributes } = transition;
   const base = { jobId: String(attributes.jobId), jobType: String(attributes.jobType), stage: Number(attributes.stage), at };
@@ -82,5 +111,7 @@ function toJobEvent(transition: Transition, at: string): JobEvent | undefined {
   const type = jobEventTypeFor(String(attributes.to));
   if (!type) return undefined;
   const error = transition.outcome?.error ?? undefined;
-  return { ...base, type, status: String(attributes.to), ...eventResult(transition.outcome?.result), ...(error ? { error } : {}) };
+  // A result in the payload store is not copied into the event: its size says it exists.
+  const result = transition.outcome?.resultBytes === undefined ? eventResult(transition.outcome?.result) : { resultBytes: transition.outcome.resultBytes };
+  return { ...base, type, status: String(attributes.to), ...result, ...(error ? { error } : {}) };
 }

@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import {
   IdempotencyKey,
+  JobIdentity,
   isSignalMessageBody,
   ListDeadLettersQuery,
   ReplyToQueue,
+  JobVersionInput,
   JobWaitQuery,
   JobQueueMessage,
   JobSubmissionMessage,
@@ -15,6 +17,7 @@ import {
   ListTasksQuery,
   type JobRecord,
   type JobView,
+  type TaskLogPage,
   type TaskRecord,
 } from '../../models';
 import { assertSchemaVersion } from '../db/migrator';
@@ -39,6 +42,7 @@ import { listStages } from '../state/stages-store';
 import { listEvents, type EventRecord } from '../state/events-store';
 import { listDeadLetters, type DeadLetterRecord } from '../state/dead-letters-store';
 import { listTasks } from '../state/tasks-store';
+import { readTaskLogs } from './task-logs';
 import { EVENTS_TOPIC, type Transport } from '../transport/transport';
 import { JobEventBus } from '../transport/job-event-bus';
 import { context } from '@opentelemetry/api';
@@ -62,6 +66,12 @@ import { UnitOfWork } from './unit-of-work';
 import { acceptSignal } from './signal-stage';
 import { submissionTimeout } from './submission-timeout';
 import { jobTypeCatalogue, type JobTypeCatalogue } from './job-types';
+import { INLINE_PAYLOADS, type Payloads } from '../payloads/payloads';
+import { StoredValues } from './stored-values';
+import { definitionOf, versionsInUse, waitingForVersion, type VersionInUse } from './versions';
+import type { HostPresence } from './host-presence';
+import { workersView } from './workers-view';
+import type { WorkerView } from '../../models/workers';
 
 export type { MessageMeta } from '../transport/settle-batch';
 
@@ -103,6 +113,8 @@ export interface CoreMachineDeps {
    * handler's own ctx.heartbeat(), so a handler that hangs also loses its task when it runs out.
    */
   extendLeases?: boolean;
+  /** Where values too large for a row go (core/payloads, docs/payloads.md); unset: every value inline, up to the default cap. */
+  payloads?: Payloads;
 }
 
 /**
@@ -115,6 +127,9 @@ export class CoreMachine {
   readonly remote: RemoteWorkers;
   /** Declared schedules: the sweep that fires their ticks, listing, pause and resume. */
   readonly schedules: Schedules;
+  /** The values job and task views link to (`resultRef`, `parametersRef`), streamed by their own routes. */
+  readonly values: StoredValues;
+  readonly payloads: Payloads;
   /** Every state change goes through it: one transaction, its outbox intents, reported transitions, dispatch. */
   private readonly unitOfWork: UnitOfWork;
   private readonly tasks: TaskRunner;
@@ -144,9 +159,12 @@ export class CoreMachine {
     this.logger = deps.logger;
     this.transport = deps.transport;
     this.outbox = new Outbox(deps.pool, deps.transport);
-    this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, { registry: deps.registry, logger: deps.logger }, (tasks) => this.tasks.abort(tasks));
-    this.tasks = new TaskRunner(deps.pool, deps.registry, deps.logger, this.unitOfWork, deps.extendLeases ?? true);
-    this.remote = new RemoteWorkers(deps.pool, { registry: deps.registry, logger: deps.logger }, this.unitOfWork);
+    this.payloads = deps.payloads ?? INLINE_PAYLOADS;
+    const context = { registry: deps.registry, logger: deps.logger, payloads: this.payloads };
+    this.unitOfWork = new UnitOfWork(deps.pool, this.outbox, context, (tasks) => this.tasks.abort(tasks));
+    this.tasks = new TaskRunner(deps.pool, deps.registry, deps.logger, this.unitOfWork, deps.extendLeases ?? true, this.payloads);
+    this.remote = new RemoteWorkers(deps.pool, context, this.unitOfWork);
+    this.values = new StoredValues(deps.pool, this.payloads);
     this.schedules = new Schedules(
       deps.pool,
       this.unitOfWork,
@@ -171,15 +189,28 @@ export class CoreMachine {
   async submitJob(
     jobType: string,
     parameters: unknown,
-    options: { idempotencyKey?: string | null | undefined; timeoutSeconds?: unknown } = {},
+    options: {
+      idempotencyKey?: string | null | undefined;
+      timeoutSeconds?: unknown;
+      version?: unknown;
+      /** Who and what (models/job-labels.ts): kept as first submitted; a resubmission never renames or relabels the job. */
+      name?: string | null | undefined;
+      createdBy?: string | null | undefined;
+      labels?: Readonly<Record<string, string>> | null | undefined;
+    } = {},
   ): Promise<{ job: JobView; created: boolean }> {
-    const definition = this.registry.job(jobType);
+    // The newest version unless the submitter names one (header CoreMachine-Job-Version, message `version`).
+    const version =
+      options.version === undefined || options.version === null ? undefined : parseOrThrow(JobVersionInput, options.version, 'job version', ['version']);
+    const definition = this.registry.job(jobType, version);
     const timeoutSeconds = submissionTimeout(definition, options.timeoutSeconds);
     const key = options.idempotencyKey ?? undefined;
     if (key !== undefined) parseOrThrow(IdempotencyKey, key, 'Idempotency-Key', ['Idempotency-Key']);
+    const identity = parseOrThrow(JobIdentity, { name: options.name, createdBy: options.createdBy, labels: options.labels }, 'job name, createdBy or labels');
     const parameters_ = parseOrThrow(definition.parameters, parameters, `parameters for job type "${jobType}"`);
     // What jsonb cannot store is refused here, whoever submits (HTTP checks it too; a message, a schedule or code may not).
     refuseUnstorable(`parameters for job type "${jobType}"`, parameters_);
+    this.payloads.checkInline(JSON.stringify(parameters_ ?? null), `parameters for job type "${jobType}"`);
     const jobId = computeJobId(jobType, parameters_, key);
     const message: JobQueueMessage = { jobId, jobType, stage: 1 };
     // The submit span is the root of the job's trace: its context is stored with the job.
@@ -192,11 +223,15 @@ export class CoreMachine {
           const inserted = await insertJob(client, {
             jobId,
             jobType,
+            jobVersion: definition.version,
             totalStages: definition.stages.length,
             parameters: parameters_,
             traceparent: currentTraceparent(),
             idempotencyKey: key,
             timeoutSeconds,
+            name: identity.name ?? undefined,
+            createdBy: identity.createdBy ?? undefined,
+            labels: identity.labels ?? undefined,
           });
           if (!inserted.created) return { value: false };
           return {
@@ -263,9 +298,16 @@ export class CoreMachine {
     const submission = parseOrThrow(
       JobSubmissionMessage,
       body,
-      'submission message: it must be {jobType, parameters, idempotencyKey?, timeoutSeconds?, replyTo?, correlationId?}',
+      'submission message: it must be {jobType, parameters, idempotencyKey?, timeoutSeconds?, version?, name?, createdBy?, labels?, replyTo?, correlationId?}',
     );
-    return this.submitJob(submission.jobType, submission.parameters, { idempotencyKey: submission.idempotencyKey, timeoutSeconds: submission.timeoutSeconds });
+    return this.submitJob(submission.jobType, submission.parameters, {
+      idempotencyKey: submission.idempotencyKey,
+      timeoutSeconds: submission.timeoutSeconds,
+      version: submission.version,
+      name: submission.name,
+      createdBy: submission.createdBy,
+      labels: submission.labels,
+    });
   }
 
   /**
@@ -278,10 +320,13 @@ export class CoreMachine {
   async deliverSignal(jobId: string, name: string, payload: unknown): Promise<{ job: JobView; delivered: boolean }> {
     const row = await findJob(this.pool, jobId);
     if (!row) throw new JobNotFoundError(jobId);
-    const waiting = signalStageOf(this.registry.job(row.job_type), name);
+    const definition = definitionOf(this.registry, row);
+    if (!definition) throw new SignalRefusedError(jobId, name, waitingForVersion(this.registry, row) ?? `version ${row.job_version} is not deployed`);
+    const waiting = signalStageOf(definition, name);
     if (!waiting) throw new SignalRefusedError(jobId, name, `job type "${row.job_type}" has no stage that waits for it`);
     const checked = parseOrThrow(waiting.definition.signal.payload, payload, `payload for signal "${name}"`);
     refuseUnstorable(`payload for signal "${name}"`, checked);
+    this.payloads.checkInline(JSON.stringify(checked ?? null), `payload for signal "${name}"`);
     const signal = { jobId, name, stage: waiting.stage, payload: checked };
     const delivered = await commit(this.unitOfWork, async ({ client, context }) => {
       const accepted = await acceptSignal(client, context, signal);
@@ -305,12 +350,20 @@ export class CoreMachine {
     const row = await findJob(this.pool, jobId);
     if (!row) throw new JobNotFoundError(jobId);
     const stages = await listStages(this.pool, jobId);
-    return buildJobView(row, stages, this.registry.hasJob(row.job_type) ? this.registry.job(row.job_type) : undefined);
+    return buildJobView(row, stages, definitionOf(this.registry, row), waitingForVersion(this.registry, row));
   }
 
-  /** Every registered job type with the JSON Schema of its parameters and signals, and the submissions queue's message schemas. */
-  jobTypes(): JobTypeCatalogue {
-    return jobTypeCatalogue(this.registry);
+  /**
+   * Every registered version of every job type with the JSON Schema of its parameters and signals,
+   * the submissions queue's message schemas, and the versions unfinished jobs run.
+   */
+  async jobTypes(): Promise<JobTypeCatalogue> {
+    return { ...jobTypeCatalogue(this.registry), versionsInUse: await versionsInUse(this.pool, this.registry) };
+  }
+
+  /** The versions unfinished jobs run that this deployment does not register: those jobs wait. */
+  async missingVersions(): Promise<VersionInUse[]> {
+    return (await versionsInUse(this.pool, this.registry)).filter((version) => !version.registered);
   }
 
   async listJobs(query: unknown = {}): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {
@@ -324,6 +377,24 @@ export class CoreMachine {
     return (await listTasks(this.pool, jobId, parsed)).map(toTaskRecord);
   }
 
+  /** A page of one task's log lines (ctx.log), in the order written from `afterSeq`, with what its attempts and its job dropped. */
+  async listTaskLogs(jobId: string, taskId: string, query: unknown = {}): Promise<TaskLogPage> {
+    return readTaskLogs(this.pool, jobId, taskId, query);
+  }
+
+  /**
+   * This process as a worker that runs queue tasks: it joins the workers view with its first task
+   * batch (the local worker joins at start) and leaves on a clean stop (drain).
+   */
+  get presence(): HostPresence {
+    return this.tasks.presence;
+  }
+
+  /** Remote workers and in-process hosts: task types, last claim and heartbeat, tasks held now. */
+  async listWorkers(): Promise<WorkerView[]> {
+    return workersView(this.pool);
+  }
+
   /** Starts the stage a job message names. Throws on anything that must be redelivered. */
   async processJobMessage(body: unknown, meta: MessageMeta = {}): Promise<JobMessageOutcome> {
     const parsed = JobQueueMessage.safeParse(body);
@@ -333,6 +404,14 @@ export class CoreMachine {
     const { jobId, jobType, stage } = parsed.data;
     const attributes = withMessageAttributes({ jobId, jobType, stage }, meta);
     return inSpan('coremachine.stage_start', attributes, contextFromTraceparent(meta.traceparent), async (span) => {
+      // A job of a version this deployment lacks waits (core/engine/versions.ts): nothing changes.
+      const row = await findJob(this.pool, jobId);
+      const waiting = row ? waitingForVersion(this.registry, row) : undefined;
+      if (waiting) {
+        span.setAttribute('outcome', 'waiting');
+        this.logger.warn("job message waits: the job's version is not deployed", { jobId, stage, reason: waiting });
+        return { kind: 'waiting', jobId, stage, reason: waiting };
+      }
       // The claim commits on its own; the tasks follow in chunks, each its own unit of work.
       const claimed = await commit(this.unitOfWork, async ({ client, context }) => {
         const decided = await claimStage(client, context, parsed.data);
@@ -406,7 +485,7 @@ export class CoreMachine {
   /** One janitor sweep; safe to run from several processes at once. */
   async sweep(options: Partial<JanitorOptions> = {}): Promise<SweepReport> {
     const backlog = () => this.transport.backlog?.();
-    const deps = { pool: this.pool, logger: this.logger, outbox: this.outbox, unitOfWork: this.unitOfWork };
+    const deps = { pool: this.pool, logger: this.logger, outbox: this.outbox, unitOfWork: this.unitOfWork, payloads: this.payloads };
     return sweep(deps, { ...DEFAULT_JANITOR_OPTIONS, backlog, retentionDays: this.retentionDays, schedules: () => this.schedules.sweep(), ...options });
   }
 
@@ -437,7 +516,7 @@ export class CoreMachine {
    * Shutdown (SIGTERM, scale-in): waits up to `graceMs` for the handlers running in this process,
    * then aborts those still running and gives their claims back (QUEUED at the same attempt), so
    * another instance runs them at once rather than after their lease. Claiming must already have
-   * stopped (the host stops delivering first).
+   * stopped (the host stops delivering first). The host then leaves the workers view.
    */
   async drain(graceMs: number): Promise<{ finished: number; released: number }> {
     const running = this.tasks.runningCount;
@@ -448,12 +527,13 @@ export class CoreMachine {
         ? await this.tasks.releaseRunning(new Error(`the host is shutting down; the task was given back after a ${graceMs} ms grace period`))
         : 0;
     if (running > 0) this.logger.info('drained on shutdown', { finished: running - released, released, graceMs });
+    await this.tasks.presence.leave();
     return { finished: running - released, released };
   }
 
   /** Deletes a finished job with its stages, tasks, events, dead letters and outbox rows. */
   async deleteJob(jobId: string): Promise<PurgeCounts> {
-    const deleted = await deleteJob(this.unitOfWork, jobId);
+    const deleted = await deleteJob(this.unitOfWork, jobId, { payloads: this.payloads, logger: this.logger });
     this.logger.info('job deleted', { jobId, ...deleted });
     return deleted;
   }

@@ -6,6 +6,7 @@ import type { JobRow } from '../state/rows';
 import { finishStage } from '../state/stages-store';
 import { cancelOpenTasks } from '../state/tasks-store';
 import { assertTaskTransition } from '../state/transitions';
+import { definitionOf } from './versions';
 import { afterCommit, NOTHING_AFTER_COMMIT, type AfterCommit, type EngineContext } from './after-commit';
 
 /**
@@ -88,7 +89,7 @@ export async function startStageClock(
 
 /** An operator retry: fresh deadlines of the same lengths (see restartDeadlines). */
 export async function restartJobDeadlines(db: Queryable, context: EngineContext, job: JobRow): Promise<void> {
-  const definition = context.registry.hasJob(job.job_type) ? context.registry.job(job.job_type) : undefined;
+  const definition = definitionOf(context.registry, job);
   const stageTimeout = definition?.stages[job.stage - 1]?.timeoutSeconds;
   if (job.timeout_seconds === null && stageTimeout === undefined) return;
   await restartDeadlines(db, job.job_id, stageTimeout);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isSignalStage, JobSubmissionMessage, SignalMessage, SubmissionReceipt, type AnyJobDefinition } from '../../models';
 import type { Registry } from '../registry';
+import type { VersionInUse } from './versions';
 
 /** A JSON Schema document, as zod emits it. */
 export type JsonSchema = Record<string, unknown>;
@@ -8,6 +9,10 @@ export type JsonSchema = Record<string, unknown>;
 /** One registered job type as a producer in any language needs it: what to send, and what it runs. */
 export interface JobTypeDescription {
   jobType: string;
+  /** Which version of the type this describes; a submission runs the newest unless it names one. */
+  version: number;
+  /** Whether this is the newest registered version of the type. */
+  newest: boolean;
   description: string;
   /** The job's own deadline, when its type declares one. */
   timeoutSeconds: number | null;
@@ -22,9 +27,12 @@ export interface JobTypeDescription {
 
 /** What GET /api/job-types answers: every job type, and the message shapes of the submissions queue. */
 export interface JobTypeCatalogue {
+  /** One entry per registered version of each type: by type name, newest version first. */
   jobTypes: JobTypeDescription[];
   /** JSON Schemas of the submissions queue's two message kinds and of the receipt sent to `replyTo`. */
   messages: { submission: JsonSchema; signal: JsonSchema; receipt: JsonSchema };
+  /** The versions unfinished jobs run, registered or not (a version no longer registered leaves its jobs waiting). */
+  versionsInUse: VersionInUse[];
 }
 
 /** zod's JSON Schema of what a schema accepts; anything it cannot express (a custom check) is left open. */
@@ -32,7 +40,7 @@ function jsonSchemaOf(schema: z.ZodType): JsonSchema {
   return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' });
 }
 
-function describe(definition: AnyJobDefinition): JobTypeDescription {
+function describe(definition: AnyJobDefinition, newest: boolean): JobTypeDescription {
   const stages = definition.stages.map((stage, index) =>
     isSignalStage(stage)
       ? { stage: index + 1, name: stage.name, kind: 'signal' as const, signal: stage.signal.name }
@@ -43,6 +51,8 @@ function describe(definition: AnyJobDefinition): JobTypeDescription {
   );
   return {
     jobType: definition.type,
+    version: definition.version,
+    newest,
     description: definition.description,
     timeoutSeconds: definition.timeoutSeconds ?? null,
     stages,
@@ -51,13 +61,16 @@ function describe(definition: AnyJobDefinition): JobTypeDescription {
   };
 }
 
-/** Every registered job type, sorted by name, with the submissions queue's message schemas. */
-export function jobTypeCatalogue(registry: Registry): JobTypeCatalogue {
+/** Every registered version of every job type, sorted by name, with the submissions queue's message schemas. */
+export function jobTypeCatalogue(registry: Registry): Omit<JobTypeCatalogue, 'versionsInUse'> {
   return {
     jobTypes: registry
       .jobTypes()
       .sort()
-      .map((type) => describe(registry.job(type))),
+      .flatMap((type) => {
+        const versions = registry.versionsOf(type).reverse();
+        return versions.map((version, index) => describe(registry.job(type, version), index === 0));
+      }),
     messages: {
       submission: jsonSchemaOf(JobSubmissionMessage),
       signal: jsonSchemaOf(SignalMessage),

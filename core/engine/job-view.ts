@@ -1,4 +1,4 @@
-import { isSignalStage, type AnyJobDefinition, type JobView, type StageProgress } from '../../models';
+import { ENDED_JOB_STATUSES, isSignalStage, type AnyJobDefinition, type JobView, type StageProgress } from '../../models';
 import { toJobRecord, toStageProgress, type JobRow, type StageRow } from '../state/rows';
 
 /**
@@ -7,7 +7,7 @@ import { toJobRecord, toStageProgress, type JobRow, type StageRow } from '../sta
  * definition, so a client sees `reply` for stage 2 before it runs, not a nameless gap. A job type
  * this process does not know (removed since) keeps its started stages and numbers the rest.
  */
-export function buildJobView(job: JobRow, stageRows: readonly StageRow[], definition: AnyJobDefinition | undefined): JobView {
+export function buildJobView(job: JobRow, stageRows: readonly StageRow[], definition: AnyJobDefinition | undefined, waitingFor?: string): JobView {
   const started = new Map(stageRows.map((row) => [row.stage, toStageProgress(row)]));
   const declared = Math.max(job.total_stages, ...stageRows.map((row) => row.stage));
   const stages: StageProgress[] = [];
@@ -27,5 +27,7 @@ export function buildJobView(job: JobRow, stageRows: readonly StageRow[], defini
       },
     );
   }
-  return { ...toJobRecord(job), stages };
+  // An ended job waits for nothing, whatever is deployed now.
+  const ended = ENDED_JOB_STATUSES.includes(job.status);
+  return { ...toJobRecord(job), stages, ...(waitingFor && !ended ? { waitingFor } : {}) };
 }

@@ -87,6 +87,8 @@ export async function claimLimitedTasks(
   requests: readonly LimitedClaimRequest[],
   /** Claims are pushed here as each key's unit of work commits: if a later key throws, the caller still knows what to give back. */
   claimed: ClaimedTask[],
+  /** The claiming host, recorded on each task it claims (the workers view counts them). */
+  workerId: string | null = null,
 ): Promise<Map<string, Deferral>> {
   const deferred = new Map<string, Deferral>();
   if (requests.length === 0) return deferred;
@@ -130,6 +132,7 @@ export async function claimLimitedTasks(
         client,
         chosen.map((r) => ({ taskId: r.taskId, attempt: r.attempt, limitKey })),
         chosen.map((r) => r.leaseSeconds),
+        workerId,
       );
       await allow.spend(got.length);
       const waiting = [...group.reclaim.slice(reclaim.length), ...group.fresh.slice(fresh.length)];

@@ -1,17 +1,30 @@
 import type pg from 'pg';
 import { z } from 'zod';
-import { leaseSecondsOf, TaskFailure, type ErrorShape } from '../../models';
+import { leaseSecondsOf, RemoteTaskLogs, TaskFailure, type ErrorShape } from '../../models';
 import { MAX_NAME_LENGTH, safeText } from '../../models/http-input';
-import { errorToShape, LeaseLostError, MAX_RECORDED_MESSAGE_LENGTH, TaskNotFoundError, parseOrThrow } from '../errors';
+import {
+  errorToShape,
+  LeaseLostError,
+  MAX_RECORDED_MESSAGE_LENGTH,
+  TaskNotFoundError,
+  UnknownRemoteTaskTypeError,
+  ValidationError,
+  parseOrThrow,
+} from '../errors';
 import type { Logger } from '../logger';
+import { jsonToStore } from '../../models/storable';
+import { PayloadStoreUnavailableError } from '../payloads/payload-errors';
+import { INLINE_PAYLOADS, type Payloads } from '../payloads/payloads';
 import type { Registry } from '../registry';
 import { claimRemoteTasks, releaseRemoteClaim, type RemoteClaim } from '../state/remote-tasks-store';
 import { extendLease, findTaskSummary, type TaskOutcome, type TaskSummary } from '../state/tasks-store';
 import { claimLimitedRemoteTasks } from './limits';
 import { nextAttemptAt } from './retry-policy';
+import { withReportedLogs } from './task-log-buffer';
 import { recordTaskOutcomes } from './task-outcomes';
 import type { UnitOfWork } from './unit-of-work';
 import { commit } from './commit';
+import { RemoteWorkerSightings } from './worker-sightings';
 
 /**
  * Remote workers claim tasks over HTTP instead of receiving queue messages: the same leases,
@@ -24,7 +37,8 @@ export const ClaimRequest = z.object({
   leaseSeconds: z.number().int().min(5).max(3600).optional(),
 });
 export const HeartbeatRequest = z.object({ claimId: z.uuid(), leaseSeconds: z.number().int().min(5).max(3600).optional() });
-export const CompleteRequest = z.object({ claimId: z.uuid(), result: z.unknown() });
+// Both reports may carry what the attempt logged (models/task-log.ts RemoteTaskLogs), written with the outcome.
+export const CompleteRequest = z.object({ claimId: z.uuid(), result: z.unknown(), ...RemoteTaskLogs });
 /**
  * A failure report is copied into the task, the job's error and the event trail: its type and
  * message are bounded here (400 beyond), not truncated, so the worker learns its report was refused.
@@ -38,6 +52,7 @@ export const FailRequest = z.object({
   retryable: z.boolean().default(true),
   // Any safe integer is accepted and then capped (cappedRetryDelayMs): the worker asked for "later".
   retryAfterMs: z.number().int().min(0).optional(),
+  ...RemoteTaskLogs,
 });
 
 export interface RemoteTask {
@@ -53,15 +68,25 @@ export interface RemoteTask {
 }
 
 export class RemoteWorkers {
+  /** The workers view's record of who claims and reports, written by time, never per task. */
+  private readonly sightings: RemoteWorkerSightings;
+
   constructor(
     private readonly pool: pg.Pool,
-    private readonly deps: { registry: Registry; logger: Logger },
+    private readonly deps: { registry: Registry; logger: Logger; payloads?: Payloads | undefined },
     private readonly unitOfWork: UnitOfWork,
-  ) {}
+  ) {
+    this.sightings = new RemoteWorkerSightings(pool);
+  }
 
-  /** Claims up to maxTasks QUEUED remote tasks of the given types, oldest first, each with a lease. */
+  /**
+   * Claims up to maxTasks QUEUED remote tasks of the given types, oldest first, each with a lease.
+   * A type that is not a registered remote task type refuses the whole claim (nothing is claimed).
+   */
   async claim(body: unknown): Promise<RemoteTask[]> {
     const request = parseOrThrow(ClaimRequest, body, 'claim request');
+    this.checkClaimable(request.taskTypes);
+    await this.sightings.claimed(request.workerId, request.taskTypes);
     const leaseOf = (type: string) =>
       request.leaseSeconds ?? leaseSecondsOf(this.deps.registry.hasTask(type) ? this.deps.registry.task(type) : undefined, 'remote');
     // Types with global limits are claimed key by key under the keys' locks (core/engine/limits.ts),
@@ -94,24 +119,57 @@ export class RemoteWorkers {
       );
     }
     if (rows.length > 0) this.deps.logger.info('remote tasks claimed', { workerId: request.workerId, tasks: rows.length });
-    return rows.map((row) => ({
-      taskId: row.task_id,
-      claimId: row.claim_id,
-      jobId: row.job_id,
-      stage: row.stage,
-      taskIndex: row.task_index,
-      taskType: row.task_type,
-      attempt: row.attempt,
-      parameters: row.parameters,
-      leaseExpiresAt: row.lease_expires_at,
-    }));
+    const tasks: RemoteTask[] = [];
+    for (const row of rows) {
+      const parameters = await this.parametersOf(row);
+      if (parameters.failed) continue;
+      tasks.push({
+        taskId: row.task_id,
+        claimId: row.claim_id,
+        jobId: row.job_id,
+        stage: row.stage,
+        taskIndex: row.task_index,
+        taskType: row.task_type,
+        attempt: row.attempt,
+        parameters: parameters.value,
+        leaseExpiresAt: row.lease_expires_at,
+      });
+    }
+    return tasks;
+  }
+
+  /** No task of a type that is unknown, or runs from the tasks queue, is ever claimable here: the worker hears so at once. */
+  private checkClaimable(taskTypes: readonly string[]): void {
+    const { registry } = this.deps;
+    const refused = [...new Set(taskTypes)]
+      .filter((type) => !registry.hasTask(type) || registry.task(type).execution !== 'remote')
+      .map((type) => ({ taskType: type, registered: registry.hasTask(type) }));
+    if (refused.length > 0) throw new UnknownRemoteTaskTypeError(refused, registry.taskTypes('remote'));
+  }
+
+  /**
+   * A worker gets values, never references: parameters in the payload store are read here. One
+   * whose blob is missing or altered fails its task at once (non-retryable) and is not handed out;
+   * an unreachable store is a 503, and the claims made return by lease expiry.
+   */
+  private async parametersOf(row: RemoteClaim): Promise<{ failed: false; value: unknown } | { failed: true }> {
+    if (!row.parameters_ref) return { failed: false, value: row.parameters };
+    try {
+      return { failed: false, value: await (this.deps.payloads ?? INLINE_PAYLOADS).read(row.parameters_ref, `parameters of task ${row.task_id}`) };
+    } catch (error) {
+      if (error instanceof PayloadStoreUnavailableError) throw error;
+      const shape = errorToShape(error, { stage: row.stage, taskId: row.task_id });
+      await this.settle({ taskId: row.task_id, jobId: row.job_id, claimId: row.claim_id, error: shape }).catch(() => undefined);
+      return { failed: true };
+    }
   }
 
   async heartbeat(taskId: string, body: unknown): Promise<{ leaseExpiresAt: Date }> {
     const request = parseOrThrow(HeartbeatRequest, body, 'heartbeat');
-    const type = (await this.task(taskId)).task_type;
-    const seconds = request.leaseSeconds ?? leaseSecondsOf(this.deps.registry.task(type), 'remote');
+    const task = await this.task(taskId);
+    const seconds = request.leaseSeconds ?? leaseSecondsOf(this.deps.registry.task(task.task_type), 'remote');
     if (!(await extendLease(this.pool, taskId, request.claimId, seconds))) throw new LeaseLostError(taskId);
+    await this.heardFrom(task);
     return { leaseExpiresAt: new Date(Date.now() + seconds * 1000) };
   }
 
@@ -120,7 +178,16 @@ export class RemoteWorkers {
     const task = await this.task(taskId);
     const schema = this.deps.registry.task(task.task_type).result;
     const result = schema ? parseOrThrow(schema, request.result, `result of task ${taskId}`) : request.result;
-    await this.settle({ taskId, jobId: task.job_id, claimId: request.claimId, result: result ?? null });
+    const stored = jsonToStore(result ?? null);
+    if (stored.json === undefined) throw new ValidationError(`result of task ${taskId} ${stored.problem}`, [{ path: ['result'], message: stored.problem }]);
+    // A result too large for a row goes to the payload store, as an in-process handler's does.
+    const payloads = this.deps.payloads ?? INLINE_PAYLOADS;
+    const placed = await payloads.place(stored.json, { jobId: task.job_id, owner: taskId, field: 'result' }, `result of task ${taskId}`);
+    const base = { taskId, jobId: task.job_id, claimId: request.claimId };
+    await this.settle(
+      withReportedLogs(placed.ref ? { ...base, resultRef: placed.ref } : { ...base, result: result ?? null, resultJson: placed.json }, request),
+    );
+    await this.heardFrom(task);
   }
 
   async fail(taskId: string, body: unknown): Promise<{ retryAt: Date | null }> {
@@ -134,7 +201,8 @@ export class RemoteWorkers {
     });
     const retryAt = nextAttemptAt(definition, row.attempt, failure);
     const error: ErrorShape = { ...errorToShape(failure, { stage: row.stage, taskId }), type: request.error.type };
-    await this.settle({ taskId, jobId: row.job_id, claimId: request.claimId, error, ...(retryAt ? { retryAt } : {}) });
+    await this.settle(withReportedLogs({ taskId, jobId: row.job_id, claimId: request.claimId, error, ...(retryAt ? { retryAt } : {}) }, request));
+    await this.heardFrom(row);
     return { retryAt: retryAt ?? null };
   }
 
@@ -157,6 +225,11 @@ export class RemoteWorkers {
       return { value: recorded.settled, ...recorded.after };
     });
     if (!settled.has(outcome.taskId)) throw new LeaseLostError(outcome.taskId);
+  }
+
+  /** A report on a current claim: its worker (the claim's, recorded on the task) was heard from. */
+  private async heardFrom(task: TaskSummary): Promise<void> {
+    if (task.worker_id) await this.sightings.heard(task.worker_id);
   }
 
   private async task(taskId: string): Promise<TaskSummary> {

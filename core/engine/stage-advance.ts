@@ -1,14 +1,17 @@
 import type { ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
 import { isTransientDatabaseError } from '../db/transient-errors';
-import { boundedErrorShape, errorToShape, FinalizeError } from '../errors';
+import { boundedErrorShape, errorToShape, FinalizeError, findCause } from '../errors';
 import { jsonToStore } from '../../models/storable';
+import { PayloadStoreUnavailableError } from '../payloads/payload-errors';
+import { INLINE_PAYLOADS, type Placed } from '../payloads/payloads';
 import { findJob, transitionJob } from '../state/jobs-store';
 import type { StageRow } from '../state/rows';
 import { countFailedOfJob, finishStage } from '../state/stages-store';
 import { cancelOpenTasks, listFailedTasks } from '../state/tasks-store';
 import { afterCommit, NOTHING_AFTER_COMMIT, type AfterCommit, type EngineContext, type RunningTaskAbort, type Transition } from './after-commit';
 import { stageResultsOf } from './stage-results';
+import { definitionOf, waitingForVersion } from './versions';
 
 /**
  * Called by the one transaction whose counter update made completed + failed = total.
@@ -20,6 +23,12 @@ import { stageResultsOf } from './stage-results';
 export async function advanceStage(db: Queryable, context: EngineContext, stageRow: StageRow): Promise<AfterCommit> {
   const job = await findJob(db, stageRow.job_id, true);
   if (!job || job.status !== 'PROCESSING' || job.stage !== stageRow.stage) return NOTHING_AFTER_COMMIT;
+  if (stageRow.stage >= job.total_stages && !definitionOf(context.registry, job)) {
+    // Its finalize is in a version this deployment lacks: the stage stays counted and open, and the
+    // janitor's stall sweep advances the job once the version is back (core/engine/versions.ts).
+    context.logger.warn('job waits: its version is not deployed', { jobId: job.job_id, reason: waitingForVersion(context.registry, job) });
+    return NOTHING_AFTER_COMMIT;
+  }
   const finished = await finishStage(db, job.job_id, stageRow.stage, 'PROCESSING', 'COMPLETED');
   const log = context.logger.child({ jobId: job.job_id, stage: stageRow.stage });
   const transitions: Transition[] = [];
@@ -40,16 +49,24 @@ export async function advanceStage(db: Queryable, context: EngineContext, stageR
     return afterCommit({ transitions, intents: [{ kind: 'job', jobId: job.job_id, message: { jobId: job.job_id, jobType: job.job_type, stage: next } }] });
   }
 
-  const definition = context.registry.job(job.job_type);
-  const previous = stageResultsOf<unknown>(db, stageRow);
+  const definition = definitionOf(context.registry, job) as NonNullable<ReturnType<typeof definitionOf>>;
+  const payloads = context.payloads ?? INLINE_PAYLOADS;
+  const previous = stageResultsOf<unknown>(db, stageRow, payloads);
   let result: unknown;
+  let placed: Placed;
   try {
     result = await definition.finalize({ jobId: job.job_id, parameters: job.parameters, previous });
     const stored = jsonToStore(result ?? null);
     if (stored.json === undefined) throw new TypeError(`its result ${stored.problem}`);
+    // Too large for the row: into the payload store before this transaction commits (a rollback
+    // or crash leaves an orphan the janitor sweeps); over every limit: the job fails, naming it.
+    placed = await payloads.place(stored.json, { jobId: job.job_id, owner: 'job', field: 'result' }, `result of job ${job.job_id}`);
   } catch (error) {
-    // Reading the results hit a database fault: the transaction is rerun, the job does not fail.
+    // Reading the results hit a database or payload store fault: the transaction is rerun (or the
+    // stage check is, by the janitor), the job does not fail.
     if (isTransientDatabaseError(error)) throw error;
+    const unavailable = findCause(error, (candidate): candidate is PayloadStoreUnavailableError => candidate instanceof PayloadStoreUnavailableError);
+    if (unavailable) throw unavailable;
     const failure = errorToShape(new FinalizeError(`finalize of job type "${job.job_type}" failed: ${describe(error)}`, { cause: error }), {
       stage: stageRow.stage,
     });
@@ -61,12 +78,16 @@ export async function advanceStage(db: Queryable, context: EngineContext, stageR
     failures.count > 0
       ? { type: 'TasksFailedError', message: `${failures.count} task(s) failed within their stages' failure tolerance`, failures: failures.listed }
       : null;
-  const completed = await transitionJob(db, job.job_id, 'PROCESSING', status, { atStage: stageRow.stage, result: result ?? null, error });
+  const completed = await transitionJob(db, job.job_id, 'PROCESSING', status, {
+    atStage: stageRow.stage,
+    ...(placed.ref ? { resultRef: placed.ref } : { resultJson: placed.json }),
+    error,
+  });
   if (!completed) throw new Error(`job ${job.job_id} changed under its row lock while finalizing`);
   transitions.push({
     name: 'JobTransition',
     attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: status, stage: stageRow.stage },
-    outcome: { result: result ?? null, error },
+    outcome: placed.ref ? { resultBytes: placed.ref.size, error } : { result: result ?? null, error },
   });
   log.info(status === 'COMPLETED' ? 'job completed' : 'job completed with errors', { failedTasks: failures.count });
   return afterCommit({ transitions });

@@ -2,12 +2,15 @@ import { createHash, type Hash } from 'node:crypto';
 import type pg from 'pg';
 import { isSignalStage, limitKeyOf, maxToleratedFailures, type AnyTaskStageDefinition, type StageResults } from '../../models';
 import { isTransientDatabaseError } from '../db/transient-errors';
-import { errorToShape, FanOutError } from '../errors';
+import { errorToShape, FanOutError, findCause } from '../errors';
 import { computeTaskId } from '../identity';
 import type { JobRow, StageRow } from '../state/rows';
 import { findStage, recordStageChunk } from '../state/stages-store';
 import { insertStageTasks } from '../state/tasks-store';
 import { jsonToStore } from '../../models/storable';
+import { PayloadStoreUnavailableError } from '../payloads/payload-errors';
+import type { PayloadRef } from '../payloads/payload-store';
+import { INLINE_PAYLOADS, type Payloads } from '../payloads/payloads';
 import type { OutboxIntent } from './outbox';
 import { failJob } from './stage-advance';
 import type { JobMessageOutcome } from './stage-start';
@@ -52,12 +55,16 @@ export async function createStageTasks(
   const remote = definition.task.execution === 'remote';
   const taskType = definition.task.type;
   const hash = createHash('sha256');
+  const payloads = uow.context.payloads ?? INLINE_PAYLOADS;
   let specs: SpecReader;
   try {
-    const previous = job.stage === 1 ? NO_RESULTS : await previousResults(pool, job.job_id, job.stage - 1);
+    const previous = job.stage === 1 ? NO_RESULTS : await previousResults(pool, job.job_id, job.stage - 1, payloads);
     // A limited task type's slot key is computed here, once per task: a key function that throws fails the fan-out.
-    specs = new SpecReader(await definition.fanOut({ jobId: job.job_id, stage: job.stage, parameters: job.parameters, previous }), hash, (spec) =>
-      limitKeyOf(definition.task, spec),
+    specs = new SpecReader(
+      await definition.fanOut({ jobId: job.job_id, stage: job.stage, parameters: job.parameters, previous }),
+      hash,
+      (spec) => limitKeyOf(definition.task, spec),
+      { payloads, jobId: job.job_id, stage: job.stage },
     );
     const skipped = await specs.skip(stage.created);
     if (skipped < stage.created || (stage.created > 0 && hash.copy().digest('hex') !== stage.fan_out_digest)) {
@@ -76,7 +83,7 @@ export async function createStageTasks(
       : [];
   let from = stage.created;
   for (;;) {
-    let chunk: { specs: string[]; limitKeys: Array<string | null>; last: boolean };
+    let chunk: Chunk;
     try {
       chunk = await specs.take(chunkSize(from));
     } catch (error) {
@@ -96,6 +103,7 @@ export async function createStageTasks(
           remote,
           firstIndex: first,
           parameters: chunk.specs,
+          ...(chunk.refs ? { parameterRefs: chunk.refs } : {}),
           taskIds,
           limitKeys: chunk.limitKeys,
         });
@@ -145,16 +153,18 @@ function finishCreation(logger: Logger, job: JobRow, stage: StageRow, stageName:
 }
 
 export function stageDefinitionOf(registry: Registry, job: JobRow): AnyTaskStageDefinition {
-  const definition = registry.job(job.job_type).stages[job.stage - 1];
+  const definition = registry.job(job.job_type, job.job_version).stages[job.stage - 1];
   if (!definition) throw new Error(`job type "${job.job_type}" has no stage ${job.stage}`);
   // claimStage starts a waiting stage itself (signal-stage.ts): it never has tasks to create.
   if (isSignalStage(definition)) throw new Error(`stage ${job.stage} of job type "${job.job_type}" waits for a signal and has no tasks`);
   return definition;
 }
 
-/** A fan-out that throws (or stops reproducing its tasks) fails the job; a database fault does not. */
+/** A fan-out that throws (or stops reproducing its tasks) fails the job; a database or payload store fault does not. */
 async function failFanOut(uow: UnitOfWork, definition: AnyTaskStageDefinition, job: JobRow, error: unknown): Promise<JobMessageOutcome> {
   if (isTransientDatabaseError(error)) throw error;
+  const unavailable = findCause(error, (candidate): candidate is PayloadStoreUnavailableError => candidate instanceof PayloadStoreUnavailableError);
+  if (unavailable) throw unavailable;
   const failure = new FanOutError(`fan-out of stage ${job.stage} ("${definition.name}") failed: ${errorToShape(error).message}`, { cause: error });
   await commit(uow, async ({ client, context }) => {
     const failed = await failJob(client, context, job.job_id, job.stage, errorToShape(failure, { stage: job.stage }));
@@ -163,11 +173,22 @@ async function failFanOut(uow: UnitOfWork, definition: AnyTaskStageDefinition, j
   return { kind: 'failed', jobId: job.job_id, stage: job.stage, error: failure.message };
 }
 
-async function previousResults(pool: pg.Pool, jobId: string, stage: number): Promise<StageResults<unknown>> {
+async function previousResults(pool: pg.Pool, jobId: string, stage: number, payloads: Payloads): Promise<StageResults<unknown>> {
   const row = await findStage(pool, jobId, stage);
   if (!row) throw new Error(`stage ${stage} of job ${jobId} has no record but stage ${stage + 1} is starting`);
-  return stageResultsOf(pool, row);
+  return stageResultsOf(pool, row, payloads);
 }
+
+/** One chunk of specs: JSON inline, or null where `refs` has the spec's blob in the payload store (refs omitted when none is). */
+interface Chunk {
+  specs: Array<string | null>;
+  refs?: Array<PayloadRef | null>;
+  limitKeys: Array<string | null>;
+  last: boolean;
+}
+
+/** Spec blobs written at once while a chunk is read (each is held in memory until written). */
+const SPEC_WRITES = 8;
 
 /** The fan-out's specs as JSON, a chunk at a time, hashed in order; one spec read ahead to know the end. */
 class SpecReader {
@@ -179,18 +200,49 @@ class SpecReader {
     specs: Iterable<unknown> | AsyncIterable<unknown>,
     private readonly hash: Hash,
     private readonly limitKeyOf: (spec: unknown) => string | null = () => null,
+    private readonly store: { payloads: Payloads; jobId: string; stage: number } = { payloads: INLINE_PAYLOADS, jobId: '', stage: 0 },
   ) {
     this.iterator = Symbol.asyncIterator in specs ? specs[Symbol.asyncIterator]() : specs[Symbol.iterator]();
   }
 
-  async take(count: number): Promise<{ specs: string[]; limitKeys: Array<string | null>; last: boolean }> {
-    const specs: string[] = [];
+  /**
+   * Up to `count` specs. One too large for a row is written to the payload store as it is read
+   * (SPEC_WRITES at a time, before the chunk's commit: a crash in between leaves an orphan the
+   * janitor sweeps), so a chunk of large specs never sits in memory whole.
+   */
+  async take(count: number): Promise<Chunk> {
+    const specs: Array<string | null> = [];
     const limitKeys: Array<string | null> = [];
-    const last = await this.read(count, (json, spec) => {
-      specs.push(json);
+    let refs: Array<PayloadRef | null> | undefined;
+    const writes = new Set<Promise<void>>();
+    let failed: Error | undefined;
+    const { payloads, jobId, stage } = this.store;
+    const last = await this.read(count, (json, spec, index) => {
+      const at = specs.length;
       limitKeys.push(this.limitKeyOf(spec));
+      if (payloads.fitsInline(json)) {
+        specs.push(json);
+        refs?.push(null);
+        return undefined;
+      }
+      refs ??= specs.map(() => null);
+      specs.push(null);
+      refs.push(null);
+      const placing = refs;
+      const write = payloads
+        .place(json, { jobId, owner: computeTaskId(jobId, stage, index), field: 'parameters' }, `task spec ${index}`)
+        .then((placed) => {
+          if (placed.ref) placing[at] = placed.ref;
+          else specs[at] = placed.json;
+        })
+        .catch((error: unknown) => void (failed ??= error instanceof Error ? error : new Error(String(error))))
+        .finally(() => writes.delete(write));
+      writes.add(write);
+      return writes.size >= SPEC_WRITES ? Promise.race(writes) : undefined;
     });
-    return { specs, limitKeys, last };
+    await Promise.all(writes);
+    if (failed !== undefined) throw failed;
+    return { specs, limitKeys, last, ...(refs ? { refs } : {}) };
   }
 
   /** Reads past `count` specs (hashing them, keeping none); returns how many there were. */
@@ -200,8 +252,8 @@ class SpecReader {
     return skipped;
   }
 
-  /** Reads up to `count` specs into `keep`; true when the fan-out has no more after them. */
-  private async read(count: number, keep: (json: string, spec: unknown) => void): Promise<boolean> {
+  /** Reads up to `count` specs into `keep` (awaited when it returns a promise); true when the fan-out has no more after them. */
+  private async read(count: number, keep: (json: string, spec: unknown, index: number) => unknown): Promise<boolean> {
     for (let kept = 0; ; kept++) {
       const next = this.ahead ?? (await this.iterator.next());
       this.ahead = undefined;
@@ -213,8 +265,9 @@ class SpecReader {
       const { json, problem } = jsonToStore(next.value);
       if (json === undefined) throw new TypeError(`task spec ${this.index} ${problem}`);
       this.hash.update(json).update('\n');
-      keep(json, next.value);
+      const writing = keep(json, next.value, this.index);
       this.index++;
+      if (writing instanceof Promise) await writing;
     }
   }
 }

@@ -12,7 +12,9 @@ import { startStageClock } from './deadlines';
 export type JobMessageOutcome =
   | { kind: 'started' | 'resumed'; jobId: string; stage: number; tasks: number }
   | { kind: 'failed'; jobId: string; stage: number; error: string }
-  | { kind: 'duplicate' | 'ignored'; jobId: string; stage: number; reason: string };
+  | { kind: 'duplicate' | 'ignored'; jobId: string; stage: number; reason: string }
+  /** The job's version is not registered by this deployment: nothing is done, and the janitor goes on once it is. */
+  | { kind: 'waiting'; jobId: string; stage: number; reason: string };
 
 /** What the job message's first transaction decided: done, or tasks to create (stage-creation.ts). */
 export type StageClaim = { kind: 'done'; outcome: JobMessageOutcome; after: AfterCommit } | { kind: 'create'; job: JobRow; stage: StageRow; resend?: string };
@@ -34,7 +36,7 @@ export async function claimStage(db: Queryable, context: EngineContext, message:
   if (job.job_type !== message.jobType) {
     throw new MalformedMessageError(`message names job type "${message.jobType}" but job ${job.job_id} is "${job.job_type}"`);
   }
-  const definition = context.registry.job(job.job_type);
+  const definition = context.registry.job(job.job_type, job.job_version);
   const stageDefinition = definition.stages[job.stage - 1];
   if (!stageDefinition) throw new Error(`job type "${job.job_type}" has no stage ${job.stage}`);
 
@@ -69,7 +71,7 @@ async function resumeStage(db: Queryable, context: EngineContext, job: JobRow, s
   context.logger.info('stage resumed', { jobId: job.job_id, stage: job.stage, remaining: outcome.tasks });
   // Everything finished while the job was paused: the advance it could not make happens now.
   if (stage.completed + stage.failed >= stage.total) return { kind: 'done', outcome, after: await advanceStage(db, context, stage) };
-  const definition = context.registry.job(job.job_type).stages[job.stage - 1];
+  const definition = context.registry.job(job.job_type, job.job_version).stages[job.stage - 1];
   // A stage still waiting for its signal has nothing to dispatch: it keeps waiting.
   if (isSignalStage(definition)) return { kind: 'done', outcome, after: NOTHING_AFTER_COMMIT };
   // A result committing alongside this resume saw the job not yet PROCESSING, and this

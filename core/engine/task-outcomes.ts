@@ -5,6 +5,7 @@ import { settleTasks, type SettledTask, type TaskOutcome } from '../state/tasks-
 import { afterCommit, type AfterCommit } from './after-commit';
 import type { OutboxIntent } from './outbox';
 import { stageNeedsCheck, type StageCheck } from './stage-check';
+import { recordTaskLogs } from './task-logs';
 
 /**
  * Settling: what a task attempt's outcome does to the task, its stage and its job. Every host of
@@ -20,7 +21,10 @@ import { stageNeedsCheck, type StageCheck } from './stage-check';
  */
 export async function recordTaskOutcomes(db: Queryable, outcomes: readonly TaskOutcome[]): Promise<{ settled: Set<string>; after: AfterCommit }> {
   const settled = await settleTasks(db, outcomes);
-  return { settled: new Set(settled.map((row) => row.task_id)), after: await followSettledTasks(db, settled) };
+  const after = await followSettledTasks(db, settled);
+  // What the attempts logged goes with their outcomes; no statement when none did.
+  await recordTaskLogs(db, outcomes, settled);
+  return { settled: new Set(settled.map((row) => row.task_id)), after };
 }
 
 /**

@@ -5,7 +5,7 @@ import { RESULT_COMMIT_RETRY, retryTransient } from '../db/retry-transient';
 import { MalformedMessageError, TaskNotFoundError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
-import { claimTasks, describeTasks, releaseClaims, type ClaimedTask, type TaskOutcome } from '../state/tasks-store';
+import { claimTasks, describeTasks, jobVersionsOfTasks, releaseClaims, type ClaimedTask, type TaskOutcome, type TaskState } from '../state/tasks-store';
 import { contextFromTraceparent, recordFailure, recordQueueWait, recordTaskDuration, runWithin, startSpan, withMessageAttributes } from '../telemetry';
 import { failOverdueJobs } from './deadlines';
 import type { MessageMeta } from '../transport/settle-batch';
@@ -15,13 +15,22 @@ import { recordTaskOutcomes } from './task-outcomes';
 import { LeaseKeeper, TaskAbort, type RunningTask } from './running-tasks';
 import type { RunningTaskAbort } from './after-commit';
 import { commit } from './commit';
+import { waitingForVersion } from './versions';
+import { claimByShare } from './fair-share';
 import type { UnitOfWork } from './unit-of-work';
+import { INLINE_PAYLOADS, type Payloads } from '../payloads/payloads';
+import { HostPresence } from './host-presence';
 
 export type TaskMessageOutcome =
   | { kind: 'completed' | 'failed'; taskId: string }
   | { kind: 'duplicate' | 'ignored' | 'fenced'; taskId: string; reason: string }
   /** The task's concurrency or rate limit is reached: it stays QUEUED and the message comes back later. */
   | { kind: 'deferred'; taskId: string; reason: string; retryAfterMs?: number }
+  /**
+   * The task's job runs a version this deployment does not register: it stays QUEUED, unclaimed, and
+   * the janitor sends its message again once the version is deployed (core/engine/versions.ts).
+   */
+  | { kind: 'waiting'; taskId: string; reason: string }
   | { kind: 'malformed'; taskId?: string; reason: string; error: MalformedMessageError | TaskNotFoundError };
 
 export interface Parsed {
@@ -46,6 +55,8 @@ export class TaskRunner {
   private readonly lastDeferral = new Map<string, number>();
   /** Extends running handlers' leases, so a short lease never expires under a live handler. */
   private readonly leases: LeaseKeeper;
+  /** This process in the workers view: joins with its first batch, beats on a timer, names the tasks it claims. */
+  readonly presence: HostPresence;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -54,8 +65,11 @@ export class TaskRunner {
     private readonly unitOfWork: UnitOfWork,
     /** See CoreMachineDeps.extendLeases. */
     private readonly extendLeases = true,
+    /** Where results too large for a row go, and stored parameters come from. */
+    private readonly payloads: Payloads = INLINE_PAYLOADS,
   ) {
     this.leases = new LeaseKeeper(this.running, pool, logger);
+    this.presence = new HostPresence(pool, registry, logger);
   }
 
   /** Handlers running in this process now. */
@@ -81,10 +95,15 @@ export class TaskRunner {
   }
 
   async process(bodies: readonly unknown[], metas: readonly MessageMeta[] = []): Promise<TaskMessageOutcome[]> {
-    const { parsed, outcomes } = parseTaskMessages(bodies);
+    this.presence.start();
+    const { parsed: received, outcomes } = parseTaskMessages(bodies);
+    const parsed = await this.setAsideWaiting(received, outcomes);
     const metaByTask = new Map(parsed.map((p) => [p.message.taskId, metas[p.index] ?? {}]));
     const limited = parsed.filter((p) => this.registry.limitsOf(p.message.taskType));
-    const claimed = await retryTransient(() => claim(this.pool, this.registry, limited.length === 0 ? parsed : parsed.filter((p) => !limited.includes(p))));
+    const workerId = this.presence.workerId;
+    const claimed = await retryTransient(() =>
+      claim(this.pool, this.registry, limited.length === 0 ? parsed : parsed.filter((p) => !limited.includes(p)), workerId),
+    );
     const settledById = new Map<string, TaskMessageOutcome>();
     // Claims this process cannot finish are given back at once: left to expire, they would come
     // back through the janitor as a lost lease, which counts as an attempt.
@@ -96,10 +115,12 @@ export class TaskRunner {
         ),
       );
     let claimedIds = new Set<string>();
+    /** Messages that claimed another task than their own (fair share): message index → task id. */
+    const claimedFor = new Map<number, string>();
     try {
       // Limited task types are claimed under their keys' locks; what cannot start now is deferred.
       const requests = limited.map((p) => ({ ...p.message, leaseSeconds: leaseOfType(this.registry, p.message.taskType) }));
-      const deferred = await claimLimitedTasks(this.pool, this.unitOfWork, this.registry, requests, claimed);
+      const deferred = await claimLimitedTasks(this.pool, this.unitOfWork, this.registry, requests, claimed, workerId);
       for (const { index, message } of limited) {
         const deferral = deferred.get(message.taskId);
         if (!deferral) continue;
@@ -113,13 +134,38 @@ export class TaskRunner {
       }
       claimedIds = new Set(claimed.map((task) => task.task_id));
       const unclaimed = parsed.filter((p) => !claimedIds.has(p.message.taskId) && !deferred.has(p.message.taskId));
-      for (const [index, outcome] of await retryTransient(() => classifyUnclaimed(this.pool, unclaimed))) outcomes[index] = outcome;
+      const states = new Map(
+        (
+          await retryTransient(() =>
+            describeTasks(
+              this.pool,
+              unclaimed.map((p) => p.message.taskId),
+            ),
+          )
+        ).map((state) => [state.task_id, state]),
+      );
+      // Messages of tasks with a priority or fairness key claim by share, whatever their own task's state.
+      const fair = unclaimed.filter((p) => states.get(p.message.taskId)?.fair);
+      if (fair.length > 0) {
+        const requests = fair.map((p) => ({ index: p.index, taskType: p.message.taskType }));
+        for (const { index, task } of await retryTransient(() => claimByShare(this.pool, this.registry, requests, workerId))) {
+          claimed.push(task);
+          claimedFor.set(index, task.task_id);
+          metaByTask.set(task.task_id, metas[index] ?? {});
+        }
+      }
+      for (const [index, outcome] of classifyUnclaimed(
+        states,
+        unclaimed.filter((p) => !claimedFor.has(p.index)),
+      ))
+        outcomes[index] = outcome;
       await this.failOverdue(parsed, outcomes);
     } catch (error) {
       await releaseUnsettled();
       throw error;
     }
 
+    if (claimed.length > 0) this.presence.claimed();
     const results = await Promise.allSettled(claimed.map((task) => this.runAndSettle(task, metaByTask.get(task.task_id) ?? {}, settledById)));
     const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) {
@@ -128,7 +174,9 @@ export class TaskRunner {
       throw failure.reason;
     }
     for (const { index, message } of parsed) {
-      if (!outcomes[index] && claimedIds.has(message.taskId)) outcomes[index] = settledById.get(message.taskId);
+      if (outcomes[index]) continue;
+      const taskId = claimedFor.get(index) ?? (claimedIds.has(message.taskId) ? message.taskId : undefined);
+      if (taskId !== undefined) outcomes[index] = settledById.get(taskId);
     }
     return outcomes.map((outcome, index) => {
       if (!outcome) throw new Error(`task message ${index} of the batch has no outcome`);
@@ -155,6 +203,36 @@ export class TaskRunner {
       const reason = reasons.get(message.jobId);
       if (reason) outcomes[index] = { kind: 'ignored', taskId: message.taskId, reason };
     }
+  }
+
+  /**
+   * A task type this deployment does not know is either a bad message or the task of a job whose
+   * version was dropped from the deployment. The second must not be claimed (its failure would be
+   * recorded as the task's): it waits. Costs a query only when a batch holds an unknown type.
+   */
+  private async setAsideWaiting(parsed: readonly Parsed[], outcomes: Array<TaskMessageOutcome | undefined>): Promise<readonly Parsed[]> {
+    const unknown = parsed.filter((p) => !this.registry.hasTask(p.message.taskType));
+    if (unknown.length === 0) return parsed;
+    const jobs = new Map(
+      (
+        await retryTransient(() =>
+          jobVersionsOfTasks(
+            this.pool,
+            unknown.map((p) => p.message.taskId),
+          ),
+        )
+      ).map((row) => [row.task_id, row]),
+    );
+    const runnable: Parsed[] = [];
+    for (const p of parsed) {
+      const job = jobs.get(p.message.taskId);
+      const waiting = job ? waitingForVersion(this.registry, job) : undefined;
+      if (waiting) {
+        this.logger.warn("task message waits: its job's version is not deployed", { taskId: p.message.taskId, jobId: p.message.jobId, reason: waiting });
+        outcomes[p.index] = { kind: 'waiting', taskId: p.message.taskId, reason: waiting };
+      } else runnable.push(p);
+    }
+    return runnable;
   }
 
   /** Per-tenant keys can be many: entries past the window are dropped before the map grows large. */
@@ -192,7 +270,7 @@ export class TaskRunner {
       if (this.extendLeases) this.leases.watch(leaseSeconds);
       let result: TaskOutcome;
       try {
-        result = await runWithin(within, () => runClaimedTask(this.pool, this.registry, task, this.logger, controller));
+        result = await runWithin(within, () => runClaimedTask(this.pool, this.registry, task, this.logger, controller, this.payloads));
       } finally {
         this.running.delete(task.task_id);
       }
@@ -262,24 +340,17 @@ export function parseTaskMessages(bodies: readonly unknown[]): { parsed: Parsed[
   return { parsed, outcomes };
 }
 
-async function claim(db: Queryable, registry: Registry, parsed: readonly Parsed[]): Promise<ClaimedTask[]> {
+async function claim(db: Queryable, registry: Registry, parsed: readonly Parsed[], workerId: string): Promise<ClaimedTask[]> {
   return claimTasks(
     db,
     parsed.map((p) => ({ taskId: p.message.taskId, attempt: p.message.attempt })),
     parsed.map((p) => leaseOfType(registry, p.message.taskType)),
+    workerId,
   );
 }
 
 /** Why a message could not claim its task: already done, stopped, or in flight elsewhere. */
-async function classifyUnclaimed(db: Queryable, unclaimed: readonly Parsed[]): Promise<Map<number, TaskMessageOutcome>> {
-  const states = new Map(
-    (
-      await describeTasks(
-        db,
-        unclaimed.map((p) => p.message.taskId),
-      )
-    ).map((s) => [s.task_id, s]),
-  );
+function classifyUnclaimed(states: ReadonlyMap<string, TaskState>, unclaimed: readonly Parsed[]): Map<number, TaskMessageOutcome> {
   const outcomes = new Map<number, TaskMessageOutcome>();
   for (const { index, message } of unclaimed) {
     const state = states.get(message.taskId);

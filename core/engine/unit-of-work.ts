@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { withTransaction, type TransactionOptions } from '../db/pool';
 import { emitEvent, recordStageDuration } from '../telemetry';
-import { afterCommit, jobEventIntents, type AfterCommit, type EngineContext, type RunningTaskAbort, type Transition } from './after-commit';
+import { afterCommit, jobEventIntents, withJobIdentity, type AfterCommit, type EngineContext, type RunningTaskAbort, type Transition } from './after-commit';
 import type { Outbox } from './outbox';
 import type { StageCheck } from './stage-check';
 
@@ -34,7 +34,8 @@ export class UnitOfWork {
   constructor(
     readonly pool: pg.Pool,
     private readonly outbox: Outbox,
-    private readonly context: EngineContext,
+    /** What the work sees (also read by steps that commit in several units, such as stage creation). */
+    readonly context: EngineContext,
     /** Aborts handlers running in this process (their job stopped). */
     private readonly abortRunning: (tasks: readonly RunningTaskAbort[]) => void = () => undefined,
   ) {}
@@ -46,7 +47,8 @@ export class UnitOfWork {
         // Each attempt's result is its own: a transaction retried after a transient fault reports once.
         const result = await work({ client, context: this.context });
         const after = afterCommit(result);
-        const intents = [...after.intents, ...jobEventIntents(after.transitions, new Date())];
+        const events = await withJobIdentity(client, jobEventIntents(after.transitions, new Date()));
+        const intents = [...after.intents, ...events];
         return { value: result.value, after, recorded: await this.outbox.record(client, intents) };
       },
       options,

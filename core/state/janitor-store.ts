@@ -44,6 +44,7 @@ export async function lockExpiredTasks(db: Queryable, jobIds: readonly string[],
 export interface StallCandidate {
   job_id: string;
   job_type: string;
+  job_version: number;
   status: JobStatus;
   stage: number;
   idle_seconds: number;
@@ -62,7 +63,7 @@ export interface StallCandidate {
 export async function listStallCandidates(db: Queryable, stallAfterMs: number, limit: number): Promise<StallCandidate[]> {
   const result = await db.query<StallCandidate>({
     name: 'cm_janitor_stall_candidates',
-    text: `SELECT j.job_id, j.job_type, j.status, j.stage,
+    text: `SELECT j.job_id, j.job_type, j.job_version, j.status, j.stage,
                   extract(epoch FROM now() - GREATEST(last.at, max(t.started_at), max(t.finished_at)))::int AS idle_seconds,
                   (SELECT count(*) FROM coremachine.outbox o WHERE o.job_id = j.job_id)::int AS pending_outbox,
                   count(t.*) FILTER (WHERE t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now()))::int AS queued,

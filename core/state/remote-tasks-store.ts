@@ -3,7 +3,7 @@ import type { TaskRow } from './rows';
 
 /** Tasks of 'remote' types: claimed and released over HTTP instead of by queue messages. */
 
-export type RemoteClaim = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'attempt' | 'parameters'> & {
+export type RemoteClaim = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'attempt' | 'parameters' | 'parameters_ref'> & {
   claim_id: string;
   lease_expires_at: Date;
 };
@@ -28,7 +28,7 @@ export async function claimRemoteTasks(
            UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(),
                   lease_expires_at = now() + make_interval(secs => c.lease), started_at = now(), worker_id = $3
              FROM candidates c WHERE t.task_id = c.task_id
-           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.lease_expires_at`,
+           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at`,
     values: [request.taskTypes, request.limit, request.workerId, request.leaseSeconds],
   });
   return result.rows;
@@ -66,7 +66,7 @@ export async function claimRemoteTasksOfKey(
            UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(), limit_key = $2,
                   lease_expires_at = now() + make_interval(secs => $5::float8), started_at = now(), worker_id = $4
              FROM candidates c WHERE t.task_id = c.task_id
-           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.lease_expires_at`,
+           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at`,
     values: [request.taskType, request.limitKey, request.limit, request.workerId, request.leaseSeconds, request.defaultKey],
   });
   return result.rows;

@@ -20,9 +20,11 @@ export interface PurgeCounts {
   events: number;
   deadLetters: number;
   outbox: number;
+  /** Log lines of the jobs' tasks (ctx.log); their count rows go with them, uncounted. */
+  taskLogs: number;
 }
 
-export const NO_PURGE: PurgeCounts = { jobs: 0, stages: 0, tasks: 0, events: 0, deadLetters: 0, outbox: 0 };
+export const NO_PURGE: PurgeCounts = { jobs: 0, stages: 0, tasks: 0, events: 0, deadLetters: 0, outbox: 0, taskLogs: 0 };
 
 export function addCounts(a: PurgeCounts, b: PurgeCounts): PurgeCounts {
   return {
@@ -32,6 +34,7 @@ export function addCounts(a: PurgeCounts, b: PurgeCounts): PurgeCounts {
     events: a.events + b.events,
     deadLetters: a.deadLetters + b.deadLetters,
     outbox: a.outbox + b.outbox,
+    taskLogs: a.taskLogs + b.taskLogs,
   };
 }
 
@@ -39,8 +42,9 @@ export function addCounts(a: PurgeCounts, b: PurgeCounts): PurgeCounts {
  * Locks up to `maxJobs` deletable jobs that finished more than `olderThanDays` ago by the
  * database's clock (the clock that wrote finished_at), oldest first, skipping any
  * row another transaction holds (a sweep never waits for the engine, nor for another sweep). Jobs
- * are taken while their tasks add up to at most `maxTasks` — always at least one job, so a single
- * very large job is still deleted, alone.
+ * are taken while their tasks and task log lines (rows the batch deletes too: up to 10,000 a job)
+ * add up to at most `maxTasks` — always at least one job, so a single very large job is still
+ * deleted, alone.
  */
 export async function lockExpiredJobs(db: Queryable, olderThanDays: number, maxJobs: number, maxTasks: number): Promise<string[]> {
   const result = await db.query<{ job_id: string }>({
@@ -50,9 +54,11 @@ export async function lockExpiredJobs(db: Queryable, olderThanDays: number, maxJ
               WHERE j.status IN (${DELETABLE_SQL}) AND j.finished_at < now() - make_interval(days => $1::int)
               ORDER BY j.finished_at, j.job_id LIMIT $2 FOR UPDATE SKIP LOCKED),
            sized AS (
-             SELECT c.job_id, sum(COALESCE(s.tasks, 0)) OVER (ORDER BY c.finished_at, c.job_id) - COALESCE(s.tasks, 0) AS before
+             SELECT c.job_id, sum(COALESCE(s.tasks, 0) + COALESCE(l.lines, 0)) OVER (ORDER BY c.finished_at, c.job_id)
+                              - COALESCE(s.tasks, 0) - COALESCE(l.lines, 0) AS before
                FROM candidates c
-               LEFT JOIN LATERAL (SELECT sum(total) AS tasks FROM coremachine.stages WHERE job_id = c.job_id) s ON true)
+               LEFT JOIN LATERAL (SELECT sum(total) AS tasks FROM coremachine.stages WHERE job_id = c.job_id) s ON true
+               LEFT JOIN LATERAL (SELECT sum(lines) AS lines FROM coremachine.job_log_counts WHERE job_id = c.job_id) l ON true)
            SELECT job_id FROM sized WHERE before < $3`,
     values: [olderThanDays, maxJobs, maxTasks],
   });
@@ -75,6 +81,9 @@ export async function deleteJobsAndRows(db: Queryable, jobIds: readonly string[]
   const events = await run('cm_retention_delete_events', 'DELETE FROM coremachine.events WHERE job_id = ANY($1::text[])');
   const deadLetters = await run('cm_retention_delete_dead_letters', 'DELETE FROM coremachine.dead_letters WHERE job_id = ANY($1::text[])');
   const outbox = await run('cm_retention_delete_outbox', 'DELETE FROM coremachine.outbox WHERE job_id = ANY($1::text[])');
+  const taskLogs = await run('cm_retention_delete_task_logs', 'DELETE FROM coremachine.task_logs WHERE job_id = ANY($1::text[])');
+  await run('cm_retention_delete_task_log_counts', 'DELETE FROM coremachine.task_log_counts WHERE job_id = ANY($1::text[])');
+  await run('cm_retention_delete_job_log_counts', 'DELETE FROM coremachine.job_log_counts WHERE job_id = ANY($1::text[])');
   const jobs = await run('cm_retention_delete_jobs', 'DELETE FROM coremachine.jobs WHERE job_id = ANY($1::text[])');
-  return { jobs, stages, tasks, events, deadLetters, outbox };
+  return { jobs, stages, tasks, events, deadLetters, outbox, taskLogs };
 }

@@ -1,15 +1,21 @@
 import type { ErrorShape, JobRecord, JobStatus, StageProgress, StageStatus, TaskRecord, TaskStatus } from '../../models';
+import { payloadLink } from '../../models/payload-link';
+import type { PayloadRef } from '../payloads/payload-store';
 
 /** Row shapes as pg returns them, and their mapping to the model records. */
 export interface JobRow {
   job_id: string;
   job_type: string;
+  /** The version of its job type the job runs (migration 018). */
+  job_version: number;
   status: JobStatus;
   stage: number;
   total_stages: number;
   parameters: unknown;
   idempotency_key: string | null;
   result: unknown;
+  /** The finalize result when it is in the payload store (migration 019); `result` is NULL then. */
+  result_ref?: PayloadRef | null;
   error: ErrorShape | null;
   created_at: Date;
   updated_at: Date;
@@ -18,6 +24,10 @@ export interface JobRow {
   timeout_seconds: number | null;
   deadline_at: Date | null;
   stage_deadline_at: Date | null;
+  /** Who and what (migration 020): display name, creator, labels ('{}' when none). */
+  name: string | null;
+  created_by: string | null;
+  labels: Record<string, string>;
 }
 
 export interface StageRow {
@@ -47,7 +57,11 @@ export interface TaskRow {
   task_type: string;
   status: TaskStatus;
   parameters: unknown;
+  /** Parameters (the fan-out's spec) in the payload store (migration 019); `parameters` is NULL then. */
+  parameters_ref: PayloadRef | null;
   result: unknown;
+  /** The result in the payload store; `result` is NULL then. */
+  result_ref: PayloadRef | null;
   error: ErrorShape | null;
   attempt: number;
   claim_id: string | null;
@@ -59,6 +73,9 @@ export interface TaskRow {
   limit_key: string | null;
   /** Leases lost by a host that died or stopped renewing (migration 017): not attempts. */
   lease_losses: number;
+  /** Only from a listing, and only when the task logged (migration 021): lines recorded, lines its attempts dropped. */
+  log_lines?: number | null;
+  logs_dropped?: number | null;
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
@@ -76,12 +93,14 @@ export function toJobRecord(row: JobRow): JobRecord {
   return {
     jobId: row.job_id,
     jobType: row.job_type,
+    version: row.job_version,
     status: row.status,
     stage: row.stage,
     totalStages: row.total_stages,
     parameters: row.parameters,
     idempotencyKey: row.idempotency_key ?? null,
     result: row.result ?? null,
+    ...(row.result_ref ? { resultRef: payloadLink(row.result_ref, { jobId: row.job_id, field: 'result' }) } : {}),
     error: row.error ?? null,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -90,6 +109,9 @@ export function toJobRecord(row: JobRow): JobRecord {
     timeoutSeconds: row.timeout_seconds ?? null,
     deadline: row.deadline_at ?? null,
     stageDeadline: row.stage_deadline_at ?? null,
+    name: row.name ?? null,
+    createdBy: row.created_by ?? null,
+    labels: row.labels ?? {},
   };
 }
 
@@ -116,8 +138,10 @@ export function toTaskRecord(row: TaskRow): TaskRecord {
     taskIndex: row.task_index,
     taskType: row.task_type,
     status: row.status,
-    parameters: row.parameters,
+    parameters: row.parameters ?? null,
+    ...(row.parameters_ref ? { parametersRef: payloadLink(row.parameters_ref, { jobId: row.job_id, taskId: row.task_id, field: 'parameters' }) } : {}),
     result: row.result ?? null,
+    ...(row.result_ref ? { resultRef: payloadLink(row.result_ref, { jobId: row.job_id, taskId: row.task_id, field: 'result' }) } : {}),
     error: row.error ?? null,
     attempt: row.attempt,
     createdAt: row.created_at,
@@ -125,5 +149,6 @@ export function toTaskRecord(row: TaskRow): TaskRecord {
     finishedAt: finishedNotBefore(row.started_at, row.finished_at),
     limitKey: row.limit_key ?? null,
     leaseLosses: row.lease_losses ?? 0,
+    ...(row.log_lines === null || row.log_lines === undefined ? {} : { logs: { lines: row.log_lines, dropped: row.logs_dropped ?? 0 } }),
   };
 }

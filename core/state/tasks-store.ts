@@ -1,7 +1,9 @@
 import type { ErrorShape, ListTasksQuery } from '../../models';
 import type { Queryable } from '../db/pool';
+import type { PayloadRef } from '../payloads/payload-store';
 import { boolArray, jsonArray, numberArray, textArray, timestampArray } from './pg-arrays';
 import type { TaskRow } from './rows';
+import type { TaskLogBatch } from './task-logs-store';
 
 /** One statement for a whole stage: the task rows come from arrays, never a per-task INSERT. */
 export async function insertStageTasks(
@@ -13,7 +15,10 @@ export async function insertStageTasks(
     remote: boolean;
     firstIndex: number;
     taskIds: readonly string[];
-    parameters: readonly string[];
+    /** Each task's parameters as JSON, or null where they are in the payload store (`parameterRefs`). */
+    parameters: ReadonlyArray<string | null>;
+    /** References of parameters in the payload store (migration 019); omitted when none of the chunk's are. */
+    parameterRefs?: ReadonlyArray<PayloadRef | null>;
     /** Slot keys of a limited task type, one per task (migration 011); omitted without limits. */
     limitKeys?: ReadonlyArray<string | null>;
   },
@@ -22,9 +27,19 @@ export async function insertStageTasks(
   const result = await db.query({
     name: 'cm_insert_stage_tasks',
     // The parameters are one JSON array document (pg-arrays.ts), element i for task i.
-    text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, remote, limit_key)
-           SELECT t.task_id, $1, $2, (t.ord - 1 + $7)::int, $3, 'QUEUED', $5::jsonb -> (t.ord::int - 1), $6, t.limit_key
-             FROM unnest($4::text[], $8::text[]) WITH ORDINALITY AS t(task_id, limit_key, ord)`,
+    // A stored spec's reference replaces its value (NULL); $9 is NULL when the chunk has none.
+    // A job's priority and fairness key are copied to its queue-executed, unlimited tasks: the ones
+    // claimed by share (023_fair_share.sql); NULL for every other task, which keeps its updates heap-only.
+    text: `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, parameters_ref, remote, limit_key,
+                                      fair_rank, fair_key, fair_weight)
+           SELECT t.task_id, $1, $2, (t.ord - 1 + $7)::int, $3, 'QUEUED',
+                  CASE WHEN r.ref IS NULL THEN $5::jsonb -> (t.ord::int - 1) END, r.ref, $6, t.limit_key,
+                  CASE WHEN f.queued THEN f.fair_rank END, CASE WHEN f.queued THEN f.fair_key END, CASE WHEN f.queued THEN f.fair_weight END
+             FROM unnest($4::text[], $8::text[]) WITH ORDINALITY AS t(task_id, limit_key, ord)
+             CROSS JOIN LATERAL (SELECT NULLIF($9::jsonb -> (t.ord::int - 1), 'null'::jsonb) AS ref) r
+             -- The job's row is read once per statement, not once per task.
+             LEFT JOIN (SELECT fair_rank, fair_key, fair_weight FROM coremachine.jobs WHERE job_id = $1) j ON true
+             CROSS JOIN LATERAL (SELECT NOT $6 AND t.limit_key IS NULL AS queued, j.fair_rank, j.fair_key, j.fair_weight) f`,
     values: [
       stage.jobId,
       stage.stage,
@@ -34,6 +49,7 @@ export async function insertStageTasks(
       stage.remote,
       stage.firstIndex,
       textArray(stage.limitKeys ?? []),
+      stage.parameterRefs?.some((ref) => ref !== null) ? JSON.stringify(stage.parameterRefs) : null,
     ],
   });
   return result.rowCount ?? 0;
@@ -46,7 +62,10 @@ export interface ClaimRequest {
   limitKey?: string;
 }
 
-export type ClaimedTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'parameters' | 'attempt' | 'limit_key'> & {
+export type ClaimedTask = Pick<
+  TaskRow,
+  'task_id' | 'job_id' | 'stage' | 'task_index' | 'task_type' | 'parameters' | 'parameters_ref' | 'attempt' | 'limit_key'
+> & {
   claim_id: string;
 };
 
@@ -56,7 +75,13 @@ export type ClaimedTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'task_i
  * claim_id: completions must present it, so a zombie worker's late result is rejected.
  * Only tasks whose job is PROCESSING at that stage are claimed.
  */
-export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[], leaseSeconds: readonly number[]): Promise<ClaimedTask[]> {
+export async function claimTasks(
+  db: Queryable,
+  requests: readonly ClaimRequest[],
+  leaseSeconds: readonly number[],
+  /** The claiming host (core/engine/host-presence.ts): the workers view counts the tasks it holds. */
+  workerId: string | null = null,
+): Promise<ClaimedTask[]> {
   if (requests.length === 0) return [];
   const result = await db.query<ClaimedTask>({
     name: 'cm_claim_tasks',
@@ -72,34 +97,58 @@ export async function claimTasks(db: Queryable, requests: readonly ClaimRequest[
              status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
              -- Taking over an expired lease at the same attempt: its host was lost, not its handler.
              lease_losses = t.lease_losses + (t.status = 'PROCESSING')::int,
-             lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = COALESCE(m.limit_key, t.limit_key)
+             lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = COALESCE(m.limit_key, t.limit_key), worker_id = $5
            FROM m
            WHERE t.task_id = m.task_id
+             -- A task in the fair-share scheme is claimed by share, not by its own message (core/engine/fair-share.ts);
+             -- a limited claim (its slot key given) takes it all the same (its type became limited after it was made).
+             AND (t.fair_key IS NULL OR m.limit_key IS NOT NULL)
              AND ((t.status = 'QUEUED' AND t.attempt = m.attempt - 1)
                OR (t.status = 'PROCESSING' AND t.attempt = m.attempt AND t.lease_expires_at < now()))
              AND (SELECT j.status = 'PROCESSING' AND j.stage = t.stage
                          -- No handler starts past the job's or the stage's deadline (012_deadlines.sql).
                          AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
                     FROM coremachine.jobs j WHERE j.job_id = t.job_id)
-           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.attempt, t.claim_id, t.limit_key`,
+           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key`,
     values: [
       textArray(requests.map((r) => r.taskId)),
       numberArray(requests.map((r) => r.attempt)),
       numberArray(leaseSeconds),
       textArray(requests.map((r) => r.limitKey ?? null)),
+      workerId,
     ],
   });
   return result.rows;
 }
 
-export type TaskState = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'status' | 'attempt'> & { lease_expired: boolean };
+export type TaskState = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'status' | 'attempt'> & {
+  lease_expired: boolean;
+  /** In the fair-share scheme (023_fair_share.sql): its message claims by share. */
+  fair: boolean;
+};
 
 export async function describeTasks(db: Queryable, taskIds: readonly string[]): Promise<TaskState[]> {
   if (taskIds.length === 0) return [];
   const result = await db.query<TaskState>({
     name: 'cm_describe_tasks',
-    text: `SELECT task_id, job_id, stage, status, attempt, COALESCE(lease_expires_at < now(), false) AS lease_expired
+    text: `SELECT task_id, job_id, stage, status, attempt, COALESCE(lease_expires_at < now(), false) AS lease_expired, fair_key IS NOT NULL AS fair
              FROM coremachine.tasks WHERE task_id = ANY($1::text[])`,
+    values: [taskIds],
+  });
+  return result.rows;
+}
+
+/** The job type and version of each task's job: what decides whether this deployment can run it. */
+export async function jobVersionsOfTasks(
+  db: Queryable,
+  taskIds: readonly string[],
+): Promise<Array<{ task_id: string; job_type: string; job_version: number }>> {
+  if (taskIds.length === 0) return [];
+  const result = await db.query<{ task_id: string; job_type: string; job_version: number }>({
+    name: 'cm_job_versions_of_tasks',
+    text: `SELECT t.task_id, j.job_type, j.job_version
+             FROM coremachine.tasks t JOIN coremachine.jobs j ON j.job_id = t.job_id
+            WHERE t.task_id = ANY($1::text[])`,
     values: [taskIds],
   });
   return result.rows;
@@ -113,9 +162,13 @@ export interface TaskOutcome {
   result?: unknown;
   /** `result` as JSON, when whoever produced it has serialised it already (so a big result is not serialised twice). */
   resultJson?: string;
+  /** The result is in the payload store (core/payloads): only this reference is recorded, `result` stays NULL. */
+  resultRef?: PayloadRef;
   error?: ErrorShape;
   /** With an error: the attempt failed but another is due at this time (task back to QUEUED). */
   retryAt?: Date;
+  /** What the attempt logged (ctx.log, a remote worker's `logs`): written with the outcome, only when it settles. */
+  logs?: TaskLogBatch;
 }
 
 export type SettledTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'status' | 'error' | 'attempt' | 'task_type' | 'remote' | 'retry_at'>;
@@ -134,7 +187,9 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
                                         AS o(task_id, claim_id, failed, retry_at, ord) ORDER BY task_id)
            UPDATE coremachine.tasks t SET
              status = CASE WHEN o.retry_at IS NOT NULL THEN 'QUEUED' WHEN o.failed THEN 'FAILED' ELSE 'COMPLETED' END,
-             result = CASE WHEN o.failed THEN NULL ELSE $3::jsonb -> (o.ord::int - 1) END,
+             -- A stored result's reference replaces its value; $7 is NULL when no outcome has one.
+             result = CASE WHEN o.failed OR ($7::jsonb -> (o.ord::int - 1)) <> 'null'::jsonb THEN NULL ELSE $3::jsonb -> (o.ord::int - 1) END,
+             result_ref = CASE WHEN o.failed THEN NULL ELSE NULLIF($7::jsonb -> (o.ord::int - 1), 'null'::jsonb) END,
              error = CASE WHEN o.failed THEN $4::jsonb -> (o.ord::int - 1) END,
              retry_at = o.retry_at,
              finished_at = CASE WHEN o.retry_at IS NOT NULL THEN NULL ELSE GREATEST(now(), t.started_at) END,
@@ -145,10 +200,11 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
     values: [
       textArray(outcomes.map((o) => o.taskId)),
       textArray(outcomes.map((o) => o.claimId)),
-      jsonArray(outcomes.map((o) => (o.error ? null : (o.resultJson ?? JSON.stringify(o.result ?? null))))),
+      jsonArray(outcomes.map((o) => (o.error || o.resultRef ? null : (o.resultJson ?? JSON.stringify(o.result ?? null))))),
       jsonArray(outcomes.map((o) => (o.error ? JSON.stringify(o.error) : null))),
       boolArray(outcomes.map((o) => o.error !== undefined)),
       timestampArray(outcomes.map((o) => (o.error && o.retryAt ? o.retryAt : null))),
+      outcomes.some((o) => o.resultRef && !o.error) ? jsonArray(outcomes.map((o) => (o.resultRef && !o.error ? JSON.stringify(o.resultRef) : null))) : null,
     ],
   });
   return result.rows;
@@ -248,10 +304,10 @@ export async function readStageResultsPage(
   stage: number,
   afterIndex: number,
   limit: number,
-): Promise<Array<{ task_index: number; result: unknown }>> {
-  const result = await db.query<{ task_index: number; result: unknown }>({
+): Promise<Array<{ task_index: number; result: unknown; result_ref: PayloadRef | null }>> {
+  const result = await db.query<{ task_index: number; result: unknown; result_ref: PayloadRef | null }>({
     name: 'cm_stage_results_page',
-    text: `SELECT task_index, result FROM coremachine.tasks
+    text: `SELECT task_index, result, result_ref FROM coremachine.tasks
            WHERE job_id = $1 AND stage = $2 AND task_index > $3 AND status = 'COMPLETED'
            ORDER BY task_index LIMIT $4`,
     values: [jobId, stage, afterIndex, limit],
@@ -291,12 +347,14 @@ export async function firstTaskError(db: Queryable, jobId: string, stage: number
   return result.rows[0] ?? null;
 }
 
+/** A page of a job's tasks, each with its log counts (migration 021) when it has logged. */
 export async function listTasks(db: Queryable, jobId: string, query: ListTasksQuery): Promise<TaskRow[]> {
   const result = await db.query<TaskRow>(
-    `SELECT * FROM coremachine.tasks
-      WHERE job_id = $1 AND ($2::int IS NULL OR stage = $2) AND ($3::text IS NULL OR status = $3)
-        AND (stage, task_index) > (COALESCE($2::int, 0), $4::int)
-      ORDER BY stage, task_index LIMIT $5`,
+    `SELECT t.*, lc.lines AS log_lines, lc.dropped AS logs_dropped FROM coremachine.tasks t
+       LEFT JOIN coremachine.task_log_counts lc ON lc.task_id = t.task_id
+      WHERE t.job_id = $1 AND ($2::int IS NULL OR t.stage = $2) AND ($3::text IS NULL OR t.status = $3)
+        AND (t.stage, t.task_index) > (COALESCE($2::int, 0), $4::int)
+      ORDER BY t.stage, t.task_index LIMIT $5`,
     [jobId, query.stage ?? null, query.status ?? null, query.afterIndex, query.limit],
   );
   return result.rows;
@@ -343,12 +401,12 @@ export async function listFailedTasks(db: Queryable, jobId: string, limit: numbe
   return result.rows;
 }
 
-export type TaskSummary = Pick<TaskRow, 'task_type' | 'job_id' | 'attempt' | 'stage'>;
+export type TaskSummary = Pick<TaskRow, 'task_type' | 'job_id' | 'attempt' | 'stage' | 'worker_id'>;
 
 export async function findTaskSummary(db: Queryable, taskId: string): Promise<TaskSummary | null> {
   const result = await db.query<TaskSummary>({
     name: 'cm_find_task_summary',
-    text: 'SELECT task_type, job_id, attempt, stage FROM coremachine.tasks WHERE task_id = $1',
+    text: 'SELECT task_type, job_id, attempt, stage, worker_id FROM coremachine.tasks WHERE task_id = $1',
     values: [taskId],
   });
   return result.rows[0] ?? null;

@@ -188,7 +188,28 @@ function toEventMessage(event: JobEvent): ServiceBusMessage {
     subject: event.type,
     body: event,
     // Subscriptions can filter on these with SQL rules (e.g. type = 'JobCompleted' AND jobType = 'ingest').
-    applicationProperties: { type: event.type, jobId: event.jobId, jobType: event.jobType, status: event.status, stage: event.stage, ...traceProperties() },
+    applicationProperties: {
+      type: event.type,
+      jobId: event.jobId,
+      jobType: event.jobType,
+      status: event.status,
+      stage: event.stage,
+      ...identityProperties(event),
+      ...traceProperties(),
+    },
+  };
+}
+
+/**
+ * The job's name, creator and labels as properties a subscription can filter on: `name`,
+ * `createdBy`, and `label.<key>` per label (a SQL rule brackets it: `[label.team] = 'data'`).
+ * Bounded by validation (20 labels, short keys and values), so they stay far below the header limit.
+ */
+function identityProperties(event: JobEvent): Record<string, string> {
+  return {
+    ...(event.name === undefined ? {} : { name: event.name }),
+    ...(event.createdBy === undefined ? {} : { createdBy: event.createdBy }),
+    ...Object.fromEntries(Object.entries(event.labels ?? {}).map(([key, value]) => [`label.${key}`, value])),
   };
 }
 

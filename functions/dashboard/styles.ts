@@ -47,6 +47,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .s-FAILED { background: var(--bad); } .s-CANCELLED { background: #57606a; }
 .s-PROCESSING { background: var(--info); } .s-QUEUED { background: #8250df; } .s-PAUSED { background: var(--warn); } .s-PENDING { background: var(--idle); }
 .muted { color: var(--muted); }
+.chip { display: inline-block; margin: 0.1rem 0.3rem 0.1rem 0; padding: 0 0.45rem; border-radius: 999px; border: 1px solid var(--border); background: #f6f8fa; font-size: 0.78rem; color: var(--text); }
 .error-box { border: 1px solid var(--bad); background: #ffebe9; color: #82071e; border-radius: 4px; padding: 0.5rem 0.7rem; margin: 0.6rem 0; }
 .error-box pre { background: #fff; }
 .notice { border: 1px solid var(--warn); background: #fff8c5; border-radius: 4px; padding: 0.5rem 0.7rem; margin-bottom: 1rem; }

@@ -3,8 +3,8 @@
 # main.bicep): migrate the schema, create the Function app's own database role and give it the
 # engine's rows, nothing more. Idempotent: runs after every `azd provision`.
 # Needs az (signed in as the account azd uses), psql, node, and a network path to the server: from
-# your machine, `azd env set CLIENT_IP_ADDRESS <your public IPv4>` before `azd provision` (README,
-# "Deploying"). azd passes the environment and the Bicep outputs as environment variables.
+# your machine, `azd env set CLIENT_IP_ADDRESS <your public IPv4>` before `azd provision` (docs/deploying.md,
+# "Before you start"). azd passes the environment and the Bicep outputs as environment variables.
 set -eu
 for var in POSTGRES_HOST POSTGRES_DATABASE POSTGRES_ADMIN_NAME POSTGRES_ADMIN_OBJECT_ID POSTGRES_APP_ROLE POSTGRES_APP_OBJECT_ID; do
   eval "[ -n \"\${$var:-}\" ]" || { echo "postprovision: $var is not set; run azd provision" >&2; exit 1; }
@@ -26,7 +26,7 @@ fi
 export PGHOST="$POSTGRES_HOST" PGPORT=5432 PGUSER="$POSTGRES_ADMIN_NAME" PGSSLMODE=require PGCONNECT_TIMEOUT=15
 if ! reason=$(PGDATABASE=postgres psql -X -q -c 'SELECT 1' 2>&1 >/dev/null); then
   if [ -z "${CLIENT_IP_ADDRESS:-}" ]; then
-    # Public access closed on purpose (README, "Deploying"): nothing to do from here.
+    # Public access closed on purpose (docs/deploying.md, "Before you start"): nothing to do from here.
     echo "postprovision: $POSTGRES_HOST takes no connections from this machine (CLIENT_IP_ADDRESS is empty); schema and roles left as they are." >&2
     echo "  To migrate from here: azd env set CLIENT_IP_ADDRESS <your public IPv4>, then azd provision." >&2
     exit 0

@@ -10,7 +10,7 @@ set -eu
 
 # The preflight first: the profile, maximumInstanceCount, PG_POOL_MAX and the always-ready counts,
 # as azd is about to pass them to infra/main.bicep, against the connection budget of every scale
-# group the app registers (README, "Scaling and connections"). It reads files and the environment
+# group the app registers (docs/deploying.md, "Scaling and connections"). It reads files and the environment
 # only, no database and no Azure; a deployment that does not fit stops here (exit 1).
 npm run build --silent
 node dist/bin/coremachine.js doctor

@@ -8,6 +8,7 @@ param name string
 param planName string
 param storageAccountName string
 param deploymentContainerName string
+param payloadContainerName string
 param applicationInsightsName string
 param serviceBusFullyQualifiedNamespace string
 param postgresHost string
@@ -99,6 +100,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'COREMACHINE_PREPARED_STATEMENTS', value: preparedStatements }
         // The janitor timer trigger's NCRONTAB schedule (functions/timer-janitor.ts).
         { name: 'JANITOR_SCHEDULE', value: '*/20 * * * * *' }
+        // The payload store: large values in blobs of the same account, reached with the app's
+        // identity (Storage Blob Data Owner on the account, role-assignments.bicep).
+        { name: 'COREMACHINE_PAYLOAD_BLOB_ACCOUNT_URL', value: storage.properties.primaryEndpoints.blob }
+        { name: 'COREMACHINE_PAYLOAD_CONTAINER', value: payloadContainerName }
       ]
     }
     functionAppConfig: {

@@ -37,4 +37,9 @@ function span(s: number): string {
   return `${Math.floor(s / 86400)} d`;
 }
 
+/** A job's labels in key order (jsonb keeps its own order, shortest key first). */
+export function sortedLabels(labels: Readonly<Record<string, string>>): Array<[string, string]> {
+  return Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
 export const json = (value: unknown): string => JSON.stringify(value === undefined ? null : value, null, 2);

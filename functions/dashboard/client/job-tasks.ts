@@ -3,6 +3,7 @@ import { api, asApiError } from './api';
 import { el, fill } from './dom';
 import { between, formatDuration, json } from './format';
 import { badge, errorBox, timeCell } from './ui';
+import { taskLogView, type TaskLogView } from './task-logs';
 import { query } from './urls';
 import type { JobJson, TaskJson } from './wire';
 
@@ -22,6 +23,8 @@ export interface TasksPanel {
 export function tasksPanel(jobId: string, currentJob: () => JobJson | null): TasksPanel {
   let tasks: TaskJson[] = [];
   let request = 0;
+  /** The tasks whose log lines are open, by task id: kept across refreshes, read again when a task logs more. */
+  const openLogs = new Map<string, TaskLogView>();
   const reload = (more: boolean, reset: boolean) => {
     const job = currentJob();
     if (job) void load(job, more, reset);
@@ -53,17 +56,32 @@ export function tasksPanel(jobId: string, currentJob: () => JobJson | null): Tas
       el(
         'table',
         {},
-        el('thead', {}, el('tr', {}, th('#', 'num'), th('Status'), th('Attempt', 'num'), th('Started'), th('Finished'), th('Duration', 'num'), th('Error'))),
+        el(
+          'thead',
+          {},
+          el('tr', {}, th('#', 'num'), th('Status'), th('Attempt', 'num'), th('Started'), th('Finished'), th('Duration', 'num'), th('Error'), th('Logs')),
+        ),
         rows,
       ),
     ),
     el('div', { class: 'pager' }, more, note),
   );
 
-  const message = (child: Node | string) => el('tr', {}, el('td', { colspan: '7', class: typeof child === 'string' ? 'muted' : undefined }, child));
+  const message = (child: Node | string) => el('tr', {}, el('td', { colspan: '8', class: typeof child === 'string' ? 'muted' : undefined }, child));
 
-  function row(t: TaskJson): HTMLElement {
-    return el(
+  const render = () => fill(rows, tasks.length ? tasks.map(row) : message('No tasks match.'));
+
+  function toggleLogs(taskId: string): void {
+    if (openLogs.has(taskId)) openLogs.delete(taskId);
+    else openLogs.set(taskId, taskLogView(jobId, taskId));
+    render();
+  }
+
+  /** The task's row, and below it its log lines when they are open. */
+  function row(t: TaskJson): HTMLElement[] {
+    const logs = openLogs.get(t.taskId);
+    if (logs) logs.show(t.logs?.lines ?? 0);
+    const main = el(
       'tr',
       { 'data-task-status': t.status },
       el('td', { class: 'num', title: t.taskId }, String(t.taskIndex)),
@@ -85,7 +103,20 @@ export function tasksPanel(jobId: string, currentJob: () => JobJson | null): Tas
       el('td', {}, timeCell(t.finishedAt)),
       el('td', { class: 'num' }, formatDuration(between(t.startedAt, t.finishedAt))),
       el('td', {}, t.error ? el('span', { title: json(t.error) }, `${t.error.type}: ${t.error.message}`) : ''),
+      // Only a task that logged (ctx.log) has lines to open; dropped ones are counted beside them.
+      el(
+        'td',
+        {},
+        t.logs
+          ? el(
+              'button',
+              { type: 'button', 'aria-expanded': logs ? 'true' : 'false', 'data-logs-for': t.taskId, onclick: () => toggleLogs(t.taskId) },
+              `${t.logs.lines} line(s)${t.logs.dropped > 0 ? `, ${t.logs.dropped} dropped` : ''}`,
+            )
+          : '',
+      ),
     );
+    return logs ? [main, el('tr', { class: 'task-logs' }, el('td', { colspan: '8' }, logs.element))] : [main];
   }
 
   async function load(job: JobJson, loadMore: boolean, reset: boolean): Promise<void> {
@@ -110,7 +141,7 @@ export function tasksPanel(jobId: string, currentJob: () => JobJson | null): Tas
       );
       if (mine !== request) return;
       tasks = loadMore ? tasks.concat(data.tasks) : data.tasks;
-      fill(rows, tasks.length ? tasks.map(row) : message('No tasks match.'));
+      render();
       const of = statusSelect.value ? '' : ` of ${progress.total}`;
       note.textContent = `Showing ${tasks.length}${of} tasks in stage ${stage}${statusSelect.value ? ` with status ${statusSelect.value}` : ''}`;
       more.hidden = data.tasks.length < limit;

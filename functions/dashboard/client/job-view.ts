@@ -2,12 +2,13 @@ import { CONTROL_ACTION_NAMES, CONTROL_ACTIONS, type ControlAction } from '../..
 import { ACTIVE_JOB_STATUSES } from '../../../models/status-values';
 import { api, asApiError } from './api';
 import { el, fill } from './dom';
-import { between, formatDuration, json } from './format';
+import { between, formatDuration, json, sortedLabels } from './format';
 import { eventsPanel } from './job-events';
 import { tasksPanel } from './job-tasks';
 import { poller } from './poller';
 import { signalPanel } from './signal-form';
 import { announce, badge, confirmAction, errorBox, markUpdated, timeCell } from './ui';
+import { query } from './urls';
 import type { View } from './view';
 import type { JobJson } from './wire';
 
@@ -171,8 +172,21 @@ export function jobView(root: HTMLElement, jobId: string): View {
     const item = (term: string, value: Parameters<typeof el>[2]) => [el('dt', {}, term), el('dd', {}, value)];
     fill(
       summary,
-      item('Type', current.jobType),
+      current.name ? item('Name', el('span', { id: 'job-name' }, current.name)) : null,
+      item('Type', `${current.jobType} v${current.version}`),
+      current.createdBy ? item('Created by', el('span', { id: 'job-created-by' }, current.createdBy)) : null,
+      // Each label links to the list of the jobs that carry it.
+      Object.keys(current.labels).length > 0
+        ? item(
+            'Labels',
+            sortedLabels(current.labels).map(([key, value]) =>
+              el('a', { class: 'chip', 'data-label': `${key}:${value}`, href: `#/${query({ label: [`${key}:${value}`] })}` }, `${key}=${value}`),
+            ),
+          )
+        : null,
       item('Status', badge(current.status)),
+      // Its version is not deployed: the job waits rather than fails (core/engine/versions.ts).
+      current.waitingFor ? item('Waiting', el('span', { class: 'error-box', role: 'status' }, current.waitingFor)) : null,
       item('Stage', `stage ${current.stage} of ${current.totalStages}`),
       item('Duration', formatDuration(between(current.createdAt, current.finishedAt))),
       item('Created', timeCell(current.createdAt)),
@@ -188,13 +202,16 @@ export function jobView(root: HTMLElement, jobId: string): View {
       Array.from({ length: current.totalStages }, (_, i) => stageRow(current, i + 1)),
     );
     const hasResult = current.result !== null && current.result !== undefined;
-    draw('outcome', [current.result, current.error], () =>
+    // A result in the payload store (docs/payloads.md) is not carried by the job: its link is shown instead.
+    const stored = current.resultRef;
+    draw('outcome', [current.result, current.error, stored?.sha256], () =>
       fill(
         outcome,
         current.error ? el('div', { class: 'error-box' }, el('strong', {}, current.error.type), ': ', current.error.message) : null,
         current.error ? el('pre', { 'aria-label': 'Error details' }, json(current.error)) : null,
         hasResult ? el('pre', { id: 'result', 'aria-label': 'Result' }, json(current.result)) : null,
-        !current.error && !hasResult ? el('p', { class: 'muted' }, isActive(current) ? 'No result yet.' : 'No result.') : null,
+        stored ? el('p', { id: 'result-ref' }, `Result: ${stored.size} bytes in the payload store, at GET ${stored.url} (SHA-256 ${stored.sha256})`) : null,
+        !current.error && !hasResult && !stored ? el('p', { class: 'muted' }, isActive(current) ? 'No result yet.' : 'No result.') : null,
       ),
     );
     draw('parameters', current.parameters, () => {

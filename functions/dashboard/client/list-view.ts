@@ -1,23 +1,25 @@
 import { JOB_STATUSES } from '../../../models/status-values';
 import { api, asApiError } from './api';
 import { el, fill, replaceKeepingFocus } from './dom';
-import { age, between, formatDuration, formatTime } from './format';
+import { age, between, formatDuration, formatTime, sortedLabels } from './format';
 import { poller } from './poller';
 import { announce, badge, errorBox, markUpdated } from './ui';
-import { query } from './urls';
+import { labelFilter, query, routeValues } from './urls';
 import type { View } from './view';
 import { schedulesPanel } from './schedules-panel';
+import { workersPanel } from './workers-panel';
 import type { JobJson, JobPage } from './wire';
 
 /**
- * The job list view (#/ and #/?status=&type=): a submit form, filters, newest-first jobs with
+ * The job list view (#/ and #/?status=&type=&label=k:v): a submit form, filters, newest-first jobs with
  * paging by the API's nextCursor, refreshed while the first page is shown.
  */
 const JOB_PAGE = 25;
 const knownTypes = new Set<string>();
 
 export function jobListView(root: HTMLElement, args: Record<string, string>): View {
-  const filters = { status: args.status ?? '', type: args.type ?? '' };
+  // Labels repeat in the route (#/?label=a:1&label=b:2); Route's args keep one value per name, so they are read from the hash.
+  const filters = { status: args.status ?? '', type: args.type ?? '', labels: routeValues(location.hash, 'label') };
   // cursors[i] is the cursor that fetches page i; page 0 has none. Going back pops the stack.
   let cursors: (string | null)[] = [null];
   let page = 0;
@@ -26,6 +28,7 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
 
   const typeList = el('datalist', { id: 'known-types' });
   const schedules = schedulesPanel();
+  const workers = workersPanel();
   const submitType = el('input', {
     id: 'submit-type',
     name: 'jobType',
@@ -56,6 +59,8 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
   );
   const typeInput = el('input', { id: 'filter-type', name: 'type', list: 'known-types', autocomplete: 'off', spellcheck: 'false' });
   typeInput.value = filters.type;
+  const labelInput = el('input', { id: 'filter-label', name: 'label', autocomplete: 'off', spellcheck: 'false', placeholder: 'key=value' });
+  const activeLabels = el('p', { id: 'active-labels', 'aria-label': 'Label filters' });
 
   const tbody = el('tbody', { id: 'job-rows' });
   const listOut = el('div');
@@ -91,6 +96,7 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
       typeList,
     ),
     schedules.section,
+    workers.section,
     el(
       'section',
       { class: 'panel', 'aria-labelledby': 'jobs-heading' },
@@ -100,9 +106,11 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
         { class: 'row', onsubmit: onFilter, 'aria-label': 'Filter jobs' },
         el('div', {}, el('label', { for: 'filter-status' }, 'Status'), statusSelect),
         el('div', {}, el('label', { for: 'filter-type' }, 'Job type'), typeInput),
+        el('div', {}, el('label', { for: 'filter-label' }, 'Label'), labelInput),
         el('div', {}, el('button', { type: 'submit' }, 'Apply filters')),
         el('div', {}, el('button', { type: 'button', onclick: clearFilters }, 'Clear')),
       ),
+      activeLabels,
       listOut,
       el(
         'div',
@@ -111,7 +119,7 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
           'table',
           {},
           el('caption', { class: 'sr-only' }, 'Jobs, newest first'),
-          el('thead', {}, el('tr', {}, col('Job'), col('Type'), col('Status'), col('Progress'), col('Created'), col('Duration', 'num'))),
+          el('thead', {}, el('tr', {}, col('Job'), col('Name · labels'), col('Type'), col('Status'), col('Progress'), col('Created'), col('Duration', 'num'))),
           tbody,
         ),
       ),
@@ -139,6 +147,25 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
           `${short}…`,
         ),
       ),
+      el(
+        'td',
+        {},
+        job.name ? el('div', { class: 'job-name' }, job.name) : null,
+        // A label is a button: it narrows the list to the jobs that carry it.
+        sortedLabels(job.labels).map(([key, value]) =>
+          el(
+            'button',
+            {
+              type: 'button',
+              class: 'chip',
+              'data-label': `${key}:${value}`,
+              title: 'Show only jobs with this label',
+              onclick: () => addLabel(`${key}:${value}`),
+            },
+            `${key}=${value}`,
+          ),
+        ),
+      ),
       el('td', {}, job.jobType),
       el('td', {}, badge(job.status)),
       el('td', {}, `stage ${job.stage} of ${job.totalStages}`),
@@ -149,7 +176,7 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
 
   async function load(): Promise<void> {
     try {
-      const search = query({ status: filters.status, jobType: filters.type, limit: JOB_PAGE, cursor: cursors[page] });
+      const search = query({ status: filters.status, jobType: filters.type, label: filters.labels, limit: JOB_PAGE, cursor: cursors[page] });
       const data = await api<JobPage>('GET', `/jobs${search}`);
       nextCursor = data.nextCursor;
       fill(listOut);
@@ -173,8 +200,8 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
                   {},
                   el(
                     'td',
-                    { colspan: '6', class: 'muted' },
-                    filters.status || filters.type ? 'No jobs match these filters.' : 'No jobs yet: submit one above.',
+                    { colspan: '7', class: 'muted' },
+                    filters.status || filters.type || filters.labels.length > 0 ? 'No jobs match these filters.' : 'No jobs yet: submit one above.',
                   ),
                 ),
               ],
@@ -206,8 +233,10 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
   function setFilters(next: Record<string, string>): void {
     filters.status = next.status ?? '';
     filters.type = next.type ?? '';
+    filters.labels = routeValues(location.hash, 'label');
     statusSelect.value = filters.status;
     typeInput.value = filters.type;
+    drawLabelFilters();
     cursors = [null];
     page = 0;
     lastRendered = '';
@@ -216,10 +245,43 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
 
   function onFilter(event: Event): void {
     event.preventDefault();
-    const next = { status: statusSelect.value, type: typeInput.value.trim() };
-    // pushState, not location.hash: the view updates in place, but Back still restores the filters.
-    history.pushState(null, '', `#/${query(next)}`);
+    const typed = labelFilter(labelInput.value.trim());
+    labelInput.value = '';
+    const labels = typed && !filters.labels.includes(typed) ? [...filters.labels, typed] : filters.labels;
+    showFiltered({ status: statusSelect.value, type: typeInput.value.trim() }, labels);
+  }
+
+  /** The list with these filters: pushState, not location.hash, so the view updates in place and Back still restores them. */
+  function showFiltered(next: { status: string; type: string }, labels: readonly string[]): void {
+    history.pushState(null, '', `#/${query({ ...next, label: labels })}`);
     setFilters(next);
+  }
+
+  function addLabel(label: string): void {
+    if (!filters.labels.includes(label)) showFiltered({ status: filters.status, type: filters.type }, [...filters.labels, label]);
+  }
+
+  function removeLabel(label: string): void {
+    showFiltered(
+      { status: filters.status, type: filters.type },
+      filters.labels.filter((held) => held !== label),
+    );
+  }
+
+  /** The label filters in force, each a button that removes it, written as the rows write labels (key=value). */
+  function drawLabelFilters(): void {
+    fill(
+      activeLabels,
+      filters.labels.length > 0 ? 'Labels: ' : null,
+      filters.labels.map((label) => {
+        const shown = label.replace(':', '=');
+        return el(
+          'button',
+          { type: 'button', class: 'chip', 'data-label': label, 'aria-label': `Remove label filter ${shown}`, onclick: () => removeLabel(label) },
+          `${shown} ✕`,
+        );
+      }),
+    );
   }
 
   function clearFilters(): void {
@@ -261,10 +323,11 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
     }
   }
 
+  drawLabelFilters();
   // Only the first page refreshes by itself: older pages are history and must not shift under the reader.
   const poll = poller(
     async () => {
-      await Promise.all([load(), schedules.load()]);
+      await Promise.all([load(), schedules.load(), workers.load()]);
     },
     3000,
     () => page === 0,

@@ -14,12 +14,31 @@ export function apiUrl(pageOrigin: string, path: string): string {
   return url.href;
 }
 
-/** ?a=1&b=2 from the defined, non-empty values; '' when there are none. */
-export function query(params: Record<string, string | number | null | undefined>): string {
+/** ?a=1&b=2 from the defined, non-empty values (a list once per item: ?label=x&label=y); '' when there are none. */
+export function query(params: Record<string, string | number | readonly string[] | null | undefined>): string {
   const search = new URLSearchParams();
-  for (const [name, value] of Object.entries(params)) if (value !== undefined && value !== null && value !== '') search.set(name, String(value));
+  for (const [name, value] of Object.entries(params)) {
+    if (Array.isArray(value)) for (const item of value as readonly string[]) search.append(name, item);
+    else if (value !== undefined && value !== null && value !== '') search.set(name, String(value));
+  }
   const text = search.toString();
   return text ? `?${text}` : '';
+}
+
+/** Every value of a repeated argument of the list route (#/?label=a:1&label=b:2), which Route's args keep once. */
+export function routeValues(hash: string, name: string): string[] {
+  const text = hash.replace(/^#/, '');
+  const cut = text.indexOf('?');
+  return cut < 0 ? [] : new URLSearchParams(text.slice(cut + 1)).getAll(name).filter((value) => value !== '');
+}
+
+/**
+ * A typed label filter as the API's `key:value`: the operator may write `key=value` (as the list
+ * shows labels) or `key:value`. A key holds neither character, so the first of them splits.
+ */
+export function labelFilter(typed: string): string {
+  const cut = typed.search(/[=:]/);
+  return cut < 0 ? typed : `${typed.slice(0, cut)}:${typed.slice(cut + 1)}`;
 }
 
 export type Route = { view: 'list'; args: Record<string, string> } | { view: 'job'; jobId: string };

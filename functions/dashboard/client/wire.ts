@@ -21,3 +21,9 @@ export interface JobPage {
 
 /** One row of GET /api/schedules (models/schedule-definition.ts ScheduleView, as JSON). */
 export type ScheduleJson = Json<import('../../../models/schedule-definition').ScheduleView>;
+
+/** One row of GET /api/workers (models/workers.ts WorkerView, as JSON). */
+export type WorkerJson = Json<import('../../../models/workers').WorkerView>;
+
+/** GET /api/jobs/{id}/tasks/{taskId}/logs (models/task-log.ts TaskLogPage, as JSON). */
+export type TaskLogPageJson = Json<import('../../../models/task-log').TaskLogPage>;
