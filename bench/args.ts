@@ -39,6 +39,12 @@ export interface BenchOptions {
   pollMs: number;
   json: boolean;
   sweep: boolean;
+  /** --capacity: measure CoreMachine's per-task costs, store them, and regenerate docs/deploying.md's capacity table (bench/capacity.ts). */
+  capacity: boolean;
+  /** --capacity-stored: regenerate that table from the stored costs, without running anything. */
+  capacityStored: boolean;
+  /** CoreMachine task messages per Service Bus message at most (1 = unpacked; unset = the transport's default). */
+  maxPackedTasks: number | undefined;
   help: boolean;
 }
 
@@ -52,7 +58,8 @@ export const USAGE = `npm run bench -- [options]
   --pool P               pg pool size for every system (default W + 2; graphile-worker
                          concurrency + 2; pg-boss workers + 2)
   --job-concurrency J    CoreMachine job-message consumers (default 1)
-  --systems LIST         coremachine,graphile-worker,pg-boss,ceiling (default all four)
+  --systems LIST         coremachine,graphile-worker,pg-boss,ceiling (default all four); coremachine-fair
+                         is CoreMachine with every job under one fairness key (the scheme's cost)
   --fan-in               stages 2 and 3 build their tasks from the previous stage's results
   --graphile-concurrency C      graphile-worker concurrency (default 2)
   --graphile-local-queue S      graphile-worker preset.worker.localQueue.size, 0 = off (default 500)
@@ -85,6 +92,12 @@ export const USAGE = `npm run bench -- [options]
   --ceiling-max-s S      the ceiling stops after 3N updates or S seconds, whichever first (default 10)
   --poll-ms MS           completion poll interval (default 5)
   --sweep                CoreMachine only, every --workers x --batch pair (both take lists)
+  --max-packed-tasks K   CoreMachine: at most K task messages per queue message (1 = no packing;
+                         default: the transport's)
+  --capacity             CoreMachine alone at the largest --n: store its per-task costs in
+                         bench/capacity-costs.json and regenerate the capacity table in
+                         docs/deploying.md (limits and prices: bench/capacity-limits.ts)
+  --capacity-stored      regenerate that table from bench/capacity-costs.json; runs nothing
   --json                 progress and tables to stderr; stdout is one JSON line
 `;
 
@@ -101,7 +114,7 @@ function one(flag: string, value: string | undefined): number {
   return list[0] as number;
 }
 
-const SYSTEMS: readonly SystemName[] = ['coremachine', 'graphile-worker', 'pg-boss', 'ceiling'];
+const SYSTEMS: readonly SystemName[] = ['coremachine', 'coremachine-fair', 'graphile-worker', 'pg-boss', 'ceiling'];
 
 function integer(flag: string, value: string | undefined, min: number): number {
   const parsed = Number(value);
@@ -139,6 +152,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     pollMs: 5,
     json: false,
     sweep: false,
+    capacity: false,
+    capacityStored: false,
+    maxPackedTasks: undefined,
     help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -258,6 +274,15 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--sweep':
         options.sweep = true;
+        break;
+      case '--capacity':
+        options.capacity = true;
+        break;
+      case '--capacity-stored':
+        options.capacityStored = true;
+        break;
+      case '--max-packed-tasks':
+        options.maxPackedTasks = one(flag, value());
         break;
       case '--help':
       case '-h':

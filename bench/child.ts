@@ -17,6 +17,7 @@ import type { SystemRun } from './system-run';
 function systemFor(spec: RunSpec, counter: SqlCounter): SystemRun {
   switch (spec.system) {
     case 'coremachine':
+    case 'coremachine-fair':
       return coreMachineRun(spec, counter);
     case 'graphile-worker':
       return graphileRun(spec, counter);
@@ -84,6 +85,7 @@ async function measure(spec: RunSpec): Promise<RunResult> {
       autoAnalyzedAfterMs: execution.autoAnalyzedAfterMs ?? null,
       taskHotUpdateShare: execution.taskHotUpdateShare ?? null,
       notes: execution.notes ?? [],
+      ...(execution.serviceBus ? { serviceBus: execution.serviceBus } : {}),
       ...(execution.scale ? { scale: execution.scale } : {}),
       ...(execution.payload ? { payload: execution.payload } : {}),
       ...(execution.settings ? { settings: execution.settings } : {}),

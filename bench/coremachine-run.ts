@@ -4,6 +4,7 @@ import { CoreMachine } from '../core/engine/core-machine';
 import { createLogger } from '../core/logger';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
+import { countsBetween } from '../core/transport/operation-counts';
 import { InProcessWorker } from '../core/worker';
 import { AzureBlobPayloadStore } from '../core/payloads/azure-blob-store';
 import { DEFAULT_PAYLOAD_LIMITS, Payloads } from '../core/payloads/payloads';
@@ -37,7 +38,7 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
       pool = counter.createPool(spec.databaseUrl, spec.poolSize, 'cm-bench-coremachine');
       const logger = createLogger('warn');
       const registry = new Registry().register(benchJob, sizedJob);
-      transport = new InProcessTransport();
+      transport = new InProcessTransport(spec.maxPackedTasks === undefined ? {} : { maxPackedTasks: spec.maxPackedTasks });
       // A stage's N task messages go out in one send after its transaction commits.
       const sendTaskMessages = transport.sendTaskMessages.bind(transport);
       transport.sendTaskMessages = async (messages) => {
@@ -61,17 +62,23 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
     },
 
     async execute(): Promise<Execution> {
-      if (!machine) throw new Error('start() was not called');
+      if (!machine || !transport) throw new Error('start() was not called');
       // The poller is its own connection, outside the counted pool; its transactions are subtracted.
       const poller = new pg.Client({ connectionString: spec.databaseUrl, application_name: 'cm-bench-poller' });
       await poller.connect();
       let polls = 0;
       try {
         const tablesBefore = spec.payload ? await coremachineBytes(poller) : 0;
+        const operationsBefore = transport.operations().snapshot();
         const started = performance.now();
         const { job } = spec.payload
           ? await machine.submitJob(SIZED_JOB_TYPE, { n: spec.n, runId: randomUUID(), resultBytes: spec.payload.resultBytes })
-          : await machine.submitJob(BENCH_JOB_TYPE, { n: spec.n, runId: randomUUID(), fanInFromResults: spec.fanInFromResults });
+          : await machine.submitJob(
+              BENCH_JOB_TYPE,
+              { n: spec.n, runId: randomUUID(), fanInFromResults: spec.fanInFromResults },
+              // One key: every claim goes through the fair-share path, and the share never binds.
+              spec.system === 'coremachine-fair' ? { fairnessKey: 'bench' } : {},
+            );
         const deadline = started + spec.timeoutMs;
         let status: string = job.status;
         while (status === 'QUEUED' || status === 'PROCESSING') {
@@ -83,6 +90,9 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         }
         const elapsedMs = performance.now() - started;
         if (status !== 'COMPLETED') throw new Error(`bench job ended ${status}`);
+        // The last batch settles after its commit made the job COMPLETED: its completes count too.
+        await worker?.drain();
+        const serviceBus = countsBetween(operationsBefore, transport.operations().snapshot());
         polls += 2;
         const timings = await stageTimings(poller, job.jobId, spec.n);
         const payload = spec.payload ? await payloadMeasures(poller, spec.payload, tablesBefore, spec.n * spec.stages) : undefined;
@@ -100,6 +110,7 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
           autoAnalyzedAfterMs: analyzed,
           taskHotUpdateShare,
           notes,
+          serviceBus,
           ...(payload ? { payload } : {}),
         };
       } finally {

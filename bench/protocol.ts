@@ -1,7 +1,9 @@
+import type { OperationCountsSnapshot } from '../core/transport/operation-counts';
 import type { StatementStat } from './sql-counter';
 
 /** What the orchestrator asks one child process to run, and what the child reports back. */
-export type SystemName = 'coremachine' | 'graphile-worker' | 'pg-boss' | 'ceiling' | 'coremachine-scale';
+/** coremachine-fair: CoreMachine with every job under one fairness key, the scheme's cost when it does not bind (core/engine/fair-share.ts). */
+export type SystemName = 'coremachine' | 'coremachine-fair' | 'graphile-worker' | 'pg-boss' | 'ceiling' | 'coremachine-scale';
 
 /** graphile-worker 0.17 knobs swept by --peer-sweep (-1 = off, graphile-worker's own default). */
 export interface GraphileSettings {
@@ -84,6 +86,8 @@ export interface RunSpec {
   batchSize: number;
   jobConcurrency: number;
   fanInFromResults: boolean;
+  /** CoreMachine: the transport's maxPackedTasks (unset: its default). */
+  maxPackedTasks?: number;
   graphile: GraphileSettings;
   pgBoss: PgBossSettings;
   scale?: ScaleSpec;
@@ -127,6 +131,8 @@ export interface RunResult {
   autoAnalyzedAfterMs: number | null;
   taskHotUpdateShare: number | null;
   notes: string[];
+  /** CoreMachine: the transport's Service Bus operations by kind and Functions executions over the run (core/transport/operation-counts.ts). */
+  serviceBus?: OperationCountsSnapshot;
   scale?: ScaleMeasures;
   payload?: PayloadMeasures;
   /** The peer's settings for this run (graphile-worker, pg-boss). */

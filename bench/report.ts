@@ -1,3 +1,4 @@
+import { SERVICE_BUS_OPERATIONS, type ServiceBusOperation } from '../core/transport/operation-counts';
 import type { GraphileSettings, PgBossSettings, RunResult, SystemName } from './protocol';
 import { median, percentile, round, spread, type Spread } from './stats';
 
@@ -24,6 +25,11 @@ export interface Summary {
   nodeCpuMsPerTask: Spread;
   postgresCpuMsPerTask: Spread;
   peakRssMb: Spread;
+  /** CoreMachine: Service Bus operations per task by kind and in total, physical messages (core/transport/operation-counts.ts). */
+  serviceBusPerTask: Record<ServiceBusOperation | 'total', Spread>;
+  functionsExecutionsPerTask: Spread;
+  /** Bytes sent and received per task (message body, id and properties): what a Premium messaging unit's throughput is measured in. */
+  serviceBusBytesPerTask: Spread;
   otherActiveSessions: number;
 }
 
@@ -55,6 +61,11 @@ export function summarize(results: readonly RunResult[]): Summary {
     nodeCpuMsPerTask: perRun(results, (r) => per(r.nodeCpuMs, r)),
     postgresCpuMsPerTask: perRun(results, (r) => per(r.postgresCpuMs, r)),
     peakRssMb: perRun(results, (r) => r.peakRssMb),
+    serviceBusPerTask: Object.fromEntries(
+      [...SERVICE_BUS_OPERATIONS, 'total' as const].map((kind) => [kind, perRun(results, (r) => (r.serviceBus ? r.serviceBus[kind] / r.operations : null))]),
+    ) as Record<ServiceBusOperation | 'total', Spread>,
+    functionsExecutionsPerTask: perRun(results, (r) => (r.serviceBus ? r.serviceBus.executions / r.operations : null)),
+    serviceBusBytesPerTask: perRun(results, (r) => (r.serviceBus ? (r.serviceBus.sentBytes + r.serviceBus.receivedBytes) / r.operations : null)),
     otherActiveSessions: Math.max(...results.map((r) => r.otherActiveSessions)),
   };
 }
@@ -78,8 +89,11 @@ export function cell(s: Spread | undefined): string {
   return `${num(s.median)} (${num(s.min)}–${num(s.max)})`;
 }
 
+const isCoreMachine = (system: SystemName) => system === 'coremachine' || system === 'coremachine-fair';
+
 const LABELS: Record<SystemName, string> = {
   coremachine: 'CoreMachine',
+  'coremachine-fair': 'CoreMachine, fair share',
   'graphile-worker': 'graphile-worker',
   'pg-boss': 'pg-boss',
   ceiling: 'ceiling (1-row UPDATE)',
@@ -90,21 +104,25 @@ const ROWS: Array<[string, (s: Summary) => Spread | undefined]> = [
   ['tasks/s (ceiling: updates/s)', (s) => s.operationsPerSecond],
   ['tasks done (ceiling: updates, time-capped)', (s) => s.operations],
   ['submit → COMPLETED ms (ceiling: loop ms)', (s) => s.elapsedMs],
-  ['stage create ms (processJobMessage)', (s) => (s.system === 'coremachine' ? s.stageCreateMs : undefined)],
-  ['  of which N task messages sent ms', (s) => (s.system === 'coremachine' ? s.stageDispatchMs : undefined)],
+  ['stage create ms (processJobMessage)', (s) => (isCoreMachine(s.system) ? s.stageCreateMs : undefined)],
+  ['  of which N task messages sent ms', (s) => (isCoreMachine(s.system) ? s.stageDispatchMs : undefined)],
   ['hand-over p50 ms', (s) => (s.system === 'ceiling' ? undefined : s.handoverP50Ms)],
   ['hand-over p99 ms', (s) => (s.system === 'ceiling' ? undefined : s.handoverP99Ms)],
-  ['  last completion → next stage txn ms', (s) => (s.system === 'coremachine' ? s.handoverAdvanceMs : undefined)],
-  ['  next stage txn → first claim ms', (s) => (s.system === 'coremachine' ? s.handoverStartMs : undefined)],
+  ['  last completion → next stage txn ms', (s) => (isCoreMachine(s.system) ? s.handoverAdvanceMs : undefined)],
+  ['  next stage txn → first claim ms', (s) => (isCoreMachine(s.system) ? s.handoverStartMs : undefined)],
   ['SQL statements / task', (s) => s.statementsPerTask],
   ['transactions / task (client count)', (s) => s.transactionsPerTask],
   ['transactions / task (pg_stat_database)', (s) => s.serverTransactionsPerTask],
   ['WAL bytes / task', (s) => s.walBytesPerTask],
   ['WAL syncs / task', (s) => s.walSyncsPerTask],
-  ['HOT task-row updates %', (s) => (s.system === 'coremachine' ? s.taskHotUpdatePercent : undefined)],
+  ['HOT task-row updates %', (s) => (isCoreMachine(s.system) ? s.taskHotUpdatePercent : undefined)],
   ['node CPU ms / task', (s) => s.nodeCpuMsPerTask],
   ['postgres backend CPU ms / task', (s) => s.postgresCpuMsPerTask],
   ['peak RSS MB (bench process)', (s) => s.peakRssMb],
+  ['Service Bus operations / task (physical messages)', (s) => s.serviceBusPerTask.total],
+  ...SERVICE_BUS_OPERATIONS.map((kind): [string, (s: Summary) => Spread] => [`  ${kind}`, (s) => s.serviceBusPerTask[kind]]),
+  ['Service Bus bytes / task (sent + received)', (s) => s.serviceBusBytesPerTask],
+  ['Functions executions / task', (s) => s.functionsExecutionsPerTask],
 ];
 
 export function markdownTable(n: number, summaries: readonly Summary[], runs: number): string {
@@ -157,7 +175,14 @@ export interface JsonSummary {
   statementsPerTask: number;
   transactionsPerTask: number;
   serverTransactionsPerTask: number;
+  walBytesPerTask: number;
+  nodeCpuMsPerTask: number;
+  postgresCpuMsPerTask: number;
   peakRssMb: number;
+  /** Service Bus operations per task by kind and `total` (physical messages), as the in-process transport counted them. */
+  serviceBusOperationsPerTask: Record<ServiceBusOperation | 'total', number>;
+  functionsExecutionsPerTask: number;
+  serviceBusBytesPerTask: number;
   peers: { graphileWorker?: PeerJson<GraphileSettings>; pgBoss?: PeerJson<PgBossSettings> };
   ceiling?: { updatesPerSecond: number };
   ratios: { vsGraphileWorker?: number; vsCeiling?: number; vsPgBoss?: number };
@@ -202,7 +227,16 @@ export function jsonSummary(n: number, summaries: readonly Summary[], used: Peer
     statementsPerTask: r(cm.statementsPerTask.median),
     transactionsPerTask: r(cm.transactionsPerTask.median),
     serverTransactionsPerTask: r(cm.serverTransactionsPerTask.median),
+    walBytesPerTask: r(cm.walBytesPerTask.median),
+    nodeCpuMsPerTask: r(cm.nodeCpuMsPerTask.median),
+    postgresCpuMsPerTask: r(cm.postgresCpuMsPerTask.median),
     peakRssMb: r(cm.peakRssMb.median),
+    serviceBusOperationsPerTask: Object.fromEntries(Object.entries(cm.serviceBusPerTask).map(([kind, s]) => [kind, r(s.median)])) as Record<
+      ServiceBusOperation | 'total',
+      number
+    >,
+    functionsExecutionsPerTask: r(cm.functionsExecutionsPerTask.median),
+    serviceBusBytesPerTask: r(cm.serviceBusBytesPerTask.median),
     peers: {
       ...(gw ? { graphileWorker: peer(gw, used.graphile, used.swept.graphile) } : {}),
       ...(boss ? { pgBoss: peer(boss, used.pgBoss, used.swept.pgBoss) } : {}),

@@ -6,6 +6,7 @@ import { cell, jsonSummary, markdownTable, statementProfile, summarize, type Sum
 import { active, baseSpec, describeRun, runOne } from './runner';
 import { scaleBenchmark, type ScaleRow } from './scale';
 import { payloadBenchmark } from './payload-bench';
+import { measureCapacity, readCosts, updateCapacityDocs, writeCosts } from './capacity';
 import { dropDatabase, listLeftovers, findServer, serverSettings, type BenchServer } from './server';
 import { round } from './stats';
 
@@ -88,6 +89,15 @@ async function payloads(server: BenchServer, options: BenchOptions): Promise<voi
   if (options.json) process.stdout.write(`${JSON.stringify({ payloads: rows })}\n`);
 }
 
+/** --capacity: measure, store the per-task costs, regenerate docs/deploying.md's capacity table (bench/capacity.ts). */
+async function capacity(server: BenchServer, options: BenchOptions): Promise<void> {
+  const costs = await measureCapacity(server, options, log);
+  writeCosts(costs);
+  print(updateCapacityDocs(costs));
+  log('wrote bench/capacity-costs.json and the capacity section of docs/deploying.md');
+  if (options.json) process.stdout.write(`${JSON.stringify({ capacity: costs })}\n`);
+}
+
 /** CoreMachine alone over every --workers x --batch pair: does the worker configuration matter? */
 async function sweep(server: BenchServer, options: BenchOptions): Promise<void> {
   const lines = [
@@ -134,6 +144,11 @@ async function main(): Promise<void> {
     print = (text) => process.stderr.write(`${text}\n`);
     log = (line) => process.stderr.write(`${line}\n`);
   }
+  if (options.capacityStored) {
+    print(updateCapacityDocs(readCosts()));
+    log('rewrote the capacity section of docs/deploying.md from bench/capacity-costs.json');
+    return;
+  }
   const server = await findServer(log);
   const stopOnSignal = (signal: NodeJS.Signals) => {
     log(`${signal}: stopping`);
@@ -168,7 +183,8 @@ async function main(): Promise<void> {
         '',
       ].join('\n'),
     );
-    if (options.sweep) await sweep(server, options);
+    if (options.capacity) await capacity(server, options);
+    else if (options.sweep) await sweep(server, options);
     else if (options.resultBytes.length > 0) await payloads(server, options);
     else await benchmark(server, options);
   } finally {

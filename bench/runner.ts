@@ -98,6 +98,7 @@ export function baseSpec(
     batchSize: batch,
     jobConcurrency: options.jobConcurrency,
     fanInFromResults: options.fanInFromResults,
+    ...(options.maxPackedTasks === undefined ? {} : { maxPackedTasks: options.maxPackedTasks }),
     graphile: peers.graphile,
     pgBoss: peers.pgBoss,
     timeoutMs: runTimeoutMs(options, n),
@@ -107,14 +108,14 @@ export function baseSpec(
 }
 
 function claimMs(r: RunResult): number {
-  const claim = r.byStatement.find((s) => s.key === 'cm_claim_tasks');
+  const claim = r.byStatement.find((s) => s.key === (r.system === 'coremachine-fair' ? 'cm_claim_fair_tasks' : 'cm_claim_tasks'));
   return claim ? claim.totalMs / claim.calls : Number.NaN;
 }
 
 export function describeRun(r: RunResult): string {
   const analyzed = r.autoAnalyzedAfterMs === null ? 'not auto-analyzed' : `tasks auto-analyzed at +${round(r.autoAnalyzedAfterMs / 1000, 1)} s`;
   const extra =
-    r.system === 'coremachine'
+    r.system === 'coremachine' || r.system === 'coremachine-fair'
       ? `, stage create ${round(Math.max(...r.stageCreateMs), 0)} ms max, hand-overs ${r.handoverMs.map((h) => round(h, 1)).join('/')} ms, claim ${round(claimMs(r), 1)} ms avg, HOT ${r.taskHotUpdateShare === null ? '?' : `${round(r.taskHotUpdateShare * 100, 0)}%`} of task updates, pg CPU ${round((r.postgresCpuMs ?? Number.NaN) / r.operations, 3)} ms/task, ${analyzed}`
       : '';
   const settings = r.settings

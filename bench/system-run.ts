@@ -1,3 +1,4 @@
+import type { OperationCountsSnapshot } from '../core/transport/operation-counts';
 import type { PayloadMeasures, ScaleMeasures } from './protocol';
 
 /** The shape each benchmarked system implements; the harness in child.ts times and counts it. */
@@ -17,6 +18,8 @@ export interface Execution {
   /** CoreMachine: share of the task-row updates that were HOT (no index entries), from pg_stat_user_tables. */
   taskHotUpdateShare?: number | null;
   notes?: string[];
+  /** CoreMachine: Service Bus operations and Functions executions the transport counted between submit and the last settle. */
+  serviceBus?: OperationCountsSnapshot;
   scale?: ScaleMeasures;
   payload?: PayloadMeasures;
   settings?: Record<string, number>;

@@ -51,6 +51,13 @@ export interface EngineSettings {
    */
   scheduleCatchUpSeconds?: number;
   /**
+   * The most tasks one queue message carries, 1–64 (`COREMACHINE_MAX_PACKED_TASKS`): a stage's
+   * tasks go out in packs that grow with its chunks up to this (docs/architecture.md, "Packed task
+   * messages"); 1 sends a message per task.
+   * @default 16
+   */
+  maxPackedTasks?: number;
+  /**
    * A job with no event for this long is examined by the janitor, 10 s to 7 days (`JANITOR_STALL_AFTER_SECONDS`).
    * @default 300
    */
@@ -130,6 +137,7 @@ export const SETTING_VARIABLES = {
   preparedStatements: 'COREMACHINE_PREPARED_STATEMENTS',
   logLevel: 'LOG_LEVEL',
   scheduleCatchUpSeconds: 'SCHEDULE_CATCH_UP_SECONDS',
+  maxPackedTasks: 'COREMACHINE_MAX_PACKED_TASKS',
   janitorStallAfterSeconds: 'JANITOR_STALL_AFTER_SECONDS',
   janitorOutboxAgeSeconds: 'JANITOR_OUTBOX_AGE_SECONDS',
   janitorBatchSize: 'JANITOR_BATCH_SIZE',

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { optionsAsVariables, unknownOptions, type SettingOptions } from './config-options';
 import { DEFAULT_JANITOR_OPTIONS } from './janitor-options';
 import { PAYLOAD_SETTINGS, payloadSettingsFrom, type PayloadSettings } from './payloads/payload-settings';
+import { DEFAULT_MAX_PACKED_TASKS, MAX_PACKED_TASKS } from '../models/messages';
 
 /**
  * `off` behind a pooler in transaction mode that cannot track named prepared statements
@@ -47,6 +48,8 @@ const EnvSchema = z.object({
     .max(366 * 24 * 3600)
     .optional(),
   PG_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  /** The most tasks one queue message carries (core/transport/task-packing.ts); 1 turns packing off. */
+  COREMACHINE_MAX_PACKED_TASKS: z.coerce.number().int().min(1).max(MAX_PACKED_TASKS).default(DEFAULT_MAX_PACKED_TASKS),
   COREMACHINE_PREPARED_STATEMENTS: PreparedStatementsSetting,
   // Remote workers must also present this as a bearer token (functions/http-workers.ts); unset or empty = the function key suffices.
   COREMACHINE_WORKER_TOKEN: z.string().optional(),
@@ -99,6 +102,8 @@ export interface CoreMachineConfig {
   taskConcurrency: number;
   jobConcurrency: number;
   scheduleCatchUpSeconds: number | undefined;
+  /** The most tasks one queue message carries (COREMACHINE_MAX_PACKED_TASKS). */
+  maxPackedTasks: number;
   /** Wait for a pooled connection before failing transiently (PG_CONNECT_TIMEOUT_MS). */
   connectTimeoutMs: number;
   /** Named prepared statements (COREMACHINE_PREPARED_STATEMENTS); off behind PgBouncer 1.18. */
@@ -144,6 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: Readon
     taskConcurrency: e.TASK_CONCURRENCY,
     jobConcurrency: e.JOB_CONCURRENCY,
     scheduleCatchUpSeconds: e.SCHEDULE_CATCH_UP_SECONDS,
+    maxPackedTasks: e.COREMACHINE_MAX_PACKED_TASKS,
     connectTimeoutMs: e.PG_CONNECT_TIMEOUT_MS,
     preparedStatements: e.COREMACHINE_PREPARED_STATEMENTS,
     workerToken: e.COREMACHINE_WORKER_TOKEN || undefined,

@@ -130,6 +130,23 @@ export class SignalRefusedError extends CoreMachineError {
   }
 }
 
+/**
+ * A targeted re-run the job cannot take as asked (core/engine/rerun.ts): the stage never finished
+ * or has no tasks, nothing matches, more tasks match than one re-run takes, or the job's version is
+ * not deployed. 409 over HTTP: the request is well formed, the job's state says no.
+ */
+export class RerunRefusedError extends CoreMachineError {
+  override readonly type = 'RerunRefusedError';
+  override readonly nonRetryable = true;
+  constructor(
+    readonly jobId: string,
+    readonly stage: number,
+    detail: string,
+  ) {
+    super(`job ${jobId} cannot re-run tasks of stage ${stage}: ${detail}`);
+  }
+}
+
 export class JobNotFoundError extends CoreMachineError {
   override readonly type = 'JobNotFoundError';
   override readonly nonRetryable = true;

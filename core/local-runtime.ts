@@ -33,7 +33,7 @@ export async function startLocalRuntime(
   const database = await openDatabase(config, logger, options.migrate === undefined ? {} : { migrate: options.migrate });
   // Whatever fails from here on, the database (and the embedded server with it) is closed again.
   try {
-    const transport = new InProcessTransport();
+    const transport = new InProcessTransport({ maxPackedTasks: config.maxPackedTasks });
     const machine = await CoreMachine.create({
       pool: database.pool,
       registry,

@@ -2,12 +2,11 @@ import { errorToShape } from './errors';
 import type { CoreMachine } from './engine/core-machine';
 import type { Logger } from './logger';
 import type { InProcessTransport } from './transport/in-process-transport';
-import { heldMessage, QueueConsumer } from './transport/queue-consumer';
-import { handling, messageMetaOf } from './transport/settle-batch';
+import { QueueConsumer } from './transport/queue-consumer';
+import { handling, messageMetaOf, type HeldMessage } from './transport/settle-batch';
 import type { HandlingResult, SettlementPolicy } from './message-settlement';
 import { DeadLetterConsumer } from './transport/dead-letter-consumer';
 import type { JanitorOptions } from './janitor';
-import type { ReceivedMessage } from './transport/in-process-queue';
 
 /** After a drain, how long batches whose claims were given back get to record that they were fenced. */
 const SETTLE_AFTER_DRAIN_MS = 2000;
@@ -54,7 +53,7 @@ export class InProcessWorker {
     this.taskConsumer = new QueueConsumer(
       transport.tasks,
       (batch) => this.handleTasks(batch),
-      { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock, ...settlement },
+      { maxBatchSize: options.taskBatchSize, concurrency: options.taskConcurrency, autoRenewLock, unpackTasks: true, ...settlement },
       logger,
     );
     this.submissionConsumer = new QueueConsumer(
@@ -127,14 +126,14 @@ export class InProcessWorker {
   }
 
   /** Job messages one at a time: whatever the engine returns or throws, the policy settles. */
-  private async handleJobs(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
+  private async handleJobs(batch: HeldMessage[]): Promise<HandlingResult[]> {
     const results: HandlingResult[] = [];
-    for (const message of batch) results.push(await handling(() => this.machine.processJobMessage(message.body, messageMetaOf(heldMessage(message)))));
+    for (const message of batch) results.push(await handling(() => this.machine.processJobMessage(message.body, messageMetaOf(message))));
     return results;
   }
 
   /** Invalid submissions are non-retryable: the policy dead-letters them with the zod issues as the reason. */
-  private async handleSubmissions(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
+  private async handleSubmissions(batch: HeldMessage[]): Promise<HandlingResult[]> {
     const results: HandlingResult[] = [];
     for (const message of batch) {
       const origin = { messageId: message.messageId, replyTo: message.replyTo, correlationId: message.correlationId };
@@ -144,10 +143,10 @@ export class InProcessWorker {
   }
 
   /** One engine call per batch; if it throws, the consumer settles every message with that error. */
-  private async handleTasks(batch: ReceivedMessage[]): Promise<HandlingResult[]> {
+  private async handleTasks(batch: HeldMessage[]): Promise<HandlingResult[]> {
     const outcomes = await this.machine.processTaskMessages(
       batch.map((message) => message.body),
-      batch.map((message) => messageMetaOf(heldMessage(message))),
+      batch.map(messageMetaOf),
     );
     return outcomes.map((outcome) => ({ ok: true, outcome }));
   }

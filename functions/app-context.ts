@@ -70,7 +70,7 @@ export function setTransportFactory(factory: TransportFactory | undefined): void
  */
 export function createTransport(config: CoreMachineConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Transport {
   if (transportFactory) return transportFactory(config, logger);
-  return createServiceBusTransportFromEnv(env);
+  return createServiceBusTransportFromEnv(env, { maxPackedTasks: config.maxPackedTasks });
 }
 
 /**

@@ -6,6 +6,7 @@ import {
   InvalidTransitionError,
   JobNotFoundError,
   LeaseLostError,
+  RerunRefusedError,
   ScheduleNotFoundError,
   SignalRefusedError,
   TaskNotFoundError,
@@ -56,7 +57,9 @@ function clientStatusFor(error: unknown): number | undefined {
   if (error instanceof ScheduleNotFoundError || error instanceof UnknownRemoteTaskTypeError) return 404;
   // A stored value's blob is gone: the value cannot be served, now or later (docs/payloads.md).
   if (error instanceof PayloadMissingError) return 404;
-  if (error instanceof InvalidTransitionError || error instanceof LeaseLostError || error instanceof SignalRefusedError) return 409;
+  if (error instanceof InvalidTransitionError || error instanceof LeaseLostError || error instanceof SignalRefusedError || error instanceof RerunRefusedError) {
+    return 409;
+  }
   if (error instanceof CoreMachineError && error.type === 'UnauthorizedError') return 401;
   if (error instanceof PayloadTooLargeError) return 413;
   return undefined;

@@ -5,6 +5,7 @@ import { errorToShape } from '../core/errors';
 import { pingDatabase } from '../core/state/health-store';
 import type { ErrorShape } from '../models';
 import type { VersionInUse } from '../core/engine/versions';
+import type { OperationCountsSnapshot } from '../core/transport/operation-counts';
 import { getAppContext, type AppContext } from './app-context';
 import { RETRY_AFTER_SECONDS } from './http-errors';
 
@@ -29,6 +30,12 @@ export interface HealthReport {
    * not fail) until the version is deployed again or they are cancelled. The app stays healthy.
    */
   missingVersions?: VersionInUse[] | { error: ErrorShape };
+  /**
+   * Service Bus operations by kind and Functions executions this instance spent since it started
+   * (core/transport/operation-counts.ts); only on the keyed route. One instance's share: Azure
+   * Monitor's namespace metrics add up every instance.
+   */
+  operations?: OperationCountsSnapshot;
   error?: ErrorShape;
 }
 
@@ -56,6 +63,8 @@ async function checkHealth(context: InvocationContext, details: boolean): Promis
   }
 
   const report: HealthReport = { status: 'healthy', database: { reachable: false }, schema: null, transport: appContext.transport.name };
+  const operations = details ? appContext.transport.operations?.() : undefined;
+  if (operations) report.operations = operations.snapshot();
   try {
     await withTimeout(pingDatabase(appContext.pool), 'the database');
     report.database = { reachable: true };

@@ -5,6 +5,7 @@ import { JobWaitQuery } from '../models/idempotency';
 import { TIMEOUT_HEADER } from '../models/deadline';
 import { JOB_VERSION_HEADER } from '../models/messages';
 import { CREATED_BY_HEADER, JOB_NAME_HEADER, JobIdentityHeaders, LABELS_HEADER, type JobIdentity } from '../models/job-labels';
+import { FAIRNESS_KEY_HEADER, FAIRNESS_WEIGHT_HEADER, JobSchedulingHeaders, PRIORITY_HEADER, type JobScheduling } from '../models/job-priority';
 import { parseOrThrow } from '../core/errors';
 import { getAppContext } from './app-context';
 import { clientSignal } from './client-signal';
@@ -17,11 +18,13 @@ import { parseParams, queryFor } from './http-input';
 /**
  * POST jobs/{jobType}: 202 with the new job, 200 with the existing one (same type + parameters +
  * Idempotency-Key). CoreMachine-Timeout-Seconds overrides the job's timeout within its bounds;
- * CoreMachine-Job-Name, -Created-By and -Labels say who and what (ignored for an existing job).
+ * CoreMachine-Job-Name, -Created-By and -Labels say who and what, CoreMachine-Priority and
+ * -Fairness-Key/-Weight where its tasks stand at claim (all ignored for an existing job).
  */
 export const submitJobHandler: Handler = withErrors(async (request) => {
   const { jobType } = parseParams(request, JobTypeParams);
   const identity = identityFromHeaders(request);
+  const scheduling = schedulingFromHeaders(request);
   const parameters = await readJsonBody(request);
   const { machine } = await getAppContext();
   const { job, created } = await machine.submitJob(jobType, parameters, {
@@ -31,6 +34,7 @@ export const submitJobHandler: Handler = withErrors(async (request) => {
     // Absent: the newest version of the job type this deployment registers.
     version: request.headers.get(JOB_VERSION_HEADER),
     ...identity,
+    ...scheduling,
   });
   return {
     status: created ? 202 : 200,
@@ -57,6 +61,16 @@ function identityFromHeaders(request: HttpRequest): JobIdentity {
     if (value !== null) present[header] = value;
   }
   return parseOrThrow(JobIdentityHeaders, present, 'job name, createdBy or labels header');
+}
+
+/** CoreMachine-Priority, CoreMachine-Fairness-Key (percent-decoded) and CoreMachine-Fairness-Weight, refused with the header's name when malformed. */
+function schedulingFromHeaders(request: HttpRequest): JobScheduling {
+  const present: Record<string, string> = {};
+  for (const header of [PRIORITY_HEADER, FAIRNESS_KEY_HEADER, FAIRNESS_WEIGHT_HEADER]) {
+    const value = request.headers.get(header);
+    if (value !== null) present[header] = value;
+  }
+  return parseOrThrow(JobSchedulingHeaders, present, 'priority or fairness header');
 }
 
 /**

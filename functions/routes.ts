@@ -1,9 +1,11 @@
+import { bulkRoutes } from './http-bulk';
 import { controlRoutes } from './http-control';
 import { dashboardRoutes } from './http-dashboard';
 import { deleteRoutes } from './http-delete';
 import { healthRoutes } from './http-health';
 import { jobRoutes } from './http-jobs';
 import { payloadRoutes } from './http-payloads';
+import { rerunRoutes } from './http-rerun';
 import { jobTypeRoutes } from './http-job-types';
 import { scheduleRoutes } from './http-schedules';
 import { signalRoutes } from './http-signals';
@@ -29,4 +31,6 @@ export const httpRoutes: readonly HttpRoute[] = Object.freeze([
   ...jobTypeRoutes,
   ...payloadRoutes,
   ...taskLogRoutes,
+  ...rerunRoutes,
+  ...bulkRoutes,
 ]);

@@ -2,9 +2,11 @@ import { app, type InvocationContext } from '@azure/functions';
 import { errorToShape, MalformedMessageError } from '../core/errors';
 import type { Logger, LogFields } from '../core/logger';
 import type { HandlingResult } from '../core/message-settlement';
+import { countInvocation } from '../core/transport/operation-counts';
 import { SERVICE_BUS_CONNECTION_SETTING } from '../core/transport/service-bus-transport';
 import { handling, handlingBatch, messageMetaOf, settleBatch, type HeldMessage, type MessageHost } from '../core/transport/settle-batch';
 import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+import { unpackTaskBatch } from '../core/transport/task-packing';
 import { getAppContext, type AppContext } from './app-context';
 import type { FunctionsApp } from './http-route';
 
@@ -76,15 +78,22 @@ function invocationLogger(context: InvocationContext): Logger {
  */
 export function serviceBusHost(context: InvocationContext, queue: string, messages: readonly HeldMessage[], appContext?: AppContext): MessageHost {
   const logger = invocationLogger(context);
+  // What the host does with the messages, counted on the transport (core/transport/operation-counts.ts).
+  const operations = appContext?.transport.operations?.();
   return {
     queue,
     logger,
-    complete: () => Promise.resolve(),
-    abandonAll: (error) => Promise.reject(error instanceof Error ? error : new Error(errorToShape(error).message)),
+    complete: () => Promise.resolve(operations?.add('complete')),
+    abandonAll: (error) => {
+      operations?.add('abandon', messages.length);
+      return Promise.reject(error instanceof Error ? error : new Error(errorToShape(error).message));
+    },
     deadLetter: async (index, reason, description) => {
       const message = messages[index] as HeldMessage;
       const { machine } = appContext ?? (await getAppContext());
       await machine.processDeadLetter({ queue, messageId: message.messageId, body: message.body, reason, description });
+      // Recorded, then completed by the host: a complete is what Service Bus sees.
+      operations?.add('complete');
     },
     sendCopy: async (copy, at) => {
       const transport = (appContext ?? (await getAppContext())).transport;
@@ -144,6 +153,7 @@ export async function jobMessageHandler(message: unknown, context: InvocationCon
   const [held] = await decoded(context, JOBS_QUEUE, [message], true);
   if (!held) return;
   const appContext = await contextOrRetry(context, JOBS_QUEUE, [held]);
+  countInvocation(appContext.transport.operations?.(), 1);
   const result = await handling(() => appContext.machine.processJobMessage(held.body, messageMetaOf(held)));
   if (result.ok) context.log(JSON.stringify({ event: 'coremachine.message.processed', queue: JOBS_QUEUE, ...messageMetaOf(held), ...result.outcome }));
   await settleBatch(serviceBusHost(context, JOBS_QUEUE, [held], appContext), [held], [result]);
@@ -154,14 +164,18 @@ export async function taskMessagesHandler(messages: unknown, context: Invocation
   const batch = await decoded(context, TASKS_QUEUE, Array.isArray(messages) ? messages : [messages], !Array.isArray(messages));
   if (batch.length === 0) return;
   const appContext = await contextOrRetry(context, TASKS_QUEUE, batch);
-  const results = await handlingBatch(batch.length, async () => {
+  countInvocation(appContext.transport.operations?.(), batch.length);
+  // Each task of a pack is handled as a message of its own; a pack delivered before is split unhandled.
+  const unpacked = unpackTaskBatch(batch);
+  const results = await handlingBatch(unpacked.logical.length, async () => {
+    if (unpacked.logical.length === 0) return [];
     const outcomes = await appContext.machine.processTaskMessages(
-      batch.map((held) => held.body),
-      batch.map(messageMetaOf),
+      unpacked.logical.map((held) => held.body),
+      unpacked.logical.map(messageMetaOf),
     );
     return outcomes.map((outcome) => ({ ok: true, outcome }));
   });
-  const counts = await settleBatch(serviceBusHost(context, TASKS_QUEUE, batch, appContext), batch, results);
+  const counts = await settleBatch(serviceBusHost(context, TASKS_QUEUE, batch, appContext), unpacked, results);
   context.log(JSON.stringify({ event: 'coremachine.batch.processed', queue: TASKS_QUEUE, size: batch.length, outcomes: counts }));
 }
 
@@ -176,6 +190,7 @@ export async function submissionHandler(message: unknown, context: InvocationCon
   const [held] = await decoded(context, SUBMISSIONS_QUEUE, [message], true);
   if (!held) return;
   const appContext = await contextOrRetry(context, SUBMISSIONS_QUEUE, [held]);
+  countInvocation(appContext.transport.operations?.(), 1);
   const result = await handling(async () => {
     const { job, created, signal } = await appContext.machine.submitFromMessage(held.body, {
       messageId: held.messageId,
@@ -210,8 +225,10 @@ export function deadLetterHandler(queue: string) {
     const metadata = context.triggerMetadata ?? {};
     const reason = typeof metadata.deadLetterReason === 'string' ? metadata.deadLetterReason : 'DeadLettered';
     const description = typeof metadata.deadLetterErrorDescription === 'string' ? metadata.deadLetterErrorDescription : 'no description';
-    const { machine } = await contextOrRetry(context, `${queue}/$deadletterqueue`, [held]);
+    const { machine, transport } = await contextOrRetry(context, `${queue}/$deadletterqueue`, [held]);
+    countInvocation(transport.operations?.(), 1);
     const outcome = await machine.processDeadLetter({ queue, messageId: held.messageId, body: held.body, reason, description });
+    transport.operations?.().add('complete');
     context.warn(
       JSON.stringify({
         event: 'coremachine.dead_letter.processed',

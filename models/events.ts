@@ -1,4 +1,5 @@
 import type { ErrorShape } from './error-shape';
+import type { RerunEventDetail } from './rerun';
 
 /**
  * One row of a job's audit trail, as GET /api/jobs/{jobId}/events answers it (the CLI and the
@@ -8,8 +9,11 @@ import type { ErrorShape } from './error-shape';
 export interface EventRecord {
   id: number;
   jobId: string;
-  /** 'signal': a signal was delivered to a waiting stage (migration 013); `signal` names it. */
-  entity: 'job' | 'stage' | 'task' | 'signal';
+  /**
+   * 'signal': a signal was delivered to a waiting stage (migration 013); `signal` names it.
+   * 'rerun': an operator re-ran chosen tasks of `stage` (migration 024); `rerun` says which and what is recomputed.
+   */
+  entity: 'job' | 'stage' | 'task' | 'signal' | 'rerun';
   stage: number | null;
   taskId: string | null;
   from: string | null;
@@ -19,4 +23,6 @@ export interface EventRecord {
   at: Date;
   /** Only on 'signal' events: the signal's name. */
   signal?: string;
+  /** Only on 'rerun' events: what was chosen and what is recomputed. */
+  rerun?: RerunEventDetail;
 }

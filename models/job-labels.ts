@@ -32,7 +32,7 @@ export const LABEL_KEY_PATTERN = /^[a-z0-9][a-z0-9._/-]*$/;
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
 /** Bounded text without NUL or lone surrogates (safeText) and without the characters above. */
-function printableText(what: string, maxLength: number, minLength: number) {
+export function printableText(what: string, maxLength: number, minLength: number) {
   return safeText(maxLength, minLength).refine(
     (text) => !UNPRINTABLE.test(text),
     `${what} must be printable: no control characters, line breaks or bidirectional controls`,

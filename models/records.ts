@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ErrorShape } from './error-shape';
+import { Priority } from './job-priority';
 import { PayloadLink } from './payload-link';
 import { JobStatus, StageStatus, TaskStatus } from './status';
 
@@ -31,6 +32,14 @@ export const JobRecord = z.object({
   name: z.string().nullable(),
   createdBy: z.string().nullable(),
   labels: z.record(z.string(), z.string()),
+  /**
+   * Its priority class and fairness key with weight (models/job-priority.ts): all null when the job
+   * carries neither (it is not in the fair-share scheme); a key of null with a priority shares the
+   * keyless jobs' share.
+   */
+  priority: Priority.nullable(),
+  fairnessKey: z.string().nullable(),
+  fairnessWeight: z.number().int().nullable(),
 });
 export type JobRecord = z.infer<typeof JobRecord>;
 

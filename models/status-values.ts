@@ -17,26 +17,46 @@ export const JOB_TRANSITIONS: Readonly<Record<Job, readonly Job[]>> = {
   // paused job past it fails with a Timeout; a pause can never extend a deadline.
   PAUSED: ['QUEUED', 'CANCELLED', 'FAILED'],
   FAILED: ['QUEUED'],
-  COMPLETED: [],
-  COMPLETED_WITH_ERRORS: [],
+  // COMPLETED | COMPLETED_WITH_ERRORS → QUEUED: only an operator's targeted re-run
+  // (core/engine/rerun.ts) makes it. Chosen tasks of a finished stage run again and the stages
+  // after it and finalize are recomputed from their new results, so the job runs again from that
+  // stage. Nothing the engine does by itself leads out of these: they stay final (below).
+  COMPLETED: ['QUEUED'],
+  COMPLETED_WITH_ERRORS: ['QUEUED'],
   CANCELLED: [],
 };
 
 /**
- * CANCELLED → QUEUED exists only for the operator retry of a FAILED job: fail-fast cancels the
- * stage's unstarted tasks, and retrying that stage must run them. A task of a CANCELLED job is
- * never re-queued, because a CANCELLED job is terminal.
+ * Where a targeted re-run starts from: a job that ended with its stages' results kept. FAILED →
+ * QUEUED is the operator retry's transition as well; CANCELLED is refused (a cancel is final).
+ */
+export const RERUNNABLE_JOB_STATUSES: readonly Job[] = ['COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED'];
+
+/** Statuses whose one way out is the re-run: every transition from them leads to QUEUED and only a re-run makes it. */
+const RERUN_ONLY: readonly Job[] = ['COMPLETED', 'COMPLETED_WITH_ERRORS'];
+
+/**
+ * CANCELLED → QUEUED exists only for the operator retry of a FAILED job (and the re-run of its
+ * failed stage): fail-fast cancels the stage's unstarted tasks, and running that stage again must
+ * run them. A task of a CANCELLED job is never re-queued, because a CANCELLED job is terminal.
+ * COMPLETED → QUEUED is the targeted re-run's alone (core/engine/rerun.ts): an operator chose the
+ * task to run again, in a job that has ended; its result is replaced by the new run's.
  */
 export const TASK_TRANSITIONS: Readonly<Record<Task, readonly Task[]>> = {
   QUEUED: ['PROCESSING', 'CANCELLED'],
   PROCESSING: ['COMPLETED', 'FAILED', 'QUEUED', 'CANCELLED'],
   FAILED: ['QUEUED'],
   CANCELLED: ['QUEUED'],
-  COMPLETED: [],
+  COMPLETED: ['QUEUED'],
 };
 
-/** No transition leads out of these: the job is done for good (derived from JOB_TRANSITIONS). */
-export const FINAL_JOB_STATUSES: readonly Job[] = JOB_STATUSES.filter((status) => JOB_TRANSITIONS[status].length === 0);
+/**
+ * Done: the engine never moves these again and no control action applies; only an operator's
+ * re-run leads out of COMPLETED and COMPLETED_WITH_ERRORS (derived from JOB_TRANSITIONS).
+ */
+export const FINAL_JOB_STATUSES: readonly Job[] = JOB_STATUSES.filter((status) =>
+  JOB_TRANSITIONS[status].every((to) => to === 'QUEUED' && RERUN_ONLY.includes(status)),
+);
 
 /**
  * Nothing runs in these and nothing changes without an operator: the final statuses and FAILED,

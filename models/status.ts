@@ -11,6 +11,7 @@ export {
   FINAL_JOB_STATUSES,
   ENDED_JOB_STATUSES,
   ACTIVE_JOB_STATUSES,
+  RERUNNABLE_JOB_STATUSES,
   isJobTransitionAllowed,
   isTaskTransitionAllowed,
   jobStatusesLeadingTo,

@@ -31,6 +31,9 @@ export type {
 
 // What the engine reports back.
 export type {
+  BulkAction,
+  BulkOutcome,
+  BulkRequest,
   ControlAction,
   ErrorShape,
   EventRecord,
@@ -39,6 +42,8 @@ export type {
   JobRecord,
   JobStatus,
   JobView,
+  RerunOutcome,
+  RerunRequest,
   ScheduleView,
   StageProgress,
   StageStatus,
@@ -62,6 +67,7 @@ export {
   LeaseExpiredError,
   LeaseLostError,
   MalformedMessageError,
+  RerunRefusedError,
   ScheduleNotFoundError,
   SchemaVersionError,
   SignalRefusedError,

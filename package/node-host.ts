@@ -5,7 +5,21 @@ import type { SweepReport } from '../core/janitor';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
 import { createLogger } from '../core/logger';
 import { Registry } from '../core/registry';
-import type { EventRecord, JobEvent, JobRecord, JobView, Registration, ScheduleView, TaskLogPage, TaskRecord } from '../models';
+import type {
+  BulkAction,
+  BulkOutcome,
+  BulkRequest,
+  EventRecord,
+  JobEvent,
+  JobRecord,
+  JobView,
+  Registration,
+  RerunOutcome,
+  RerunRequest,
+  ScheduleView,
+  TaskLogPage,
+  TaskRecord,
+} from '../models';
 import { ENDED_JOB_STATUSES } from '../models';
 
 /** How createCoreMachine runs the engine; every setting not given is read from `env`, then defaults. */
@@ -41,6 +55,18 @@ export interface SubmitOptions {
   createdBy?: string;
   /** Labels the job list filters by and job events carry: up to 20, keys `[a-z0-9][a-z0-9._/-]*` up to 63 characters, values up to 200. */
   labels?: Record<string, string>;
+  /**
+   * Claims serve `high` before `normal` before `low` (docs/defining-jobs.md, "Priority and fair share").
+   * @default none: the job is not in the fair-share scheme, its tasks run in the order their messages arrive
+   */
+  priority?: 'high' | 'normal' | 'low';
+  /** A tenant or customer: within a priority class, running tasks are shared between keys by weight. Up to 200 printable characters. */
+  fairnessKey?: string;
+  /**
+   * The key's weight against the others' (1–100); needs a fairnessKey.
+   * @default 1
+   */
+  fairnessWeight?: number;
 }
 
 export interface WaitOptions {
@@ -95,6 +121,10 @@ export interface CoreMachineHost {
   retryJob(jobId: string): Promise<JobView>;
   /** Deletes an ended job and all its rows. */
   deleteJob(jobId: string): Promise<void>;
+  /** Runs chosen tasks of a finished stage of an ended job again and recomputes the stages after it and finalize; `dryRun` changes nothing. */
+  rerunTasks(jobId: string, request: RerunRequest): Promise<RerunOutcome>;
+  /** Cancels, retries or deletes every job a filter matches, each on its own; `dryRun` changes nothing. */
+  bulkJobs(action: BulkAction, request: BulkRequest): Promise<BulkOutcome>;
   listSchedules(): Promise<ScheduleView[]>;
   pauseSchedule(name: string): Promise<ScheduleView>;
   resumeSchedule(name: string): Promise<ScheduleView>;
@@ -155,6 +185,8 @@ export function hostOf(runtime: LocalRuntime, registry: Registry, defaultGraceMs
     resumeJob: (jobId) => machine.resumeJob(jobId),
     retryJob: (jobId) => machine.retryJob(jobId),
     deleteJob: async (jobId) => void (await machine.deleteJob(jobId)),
+    rerunTasks: (jobId, request) => machine.rerunTasks(jobId, request),
+    bulkJobs: (action, request) => machine.bulkJobs(action, request),
     listSchedules: () => machine.schedules.list(),
     pauseSchedule: (name) => machine.schedules.pause(name),
     resumeSchedule: (name) => machine.schedules.resume(name),

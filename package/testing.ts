@@ -153,13 +153,16 @@ export async function createTestKit(options: TestKitOptions): Promise<TestKit> {
       },
     },
     run: async (jobType, parameters, runOptions = {}) => {
-      const { idempotencyKey, timeoutSeconds, name, createdBy, labels, ...wait } = runOptions;
+      const { idempotencyKey, timeoutSeconds, name, createdBy, labels, priority, fairnessKey, fairnessWeight, ...wait } = runOptions;
       const submit: SubmitOptions = {
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }),
         ...(name === undefined ? {} : { name }),
         ...(createdBy === undefined ? {} : { createdBy }),
         ...(labels === undefined ? {} : { labels }),
+        ...(priority === undefined ? {} : { priority }),
+        ...(fairnessKey === undefined ? {} : { fairnessKey }),
+        ...(fairnessWeight === undefined ? {} : { fairnessWeight }),
       };
       const { job } = await host.submitJob(jobType, parameters, submit);
       return host.waitForJob(job.jobId, wait);

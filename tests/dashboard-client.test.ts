@@ -1,5 +1,6 @@
 import { apiUrl, labelFilter, parseRoute, query, routeValues } from '../functions/dashboard/client/urls';
 import { age, sortedLabels } from '../functions/dashboard/client/format';
+import { barWidths, countsText } from '../functions/dashboard/client/bar-widths';
 import { EVENTS_KEPT, emptyWindow, newestId, oldestId, withNewer, withOlder, type EventWindow } from '../functions/dashboard/client/event-window';
 import { CONTROL_ACTION_NAMES, CONTROL_ACTIONS, allowedControlActions } from '../models/control-actions';
 import { ACTIVE_JOB_STATUSES, ENDED_JOB_STATUSES, FINAL_JOB_STATUSES, JOB_STATUSES, isJobTransitionAllowed } from '../models/status-values';
@@ -103,4 +104,15 @@ test('ages read as past or future: a schedule\'s next fire is "in …", never "j
   expect(age('2026-11-30T16:20:00Z', now)).toBe('4 min ago');
   expect(age('2026-11-30T17:00:00Z', now)).toBe('in 35 min');
   expect(age('2026-12-02T17:00:00Z', now)).toBe('in 2 d');
+});
+
+test('a progress bar of no tasks draws empty, whatever its counts; parts are fractions of the total and never overflow', () => {
+  // A PENDING stage (0 of 0) once drew half green, half red: every total-0 bar is empty.
+  expect(barWidths({ total: 0, completed: 0, failed: 0 })).toEqual({ completed: 0, failed: 0 });
+  expect(barWidths({ total: 0, completed: 1, failed: 1 })).toEqual({ completed: 0, failed: 0 });
+  expect(barWidths({ total: 10, completed: 4, failed: 1 })).toEqual({ completed: 40, failed: 10 });
+  expect(barWidths({ total: 4, completed: 4, failed: 0 })).toEqual({ completed: 100, failed: 0 });
+  expect(barWidths({ total: 4, completed: 3, failed: 3 })).toEqual({ completed: 75, failed: 25 });
+  expect(countsText({ total: 10, completed: 4, failed: 1 })).toBe('4/10 completed · 1 failed');
+  expect(countsText({ total: 1, completed: 0, failed: 0, signal: 'approval' })).toBe('waiting for signal "approval"');
 });

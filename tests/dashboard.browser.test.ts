@@ -7,7 +7,7 @@ import { loadConfig } from '../core/config';
 import { createLogger } from '../core/logger';
 import { startLocalRuntime, type LocalRuntime } from '../core/local-runtime';
 import { appRegistry } from './support/registry';
-import { defineJob, defineRemoteTask, defineTask } from '../models';
+import { defineJob, defineRemoteTask, defineTask, TaskFailure } from '../models';
 import { startDevServer } from '../bin/cli/dev-server';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { stuckJobs } from './support/harness';
@@ -61,6 +61,39 @@ const slowJob = defineJob({ type: 'test.dashboard_slow', parameters: z.object({ 
   .stage({ name: 'wait', task: waitTask, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, index) => ({ index })) })
   .stage({ name: 'again', task: waitTask, fanOut: () => [{ index: 0 }] })
   .finalize(() => ({ done: true }));
+/**
+ * Stage 1 ends two tasks, fails one at once (tolerated) and keeps one running until the job is
+ * cancelled: a current stage of 2 + 1 of 4 for the list's bar, and a stage 2 that stays PENDING.
+ */
+const mixedTask = defineTask({
+  type: 'test.dashboard.mixed',
+  parameters: z.object({ index: z.number().int() }),
+  handler: async ({ index }, ctx) => {
+    if (index === 2) throw new TaskFailure('task 2 fails on purpose', { nonRetryable: true });
+    if (index === 3) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 30_000);
+        ctx.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+        if (ctx.signal.aborted) resolve();
+      });
+      if (ctx.signal.aborted) throw new Error(`task ${index} stopped: ${String(ctx.signal.reason)}`);
+    }
+    return { index };
+  },
+});
+const mixedJob = defineJob({ type: 'test.dashboard_mixed', parameters: z.object({ tag: z.string() }) })
+  .stage({
+    name: 'mixed',
+    task: mixedTask,
+    failurePolicy: { kind: 'tolerate', maxFailures: 1 },
+    fanOut: () => [0, 1, 2, 3].map((index) => ({ index })),
+  })
+  .stage({ name: 'after', task: mixedTask, fanOut: () => [{ index: 0 }] })
+  .finalize(() => ({ done: true }));
+/** A stage that fans out to no tasks completes at once with a total of 0. */
+const emptyJob = defineJob({ type: 'test.dashboard_empty', parameters: z.object({ tag: z.string() }) })
+  .stage({ name: 'none', task: mixedTask, fanOut: () => [] })
+  .finalize(() => ({ done: true }));
 /** One task a remote worker claims over HTTP: a worker for the workers panel. */
 const remoteRender = defineRemoteTask({
   type: 'test.dashboard.render',
@@ -103,7 +136,11 @@ const loggingJob = defineJob({ type: 'test.dashboard_logs', parameters: z.object
     mkdirSync(ARTIFACTS, { recursive: true });
     db = await createTestDatabase();
     const logger = createLogger('silent');
-    runtime = await startLocalRuntime(loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }), appRegistry(slowJob, remoteJob, loggingJob), logger);
+    runtime = await startLocalRuntime(
+      loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }),
+      appRegistry(slowJob, remoteJob, loggingJob, mixedJob, emptyJob),
+      logger,
+    );
     server = await startDevServer(runtime, logger, { port: 0, host: '127.0.0.1', functionKey: KEY });
     profileDir = mkdtempSync(path.join(os.tmpdir(), 'coremachine-chromium-'));
     const launched = Date.now();
@@ -537,6 +574,78 @@ const loggingJob = defineJob({ type: 'test.dashboard_logs', parameters: z.object
     await page.locator('.summary a.chip', { hasText: 'suite=browser' }).click();
     await rowsFor('[data-query="?label=suite%3Abrowser&limit=25"]', [blue, red]);
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-labels.png') });
+  });
+
+  test('each list row shows its current stage as a bar, its name, labels, priority and fairness key, as text; a stage of no tasks draws empty', async () => {
+    const submit = async (jobType: string, headers: Record<string, string>) => {
+      const response = await fetch(`${server.url}/api/jobs/${jobType}`, {
+        method: 'POST',
+        headers: { 'x-functions-key': KEY, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ tag: 'progress' }),
+      });
+      expect(response.status).toBe(202);
+      return ((await response.json()) as { jobId: string }).jobId;
+    };
+    const name = '<img src=x onerror="window.__pwnedName=1"> nightly';
+    const mixed = await submit('test.dashboard_mixed', { 'CoreMachine-Job-Name': name, 'CoreMachine-Labels': 'suite=progress,tier=<b>gold</b>' });
+    const empty = await submit('test.dashboard_empty', { 'CoreMachine-Labels': 'suite=progress' });
+    expect((await api<{ status: string }>(`jobs/${empty}?waitSeconds=10`)).status).toBe('COMPLETED');
+    type Stages = { status: string; stages: Array<{ total: number; completed: number; failed: number }> };
+    let job = await api<Stages>(`jobs/${mixed}`);
+    for (let i = 0; i < 400 && !(job.stages[0]?.completed === 2 && job.stages[0]?.failed === 1); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      job = await api<Stages>(`jobs/${mixed}`);
+    }
+    expect(job).toMatchObject({ status: 'PROCESSING', stages: [{ total: 4, completed: 2, failed: 1 }, { total: 0 }] });
+    // Set in SQL, not submitted: only the list's rendering of priority and key is under test (fair_rank 0 = high).
+    await db.pool.query(`UPDATE coremachine.jobs SET fair_rank = 0, fair_key = 'tenant-<a>', fair_weight = 2 WHERE job_id = $1`, [mixed]);
+
+    await page.goto(`${server.url}/api/dashboard?code=${KEY}#/?label=suite%3Aprogress`);
+    await page.locator('#job-rows[data-query="?label=suite%3Aprogress&limit=25"]').waitFor({ state: 'attached' });
+    const rows = page.locator('#job-rows tr[data-job-id]');
+    expect(await Promise.all(Array.from({ length: await rows.count() }, (_, i) => rows.nth(i).getAttribute('data-job-id')))).toEqual([empty, mixed]);
+
+    // The current stage's bar: 2 completed (50%) and 1 failed (25%) of 4; the words under it say where the job is.
+    const mixedRow = page.locator(`#job-rows tr[data-job-id="${mixed}"]`);
+    const bar = mixedRow.getByRole('progressbar');
+    expect([await bar.getAttribute('aria-valuenow'), await bar.getAttribute('aria-valuemax')]).toEqual(['3', '4']);
+    expect(await bar.locator('.done').getAttribute('style')).toBe('width: 50%;');
+    expect(await bar.locator('.failed').getAttribute('style')).toBe('width: 25%;');
+    expect(await mixedRow.locator('td.progress').textContent()).toBe('stage 1 of 2 · 2/4 completed · 1 failed');
+    // Name, labels, priority and key arrive as text: the markup in them is shown, never run.
+    expect(await mixedRow.locator('.job-name').textContent()).toBe(name);
+    expect(await mixedRow.locator('button.chip').allTextContents()).toEqual(['suite=progress', 'tier=<b>gold</b>']);
+    expect(await mixedRow.locator('.prio').textContent()).toBe('high');
+    expect(await mixedRow.locator('.prio').getAttribute('data-priority')).toBe('high');
+    expect(await mixedRow.locator('[data-fairness-key]').textContent()).toBe('tenant-<a>');
+    expect(await page.locator('#job-rows img, #job-rows b, #job-rows a:not([href^="#/jobs/"])').count()).toBe(0);
+    expect(await page.evaluate<string>('typeof window.__pwnedName')).toBe('undefined');
+
+    // A stage of no tasks: an empty bar, no priority badge for a job without one.
+    const emptyRow = page.locator(`#job-rows tr[data-job-id="${empty}"]`);
+    const emptyBar = emptyRow.getByRole('progressbar');
+    expect([await emptyBar.getAttribute('aria-valuenow'), await emptyBar.getAttribute('aria-valuemax')]).toEqual(['0', '1']);
+    expect(await emptyBar.locator('.done').getAttribute('style')).toBe('width: 0%;');
+    expect(await emptyBar.locator('.failed').getAttribute('style')).toBe('width: 0%;');
+    expect(await emptyRow.locator('td.progress').textContent()).toBe('stage 1 of 1 · 0/0 completed · 0 failed');
+    expect(await emptyRow.locator('.prio, [data-fairness-key]').count()).toBe(0);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-list-progress.png'), fullPage: true });
+
+    // On the job page, a PENDING stage of 0 tasks draws empty (it once drew half green, half red), as does a COMPLETED one of 0.
+    await mixedRow.getByRole('link').click();
+    const pending = page.locator('#stages .stage[data-stage="2"][data-status="PENDING"]');
+    await pending.waitFor();
+    expect(await pending.locator('.bar .done').getAttribute('style')).toBe('width: 0%;');
+    expect(await pending.locator('.bar .failed').getAttribute('style')).toBe('width: 0%;');
+    expect(await pending.getByRole('progressbar').getAttribute('aria-valuenow')).toBe('0');
+    expect(await page.locator('#stages .stage[data-stage="1"] .bar .done').getAttribute('style')).toBe('width: 50%;');
+    await page.goto(`${server.url}/api/dashboard?code=${KEY}#/jobs/${empty}`);
+    const none = page.locator('#stages .stage[data-stage="1"][data-status="COMPLETED"]');
+    await none.waitFor();
+    expect(await none.locator('.bar .done').getAttribute('style')).toBe('width: 0%;');
+    expect(await none.locator('.bar .failed').getAttribute('style')).toBe('width: 0%;');
+
+    expect((await api<{ status: string }>(`jobs/${mixed}/cancel`, { method: 'POST' })).status).toBe('CANCELLED');
   });
 
   test("a task's log lines open under its row, as text; a task that did not log offers none", async () => {

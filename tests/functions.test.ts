@@ -14,6 +14,7 @@ import { controlJobHandler, listDeadLettersHandler, listEventsHandler } from '..
 import '../functions/index';
 import { captureLogger, startHarness, stuckJobs, type Harness } from './support/harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
+import type { TaskQueueMessage } from '../models';
 
 // Outside a Functions host the package only warns that registration is skipped; recording the
 // registrations instead lets the test check routes, methods, auth levels and queue bindings.
@@ -112,7 +113,7 @@ async function driveToEnd(jobId: string, machine: CoreMachine = h.machine, trans
 
 test('registrations: routes split by method, function-key auth on jobs, anonymous health, both queues', () => {
   const http = httpRegistrations.map(([name, o]) => [name, o.methods, o.route, o.authLevel, o.handler]);
-  expect(http).toHaveLength(25);
+  expect(http).toHaveLength(27);
   // A task's log lines (ctx.log), paged.
   expect(http.filter(([name]) => name === 'jobs-task-logs').map(([, methods, route]) => [methods, route])).toEqual([
     [['GET'], 'jobs/{jobId}/tasks/{taskId}/logs'],
@@ -306,6 +307,32 @@ test('health: an engine that cannot start (a bad host name) says so generically 
     process.env.DATABASE_URL = saved;
     setAppContext(undefined);
   }
+});
+
+test('Service Bus trigger: a pack is handled task by task; delivered again, it is split into single messages and nothing runs twice', async () => {
+  const submitted = await call(submitJobHandler, 'POST', 'jobs/hello_world', { body: JSON.stringify({ n: 300 }), params: { jobType: 'hello_world' } });
+  const { jobId } = submitted.body as JobJson;
+  for (const message of h.transport.jobs.receive(1)) {
+    await jobMessageHandler(message.body, invocation({ messageId: message.messageId, deliveryCount: message.deliveryCount }));
+    h.transport.jobs.complete(message);
+  }
+  // The stage's first chunk of 100 tasks goes out in packs of 3.
+  const [pack] = h.transport.tasks.receive(1);
+  if (!pack) throw new Error('no task message');
+  expect((pack.body as { packed: TaskQueueMessage[] }).packed).toHaveLength(3);
+  expect(pack.applicationProperties).toMatchObject({ jobId, packed: 3 });
+  // Its host died before settling it: the redelivery is split, unhandled, into three single messages.
+  const sentBefore = h.transport.tasks.stats.sent;
+  await taskMessagesHandler([pack.body], invocation({ messageIdArray: [pack.messageId], deliveryCountArray: [2] }));
+  h.transport.tasks.complete(pack);
+  expect(h.transport.tasks.stats.sent - sentBefore).toBe(3);
+  expect(invocationLogs.some((line) => line.includes('coremachine.message.split'))).toBe(true);
+  await driveToEnd(jobId);
+  const job = (await call(getJobHandler, 'GET', `jobs/${jobId}`, { params: { jobId } })).body as JobJson & { stages: Array<{ completed: number }> };
+  expect(job.status).toBe('COMPLETED');
+  expect(job.stages.map((stage) => stage.completed)).toEqual([300, 300]);
+  const attempts = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND attempt <> 1', [jobId]);
+  expect(attempts.rows[0]?.n).toBe(0);
 });
 
 test('malformed task messages are logged with their messageId and completed, not thrown', async () => {

@@ -1,4 +1,4 @@
-import { InProcessQueue, MessageLockLostError } from '../core/transport/in-process-queue';
+import { InProcessQueue, MessageLockLostError, MessageSizeExceededError, STANDARD_MAX_MESSAGE_BYTES } from '../core/transport/in-process-queue';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -199,4 +199,27 @@ test('a failing read is retried with backoff; a source that keeps failing is dro
   expect(String(q.feeder.failures[0])).toContain('database gone');
   expect(q.visibleCount).toBe(5); // the third source was read after the broken one was given up
   q.close();
+});
+
+test('a message over the size limit (Service Bus Standard: 256 KB) is refused at send, and nothing of its batch is queued', () => {
+  const q = new InProcessQueue('sized', { lockDurationMs: 1000, maxDeliveryCount: 3, duplicateDetectionWindowMs: 0 });
+  const big = 'x'.repeat(STANDARD_MAX_MESSAGE_BYTES);
+  expect(() =>
+    q.send([
+      { messageId: 'small', body: 1 },
+      { messageId: 'big', body: big },
+    ]),
+  ).toThrow(MessageSizeExceededError);
+  expect(q.visibleCount).toBe(0);
+  // The largest pack the engine builds is far inside it: 64 tasks with ids at their longest.
+  const task = {
+    taskId: `${'f'.repeat(64)}-s${2 ** 31 - 1}-t${2 ** 31 - 1}`,
+    jobId: 'f'.repeat(64),
+    stage: 2 ** 31 - 1,
+    taskType: 't'.repeat(200),
+    attempt: 2 ** 31 - 1,
+    resend: 'r'.repeat(200),
+  };
+  expect(() => q.send([{ messageId: 'pack', body: { packed: Array.from({ length: 64 }, () => task) } }])).not.toThrow();
+  expect(q.visibleCount).toBe(1);
 });

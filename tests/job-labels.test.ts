@@ -304,7 +304,7 @@ test('each filter is answered from an index that yields its jobs newest first (0
     await db.pool.query(
       `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters, created_at, finished_at, name, created_by, labels)
        SELECT encode(sha256(g::text::bytea), 'hex'), 'test.labels', 'COMPLETED', 1, 1, '{}', now() - g * interval '1 second', now(),
-              'job ' || g, 'user' || (g % 5), jsonb_build_object('shard', (g % 1000)::text, 'env', CASE WHEN g % 2 = 0 THEN 'prod' ELSE 'dev' END)
+              'job ' || g, 'user' || (g % 50), jsonb_build_object('shard', (g % 1000)::text, 'env', CASE WHEN g % 2 = 0 THEN 'prod' ELSE 'dev' END)
          FROM generate_series(1, 20000) g`,
     );
     // As insertJob indexes a new job's labels.

@@ -7,6 +7,7 @@ import {
   type ServiceBusSenderLike,
 } from '../core/transport/service-bus-transport';
 import { EVENTS_TOPIC, JOBS_QUEUE, TASKS_QUEUE } from '../core/transport/transport';
+import { packedMessageId } from '../core/transport/task-packing';
 import type { JobEvent, JobQueueMessage, TaskQueueMessage } from '../models';
 
 type SendArg = Parameters<ServiceBusSender['sendMessages']>[0];
@@ -121,9 +122,36 @@ const task = (index: number, attempt = 1): TaskQueueMessage => ({
   attempt,
 });
 
-test('1,000 task messages are split into full batches at the size limit, each sent exactly once, in order', async () => {
+test('1,000 task messages go in packs of 16 (the most by default), each task exactly once, in order, under deterministic pack ids', async () => {
   const client = new FakeClient(8 * 1024);
   const transport = new ServiceBusTransport(client);
+  const messages = Array.from({ length: 1000 }, (_, i) => task(i));
+  await transport.sendTaskMessages(messages);
+  const sent = client.sender(TASKS_QUEUE).sent.flatMap((batch) => batch.messages);
+  expect(sent).toHaveLength(Math.ceil(1000 / 16));
+  const bodies = sent.map((m) => m.body as TaskQueueMessage | { packed: TaskQueueMessage[] });
+  expect(bodies.flatMap((body) => ('packed' in body ? body.packed : [body])).map((m) => `${m.taskId}:a${m.attempt}`)).toEqual(
+    messages.map((m) => `${m.taskId}:a1`),
+  );
+  expect(sent[0]?.applicationProperties).toMatchObject({ jobId: messages[0]?.jobId, stage: 2, packed: 16 });
+  expect(
+    sent.every(
+      (m) => (m.body as { packed?: unknown[] }).packed === undefined || m.messageId === packedMessageId((m.body as { packed: TaskQueueMessage[] }).packed),
+    ),
+  ).toBe(true);
+  // Sent again (a janitor's re-dispatch without a resend tag), the same packs under the same ids: duplicate detection drops them.
+  await transport.sendTaskMessages(messages);
+  expect(
+    client
+      .sender(TASKS_QUEUE)
+      .sent.flatMap((batch) => batch.messages.map((m) => m.messageId))
+      .slice(sent.length),
+  ).toEqual(sent.map((m) => m.messageId));
+});
+
+test('unpacked (maxPackedTasks 1), 1,000 task messages are split into full batches at the size limit, each sent exactly once, in order', async () => {
+  const client = new FakeClient(8 * 1024);
+  const transport = new ServiceBusTransport(client, { maxPackedTasks: 1 });
   const messages = Array.from({ length: 1000 }, (_, i) => task(i));
 
   await transport.sendTaskMessages(messages);
@@ -214,7 +242,8 @@ test('a send failure propagates to the caller', async () => {
 
 test('scheduled task messages go through scheduleMessages with the Date, chunked like batches', async () => {
   const client = new FakeClient(4 * 1024);
-  const transport = new ServiceBusTransport(client);
+  // One message per task here (a wave of 100 retries would go in packs of 3, as any send does).
+  const transport = new ServiceBusTransport(client, { maxPackedTasks: 1 });
   const at = new Date('2030-01-02T03:04:05.000Z');
   const messages = Array.from({ length: 100 }, (_, i) => task(i, 2));
 

@@ -6,6 +6,7 @@ import type { Transport } from '../core/transport/transport';
 import type { JobQueueMessage } from '../models';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { captureLogger, startHarness, stuckJobs, waitForJob } from './support/harness';
+import { receiveTaskBodies } from './support/task-messages';
 import { findJob, transitionJob } from '../core/state/jobs-store';
 import { InProcessWorker } from '../core/worker';
 
@@ -44,7 +45,8 @@ test('200 tasks of one stage completing concurrently over 20 connections: exactl
   const { job } = await h.machine.submitJob('test.three_stages', { n, tag: 'concurrency' });
   const [jobMessage] = h.transport.jobs.receive(1);
   await h.machine.processJobMessage(jobMessage?.body);
-  const taskMessages = h.transport.tasks.receive(n);
+  // One body per task (packs unpacked as the host does), each committed on its own below.
+  const taskMessages = receiveTaskBodies(h.transport.tasks, n).bodies.map((body) => ({ body }));
   expect(taskMessages).toHaveLength(n);
 
   // Twenty engines, each with its own single-connection pool: twenty separate backends.

@@ -9,6 +9,7 @@ import type { Transport } from '../core/transport/transport';
 import { checkStage, probeCallsForCheck, type StageCheck } from '../core/engine/stage-check';
 import { claimTasks } from '../core/state/tasks-store';
 import { captureLogger, startHarness, useTestDatabase, type Harness } from './support/harness';
+import { receiveTaskBodies } from './support/task-messages';
 
 /**
  * Result commits do not lock the job row: the stage check that follows a commit does (see
@@ -46,7 +47,8 @@ async function startStage(h: Harness, jobType: string, parameters: unknown, n: n
   const { job } = await h.machine.submitJob(jobType, parameters);
   const [jobMessage] = h.transport.jobs.receive(1);
   await h.machine.processJobMessage(jobMessage?.body);
-  const taskMessages = h.transport.tasks.receive(n);
+  // One body per task, packs unpacked as the host does, each committed on its own below.
+  const taskMessages = receiveTaskBodies(h.transport.tasks, n).bodies.map((body) => ({ body }));
   expect(taskMessages).toHaveLength(n);
   return { jobId: job.jobId, taskMessages };
 }

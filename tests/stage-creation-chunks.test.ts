@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineJob, defineTask } from '../models';
 import { startHarness, useTestDatabase, waitForJob, type Harness } from './support/harness';
+import { receiveTaskBodies } from './support/task-messages';
 
 // A stage's tasks are created in chunks of 100, 100, 200, 400, … doubling up to 5,000, each chunk
 // committed and dispatched on its own (core/engine/stage-creation.ts).
@@ -80,9 +81,9 @@ test('a crash between chunks, then the process dies: the first chunks run but th
   expect((await crashed.machine.getJob(job.jobId)).stages[0]).toMatchObject({ total: 800, completed: 0, status: 'PROCESSING' });
 
   // Every task of the committed chunks completes before the next chunk exists: no advance.
-  const firstChunks = crashed.transport.tasks.receive(5000);
+  const firstChunks = receiveTaskBodies(crashed.transport.tasks, 5000).bodies;
   expect(firstChunks).toHaveLength(800);
-  await crashed.machine.processTaskMessages(firstChunks.map((m) => m.body));
+  await crashed.machine.processTaskMessages(firstChunks);
   const waiting = await crashed.machine.getJob(job.jobId);
   expect(waiting).toMatchObject({ status: 'PROCESSING', stage: 1 });
   expect(waiting.stages.map((s) => [s.stage, s.status, s.total, s.completed])).toEqual([

@@ -3,6 +3,7 @@ import type { ErrorShape, JobRecord, JobView, ScheduleView, TaskLogPage, TaskRec
 import { TIMEOUT_HEADER } from '../../models/deadline';
 import { JOB_VERSION_HEADER } from '../../models/messages';
 import { CREATED_BY_HEADER, JOB_NAME_HEADER, LABELS_HEADER } from '../../models/job-labels';
+import { FAIRNESS_KEY_HEADER, FAIRNESS_WEIGHT_HEADER, PRIORITY_HEADER } from '../../models/job-priority';
 import { labelsHeader } from './job-labels';
 import type { ControlAction } from '../../models/control-actions';
 import type { EventRecord } from '../../models/events';
@@ -39,6 +40,10 @@ export interface SubmitOptions {
   name?: string | undefined;
   createdBy?: string | undefined;
   labels?: ReadonlyArray<readonly [string, string]> | undefined;
+  /** Priority and fair share: the CoreMachine-Priority and -Fairness-* headers, checked by the server. */
+  priority?: string | undefined;
+  fairnessKey?: string | undefined;
+  fairnessWeight?: string | undefined;
 }
 
 export interface ApiClientOptions {
@@ -107,6 +112,9 @@ export class ApiClient {
       ...(options.name === undefined ? {} : { [JOB_NAME_HEADER]: encodeURIComponent(options.name) }),
       ...(options.createdBy === undefined ? {} : { [CREATED_BY_HEADER]: encodeURIComponent(options.createdBy) }),
       ...(options.labels === undefined || options.labels.length === 0 ? {} : { [LABELS_HEADER]: labelsHeader(options.labels) }),
+      ...(options.priority === undefined ? {} : { [PRIORITY_HEADER]: options.priority }),
+      ...(options.fairnessKey === undefined ? {} : { [FAIRNESS_KEY_HEADER]: encodeURIComponent(options.fairnessKey) }),
+      ...(options.fairnessWeight === undefined ? {} : { [FAIRNESS_WEIGHT_HEADER]: options.fairnessWeight }),
     };
     const { status, body } = await this.send<JobJson>('POST', `jobs/${encodeURIComponent(jobType)}`, parameters, { headers });
     return { job: body, created: status === 202 };

@@ -13,6 +13,8 @@ import { listJobTypes, showJobType } from './job-types';
 import { jsonFromFlags } from './json-input';
 import { sendSignal } from './signal';
 import { showLogs } from './logs';
+import { rerunTasks } from './rerun';
+import { bulkJobs } from './bulk';
 import { awaitedSignal } from '../../models/signal-wait';
 import { CONTROL_ACTION_NAMES, isControlAction, type ControlAction } from '../../models/control-actions';
 import { oneLine } from './visible';
@@ -21,7 +23,7 @@ import { formatLabels, labelFilters, labelPairs } from './job-labels';
 /** Synopsis and meaning per command; the control actions (models/control-actions.ts) share one entry. */
 const USAGE_LINES: Record<string, [string, string]> = {
   submit: [
-    'submit <jobType> --params JSON | --file F [--idempotency-key K] [--timeout-seconds S] [--job-version N] [--name N] [--created-by X] [--label k=v]... [--watch|--wait]',
+    'submit <jobType> --params JSON | --file F [--idempotency-key K] [--timeout-seconds S] [--job-version N] [--name N] [--created-by X] [--label k=v]... [--priority high|normal|low] [--fairness-key K [--fairness-weight W]] [--watch|--wait]',
     'submit a job; --watch shows progress, --wait waits quietly until it ends',
   ],
   status: ['status <jobId> [--json]', 'the job, its stages, result or error'],
@@ -34,6 +36,14 @@ const USAGE_LINES: Record<string, [string, string]> = {
   schedule: ['schedule pause|resume <name>', 'pause or resume a schedule'],
   workers: ['workers [--json]', 'remote workers and in-process hosts: task types, last heartbeat, tasks held'],
   delete: ['delete <jobId>', 'delete a finished job and all its rows'],
+  rerun: [
+    'rerun <jobId> --stage N [--task ID]... [--status COMPLETED|FAILED] [--result-field path=value] [--dry-run] [--json]',
+    'run chosen tasks of a finished stage again; recompute the stages after it and finalize',
+  ],
+  bulk: [
+    'bulk cancel|retry|delete [--job-type T] [--status S]... [--label k=v]... [--since ISO] [--until ISO] [--limit N] [--cursor C] [--dry-run] [--json]',
+    'an action on every job the filters match (at least one filter); --dry-run says what would change',
+  ],
   signal: ['signal <jobId> <name> --data JSON | --file F', 'deliver a signal to the stage waiting for it'],
   'job-types': ['job-types [--json]', 'the job types the app registers: stages, signals, description'],
   'job-type': ['job-type <jobType> [--version N]', 'one job type with the JSON Schema of its parameters and signals'],
@@ -58,6 +68,8 @@ export const REMOTE_COMMANDS: readonly string[] = [
   'signal',
   'job-types',
   'job-type',
+  'rerun',
+  'bulk',
 ];
 export const REMOTE_OPTIONS_USAGE = [
   `remote options: --url URL (env COREMACHINE_URL, default ${DEFAULT_API_URL}), --key KEY (env COREMACHINE_FUNCTION_KEY)`,
@@ -174,6 +186,10 @@ async function dispatch(command: string, args: readonly string[], io: CliIo): Pr
       return listJobTypes(args, io, parse);
     case 'job-type':
       return showJobType(args, io, parse);
+    case 'rerun':
+      return rerunTasks(args, io, parse);
+    case 'bulk':
+      return bulkJobs(args, io, parse);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
@@ -192,6 +208,9 @@ async function submit(args: readonly string[], io: CliIo): Promise<number> {
     name: { type: 'string' },
     'created-by': { type: 'string' },
     label: { type: 'string', multiple: true },
+    priority: { type: 'string' },
+    'fairness-key': { type: 'string' },
+    'fairness-weight': { type: 'string' },
   } as const;
   const { values, positionals, clientFor } = parse(args, options, ['jobType']);
   if (values.watch === true && values.wait === true) throw new UsageError('give at most one of --watch and --wait');
@@ -205,6 +224,9 @@ async function submit(args: readonly string[], io: CliIo): Promise<number> {
     name: str(values, 'name'),
     createdBy: str(values, 'created-by'),
     labels: labelPairs(strs(values, 'label')),
+    priority: str(values, 'priority'),
+    fairnessKey: str(values, 'fairness-key'),
+    fairnessWeight: str(values, 'fairness-weight'),
   });
   io.out(
     created
@@ -241,6 +263,9 @@ async function status(args: readonly string[], io: CliIo): Promise<number> {
       `stage     ${job.stage} of ${job.totalStages}`,
       ...(job.createdBy === null ? [] : [`createdBy ${oneLine(job.createdBy)}`]),
       ...(Object.keys(job.labels).length === 0 ? [] : [`labels    ${formatLabels(job.labels)}`]),
+      ...(job.priority === null
+        ? []
+        : [`priority  ${oneLine(job.priority)}${job.fairnessKey ? ` key ${oneLine(job.fairnessKey)} weight ${job.fairnessWeight ?? 1}` : ''}`]),
       `created   ${formatTime(job.createdAt)}`,
       `started   ${formatTime(job.startedAt)}`,
       `finished  ${formatTime(job.finishedAt)}`,
@@ -351,7 +376,8 @@ async function events(args: readonly string[], io: CliIo): Promise<number> {
     formatTime(e.at),
     e.entity,
     e.stage === null ? '' : String(e.stage),
-    e.signal ?? shortTaskId(jobId, e.taskId),
+    // A signal's event names the signal, a re-run's how many tasks it chose, a task's the task.
+    e.signal ?? (e.rerun ? `${e.rerun.selected} task(s) re-run` : shortTaskId(jobId, e.taskId)),
     `${e.from ?? '∅'} → ${e.to}`,
     e.attempt === null ? '' : String(e.attempt),
     errorCell(e.error),

@@ -3,6 +3,8 @@ import type pg from 'pg';
 import {
   IdempotencyKey,
   JobIdentity,
+  JobScheduling,
+  fairShareColumns,
   isSignalMessageBody,
   ListDeadLettersQuery,
   ReplyToQueue,
@@ -15,11 +17,17 @@ import {
   signalStageOf,
   ListJobsQuery,
   ListTasksQuery,
-  type JobRecord,
+  BulkParams,
+  BulkRequest,
+  RerunRequest,
+  type BulkAction,
+  type BulkOutcome,
+  type RerunOutcome,
   type JobView,
   type TaskLogPage,
   type TaskRecord,
 } from '../../models';
+import { JobId } from '../../models/http-input';
 import { assertSchemaVersion } from '../db/migrator';
 import {
   ConfigurationError,
@@ -38,6 +46,8 @@ import type { Registry } from '../registry';
 import { findJob, insertJob, listJobs } from '../state/jobs-store';
 import { toJobRecord, toTaskRecord } from '../state/rows';
 import { buildJobView } from './job-view';
+import { withCurrentStages } from './job-list';
+import type { JobListPage } from '../../models/job-list';
 import { listStages } from '../state/stages-store';
 import { listEvents, type EventRecord } from '../state/events-store';
 import { listDeadLetters, type DeadLetterRecord } from '../state/dead-letters-store';
@@ -54,7 +64,9 @@ import { commit } from './commit';
 import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './dead-letters';
 import { DEFAULT_JANITOR_OPTIONS, sweep, type JanitorOptions, type SweepReport } from '../janitor';
 import type { PurgeCounts } from '../state/retention-store';
-import { deleteJob } from './retention';
+import { deleteBlobs, deleteJob } from './retention';
+import { rerunTasks } from './rerun';
+import { runBulk } from './bulk-jobs';
 import { Outbox } from './outbox';
 import { claimStage, type JobMessageOutcome } from './stage-start';
 import { createStageTasks, stageDefinitionOf } from './stage-creation';
@@ -197,6 +209,10 @@ export class CoreMachine {
       name?: string | null | undefined;
       createdBy?: string | null | undefined;
       labels?: Readonly<Record<string, string>> | null | undefined;
+      /** Priority and fair share (models/job-priority.ts): kept as first submitted, like the name. */
+      priority?: string | null | undefined;
+      fairnessKey?: string | null | undefined;
+      fairnessWeight?: number | null | undefined;
     } = {},
   ): Promise<{ job: JobView; created: boolean }> {
     // The newest version unless the submitter names one (header CoreMachine-Job-Version, message `version`).
@@ -207,6 +223,11 @@ export class CoreMachine {
     const key = options.idempotencyKey ?? undefined;
     if (key !== undefined) parseOrThrow(IdempotencyKey, key, 'Idempotency-Key', ['Idempotency-Key']);
     const identity = parseOrThrow(JobIdentity, { name: options.name, createdBy: options.createdBy, labels: options.labels }, 'job name, createdBy or labels');
+    const scheduling = parseOrThrow(
+      JobScheduling,
+      { priority: options.priority, fairnessKey: options.fairnessKey, fairnessWeight: options.fairnessWeight },
+      'job priority or fairness key',
+    );
     const parameters_ = parseOrThrow(definition.parameters, parameters, `parameters for job type "${jobType}"`);
     // What jsonb cannot store is refused here, whoever submits (HTTP checks it too; a message, a schedule or code may not).
     refuseUnstorable(`parameters for job type "${jobType}"`, parameters_);
@@ -232,6 +253,7 @@ export class CoreMachine {
             name: identity.name ?? undefined,
             createdBy: identity.createdBy ?? undefined,
             labels: identity.labels ?? undefined,
+            fairShare: fairShareColumns(scheduling),
           });
           if (!inserted.created) return { value: false };
           return {
@@ -298,7 +320,7 @@ export class CoreMachine {
     const submission = parseOrThrow(
       JobSubmissionMessage,
       body,
-      'submission message: it must be {jobType, parameters, idempotencyKey?, timeoutSeconds?, version?, name?, createdBy?, labels?, replyTo?, correlationId?}',
+      'submission message: it must be {jobType, parameters, idempotencyKey?, timeoutSeconds?, version?, name?, createdBy?, labels?, priority?, fairnessKey?, fairnessWeight?, replyTo?, correlationId?}',
     );
     return this.submitJob(submission.jobType, submission.parameters, {
       idempotencyKey: submission.idempotencyKey,
@@ -307,6 +329,9 @@ export class CoreMachine {
       name: submission.name,
       createdBy: submission.createdBy,
       labels: submission.labels,
+      priority: submission.priority,
+      fairnessKey: submission.fairnessKey,
+      fairnessWeight: submission.fairnessWeight,
     });
   }
 
@@ -366,9 +391,10 @@ export class CoreMachine {
     return (await versionsInUse(this.pool, this.registry)).filter((version) => !version.registered);
   }
 
-  async listJobs(query: unknown = {}): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {
+  /** Newest first, each job with its current stage's counters (the dashboard's progress bars). */
+  async listJobs(query: unknown = {}): Promise<JobListPage> {
     const { rows, nextCursor } = await listJobs(this.pool, parseOrThrow(ListJobsQuery, query, 'job list query'));
-    return { jobs: rows.map(toJobRecord), nextCursor };
+    return { jobs: await withCurrentStages(this.pool, rows.map(toJobRecord)), nextCursor };
   }
 
   async listTasks(jobId: string, query: unknown = {}): Promise<TaskRecord[]> {
@@ -456,6 +482,44 @@ export class CoreMachine {
     await this.control(retryJob, jobId);
     this.logger.info('job retried', { jobId });
     return this.getJob(jobId);
+  }
+
+  /**
+   * Targeted re-run (core/engine/rerun.ts): chosen tasks of a finished stage of an ended job run
+   * again (by id, by status, by a result field), and the stages after it and finalize are recomputed.
+   * `dryRun` answers what would change and changes nothing. 409 for a job that has not ended (or a
+   * stage that cannot be re-run), 400 for a request that does not parse.
+   */
+  async rerunTasks(jobId: string, request: unknown): Promise<RerunOutcome> {
+    parseOrThrow(JobId, jobId, 'job id', ['jobId']);
+    const parsed = parseOrThrow(RerunRequest, request, 're-run request');
+    if (parsed.resultField) refuseUnstorable('re-run resultField.equals', parsed.resultField.equals);
+    const done = await commit(this.unitOfWork, async ({ client, context }) => {
+      const decided = await rerunTasks(client, context, jobId, parsed);
+      return { value: decided, ...decided.after };
+    });
+    // Blobs first, then the message that lets the stage's tasks run (and write blobs) again.
+    await deleteBlobs({ payloads: this.payloads, logger: this.logger }, done.blobKeys);
+    const held = done.heldMessage;
+    if (held) await commit(this.unitOfWork, () => Promise.resolve({ value: undefined, intents: [held] }));
+    return { ...done.outcome, job: await this.getJob(jobId) };
+  }
+
+  /**
+   * Cancel, retry or delete every job a filter matches (at most `limit` per call, newest first,
+   * with a cursor for the rest), each in its own transaction through the one-job action; jobs that
+   * cannot take it are listed with the reason. `dryRun` changes nothing.
+   */
+  async bulkJobs(action: unknown, request: unknown): Promise<BulkOutcome> {
+    const { action: parsedAction } = parseOrThrow(BulkParams, { action }, 'bulk action');
+    const parsed = parseOrThrow(BulkRequest, request, 'bulk request');
+    const blobs = { payloads: this.payloads, logger: this.logger };
+    const apply: Record<BulkAction, (jobId: string) => Promise<unknown>> = {
+      cancel: (jobId) => this.control(cancelJob, jobId),
+      retry: (jobId) => this.control(retryJob, jobId),
+      delete: (jobId) => deleteJob(this.unitOfWork, jobId, blobs),
+    };
+    return runBulk(this.pool, parsedAction, parsed, apply[parsedAction], this.logger);
   }
 
   /** An operator action in its own unit of work; returns the running handlers it stopped. */

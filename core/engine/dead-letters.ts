@@ -1,4 +1,4 @@
-import { JobQueueMessage, TaskQueueMessage, jobMessageId, taskMessageId, type ErrorShape } from '../../models';
+import { JobQueueMessage, PackedTaskMessage, TaskQueueMessage, jobMessageId, taskMessageId, type ErrorShape } from '../../models';
 import { describeIssues, storableText, unstorableJsonIssues } from '../../models/storable';
 import type { Queryable } from '../db/pool';
 import { findJob, lockJobs, transitionJob } from '../state/jobs-store';
@@ -44,6 +44,10 @@ type LetterAuthority = { kind: 'task'; message: TaskQueueMessage } | { kind: 'jo
  */
 export function letterAuthority(letter: DeadLetter): LetterAuthority {
   if (letter.queue === TASKS_QUEUE) {
+    // A pack is split, never dead-lettered, by the engine (core/transport/settle-batch.ts); one that
+    // gets here anyway (expired, or a split that kept failing) fails none of its tasks: they stay
+    // QUEUED, and the janitor sends them again once their job makes no progress.
+    if (PackedTaskMessage.safeParse(letter.body).success) return { kind: 'record', why: 'a pack of task messages: its tasks are sent again by the janitor' };
     const task = TaskQueueMessage.safeParse(letter.body);
     if (!task.success) return { kind: 'record', why: 'not a task message' };
     if (letter.messageId === undefined || originalMessageId(letter.messageId) !== taskMessageId(task.data)) {

@@ -7,6 +7,7 @@ import { withTransaction } from '../db/pool';
 import { deleteOutboxRows, insertOutboxRows, lockUndispatchedOutboxRows } from '../state/outbox-store';
 import { queuedTaskPage } from '../state/tasks-store';
 import type { StageTaskPage, Transport } from '../transport/transport';
+import { dispatchSizeOf } from '../transport/task-packing';
 
 /**
  * Transactional outbox. Intents are inserted in the transaction whose state change needs them and
@@ -131,7 +132,7 @@ export class Outbox {
     for (;;) {
       const page = await readStageTaskPage(db, intent, afterIndex, DISPATCH_PAGE);
       if (page.messages.length === 0) return;
-      await this.transport.sendTaskMessages(page.messages);
+      await this.transport.sendTaskMessages(page.messages, dispatchSizeOf(intent));
       afterIndex = page.lastIndex;
       if (page.messages.length < DISPATCH_PAGE) return;
     }

@@ -83,15 +83,19 @@ export interface BlobCleanup {
 }
 
 /**
- * The blobs of jobs whose rows are gone, deleted once the deletion committed (never before: a
- * rollback would leave rows pointing at nothing). A failure here loses nothing: no row references
- * them any more, so the janitor's orphan sweep deletes them after its grace period.
+ * The blobs of jobs whose rows are gone (or of values a re-run replaced), deleted once the change
+ * committed (never before: a rollback would leave rows pointing at nothing). A failure here loses
+ * nothing: no row references them any more, so the janitor's orphan sweep deletes them after its
+ * grace period.
  */
-async function deleteBlobs(blobs: BlobCleanup | undefined, keys: readonly string[]): Promise<void> {
+export async function deleteBlobs(blobs: BlobCleanup | undefined, keys: readonly string[]): Promise<void> {
   if (!blobs || keys.length === 0) return;
   try {
     await blobs.payloads.delete(keys);
   } catch (error) {
-    blobs.logger.warn('deleting the blobs of deleted jobs failed; the orphan sweep deletes them later', { blobs: keys.length, error: errorToShape(error) });
+    blobs.logger.warn('deleting blobs no row references any more failed; the orphan sweep deletes them later', {
+      blobs: keys.length,
+      error: errorToShape(error),
+    });
   }
 }

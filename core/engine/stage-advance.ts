@@ -10,6 +10,7 @@ import type { StageRow } from '../state/rows';
 import { countFailedOfJob, finishStage } from '../state/stages-store';
 import { cancelOpenTasks, listFailedTasks } from '../state/tasks-store';
 import { afterCommit, NOTHING_AFTER_COMMIT, type AfterCommit, type EngineContext, type RunningTaskAbort, type Transition } from './after-commit';
+import { rerunResend } from './rerun';
 import { stageResultsOf } from './stage-results';
 import { definitionOf, waitingForVersion } from './versions';
 
@@ -46,7 +47,9 @@ export async function advanceStage(db: Queryable, context: EngineContext, stageR
     if (!queued) throw new Error(`job ${job.job_id} changed under its row lock during the stage advance`);
     transitions.push({ name: 'JobTransition', attributes: { jobId: job.job_id, jobType: job.job_type, from: 'PROCESSING', to: 'QUEUED', stage: next } });
     log.info('stage completed; job queued for next stage', { nextStage: next, total: stageRow.total });
-    return afterCommit({ transitions, intents: [{ kind: 'job', jobId: job.job_id, message: { jobId: job.job_id, jobType: job.job_type, stage: next } }] });
+    // A re-run job starts the stages after the re-run one again: its messages carry the re-run's tag, or duplicate detection would drop them.
+    const message = { jobId: job.job_id, jobType: job.job_type, stage: next, ...rerunResend(job.reruns) };
+    return afterCommit({ transitions, intents: [{ kind: 'job', jobId: job.job_id, message }] });
   }
 
   const definition = definitionOf(context.registry, job) as NonNullable<ReturnType<typeof definitionOf>>;

@@ -118,8 +118,10 @@ export async function createStageTasks(
         });
         if (!recorded) throw new ChunkSuperseded(`stage ${job.stage} of job ${job.job_id} is no longer at ${first} created tasks`);
         const out = [...pending];
-        if (chunk.specs.length > 0 && !remote)
-          out.push({ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, chunk: { from: first, through: first + chunk.specs.length - 1 } });
+        if (chunk.specs.length > 0 && !remote) {
+          const range = { from: first, through: first + chunk.specs.length - 1 };
+          out.push({ kind: 'stage_tasks', jobId: job.job_id, stage: job.stage, taskType, ...(resend ? { resend } : {}), chunk: range });
+        }
         return { value: recorded, ...afterCommit({ intents: out }, last ? finishCreation(context.logger, job, recorded, definition.name) : undefined) };
       });
     } catch (error) {

@@ -52,7 +52,9 @@ export async function claimStage(db: Queryable, context: EngineContext, message:
   // exceeded early: the bound by count when the policy has one, else no bound yet.
   const bound = maxToleratedFailures(stageDefinition.failurePolicy, MAX_TASKS_PER_STAGE);
   const stage = await insertCreatingStage(db, { jobId: job.job_id, stage: job.stage, name: stageDefinition.name, maxFailures: bound });
-  return { kind: 'create', job, stage };
+  // A message's tag (a re-run's, a re-send's) goes on to its task messages: a stage created again
+  // after a re-run makes task ids the first run's messages had, which duplicate detection would drop.
+  return { kind: 'create', job, stage, ...(message.resend ? { resend: message.resend } : {}) };
 }
 
 /** A task_index is an int column: no stage can have more tasks than this. */

@@ -1,4 +1,4 @@
-import type { ErrorShape, EventRecord } from '../../models';
+import type { ErrorShape, EventRecord, RerunEventDetail } from '../../models';
 import type { Queryable } from '../db/pool';
 
 export type { EventRecord };
@@ -20,7 +20,7 @@ export async function listEvents(
     attempt: number | null;
     error: ErrorShape | null;
     at: Date;
-    detail: { signal?: unknown } | null;
+    detail: ({ signal?: unknown } & Partial<RerunEventDetail>) | null;
   }>({
     // One prepared statement per order; both are a range scan of events_job_idx (job_id, id) from either end.
     name: page.order === 'desc' ? 'cm_list_events_desc' : 'cm_list_events',
@@ -40,5 +40,7 @@ export async function listEvents(
     at: row.at,
     // A delivered signal's event names it (migration 013 writes it into detail).
     ...(row.entity === 'signal' && typeof row.detail?.signal === 'string' ? { signal: row.detail.signal } : {}),
+    // A re-run's event says what was chosen and what is recomputed (migration 024 writes it into detail).
+    ...(row.entity === 'rerun' && row.detail ? { rerun: row.detail as RerunEventDetail } : {}),
   }));
 }

@@ -22,12 +22,14 @@ export async function insertJob(
     name?: string | undefined;
     createdBy?: string | undefined;
     labels?: Readonly<Record<string, string>> | undefined;
+    /** Priority class, fairness key and weight (migration 023); undefined: not in the fair-share scheme. */
+    fairShare?: { rank: number; key: string; weight: number } | undefined;
   },
 ): Promise<{ row: JobRow; created: boolean }> {
   const inserted = await db.query<JobRow>({
     name: 'cm_insert_job',
-    text: `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters, traceparent, idempotency_key, timeout_seconds, deadline_at, job_version, name, created_by, labels)
-           VALUES ($1, $2, 'QUEUED', 1, $3, $4, $5, $6, $7::int, now() + make_interval(secs => $7::int), $8, $9, $10, $11::jsonb)
+    text: `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters, traceparent, idempotency_key, timeout_seconds, deadline_at, job_version, name, created_by, labels, fair_rank, fair_key, fair_weight)
+           VALUES ($1, $2, 'QUEUED', 1, $3, $4, $5, $6, $7::int, now() + make_interval(secs => $7::int), $8, $9, $10, $11::jsonb, $12, $13, $14)
            ON CONFLICT (job_id) DO NOTHING RETURNING *`,
     values: [
       job.jobId,
@@ -41,6 +43,9 @@ export async function insertJob(
       job.name ?? null,
       job.createdBy ?? null,
       JSON.stringify(job.labels ?? {}),
+      job.fairShare?.rank ?? null,
+      job.fairShare?.key ?? null,
+      job.fairShare?.weight ?? null,
     ],
   });
   if (inserted.rows[0]) {
@@ -202,11 +207,11 @@ function likeLiteral(text: string): string {
 }
 
 /** base64url of JSON `[createdAt, jobId]`, createdAt an ISO time with microseconds (models/api.ts checks the shape). */
-function encodeCursor(createdAt: string, jobId: string): string {
+export function encodeCursor(createdAt: string, jobId: string): string {
   return Buffer.from(JSON.stringify([createdAt, jobId])).toString('base64url');
 }
 
-function decodeCursor(cursor: string): { createdAt: string; jobId: string } {
+export function decodeCursor(cursor: string): { createdAt: string; jobId: string } {
   const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   if (!Array.isArray(parsed) || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string') {
     throw new ValidationError('cursor is not one this API returned', [{ path: ['cursor'], message: 'invalid cursor' }]);

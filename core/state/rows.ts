@@ -1,4 +1,13 @@
-import type { ErrorShape, JobRecord, JobStatus, StageProgress, StageStatus, TaskRecord, TaskStatus } from '../../models';
+import {
+  PRIORITIES,
+  type ErrorShape,
+  type JobRecord,
+  type JobStatus,
+  type StageProgress,
+  type StageStatus,
+  type TaskRecord,
+  type TaskStatus,
+} from '../../models';
 import { payloadLink } from '../../models/payload-link';
 import type { PayloadRef } from '../payloads/payload-store';
 
@@ -28,6 +37,12 @@ export interface JobRow {
   name: string | null;
   created_by: string | null;
   labels: Record<string, string>;
+  /** Fair share (migration 023): all null when the job is not in the scheme. */
+  fair_rank: number | null;
+  fair_key: string | null;
+  fair_weight: number | null;
+  /** Targeted re-runs the job has had (migration 024): the tag that makes a re-run's messages new. */
+  reruns: number;
 }
 
 export interface StageRow {
@@ -112,6 +127,9 @@ export function toJobRecord(row: JobRow): JobRecord {
     name: row.name ?? null,
     createdBy: row.created_by ?? null,
     labels: row.labels ?? {},
+    priority: row.fair_rank === null || row.fair_rank === undefined ? null : (PRIORITIES[row.fair_rank] ?? null),
+    fairnessKey: row.fair_key || null,
+    fairnessWeight: row.fair_weight ?? null,
   };
 }
 

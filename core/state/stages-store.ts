@@ -90,6 +90,22 @@ export async function listStages(db: Queryable, jobId: string): Promise<StageRow
 }
 
 /**
+ * The stage each job is at, for a page of the job list: one statement for the whole page, each stage
+ * read by its primary key and its shards (at most 16) by theirs, so it costs about a page of index
+ * lookups however many tasks the jobs have. A job whose current stage has not started has no row.
+ */
+export async function findCurrentStages(db: Queryable, jobs: ReadonlyArray<{ jobId: string; stage: number }>): Promise<StageRow[]> {
+  if (jobs.length === 0) return [];
+  const result = await db.query<WithShardSums>({
+    name: 'cm_find_current_stages',
+    text: `SELECT s.*, sums.* FROM unnest($1::text[], $2::int[]) AS page(job_id, stage)
+             JOIN coremachine.stages s ON s.job_id = page.job_id AND s.stage = page.stage ${SHARD_SUMS}`,
+    values: [jobs.map((job) => job.jobId), jobs.map((job) => job.stage)],
+  });
+  return result.rows.map(withShardSums);
+}
+
+/**
  * Adds one transaction's completions and failures to its backend's shard of the stage's counts,
  * and returns the stage with the counts this statement can see: the committed shards of others
  * plus its own. Concurrent commits do not see each other, so a commit whose view does not reach

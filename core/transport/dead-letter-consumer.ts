@@ -64,6 +64,10 @@ export class DeadLetterConsumer {
     while (!this.stopped && this.next < this.queue.deadLetters.length) {
       const letter = this.queue.deadLetters[this.next];
       if (!letter) return;
+      // In Azure each dead letter is one invocation of a dead-letter trigger (cardinality one): a
+      // receive from the sub-queue, then a complete, or an abandon when the engine could not record it.
+      this.queue.operations.add('receive');
+      this.queue.operations.add('execution');
       try {
         await this.machine.processDeadLetter({
           queue: this.queue.name,
@@ -73,7 +77,9 @@ export class DeadLetterConsumer {
           description: letter.deadLetterErrorDescription,
         });
         this.next++;
+        this.queue.operations.add('complete');
       } catch (error) {
+        this.queue.operations.add('abandon');
         this.logger.error('dead letter not processed yet; will retry', { queue: this.queue.name, messageId: letter.messageId, error: errorToShape(error) });
         return;
       }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_FEEDER_OPTIONS, SourceFeeder, type FeederOptions, type MessageSource } from './message-source';
+import { OperationCounts } from './operation-counts';
 
 /**
  * One queue with Azure Service Bus peek-lock semantics, in memory:
@@ -13,6 +14,8 @@ import { DEFAULT_FEEDER_OPTIONS, SourceFeeder, type FeederOptions, type MessageS
  * - an attached source (a stage's messages, read from the database a page at a time) is pulled
  *   when fewer than `lowWaterMark` messages are visible: the queue holds per-message state only
  *   for messages it has taken in, as Service Bus holds the rest server-side.
+ * Every client operation is counted, per message, in `operations` (core/transport/operation-counts.ts):
+ * the transport passes its own counter, so all its queues add to one.
  */
 export interface QueueMessage {
   messageId: string;
@@ -39,12 +42,27 @@ export interface QueueOptions {
   lockDurationMs: number;
   maxDeliveryCount: number;
   duplicateDetectionWindowMs: number;
+  /**
+   * The largest message a send accepts, body, id and application properties, in bytes: Service
+   * Bus Standard refuses a message over 256 KB (Premium: up to 100 MB, as configured), so a message
+   * the engine builds (a pack of tasks included) fails here as it would there.
+   * @default 262144
+   */
+  maxMessageBytes?: number;
   /** Paging of attached sources (defaults: DEFAULT_FEEDER_OPTIONS). */
   feeder?: Partial<FeederOptions>;
 }
 
 export class MessageLockLostError extends Error {
   override readonly name = 'MessageLockLostError';
+}
+
+/** Service Bus Standard's message size limit (https://learn.microsoft.com/azure/service-bus-messaging/service-bus-quotas). */
+export const STANDARD_MAX_MESSAGE_BYTES = 256 * 1024;
+
+/** What Service Bus answers a send of a message over the size limit with (MessageSizeExceeded). */
+export class MessageSizeExceededError extends Error {
+  override readonly name = 'MessageSizeExceededError';
 }
 
 /**
@@ -55,6 +73,8 @@ export class MessageLockLostError extends Error {
 interface StoredMessage {
   messageId: string;
   bodyJson: string;
+  /** Body, id and properties, without AMQP framing: the size counted for Premium throughput, measured once at send. */
+  bytes: number;
   applicationProperties?: Record<string, string | number | boolean>;
   replyTo?: string;
   correlationId?: string;
@@ -98,6 +118,7 @@ export class InProcessQueue {
   constructor(
     readonly name: string,
     readonly options: QueueOptions,
+    readonly operations: OperationCounts = new OperationCounts(),
   ) {
     this.feeder = new SourceFeeder<QueueMessage>(
       { ...DEFAULT_FEEDER_OPTIONS, ...options.feeder },
@@ -114,7 +135,15 @@ export class InProcessQueue {
   send(messages: readonly QueueMessage[], scheduledAt?: Date): void {
     const now = Date.now();
     // All encoded before any is enqueued: a batch with a body that cannot be sent sends nothing.
-    for (const message of messages.map(storeMessage)) {
+    const maxBytes = this.options.maxMessageBytes ?? STANDARD_MAX_MESSAGE_BYTES;
+    const stored = messages.map((message) => storeMessage(message, maxBytes));
+    // A duplicate dropped by detection was still sent: Service Bus took the operation.
+    this.operations.add(scheduledAt ? 'schedule' : 'send', stored.length);
+    this.operations.addBytes(
+      'sent',
+      stored.reduce((sum, message) => sum + message.bytes, 0),
+    );
+    for (const message of stored) {
       if (this.isDuplicate(message.messageId, now)) {
         this.stats.duplicatesDropped++;
         continue;
@@ -129,15 +158,29 @@ export class InProcessQueue {
     this.notify();
   }
 
-  /** Locks and returns up to `max` visible messages, oldest first. */
-  receive(max: number): ReceivedMessage[] {
+  /**
+   * Locks and returns up to `max` visible messages, oldest first; with `weightOf`, messages until
+   * their weights reach `max` (at least one): a consumer of packs counts tasks, not messages.
+   */
+  receive(max: number, weightOf?: (properties: Readonly<Record<string, unknown>> | undefined) => number): ReceivedMessage[] {
     this.promoteScheduled();
-    const taken = this.ready.splice(0, max);
+    let count = max;
+    if (weightOf) {
+      let weight = 0;
+      count = 0;
+      while (count < this.ready.length && weight < max) {
+        weight += weightOf((this.ready[count] as Entry).message.applicationProperties);
+        count++;
+      }
+    }
+    const taken = this.ready.splice(0, count);
     this.feeder.refill();
     const lockedUntil = Date.now() + this.options.lockDurationMs;
+    this.operations.add('receive', taken.length);
     const received = taken.map((entry): ReceivedMessage => {
       entry.deliveryCount++;
       this.stats.delivered++;
+      this.operations.addBytes('received', entry.message.bytes);
       const lockToken = `${this.tokenPrefix}${++this.lockSequence}`;
       this.locks.set(lockToken, { entry, lockedUntil });
       return Object.assign(loadMessage(entry.message), { lockToken, deliveryCount: entry.deliveryCount, enqueuedTimeUtc: entry.enqueuedTimeUtc });
@@ -148,22 +191,27 @@ export class InProcessQueue {
 
   /** No notification: a completion makes nothing visible, and a consumer pumps again when its batch ends. */
   complete(message: ReceivedMessage): void {
+    // Counted before the lock check: a settle with a lost lock is still a call the broker answers.
+    this.operations.add('complete');
     this.takeLock(message);
     this.stats.completed++;
   }
 
   abandon(message: ReceivedMessage): void {
+    this.operations.add('abandon');
     const { entry } = this.takeLock(message);
     this.stats.abandoned++;
     this.requeue(entry);
   }
 
   deadLetter(message: ReceivedMessage, reason: string, description: string): void {
+    this.operations.add('deadLetter');
     const { entry } = this.takeLock(message);
     this.moveToDeadLetter(entry, reason, description);
   }
 
   renewLock(message: ReceivedMessage): void {
+    this.operations.add('renew');
     const lock = this.locks.get(message.lockToken);
     if (!lock) throw new MessageLockLostError(`lock on message ${message.messageId} in ${this.name} was lost`);
     // To the back: it now expires last.
@@ -310,13 +358,17 @@ export class InProcessQueue {
   }
 }
 
-function storeMessage(message: QueueMessage): StoredMessage {
+function storeMessage(message: QueueMessage, maxBytes: number): StoredMessage {
   const bodyJson = JSON.stringify(message.body) as string | undefined;
   // What Service Bus would refuse to encode is refused here, at send, not at some later receive.
   if (bodyJson === undefined) throw new TypeError(`message ${message.messageId}: body is not JSON-serialisable`);
+  const propertiesBytes = message.applicationProperties ? JSON.stringify(message.applicationProperties).length : 0;
+  const bytes = Buffer.byteLength(bodyJson) + message.messageId.length + propertiesBytes;
+  if (bytes > maxBytes) throw new MessageSizeExceededError(`message ${message.messageId} is ${bytes} bytes; the queue takes at most ${maxBytes}`);
   return {
     messageId: message.messageId,
     bodyJson,
+    bytes,
     ...(message.applicationProperties ? { applicationProperties: { ...message.applicationProperties } } : {}),
     ...(message.replyTo === undefined ? {} : { replyTo: message.replyTo }),
     ...(message.correlationId === undefined ? {} : { correlationId: message.correlationId }),

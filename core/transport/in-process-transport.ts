@@ -1,6 +1,8 @@
-import { jobMessageId, taskMessageId, type JobEvent, type JobQueueMessage, type SubmissionReceipt, type TaskQueueMessage } from '../../models';
+import { jobMessageId, type JobEvent, type JobQueueMessage, type SubmissionReceipt, type TaskQueueMessage } from '../../models';
+import { DEFAULT_MAX_PACKED_TASKS, dispatchSizeOf, packTaskMessages, type OutgoingTaskMessage } from './task-packing';
 import { JobEventBus } from './job-event-bus';
-import { InProcessQueue, type QueueOptions } from './in-process-queue';
+import { OperationCounts } from './operation-counts';
+import { InProcessQueue, type QueueMessage, type QueueOptions } from './in-process-queue';
 import { traceProperties } from '../telemetry';
 import { JOBS_QUEUE, SUBMISSIONS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type StageTaskPageReader, type Transport } from './transport';
 
@@ -25,13 +27,19 @@ export class InProcessTransport implements Transport {
   /** The queues submitters named for their receipts, made on first use as Service Bus queues are made by their owners. */
   private readonly replies = new Map<string, InProcessQueue>();
   private readonly queueOptions: QueueOptions;
+  /** Every queue of this transport counts into this one counter (operations()). */
+  private readonly operationCounts = new OperationCounts();
+  /** The most tasks one message carries (1: no packing). */
+  private readonly maxPackedTasks: number;
 
-  constructor(options: Partial<QueueOptions> = {}) {
-    const queueOptions = { ...DEFAULT_QUEUE_OPTIONS, ...options };
+  constructor(options: Partial<QueueOptions> & { maxPackedTasks?: number } = {}) {
+    const { maxPackedTasks, ...rest } = options;
+    this.maxPackedTasks = maxPackedTasks ?? DEFAULT_MAX_PACKED_TASKS;
+    const queueOptions = { ...DEFAULT_QUEUE_OPTIONS, ...rest };
     this.queueOptions = queueOptions;
-    this.jobs = new InProcessQueue(JOBS_QUEUE, queueOptions);
-    this.tasks = new InProcessQueue(TASKS_QUEUE, queueOptions);
-    this.submissions = new InProcessQueue(SUBMISSIONS_QUEUE, queueOptions);
+    this.jobs = new InProcessQueue(JOBS_QUEUE, queueOptions, this.operationCounts);
+    this.tasks = new InProcessQueue(TASKS_QUEUE, queueOptions, this.operationCounts);
+    this.submissions = new InProcessQueue(SUBMISSIONS_QUEUE, queueOptions, this.operationCounts);
   }
 
   sendJobMessages(messages: readonly JobQueueMessage[]): Promise<void> {
@@ -42,12 +50,19 @@ export class InProcessTransport implements Transport {
     return Promise.resolve();
   }
 
-  sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void> {
-    this.tasks.send(messages.map((body) => toQueueMessage(body)));
+  sendTaskMessages(messages: readonly TaskQueueMessage[], options: { dispatchSize?: number } = {}): Promise<void> {
+    this.tasks.send(this.packed(messages, traceProperties(), options.dispatchSize));
     return Promise.resolve();
   }
 
+  /** Task messages as they go on the queue: packed as a Service Bus sender packs them (core/transport/task-packing.ts). */
+  private packed(messages: readonly TaskQueueMessage[], traceparent = traceProperties(), dispatchSize?: number) {
+    return packTaskMessages(messages, this.maxPackedTasks, dispatchSize).map((message) => toQueueMessage(message, traceparent));
+  }
+
   publishEvents(events: readonly JobEvent[]): Promise<void> {
+    // What the events topic would be sent, whether or not anyone subscribes here.
+    this.operationCounts.add('send', events.length);
     return this.events.publish(events);
   }
 
@@ -57,14 +72,15 @@ export class InProcessTransport implements Transport {
    * the first page is read before this resolves (a failure leaves the outbox row for the sweep,
    * and a small stage is queued in full at once); the rest is attached as a source. Messages carry the trace context of the hand-over.
    */
-  async pullStageTasks(stage: { jobId: string; stage: number; chunk?: { from: number } }, readPage: StageTaskPageReader): Promise<void> {
+  async pullStageTasks(stage: { jobId: string; stage: number; chunk?: { from: number; through?: number } }, readPage: StageTaskPageReader): Promise<void> {
     const traceparent = traceProperties();
     const pageSize = this.tasks.feeder.pageSize;
+    const { dispatchSize } = dispatchSizeOf(stage);
     let afterIndex = (stage.chunk?.from ?? 0) - 1;
     const next = async (limit: number) => {
       const page = await readPage(afterIndex, limit);
       afterIndex = page.lastIndex;
-      return { messages: page.messages.map((body) => toQueueMessage(body, traceparent)), done: page.messages.length < limit };
+      return { messages: this.packed(page.messages, traceparent, dispatchSize ?? limit), done: page.messages.length < limit };
     };
     // A queue that already has enough to hand out does not read ahead: a large stage dispatched
     // chunk by chunk would otherwise hold a page per chunk.
@@ -78,10 +94,7 @@ export class InProcessTransport implements Transport {
   }
 
   scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void> {
-    this.tasks.send(
-      messages.map((body) => toQueueMessage(body)),
-      at,
-    );
+    this.tasks.send(this.packed(messages), at);
     return Promise.resolve();
   }
 
@@ -107,10 +120,14 @@ export class InProcessTransport implements Transport {
   replyQueue(name: string): InProcessQueue {
     let queue = this.replies.get(name);
     if (!queue) {
-      queue = new InProcessQueue(name, this.queueOptions);
+      queue = new InProcessQueue(name, this.queueOptions, this.operationCounts);
       this.replies.set(name, queue);
     }
     return queue;
+  }
+
+  operations(): OperationCounts {
+    return this.operationCounts;
   }
 
   backlog(): number {
@@ -126,10 +143,12 @@ export class InProcessTransport implements Transport {
   }
 }
 
-function toQueueMessage(body: TaskQueueMessage, traceparent = traceProperties()) {
+function toQueueMessage(message: OutgoingTaskMessage, traceparent: { traceparent?: string }): QueueMessage {
+  const first = message.tasks[0];
+  const identity: Record<string, string | number> = message.tasks.length > 1 ? { packed: message.tasks.length } : { taskId: first.taskId };
   return {
-    messageId: taskMessageId(body),
-    body,
-    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId, ...traceparent },
+    messageId: message.messageId,
+    body: message.body,
+    applicationProperties: { jobId: first.jobId, stage: first.stage, ...identity, ...traceparent },
   };
 }

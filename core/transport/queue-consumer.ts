@@ -1,13 +1,15 @@
 import type { Logger } from '../logger';
 import { DEFAULT_SETTLEMENT_POLICY, type HandlingResult, type SettlementPolicy } from '../message-settlement';
 import { handlingBatch, settleBatch, type HeldMessage, type MessageHost } from './settle-batch';
+import { singles, tasksIn, unpackTaskBatch } from './task-packing';
 import { MessageLockLostError, type InProcessQueue, type ReceivedMessage } from './in-process-queue';
 
 /**
  * Handles a batch; returns what the engine made of each message, in order. Throwing means the
  * same error for every message of the batch. Either way core/settlement.ts decides what to do.
+ * With `unpackTasks`, the handler gets each task of a pack as a message of its own.
  */
-export type BatchHandler = (messages: ReceivedMessage[]) => Promise<HandlingResult[]>;
+export type BatchHandler = (messages: HeldMessage[]) => Promise<HandlingResult[]>;
 
 export interface ConsumerOptions {
   maxBatchSize: number;
@@ -15,6 +17,11 @@ export interface ConsumerOptions {
   concurrency: number;
   /** Renew locks while the handler runs, as the Functions host does (maxAutoLockRenewalDuration). */
   autoRenewLock: boolean;
+  /**
+   * The tasks queue: packs (core/transport/task-packing.ts) are handed to the handler task by task,
+   * and a batch holds at most maxBatchSize tasks (at least one message), not maxBatchSize packs.
+   */
+  unpackTasks?: boolean;
   /** Reschedule delays; the max delivery count always comes from the queue. */
   settlement?: Partial<Omit<SettlementPolicy, 'maxDeliveryCount'>>;
 }
@@ -61,8 +68,10 @@ export class QueueConsumer {
 
   private pump(): void {
     while (!this.stopped && this.inFlight < this.options.concurrency) {
-      const batch = this.queue.receive(this.options.maxBatchSize);
+      const batch = this.queue.receive(this.options.maxBatchSize, this.options.unpackTasks ? tasksIn : undefined);
       if (batch.length === 0) break;
+      // One batch handed to the handler is what one invocation of a cardinality-many trigger is.
+      this.queue.operations.add('execution');
       this.inFlight++;
       void this.handle(batch).finally(() => {
         this.inFlight--;
@@ -73,9 +82,11 @@ export class QueueConsumer {
 
   private async handle(batch: ReceivedMessage[]): Promise<void> {
     const renewal = this.options.autoRenewLock ? this.startRenewal(batch) : undefined;
-    const results = await handlingBatch(batch.length, () => this.handler(batch));
+    const held = batch.map(heldMessage);
+    const unpacked = this.options.unpackTasks ? unpackTaskBatch(held) : singles(held);
+    const results = await handlingBatch(unpacked.logical.length, () => (unpacked.logical.length === 0 ? Promise.resolve([]) : this.handler(unpacked.logical)));
     if (renewal) clearInterval(renewal);
-    await settleBatch(inProcessHost(this.queue, batch, this.logger), batch.map(heldMessage), results, this.policy);
+    await settleBatch(inProcessHost(this.queue, batch, this.logger), unpacked, results, this.policy);
   }
 
   private startRenewal(batch: ReceivedMessage[]): NodeJS.Timeout {

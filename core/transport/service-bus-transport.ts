@@ -1,15 +1,10 @@
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { ServiceBusClient, type ServiceBusMessage, type ServiceBusMessageBatch, type ServiceBusSender } from '@azure/service-bus';
-import {
-  jobEventMessageId,
-  jobMessageId,
-  taskMessageId,
-  type JobEvent,
-  type JobQueueMessage,
-  type SubmissionReceipt,
-  type TaskQueueMessage,
-} from '../../models';
+import { jobEventMessageId, jobMessageId, type JobEvent, type JobQueueMessage, type SubmissionReceipt, type TaskQueueMessage } from '../../models';
 import { traceProperties } from '../telemetry';
+import { countingSender } from './counting-sender';
+import { OperationCounts } from './operation-counts';
+import { DEFAULT_MAX_PACKED_TASKS, packTaskMessages, type OutgoingTaskMessage } from './task-packing';
 import { EVENTS_TOPIC, JOBS_QUEUE, TASKS_QUEUE, type RescheduledMessage, type Transport } from './transport';
 
 /** The part of the SDK sender this transport uses; a real `ServiceBusSender` satisfies it, and so can a test fake. */
@@ -27,6 +22,12 @@ export interface ServiceBusTransportOptions {
    * Standard, larger on Premium), which is what we want in production; tests set it small.
    */
   maxBatchSizeInBytes?: number;
+  /**
+   * The most task messages one Service Bus message carries (core/transport/task-packing.ts); 1
+   * sends one message per task.
+   * @default 16
+   */
+  maxPackedTasks?: number;
 }
 
 /** App setting names shared with the Functions Service Bus trigger binding (`connection: 'ServiceBusConnection'`). */
@@ -45,6 +46,8 @@ export class ServiceBusTransport implements Transport {
   readonly durable = true;
   readonly name = 'service-bus';
   private readonly senders = new Map<string, ServiceBusSenderLike>();
+  /** Sends counted by the senders; the Functions triggers add what the host receives and settles. */
+  private readonly operationCounts = new OperationCounts();
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -68,15 +71,22 @@ export class ServiceBusTransport implements Transport {
     await this.inBatches(JOBS_QUEUE, messages.map(toJobMessage), (sender, batch) => sender.sendMessages(batch));
   }
 
-  async sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void> {
-    await this.inBatches(TASKS_QUEUE, messages.map(toTaskMessage), (sender, batch) => sender.sendMessages(batch));
+  async sendTaskMessages(messages: readonly TaskQueueMessage[], options: { dispatchSize?: number } = {}): Promise<void> {
+    await this.inBatches(TASKS_QUEUE, this.packed(messages, options.dispatchSize), (sender, batch) => sender.sendMessages(batch));
+  }
+
+  private packed(messages: readonly TaskQueueMessage[], dispatchSize?: number): ServiceBusMessage[] {
+    const traceparent = traceProperties();
+    return packTaskMessages(messages, this.options.maxPackedTasks ?? DEFAULT_MAX_PACKED_TASKS, dispatchSize).map((message) =>
+      toTaskMessage(message, traceparent),
+    );
   }
 
   async scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void> {
     // The SDK sends all of scheduleMessages' messages as one management request, itself an AMQP
     // message under the same size limit as a batch; chunking by batch size keeps a large retry
     // wave under it.
-    await this.inBatches(TASKS_QUEUE, messages.map(toTaskMessage), async (sender, _batch, chunk) => {
+    await this.inBatches(TASKS_QUEUE, this.packed(messages), async (sender, _batch, chunk) => {
       await sender.scheduleMessages(chunk, at);
     });
   }
@@ -107,6 +117,10 @@ export class ServiceBusTransport implements Transport {
     await this.sender(queue).sendMessages([message]);
   }
 
+  operations(): OperationCounts {
+    return this.operationCounts;
+  }
+
   /** Closes every sender, then the client; safe to call more than once. */
   close(): Promise<void> {
     this.closing ??= this.closeAll();
@@ -128,7 +142,7 @@ export class ServiceBusTransport implements Transport {
     if (this.closing) throw new Error(`ServiceBusTransport is closed: cannot send to ${queueName}`);
     let sender = this.senders.get(queueName);
     if (!sender) {
-      sender = this.client.createSender(queueName);
+      sender = countingSender(this.client.createSender(queueName), this.operationCounts);
       this.senders.set(queueName, sender);
     }
     return sender;
@@ -213,12 +227,15 @@ function identityProperties(event: JobEvent): Record<string, string> {
   };
 }
 
-function toTaskMessage(body: TaskQueueMessage): ServiceBusMessage {
+/** A task message, or a pack of them (its `packed` property says how many: the in-process consumer counts tasks by it). */
+function toTaskMessage(message: OutgoingTaskMessage, traceparent: { traceparent?: string }): ServiceBusMessage {
+  const first = message.tasks[0];
+  const identity: Record<string, string | number> = message.tasks.length > 1 ? { packed: message.tasks.length } : { taskId: first.taskId };
   return {
-    messageId: taskMessageId(body),
+    messageId: message.messageId,
     contentType: 'application/json',
-    body,
-    applicationProperties: { jobId: body.jobId, stage: body.stage, taskId: body.taskId, ...traceProperties() },
+    body: message.body,
+    applicationProperties: { jobId: first.jobId, stage: first.stage, ...identity, ...traceparent },
   };
 }
 

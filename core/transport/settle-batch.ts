@@ -8,6 +8,7 @@ import {
   type Settlement,
   type SettlementPolicy,
 } from '../message-settlement';
+import { singles, taskOfPack, type UnpackedBatch } from './task-packing';
 import type { RescheduledMessage } from './transport';
 
 /** A received message as any host knows it: what the engine and the settlement need. */
@@ -86,15 +87,21 @@ export async function handling(work: () => Promise<Outcome>): Promise<HandlingRe
  * core/message-settlement.ts; if any must be redelivered the batch is given back whole; otherwise
  * each is completed, dead-lettered with its reason, or rescheduled (its copy is sent first, then the
  * original completed: were the process to die between the two, a duplicate is harmless, a loss is
- * not). Returns how many messages ended in each outcome.
+ * not). A pack (core/transport/task-packing.ts) is completed once every task of it is settled: a
+ * task of it to be rescheduled or dead-lettered goes on as a message of its own (a dead-lettered
+ * one is handled alone again and dead-lettered there, its neighbours untouched), and a pack
+ * delivered before is split into single messages unhandled. Returns how many messages (tasks, for
+ * a pack) ended in each outcome.
  */
 export async function settleBatch(
   host: MessageHost,
-  messages: readonly HeldMessage[],
+  batch: readonly HeldMessage[] | UnpackedBatch,
   results: readonly HandlingResult[],
   policy?: SettlementPolicy,
 ): Promise<Record<string, number>> {
-  const settlements: Settlement[] = messages.map((message, index) =>
+  const unpacked = isUnpacked(batch) ? batch : singles(batch);
+  const { physical, logical } = unpacked;
+  const settlements: Settlement[] = logical.map((message, index) =>
     decideSettlement(
       results[index] ?? { ok: false, error: new Error('the handler returned no result for this message') },
       { deliveryCount: message.deliveryCount, reschedules: reschedulesOf(message.applicationProperties) },
@@ -108,46 +115,101 @@ export async function settleBatch(
     host.logger.warn('message abandoned for redelivery', {
       event: 'coremachine.message.retry',
       queue: host.queue,
-      messages: messages.map(where),
+      messages: physical.map(where),
       reason: (settlements[abandoned] as Extract<Settlement, { action: 'abandon' }>).reason,
     });
     await host.abandonAll(error);
-    return { abandoned: messages.length };
+    return { abandoned: physical.length };
   }
   const counts: Record<string, number> = {};
-  for (const [index, message] of messages.entries()) {
-    const settlement = settlements[index] as Settlement;
-    const result = results[index];
-    const label = result?.ok ? (result.outcome?.kind ?? 'ok') : settlement.action;
-    counts[label] = (counts[label] ?? 0) + 1;
-    if (settlement.action === 'complete') {
-      await host.complete(index);
-    } else if (settlement.action === 'deadLetter') {
-      host.logger.error(`message dead-lettered: ${settlement.description}`, {
-        event: 'coremachine.message.discarded',
+  const note = (label: string) => (counts[label] = (counts[label] ?? 0) + 1);
+  for (const [index, message] of physical.entries()) {
+    const tasks = unpacked.packs.get(index);
+    if (unpacked.split.has(index) && tasks) {
+      host.logger.warn('a pack delivered again is split into single messages', {
+        event: 'coremachine.message.split',
         queue: host.queue,
         ...where(message),
-        reason: settlement.reason,
-        description: settlement.description,
-        body: describeBody(message.body),
+        tasks: tasks.length,
       });
-      await host.deadLetter(index, settlement.reason, settlement.description);
-    } else if (settlement.action === 'reschedule') {
-      const reschedules = reschedulesOf(message.applicationProperties) + 1;
-      const copy: RescheduledMessage = {
-        messageId: rescheduledMessageId(message.messageId ?? 'message', reschedules),
-        body: message.body,
-        applicationProperties: { ...message.applicationProperties, [RESCHEDULES_PROPERTY]: reschedules },
-      };
-      const fields = { queue: host.queue, ...where(message), copy: copy.messageId, delayMs: settlement.delayMs, reschedules, reason: settlement.reason };
-      // A deferral is a concurrency or rate limit doing its job, not a fault worth a warning.
-      if (settlement.deferred) host.logger.debug('message deferred by a limit', { event: 'coremachine.message.deferred', ...fields });
-      else host.logger.warn('message rescheduled after a transient fault', { event: 'coremachine.message.rescheduled', ...fields });
-      await host.sendCopy(copy, new Date(Date.now() + settlement.delayMs));
+      for (const task of tasks) await host.sendCopy(singleCopy(taskOfPack(message, task)), new Date());
       await host.complete(index);
+      note('split');
+      continue;
     }
+    const members = unpacked.owner.flatMap((owner, position) => (owner === index ? [position] : []));
+    if (!tasks) {
+      const position = members[0] as number;
+      const result = results[position];
+      const settlement = settlements[position] as Settlement;
+      note(result?.ok ? (result.outcome?.kind ?? 'ok') : settlement.action);
+      if (settlement.action === 'complete') await host.complete(index);
+      else if (settlement.action === 'deadLetter') {
+        logDeadLetter(host, message, settlement);
+        await host.deadLetter(index, settlement.reason, settlement.description);
+      } else if (settlement.action === 'reschedule') {
+        await sendRescheduled(host, message, settlement);
+        await host.complete(index);
+      }
+      continue;
+    }
+    for (const position of members) {
+      const task = logical[position] as HeldMessage;
+      const result = results[position];
+      const settlement = settlements[position] as Settlement;
+      note(result?.ok ? (result.outcome?.kind ?? 'ok') : settlement.action);
+      if (settlement.action === 'reschedule') await sendRescheduled(host, task, settlement);
+      else if (settlement.action === 'deadLetter') {
+        // A pack cannot be dead-lettered for one of its tasks: the task goes on alone, where the
+        // same refusal dead-letters it with its reason and the engine's own message id.
+        host.logger.warn(`a task of a pack is sent on alone to be dead-lettered: ${settlement.description}`, {
+          event: 'coremachine.message.split',
+          queue: host.queue,
+          ...where(task),
+          pack: message.messageId,
+          reason: settlement.reason,
+        });
+        await host.sendCopy(singleCopy(task), new Date());
+      }
+    }
+    await host.complete(index);
   }
   return counts;
+}
+
+function isUnpacked(batch: readonly HeldMessage[] | UnpackedBatch): batch is UnpackedBatch {
+  return !Array.isArray(batch);
+}
+
+/** A task of a pack as the single message it would have been sent as (its own id: duplicate detection drops a second split). */
+function singleCopy(task: HeldMessage): RescheduledMessage {
+  return { messageId: task.messageId ?? 'message', body: task.body, applicationProperties: task.applicationProperties };
+}
+
+function logDeadLetter(host: MessageHost, message: HeldMessage, settlement: Extract<Settlement, { action: 'deadLetter' }>): void {
+  host.logger.error(`message dead-lettered: ${settlement.description}`, {
+    event: 'coremachine.message.discarded',
+    queue: host.queue,
+    ...where(message),
+    reason: settlement.reason,
+    description: settlement.description,
+    body: describeBody(message.body),
+  });
+}
+
+/** The copy of a message to be handled later, under a new id so duplicate detection keeps it. */
+async function sendRescheduled(host: MessageHost, message: HeldMessage, settlement: Extract<Settlement, { action: 'reschedule' }>): Promise<void> {
+  const reschedules = reschedulesOf(message.applicationProperties) + 1;
+  const copy: RescheduledMessage = {
+    messageId: rescheduledMessageId(message.messageId ?? 'message', reschedules),
+    body: message.body,
+    applicationProperties: { ...message.applicationProperties, [RESCHEDULES_PROPERTY]: reschedules },
+  };
+  const fields = { queue: host.queue, ...where(message), copy: copy.messageId, delayMs: settlement.delayMs, reschedules, reason: settlement.reason };
+  // A deferral is a concurrency or rate limit doing its job, not a fault worth a warning.
+  if (settlement.deferred) host.logger.debug('message deferred by a limit', { event: 'coremachine.message.deferred', ...fields });
+  else host.logger.warn('message rescheduled after a transient fault', { event: 'coremachine.message.rescheduled', ...fields });
+  await host.sendCopy(copy, new Date(Date.now() + settlement.delayMs));
 }
 
 /** A discarded body is logged for the operator, but a log line is not the place for 256 KB. */

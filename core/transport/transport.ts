@@ -1,4 +1,5 @@
 import type { JobEvent, JobQueueMessage, SubmissionReceipt, TaskQueueMessage } from '../../models';
+import type { OperationCounts } from './operation-counts';
 
 // The entity names live with the messages they carry (models/messages.ts), which also keeps a
 // receipt's replyTo off them.
@@ -34,7 +35,11 @@ export interface Transport {
    */
   readonly durable: boolean;
   sendJobMessages(messages: readonly JobQueueMessage[]): Promise<void>;
-  sendTaskMessages(messages: readonly TaskQueueMessage[]): Promise<void>;
+  /**
+   * `dispatchSize`: how many tasks the dispatch these messages are a page of holds (a stage chunk),
+   * which sets how many a message carries (core/transport/task-packing.ts); the count sent when unset.
+   */
+  sendTaskMessages(messages: readonly TaskQueueMessage[], options?: { dispatchSize?: number }): Promise<void>;
   /** Send later: the message becomes visible at `at` (Service Bus scheduled messages). */
   scheduleTaskMessages(messages: readonly TaskQueueMessage[], at: Date): Promise<void>;
   /** Job events to subscribers (the events topic); each with its deterministic messageId. */
@@ -57,11 +62,17 @@ export interface Transport {
    * A crash loses the cursor exactly as it loses in-memory messages; the janitor's re-dispatch
    * finds the stage's QUEUED tasks in the database either way.
    */
-  pullStageTasks?(stage: { jobId: string; stage: number; chunk?: { from: number } }, readPage: StageTaskPageReader): Promise<void>;
+  pullStageTasks?(stage: { jobId: string; stage: number; chunk?: { from: number; through?: number } }, readPage: StageTaskPageReader): Promise<void>;
   /**
    * Sends a submission's receipt to the queue its submitter named (`replyTo`), with the
    * correlationId it carries back.
    */
   sendReceipt(queue: string, receipt: SubmissionReceipt, properties: { messageId: string; correlationId: string | null }): Promise<void>;
+  /**
+   * The Service Bus operations and Functions executions spent through this transport since it was
+   * made (core/transport/operation-counts.ts): the live counter, which the hosts of its messages
+   * (consumers, triggers) add to as well.
+   */
+  operations?(): OperationCounts;
   close(): Promise<void>;
 }

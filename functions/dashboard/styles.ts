@@ -58,6 +58,10 @@ dl.summary dd { margin: 0; }
 .stage { display: grid; grid-template-columns: 14rem 1fr 20rem; gap: 0.8rem; align-items: center; padding: 0.35rem 0; }
 .bar { height: 1.1rem; border-radius: 4px; background: #eaeef2; overflow: hidden; display: flex; border: 1px solid var(--border); }
 .bar .done { background: var(--ok); } .bar .failed { background: var(--bad); }
+td.progress { min-width: 11rem; } td.progress .bar { height: 0.7rem; margin: 0.25rem 0 0.15rem; }
+.small { font-size: 0.78rem; }
+.prio { display: inline-block; padding: 0 0.45rem; border-radius: 4px; font-size: 0.75rem; font-weight: 700; border: 1px solid var(--border); color: var(--muted); }
+.prio[data-priority="high"] { background: #bc4c00; border-color: #bc4c00; color: #fff; } .prio[data-priority="normal"] { background: #eaeef2; color: var(--text); }
 .actions { display: flex; gap: 0.5rem; flex-wrap: wrap; }
 .pager { display: flex; gap: 0.5rem; align-items: center; margin-top: 0.6rem; }
 dialog { border: 1px solid var(--border); border-radius: 8px; padding: 1.2rem 1.4rem; max-width: 32rem; }

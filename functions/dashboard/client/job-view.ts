@@ -1,11 +1,13 @@
 import { CONTROL_ACTION_NAMES, CONTROL_ACTIONS, type ControlAction } from '../../../models/control-actions';
 import { ACTIVE_JOB_STATUSES } from '../../../models/status-values';
 import { api, asApiError } from './api';
+import { countsText } from './bar-widths';
 import { el, fill } from './dom';
 import { between, formatDuration, json, sortedLabels } from './format';
 import { eventsPanel } from './job-events';
 import { tasksPanel } from './job-tasks';
 import { poller } from './poller';
+import { progressBar } from './progress-bar';
 import { signalPanel } from './signal-form';
 import { announce, badge, confirmAction, errorBox, markUpdated, timeCell } from './ui';
 import { query } from './urls';
@@ -109,44 +111,16 @@ export function jobView(root: HTMLElement, jobId: string): View {
         'div',
         { class: 'stage', 'data-stage': n, 'data-status': 'PENDING' },
         el('div', {}, el('strong', {}, `Stage ${n}`), ' ', badge('PENDING')),
-        el('div', {
-          class: 'bar',
-          role: 'progressbar',
-          'aria-label': `Stage ${n} progress`,
-          'aria-valuemin': '0',
-          'aria-valuemax': '1',
-          'aria-valuenow': '0',
-          'aria-valuetext': 'not started',
-        }),
+        progressBar({ total: 0, completed: 0, failed: 0 }, `Stage ${n} progress`, 'not started'),
         el('div', { class: 'muted' }, 'not started'),
       );
     }
-    const done = s.completed + s.failed;
-    const pct = (count: number) => `${s.total === 0 ? (count === s.completed ? 100 : 0) : (100 * count) / s.total}%`;
-    // A stage that waits for a signal has no tasks: say what it waits for instead of counting.
-    const text = s.signal
-      ? s.completed > 0
-        ? `signal "${s.signal}" received`
-        : `waiting for signal "${s.signal}"`
-      : `${s.completed}/${s.total} completed · ${s.failed} failed`;
+    const text = countsText(s);
     return el(
       'div',
       { class: 'stage', 'data-stage': n, 'data-status': s.status },
       el('div', {}, el('strong', {}, `Stage ${n} · ${s.name}`), ' ', badge(s.status)),
-      el(
-        'div',
-        {
-          class: 'bar',
-          role: 'progressbar',
-          'aria-label': `Stage ${n} ${s.name} progress`,
-          'aria-valuemin': '0',
-          'aria-valuemax': String(s.total),
-          'aria-valuenow': String(done),
-          'aria-valuetext': text,
-        },
-        el('div', { class: 'done', style: { width: pct(s.completed) } }),
-        el('div', { class: 'failed', style: { width: pct(s.failed) } }),
-      ),
+      progressBar(s, `Stage ${n} ${s.name} progress`, text),
       el('div', { class: 'mono' }, text, s.startedAt ? el('span', { class: 'muted' }, ` · ${formatDuration(between(s.startedAt, s.finishedAt))}`) : null),
     );
   }

@@ -1,14 +1,16 @@
 import { JOB_STATUSES } from '../../../models/status-values';
 import { api, asApiError } from './api';
+import { countsText } from './bar-widths';
 import { el, fill, replaceKeepingFocus } from './dom';
 import { age, between, formatDuration, formatTime, sortedLabels } from './format';
 import { poller } from './poller';
+import { progressBar } from './progress-bar';
 import { announce, badge, errorBox, markUpdated } from './ui';
 import { labelFilter, query, routeValues } from './urls';
 import type { View } from './view';
 import { schedulesPanel } from './schedules-panel';
 import { workersPanel } from './workers-panel';
-import type { JobJson, JobPage } from './wire';
+import type { JobJson, JobListJson, JobPage } from './wire';
 
 /**
  * The job list view (#/ and #/?status=&type=&label=k:v): a submit form, filters, newest-first jobs with
@@ -119,7 +121,22 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
           'table',
           {},
           el('caption', { class: 'sr-only' }, 'Jobs, newest first'),
-          el('thead', {}, el('tr', {}, col('Job'), col('Name · labels'), col('Type'), col('Status'), col('Progress'), col('Created'), col('Duration', 'num'))),
+          el(
+            'thead',
+            {},
+            el(
+              'tr',
+              {},
+              col('Job'),
+              col('Name · labels'),
+              col('Type'),
+              col('Status'),
+              col('Priority'),
+              col('Progress'),
+              col('Created'),
+              col('Duration', 'num'),
+            ),
+          ),
           tbody,
         ),
       ),
@@ -127,7 +144,38 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
     ),
   );
 
-  function row(job: JobJson): HTMLElement {
+  /**
+   * The bar of the stage the job is at, not one for the whole job: a later stage's task count is
+   * unknown until it fans out, so a job-wide fraction would run backwards at every stage advance
+   * (10 of 10, then 10 of 110). The current stage's bar only moves forward, shows at once where
+   * tasks fail, and "stage n of N" under it says how far along the job is. A stage not started yet
+   * (progress null: the job was just submitted, or is between stages) draws an empty bar.
+   */
+  function progressCell(job: JobListJson): HTMLElement {
+    const where = `stage ${job.stage} of ${job.totalStages}`;
+    const counts = job.progress ?? { total: 0, completed: 0, failed: 0 };
+    const text = job.progress ? countsText(job.progress) : 'not started';
+    return el(
+      'td',
+      { class: 'progress' },
+      progressBar(counts, `Progress of job ${job.jobId.slice(0, 12)}`, `${where}: ${text}`),
+      el('div', { class: 'mono small' }, `${where} · ${text}`),
+    );
+  }
+
+  /** Priority as a badge and the fairness key as text, only for a job in the fair-share scheme (models/job-priority.ts). */
+  function priorityCell(job: JobListJson): HTMLElement {
+    return el(
+      'td',
+      {},
+      job.priority ? el('span', { class: 'prio', 'data-priority': job.priority, title: 'Priority' }, job.priority) : null,
+      job.fairnessKey
+        ? el('div', { class: 'mono small', 'data-fairness-key': job.fairnessKey, title: `Fairness key (weight ${job.fairnessWeight ?? 1})` }, job.fairnessKey)
+        : null,
+    );
+  }
+
+  function row(job: JobListJson): HTMLElement {
     const short = job.jobId.slice(0, 12);
     return el(
       'tr',
@@ -168,7 +216,8 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
       ),
       el('td', {}, job.jobType),
       el('td', {}, badge(job.status)),
-      el('td', {}, `stage ${job.stage} of ${job.totalStages}`),
+      priorityCell(job),
+      progressCell(job),
       el('td', {}, el('time', { datetime: job.createdAt, title: formatTime(job.createdAt) }, age(job.createdAt))),
       el('td', { class: 'num' }, formatDuration(between(job.createdAt, job.finishedAt))),
     );
@@ -200,7 +249,7 @@ export function jobListView(root: HTMLElement, args: Record<string, string>): Vi
                   {},
                   el(
                     'td',
-                    { colspan: '7', class: 'muted' },
+                    { colspan: '8', class: 'muted' },
                     filters.status || filters.type || filters.labels.length > 0 ? 'No jobs match these filters.' : 'No jobs yet: submit one above.',
                   ),
                 ),

@@ -14,10 +14,9 @@ export type ErrorJson = ErrorShape;
 /** One row of GET /api/jobs/{id}/events (models/events.ts EventRecord, as JSON). */
 export type EventJson = Json<EventRecord>;
 
-export interface JobPage {
-  jobs: JobJson[];
-  nextCursor: string | null;
-}
+/** GET /api/jobs (models/job-list.ts JobListPage, as JSON): each job with its current stage's counters. */
+export type JobPage = Json<import('../../../models/job-list').JobListPage>;
+export type JobListJson = JobPage['jobs'][number];
 
 /** One row of GET /api/schedules (models/schedule-definition.ts ScheduleView, as JSON). */
 export type ScheduleJson = Json<import('../../../models/schedule-definition').ScheduleView>;
