@@ -10,6 +10,8 @@ export interface BenchOptions {
   jobConcurrency: number;
   systems: SystemName[];
   fanInFromResults: boolean;
+  /** --stages: stages per job, 1-3 (every system runs the same count). */
+  stages: number;
   /** graphile-worker settings when --peer-sweep is off (and the sweep's fallback). */
   graphile: GraphileSettings;
   pgBoss: PgBossSettings;
@@ -61,6 +63,7 @@ export const USAGE = `npm run bench -- [options]
   --systems LIST         coremachine,graphile-worker,pg-boss,ceiling (default all four); coremachine-fair
                          is CoreMachine with every job under one fairness key (the scheme's cost)
   --fan-in               stages 2 and 3 build their tasks from the previous stage's results
+  --stages S             stages per job, 1-3 (default 3): --n 1000000 --stages 1 is one stage of a million
   --graphile-concurrency C      graphile-worker concurrency (default 2)
   --graphile-local-queue S      graphile-worker preset.worker.localQueue.size, 0 = off (default 500)
   --graphile-complete-delay MS  graphile-worker completeJobBatchDelay, -1 = off (default 250)
@@ -132,6 +135,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     jobConcurrency: 1,
     systems: [...SYSTEMS],
     fanInFromResults: false,
+    stages: 3,
     graphile: { concurrency: 2, localQueueSize: 500, completeJobBatchDelayMs: 250 },
     // The best of the last --peer-sweep (bench/README.md, Results): 1 registration x batchSize 1000.
     pgBoss: { workers: 1, batchSize: 1000 },
@@ -189,6 +193,10 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       }
       case '--fan-in':
         options.fanInFromResults = true;
+        break;
+      case '--stages':
+        options.stages = integer(flag, value(), 1);
+        if (options.stages > 3) throw new Error('--stages takes 1, 2 or 3');
         break;
       case '--graphile-concurrency':
         options.graphile.concurrency = one(flag, value());

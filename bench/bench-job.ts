@@ -42,6 +42,27 @@ export const benchJob = defineJob({ type: BENCH_JOB_TYPE, description: 'benchmar
   })
   .finalize(({ previous }) => ({ tasksInLastStage: previous.count }));
 
+/** `--stages 1` and `--stages 2`: the same no-op tasks, in fewer stages (the job types differ: a job's stages are its type's). */
+export const BENCH_JOB_TYPES_BY_STAGES: Record<number, string> = { 1: 'bench.noop_one_stage', 2: 'bench.noop_two_stages', 3: BENCH_JOB_TYPE };
+
+/** Specs one at a time: a stage of a million is never a million objects in memory at once. */
+function* countTo(n: number): Iterable<{ i: number }> {
+  for (let i = 0; i < n; i++) yield { i };
+}
+
+export const benchOneStageJob = defineJob({ type: 'bench.noop_one_stage', description: 'benchmark: 1 stage x n no-op tasks', parameters: Parameters })
+  .stage({ name: 'one', task: noopTask, fanOut: ({ parameters }) => countTo(parameters.n) })
+  .finalize(({ previous }) => ({ tasksInLastStage: previous.count }));
+
+export const benchTwoStagesJob = defineJob({ type: 'bench.noop_two_stages', description: 'benchmark: 2 stages x n no-op tasks', parameters: Parameters })
+  .stage({ name: 'one', task: noopTask, fanOut: ({ parameters }) => byCount(parameters.n) })
+  .stage({
+    name: 'two',
+    task: noopTask,
+    fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : byCount(parameters.n)),
+  })
+  .finalize(({ previous }) => ({ tasksInLastStage: previous.count }));
+
 export const SIZED_JOB_TYPE = 'bench.sized_three_stages';
 
 /**

@@ -26,6 +26,8 @@ export interface MeasuredCosts {
   command: string;
   environment: string;
   n: number;
+  /** Stages of the job, each of n tasks. */
+  stages: number;
   runs: number;
   workers: number;
   batch: number;
@@ -303,7 +305,7 @@ export function renderCapacitySection(costs: MeasuredCosts, shape: DeploymentSha
   return [
     CAPACITY_BEGIN,
     '',
-    `Measured ${costs.measuredAt} with \`${costs.command}\` (${costs.environment}; N = ${fmt(costs.n)} tasks per stage × 3 stages, ${costs.runs} run(s), ` +
+    `Measured ${costs.measuredAt} with \`${costs.command}\` (${costs.environment}; N = ${fmt(costs.n)} tasks per stage × ${costs.stages} stage${costs.stages === 1 ? '' : 's'}, ${costs.runs} run(s), ` +
       `${costs.workers} task batches of ${costs.batch} in flight; ${fmt(costs.tasksPerSecond, 0)} tasks/s on that machine, medians):`,
     '',
     ...measuredTable(costs),

@@ -40,6 +40,8 @@ export async function measureCapacity(server: BenchServer, options: BenchOptions
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
     environment: `${os.cpus().length} CPUs, load average ${os.loadavg()[0]?.toFixed(2) ?? '?'} at the end, PostgreSQL ${settings.server_version ?? '?'}, fsync ${settings.fsync ?? '?'}, in-process transport`,
     n,
+    // Every run completed all its tasks: operations / n is the job's stage count.
+    stages: Math.round(s.operations.median / n),
     runs: options.runs,
     workers,
     batch,

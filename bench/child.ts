@@ -61,6 +61,7 @@ async function measure(spec: RunSpec): Promise<RunResult> {
     return {
       system: spec.system,
       n: spec.n,
+      stages: spec.stages,
       run: spec.run,
       operations,
       elapsedMs: execution.elapsedMs,

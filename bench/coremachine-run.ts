@@ -8,7 +8,7 @@ import { countsBetween } from '../core/transport/operation-counts';
 import { InProcessWorker } from '../core/worker';
 import { AzureBlobPayloadStore } from '../core/payloads/azure-blob-store';
 import { DEFAULT_PAYLOAD_LIMITS, Payloads } from '../core/payloads/payloads';
-import { benchJob, BENCH_JOB_TYPE, SIZED_JOB_TYPE, sizedJob } from './bench-job';
+import { benchJob, benchOneStageJob, benchTwoStagesJob, BENCH_JOB_TYPE, BENCH_JOB_TYPES_BY_STAGES, SIZED_JOB_TYPE, sizedJob } from './bench-job';
 import { migrateBenchDatabase } from './database-setup';
 import type { PayloadMeasures, PayloadSpec, RunSpec } from './protocol';
 import type { SqlCounter } from './sql-counter';
@@ -37,7 +37,7 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
     async start() {
       pool = counter.createPool(spec.databaseUrl, spec.poolSize, 'cm-bench-coremachine');
       const logger = createLogger('warn');
-      const registry = new Registry().register(benchJob, sizedJob);
+      const registry = new Registry().register(benchJob, benchOneStageJob, benchTwoStagesJob, sizedJob);
       transport = new InProcessTransport(spec.maxPackedTasks === undefined ? {} : { maxPackedTasks: spec.maxPackedTasks });
       // A stage's N task messages go out in one send after its transaction commits.
       const sendTaskMessages = transport.sendTaskMessages.bind(transport);
@@ -68,13 +68,15 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
       await poller.connect();
       let polls = 0;
       try {
-        const tablesBefore = spec.payload ? await coremachineBytes(poller) : 0;
+        // Disk per task: every coremachine table, TOAST and index, after the run less before it.
+        const tablesBefore = await coremachineBytes(poller);
+        polls++;
         const operationsBefore = transport.operations().snapshot();
         const started = performance.now();
         const { job } = spec.payload
           ? await machine.submitJob(SIZED_JOB_TYPE, { n: spec.n, runId: randomUUID(), resultBytes: spec.payload.resultBytes })
           : await machine.submitJob(
-              BENCH_JOB_TYPE,
+              BENCH_JOB_TYPES_BY_STAGES[spec.stages] ?? BENCH_JOB_TYPE,
               { n: spec.n, runId: randomUUID(), fanInFromResults: spec.fanInFromResults },
               // One key: every claim goes through the fair-share path, and the share never binds.
               spec.system === 'coremachine-fair' ? { fairnessKey: 'bench' } : {},
@@ -82,7 +84,7 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         const deadline = started + spec.timeoutMs;
         let status: string = job.status;
         while (status === 'QUEUED' || status === 'PROCESSING') {
-          if (performance.now() > deadline) throw deadlineError(`CoreMachine job of 3 x ${spec.n}`, spec.timeoutMs);
+          if (performance.now() > deadline) throw deadlineError(`CoreMachine job of ${spec.stages} x ${spec.n}`, spec.timeoutMs);
           await sleep(spec.pollMs);
           polls++;
           const row = await poller.query<{ status: string }>('SELECT status FROM coremachine.jobs WHERE job_id = $1', [job.jobId]);
@@ -99,8 +101,12 @@ export function coreMachineRun(spec: RunSpec, counter: SqlCounter): SystemRun {
         if (payload) polls += 2;
         const analyzed = await autoAnalyzedAt(poller, started);
         const taskHotUpdateShare = await hotUpdateShare(poller);
-        const notes =
-          analyzed === null ? ['tasks table not auto-analyzed during the run'] : [`tasks table auto-analyzed ${Math.round(analyzed)} ms after submit`];
+        const diskBytesPerTask = ((await coremachineBytes(poller)) - tablesBefore) / (spec.n * spec.stages);
+        polls++;
+        const notes = [
+          analyzed === null ? 'tasks table not auto-analyzed during the run' : `tasks table auto-analyzed ${Math.round(analyzed)} ms after submit`,
+          `disk ${Math.round(diskBytesPerTask)} B per task (coremachine tables, TOAST and indexes, dead row versions included)`,
+        ];
         return {
           elapsedMs,
           stageCreateMs,

@@ -101,6 +101,8 @@ export interface RunSpec {
 export interface RunResult {
   system: SystemName;
   n: number;
+  /** Stages per job (--stages). */
+  stages: number;
   run: number;
   /** Tasks (3N) or counter updates (3N). */
   operations: number;

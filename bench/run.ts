@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     const workers = options.workers.join(',');
     print(
       [
-        `# CoreMachine benchmark — 3 stages x N no-op tasks`,
+        `# CoreMachine benchmark — ${options.stages} stage${options.stages === 1 ? '' : 's'} x N no-op tasks`,
         '',
         `PostgreSQL ${settings.server_version ?? '?'} (${server.origin}); fsync=${settings.fsync ?? '?'}, synchronous_commit=${options.pgSettings.synchronous_commit ?? settings.synchronous_commit ?? '?'}, wal_sync_method=${settings.wal_sync_method ?? '?'}, shared_buffers=${settings.shared_buffers ?? '?'}; pg_stat_statements ${String(settings.shared_preload_libraries).includes('pg_stat_statements') ? 'preloaded (statements still counted client-side)' : 'not preloaded: statements counted client-side'}.`,
         `Machine: ${os.cpus().length} CPUs, load average ${os

@@ -6,6 +6,7 @@ import { createDatabase, dropDatabase, type BenchServer } from './server';
 import { round } from './stats';
 
 /** One run = a fresh database + a forked child process (child.ts); shared by every bench mode. */
+/** The default stages per job (--stages). */
 export const STAGES = 3;
 const SETUP_GRACE_MS = 60_000;
 
@@ -18,7 +19,7 @@ export interface Active {
 export const active: Active = {};
 
 export function runTimeoutMs(options: BenchOptions, n: number): number {
-  return (options.timeoutS ?? 60 + (STAGES * n * 3) / 1000) * 1000;
+  return (options.timeoutS ?? 60 + (options.stages * n * 3) / 1000) * 1000;
 }
 
 export async function runOne(
@@ -91,7 +92,7 @@ export function baseSpec(
   return {
     system,
     n,
-    stages: STAGES,
+    stages: options.stages,
     run,
     workers,
     poolSize: options.pool ?? poolFor,
@@ -123,6 +124,7 @@ export function describeRun(r: RunResult): string {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}]`
     : '';
-  const partial = r.operations < r.n * STAGES ? ` (${r.operations} of ${r.n * STAGES} done${r.system === 'ceiling' ? ': time cap' : ''})` : '';
-  return `  ${r.system} N=${r.n} run ${r.run}: ${round(r.operationsPerSecond, 0)}/s in ${round(r.elapsedMs, 0)} ms${partial}${extra}, ${round(r.statements / r.operations, 2)} stmts/task, peak RSS ${round(r.peakRssMb, 0)} MB${settings}`;
+  const partial = r.operations < r.n * r.stages ? ` (${r.operations} of ${r.n * r.stages} done${r.system === 'ceiling' ? ': time cap' : ''})` : '';
+  const notes = r.notes.length > 0 ? `; ${r.notes.join('; ')}` : '';
+  return `  ${r.system} N=${r.n} run ${r.run}: ${round(r.operationsPerSecond, 0)}/s in ${round(r.elapsedMs, 0)} ms${partial}${extra}, ${round(r.statements / r.operations, 2)} stmts/task, peak RSS ${round(r.peakRssMb, 0)} MB${settings}${notes}`;
 }
