@@ -15,9 +15,16 @@ import type { TaskRow } from './rows';
 
 /** Serialises the claims of one slot key until the transaction ends (a hash collision only serialises two keys). */
 export async function lockLimitKey(db: Queryable, limitKey: string): Promise<void> {
+  // The transaction's commit also stops waiting for its WAL flush (set_config(…, true) is SET
+  // LOCAL): it holds the key's lock until it commits, so a synchronous commit would make every
+  // claim of a key wait out the flush of the one before it, one flush per claim where unlimited
+  // claims share them. A crash of PostgreSQL itself can lose the last fraction of a second of
+  // claims: their tasks are QUEUED again, their handlers' results are fenced off by claim id and
+  // the janitor sends the tasks again (at-least-once, as after a lost lease); until then those
+  // handlers run outside the count, so a key may briefly run more than its limit after such a crash.
   await db.query({
     name: 'cm_lock_limit_key',
-    text: `SELECT pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || $1, 0))`,
+    text: `SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || $1, 0))`,
     values: [limitKey],
   });
 }
