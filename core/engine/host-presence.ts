@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
-import { retryTransient } from '../db/retry-transient';
+import { RESULT_COMMIT_RETRY, retryTransient } from '../db/retry-transient';
 import { errorToShape } from '../errors';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
@@ -57,14 +57,16 @@ export class HostPresence {
 
   /**
    * A clean stop: no more beats, and the row goes at once rather than going stale. A shutdown
-   * often meets a squeezed or restarting database: transient faults are ridden out as elsewhere.
+   * often meets a squeezed or restarting database (every instance stopping at once, connections
+   * being recycled): transient faults are ridden out for up to ~15 s, as a result commit's are,
+   * before the stop reports the failure.
    */
   async leave(): Promise<void> {
     if (!this.timer) return;
     clearInterval(this.timer);
     this.timer = undefined;
     await this.beating;
-    await retryTransient(() => removeWorker(this.pool, 'in-process', this.workerId));
+    await retryTransient(() => removeWorker(this.pool, 'in-process', this.workerId), RESULT_COMMIT_RETRY);
   }
 
   private async beat(): Promise<void> {

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { TaskLimits } from '../../models';
 import type { Registry } from '../registry';
 import {
+  claimWithinLimit,
   countLimitHolders,
   describeLimitedTasks,
   lockLimitKey,
@@ -16,6 +17,7 @@ import { claimRemoteTasksOfKey, type RemoteClaim } from '../state/remote-tasks-s
 import { claimTasks, type ClaimedTask } from '../state/tasks-store';
 import type { UnitOfWork } from './unit-of-work';
 import { commit } from './commit';
+import { retryTransient } from '../db/retry-transient';
 
 /**
  * Claims of task types with global limits (models/task-limits.ts). Each slot key is claimed in its
@@ -114,6 +116,20 @@ export async function claimLimitedTasks(
   for (const limitKey of [...groups.keys()].sort()) {
     const group = groups.get(limitKey);
     if (!group) continue;
+    // A concurrency limit alone, fresh claims only (the common case): lock, count and claim in one
+    // round trip. A rate bucket or a re-claim of a lost lease takes the unit of work below.
+    const { limit, perSecond } = group.limits;
+    if (limit !== undefined && perSecond === undefined && group.reclaim.length === 0) {
+      const ordered = [...group.fresh].sort((a, b) => (a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : 0));
+      // Retried as any claim is: one whose answer was lost with its connection holds its tasks
+      // until their leases expire, and the janitor gives them back (a lease loss, not an attempt).
+      const { held, claimed: got } = await retryTransient(() => claimWithinLimit(pool, { limitKey, limit, requests: ordered, workerId }));
+      claimed.push(...got);
+      for (const request of ordered.slice(Math.max(0, limit - held))) {
+        deferred.set(request.taskId, { reason: `all ${limit} slot(s) of ${limitKey} are taken`, limitKey });
+      }
+      continue;
+    }
     // Full already (read without the lock): defer without queueing on the key's lock, where a
     // backlog of waiting messages would delay the claims that can start. A stale read only defers
     // a message that could have started; it never admits one too many (that takes the lock).

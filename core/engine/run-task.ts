@@ -4,7 +4,7 @@ import { TransientDatabaseError } from '../db/transient-errors';
 import { boundedErrorShape, errorToShape, findCause, TaskHandlerError, TaskValidationError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
 import { PayloadStoreUnavailableError } from '../payloads/payload-errors';
-import { INLINE_PAYLOADS, type Payloads } from '../payloads/payloads';
+import { INLINE_PAYLOADS, type Payloads, type Placed } from '../payloads/payloads';
 import type { Registry } from '../registry';
 import type { ClaimedTask, TaskOutcome } from '../state/tasks-store';
 import { jsonToStore } from '../../models/storable';
@@ -56,8 +56,9 @@ export async function runClaimedTask(
     if (stored.json === undefined) throw new TaskFailure(`result of task ${task.task_id} ${stored.problem}`, { nonRetryable: true });
     // Too large for a row: into the payload store before the commit (a crash in between leaves an
     // orphan the janitor sweeps); too large for any limit: the task fails naming the setting.
-    // Most results are small: known inline without a promise.
-    const placed = payloads.fitsInline(stored.json)
+    // Most results are small: known inline without a promise. Typed as Placed: the literal's own
+    // type would leave `ref` to union reduction, which the type checkers did not always agree on.
+    const placed: Placed = payloads.fitsInline(stored.json)
       ? { json: stored.json }
       : await payloads.place(stored.json, { jobId: task.job_id, owner: task.task_id, field: 'result' }, `result of task ${task.task_id}`);
     const base = { taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id };

@@ -1,5 +1,7 @@
 import type { Queryable } from '../db/pool';
 import type { TaskRow } from './rows';
+import { numberArray, textArray } from './pg-arrays';
+import type { ClaimedTask } from './tasks-store';
 
 /**
  * Global concurrency and rate limits (migration 011). A slot is a PROCESSING task with the slot
@@ -133,4 +135,29 @@ export async function pruneIdleRateBuckets(db: Queryable, idleSeconds: number, l
     values: [idleSeconds, limit],
   });
   return result.rowCount ?? 0;
+}
+
+/**
+ * Locks the key, counts its holders and claims the fresh requests that fit, in one call
+ * (025_claim_within_limit.sql), in task-id order. `held` is the holders before the claim: the
+ * requests past `limit - held` in that order were not tried and wait for a slot.
+ */
+export async function claimWithinLimit(
+  db: Queryable,
+  claim: { limitKey: string; limit: number; requests: ReadonlyArray<{ taskId: string; attempt: number; leaseSeconds: number }>; workerId: string | null },
+): Promise<{ held: number; claimed: ClaimedTask[] }> {
+  const result = await db.query<ClaimedTask & { held: number; task_id: string | null }>({
+    name: 'cm_claim_within_limit',
+    text: `SELECT * FROM coremachine.claim_within_limit($1, $2, $3::text[], $4::int[], $5::float8[], $6)`,
+    values: [
+      claim.limitKey,
+      claim.limit,
+      textArray(claim.requests.map((r) => r.taskId)),
+      numberArray(claim.requests.map((r) => r.attempt)),
+      numberArray(claim.requests.map((r) => r.leaseSeconds)),
+      claim.workerId,
+    ],
+  });
+  const held = result.rows[0]?.held ?? 0;
+  return { held, claimed: result.rows.filter((row) => row.task_id !== null).map(({ held: _held, ...task }) => task) };
 }
