@@ -10,6 +10,7 @@ import { InProcessWorker } from '../core/worker';
 import { defineJob, defineTask } from '../models';
 import { appRegistry } from './support/registry';
 import { captureLogger, useTestDatabase, waitForJob } from './support/harness';
+import { insertOutboxRows } from '../core/state/outbox-store';
 
 const db = useTestDatabase();
 
@@ -112,6 +113,38 @@ test('a restart rebuilds what lived only in the dead process: a job message, a s
   expect(Date.now() - restarted).toBeLessThan(10_000);
   expect((await next.machine.getJob(gated.jobId)).result).toMatchObject({ published: 2, approvedBy: 'ana' });
   await next.worker?.drain();
+  await next.stop();
+});
+
+test('a restart re-sends every stage the dead process held in memory, even when the outbox it left fills the new queue first', async () => {
+  // The dead process created a stage of 300 tasks and handed all of it to its in-memory queue
+  // (the dispatch rows deleted), and it had also committed one task message it never sent.
+  const dead = await engine({ worker: false });
+  const { job } = await dead.machine.submitJob('hostloss.job', { n: 300, tag: 'outbox-first' });
+  await dead.machine.processJobMessage(dead.transport.jobs.receive(1)[0]?.body);
+  expect(dead.transport.tasks.activeCount).toBeGreaterThan(0);
+  const [first] = (await db.pool.query<{ task_id: string }>('SELECT task_id FROM coremachine.tasks WHERE job_id = $1 ORDER BY task_index LIMIT 1', [job.jobId]))
+    .rows;
+  await insertOutboxRows(db.pool, [
+    {
+      kind: 'task',
+      jobId: job.jobId,
+      payload: { taskId: first?.task_id, jobId: job.jobId, stage: 1, taskType: 'hostloss.slow', attempt: 1 },
+      notBefore: new Date(),
+    },
+  ]);
+  await dead.transport.close();
+
+  // The new process starts: the outbox row goes out first and is queued when the stalled jobs are
+  // examined. That queue is this process's own, so it must not stop the stage from being re-sent.
+  const next = await engine({ worker: false });
+  const resumed = await next.machine.resumeAfterStart();
+  expect(resumed.outboxSent).toBe(1);
+  expect(resumed.resentStages).toBe(1);
+  const worker = new InProcessWorker(next.machine, next.transport, captureLogger(next.logs), { taskBatchSize: 32, taskConcurrency: 2, jobConcurrency: 1 });
+  expect((await waitForJob(next.machine, job.jobId, 20_000)).status).toBe('COMPLETED');
+  await worker.drain();
+  await worker.stop();
   await next.stop();
 });
 

@@ -563,7 +563,11 @@ export class CoreMachine {
     options: Partial<JanitorOptions> = {},
   ): Promise<{ outboxSent: number; resentJobs: number; resentStages: number; requeuedTasks: number }> {
     if (this.transport.durable) return { outboxSent: await this.outbox.sweep(0), resentJobs: 0, resentStages: 0, requeuedTasks: 0 };
-    const report = await this.sweep({ ...options, outboxAgeMs: 0, stallAfterMs: 0 });
+    // The queue's backlog is not a reason to wait here: the transport is this process's own and
+    // was empty a moment ago, so whatever it holds now is what this sweep just sent from the outbox,
+    // not the work the dead process held in memory. Waiting behind it would leave the rest of a
+    // stage (or its unfinished creation) unsent until the stall window (minutes) passes.
+    const report = await this.sweep({ ...options, outboxAgeMs: 0, stallAfterMs: 0, backlog: () => undefined });
     const resentStages = report.stalled.filter((job) => job.action === 'resent-task-messages').length;
     if (report.resentJobs + resentStages + report.outboxSent > 0) {
       this.logger.info('resumed the work a previous process left', {
