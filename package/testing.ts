@@ -168,7 +168,9 @@ export async function createTestKit(options: TestKitOptions): Promise<TestKit> {
       return host.waitForJob(job.jobId, wait);
     },
     waitForSignal: async (jobId, name, wait = {}) => {
-      const waiting = (job: JobView) => awaitedSignal(job)?.name === name;
+      // Not while QUEUED: the gate stage's job message has not started it yet, and a test that goes
+      // on to the clock or the signal would race that message.
+      const waiting = (job: JobView) => job.status !== 'QUEUED' && awaitedSignal(job)?.name === name;
       const job = await host.waitForJob(jobId, { ...wait, until: (view) => waiting(view) || ENDED.includes(view.status) });
       if (waiting(job)) return job;
       throw new Error(`job ${jobId} ended ${job.status} without waiting for signal "${name}"${job.error ? `: ${job.error.type}: ${job.error.message}` : ''}`);
