@@ -123,6 +123,9 @@ export async function settleBatch(
   }
   const counts: Record<string, number> = {};
   const note = (label: string) => (counts[label] = (counts[label] ?? 0) + 1);
+  // The logical messages of each physical one, grouped in one pass (a batch of packs holds many).
+  const membersOf: number[][] = physical.map(() => []);
+  unpacked.owner.forEach((owner, position) => membersOf[owner]?.push(position));
   for (const [index, message] of physical.entries()) {
     const tasks = unpacked.packs.get(index);
     if (unpacked.split.has(index) && tasks) {
@@ -137,7 +140,7 @@ export async function settleBatch(
       note('split');
       continue;
     }
-    const members = unpacked.owner.flatMap((owner, position) => (owner === index ? [position] : []));
+    const members = membersOf[index] ?? [];
     if (!tasks) {
       const position = members[0] as number;
       const result = results[position];
