@@ -18,6 +18,8 @@ const SHORT_LEASE_SECONDS = 2;
 /** How long `slow` handlers take, and whether they give up when their signal aborts. */
 const behaviour = { runMs: 0, honourAbort: true };
 const started: string[] = [];
+/** What each aborted handler's task row said when the abort reached it. */
+const statusAtAbort: Array<Promise<string | undefined>> = [];
 
 const slow = defineTask({
   type: 'hostloss.slow',
@@ -27,7 +29,16 @@ const slow = defineTask({
     started.push(taskId);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(resolve, behaviour.runMs);
-      if (behaviour.honourAbort) signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason as Error)), { once: true });
+      signal.addEventListener(
+        'abort',
+        () => {
+          statusAtAbort.push(
+            db.pool.query<{ status: string }>('SELECT status FROM coremachine.tasks WHERE task_id = $1', [taskId]).then((r) => r.rows[0]?.status),
+          );
+          if (behaviour.honourAbort) (clearTimeout(timer), reject(signal.reason as Error));
+        },
+        { once: true },
+      );
     });
     return { i, attempt };
   },
@@ -57,6 +68,7 @@ const taskRows = async (jobId: string) =>
 
 beforeEach(() => {
   started.length = 0;
+  statusAtAbort.length = 0;
   Object.assign(behaviour, { runMs: 0, honourAbort: true });
 });
 
@@ -166,6 +178,9 @@ test('shutdown: handlers within the grace period finish; one past it is aborted 
   const stoppedAt = Date.now();
   await stopping.stop(300);
   expect(Date.now() - stoppedAt).toBeLessThan(5_000);
+  // Given back before the abort reached the handlers: a handler that fails at once on its abort
+  // must not get its failure committed ahead of the give-back (it ended FAILED on a loaded machine).
+  expect(await Promise.all(statusAtAbort)).toEqual(['QUEUED', 'QUEUED']);
   // Given back at the same attempt, with no loss counted: nothing has to wait for a lease.
   expect(await taskRows(long.jobId)).toEqual([
     { status: 'QUEUED', attempt: 0, lease_losses: 0 },

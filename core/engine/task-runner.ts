@@ -83,9 +83,13 @@ export class TaskRunner {
    * their lease. A result such a handler reports later is fenced off by its stale claim.
    */
   async releaseRunning(reason: Error): Promise<number> {
+    const running = [...this.running.values()];
     const claims = [...this.running].map(([taskId, task]) => ({ taskId, claimId: task.claimId }));
-    for (const task of this.running.values()) task.abort.abort(reason);
+    // Given back before the handlers hear of it: an aborted handler fails at once, and its failure,
+    // committed first, would end the task FAILED instead of QUEUED (seen on a loaded machine). Once
+    // released, the claim is stale and that result is fenced off.
     await retryTransient(() => releaseClaims(this.pool, claims));
+    for (const task of running) task.abort.abort(reason);
     return claims.length;
   }
 
