@@ -4,7 +4,10 @@
  * case: without a limit, with a limit that never binds, and with limits that do. For binding limits
  * the ideal time is N x work / limit; the table shows how close the deferral loop gets to it.
  *
- *   npm run bench:limits -- [--n 500] [--work-ms 10]
+ *   npm run bench:limits -- [--n 500] [--work-ms 10] [--runs 1] [--cases none,limit_10000,limit_20,limit_5]
+ *
+ * With --runs R the cases are interleaved R times (case A, B, A, B, ...) so a machine that gets
+ * busier or quieter during the run weighs on every case alike, and the table gives each case's median.
  */
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
@@ -85,21 +88,49 @@ async function main(): Promise<void> {
   const n = flag('--n', 500);
   const workMs = flag('--work-ms', 10);
   const server = await findServer((line) => process.stderr.write(`${line}\n`));
-  const cases: Array<[string, TaskConcurrency | undefined]> = [
+  const runs = Math.max(1, Math.floor(flag('--runs', 1)));
+  const allCases: Array<[string, TaskConcurrency | undefined]> = [
     ['none', undefined],
     ['limit_10000', { limit: 10_000 }],
     ['limit_20', { limit: 20 }],
     ['limit_5', { limit: 5 }],
   ];
+  const casesIndex = process.argv.indexOf('--cases');
+  const wanted = casesIndex >= 0 ? (process.argv[casesIndex + 1] ?? '').split(',') : allCases.map(([label]) => label);
+  const unknown = wanted.filter((label) => !allCases.some(([known]) => known === label));
+  if (unknown.length > 0) throw new Error(`--cases: unknown case(s) ${unknown.join(', ')}; known: ${allCases.map(([label]) => label).join(', ')}`);
+  const cases = allCases.filter(([label]) => wanted.includes(label));
+  const results = new Map<string, Array<{ ms: number; deferrals: number; meanRunning: number }>>();
   try {
-    process.stdout.write(`${n} tasks of ${workMs} ms, ${INSTANCES} instances x 4 batches of 16\n`);
+    process.stdout.write(`${n} tasks of ${workMs} ms, ${INSTANCES} instances x 4 batches of 16, ${runs} run(s) per case, interleaved\n`);
     process.stdout.write('case          ms       tasks/s   ideal ms   deferrals   mean running\n');
-    for (const [label, concurrency] of cases) {
-      const { ms, deferrals, meanRunning } = await runCase(server.adminUrl, label, n, workMs, concurrency);
-      const ideal = concurrency && concurrency.limit < n ? Math.round((n * workMs) / concurrency.limit) : NaN;
-      process.stdout.write(
-        `${label.padEnd(12)} ${ms.toFixed(0).padStart(6)} ${((n / ms) * 1000).toFixed(0).padStart(9)} ${String(Number.isNaN(ideal) ? '-' : ideal).padStart(10)} ${String(deferrals).padStart(11)} ${meanRunning.toFixed(1).padStart(14)}\n`,
-      );
+    const row = (label: string, r: { ms: number; deferrals: number; meanRunning: number }, ideal: number): string =>
+      `${label.padEnd(12)} ${r.ms.toFixed(0).padStart(6)} ${((n / r.ms) * 1000).toFixed(0).padStart(9)} ${String(Number.isNaN(ideal) ? '-' : ideal).padStart(10)} ${String(r.deferrals).padStart(11)} ${r.meanRunning.toFixed(1).padStart(14)}\n`;
+    const idealOf = (concurrency: TaskConcurrency | undefined): number =>
+      concurrency && concurrency.limit < n ? Math.round((n * workMs) / concurrency.limit) : NaN;
+    for (let run = 0; run < runs; run++) {
+      for (const [label, concurrency] of cases) {
+        const result = await runCase(server.adminUrl, label, n, workMs, concurrency);
+        results.set(label, [...(results.get(label) ?? []), result]);
+        process.stdout.write(row(label, result, idealOf(concurrency)));
+      }
+    }
+    if (runs > 1) {
+      process.stdout.write('median\n');
+      const median = (values: number[]): number => {
+        const sorted = [...values].sort((a, b) => a - b);
+        const mid = Math.floor(sorted.length / 2);
+        return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+      };
+      for (const [label, concurrency] of cases) {
+        const all = results.get(label) ?? [];
+        const medianRow = {
+          ms: median(all.map((r) => r.ms)),
+          deferrals: median(all.map((r) => r.deferrals)),
+          meanRunning: median(all.map((r) => r.meanRunning)),
+        };
+        process.stdout.write(row(label, medianRow, idealOf(concurrency)));
+      }
     }
   } finally {
     await server.stop();

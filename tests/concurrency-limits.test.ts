@@ -377,3 +377,58 @@ test('limits are checked when a task type is defined and when it is registered; 
     await cluster.stop();
   }
 });
+
+test('concurrent batches of one process share a limited claim: the limit holds exactly, a task in two batches runs once, and the rest is deferred', async () => {
+  let release: () => void = () => undefined;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const started: string[] = [];
+  const work = defineTask({
+    type: 'limits.shared_claim',
+    parameters: z.object({ i: z.number().int() }),
+    concurrency: { limit: 3 },
+    handler: async ({ i }, ctx) => {
+      started.push(ctx.taskId);
+      await released;
+      return i;
+    },
+  });
+  const job = defineJob({ type: 'limits.shared_claim_job', parameters: z.object({ n: z.number().int() }) })
+    .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
+    .finalize(async ({ previous }) => (await previous.all()).length);
+  const transport = new InProcessTransport();
+  const machine = await CoreMachine.create({ pool: db.pool, registry: new Registry().register(job), transport, logger: captureLogger([]) });
+  try {
+    const { job: submitted } = await machine.submitJob('limits.shared_claim_job', { n: 8 });
+    expect(await machine.processJobMessage({ jobId: submitted.jobId, jobType: 'limits.shared_claim_job', stage: 1 })).toMatchObject({ kind: 'started' });
+    const tasks = await machine.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 8 });
+    const message = (i: number) => ({ taskId: tasks[i]!.taskId, jobId: submitted.jobId, stage: 1, taskType: 'limits.shared_claim', attempt: 1 });
+    // Four batches in flight at once, as a host's concurrent deliveries are; task 0 is in every batch.
+    const batches = [
+      [message(0), message(1), message(2)],
+      [message(0), message(3), message(4)],
+      [message(0), message(5)],
+      [message(0), message(6), message(7)],
+    ];
+    const processing = batches.map((bodies) => machine.processTaskMessages(bodies));
+    for (let i = 0; i < 500 && started.length < 3; i++) await sleep(10);
+    await sleep(100);
+    expect(started).toHaveLength(3);
+    expect(new Set(started).size).toBe(3);
+    expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE status = 'PROCESSING' AND job_id = $1", [submitted.jobId])).toBe(3);
+    release();
+    const outcomes = (await Promise.all(processing)).flat();
+    const kinds = outcomes.reduce<Record<string, number>>((tally, outcome) => ({ ...tally, [outcome.kind]: (tally[outcome.kind] ?? 0) + 1 }), {});
+    // Three ran; task 0's other three messages are duplicates or deferred (never a second run); the rest waits its turn.
+    expect(kinds.completed).toBe(3);
+    expect((kinds.deferred ?? 0) + (kinds.duplicate ?? 0)).toBe(outcomes.length - 3);
+    expect(kinds.deferred).toBeGreaterThanOrEqual(5);
+    expect(outcomes.filter((o) => o.kind === 'deferred').every((o) => 'reason' in o && o.reason === 'all 3 slot(s) of limits.shared_claim: are taken')).toBe(
+      true,
+    );
+    // No worker here sends the deferred messages again: the job is cancelled, not left running.
+    expect((await machine.cancelJob(submitted.jobId)).status).toBe('CANCELLED');
+  } finally {
+    release();
+    await transport.close();
+  }
+}, 30_000);

@@ -35,7 +35,10 @@ const slow = defineTask({
           statusAtAbort.push(
             db.pool.query<{ status: string }>('SELECT status FROM coremachine.tasks WHERE task_id = $1', [taskId]).then((r) => r.rows[0]?.status),
           );
-          if (behaviour.honourAbort) (clearTimeout(timer), reject(signal.reason as Error));
+          if (behaviour.honourAbort) {
+            clearTimeout(timer);
+            reject(signal.reason as Error);
+          }
         },
         { once: true },
       );

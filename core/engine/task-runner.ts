@@ -10,7 +10,8 @@ import { contextFromTraceparent, recordFailure, recordQueueWait, recordTaskDurat
 import { failOverdueJobs } from './deadlines';
 import type { MessageMeta } from '../transport/settle-batch';
 import { leaseOfType, runClaimedTask } from './run-task';
-import { claimLimitedTasks, wakeWaitingTasks } from './limits';
+import { ConcurrencyClaims, claimLimitedTasks, wakeWaitingTasks } from './limits';
+import { GroupCommitter } from './group-commit';
 import { recordTaskOutcomes } from './task-outcomes';
 import { LeaseKeeper, TaskAbort, type RunningTask } from './running-tasks';
 import type { RunningTaskAbort } from './after-commit';
@@ -49,6 +50,7 @@ const WAKE_AFTER_DEFERRAL_MS = 60_000;
  */
 export class TaskRunner {
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commit(results));
+  private readonly concurrencyClaims: ConcurrencyClaims;
   /** Handlers running in this process: a cancel aborts them, a shutdown gives their claims back, the keeper extends their leases. */
   private readonly running = new Map<string, RunningTask>();
   /** When this process last deferred a message of each slot key: only then is a freed slot worth a wake-up. */
@@ -69,6 +71,7 @@ export class TaskRunner {
     private readonly payloads: Payloads = INLINE_PAYLOADS,
   ) {
     this.leases = new LeaseKeeper(this.running, pool, logger);
+    this.concurrencyClaims = new ConcurrencyClaims(pool);
     this.presence = new HostPresence(pool, registry, logger);
   }
 
@@ -124,7 +127,7 @@ export class TaskRunner {
     try {
       // Limited task types are claimed under their keys' locks; what cannot start now is deferred.
       const requests = limited.map((p) => ({ ...p.message, leaseSeconds: leaseOfType(this.registry, p.message.taskType) }));
-      const deferred = await claimLimitedTasks(this.pool, this.unitOfWork, this.registry, requests, claimed, workerId);
+      const deferred = await claimLimitedTasks(this.pool, this.unitOfWork, this.registry, requests, claimed, workerId, this.concurrencyClaims);
       for (const { index, message } of limited) {
         const deferral = deferred.get(message.taskId);
         if (!deferral) continue;
@@ -371,45 +374,4 @@ function classifyUnclaimed(states: ReadonlyMap<string, TaskState>, unclaimed: re
     }
   }
   return outcomes;
-}
-
-/**
- * Group commit: items added while a flush is running are committed together in the next one.
- * Each result is committed as soon as it is ready (a fast failure never waits for a slow
- * sibling), yet under load many results share one transaction and one counter update.
- */
-export class GroupCommitter<T, R> {
-  private pending: Array<{ item: T; resolve: (value: R) => void; reject: (error: unknown) => void }> = [];
-  private flushing = false;
-
-  constructor(private readonly commit: (items: T[]) => Promise<Map<T, R>>) {}
-
-  add(item: T): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      this.pending.push({ item, resolve, reject });
-      if (!this.flushing) void this.flush();
-    });
-  }
-
-  private async flush(): Promise<void> {
-    this.flushing = true;
-    // Let results finishing in the same tick join the first group.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    while (this.pending.length > 0) {
-      const group = this.pending;
-      this.pending = [];
-      try {
-        const results = await this.commit(group.map((entry) => entry.item));
-        for (const entry of group) {
-          const result = results.get(entry.item);
-          if (result === undefined) entry.reject(new Error('group commit returned no result for an item'));
-          else entry.resolve(result);
-        }
-      } catch (error) {
-        // Every waiter of the failed group gets the error; its batch is then abandoned.
-        for (const entry of group) entry.reject(error);
-      }
-    }
-    this.flushing = false;
-  }
 }

@@ -137,27 +137,49 @@ export async function pruneIdleRateBuckets(db: Queryable, idleSeconds: number, l
   return result.rowCount ?? 0;
 }
 
+export interface LimitedBatchRequest {
+  taskId: string;
+  attempt: number;
+  leaseSeconds: number;
+  /** The task type's concurrency limit. */
+  limit: number;
+  /** The key of a task made before its type had limits (it has none of its own): the scope's default. */
+  defaultKey: string;
+}
+
+export interface LimitedBatchClaim {
+  claimed: ClaimedTask[];
+  /** Fresh candidates past their key's free slots. */
+  deferred: Array<{ taskId: string; limitKey: string; limit: number; held: number }>;
+  /** Tasks still PROCESSING at the message's attempt with an expired lease: they hold their slot already. */
+  reclaim: Array<{ taskId: string; limitKey: string }>;
+}
+
 /**
- * Locks the key, counts its holders and claims the fresh requests that fit, in one call
- * (025_claim_within_limit.sql), in task-id order. `held` is the holders before the claim: the
- * requests past `limit - held` in that order were not tried and wait for a slot.
+ * Claims a batch of concurrency-limited requests in one round trip (026_claim_limited_batch.sql):
+ * per slot key, in key order, lock it, count its holders and claim the fresh candidates that fit,
+ * in task-id order. Requests in none of the three lists were not decided (see the migration).
  */
-export async function claimWithinLimit(
-  db: Queryable,
-  claim: { limitKey: string; limit: number; requests: ReadonlyArray<{ taskId: string; attempt: number; leaseSeconds: number }>; workerId: string | null },
-): Promise<{ held: number; claimed: ClaimedTask[] }> {
-  const result = await db.query<ClaimedTask & { held: number; task_id: string | null }>({
-    name: 'cm_claim_within_limit',
-    text: `SELECT * FROM coremachine.claim_within_limit($1, $2, $3::text[], $4::int[], $5::float8[], $6)`,
+export async function claimLimitedBatch(db: Queryable, requests: readonly LimitedBatchRequest[], workerId: string | null): Promise<LimitedBatchClaim> {
+  type Row = ClaimedTask & { outcome: 'claimed' | 'deferred' | 'reclaim'; held: number | null; slot_limit: number | null };
+  const result = await db.query<Row>({
+    name: 'cm_claim_limited_batch',
+    text: `SELECT * FROM coremachine.claim_limited_batch($1::text[], $2::int[], $3::float8[], $4::int[], $5::text[], $6)`,
     values: [
-      claim.limitKey,
-      claim.limit,
-      textArray(claim.requests.map((r) => r.taskId)),
-      numberArray(claim.requests.map((r) => r.attempt)),
-      numberArray(claim.requests.map((r) => r.leaseSeconds)),
-      claim.workerId,
+      textArray(requests.map((r) => r.taskId)),
+      numberArray(requests.map((r) => r.attempt)),
+      numberArray(requests.map((r) => r.leaseSeconds)),
+      numberArray(requests.map((r) => r.limit)),
+      textArray(requests.map((r) => r.defaultKey)),
+      workerId,
     ],
   });
-  const held = result.rows[0]?.held ?? 0;
-  return { held, claimed: result.rows.filter((row) => row.task_id !== null).map(({ held: _held, ...task }) => task) };
+  const batch: LimitedBatchClaim = { claimed: [], deferred: [], reclaim: [] };
+  for (const { outcome, held, slot_limit: limit, ...task } of result.rows) {
+    if (outcome === 'claimed') batch.claimed.push(task);
+    else if (outcome === 'deferred')
+      batch.deferred.push({ taskId: task.task_id, limitKey: task.limit_key as string, limit: limit as number, held: held as number });
+    else batch.reclaim.push({ taskId: task.task_id, limitKey: task.limit_key as string });
+  }
+  return batch;
 }
