@@ -100,9 +100,9 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
   const stalled = await attempt(() => examineStalledJobs(pool, unitOfWork, options), [] as StalledJob[]);
   const schedules = options.schedules ? await attempt(options.schedules, undefined) : undefined;
   const retention: RetentionOptions = { ...DEFAULT_RETENTION, ...options.retention, retentionDays: options.retentionDays ?? 0 };
-  const blobs = deps.payloads?.store ? { payloads: deps.payloads, logger: deps.logger } : undefined;
-  const purged = await attempt(() => purgeExpiredJobs(unitOfWork, retention, blobs), NOTHING_PURGED);
-  const orphanPayloads = blobs ? await attempt(() => sweepOrphanPayloads(pool, blobs.payloads, options.batchSize), NO_ORPHAN_SWEEP) : undefined;
+  const payloads = deps.payloads?.store ? deps.payloads : undefined;
+  const purged = await attempt(() => purgeExpiredJobs(unitOfWork, retention, payloads), NOTHING_PURGED);
+  const orphanPayloads = payloads ? await attempt(() => sweepOrphanPayloads(pool, payloads, options.batchSize), NO_ORPHAN_SWEEP) : undefined;
   const prunedRateBuckets = await attempt(
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })),
     0,
@@ -129,6 +129,12 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }
   if (purged.jobs > 0) deps.logger.info('janitor deleted finished jobs past retention', { retentionDays: retention.retentionDays, ...purged });
+  if (purged.blobsLeft > 0) {
+    deps.logger.warn("deleting the purged jobs' payload blobs failed; the orphan sweep deletes them later", {
+      blobsLeft: purged.blobsLeft,
+      error: purged.blobError,
+    });
+  }
   if (orphanPayloads && orphanPayloads.deleted > 0) deps.logger.info('janitor deleted orphaned payload blobs', { ...orphanPayloads });
   if (failures.length > 0) throw new AggregateError(failures, `janitor sweep: ${failures.length} part(s) failed; the next sweep retries them`);
   return report;

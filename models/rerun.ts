@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { INT4_MAX, integerInput, JobId, safeText, TaskId } from './http-input';
 import type { JobView } from './records';
+import type { ErrorShape } from './error-shape';
 
 /**
  * A targeted re-run (core/engine/rerun.ts): chosen tasks of a finished stage of an ended job run
@@ -83,6 +84,9 @@ export interface RerunOutcome {
   recomputedStages: number[];
   /** How many re-runs the job has had, this one included (unchanged by a dry run). */
   reruns: number;
+  /** Replaced values' payload blobs a failed delete left (the orphan sweep deletes them later), and why. */
+  blobsLeft?: number;
+  blobError?: ErrorShape;
   /** The job as it is now: QUEUED at the stage after a re-run, unchanged after a dry run. */
   job: JobView;
 }

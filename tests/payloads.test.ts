@@ -327,12 +327,61 @@ test('DELETE and retention delete the blobs with the rows', async () => {
     expect(await blobsOf(deleted.jobId)).toHaveLength(7);
     expect(await blobsOf(expired.jobId)).toHaveLength(9);
 
-    await e.machine.deleteJob(deleted.jobId);
+    expect(await e.machine.deleteJob(deleted.jobId)).toMatchObject({ jobs: 1, tasks: 6, blobsDeleted: 7, blobsLeft: 0 });
     expect(await blobsOf(deleted.jobId)).toEqual([]);
 
     await db.pool.query("UPDATE coremachine.jobs SET finished_at = now() - interval '2 days' WHERE job_id = $1", [expired.jobId]);
     const report = await e.machine.sweep();
-    expect(report.purged.jobs).toBe(1);
+    expect(report.purged).toMatchObject({ jobs: 1, blobsDeleted: 9, blobsLeft: 0 });
+    expect(await blobsOf(expired.jobId)).toEqual([]);
+  } finally {
+    await e.stop();
+  }
+});
+
+test('a blob delete that fails after the rows are gone is reported to the caller (answer, janitor report, log), and the orphan sweep gets the blobs later', async () => {
+  // The store answers, then refuses deletes (an outage of the storage account, a lost permission).
+  const failing = store();
+  const outage = new Error('storage account unreachable');
+  failing.delete = () => Promise.reject(outage);
+  const e = await engine(new Payloads(failing, { ...DEFAULT_PAYLOAD_LIMITS, inlineMaxBytes: THRESHOLD }), { retentionDays: 1 });
+  try {
+    const { job: deleted } = await e.machine.submitJob('pl.big_job', { n: 2, bytes: 2003 });
+    // Another n: a job's id follows from its parameters, and the same submission is the same job.
+    const { job: expired } = await e.machine.submitJob('pl.big_job', { n: 3, bytes: 2003 });
+    expect((await waitForJob(e.machine, deleted.jobId)).status).toBe('COMPLETED');
+    expect((await waitForJob(e.machine, expired.jobId)).status).toBe('COMPLETED');
+
+    const answer = await e.machine.deleteJob(deleted.jobId);
+    expect(answer).toMatchObject({
+      jobs: 1,
+      blobsDeleted: 0,
+      blobsLeft: 5,
+      blobError: { type: 'PayloadStoreUnavailableError' },
+    });
+    expect(answer.blobError?.message).toContain('storage account unreachable');
+    expect(await blobsOf(deleted.jobId)).toHaveLength(5);
+    expect(e.logs.some((line) => line.includes("deleting the job's payload blobs failed") && line.includes('storage account unreachable'))).toBe(true);
+
+    await db.pool.query("UPDATE coremachine.jobs SET finished_at = now() - interval '2 days' WHERE job_id = $1", [expired.jobId]);
+    const report = await e.machine.sweep();
+    expect(report.purged).toMatchObject({
+      jobs: 1,
+      blobsDeleted: 0,
+      blobsLeft: 7,
+      blobError: { type: 'PayloadStoreUnavailableError' },
+    });
+    expect(report.purged.blobError?.message).toContain('storage account unreachable');
+    expect(e.logs.some((line) => line.includes("deleting the purged jobs' payload blobs failed"))).toBe(true);
+    // Nothing references them: the orphan sweep, once the store deletes again, removes them.
+    const janitor = await engine(withStore({ orphanGraceMs: 0 }), { worker: false });
+    try {
+      let sweep = await janitor.machine.sweep({ batchSize: 1000 });
+      for (let i = 0; i < 20 && !sweep.orphanPayloads?.wrapped; i++) sweep = await janitor.machine.sweep({ batchSize: 1000 });
+    } finally {
+      await janitor.stop();
+    }
+    expect(await blobsOf(deleted.jobId)).toEqual([]);
     expect(await blobsOf(expired.jobId)).toEqual([]);
   } finally {
     await e.stop();

@@ -127,6 +127,9 @@ test('a sweep deletes finished jobs past retention with all their rows, writes n
     deadLetters: 1,
     outbox: 1,
     taskLogs: 0,
+    // No payload store in `coremachine dev` by default: no blobs to delete.
+    blobsDeleted: 0,
+    blobsLeft: 0,
     batches: 1,
   });
   expect(await rowsOf(dev.db.pool, old)).toEqual({ jobs: 0, stages: 0, tasks: 0, events: 0, dead_letters: 0, outbox: 0 });
@@ -207,7 +210,17 @@ test('DELETE /api/jobs/{jobId}: 200 with every row gone for a finished job, 409 
   expect(deleted.status).toBe(200);
   expect(deleted.body).toEqual({
     jobId: job.jobId,
-    deleted: { jobs: 1, stages: before.stages, tasks: before.tasks, events: before.events, deadLetters: 0, outbox: 1, taskLogs: 0 },
+    deleted: {
+      jobs: 1,
+      stages: before.stages,
+      tasks: before.tasks,
+      events: before.events,
+      deadLetters: 0,
+      outbox: 1,
+      taskLogs: 0,
+      blobsDeleted: 0,
+      blobsLeft: 0,
+    },
   });
   expect(await rowsOf(dev.db.pool, [job.jobId])).toEqual({ jobs: 0, stages: 0, tasks: 0, events: 0, dead_letters: 0, outbox: 0 });
 

@@ -64,7 +64,7 @@ import { commit } from './commit';
 import { processDeadLetter, type DeadLetter, type DeadLetterOutcome } from './dead-letters';
 import { DEFAULT_JANITOR_OPTIONS, sweep, type JanitorOptions, type SweepReport } from '../janitor';
 import type { PurgeCounts } from '../state/retention-store';
-import { deleteBlobs, deleteJob } from './retention';
+import { deleteBlobs, deleteJob, type BlobCleanupReport } from './retention';
 import { rerunTasks } from './rerun';
 import { runBulk } from './bulk-jobs';
 import { Outbox } from './outbox';
@@ -499,10 +499,11 @@ export class CoreMachine {
       return { value: decided, ...decided.after };
     });
     // Blobs first, then the message that lets the stage's tasks run (and write blobs) again.
-    await deleteBlobs({ payloads: this.payloads, logger: this.logger }, done.blobKeys);
+    const blobs = await deleteBlobs(this.payloads, done.blobKeys);
+    if (blobs.blobsLeft > 0) this.logger.warn("deleting a re-run's replaced payload blobs failed; the orphan sweep deletes them later", { jobId, ...blobs });
     const held = done.heldMessage;
     if (held) await commit(this.unitOfWork, () => Promise.resolve({ value: undefined, intents: [held] }));
-    return { ...done.outcome, job: await this.getJob(jobId) };
+    return { ...done.outcome, ...(blobs.blobsLeft > 0 ? { blobsLeft: blobs.blobsLeft, blobError: blobs.blobError } : {}), job: await this.getJob(jobId) };
   }
 
   /**
@@ -513,11 +514,11 @@ export class CoreMachine {
   async bulkJobs(action: unknown, request: unknown): Promise<BulkOutcome> {
     const { action: parsedAction } = parseOrThrow(BulkParams, { action }, 'bulk action');
     const parsed = parseOrThrow(BulkRequest, request, 'bulk request');
-    const blobs = { payloads: this.payloads, logger: this.logger };
     const apply: Record<BulkAction, (jobId: string) => Promise<unknown>> = {
       cancel: (jobId) => this.control(cancelJob, jobId),
       retry: (jobId) => this.control(retryJob, jobId),
-      delete: (jobId) => deleteJob(this.unitOfWork, jobId, blobs),
+      // Through the one-job delete, which logs what a failed blob delete left.
+      delete: (jobId) => this.deleteJob(jobId),
     };
     return runBulk(this.pool, parsedAction, parsed, apply[parsedAction], this.logger);
   }
@@ -600,9 +601,10 @@ export class CoreMachine {
   }
 
   /** Deletes a finished job with its stages, tasks, events, dead letters and outbox rows. */
-  async deleteJob(jobId: string): Promise<PurgeCounts> {
-    const deleted = await deleteJob(this.unitOfWork, jobId, { payloads: this.payloads, logger: this.logger });
-    this.logger.info('job deleted', { jobId, ...deleted });
+  async deleteJob(jobId: string): Promise<PurgeCounts & BlobCleanupReport> {
+    const deleted = await deleteJob(this.unitOfWork, jobId, this.payloads);
+    if (deleted.blobsLeft > 0) this.logger.warn("deleting the job's payload blobs failed; the orphan sweep deletes them later", { jobId, ...deleted });
+    else this.logger.info('job deleted', { jobId, ...deleted });
     return deleted;
   }
 
