@@ -1,9 +1,9 @@
 import { ENDED_JOB_STATUSES, FINAL_JOB_STATUSES, JOB_STATUSES, type ErrorShape, type JobStatus, type ListJobsQuery } from '../../models';
 import type { Queryable } from '../db/pool';
-import { ValidationError } from '../errors';
 import type { PayloadRef } from '../payloads/payload-store';
 import type { JobRow } from './rows';
 import { assertJobTransition } from './transitions';
+import { selectJobPage } from './job-page';
 
 export async function insertJob(
   db: Queryable,
@@ -145,78 +145,20 @@ export async function transitionJob(db: Queryable, jobId: string, from: JobStatu
   return result.rows[0] ?? null;
 }
 
-/**
- * Newest first, keyset-paged on (created_at, job_id). The cursor keeps created_at to the
- * microsecond, as PostgreSQL stores it: a JavaScript Date has milliseconds only, and jobs created
- * within one millisecond would be skipped between pages.
- *
- * With label filters the first one drives: its jobs are read from job_labels' index newest first
- * (020_job_labels.sql) and the other filters checked on each, so a page costs about a page of that
- * label's jobs, never a scan of the table. Without, jobs are read in order through the index a
- * filter has (status, job_type, created_by), or filtered by a name prefix through its own.
- * Unnamed on purpose: PostgreSQL plans an unnamed statement with its parameter values, so a filter
- * not given folds away instead of hiding an index from a generic plan.
- */
+/** GET jobs: a page of jobs newest first (core/state/job-page.ts reads it). */
 export async function listJobs(db: Queryable, query: ListJobsQuery): Promise<{ rows: JobRow[]; nextCursor: string | null }> {
-  const cursor = query.cursor ? decodeCursor(query.cursor) : null;
-  const labels = Object.entries(query.label ?? {});
-  const driving = labels[0];
-  const values: unknown[] = [
-    query.status ?? null,
-    query.jobType ?? null,
-    cursor?.createdAt ?? null,
-    cursor?.jobId ?? null,
-    query.limit + 1,
-    // Every label is checked on the job's own column (the driving one again, which costs nothing).
-    labels.length > 0 ? JSON.stringify(query.label) : null,
-    query.createdBy ?? null,
-    query.name === undefined ? null : `${likeLiteral(query.name)}%`,
-  ];
-  const filters = `($1::text IS NULL OR j.status = $1) AND ($2::text IS NULL OR j.job_type = $2)
-        AND ($6::jsonb IS NULL OR j.labels @> $6::jsonb)
-        AND ($7::text IS NULL OR j.created_by = $7)
-        AND ($8::text IS NULL OR j.name LIKE $8)`;
-  const cursorAt = `to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at`;
-  const result = driving
-    ? await db.query<JobRow & { cursor_at: string }>(
-        `SELECT j.*, ${cursorAt} FROM coremachine.job_labels l JOIN coremachine.jobs j ON j.job_id = l.job_id
-          WHERE l.key = $9 AND l.value = $10
-            AND ($3::timestamptz IS NULL OR (l.created_at, l.job_id) < ($3::timestamptz, $4::text))
-            AND ${filters}
-          ORDER BY l.created_at DESC, l.job_id DESC
-          LIMIT $5`,
-        [...values, driving[0], driving[1]],
-      )
-    : await db.query<JobRow & { cursor_at: string }>(
-        `SELECT j.*, ${cursorAt} FROM coremachine.jobs j
-          WHERE ($3::timestamptz IS NULL OR (j.created_at, j.job_id) < ($3::timestamptz, $4::text))
-            AND ${filters}
-          ORDER BY j.created_at DESC, j.job_id DESC
-          LIMIT $5`,
-        values,
-      );
-  const page = result.rows.slice(0, query.limit);
-  const last = page[page.length - 1];
-  const nextCursor = result.rows.length > query.limit && last ? encodeCursor(last.cursor_at, last.job_id) : null;
-  return { rows: page.map(({ cursor_at: _cursor, ...row }) => row), nextCursor };
-}
-
-/** The text as a LIKE pattern that matches only itself: `%`, `_` and LIKE's escape character, the backslash, escaped. */
-function likeLiteral(text: string): string {
-  return text.replace(/[\\%_]/g, (char) => `\\${char}`);
-}
-
-/** base64url of JSON `[createdAt, jobId]`, createdAt an ISO time with microseconds (models/api.ts checks the shape). */
-export function encodeCursor(createdAt: string, jobId: string): string {
-  return Buffer.from(JSON.stringify([createdAt, jobId])).toString('base64url');
-}
-
-export function decodeCursor(cursor: string): { createdAt: string; jobId: string } {
-  const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!Array.isArray(parsed) || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string') {
-    throw new ValidationError('cursor is not one this API returned', [{ path: ['cursor'], message: 'invalid cursor' }]);
-  }
-  return { createdAt: parsed[0], jobId: parsed[1] };
+  return selectJobPage<JobRow>(
+    db,
+    'j.*',
+    {
+      statuses: query.status === undefined ? undefined : [query.status],
+      jobType: query.jobType,
+      label: query.label,
+      createdBy: query.createdBy,
+      namePrefix: query.name,
+    },
+    { cursor: query.cursor, limit: query.limit },
+  );
 }
 
 /** Just the status, for long-polls: one small row per poll, not the job's parameters and result. */
