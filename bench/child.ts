@@ -49,6 +49,7 @@ async function measure(spec: RunSpec): Promise<RunResult> {
     const execution = await system.execute().finally(() => rss.stop());
     const nodeCpuUsed = process.cpuUsage(nodeCpu);
     const peakRss = rss.stop();
+    const liveHeap = liveHeapAfterCollection();
     const cpuAfter = await backendCpu(admin, spec.databaseName);
     const others = await otherActiveSessions(spec.adminUrl, spec.databaseName);
     const counts = counter.snapshot();
@@ -80,6 +81,7 @@ async function measure(spec: RunSpec): Promise<RunResult> {
       walSyncs: after.walSyncs - before.walSyncs,
       peakRssMb: peakRss / MB,
       startRssMb: startRss / MB,
+      liveHeapMb: liveHeap === null ? null : liveHeap / MB,
       nodeCpuMs: (nodeCpuUsed.user + nodeCpuUsed.system) / 1000,
       postgresCpuMs: cpuDeltaMs(cpuBefore, cpuAfter),
       otherActiveSessions: others,
@@ -97,6 +99,14 @@ async function measure(spec: RunSpec): Promise<RunResult> {
   } finally {
     await admin.end();
   }
+}
+
+/** Heap bytes referenced after a full collection; null when gc() is not exposed (the child run by hand). */
+function liveHeapAfterCollection(): number | null {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return null;
+  gc();
+  return process.memoryUsage().heapUsed;
 }
 
 function reply(message: ChildMessage): Promise<void> {

@@ -127,6 +127,12 @@ export interface RunResult {
   walSyncs: number | null;
   peakRssMb: number;
   startRssMb: number;
+  /**
+   * The heap still referenced once the run is over, measured after a full collection, before the
+   * system stops: what the system keeps, as against peak RSS, which also holds the garbage V8 lets
+   * accumulate between collections (it lets the heap grow the longer a busy run lasts).
+   */
+  liveHeapMb: number | null;
   nodeCpuMs: number;
   postgresCpuMs: number | null;
   otherActiveSessions: number;

@@ -25,6 +25,7 @@ export interface Summary {
   nodeCpuMsPerTask: Spread;
   postgresCpuMsPerTask: Spread;
   peakRssMb: Spread;
+  liveHeapMb: Spread;
   /** CoreMachine: Service Bus operations per task by kind and in total, physical messages (core/transport/operation-counts.ts). */
   serviceBusPerTask: Record<ServiceBusOperation | 'total', Spread>;
   functionsExecutionsPerTask: Spread;
@@ -61,6 +62,7 @@ export function summarize(results: readonly RunResult[]): Summary {
     nodeCpuMsPerTask: perRun(results, (r) => per(r.nodeCpuMs, r)),
     postgresCpuMsPerTask: perRun(results, (r) => per(r.postgresCpuMs, r)),
     peakRssMb: perRun(results, (r) => r.peakRssMb),
+    liveHeapMb: perRun(results, (r) => r.liveHeapMb),
     serviceBusPerTask: Object.fromEntries(
       [...SERVICE_BUS_OPERATIONS, 'total' as const].map((kind) => [kind, perRun(results, (r) => (r.serviceBus ? r.serviceBus[kind] / r.operations : null))]),
     ) as Record<ServiceBusOperation | 'total', Spread>,
@@ -119,6 +121,7 @@ const ROWS: Array<[string, (s: Summary) => Spread | undefined]> = [
   ['node CPU ms / task', (s) => s.nodeCpuMsPerTask],
   ['postgres backend CPU ms / task', (s) => s.postgresCpuMsPerTask],
   ['peak RSS MB (bench process)', (s) => s.peakRssMb],
+  ['live heap MB after the run (after a full GC)', (s) => s.liveHeapMb],
   ['Service Bus operations / task (physical messages)', (s) => s.serviceBusPerTask.total],
   ...SERVICE_BUS_OPERATIONS.map((kind): [string, (s: Summary) => Spread] => [`  ${kind}`, (s) => s.serviceBusPerTask[kind]]),
   ['Service Bus bytes / task (sent + received)', (s) => s.serviceBusBytesPerTask],
@@ -179,6 +182,7 @@ export interface JsonSummary {
   nodeCpuMsPerTask: number;
   postgresCpuMsPerTask: number;
   peakRssMb: number;
+  liveHeapMb: number;
   /** Service Bus operations per task by kind and `total` (physical messages), as the in-process transport counted them. */
   serviceBusOperationsPerTask: Record<ServiceBusOperation | 'total', number>;
   functionsExecutionsPerTask: number;
@@ -231,6 +235,7 @@ export function jsonSummary(n: number, summaries: readonly Summary[], used: Peer
     nodeCpuMsPerTask: r(cm.nodeCpuMsPerTask.median),
     postgresCpuMsPerTask: r(cm.postgresCpuMsPerTask.median),
     peakRssMb: r(cm.peakRssMb.median),
+    liveHeapMb: r(cm.liveHeapMb.median),
     serviceBusOperationsPerTask: Object.fromEntries(Object.entries(cm.serviceBusPerTask).map(([kind, s]) => [kind, r(s.median)])) as Record<
       ServiceBusOperation | 'total',
       number

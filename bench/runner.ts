@@ -41,7 +41,12 @@ export async function runOne(
 
 function inChild(spec: RunSpec): Promise<RunResult> {
   return new Promise<RunResult>((resolve, reject) => {
-    const child = fork(path.join(__dirname, 'child.js'), [], { stdio: ['ignore', 2, 2, 'ipc'] });
+    const child = fork(path.join(__dirname, 'child.js'), [], {
+      stdio: ['ignore', 2, 2, 'ipc'],
+      // gc() exposed for one full collection after the run, to measure what stays referenced
+      // (bench/child.ts): exposing it changes no collection made during the run.
+      execArgv: [...process.execArgv, '--expose-gc'],
+    });
     active.child = child;
     let settled = false;
     const finish = (error: Error | undefined, result?: RunResult) => {
@@ -126,5 +131,5 @@ export function describeRun(r: RunResult): string {
     : '';
   const partial = r.operations < r.n * r.stages ? ` (${r.operations} of ${r.n * r.stages} done${r.system === 'ceiling' ? ': time cap' : ''})` : '';
   const notes = r.notes.length > 0 ? `; ${r.notes.join('; ')}` : '';
-  return `  ${r.system} N=${r.n} run ${r.run}: ${round(r.operationsPerSecond, 0)}/s in ${round(r.elapsedMs, 0)} ms${partial}${extra}, ${round(r.statements / r.operations, 2)} stmts/task, peak RSS ${round(r.peakRssMb, 0)} MB${settings}${notes}`;
+  return `  ${r.system} N=${r.n} run ${r.run}: ${round(r.operationsPerSecond, 0)}/s in ${round(r.elapsedMs, 0)} ms${partial}${extra}, ${round(r.statements / r.operations, 2)} stmts/task, peak RSS ${round(r.peakRssMb, 0)} MB${r.liveHeapMb === null ? '' : `, live heap after ${round(r.liveHeapMb, 0)} MB`}${settings}${notes}`;
 }
