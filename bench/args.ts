@@ -38,6 +38,8 @@ export interface BenchOptions {
   pgSettings: Record<string, string>;
   timeoutS: number | undefined;
   ceilingMaxS: number;
+  /** Clients of the one-row UPDATE ceiling: its own best, apart from CoreMachine's batches in flight. */
+  ceilingClients: number;
   pollMs: number;
   json: boolean;
   sweep: boolean;
@@ -54,11 +56,13 @@ export const USAGE = `npm run bench -- [options]
 
   --n LIST               tasks per stage, e.g. --n 100000 or --n 1000,10000 (default 1000,10000)
   --runs R               runs per N and system, each in a fresh database and process (default 3)
-  --workers W            CoreMachine task batches in flight (per instance with --instances) =
-                         ceiling clients (default 4); the peers have their own flags below
-  --batch B              CoreMachine task messages per batch (default 128)
-  --pool P               pg pool size for every system (default W + 2; graphile-worker
-                         concurrency + 2; pg-boss workers + 2)
+  --workers W            CoreMachine task batches in flight (per instance with --instances)
+                         (default 4); the peers have their own flags below
+  --batch B              CoreMachine task messages per batch (default 256)
+  --ceiling-clients C    clients of the one-row UPDATE ceiling (default 4: its best of 1, 2, 4,
+                         8, 16 on the 2-core machine; more clients only queue on the row's lock)
+  --pool P               pg pool size for every system (default W + 2; the ceiling C + 2;
+                         graphile-worker concurrency + 2; pg-boss workers + 2)
   --job-concurrency J    CoreMachine job-message consumers (default 1)
   --systems LIST         coremachine,graphile-worker,pg-boss,ceiling (default all four); coremachine-fair
                          is CoreMachine with every job under one fairness key (the scheme's cost)
@@ -129,8 +133,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   const options: BenchOptions = {
     ns: [],
     runs: 3,
+    // The best of interleaved runs since task messages are packed (bench/README.md): 4 x 256.
     workers: [4],
-    batch: [128],
+    batch: [256],
     pool: undefined,
     jobConcurrency: 1,
     // The four compared systems; coremachine-fair is asked for by name (--systems).
@@ -154,6 +159,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     payloadInlineMax: 256,
     timeoutS: undefined,
     ceilingMaxS: 10,
+    ceilingClients: 4,
     pollMs: 5,
     json: false,
     sweep: false,
@@ -274,6 +280,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--ceiling-max-s':
         options.ceilingMaxS = one(flag, value());
+        break;
+      case '--ceiling-clients':
+        options.ceilingClients = one(flag, value());
         break;
       case '--poll-ms':
         options.pollMs = one(flag, value());

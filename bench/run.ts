@@ -175,7 +175,7 @@ async function main(): Promise<void> {
           .loadavg()
           .map((l) => l.toFixed(2))
           .join(' / ')} at start${(os.loadavg()[0] ?? 0) > 1 ? ' — WARNING: the machine is busy; numbers will be disturbed' : ''}.`,
-        `Node ${process.version}; workers=${workers} (CoreMachine task batches in flight = ceiling clients), CoreMachine batch=${options.batch.join(',')}, pool=${options.pool ?? `workers + 2 (graphile-worker: concurrency + 2, pg-boss: workers + 2)`}, job consumers=${options.jobConcurrency}, fan-in from results=${String(options.fanInFromResults)}${options.instances.length > 0 ? `, instances=${options.instances.join(',')}` : ''}; bench database settings: ${
+        `Node ${process.version}; workers=${workers} (CoreMachine task batches in flight), ceiling clients=${options.ceilingClients}, CoreMachine batch=${options.batch.join(',')}, pool=${options.pool ?? `workers + 2 (graphile-worker: concurrency + 2, pg-boss: workers + 2)`}, job consumers=${options.jobConcurrency}, fan-in from results=${String(options.fanInFromResults)}${options.instances.length > 0 ? `, instances=${options.instances.join(',')}` : ''}; bench database settings: ${
           Object.entries(options.pgSettings)
             .map(([k, v]) => `${k}=${v}`)
             .join(', ') || 'server defaults'

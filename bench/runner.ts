@@ -82,7 +82,7 @@ export type BaseSpec = Omit<RunSpec, 'databaseUrl' | 'databaseName' | 'adminUrl'
 
 /**
  * Each system gets the pool it needs at its own setting (`--pool` overrides all): CoreMachine
- * and the ceiling workers + 2, graphile-worker its concurrency + 2, pg-boss its workers + 2.
+ * workers + 2, the ceiling its clients + 2, graphile-worker its concurrency + 2, pg-boss its workers + 2.
  */
 export function baseSpec(
   options: BenchOptions,
@@ -93,13 +93,15 @@ export function baseSpec(
   batch: number,
   peers: PeerSettings = options,
 ): BaseSpec {
-  const poolFor = system === 'graphile-worker' ? peers.graphile.concurrency + 2 : system === 'pg-boss' ? peers.pgBoss.workers + 2 : workers + 2;
+  // The ceiling's clients are its own setting: at CoreMachine's batches in flight it would queue more on its row lock.
+  const inFlight = system === 'ceiling' ? options.ceilingClients : workers;
+  const poolFor = system === 'graphile-worker' ? peers.graphile.concurrency + 2 : system === 'pg-boss' ? peers.pgBoss.workers + 2 : inFlight + 2;
   return {
     system,
     n,
     stages: options.stages,
     run,
-    workers,
+    workers: inFlight,
     poolSize: options.pool ?? poolFor,
     batchSize: batch,
     jobConcurrency: options.jobConcurrency,
