@@ -23,43 +23,43 @@ function byCount(n: number): Array<{ i: number }> {
   return Array.from({ length: n }, (_, i) => ({ i }));
 }
 
+/** Specs one at a time: a stage of a million is never a million objects in memory at once. */
+function* countTo(n: number): Iterable<{ i: number }> {
+  for (let i = 0; i < n; i++) yield { i };
+}
+
 async function* fromResults(previous: AsyncIterable<{ i: number }>): AsyncIterable<{ i: number }> {
   for await (const result of previous) yield { i: result.i };
 }
 
 /** Three stages of n no-op tasks; finalize only counts (reading n results would be a fourth pass). */
 export const benchJob = defineJob({ type: BENCH_JOB_TYPE, description: 'benchmark: 3 stages x n no-op tasks', parameters: Parameters })
-  .stage({ name: 'one', task: noopTask, fanOut: ({ parameters }) => byCount(parameters.n) })
+  .stage({ name: 'one', task: noopTask, fanOut: ({ parameters }) => countTo(parameters.n) })
   .stage({
     name: 'two',
     task: noopTask,
-    fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : byCount(parameters.n)),
+    fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : countTo(parameters.n)),
   })
   .stage({
     name: 'three',
     task: noopTask,
-    fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : byCount(parameters.n)),
+    fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : countTo(parameters.n)),
   })
   .finalize(({ previous }) => ({ tasksInLastStage: previous.count }));
 
 /** `--stages 1` and `--stages 2`: the same no-op tasks, in fewer stages (the job types differ: a job's stages are its type's). */
 export const BENCH_JOB_TYPES_BY_STAGES: Record<number, string> = { 1: 'bench.noop_one_stage', 2: 'bench.noop_two_stages', 3: BENCH_JOB_TYPE };
 
-/** Specs one at a time: a stage of a million is never a million objects in memory at once. */
-function* countTo(n: number): Iterable<{ i: number }> {
-  for (let i = 0; i < n; i++) yield { i };
-}
-
 export const benchOneStageJob = defineJob({ type: 'bench.noop_one_stage', description: 'benchmark: 1 stage x n no-op tasks', parameters: Parameters })
   .stage({ name: 'one', task: noopTask, fanOut: ({ parameters }) => countTo(parameters.n) })
   .finalize(({ previous }) => ({ tasksInLastStage: previous.count }));
 
 export const benchTwoStagesJob = defineJob({ type: 'bench.noop_two_stages', description: 'benchmark: 2 stages x n no-op tasks', parameters: Parameters })
-  .stage({ name: 'one', task: noopTask, fanOut: ({ parameters }) => byCount(parameters.n) })
+  .stage({ name: 'one', task: noopTask, fanOut: ({ parameters }) => countTo(parameters.n) })
   .stage({
     name: 'two',
     task: noopTask,
-    fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : byCount(parameters.n)),
+    fanOut: ({ parameters, previous }) => (parameters.fanInFromResults ? fromResults(previous) : countTo(parameters.n)),
   })
   .finalize(({ previous }) => ({ tasksInLastStage: previous.count }));
 
