@@ -91,8 +91,12 @@ export class TaskRunner {
     // Given back before the handlers hear of it: an aborted handler fails at once, and its failure,
     // committed first, would end the task FAILED instead of QUEUED (seen on a loaded machine). Once
     // released, the claim is stale and that result is fenced off.
-    await retryTransient(() => releaseClaims(this.pool, claims));
-    for (const task of running) task.abort.abort(reason);
+    try {
+      await retryTransient(() => releaseClaims(this.pool, claims));
+    } finally {
+      // Aborted even when the give-back failed (its error goes on to the caller): the host is stopping.
+      for (const task of running) task.abort.abort(reason);
+    }
     return claims.length;
   }
 
