@@ -82,10 +82,6 @@ function candidate(state: LimitedTaskState | undefined, attempt: number): 'fresh
   return undefined;
 }
 
-/**
- * Claims what the limits allow of these task messages. A message not claimed and not deferred
- * (duplicate, task gone, job not running that stage) is left for the caller to classify.
- */
 type ConcurrencyClaim = LimitedBatchRequest & { workerId: string | null };
 type ConcurrencyOutcome =
   | { kind: 'claimed'; task: ClaimedTask }
@@ -133,6 +129,10 @@ export class ConcurrencyClaims {
   }
 }
 
+/**
+ * Claims what the limits allow of these task messages. A message not claimed and not deferred
+ * (duplicate, task gone, job not running that stage) is left for the caller to classify.
+ */
 export async function claimLimitedTasks(
   pool: pg.Pool,
   unitOfWork: UnitOfWork,
