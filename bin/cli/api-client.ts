@@ -171,10 +171,15 @@ export class ApiClient {
     return { job: body, delivered: headers.get('x-coremachine-signal') !== 'repeated' };
   }
 
-  /** Deletes a finished job and all its rows; the counts say what went. */
-  deleteJob(
-    jobId: string,
-  ): Promise<{ jobId: string; deleted: Record<'jobs' | 'stages' | 'tasks' | 'events' | 'deadLetters' | 'outbox' | 'taskLogs', number> }> {
+  /** Deletes a finished job and all its rows; the counts say what went, and what of its payload blobs a failed delete left. */
+  deleteJob(jobId: string): Promise<{
+    jobId: string;
+    deleted: Record<'jobs' | 'stages' | 'tasks' | 'events' | 'deadLetters' | 'outbox' | 'taskLogs', number> & {
+      blobsDeleted?: number;
+      blobsLeft?: number;
+      blobError?: { type: string; message: string };
+    };
+  }> {
     return this.request('DELETE', `jobs/${encodeURIComponent(jobId)}`);
   }
 }

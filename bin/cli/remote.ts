@@ -397,7 +397,13 @@ async function deleteJob(args: readonly string[], io: CliIo): Promise<number> {
   const { positionals, clientFor } = parse(args, {}, ['jobId']);
   const { jobId, deleted } = await clientFor(io).deleteJob(positionals[0] ?? '');
   io.out(
-    `deleted job ${jobId}: ${deleted.stages} stage(s), ${deleted.tasks} task(s), ${deleted.events} event(s), ${deleted.deadLetters} dead letter(s), ${deleted.outbox} outbox row(s), ${deleted.taskLogs} log line(s)\n`,
+    `deleted job ${jobId}: ${deleted.stages} stage(s), ${deleted.tasks} task(s), ${deleted.events} event(s), ${deleted.deadLetters} dead letter(s), ${deleted.outbox} outbox row(s), ${deleted.taskLogs} log line(s)${deleted.blobsDeleted ? `, ${deleted.blobsDeleted} payload blob(s)` : ''}\n`,
   );
+  // The job is gone either way; blobs a failed delete left are the orphan sweep's, and the operator is told why.
+  if (deleted.blobsLeft) {
+    io.err(
+      `warning: ${deleted.blobsLeft} payload blob(s) of the job could not be deleted (${oneLine(`${deleted.blobError?.type ?? 'Error'}: ${deleted.blobError?.message ?? 'unknown'}`)}); the janitor's orphan sweep deletes them later\n`,
+    );
+  }
   return 0;
 }
