@@ -131,6 +131,16 @@ async function main(): Promise<void> {
         };
         process.stdout.write(row(label, medianRow, idealOf(concurrency)));
       }
+      // Each case against the run of 'none' just before it: on a machine whose speed drifts, the
+      // paired ratio says more than the ratio of two medians.
+      const baseline = results.get('none');
+      if (baseline) {
+        for (const [label] of cases.filter(([label]) => label !== 'none')) {
+          const ratios = (results.get(label) ?? []).map((r, run) => r.ms / (baseline[run] as { ms: number }).ms);
+          const percent = (ratio: number): string => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
+          process.stdout.write(`${label} against none, run by run: ${ratios.map(percent).join(' ')}; median ${percent(median(ratios))}\n`);
+        }
+      }
     }
   } finally {
     await server.stop();
