@@ -74,6 +74,11 @@ async function allowance(client: pg.PoolClient, limits: TaskLimits, limitKey: st
   };
 }
 
+/** Why a message waits for a slot. */
+function slotsTaken(limit: number | undefined, limitKey: string): string {
+  return `all ${limit} slot(s) of ${limitKey} are taken`;
+}
+
 /** A message can claim its task: QUEUED one attempt below, or PROCESSING at its attempt with an expired lease. */
 function candidate(state: LimitedTaskState | undefined, attempt: number): 'fresh' | 'reclaim' | undefined {
   if (!state?.job_ready) return undefined;
@@ -82,7 +87,6 @@ function candidate(state: LimitedTaskState | undefined, attempt: number): 'fresh
   return undefined;
 }
 
-type ConcurrencyClaim = LimitedBatchRequest & { workerId: string | null };
 type ConcurrencyOutcome =
   | { kind: 'claimed'; task: ClaimedTask }
   | { kind: 'deferred'; limitKey: string; limit: number }
@@ -98,33 +102,33 @@ type ConcurrencyOutcome =
  * pg_stat_statements): a limit that never binds spent 4.6 of its claim's 6.1 ms waiting for the lock.
  */
 export class ConcurrencyClaims {
-  private readonly group = new GroupCommitter<ConcurrencyClaim, ConcurrencyOutcome>((claims) => this.claimAll(claims));
+  private readonly group = new GroupCommitter<LimitedBatchRequest, ConcurrencyOutcome>((requests) => this.claimAll(requests));
 
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    /** The claiming host, recorded on each task it claims. */
+    private readonly workerId: string | null,
+  ) {}
 
-  claim(request: ConcurrencyClaim): Promise<ConcurrencyOutcome> {
+  claim(request: LimitedBatchRequest): Promise<ConcurrencyOutcome> {
     return this.group.add(request);
   }
 
-  private async claimAll(claims: ConcurrencyClaim[]): Promise<Map<ConcurrencyClaim, ConcurrencyOutcome>> {
-    const outcomes = new Map<ConcurrencyClaim, ConcurrencyOutcome>(claims.map((claim) => [claim, { kind: 'undecided' }]));
-    const byWorker = new Map<string | null, ConcurrencyClaim[]>();
-    for (const claim of claims) byWorker.set(claim.workerId, [...(byWorker.get(claim.workerId) ?? []), claim]);
-    for (const [workerId, group] of byWorker) {
-      // Retried as any claim is: one whose answer was lost with its connection holds its tasks
-      // until their leases expire, and the janitor gives them back (a lease loss, not an attempt).
-      const batch = await retryTransient(() => claimLimitedBatch(this.pool, group, workerId));
-      // Two batches may carry messages of the same task (a redelivery), decided once in SQL: one of
-      // them claims (or re-claims) it and the others are left undecided (the caller finds them
-      // duplicates); a deferral defers them all.
-      const byTask = new Map<string, ConcurrencyClaim[]>();
-      for (const claim of group) byTask.set(claim.taskId, [...(byTask.get(claim.taskId) ?? []), claim]);
-      const first = (taskId: string): ConcurrencyClaim[] => byTask.get(taskId)?.slice(0, 1) ?? [];
-      for (const task of batch.claimed) for (const claim of first(task.task_id)) outcomes.set(claim, { kind: 'claimed', task });
-      for (const { taskId, limitKey } of batch.reclaim) for (const claim of first(taskId)) outcomes.set(claim, { kind: 'reclaim', limitKey });
-      for (const { taskId, limitKey, limit } of batch.deferred)
-        for (const claim of byTask.get(taskId) ?? []) outcomes.set(claim, { kind: 'deferred', limitKey, limit });
-    }
+  private async claimAll(requests: LimitedBatchRequest[]): Promise<Map<LimitedBatchRequest, ConcurrencyOutcome>> {
+    // Retried as any claim is: one whose answer was lost with its connection holds its tasks
+    // until their leases expire, and the janitor gives them back (a lease loss, not an attempt).
+    const batch = await retryTransient(() => claimLimitedBatch(this.pool, requests, this.workerId));
+    const outcomes = new Map<LimitedBatchRequest, ConcurrencyOutcome>(requests.map((request) => [request, { kind: 'undecided' }]));
+    // Two batches may carry messages of the same task (a redelivery), decided once in SQL: one of
+    // them claims (or re-claims) it and the others are left undecided (the caller finds them
+    // duplicates); a deferral defers them all.
+    const byTask = new Map<string, LimitedBatchRequest[]>();
+    for (const request of requests) byTask.set(request.taskId, [...(byTask.get(request.taskId) ?? []), request]);
+    const first = (taskId: string): LimitedBatchRequest[] => byTask.get(taskId)?.slice(0, 1) ?? [];
+    for (const task of batch.claimed) for (const request of first(task.task_id)) outcomes.set(request, { kind: 'claimed', task });
+    for (const { taskId, limitKey } of batch.reclaim) for (const request of first(taskId)) outcomes.set(request, { kind: 'reclaim', limitKey });
+    for (const { taskId, limitKey, limit } of batch.deferred)
+      for (const request of byTask.get(taskId) ?? []) outcomes.set(request, { kind: 'deferred', limitKey, limit });
     return outcomes;
   }
 }
@@ -142,7 +146,7 @@ export async function claimLimitedTasks(
   claimed: ClaimedTask[],
   /** The claiming host, recorded on each task it claims (the workers view counts them). */
   workerId: string | null,
-  /** This process's claims under concurrency limits alone, which concurrent batches share. */
+  /** This process's claims under concurrency limits alone, which concurrent batches share (they carry the same workerId). */
   concurrencyClaims: ConcurrencyClaims,
 ): Promise<Map<string, Deferral>> {
   const deferred = new Map<string, Deferral>();
@@ -169,15 +173,13 @@ export async function claimLimitedTasks(
         leaseSeconds: request.leaseSeconds,
         limit,
         defaultKey: `${limits.scope}:`,
-        workerId,
       }),
     ),
   );
   outcomes.forEach((outcome, i) => {
     const { request, limits } = byConcurrency[i] as (typeof byConcurrency)[number];
     if (outcome.kind === 'claimed') claimed.push(outcome.task);
-    else if (outcome.kind === 'deferred')
-      deferred.set(request.taskId, { reason: `all ${outcome.limit} slot(s) of ${outcome.limitKey} are taken`, limitKey: outcome.limitKey });
+    else if (outcome.kind === 'deferred') deferred.set(request.taskId, { reason: slotsTaken(outcome.limit, outcome.limitKey), limitKey: outcome.limitKey });
     else if (outcome.kind === 'reclaim') addTo(outcome.limitKey, limits, 'reclaim', request);
   });
   const rated = requests.filter((r) => registry.limitsOf(r.taskType)?.perSecond !== undefined);
@@ -205,7 +207,7 @@ export async function claimLimitedTasks(
     // backlog of waiting messages would delay the claims that can start. A stale read only defers
     // a message that could have started; it never admits one too many (that takes the lock).
     if (group.limits.limit !== undefined && group.reclaim.length === 0 && (await countLimitHolders(pool, limitKey)) >= group.limits.limit) {
-      for (const request of group.fresh) deferred.set(request.taskId, { reason: `all ${group.limits.limit} slot(s) of ${limitKey} are taken`, limitKey });
+      for (const request of group.fresh) deferred.set(request.taskId, { reason: slotsTaken(group.limits.limit, limitKey), limitKey });
       continue;
     }
     const rows = await commit(unitOfWork, async ({ client }) => {
@@ -227,9 +229,7 @@ export async function claimLimitedTasks(
       const byRate = reclaim.length < group.reclaim.length || allow.tokens - reclaim.length < allow.slots;
       waiting.forEach((request, n) => {
         const retryAfterMs = byRate ? allow.tokenDelayMs(n) : undefined;
-        const reason = byRate
-          ? `rate limit of ${limitKey} (${group.limits.perSecond}/s) reached`
-          : `all ${group.limits.limit} slot(s) of ${limitKey} are taken`;
+        const reason = byRate ? `rate limit of ${limitKey} (${group.limits.perSecond}/s) reached` : slotsTaken(group.limits.limit, limitKey);
         deferred.set(request.taskId, { reason, limitKey, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
       });
       return { value: got };

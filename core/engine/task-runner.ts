@@ -71,8 +71,8 @@ export class TaskRunner {
     private readonly payloads: Payloads = INLINE_PAYLOADS,
   ) {
     this.leases = new LeaseKeeper(this.running, pool, logger);
-    this.concurrencyClaims = new ConcurrencyClaims(pool);
     this.presence = new HostPresence(pool, registry, logger);
+    this.concurrencyClaims = new ConcurrencyClaims(pool, this.presence.workerId);
   }
 
   /** Handlers running in this process now. */
@@ -86,8 +86,8 @@ export class TaskRunner {
    * their lease. A result such a handler reports later is fenced off by its stale claim.
    */
   async releaseRunning(reason: Error): Promise<number> {
-    const running = [...this.running.values()];
-    const claims = [...this.running].map(([taskId, task]) => ({ taskId, claimId: task.claimId }));
+    const running = [...this.running];
+    const claims = running.map(([taskId, task]) => ({ taskId, claimId: task.claimId }));
     // Given back before the handlers hear of it: an aborted handler fails at once, and its failure,
     // committed first, would end the task FAILED instead of QUEUED (seen on a loaded machine). Once
     // released, the claim is stale and that result is fenced off.
@@ -95,7 +95,7 @@ export class TaskRunner {
       await retryTransient(() => releaseClaims(this.pool, claims));
     } finally {
       // Aborted even when the give-back failed (its error goes on to the caller): the host is stopping.
-      for (const task of running) task.abort.abort(reason);
+      for (const [, task] of running) task.abort.abort(reason);
     }
     return claims.length;
   }
