@@ -432,3 +432,57 @@ test('concurrent batches of one process share a limited claim: the limit holds e
     await transport.close();
   }
 }, 30_000);
+
+test('a limited task whose lease ran out is claimed again by its message at the same attempt, in its slot, and runs', async () => {
+  const runs: Array<{ taskId: string; attempt: number }> = [];
+  let hang = true;
+  let release: () => void = () => undefined;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const work = defineTask({
+    type: 'limits.reclaimed',
+    parameters: z.object({ i: z.number().int() }),
+    concurrency: { limit: 1 },
+    handler: async ({ i }, ctx) => {
+      runs.push({ taskId: ctx.taskId, attempt: ctx.attempt });
+      if (hang) await released;
+      return i;
+    },
+  });
+  const job = defineJob({ type: 'limits.reclaimed_job', parameters: z.object({ n: z.number().int() }) })
+    .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
+    .finalize(async ({ previous }) => (await previous.all()).length);
+  const transport = new InProcessTransport();
+  const registry = new Registry().register(job);
+  const lost = await CoreMachine.create({ pool: db.pool, registry, transport, logger: captureLogger([]) });
+  const next = await CoreMachine.create({ pool: db.newPool(2), registry, transport, logger: captureLogger([]) });
+  try {
+    const { job: submitted } = await lost.submitJob('limits.reclaimed_job', { n: 2 });
+    expect(await lost.processJobMessage({ jobId: submitted.jobId, jobType: 'limits.reclaimed_job', stage: 1 })).toMatchObject({ kind: 'started' });
+    const [first, second] = await lost.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 2 });
+    const message = (taskId: string) => ({ taskId, jobId: submitted.jobId, stage: 1, taskType: 'limits.reclaimed', attempt: 1 });
+    // The first host claims the first task and hangs in it; then it is gone, and its lease runs out.
+    const hung = lost.processTaskMessages([message(first!.taskId)]);
+    for (let i = 0; i < 500 && runs.length < 1; i++) await sleep(10);
+    await db.pool.query("UPDATE coremachine.tasks SET lease_expires_at = now() - interval '1 second' WHERE task_id = $1", [first!.taskId]);
+    hang = false;
+    // Its message comes back to another host together with the second task's: the lost task is taken
+    // over in the slot it still holds (not an attempt), the second waits for that slot.
+    const outcomes = await next.processTaskMessages([message(first!.taskId), message(second!.taskId)]);
+    expect(outcomes.map((o) => o.kind)).toEqual(['completed', 'deferred']);
+    expect(runs).toEqual([
+      { taskId: first!.taskId, attempt: 1 },
+      { taskId: first!.taskId, attempt: 1 },
+    ]);
+    const row = await db.pool.query<{ status: string; attempt: number; lease_losses: number }>(
+      'SELECT status, attempt, lease_losses FROM coremachine.tasks WHERE task_id = $1',
+      [first!.taskId],
+    );
+    expect(row.rows[0]).toEqual({ status: 'COMPLETED', attempt: 1, lease_losses: 1 });
+    release();
+    expect((await hung).map((o) => o.kind)).toEqual(['fenced']);
+    expect((await next.cancelJob(submitted.jobId)).status).toBe('CANCELLED');
+  } finally {
+    release();
+    await transport.close();
+  }
+}, 30_000);

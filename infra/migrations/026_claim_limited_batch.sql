@@ -50,6 +50,7 @@ CREATE FUNCTION coremachine.claim_limited_batch(
 DECLARE
   k record;
   holders integer;
+  fresh integer := 0;
 BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
   -- The holders are counted through tasks_limit_holders_idx, which keeps an entry for every task
@@ -76,6 +77,7 @@ BEGIN
      GROUP BY 1
      ORDER BY 1
   LOOP
+    fresh := fresh + cardinality(k.ids);
     PERFORM pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || k.key, 0));
     SELECT count(*)::integer INTO holders FROM coremachine.tasks h WHERE h.slot_holder_key = k.key;
     RETURN QUERY
@@ -101,6 +103,11 @@ BEGIN
         FROM unnest(k.ids) WITH ORDINALITY AS d(task_id, n)
        WHERE d.n > GREATEST(0, k.slot_limit - holders);
   END LOOP;
+  -- Every request a fresh candidate (the common case): none can be a re-claim, so the batch's
+  -- tasks are not read a second time.
+  IF fresh = (SELECT count(DISTINCT u) FROM unnest(p_task_ids) u) THEN
+    RETURN;
+  END IF;
   RETURN QUERY
     SELECT 'reclaim'::text, NULL::integer, NULL::integer, t.task_id, NULL::text, NULL::integer, NULL::integer, NULL::text, NULL::jsonb, NULL::jsonb,
            NULL::integer, NULL::uuid, COALESCE(t.limit_key, r.default_key)
