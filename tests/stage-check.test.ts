@@ -7,7 +7,7 @@ import { commit } from '../core/engine/commit';
 import { afterCommit } from '../core/engine/after-commit';
 import type { Transport } from '../core/transport/transport';
 import { checkStage, probeCallsForCheck, type StageCheck } from '../core/engine/stage-check';
-import { claimTasks } from '../core/state/tasks-store';
+import { claimTasks, settleTasks } from '../core/state/tasks-store';
 import { captureLogger, startHarness, useTestDatabase, type Harness } from './support/harness';
 import { receiveTaskBodies } from './support/task-messages';
 
@@ -19,6 +19,26 @@ import { receiveTaskBodies } from './support/task-messages';
  */
 
 const db = useTestDatabase({ poolMax: 4 });
+
+/**
+ * A tasks table of the size a deployment has (20,000 finished tasks, analyzed). On a nearly empty
+ * table the planner may drive a multi-task update from a scan of the table and lock its rows in
+ * heap order, not task id order, and a deadlock with a cancel becomes possible: detected and
+ * retried (40P01 is transient, see claimTasks), but not what these tests are about.
+ */
+beforeAll(async () => {
+  await db.pool.query(
+    `INSERT INTO coremachine.jobs (job_id, job_type, status, total_stages, parameters) VALUES ('finished-history', 'history', 'COMPLETED', 1, '{}')`,
+  );
+  await db.pool.query(
+    `INSERT INTO coremachine.stages (job_id, stage, name, status, total, completed) VALUES ('finished-history', 1, 'history', 'COMPLETED', 20000, 20000)`,
+  );
+  await db.pool.query(
+    `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, result, attempt, started_at, finished_at)
+     SELECT 'finished-history-' || i, 'finished-history', 1, i, 'history', 'COMPLETED', '{}', '{}', 1, now(), now() FROM generate_series(0, 19999) AS i`,
+  );
+  await db.pool.query('ANALYZE coremachine.tasks');
+});
 
 /** Deadlocks PostgreSQL detected in this test's database (a retried 40P01 is invisible otherwise). */
 async function deadlocks(): Promise<number> {
@@ -106,6 +126,72 @@ test('an operator cancel racing 200 completions on 20 backends: one terminal tra
   const byStatus = Object.fromEntries(counts.rows.map((row) => [row.status, Number(row.n)]));
   expect((byStatus.COMPLETED ?? 0) + (byStatus.CANCELLED ?? 0)).toBe(n);
   expect((await deadlocks()) - before).toBe(0);
+  await h.stop();
+});
+
+test('on a table of deployment size, a multi-task settle locks its rows in task id order, as a cancel does (the order the no-deadlock tests rely on)', async () => {
+  const n = 200;
+  const h = await startHarness(db.pool, { worker: false });
+  const { jobId } = await startStage(h, 'test.three_stages', { n, tag: 'lock-order' }, n);
+  await db.pool.query(`UPDATE coremachine.tasks SET status = 'PROCESSING', attempt = 1, claim_id = gen_random_uuid(), started_at = now() WHERE job_id = $1`, [
+    jobId,
+  ]);
+  // Statistics that count this job's tasks PROCESSING (on a table of 200 rows, they made the planner
+  // hash the outcomes and scan the table: rows in heap order).
+  await db.pool.query('ANALYZE coremachine.tasks');
+  const claimed = await db.pool.query<{ task_id: string; claim_id: string }>(
+    `SELECT task_id, claim_id FROM coremachine.tasks WHERE job_id = $1 ORDER BY ctid LIMIT $2`,
+    [jobId, n / 2],
+  );
+  const settling = claimed.rows.map((row) => row.task_id);
+  // A task that comes after others in heap order but before them in id order (t10 after t2…t9 in the
+  // heap, before them in text order): the settle finds it held by another transaction.
+  const pair = await db.pool.query<{ held: string }>(
+    `SELECT y.task_id AS held FROM coremachine.tasks y JOIN coremachine.tasks x ON x.ctid < y.ctid AND x.task_id > y.task_id
+      WHERE y.task_id = ANY($1::text[]) AND x.task_id = ANY($1::text[]) ORDER BY y.task_id LIMIT 1`,
+    [settling],
+  );
+  const first = pair.rows[0]!.held;
+
+  const holder = await db.pool.connect();
+  const settler = await db.pool.connect();
+  const prober = await db.pool.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM coremachine.tasks WHERE task_id = $1 FOR UPDATE', [first]);
+    const settlerPid = (await settler.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await settler.query('BEGIN');
+    const settled = settleTasks(
+      settler,
+      claimed.rows.map((row) => ({ taskId: row.task_id, jobId, claimId: row.claim_id, result: null })),
+    );
+    // Wait until the settle is blocked on the first task's lock.
+    for (let waited = 0; ; waited += 10) {
+      const activity = await prober.query<{ wait_event_type: string | null }>('SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1', [settlerPid]);
+      if (activity.rows[0]?.wait_event_type === 'Lock') break;
+      if (waited > 10_000) throw new Error('the settle never waited for the held lock');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    // Locking in id order, it holds no task past the held one: each can be locked (as a cancel would).
+    await prober.query('BEGIN');
+    const later = await prober.query(
+      `SELECT task_id FROM coremachine.tasks WHERE task_id = ANY($1::text[]) AND task_id > $2 ORDER BY task_id FOR UPDATE NOWAIT`,
+      [settling, first],
+    );
+    expect(later.rowCount).toBe(settling.filter((taskId) => taskId > first).length);
+    await prober.query('ROLLBACK');
+    await holder.query('ROLLBACK');
+    expect(await settled).toHaveLength(n / 2);
+    await settler.query('COMMIT');
+  } finally {
+    await prober.query('ROLLBACK');
+    await holder.query('ROLLBACK');
+    await settler.query('ROLLBACK');
+    prober.release();
+    holder.release();
+    settler.release();
+  }
+  await h.machine.cancelJob(jobId);
   await h.stop();
 });
 
