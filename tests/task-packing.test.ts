@@ -9,7 +9,7 @@ import { CoreMachine } from '../core/engine/core-machine';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { packSize, packTaskMessages, unpackTaskBatch } from '../core/transport/task-packing';
 import { InProcessWorker } from '../core/worker';
-import { defineJob, defineTask, type TaskQueueMessage } from '../models';
+import { defineJob, defineTask, parsePackedTaskMessage, parseTaskQueueMessage, type TaskQueueMessage } from '../models';
 import { appRegistry } from './support/registry';
 import { captureLogger, useTestDatabase, waitForJob } from './support/harness';
 
@@ -22,6 +22,22 @@ const task = (i: number, over: Partial<TaskQueueMessage> = {}): TaskQueueMessage
   taskType: 'pack.work',
   attempt: 1,
   ...over,
+});
+
+test('the tasks of a parsed pack are not parsed again; any other task message is', () => {
+  const parsed = parsePackedTaskMessage({ packed: [task(1), task(2)] });
+  expect(parsed.success).toBe(true);
+  const first = parsed.data!.packed[0]!;
+  expect(parseTaskQueueMessage(first)).toEqual({ success: true, data: first });
+  expect(parseTaskQueueMessage(first).data).toBe(first);
+  // An equal object that did not come out of a pack is checked: a copy is returned, a bad one refused.
+  const alone = task(3);
+  expect(parseTaskQueueMessage(alone).data).not.toBe(alone);
+  expect(parseTaskQueueMessage({ ...alone, attempt: 0 }).success).toBe(false);
+  // A pack with one bad task is refused whole, and brands none of its tasks.
+  const good = task(4);
+  expect(parsePackedTaskMessage({ packed: [good, { ...task(5), stage: 0 }] }).success).toBe(false);
+  expect(parseTaskQueueMessage(good).data).not.toBe(good);
 });
 
 test('pack size follows the dispatch: none below 64 tasks, then one per 32, at most the maximum (16 by default)', () => {

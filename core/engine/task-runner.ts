@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { TaskQueueMessage } from '../../models';
+import { parseTaskQueueMessage, type TaskQueueMessage } from '../../models';
 import type { Queryable } from '../db/pool';
 import { RESULT_COMMIT_RETRY, retryTransient } from '../db/retry-transient';
 import { MalformedMessageError, TaskNotFoundError, describeZodError } from '../errors';
@@ -334,7 +334,7 @@ export function parseTaskMessages(bodies: readonly unknown[]): { parsed: Parsed[
   const parsed: Parsed[] = [];
   const seen = new Set<string>();
   bodies.forEach((body, index) => {
-    const result = TaskQueueMessage.safeParse(body);
+    const result = parseTaskQueueMessage(body);
     if (!result.success) {
       const error = new MalformedMessageError(`task message does not match TaskQueueMessage: ${describeZodError(result.error)}`, result.error.issues);
       outcomes[index] = { kind: 'malformed', reason: error.message, error };

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DEFAULT_MAX_PACKED_TASKS, MAX_PACKED_TASKS, PackedTaskMessage, taskMessageId, type TaskQueueMessage } from '../../models';
+import { DEFAULT_MAX_PACKED_TASKS, MAX_PACKED_TASKS, parsePackedTaskMessage, type PackedTaskMessage, taskMessageId, type TaskQueueMessage } from '../../models';
 import type { HeldMessage } from './settle-batch';
 
 /**
@@ -88,7 +88,7 @@ export function tasksIn(properties: Readonly<Record<string, unknown>> | undefine
 /** The tasks a held message packs, or undefined when it is not a pack (a single message, or anything else). */
 export function packedTasksOf(message: HeldMessage): TaskQueueMessage[] | undefined {
   if (typeof message.body !== 'object' || message.body === null || !('packed' in message.body)) return undefined;
-  const parsed = PackedTaskMessage.safeParse(message.body);
+  const parsed = parsePackedTaskMessage(message.body);
   // Not a well-formed pack: handled as a single message, which the engine finds malformed.
   return parsed.success ? parsed.data.packed : undefined;
 }
