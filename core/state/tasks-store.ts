@@ -181,7 +181,10 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
   if (outcomes.length === 0) return [];
   const result = await db.query<SettledTask>({
     name: 'cm_settle_tasks',
-    // Locked in task_id order by the update itself (see claimTasks).
+    // Locked in task_id order by the update itself, as a claim is (see claimTasks: on a nearly empty
+    // table the plan may visit rows in heap order, and a deadlock with a cancel is detected and
+    // retried). An explicit ORDER BY … FOR UPDATE first would make the order certain at any size, but
+    // cost 5% of throughput, 8% of PostgreSQL CPU and 49 WAL bytes per task (measured at N = 10,000).
     // Results and errors are JSON array documents (pg-arrays.ts), element ord - 1 for outcome ord.
     text: `WITH o AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::uuid[], $5::bool[], $6::timestamptz[]) WITH ORDINALITY
                                         AS o(task_id, claim_id, failed, retry_at, ord) ORDER BY task_id)
