@@ -30,6 +30,29 @@ test('a stage larger than a page runs to the exact result while the tasks queue 
   await h.stop();
 });
 
+test('packed messages count their tasks toward the low-water mark: the queue reads ahead by tasks, not by packs', async () => {
+  const packedFeeder = { lowWaterMark: 100, pageSize: 400 };
+  const h = await startHarness(db.pool, { queue: { feeder: packedFeeder } });
+  let maxVisibleTasks = 0;
+  let maxTasksPerMessage = 0;
+  const stopWatching = h.transport.tasks.onActivity(() => {
+    const tasks = h.transport.tasks.visibleWeight;
+    maxVisibleTasks = Math.max(maxVisibleTasks, tasks);
+    if (h.transport.tasks.visibleCount > 0) maxTasksPerMessage = Math.max(maxTasksPerMessage, tasks / h.transport.tasks.visibleCount);
+  });
+  const n = 2000;
+  const { job } = await h.machine.submitJob('test.three_stages', { n, tag: 'pull-packed' });
+  const done = await waitForJob(h.machine, job.jobId);
+  stopWatching();
+  expect(done.status).toBe('COMPLETED');
+  expect(done.result).toEqual({ count: n, sum: expectedThreeStageSum(n) });
+  // Packs were queued (several tasks per message), yet the tasks held stay within a mark and a page;
+  // counted by messages, the mark let up to 100 packs of 16 pile up.
+  expect(maxTasksPerMessage).toBeGreaterThan(2);
+  expect(maxVisibleTasks).toBeLessThanOrEqual(packedFeeder.lowWaterMark + packedFeeder.pageSize);
+  await h.stop();
+});
+
 test('a crash loses the cursor with the queue: the janitor re-dispatches the stage from its QUEUED tasks, each task runs once', async () => {
   const crashed = await startHarness(db.pool, { worker: false, queue: { feeder } });
   const n = 45;

@@ -1,5 +1,5 @@
 import { jobMessageId, type JobEvent, type JobQueueMessage, type SubmissionReceipt, type TaskQueueMessage } from '../../models';
-import { DEFAULT_MAX_PACKED_TASKS, dispatchSizeOf, packTaskMessages, type OutgoingTaskMessage } from './task-packing';
+import { DEFAULT_MAX_PACKED_TASKS, dispatchSizeOf, packTaskMessages, tasksIn, type OutgoingTaskMessage } from './task-packing';
 import { JobEventBus } from './job-event-bus';
 import { OperationCounts } from './operation-counts';
 import { InProcessQueue, type QueueMessage, type QueueOptions } from './in-process-queue';
@@ -38,7 +38,8 @@ export class InProcessTransport implements Transport {
     const queueOptions = { ...DEFAULT_QUEUE_OPTIONS, ...rest };
     this.queueOptions = queueOptions;
     this.jobs = new InProcessQueue(JOBS_QUEUE, queueOptions, this.operationCounts);
-    this.tasks = new InProcessQueue(TASKS_QUEUE, queueOptions, this.operationCounts);
+    // A pack counts its tasks toward the feeder's low-water mark: the queue reads ahead by tasks.
+    this.tasks = new InProcessQueue(TASKS_QUEUE, { ...queueOptions, weightOf: tasksIn }, this.operationCounts);
     this.submissions = new InProcessQueue(SUBMISSIONS_QUEUE, queueOptions, this.operationCounts);
   }
 
@@ -84,7 +85,7 @@ export class InProcessTransport implements Transport {
     };
     // A queue that already has enough to hand out does not read ahead: a large stage dispatched
     // chunk by chunk would otherwise hold a page per chunk.
-    if (this.tasks.visibleCount >= this.tasks.feeder.lowWaterMark || this.tasks.pendingSources > 0) {
+    if (this.tasks.visibleWeight >= this.tasks.feeder.lowWaterMark || this.tasks.pendingSources > 0) {
       this.tasks.attachSource({ next });
       return;
     }
