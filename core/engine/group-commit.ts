@@ -1,6 +1,7 @@
 /**
  * Group commit: items added while a flush is running are committed together in the next one
- * (task results in core/engine/task-runner.ts, claims under concurrency limits in core/engine/limits.ts).
+ * (task results in core/engine/task-runner.ts, claims in core/engine/shared-claims.ts, claims under
+ * concurrency limits in core/engine/limits.ts).
  * Each result is committed as soon as it is ready (a fast failure never waits for a slow
  * sibling), yet under load many results share one transaction and one counter update.
  */

@@ -1,17 +1,17 @@
 import type pg from 'pg';
 import { parseTaskQueueMessage, type TaskQueueMessage } from '../../models';
-import type { Queryable } from '../db/pool';
 import { RESULT_COMMIT_RETRY, retryTransient } from '../db/retry-transient';
 import { MalformedMessageError, TaskNotFoundError, describeZodError } from '../errors';
 import type { Logger } from '../logger';
 import type { Registry } from '../registry';
-import { claimTasks, describeTasks, jobVersionsOfTasks, releaseClaims, type ClaimedTask, type TaskOutcome, type TaskState } from '../state/tasks-store';
+import { describeTasks, jobVersionsOfTasks, releaseClaims, type ClaimedTask, type TaskOutcome, type TaskState } from '../state/tasks-store';
 import { contextFromTraceparent, recordFailure, recordQueueWait, recordTaskDuration, runWithin, startSpan, withMessageAttributes } from '../telemetry';
 import { failOverdueJobs } from './deadlines';
 import type { MessageMeta } from '../transport/settle-batch';
 import { leaseOfType, runClaimedTask } from './run-task';
 import { ConcurrencyClaims, claimLimitedTasks, wakeWaitingTasks } from './limits';
 import { GroupCommitter } from './group-commit';
+import { SharedClaims } from './shared-claims';
 import { recordTaskOutcomes } from './task-outcomes';
 import { LeaseKeeper, TaskAbort, type RunningTask } from './running-tasks';
 import type { RunningTaskAbort } from './after-commit';
@@ -51,6 +51,8 @@ const WAKE_AFTER_DEFERRAL_MS = 60_000;
 export class TaskRunner {
   private readonly committer = new GroupCommitter<TaskOutcome, boolean>((results) => this.commit(results));
   private readonly concurrencyClaims: ConcurrencyClaims;
+  /** Claims of the batches handled here at the same moment, in one statement. */
+  private readonly sharedClaims: SharedClaims;
   /** Handlers running in this process: a cancel aborts them, a shutdown gives their claims back, the keeper extends their leases. */
   private readonly running = new Map<string, RunningTask>();
   /** When this process last deferred a message of each slot key: only then is a freed slot worth a wake-up. */
@@ -73,6 +75,7 @@ export class TaskRunner {
     this.leases = new LeaseKeeper(this.running, pool, logger);
     this.presence = new HostPresence(pool, registry, logger);
     this.concurrencyClaims = new ConcurrencyClaims(pool, this.presence.workerId);
+    this.sharedClaims = new SharedClaims(pool, this.presence.workerId);
   }
 
   /** Handlers running in this process now. */
@@ -112,9 +115,7 @@ export class TaskRunner {
     const metaByTask = new Map(parsed.map((p) => [p.message.taskId, metas[p.index] ?? {}]));
     const limited = parsed.filter((p) => this.registry.limitsOf(p.message.taskType));
     const workerId = this.presence.workerId;
-    const claimed = await retryTransient(() =>
-      claim(this.pool, this.registry, limited.length === 0 ? parsed : parsed.filter((p) => !limited.includes(p)), workerId),
-    );
+    const claimed = await this.claim(limited.length === 0 ? parsed : parsed.filter((p) => !limited.includes(p)));
     const settledById = new Map<string, TaskMessageOutcome>();
     // Claims this process cannot finish are given back at once: left to expire, they would come
     // back through the janitor as a lost lease, which counts as an attempt.
@@ -192,6 +193,14 @@ export class TaskRunner {
     return outcomes.map((outcome, index) => {
       if (!outcome) throw new Error(`task message ${index} of the batch has no outcome`);
       return outcome;
+    });
+  }
+
+  /** Claims the batch's tasks (not limited, not by share) with those of the batches claiming at the same moment. */
+  private claim(parsed: readonly Parsed[]): Promise<ClaimedTask[]> {
+    return this.sharedClaims.claim({
+      requests: parsed.map((p) => ({ taskId: p.message.taskId, attempt: p.message.attempt })),
+      leaseSeconds: parsed.map((p) => leaseOfType(this.registry, p.message.taskType)),
     });
   }
 
@@ -349,15 +358,6 @@ export function parseTaskMessages(bodies: readonly unknown[]): { parsed: Parsed[
     parsed.push({ index, message: result.data });
   });
   return { parsed, outcomes };
-}
-
-async function claim(db: Queryable, registry: Registry, parsed: readonly Parsed[], workerId: string): Promise<ClaimedTask[]> {
-  return claimTasks(
-    db,
-    parsed.map((p) => ({ taskId: p.message.taskId, attempt: p.message.attempt })),
-    parsed.map((p) => leaseOfType(registry, p.message.taskType)),
-    workerId,
-  );
 }
 
 /** Why a message could not claim its task: already done, stopped, or in flight elsewhere. */

@@ -1,0 +1,55 @@
+import type pg from 'pg';
+import { retryTransient } from '../db/retry-transient';
+import { claimTasks, type ClaimedTask, type ClaimRequest } from '../state/tasks-store';
+import { GroupCommitter } from './group-commit';
+
+/** One batch's claim: its task messages and each one's lease. */
+export interface ClaimBatch {
+  requests: readonly ClaimRequest[];
+  leaseSeconds: readonly number[];
+}
+
+/**
+ * The claims of the batches one process handles at the same moment, made in one statement: a
+ * batch that arrives while a claim is in flight joins the next one (as results join a settle in
+ * core/engine/group-commit.ts). Each claim is a commit; with small batches, one per batch was most
+ * of the statements a task cost. Claims under limits and by share have their own paths.
+ */
+export class SharedClaims {
+  private readonly group = new GroupCommitter<ClaimBatch, ClaimedTask[]>((batches) => this.claimAll(batches));
+
+  constructor(
+    private readonly pool: pg.Pool,
+    /** The claiming host, recorded on each task it claims (one per process). */
+    private readonly workerId: string | null,
+  ) {}
+
+  claim(batch: ClaimBatch): Promise<ClaimedTask[]> {
+    if (batch.requests.length === 0) return Promise.resolve([]);
+    return this.group.add(batch);
+  }
+
+  private async claimAll(batches: ClaimBatch[]): Promise<Map<ClaimBatch, ClaimedTask[]>> {
+    const requests = batches.flatMap((batch) => batch.requests);
+    const leaseSeconds = batches.flatMap((batch) => batch.leaseSeconds);
+    // Retried as a batch's own claim was: one whose answer was lost with its connection holds its
+    // tasks until their leases expire, and the janitor gives them back (a lease loss, not an attempt).
+    const claimed = await retryTransient(() => claimTasks(this.pool, requests, leaseSeconds, this.workerId));
+    // Two batches may carry the same message (a redelivery while the first copy is held): the task
+    // is claimed once, by the first batch that asked for it; the other finds it a duplicate.
+    const owners = new Map<string, ClaimBatch>();
+    for (const batch of batches) {
+      for (const request of batch.requests) {
+        const key = `${request.taskId}\u0000${request.attempt}`;
+        if (!owners.has(key)) owners.set(key, batch);
+      }
+    }
+    const byBatch = new Map<ClaimBatch, ClaimedTask[]>(batches.map((batch) => [batch, []]));
+    for (const task of claimed) {
+      const owner = owners.get(`${task.task_id}\u0000${task.attempt}`);
+      if (!owner) throw new Error(`claimed task ${task.task_id} at attempt ${task.attempt}, which no batch asked for`);
+      byBatch.get(owner)?.push(task);
+    }
+    return byBatch;
+  }
+}
