@@ -72,3 +72,59 @@ test('four batches in flight at once share one claim: every task runs once, and 
     await transport.close();
   }
 });
+
+test('a claim that fails for one batch (not a database fault) sends that batch back alone: its neighbours in the shared claim run', async () => {
+  const runs: string[] = [];
+  const work = defineTask({
+    type: 'shared.poison',
+    parameters: z.object({ i: z.number().int() }),
+    handler: ({ i }, ctx) => {
+      runs.push(ctx.taskId);
+      return Promise.resolve(i);
+    },
+  });
+  const job = defineJob({ type: 'shared.poison_job', parameters: z.object({ n: z.number().int() }) })
+    .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
+    .finalize(async ({ previous }) => (await previous.all()).length);
+  const pool = db.newPool(4);
+  const transport = new InProcessTransport();
+  const machine = await CoreMachine.create({ pool, registry: new Registry().register(job), transport, logger: captureLogger([]) });
+  try {
+    const { job: submitted } = await machine.submitJob('shared.poison_job', { n: 6 });
+    await machine.processJobMessage({ jobId: submitted.jobId, jobType: 'shared.poison_job', stage: 1 });
+    const tasks = await machine.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 6 });
+    const message = (i: number) => ({ taskId: tasks[i]!.taskId, jobId: submitted.jobId, stage: 1, taskType: 'shared.poison', attempt: 1 });
+    const poisoned = tasks[2]!.taskId;
+    // The server refuses any claim that holds task 2 (as it would a value it cannot take).
+    const faulty = pool as unknown as { query: (config: { name?: string; values?: unknown[] }) => Promise<unknown> };
+    const query = faulty.query.bind(pool);
+    let claims = 0;
+    faulty.query = (config) => {
+      if (config?.name === 'cm_claim_tasks') {
+        claims++;
+        if (String(config.values?.[0]).includes(poisoned)) return Promise.reject(Object.assign(new Error('value out of range'), { code: '22003' }));
+      }
+      return query(config);
+    };
+
+    const settled = await Promise.allSettled([
+      machine.processTaskMessages([message(0), message(1)]),
+      machine.processTaskMessages([message(2), message(3)]),
+      machine.processTaskMessages([message(4), message(5)]),
+    ]);
+    faulty.query = query;
+
+    // One shared claim failed; each batch then claimed alone, and only the poisoned one failed.
+    expect(claims).toBe(4);
+    expect(settled.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((settled[1] as PromiseRejectedResult).reason).toMatchObject({ code: '22003' });
+    expect(runs.sort()).toEqual([0, 1, 4, 5].map((i) => tasks[i]!.taskId).sort());
+    const queued = await db.pool.query<{ task_id: string }>(`SELECT task_id FROM coremachine.tasks WHERE job_id = $1 AND status = 'QUEUED' ORDER BY task_id`, [
+      submitted.jobId,
+    ]);
+    expect(queued.rows.map((row) => row.task_id)).toEqual([tasks[2]!.taskId, tasks[3]!.taskId].sort());
+    expect((await machine.cancelJob(submitted.jobId)).status).toBe('CANCELLED');
+  } finally {
+    await transport.close();
+  }
+});

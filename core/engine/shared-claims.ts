@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { retryTransient } from '../db/retry-transient';
+import { isTransientDatabaseError } from '../db/transient-errors';
 import { claimTasks, type ClaimedTask, type ClaimRequest } from '../state/tasks-store';
 import { GroupCommitter } from './group-commit';
 
@@ -15,8 +16,11 @@ export interface ClaimBatch {
  * core/engine/group-commit.ts). Each claim is a commit; with small batches, one per batch was most
  * of the statements a task cost. Claims under limits and by share have their own paths.
  */
+/** A batch's share of a claim: its tasks, or the error its own claim met. */
+type ClaimOutcome = { tasks: ClaimedTask[] } | { error: unknown };
+
 export class SharedClaims {
-  private readonly group = new GroupCommitter<ClaimBatch, ClaimedTask[]>((batches) => this.claimAll(batches));
+  private readonly group = new GroupCommitter<ClaimBatch, ClaimOutcome>((batches) => this.claimAll(batches));
 
   constructor(
     private readonly pool: pg.Pool,
@@ -24,32 +28,59 @@ export class SharedClaims {
     private readonly workerId: string | null,
   ) {}
 
-  claim(batch: ClaimBatch): Promise<ClaimedTask[]> {
-    if (batch.requests.length === 0) return Promise.resolve([]);
-    return this.group.add(batch);
+  async claim(batch: ClaimBatch): Promise<ClaimedTask[]> {
+    if (batch.requests.length === 0) return [];
+    const outcome = await this.group.add(batch);
+    if ('error' in outcome) throw outcome.error;
+    return outcome.tasks;
   }
 
-  private async claimAll(batches: ClaimBatch[]): Promise<Map<ClaimBatch, ClaimedTask[]>> {
+  private async claimAll(batches: ClaimBatch[]): Promise<Map<ClaimBatch, ClaimOutcome>> {
+    try {
+      return assign(batches, await this.claimTogether(batches));
+    } catch (error) {
+      // A fault of the database is every batch's (each is given back); any other failure may be one
+      // batch's messages, and must not send its neighbours back with it: each batch is then claimed
+      // alone, and only a batch whose own claim fails gets the error.
+      if (batches.length === 1 || isTransientDatabaseError(error)) throw error;
+      const outcomes = new Map<ClaimBatch, ClaimOutcome>();
+      for (const batch of batches) {
+        try {
+          outcomes.set(batch, { tasks: await this.claimTogether([batch]) });
+        } catch (own) {
+          outcomes.set(batch, { error: own });
+        }
+      }
+      return outcomes;
+    }
+  }
+
+  private claimTogether(batches: readonly ClaimBatch[]): Promise<ClaimedTask[]> {
     const requests = batches.flatMap((batch) => batch.requests);
     const leaseSeconds = batches.flatMap((batch) => batch.leaseSeconds);
     // Retried as a batch's own claim was: one whose answer was lost with its connection holds its
     // tasks until their leases expire, and the janitor gives them back (a lease loss, not an attempt).
-    const claimed = await retryTransient(() => claimTasks(this.pool, requests, leaseSeconds, this.workerId));
-    // Two batches may carry the same message (a redelivery while the first copy is held): the task
-    // is claimed once, by the first batch that asked for it; the other finds it a duplicate.
-    const owners = new Map<string, ClaimBatch>();
-    for (const batch of batches) {
-      for (const request of batch.requests) {
-        const key = `${request.taskId}\u0000${request.attempt}`;
-        if (!owners.has(key)) owners.set(key, batch);
-      }
-    }
-    const byBatch = new Map<ClaimBatch, ClaimedTask[]>(batches.map((batch) => [batch, []]));
-    for (const task of claimed) {
-      const owner = owners.get(`${task.task_id}\u0000${task.attempt}`);
-      if (!owner) throw new Error(`claimed task ${task.task_id} at attempt ${task.attempt}, which no batch asked for`);
-      byBatch.get(owner)?.push(task);
-    }
-    return byBatch;
+    return retryTransient(() => claimTasks(this.pool, requests, leaseSeconds, this.workerId));
   }
+}
+
+/**
+ * Two batches may carry the same message (a redelivery while the first copy is held): the task is
+ * claimed once, by the first batch that asked for it; the other finds it a duplicate.
+ */
+function assign(batches: readonly ClaimBatch[], claimed: readonly ClaimedTask[]): Map<ClaimBatch, ClaimOutcome> {
+  const owners = new Map<string, ClaimBatch>();
+  for (const batch of batches) {
+    for (const request of batch.requests) {
+      const key = `${request.taskId}\u0000${request.attempt}`;
+      if (!owners.has(key)) owners.set(key, batch);
+    }
+  }
+  const byBatch = new Map<ClaimBatch, ClaimedTask[]>(batches.map((batch) => [batch, []]));
+  for (const task of claimed) {
+    const owner = owners.get(`${task.task_id}\u0000${task.attempt}`);
+    if (!owner) throw new Error(`claimed task ${task.task_id} at attempt ${task.attempt}, which no batch asked for`);
+    byBatch.get(owner)?.push(task);
+  }
+  return new Map([...byBatch].map(([batch, tasks]) => [batch, { tasks }]));
 }
