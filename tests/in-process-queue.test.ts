@@ -59,7 +59,9 @@ test('an expired lock redelivers the message; settling with the old lock throws'
 });
 
 test('each lock expires on its own: a renewed lock outlives one taken at the same time, a settled one never expires', async () => {
-  const q = queue({ lockDurationMs: 60 });
+  // Times in quarters of the lock (800 ms), so a loaded machine's late timers (CI runs the suites
+  // in parallel) stay well inside each window: renewed at 1/2, checked at 5/4, again at 7/4.
+  const q = queue({ lockDurationMs: 800 });
   q.send([
     { messageId: 'renewed', body: 1 },
     { messageId: 'left', body: 2 },
@@ -67,16 +69,16 @@ test('each lock expires on its own: a renewed lock outlives one taken at the sam
   ]);
   const [renewed, left, settled] = q.receive(3);
   q.complete(settled!);
-  await sleep(35);
+  await sleep(400);
   q.renewLock(renewed!);
-  await sleep(45);
-  // 80 ms after the receive: only the lock that was neither renewed nor settled has expired.
+  await sleep(600);
+  // 1,000 ms after the receive: only the lock that was neither renewed nor settled has expired.
   const back = q.receive(3);
   expect(back.map((m) => [m.messageId, m.deliveryCount])).toEqual([['left', 2]]);
   expect(() => q.complete(left!)).toThrow(MessageLockLostError);
   q.complete(back[0]!);
-  await sleep(60);
-  // 60 ms after its renewal the renewed lock has expired too, and nothing else came back.
+  await sleep(400);
+  // 1,000 ms after its renewal the renewed lock has expired too, and nothing else came back.
   expect(q.receive(3).map((m) => [m.messageId, m.deliveryCount])).toEqual([['renewed', 2]]);
   expect(() => q.renewLock(renewed!)).toThrow(MessageLockLostError);
   expect(q.stats.lockExpired).toBe(2);
