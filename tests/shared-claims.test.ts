@@ -12,27 +12,39 @@ import { captureLogger, useTestDatabase } from './support/harness';
 
 const db = useTestDatabase();
 
-test('four batches in flight at once share one claim: every task runs once, and a message in all four batches runs its task once', async () => {
+/**
+ * A job of `n` one-stage tasks whose stage is started by hand (no worker: the test delivers the
+ * task messages itself), on a pool of its own; `runs` lists the tasks whose handler ran.
+ */
+async function startStage(name: string, n: number) {
   const runs: string[] = [];
+  const taskType = `shared.${name}`;
   const work = defineTask({
-    type: 'shared.claim',
+    type: taskType,
     parameters: z.object({ i: z.number().int() }),
     handler: ({ i }, ctx) => {
       runs.push(ctx.taskId);
       return Promise.resolve(i);
     },
   });
-  const job = defineJob({ type: 'shared.claim_job', parameters: z.object({ n: z.number().int() }) })
+  const jobType = `shared.${name}_job`;
+  const job = defineJob({ type: jobType, parameters: z.object({ n: z.number().int() }) })
     .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
     .finalize(async ({ previous }) => (await previous.all()).length);
   const pool = db.newPool(4);
   const transport = new InProcessTransport();
   const machine = await CoreMachine.create({ pool, registry: new Registry().register(job), transport, logger: captureLogger([]) });
+  const { job: submitted } = await machine.submitJob(jobType, { n });
+  const jobId = submitted.jobId;
+  expect(await machine.processJobMessage({ jobId, jobType, stage: 1 })).toMatchObject({ kind: 'started' });
+  const tasks = await machine.listTasks(jobId, { stage: 1, afterIndex: -1, limit: n });
+  const message = (i: number) => ({ taskId: tasks[i]!.taskId, jobId, stage: 1, taskType, attempt: 1 });
+  return { runs, pool, transport, machine, jobId, tasks, message };
+}
+
+test('four batches in flight at once share one claim: every task runs once, and a message in all four batches runs its task once', async () => {
+  const { runs, pool, transport, machine, jobId, tasks, message } = await startStage('claim', 8);
   try {
-    const { job: submitted } = await machine.submitJob('shared.claim_job', { n: 8 });
-    expect(await machine.processJobMessage({ jobId: submitted.jobId, jobType: 'shared.claim_job', stage: 1 })).toMatchObject({ kind: 'started' });
-    const tasks = await machine.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 8 });
-    const message = (i: number) => ({ taskId: tasks[i]!.taskId, jobId: submitted.jobId, stage: 1, taskType: 'shared.claim', attempt: 1 });
     const queries = jest.spyOn(pool, 'query');
     const claimStatements = () => queries.mock.calls.filter(([config]) => (config as { name?: string } | undefined)?.name === 'cm_claim_tasks').length;
 
@@ -55,7 +67,7 @@ test('four batches in flight at once share one claim: every task runs once, and 
     }
     const status = await db.pool.query<{ status: string; n: number }>(
       'SELECT status, count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 GROUP BY status',
-      [submitted.jobId],
+      [jobId],
     );
     expect(status.rows).toEqual([{ status: 'COMPLETED', n: 8 }]);
     // A batch after them claims on its own: sharing waits for nothing that is not already there.
@@ -66,7 +78,7 @@ test('four batches in flight at once share one claim: every task runs once, and 
     // No worker here: the job's next message is handled by hand, and the job completes.
     const [jobMessage] = transport.jobs.receive(1);
     await machine.processJobMessage(jobMessage?.body);
-    expect(await machine.getJob(submitted.jobId)).toMatchObject({ status: 'COMPLETED', result: 8 });
+    expect(await machine.getJob(jobId)).toMatchObject({ status: 'COMPLETED', result: 8 });
   } finally {
     // The pool is ended with the test database.
     await transport.close();
@@ -74,26 +86,8 @@ test('four batches in flight at once share one claim: every task runs once, and 
 });
 
 test('a claim that fails for one batch (not a database fault) sends that batch back alone: its neighbours in the shared claim run', async () => {
-  const runs: string[] = [];
-  const work = defineTask({
-    type: 'shared.poison',
-    parameters: z.object({ i: z.number().int() }),
-    handler: ({ i }, ctx) => {
-      runs.push(ctx.taskId);
-      return Promise.resolve(i);
-    },
-  });
-  const job = defineJob({ type: 'shared.poison_job', parameters: z.object({ n: z.number().int() }) })
-    .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
-    .finalize(async ({ previous }) => (await previous.all()).length);
-  const pool = db.newPool(4);
-  const transport = new InProcessTransport();
-  const machine = await CoreMachine.create({ pool, registry: new Registry().register(job), transport, logger: captureLogger([]) });
+  const { runs, pool, transport, machine, jobId, tasks, message } = await startStage('poison', 6);
   try {
-    const { job: submitted } = await machine.submitJob('shared.poison_job', { n: 6 });
-    await machine.processJobMessage({ jobId: submitted.jobId, jobType: 'shared.poison_job', stage: 1 });
-    const tasks = await machine.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 6 });
-    const message = (i: number) => ({ taskId: tasks[i]!.taskId, jobId: submitted.jobId, stage: 1, taskType: 'shared.poison', attempt: 1 });
     const poisoned = tasks[2]!.taskId;
     // The server refuses any claim that holds task 2 (as it would a value it cannot take).
     const faulty = pool as unknown as { query: (config: { name?: string; values?: unknown[] }) => Promise<unknown> };
@@ -120,10 +114,10 @@ test('a claim that fails for one batch (not a database fault) sends that batch b
     expect((settled[1] as PromiseRejectedResult).reason).toMatchObject({ code: '22003' });
     expect(runs.sort()).toEqual([0, 1, 4, 5].map((i) => tasks[i]!.taskId).sort());
     const queued = await db.pool.query<{ task_id: string }>(`SELECT task_id FROM coremachine.tasks WHERE job_id = $1 AND status = 'QUEUED' ORDER BY task_id`, [
-      submitted.jobId,
+      jobId,
     ]);
     expect(queued.rows.map((row) => row.task_id)).toEqual([tasks[2]!.taskId, tasks[3]!.taskId].sort());
-    expect((await machine.cancelJob(submitted.jobId)).status).toBe('CANCELLED');
+    expect((await machine.cancelJob(jobId)).status).toBe('CANCELLED');
   } finally {
     await transport.close();
   }
