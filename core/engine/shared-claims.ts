@@ -10,15 +10,15 @@ export interface ClaimBatch {
   leaseSeconds: readonly number[];
 }
 
+/** A batch's share of a claim: its tasks, or the error its own claim met. */
+type ClaimOutcome = { tasks: ClaimedTask[] } | { error: unknown };
+
 /**
  * The claims of the batches one process handles at the same moment, made in one statement: a
  * batch that arrives while a claim is in flight joins the next one (as results join a settle in
  * core/engine/group-commit.ts). Each claim is a commit; with small batches, one per batch was most
  * of the statements a task cost. Claims under limits and by share have their own paths.
  */
-/** A batch's share of a claim: its tasks, or the error its own claim met. */
-type ClaimOutcome = { tasks: ClaimedTask[] } | { error: unknown };
-
 export class SharedClaims {
   private readonly group = new GroupCommitter<ClaimBatch, ClaimOutcome>((batches) => this.claimAll(batches));
 
@@ -76,11 +76,11 @@ function assign(batches: readonly ClaimBatch[], claimed: readonly ClaimedTask[])
       if (!owners.has(key)) owners.set(key, batch);
     }
   }
-  const byBatch = new Map<ClaimBatch, ClaimedTask[]>(batches.map((batch) => [batch, []]));
+  const byBatch = new Map<ClaimBatch, { tasks: ClaimedTask[] }>(batches.map((batch) => [batch, { tasks: [] }]));
   for (const task of claimed) {
     const owner = owners.get(`${task.task_id}\u0000${task.attempt}`);
     if (!owner) throw new Error(`claimed task ${task.task_id} at attempt ${task.attempt}, which no batch asked for`);
-    byBatch.get(owner)?.push(task);
+    byBatch.get(owner)?.tasks.push(task);
   }
-  return new Map([...byBatch].map(([batch, tasks]) => [batch, { tasks }]));
+  return byBatch;
 }
