@@ -57,8 +57,19 @@ export const ErrorReply = z.strictObject({
   error: z.object({ type: z.string().min(1), message: z.string().min(1), issues: z.array(z.unknown()).optional() }),
 });
 
-/** Rows of every table a request could write to; equal before and after means nothing was stored. */
+/**
+ * Rows of every table a request could write to; equal before and after means nothing was stored.
+ * An outbox row lives from its transition's commit until its messages are sent, which happens after
+ * the caller already sees the transition (a job read COMPLETED may still have its completion event's
+ * row pending for a few milliseconds): the count waits, for a bounded time, until no due row is left,
+ * so a snapshot taken right after a job finishes does not count rows about to vanish.
+ */
 export async function rowCounts(pool: pg.Pool): Promise<Record<string, number>> {
+  for (let waited = 0; waited < 5_000; waited += 20) {
+    const due = await pool.query<{ due: number }>('SELECT count(*)::int AS due FROM coremachine.outbox WHERE not_before <= now()');
+    if ((due.rows[0]?.due ?? 0) === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   const result = await pool.query<Record<string, number>>(
     `SELECT (SELECT count(*)::int FROM coremachine.jobs) AS jobs, (SELECT count(*)::int FROM coremachine.stages) AS stages,
             (SELECT count(*)::int FROM coremachine.tasks) AS tasks, (SELECT count(*)::int FROM coremachine.events) AS events,
