@@ -44,8 +44,9 @@ afterAll(() => {
 });
 
 test.each([1, 2])('a pool of %i connection(s) runs concurrent jobs to COMPLETED with no transient fault', async (poolMax) => {
-  // A short acquisition timeout: an instance that waited on itself would fail within seconds here.
-  const pool: pg.Pool = createPool(db.url, { max: poolMax, connectionTimeoutMillis: 2000 });
+  // A bounded acquisition timeout: an instance that waited on itself would never get its
+  // connection and fail here; 10 s leaves room for a one-connection pool's queue on a loaded machine.
+  const pool: pg.Pool = createPool(db.url, { max: poolMax, connectionTimeoutMillis: 10_000 });
   const acquireTimeouts = countAcquireTimeouts(pool);
   let mostWaiting = 0;
   const sampler = setInterval(() => {

@@ -63,8 +63,15 @@ test('a long-poll whose client has gone stops polling the database', async () =>
     expect(statusPolls()).toBeGreaterThanOrEqual(30);
     for (const client of clients) client.abort();
     await Promise.all(waits);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const afterHangUp = statusPolls();
+    // The server learns of each closed socket a little later, and a wait polls once more as it
+    // stops: the baseline is taken once the polls have been quiet for half a second.
+    let afterHangUp = statusPolls();
+    for (let quiet = 0, waited = 0; quiet < 500 && waited < 10_000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const polls = statusPolls();
+      quiet = polls === afterHangUp ? quiet + 50 : 0;
+      afterHangUp = polls;
+    }
     // Unaborted, each wait would poll about once a second for a minute: 30 × ~3 in this window.
     await new Promise((resolve) => setTimeout(resolve, 2500));
     expect(statusPolls() - afterHangUp).toBe(0);

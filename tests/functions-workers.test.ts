@@ -49,7 +49,8 @@ test('remote workers over HTTP: bearer token when configured, claim, heartbeat, 
   expect((await post(claimHandler, 'workers/claim', { workerId: 'w' }, {}, auth)).status).toBe(400);
 
   let tasks: Array<{ taskId: string; claimId: string; taskIndex: number }> = [];
-  for (let i = 0; i < 100 && tasks.length < 2; i++) {
+  // By time, not tries: on a loaded machine the remote stage can take a while to be created.
+  for (const deadline = Date.now() + 30_000; tasks.length < 2 && Date.now() < deadline;) {
     const claimed = await post(claimHandler, 'workers/claim', { workerId: 'w', taskTypes: ['test.render'], maxTasks: 5 }, {}, auth);
     expect(claimed.status).toBe(200);
     tasks = [...tasks, ...(claimed.body.tasks as typeof tasks)];
@@ -71,7 +72,7 @@ test('remote workers over HTTP: bearer token when configured, claim, heartbeat, 
 test('the janitor timer trigger sweeps and logs what it found', async () => {
   const { job } = await h.machine.submitJob('test.remote_job', { frames: 1 });
   let task: { taskId: string } | undefined;
-  for (let i = 0; i < 100 && !task; i++) {
+  for (const deadline = Date.now() + 30_000; !task && Date.now() < deadline;) {
     [task] = await h.machine.remote.claim({ workerId: 'dies', taskTypes: ['test.render'] });
     if (!task) await new Promise((r) => setTimeout(r, 10));
   }

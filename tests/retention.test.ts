@@ -45,7 +45,9 @@ const failing = defineJob({ type: 'test.retention_failing', parameters: z.object
 const logs: string[] = [];
 const dev = useDevServer(appRegistry(gated, failing), {
   functionKey: KEY,
-  env: { COREMACHINE_RETENTION_DAYS: '30' },
+  // The tests sweep by hand and count what each sweep deleted: the dev server's own janitor (every
+  // 10 s by default) would delete the same backdated jobs between a test's steps.
+  env: { COREMACHINE_RETENTION_DAYS: '30', COREMACHINE_JANITOR_INTERVAL_SECONDS: '3600' },
   logger: captureLogger(logs),
   beforeClose: () => openGate(),
 });

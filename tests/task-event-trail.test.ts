@@ -60,14 +60,22 @@ test('a stage whose tasks keep finishing without events is not taken for stalled
   const { job } = await h.machine.submitJob('test.three_stages', { n: 4, tag: 'busy' });
   await h.machine.processJobMessage(h.transport.jobs.receive(1)[0]?.body);
   const messages = h.transport.tasks.receive(4);
+  // Aged by moving the clock of the rows back, not by sleeping: on a loaded machine the sweep's
+  // earlier steps alone could outlast a short window and make a busy stage look idle.
+  const age = (seconds: number) =>
+    db.pool.query(
+      `WITH e AS (UPDATE coremachine.events SET at = at - make_interval(secs => $2) WHERE job_id = $1)
+       UPDATE coremachine.tasks SET started_at = started_at - make_interval(secs => $2), finished_at = finished_at - make_interval(secs => $2) WHERE job_id = $1`,
+      [job.jobId, seconds],
+    );
   // The last event (stage started) ages past the window; a task then finishes, writing no event.
-  await new Promise((resolve) => setTimeout(resolve, 700));
+  await age(10);
   await h.machine.processTaskMessages([messages[0]?.body]);
-  const report = await h.machine.sweep({ stallAfterMs: 500 });
+  const report = await h.machine.sweep({ stallAfterMs: 5_000 });
   expect(report.stalled.find((s) => s.jobId === job.jobId)).toBeUndefined();
   // With no progress for longer than the window it is examined (its messages are still queued here).
-  await new Promise((resolve) => setTimeout(resolve, 700));
-  const later = await h.machine.sweep({ stallAfterMs: 500 });
+  await age(10);
+  const later = await h.machine.sweep({ stallAfterMs: 5_000 });
   expect(later.stalled.find((s) => s.jobId === job.jobId)?.idleSeconds).toBeGreaterThanOrEqual(0);
   await h.machine.processTaskMessages(messages.slice(1).map((m) => m.body));
   for (let stage = 2; stage <= 3; stage++) {

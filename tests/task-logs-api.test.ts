@@ -47,7 +47,11 @@ const evil = defineJob({ type: 'logs_api.evil', parameters: z.object({}) })
   })
   .finalize(() => ({}));
 
-const dev = useDevServer(appRegistry(twoStages, evil), { functionKey: KEY, env: { COREMACHINE_RETENTION_DAYS: '30' } });
+// Retention is swept by hand and counted: the dev server's own janitor must not sweep the backdated jobs first.
+const dev = useDevServer(appRegistry(twoStages, evil), {
+  functionKey: KEY,
+  env: { COREMACHINE_RETENTION_DAYS: '30', COREMACHINE_JANITOR_INTERVAL_SECONDS: '3600' },
+});
 
 async function finishedJob(jobType: string, parameters: unknown): Promise<string> {
   const { job } = await dev.runtime.machine.submitJob(jobType, parameters);
