@@ -111,7 +111,10 @@ test('SIGKILL of coremachine dev three times during a 10,000-task hello_world: t
   ];
   let lastKill = { at: 0, held: [] as string[] };
   const recoveries: Array<{ kill: string; completedAtKill: number; processingAtKill: number; restartToProgressMs: number }> = [];
-  for (const { label, ready } of killAt) {
+  // Seen PROCESSING by the probe, a wave of short tasks can still settle before the kill lands: a
+  // last kill that finds none held is repeated (at most 5 times), as it checks nothing.
+  for (let k = 0, repeats = 0; k < killAt.length; k++) {
+    const { label, ready } = killAt[k]!;
     await until(() => counts(jobId), ready, `the moment to kill (${label})`);
     dev.child.kill('SIGKILL');
     const killed = await dev.exited;
@@ -133,6 +136,7 @@ test('SIGKILL of coremachine dev three times during a 10,000-task hello_world: t
       `progress after the restart that followed the kill ${label}`,
     );
     recoveries.push({ kill: label, completedAtKill: atKill.completed, processingAtKill: atKill.processing, restartToProgressMs: Date.now() - restarted });
+    if (k === killAt.length - 1 && lastKill.held.length === 0 && repeats++ < 5) k--;
   }
   // What the last dead process held under a lease comes back after it (30 s by default) and the
   // janitor's next sweep, not as a failure: running again within a minute of the kill.
