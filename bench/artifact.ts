@@ -15,6 +15,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import { loadArtifact, prepareFakeWorker, unpack } from '../scripts/artifact-host/host';
 import { buildArtifact } from '../scripts/package';
 import { MB, round, spread, type Spread } from './stats';
@@ -32,29 +33,20 @@ const MODES = {
 } as const;
 type Mode = keyof typeof MODES;
 
-function runsFlag(argv: readonly string[]): number {
-  const index = argv.indexOf('--runs');
-  const runs = index >= 0 ? Number(argv[index + 1]) : 9;
+/** The command line, strictly: an unknown or misspelt flag is an error, not a run with defaults. */
+function parseFlags(): { runs: number; json: boolean; node: string } {
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '9' }, json: { type: 'boolean', default: false }, node: { type: 'string' } } });
+  const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs takes a positive integer');
-  return runs;
-}
-
-function nodeFlag(argv: readonly string[]): string {
-  const index = argv.indexOf('--node');
-  if (index < 0) return process.execPath;
-  const node = argv[index + 1];
-  if (!node) throw new Error('--node takes the path of a node binary');
-  return path.resolve(node);
+  if (values.node === '') throw new Error('--node takes the path of a node binary');
+  return { runs, json: values.json, node: values.node === undefined ? process.execPath : path.resolve(values.node) };
 }
 
 const ms = (s: Spread) => `${Math.round(s.median)} ms (${Math.round(s.min)}–${Math.round(s.max)})`;
 const megabytes = (bytes: number) => `${round(bytes / MB, 2)} MB`;
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const runs = runsFlag(argv);
-  const json = argv.includes('--json');
-  const node = nodeFlag(argv);
+  const { runs, json, node } = parseFlags();
   const nodeVersion = execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'coremachine-bench-artifact-'));
   try {

@@ -8,8 +8,10 @@
  *
  * With --runs R the cases are interleaved R times (case A, B, A, B, ...) so a machine that gets
  * busier or quieter during the run weighs on every case alike, and the table gives each case's median.
+ * The cases run in the order --cases names them, so a comparison can be repeated in the other order.
  */
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createPool } from '../core/db/pool';
 import { migrate } from '../core/db/migrator';
@@ -23,11 +25,22 @@ import { createDatabase, dropDatabase, findServer } from './server';
 
 const INSTANCES = 4;
 
-function flag(name: string, fallback: number): number {
-  const index = process.argv.indexOf(name);
-  const value = index >= 0 ? Number(process.argv[index + 1]) : fallback;
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number >= 0`);
-  return value;
+/** The command line, strictly: an unknown or misspelt flag is an error, not a run with defaults. */
+function parseFlags(): { n: number; workMs: number; runs: number; cases: string[] | undefined } {
+  const { values } = parseArgs({
+    options: {
+      n: { type: 'string', default: '500' },
+      'work-ms': { type: 'string', default: '10' },
+      runs: { type: 'string', default: '1' },
+      cases: { type: 'string' },
+    },
+  });
+  const number = (name: 'n' | 'work-ms' | 'runs'): number => {
+    const value = Number(values[name]);
+    if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a number >= 0`);
+    return value;
+  };
+  return { n: number('n'), workMs: number('work-ms'), runs: Math.max(1, Math.floor(number('runs'))), cases: values.cases?.split(',') };
 }
 
 async function runCase(
@@ -85,21 +98,21 @@ async function runCase(
 }
 
 async function main(): Promise<void> {
-  const n = flag('--n', 500);
-  const workMs = flag('--work-ms', 10);
-  const server = await findServer((line) => process.stderr.write(`${line}\n`));
-  const runs = Math.max(1, Math.floor(flag('--runs', 1)));
+  const { n, workMs, runs, cases: asked } = parseFlags();
   const allCases: Array<[string, TaskConcurrency | undefined]> = [
     ['none', undefined],
     ['limit_10000', { limit: 10_000 }],
     ['limit_20', { limit: 20 }],
     ['limit_5', { limit: 5 }],
   ];
-  const casesIndex = process.argv.indexOf('--cases');
-  const wanted = casesIndex >= 0 ? (process.argv[casesIndex + 1] ?? '').split(',') : allCases.map(([label]) => label);
+  const wanted = asked ?? allCases.map(([label]) => label);
   const unknown = wanted.filter((label) => !allCases.some(([known]) => known === label));
   if (unknown.length > 0) throw new Error(`--cases: unknown case(s) ${unknown.join(', ')}; known: ${allCases.map(([label]) => label).join(', ')}`);
-  const cases = allCases.filter(([label]) => wanted.includes(label));
+  // In the order asked for: each case runs after the previous one's database was dropped, so the
+  // order is one of the things a paired comparison should be able to swap.
+  const cases = wanted.flatMap((label) => allCases.filter(([known]) => known === label));
+  // Started once the flags are known to be good: a bad flag starts nothing.
+  const server = await findServer((line) => process.stderr.write(`${line}\n`));
   const results = new Map<string, Array<{ ms: number; deferrals: number; meanRunning: number }>>();
   try {
     process.stdout.write(`${n} tasks of ${workMs} ms, ${INSTANCES} instances x 4 batches of 16, ${runs} run(s) per case, interleaved\n`);
@@ -131,7 +144,7 @@ async function main(): Promise<void> {
         };
         process.stdout.write(row(label, medianRow, idealOf(concurrency)));
       }
-      // Each case against the run of 'none' just before it: on a machine whose speed drifts, the
+      // Each case against the run of 'none' in the same round: on a machine whose speed drifts, the
       // paired ratio says more than the ratio of two medians.
       const baseline = results.get('none');
       if (baseline) {
