@@ -25,6 +25,7 @@ import {
 } from './state/janitor-store';
 import { findStage } from './state/stages-store';
 import { pruneIdleRateBuckets } from './state/limits-store';
+import { freeStaleSlots } from './engine/limits';
 import { pruneStaleWorkers } from './state/workers-store';
 import { lockJobs } from './state/jobs-store';
 import { requeueLostLeases, type TaskOutcome } from './state/tasks-store';
@@ -58,6 +59,8 @@ export interface SweepReport {
   purged: RetentionReport;
   /** Rate-limit buckets idle long enough to be full again, deleted (migration 011). */
   prunedRateBuckets: number;
+  /** Concurrency slots still held by tasks no longer PROCESSING, freed (027_limit_holders.sql; expected 0). */
+  freedStaleSlots: number;
   /** Workers not heard from for the retention window (JanitorOptions.workerRetentionMs), deleted (migration 022). */
   prunedWorkers: number;
   /** The payload store's orphan sweep (core/payloads/orphan-sweep.ts); absent without a store. */
@@ -107,6 +110,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })),
     0,
   );
+  const freedStaleSlots = await attempt(() => freeStaleSlots(pool, unitOfWork, options.batchSize), 0);
   const prunedWorkers = await attempt(
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneStaleWorkers(client, options.workerRetentionMs / 1000, options.batchSize) })),
     0,
@@ -119,12 +123,13 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     stalled,
     purged,
     prunedRateBuckets,
+    freedStaleSlots,
     prunedWorkers,
     ...(schedules ? { schedules } : {}),
     ...(orphanPayloads ? { orphanPayloads } : {}),
   };
   await attempt(() => commit(unitOfWork, async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })), undefined);
-  if (report.requeuedTasks + report.failedTasks + report.timedOutJobs + report.outboxSent + report.stalled.length > 0) {
+  if (report.requeuedTasks + report.failedTasks + report.timedOutJobs + report.outboxSent + report.stalled.length + report.freedStaleSlots > 0) {
     deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }

@@ -114,7 +114,7 @@ test('a job that fails cancels its running tasks: their handlers are aborted, th
   await h.stop();
 });
 
-test('migration 015 on a database with work in it: open tasks of stopped jobs are cancelled, running jobs keep theirs, generated keys are filled', async () => {
+test('migration 015 on a database with work in it: open tasks of stopped jobs are cancelled, running jobs keep theirs and their slots', async () => {
   const old = await createTestDatabase({ migrate: false });
   try {
     const migrations = loadMigrations();
@@ -139,18 +139,17 @@ test('migration 015 on a database with work in it: open tasks of stopped jobs ar
               ('running-t1', 'running', 1, 1, 'test.render', 'QUEUED', '{}', 0, NULL, NULL, NULL, true, NULL)`,
     );
     expect(await migrate(old.pool)).toEqual({ from: 14, to: expectedSchemaVersion() });
-    const rows = await old.pool.query<{
-      task_id: string;
-      status: string;
-      claim_id: string | null;
-      slot_holder_key: string | null;
-      remote_queued_type: string | null;
-    }>('SELECT task_id, status, claim_id, slot_holder_key, remote_queued_type FROM coremachine.tasks ORDER BY task_id');
-    expect(rows.rows.map((r) => [r.task_id, r.status, r.claim_id === null, r.slot_holder_key, r.remote_queued_type])).toEqual([
-      ['running-t0', 'PROCESSING', false, 'slot:a', null],
-      ['running-t1', 'QUEUED', true, null, 'test.render'],
-      ['stopped-t0', 'CANCELLED', true, null, null],
+    const rows = await old.pool.query<{ task_id: string; status: string; claim_id: string | null; remote_queued_type: string | null }>(
+      'SELECT task_id, status, claim_id, remote_queued_type FROM coremachine.tasks ORDER BY task_id',
+    );
+    expect(rows.rows.map((r) => [r.task_id, r.status, r.claim_id === null, r.remote_queued_type])).toEqual([
+      ['running-t0', 'PROCESSING', false, null],
+      ['running-t1', 'QUEUED', true, 'test.render'],
+      ['stopped-t0', 'CANCELLED', true, null],
     ]);
+    // 015 gave the running task its slot key; 027 moved the slot into its own table.
+    const slots = await old.pool.query('SELECT limit_key, task_id FROM coremachine.limit_holders');
+    expect(slots.rows).toEqual([{ limit_key: 'slot:a', task_id: 'running-t0' }]);
   } finally {
     await old.drop();
   }

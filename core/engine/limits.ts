@@ -8,6 +8,9 @@ import {
   countLimitHolders,
   describeLimitedTasks,
   lockLimitKey,
+  markSlotWaiters,
+  deleteStaleLimitHolders,
+  staleLimitHolderKeys,
   queuedRemoteLimitKeys,
   refillRateBucket,
   spendRateTokens,
@@ -208,6 +211,8 @@ export async function claimLimitedTasks(
     // a message that could have started; it never admits one too many (that takes the lock).
     if (group.limits.limit !== undefined && group.reclaim.length === 0 && (await countLimitHolders(pool, limitKey)) >= group.limits.limit) {
       for (const request of group.fresh) deferred.set(request.taskId, { reason: slotsTaken(group.limits.limit, limitKey), limitKey });
+      const waiting = group.fresh.map((request) => request.taskId);
+      await commit(unitOfWork, async ({ client }) => ({ value: await markSlotWaiters(client, limitKey, waiting) }));
       continue;
     }
     const rows = await commit(unitOfWork, async ({ client }) => {
@@ -232,6 +237,13 @@ export async function claimLimitedTasks(
         const reason = byRate ? `rate limit of ${limitKey} (${group.limits.perSecond}/s) reached` : slotsTaken(group.limits.limit, limitKey);
         deferred.set(request.taskId, { reason, limitKey, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
       });
+      // Those waiting for a slot are woken when one is freed; those waiting for a token know when it comes.
+      if (!byRate)
+        await markSlotWaiters(
+          client,
+          limitKey,
+          waiting.map((request) => request.taskId),
+        );
       return { value: got };
     });
     claimed.push(...rows);
@@ -296,4 +308,21 @@ export async function wakeWaitingTasks(unitOfWork: UnitOfWork, limitKey: string,
       })),
     };
   });
+}
+
+/**
+ * Frees the slots a task kept after leaving PROCESSING by a way that did not free them (every known
+ * way does: core/state/limit-holders-sql.ts). Such a slot only over-counts (a slot idles, the limit
+ * is never exceeded), so the janitor's sweep is soon enough. Each key under its lock, so no claim of
+ * it is between taking a slot and committing. Returns how many slots were freed.
+ */
+export async function freeStaleSlots(pool: pg.Pool, unitOfWork: UnitOfWork, limit: number): Promise<number> {
+  let freed = 0;
+  for (const limitKey of await staleLimitHolderKeys(pool, limit)) {
+    freed += await commit(unitOfWork, async ({ client }) => {
+      await lockLimitKey(client, limitKey);
+      return { value: await deleteStaleLimitHolders(client, limitKey) };
+    });
+  }
+  return freed;
 }

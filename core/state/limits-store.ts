@@ -4,9 +4,10 @@ import { numberArray, textArray } from './pg-arrays';
 import type { ClaimedTask } from './tasks-store';
 
 /**
- * Global concurrency and rate limits (migration 011). A slot is a PROCESSING task with the slot
- * key, so a slot is freed by whatever moves the task out of PROCESSING: nothing to release by hand,
- * nothing that can leak. What needs care is the claim: "count the holders, then claim up to the
+ * Global concurrency and rate limits (migration 011). A slot is a row of limit_holders
+ * (027_limit_holders.sql): the statement that claims a task with a slot key inserts it, and the
+ * statement that moves the task out of PROCESSING deletes it (freeSlotsOf). A row left behind
+ * only over-counts until the janitor removes it (deleteStaleLimitHolders). What needs care is the claim: "count the holders, then claim up to the
  * free slots" is a read-then-write, so every claim of a key holds a transaction-scoped advisory
  * lock on the key while it counts and claims. The lock is taken in its own statement, before the
  * count: under READ COMMITTED the count's snapshot is then taken after the previous holder of the
@@ -39,7 +40,7 @@ export async function lockLimitKey(db: Queryable, limitKey: string): Promise<voi
 export async function countLimitHolders(db: Queryable, limitKey: string): Promise<number> {
   const result = await db.query<{ n: number }>({
     name: 'cm_count_limit_holders',
-    text: `SELECT count(*)::int AS n FROM coremachine.tasks WHERE slot_holder_key = $1`,
+    text: `SELECT count(*)::int AS n FROM coremachine.limit_holders WHERE limit_key = $1`,
     values: [limitKey],
   });
   return result.rows[0]?.n ?? 0;
@@ -117,13 +118,58 @@ export async function waitingTasksOfKey(db: Queryable, limitKey: string, limit: 
     // wake the same oldest task, and all but one wake-up would be wasted.
     text: `SELECT * FROM (
              SELECT t.task_id, t.job_id, t.stage, t.task_type, t.attempt FROM coremachine.tasks t
-              WHERE t.slot_waiter_key = $1 AND (t.retry_at IS NULL OR t.retry_at <= now())
+              WHERE t.slot_waiter = $1 AND t.status = 'QUEUED' AND NOT t.remote AND (t.retry_at IS NULL OR t.retry_at <= now())
                 AND EXISTS (SELECT 1 FROM coremachine.jobs j WHERE j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage)
               ORDER BY t.created_at, t.task_index LIMIT 32) oldest
            ORDER BY random() LIMIT $2`,
     values: [limitKey, limit],
   });
   return result.rows;
+}
+
+/**
+ * Marks tasks a claim deferred for want of a slot of the key as waiting for one, so that a settle
+ * freeing a slot wakes them (waitingTasksOfKey). A task already marked is not written again.
+ */
+export async function markSlotWaiters(db: Queryable, limitKey: string, taskIds: readonly string[]): Promise<void> {
+  if (taskIds.length === 0) return;
+  await db.query({
+    name: 'cm_mark_slot_waiters',
+    text: `UPDATE coremachine.tasks SET slot_waiter = $1
+            WHERE task_id = ANY($2::text[]) AND status = 'QUEUED' AND NOT remote AND slot_waiter IS DISTINCT FROM $1`,
+    values: [limitKey, textArray(taskIds)],
+  });
+}
+
+/**
+ * Slot holders whose task is no longer PROCESSING: a way out of PROCESSING that did not free its
+ * slot. Read without locks; deleteStaleLimitHolders removes them under the key's lock.
+ */
+export async function staleLimitHolderKeys(db: Queryable, limit: number): Promise<string[]> {
+  const result = await db.query<{ limit_key: string }>({
+    name: 'cm_stale_limit_holder_keys',
+    text: `SELECT DISTINCT h.limit_key FROM coremachine.limit_holders h
+            WHERE NOT EXISTS (SELECT 1 FROM coremachine.tasks t WHERE t.task_id = h.task_id AND t.status = 'PROCESSING')
+            LIMIT $1`,
+    values: [limit],
+  });
+  return result.rows.map((row) => row.limit_key);
+}
+
+/**
+ * Deletes the key's holders whose task is no longer PROCESSING. Called holding the key's lock
+ * (lockLimitKey), so no claim of the key is between inserting a holder and committing: this
+ * statement's snapshot, taken after the lock, sees every holder's task as committed.
+ */
+export async function deleteStaleLimitHolders(db: Queryable, limitKey: string): Promise<number> {
+  const result = await db.query({
+    name: 'cm_delete_stale_limit_holders',
+    text: `DELETE FROM coremachine.limit_holders h
+            WHERE h.limit_key = $1
+              AND NOT EXISTS (SELECT 1 FROM coremachine.tasks t WHERE t.task_id = h.task_id AND t.status = 'PROCESSING')`,
+    values: [limitKey],
+  });
+  return result.rowCount ?? 0;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/pool';
 import type { TaskRow } from './rows';
+import { freeSlotsOf, takeSlotsOf } from './limit-holders-sql';
 
 /** Tasks of 'remote' types: claimed and released over HTTP instead of by queue messages. */
 
@@ -24,11 +25,13 @@ export async function claimRemoteTasks(
                     AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
                JOIN unnest($1::text[], $4::float8[]) AS l(task_type, lease) ON l.task_type = t.remote_queued_type
               WHERE t.retry_at IS NULL OR t.retry_at <= now()
-              ORDER BY t.created_at, t.task_index LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
-           UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(),
+              ORDER BY t.created_at, t.task_index LIMIT $2 FOR UPDATE OF t SKIP LOCKED),
+           claimed AS (UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(),
                   lease_expires_at = now() + make_interval(secs => c.lease), started_at = now(), worker_id = $3
              FROM candidates c WHERE t.task_id = c.task_id
-           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at`,
+           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at, t.limit_key),
+           ${takeSlotsOf('claimed')}
+           SELECT task_id, claim_id, job_id, stage, task_index, task_type, attempt, parameters, parameters_ref, lease_expires_at FROM claimed`,
     values: [request.taskTypes, request.limit, request.workerId, request.leaseSeconds],
   });
   return result.rows;
@@ -38,9 +41,12 @@ export async function claimRemoteTasks(
 export async function releaseRemoteClaim(db: Queryable, taskId: string): Promise<boolean> {
   const result = await db.query({
     name: 'cm_release_remote_claim',
-    text: `UPDATE coremachine.tasks SET status = 'QUEUED', claim_id = NULL, lease_expires_at = NULL, worker_id = NULL,
+    text: `WITH r AS (UPDATE coremachine.tasks SET status = 'QUEUED', claim_id = NULL, lease_expires_at = NULL, worker_id = NULL,
                   error = jsonb_build_object('type', 'ClaimReleasedError', 'message', 'claim released by an operator', 'taskId', task_id, 'stage', stage)
-            WHERE task_id = $1 AND status = 'PROCESSING' AND remote`,
+            WHERE task_id = $1 AND status = 'PROCESSING' AND remote
+           RETURNING task_id, limit_key),
+           ${freeSlotsOf('r')}
+           SELECT task_id FROM r`,
     values: [taskId],
   });
   return (result.rowCount ?? 0) > 0;
@@ -62,11 +68,13 @@ export async function claimRemoteTasksOfKey(
                JOIN coremachine.jobs j ON j.job_id = t.job_id AND j.status = 'PROCESSING' AND j.stage = t.stage
               WHERE t.remote_queued_type = $1 AND COALESCE(t.limit_key, $6) = $2
                 AND (t.retry_at IS NULL OR t.retry_at <= now())
-              ORDER BY t.created_at, t.task_index LIMIT $3 FOR UPDATE OF t SKIP LOCKED)
-           UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(), limit_key = $2,
+              ORDER BY t.created_at, t.task_index LIMIT $3 FOR UPDATE OF t SKIP LOCKED),
+           claimed AS (UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(), limit_key = $2,
                   lease_expires_at = now() + make_interval(secs => $5::float8), started_at = now(), worker_id = $4
              FROM candidates c WHERE t.task_id = c.task_id
-           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at`,
+           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at, t.limit_key),
+           ${takeSlotsOf('claimed')}
+           SELECT task_id, claim_id, job_id, stage, task_index, task_type, attempt, parameters, parameters_ref, lease_expires_at FROM claimed`,
     values: [request.taskType, request.limitKey, request.limit, request.workerId, request.leaseSeconds, request.defaultKey],
   });
   return result.rows;

@@ -3,6 +3,7 @@ import type { Queryable } from '../db/pool';
 import type { PayloadRef } from '../payloads/payload-store';
 import { boolArray, jsonArray, numberArray, textArray, timestampArray } from './pg-arrays';
 import type { TaskRow } from './rows';
+import { freeSlotsOf, takeSlotsOf } from './limit-holders-sql';
 import type { TaskLogBatch } from './task-logs-store';
 
 /** One statement for a whole stage: the task rows come from arrays, never a per-task INSERT. */
@@ -92,12 +93,16 @@ export async function claimTasks(
     // a nearly empty table), PostgreSQL detects the deadlock and the batch is retried (40P01 is
     // transient). Every lookup is by task id (primary key), never a scan of the stage; the job
     // check is a correlated subquery so no plan can start from the job's (job_id, stage) index.
-    text: `WITH m AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS m(task_id, attempt, lease, limit_key) ORDER BY task_id)
-           UPDATE coremachine.tasks t SET
+    // A task with a slot key takes its slot in the same statement (027_limit_holders.sql); a
+    // re-claim of an expired lease holds it already. Clearing the waiter mark changes nothing for a
+    // task never deferred, so the update stays HOT.
+    text: `WITH m AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS m(task_id, attempt, lease, limit_key) ORDER BY task_id),
+           c AS (UPDATE coremachine.tasks t SET
              status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
              -- Taking over an expired lease at the same attempt: its host was lost, not its handler.
              lease_losses = t.lease_losses + (t.status = 'PROCESSING')::int,
-             lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = COALESCE(m.limit_key, t.limit_key), worker_id = $5
+             lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = COALESCE(m.limit_key, t.limit_key), worker_id = $5,
+             slot_waiter = NULL
            FROM m
            WHERE t.task_id = m.task_id
              -- A task in the fair-share scheme is claimed by share, not by its own message (core/engine/fair-share.ts);
@@ -109,7 +114,9 @@ export async function claimTasks(
                          -- No handler starts past the job's or the stage's deadline (012_deadlines.sql).
                          AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
                     FROM coremachine.jobs j WHERE j.job_id = t.job_id)
-           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key`,
+           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key),
+           ${takeSlotsOf('c')}
+           SELECT * FROM c`,
     values: [
       textArray(requests.map((r) => r.taskId)),
       numberArray(requests.map((r) => r.attempt)),
@@ -186,9 +193,10 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
     // retried). An explicit ORDER BY … FOR UPDATE first would make the order certain at any size, but
     // cost 5% of throughput, 8% of PostgreSQL CPU and 49 WAL bytes per task (measured at N = 10,000).
     // Results and errors are JSON array documents (pg-arrays.ts), element ord - 1 for outcome ord.
+    // Every outcome leaves PROCESSING, so a limited task's slot is freed in the same statement.
     text: `WITH o AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::uuid[], $5::bool[], $6::timestamptz[]) WITH ORDINALITY
-                                        AS o(task_id, claim_id, failed, retry_at, ord) ORDER BY task_id)
-           UPDATE coremachine.tasks t SET
+                                        AS o(task_id, claim_id, failed, retry_at, ord) ORDER BY task_id),
+           s AS (UPDATE coremachine.tasks t SET
              status = CASE WHEN o.retry_at IS NOT NULL THEN 'QUEUED' WHEN o.failed THEN 'FAILED' ELSE 'COMPLETED' END,
              -- A stored result's reference replaces its value; $7 is NULL when no outcome has one.
              result = CASE WHEN o.failed OR ($7::jsonb -> (o.ord::int - 1)) <> 'null'::jsonb THEN NULL ELSE $3::jsonb -> (o.ord::int - 1) END,
@@ -199,7 +207,9 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
              claim_id = NULL, lease_expires_at = NULL
            FROM o
            WHERE t.task_id = o.task_id AND t.status = 'PROCESSING' AND t.claim_id = o.claim_id
-           RETURNING t.task_id, t.job_id, t.stage, t.status, t.error, t.attempt, t.task_type, t.remote, t.retry_at`,
+           RETURNING t.task_id, t.job_id, t.stage, t.status, t.error, t.attempt, t.task_type, t.remote, t.retry_at, t.limit_key),
+           ${freeSlotsOf('s')}
+           SELECT task_id, job_id, stage, status, error, attempt, task_type, remote, retry_at FROM s`,
     values: [
       textArray(outcomes.map((o) => o.taskId)),
       textArray(outcomes.map((o) => o.claimId)),
@@ -259,11 +269,13 @@ export async function requeueLostLeases(db: Queryable, lost: ReadonlyArray<{ tas
   if (lost.length === 0) return [];
   const result = await db.query<RequeuedTask>({
     name: 'cm_requeue_lost_leases',
-    text: `UPDATE coremachine.tasks t SET status = 'QUEUED', attempt = t.attempt - 1, lease_losses = t.lease_losses + 1,
+    text: `WITH q AS (UPDATE coremachine.tasks t SET status = 'QUEUED', attempt = t.attempt - 1, lease_losses = t.lease_losses + 1,
                   claim_id = NULL, lease_expires_at = NULL, worker_id = NULL, error = $3::jsonb -> (c.ord::int - 1)
              FROM unnest($1::text[], $2::uuid[]) WITH ORDINALITY AS c(task_id, claim_id, ord)
             WHERE t.task_id = c.task_id AND t.claim_id = c.claim_id AND t.status = 'PROCESSING'
-           RETURNING t.task_id, t.job_id, t.stage, t.task_type, t.attempt, t.remote, t.lease_losses`,
+           RETURNING t.task_id, t.job_id, t.stage, t.task_type, t.attempt, t.remote, t.lease_losses, t.limit_key),
+           ${freeSlotsOf('q')}
+           SELECT task_id, job_id, stage, task_type, attempt, remote, lease_losses FROM q`,
     values: [textArray(lost.map((l) => l.taskId)), textArray(lost.map((l) => l.claimId)), jsonArray(lost.map((l) => JSON.stringify(l.error)))],
   });
   return result.rows;
@@ -293,9 +305,12 @@ export async function releaseClaims(db: Queryable, claims: ReadonlyArray<{ taskI
   if (claims.length === 0) return;
   await db.query({
     name: 'cm_release_claims',
-    text: `UPDATE coremachine.tasks t SET status = 'QUEUED', attempt = t.attempt - 1, claim_id = NULL, lease_expires_at = NULL
+    text: `WITH r AS (UPDATE coremachine.tasks t SET status = 'QUEUED', attempt = t.attempt - 1, claim_id = NULL, lease_expires_at = NULL
            FROM unnest($1::text[], $2::uuid[]) AS c(task_id, claim_id)
-           WHERE t.task_id = c.task_id AND t.claim_id = c.claim_id AND t.status = 'PROCESSING'`,
+           WHERE t.task_id = c.task_id AND t.claim_id = c.claim_id AND t.status = 'PROCESSING'
+           RETURNING t.task_id, t.limit_key),
+           ${freeSlotsOf('r')}
+           SELECT count(*) FROM r`,
     values: [claims.map((c) => c.taskId), claims.map((c) => c.claimId)],
   });
 }
@@ -372,10 +387,13 @@ export async function listTasks(db: Queryable, jobId: string, query: ListTasksQu
 export async function cancelOpenTasks(db: Queryable, jobId: string): Promise<Array<{ task_id: string; was_running: boolean }>> {
   const result = await db.query<{ task_id: string; was_running: boolean }>({
     name: 'cm_cancel_job_tasks',
-    text: `WITH old AS MATERIALIZED (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND status IN ('QUEUED','PROCESSING') ORDER BY task_id FOR UPDATE)
-           UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at), claim_id = NULL, lease_expires_at = NULL
+    text: `WITH old AS MATERIALIZED (SELECT task_id, status FROM coremachine.tasks WHERE job_id = $1 AND status IN ('QUEUED','PROCESSING') ORDER BY task_id FOR UPDATE),
+           x AS (UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at), claim_id = NULL, lease_expires_at = NULL,
+                  slot_waiter = NULL
              FROM old WHERE t.task_id = old.task_id
-           RETURNING t.task_id, old.status = 'PROCESSING' AS was_running`,
+           RETURNING t.task_id, old.status = 'PROCESSING' AS was_running, t.limit_key),
+           ${freeSlotsOf('x')}
+           SELECT task_id, was_running FROM x`,
     values: [jobId],
   });
   return result.rows;

@@ -77,8 +77,28 @@ export async function stuckJobs(pool: pg.Pool): Promise<Array<{ job_id: string; 
 }
 
 /**
- * A fresh database for the test file, dropped after it, and after each test the invariant that no
- * job is left QUEUED or PROCESSING. The returned object forwards to the database the hooks create.
+ * Where the concurrency slots disagree with the task rows (027_limit_holders.sql): a running task
+ * with a slot key and no slot (the limit could be exceeded: never allowed), or a slot whose task is
+ * no longer running (a way out of PROCESSING that does not free its slot: it would idle until the
+ * janitor's sweep). Every test ends with none of either.
+ */
+export async function slotDisagreements(pool: pg.Pool): Promise<Array<{ task_id: string; problem: string }>> {
+  const result = await pool.query<{ task_id: string; problem: string }>(
+    `SELECT t.task_id, 'running without its slot' AS problem FROM coremachine.tasks t
+      WHERE t.status = 'PROCESSING' AND t.limit_key IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM coremachine.limit_holders h WHERE h.limit_key = t.limit_key AND h.task_id = t.task_id)
+     UNION ALL
+     SELECT h.task_id, 'slot of a task not running' FROM coremachine.limit_holders h
+      WHERE NOT EXISTS (SELECT 1 FROM coremachine.tasks t WHERE t.task_id = h.task_id AND t.status = 'PROCESSING' AND t.limit_key = h.limit_key)
+     ORDER BY 1`,
+  );
+  return result.rows;
+}
+
+/**
+ * A fresh database for the test file, dropped after it, and after each test the invariants that no
+ * job is left QUEUED or PROCESSING and that the concurrency slots agree with the task rows. The
+ * returned object forwards to the database the hooks create.
  */
 export function useTestDatabase(options: { poolMax?: number; checkAfterEach?: boolean } = {}): TestDatabase {
   let db: TestDatabase | undefined;
@@ -94,7 +114,9 @@ export function useTestDatabase(options: { poolMax?: number; checkAfterEach?: bo
   });
   if (options.checkAfterEach ?? true) {
     afterEach(async () => {
-      if (db) expect(await stuckJobs(db.pool)).toEqual([]);
+      if (!db) return;
+      expect(await stuckJobs(db.pool)).toEqual([]);
+      expect(await slotDisagreements(db.pool)).toEqual([]);
     });
   }
   return {
