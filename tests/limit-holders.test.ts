@@ -121,6 +121,10 @@ test('a limit that never binds: slots come and go with their tasks in every snap
   expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE limit_key = 'slots.free:' AND status = 'COMPLETED' AND slot_waiter IS NULL")).toBe(
     400,
   );
+  // Only the key's first claim counted its holders: every later one fitted under the bound, which
+  // each raised by what it took and no settle lowered. Had any claim after the first counted, the
+  // bound would be the count of running tasks at that moment plus what followed, below 400.
+  expect(await count("SELECT held_at_most AS n FROM coremachine.limit_holder_bounds WHERE limit_key = 'slots.free:'")).toBe(400);
 
   // The cluster's pools have ended, so its backends have reported or are about to.
   const baseline = { upd: Number(before.rows[0]?.upd ?? 0), hot: Number(before.rows[0]?.hot ?? 0) };
@@ -202,6 +206,8 @@ test('a slot left behind idles until the janitor frees it; the sweep frees no li
     release();
     expect((await waitForJob(cluster.machines[1]!, job.jobId, 30_000)).status).toBe('COMPLETED');
     expect((await cluster.machines[1]!.sweep()).freedStaleSlots).toBe(0);
+    // The key has no holder left: the sweep deleted its bound too (its next claim counts).
+    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_holder_bounds WHERE limit_key = 'slots.ghost:'")).toBe(0);
   } finally {
     release();
     await cluster.stop();

@@ -10,6 +10,7 @@ import {
   lockLimitKey,
   markSlotWaiters,
   deleteStaleLimitHolders,
+  pruneIdleLimitBounds,
   staleLimitHolderKeys,
   queuedRemoteLimitKeys,
   refillRateBucket,
@@ -314,7 +315,8 @@ export async function wakeWaitingTasks(unitOfWork: UnitOfWork, limitKey: string,
  * Frees the slots a task kept after leaving PROCESSING by a way that did not free them (every known
  * way does: core/state/limit-holders-sql.ts). Such a slot only over-counts (a slot idles, the limit
  * is never exceeded), so the janitor's sweep is soon enough. Each key under its lock, so no claim of
- * it is between taking a slot and committing. Returns how many slots were freed.
+ * it is between taking a slot and committing. Then the bounds of keys with no holder left are
+ * deleted. Returns how many slots were freed.
  */
 export async function freeStaleSlots(pool: pg.Pool, unitOfWork: UnitOfWork, limit: number): Promise<number> {
   let freed = 0;
@@ -324,5 +326,6 @@ export async function freeStaleSlots(pool: pg.Pool, unitOfWork: UnitOfWork, limi
       return { value: await deleteStaleLimitHolders(client, limitKey) };
     });
   }
+  await commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleLimitBounds(client, limit) }));
   return freed;
 }

@@ -173,6 +173,23 @@ export async function deleteStaleLimitHolders(db: Queryable, limitKey: string): 
 }
 
 /**
+ * Deletes the bounds of keys with no holder (027_limit_holders.sql): one row per key in use, not per
+ * key ever seen. Needs no lock: a key without a bound is counted by its next claim, and a claim
+ * raising a bound just deleted raises nothing.
+ */
+export async function pruneIdleLimitBounds(db: Queryable, limit: number): Promise<number> {
+  const result = await db.query({
+    name: 'cm_prune_idle_limit_bounds',
+    text: `DELETE FROM coremachine.limit_holder_bounds WHERE limit_key IN (
+             SELECT b.limit_key FROM coremachine.limit_holder_bounds b
+              WHERE NOT EXISTS (SELECT 1 FROM coremachine.limit_holders h WHERE h.limit_key = b.limit_key)
+              LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+    values: [limit],
+  });
+  return result.rowCount ?? 0;
+}
+
+/**
  * Rate buckets untouched for an hour are full again (rates are at least one per 1,000 s), so a
  * missing row means the same: deleting them keeps one row per key in use, not per key ever seen.
  */

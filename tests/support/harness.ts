@@ -80,7 +80,8 @@ export async function stuckJobs(pool: pg.Pool): Promise<Array<{ job_id: string; 
  * Where the concurrency slots disagree with the task rows (027_limit_holders.sql): a running task
  * with a slot key and no slot (the limit could be exceeded: never allowed), or a slot whose task is
  * no longer running (a way out of PROCESSING that does not free its slot: it would idle until the
- * janitor's sweep). Every test ends with none of either.
+ * janitor's sweep), or a key whose bound is below its slots (a claim would skip a count it needs).
+ * Every test ends with none of these.
  */
 export async function slotDisagreements(pool: pg.Pool): Promise<Array<{ task_id: string; problem: string }>> {
   const result = await pool.query<{ task_id: string; problem: string }>(
@@ -90,6 +91,10 @@ export async function slotDisagreements(pool: pg.Pool): Promise<Array<{ task_id:
      UNION ALL
      SELECT h.task_id, 'slot of a task not running' FROM coremachine.limit_holders h
       WHERE NOT EXISTS (SELECT 1 FROM coremachine.tasks t WHERE t.task_id = h.task_id AND t.status = 'PROCESSING' AND t.limit_key = h.limit_key)
+     UNION ALL
+     SELECT b.limit_key, 'bound ' || b.held_at_most || ' below its ' || n.held || ' slots' FROM coremachine.limit_holder_bounds b
+       JOIN (SELECT limit_key, count(*)::int AS held FROM coremachine.limit_holders GROUP BY 1) n USING (limit_key)
+      WHERE b.held_at_most < n.held
      ORDER BY 1`,
   );
   return result.rows;
