@@ -59,7 +59,7 @@ export interface SweepReport {
   purged: RetentionReport;
   /** Rate-limit buckets idle long enough to be full again, deleted (migration 011). */
   prunedRateBuckets: number;
-  /** Concurrency slots still held by tasks no longer PROCESSING, freed (027_limit_holders.sql; expected 0). */
+  /** Concurrency slots still counted for tasks no longer PROCESSING, freed (027_limit_slot_claims.sql; expected 0). */
   freedStaleSlots: number;
   /** Workers not heard from for the retention window (JanitorOptions.workerRetentionMs), deleted (migration 022). */
   prunedWorkers: number;
@@ -110,7 +110,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })),
     0,
   );
-  const freedStaleSlots = await attempt(() => freeStaleSlots(pool, unitOfWork, options.batchSize), 0);
+  const freedStaleSlots = await attempt(() => freeStaleSlots(unitOfWork, options.batchSize), 0);
   const prunedWorkers = await attempt(
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneStaleWorkers(client, options.workerRetentionMs / 1000, options.batchSize) })),
     0,

@@ -9,9 +9,8 @@ import {
   describeLimitedTasks,
   lockLimitKey,
   markSlotWaiters,
-  deleteStaleLimitHolders,
-  pruneIdleLimitBounds,
-  staleLimitHolderKeys,
+  pruneEmptySlotClaims,
+  reconcileSlotClaims,
   queuedRemoteLimitKeys,
   refillRateBucket,
   spendRateTokens,
@@ -313,19 +312,12 @@ export async function wakeWaitingTasks(unitOfWork: UnitOfWork, limitKey: string,
 
 /**
  * Frees the slots a task kept after leaving PROCESSING by a way that did not free them (every known
- * way does: core/state/limit-holders-sql.ts). Such a slot only over-counts (a slot idles, the limit
- * is never exceeded), so the janitor's sweep is soon enough. Each key under its lock, so no claim of
- * it is between taking a slot and committing. Then the bounds of keys with no holder left are
- * deleted. Returns how many slots were freed.
+ * way does: core/state/limit-slots-sql.ts), by recounting the slot claims from their tasks, and
+ * deletes the claims that hold nothing. A slot kept only over-counts (it idles, the limit is never
+ * exceeded), so the janitor's sweep is soon enough. Returns how many slots were freed.
  */
-export async function freeStaleSlots(pool: pg.Pool, unitOfWork: UnitOfWork, limit: number): Promise<number> {
-  let freed = 0;
-  for (const limitKey of await staleLimitHolderKeys(pool, limit)) {
-    freed += await commit(unitOfWork, async ({ client }) => {
-      await lockLimitKey(client, limitKey);
-      return { value: await deleteStaleLimitHolders(client, limitKey) };
-    });
-  }
-  await commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleLimitBounds(client, limit) }));
+export async function freeStaleSlots(unitOfWork: UnitOfWork, limit: number): Promise<number> {
+  const freed = await commit(unitOfWork, async ({ client }) => ({ value: await reconcileSlotClaims(client) }));
+  await commit(unitOfWork, async ({ client }) => ({ value: await pruneEmptySlotClaims(client, limit) }));
   return freed;
 }

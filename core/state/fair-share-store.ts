@@ -69,7 +69,8 @@ export async function claimFairTasks(
            )
            UPDATE coremachine.tasks t SET
              status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(),
-             lease_expires_at = now() + make_interval(secs => $5), started_at = now(), worker_id = $7
+             -- A task in the fair-share scheme has no slot key (tasks-store.ts, insertTasks): it takes no slot.
+             lease_expires_at = now() + make_interval(secs => $5), started_at = now(), worker_id = $7, slot_claim = NULL
            -- An array, not a join: the update then finds each row by its primary key, never by a scan.
            WHERE t.task_id = ANY (ARRAY(SELECT task_id FROM picked)) AND t.status = 'QUEUED'
            RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key`,

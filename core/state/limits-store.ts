@@ -4,10 +4,11 @@ import { numberArray, textArray } from './pg-arrays';
 import type { ClaimedTask } from './tasks-store';
 
 /**
- * Global concurrency and rate limits (migration 011). A slot is a row of limit_holders
- * (027_limit_holders.sql): the statement that claims a task with a slot key inserts it, and the
- * statement that moves the task out of PROCESSING deletes it (freeSlotsOf). A row left behind
- * only over-counts until the janitor removes it (deleteStaleLimitHolders). What needs care is the claim: "count the holders, then claim up to the
+ * Global concurrency and rate limits (migration 011). A key's slots are counted by its slot claims
+ * (027_limit_slot_claims.sql): the statement that claims tasks with a slot key inserts a row
+ * counting them, and the statement that moves a task out of PROCESSING lowers its row
+ * (core/state/limit-slots-sql.ts). A row left too high only over-counts until the janitor
+ * recounts it (reconcileSlotClaims). What needs care is the claim: "count the holders, then claim up to the
  * free slots" is a read-then-write, so every claim of a key holds a transaction-scoped advisory
  * lock on the key while it counts and claims. The lock is taken in its own statement, before the
  * count: under READ COMMITTED the count's snapshot is then taken after the previous holder of the
@@ -40,7 +41,7 @@ export async function lockLimitKey(db: Queryable, limitKey: string): Promise<voi
 export async function countLimitHolders(db: Queryable, limitKey: string): Promise<number> {
   const result = await db.query<{ n: number }>({
     name: 'cm_count_limit_holders',
-    text: `SELECT count(*)::int AS n FROM coremachine.limit_holders WHERE limit_key = $1`,
+    text: `SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = $1`,
     values: [limitKey],
   });
   return result.rows[0]?.n ?? 0;
@@ -142,48 +143,38 @@ export async function markSlotWaiters(db: Queryable, limitKey: string, taskIds: 
 }
 
 /**
- * Slot holders whose task is no longer PROCESSING: a way out of PROCESSING that did not free its
- * slot. Read without locks; deleteStaleLimitHolders removes them under the key's lock.
+ * Slot claims that count more tasks than still run with them (a way out of PROCESSING that did not
+ * lower its row) set to the count of those that do, read from each row's tasks by primary key.
+ * Needs no lock: a row only ever loses tasks, so a count taken from any snapshot after its claim
+ * committed is never below what runs later; a settle that lowers the row meanwhile is applied to
+ * the recounted value. Returns how many slots were freed.
  */
-export async function staleLimitHolderKeys(db: Queryable, limit: number): Promise<string[]> {
-  const result = await db.query<{ limit_key: string }>({
-    name: 'cm_stale_limit_holder_keys',
-    text: `SELECT DISTINCT h.limit_key FROM coremachine.limit_holders h
-            WHERE NOT EXISTS (SELECT 1 FROM coremachine.tasks t WHERE t.task_id = h.task_id AND t.status = 'PROCESSING')
-            LIMIT $1`,
-    values: [limit],
+export async function reconcileSlotClaims(db: Queryable): Promise<number> {
+  const result = await db.query<{ freed: number }>({
+    name: 'cm_reconcile_slot_claims',
+    text: `WITH actual AS (
+             SELECT s.limit_key, s.claim_id, s.held,
+                    (SELECT count(*) FROM coremachine.tasks t
+                      WHERE t.task_id = ANY (s.task_ids) AND t.status = 'PROCESSING' AND t.slot_claim = s.claim_id)::int AS running
+               FROM coremachine.limit_slot_claims s WHERE s.held > 0),
+           lowered AS (
+             UPDATE coremachine.limit_slot_claims s SET held = a.running FROM actual a
+              WHERE s.limit_key = a.limit_key AND s.claim_id = a.claim_id AND s.held > a.running
+             RETURNING a.held - a.running AS freed)
+           SELECT COALESCE(sum(freed), 0)::int AS freed FROM lowered`,
   });
-  return result.rows.map((row) => row.limit_key);
+  return result.rows[0]?.freed ?? 0;
 }
 
 /**
- * Deletes the key's holders whose task is no longer PROCESSING. Called holding the key's lock
- * (lockLimitKey), so no claim of the key is between inserting a holder and committing: this
- * statement's snapshot, taken after the lock, sees every holder's task as committed.
+ * Deletes slot claims whose tasks have all left PROCESSING (a claim of the key deletes its own;
+ * this covers keys no longer claimed). Needs no lock: nothing raises a row once inserted.
  */
-export async function deleteStaleLimitHolders(db: Queryable, limitKey: string): Promise<number> {
+export async function pruneEmptySlotClaims(db: Queryable, limit: number): Promise<number> {
   const result = await db.query({
-    name: 'cm_delete_stale_limit_holders',
-    text: `DELETE FROM coremachine.limit_holders h
-            WHERE h.limit_key = $1
-              AND NOT EXISTS (SELECT 1 FROM coremachine.tasks t WHERE t.task_id = h.task_id AND t.status = 'PROCESSING')`,
-    values: [limitKey],
-  });
-  return result.rowCount ?? 0;
-}
-
-/**
- * Deletes the bounds of keys with no holder (027_limit_holders.sql): one row per key in use, not per
- * key ever seen. Needs no lock: a key without a bound is counted by its next claim, and a claim
- * raising a bound just deleted raises nothing.
- */
-export async function pruneIdleLimitBounds(db: Queryable, limit: number): Promise<number> {
-  const result = await db.query({
-    name: 'cm_prune_idle_limit_bounds',
-    text: `DELETE FROM coremachine.limit_holder_bounds WHERE limit_key IN (
-             SELECT b.limit_key FROM coremachine.limit_holder_bounds b
-              WHERE NOT EXISTS (SELECT 1 FROM coremachine.limit_holders h WHERE h.limit_key = b.limit_key)
-              LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+    name: 'cm_prune_empty_slot_claims',
+    text: `DELETE FROM coremachine.limit_slot_claims WHERE (limit_key, claim_id) IN (
+             SELECT limit_key, claim_id FROM coremachine.limit_slot_claims WHERE held = 0 LIMIT $1 FOR UPDATE SKIP LOCKED)`,
     values: [limit],
   });
   return result.rowCount ?? 0;

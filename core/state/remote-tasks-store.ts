@@ -1,6 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../db/pool';
 import type { TaskRow } from './rows';
-import { freeSlotsOf, takeSlotsOf } from './limit-holders-sql';
+import { freeSlotsOf, slotClaimOf, takeSlotsOf } from './limit-slots-sql';
 
 /** Tasks of 'remote' types: claimed and released over HTTP instead of by queue messages. */
 
@@ -27,12 +28,13 @@ export async function claimRemoteTasks(
               WHERE t.retry_at IS NULL OR t.retry_at <= now()
               ORDER BY t.created_at, t.task_index LIMIT $2 FOR UPDATE OF t SKIP LOCKED),
            claimed AS (UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(),
-                  lease_expires_at = now() + make_interval(secs => c.lease), started_at = now(), worker_id = $3
+                  lease_expires_at = now() + make_interval(secs => c.lease), started_at = now(), worker_id = $3,
+                  slot_claim = ${slotClaimOf('t.limit_key', '$5')}
              FROM candidates c WHERE t.task_id = c.task_id
-           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at, t.limit_key),
-           ${takeSlotsOf('claimed')}
+           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at, t.limit_key, t.slot_claim),
+           ${takeSlotsOf('claimed', '$5')}
            SELECT task_id, claim_id, job_id, stage, task_index, task_type, attempt, parameters, parameters_ref, lease_expires_at FROM claimed`,
-    values: [request.taskTypes, request.limit, request.workerId, request.leaseSeconds],
+    values: [request.taskTypes, request.limit, request.workerId, request.leaseSeconds, randomUUID()],
   });
   return result.rows;
 }
@@ -44,7 +46,7 @@ export async function releaseRemoteClaim(db: Queryable, taskId: string): Promise
     text: `WITH r AS (UPDATE coremachine.tasks SET status = 'QUEUED', claim_id = NULL, lease_expires_at = NULL, worker_id = NULL,
                   error = jsonb_build_object('type', 'ClaimReleasedError', 'message', 'claim released by an operator', 'taskId', task_id, 'stage', stage)
             WHERE task_id = $1 AND status = 'PROCESSING' AND remote
-           RETURNING task_id, limit_key),
+           RETURNING task_id, limit_key, slot_claim),
            ${freeSlotsOf('r')}
            SELECT task_id FROM r`,
     values: [taskId],
@@ -70,12 +72,13 @@ export async function claimRemoteTasksOfKey(
                 AND (t.retry_at IS NULL OR t.retry_at <= now())
               ORDER BY t.created_at, t.task_index LIMIT $3 FOR UPDATE OF t SKIP LOCKED),
            claimed AS (UPDATE coremachine.tasks t SET status = 'PROCESSING', attempt = t.attempt + 1, claim_id = gen_random_uuid(), limit_key = $2,
-                  lease_expires_at = now() + make_interval(secs => $5::float8), started_at = now(), worker_id = $4
+                  lease_expires_at = now() + make_interval(secs => $5::float8), started_at = now(), worker_id = $4,
+                  slot_claim = ${slotClaimOf('$2', '$7')}
              FROM candidates c WHERE t.task_id = c.task_id
-           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at, t.limit_key),
-           ${takeSlotsOf('claimed')}
+           RETURNING t.task_id, t.claim_id, t.job_id, t.stage, t.task_index, t.task_type, t.attempt, t.parameters, t.parameters_ref, t.lease_expires_at, t.limit_key, t.slot_claim),
+           ${takeSlotsOf('claimed', '$7')}
            SELECT task_id, claim_id, job_id, stage, task_index, task_type, attempt, parameters, parameters_ref, lease_expires_at FROM claimed`,
-    values: [request.taskType, request.limitKey, request.limit, request.workerId, request.leaseSeconds, request.defaultKey],
+    values: [request.taskType, request.limitKey, request.limit, request.workerId, request.leaseSeconds, request.defaultKey, randomUUID()],
   });
   return result.rows;
 }

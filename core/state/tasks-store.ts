@@ -1,9 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import type { ErrorShape, ListTasksQuery } from '../../models';
 import type { Queryable } from '../db/pool';
 import type { PayloadRef } from '../payloads/payload-store';
 import { boolArray, jsonArray, numberArray, textArray, timestampArray } from './pg-arrays';
 import type { TaskRow } from './rows';
-import { freeSlotsOf, takeSlotsOf } from './limit-holders-sql';
+import { freeSlotsOf, slotClaimOf, takeSlotsOf } from './limit-slots-sql';
 import type { TaskLogBatch } from './task-logs-store';
 
 /** One statement for a whole stage: the task rows come from arrays, never a per-task INSERT. */
@@ -93,16 +94,16 @@ export async function claimTasks(
     // a nearly empty table), PostgreSQL detects the deadlock and the batch is retried (40P01 is
     // transient). Every lookup is by task id (primary key), never a scan of the stage; the job
     // check is a correlated subquery so no plan can start from the job's (job_id, stage) index.
-    // A task with a slot key takes its slot in the same statement (027_limit_holders.sql); a
-    // re-claim of an expired lease holds it already. Clearing the waiter mark changes nothing for a
-    // task never deferred, so the update stays HOT.
+    // A task with a slot key takes its slot in the same statement (027_limit_slot_claims.sql); a
+    // re-claim of an expired lease holds it already. Neither slot_claim nor the waiter mark is
+    // indexed, and clearing the mark changes nothing for a task never deferred: the update stays HOT.
     text: `WITH m AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS m(task_id, attempt, lease, limit_key) ORDER BY task_id),
            c AS (UPDATE coremachine.tasks t SET
              status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
              -- Taking over an expired lease at the same attempt: its host was lost, not its handler.
              lease_losses = t.lease_losses + (t.status = 'PROCESSING')::int,
              lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = COALESCE(m.limit_key, t.limit_key), worker_id = $5,
-             slot_waiter = NULL
+             slot_waiter = NULL, slot_claim = ${slotClaimOf('COALESCE(m.limit_key, t.limit_key)', '$6')}
            FROM m
            WHERE t.task_id = m.task_id
              -- A task in the fair-share scheme is claimed by share, not by its own message (core/engine/fair-share.ts);
@@ -114,15 +115,16 @@ export async function claimTasks(
                          -- No handler starts past the job's or the stage's deadline (012_deadlines.sql).
                          AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
                     FROM coremachine.jobs j WHERE j.job_id = t.job_id)
-           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key),
-           ${takeSlotsOf('c')}
-           SELECT * FROM c`,
+           RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key, t.slot_claim),
+           ${takeSlotsOf('c', '$6')}
+           SELECT task_id, job_id, stage, task_index, task_type, parameters, parameters_ref, attempt, claim_id, limit_key FROM c`,
     values: [
       textArray(requests.map((r) => r.taskId)),
       numberArray(requests.map((r) => r.attempt)),
       numberArray(leaseSeconds),
       textArray(requests.map((r) => r.limitKey ?? null)),
       workerId,
+      randomUUID(),
     ],
   });
   return result.rows;
@@ -207,7 +209,7 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
              claim_id = NULL, lease_expires_at = NULL
            FROM o
            WHERE t.task_id = o.task_id AND t.status = 'PROCESSING' AND t.claim_id = o.claim_id
-           RETURNING t.task_id, t.job_id, t.stage, t.status, t.error, t.attempt, t.task_type, t.remote, t.retry_at, t.limit_key),
+           RETURNING t.task_id, t.job_id, t.stage, t.status, t.error, t.attempt, t.task_type, t.remote, t.retry_at, t.limit_key, t.slot_claim),
            ${freeSlotsOf('s')}
            SELECT task_id, job_id, stage, status, error, attempt, task_type, remote, retry_at FROM s`,
     values: [
@@ -237,7 +239,10 @@ export async function takeOverTask(
     name: 'cm_take_over_task',
     text: `UPDATE coremachine.tasks SET
              status = 'PROCESSING', attempt = $2, started_at = COALESCE(started_at, now()),
-             claim_id = CASE WHEN status = 'QUEUED' THEN gen_random_uuid() ELSE claim_id END
+             claim_id = CASE WHEN status = 'QUEUED' THEN gen_random_uuid() ELSE claim_id END,
+             -- Taken over from QUEUED it holds no slot (and is settled FAILED in the same transaction);
+             -- a running one keeps the slot it holds.
+             slot_claim = CASE WHEN status = 'QUEUED' THEN NULL ELSE slot_claim END
            WHERE task_id = $1 AND job_id = $3 AND stage = $4 AND task_type = $5 AND NOT remote
              AND ((status = 'QUEUED' AND attempt = $2 - 1) OR (status = 'PROCESSING' AND attempt = $2))
            RETURNING claim_id`,
@@ -273,7 +278,7 @@ export async function requeueLostLeases(db: Queryable, lost: ReadonlyArray<{ tas
                   claim_id = NULL, lease_expires_at = NULL, worker_id = NULL, error = $3::jsonb -> (c.ord::int - 1)
              FROM unnest($1::text[], $2::uuid[]) WITH ORDINALITY AS c(task_id, claim_id, ord)
             WHERE t.task_id = c.task_id AND t.claim_id = c.claim_id AND t.status = 'PROCESSING'
-           RETURNING t.task_id, t.job_id, t.stage, t.task_type, t.attempt, t.remote, t.lease_losses, t.limit_key),
+           RETURNING t.task_id, t.job_id, t.stage, t.task_type, t.attempt, t.remote, t.lease_losses, t.limit_key, t.slot_claim),
            ${freeSlotsOf('q')}
            SELECT task_id, job_id, stage, task_type, attempt, remote, lease_losses FROM q`,
     values: [textArray(lost.map((l) => l.taskId)), textArray(lost.map((l) => l.claimId)), jsonArray(lost.map((l) => JSON.stringify(l.error)))],
@@ -308,7 +313,7 @@ export async function releaseClaims(db: Queryable, claims: ReadonlyArray<{ taskI
     text: `WITH r AS (UPDATE coremachine.tasks t SET status = 'QUEUED', attempt = t.attempt - 1, claim_id = NULL, lease_expires_at = NULL
            FROM unnest($1::text[], $2::uuid[]) AS c(task_id, claim_id)
            WHERE t.task_id = c.task_id AND t.claim_id = c.claim_id AND t.status = 'PROCESSING'
-           RETURNING t.task_id, t.limit_key),
+           RETURNING t.task_id, t.limit_key, t.slot_claim),
            ${freeSlotsOf('r')}
            SELECT count(*) FROM r`,
     values: [claims.map((c) => c.taskId), claims.map((c) => c.claimId)],
@@ -391,7 +396,7 @@ export async function cancelOpenTasks(db: Queryable, jobId: string): Promise<Arr
            x AS (UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at), claim_id = NULL, lease_expires_at = NULL,
                   slot_waiter = NULL
              FROM old WHERE t.task_id = old.task_id
-           RETURNING t.task_id, old.status = 'PROCESSING' AS was_running, t.limit_key),
+           RETURNING t.task_id, old.status = 'PROCESSING' AS was_running, t.limit_key, t.slot_claim),
            ${freeSlotsOf('x')}
            SELECT task_id, was_running FROM x`,
     values: [jobId],

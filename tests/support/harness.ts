@@ -77,24 +77,22 @@ export async function stuckJobs(pool: pg.Pool): Promise<Array<{ job_id: string; 
 }
 
 /**
- * Where the concurrency slots disagree with the task rows (027_limit_holders.sql): a running task
- * with a slot key and no slot (the limit could be exceeded: never allowed), or a slot whose task is
- * no longer running (a way out of PROCESSING that does not free its slot: it would idle until the
- * janitor's sweep), or a key whose bound is below its slots (a claim would skip a count it needs).
- * Every test ends with none of these.
+ * Where the concurrency slots disagree with the task rows (027_limit_slot_claims.sql): a running
+ * task with a slot key and no slot claim counting it (the limit could be exceeded: never allowed),
+ * or a slot claim counting more or fewer tasks than still run with it (more: a way out of
+ * PROCESSING that did not free its slot, which would idle until the janitor's sweep). Every test
+ * ends with none of these.
  */
 export async function slotDisagreements(pool: pg.Pool): Promise<Array<{ task_id: string; problem: string }>> {
   const result = await pool.query<{ task_id: string; problem: string }>(
     `SELECT t.task_id, 'running without its slot' AS problem FROM coremachine.tasks t
       WHERE t.status = 'PROCESSING' AND t.limit_key IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM coremachine.limit_holders h WHERE h.limit_key = t.limit_key AND h.task_id = t.task_id)
+        AND NOT EXISTS (SELECT 1 FROM coremachine.limit_slot_claims s WHERE s.limit_key = t.limit_key AND s.claim_id = t.slot_claim)
      UNION ALL
-     SELECT h.task_id, 'slot of a task not running' FROM coremachine.limit_holders h
-      WHERE NOT EXISTS (SELECT 1 FROM coremachine.tasks t WHERE t.task_id = h.task_id AND t.status = 'PROCESSING' AND t.limit_key = h.limit_key)
-     UNION ALL
-     SELECT b.limit_key, 'bound ' || b.held_at_most || ' below its ' || n.held || ' slots' FROM coremachine.limit_holder_bounds b
-       JOIN (SELECT limit_key, count(*)::int AS held FROM coremachine.limit_holders GROUP BY 1) n USING (limit_key)
-      WHERE b.held_at_most < n.held
+     SELECT s.limit_key || ' ' || s.claim_id, 'slot claim counts ' || s.held || ' for ' || n.running || ' running' FROM coremachine.limit_slot_claims s
+      CROSS JOIN LATERAL (SELECT count(*)::int AS running FROM coremachine.tasks t
+                           WHERE t.slot_claim = s.claim_id AND t.limit_key = s.limit_key AND t.status = 'PROCESSING') n
+      WHERE s.held <> n.running
      ORDER BY 1`,
   );
   return result.rows;

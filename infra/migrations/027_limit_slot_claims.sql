@@ -1,41 +1,51 @@
--- Concurrency slots held in their own table, written set-based by the statements that move tasks
--- in and out of PROCESSING, so that claims and settles of limited tasks are HOT updates again.
+-- Concurrency slots kept apart from the task rows, so that claims and settles of limited tasks are
+-- HOT updates again.
 --
 -- Until now a slot was a PROCESSING task with the slot key, counted through an index on a generated
 -- column (015): every claim and every settle of a limited task changed an indexed column, so each was
 -- a non-HOT update with new index entries in all of the table's indexes. Measured statement by
--- statement (bench/README.md), that cost about 16 µs of PostgreSQL time per task, the larger part of
--- the 12–16% that a limit that never binds cost in throughput. Migration 027's first draft kept this
--- table by row triggers: the updates became HOT, but a trigger per row made the settle dearer than
--- the index entries it saved. Here the claim statements insert a batch's holders in one statement
--- and the settle statement deletes them in one statement.
+-- statement (bench/README.md), that was about 16 µs of PostgreSQL time per task. Two ways were tried
+-- and not kept: a row per holder kept by row triggers (the trigger per row made the settle dearer
+-- than the index entries it saved), and a row per holder written set-based by the claim and settle
+-- statements (each row's insert, lookup and delete cost about 26 µs per task under load, more than
+-- the index entries they replaced).
 --
--- The invariant is one-sided: every task that holds a slot has its row (a claim inserts it in the
--- same statement as it claims the task, under the key's lock), so the count never admits one too
--- many. A row whose task left PROCESSING by a way that does not delete it (none is known; a new one
--- would be) only over-counts until the janitor's next sweep removes it under the key's lock
--- (deleteStaleLimitHolders): a slot idles for a while, the limit is never exceeded.
-CREATE TABLE coremachine.limit_holders (
+-- Here a slot claim is one row per claiming statement and key: how many of the tasks it claimed
+-- still hold their slot (`held`) and which they were (`task_ids`). A claimed task names its row
+-- (tasks.slot_claim, not indexed). A claim inserts its rows in the claim's statement
+-- (takeSlotsOf in core/state/limit-slots-sql.ts); every statement that moves tasks out of
+-- PROCESSING lowers the rows of its tasks in the same statement (freeSlotsOf). A key's holders are
+-- the sum of its rows' `held`: one row per claim, not per task.
+--
+-- The invariant is one-sided: a row never counts fewer than its tasks still running. Each task
+-- enters PROCESSING once per claim (every claim sets slot_claim: a new row's id, or NULL when it
+-- takes no slot) and leaves it once, lowering the row it entered with, so no row is lowered twice
+-- for one task. A way out of PROCESSING that did not lower its row (none is known) over-counts
+-- until the janitor's next sweep, which recounts the rows from their tasks
+-- (reconcileSlotClaims): a slot idles for a while, the limit is never exceeded.
+CREATE TABLE coremachine.limit_slot_claims (
   limit_key text NOT NULL,
-  task_id text NOT NULL,
-  PRIMARY KEY (limit_key, task_id)
+  claim_id uuid NOT NULL,
+  -- 0 once all its tasks have left PROCESSING; such rows count nothing, and a claim of the key
+  -- deletes them under the key's lock.
+  held integer NOT NULL CHECK (held >= 0),
+  task_ids text[] NOT NULL,
+  PRIMARY KEY (limit_key, claim_id)
 );
 
--- Counting a key's holders visits every one of them (a heap fetch each, and more for the rows of
--- holders deleted since vacuum last ran): with 200 running, measured at about 15 µs of PostgreSQL
--- time per task claimed, the largest part of what a limit that never binds still cost. So a claim
--- counts only when it must. A key's row here holds a number that is never below its holders: every
--- statement that takes slots raises it by as many in the same statement (takeSlotsOf in
--- core/state/limit-holders-sql.ts), and a settle leaves it alone. A claim whose batch fits under the
--- limit on top of that number claims without counting; one that does not fit (the limit binds, or
--- nearly) counts exactly and sets the number to the exact count. A key without a row is counted.
-CREATE TABLE coremachine.limit_holder_bounds (
-  limit_key text PRIMARY KEY,
-  held_at_most integer NOT NULL CHECK (held_at_most >= 0)
-);
+ALTER TABLE coremachine.tasks ADD COLUMN slot_claim uuid;
 
-INSERT INTO coremachine.limit_holders (limit_key, task_id)
-  SELECT slot_holder_key, task_id FROM coremachine.tasks WHERE slot_holder_key IS NOT NULL;
+-- The slots held now: one row per key.
+WITH running AS (
+  SELECT t.task_id, t.slot_holder_key AS limit_key, c.claim_id
+    FROM coremachine.tasks t
+    JOIN (SELECT DISTINCT slot_holder_key, gen_random_uuid() AS claim_id FROM coremachine.tasks WHERE slot_holder_key IS NOT NULL) c
+      USING (slot_holder_key)
+), marked AS (
+  UPDATE coremachine.tasks t SET slot_claim = r.claim_id FROM running r WHERE t.task_id = r.task_id
+)
+INSERT INTO coremachine.limit_slot_claims (limit_key, claim_id, held, task_ids)
+  SELECT limit_key, claim_id, count(*), array_agg(task_id ORDER BY task_id) FROM running GROUP BY 1, 2;
 
 -- A waiter is now a task a claim deferred for want of a slot (set by that claim, cleared by the
 -- claim that takes the task and by a cancel), not every QUEUED task of a limited type: creating a
@@ -49,9 +59,8 @@ UPDATE coremachine.tasks SET slot_waiter = slot_waiter_key WHERE slot_waiter_key
 ALTER TABLE coremachine.tasks DROP COLUMN slot_holder_key, DROP COLUMN slot_waiter_key;
 CREATE INDEX tasks_limit_waiting_idx ON coremachine.tasks (slot_waiter, created_at, task_index) WHERE slot_waiter IS NOT NULL;
 
--- 026's function, counting the holders from the table only when the bound does not admit the batch,
--- inserting the holders of what it claims (raising the bound by as many) and marking what it defers
--- as waiting. Its claim clears the waiter mark, which for a task never
+-- 026's function, counting the key's slot claims instead of its running tasks, inserting its claim's
+-- row and marking what it defers as waiting. Its claim clears the waiter mark, which for a task never
 -- deferred changes nothing, so the update stays HOT.
 CREATE OR REPLACE FUNCTION coremachine.claim_limited_batch(
   p_task_ids text[],
@@ -79,13 +88,10 @@ CREATE OR REPLACE FUNCTION coremachine.claim_limited_batch(
 DECLARE
   k record;
   holders integer;
-  counted boolean;
+  slot_claim_id uuid := gen_random_uuid();
   fresh integer := 0;
 BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
-  -- The count is a plain index scan, which marks the entries of deleted holders dead as it passes
-  -- them (026 says why a bitmap scan is not).
-  PERFORM set_config('enable_bitmapscan', 'off', true);
   FOR k IN
     SELECT COALESCE(t.limit_key, r.default_key) AS key,
            min(r.slot_limit) AS slot_limit,
@@ -105,14 +111,10 @@ BEGIN
   LOOP
     fresh := fresh + cardinality(k.ids);
     PERFORM pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || k.key, 0));
-    SELECT b.held_at_most INTO holders FROM coremachine.limit_holder_bounds b WHERE b.limit_key = k.key;
-    -- Counted when the bound does not admit the whole batch (or the key has none yet): `holders` is
-    -- then exact, otherwise an upper bound, which admits the batch all the same.
-    counted := holders IS NULL OR holders + cardinality(k.ids) > k.slot_limit;
-    IF counted THEN
-      INSERT INTO coremachine.limit_holder_bounds AS b (limit_key, held_at_most) VALUES (k.key, 0) ON CONFLICT (limit_key) DO NOTHING;
-      SELECT count(*)::integer INTO holders FROM coremachine.limit_holders h WHERE h.limit_key = k.key;
-    END IF;
+    -- The key's holders, and its rows that hold nothing any more deleted (they count nothing; under
+    -- the key's lock no claim of the key is adding to them, and a settle only lowers a row).
+    WITH emptied AS (DELETE FROM coremachine.limit_slot_claims s WHERE s.limit_key = k.key AND s.held = 0)
+    SELECT COALESCE(sum(s.held), 0)::integer INTO holders FROM coremachine.limit_slot_claims s WHERE s.limit_key = k.key;
     RETURN QUERY
       WITH m AS MATERIALIZED (
         SELECT * FROM unnest(k.ids, k.attempts, k.leases) WITH ORDINALITY AS m(task_id, attempt, lease, n)
@@ -122,7 +124,7 @@ BEGIN
           status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
           lease_losses = t.lease_losses + (t.status = 'PROCESSING')::int,
           lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = k.key, worker_id = p_worker_id,
-          slot_waiter = NULL
+          slot_waiter = NULL, slot_claim = slot_claim_id
         FROM m
         WHERE t.task_id = m.task_id
           AND t.status = 'QUEUED' AND t.attempt = m.attempt - 1
@@ -131,26 +133,10 @@ BEGIN
                  FROM coremachine.jobs j WHERE j.job_id = t.job_id)
         RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key
       ), take_slots AS (
-        -- A stale row of the task (a slot left behind) is taken over as it is.
-        -- Looked up task by task, not as an anti-join (see holderOf in core/state/limit-holders-sql.ts).
-        INSERT INTO coremachine.limit_holders (limit_key, task_id)
-          SELECT c.limit_key, c.task_id FROM c
-           WHERE NOT COALESCE((SELECT true FROM coremachine.limit_holders h WHERE h.limit_key = c.limit_key AND h.task_id = c.task_id), false)
-      ), raise_bound AS (
-        UPDATE coremachine.limit_holder_bounds b SET held_at_most = b.held_at_most + (SELECT count(*)::integer FROM c)
-         WHERE b.limit_key = k.key AND EXISTS (SELECT 1 FROM c)
+        INSERT INTO coremachine.limit_slot_claims (limit_key, claim_id, held, task_ids)
+          SELECT k.key, slot_claim_id, count(*), array_agg(c.task_id) FROM c HAVING count(*) > 0
       )
       SELECT 'claimed'::text, holders, k.slot_limit, c.* FROM c;
-    IF counted THEN
-      -- The bound becomes the exact count, ours included. Its row is locked first, and then counted in
-      -- a statement of its own (so with a snapshot taken after the lock): a claim that takes slots
-      -- without this key's lock (an unlimited claim of a task made with a slot key) raises the bound
-      -- under the same row lock, so its slots are either in this count or added after it.
-      PERFORM 1 FROM coremachine.limit_holder_bounds b WHERE b.limit_key = k.key FOR UPDATE;
-      UPDATE coremachine.limit_holder_bounds b
-         SET held_at_most = (SELECT count(*)::integer FROM coremachine.limit_holders h WHERE h.limit_key = k.key)
-       WHERE b.limit_key = k.key;
-    END IF;
     -- Deferred: marked as waiting for a slot of the key, so a settle that frees one wakes them.
     RETURN QUERY
       WITH d AS (

@@ -1,11 +1,14 @@
 /**
- * infra/migrations/027_limit_holders.sql: a concurrency slot is a row of coremachine.limit_holders,
- * inserted by the statement that claims a limited task and deleted by the statement that moves it
- * out of PROCESSING, so claims and settles of limited tasks are HOT updates. What must hold:
- * - in every snapshot, every running limited task has its slot and every slot has its running task
- *   (the harness also checks this after every test of every suite: slotDisagreements);
+ * infra/migrations/027_limit_slot_claims.sql: a key's concurrency slots are counted by its slot
+ * claims, one row per claiming statement, inserted by the claim and lowered by the statement that
+ * moves each task out of PROCESSING, so claims and settles of limited tasks are HOT updates. What
+ * must hold:
+ * - in every snapshot, every running limited task is counted by its slot claim and every slot claim
+ *   counts exactly the tasks still running with it (the harness also checks this after every test
+ *   of every suite: slotDisagreements);
  * - only a task a claim deferred is marked as waiting for a slot, and its claim clears the mark;
- * - a slot left behind only idles until the janitor's sweep, which frees it and no live one.
+ * - a slot claim left too high only idles slots until the janitor's sweep recounts it, and the
+ *   sweep frees no live slot.
  */
 import { z } from 'zod';
 import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migrator';
@@ -73,7 +76,7 @@ function watchSlots(limitKey: string): { stop(): Promise<{ samples: number; disa
   const loop = (async () => {
     while (running) {
       seen.disagreements.push(...(await slotDisagreements(db.pool)));
-      const held = await count('SELECT count(*)::int AS n FROM coremachine.limit_holders WHERE limit_key = $1', [limitKey]);
+      const held = await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = $1', [limitKey]);
       const waiting = await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE slot_waiter = $1 AND status = 'QUEUED'", [limitKey]);
       seen.maxHeld = Math.max(seen.maxHeld, held);
       seen.maxWaiting = Math.max(seen.maxWaiting, waiting);
@@ -117,14 +120,10 @@ test('a limit that never binds: slots come and go with their tasks in every snap
   expect(seen.disagreements).toEqual([]);
   expect(seen.maxHeld).toBeGreaterThan(1); // the slots were taken, many at once
   expect(seen.maxWaiting).toBe(0);
-  expect(await count('SELECT count(*)::int AS n FROM coremachine.limit_holders')).toBe(0);
+  expect(await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims')).toBe(0);
   expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE limit_key = 'slots.free:' AND status = 'COMPLETED' AND slot_waiter IS NULL")).toBe(
     400,
   );
-  // Only the key's first claim counted its holders: every later one fitted under the bound, which
-  // each raised by what it took and no settle lowered. Had any claim after the first counted, the
-  // bound would be the count of running tasks at that moment plus what followed, below 400.
-  expect(await count("SELECT held_at_most AS n FROM coremachine.limit_holder_bounds WHERE limit_key = 'slots.free:'")).toBe(400);
 
   // The cluster's pools have ended, so its backends have reported or are about to.
   const baseline = { upd: Number(before.rows[0]?.upd ?? 0), hot: Number(before.rows[0]?.hot ?? 0) };
@@ -170,7 +169,7 @@ test('a limit of 1 that binds: never more than one slot, the deferred tasks are 
   expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE limit_key = 'slots.one:' AND slot_waiter IS NOT NULL")).toBe(0);
 }, 60_000);
 
-test('a slot left behind idles until the janitor frees it; the sweep frees no live slot', async () => {
+test('a slot claim left too high idles a slot until the janitor recounts it; the sweep frees no live slot', async () => {
   let release: () => void = () => undefined;
   const gate = new Promise<void>((resolve) => (release = resolve));
   const task = defineTask({
@@ -182,8 +181,12 @@ test('a slot left behind idles until the janitor frees it; the sweep frees no li
       return i;
     },
   });
-  // A slot whose task is gone, as a way out of PROCESSING that forgot to free it would leave.
-  await db.pool.query("INSERT INTO coremachine.limit_holders (limit_key, task_id) VALUES ('slots.ghost:', 'no-such-task')");
+  // A slot claim counting a task that is gone, as a way out of PROCESSING that forgot to free its
+  // slot would leave it.
+  await db.pool.query(
+    "INSERT INTO coremachine.limit_slot_claims (limit_key, claim_id, held, task_ids) VALUES ('slots.ghost:', gen_random_uuid(), 1, '{no-such-task}')",
+  );
+  const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.ghost:'";
   const cluster = await startCluster([jobOf('slots.ghost_job', task)], 2, 1);
   try {
     const { job } = await cluster.machines[0]!.submitJob('slots.ghost_job', { n: 2 });
@@ -197,17 +200,19 @@ test('a slot left behind idles until the janitor frees it; the sweep frees no li
 
     const report = await cluster.machines[1]!.sweep();
     expect(report.freedStaleSlots).toBe(1);
-    expect(await count('SELECT count(*)::int AS n FROM coremachine.limit_holders WHERE task_id = $1', [live])).toBe(1);
-    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_holders WHERE task_id = 'no-such-task'")).toBe(0);
+    // The live task's slot is still counted; the ghost's claim counted nothing and was deleted.
+    expect(await count(held)).toBe(1);
+    expect(await count('SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE $1 = ANY (task_ids) AND held = 1', [live])).toBe(1);
+    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE 'no-such-task' = ANY (task_ids)")).toBe(0);
     // The freed slot is taken by the other task: both run, each in its own slot.
     for (let i = 0; i < 1000 && (await count(running, [job.jobId])) < 2; i++) await sleep(10);
     expect(await count(running, [job.jobId])).toBe(2);
-    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_holders WHERE limit_key = 'slots.ghost:'")).toBe(2);
+    expect(await count(held)).toBe(2);
     release();
     expect((await waitForJob(cluster.machines[1]!, job.jobId, 30_000)).status).toBe('COMPLETED');
     expect((await cluster.machines[1]!.sweep()).freedStaleSlots).toBe(0);
-    // The key has no holder left: the sweep deleted its bound too (its next claim counts).
-    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_holder_bounds WHERE limit_key = 'slots.ghost:'")).toBe(0);
+    // The key's slot claims hold nothing any more: the sweep deleted them.
+    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.ghost:'")).toBe(0);
   } finally {
     release();
     await cluster.stop();
@@ -235,7 +240,7 @@ test("an operator's release of a remote claim frees its slot in the same stateme
     };
     const first = await claim();
     expect(first).toHaveLength(1); // the limit of 1
-    const held = "SELECT count(*)::int AS n FROM coremachine.limit_holders WHERE limit_key = 'slots.remote:'";
+    const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.remote:'";
     expect(await count(held)).toBe(1);
     await machine.remote.release(first[0]!.taskId);
     expect(await count(held)).toBe(0);
@@ -271,7 +276,9 @@ test('migration 027 on a database with work in it: running limited tasks keep th
               ('j-t3', 'j', 1, 3, 'slots.free', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, NULL)`,
     );
     expect(await migrate(old.pool)).toEqual({ from: 26, to: expectedSchemaVersion() });
-    expect((await old.pool.query('SELECT limit_key, task_id FROM coremachine.limit_holders')).rows).toEqual([{ limit_key: 'k:a', task_id: 'j-t0' }]);
+    expect((await old.pool.query('SELECT limit_key, held, task_ids FROM coremachine.limit_slot_claims')).rows).toEqual([
+      { limit_key: 'k:a', held: 1, task_ids: ['j-t0'] },
+    ]);
     const waiters = await old.pool.query('SELECT task_id, slot_waiter FROM coremachine.tasks ORDER BY task_id');
     expect(waiters.rows).toEqual([
       { task_id: 'j-t0', slot_waiter: null },
