@@ -105,7 +105,9 @@ type ConcurrencyOutcome =
  * pg_stat_statements): a limit that never binds spent 4.6 of its claim's 6.1 ms waiting for the lock.
  */
 export class ConcurrencyClaims {
-  private readonly group = new GroupCommitter<LimitedBatchRequest, ConcurrencyOutcome>((requests) => this.claimAll(requests));
+  // One item per batch, not per request: a promise per task was a measurable part of what a limit
+  // that never binds cost on the Node side.
+  private readonly group = new GroupCommitter<readonly LimitedBatchRequest[], ConcurrencyOutcome[]>((batches) => this.claimAll(batches));
 
   constructor(
     private readonly pool: pg.Pool,
@@ -113,26 +115,39 @@ export class ConcurrencyClaims {
     private readonly workerId: string | null,
   ) {}
 
-  claim(request: LimitedBatchRequest): Promise<ConcurrencyOutcome> {
-    return this.group.add(request);
+  /** The outcomes of a batch's requests, in their order. */
+  claim(requests: readonly LimitedBatchRequest[]): Promise<ConcurrencyOutcome[]> {
+    return requests.length === 0 ? Promise.resolve([]) : this.group.add(requests);
   }
 
-  private async claimAll(requests: LimitedBatchRequest[]): Promise<Map<LimitedBatchRequest, ConcurrencyOutcome>> {
+  private async claimAll(batches: ReadonlyArray<readonly LimitedBatchRequest[]>): Promise<Map<readonly LimitedBatchRequest[], ConcurrencyOutcome[]>> {
+    const requests = batches.flat();
     // Retried as any claim is: one whose answer was lost with its connection holds its tasks
     // until their leases expire, and the janitor gives them back (a lease loss, not an attempt).
     const batch = await retryTransient(() => claimLimitedBatch(this.pool, requests, this.workerId));
-    const outcomes = new Map<LimitedBatchRequest, ConcurrencyOutcome>(requests.map((request) => [request, { kind: 'undecided' }]));
+    const outcomes = new Map<LimitedBatchRequest, ConcurrencyOutcome>();
     // Two batches may carry messages of the same task (a redelivery), decided once in SQL: one of
     // them claims (or re-claims) it and the others are left undecided (the caller finds them
     // duplicates); a deferral defers them all.
     const byTask = new Map<string, LimitedBatchRequest[]>();
-    for (const request of requests) byTask.set(request.taskId, [...(byTask.get(request.taskId) ?? []), request]);
-    const first = (taskId: string): LimitedBatchRequest[] => byTask.get(taskId)?.slice(0, 1) ?? [];
-    for (const task of batch.claimed) for (const request of first(task.task_id)) outcomes.set(request, { kind: 'claimed', task });
-    for (const { taskId, limitKey } of batch.reclaim) for (const request of first(taskId)) outcomes.set(request, { kind: 'reclaim', limitKey });
+    for (const request of requests) {
+      const same = byTask.get(request.taskId);
+      if (same) same.push(request);
+      else byTask.set(request.taskId, [request]);
+    }
+    const first = (taskId: string): LimitedBatchRequest | undefined => byTask.get(taskId)?.[0];
+    for (const task of batch.claimed) {
+      const request = first(task.task_id);
+      if (request) outcomes.set(request, { kind: 'claimed', task });
+    }
+    for (const { taskId, limitKey } of batch.reclaim) {
+      const request = first(taskId);
+      if (request) outcomes.set(request, { kind: 'reclaim', limitKey });
+    }
     for (const { taskId, limitKey, limit } of batch.deferred)
       for (const request of byTask.get(taskId) ?? []) outcomes.set(request, { kind: 'deferred', limitKey, limit });
-    return outcomes;
+    const undecided: ConcurrencyOutcome = { kind: 'undecided' };
+    return new Map(batches.map((requests) => [requests, requests.map((request) => outcomes.get(request) ?? undecided)]));
   }
 }
 
@@ -168,16 +183,14 @@ export async function claimLimitedTasks(
     const limits = registry.limitsOf(request.taskType);
     return limits?.limit !== undefined && limits.perSecond === undefined ? [{ request, limits, limit: limits.limit }] : [];
   });
-  const outcomes = await Promise.all(
-    byConcurrency.map(({ request, limits, limit }) =>
-      concurrencyClaims.claim({
-        taskId: request.taskId,
-        attempt: request.attempt,
-        leaseSeconds: request.leaseSeconds,
-        limit,
-        defaultKey: `${limits.scope}:`,
-      }),
-    ),
+  const outcomes = await concurrencyClaims.claim(
+    byConcurrency.map(({ request, limits, limit }) => ({
+      taskId: request.taskId,
+      attempt: request.attempt,
+      leaseSeconds: request.leaseSeconds,
+      limit,
+      defaultKey: `${limits.scope}:`,
+    })),
   );
   outcomes.forEach((outcome, i) => {
     const { request, limits } = byConcurrency[i] as (typeof byConcurrency)[number];
