@@ -33,6 +33,8 @@ const SCOPE_NAME = /^[a-z][a-z0-9_.-]{0,127}$/;
 /** What the engine needs to enforce a task type's limits (undefined fields: not limited that way). */
 export interface TaskLimits {
   readonly scope: string;
+  /** Its tasks' slot keys come from a key function (otherwise every task of the type has the scope's key). */
+  readonly keyed?: boolean;
   readonly limit?: number;
   readonly perSecond?: number;
 }
@@ -62,6 +64,7 @@ export function taskLimitsOf(task: { readonly type: string; readonly concurrency
   return {
     scope: task.concurrency?.scope ?? task.type,
     ...(task.concurrency ? { limit: task.concurrency.limit } : {}),
+    ...(task.concurrency?.key ? { keyed: true } : {}),
     ...(task.rate ? { perSecond: task.rate.perSecond } : {}),
   };
 }

@@ -15,6 +15,7 @@ import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migra
 import { createPool } from '../core/db/pool';
 import { CoreMachine } from '../core/engine/core-machine';
 import { Registry } from '../core/registry';
+import { claimLimitedBatch } from '../core/state/limits-store';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { InProcessWorker } from '../core/worker';
 import { defineJob, defineRemoteTask, defineTask, type AnyJobDefinition, type TaskDefinition } from '../models';
@@ -289,5 +290,64 @@ test('migration 027 on a database with work in it: running limited tasks keep th
     expect(await slotDisagreements(old.pool)).toEqual([]);
   } finally {
     await old.drop();
+  }
+});
+
+test('one call claims a batch of one key that fits in a single update, and leaves what it cannot claim to the general path: another key, a re-claim, a task gone, a batch past the limit', async () => {
+  await db.pool.query(
+    `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters) VALUES ('fast', 'slots.fast_job', 'PROCESSING', 1, 1, '{}')`,
+  );
+  await db.pool.query(`INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ('fast', 1, 'all', 'PROCESSING', 8)`);
+  const task = (i: number, status: string, attempt: number, limitKey: string | null, expired = false) =>
+    db.pool.query(
+      `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, attempt, remote, limit_key, claim_id, lease_expires_at, started_at)
+       VALUES ($1, 'fast', 1, $2, 'slots.fast', $3, '{}', $4, false, $5,
+               CASE WHEN $3 = 'PROCESSING' THEN gen_random_uuid() END, CASE WHEN $6 THEN now() - interval '1 second' END, CASE WHEN $3 = 'PROCESSING' THEN now() END)`,
+      [`fast-t${i}`, i, status, attempt, limitKey, expired],
+    );
+  for (const i of [0, 1, 2]) await task(i, 'QUEUED', 0, 'fast:');
+  await task(3, 'QUEUED', 0, 'other:'); // made when the type had a key function
+  await task(4, 'PROCESSING', 1, 'fast:', true); // its lease ran out: a re-claim
+  const request = (taskId: string, limit: number) => ({ taskId, attempt: 1, leaseSeconds: 60, limit, defaultKey: 'fast:', singleKey: 'fast:' });
+  try {
+    const batch = await claimLimitedBatch(
+      db.pool,
+      ['fast-t0', 'fast-t1', 'fast-t2', 'fast-t3', 'fast-t4', 'fast-gone', 'fast-t1'].map((id) => request(id, 100)),
+      'host-a',
+    );
+    expect(batch.claimed.map((t) => [t.task_id, t.limit_key]).sort()).toEqual([
+      ['fast-t0', 'fast:'],
+      ['fast-t1', 'fast:'],
+      ['fast-t2', 'fast:'],
+      ['fast-t3', 'other:'],
+    ]);
+    expect(batch.reclaim).toEqual([{ taskId: 'fast-t4', limitKey: 'fast:' }]);
+    expect(batch.deferred).toEqual([]);
+    // The single update's slot claim counts its three; the general path's, the other key's one. (Had
+    // the general path claimed all four, its one slot claim id would be on both rows.)
+    const claims = await db.pool.query<{ limit_key: string; held: number; claim_id: string }>(
+      "SELECT limit_key, held, claim_id FROM coremachine.limit_slot_claims WHERE limit_key IN ('fast:', 'other:') ORDER BY 1, 2",
+    );
+    expect(claims.rows.map((r) => [r.limit_key, r.held])).toEqual([
+      ['fast:', 3],
+      ['other:', 1],
+    ]);
+    expect(claims.rows[0]?.claim_id).not.toBe(claims.rows[1]?.claim_id);
+
+    // Past the limit: the general path claims what fits and defers the rest.
+    for (const i of [5, 6, 7]) await task(i, 'QUEUED', 0, 'fast:');
+    const full = await claimLimitedBatch(
+      db.pool,
+      ['fast-t5', 'fast-t6', 'fast-t7'].map((id) => request(id, 5)),
+      'host-a',
+    );
+    // 3 held (the re-claimable task was inserted running without a slot claim, so it counts none):
+    // 5 - 3 = 2 fit.
+    expect(full.claimed.map((t) => t.task_id)).toEqual(['fast-t5', 'fast-t6']);
+    expect(full.deferred).toEqual([{ taskId: 'fast-t7', limitKey: 'fast:', limit: 5, held: 3 }]);
+  } finally {
+    await db.pool.query("UPDATE coremachine.tasks SET status = 'CANCELLED', claim_id = NULL WHERE job_id = 'fast'");
+    await db.pool.query("UPDATE coremachine.jobs SET status = 'CANCELLED' WHERE job_id = 'fast'");
+    await db.pool.query("DELETE FROM coremachine.limit_slot_claims WHERE limit_key IN ('fast:', 'other:')");
   }
 });

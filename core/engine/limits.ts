@@ -190,6 +190,7 @@ export async function claimLimitedTasks(
       leaseSeconds: request.leaseSeconds,
       limit,
       defaultKey: `${limits.scope}:`,
+      singleKey: limits.keyed ? null : `${limits.scope}:`,
     })),
   );
   outcomes.forEach((outcome, i) => {

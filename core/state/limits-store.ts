@@ -203,6 +203,8 @@ export interface LimitedBatchRequest {
   limit: number;
   /** The key of a task made before its type had limits (it has none of its own): the scope's default. */
   defaultKey: string;
+  /** The key of every task of the type, when it has no key function: the claim may then skip reading the batch first. */
+  singleKey: string | null;
 }
 
 export interface LimitedBatchClaim {
@@ -214,21 +216,23 @@ export interface LimitedBatchClaim {
 }
 
 /**
- * Claims a batch of concurrency-limited requests in one round trip (026_claim_limited_batch.sql):
- * per slot key, in key order, lock it, count its holders and claim the fresh candidates that fit,
- * in task-id order. Requests in none of the three lists were not decided (see the migration).
+ * Claims a batch of concurrency-limited requests in one round trip (027_limit_slot_claims.sql):
+ * a batch of one slot key that fits under its limit in one update; otherwise per slot key, in key
+ * order, lock it, count its holders and claim the fresh candidates that fit, in task-id order.
+ * Requests in none of the three lists were not decided (see the migration).
  */
 export async function claimLimitedBatch(db: Queryable, requests: readonly LimitedBatchRequest[], workerId: string | null): Promise<LimitedBatchClaim> {
   type Row = ClaimedTask & { outcome: 'claimed' | 'deferred' | 'reclaim'; held: number | null; slot_limit: number | null };
   const result = await db.query<Row>({
     name: 'cm_claim_limited_batch',
-    text: `SELECT * FROM coremachine.claim_limited_batch($1::text[], $2::int[], $3::float8[], $4::int[], $5::text[], $6)`,
+    text: `SELECT * FROM coremachine.claim_limited_batch($1::text[], $2::int[], $3::float8[], $4::int[], $5::text[], $6::text[], $7)`,
     values: [
       textArray(requests.map((r) => r.taskId)),
       numberArray(requests.map((r) => r.attempt)),
       numberArray(requests.map((r) => r.leaseSeconds)),
       numberArray(requests.map((r) => r.limit)),
       textArray(requests.map((r) => r.defaultKey)),
+      textArray(requests.map((r) => r.singleKey)),
       workerId,
     ],
   });

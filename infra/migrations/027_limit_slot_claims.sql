@@ -66,15 +66,27 @@ UPDATE coremachine.tasks SET slot_waiter = slot_waiter_key WHERE slot_waiter_key
 ALTER TABLE coremachine.tasks DROP COLUMN slot_holder_key, DROP COLUMN slot_waiter_key;
 CREATE INDEX tasks_limit_waiting_idx ON coremachine.tasks (slot_waiter, created_at, task_index) WHERE slot_waiter IS NOT NULL;
 
--- 026's function, counting the key's slot claims instead of its running tasks, inserting its claim's
--- row and marking what it defers as waiting. Its claim clears the waiter mark, which for a task never
--- deferred changes nothing, so the update stays HOT.
-CREATE OR REPLACE FUNCTION coremachine.claim_limited_batch(
+-- 026's function, reworked: slots are counted from the key's slot claims, the claim inserts its own
+-- slot claim, what it defers is marked as waiting, and a batch of one key that fits under its limit
+-- is claimed without reading its tasks first. Its claims clear the waiter mark, which for a task
+-- never deferred changes nothing, so the update stays HOT.
+--
+-- The fast path: when every request names the same slot key (`p_single_keys`, given when the task
+-- type has no key function, so its tasks' key is the scope's), the key is locked and counted, and if
+-- the whole batch fits, one update claims every fresh candidate of that key. 026 first read the
+-- batch's tasks to group them by key and only then claimed them: measured at about 12 µs of
+-- PostgreSQL time per task. Requests the fast path did not claim (a task of another key, a
+-- re-claim, a duplicate, a task gone) go through the general path, as does a batch that does not
+-- fit; it uses a slot claim of its own.
+DROP FUNCTION coremachine.claim_limited_batch(text[], integer[], float8[], integer[], text[], text);
+
+CREATE FUNCTION coremachine.claim_limited_batch(
   p_task_ids text[],
   p_attempts integer[],
   p_leases float8[],
   p_limits integer[],
   p_default_keys text[],
+  p_single_keys text[],
   p_worker_id text
 ) RETURNS TABLE (
   outcome text,
@@ -95,15 +107,67 @@ CREATE OR REPLACE FUNCTION coremachine.claim_limited_batch(
 DECLARE
   k record;
   holders integer;
-  slot_claim_id uuid := gen_random_uuid();
+  slot_claim_id uuid;
+  single_key text;
+  single_limit integer;
+  requested integer := (SELECT count(DISTINCT u) FROM unnest(p_task_ids) u);
+  fast_claimed integer := 0;
+  v_ids text[] := p_task_ids;
+  v_attempts integer[] := p_attempts;
+  v_leases float8[] := p_leases;
+  v_limits integer[] := p_limits;
+  v_default_keys text[] := p_default_keys;
   fresh integer := 0;
 BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
-  -- The count below is a plain index scan, which marks the entries of deleted slot claims dead as it
-  -- passes them. A bitmap scan leaves them, and every later count visits their heap pages again
+  -- The counts below are plain index scans, which mark the entries of deleted slot claims dead as
+  -- they pass them. A bitmap scan leaves them, and every later count visits their heap pages again
   -- until vacuum: 1,100 pages for 3,300 claims deleted, 4.4 ms a count, so what a claim cost grew
   -- with the tasks a key had run (as with 026's count of holders). Local to this transaction.
   PERFORM set_config('enable_bitmapscan', 'off', true);
+
+  SELECT min(u.single_key), min(u.slot_limit) INTO single_key, single_limit FROM unnest(p_single_keys, p_limits) AS u(single_key, slot_limit)
+   HAVING count(*) = count(u.single_key) AND min(u.single_key) = max(u.single_key);
+  IF single_key IS NOT NULL THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || single_key, 0));
+    WITH emptied AS (DELETE FROM coremachine.limit_slot_claims s WHERE s.limit_key = single_key AND s.held = 0)
+    SELECT COALESCE(sum(s.held), 0)::integer INTO holders FROM coremachine.limit_slot_claims s WHERE s.limit_key = single_key;
+    IF holders + requested <= single_limit THEN
+      slot_claim_id := gen_random_uuid();
+      RETURN QUERY
+        WITH m AS MATERIALIZED (
+          SELECT DISTINCT ON (u.task_id) u.* FROM unnest(p_task_ids, p_attempts, p_leases) AS u(task_id, attempt, lease)
+           ORDER BY u.task_id, u.attempt DESC
+        ), c AS (
+          UPDATE coremachine.tasks t SET
+            status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
+            lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = single_key, worker_id = p_worker_id,
+            slot_waiter = NULL, slot_claim = slot_claim_id
+          FROM m
+          WHERE t.task_id = m.task_id
+            AND t.status = 'QUEUED' AND t.attempt = m.attempt - 1 AND COALESCE(t.limit_key, single_key) = single_key
+            AND (SELECT j.status = 'PROCESSING' AND j.stage = t.stage
+                        AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
+                   FROM coremachine.jobs j WHERE j.job_id = t.job_id)
+          RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key
+        ), take_slots AS (
+          INSERT INTO coremachine.limit_slot_claims (limit_key, claim_id, held, task_ids)
+            SELECT single_key, slot_claim_id, count(*), array_agg(c.task_id) FROM c HAVING count(*) > 0
+        )
+        SELECT 'claimed'::text, holders, single_limit, c.* FROM c;
+      GET DIAGNOSTICS fast_claimed = ROW_COUNT;
+      IF fast_claimed = requested THEN
+        RETURN;
+      END IF;
+      -- The rest go the general way; what this update claimed is PROCESSING under its slot claim now.
+      SELECT array_agg(u.task_id), array_agg(u.attempt), array_agg(u.lease), array_agg(u.slot_limit), array_agg(u.default_key)
+        INTO v_ids, v_attempts, v_leases, v_limits, v_default_keys
+        FROM unnest(p_task_ids, p_attempts, p_leases, p_limits, p_default_keys) AS u(task_id, attempt, lease, slot_limit, default_key)
+       WHERE NOT EXISTS (SELECT 1 FROM coremachine.tasks t WHERE t.task_id = u.task_id AND t.slot_claim = slot_claim_id);
+    END IF;
+  END IF;
+
+  slot_claim_id := gen_random_uuid();
   FOR k IN
     SELECT COALESCE(t.limit_key, r.default_key) AS key,
            min(r.slot_limit) AS slot_limit,
@@ -112,7 +176,7 @@ BEGIN
            array_agg(r.lease ORDER BY r.task_id) AS leases
       -- One request per task: the batches of one host may carry two messages of the same task
       -- (a redelivery), and a duplicate must not take a second of the free slots.
-      FROM (SELECT DISTINCT ON (u.task_id) u.* FROM unnest(p_task_ids, p_attempts, p_leases, p_limits, p_default_keys)
+      FROM (SELECT DISTINCT ON (u.task_id) u.* FROM unnest(v_ids, v_attempts, v_leases, v_limits, v_default_keys)
                                                     AS u(task_id, attempt, lease, slot_limit, default_key)
              ORDER BY u.task_id, u.attempt DESC) r
       JOIN coremachine.tasks t ON t.task_id = r.task_id
@@ -123,8 +187,9 @@ BEGIN
   LOOP
     fresh := fresh + cardinality(k.ids);
     PERFORM pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || k.key, 0));
-    -- The key's holders, and its rows that hold nothing any more deleted (they count nothing; under
-    -- the key's lock no claim of the key is adding to them, and a settle only lowers a row).
+    -- The key's holders, and its slot claims that hold nothing any more deleted (they count
+    -- nothing; under the key's lock no claim of the key is adding to them, and a settle only
+    -- lowers a slot claim).
     WITH emptied AS (DELETE FROM coremachine.limit_slot_claims s WHERE s.limit_key = k.key AND s.held = 0)
     SELECT COALESCE(sum(s.held), 0)::integer INTO holders FROM coremachine.limit_slot_claims s WHERE s.limit_key = k.key;
     RETURN QUERY
@@ -134,7 +199,6 @@ BEGIN
       ), c AS (
         UPDATE coremachine.tasks t SET
           status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
-          lease_losses = t.lease_losses + (t.status = 'PROCESSING')::int,
           lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = k.key, worker_id = p_worker_id,
           slot_waiter = NULL, slot_claim = slot_claim_id
         FROM m
@@ -161,15 +225,15 @@ BEGIN
              NULL::integer, NULL::uuid, k.key
         FROM d;
   END LOOP;
-  -- Every request a fresh candidate (the common case): none can be a re-claim, so the batch's
-  -- tasks are not read a second time.
-  IF fresh = (SELECT count(DISTINCT u) FROM unnest(p_task_ids) u) THEN
+  -- Every request claimed or a fresh candidate (the common case): none can be a re-claim, so the
+  -- batch's tasks are not read a second time.
+  IF fast_claimed + fresh = requested THEN
     RETURN;
   END IF;
   RETURN QUERY
     SELECT 'reclaim'::text, NULL::integer, NULL::integer, t.task_id, NULL::text, NULL::integer, NULL::integer, NULL::text, NULL::jsonb, NULL::jsonb,
            NULL::integer, NULL::uuid, COALESCE(t.limit_key, r.default_key)
-      FROM (SELECT DISTINCT u.task_id, u.attempt, u.default_key FROM unnest(p_task_ids, p_attempts, p_default_keys) AS u(task_id, attempt, default_key)) r
+      FROM (SELECT DISTINCT u.task_id, u.attempt, u.default_key FROM unnest(v_ids, v_attempts, v_default_keys) AS u(task_id, attempt, default_key)) r
       JOIN coremachine.tasks t ON t.task_id = r.task_id
      WHERE t.status = 'PROCESSING' AND t.attempt = r.attempt AND t.lease_expires_at < now()
        AND (SELECT j.status = 'PROCESSING' AND j.stage = t.stage FROM coremachine.jobs j WHERE j.job_id = t.job_id);
