@@ -10,9 +10,9 @@ import { CoreMachine } from '../core/engine/core-machine';
 import { DuplicateRegistrationError } from '../core/errors';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
-import { InProcessWorker } from '../core/worker';
-import { defineJob, defineRemoteTask, defineTask, type AnyJobDefinition } from '../models';
+import { defineJob, defineRemoteTask, defineTask } from '../models';
 import { captureLogger, useTestDatabase, waitForJob } from './support/harness';
+import { startLimitsCluster } from './support/limits-cluster';
 
 const db = useTestDatabase();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -45,43 +45,6 @@ async function count(sql: string, values: unknown[] = []): Promise<number> {
   return (await db.pool.query<{ n: number }>(sql, values)).rows[0]?.n ?? 0;
 }
 
-interface Cluster {
-  machines: CoreMachine[];
-  workers: InProcessWorker[];
-  transport: InProcessTransport;
-  logs: string[];
-  stop(): Promise<void>;
-}
-
-/** Several engine instances, each with its own pool, sharing one database and one transport. */
-async function startCluster(jobs: AnyJobDefinition[], instances: number, taskBatchSize = 8): Promise<Cluster> {
-  const registry = new Registry().register(...jobs);
-  const transport = new InProcessTransport({ lockDurationMs: 30_000, maxDeliveryCount: 10 });
-  const logs: string[] = [];
-  const logger = captureLogger(logs);
-  const pools = Array.from({ length: instances }, () => db.newPool(4));
-  const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry, transport, logger })));
-  const workers = machines.map(
-    (machine) =>
-      new InProcessWorker(machine, transport, logger, {
-        taskBatchSize,
-        taskConcurrency: 4,
-        jobConcurrency: 2,
-        settlement: { deferBaseMs: 10, deferMaxMs: 100 },
-      }),
-  );
-  return {
-    machines,
-    workers,
-    transport,
-    logs,
-    stop: async () => {
-      await Promise.all(workers.map((worker) => worker.stop()));
-      await transport.close(); // the pools are ended with the test database
-    },
-  };
-}
-
 test('300 tasks, limit 5 shared by a queue task type and a remote one: 4 instances and remote workers never run more than 5 at once, and both jobs complete', async () => {
   const probe = db.pool;
   const concurrency = { limit: 5, scope: 'downstream' };
@@ -104,7 +67,7 @@ test('300 tasks, limit 5 shared by a queue task type and a remote one: 4 instanc
     .stage({ name: 'all', task: remote, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
     .finalize(async ({ previous }) => (await previous.all()).length);
 
-  const cluster = await startCluster([localJob, remoteJob], 4);
+  const cluster = await startLimitsCluster(db.url, [localJob, remoteJob], 4);
   try {
     const started = Date.now();
     const [a, b] = await Promise.all([
@@ -176,7 +139,7 @@ test('a crash with slots held: nothing else starts until the janitor requeues th
     .finalize(async ({ previous }) => (await previous.all()).reduce((sum: number, v) => sum + v, 0));
   // One message per batch: a batch is settled when all its handlers return, so a deferred message
   // sharing a batch with a hung handler would wait with it (a real crash frees it: its lock expires).
-  const cluster = await startCluster([job], 2, 1);
+  const cluster = await startLimitsCluster(db.url, [job], 2, 1);
   try {
     const { job: submitted } = await cluster.machines[0]!.submitJob('limits.crashy_job', { n: 10 });
     for (let i = 0; i < 500 && hung.size < 2; i++) await sleep(10);
@@ -222,7 +185,7 @@ test('cancelling a job frees the slots its running tasks held: the tasks of anot
   const job = defineJob({ type: 'limits.cancellable_job', parameters: z.object({ n: z.number().int(), hold: z.boolean() }) })
     .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i, hold: parameters.hold })) })
     .finalize(async ({ previous }) => (await previous.all()).length);
-  const cluster = await startCluster([job], 2, 1);
+  const cluster = await startLimitsCluster(db.url, [job], 2, 1);
   try {
     const machine = cluster.machines[0]!;
     const holder = (await machine.submitJob('limits.cancellable_job', { n: 1, hold: true })).job.jobId;
@@ -262,7 +225,7 @@ test('per-key limits are independent: each tenant gets its own 2 slots, and two 
       fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ tenant: i % 2 === 0 ? 'acme' : 'globex', i })),
     })
     .finalize(async ({ previous }) => (await previous.all()).length);
-  const cluster = await startCluster([job], 3);
+  const cluster = await startLimitsCluster(db.url, [job], 3);
   try {
     const { job: submitted } = await cluster.machines[0]!.submitJob('limits.tenant_job', { n: 40 });
     const done = await waitForJob(cluster.machines[1]!, submitted.jobId, 60_000);
@@ -302,7 +265,7 @@ test('a rate limit: starts never outrun a bucket of 20 tokens refilled at 20 per
   const job = defineJob({ type: 'limits.rated_job', parameters: z.object({ n: z.number().int() }) })
     .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
     .finalize(async ({ previous }) => (await previous.all()).length);
-  const cluster = await startCluster([job], 3);
+  const cluster = await startLimitsCluster(db.url, [job], 3);
   try {
     const { job: submitted } = await cluster.machines[0]!.submitJob('limits.rated_job', { n: 60 });
     const done = await waitForJob(cluster.machines[1]!, submitted.jobId, 60_000);
@@ -364,7 +327,7 @@ test('limits are checked when a task type is defined and when it is registered; 
   const job = defineJob({ type: 'limits.keyed_job', parameters: z.object({}) })
     .stage({ name: 'all', task: keyed, fanOut: () => Array.from({ length: 5 }, (_, i) => ({ i })) })
     .finalize(() => null);
-  const cluster = await startCluster([job], 1);
+  const cluster = await startLimitsCluster(db.url, [job], 1);
   try {
     const { job: submitted } = await cluster.machines[0]!.submitJob('limits.keyed_job', {});
     const done = await waitForJob(cluster.machines[0]!, submitted.jobId);

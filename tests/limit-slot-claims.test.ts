@@ -12,14 +12,10 @@
  */
 import { z } from 'zod';
 import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migrator';
-import { createPool } from '../core/db/pool';
-import { CoreMachine } from '../core/engine/core-machine';
-import { Registry } from '../core/registry';
 import { claimLimitedBatch } from '../core/state/limits-store';
-import { InProcessTransport } from '../core/transport/in-process-transport';
-import { InProcessWorker } from '../core/worker';
 import { defineJob, defineRemoteTask, defineTask, type AnyJobDefinition, type TaskDefinition } from '../models';
-import { captureLogger, slotDisagreements, useTestDatabase, waitForJob } from './support/harness';
+import { slotDisagreements, useTestDatabase, waitForJob } from './support/harness';
+import { startLimitsCluster } from './support/limits-cluster';
 import { createTestDatabase } from './support/test-database';
 
 const db = useTestDatabase();
@@ -27,39 +23,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function count(sql: string, values: unknown[] = []): Promise<number> {
   return (await db.pool.query<{ n: number }>(sql, values)).rows[0]?.n ?? 0;
-}
-
-interface Cluster {
-  machines: CoreMachine[];
-  stop(): Promise<void>;
-}
-
-/** Engine instances with their own pools and workers, sharing the test database and one transport. */
-async function startCluster(jobs: AnyJobDefinition[], instances: number, taskBatchSize: number): Promise<Cluster> {
-  const registry = new Registry().register(...jobs);
-  const transport = new InProcessTransport({ lockDurationMs: 30_000, maxDeliveryCount: 10 });
-  const logger = captureLogger([]);
-  // Pools of their own, ended by stop(): a backend reports its statistics when it exits.
-  const pools = Array.from({ length: instances }, () => createPool(db.url, 4));
-  const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry, transport, logger })));
-  const workers = machines.map(
-    (machine) =>
-      new InProcessWorker(machine, transport, logger, {
-        taskBatchSize,
-        taskConcurrency: 4,
-        jobConcurrency: 2,
-        settlement: { deferBaseMs: 10, deferMaxMs: 100 },
-      }),
-  );
-  return {
-    machines,
-    stop: async () => {
-      await Promise.all(workers.map((worker) => worker.drain()));
-      await Promise.all(workers.map((worker) => worker.stop()));
-      await transport.close();
-      await Promise.all(pools.map((pool) => pool.end()));
-    },
-  };
 }
 
 const Indexed = z.object({ i: z.number().int() });
@@ -107,7 +70,7 @@ test('a limit that never binds: slots come and go with their tasks in every snap
   const before = await db.pool.query<{ upd: string; hot: string }>(
     "SELECT n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relid = 'coremachine.tasks'::regclass",
   );
-  const cluster = await startCluster([jobOf('slots.free_job', task)], 2, 8);
+  const cluster = await startLimitsCluster(db.url, [jobOf('slots.free_job', task)], 2, 8);
   const watch = watchSlots('slots.free:');
   try {
     const { job } = await cluster.machines[0]!.submitJob('slots.free_job', { n: 400 });
@@ -154,7 +117,7 @@ test('a limit of 1 that binds: never more than one slot, the deferred tasks are 
       return i;
     },
   });
-  const cluster = await startCluster([jobOf('slots.one_job', task)], 2, 1);
+  const cluster = await startLimitsCluster(db.url, [jobOf('slots.one_job', task)], 2, 1);
   const watch = watchSlots('slots.one:');
   try {
     const { job } = await cluster.machines[0]!.submitJob('slots.one_job', { n: 8 });
@@ -188,7 +151,7 @@ test('a slot claim left too high idles a slot until the janitor recounts it; the
     "INSERT INTO coremachine.limit_slot_claims (limit_key, claim_id, held, task_ids) VALUES ('slots.ghost:', gen_random_uuid(), 1, '{no-such-task}')",
   );
   const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.ghost:'";
-  const cluster = await startCluster([jobOf('slots.ghost_job', task)], 2, 1);
+  const cluster = await startLimitsCluster(db.url, [jobOf('slots.ghost_job', task)], 2, 1);
   try {
     const { job } = await cluster.machines[0]!.submitJob('slots.ghost_job', { n: 2 });
     const running = "SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'";
@@ -227,7 +190,7 @@ test("an operator's release of a remote claim frees its slot in the same stateme
     result: z.number().int(),
     concurrency: { limit: 1 },
   });
-  const cluster = await startCluster([jobOf('slots.remote_job', remote)], 1, 1);
+  const cluster = await startLimitsCluster(db.url, [jobOf('slots.remote_job', remote)], 1, 1);
   try {
     const machine = cluster.machines[0]!;
     const { job } = await machine.submitJob('slots.remote_job', { n: 2 });

@@ -8,8 +8,8 @@ import type { ClaimedTask } from './tasks-store';
  * (027_limit_slot_claims.sql): the statement that claims tasks with a slot key inserts a row
  * counting them, and the statement that moves a task out of PROCESSING lowers its row
  * (core/state/limit-slots-sql.ts). A row left too high only over-counts until the janitor
- * recounts it (reconcileSlotClaims). What needs care is the claim: "count the holders, then claim up to the
- * free slots" is a read-then-write, so every claim of a key holds a transaction-scoped advisory
+ * recounts it (reconcileSlotClaims). What needs care is the claim: "count the holders, then claim
+ * up to the free slots" is a read-then-write, so every claim of a key holds a transaction-scoped advisory
  * lock on the key while it counts and claims. The lock is taken in its own statement, before the
  * count: under READ COMMITTED the count's snapshot is then taken after the previous holder of the
  * lock committed, so it sees that holder's claims. Transaction-scoped, so nothing outlives the
@@ -26,9 +26,10 @@ export async function lockLimitKey(db: Queryable, limitKey: string): Promise<voi
   // claims: their tasks are QUEUED again, their handlers' results are fenced off by claim id and
   // the janitor sends the tasks again (at-least-once, as after a lost lease); until then those
   // handlers run outside the count, so a key may briefly run more than its limit after such a crash.
-  // Bitmap scans are off for the rest of the transaction so the count of holders is a plain index
-  // scan, which skips the entries of finished holders once marked dead (026_claim_limited_batch.sql
-  // says why); the other statements of these units of work look rows up by key.
+  // Bitmap scans are off for the rest of the transaction so the count of slot claims is a plain
+  // index scan, which skips the entries of deleted slot claims once marked dead
+  // (027_limit_slot_claims.sql says why); the other statements of these units of work look rows up
+  // by key.
   await db.query({
     name: 'cm_lock_limit_key',
     text: `SELECT set_config('synchronous_commit', 'off', true), set_config('enable_bitmapscan', 'off', true),

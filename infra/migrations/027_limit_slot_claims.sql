@@ -77,7 +77,10 @@ CREATE INDEX tasks_limit_waiting_idx ON coremachine.tasks (slot_waiter, created_
 -- batch's tasks to group them by key and only then claimed them: measured at about 12 µs of
 -- PostgreSQL time per task. Requests the fast path did not claim (a task of another key, a
 -- re-claim, a duplicate, a task gone) go through the general path, as does a batch that does not
--- fit; it uses a slot claim of its own.
+-- fit; it uses a slot claim of its own. The general path then takes other keys' locks while the
+-- fast path's key and rows are held: two calls whose fast keys are each other's leftover keys
+-- (tasks made under an earlier scope or key function) could wait on each other, a deadlock
+-- PostgreSQL detects (40P01), which the engine retries as transient, as with a hash collision.
 DROP FUNCTION coremachine.claim_limited_batch(text[], integer[], float8[], integer[], text[], text);
 
 CREATE FUNCTION coremachine.claim_limited_batch(
