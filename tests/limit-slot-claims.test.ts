@@ -231,17 +231,21 @@ test('migration 027 on a database with work in it: running limited tasks keep th
     await old.pool.query(
       `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters) VALUES ('j', 'slots.old_job', 'PROCESSING', 1, 1, '{}')`,
     );
-    await old.pool.query(`INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ('j', 1, 'all', 'PROCESSING', 4)`);
+    await old.pool.query(`INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ('j', 1, 'all', 'PROCESSING', 6)`);
     await old.pool.query(
       `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, attempt, claim_id, lease_expires_at, started_at, remote, limit_key)
        VALUES ('j-t0', 'j', 1, 0, 'slots.old', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, 'k:a'),
               ('j-t1', 'j', 1, 1, 'slots.old', 'QUEUED', '{}', 0, NULL, NULL, NULL, false, 'k:a'),
               ('j-t2', 'j', 1, 2, 'slots.old_remote', 'QUEUED', '{}', 0, NULL, NULL, NULL, true, 'k:a'),
-              ('j-t3', 'j', 1, 3, 'slots.free', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, NULL)`,
+              ('j-t3', 'j', 1, 3, 'slots.free', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, NULL),
+              ('j-t4', 'j', 1, 4, 'slots.old', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, 'k:a'),
+              ('j-t5', 'j', 1, 5, 'slots.old', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, 'k:b')`,
     );
     expect(await migrate(old.pool)).toEqual({ from: 26, to: expectedSchemaVersion() });
-    expect((await old.pool.query('SELECT limit_key, held, task_ids FROM coremachine.limit_slot_claims')).rows).toEqual([
-      { limit_key: 'k:a', held: 1, task_ids: ['j-t0'] },
+    // One slot claim per key, counting its running tasks.
+    expect((await old.pool.query('SELECT limit_key, held, task_ids FROM coremachine.limit_slot_claims ORDER BY limit_key')).rows).toEqual([
+      { limit_key: 'k:a', held: 2, task_ids: ['j-t0', 'j-t4'] },
+      { limit_key: 'k:b', held: 1, task_ids: ['j-t5'] },
     ]);
     const waiters = await old.pool.query('SELECT task_id, slot_waiter FROM coremachine.tasks ORDER BY task_id');
     expect(waiters.rows).toEqual([
@@ -249,6 +253,8 @@ test('migration 027 on a database with work in it: running limited tasks keep th
       { task_id: 'j-t1', slot_waiter: 'k:a' },
       { task_id: 'j-t2', slot_waiter: null },
       { task_id: 'j-t3', slot_waiter: null },
+      { task_id: 'j-t4', slot_waiter: null },
+      { task_id: 'j-t5', slot_waiter: null },
     ]);
     expect(await slotDisagreements(old.pool)).toEqual([]);
   } finally {

@@ -46,8 +46,10 @@ ALTER TABLE coremachine.tasks ADD COLUMN slot_claim uuid;
 WITH running AS (
   SELECT t.task_id, t.slot_holder_key AS limit_key, c.claim_id
     FROM coremachine.tasks t
-    JOIN (SELECT DISTINCT slot_holder_key, gen_random_uuid() AS claim_id FROM coremachine.tasks WHERE slot_holder_key IS NOT NULL) c
-      USING (slot_holder_key)
+    -- One id per key: DISTINCT first, then the id (a volatile function under DISTINCT would give every row its own).
+    JOIN (SELECT k.key, gen_random_uuid() AS claim_id
+            FROM (SELECT DISTINCT slot_holder_key AS key FROM coremachine.tasks WHERE slot_holder_key IS NOT NULL) k) c
+      ON c.key = t.slot_holder_key
 ), marked AS (
   UPDATE coremachine.tasks t SET slot_claim = r.claim_id FROM running r WHERE t.task_id = r.task_id
 )
