@@ -13,6 +13,7 @@
 import { z } from 'zod';
 import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migrator';
 import { claimLimitedBatch } from '../core/state/limits-store';
+import { cancelOpenTasks, releaseClaims } from '../core/state/tasks-store';
 import { defineJob, defineRemoteTask, defineTask, type AnyJobDefinition, type TaskDefinition } from '../models';
 import { slotDisagreements, useTestDatabase, waitForJob } from './support/harness';
 import { startLimitsCluster } from './support/limits-cluster';
@@ -319,4 +320,37 @@ test('one call claims a batch of one key that fits in a single update, and leave
     await db.pool.query("UPDATE coremachine.jobs SET status = 'CANCELLED' WHERE job_id = 'fast'");
     await db.pool.query("DELETE FROM coremachine.limit_slot_claims WHERE limit_key IN ('fast:', 'other:')");
   }
+});
+
+test('cancelling a job lowers the slot claims of its running tasks only: a requeued task still naming its earlier claim is not counted twice', async () => {
+  await db.pool.query(
+    `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters) VALUES ('cx', 'slots.cx_job', 'PROCESSING', 1, 1, '{}')`,
+  );
+  await db.pool.query(`INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ('cx', 1, 'all', 'PROCESSING', 3)`);
+  await db.pool.query(
+    `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, attempt, remote, limit_key)
+     SELECT 'cx-t' || i, 'cx', 1, i, 'slots.cx', 'QUEUED', '{}', 0, false, 'cx:' FROM generate_series(0, 2) i`,
+  );
+  const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'cx:'";
+  const claimed = await claimLimitedBatch(
+    db.pool,
+    ['cx-t0', 'cx-t1', 'cx-t2'].map((taskId) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 10, defaultKey: 'cx:', singleKey: 'cx:' })),
+    'host-a',
+  );
+  expect(claimed.claimed).toHaveLength(3);
+  expect(await count(held)).toBe(3);
+  // A transient fault gives t0's claim back: QUEUED again, its slot freed, its row still counting t1 and t2.
+  const t0 = claimed.claimed.find((t) => t.task_id === 'cx-t0')!;
+  await releaseClaims(db.pool, [{ taskId: t0.task_id, claimId: t0.claim_id }]);
+  expect(await count(held)).toBe(2);
+  expect(await slotDisagreements(db.pool)).toEqual([]);
+  // The cancel frees the two running tasks' slots, not t0's a second time (which would go below 0).
+  const cancelled = await cancelOpenTasks(db.pool, 'cx');
+  expect(cancelled.map((t) => [t.task_id, t.was_running]).sort()).toEqual([
+    ['cx-t0', false],
+    ['cx-t1', true],
+    ['cx-t2', true],
+  ]);
+  expect(await count(held)).toBe(0);
+  await db.pool.query("UPDATE coremachine.jobs SET status = 'CANCELLED' WHERE job_id = 'cx'");
 });

@@ -396,7 +396,10 @@ export async function cancelOpenTasks(db: Queryable, jobId: string): Promise<Arr
            x AS (UPDATE coremachine.tasks t SET status = 'CANCELLED', finished_at = GREATEST(now(), t.started_at), claim_id = NULL, lease_expires_at = NULL,
                   slot_waiter = NULL
              FROM old WHERE t.task_id = old.task_id
-           RETURNING t.task_id, old.status = 'PROCESSING' AS was_running, t.limit_key, t.slot_claim),
+           RETURNING t.task_id, old.status = 'PROCESSING' AS was_running, t.limit_key,
+                     -- Only a running task holds its slot: a QUEUED one may still name the slot claim
+                     -- of an earlier claim, which its requeue lowered already.
+                     CASE WHEN old.status = 'PROCESSING' THEN t.slot_claim END AS slot_claim),
            ${freeSlotsOf('x')}
            SELECT task_id, was_running FROM x`,
     values: [jobId],
