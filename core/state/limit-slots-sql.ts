@@ -27,7 +27,10 @@ export function slotClaimOf(keyExpression: string, claimIdParam: string): string
 
 /**
  * The freed slots: data-modifying CTEs over `cte`, the statement's own update of tasks leaving
- * PROCESSING, whose RETURNING gives `slot_claim` and `limit_key`. Each slot claim row is lowered by
+ * PROCESSING, whose RETURNING gives `slot_claim` and `limit_key`. Its rows must be tasks that were
+ * PROCESSING: a task in another state may still name the slot claim of an earlier claim, which
+ * its exit then lowered already (a statement that also stops tasks that were not running, as a
+ * cancel does, returns NULL as their slot_claim). Each slot claim row is lowered by
  * its tasks in this statement, by key (so if a concurrent statement lowered the row first, this
  * one is re-applied to the row it left, never lost). A task that holds no slot has no slot claim.
  * The update is skipped outright when no task of the statement held one.

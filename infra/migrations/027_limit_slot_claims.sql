@@ -85,6 +85,51 @@ CREATE INDEX tasks_limit_waiting_idx ON coremachine.tasks (slot_waiter, created_
 -- PostgreSQL detects (40P01), which the engine retries as transient, as with a hash collision.
 DROP FUNCTION coremachine.claim_limited_batch(text[], integer[], float8[], integer[], text[], text);
 
+-- The claim of one slot key's requests, shared by claim_limited_batch's two paths: of the first
+-- `p_free` requests (in the order given: task-id order, the order every multi-row task lock in the
+-- engine takes), those QUEUED one attempt below, of the key (or of none yet, which takes it), under
+-- a job running their stage before its deadline. One slot claim row counts what it took.
+CREATE FUNCTION coremachine.claim_key_batch(
+  p_key text,
+  p_free integer,
+  p_ids text[],
+  p_attempts integer[],
+  p_leases float8[],
+  p_worker_id text,
+  p_slot_claim uuid
+) RETURNS TABLE (
+  task_id text,
+  job_id text,
+  stage integer,
+  task_index integer,
+  task_type text,
+  parameters jsonb,
+  parameters_ref jsonb,
+  attempt integer,
+  claim_id uuid,
+  limit_key text
+) LANGUAGE sql VOLATILE AS $$
+  WITH m AS MATERIALIZED (
+    SELECT * FROM unnest(p_ids, p_attempts, p_leases) WITH ORDINALITY AS m(task_id, attempt, lease, n) WHERE m.n <= p_free
+  ), c AS (
+    UPDATE coremachine.tasks t SET
+      status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
+      lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = p_key, worker_id = p_worker_id,
+      slot_waiter = NULL, slot_claim = p_slot_claim
+    FROM m
+    WHERE t.task_id = m.task_id
+      AND t.status = 'QUEUED' AND t.attempt = m.attempt - 1 AND COALESCE(t.limit_key, p_key) = p_key
+      AND (SELECT j.status = 'PROCESSING' AND j.stage = t.stage
+                  AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
+             FROM coremachine.jobs j WHERE j.job_id = t.job_id)
+    RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key
+  ), take_slots AS (
+    INSERT INTO coremachine.limit_slot_claims (limit_key, claim_id, held, task_ids)
+      SELECT p_key, p_slot_claim, count(*), array_agg(c.task_id) FROM c HAVING count(*) > 0
+  )
+  SELECT * FROM c
+$$;
+
 CREATE FUNCTION coremachine.claim_limited_batch(
   p_task_ids text[],
   p_attempts integer[],
@@ -139,27 +184,14 @@ BEGIN
     SELECT COALESCE(sum(s.held), 0)::integer INTO holders FROM coremachine.limit_slot_claims s WHERE s.limit_key = single_key;
     IF holders + requested <= single_limit THEN
       slot_claim_id := gen_random_uuid();
+      -- One request per task (a redelivery may bring two), in task-id order.
+      SELECT array_agg(r.task_id ORDER BY r.task_id), array_agg(r.attempt ORDER BY r.task_id), array_agg(r.lease ORDER BY r.task_id)
+        INTO v_ids, v_attempts, v_leases
+        FROM (SELECT DISTINCT ON (u.task_id) u.* FROM unnest(p_task_ids, p_attempts, p_leases) AS u(task_id, attempt, lease)
+               ORDER BY u.task_id, u.attempt DESC) r;
       RETURN QUERY
-        WITH m AS MATERIALIZED (
-          SELECT DISTINCT ON (u.task_id) u.* FROM unnest(p_task_ids, p_attempts, p_leases) AS u(task_id, attempt, lease)
-           ORDER BY u.task_id, u.attempt DESC
-        ), c AS (
-          UPDATE coremachine.tasks t SET
-            status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
-            lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = single_key, worker_id = p_worker_id,
-            slot_waiter = NULL, slot_claim = slot_claim_id
-          FROM m
-          WHERE t.task_id = m.task_id
-            AND t.status = 'QUEUED' AND t.attempt = m.attempt - 1 AND COALESCE(t.limit_key, single_key) = single_key
-            AND (SELECT j.status = 'PROCESSING' AND j.stage = t.stage
-                        AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
-                   FROM coremachine.jobs j WHERE j.job_id = t.job_id)
-          RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key
-        ), take_slots AS (
-          INSERT INTO coremachine.limit_slot_claims (limit_key, claim_id, held, task_ids)
-            SELECT single_key, slot_claim_id, count(*), array_agg(c.task_id) FROM c HAVING count(*) > 0
-        )
-        SELECT 'claimed'::text, holders, single_limit, c.* FROM c;
+        SELECT 'claimed'::text, holders, single_limit, c.*
+          FROM coremachine.claim_key_batch(single_key, requested, v_ids, v_attempts, v_leases, p_worker_id, slot_claim_id) c;
       GET DIAGNOSTICS fast_claimed = ROW_COUNT;
       IF fast_claimed = requested THEN
         RETURN;
@@ -198,26 +230,8 @@ BEGIN
     WITH emptied AS (DELETE FROM coremachine.limit_slot_claims s WHERE s.limit_key = k.key AND s.held = 0)
     SELECT COALESCE(sum(s.held), 0)::integer INTO holders FROM coremachine.limit_slot_claims s WHERE s.limit_key = k.key;
     RETURN QUERY
-      WITH m AS MATERIALIZED (
-        SELECT * FROM unnest(k.ids, k.attempts, k.leases) WITH ORDINALITY AS m(task_id, attempt, lease, n)
-         WHERE m.n <= GREATEST(0, k.slot_limit - holders)
-      ), c AS (
-        UPDATE coremachine.tasks t SET
-          status = 'PROCESSING', attempt = m.attempt, claim_id = gen_random_uuid(),
-          lease_expires_at = now() + make_interval(secs => m.lease), started_at = now(), limit_key = k.key, worker_id = p_worker_id,
-          slot_waiter = NULL, slot_claim = slot_claim_id
-        FROM m
-        WHERE t.task_id = m.task_id
-          AND t.status = 'QUEUED' AND t.attempt = m.attempt - 1
-          AND (SELECT j.status = 'PROCESSING' AND j.stage = t.stage
-                      AND COALESCE(LEAST(j.deadline_at, j.stage_deadline_at) > now(), true)
-                 FROM coremachine.jobs j WHERE j.job_id = t.job_id)
-        RETURNING t.task_id, t.job_id, t.stage, t.task_index, t.task_type, t.parameters, t.parameters_ref, t.attempt, t.claim_id, t.limit_key
-      ), take_slots AS (
-        INSERT INTO coremachine.limit_slot_claims (limit_key, claim_id, held, task_ids)
-          SELECT k.key, slot_claim_id, count(*), array_agg(c.task_id) FROM c HAVING count(*) > 0
-      )
-      SELECT 'claimed'::text, holders, k.slot_limit, c.* FROM c;
+      SELECT 'claimed'::text, holders, k.slot_limit, c.*
+        FROM coremachine.claim_key_batch(k.key, GREATEST(0, k.slot_limit - holders), k.ids, k.attempts, k.leases, p_worker_id, slot_claim_id) c;
     -- Deferred: marked as waiting for a slot of the key, so a settle that frees one wakes them.
     RETURN QUERY
       WITH d AS (
