@@ -21,7 +21,8 @@ import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { InProcessWorker } from '../core/worker';
 import { defineJob, defineTask, type TaskConcurrency } from '../models';
-import { createDatabase, dropDatabase, findServer } from './server';
+import pg from 'pg';
+import { backendCpu, cpuDeltaMs, createDatabase, dropDatabase, findServer } from './server';
 
 const INSTANCES = 4;
 
@@ -43,14 +44,19 @@ function parseFlags(): { n: number; workMs: number; runs: number; cases: string[
   return { n: number('n'), workMs: number('work-ms'), runs: Math.max(1, Math.floor(number('runs'))), cases: values.cases?.split(',') };
 }
 
-async function runCase(
-  adminUrl: string,
-  label: string,
-  n: number,
-  workMs: number,
-  concurrency: TaskConcurrency | undefined,
-): Promise<{ ms: number; deferrals: number; meanRunning: number }> {
+/** One case's run: its time, and the CPU it cost per task, in this process and in its database's backends, over the run alone. */
+interface CaseResult {
+  ms: number;
+  deferrals: number;
+  meanRunning: number;
+  nodeUsPerTask: number;
+  pgUsPerTask: number | null;
+}
+
+async function runCase(adminUrl: string, label: string, n: number, workMs: number, concurrency: TaskConcurrency | undefined): Promise<CaseResult> {
   const database = await createDatabase(adminUrl, `limits_${label}`, {});
+  const admin = new pg.Client({ connectionString: adminUrl, application_name: 'cm-bench-admin' });
+  await admin.connect();
   const pools = Array.from({ length: INSTANCES }, () => createPool(database.url, { max: 6 }));
   const transport = new InProcessTransport({ lockDurationMs: 60_000, maxDeliveryCount: 10 });
   let deferrals = 0;
@@ -74,25 +80,41 @@ async function runCase(
     await migrate(pools[0]!);
     const machines = await Promise.all(pools.map((pool) => CoreMachine.create({ pool, registry, transport, logger })));
     const workers = machines.map((machine) => new InProcessWorker(machine, transport, logger, { taskBatchSize: 16, taskConcurrency: 4, jobConcurrency: 1 }));
+    // Every connection opened before the clock starts, so a backend's start-up is not counted as the run's work.
+    await Promise.all(
+      pools.map(async (pool) => {
+        const clients = await Promise.all(Array.from({ length: 6 }, () => pool.connect()));
+        for (const client of clients) client.release();
+      }),
+    );
+    const cpuBefore = await backendCpu(admin, database.name);
+    const nodeBefore = process.cpuUsage();
     const started = performance.now();
     const { job: submitted } = await machines[0]!.submitJob('bench.limits', { n });
-    // Sampled while it runs: how many tasks hold a slot (PROCESSING), on average.
-    const samples: number[] = [];
     for (;;) {
       const state = await machines[0]!.getJob(submitted.jobId);
       if (state.status === 'COMPLETED') break;
       if (!['QUEUED', 'PROCESSING'].includes(state.status)) throw new Error(`job ended ${state.status}`);
-      const running = await pools[0]!.query<{ n: number }>("SELECT count(*)::int AS n FROM coremachine.tasks WHERE status = 'PROCESSING'");
-      samples.push(running.rows[0]?.n ?? 0);
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     const ms = performance.now() - started;
-    const meanRunning = samples.reduce((sum, v) => sum + v, 0) / Math.max(1, samples.length);
+    const nodeUsed = process.cpuUsage(nodeBefore);
+    const pgMs = cpuDeltaMs(cpuBefore, await backendCpu(admin, database.name));
+    // How many tasks held a slot on average: their running times summed over the run's time, read
+    // once the run is over. Sampling a count of running tasks while it ran cost the database more
+    // than the engine's own claims did (a scan of the task table every 5 ms), and more in the limited
+    // cases (wider rows), so it blurred the very difference this bench measures.
+    const running = await pools[0]!.query<{ seconds: number }>(
+      'SELECT COALESCE(sum(EXTRACT(EPOCH FROM finished_at - started_at)), 0)::float8 AS seconds FROM coremachine.tasks WHERE job_id = $1',
+      [submitted.jobId],
+    );
+    const meanRunning = ((running.rows[0]?.seconds ?? 0) * 1000) / ms;
     await Promise.all(workers.map((worker) => worker.stop()));
-    return { ms, deferrals, meanRunning };
+    return { ms, deferrals, meanRunning, nodeUsPerTask: (nodeUsed.user + nodeUsed.system) / n, pgUsPerTask: pgMs === null ? null : (pgMs * 1000) / n };
   } finally {
     await transport.close();
     await Promise.all(pools.map((pool) => pool.end()));
+    await admin.end();
     await dropDatabase(adminUrl, database.name);
   }
 }
@@ -113,12 +135,15 @@ async function main(): Promise<void> {
   const cases = wanted.flatMap((label) => allCases.filter(([known]) => known === label));
   // Started once the flags are known to be good: a bad flag starts nothing.
   const server = await findServer((line) => process.stderr.write(`${line}\n`));
-  const results = new Map<string, Array<{ ms: number; deferrals: number; meanRunning: number }>>();
+  const results = new Map<string, CaseResult[]>();
   try {
     process.stdout.write(`${n} tasks of ${workMs} ms, ${INSTANCES} instances x 4 batches of 16, ${runs} run(s) per case, interleaved\n`);
-    process.stdout.write('case          ms       tasks/s   ideal ms   deferrals   mean running\n');
-    const row = (label: string, r: { ms: number; deferrals: number; meanRunning: number }, ideal: number): string =>
-      `${label.padEnd(12)} ${r.ms.toFixed(0).padStart(6)} ${((n / r.ms) * 1000).toFixed(0).padStart(9)} ${String(Number.isNaN(ideal) ? '-' : ideal).padStart(10)} ${String(r.deferrals).padStart(11)} ${r.meanRunning.toFixed(1).padStart(14)}\n`;
+    process.stdout.write('case          ms    tasks/s  ideal ms  deferrals  mean running  Node µs/task  PostgreSQL µs/task  CPU µs/task\n');
+    const cpuOf = (r: CaseResult): number | null => (r.pgUsPerTask === null ? null : r.nodeUsPerTask + r.pgUsPerTask);
+    const fixed = (value: number | null, width: number): string => (value === null ? '-' : value.toFixed(0)).padStart(width);
+    const row = (label: string, r: CaseResult, ideal: number): string =>
+      `${label.padEnd(12)} ${r.ms.toFixed(0).padStart(6)} ${((n / r.ms) * 1000).toFixed(0).padStart(8)} ${String(Number.isNaN(ideal) ? '-' : ideal).padStart(9)} ` +
+      `${String(r.deferrals).padStart(10)} ${r.meanRunning.toFixed(1).padStart(13)} ${fixed(r.nodeUsPerTask, 13)} ${fixed(r.pgUsPerTask, 19)} ${fixed(cpuOf(r), 12)}\n`;
     const idealOf = (concurrency: TaskConcurrency | undefined): number =>
       concurrency && concurrency.limit < n ? Math.round((n * workMs) / concurrency.limit) : NaN;
     for (let run = 0; run < runs; run++) {
@@ -135,23 +160,34 @@ async function main(): Promise<void> {
         const mid = Math.floor(sorted.length / 2);
         return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
       };
+      const medianOrNull = (values: Array<number | null>): number | null => (values.some((v) => v === null) ? null : median(values as number[]));
       for (const [label, concurrency] of cases) {
         const all = results.get(label) ?? [];
-        const medianRow = {
+        const medianRow: CaseResult = {
           ms: median(all.map((r) => r.ms)),
           deferrals: median(all.map((r) => r.deferrals)),
           meanRunning: median(all.map((r) => r.meanRunning)),
+          nodeUsPerTask: median(all.map((r) => r.nodeUsPerTask)),
+          pgUsPerTask: medianOrNull(all.map((r) => r.pgUsPerTask)),
         };
         process.stdout.write(row(label, medianRow, idealOf(concurrency)));
       }
       // Each case against the run of 'none' in the same round: on a machine whose speed drifts, the
-      // paired ratio says more than the ratio of two medians.
+      // paired ratio says more than the ratio of two medians. Time moves with whatever else the
+      // machine does; CPU per task (this process and the database's backends, over the run) moves less.
       const baseline = results.get('none');
       if (baseline) {
+        const percent = (ratio: number): string => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
         for (const [label] of cases.filter(([label]) => label !== 'none')) {
-          const ratios = (results.get(label) ?? []).map((r, run) => r.ms / (baseline[run] as { ms: number }).ms);
-          const percent = (ratio: number): string => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
-          process.stdout.write(`${label} against none, run by run: ${ratios.map(percent).join(' ')}; median ${percent(median(ratios))}\n`);
+          const paired = (results.get(label) ?? []).map((r, run) => [r, baseline[run] as CaseResult] as const);
+          const time = paired.map(([r, base]) => r.ms / base.ms);
+          process.stdout.write(`${label} against none, time, run by run: ${time.map(percent).join(' ')}; median ${percent(median(time))}\n`);
+          const cpu = paired.flatMap(([r, base]) => {
+            const [mine, theirs] = [cpuOf(r), cpuOf(base)];
+            return mine === null || theirs === null ? [] : [mine / theirs];
+          });
+          if (cpu.length > 0)
+            process.stdout.write(`${label} against none, CPU per task, run by run: ${cpu.map(percent).join(' ')}; median ${percent(median(cpu))}\n`);
         }
       }
     }
