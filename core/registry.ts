@@ -30,6 +30,8 @@ export class Registry {
   /** Each job type's versions, newest last. */
   private readonly jobs = new Map<string, AnyJobDefinition[]>();
   private readonly tasks = new Map<string, AnyTaskDefinition>();
+  /** Each registered type's limits, worked out once: every message of a batch asks for them. */
+  private readonly limits = new Map<string, TaskLimits>();
   /** Each declared schedule (kept to spot a second definition of a name) and its compiled form. */
   private readonly scheduleMap = new Map<string, { declared: ScheduleDefinition; compiled: RegisteredSchedule }>();
 
@@ -77,13 +79,13 @@ export class Registry {
       }
     }
     this.tasks.set(task.type, task);
+    if (limits) this.limits.set(task.type, limits);
     return this;
   }
 
   /** The global concurrency/rate limits of a task type; undefined when it has none (or is unknown). */
   limitsOf(taskType: string): TaskLimits | undefined {
-    const task = this.tasks.get(taskType);
-    return task ? taskLimitsOf(task) : undefined;
+    return this.limits.get(taskType);
   }
 
   /** The given version of a job type, or its newest: what a new submission runs. */

@@ -113,9 +113,11 @@ export class TaskRunner {
     const { parsed: received, outcomes } = parseTaskMessages(bodies);
     const parsed = await this.setAsideWaiting(received, outcomes);
     const metaByTask = new Map(parsed.map((p) => [p.message.taskId, metas[p.index] ?? {}]));
-    const limited = parsed.filter((p) => this.registry.limitsOf(p.message.taskType));
+    const limited: Parsed[] = [];
+    const unlimited: Parsed[] = [];
+    for (const p of parsed) (this.registry.limitsOf(p.message.taskType) ? limited : unlimited).push(p);
     const workerId = this.presence.workerId;
-    const claimed = await this.claim(limited.length === 0 ? parsed : parsed.filter((p) => !limited.includes(p)));
+    const claimed = await this.claim(unlimited);
     const settledById = new Map<string, TaskMessageOutcome>();
     // Claims this process cannot finish are given back at once: left to expire, they would come
     // back through the janitor as a lost lease, which counts as an attempt.
