@@ -8,7 +8,10 @@
  *   of every suite: slotDisagreements);
  * - only a task a claim deferred is marked as waiting for a slot, and its claim clears the mark;
  * - a slot claim left too high only idles slots until the janitor's sweep recounts it, and the
- *   sweep frees no live slot.
+ *   sweep frees no live slot;
+ * - a batch of one key is claimed first and counted after, under the key's lock
+ *   (028_claim_before_count.sql): a claim of the key that committed in between is counted, and a
+ *   claim that would go over the limit is undone, so concurrent claims never hold more than it.
  */
 import { z } from 'zod';
 import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migrator';
@@ -18,6 +21,7 @@ import { defineJob, defineRemoteTask, defineTask, type AnyJobDefinition, type Ta
 import { slotDisagreements, useTestDatabase, waitForJob } from './support/harness';
 import { startLimitsCluster } from './support/limits-cluster';
 import { createTestDatabase } from './support/test-database';
+import { createPool } from '../core/db/pool';
 
 const db = useTestDatabase();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -165,8 +169,15 @@ test('a slot claim left too high idles a slot until the janitor recounts it; the
 
     const report = await cluster.machines[1]!.sweep();
     expect(report.freedStaleSlots).toBe(1);
-    // The live task's slot is still counted; the ghost's claim counted nothing and was deleted.
-    expect(await count(held)).toBe(1);
+    // The live task's slot is still counted; the ghost's claim counted nothing and was deleted. The
+    // freed slot may be taken at once by the other task, so slots and running tasks are compared in
+    // one snapshot: equal, where the ghost left in would count one more and the live slot freed one less.
+    const agree = await db.pool.query<{ held: number; running: number }>(
+      `SELECT (SELECT COALESCE(sum(held), 0)::int FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.ghost:') AS held,
+              (SELECT count(*)::int FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING') AS running`,
+      [job.jobId],
+    );
+    expect(agree.rows[0]!.held).toBe(agree.rows[0]!.running);
     expect(await count('SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE $1 = ANY (task_ids) AND held = 1', [live])).toBe(1);
     expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE 'no-such-task' = ANY (task_ids)")).toBe(0);
     // The freed slot is taken by the other task: both run, each in its own slot.
@@ -353,4 +364,95 @@ test('cancelling a job lowers the slot claims of its running tasks only: a reque
   ]);
   expect(await count(held)).toBe(0);
   await db.pool.query("UPDATE coremachine.jobs SET status = 'CANCELLED' WHERE job_id = 'cx'");
+});
+
+/** A job of `n` QUEUED tasks `${prefix}-t<i>` of the slot key `${prefix}:`, at attempt 0. */
+async function queuedTasks(prefix: string, n: number): Promise<string[]> {
+  await db.pool.query(
+    `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters) VALUES ($1, 'slots.' || $1, 'PROCESSING', 1, 1, '{}')`,
+    [prefix],
+  );
+  await db.pool.query(`INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ($1, 1, 'all', 'PROCESSING', $2)`, [prefix, n]);
+  await db.pool.query(
+    `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, attempt, remote, limit_key)
+     SELECT $1 || '-t' || i, $1, 1, i, 'slots.' || $1, 'QUEUED', '{}', 0, false, $1 || ':' FROM generate_series(0, $2 - 1) i`,
+    [prefix, n],
+  );
+  return Array.from({ length: n }, (_, i) => `${prefix}-t${i}`);
+}
+
+/** Stops a test job's tasks and frees their slots, so the harness's checks see a quiet database. */
+async function stopJob(prefix: string): Promise<void> {
+  await cancelOpenTasks(db.pool, prefix);
+  await db.pool.query("UPDATE coremachine.jobs SET status = 'CANCELLED' WHERE job_id = $1", [prefix]);
+}
+
+test('a batch of one key is counted after its claim, under the lock: a claim of the key committed meanwhile is counted, and over the limit the claim is undone and only what fits is taken', async () => {
+  const ids = await queuedTasks('race', 6);
+  const request = (taskId: string) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 4, defaultKey: 'race:', singleKey: 'race:' });
+  const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'race:'";
+  // Another claim of the key holds the key's lock (a second session, reentrant for itself).
+  const other = await db.pool.connect();
+  try {
+    await other.query('BEGIN');
+    await other.query("SELECT pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || 'race:', 0))");
+    // This claim's guess (no slot held) lets it claim its three at once; then it waits for the lock.
+    const late = claimLimitedBatch(db.pool, ids.slice(3).map(request), 'host-late');
+    for (let waited = 0; (await count("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")) === 0; waited++) {
+      if (waited > 500) throw new Error('the claim never waited for the key');
+      await sleep(10);
+    }
+    // Meanwhile the other claims three of the key and commits, releasing the lock.
+    const first = await other.query(
+      'SELECT outcome, task_id FROM coremachine.claim_limited_batch($1::text[], $2::int[], $3::float8[], $4::int[], $5::text[], $6::text[], $7)',
+      [ids.slice(0, 3), [1, 1, 1], [60, 60, 60], [4, 4, 4], ['race:', 'race:', 'race:'], ['race:', 'race:', 'race:'], 'host-first'],
+    );
+    expect(first.rows.map((r: { outcome: string }) => r.outcome)).toEqual(['claimed', 'claimed', 'claimed']);
+    await other.query('COMMIT');
+    // Counted under the lock, 3 + 3 is past 4: the late claim is undone, and the locked way takes the one slot left.
+    const batch = await late;
+    expect(batch.claimed.map((t) => t.task_id)).toEqual(['race-t3']);
+    expect(batch.deferred).toEqual([
+      { taskId: 'race-t4', limitKey: 'race:', limit: 4, held: 3 },
+      { taskId: 'race-t5', limitKey: 'race:', limit: 4, held: 3 },
+    ]);
+  } finally {
+    other.release();
+  }
+  expect(await count(held)).toBe(4);
+  expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = 'race' AND status = 'PROCESSING'")).toBe(4);
+  // The undone claim left nothing behind: the deferred tasks are QUEUED, marked as waiting, naming no slot claim.
+  const deferred = await db.pool.query("SELECT status, attempt, slot_claim, slot_waiter FROM coremachine.tasks WHERE task_id IN ('race-t4', 'race-t5')");
+  expect(deferred.rows).toEqual([
+    { status: 'QUEUED', attempt: 0, slot_claim: null, slot_waiter: 'race:' },
+    { status: 'QUEUED', attempt: 0, slot_claim: null, slot_waiter: 'race:' },
+  ]);
+  expect(await slotDisagreements(db.pool)).toEqual([]);
+  await stopJob('race');
+});
+
+test('many concurrent claims of one key, each on its own connection, never hold more than the limit between them, and fill it', async () => {
+  const limit = 10;
+  const callers = 12;
+  const pool = createPool(db.url, { max: callers });
+  try {
+    for (let round = 0; round < 5; round++) {
+      const prefix = `crowd${round}`;
+      const ids = await queuedTasks(prefix, callers * 4);
+      const request = (taskId: string) => ({ taskId, attempt: 1, leaseSeconds: 60, limit, defaultKey: `${prefix}:`, singleKey: `${prefix}:` });
+      const batches = await Promise.all(
+        Array.from({ length: callers }, (_, caller) => claimLimitedBatch(pool, ids.slice(caller * 4, caller * 4 + 4).map(request), `host-${caller}`)),
+      );
+      const claimed = batches.flatMap((b) => b.claimed.map((t) => t.task_id));
+      // Exactly the limit: a call defers only what its count under the lock found no slot for.
+      expect(claimed).toHaveLength(limit);
+      expect(batches.flatMap((b) => b.deferred)).toHaveLength(callers * 4 - limit);
+      expect(await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = $1', [`${prefix}:`])).toBe(limit);
+      expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'", [prefix])).toBe(limit);
+      expect(await slotDisagreements(db.pool)).toEqual([]);
+      await stopJob(prefix);
+    }
+  } finally {
+    await pool.end();
+  }
 });
