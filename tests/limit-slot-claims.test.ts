@@ -15,6 +15,7 @@
  */
 import { z } from 'zod';
 import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migrator';
+import { ConcurrencyClaims } from '../core/engine/limits';
 import { claimLimitedBatch } from '../core/state/limits-store';
 import { cancelOpenTasks, releaseClaims } from '../core/state/tasks-store';
 import { defineJob, defineRemoteTask, defineTask, type AnyJobDefinition, type TaskDefinition } from '../models';
@@ -454,5 +455,34 @@ test('many concurrent claims of one key, each on its own connection, never hold 
     }
   } finally {
     await pool.end();
+  }
+});
+
+test('a key that deferred a moment ago is claimed the locked way (counted first), other keys still the fast way', async () => {
+  const bound = await queuedTasks('bound', 4);
+  const free = await queuedTasks('free', 2);
+  const pool = createPool(db.url, { max: 2 });
+  // What each call asks for: the single key of each request, as the array literal sent (NULL sends it the locked way).
+  const singleKeys: string[] = [];
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    const config = args[0] as { name?: string; values?: unknown[] };
+    if (config.name === 'cm_claim_limited_batch') singleKeys.push(config.values?.[5] as string);
+    return query(...args);
+  };
+  try {
+    const claims = new ConcurrencyClaims(pool, 'host-a');
+    const request = (prefix: string, taskId: string) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 2, defaultKey: `${prefix}:`, singleKey: `${prefix}:` });
+    const first = await claims.claim(bound.slice(0, 3).map((id) => request('bound', id)));
+    expect(first.map((o) => o.kind)).toEqual(['claimed', 'claimed', 'deferred']);
+    const second = await claims.claim([request('bound', bound[3]!)]);
+    expect(second.map((o) => o.kind)).toEqual(['deferred']);
+    const other = await claims.claim(free.map((id) => request('free', id)));
+    expect(other.map((o) => o.kind)).toEqual(['claimed', 'claimed']);
+    expect(singleKeys).toEqual(['{bound:,bound:,bound:}', '{NULL}', '{free:,free:}']);
+  } finally {
+    await pool.end();
+    await stopJob('bound');
+    await stopJob('free');
   }
 });

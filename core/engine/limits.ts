@@ -77,6 +77,13 @@ async function allowance(client: pg.PoolClient, limits: TaskLimits, limitKey: st
   };
 }
 
+/**
+ * How long after a deferral a slot key counts as binding: its batches are counted before they are
+ * claimed. Longer than a deferral's first backoff (1 s), so a key whose deferred messages keep
+ * coming back stays on the locked way while they do.
+ */
+const BINDING_KEY_MS = 2_000;
+
 /** Why a message waits for a slot. */
 function slotsTaken(limit: number | undefined, limitKey: string): string {
   return `all ${limit} slot(s) of ${limitKey} are taken`;
@@ -108,6 +115,13 @@ export class ConcurrencyClaims {
   // One item per batch, not per request: a promise per task was a measurable part of what a limit
   // that never binds cost on the Node side.
   private readonly group = new GroupCommitter<readonly LimitedBatchRequest[], ConcurrencyOutcome[]>((batches) => this.claimAll(batches));
+  /**
+   * When a claim here last deferred a task of each slot key. A batch of one key is claimed first
+   * and counted after (028_claim_before_count.sql), which is cheapest while the limit does not bind;
+   * a key that deferred a moment ago binds, so its batches are sent the locked way (counted first)
+   * rather than claimed and then undone.
+   */
+  private readonly lastDeferral = new Map<string, number>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -121,10 +135,18 @@ export class ConcurrencyClaims {
   }
 
   private async claimAll(batches: ReadonlyArray<readonly LimitedBatchRequest[]>): Promise<Map<readonly LimitedBatchRequest[], ConcurrencyOutcome[]>> {
+    const now = Date.now();
+    const binds = (key: string): boolean => now - (this.lastDeferral.get(key) ?? -Infinity) < BINDING_KEY_MS;
     const requests = batches.flat();
+    // In task-id order, the order every multi-row task lock in the engine takes (the fast path
+    // claims them as given).
+    const input = requests
+      .map((request) => (request.singleKey !== null && binds(request.singleKey) ? { ...request, singleKey: null } : request))
+      .sort((a, b) => (a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : 0));
     // Retried as any claim is: one whose answer was lost with its connection holds its tasks
     // until their leases expire, and the janitor gives them back (a lease loss, not an attempt).
-    const batch = await retryTransient(() => claimLimitedBatch(this.pool, requests, this.workerId));
+    const batch = await retryTransient(() => claimLimitedBatch(this.pool, input, this.workerId));
+    for (const { limitKey } of batch.deferred) this.lastDeferral.set(limitKey, now);
     const outcomes = new Map<LimitedBatchRequest, ConcurrencyOutcome>();
     // Two batches may carry messages of the same task (a redelivery), decided once in SQL: one of
     // them claims (or re-claims) it and the others are left undecided (the caller finds them

@@ -217,10 +217,13 @@ export interface LimitedBatchClaim {
 }
 
 /**
- * Claims a batch of concurrency-limited requests in one round trip (027_limit_slot_claims.sql):
- * a batch of one slot key that fits under its limit in one update; otherwise per slot key, in key
- * order, lock it, count its holders and claim the fresh candidates that fit, in task-id order.
- * Requests in none of the three lists were not decided (see the migration).
+ * Claims a batch of concurrency-limited requests in one round trip (027_limit_slot_claims.sql,
+ * 028_claim_before_count.sql): a batch whose requests all name one single key (`singleKey`) is
+ * claimed in one update and then counted under the key's lock, and undone if that is over the
+ * limit; otherwise, and for what that update did not take, per slot key in key order: lock it,
+ * count its holders and claim the fresh candidates that fit, in task-id order. Give the requests
+ * in task-id order (the fast path claims them as given). Requests in none of the three lists were
+ * not decided (see the migrations).
  */
 export async function claimLimitedBatch(db: Queryable, requests: readonly LimitedBatchRequest[], workerId: string | null): Promise<LimitedBatchClaim> {
   type Row = ClaimedTask & { outcome: 'claimed' | 'deferred' | 'reclaim'; held: number | null; slot_limit: number | null };

@@ -16,9 +16,17 @@
 --    claim of the key committed before and this claim's own slot claim, so the total it checks is
 --    what the key holds if this claim commits; any claim that commits later takes the lock later and
 --    counts this one. Over the limit, the claim is undone (a PL/pgSQL exception block's
---    subtransaction) and the batch goes the locked way, which claims what fits. A key that the
---    unlocked guess already shows near its limit goes the locked way at once, so a binding limit
---    does not pay for claims made and undone.
+--    subtransaction) and the batch goes the locked way, which claims what fits. The caller sends a
+--    key whose limit binds (it deferred a claim of the key a moment ago) the locked way at once, by
+--    giving no single key, so a binding limit does not pay for claims made and undone
+--    (ConcurrencyClaims in core/engine/limits.ts).
+--
+--    The fast path also reads fewer statements: the caller gives its requests in task-id order
+--    (the order every multi-row task lock takes) and they are claimed as given. Two requests of one
+--    task (a redelivery) stay correct: the update takes the task once, and the request it did not
+--    take gets no row (the caller finds it a duplicate). Measured in one session (claims of 40
+--    tasks, a limit that never binds, against the unlimited claim): 6.6–7.3 µs of extra time per
+--    task with 027's statements, 3.7–4.0 with these.
 --
 --    The fast path now waits for the key's lock while holding the rows it claimed. A claim that
 --    holds the key's lock and wants one of those rows (another message of the same task, in
@@ -105,7 +113,7 @@ DECLARE
   slot_claim_id uuid;
   single_key text;
   single_limit integer;
-  requested integer := (SELECT count(DISTINCT u) FROM unnest(p_task_ids) u);
+  requested integer;
   fast_claimed integer := 0;
   v_ids text[] := p_task_ids;
   v_attempts integer[] := p_attempts;
@@ -115,32 +123,26 @@ DECLARE
   fresh integer := 0;
   fast_rows coremachine.claimed_task[];
 BEGIN
-  PERFORM set_config('synchronous_commit', 'off', true);
   -- The counts below are plain index scans, which mark the entries of deleted slot claims dead as
   -- they pass them. A bitmap scan leaves them, and every later count visits their heap pages again
   -- until vacuum: 1,100 pages for 3,300 claims deleted, 4.4 ms a count, so what a claim cost grew
-  -- with the tasks a key had run (as with 026's count of holders). Local to this transaction.
-  PERFORM set_config('enable_bitmapscan', 'off', true);
+  -- with the tasks a key had run (as with 026's count of holders). Both local to this transaction.
+  PERFORM set_config('synchronous_commit', 'off', true), set_config('enable_bitmapscan', 'off', true);
 
-  SELECT min(u.single_key), min(u.slot_limit) INTO single_key, single_limit FROM unnest(p_single_keys, p_limits) AS u(single_key, slot_limit)
-   HAVING count(*) = count(u.single_key) AND min(u.single_key) = max(u.single_key);
+  SELECT CASE WHEN count(*) = count(u.single_key) AND min(u.single_key) = max(u.single_key) THEN min(u.single_key) END,
+         min(u.slot_limit), count(DISTINCT u.task_id)
+    INTO single_key, single_limit, requested
+    FROM unnest(p_single_keys, p_limits, p_task_ids) AS u(single_key, slot_limit, task_id);
   IF single_key IS NOT NULL THEN
-    -- Read without the lock: only a guess, which sends a key near its limit the locked way at once.
-    SELECT COALESCE(sum(s.held), 0)::integer INTO holders FROM coremachine.limit_slot_claims s WHERE s.limit_key = single_key;
-    IF holders + requested <= single_limit THEN
+    IF requested <= single_limit THEN
       slot_claim_id := gen_random_uuid();
-      -- One request per task (a redelivery may bring two), in task-id order.
-      SELECT array_agg(r.task_id ORDER BY r.task_id), array_agg(r.attempt ORDER BY r.task_id), array_agg(r.lease ORDER BY r.task_id)
-        INTO v_ids, v_attempts, v_leases
-        FROM (SELECT DISTINCT ON (u.task_id) u.* FROM unnest(p_task_ids, p_attempts, p_leases) AS u(task_id, attempt, lease)
-               ORDER BY u.task_id, u.attempt DESC) r;
       -- Claimed first, counted after: the key's lock is held from the count to the commit only, not
       -- over the claim's update. Under the lock the count sees every claim of the key committed
       -- before it and this one's own slot claim; over the limit, the claim is undone (the block's
       -- subtransaction) and the batch goes the locked way below.
       BEGIN
         SELECT array_agg(c) INTO fast_rows
-          FROM coremachine.claim_key_batch(single_key, requested, v_ids, v_attempts, v_leases, p_worker_id, slot_claim_id) c;
+          FROM coremachine.claim_key_batch(single_key, cardinality(p_task_ids), p_task_ids, p_attempts, p_leases, p_worker_id, slot_claim_id) c;
         fast_claimed := COALESCE(cardinality(fast_rows), 0);
         PERFORM pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || single_key, 0));
         WITH emptied AS (DELETE FROM coremachine.limit_slot_claims s WHERE s.limit_key = single_key AND s.held = 0)
