@@ -486,3 +486,51 @@ test('a key that deferred a moment ago is claimed the locked way (counted first)
     await stopJob('free');
   }
 });
+
+test('a fast claim waiting for the key while a locked claim of the key wants one of its tasks (a redelivered message on two instances): the deadlock is detected, the task is claimed once, and nothing is left held', async () => {
+  const ids = await queuedTasks('dl', 3);
+  const [t0, t1, t2] = ids as [string, string, string];
+  const locked = await db.pool.connect();
+  const claims = new ConcurrencyClaims(db.pool, 'host-fast');
+  const callLocked = (taskIds: string[]) =>
+    locked.query<{ outcome: string; task_id: string }>(
+      'SELECT outcome, task_id FROM coremachine.claim_limited_batch($1::text[], $2::int[], $3::float8[], $4::int[], $5::text[], $6::text[], $7)',
+      [taskIds, taskIds.map(() => 1), taskIds.map(() => 60), taskIds.map(() => 10), taskIds.map(() => 'dl:'), taskIds.map(() => null), 'host-locked'],
+    );
+  let lockedGotT1 = false;
+  let fast: Awaited<ReturnType<ConcurrencyClaims['claim']>> = [];
+  try {
+    await locked.query('BEGIN');
+    // The locked way: holds the key's lock to its commit.
+    expect((await callLocked([t0])).rows).toEqual([{ outcome: 'claimed', task_id: t0 }]);
+    // The fast way claims t1 and t2, then waits for the key.
+    const fastClaim = claims.claim([t1, t2].map((taskId) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 10, defaultKey: 'dl:', singleKey: 'dl:' })));
+    for (let waited = 0; (await count("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")) === 0; waited++) {
+      if (waited > 500) throw new Error('the fast claim never waited for the key');
+      await sleep(10);
+    }
+    // The locked claim now wants t1, which the fast claim holds: each waits for the other.
+    try {
+      lockedGotT1 = (await callLocked([t1])).rows.some((r) => r.task_id === t1 && r.outcome === 'claimed');
+      await locked.query('COMMIT');
+    } catch (error) {
+      expect((error as { code?: string }).code).toBe('40P01');
+      await locked.query('ROLLBACK');
+    }
+    fast = await fastClaim;
+  } finally {
+    locked.release();
+  }
+  const fastGotT1 = fast[0]?.kind === 'claimed';
+  // Whichever PostgreSQL chose to fail, t1 is claimed exactly once, by the side that went on.
+  expect([lockedGotT1, fastGotT1].filter(Boolean)).toHaveLength(1);
+  expect(fast[1]?.kind).toBe('claimed');
+  const running = await db.pool.query<{ task_id: string; worker_id: string }>(
+    "SELECT task_id, worker_id FROM coremachine.tasks WHERE job_id = 'dl' AND status = 'PROCESSING' ORDER BY task_id",
+  );
+  expect(running.rows.find((r) => r.task_id === t1)?.worker_id).toBe(lockedGotT1 ? 'host-locked' : 'host-fast');
+  // The locked side's t0 ran only if it committed.
+  expect(running.rows.some((r) => r.task_id === t0)).toBe(lockedGotT1);
+  expect(await slotDisagreements(db.pool)).toEqual([]);
+  await stopJob('dl');
+}, 30_000);

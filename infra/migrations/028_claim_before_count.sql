@@ -28,11 +28,14 @@
 --    tasks, a limit that never binds, against the unlimited claim): 6.6–7.3 µs of extra time per
 --    task with 027's statements, 3.7–4.0 with these.
 --
---    The fast path now waits for the key's lock while holding the rows it claimed. A claim that
---    holds the key's lock and wants one of those rows (another message of the same task, in
---    flight at once on another instance) would wait for it: a deadlock PostgreSQL detects (40P01),
---    which the engine retries as transient, as it does for the rare deadlock 027 describes. No
---    settle, cancel or sweep takes a key's lock.
+--    The fast path now waits for the key's lock while holding the rows it claimed. No settle,
+--    cancel or sweep takes a key's lock, but a locked-way claim of the key holds it while it
+--    claims its rows, so the two can wait on each other: directly when both carry a message of the
+--    same task (a redelivery in flight on two instances at once), or through a third statement, a
+--    cancel of a job holding one's task row and waiting for one of the other's. Each is a deadlock
+--    PostgreSQL detects (40P01, after deadlock_timeout): one statement fails, and the engine
+--    retries it as transient (claims and cancels alike), as it does for the rare deadlock 027
+--    describes. Nothing is lost or held; the cost is the wait.
 DROP FUNCTION coremachine.claim_key_batch(text, integer, text[], integer[], float8[], text, uuid);
 
 CREATE TYPE coremachine.claimed_task AS (
