@@ -16,6 +16,7 @@
 import { z } from 'zod';
 import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migrator';
 import { ConcurrencyClaims } from '../core/engine/limits';
+import { RecentDeferrals } from '../core/engine/recent-deferrals';
 import { claimLimitedBatch } from '../core/state/limits-store';
 import { cancelOpenTasks, releaseClaims } from '../core/state/tasks-store';
 import { defineJob, defineRemoteTask, defineTask, type AnyJobDefinition, type TaskDefinition } from '../models';
@@ -471,7 +472,7 @@ test('a key that deferred a moment ago is claimed the locked way (counted first)
     return query(...args);
   };
   try {
-    const claims = new ConcurrencyClaims(pool, 'host-a');
+    const claims = new ConcurrencyClaims(pool, 'host-a', new RecentDeferrals(60_000));
     const request = (prefix: string, taskId: string) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 2, defaultKey: `${prefix}:`, singleKey: `${prefix}:` });
     const first = await claims.claim(bound.slice(0, 3).map((id) => request('bound', id)));
     expect(first.map((o) => o.kind)).toEqual(['claimed', 'claimed', 'deferred']);
@@ -491,7 +492,7 @@ test('a fast claim waiting for the key while a locked claim of the key wants one
   const ids = await queuedTasks('dl', 3);
   const [t0, t1, t2] = ids as [string, string, string];
   const locked = await db.pool.connect();
-  const claims = new ConcurrencyClaims(db.pool, 'host-fast');
+  const claims = new ConcurrencyClaims(db.pool, 'host-fast', new RecentDeferrals(60_000));
   const callLocked = (taskIds: string[]) =>
     locked.query<{ outcome: string; task_id: string }>(
       'SELECT outcome, task_id FROM coremachine.claim_limited_batch($1::text[], $2::int[], $3::float8[], $4::int[], $5::text[], $6::text[], $7)',

@@ -23,6 +23,7 @@ import type { UnitOfWork } from './unit-of-work';
 import { commit } from './commit';
 import { retryTransient } from '../db/retry-transient';
 import { GroupCommitter } from './group-commit';
+import type { RecentDeferrals } from './recent-deferrals';
 
 /**
  * Claims of task types with global limits (models/task-limits.ts). A batch under concurrency limits
@@ -115,18 +116,17 @@ export class ConcurrencyClaims {
   // One item per batch, not per request: a promise per task was a measurable part of what a limit
   // that never binds cost on the Node side.
   private readonly group = new GroupCommitter<readonly LimitedBatchRequest[], ConcurrencyOutcome[]>((batches) => this.claimAll(batches));
-  /**
-   * When a claim here last deferred a task of each slot key. A batch of one key is claimed first
-   * and counted after (028_claim_before_count.sql), which is cheapest while the limit does not bind;
-   * a key that deferred a moment ago binds, so its batches are sent the locked way (counted first)
-   * rather than claimed and then undone.
-   */
-  private readonly lastDeferral = new Map<string, number>();
-
   constructor(
     private readonly pool: pg.Pool,
     /** The claiming host, recorded on each task it claims. */
     private readonly workerId: string | null,
+    /**
+     * This process's deferrals by slot key (its task runner's). A batch of one key is claimed first
+     * and counted after (028_claim_before_count.sql), cheapest while the limit does not bind; a key
+     * that deferred a moment ago binds, so its batches are sent the locked way (counted first)
+     * rather than claimed and then undone.
+     */
+    private readonly deferrals: RecentDeferrals,
   ) {}
 
   /** The outcomes of a batch's requests, in their order. */
@@ -136,7 +136,7 @@ export class ConcurrencyClaims {
 
   private async claimAll(batches: ReadonlyArray<readonly LimitedBatchRequest[]>): Promise<Map<readonly LimitedBatchRequest[], ConcurrencyOutcome[]>> {
     const now = Date.now();
-    const binds = (key: string): boolean => now - (this.lastDeferral.get(key) ?? -Infinity) < BINDING_KEY_MS;
+    const binds = (key: string): boolean => this.deferrals.within(key, BINDING_KEY_MS, now);
     const requests = batches.flat();
     // In task-id order, the order every multi-row task lock in the engine takes (the fast path
     // claims them as given).
@@ -146,7 +146,7 @@ export class ConcurrencyClaims {
     // Retried as any claim is: one whose answer was lost with its connection holds its tasks
     // until their leases expire, and the janitor gives them back (a lease loss, not an attempt).
     const batch = await retryTransient(() => claimLimitedBatch(this.pool, input, this.workerId));
-    for (const { limitKey } of batch.deferred) this.lastDeferral.set(limitKey, now);
+    for (const { limitKey } of batch.deferred) this.deferrals.note(limitKey, now);
     const outcomes = new Map<LimitedBatchRequest, ConcurrencyOutcome>();
     // Two batches may carry messages of the same task (a redelivery), decided once in SQL: one of
     // them claims (or re-claims) it and the others are left undecided (the caller finds them

@@ -10,6 +10,7 @@ import { failOverdueJobs } from './deadlines';
 import type { MessageMeta } from '../transport/settle-batch';
 import { leaseOfType, runClaimedTask } from './run-task';
 import { ConcurrencyClaims, claimLimitedTasks, wakeWaitingTasks } from './limits';
+import { RecentDeferrals } from './recent-deferrals';
 import { GroupCommitter } from './group-commit';
 import { SharedClaims } from './shared-claims';
 import { recordTaskOutcomes } from './task-outcomes';
@@ -56,7 +57,7 @@ export class TaskRunner {
   /** Handlers running in this process: a cancel aborts them, a shutdown gives their claims back, the keeper extends their leases. */
   private readonly running = new Map<string, RunningTask>();
   /** When this process last deferred a message of each slot key: only then is a freed slot worth a wake-up. */
-  private readonly lastDeferral = new Map<string, number>();
+  private readonly deferrals = new RecentDeferrals(WAKE_AFTER_DEFERRAL_MS);
   /** Extends running handlers' leases, so a short lease never expires under a live handler. */
   private readonly leases: LeaseKeeper;
   /** This process in the workers view: joins with its first batch, beats on a timer, names the tasks it claims. */
@@ -74,7 +75,7 @@ export class TaskRunner {
   ) {
     this.leases = new LeaseKeeper(this.running, pool, logger);
     this.presence = new HostPresence(pool, registry, logger);
-    this.concurrencyClaims = new ConcurrencyClaims(pool, this.presence.workerId);
+    this.concurrencyClaims = new ConcurrencyClaims(pool, this.presence.workerId, this.deferrals);
     this.sharedClaims = new SharedClaims(pool, this.presence.workerId);
   }
 
@@ -138,7 +139,7 @@ export class TaskRunner {
       for (const { index, message } of limited) {
         const deferral = deferred.get(message.taskId);
         if (!deferral) continue;
-        this.noteDeferral(deferral.limitKey);
+        this.deferrals.note(deferral.limitKey);
         outcomes[index] = {
           kind: 'deferred',
           taskId: message.taskId,
@@ -258,14 +259,6 @@ export class TaskRunner {
   }
 
   /** Per-tenant keys can be many: entries past the window are dropped before the map grows large. */
-  private noteDeferral(limitKey: string): void {
-    const now = Date.now();
-    if (this.lastDeferral.size >= 10_000) {
-      for (const [key, at] of this.lastDeferral) if (now - at >= WAKE_AFTER_DEFERRAL_MS) this.lastDeferral.delete(key);
-    }
-    this.lastDeferral.set(limitKey, now);
-  }
-
   /**
    * One claimed task in its span: the handler's run, then its result through the group committer;
    * its outcome goes into `settledById`. One async frame per task, not a chain of wrappers: this
@@ -304,7 +297,7 @@ export class TaskRunner {
       if (
         settled &&
         task.limit_key !== null &&
-        Date.now() - (this.lastDeferral.get(task.limit_key) ?? -Infinity) < WAKE_AFTER_DEFERRAL_MS &&
+        this.deferrals.within(task.limit_key, WAKE_AFTER_DEFERRAL_MS) &&
         this.registry.limitsOf(task.task_type)?.limit !== undefined
       ) {
         const limitKey = task.limit_key;
