@@ -26,7 +26,7 @@
 --    task (a redelivery) stay correct: the update takes the task once, and the request it did not
 --    take gets no row (the caller finds it a duplicate). Measured in one session (claims of 40
 --    tasks, a limit that never binds, against the unlimited claim): 6.6–7.3 µs of extra time per
---    task with 027's statements, 3.7–4.0 with these.
+--    task with 027's statements, 3.2–4.0 with these.
 --
 --    The fast path now waits for the key's lock while holding the rows it claimed. No settle,
 --    cancel or sweep takes a key's lock, but a locked-way claim of the key holds it while it
