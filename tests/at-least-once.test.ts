@@ -71,11 +71,16 @@ test('a redelivery while the first handler still runs (lock lost) does not run t
   const gate = new Promise<void>((resolve) => (release = resolve));
   let firstRunSeen!: () => void;
   const firstRun = new Promise<void>((resolve) => (firstRunSeen = resolve));
+  // Handler starts of the first task held (stage 1's task 0): a second start while the first still waits is the bug.
+  let held: string | undefined;
+  let heldStarts = 0;
   const h = await startHarness(db.pool, {
     queue: { lockDurationMs: 40 },
     worker: { autoRenewLock: false },
-    beforeTask: async (_taskId, index) => {
+    beforeTask: async (taskId, index) => {
       if (index === 0) {
+        held ??= taskId;
+        if (taskId === held) heldStarts++;
         firstRunSeen();
         await gate;
       }
@@ -84,14 +89,24 @@ test('a redelivery while the first handler still runs (lock lost) does not run t
   const { job } = await h.machine.submitJob('test.three_stages', { n: 2, tag: 'lock-lost' });
   await firstRun;
   // Wait for the lock to expire and the message to be redelivered and acknowledged as a duplicate.
-  while (h.transport.tasks.stats.lockExpired === 0) await new Promise((r) => setTimeout(r, 10));
-  await new Promise((r) => setTimeout(r, 100));
+  // The first delivery of the held task's message can never be completed (its lock is lost while
+  // its handler waits), so every message sent counts as completed only once the redelivered copy
+  // was handled, while the first handler still runs. Waited for, so the test cannot pass without
+  // the redelivery having been handled at all.
+  const stats = h.transport.tasks.stats;
+  for (let waited = 0; stats.lockExpired === 0 || stats.completed < stats.sent; waited++) {
+    if (waited > 500) throw new Error(`the redelivered message was never handled: ${JSON.stringify(stats)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  expect(stats.delivered).toBeGreaterThan(stats.sent);
+  expect(heldStarts).toBe(1);
   release();
   const done = await waitForJob(h.machine, job.jobId);
   await h.worker?.drain();
   expect(done.status).toBe('COMPLETED');
   expect(done.result).toEqual({ count: 2, sum: 4 });
   expect(h.effects.maxPerTask()).toBe(1);
+  expect(heldStarts).toBe(1);
   expect(h.transport.tasks.stats.lockExpired).toBeGreaterThanOrEqual(1);
   expect(h.logs.some((l) => l.includes('message lock lost before settlement'))).toBe(true);
   await h.stop();
