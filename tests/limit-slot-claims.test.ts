@@ -336,14 +336,7 @@ test('one call claims a batch of one key that fits in a single update, and leave
 });
 
 test('cancelling a job lowers the slot claims of its running tasks only: a requeued task still naming its earlier claim is not counted twice', async () => {
-  await db.pool.query(
-    `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters) VALUES ('cx', 'slots.cx_job', 'PROCESSING', 1, 1, '{}')`,
-  );
-  await db.pool.query(`INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ('cx', 1, 'all', 'PROCESSING', 3)`);
-  await db.pool.query(
-    `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, attempt, remote, limit_key)
-     SELECT 'cx-t' || i, 'cx', 1, i, 'slots.cx', 'QUEUED', '{}', 0, false, 'cx:' FROM generate_series(0, 2) i`,
-  );
+  await queuedTasks('cx', 3);
   const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'cx:'";
   const claimed = await claimLimitedBatch(
     db.pool,

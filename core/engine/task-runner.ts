@@ -258,7 +258,6 @@ export class TaskRunner {
     return runnable;
   }
 
-  /** Per-tenant keys can be many: entries past the window are dropped before the map grows large. */
   /**
    * One claimed task in its span: the handler's run, then its result through the group committer;
    * its outcome goes into `settledById`. One async frame per task, not a chain of wrappers: this
