@@ -615,23 +615,3 @@ test("a claim made under the key's lock from Node (rate-limited types, remote wo
   expect(await slotDisagreements(db.pool)).toEqual([]);
   await stopJob('nb');
 });
-
-test("every 16th claim of a key counts its slots anyway, so the key's emptied slot claims, which only a count deletes, stay few", async () => {
-  const ids = await queuedTasks('rc', 18);
-  const request = (taskId: string) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 1000, defaultKey: 'rc:', singleKey: 'rc:' });
-  const emptied = "SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'rc:' AND held = 0";
-  for (const [i, taskId] of ids.entries()) {
-    const [task] = (await claimLimitedBatch(db.pool, [request(taskId)], 'host-a')).claimed;
-    expect(task?.task_id).toBe(taskId);
-    if (i === 16) {
-      // The first claim counted (no bound yet), the next 16 only added to the bound.
-      expect(await boundAndHeld('rc:')).toEqual([17, 1]);
-      expect(await count(emptied)).toBe(16);
-    }
-    await releaseClaims(db.pool, [{ taskId, claimId: task!.claim_id }]);
-  }
-  // The 18th counted: its own slot, the 17 emptied slot claims deleted.
-  expect(await boundAndHeld('rc:')).toEqual([1, 0]);
-  expect(await count(emptied)).toBe(1);
-  await stopJob('rc');
-});

@@ -10,8 +10,8 @@
 --   transaction, so the bound and the slot claims it inserts commit together. While the bound plus
 --   the claim stays within the limit, that one-row update is all the claim reads: the key cannot
 --   hold more than its bound.
--- - Otherwise (with no row, or every 16th claim since the last count) the claim counts the key's
---   slot claims under the lock, as 028 did, and sets the bound to that count. The count sees every claim of the key committed before the
+-- - Otherwise (or with no row) the claim counts the key's slot claims under the lock, as 028 did,
+--   and sets the bound to that count. The count sees every claim of the key committed before the
 --   lock was granted; a claim not yet committed takes the lock after and adds to the bound after.
 -- - Nothing lowers the bound but that recount: a settle lowers only its own slot claim's `held`, as
 --   before (a hot per-key row updated by every settle is what 027 did away with). A bound above
@@ -28,16 +28,12 @@
 -- process does not count the limit anyway, and its tasks, once ended, leave the bound above the
 -- slots again.
 --
--- A count also deletes the key's emptied slot claims (as 028's every claim did); between counts
--- they gather. Counting only when the bound reaches the limit let a key far from it gather a
--- limit's worth of them, and the settles that lower the live ones grew dearer as they did
--- (measured: a single session claiming and settling batches of 40); counting every 16th claim
--- keeps them few, at a sixteenth of what 028's counts cost.
+-- The claims of a key now also leave its emptied slot claims until the next recount (which deletes
+-- them under the lock, as 028's every claim did) or the janitor's prune: a recount comes at the
+-- latest after the key's limit's worth of claimed tasks, so they stay few.
 CREATE TABLE coremachine.limit_slot_bounds (
   limit_key text PRIMARY KEY,
-  bound integer NOT NULL CHECK (bound >= 0),
-  -- Claims since the key was last counted: every 16th claim counts anyway (see above).
-  claims integer NOT NULL DEFAULT 0
+  bound integer NOT NULL CHECK (bound >= 0)
 ) WITH (fillfactor = 50);
 -- Updated by every claim of its key: a roomy page keeps those updates HOT.
 
@@ -132,8 +128,8 @@ BEGIN
         fast_claimed := COALESCE(cardinality(fast_rows), 0);
         IF fast_claimed > 0 THEN
           PERFORM pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || single_key, 0));
-          UPDATE coremachine.limit_slot_bounds b SET bound = b.bound + fast_claimed, claims = b.claims + 1
-           WHERE b.limit_key = single_key AND b.bound + fast_claimed <= single_limit AND b.claims < 16
+          UPDATE coremachine.limit_slot_bounds b SET bound = b.bound + fast_claimed
+           WHERE b.limit_key = single_key AND b.bound + fast_claimed <= single_limit
           RETURNING b.bound INTO holders;
           IF NOT FOUND THEN
             holders := coremachine.count_slots_held(single_key);
@@ -141,7 +137,7 @@ BEGIN
               RAISE EXCEPTION 'the claim of % would exceed its limit', single_key USING ERRCODE = 'CMOVR';
             END IF;
             INSERT INTO coremachine.limit_slot_bounds AS b (limit_key, bound) VALUES (single_key, holders)
-              ON CONFLICT (limit_key) DO UPDATE SET bound = EXCLUDED.bound, claims = 0;
+              ON CONFLICT (limit_key) DO UPDATE SET bound = EXCLUDED.bound;
           END IF;
         END IF;
       EXCEPTION WHEN SQLSTATE 'CMOVR' THEN
@@ -186,8 +182,8 @@ BEGIN
     -- takes first leave it higher than it need be, never lower). Otherwise the key's holders are
     -- counted, and the bound is set to them and what this claim takes.
     wanted := cardinality(k.ids);
-    UPDATE coremachine.limit_slot_bounds b SET bound = b.bound + wanted, claims = b.claims + 1
-     WHERE b.limit_key = k.key AND b.bound + wanted <= k.slot_limit AND b.claims < 16
+    UPDATE coremachine.limit_slot_bounds b SET bound = b.bound + wanted
+     WHERE b.limit_key = k.key AND b.bound + wanted <= k.slot_limit
     RETURNING b.bound - wanted INTO holders;
     recounted := NOT FOUND;
     IF recounted THEN
@@ -199,7 +195,7 @@ BEGIN
     IF recounted THEN
       GET DIAGNOSTICS got = ROW_COUNT;
       INSERT INTO coremachine.limit_slot_bounds AS b (limit_key, bound) VALUES (k.key, holders + got)
-        ON CONFLICT (limit_key) DO UPDATE SET bound = EXCLUDED.bound, claims = 0;
+        ON CONFLICT (limit_key) DO UPDATE SET bound = EXCLUDED.bound;
     END IF;
     -- Deferred: marked as waiting for a slot of the key, so a settle that frees one wakes them.
     RETURN QUERY
