@@ -11,18 +11,14 @@
  *   sweep frees no live slot;
  * - a batch of one key is claimed first and counted after, under the key's lock
  *   (028_claim_before_count.sql): a claim of the key that committed in between is counted, and a
- *   claim that would go over the limit is undone, so concurrent claims never hold more than it;
- * - a claim far from the limit is checked against the key's bound of slots held instead of a count
- *   (029_slot_bounds.sql): the bound is never below the slots held (the harness checks this too), a
- *   bound past the limit is recounted, never a reason to defer, and a claim made under the key's
- *   lock from Node, which does not keep the bound, deletes it.
+ *   claim that would go over the limit is undone, so concurrent claims never hold more than it.
  */
 import { z } from 'zod';
 import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migrator';
 import { ConcurrencyClaims } from '../core/engine/limits';
 import { RecentDeferrals } from '../core/engine/recent-deferrals';
-import { claimLimitedBatch, lockLimitKey } from '../core/state/limits-store';
-import { cancelOpenTasks, claimTasks, releaseClaims } from '../core/state/tasks-store';
+import { claimLimitedBatch } from '../core/state/limits-store';
+import { cancelOpenTasks, releaseClaims } from '../core/state/tasks-store';
 import { defineJob, defineRemoteTask, defineTask, type AnyJobDefinition, type TaskDefinition } from '../models';
 import { slotDisagreements, useTestDatabase, waitForJob } from './support/harness';
 import { startLimitsCluster } from './support/limits-cluster';
@@ -192,11 +188,9 @@ test('a slot claim left too high idles a slot until the janitor recounts it; the
     expect(await count(held)).toBe(2);
     release();
     expect((await waitForJob(cluster.machines[1]!, job.jobId, 30_000)).status).toBe('COMPLETED');
-    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_slot_bounds WHERE limit_key = 'slots.ghost:'")).toBe(1);
     expect((await cluster.machines[1]!.sweep()).freedStaleSlots).toBe(0);
-    // The key's slot claims hold nothing any more: the sweep deleted them, and the key's bound.
+    // The key's slot claims hold nothing any more: the sweep deleted them.
     expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.ghost:'")).toBe(0);
-    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_slot_bounds WHERE limit_key = 'slots.ghost:'")).toBe(0);
   } finally {
     release();
     await cluster.stop();
@@ -534,84 +528,3 @@ test('a fast claim waiting for the key while a locked claim of the key wants one
   expect(await slotDisagreements(db.pool)).toEqual([]);
   await stopJob('dl');
 }, 30_000);
-
-/** The key's bound of slots held (029_slot_bounds.sql), null without one, and the slots its claims hold. */
-async function boundAndHeld(key: string): Promise<[number | null, number]> {
-  const result = await db.pool.query<{ bound: number | null; held: number }>(
-    `SELECT (SELECT bound FROM coremachine.limit_slot_bounds WHERE limit_key = $1) AS bound,
-            (SELECT COALESCE(sum(held), 0)::int FROM coremachine.limit_slot_claims WHERE limit_key = $1) AS held`,
-    [key],
-  );
-  return [result.rows[0]!.bound, result.rows[0]!.held];
-}
-
-test("a claim far from the limit adds to the key's bound and counts nothing; settles lower the slots, not the bound; a bound past the limit is recounted, never a reason to defer", async () => {
-  const ids = await queuedTasks('bd', 7);
-  const request = (taskId: string, singleKey: string | null = 'bd:') => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 5, defaultKey: 'bd:', singleKey });
-  const claim = async (taskIds: string[], singleKey: string | null = 'bd:') => {
-    const batch = await claimLimitedBatch(
-      db.pool,
-      taskIds.map((id) => request(id, singleKey)),
-      'host-a',
-    );
-    return { claimed: batch.claimed.map((t) => t.task_id), deferred: batch.deferred.map((d) => [d.taskId, d.held]) };
-  };
-  const release = async (taskId: string) => {
-    const row = (await db.pool.query<{ claim_id: string }>('SELECT claim_id FROM coremachine.tasks WHERE task_id = $1', [taskId])).rows[0]!;
-    await releaseClaims(db.pool, [{ taskId, claimId: row.claim_id }]);
-  };
-  // No bound yet: the first claim counts, and leaves the bound at what it counted.
-  expect(await claim(ids.slice(0, 3))).toEqual({ claimed: ids.slice(0, 3), deferred: [] });
-  expect(await boundAndHeld('bd:')).toEqual([3, 3]);
-  // A settle lowers the slots held; the bound stays, one more than held.
-  await release(ids[0]!);
-  expect(await boundAndHeld('bd:')).toEqual([3, 2]);
-  // 3 + 1 is within 5: the claim only adds to the bound (a count would have set it to 3).
-  expect(await claim([ids[3]!])).toEqual({ claimed: [ids[3]], deferred: [] });
-  expect(await boundAndHeld('bd:')).toEqual([4, 3]);
-  // 4 + 2 is past 5, but the count finds 3 + 2: both are claimed, and the bound is the count.
-  expect(await claim(ids.slice(4, 6))).toEqual({ claimed: ids.slice(4, 6), deferred: [] });
-  expect(await boundAndHeld('bd:')).toEqual([5, 5]);
-  // The locked way likewise: full, so counted, and deferred with the count.
-  expect(await claim([ids[6]!], null)).toEqual({ claimed: [], deferred: [[ids[6], 5]] });
-  await release(ids[1]!);
-  expect(await boundAndHeld('bd:')).toEqual([5, 4]);
-  // 5 + 1 is past 5; the count finds 4: claimed, and the bound is 4 + 1.
-  expect(await claim([ids[6]!], null)).toEqual({ claimed: [ids[6]], deferred: [] });
-  expect(await boundAndHeld('bd:')).toEqual([5, 5]);
-  expect(await slotDisagreements(db.pool)).toEqual([]);
-  await stopJob('bd');
-});
-
-test("a claim made under the key's lock from Node (rate-limited types, remote workers) deletes the key's bound, which it does not keep: the next claim counts its tasks", async () => {
-  const ids = await queuedTasks('nb', 6);
-  const request = (taskId: string) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 4, defaultKey: 'nb:', singleKey: 'nb:' });
-  expect((await claimLimitedBatch(db.pool, [request(ids[0]!)], 'host-a')).claimed).toHaveLength(1);
-  expect(await boundAndHeld('nb:')).toEqual([1, 1]);
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    await lockLimitKey(client, 'nb:');
-    const taken = await claimTasks(
-      client,
-      ids.slice(1, 4).map((taskId) => ({ taskId, attempt: 1, limitKey: 'nb:' })),
-      [60, 60, 60],
-      'host-node',
-    );
-    expect(taken).toHaveLength(3);
-    await client.query('COMMIT');
-  } finally {
-    client.release();
-  }
-  expect(await boundAndHeld('nb:')).toEqual([null, 4]);
-  // Kept at 1, the bound would have let these two in (1 + 2 is within 4): 6 slots held.
-  const batch = await claimLimitedBatch(db.pool, ids.slice(4).map(request), 'host-a');
-  expect(batch.claimed).toEqual([]);
-  expect(batch.deferred.map((d) => [d.taskId, d.held])).toEqual([
-    [ids[4], 4],
-    [ids[5], 4],
-  ]);
-  expect(await boundAndHeld('nb:')).toEqual([4, 4]);
-  expect(await slotDisagreements(db.pool)).toEqual([]);
-  await stopJob('nb');
-});

@@ -10,7 +10,6 @@ import {
   lockLimitKey,
   markSlotWaiters,
   pruneEmptySlotClaims,
-  pruneIdleSlotBounds,
   reconcileSlotClaims,
   queuedRemoteLimitKeys,
   refillRateBucket,
@@ -123,7 +122,7 @@ export class ConcurrencyClaims {
     private readonly workerId: string | null,
     /**
      * This process's deferrals by slot key (its task runner's). A batch of one key is claimed first
-     * and checked after (028_claim_before_count.sql, 029_slot_bounds.sql), cheapest while the limit does not bind; a key
+     * and counted after (028_claim_before_count.sql), cheapest while the limit does not bind; a key
      * that deferred a moment ago binds, so its batches are sent the locked way (counted first)
      * rather than claimed and then undone.
      */
@@ -350,13 +349,11 @@ export async function wakeWaitingTasks(unitOfWork: UnitOfWork, limitKey: string,
 /**
  * Frees the slots a task kept after leaving PROCESSING by a way that did not free them (every known
  * way does: core/state/limit-slots-sql.ts), by recounting the slot claims from their tasks, and
- * deletes the claims that hold nothing and the bounds of keys that hold nothing (029_slot_bounds.sql).
- * A slot kept only over-counts (it idles, the limit is never
+ * deletes the claims that hold nothing. A slot kept only over-counts (it idles, the limit is never
  * exceeded), so the janitor's sweep is soon enough. Returns how many slots were freed.
  */
 export async function freeStaleSlots(unitOfWork: UnitOfWork, limit: number): Promise<number> {
   const freed = await commit(unitOfWork, async ({ client }) => ({ value: await reconcileSlotClaims(client) }));
   await commit(unitOfWork, async ({ client }) => ({ value: await pruneEmptySlotClaims(client, limit) }));
-  await commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleSlotBounds(client, limit) }));
   return freed;
 }

@@ -29,11 +29,11 @@ export async function lockLimitKey(db: Queryable, limitKey: string): Promise<voi
   // Bitmap scans are off for the rest of the transaction so the count of slot claims is a plain
   // index scan, which skips the entries of deleted slot claims once marked dead
   // (027_limit_slot_claims.sql says why); the other statements of these units of work look rows up
-  // by key. The key's bound of slots held is deleted: the claims made under this lock do not keep
-  // it, and the next claim of the key in SQL counts afresh (029_slot_bounds.sql).
+  // by key.
   await db.query({
     name: 'cm_lock_limit_key',
-    text: `SELECT coremachine.lock_limit_key($1)`,
+    text: `SELECT set_config('synchronous_commit', 'off', true), set_config('enable_bitmapscan', 'off', true),
+                  pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || $1, 0))`,
     values: [limitKey],
   });
 }
@@ -182,22 +182,6 @@ export async function pruneEmptySlotClaims(db: Queryable, limit: number): Promis
 }
 
 /**
- * Deletes the bounds of slots held (029_slot_bounds.sql) of keys whose slot claims hold nothing.
- * Needs no lock: a key without a bound is counted by its next claim, so deleting one is always safe.
- */
-export async function pruneIdleSlotBounds(db: Queryable, limit: number): Promise<number> {
-  const result = await db.query({
-    name: 'cm_prune_idle_slot_bounds',
-    text: `DELETE FROM coremachine.limit_slot_bounds WHERE limit_key IN (
-             SELECT b.limit_key FROM coremachine.limit_slot_bounds b
-              WHERE NOT EXISTS (SELECT 1 FROM coremachine.limit_slot_claims s WHERE s.limit_key = b.limit_key AND s.held > 0)
-              LIMIT $1 FOR UPDATE SKIP LOCKED)`,
-    values: [limit],
-  });
-  return result.rowCount ?? 0;
-}
-
-/**
  * Rate buckets untouched for an hour are full again (rates are at least one per 1,000 s), so a
  * missing row means the same: deleting them keeps one row per key in use, not per key ever seen.
  */
@@ -234,11 +218,10 @@ export interface LimitedBatchClaim {
 
 /**
  * Claims a batch of concurrency-limited requests in one round trip (027_limit_slot_claims.sql,
- * 028_claim_before_count.sql, 029_slot_bounds.sql): a batch whose requests all name one single key
- * (`singleKey`) is claimed in one update and then checked under the key's lock, against the key's
- * bound of slots held or, past it, a count, and undone if that is over the limit; otherwise, and
- * for what that update did not take, per slot key in key order: lock it, check its bound or count
- * its holders, and claim the fresh candidates that fit, in task-id order. Give the requests
+ * 028_claim_before_count.sql): a batch whose requests all name one single key (`singleKey`) is
+ * claimed in one update and then counted under the key's lock, and undone if that is over the
+ * limit; otherwise, and for what that update did not take, per slot key in key order: lock it,
+ * count its holders and claim the fresh candidates that fit, in task-id order. Give the requests
  * in task-id order (the fast path claims them as given). Requests in none of the three lists were
  * not decided (see the migrations).
  */

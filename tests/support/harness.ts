@@ -80,9 +80,8 @@ export async function stuckJobs(pool: pg.Pool): Promise<Array<{ job_id: string; 
  * Where the concurrency slots disagree with the task rows (027_limit_slot_claims.sql): a running
  * task with a slot key and no slot claim counting it (the limit could be exceeded: never allowed),
  * or a slot claim counting more or fewer tasks than still run with it (more: a way out of
- * PROCESSING that did not free its slot, which would idle until the janitor's sweep), or a key's
- * bound of slots held below the slots its claims hold (029_slot_bounds.sql: a claim could then pass
- * the limit without counting). Every test ends with none of these.
+ * PROCESSING that did not free its slot, which would idle until the janitor's sweep). Every test
+ * ends with none of these.
  */
 export async function slotDisagreements(pool: pg.Pool): Promise<Array<{ task_id: string; problem: string }>> {
   const result = await pool.query<{ task_id: string; problem: string }>(
@@ -94,10 +93,6 @@ export async function slotDisagreements(pool: pg.Pool): Promise<Array<{ task_id:
       CROSS JOIN LATERAL (SELECT count(*)::int AS running FROM coremachine.tasks t
                            WHERE t.slot_claim = s.claim_id AND t.limit_key = s.limit_key AND t.status = 'PROCESSING') n
       WHERE s.held <> n.running
-     UNION ALL
-     SELECT b.limit_key, 'bound ' || b.bound || ' below the ' || h.held || ' slots held' FROM coremachine.limit_slot_bounds b
-      CROSS JOIN LATERAL (SELECT COALESCE(sum(s.held), 0)::int AS held FROM coremachine.limit_slot_claims s WHERE s.limit_key = b.limit_key) h
-      WHERE b.bound < h.held
      ORDER BY 1`,
   );
   return result.rows;
