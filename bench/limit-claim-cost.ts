@@ -1,0 +1,169 @@
+/**
+ * What a concurrency limit adds to the statements of one task, measured in one database session:
+ * the claim of a batch (coremachine.claim_limited_batch against the unlimited claim) and its settle
+ * (the same settle statement, freeing slots or not). bench:limits measures a whole job on 4
+ * instances, where the two cores are shared by everything and a few microseconds per task are lost
+ * in the run-to-run spread; here nothing else runs, so a change to these statements shows.
+ *
+ *   npm run bench:limit-claims -- [--batch 40] [--held 4] [--blocks 30] [--limit 10000]
+ *
+ * Each variant (limited, unlimited) claims batches of `--batch` QUEUED tasks in task-id order, keeps
+ * `--held` batches running (so a key holds slots, as in a run) and settles the oldest after each
+ * claim; the settled tasks are then put back to QUEUED (not timed), so the same rows are claimed
+ * again. The variants alternate in blocks of 50 claims, and the table gives each one's median block:
+ * microseconds per task as the client sees them, round trip and commit included. Read the claim
+ * and the settle together: a limited claim commits without waiting for its WAL flush
+ * (lockLimitKey in core/state/limits-store.ts says why), so the settle after it, which waits,
+ * flushes the claim's WAL too, and part of what the claim saves shows up in the settle's column.
+ */
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { createPool } from '../core/db/pool';
+import { migrate } from '../core/db/migrator';
+import { claimLimitedBatch } from '../core/state/limits-store';
+import { claimTasks, settleTasks, type ClaimedTask } from '../core/state/tasks-store';
+import { createDatabase, dropDatabase, findServer } from './server';
+
+const TASKS = 4_000;
+const BLOCK = 50;
+
+function parseFlags(): { batch: number; held: number; blocks: number; limit: number } {
+  const { values } = parseArgs({
+    options: {
+      batch: { type: 'string', default: '40' },
+      held: { type: 'string', default: '4' },
+      blocks: { type: 'string', default: '30' },
+      limit: { type: 'string', default: '10000' },
+    },
+  });
+  const integer = (name: 'batch' | 'held' | 'blocks' | 'limit', min: number): number => {
+    const value = Number(values[name]);
+    if (!Number.isInteger(value) || value < min) throw new Error(`--${name} must be an integer >= ${min}`);
+    return value;
+  };
+  const flags = { batch: integer('batch', 1), held: integer('held', 0), blocks: integer('blocks', 1), limit: integer('limit', 1) };
+  // The key holds (held + 1) batches at the claim's count: past the limit, claims would defer and the bench would measure deferrals.
+  if ((flags.held + 1) * flags.batch > flags.limit) throw new Error('--limit must be at least (--held + 1) x --batch: the limit must never bind');
+  if ((flags.held + 1) * flags.batch > TASKS) throw new Error(`(--held + 1) x --batch must be at most ${TASKS}`);
+  return flags;
+}
+
+/** A job PROCESSING its one stage, of TASKS QUEUED tasks (with the slot key, for the limited variant). */
+async function seedJob(pool: pg.Pool, jobId: string, limitKey: string | null): Promise<string[]> {
+  await pool.query(
+    `INSERT INTO coremachine.jobs (job_id, job_type, status, stage, total_stages, parameters) VALUES ($1, 'bench.claims', 'PROCESSING', 1, 1, '{}')`,
+    [jobId],
+  );
+  await pool.query(`INSERT INTO coremachine.stages (job_id, stage, name, status, total) VALUES ($1, 1, 'all', 'PROCESSING', $2)`, [jobId, TASKS]);
+  await pool.query(
+    `INSERT INTO coremachine.tasks (task_id, job_id, stage, task_index, task_type, status, parameters, attempt, remote, limit_key)
+     SELECT $1 || '-' || lpad(i::text, 6, '0'), $1, 1, i, 'bench.claim', 'QUEUED', '{"i": 1}', 0, false, $3 FROM generate_series(0, $2 - 1) i`,
+    [jobId, TASKS, limitKey],
+  );
+  return Array.from({ length: TASKS }, (_, i) => `${jobId}-${String(i).padStart(6, '0')}`);
+}
+
+interface Variant {
+  /** One claim, and the settle of the oldest batch held: µs per task of each. */
+  step(): Promise<{ claimUs: number; settleUs: number | null }>;
+}
+
+function variant(pool: pg.Pool, taskIds: string[], flags: { batch: number; held: number; limit: number }, limitKey: string | null): Variant {
+  let next = 0;
+  const running: ClaimedTask[][] = [];
+  return {
+    async step() {
+      const ids = Array.from({ length: flags.batch }, () => taskIds[next++ % taskIds.length] as string);
+      const claimedAt = process.hrtime.bigint();
+      const claimed =
+        limitKey === null
+          ? await claimTasks(
+              pool,
+              ids.map((taskId) => ({ taskId, attempt: 1 })),
+              ids.map(() => 60),
+              'bench',
+            )
+          : (
+              await claimLimitedBatch(
+                pool,
+                ids.map((taskId) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: flags.limit, defaultKey: limitKey, singleKey: limitKey })),
+                'bench',
+              )
+            ).claimed;
+      const claimUs = Number(process.hrtime.bigint() - claimedAt) / 1000 / flags.batch;
+      if (claimed.length !== flags.batch) throw new Error(`a claim took ${claimed.length} of ${flags.batch} tasks`);
+      running.push(claimed);
+      if (running.length <= flags.held) return { claimUs, settleUs: null };
+      const oldest = running.shift() as ClaimedTask[];
+      const settledAt = process.hrtime.bigint();
+      const settled = await settleTasks(
+        pool,
+        oldest.map((task) => ({ taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: 1 })),
+      );
+      const settleUs = Number(process.hrtime.bigint() - settledAt) / 1000 / flags.batch;
+      if (settled.length !== oldest.length) throw new Error(`a settle took ${settled.length} of ${oldest.length} tasks`);
+      await pool.query(
+        `UPDATE coremachine.tasks SET status = 'QUEUED', attempt = 0, result = NULL, started_at = NULL, finished_at = NULL WHERE task_id = ANY($1)`,
+        [oldest.map((task) => task.task_id)],
+      );
+      return { claimUs, settleUs };
+    },
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags();
+  const server = await findServer((line) => process.stderr.write(`${line}\n`));
+  const database = await createDatabase(server.adminUrl, 'limit_claims', {});
+  // One connection: one session, so every statement runs on the same backend with its plans cached.
+  const pool = createPool(database.url, { max: 1 });
+  try {
+    await migrate(pool);
+    const variants: Array<[string, Variant]> = [
+      ['limited', variant(pool, await seedJob(pool, 'lim', 'bench.claim:'), flags, 'bench.claim:')],
+      ['unlimited', variant(pool, await seedJob(pool, 'unl', null), flags, null)],
+    ];
+    await pool.query('VACUUM ANALYZE');
+    for (const [, v] of variants) for (let i = 0; i < 2 * BLOCK; i++) await v.step(); // warm-up: plans cached, pages read
+    const blocks = new Map(variants.map(([label]) => [label, { claim: [] as number[], settle: [] as number[] }]));
+    for (let block = 0; block < flags.blocks; block++) {
+      for (const [label, v] of variants) {
+        let claim = 0;
+        let settle = 0;
+        for (let i = 0; i < BLOCK; i++) {
+          const step = await v.step();
+          claim += step.claimUs;
+          settle += step.settleUs ?? 0;
+        }
+        blocks.get(label)?.claim.push(claim / BLOCK);
+        blocks.get(label)?.settle.push(settle / BLOCK);
+      }
+    }
+    process.stdout.write(
+      `one session, batches of ${flags.batch}, ${flags.held} held, limit ${flags.limit}, ${flags.blocks} blocks of ${BLOCK} claims per variant (medians)\n`,
+    );
+    process.stdout.write('variant      claim µs/task  settle µs/task  both µs/task\n');
+    const row = (label: string, claim: number, settle: number): string =>
+      `${label.padEnd(12)} ${claim.toFixed(1).padStart(13)} ${settle.toFixed(1).padStart(15)} ${(claim + settle).toFixed(1).padStart(13)}\n`;
+    const of = (label: string) => blocks.get(label) as { claim: number[]; settle: number[] };
+    for (const [label] of variants) process.stdout.write(row(label, median(of(label).claim), median(of(label).settle)));
+    // Block by block, as the variants alternate: the limit's extra in the same stretch of time.
+    const extra = (part: 'claim' | 'settle'): number => median(of('limited')[part].map((value, i) => value - (of('unlimited')[part][i] as number)));
+    process.stdout.write(row('extra', extra('claim'), extra('settle')));
+  } finally {
+    await pool.end();
+    await dropDatabase(server.adminUrl, database.name);
+    await server.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+});
