@@ -23,6 +23,7 @@ import { migrate } from '../core/db/migrator';
 import { claimLimitedBatch } from '../core/state/limits-store';
 import { claimTasks, settleTasks, type ClaimedTask } from '../core/state/tasks-store';
 import { createDatabase, dropDatabase, findServer } from './server';
+import { median } from './stats';
 
 const TASKS = 4_000;
 const BLOCK = 50;
@@ -109,12 +110,6 @@ function variant(pool: pg.Pool, taskIds: string[], flags: { batch: number; held:
       return { claimUs, settleUs };
     },
   };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 async function main(): Promise<void> {

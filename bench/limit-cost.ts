@@ -23,6 +23,7 @@ import { InProcessWorker } from '../core/worker';
 import { defineJob, defineTask, type TaskConcurrency } from '../models';
 import pg from 'pg';
 import { backendCpu, cpuDeltaMs, createDatabase, dropDatabase, findServer } from './server';
+import { median } from './stats';
 
 const INSTANCES = 4;
 
@@ -155,11 +156,6 @@ async function main(): Promise<void> {
     }
     if (runs > 1) {
       process.stdout.write('median\n');
-      const median = (values: number[]): number => {
-        const sorted = [...values].sort((a, b) => a - b);
-        const mid = Math.floor(sorted.length / 2);
-        return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-      };
       const medianOrNull = (values: Array<number | null>): number | null => (values.some((v) => v === null) ? null : median(values as number[]));
       for (const [label, concurrency] of cases) {
         const all = results.get(label) ?? [];
