@@ -25,7 +25,7 @@ import {
 } from './state/janitor-store';
 import { findStage } from './state/stages-store';
 import { pruneIdleRateBuckets } from './state/limits-store';
-import { freeStaleSlots } from './engine/limits';
+import { recountSlots } from './engine/limits';
 import { pruneStaleWorkers } from './state/workers-store';
 import { lockJobs } from './state/jobs-store';
 import { requeueLostLeases, type TaskOutcome } from './state/tasks-store';
@@ -59,8 +59,10 @@ export interface SweepReport {
   purged: RetentionReport;
   /** Rate-limit buckets idle long enough to be full again, deleted (migration 011). */
   prunedRateBuckets: number;
-  /** Concurrency slots still counted for tasks no longer PROCESSING, freed (027_limit_slot_claims.sql; expected 0). */
+  /** Concurrency slots still counted for tasks no longer PROCESSING, freed (029_limit_slot_tallies.sql; expected 0). */
   freedStaleSlots: number;
+  /** Running tasks no slot tally counted, counted again (expected 0). */
+  restoredSlots: number;
   /** Workers not heard from for the retention window (JanitorOptions.workerRetentionMs), deleted (migration 022). */
   prunedWorkers: number;
   /** The payload store's orphan sweep (core/payloads/orphan-sweep.ts); absent without a store. */
@@ -110,7 +112,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })),
     0,
   );
-  const freedStaleSlots = await attempt(() => freeStaleSlots(unitOfWork, options.batchSize), 0);
+  const slots = await attempt(() => recountSlots(unitOfWork, options.batchSize), { freed: 0, restored: 0 });
   const prunedWorkers = await attempt(
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneStaleWorkers(client, options.workerRetentionMs / 1000, options.batchSize) })),
     0,
@@ -123,13 +125,23 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     stalled,
     purged,
     prunedRateBuckets,
-    freedStaleSlots,
+    freedStaleSlots: slots.freed,
+    restoredSlots: slots.restored,
     prunedWorkers,
     ...(schedules ? { schedules } : {}),
     ...(orphanPayloads ? { orphanPayloads } : {}),
   };
   await attempt(() => commit(unitOfWork, async ({ client }) => ({ value: await recordJanitorRun(client, { startedAt, ...report }) })), undefined);
-  if (report.requeuedTasks + report.failedTasks + report.timedOutJobs + report.outboxSent + report.stalled.length + report.freedStaleSlots > 0) {
+  if (
+    report.requeuedTasks +
+      report.failedTasks +
+      report.timedOutJobs +
+      report.outboxSent +
+      report.stalled.length +
+      report.freedStaleSlots +
+      report.restoredSlots >
+    0
+  ) {
     deps.logger.warn('janitor sweep found work', { ...report, stalled: report.stalled.length });
     for (const job of report.stalled) deps.logger.warn('job made no progress', { ...job });
   }

@@ -9,13 +9,15 @@ import {
   describeLimitedTasks,
   lockLimitKey,
   markSlotWaiters,
-  pruneEmptySlotClaims,
-  reconcileSlotClaims,
+  foldSlotTallies,
+  lockSlotRecount,
+  reconcileSlotTallies,
   queuedRemoteLimitKeys,
   refillRateBucket,
   spendRateTokens,
   waitingTasksOfKey,
   type LimitedTaskState,
+  type SlotRecount,
 } from '../state/limits-store';
 import { claimRemoteTasksOfKey, type RemoteClaim } from '../state/remote-tasks-store';
 import { claimTasks, type ClaimedTask } from '../state/tasks-store';
@@ -347,13 +349,15 @@ export async function wakeWaitingTasks(unitOfWork: UnitOfWork, limitKey: string,
 }
 
 /**
- * Frees the slots a task kept after leaving PROCESSING by a way that did not free them (every known
- * way does: core/state/limit-slots-sql.ts), by recounting the slot claims from their tasks, and
- * deletes the claims that hold nothing. A slot kept only over-counts (it idles, the limit is never
- * exceeded), so the janitor's sweep is soon enough. Returns how many slots were freed.
+ * Corrects the slot tallies that disagree with the running tasks (none should: every known way in
+ * and out of PROCESSING keeps them in step, core/state/limit-slots-sql.ts), then folds the tallies
+ * of exited sessions and those at 0 (foldSlotTallies). A recount another janitor is making is not
+ * repeated. Returns what the recount corrected.
  */
-export async function freeStaleSlots(unitOfWork: UnitOfWork, limit: number): Promise<number> {
-  const freed = await commit(unitOfWork, async ({ client }) => ({ value: await reconcileSlotClaims(client) }));
-  await commit(unitOfWork, async ({ client }) => ({ value: await pruneEmptySlotClaims(client, limit) }));
-  return freed;
+export async function recountSlots(unitOfWork: UnitOfWork, limit: number): Promise<SlotRecount> {
+  const recount = await commit(unitOfWork, async ({ client }) => ({
+    value: (await lockSlotRecount(client)) ? await reconcileSlotTallies(client) : { freed: 0, restored: 0 },
+  }));
+  await commit(unitOfWork, async ({ client }) => ({ value: await foldSlotTallies(client, limit) }));
+  return recount;
 }

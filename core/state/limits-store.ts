@@ -4,17 +4,18 @@ import { numberArray, textArray } from './pg-arrays';
 import type { ClaimedTask } from './tasks-store';
 
 /**
- * Global concurrency and rate limits (migration 011). A key's slots are counted by its slot claims
- * (027_limit_slot_claims.sql): the statement that claims tasks with a slot key inserts a row
- * counting them, and the statement that moves a task out of PROCESSING lowers its row
- * (core/state/limit-slots-sql.ts). A row left too high only over-counts until the janitor
- * recounts it (reconcileSlotClaims). What needs care is the claim: "count the holders, then claim
- * up to the free slots" is a read-then-write, so every claim of a key holds a transaction-scoped advisory
- * lock on the key while it counts and claims. The lock is taken in its own statement, before the
- * count: under READ COMMITTED the count's snapshot is then taken after the previous holder of the
- * lock committed, so it sees that holder's claims. Transaction-scoped, so nothing outlives the
- * transaction (PgBouncer in transaction mode is fine, no session lock can leak to the pool).
- * Nothing waits for this lock while holding a task row lock, so it cannot deadlock with settles.
+ * Global concurrency and rate limits (migration 011). A key's slots held are the sum of its
+ * tallies (029_limit_slot_tallies.sql), one per key and database session: the statement that
+ * claims tasks with a slot key adds them to its session's tally, and the statement that moves a
+ * task out of PROCESSING takes it off its own session's tally (core/state/limit-slots-sql.ts).
+ * The janitor checks the sums against the running tasks (reconcileSlotTallies). What needs care
+ * is the claim: "count the holders, then claim up to the free slots" is a read-then-write, so every
+ * claim of a key holds a transaction-scoped advisory lock on the key while it counts and claims.
+ * The lock is taken in its own statement, before the count: under READ COMMITTED the count's
+ * snapshot is then taken after the previous holder of the lock committed, so it sees that holder's
+ * claims. Transaction-scoped, so nothing outlives the transaction (PgBouncer in transaction mode is
+ * fine, no session lock can leak to the pool). Nothing waits for this lock while holding a task row
+ * lock, so it cannot deadlock with settles.
  */
 
 /** Serialises the claims of one slot key until the transaction ends (a hash collision only serialises two keys). */
@@ -26,14 +27,9 @@ export async function lockLimitKey(db: Queryable, limitKey: string): Promise<voi
   // claims: their tasks are QUEUED again, their handlers' results are fenced off by claim id and
   // the janitor sends the tasks again (at-least-once, as after a lost lease); until then those
   // handlers run outside the count, so a key may briefly run more than its limit after such a crash.
-  // Bitmap scans are off for the rest of the transaction so the count of slot claims is a plain
-  // index scan, which skips the entries of deleted slot claims once marked dead
-  // (027_limit_slot_claims.sql says why); the other statements of these units of work look rows up
-  // by key.
   await db.query({
     name: 'cm_lock_limit_key',
-    text: `SELECT set_config('synchronous_commit', 'off', true), set_config('enable_bitmapscan', 'off', true),
-                  pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || $1, 0))`,
+    text: `SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended('coremachine.limit:' || $1, 0))`,
     values: [limitKey],
   });
 }
@@ -42,7 +38,7 @@ export async function lockLimitKey(db: Queryable, limitKey: string): Promise<voi
 export async function countLimitHolders(db: Queryable, limitKey: string): Promise<number> {
   const result = await db.query<{ n: number }>({
     name: 'cm_count_limit_holders',
-    text: `SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = $1`,
+    text: `SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies WHERE limit_key = $1`,
     values: [limitKey],
   });
   return result.rows[0]?.n ?? 0;
@@ -143,42 +139,75 @@ export async function markSlotWaiters(db: Queryable, limitKey: string, taskIds: 
   });
 }
 
-/**
- * Slot claims that count more tasks than still run with them (a way out of PROCESSING that did not
- * lower its row) set to the count of those that do, read from each row's tasks by primary key.
- * Needs no lock: a row only ever loses tasks, so a count taken from any snapshot after its claim
- * committed is never below what runs later; a settle that lowers the row meanwhile is applied to
- * the recounted value. Returns how many slots were freed.
- */
-export async function reconcileSlotClaims(db: Queryable): Promise<number> {
-  const result = await db.query<{ freed: number }>({
-    name: 'cm_reconcile_slot_claims',
-    text: `WITH actual AS (
-             SELECT s.limit_key, s.claim_id, s.held,
-                    (SELECT count(*) FROM coremachine.tasks t
-                      WHERE t.task_id = ANY (s.task_ids) AND t.status = 'PROCESSING' AND t.slot_claim = s.claim_id)::int AS running
-               FROM coremachine.limit_slot_claims s WHERE s.held > 0),
-           lowered AS (
-             UPDATE coremachine.limit_slot_claims s SET held = a.running FROM actual a
-              WHERE s.limit_key = a.limit_key AND s.claim_id = a.claim_id AND s.held > a.running
-             RETURNING a.held - a.running AS freed)
-           SELECT COALESCE(sum(freed), 0)::int AS freed FROM lowered`,
-  });
-  return result.rows[0]?.freed ?? 0;
+/** What one recount of the slot tallies found and corrected, in slots (each expected 0). */
+export interface SlotRecount {
+  /** Counted for tasks no longer PROCESSING (a way out that did not free its slot): freed. */
+  freed: number;
+  /** Running tasks that no tally counted (a claim that did not add its slots): counted again. */
+  restored: number;
 }
 
 /**
- * Deletes slot claims whose tasks have all left PROCESSING (a claim of the key deletes its own;
- * this covers keys no longer claimed). Needs no lock: nothing raises a row once inserted.
+ * Makes each key's tallies sum to its tasks PROCESSING with a slot claim, both read in this one
+ * statement's snapshot, by booking the difference to the key's pid-0 tally. Every other change to
+ * the tallies is made in the same statement as its tasks' change, so whatever commits after the
+ * snapshot keeps the two in step and the correction stays right. Two recounts overlapping would
+ * book one difference twice: the caller holds the recount lock (lockSlotRecount). The running tasks
+ * are read through the partial index of PROCESSING tasks (tasks_lease_idx).
  */
-export async function pruneEmptySlotClaims(db: Queryable, limit: number): Promise<number> {
-  const result = await db.query({
-    name: 'cm_prune_empty_slot_claims',
-    text: `DELETE FROM coremachine.limit_slot_claims WHERE (limit_key, claim_id) IN (
-             SELECT limit_key, claim_id FROM coremachine.limit_slot_claims WHERE held = 0 LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+export async function reconcileSlotTallies(db: Queryable): Promise<SlotRecount> {
+  const result = await db.query<SlotRecount>({
+    name: 'cm_reconcile_slot_tallies',
+    text: `WITH running AS (
+             SELECT limit_key, count(*) AS n FROM coremachine.tasks WHERE status = 'PROCESSING' AND slot_claim IS NOT NULL GROUP BY 1),
+           tallied AS (SELECT limit_key, sum(held) AS n FROM coremachine.limit_slot_tallies GROUP BY 1),
+           off AS (SELECT limit_key, COALESCE(r.n, 0) - COALESCE(t.n, 0) AS delta FROM running r FULL JOIN tallied t USING (limit_key)),
+           booked AS (
+             INSERT INTO coremachine.limit_slot_tallies AS s (limit_key, backend_pid, held)
+               SELECT limit_key, 0, delta FROM off WHERE delta <> 0
+             ON CONFLICT (limit_key, backend_pid) DO UPDATE SET held = s.held + excluded.held)
+           SELECT COALESCE(sum(-delta) FILTER (WHERE delta < 0), 0)::int AS freed, COALESCE(sum(delta) FILTER (WHERE delta > 0), 0)::int AS restored FROM off`,
+  });
+  return result.rows[0] ?? { freed: 0, restored: 0 };
+}
+
+/** Takes the recount's lock until the transaction ends, if no other janitor holds it: false when one does. */
+export async function lockSlotRecount(db: Queryable): Promise<boolean> {
+  const result = await db.query<{ locked: boolean }>({
+    name: 'cm_lock_slot_recount',
+    text: `SELECT pg_try_advisory_xact_lock(hashtextextended('coremachine.slot-recount', 0)) AS locked`,
+  });
+  return result.rows[0]?.locked === true;
+}
+
+/**
+ * Folds up to `limit` tallies into their key's pid-0 tally: those of backends that have exited,
+ * and those at 0 (deleted; a live session writes a new one when it next claims or settles). The
+ * sum of each key's tallies is unchanged, as one statement moves them, so this is safe at any
+ * moment; a tally its session is writing now is skipped. Then deletes the pid-0 tallies at 0.
+ * Keeps the rows a count of a key reads to one per live session that claims or settles it.
+ */
+export async function foldSlotTallies(db: Queryable, limit: number): Promise<number> {
+  const folded = await db.query<{ n: number }>({
+    name: 'cm_fold_slot_tallies',
+    text: `WITH gone AS (
+             DELETE FROM coremachine.limit_slot_tallies s WHERE (s.limit_key, s.backend_pid) IN (
+               SELECT limit_key, backend_pid FROM coremachine.limit_slot_tallies
+                WHERE backend_pid <> 0 AND (held = 0 OR backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL))
+                LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING s.limit_key, s.held),
+           moved AS (
+             INSERT INTO coremachine.limit_slot_tallies AS s (limit_key, backend_pid, held)
+               SELECT limit_key, 0, sum(held) FROM gone GROUP BY 1 HAVING sum(held) <> 0
+             ON CONFLICT (limit_key, backend_pid) DO UPDATE SET held = s.held + excluded.held)
+           SELECT count(*)::int AS n FROM gone`,
     values: [limit],
   });
-  return result.rowCount ?? 0;
+  await db.query({
+    name: 'cm_prune_empty_slot_tallies',
+    text: `DELETE FROM coremachine.limit_slot_tallies WHERE backend_pid = 0 AND held = 0`,
+  });
+  return folded.rows[0]?.n ?? 0;
 }
 
 /**
@@ -218,7 +247,7 @@ export interface LimitedBatchClaim {
 
 /**
  * Claims a batch of concurrency-limited requests in one round trip (027_limit_slot_claims.sql,
- * 028_claim_before_count.sql): a batch whose requests all name one single key (`singleKey`) is
+ * 028_claim_before_count.sql, 029_limit_slot_tallies.sql): a batch whose requests all name one single key (`singleKey`) is
  * claimed in one update and then counted under the key's lock, and undone if that is over the
  * limit; otherwise, and for what that update did not take, per slot key in key order: lock it,
  * count its holders and claim the fresh candidates that fit, in task-id order. Give the requests

@@ -94,7 +94,7 @@ export async function claimTasks(
     // a nearly empty table), PostgreSQL detects the deadlock and the batch is retried (40P01 is
     // transient). Every lookup is by task id (primary key), never a scan of the stage; the job
     // check is a correlated subquery so no plan can start from the job's (job_id, stage) index.
-    // A task with a slot key takes its slot in the same statement (027_limit_slot_claims.sql); a
+    // A task with a slot key takes its slot in the same statement (029_limit_slot_tallies.sql); a
     // re-claim of an expired lease holds it already. Neither slot_claim nor the waiter mark is
     // indexed, and clearing the mark changes nothing for a task never deferred: the update stays HOT.
     text: `WITH m AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS m(task_id, attempt, lease, limit_key) ORDER BY task_id),
@@ -398,7 +398,7 @@ export async function cancelOpenTasks(db: Queryable, jobId: string): Promise<Arr
              FROM old WHERE t.task_id = old.task_id
            RETURNING t.task_id, old.status = 'PROCESSING' AS was_running, t.limit_key,
                      -- Only a running task holds its slot: a QUEUED one may still name the slot claim
-                     -- of an earlier claim, which its requeue lowered already.
+                     -- of an earlier claim, whose requeue freed it already.
                      CASE WHEN old.status = 'PROCESSING' THEN t.slot_claim END AS slot_claim),
            ${freeSlotsOf('x')}
            SELECT task_id, was_running FROM x`,

@@ -77,22 +77,23 @@ export async function stuckJobs(pool: pg.Pool): Promise<Array<{ job_id: string; 
 }
 
 /**
- * Where the concurrency slots disagree with the task rows (027_limit_slot_claims.sql): a running
- * task with a slot key and no slot claim counting it (the limit could be exceeded: never allowed),
- * or a slot claim counting more or fewer tasks than still run with it (more: a way out of
- * PROCESSING that did not free its slot, which would idle until the janitor's sweep). Every test
- * ends with none of these.
+ * Where the concurrency slots disagree with the task rows (029_limit_slot_tallies.sql): a running
+ * task with a slot key and no slot claim (the limit could be exceeded: never allowed), or a key
+ * whose tallies sum to more or fewer than its tasks running with a slot claim (more: a way out of
+ * PROCESSING that did not free its slot, which would idle until the janitor's recount; fewer: a
+ * claim that did not count its slots). Both read in one snapshot, where they must agree exactly.
+ * Every test ends with none of these.
  */
 export async function slotDisagreements(pool: pg.Pool): Promise<Array<{ task_id: string; problem: string }>> {
   const result = await pool.query<{ task_id: string; problem: string }>(
     `SELECT t.task_id, 'running without its slot' AS problem FROM coremachine.tasks t
-      WHERE t.status = 'PROCESSING' AND t.limit_key IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM coremachine.limit_slot_claims s WHERE s.limit_key = t.limit_key AND s.claim_id = t.slot_claim)
+      WHERE t.status = 'PROCESSING' AND t.limit_key IS NOT NULL AND t.slot_claim IS NULL
      UNION ALL
-     SELECT s.limit_key || ' ' || s.claim_id, 'slot claim counts ' || s.held || ' for ' || n.running || ' running' FROM coremachine.limit_slot_claims s
-      CROSS JOIN LATERAL (SELECT count(*)::int AS running FROM coremachine.tasks t
-                           WHERE t.slot_claim = s.claim_id AND t.limit_key = s.limit_key AND t.status = 'PROCESSING') n
-      WHERE s.held <> n.running
+     SELECT 'key ' || limit_key, 'tallies count ' || COALESCE(s.held, 0) || ' for ' || COALESCE(r.running, 0) || ' running'
+       FROM (SELECT limit_key, sum(held) AS held FROM coremachine.limit_slot_tallies GROUP BY 1) s
+       FULL JOIN (SELECT limit_key, count(*) AS running FROM coremachine.tasks WHERE status = 'PROCESSING' AND slot_claim IS NOT NULL GROUP BY 1) r
+       USING (limit_key)
+      WHERE COALESCE(s.held, 0) <> COALESCE(r.running, 0)
      ORDER BY 1`,
   );
   return result.rows;

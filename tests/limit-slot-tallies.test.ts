@@ -1,23 +1,23 @@
 /**
- * infra/migrations/027_limit_slot_claims.sql: a key's concurrency slots are counted by its slot
- * claims, one row per claiming statement, inserted by the claim and lowered by the statement that
- * moves each task out of PROCESSING, so claims and settles of limited tasks are HOT updates. What
- * must hold:
- * - in every snapshot, every running limited task is counted by its slot claim and every slot claim
- *   counts exactly the tasks still running with it (the harness also checks this after every test
- *   of every suite: slotDisagreements);
+ * infra/migrations/029_limit_slot_tallies.sql: a key's concurrency slots are the sum of its
+ * tallies, one per key and database session, added to by the claims and taken from by the
+ * statements that move tasks out of PROCESSING, each in its own session's tally. What must hold:
+ * - in every snapshot, a key's tallies sum to exactly its tasks running with a slot claim (the
+ *   harness also checks this after every test of every suite: slotDisagreements);
+ * - a session keeps one tally per key however many claims and settles it makes;
  * - only a task a claim deferred is marked as waiting for a slot, and its claim clears the mark;
- * - a slot claim left too high only idles slots until the janitor's sweep recounts it, and the
- *   sweep frees no live slot;
+ * - a tally that disagrees only idles slots (or, too low, lets a key run over) until the janitor's
+ *   recount, which books the difference once however many janitors run, and frees no live slot;
+ * - the janitor folds the tallies of exited sessions and those at 0, leaving each key's sum as it was;
  * - a batch of one key is claimed first and counted after, under the key's lock
- *   (028_claim_before_count.sql): a claim of the key that committed in between is counted, and a
+ *   (028_claim_before_count.sql): a claim of the key committed in between is counted, and a
  *   claim that would go over the limit is undone, so concurrent claims never hold more than it.
  */
 import { z } from 'zod';
 import { expectedSchemaVersion, loadMigrations, migrate } from '../core/db/migrator';
 import { ConcurrencyClaims } from '../core/engine/limits';
 import { RecentDeferrals } from '../core/engine/recent-deferrals';
-import { claimLimitedBatch } from '../core/state/limits-store';
+import { claimLimitedBatch, foldSlotTallies, lockSlotRecount, reconcileSlotTallies } from '../core/state/limits-store';
 import { cancelOpenTasks, releaseClaims } from '../core/state/tasks-store';
 import { defineJob, defineRemoteTask, defineTask, type AnyJobDefinition, type TaskDefinition } from '../models';
 import { slotDisagreements, useTestDatabase, waitForJob } from './support/harness';
@@ -47,7 +47,7 @@ function watchSlots(limitKey: string): { stop(): Promise<{ samples: number; disa
   const loop = (async () => {
     while (running) {
       seen.disagreements.push(...(await slotDisagreements(db.pool)));
-      const held = await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = $1', [limitKey]);
+      const held = await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies WHERE limit_key = $1', [limitKey]);
       const waiting = await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE slot_waiter = $1 AND status = 'QUEUED'", [limitKey]);
       seen.maxHeld = Math.max(seen.maxHeld, held);
       seen.maxWaiting = Math.max(seen.maxWaiting, waiting);
@@ -91,7 +91,7 @@ test('a limit that never binds: slots come and go with their tasks in every snap
   expect(seen.disagreements).toEqual([]);
   expect(seen.maxHeld).toBeGreaterThan(1); // the slots were taken, many at once
   expect(seen.maxWaiting).toBe(0);
-  expect(await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims')).toBe(0);
+  expect(await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies')).toBe(0);
   expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE limit_key = 'slots.free:' AND status = 'COMPLETED' AND slot_waiter IS NULL")).toBe(
     400,
   );
@@ -140,7 +140,7 @@ test('a limit of 1 that binds: never more than one slot, the deferred tasks are 
   expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE limit_key = 'slots.one:' AND slot_waiter IS NOT NULL")).toBe(0);
 }, 60_000);
 
-test('a slot claim left too high idles a slot until the janitor recounts it; the sweep frees no live slot', async () => {
+test('a tally left too high idles a slot until the janitor recounts it; the sweep frees no live slot, and folds the tallies of sessions gone', async () => {
   let release: () => void = () => undefined;
   const gate = new Promise<void>((resolve) => (release = resolve));
   const task = defineTask({
@@ -152,12 +152,10 @@ test('a slot claim left too high idles a slot until the janitor recounts it; the
       return i;
     },
   });
-  // A slot claim counting a task that is gone, as a way out of PROCESSING that forgot to free its
-  // slot would leave it.
-  await db.pool.query(
-    "INSERT INTO coremachine.limit_slot_claims (limit_key, claim_id, held, task_ids) VALUES ('slots.ghost:', gen_random_uuid(), 1, '{no-such-task}')",
-  );
-  const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.ghost:'";
+  // A slot counted for a task that is gone, as a way out of PROCESSING that forgot to free its slot
+  // would leave it, in the tally of a session long gone.
+  await db.pool.query("INSERT INTO coremachine.limit_slot_tallies (limit_key, backend_pid, held) VALUES ('slots.ghost:', 0, 1)");
+  const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies WHERE limit_key = 'slots.ghost:'";
   const cluster = await startLimitsCluster(db.url, [jobOf('slots.ghost_job', task)], 2, 1);
   try {
     const { job } = await cluster.machines[0]!.submitJob('slots.ghost_job', { n: 2 });
@@ -166,34 +164,44 @@ test('a slot claim left too high idles a slot until the janitor recounts it; the
     await sleep(300);
     // The ghost and the first task claimed hold both slots: the other task waits.
     expect(await count(running, [job.jobId])).toBe(1);
-    const live = (await db.pool.query<{ task_id: string }>("SELECT task_id FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'", [job.jobId]))
-      .rows[0]!.task_id;
+    expect(await slotDisagreements(db.pool)).toEqual([{ task_id: 'key slots.ghost:', problem: 'tallies count 2 for 1 running' }]);
 
     const report = await cluster.machines[1]!.sweep();
-    expect(report.freedStaleSlots).toBe(1);
-    // The live task's slot is still counted; the ghost's claim counted nothing and was deleted. The
-    // freed slot may be taken at once by the other task, so slots and running tasks are compared in
-    // one snapshot: equal, where the ghost left in would count one more and the live slot freed one less.
+    expect([report.freedStaleSlots, report.restoredSlots]).toEqual([1, 0]);
+    // The live task's slot is still counted, the ghost's is not. The freed slot may be taken at once
+    // by the other task, so slots and running tasks are compared in one snapshot: equal, where the
+    // ghost left in would count one more and the live slot freed one less.
     const agree = await db.pool.query<{ held: number; running: number }>(
-      `SELECT (SELECT COALESCE(sum(held), 0)::int FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.ghost:') AS held,
+      `SELECT (SELECT COALESCE(sum(held), 0)::int FROM coremachine.limit_slot_tallies WHERE limit_key = 'slots.ghost:') AS held,
               (SELECT count(*)::int FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING') AS running`,
       [job.jobId],
     );
     expect(agree.rows[0]!.held).toBe(agree.rows[0]!.running);
-    expect(await count('SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE $1 = ANY (task_ids) AND held = 1', [live])).toBe(1);
-    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE 'no-such-task' = ANY (task_ids)")).toBe(0);
     // The freed slot is taken by the other task: both run, each in its own slot.
     for (let i = 0; i < 1000 && (await count(running, [job.jobId])) < 2; i++) await sleep(10);
     expect(await count(running, [job.jobId])).toBe(2);
     expect(await count(held)).toBe(2);
     release();
     expect((await waitForJob(cluster.machines[1]!, job.jobId, 30_000)).status).toBe('COMPLETED');
-    expect((await cluster.machines[1]!.sweep()).freedStaleSlots).toBe(0);
-    // The key's slot claims hold nothing any more: the sweep deleted them.
-    expect(await count("SELECT count(*)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.ghost:'")).toBe(0);
+    const after = await cluster.machines[1]!.sweep();
+    expect([after.freedStaleSlots, after.restoredSlots]).toEqual([0, 0]);
+    expect(await count(held)).toBe(0);
   } finally {
     release();
     await cluster.stop();
+  }
+  // The cluster's sessions have ended: a sweep folds their tallies away, and the key reads no row.
+  const janitor = await startLimitsCluster(db.url, [], 1, 1);
+  try {
+    let rows = -1;
+    for (let i = 0; i < 100 && rows !== 0; i++) {
+      await janitor.machines[0]!.sweep();
+      rows = await count("SELECT count(*)::int AS n FROM coremachine.limit_slot_tallies WHERE limit_key = 'slots.ghost:'");
+      if (rows !== 0) await sleep(50);
+    }
+    expect(rows).toBe(0);
+  } finally {
+    await janitor.stop();
   }
 }, 60_000);
 
@@ -218,7 +226,7 @@ test("an operator's release of a remote claim frees its slot in the same stateme
     };
     const first = await claim();
     expect(first).toHaveLength(1); // the limit of 1
-    const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'slots.remote:'";
+    const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies WHERE limit_key = 'slots.remote:'";
     expect(await count(held)).toBe(1);
     await machine.remote.release(first[0]!.taskId);
     expect(await count(held)).toBe(0);
@@ -235,7 +243,7 @@ test("an operator's release of a remote claim frees its slot in the same stateme
   }
 }, 60_000);
 
-test('migration 027 on a database with work in it: running limited tasks keep their slots, queued ones may be woken', async () => {
+test('migrations 027 and 029 on a database with work in it: running limited tasks keep their slots, queued ones may be woken', async () => {
   const old = await createTestDatabase({ migrate: false });
   try {
     await migrate(
@@ -256,11 +264,12 @@ test('migration 027 on a database with work in it: running limited tasks keep th
               ('j-t5', 'j', 1, 5, 'slots.old', 'PROCESSING', '{}', 1, gen_random_uuid(), now() + interval '5 minutes', now(), false, 'k:b')`,
     );
     expect(await migrate(old.pool)).toEqual({ from: 26, to: expectedSchemaVersion() });
-    // One slot claim per key, counting its running tasks.
-    expect((await old.pool.query('SELECT limit_key, held, task_ids FROM coremachine.limit_slot_claims ORDER BY limit_key')).rows).toEqual([
-      { limit_key: 'k:a', held: 2, task_ids: ['j-t0', 'j-t4'] },
-      { limit_key: 'k:b', held: 1, task_ids: ['j-t5'] },
+    // 027 gave each key's running tasks a slot claim; 029 tallies them per key, in the tally of no live session.
+    expect((await old.pool.query('SELECT limit_key, backend_pid, held::int FROM coremachine.limit_slot_tallies ORDER BY limit_key')).rows).toEqual([
+      { limit_key: 'k:a', backend_pid: 0, held: 2 },
+      { limit_key: 'k:b', backend_pid: 0, held: 1 },
     ]);
+    expect((await old.pool.query<{ gone: string | null }>("SELECT to_regclass('coremachine.limit_slot_claims')::text AS gone")).rows).toEqual([{ gone: null }]);
     const waiters = await old.pool.query('SELECT task_id, slot_waiter FROM coremachine.tasks ORDER BY task_id');
     expect(waiters.rows).toEqual([
       { task_id: 'j-t0', slot_waiter: null },
@@ -306,16 +315,19 @@ test('one call claims a batch of one key that fits in a single update, and leave
     ]);
     expect(batch.reclaim).toEqual([{ taskId: 'fast-t4', limitKey: 'fast:' }]);
     expect(batch.deferred).toEqual([]);
-    // The single update's slot claim counts its three; the general path's, the other key's one. (Had
-    // the general path claimed all four, its one slot claim id would be on both rows.)
-    const claims = await db.pool.query<{ limit_key: string; held: number; claim_id: string }>(
-      "SELECT limit_key, held, claim_id FROM coremachine.limit_slot_claims WHERE limit_key IN ('fast:', 'other:') ORDER BY 1, 2",
+    // The single update's three and the general path's one are tallied by key, and each path gave
+    // its tasks its own slot claim id. (Had the general path claimed all four, one id would be on both.)
+    const tallies = await db.pool.query<{ limit_key: string; held: number }>(
+      "SELECT limit_key, sum(held)::int AS held FROM coremachine.limit_slot_tallies WHERE limit_key IN ('fast:', 'other:') GROUP BY 1 ORDER BY 1",
     );
-    expect(claims.rows.map((r) => [r.limit_key, r.held])).toEqual([
+    expect(tallies.rows.map((r) => [r.limit_key, r.held])).toEqual([
       ['fast:', 3],
       ['other:', 1],
     ]);
-    expect(claims.rows[0]?.claim_id).not.toBe(claims.rows[1]?.claim_id);
+    const ids = await db.pool.query<{ slot_claim: string }>(
+      "SELECT DISTINCT slot_claim FROM coremachine.tasks WHERE task_id IN ('fast-t0', 'fast-t1', 'fast-t2', 'fast-t3')",
+    );
+    expect(ids.rows).toHaveLength(2);
 
     // Past the limit: the general path claims what fits and defers the rest.
     for (const i of [5, 6, 7]) await task(i, 'QUEUED', 0, 'fast:');
@@ -331,13 +343,13 @@ test('one call claims a batch of one key that fits in a single update, and leave
   } finally {
     await db.pool.query("UPDATE coremachine.tasks SET status = 'CANCELLED', claim_id = NULL WHERE job_id = 'fast'");
     await db.pool.query("UPDATE coremachine.jobs SET status = 'CANCELLED' WHERE job_id = 'fast'");
-    await db.pool.query("DELETE FROM coremachine.limit_slot_claims WHERE limit_key IN ('fast:', 'other:')");
+    await db.pool.query("DELETE FROM coremachine.limit_slot_tallies WHERE limit_key IN ('fast:', 'other:')");
   }
 });
 
-test('cancelling a job lowers the slot claims of its running tasks only: a requeued task still naming its earlier claim is not counted twice', async () => {
+test('cancelling a job frees the slots of its running tasks only: a requeued task still naming its earlier slot claim is not freed twice', async () => {
   await queuedTasks('cx', 3);
-  const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'cx:'";
+  const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies WHERE limit_key = 'cx:'";
   const claimed = await claimLimitedBatch(
     db.pool,
     ['cx-t0', 'cx-t1', 'cx-t2'].map((taskId) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 10, defaultKey: 'cx:', singleKey: 'cx:' })),
@@ -345,7 +357,7 @@ test('cancelling a job lowers the slot claims of its running tasks only: a reque
   );
   expect(claimed.claimed).toHaveLength(3);
   expect(await count(held)).toBe(3);
-  // A transient fault gives t0's claim back: QUEUED again, its slot freed, its row still counting t1 and t2.
+  // A transient fault gives t0's claim back: QUEUED again, its slot freed, t1 and t2 still counted.
   const t0 = claimed.claimed.find((t) => t.task_id === 'cx-t0')!;
   await releaseClaims(db.pool, [{ taskId: t0.task_id, claimId: t0.claim_id }]);
   expect(await count(held)).toBe(2);
@@ -385,7 +397,7 @@ async function stopJob(prefix: string): Promise<void> {
 test('a batch of one key is counted after its claim, under the lock: a claim of the key committed meanwhile is counted, and over the limit the claim is undone and only what fits is taken', async () => {
   const ids = await queuedTasks('race', 6);
   const request = (taskId: string) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 4, defaultKey: 'race:', singleKey: 'race:' });
-  const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = 'race:'";
+  const held = "SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies WHERE limit_key = 'race:'";
   // Another claim of the key holds the key's lock (a second session, reentrant for itself).
   const other = await db.pool.connect();
   try {
@@ -442,7 +454,7 @@ test('many concurrent claims of one key, each on its own connection, never hold 
       // Exactly the limit: a call defers only what its count under the lock found no slot for.
       expect(claimed).toHaveLength(limit);
       expect(batches.flatMap((b) => b.deferred)).toHaveLength(callers * 4 - limit);
-      expect(await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_claims WHERE limit_key = $1', [`${prefix}:`])).toBe(limit);
+      expect(await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies WHERE limit_key = $1', [`${prefix}:`])).toBe(limit);
       expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'", [prefix])).toBe(limit);
       expect(await slotDisagreements(db.pool)).toEqual([]);
       await stopJob(prefix);
@@ -528,3 +540,131 @@ test('a fast claim waiting for the key while a locked claim of the key wants one
   expect(await slotDisagreements(db.pool)).toEqual([]);
   await stopJob('dl');
 }, 30_000);
+
+test('one session keeps one tally per key however many claims and settles it makes', async () => {
+  const ids = await queuedTasks('one', 12);
+  const pool = createPool(db.url, { max: 1 });
+  try {
+    const request = (taskId: string) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 100, defaultKey: 'one:', singleKey: 'one:' });
+    for (let i = 0; i < 12; i += 3) {
+      const batch = await claimLimitedBatch(pool, ids.slice(i, i + 3).map(request), 'host-one');
+      expect(batch.claimed).toHaveLength(3);
+      // Given back (a transient fault): out of PROCESSING, freed by the same session.
+      await releaseClaims(
+        pool,
+        batch.claimed.slice(0, 1).map((t) => ({ taskId: t.task_id, claimId: t.claim_id })),
+      );
+    }
+    const pid = (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const rows = await db.pool.query("SELECT backend_pid, held::int FROM coremachine.limit_slot_tallies WHERE limit_key = 'one:'");
+    // Four claims of 3 and four releases of 1: one row, counting the 8 still running.
+    expect(rows.rows).toEqual([{ backend_pid: pid, held: 8 }]);
+  } finally {
+    await pool.end();
+  }
+  await stopJob('one');
+});
+
+test('two janitors recounting at once book a difference once, both ways: a tally too high is lowered, one too low raised', async () => {
+  const over = await queuedTasks('over', 2);
+  const under = await queuedTasks('under', 2);
+  const request = (key: string) => (taskId: string) => ({ taskId, attempt: 1, leaseSeconds: 60, limit: 10, defaultKey: key, singleKey: key });
+  expect((await claimLimitedBatch(db.pool, over.map(request('over:')), 'host-a')).claimed).toHaveLength(2);
+  expect((await claimLimitedBatch(db.pool, under.map(request('under:')), 'host-a')).claimed).toHaveLength(2);
+  // Two slots counted for tasks gone, one running task not counted.
+  await db.pool.query("INSERT INTO coremachine.limit_slot_tallies (limit_key, backend_pid, held) VALUES ('over:', 0, 2), ('under:', 0, -1)");
+  const first = await db.pool.connect();
+  const second = await db.pool.connect();
+  try {
+    await first.query('BEGIN');
+    await second.query('BEGIN');
+    expect(await lockSlotRecount(first)).toBe(true);
+    // The second janitor finds the recount taken and skips it: had it recounted in its own
+    // snapshot, before the first commits, it would book the same difference a second time.
+    expect(await lockSlotRecount(second)).toBe(false);
+    expect(await reconcileSlotTallies(first)).toEqual({ freed: 2, restored: 1 });
+    await first.query('COMMIT');
+    await second.query('COMMIT');
+    await second.query('BEGIN');
+    expect(await lockSlotRecount(second)).toBe(true);
+    expect(await reconcileSlotTallies(second)).toEqual({ freed: 0, restored: 0 });
+    await second.query('COMMIT');
+  } finally {
+    first.release();
+    second.release();
+  }
+  expect(await slotDisagreements(db.pool)).toEqual([]);
+  await stopJob('over');
+  await stopJob('under');
+});
+
+test("folding moves the tallies of exited sessions to the key's pid-0 tally, deletes those at 0, and leaves a live session's alone", async () => {
+  const live = await db.pool.connect();
+  try {
+    const pid = (await live.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const gone = (await live.query<{ pid: number }>('SELECT max(pid) + 1000 AS pid FROM pg_stat_activity')).rows[0]!.pid;
+    // Sums to 0, as no task of the key runs: a session gone that claimed 2, a live one that freed 3, and 1 booked to pid 0.
+    await live.query(
+      "INSERT INTO coremachine.limit_slot_tallies (limit_key, backend_pid, held) VALUES ('fold:', $1, 2), ('fold:', $2, -3), ('fold:', 0, 1), ('fold0:', $2, 0)",
+      [gone, pid],
+    );
+    // Other tests' sessions have exited too: their tallies are folded along (each key's sum unchanged).
+    expect(await foldSlotTallies(db.pool, 1000)).toBeGreaterThanOrEqual(2);
+    const rows = async () =>
+      (
+        await db.pool.query<{ limit_key: string; backend_pid: number; held: number }>(
+          "SELECT limit_key, backend_pid, held::int FROM coremachine.limit_slot_tallies WHERE limit_key LIKE 'fold%' ORDER BY 1, 2",
+        )
+      ).rows;
+    expect(await rows()).toEqual([
+      { limit_key: 'fold:', backend_pid: 0, held: 3 },
+      { limit_key: 'fold:', backend_pid: pid, held: -3 },
+    ]);
+    // A tally its session is writing is skipped, not waited for; pid 0's at 0 is deleted.
+    await live.query('BEGIN');
+    await live.query("UPDATE coremachine.limit_slot_tallies SET held = 0 WHERE limit_key = 'fold:' AND backend_pid = $1", [pid]);
+    await db.pool.query("UPDATE coremachine.limit_slot_tallies SET held = 0 WHERE limit_key = 'fold:' AND backend_pid = 0");
+    await foldSlotTallies(db.pool, 1000);
+    expect(await rows()).toEqual([{ limit_key: 'fold:', backend_pid: pid, held: -3 }]);
+    await live.query('COMMIT');
+    // At 0 now, the live session's is deleted too: it writes a new one when it next claims or settles.
+    await foldSlotTallies(db.pool, 1000);
+    expect(await rows()).toEqual([]);
+  } finally {
+    live.release();
+  }
+});
+
+test('recounts and folds made while many sessions claim and settle a key find nothing to correct', async () => {
+  const task = defineTask({
+    type: 'slots.busy',
+    parameters: Indexed,
+    concurrency: { limit: 10_000 },
+    handler: async ({ i }) => {
+      await sleep(i % 4);
+      return i;
+    },
+  });
+  const cluster = await startLimitsCluster(db.url, [jobOf('slots.busy_job', task)], 3, 8);
+  const corrections: Array<[number, number]> = [];
+  let sweeps = 0;
+  try {
+    const { job } = await cluster.machines[0]!.submitJob('slots.busy_job', { n: 600 });
+    let done = false;
+    const janitors = [0, 1, 2].map(async (m) => {
+      while (!done) {
+        const report = await cluster.machines[m]!.sweep();
+        corrections.push([report.freedStaleSlots, report.restoredSlots]);
+        sweeps++;
+      }
+    });
+    const finished = await waitForJob(cluster.machines[1]!, job.jobId, 60_000);
+    done = true;
+    await Promise.all(janitors);
+    expect([finished.status, finished.result]).toEqual(['COMPLETED', 600]);
+  } finally {
+    await cluster.stop();
+  }
+  expect(sweeps).toBeGreaterThan(3);
+  expect(corrections.filter(([freed, restored]) => freed + restored > 0)).toEqual([]);
+}, 90_000);
