@@ -17,7 +17,7 @@ import { CoreMachine } from '../core/engine/core-machine';
 import { Registry } from '../core/registry';
 import { InProcessTransport } from '../core/transport/in-process-transport';
 import { InProcessWorker } from '../core/worker';
-import { captureLogger } from './support/harness';
+import { captureLogger, slotDisagreements } from './support/harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 const INSTANCES = 4;
@@ -78,6 +78,9 @@ test(`${INSTANCES} instances × pool ${POOL_PER_INSTANCE} through a role limited
     parameters: z.object({ index: z.number().int(), value: z.number().int() }),
     // No retry policy: a single attempt. A transient fault counted as an attempt would fail the task.
     leaseSeconds: 20,
+    // A limit that binds now and then (up to 96 tasks can be claimed at once): its slots are taken
+    // and freed, and its claims deferred, on connections that die.
+    concurrency: { limit: 40 },
     handler: async ({ index, value }, ctx) => {
       executions.set(ctx.taskId, (executions.get(ctx.taskId) ?? 0) + 1);
       await sleep(index % 5);
@@ -168,6 +171,10 @@ test(`${INSTANCES} instances × pool ${POOL_PER_INSTANCE} through a role limited
     expect(counters.rows).toEqual([]);
     expect((await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.stages')).rows[0]?.n).toBe(JOBS * 3);
     expect((await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM coremachine.dead_letters')).rows[0]?.n).toBe(0);
+    // A killed connection rolls its transaction back whole: the slot tallies still agree with the
+    // tasks, and with every task done they hold nothing.
+    expect(await slotDisagreements(admin)).toEqual([]);
+    expect((await admin.query<{ n: number }>('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies')).rows[0]?.n).toBe(0);
     expect([transport.jobs, transport.tasks, transport.submissions].map((queue) => queue.deadLetters.length)).toEqual([0, 0, 0]);
 
     const rescheduled = logs.filter((line) => line.includes('rescheduled after a transient fault')).length;
