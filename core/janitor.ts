@@ -24,7 +24,7 @@ import {
   type StallCandidate,
 } from './state/janitor-store';
 import { findStage } from './state/stages-store';
-import { pruneIdleRateBuckets } from './state/limits-store';
+import { NOTHING_RECOUNTED, pruneIdleRateBuckets } from './state/limits-store';
 import { recountSlots } from './engine/limits';
 import { pruneStaleWorkers } from './state/workers-store';
 import { lockJobs } from './state/jobs-store';
@@ -112,7 +112,7 @@ export async function sweep(deps: JanitorDeps, options: JanitorOptions): Promise
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneIdleRateBuckets(client, IDLE_RATE_BUCKET_SECONDS, options.batchSize) })),
     0,
   );
-  const slots = await attempt(() => recountSlots(unitOfWork, options.batchSize), { freed: 0, restored: 0 });
+  const slots = await attempt(() => recountSlots(unitOfWork, options.batchSize), NOTHING_RECOUNTED);
   const prunedWorkers = await attempt(
     () => commit(unitOfWork, async ({ client }) => ({ value: await pruneStaleWorkers(client, options.workerRetentionMs / 1000, options.batchSize) })),
     0,

@@ -18,6 +18,7 @@ import {
   waitingTasksOfKey,
   type LimitedTaskState,
   type SlotRecount,
+  NOTHING_RECOUNTED,
 } from '../state/limits-store';
 import { claimRemoteTasksOfKey, type RemoteClaim } from '../state/remote-tasks-store';
 import { claimTasks, type ClaimedTask } from '../state/tasks-store';
@@ -356,7 +357,7 @@ export async function wakeWaitingTasks(unitOfWork: UnitOfWork, limitKey: string,
  */
 export async function recountSlots(unitOfWork: UnitOfWork, limit: number): Promise<SlotRecount> {
   const recount = await commit(unitOfWork, async ({ client }) => ({
-    value: (await lockSlotRecount(client)) ? await reconcileSlotTallies(client) : { freed: 0, restored: 0 },
+    value: (await lockSlotRecount(client)) ? await reconcileSlotTallies(client) : NOTHING_RECOUNTED,
   }));
   await commit(unitOfWork, async ({ client }) => ({ value: await foldSlotTallies(client, limit) }));
   return recount;

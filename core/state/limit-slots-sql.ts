@@ -11,9 +11,7 @@
  * key. A re-claim of an expired lease keeps the slot claim it has, and adds nothing.
  */
 export function takeSlotsOf(cte: string, claimIdParam: string): string {
-  return `take_slots AS (INSERT INTO coremachine.limit_slot_tallies AS s (limit_key, backend_pid, held)
-             SELECT ${cte}.limit_key, pg_backend_pid(), count(*) FROM ${cte} WHERE ${cte}.slot_claim = ${claimIdParam} GROUP BY 1
-             ON CONFLICT (limit_key, backend_pid) DO UPDATE SET held = s.held + excluded.held)`;
+  return `take_slots AS (${addToTallies(`SELECT ${cte}.limit_key, pg_backend_pid(), count(*) FROM ${cte} WHERE ${cte}.slot_claim = ${claimIdParam} GROUP BY 1`)})`;
 }
 
 /**
@@ -35,7 +33,16 @@ export function slotClaimOf(keyExpression: string, claimIdParam: string): string
  * has no slot claim, and a statement none of whose tasks held one writes nothing.
  */
 export function freeSlotsOf(cte: string): string {
-  return `free_slots AS (INSERT INTO coremachine.limit_slot_tallies AS s (limit_key, backend_pid, held)
-             SELECT ${cte}.limit_key, pg_backend_pid(), -count(*) FROM ${cte} WHERE ${cte}.slot_claim IS NOT NULL GROUP BY 1
-             ON CONFLICT (limit_key, backend_pid) DO UPDATE SET held = s.held + excluded.held)`;
+  return `free_slots AS (${addToTallies(`SELECT ${cte}.limit_key, pg_backend_pid(), -count(*) FROM ${cte} WHERE ${cte}.slot_claim IS NOT NULL GROUP BY 1`)})`;
+}
+
+/**
+ * Adds to slot tallies: `select` gives (limit_key, backend_pid, amount) rows, at most one per
+ * tally, and each amount is added to its tally, which is created at that amount if missing. Claims,
+ * exits, the janitor's recount and its fold all add this way (029's claim function, in SQL, too);
+ * only the fold deletes a tally, and it adds the tally's value to pid 0's in the same statement.
+ */
+export function addToTallies(select: string): string {
+  return `INSERT INTO coremachine.limit_slot_tallies AS s (limit_key, backend_pid, held) ${select}
+             ON CONFLICT (limit_key, backend_pid) DO UPDATE SET held = s.held + excluded.held`;
 }

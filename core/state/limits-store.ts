@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/pool';
 import type { TaskRow } from './rows';
+import { addToTallies } from './limit-slots-sql';
 import { numberArray, textArray } from './pg-arrays';
 import type { ClaimedTask } from './tasks-store';
 
@@ -147,6 +148,9 @@ export interface SlotRecount {
   restored: number;
 }
 
+/** A recount that corrected nothing (or was not made). */
+export const NOTHING_RECOUNTED: SlotRecount = Object.freeze({ freed: 0, restored: 0 });
+
 /**
  * Makes each key's tallies sum to its tasks PROCESSING with a slot claim, both read in this one
  * statement's snapshot, by booking the difference to the key's pid-0 tally. Every other change to
@@ -166,13 +170,10 @@ export async function reconcileSlotTallies(db: Queryable): Promise<SlotRecount> 
               WHERE status = 'PROCESSING' AND slot_claim IS NOT NULL AND EXISTS (SELECT 1 FROM coremachine.limit_slot_tallies) GROUP BY 1),
            tallied AS (SELECT limit_key, sum(held) AS n FROM coremachine.limit_slot_tallies GROUP BY 1),
            off AS (SELECT limit_key, COALESCE(r.n, 0) - COALESCE(t.n, 0) AS delta FROM running r FULL JOIN tallied t USING (limit_key)),
-           booked AS (
-             INSERT INTO coremachine.limit_slot_tallies AS s (limit_key, backend_pid, held)
-               SELECT limit_key, 0, delta FROM off WHERE delta <> 0
-             ON CONFLICT (limit_key, backend_pid) DO UPDATE SET held = s.held + excluded.held)
+           booked AS (${addToTallies('SELECT limit_key, 0, delta FROM off WHERE delta <> 0')})
            SELECT COALESCE(sum(-delta) FILTER (WHERE delta < 0), 0)::int AS freed, COALESCE(sum(delta) FILTER (WHERE delta > 0), 0)::int AS restored FROM off`,
   });
-  return result.rows[0] ?? { freed: 0, restored: 0 };
+  return result.rows[0] ?? NOTHING_RECOUNTED;
 }
 
 /** Takes the recount's lock until the transaction ends, if no other janitor holds it: false when one does. */
@@ -200,10 +201,7 @@ export async function foldSlotTallies(db: Queryable, limit: number): Promise<num
                 WHERE backend_pid <> 0 AND (held = 0 OR backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL))
                 LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING s.limit_key, s.held),
-           moved AS (
-             INSERT INTO coremachine.limit_slot_tallies AS s (limit_key, backend_pid, held)
-               SELECT limit_key, 0, sum(held) FROM gone GROUP BY 1 HAVING sum(held) <> 0
-             ON CONFLICT (limit_key, backend_pid) DO UPDATE SET held = s.held + excluded.held)
+           moved AS (${addToTallies('SELECT limit_key, 0, sum(held) FROM gone GROUP BY 1 HAVING sum(held) <> 0')})
            SELECT count(*)::int AS n FROM gone`,
     values: [limit],
   });
