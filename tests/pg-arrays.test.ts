@@ -22,6 +22,15 @@ test('text arrays round-trip whatever the elements hold', async () => {
     'ünïcødé 😀',
     null,
     'a'.repeat(100),
+    // Runs of one value are encoded once and repeated (a batch's slot keys): plain, quoted and null.
+    'scope:',
+    'scope:',
+    'quo"te',
+    'quo"te',
+    null,
+    null,
+    'NULL',
+    'NULL',
   ];
   const { rows } = await db.pool.query<{ t: Array<string | null> }>('SELECT $1::text[] AS t', [textArray(values)]);
   expect(rows[0]?.t).toEqual(values);

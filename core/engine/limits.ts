@@ -139,40 +139,36 @@ export class ConcurrencyClaims {
 
   private async claimAll(batches: ReadonlyArray<readonly LimitedBatchRequest[]>): Promise<Map<readonly LimitedBatchRequest[], ConcurrencyOutcome[]>> {
     const now = Date.now();
-    const binds = (key: string): boolean => this.deferrals.within(key, BINDING_KEY_MS, now);
     const requests = batches.flat();
     // In task-id order, the order every multi-row task lock in the engine takes (the fast path
-    // claims them as given).
+    // claims them as given). A key that deferred a moment ago goes the locked way.
     const input = requests
-      .map((request) => (request.singleKey !== null && binds(request.singleKey) ? { ...request, singleKey: null } : request))
+      .map((request) =>
+        request.singleKey !== null && this.deferrals.within(request.singleKey, BINDING_KEY_MS, now) ? { ...request, singleKey: null } : request,
+      )
       .sort((a, b) => (a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : 0));
     // Retried as any claim is: one whose answer was lost with its connection holds its tasks
     // until their leases expire, and the janitor gives them back (a lease loss, not an attempt).
     const batch = await retryTransient(() => claimLimitedBatch(this.pool, input, this.workerId));
     for (const { limitKey } of batch.deferred) this.deferrals.note(limitKey, now);
-    const outcomes = new Map<LimitedBatchRequest, ConcurrencyOutcome>();
-    // Two batches may carry messages of the same task (a redelivery), decided once in SQL: one of
-    // them claims (or re-claims) it and the others are left undecided (the caller finds them
-    // duplicates); a deferral defers them all.
-    const byTask = new Map<string, LimitedBatchRequest[]>();
-    for (const request of requests) {
-      const same = byTask.get(request.taskId);
-      if (same) same.push(request);
-      else byTask.set(request.taskId, [request]);
-    }
-    const first = (taskId: string): LimitedBatchRequest | undefined => byTask.get(taskId)?.[0];
-    for (const task of batch.claimed) {
-      const request = first(task.task_id);
-      if (request) outcomes.set(request, { kind: 'claimed', task });
-    }
-    for (const { taskId, limitKey } of batch.reclaim) {
-      const request = first(taskId);
-      if (request) outcomes.set(request, { kind: 'reclaim', limitKey });
-    }
-    for (const { taskId, limitKey, limit } of batch.deferred)
-      for (const request of byTask.get(taskId) ?? []) outcomes.set(request, { kind: 'deferred', limitKey, limit });
+    // Two batches may carry messages of the same task (a redelivery), decided once in SQL: the
+    // first request of the task (in batch order) claims or re-claims it and the others are left
+    // undecided (the caller finds them duplicates); a deferral defers them all. One pass over the
+    // requests, with a map per outcome: this runs for every limited task.
+    const claimed = new Map<string, ConcurrencyOutcome>();
+    for (const task of batch.claimed) claimed.set(task.task_id, { kind: 'claimed', task });
+    for (const { taskId, limitKey } of batch.reclaim) claimed.set(taskId, { kind: 'reclaim', limitKey });
+    const deferred = new Map<string, ConcurrencyOutcome>();
+    for (const { taskId, limitKey, limit } of batch.deferred) deferred.set(taskId, { kind: 'deferred', limitKey, limit });
     const undecided: ConcurrencyOutcome = { kind: 'undecided' };
-    return new Map(batches.map((requests) => [requests, requests.map((request) => outcomes.get(request) ?? undecided)]));
+    const outcomeOf = (request: LimitedBatchRequest): ConcurrencyOutcome => {
+      const outcome = claimed.get(request.taskId);
+      if (outcome === undefined) return deferred.get(request.taskId) ?? undecided;
+      // Taken by this request: a later request of the same task finds it undecided.
+      claimed.delete(request.taskId);
+      return outcome;
+    };
+    return new Map(batches.map((requests) => [requests, requests.map(outcomeOf)]));
   }
 }
 
@@ -204,27 +200,33 @@ export async function claimLimitedTasks(
   // this process is claiming at the same moment, is read, locked key by key, counted and claimed in
   // one round trip (026_claim_limited_batch.sql), as an unlimited claim is.
   // A rate bucket, or a re-claim of a lost lease, takes a unit of work per key below.
-  const byConcurrency = requests.flatMap((request) => {
+  // One pass sorts the requests by their limits: this runs for every limited task.
+  const byConcurrency: LimitedClaimRequest[] = [];
+  const batchRequests: LimitedBatchRequest[] = [];
+  const rated: LimitedClaimRequest[] = [];
+  for (const request of requests) {
     const limits = registry.limitsOf(request.taskType);
-    return limits?.limit !== undefined && limits.perSecond === undefined ? [{ request, limits, limit: limits.limit }] : [];
-  });
-  const outcomes = await concurrencyClaims.claim(
-    byConcurrency.map(({ request, limits, limit }) => ({
-      taskId: request.taskId,
-      attempt: request.attempt,
-      leaseSeconds: request.leaseSeconds,
-      limit,
-      defaultKey: `${limits.scope}:`,
-      singleKey: limits.keyed ? null : `${limits.scope}:`,
-    })),
-  );
+    if (limits?.perSecond !== undefined) rated.push(request);
+    else if (limits?.limit !== undefined) {
+      const scopeKey = `${limits.scope}:`;
+      byConcurrency.push(request);
+      batchRequests.push({
+        taskId: request.taskId,
+        attempt: request.attempt,
+        leaseSeconds: request.leaseSeconds,
+        limit: limits.limit,
+        defaultKey: scopeKey,
+        singleKey: limits.keyed ? null : scopeKey,
+      });
+    }
+  }
+  const outcomes = await concurrencyClaims.claim(batchRequests);
   outcomes.forEach((outcome, i) => {
-    const { request, limits } = byConcurrency[i] as (typeof byConcurrency)[number];
+    const request = byConcurrency[i] as LimitedClaimRequest;
     if (outcome.kind === 'claimed') claimed.push(outcome.task);
     else if (outcome.kind === 'deferred') deferred.set(request.taskId, { reason: slotsTaken(outcome.limit, outcome.limitKey), limitKey: outcome.limitKey });
-    else if (outcome.kind === 'reclaim') addTo(outcome.limitKey, limits, 'reclaim', request);
+    else if (outcome.kind === 'reclaim') addTo(outcome.limitKey, registry.limitsOf(request.taskType) as TaskLimits, 'reclaim', request);
   });
-  const rated = requests.filter((r) => registry.limitsOf(r.taskType)?.perSecond !== undefined);
   const states = new Map(
     rated.length === 0
       ? []

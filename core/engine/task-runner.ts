@@ -134,7 +134,12 @@ export class TaskRunner {
     const claimedFor = new Map<number, string>();
     try {
       // Limited task types are claimed under their keys' locks; what cannot start now is deferred.
-      const requests = limited.map((p) => ({ ...p.message, leaseSeconds: leaseOfType(this.registry, p.message.taskType) }));
+      const requests = limited.map(({ message }) => ({
+        taskId: message.taskId,
+        attempt: message.attempt,
+        taskType: message.taskType,
+        leaseSeconds: leaseOfType(this.registry, message.taskType),
+      }));
       const deferred = await claimLimitedTasks(this.pool, this.unitOfWork, this.registry, requests, claimed, workerId, this.concurrencyClaims);
       for (const { index, message } of limited) {
         const deferral = deferred.get(message.taskId);

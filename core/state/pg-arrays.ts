@@ -14,7 +14,9 @@ export function textArray(values: ReadonlyArray<string | null | undefined>): str
   const parts = new Array<string>(values.length);
   for (let i = 0; i < values.length; i++) {
     const value = values[i];
-    if (value === null || value === undefined) parts[i] = 'NULL';
+    // A run of one value (a batch's slot keys, its job id) is encoded once.
+    if (i > 0 && value === values[i - 1]) parts[i] = parts[i - 1] as string;
+    else if (value === null || value === undefined) parts[i] = 'NULL';
     // An unquoted NULL (any case) would be read as a null element.
     else if (PLAIN.test(value) && !(value.length === 4 && value.toUpperCase() === 'NULL')) parts[i] = value;
     else parts[i] = `"${value.replace(/[\\"]/g, '\\$&')}"`;
