@@ -11,11 +11,14 @@
  * `--held` batches running (so a key holds slots, as in a run) and settles the oldest after each
  * claim; the settled tasks are then put back to QUEUED (not timed), so the same rows are claimed
  * again. The variants alternate in blocks of 50 claims, and the table gives each one's median block:
- * microseconds per task as the client sees them, round trip and commit included. Read the claim
+ * microseconds per task as the client sees them, round trip and commit included, and the CPU the
+ * session's backend spent on each statement (from /proc/<pid>/schedstat, to the nanosecond: unlike
+ * the client's time it holds no wait for the disk or the scheduler). Read the claim
  * and the settle together: a limited claim commits without waiting for its WAL flush
  * (lockLimitKey in core/state/limits-store.ts says why), so the settle after it, which waits,
  * flushes the claim's WAL too, and part of what the claim saves shows up in the settle's column.
  */
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createPool } from '../core/db/pool';
@@ -64,17 +67,36 @@ async function seedJob(pool: pg.Pool, jobId: string, limitKey: string | null): P
   return Array.from({ length: TASKS }, (_, i) => `${jobId}-${String(i).padStart(6, '0')}`);
 }
 
-interface Variant {
-  /** One claim, and the settle of the oldest batch held: µs per task of each. */
-  step(): Promise<{ claimUs: number; settleUs: number | null }>;
+interface Step {
+  claimUs: number;
+  settleUs: number | null;
+  claimCpuUs: number;
+  settleCpuUs: number | null;
 }
 
-function variant(pool: pg.Pool, taskIds: string[], flags: { batch: number; held: number; limit: number }, limitKey: string | null): Variant {
+interface Variant {
+  /** One claim, and the settle of the oldest batch held: µs per task of each, as the client waited and as the backend spent CPU. */
+  step(): Promise<Step>;
+}
+
+/** CPU nanoseconds the backend has run so far (it runs on this machine: findServer accepts no other). */
+function backendNs(pid: number): number {
+  return Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+}
+
+function variant(
+  pool: pg.Pool,
+  backendPid: number,
+  taskIds: string[],
+  flags: { batch: number; held: number; limit: number },
+  limitKey: string | null,
+): Variant {
   let next = 0;
   const running: ClaimedTask[][] = [];
   return {
     async step() {
       const ids = Array.from({ length: flags.batch }, () => taskIds[next++ % taskIds.length] as string);
+      const claimCpuAt = backendNs(backendPid);
       const claimedAt = process.hrtime.bigint();
       const claimed =
         limitKey === null
@@ -92,22 +114,25 @@ function variant(pool: pg.Pool, taskIds: string[], flags: { batch: number; held:
               )
             ).claimed;
       const claimUs = Number(process.hrtime.bigint() - claimedAt) / 1000 / flags.batch;
+      const claimCpuUs = (backendNs(backendPid) - claimCpuAt) / 1000 / flags.batch;
       if (claimed.length !== flags.batch) throw new Error(`a claim took ${claimed.length} of ${flags.batch} tasks`);
       running.push(claimed);
-      if (running.length <= flags.held) return { claimUs, settleUs: null };
+      if (running.length <= flags.held) return { claimUs, settleUs: null, claimCpuUs, settleCpuUs: null };
       const oldest = running.shift() as ClaimedTask[];
+      const settleCpuAt = backendNs(backendPid);
       const settledAt = process.hrtime.bigint();
       const settled = await settleTasks(
         pool,
         oldest.map((task) => ({ taskId: task.task_id, jobId: task.job_id, claimId: task.claim_id, result: 1 })),
       );
       const settleUs = Number(process.hrtime.bigint() - settledAt) / 1000 / flags.batch;
+      const settleCpuUs = (backendNs(backendPid) - settleCpuAt) / 1000 / flags.batch;
       if (settled.length !== oldest.length) throw new Error(`a settle took ${settled.length} of ${oldest.length} tasks`);
       await pool.query(
         `UPDATE coremachine.tasks SET status = 'QUEUED', attempt = 0, result = NULL, started_at = NULL, finished_at = NULL WHERE task_id = ANY($1)`,
         [oldest.map((task) => task.task_id)],
       );
-      return { claimUs, settleUs };
+      return { claimUs, settleUs, claimCpuUs, settleCpuUs };
     },
   };
 }
@@ -120,37 +145,49 @@ async function main(): Promise<void> {
   const pool = createPool(database.url, { max: 1 });
   try {
     await migrate(pool);
+    // The pool's one connection, so the one backend whose CPU each statement is measured on.
+    const backendPid = (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
     const variants: Array<[string, Variant]> = [
-      ['limited', variant(pool, await seedJob(pool, 'lim', 'bench.claim:'), flags, 'bench.claim:')],
-      ['unlimited', variant(pool, await seedJob(pool, 'unl', null), flags, null)],
+      ['limited', variant(pool, backendPid, await seedJob(pool, 'lim', 'bench.claim:'), flags, 'bench.claim:')],
+      ['unlimited', variant(pool, backendPid, await seedJob(pool, 'unl', null), flags, null)],
     ];
     await pool.query('VACUUM ANALYZE');
     for (const [, v] of variants) for (let i = 0; i < 2 * BLOCK; i++) await v.step(); // warm-up: plans cached, pages read
-    const blocks = new Map(variants.map(([label]) => [label, { claim: [] as number[], settle: [] as number[] }]));
+    type Part = 'claim' | 'settle' | 'claimCpu' | 'settleCpu';
+    const parts: Part[] = ['claim', 'settle', 'claimCpu', 'settleCpu'];
+    const blocks = new Map(
+      variants.map(([label]) => [label, { claim: [] as number[], settle: [] as number[], claimCpu: [] as number[], settleCpu: [] as number[] }]),
+    );
     for (let block = 0; block < flags.blocks; block++) {
       for (const [label, v] of variants) {
-        let claim = 0;
-        let settle = 0;
+        const sums = { claim: 0, settle: 0, claimCpu: 0, settleCpu: 0 };
+        // The first steps of a run hold their batches and settle none.
+        let settled = 0;
         for (let i = 0; i < BLOCK; i++) {
           const step = await v.step();
-          claim += step.claimUs;
-          settle += step.settleUs ?? 0;
+          sums.claim += step.claimUs;
+          sums.claimCpu += step.claimCpuUs;
+          if (step.settleUs !== null && step.settleCpuUs !== null) {
+            sums.settle += step.settleUs;
+            sums.settleCpu += step.settleCpuUs;
+            settled++;
+          }
         }
-        blocks.get(label)?.claim.push(claim / BLOCK);
-        blocks.get(label)?.settle.push(settle / BLOCK);
+        const of = blocks.get(label);
+        for (const part of parts) of?.[part].push(sums[part] / (part === 'claim' || part === 'claimCpu' ? BLOCK : Math.max(1, settled)));
       }
     }
     process.stdout.write(
       `one session, batches of ${flags.batch}, ${flags.held} held, limit ${flags.limit}, ${flags.blocks} blocks of ${BLOCK} claims per variant (medians)\n`,
     );
-    process.stdout.write('variant      claim µs/task  settle µs/task  both µs/task\n');
-    const row = (label: string, claim: number, settle: number): string =>
-      `${label.padEnd(12)} ${claim.toFixed(1).padStart(13)} ${settle.toFixed(1).padStart(15)} ${(claim + settle).toFixed(1).padStart(13)}\n`;
-    const of = (label: string) => blocks.get(label) as { claim: number[]; settle: number[] };
-    for (const [label] of variants) process.stdout.write(row(label, median(of(label).claim), median(of(label).settle)));
+    process.stdout.write('µs per task    client: claim  settle   both   PostgreSQL CPU: claim  settle   both\n');
+    const row = (label: string, value: (part: Part) => number): string =>
+      `${label.padEnd(12)} ${value('claim').toFixed(1).padStart(15)} ${value('settle').toFixed(1).padStart(7)} ${(value('claim') + value('settle')).toFixed(1).padStart(6)}` +
+      ` ${value('claimCpu').toFixed(1).padStart(22)} ${value('settleCpu').toFixed(1).padStart(7)} ${(value('claimCpu') + value('settleCpu')).toFixed(1).padStart(6)}\n`;
+    const of = (label: string) => blocks.get(label) as Record<Part, number[]>;
+    for (const [label] of variants) process.stdout.write(row(label, (part) => median(of(label)[part])));
     // Block by block, as the variants alternate: the limit's extra in the same stretch of time.
-    const extra = (part: 'claim' | 'settle'): number => median(of('limited')[part].map((value, i) => value - (of('unlimited')[part][i] as number)));
-    process.stdout.write(row('extra', extra('claim'), extra('settle')));
+    process.stdout.write(row('extra', (part) => median(of('limited')[part].map((value, i) => value - (of('unlimited')[part][i] as number)))));
   } finally {
     await pool.end();
     await dropDatabase(server.adminUrl, database.name);
