@@ -396,6 +396,64 @@ test('concurrent batches of one process share a limited claim: the limit holds e
   }
 }, 30_000);
 
+test('a never-binding limit: a task in four batches claimed at once runs once, its other messages are duplicates, each batch gets its own outcomes, and no slot is left held', async () => {
+  const runs: number[] = [];
+  const work = defineTask({
+    type: 'limits.shared_free',
+    parameters: z.object({ i: z.number().int() }),
+    concurrency: { limit: 100 },
+    handler: ({ i }) => {
+      runs.push(i);
+      return i;
+    },
+  });
+  const job = defineJob({ type: 'limits.shared_free_job', parameters: z.object({ n: z.number().int() }) })
+    .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
+    .finalize(async ({ previous }) => (await previous.all()).length);
+  const transport = new InProcessTransport();
+  const machine = await CoreMachine.create({ pool: db.pool, registry: new Registry().register(job), transport, logger: captureLogger([]) });
+  try {
+    const { job: submitted } = await machine.submitJob('limits.shared_free_job', { n: 8 });
+    expect(await machine.processJobMessage({ jobId: submitted.jobId, jobType: 'limits.shared_free_job', stage: 1 })).toMatchObject({ kind: 'started' });
+    const tasks = await machine.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 8 });
+    const message = (i: number) => ({ taskId: tasks[i]!.taskId, jobId: submitted.jobId, stage: 1, taskType: 'limits.shared_free', attempt: 1 });
+    // Started in one tick, so the process claims the four batches in one call; task 0 leads each batch but the third.
+    const batches = [
+      [message(0), message(1), message(2)],
+      [message(0), message(3), message(4)],
+      [message(5), message(0)],
+      [message(0), message(6), message(7)],
+    ];
+    const outcomes = await Promise.all(batches.map((bodies) => machine.processTaskMessages(bodies)));
+    // Each batch's outcomes are its own messages', in order: the first message of task 0 (the first batch's) ran it.
+    expect(outcomes.map((batch) => batch.map((o) => [o.kind, o.taskId]))).toEqual([
+      [
+        ['completed', tasks[0]!.taskId],
+        ['completed', tasks[1]!.taskId],
+        ['completed', tasks[2]!.taskId],
+      ],
+      [
+        ['duplicate', tasks[0]!.taskId],
+        ['completed', tasks[3]!.taskId],
+        ['completed', tasks[4]!.taskId],
+      ],
+      [
+        ['completed', tasks[5]!.taskId],
+        ['duplicate', tasks[0]!.taskId],
+      ],
+      [
+        ['duplicate', tasks[0]!.taskId],
+        ['completed', tasks[6]!.taskId],
+        ['completed', tasks[7]!.taskId],
+      ],
+    ]);
+    expect(runs.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(await count('SELECT COALESCE(sum(held), 0)::int AS n FROM coremachine.limit_slot_tallies')).toBe(0);
+  } finally {
+    await transport.close();
+  }
+});
+
 test('a limited task whose lease ran out is claimed again by its message at the same attempt, in its slot, and runs', async () => {
   const runs: Array<{ taskId: string; attempt: number }> = [];
   let hang = true;
