@@ -341,30 +341,43 @@ test('limits are checked when a task type is defined and when it is registered; 
   }
 });
 
-test('concurrent batches of one process share a limited claim: the limit holds exactly, a task in two batches runs once, and the rest is deferred', async () => {
-  let release: () => void = () => undefined;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  const started: string[] = [];
+/**
+ * One job of 8 tasks of a type under `limit`, its stage started by hand on one machine (no worker),
+ * so a test sends the task messages itself, in batches of its own making.
+ */
+async function startEightTasks(
+  name: string,
+  limit: number,
+  handler: (i: number, taskId: string) => Promise<number> | number,
+): Promise<{ machine: CoreMachine; transport: InProcessTransport; jobId: string; taskIds: string[]; message: (i: number) => Record<string, unknown> }> {
   const work = defineTask({
-    type: 'limits.shared_claim',
+    type: `limits.${name}`,
     parameters: z.object({ i: z.number().int() }),
-    concurrency: { limit: 3 },
-    handler: async ({ i }, ctx) => {
-      started.push(ctx.taskId);
-      await released;
-      return i;
-    },
+    concurrency: { limit },
+    handler: ({ i }, ctx) => handler(i, ctx.taskId),
   });
-  const job = defineJob({ type: 'limits.shared_claim_job', parameters: z.object({ n: z.number().int() }) })
+  const job = defineJob({ type: `limits.${name}_job`, parameters: z.object({ n: z.number().int() }) })
     .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
     .finalize(async ({ previous }) => (await previous.all()).length);
   const transport = new InProcessTransport();
   const machine = await CoreMachine.create({ pool: db.pool, registry: new Registry().register(job), transport, logger: captureLogger([]) });
+  const { job: submitted } = await machine.submitJob(`limits.${name}_job`, { n: 8 });
+  expect(await machine.processJobMessage({ jobId: submitted.jobId, jobType: `limits.${name}_job`, stage: 1 })).toMatchObject({ kind: 'started' });
+  const taskIds = (await machine.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 8 })).map((task) => task.taskId);
+  const message = (i: number) => ({ taskId: taskIds[i], jobId: submitted.jobId, stage: 1, taskType: `limits.${name}`, attempt: 1 });
+  return { machine, transport, jobId: submitted.jobId, taskIds, message };
+}
+
+test('concurrent batches of one process share a limited claim: the limit holds exactly, a task in two batches runs once, and the rest is deferred', async () => {
+  let release: () => void = () => undefined;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const started: string[] = [];
+  const { machine, transport, jobId, message } = await startEightTasks('shared_claim', 3, async (i, taskId) => {
+    started.push(taskId);
+    await released;
+    return i;
+  });
   try {
-    const { job: submitted } = await machine.submitJob('limits.shared_claim_job', { n: 8 });
-    expect(await machine.processJobMessage({ jobId: submitted.jobId, jobType: 'limits.shared_claim_job', stage: 1 })).toMatchObject({ kind: 'started' });
-    const tasks = await machine.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 8 });
-    const message = (i: number) => ({ taskId: tasks[i]!.taskId, jobId: submitted.jobId, stage: 1, taskType: 'limits.shared_claim', attempt: 1 });
     // Four batches in flight at once, as a host's concurrent deliveries are; task 0 is in every batch.
     const batches = [
       [message(0), message(1), message(2)],
@@ -377,7 +390,7 @@ test('concurrent batches of one process share a limited claim: the limit holds e
     await sleep(100);
     expect(started).toHaveLength(3);
     expect(new Set(started).size).toBe(3);
-    expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE status = 'PROCESSING' AND job_id = $1", [submitted.jobId])).toBe(3);
+    expect(await count("SELECT count(*)::int AS n FROM coremachine.tasks WHERE status = 'PROCESSING' AND job_id = $1", [jobId])).toBe(3);
     release();
     const outcomes = (await Promise.all(processing)).flat();
     const kinds = outcomes.reduce<Record<string, number>>((tally, outcome) => ({ ...tally, [outcome.kind]: (tally[outcome.kind] ?? 0) + 1 }), {});
@@ -389,7 +402,7 @@ test('concurrent batches of one process share a limited claim: the limit holds e
       true,
     );
     // No worker here sends the deferred messages again: the job is cancelled, not left running.
-    expect((await machine.cancelJob(submitted.jobId)).status).toBe('CANCELLED');
+    expect((await machine.cancelJob(jobId)).status).toBe('CANCELLED');
   } finally {
     release();
     await transport.close();
@@ -398,25 +411,11 @@ test('concurrent batches of one process share a limited claim: the limit holds e
 
 test('a never-binding limit: a task in four batches claimed at once runs once, its other messages are duplicates, each batch gets its own outcomes, and no slot is left held', async () => {
   const runs: number[] = [];
-  const work = defineTask({
-    type: 'limits.shared_free',
-    parameters: z.object({ i: z.number().int() }),
-    concurrency: { limit: 100 },
-    handler: ({ i }) => {
-      runs.push(i);
-      return i;
-    },
+  const { machine, transport, taskIds, message } = await startEightTasks('shared_free', 100, (i) => {
+    runs.push(i);
+    return i;
   });
-  const job = defineJob({ type: 'limits.shared_free_job', parameters: z.object({ n: z.number().int() }) })
-    .stage({ name: 'all', task: work, fanOut: ({ parameters }) => Array.from({ length: parameters.n }, (_, i) => ({ i })) })
-    .finalize(async ({ previous }) => (await previous.all()).length);
-  const transport = new InProcessTransport();
-  const machine = await CoreMachine.create({ pool: db.pool, registry: new Registry().register(job), transport, logger: captureLogger([]) });
   try {
-    const { job: submitted } = await machine.submitJob('limits.shared_free_job', { n: 8 });
-    expect(await machine.processJobMessage({ jobId: submitted.jobId, jobType: 'limits.shared_free_job', stage: 1 })).toMatchObject({ kind: 'started' });
-    const tasks = await machine.listTasks(submitted.jobId, { stage: 1, afterIndex: -1, limit: 8 });
-    const message = (i: number) => ({ taskId: tasks[i]!.taskId, jobId: submitted.jobId, stage: 1, taskType: 'limits.shared_free', attempt: 1 });
     // Started in one tick, so the process claims the four batches in one call; task 0 leads each batch but the third.
     const batches = [
       [message(0), message(1), message(2)],
@@ -428,23 +427,23 @@ test('a never-binding limit: a task in four batches claimed at once runs once, i
     // Each batch's outcomes are its own messages', in order: the first message of task 0 (the first batch's) ran it.
     expect(outcomes.map((batch) => batch.map((o) => [o.kind, o.taskId]))).toEqual([
       [
-        ['completed', tasks[0]!.taskId],
-        ['completed', tasks[1]!.taskId],
-        ['completed', tasks[2]!.taskId],
+        ['completed', taskIds[0]],
+        ['completed', taskIds[1]],
+        ['completed', taskIds[2]],
       ],
       [
-        ['duplicate', tasks[0]!.taskId],
-        ['completed', tasks[3]!.taskId],
-        ['completed', tasks[4]!.taskId],
+        ['duplicate', taskIds[0]],
+        ['completed', taskIds[3]],
+        ['completed', taskIds[4]],
       ],
       [
-        ['completed', tasks[5]!.taskId],
-        ['duplicate', tasks[0]!.taskId],
+        ['completed', taskIds[5]],
+        ['duplicate', taskIds[0]],
       ],
       [
-        ['duplicate', tasks[0]!.taskId],
-        ['completed', tasks[6]!.taskId],
-        ['completed', tasks[7]!.taskId],
+        ['duplicate', taskIds[0]],
+        ['completed', taskIds[6]],
+        ['completed', taskIds[7]],
       ],
     ]);
     expect(runs.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
