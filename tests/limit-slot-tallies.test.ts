@@ -64,6 +64,29 @@ function watchSlots(limitKey: string): { stop(): Promise<{ samples: number; disa
   };
 }
 
+/**
+ * One job of `n` tasks run to COMPLETED on two instances (task batches of `taskBatchSize`), with
+ * the slots of `limitKey` watched from submit to the end.
+ */
+async function runWatched(
+  jobType: string,
+  task: TaskDefinition<typeof Indexed, number>,
+  limitKey: string,
+  n: number,
+  taskBatchSize: number,
+): Promise<{ samples: number; disagreements: unknown[]; maxHeld: number; maxWaiting: number }> {
+  const cluster = await startLimitsCluster(db.url, [jobOf(jobType, task)], 2, taskBatchSize);
+  const watch = watchSlots(limitKey);
+  try {
+    const { job } = await cluster.machines[0]!.submitJob(jobType, { n });
+    const done = await waitForJob(cluster.machines[1]!, job.jobId, 60_000);
+    expect([done.status, done.result]).toEqual(['COMPLETED', n]);
+  } finally {
+    await cluster.stop();
+  }
+  return watch.stop();
+}
+
 test('a limit that never binds: slots come and go with their tasks in every snapshot, no task is marked as waiting, and the task rows are updated in place (HOT)', async () => {
   const task = defineTask({
     type: 'slots.free',
@@ -77,16 +100,7 @@ test('a limit that never binds: slots come and go with their tasks in every snap
   const before = await db.pool.query<{ upd: string; hot: string }>(
     "SELECT n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relid = 'coremachine.tasks'::regclass",
   );
-  const cluster = await startLimitsCluster(db.url, [jobOf('slots.free_job', task)], 2, 8);
-  const watch = watchSlots('slots.free:');
-  try {
-    const { job } = await cluster.machines[0]!.submitJob('slots.free_job', { n: 400 });
-    const done = await waitForJob(cluster.machines[1]!, job.jobId, 60_000);
-    expect([done.status, done.result]).toEqual(['COMPLETED', 400]);
-  } finally {
-    await cluster.stop();
-  }
-  const seen = await watch.stop();
+  const seen = await runWatched('slots.free_job', task, 'slots.free:', 400, 8);
   expect(seen.samples).toBeGreaterThan(5);
   expect(seen.disagreements).toEqual([]);
   expect(seen.maxHeld).toBeGreaterThan(1); // the slots were taken, many at once
@@ -124,16 +138,7 @@ test('a limit of 1 that binds: never more than one slot, the deferred tasks are 
       return i;
     },
   });
-  const cluster = await startLimitsCluster(db.url, [jobOf('slots.one_job', task)], 2, 1);
-  const watch = watchSlots('slots.one:');
-  try {
-    const { job } = await cluster.machines[0]!.submitJob('slots.one_job', { n: 8 });
-    const done = await waitForJob(cluster.machines[1]!, job.jobId, 60_000);
-    expect([done.status, done.result]).toEqual(['COMPLETED', 8]);
-  } finally {
-    await cluster.stop();
-  }
-  const seen = await watch.stop();
+  const seen = await runWatched('slots.one_job', task, 'slots.one:', 8, 1);
   expect(seen.disagreements).toEqual([]);
   expect(seen.maxHeld).toBe(1);
   expect(seen.maxWaiting).toBeGreaterThan(0);
