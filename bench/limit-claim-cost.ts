@@ -127,7 +127,7 @@ function variant(
       );
       const settleUs = Number(process.hrtime.bigint() - settledAt) / 1000 / flags.batch;
       const settleCpuUs = (backendNs(backendPid) - settleCpuAt) / 1000 / flags.batch;
-      if (settled.length !== oldest.length) throw new Error(`a settle took ${settled.length} of ${oldest.length} tasks`);
+      if (settled.tasks.length !== oldest.length) throw new Error(`a settle took ${settled.tasks.length} of ${oldest.length} tasks`);
       await pool.query(
         `UPDATE coremachine.tasks SET status = 'QUEUED', attempt = 0, result = NULL, started_at = NULL, finished_at = NULL WHERE task_id = ANY($1)`,
         [oldest.map((task) => task.task_id)],

@@ -234,6 +234,17 @@ export class DeadlineExceededError extends CoreMachineError {
 }
 
 /** A claim that is no longer current (lease expired and re-claimed, task cancelled or finished). */
+/**
+ * A unit of work declared to send one statement (run without BEGIN and COMMIT) tried a second: a
+ * bug in the caller's declaration. The second statement is not sent.
+ */
+export class SingleStatementError extends CoreMachineError {
+  override readonly type = 'SingleStatementError';
+  constructor() {
+    super('a single-statement unit of work tried to send a second statement; it would not be atomic with the first, so it was not sent');
+  }
+}
+
 export class LeaseLostError extends CoreMachineError {
   override readonly type = 'LeaseLostError';
   override readonly nonRetryable = true;

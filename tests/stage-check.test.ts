@@ -183,7 +183,7 @@ test('on a table of deployment size, a multi-task settle locks its rows in task 
     expect(later.rowCount).toBe(expected.rows[0]!.n);
     await prober.query('ROLLBACK');
     await holder.query('ROLLBACK');
-    expect(await settled).toHaveLength(n / 2);
+    expect((await settled).tasks).toHaveLength(n / 2);
     await settler.query('COMMIT');
   } finally {
     await prober.query('ROLLBACK');

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { parseIntoClientConfig } from 'pg-connection-string';
 import { preparedStatementsFromEnv, type CoreMachineConfig } from '../config';
+import { SingleStatementError } from '../errors';
 import { DEFAULT_TRANSIENT_RETRY, retryTransient, type TransientRetryPolicy } from './retry-transient';
 
 export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
@@ -83,6 +84,12 @@ function withoutStatementNames(client: pg.PoolClient): void {
 export interface TransactionOptions {
   /** Retries of the whole transaction on a transient fault; `false` for none. */
   retry?: TransientRetryPolicy | false;
+  /**
+   * The work sends at most one statement: it runs as its own implicit transaction (one statement
+   * is atomic), without BEGIN and COMMIT, two round trips fewer. A second statement would not be
+   * atomic with the first, so it throws SingleStatementError before it is sent.
+   */
+  singleStatement?: boolean;
 }
 
 /**
@@ -94,8 +101,33 @@ export interface TransactionOptions {
  */
 export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
   const retry = options.retry ?? DEFAULT_TRANSIENT_RETRY;
-  if (retry === false) return transactionOnce(pool, work);
-  return retryTransient(() => transactionOnce(pool, work), retry);
+  const once = options.singleStatement ? singleStatementOnce : transactionOnce;
+  if (retry === false) return once(pool, work);
+  return retryTransient(() => once(pool, work), retry);
+}
+
+/** A work of one statement: that statement's implicit transaction is the transaction. */
+async function singleStatementOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (error: Error) => {
+    broken = error;
+  };
+  client.on('error', onError);
+  let sent = 0;
+  // The work sees the client with a guarded query; everything else is the client's own.
+  const guarded = Object.create(client) as pg.PoolClient;
+  guarded.query = ((...args: Parameters<pg.PoolClient['query']>) => {
+    sent++;
+    if (sent > 1) return Promise.reject(new SingleStatementError());
+    return (client.query as (...a: unknown[]) => unknown)(...args);
+  }) as pg.PoolClient['query'];
+  try {
+    return await work(guarded);
+  } finally {
+    client.off('error', onError);
+    client.release(broken);
+  }
 }
 
 async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {

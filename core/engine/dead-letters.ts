@@ -103,7 +103,7 @@ export async function processDeadLetter(
     if (!claimId) return { outcome: 'recorded', after: NOTHING_AFTER_COMMIT };
     const settled = await settleTasks(db, [{ taskId: task.taskId, jobId: task.jobId, claimId, error: { ...error, stage: task.stage, taskId: task.taskId } }]);
     context.logger.error('task failed: its message was dead-lettered', { jobId: task.jobId, taskId: task.taskId, stage: task.stage, reason: letter.reason });
-    return { outcome: 'task-failed', after: await followSettledTasks(db, settled) };
+    return { outcome: 'task-failed', after: followSettledTasks(settled) };
   }
 
   if (!job) return { outcome: 'recorded', after: NOTHING_AFTER_COMMIT };

@@ -1,7 +1,6 @@
 import type { ErrorShape } from '../../models';
 import type { Queryable } from '../db/pool';
-import { countStageResults } from '../state/stages-store';
-import { settleTasks, type SettledTask, type TaskOutcome } from '../state/tasks-store';
+import { settleTasks, type Settled, type TaskOutcome } from '../state/tasks-store';
 import { afterCommit, type AfterCommit } from './after-commit';
 import type { OutboxIntent } from './outbox';
 import { stageNeedsCheck, type StageCheck } from './stage-check';
@@ -14,17 +13,28 @@ import { recordTaskLogs } from './task-logs';
  */
 
 /**
- * Commits outcomes of claimed tasks: task rows (fenced by claim, locked in task id order), then
- * each stage's counter moved once by its k results, in a fixed (job, stage) order so concurrent
- * batches cannot deadlock. The job row is not locked here: many instances committing results of
+ * Commits outcomes of claimed tasks in one statement (settleTasks): task rows (fenced by claim,
+ * locked in task id order), then each stage's counter moved once by its k results, in a fixed
+ * (job, stage) order so concurrent batches cannot deadlock. The job row is not locked here: many instances committing results of
  * one job would queue on it. What the job must do next runs as a stage check after the commit.
  */
 export async function recordTaskOutcomes(db: Queryable, outcomes: readonly TaskOutcome[]): Promise<{ settled: Set<string>; after: AfterCommit }> {
   const settled = await settleTasks(db, outcomes);
-  const after = await followSettledTasks(db, settled);
+  const after = followSettledTasks(settled);
   // What the attempts logged goes with their outcomes; no statement when none did.
-  await recordTaskLogs(db, outcomes, settled);
-  return { settled: new Set(settled.map((row) => row.task_id)), after };
+  await recordTaskLogs(db, outcomes, settled.tasks);
+  return { settled: new Set(settled.tasks.map((row) => row.task_id)), after };
+}
+
+/**
+ * Whether recording these outcomes is one statement (the settle, with its count): so when none
+ * is a retry (whose next message is an outbox row) and none logged (task log rows). The unit of
+ * work then runs it without BEGIN and COMMIT (core/db/pool.ts, `singleStatement`), which refuses a
+ * second statement should this ever disagree with recordTaskOutcomes and followSettledTasks.
+ */
+export function recordsInOneStatement(outcomes: readonly TaskOutcome[]): boolean {
+  for (const outcome of outcomes) if (outcome.retryAt !== undefined || outcome.logs !== undefined) return false;
+  return true;
 }
 
 /**
@@ -33,44 +43,35 @@ export async function recordTaskOutcomes(db: Queryable, outcomes: readonly TaskO
  * tolerance, gets a stage check (core/engine/stage-check.ts) that advances or fails the job
  * under the job row lock once this transaction has committed.
  */
-export async function followSettledTasks(db: Queryable, settled: readonly SettledTask[]): Promise<AfterCommit> {
-  type Group = { jobId: string; stage: number; completed: number; failed: number; firstError?: ErrorShape };
-  const groups = new Map<string, Group>();
+export function followSettledTasks(settled: Settled): AfterCommit {
   const intents: OutboxIntent[] = [];
-  const stageChecks: StageCheck[] = [];
-  // A commit's rows are nearly always of one stage: the key is built only when the stage changes.
-  let last: Group | undefined;
-  for (const row of settled) {
+  // Each stage's first error: the one a job failed by its tolerance reports. Failures are rare.
+  const firstErrors = new Map<string, ErrorShape>();
+  for (const row of settled.tasks) {
     if (row.status === 'QUEUED') {
       // A retry: not counted; its next attempt is a scheduled message (remote tasks are polled).
       if (!row.remote) {
         const message = { taskId: row.task_id, jobId: row.job_id, stage: row.stage, taskType: row.task_type, attempt: row.attempt + 1 };
         intents.push({ kind: 'task', jobId: row.job_id, message, ...(row.retry_at ? { notBefore: row.retry_at } : {}) });
       }
-      continue;
+    } else if (row.status === 'FAILED' && row.error) {
+      const key = stageKey(row.job_id, row.stage);
+      if (!firstErrors.has(key)) firstErrors.set(key, row.error);
     }
-    let group = last;
-    if (group?.jobId !== row.job_id || group.stage !== row.stage) {
-      const key = `${row.job_id}\u0000${String(row.stage).padStart(6, '0')}`;
-      group = groups.get(key) ?? { jobId: row.job_id, stage: row.stage, completed: 0, failed: 0 };
-      groups.set(key, group);
-      last = group;
-    }
-    if (row.status === 'FAILED') {
-      group.failed++;
-      group.firstError ??= row.error ?? undefined;
-    } else group.completed++;
   }
-  for (const key of [...groups.keys()].sort()) {
-    const group = groups.get(key);
-    if (!group) continue;
-    const stageRow = await countStageResults(db, group.jobId, group.stage, group.completed, group.failed);
+  const stageChecks: StageCheck[] = [];
+  for (const stage of settled.stages) {
+    const firstError = firstErrors.size === 0 ? undefined : firstErrors.get(stageKey(stage.job_id, stage.stage));
     // Past the stage's tolerance (0 for fail fast) the job fails with the error that tipped it.
-    if (stageNeedsCheck(stageRow, group.firstError !== undefined)) {
-      stageChecks.push({ jobId: group.jobId, stage: group.stage, ...(group.firstError ? { firstError: group.firstError } : {}) });
-    } else if (stageRow.status === 'PROCESSING') {
-      stageChecks.push({ jobId: group.jobId, stage: group.stage, probe: true, ...(group.firstError ? { firstError: group.firstError } : {}) });
+    if (stageNeedsCheck(stage, firstError !== undefined)) {
+      stageChecks.push({ jobId: stage.job_id, stage: stage.stage, ...(firstError ? { firstError } : {}) });
+    } else if (stage.status === 'PROCESSING') {
+      stageChecks.push({ jobId: stage.job_id, stage: stage.stage, probe: true, ...(firstError ? { firstError } : {}) });
     }
   }
   return afterCommit({ intents, stageChecks });
+}
+
+function stageKey(jobId: string, stage: number): string {
+  return `${jobId}\u0000${stage}`;
 }

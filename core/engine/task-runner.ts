@@ -13,7 +13,7 @@ import { ConcurrencyClaims, claimLimitedTasks, wakeWaitingTasks } from './limits
 import { RecentDeferrals } from './recent-deferrals';
 import { GroupCommitter } from './group-commit';
 import { SharedClaims } from './shared-claims';
-import { recordTaskOutcomes } from './task-outcomes';
+import { recordsInOneStatement, recordTaskOutcomes } from './task-outcomes';
 import { LeaseKeeper, TaskAbort, type RunningTask } from './running-tasks';
 import type { RunningTaskAbort } from './after-commit';
 import { commit } from './commit';
@@ -331,7 +331,7 @@ export class TaskRunner {
         const recorded = await recordTaskOutcomes(client, results);
         return { value: recorded.settled, ...recorded.after };
       },
-      { retry: RESULT_COMMIT_RETRY },
+      { retry: RESULT_COMMIT_RETRY, singleStatement: recordsInOneStatement(results) },
     );
     return new Map(results.map((result) => [result, settled.has(result.taskId)]));
   }

@@ -105,31 +105,35 @@ export async function findCurrentStages(db: Queryable, jobs: ReadonlyArray<{ job
   return result.rows.map(withShardSums);
 }
 
+/** A stage's counts as one settle sees them: what decides whether it calls for a stage check. */
+export type StageCount = Pick<StageRow, 'job_id' | 'stage' | 'status' | 'total' | 'completed' | 'failed' | 'max_failures' | 'creating'>;
+
 /**
- * Adds one transaction's completions and failures to its backend's shard of the stage's counts,
- * and returns the stage with the counts this statement can see: the committed shards of others
- * plus its own. Concurrent commits do not see each other, so a commit whose view does not reach
- * the total reads the counts again after it commits (core/engine/stage-check.ts).
+ * The part of a settle statement (settleTasks) that counts its results: `settled` names a CTE of
+ * (job_id, stage, status) rows, and this adds their completions and failures to this backend's
+ * shard of each stage's counts, stages in (job, stage) order so concurrent settles cannot deadlock
+ * on shared shards. It defines `stage_counts_seen`: per stage, a JSON StageCount (null `status`
+ * when the stage row does not exist) with the counts this statement can see: the committed shards
+ * of others plus its own. Concurrent commits do not see each other, so a commit whose view does not
+ * reach the total reads the counts again after it commits (core/engine/stage-check.ts).
  */
-export async function countStageResults(db: Queryable, jobId: string, stage: number, completed: number, failed: number): Promise<StageRow> {
-  const result = await db.query<WithShardSums>({
-    name: 'cm_count_stage_results',
-    // The statement's snapshot does not see its own upsert: its shard is added from RETURNING.
-    text: `WITH mine AS (
+export function countSettledResultsOf(settled: string): string {
+  // The statement's snapshot does not see its own upsert: its shard is added from RETURNING.
+  return `settled_results AS (
+             SELECT job_id, stage, count(*) FILTER (WHERE status = 'COMPLETED')::int AS completed, count(*) FILTER (WHERE status = 'FAILED')::int AS failed
+               FROM ${settled} WHERE status IN ('COMPLETED', 'FAILED') GROUP BY job_id, stage),
+           mine AS (
              INSERT INTO coremachine.stage_counts AS c (job_id, stage, shard, completed, failed)
-             VALUES ($1, $2, pg_backend_pid() % ${SHARDS}, $3, $4)
+             SELECT job_id, stage, pg_backend_pid() % ${SHARDS}, completed, failed FROM settled_results ORDER BY job_id, stage
              ON CONFLICT (job_id, stage, shard) DO UPDATE SET completed = c.completed + EXCLUDED.completed, failed = c.failed + EXCLUDED.failed
-             RETURNING c.shard, c.completed, c.failed)
-           SELECT s.*, (mine.completed + others.completed)::int AS shard_completed, (mine.failed + others.failed)::int AS shard_failed
-             FROM coremachine.stages s, mine,
-                  LATERAL (SELECT COALESCE(sum(o.completed), 0) AS completed, COALESCE(sum(o.failed), 0) AS failed
-                             FROM coremachine.stage_counts o WHERE o.job_id = $1 AND o.stage = $2 AND o.shard <> mine.shard) others
-            WHERE s.job_id = $1 AND s.stage = $2`,
-    values: [jobId, stage, completed, failed],
-  });
-  const row = result.rows[0];
-  if (!row) throw new Error(`stage ${stage} of job ${jobId} does not exist but has task results`);
-  return withShardSums(row);
+             RETURNING c.job_id, c.stage, c.shard, c.completed, c.failed),
+           stage_counts_seen AS (
+             SELECT json_build_object('job_id', mine.job_id, 'stage', mine.stage, 'status', s.status, 'total', s.total,
+                      'completed', s.completed + mine.completed + others.completed, 'failed', s.failed + mine.failed + others.failed,
+                      'max_failures', s.max_failures, 'creating', s.creating) AS stage_count
+               FROM mine LEFT JOIN coremachine.stages s ON s.job_id = mine.job_id AND s.stage = mine.stage,
+                    LATERAL (SELECT COALESCE(sum(o.completed), 0)::int AS completed, COALESCE(sum(o.failed), 0)::int AS failed
+                               FROM coremachine.stage_counts o WHERE o.job_id = mine.job_id AND o.stage = mine.stage AND o.shard <> mine.shard) others)`;
 }
 
 /** Compare-and-set on the stage's own status. */

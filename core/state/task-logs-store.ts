@@ -59,7 +59,7 @@ export async function insertTaskLogs(db: Queryable, batches: readonly SettledTas
   const result = await db.query<{ job_id: string; lines: number }>({
     name: 'cm_insert_task_logs',
     // The statement's snapshot does not see its own upserts: a task's first number comes from its
-    // count row's RETURNING, this shard's job count from its RETURNING (as countStageResults does).
+    // count row's RETURNING, this shard's job count from its RETURNING (as the settle's count does, stages-store.ts).
     text: `WITH t AS MATERIALIZED (
              SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[]) AS t(task_id, job_id, attempt, n, dropped)),
            counted AS (

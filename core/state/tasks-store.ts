@@ -4,6 +4,7 @@ import type { Queryable } from '../db/pool';
 import type { PayloadRef } from '../payloads/payload-store';
 import { boolArray, jsonArray, numberArray, textArray, timestampArray } from './pg-arrays';
 import type { TaskRow } from './rows';
+import { countSettledResultsOf, type StageCount } from './stages-store';
 import { freeSlotsOf, slotClaimOf, takeSlotsOf } from './limit-slots-sql';
 import type { TaskLogBatch } from './task-logs-store';
 
@@ -182,13 +183,20 @@ export interface TaskOutcome {
 
 export type SettledTask = Pick<TaskRow, 'task_id' | 'job_id' | 'stage' | 'status' | 'error' | 'attempt' | 'task_type' | 'remote' | 'retry_at'>;
 
+/** What a settle changed: the tasks it settled, and the counts of each stage it counted results of. */
+export interface Settled {
+  tasks: SettledTask[];
+  stages: StageCount[];
+}
+
 /**
- * Records results and failures of claimed tasks in one statement. Fenced by claim_id: a claim
- * that is no longer current (lease expired and re-claimed, or task cancelled) changes nothing.
+ * Records results and failures of claimed tasks, and counts them into their stages, in one
+ * statement. Fenced by claim_id: a claim that is no longer current (lease expired and re-claimed,
+ * or task cancelled) changes nothing. Lock order: the task rows, then the stages' count shards.
  */
-export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[]): Promise<SettledTask[]> {
-  if (outcomes.length === 0) return [];
-  const result = await db.query<SettledTask>({
+export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[]): Promise<Settled> {
+  if (outcomes.length === 0) return { tasks: [], stages: [] };
+  const result = await db.query<SettledTask & { stage_count: StageCount | null }>({
     name: 'cm_settle_tasks',
     // Locked in task_id order by the update itself, as a claim is (see claimTasks: on a nearly empty
     // table the plan may visit rows in heap order, and a deadlock with a cancel is detected and
@@ -210,8 +218,12 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
            FROM o
            WHERE t.task_id = o.task_id AND t.status = 'PROCESSING' AND t.claim_id = o.claim_id
            RETURNING t.task_id, t.job_id, t.stage, t.status, t.error, t.attempt, t.task_type, t.remote, t.retry_at, t.limit_key, t.slot_claim),
-           ${freeSlotsOf('s')}
-           SELECT task_id, job_id, stage, status, error, attempt, task_type, remote, retry_at FROM s`,
+           ${freeSlotsOf('s')},
+           ${countSettledResultsOf('s')}
+           -- One result: a row per settled task, then a row per counted stage (its task columns NULL).
+           SELECT task_id, job_id, stage, status, error, attempt, task_type, remote, retry_at, NULL::json AS stage_count FROM s
+           UNION ALL
+           SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, stage_count FROM stage_counts_seen`,
     values: [
       textArray(outcomes.map((o) => o.taskId)),
       textArray(outcomes.map((o) => o.claimId)),
@@ -222,7 +234,15 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
       outcomes.some((o) => o.resultRef && !o.error) ? jsonArray(outcomes.map((o) => (o.resultRef && !o.error ? JSON.stringify(o.resultRef) : null))) : null,
     ],
   });
-  return result.rows;
+  const settled: Settled = { tasks: [], stages: [] };
+  for (const row of result.rows) {
+    // A task row is kept as it came (its NULL stage_count too): no copy per settled task.
+    if (row.stage_count === null) settled.tasks.push(row);
+    else if (row.stage_count.status === null) {
+      throw new Error(`stage ${row.stage_count.stage} of job ${row.stage_count.job_id} does not exist but has task results`);
+    } else settled.stages.push(row.stage_count);
+  }
+  return settled;
 }
 
 /**
