@@ -1,9 +1,4 @@
 import pg from 'pg';
-import { ceilingRun } from './ceiling-run';
-import { coreMachineRun } from './coremachine-run';
-import { graphileRun } from './graphile-run';
-import { pgBossRun } from './pgboss-run';
-import { scaleRun } from './scale-run';
 import type { ChildMessage, RunResult, RunSpec } from './protocol';
 import { backendCpu, cpuDeltaMs, otherActiveSessions, readServerCounters, waitForNoBackends } from './server';
 import { SqlCounter } from './sql-counter';
@@ -14,21 +9,25 @@ import type { SystemRun } from './system-run';
  * One run in its own process, so peak RSS, heap and JIT state belong to that run alone.
  * The orchestrator (run.ts) forks this file, sends a RunSpec and gets one ChildMessage back.
  */
+/* eslint-disable @typescript-eslint/no-require-imports -- deferred on purpose: a run loads only its own system */
 function systemFor(spec: RunSpec, counter: SqlCounter): SystemRun {
+  // Only the measured system's modules are loaded (required here, not imported at the top): another
+  // system's libraries (graphile-worker, pg-boss, …) would sit in this run's heap and count in its RSS.
   switch (spec.system) {
     case 'coremachine':
     case 'coremachine-fair':
-      return coreMachineRun(spec, counter);
+      return (require('./coremachine-run') as typeof import('./coremachine-run')).coreMachineRun(spec, counter);
     case 'graphile-worker':
-      return graphileRun(spec, counter);
+      return (require('./graphile-run') as typeof import('./graphile-run')).graphileRun(spec, counter);
     case 'pg-boss':
-      return pgBossRun(spec, counter);
+      return (require('./pgboss-run') as typeof import('./pgboss-run')).pgBossRun(spec, counter);
     case 'ceiling':
-      return ceilingRun(spec, counter);
+      return (require('./ceiling-run') as typeof import('./ceiling-run')).ceilingRun(spec, counter);
     case 'coremachine-scale':
-      return scaleRun(spec, counter);
+      return (require('./scale-run') as typeof import('./scale-run')).scaleRun(spec, counter);
   }
 }
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 async function measure(spec: RunSpec): Promise<RunResult> {
   const counter = new SqlCounter();
