@@ -28,7 +28,9 @@ export interface Committed<T> {
  * report the transitions, abort the handlers it stopped and dispatch the messages. It returns the
  * stage checks the work called for as data; the engine runs them (core/engine/commit.ts, the only
  * caller). A crash after commit loses nothing: the outbox rows stay for the janitor's sweep, and a
- * stage check not yet run is found by its stall sweep.
+ * stage check not yet run is found by its stall sweep. A work that declares `singleStatement`
+ * (a settle with no retry and no log lines) records no intents, so its one statement is the
+ * transaction (core/db/pool.ts).
  */
 export class UnitOfWork {
   constructor(
