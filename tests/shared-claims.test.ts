@@ -122,3 +122,26 @@ test('a claim that fails for one batch (not a database fault) sends that batch b
     await transport.close();
   }
 });
+
+test('a task asked for at two attempts by two batches of one claim goes to the batch whose attempt was claimed, whichever asked first', async () => {
+  const { runs, pool, transport, machine, jobId, tasks, message } = await startStage('attempts', 2);
+  try {
+    const queries = jest.spyOn(pool, 'query');
+    // The first batch carries a message of an attempt the task is not at (a stale or future copy);
+    // the second carries the current one, which claims it.
+    const outcomes = await Promise.all([machine.processTaskMessages([{ ...message(0), attempt: 2 }, message(1)]), machine.processTaskMessages([message(0)])]);
+    // One claim statement for both batches: the shared claim had to tell the two attempts apart.
+    expect(queries.mock.calls.filter(([config]) => (config as { name?: string } | undefined)?.name === 'cm_claim_tasks')).toHaveLength(1);
+    queries.mockRestore();
+    expect(outcomes[1]).toEqual([{ kind: 'completed', taskId: tasks[0]!.taskId }]);
+    expect(outcomes[0][0]).toMatchObject({ taskId: tasks[0]!.taskId });
+    expect(outcomes[0][0]!.kind).not.toBe('completed');
+    expect(outcomes[0][1]).toEqual({ kind: 'completed', taskId: tasks[1]!.taskId });
+    expect(runs.sort()).toEqual(tasks.map((task) => task.taskId).sort());
+    const [jobMessage] = transport.jobs.receive(1);
+    await machine.processJobMessage(jobMessage?.body);
+    expect(await machine.getJob(jobId)).toMatchObject({ status: 'COMPLETED', result: 2 });
+  } finally {
+    await transport.close();
+  }
+});

@@ -66,21 +66,25 @@ export class SharedClaims {
 
 /**
  * Two batches may carry the same message (a redelivery while the first copy is held): the task is
- * claimed once, by the first batch that asked for it; the other finds it a duplicate.
+ * claimed once, by the first batch that asked for it; the other finds it a duplicate. Keyed by the
+ * task id as it came (no key string built per task): a task asked for at another attempt too is rare
+ * and looked up by attempt.
  */
 function assign(batches: readonly ClaimBatch[], claimed: readonly ClaimedTask[]): Map<ClaimBatch, ClaimOutcome> {
-  const owners = new Map<string, ClaimBatch>();
+  const owners = new Map<string, { attempt: number; batch: ClaimBatch; others?: Map<number, ClaimBatch> }>();
   for (const batch of batches) {
     for (const request of batch.requests) {
-      const key = `${request.taskId}\u0000${request.attempt}`;
-      if (!owners.has(key)) owners.set(key, batch);
+      const owner = owners.get(request.taskId);
+      if (!owner) owners.set(request.taskId, { attempt: request.attempt, batch });
+      else if (owner.attempt !== request.attempt && !owner.others?.has(request.attempt)) (owner.others ??= new Map()).set(request.attempt, batch);
     }
   }
   const byBatch = new Map<ClaimBatch, { tasks: ClaimedTask[] }>(batches.map((batch) => [batch, { tasks: [] }]));
   for (const task of claimed) {
-    const owner = owners.get(`${task.task_id}\u0000${task.attempt}`);
-    if (!owner) throw new Error(`claimed task ${task.task_id} at attempt ${task.attempt}, which no batch asked for`);
-    byBatch.get(owner)?.tasks.push(task);
+    const owner = owners.get(task.task_id);
+    const batch = owner?.attempt === task.attempt ? owner.batch : owner?.others?.get(task.attempt);
+    if (!batch) throw new Error(`claimed task ${task.task_id} at attempt ${task.attempt}, which no batch asked for`);
+    byBatch.get(batch)?.tasks.push(task);
   }
   return byBatch;
 }

@@ -21,7 +21,7 @@ export function textArray(values: ReadonlyArray<string | null | undefined>): str
     else if (PLAIN.test(value) && !(value.length === 4 && value.toUpperCase() === 'NULL')) parts[i] = value;
     else parts[i] = `"${value.replace(/[\\"]/g, '\\$&')}"`;
   }
-  return `{${parts.join(',')}}`;
+  return enclosed(parts, '{', '}');
 }
 
 /** An int[] / float8[] literal of finite numbers. */
@@ -45,5 +45,21 @@ export function timestampArray(values: ReadonlyArray<Date | null>): string {
  * (null elements for rows without a value). Each text must be a JSON.stringify result.
  */
 export function jsonArray(jsonTexts: ReadonlyArray<string | null>): string {
-  return `[${jsonTexts.map((json) => json ?? 'null').join(',')}]`;
+  return enclosed(
+    jsonTexts.map((json) => json ?? 'null'),
+    '[',
+    ']',
+  );
+}
+
+/**
+ * `open`, the parts joined by commas, `close`: one flat string made by the join itself. A template
+ * literal around a long join is a cons string, which the driver flattens into a second copy when it
+ * measures the parameter (a claim's or a settle's task ids: tens of kilobytes each). `parts` is changed.
+ */
+function enclosed(parts: string[], open: string, close: string): string {
+  if (parts.length === 0) return open + close;
+  parts[0] = open + (parts[0] as string);
+  parts[parts.length - 1] = (parts[parts.length - 1] as string) + close;
+  return parts.join(',');
 }
