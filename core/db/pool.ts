@@ -107,54 +107,56 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
 }
 
 /** A work of one statement: that statement's implicit transaction is the transaction. */
-async function singleStatementOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  const onError = (error: Error) => {
-    broken = error;
-  };
-  client.on('error', onError);
-  let sent = 0;
-  // The work sees the client with a guarded query; everything else is the client's own.
-  const guarded = Object.create(client) as pg.PoolClient;
-  guarded.query = ((...args: Parameters<pg.PoolClient['query']>) => {
-    sent++;
-    if (sent > 1) return Promise.reject(new SingleStatementError());
-    return (client.query as (...a: unknown[]) => unknown)(...args);
-  }) as pg.PoolClient['query'];
-  try {
-    return await work(guarded);
-  } finally {
-    client.off('error', onError);
-    client.release(broken);
-  }
+function singleStatementOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, (client) => {
+    let sent = 0;
+    // The work sees the client with a guarded query; everything else is the client's own.
+    const guarded = Object.create(client) as pg.PoolClient;
+    guarded.query = ((...args: Parameters<pg.PoolClient['query']>) => {
+      sent++;
+      if (sent > 1) return Promise.reject(new SingleStatementError());
+      return (client.query as (...a: unknown[]) => unknown)(...args);
+    }) as pg.PoolClient['query'];
+    return work(guarded);
+  });
 }
 
-async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (client, markBroken) => {
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackError) {
+        // The connection is unusable; release it as broken so the pool discards it.
+        markBroken(rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError)));
+      }
+      throw error;
+    }
+  });
+}
+
+/**
+ * A pooled connection for one unit of work, released when `use` ends. A connection killed while
+ * checked out (pg_terminate_backend, failover) emits 'error' on the client; unheard, that event
+ * would crash the process. It is kept here: the next query fails with it, and the client is
+ * released as broken so the pool discards it (as it is when `use` marks it broken).
+ */
+async function withClient<T>(pool: pg.Pool, use: (client: pg.PoolClient, markBroken: (error: Error) => void) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
-  // A connection killed while checked out (pg_terminate_backend, failover) emits 'error' on the
-  // client; unheard, that event would crash the process. It is kept here: the next query fails
-  // with it, and the client is released as broken so the pool discards it.
-  const onError = (error: Error) => {
+  const markBroken = (error: Error) => {
     broken = error;
   };
-  client.on('error', onError);
+  client.on('error', markBroken);
   try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollbackError) {
-      // The connection is unusable; release it as broken so the pool discards it.
-      broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-    }
-    throw error;
+    return await use(client, markBroken);
   } finally {
-    client.off('error', onError);
+    client.off('error', markBroken);
     client.release(broken);
   }
 }
