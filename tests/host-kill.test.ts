@@ -74,6 +74,12 @@ async function counts(jobId: string): Promise<{ status: string; stage: number; c
   return { status: job.rows[0]?.status ?? 'none', stage: job.rows[0]?.stage ?? 0, ...(tasks.rows[0] ?? { completed: 0, failed: 0, processing: 0 }) };
 }
 
+/** The job's tasks held under a claim (PROCESSING). */
+async function heldTasks(jobId: string): Promise<string[]> {
+  const result = await db.pool.query<{ task_id: string }>("SELECT task_id FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'", [jobId]);
+  return result.rows.map((row) => row.task_id);
+}
+
 /** The running dev process, for the message of a test that times out. */
 let current: Dev | undefined;
 
@@ -102,30 +108,35 @@ test('SIGKILL of coremachine dev three times during a 10,000-task hello_world: t
   const submittedAt = Date.now();
 
   // Where each kill falls: 0.4 s in (as first reported), then mid-way through each stage's tasks.
-  const killAt: Array<{ label: string; ready: (c: Awaited<ReturnType<typeof counts>>) => boolean }> = [
+  const killAt: Array<{ label: string; ready: (c: Awaited<ReturnType<typeof counts>>) => boolean; holding?: true }> = [
     { label: '0.4 s after submission', ready: () => Date.now() - submittedAt >= 400 },
     { label: 'during stage 1', ready: (c) => c.completed >= 3_000 },
     // The last kill must find tasks held, which are what it checks come back: the batches of one
     // process claim together (core/engine/shared-claims.ts), so there are moments with none held.
-    { label: 'during stage 2', ready: (c) => c.stage === 2 && c.completed >= N + 3_000 && c.processing > 0 },
+    { label: 'during stage 2', ready: (c) => c.stage === 2 && c.completed >= N + 3_000 && c.processing > 0, holding: true },
   ];
   let lastKill = { at: 0, held: [] as string[] };
-  const recoveries: Array<{ kill: string; completedAtKill: number; processingAtKill: number; restartToProgressMs: number }> = [];
-  // Seen PROCESSING by the probe, a wave of short tasks can still settle before the kill lands: a
-  // last kill that finds none held is repeated (at most 5 times), as it checks nothing.
-  for (let k = 0, repeats = 0; k < killAt.length; k++) {
-    const { label, ready } = killAt[k]!;
+  const recoveries: Array<{ kill: string; completedAtKill: number; processingAtKill: number; restartToProgressMs: number; frozenWithoutHeld?: number }> = [];
+  for (const { label, ready, holding } of killAt) {
     await until(() => counts(jobId), ready, `the moment to kill (${label})`);
+    // Seen PROCESSING by the probe, a wave of short tasks can still settle before a kill lands. The
+    // kill that must find tasks held freezes the process first (SIGSTOP: it sends nothing more),
+    // lets what it had already sent finish, and kills it only if it then holds tasks; if not, it
+    // lets it go on (SIGCONT) and tries again at the next moment the probe finds.
+    let frozenWithoutHeld = 0;
+    while (holding) {
+      dev.child.kill('SIGSTOP');
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      if ((await heldTasks(jobId)).length > 0) break;
+      frozenWithoutHeld++;
+      dev.child.kill('SIGCONT');
+      await until(() => counts(jobId), ready, `the moment to kill (${label}), again`);
+    }
     dev.child.kill('SIGKILL');
     const killed = await dev.exited;
     expect(killed.signal).toBe('SIGKILL');
     const atKill = await counts(jobId);
-    lastKill = {
-      at: Date.now(),
-      held: (await db.pool.query<{ task_id: string }>("SELECT task_id FROM coremachine.tasks WHERE job_id = $1 AND status = 'PROCESSING'", [jobId])).rows.map(
-        (r) => r.task_id,
-      ),
-    };
+    lastKill = { at: Date.now(), held: await heldTasks(jobId) };
     expect(atKill.status === 'COMPLETED').toBe(false);
     const restarted = Date.now();
     dev = startDev();
@@ -135,8 +146,13 @@ test('SIGKILL of coremachine dev three times during a 10,000-task hello_world: t
       (c) => c.completed > atKill.completed,
       `progress after the restart that followed the kill ${label}`,
     );
-    recoveries.push({ kill: label, completedAtKill: atKill.completed, processingAtKill: atKill.processing, restartToProgressMs: Date.now() - restarted });
-    if (k === killAt.length - 1 && lastKill.held.length === 0 && repeats++ < 5) k--;
+    recoveries.push({
+      kill: label,
+      completedAtKill: atKill.completed,
+      processingAtKill: atKill.processing,
+      restartToProgressMs: Date.now() - restarted,
+      ...(holding ? { frozenWithoutHeld } : {}),
+    });
   }
   // What the last dead process held under a lease comes back after it (30 s by default) and the
   // janitor's next sweep, not as a failure: running again within a minute of the kill.
