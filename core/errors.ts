@@ -233,7 +233,6 @@ export class DeadlineExceededError extends CoreMachineError {
   }
 }
 
-/** A claim that is no longer current (lease expired and re-claimed, task cancelled or finished). */
 /**
  * A unit of work declared to send one statement (run without BEGIN and COMMIT) tried a second: a
  * bug in the caller's declaration. The second statement is not sent.
@@ -245,6 +244,7 @@ export class SingleStatementError extends CoreMachineError {
   }
 }
 
+/** A claim that is no longer current (lease expired and re-claimed, task cancelled or finished). */
 export class LeaseLostError extends CoreMachineError {
   override readonly type = 'LeaseLostError';
   override readonly nonRetryable = true;

@@ -15,8 +15,9 @@ import { recordTaskLogs } from './task-logs';
 /**
  * Commits outcomes of claimed tasks in one statement (settleTasks): task rows (fenced by claim,
  * locked in task id order), then each stage's counter moved once by its k results, in a fixed
- * (job, stage) order so concurrent batches cannot deadlock. The job row is not locked here: many instances committing results of
- * one job would queue on it. What the job must do next runs as a stage check after the commit.
+ * (job, stage) order so concurrent batches cannot deadlock. The job row is not locked here: many
+ * instances committing results of one job would queue on it. What the job must do next runs as a
+ * stage check after the commit.
  */
 export async function recordTaskOutcomes(db: Queryable, outcomes: readonly TaskOutcome[]): Promise<{ settled: Set<string>; after: AfterCommit }> {
   const settled = await settleTasks(db, outcomes);

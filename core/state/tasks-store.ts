@@ -220,7 +220,7 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
            RETURNING t.task_id, t.job_id, t.stage, t.status, t.error, t.attempt, t.task_type, t.remote, t.retry_at, t.limit_key, t.slot_claim),
            ${freeSlotsOf('s')},
            ${countSettledResultsOf('s')}
-           -- One result: a row per settled task, then a row per counted stage (its task columns NULL).
+           -- One result: a row per settled task and a row per counted stage (its task columns NULL), in no set order.
            SELECT task_id, job_id, stage, status, error, attempt, task_type, remote, retry_at, NULL::json AS stage_count FROM s
            UNION ALL
            SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, stage_count FROM stage_counts_seen`,
