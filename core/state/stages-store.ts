@@ -112,10 +112,11 @@ export type StageCount = Pick<StageRow, 'job_id' | 'stage' | 'status' | 'total' 
  * The part of a settle statement (settleTasks) that counts its results: `settled` names a CTE of
  * (job_id, stage, status) rows, and this adds their completions and failures to this backend's
  * shard of each stage's counts, stages in (job, stage) order so concurrent settles cannot deadlock
- * on shared shards. It defines `stage_counts_seen`: per stage, a JSON StageCount (null `status`
- * when the stage row does not exist) with the counts this statement can see: the committed shards
- * of others plus its own. Concurrent commits do not see each other, so a commit whose view does not
- * reach the total reads the counts again after it commits (core/engine/stage-check.ts).
+ * on shared shards (a shard row references its stage, so results of a stage that does not exist
+ * fail the statement). It defines `stage_counts_seen`: per stage, a JSON StageCount with the counts
+ * this statement can see: the committed shards of others plus its own. Concurrent commits do not
+ * see each other, so a commit whose view does not reach the total reads the counts again after it
+ * commits (core/engine/stage-check.ts).
  */
 export function countSettledResultsOf(settled: string): string {
   // The statement's snapshot does not see its own upsert: its shard is added from RETURNING.
@@ -131,7 +132,7 @@ export function countSettledResultsOf(settled: string): string {
              SELECT json_build_object('job_id', mine.job_id, 'stage', mine.stage, 'status', s.status, 'total', s.total,
                       'completed', s.completed + mine.completed + others.completed, 'failed', s.failed + mine.failed + others.failed,
                       'max_failures', s.max_failures, 'creating', s.creating) AS stage_count
-               FROM mine LEFT JOIN coremachine.stages s ON s.job_id = mine.job_id AND s.stage = mine.stage,
+               FROM mine JOIN coremachine.stages s ON s.job_id = mine.job_id AND s.stage = mine.stage,
                     LATERAL (SELECT COALESCE(sum(o.completed), 0)::int AS completed, COALESCE(sum(o.failed), 0)::int AS failed
                                FROM coremachine.stage_counts o WHERE o.job_id = mine.job_id AND o.stage = mine.stage AND o.shard <> mine.shard) others)`;
 }

@@ -238,9 +238,7 @@ export async function settleTasks(db: Queryable, outcomes: readonly TaskOutcome[
   for (const row of result.rows) {
     // A task row is kept as it came (its NULL stage_count too): no copy per settled task.
     if (row.stage_count === null) settled.tasks.push(row);
-    else if (row.stage_count.status === null) {
-      throw new Error(`stage ${row.stage_count.stage} of job ${row.stage_count.job_id} does not exist but has task results`);
-    } else settled.stages.push(row.stage_count);
+    else settled.stages.push(row.stage_count);
   }
   return settled;
 }
